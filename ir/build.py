@@ -1,0 +1,322 @@
+"""Assemble a ``Graph`` from raw tensors and nodes.
+
+Shared by the ONNX importer and by tests that build graphs by hand, so that weight folding,
+view aliasing, buffer formation and ordering follow one set of rules:
+
+* weights: initializers, ``Constant`` outputs, and outputs of deterministic operators whose
+  every input is a weight (a weight-only constant subgraph such as ``ConstantOfShape`` fed by
+  an initializer) -- those operators are folded (not schedule steps);
+* views: ``VIEW_OP_TYPES`` operators alias their output to their first input (one buffer);
+* file order is kept when it is topological, otherwise a stable topological sort is used;
+  a cycle or an output that nothing produces is a ``ModelError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import networkx as nx
+
+from ir.dtypes import dtype_name, tensor_bytes
+from ir.errors import ModelError
+from ir.graph import VIEW_OP_TYPES, Buffer, Graph, Operator, Tensor, TensorKind
+
+#: Operators never folded into weights even when all inputs are constant: they are random,
+#: stateful, or carry subgraphs.
+_NEVER_FOLD = frozenset(
+    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
+     "Bernoulli", "If", "Loop", "Scan"}
+)
+
+#: Largest tensor we accept: beyond this the model is corrupt or mis-bound.
+MAX_TENSOR_BYTES = 1 << 40
+
+
+@dataclass(frozen=True)
+class RawTensor:
+    name: str
+    shape: tuple[int, ...]
+    elem_type: int
+
+
+@dataclass(frozen=True)
+class RawNode:
+    name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    domain: str = ""
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    opaque: bool = False
+    opaque_reason: str | None = None
+    extra_bytes: int = 0
+    cost: int | None = None
+    cost_unit: str | None = None
+
+
+def _is_view(node: RawNode, used: set[str]) -> bool:
+    if node.domain not in ("", "ai.onnx") or node.op_type not in VIEW_OP_TYPES:
+        return False
+    if not node.inputs or not node.inputs[0] or not node.outputs or not node.outputs[0]:
+        return False
+    if node.op_type == "Dropout":
+        # Inference-mode Dropout is a view only when its mask is not consumed and training
+        # mode is not switched on by an input.
+        if len(node.outputs) > 1 and node.outputs[1] and node.outputs[1] in used:
+            return False
+        if len(node.inputs) > 2 and node.inputs[2]:
+            return False
+    return True
+
+
+def build_graph(
+    name: str,
+    tensors: Iterable[RawTensor],
+    nodes: Sequence[RawNode],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    initializers: Iterable[str] = (),
+    element_bytes: int | None = None,
+    dims: Mapping[str, int] | None = None,
+    source_path: str | None = None,
+    source_sha256: str | None = None,
+    cost_fn: Any = None,
+) -> Graph:
+    raw = {t.name: t for t in tensors}
+    init = set(initializers)
+    # Old-style models list initializers as inputs too: those are weights, not inputs.
+    real_inputs = tuple(n for n in inputs if n not in init)
+    output_set = set(outputs)
+
+    producers: dict[str, int] = {}
+    for i, node in enumerate(nodes):
+        for out in node.outputs:
+            if not out:
+                continue
+            if out in producers or out in init or out in real_inputs:
+                raise ModelError(f"tensor '{out}' is produced more than once (node '{node.name}')")
+            producers[out] = i
+    for out in outputs:
+        if out not in producers and out not in init and out not in real_inputs:
+            raise ModelError(f"graph output '{out}' is never produced by any node")
+    known = set(producers) | init | set(real_inputs)
+    for node in nodes:
+        for inp in node.inputs:
+            if inp and inp not in known:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op_type}) reads '{inp}', which no node, "
+                    "initializer or graph input provides"
+                )
+
+    order = _topological_order(nodes, producers)
+
+    used: set[str] = set(outputs)
+    for node in nodes:
+        used.update(i for i in node.inputs if i)
+
+    # Weight folding, in topological order so that chains fold.
+    weights: set[str] = set(init)
+    folded: set[int] = set()
+    for i in order:
+        node = nodes[i]
+        if node.op_type in _NEVER_FOLD or node.opaque or node.domain not in ("", "ai.onnx"):
+            continue
+        ins = [x for x in node.inputs if x]
+        if node.op_type == "Constant" or (ins and all(x in weights for x in ins)):
+            folded.add(i)
+            weights.update(o for o in node.outputs if o)
+
+    # View aliasing via union-find over tensor names.
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.get(x, x) != x:
+            parent[x] = parent.get(parent[x], parent[x])
+            x = parent[x]
+        return x
+
+    views: set[int] = set()
+    for i in order:
+        if i in folded:
+            continue
+        node = nodes[i]
+        if _is_view(node, used):
+            views.add(i)
+            parent[find(node.outputs[0])] = find(node.inputs[0])
+
+    # Tensors.
+    kind_of: dict[str, TensorKind] = {}
+    for tname in raw:
+        if tname in real_inputs:
+            kind_of[tname] = TensorKind.INPUT
+        elif tname in weights:
+            kind_of[tname] = TensorKind.WEIGHT
+        elif tname in output_set:
+            kind_of[tname] = TensorKind.OUTPUT
+        else:
+            kind_of[tname] = TensorKind.ACTIVATION
+    referenced = set(producers) | init | set(real_inputs)
+    missing = sorted(t for t in referenced if t not in raw)
+    if missing:
+        raise ModelError(
+            f"shape of tensor '{missing[0]}' could not be determined"
+            + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else "")
+        )
+
+    computing = [i for i in order if i not in folded and i not in views]
+    consumers_of: dict[str, list[int]] = {}
+    for i in computing:
+        for inp in nodes[i].inputs:
+            if inp:
+                lst = consumers_of.setdefault(inp, [])
+                if i not in lst:
+                    lst.append(i)
+
+    # Renumber operators in the chosen (topological) order so that index order is file order.
+    new_index = {old: new for new, old in enumerate(order)}
+    tensor_objs: dict[str, Tensor] = {}
+    for tname in sorted(referenced, key=lambda n: (producers.get(n, -1), n)):
+        rt = raw[tname]
+        for d in rt.shape:
+            if d <= 0:
+                raise ModelError(f"tensor '{tname}' has a non-positive dimension in shape {list(rt.shape)}")
+        nbytes = tensor_bytes(rt.shape, rt.elem_type, element_bytes)
+        if nbytes > MAX_TENSOR_BYTES:
+            raise ModelError(
+                f"tensor '{tname}' would take {nbytes} bytes (over 2^40): check the bound dims"
+            )
+        prod = producers.get(tname)
+        tensor_objs[tname] = Tensor(
+            name=tname,
+            shape=tuple(rt.shape),
+            dtype=dtype_name(rt.elem_type),
+            bytes=nbytes,
+            kind=kind_of[tname],
+            producer=new_index[prod] if prod is not None and prod in computing else None,
+            consumers=tuple(new_index[c] for c in consumers_of.get(tname, [])),
+        )
+
+    operators: list[Operator] = []
+    for i in order:
+        node = nodes[i]
+        cost, unit = node.cost, node.cost_unit
+        if cost is None and cost_fn is not None:
+            cost, unit = cost_fn(node, raw, element_bytes)
+        if cost is None:
+            touched = [raw[x] for x in (*node.inputs, *node.outputs) if x and x in raw]
+            cost = sum(tensor_bytes(t.shape, t.elem_type, element_bytes) for t in touched)
+            unit = "bytes"
+        operators.append(
+            Operator(
+                index=new_index[i],
+                name=node.name or f"{node.op_type}_{new_index[i]}",
+                op_type=node.op_type,
+                domain=node.domain,
+                inputs=node.inputs,
+                outputs=node.outputs,
+                attributes=dict(node.attributes),
+                cost=int(cost),
+                cost_unit=unit or "bytes",
+                computing=i not in folded and i not in views,
+                opaque=node.opaque,
+                opaque_reason=node.opaque_reason,
+                extra_bytes=node.extra_bytes,
+            )
+        )
+
+    # Buffers: one per alias class of referenced tensors, in order of first appearance.
+    members: dict[str, list[str]] = {}
+    for tname in tensor_objs:
+        members.setdefault(find(tname), []).append(tname)
+    buffers: list[Buffer] = []
+    tensor_buffer: dict[str, int] = {}
+    for root, names in sorted(members.items(), key=lambda kv: _first_seen(kv[1], tensor_objs)):
+        kinds = {tensor_objs[n].kind for n in names}
+        if TensorKind.INPUT in kinds:
+            kind = TensorKind.INPUT
+        elif TensorKind.WEIGHT in kinds:
+            kind = TensorKind.WEIGHT
+        elif TensorKind.OUTPUT in kinds:
+            kind = TensorKind.OUTPUT
+        else:
+            kind = TensorKind.ACTIVATION
+        producer = next(
+            (tensor_objs[n].producer for n in names if tensor_objs[n].producer is not None), None
+        )
+        consumer_set = sorted({c for n in names for c in tensor_objs[n].consumers})
+        bid = len(buffers)
+        names_sorted = tuple(sorted(names, key=lambda n: (n != root, n)))
+        buffers.append(
+            Buffer(
+                id=bid,
+                tensors=names_sorted,
+                bytes=max(tensor_objs[n].bytes for n in names),
+                kind=kind,
+                producer=producer,
+                consumers=tuple(consumer_set),
+                is_output=any(n in output_set for n in names),
+            )
+        )
+        for n in names:
+            tensor_buffer[n] = bid
+
+    return Graph(
+        name=name,
+        tensors=tensor_objs,
+        operators=tuple(sorted(operators, key=lambda o: o.index)),
+        buffers=tuple(buffers),
+        tensor_buffer=tensor_buffer,
+        inputs=real_inputs,
+        outputs=tuple(outputs),
+        element_bytes=element_bytes,
+        dims=dict(dims or {}),
+        source_path=source_path,
+        source_sha256=source_sha256,
+    )
+
+
+def _first_seen(names: list[str], tensors: Mapping[str, Tensor]) -> tuple[int, str]:
+    def key(n: str) -> int:
+        t = tensors[n]
+        if t.producer is not None:
+            return t.producer + 1
+        return 0
+
+    return (min(key(n) for n in names), min(names))
+
+
+def _topological_order(nodes: Sequence[RawNode], producers: Mapping[str, int]) -> list[int]:
+    g = nx.DiGraph()
+    g.add_nodes_from(range(len(nodes)))
+    for i, node in enumerate(nodes):
+        for inp in node.inputs:
+            p = producers.get(inp) if inp else None
+            if p is not None:
+                if p == i:
+                    raise ModelError(f"graph has a cycle: node '{node.name}' reads its own output '{inp}'")
+                g.add_edge(p, i)
+    try:
+        order = list(nx.lexicographical_topological_sort(g))
+    except nx.NetworkXUnfeasible:
+        cycle = nx.find_cycle(g)
+        names = " -> ".join(nodes[a].name or nodes[a].op_type for a, _ in cycle)
+        raise ModelError(f"graph has a cycle: {names}") from None
+    return order
+
+
+def with_element_bytes(graph: Graph, element_bytes: int) -> Graph:
+    """Same graph with every element resized (COSMA's 8-bit setting on a float model)."""
+    tensors = {n: replace(t, bytes=_numel(t.shape) * element_bytes) for n, t in graph.tensors.items()}
+    buffers = tuple(
+        replace(b, bytes=max(tensors[n].bytes for n in b.tensors)) for b in graph.buffers
+    )
+    return replace(graph, tensors=tensors, buffers=buffers, element_bytes=element_bytes)
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

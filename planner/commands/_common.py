@@ -1,0 +1,76 @@
+"""Arguments and helpers shared by several sub-commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ir.errors import ModelError, StowageError
+from ir.graph import Graph
+from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
+
+
+def parse_dim(text: str) -> tuple[str, int]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"--dim expects NAME=VALUE, got '{text}'")
+    try:
+        v = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--dim {text}: VALUE must be a positive integer") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"--dim {text}: VALUE must be a positive integer")
+    return name.strip(), v
+
+
+def positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got '{text}'")
+    return v
+
+
+def add_model_arguments(p: argparse.ArgumentParser, model: bool = True) -> None:
+    if model:
+        p.add_argument("model", help="ONNX model file (weights optional: a graph-only file imports)")
+    p.add_argument("--dim", action="append", type=parse_dim, default=[], metavar="NAME=VALUE",
+                   help="bind a symbolic dimension (repeatable), e.g. --dim batch=1")
+    p.add_argument("--element-bytes", type=positive_int, default=None, metavar="B",
+                   help="override every element's size in bytes (1 = COSMA's 8-bit setting)")
+
+
+def add_target_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--target", default=DEFAULT_TARGET, metavar="PRESET_OR_FILE",
+                   help=f"memory hierarchy: a preset name (see 'stowage targets') or a TOML file "
+                   f"(default: {DEFAULT_TARGET})")
+    p.add_argument("--capacity", default=None, metavar="SIZE",
+                   help="compute-level capacity: bytes, a size with unit (256KiB), or M_R, M_H, M_P")
+
+
+def load_model_from_args(args: argparse.Namespace) -> Graph:
+    from ir.onnx_import import load_graph
+    from planner import progress
+
+    dims = dict(args.dim)
+    with progress.stage(f"importing {args.model}"):
+        return load_graph(args.model, dims=dims, element_bytes=args.element_bytes)
+
+
+def load_target_from_args(args: argparse.Namespace) -> Hierarchy:
+    return load_target(args.target)
+
+
+def print_json(obj: Any) -> None:
+    json.dump(obj, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+__all__ = [
+    "ModelError", "StowageError", "add_model_arguments", "add_target_arguments", "load_model_from_args",
+    "load_target_from_args", "parse_dim", "positive_int", "print_json",
+]

@@ -1,0 +1,371 @@
+"""The plan: an immutable record of schedule, placements and transfers, and its JSON form.
+
+The plan refers to the IR by ids (buffer ids, operator names) and never modifies it.  The
+JSON format is documented in ``docs/plan-format.md``; key names are fixed because tools
+outside this project read them.  ``plan_from_json`` is strict: a missing key, a wrong type,
+an unknown buffer id or a negative offset is a ``PlanFormatError`` naming the JSON path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ir.errors import PlanFormatError
+
+FORMAT = "stowage-plan"
+VERSION = 1
+PHASES = ("before", "after")
+BUFFER_KINDS = ("input", "output", "weight", "activation")
+STATUSES = ("optimal", "feasible", "infeasible", "unknown", "reference")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    path: str | None
+    sha256: str | None
+
+
+@dataclass(frozen=True)
+class LevelRef:
+    name: str
+    capacity: int | None
+    alignment: int
+
+
+@dataclass(frozen=True)
+class TargetRef:
+    name: str
+    compute_level: str
+    levels: tuple[LevelRef, ...]
+
+    def level(self, name: str) -> LevelRef | None:
+        return next((lv for lv in self.levels if lv.name == name), None)
+
+    def index(self, name: str) -> int:
+        return [lv.name for lv in self.levels].index(name)
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    element_bytes: int | None
+    weights_in_compute_level: bool
+    dims: Mapping[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
+
+
+@dataclass(frozen=True)
+class SolverInfo:
+    name: str
+    status: str
+    objective: int | None
+    lower_bound: int | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PlanBuffer:
+    id: int
+    tensors: tuple[str, ...]
+    bytes: int
+    kind: str
+    home: str | None
+
+
+@dataclass(frozen=True)
+class PlanStep:
+    op: str
+    op_type: str
+    reads: tuple[int, ...]
+    writes: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Reserves ``[offset, offset + bytes)`` of ``level`` from before step ``first`` runs
+    until after step ``last`` has run (both inclusive)."""
+
+    buffer: int
+    level: str
+    offset: int
+    first: int
+    last: int
+
+
+@dataclass(frozen=True)
+class Transfer:
+    buffer: int
+    src: str
+    dst: str
+    step: int
+    phase: str  # "before" | "after"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    compulsory_bytes: int
+    noncompulsory_bytes: int
+    peak_bytes: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "peak_bytes", MappingProxyType(dict(self.peak_bytes)))
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: ModelRef
+    target: TargetRef
+    options: PlanOptions
+    solver: SolverInfo
+    buffers: tuple[PlanBuffer, ...]
+    steps: tuple[PlanStep, ...]
+    placements: tuple[Placement, ...]
+    transfers: tuple[Transfer, ...]
+    metrics: Metrics
+    format: str = FORMAT
+    version: int = VERSION
+
+    @property
+    def traffic_bytes(self) -> int:
+        return self.metrics.compulsory_bytes + self.metrics.noncompulsory_bytes
+
+
+# ---------------------------------------------------------------------------------------
+# JSON
+# ---------------------------------------------------------------------------------------
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    return obj
+
+
+def plan_to_dict(plan: Plan) -> dict[str, Any]:
+    d = {
+        "format": plan.format,
+        "version": plan.version,
+        "model": asdict(plan.model),
+        "target": {
+            "name": plan.target.name,
+            "compute_level": plan.target.compute_level,
+            "levels": [asdict(lv) for lv in plan.target.levels],
+        },
+        "options": {
+            "element_bytes": plan.options.element_bytes,
+            "weights_in_compute_level": plan.options.weights_in_compute_level,
+            "dims": dict(plan.options.dims),
+        },
+        "solver": asdict(plan.solver),
+        "buffers": [asdict(b) for b in plan.buffers],
+        "steps": [asdict(s) for s in plan.steps],
+        "placements": [asdict(p) for p in plan.placements],
+        "transfers": [asdict(t) for t in plan.transfers],
+        "metrics": {
+            "compulsory_bytes": plan.metrics.compulsory_bytes,
+            "noncompulsory_bytes": plan.metrics.noncompulsory_bytes,
+            "peak_bytes": dict(plan.metrics.peak_bytes),
+        },
+    }
+    return _plain(d)
+
+
+def plan_to_json(plan: Plan) -> str:
+    return json.dumps(plan_to_dict(plan), indent=1, sort_keys=False) + "\n"
+
+
+class _Reader:
+    """Typed access to a JSON object that reports the path of whatever is wrong."""
+
+    def __init__(self, data: Any, path: str) -> None:
+        self.data = data
+        self.path = path
+
+    def fail(self, msg: str) -> PlanFormatError:
+        return PlanFormatError(f"plan file: {self.path}: {msg}")
+
+    def obj(self) -> Mapping[str, Any]:
+        if not isinstance(self.data, dict):
+            raise self.fail(f"expected an object, got {type(self.data).__name__}")
+        return self.data
+
+    def key(self, name: str) -> "_Reader":
+        d = self.obj()
+        if name not in d:
+            raise PlanFormatError(f"plan file: {self.path}: missing key '{name}'")
+        return _Reader(d[name], f"{self.path}.{name}")
+
+    def opt(self, name: str, default: Any = None) -> "_Reader":
+        d = self.obj()
+        return _Reader(d.get(name, default), f"{self.path}.{name}")
+
+    def int_(self, minimum: int | None = 0, nullable: bool = False) -> int | None:
+        v = self.data
+        if v is None and nullable:
+            return None
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.fail(f"expected an integer, got {json.dumps(v)[:40]}")
+        if minimum is not None and v < minimum:
+            raise self.fail(f"must be >= {minimum}, got {v}")
+        return v
+
+    def num(self) -> float:
+        v = self.data
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise self.fail(f"expected a number, got {json.dumps(v)[:40]}")
+        return float(v)
+
+    def str_(self, nullable: bool = False, choices: tuple[str, ...] | None = None) -> str | None:
+        v = self.data
+        if v is None and nullable:
+            return None
+        if not isinstance(v, str):
+            raise self.fail(f"expected a string, got {json.dumps(v)[:40]}")
+        if choices is not None and v not in choices:
+            raise self.fail(f"'{v}' is not one of {', '.join(choices)}")
+        return v
+
+    def bool_(self) -> bool:
+        if not isinstance(self.data, bool):
+            raise self.fail(f"expected true or false, got {json.dumps(self.data)[:40]}")
+        return self.data
+
+    def list_(self) -> list["_Reader"]:
+        if not isinstance(self.data, list):
+            raise self.fail(f"expected an array, got {type(self.data).__name__}")
+        return [_Reader(v, f"{self.path}[{i}]") for i, v in enumerate(self.data)]
+
+
+def plan_from_dict(data: Any) -> Plan:
+    r = _Reader(data, "$")
+    fmt = r.key("format").str_()
+    if fmt != FORMAT:
+        raise PlanFormatError(f"plan file: $.format is '{fmt}', expected '{FORMAT}'")
+    version = r.key("version").int_()
+    if version != VERSION:
+        raise PlanFormatError(f"plan file: $.version {version} is not supported (this stowage reads version {VERSION})")
+    m = r.key("model")
+    model = ModelRef(path=m.key("path").str_(nullable=True), sha256=m.key("sha256").str_(nullable=True))
+    t = r.key("target")
+    levels = tuple(
+        LevelRef(name=lv.key("name").str_(), capacity=lv.key("capacity").int_(1, nullable=True),
+                 alignment=lv.key("alignment").int_(1))
+        for lv in t.key("levels").list_()
+    )
+    level_names = [lv.name for lv in levels]
+    if not levels:
+        raise PlanFormatError("plan file: $.target.levels: at least one level is required")
+    if len(set(level_names)) != len(level_names):
+        raise PlanFormatError("plan file: $.target.levels: level names must be unique")
+    target = TargetRef(name=t.key("name").str_(), compute_level=t.key("compute_level").str_(choices=tuple(level_names)),
+                       levels=levels)
+    o = r.key("options")
+    dims_r = o.opt("dims", {})
+    dims = {k: _Reader(v, f"{dims_r.path}.{k}").int_(1) for k, v in dims_r.obj().items()}
+    options = PlanOptions(
+        element_bytes=o.key("element_bytes").int_(1, nullable=True),
+        weights_in_compute_level=o.key("weights_in_compute_level").bool_(),
+        dims=dims,
+    )
+    s = r.key("solver")
+    solver = SolverInfo(
+        name=s.key("name").str_(), status=s.key("status").str_(),
+        objective=s.opt("objective").int_(None, nullable=True),
+        lower_bound=s.opt("lower_bound").int_(None, nullable=True),
+        seconds=s.opt("seconds", 0.0).num(),
+    )
+    buffers = []
+    for i, b in enumerate(r.key("buffers").list_()):
+        bid = b.key("id").int_()
+        if bid != i:
+            raise b.fail(f"buffer ids must be 0, 1, 2, ... in order; found {bid} at position {i}")
+        buffers.append(PlanBuffer(
+            id=bid,
+            tensors=tuple(x.str_() for x in b.key("tensors").list_()),
+            bytes=b.key("bytes").int_(),
+            kind=b.key("kind").str_(choices=BUFFER_KINDS),
+            home=b.key("home").str_(nullable=True, choices=tuple(level_names)),
+        ))
+    nbuf = len(buffers)
+
+    def buf_id(rd: _Reader) -> int:
+        v = rd.int_()
+        if v >= nbuf:
+            raise rd.fail(f"unknown buffer id {v} (the plan has {nbuf} buffers)")
+        return v
+
+    steps = tuple(
+        PlanStep(op=st.key("op").str_(), op_type=st.key("op_type").str_(),
+                 reads=tuple(buf_id(x) for x in st.key("reads").list_()),
+                 writes=tuple(buf_id(x) for x in st.key("writes").list_()))
+        for st in r.key("steps").list_()
+    )
+    placements = []
+    for p in r.key("placements").list_():
+        pl = Placement(buffer=buf_id(p.key("buffer")), level=p.key("level").str_(choices=tuple(level_names)),
+                       offset=p.key("offset").int_(), first=p.key("first").int_(), last=p.key("last").int_())
+        if pl.last < pl.first:
+            raise p.fail(f"last ({pl.last}) is before first ({pl.first})")
+        placements.append(pl)
+    transfers = tuple(
+        Transfer(buffer=buf_id(x.key("buffer")), src=x.key("src").str_(choices=tuple(level_names)),
+                 dst=x.key("dst").str_(choices=tuple(level_names)), step=x.key("step").int_(),
+                 phase=x.key("phase").str_(choices=PHASES))
+        for x in r.key("transfers").list_()
+    )
+    mt = r.key("metrics")
+    pk = mt.key("peak_bytes")
+    metrics = Metrics(
+        compulsory_bytes=mt.key("compulsory_bytes").int_(),
+        noncompulsory_bytes=mt.key("noncompulsory_bytes").int_(),
+        peak_bytes={k: _Reader(v, f"{pk.path}.{k}").int_() for k, v in pk.obj().items()},
+    )
+    return Plan(model=model, target=target, options=options, solver=solver, buffers=tuple(buffers),
+                steps=steps, placements=tuple(placements), transfers=transfers, metrics=metrics,
+                format=fmt, version=version)
+
+
+def plan_from_json(text: str) -> Plan:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise PlanFormatError(f"plan file is not valid JSON: {exc}") from None
+    return plan_from_dict(data)
+
+
+def load_plan(path: str | os.PathLike[str]) -> Plan:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PlanFormatError(f"plan file not found: {p}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanFormatError(f"cannot read plan file {p}: {exc}") from None
+    return plan_from_json(text)
+
+
+def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write a file so that a failure never leaves a partial one: temp file + rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:
+    write_text_atomic(path, plan_to_json(plan))

@@ -1,0 +1,3 @@
+"""Imports every built-in solver module so that each registers itself."""
+
+import solvers.naive  # noqa: F401
