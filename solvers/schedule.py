@@ -1,0 +1,422 @@
+"""Memory-aware scheduling: a topological order of the computing operators that minimises
+peak live bytes (the ``ir.lifetimes`` conventions).
+
+Why several methods: the peak of an order is decided at a handful of branch points
+(Inception blocks, residual shortcuts, NAS cells).  Greedy list scheduling gets chain-like
+CNNs right in linear time; a beam search over "which operators have run" fixes the branch
+choices greedy gets wrong; for graphs whose reachable-state count is tractable an exact
+dynamic program over those states (Serenity, Ahn et al. 2020) proves optimality; a seeded
+local search polishes what is left.
+
+The state of a partial schedule is the *set* of executed operators: the carried bytes (live
+buffers between steps) depend only on that set, so two partial orders reaching the same set
+are interchangeable and the DP keeps the one with the smaller peak.  Sets are Python ints
+used as bitmasks over operators in file order.
+
+Determinism: every search is bounded by a work budget (beam widths, state caps, move
+counts) derived from the graph size, so the result does not depend on machine speed; the
+time limit is only a safety stop that should not trigger with the defaults.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import dataclass
+
+from ir.graph import Graph, OpIndex
+from ir.lifetimes import op_buffers
+
+log = logging.getLogger(__name__)
+
+#: Largest number of distinct states the exact DP keeps in one layer before giving up.
+DP_MAX_LAYER_STATES = 20_000
+#: Largest total number of states the exact DP expands before giving up.
+DP_MAX_TOTAL_STATES = 400_000
+
+
+@dataclass(frozen=True)
+class ScheduleModel:
+    """The scheduling problem in local ids (0..n-1 = computing ops in file order)."""
+
+    ops: tuple[OpIndex, ...]
+    preds: tuple[tuple[int, ...], ...]
+    succs: tuple[tuple[int, ...], ...]
+    op_bufs: tuple[tuple[int, ...], ...]  # local buffer ids touched by each op
+    extra: tuple[int, ...]
+    buf_bytes: tuple[int, ...]
+    buf_touch: tuple[int, ...]  # number of ops touching each buffer
+    buf_ops: tuple[tuple[int, ...], ...]  # ops touching each buffer
+    footprint: tuple[int, ...]  # bytes each op needs at its own step
+
+    @property
+    def n(self) -> int:
+        return len(self.ops)
+
+
+def build_model(graph: Graph, include_weights: bool) -> ScheduleModel:
+    ops = graph.file_order()
+    local = {idx: i for i, idx in enumerate(ops)}
+    deps = graph.op_dependencies()
+    preds = tuple(tuple(sorted(local[p] for p in deps[idx])) for idx in ops)
+    succ_lists: list[list[int]] = [[] for _ in ops]
+    for i, ps in enumerate(preds):
+        for p in ps:
+            succ_lists[p].append(i)
+    buf_local: dict[int, int] = {}
+    buf_bytes: list[int] = []
+    buf_ops: list[list[int]] = []
+    op_bufs: list[tuple[int, ...]] = []
+    for i, idx in enumerate(ops):
+        mine = []
+        for b in op_buffers(graph, graph.operators[idx], include_weights):
+            if b not in buf_local:
+                buf_local[b] = len(buf_bytes)
+                buf_bytes.append(graph.buffers[b].bytes)
+                buf_ops.append([])
+            lb = buf_local[b]
+            buf_ops[lb].append(i)
+            mine.append(lb)
+        op_bufs.append(tuple(mine))
+    extra = tuple(graph.operators[idx].extra_bytes for idx in ops)
+    return ScheduleModel(
+        ops=ops,
+        preds=preds,
+        succs=tuple(tuple(s) for s in succ_lists),
+        op_bufs=tuple(op_bufs),
+        extra=extra,
+        buf_bytes=tuple(buf_bytes),
+        buf_touch=tuple(len(o) for o in buf_ops),
+        buf_ops=tuple(tuple(o) for o in buf_ops),
+        footprint=tuple(sum(buf_bytes[b] for b in op_bufs[i]) + extra[i] for i in range(len(ops))),
+    )
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+def local_live_bytes(model: ScheduleModel, order: list[int] | tuple[int, ...]) -> list[int]:
+    """Live bytes at every step of a local order (same numbers as ``ir.lifetimes``)."""
+    done = [0] * len(model.buf_bytes)
+    touch, size, op_bufs, extra = model.buf_touch, model.buf_bytes, model.op_bufs, model.extra
+    carried = 0
+    live = []
+    for v in order:
+        new = freed = 0
+        for b in op_bufs[v]:
+            d = done[b]
+            if d == 0:
+                new += size[b]
+            d += 1
+            done[b] = d
+            if d == touch[b]:
+                freed += size[b]
+        live.append(carried + new + extra[v])
+        carried += new - freed
+    return live
+
+
+def local_peak(model: ScheduleModel, order: list[int] | tuple[int, ...]) -> int:
+    return max(local_live_bytes(model, order), default=0)
+
+
+def _score(live: list[int]) -> tuple[int, int, int]:
+    """Peak first; then fewer steps at the peak and less total pressure (lets search drift
+    across plateaus towards orders whose peak is easier to lower)."""
+    peak = max(live, default=0)
+    return (peak, sum(1 for x in live if x == peak), sum(live))
+
+
+# -- greedy list scheduling -----------------------------------------------------------------
+
+def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
+    """List scheduling with incremental live-byte bookkeeping.
+
+    Among ready ops pick by (rule 0) the smallest resulting peak, then the largest net
+    release (freed - allocated), then file position; rule 1 prefers net release first;
+    rule 2 prefers the smallest step footprint first.  Look-ahead: an op that allocates
+    nothing new and frees bytes is always taken first (it can never hurt)."""
+    n = model.n
+    done = [0] * len(model.buf_bytes)
+    touch, size, op_bufs, extra, succs = (model.buf_touch, model.buf_bytes, model.op_bufs,
+                                          model.extra, model.succs)
+    indeg = [len(p) for p in model.preds]
+    ready = {i for i in range(n) if indeg[i] == 0}
+    carried = peak = 0
+    order: list[int] = []
+    while ready:
+        best_key = None
+        best = -1
+        for v in ready:
+            new = freed = 0
+            for b in op_bufs[v]:
+                d = done[b]
+                if d == 0:
+                    new += size[b]
+                if d == touch[b] - 1:
+                    freed += size[b]
+            step = carried + new + extra[v]
+            if rule == 0:
+                key = (max(peak, step), new - freed, step, v)
+            elif rule == 1:
+                key = (new - freed, max(peak, step), v)
+            else:
+                key = (step, new - freed, v)
+            if best_key is None or key < best_key:
+                best_key, best = key, v
+        v = best
+        ready.discard(v)
+        new = freed = 0
+        for b in op_bufs[v]:
+            d = done[b]
+            if d == 0:
+                new += size[b]
+            d += 1
+            done[b] = d
+            if d == touch[b]:
+                freed += size[b]
+        peak = max(peak, carried + new + extra[v])
+        carried += new - freed
+        order.append(v)
+        for u in succs[v]:
+            indeg[u] -= 1
+            if indeg[u] == 0:
+                ready.add(u)
+    if len(order) != n:
+        raise ValueError("dependency cycle among computing operators")
+    return order
+
+
+# -- state-space search (exact DP and beam) -------------------------------------------------
+
+@dataclass
+class _State:
+    peak: int
+    carried: int
+    mask: int
+    ready: frozenset[int]
+    path: tuple | None  # (op, parent_path) linked list
+
+
+def _masks(model: ScheduleModel) -> tuple[list[int], list[int]]:
+    pred_mask = [0] * model.n
+    for i, ps in enumerate(model.preds):
+        m = 0
+        for p in ps:
+            m |= 1 << p
+        pred_mask[i] = m
+    buf_mask = [0] * len(model.buf_bytes)
+    for b, ops in enumerate(model.buf_ops):
+        m = 0
+        for o in ops:
+            m |= 1 << o
+        buf_mask[b] = m
+    return pred_mask, buf_mask
+
+
+def _unwind(path: tuple | None) -> list[int]:
+    out = []
+    while path is not None:
+        out.append(path[0])
+        path = path[1]
+    out.reverse()
+    return out
+
+
+def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline: float,
+            max_layer: int = DP_MAX_LAYER_STATES, max_total: int = DP_MAX_TOTAL_STATES,
+            ) -> tuple[list[int] | None, bool]:
+    """Layered search over executed-op sets.
+
+    ``width=None`` is the exact DP: every distinct set is kept (the one with the smallest
+    peak so far), states whose peak reaches ``upper`` are pruned (they cannot beat the known
+    order), and the search aborts -- returning ``(None, False)`` -- past the state caps or
+    the deadline.  Returns ``(order or None, complete)``; for the DP, complete with no order
+    means no order beats ``upper``.  With a width it is a beam search keeping the ``width``
+    best states per layer by (peak, carried)."""
+    n = model.n
+    pred_mask, buf_mask = _masks(model)
+    size, op_bufs, extra, succs = model.buf_bytes, model.op_bufs, model.extra, model.succs
+    start = _State(0, 0, 0, frozenset(i for i in range(n) if not model.preds[i]), None)
+    layer = [start]
+    total = 0
+    for _depth in range(n):
+        if time.perf_counter() > deadline:
+            return None, False
+        children: dict[int, _State] = {}
+        for st in layer:
+            mask, carried = st.mask, st.carried
+            for v in st.ready:
+                nmask = mask | (1 << v)
+                inv = ~nmask
+                new = freed = 0
+                for b in op_bufs[v]:
+                    bm = buf_mask[b]
+                    if bm & mask == 0:
+                        new += size[b]
+                    if bm & inv == 0:
+                        freed += size[b]
+                step = carried + new + extra[v]
+                peak = st.peak if st.peak >= step else step
+                if upper is not None and peak >= upper:
+                    continue
+                old = children.get(nmask)
+                if old is not None and (old.peak, old.path[0]) <= (peak, v):
+                    continue
+                if old is not None:
+                    old.peak, old.path = peak, (v, st.path)
+                    continue
+                ready = set(st.ready)
+                ready.discard(v)
+                for u in succs[v]:
+                    if pred_mask[u] & inv == 0:
+                        ready.add(u)
+                children[nmask] = _State(peak, carried + new - freed, nmask, frozenset(ready), (v, st.path))
+        if not children:
+            return None, width is None
+        layer = list(children.values())
+        total += len(layer)
+        if width is None:
+            if len(layer) > max_layer or total > max_total:
+                log.debug("exact DP gave up at depth %d (%d states in layer)", _depth, len(layer))
+                return None, False
+        elif len(layer) > width:
+            layer.sort(key=lambda s: (s.peak, s.carried, s.path[0]))
+            layer = layer[:width]
+    best = min(layer, key=lambda s: (s.peak, s.path[0]))
+    return _unwind(best.path), True
+
+
+# -- local search ---------------------------------------------------------------------------
+
+def _local_search(model: ScheduleModel, order: list[int], moves: int, seed: int,
+                  deadline: float) -> list[int]:
+    """Move single ops within their dependency window; keep a move if the (peak, #peak
+    steps, total pressure) score does not get worse.  Moves are biased towards ops around
+    a peak step, where the peak can change."""
+    n = model.n
+    if n < 3:
+        return order
+    rng = random.Random(seed)
+    cur = list(order)
+    live = local_live_bytes(model, cur)
+    cur_score = _score(live)
+    preds, succs = model.preds, model.succs
+    for it in range(moves):
+        if it % 16 == 0 and time.perf_counter() > deadline:
+            break
+        pos = {v: i for i, v in enumerate(cur)}
+        if rng.random() < 0.75:
+            peak = cur_score[0]
+            peaks = [s for s, x in enumerate(live) if x == peak]
+            centre = rng.choice(peaks)
+            i = min(n - 1, max(0, centre + rng.randint(-4, 4)))
+        else:
+            i = rng.randrange(n)
+        v = cur[i]
+        lo = max((pos[p] for p in preds[v]), default=-1) + 1
+        hi = min((pos[s] for s in succs[v]), default=n) - 1
+        if hi <= lo:
+            continue
+        j = rng.randint(lo, hi)
+        if j == i:
+            continue
+        cand = cur[:i] + cur[i + 1:]
+        cand.insert(j, v)
+        cand_live = local_live_bytes(model, cand)
+        sc = _score(cand_live)
+        if sc <= cur_score:
+            cur, live, cur_score = cand, cand_live, sc
+    return cur
+
+
+# -- public API -----------------------------------------------------------------------------
+
+def _to_graph_order(model: ScheduleModel, order: list[int]) -> tuple[OpIndex, ...]:
+    return tuple(model.ops[v] for v in order)
+
+
+def exact_min_peak_order(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+                         ) -> tuple[tuple[OpIndex, ...], bool]:
+    """The exact DP (bounded by the state caps and ``time_limit``), seeded with the greedy
+    orders as upper bound.  Returns ``(order, proven_optimal)``; when the DP gives up, the
+    best greedy/file order and ``False``."""
+    model = build_model(graph, include_weights)
+    order, proven = _exact(model, time.perf_counter() + time_limit)
+    return _to_graph_order(model, order), proven
+
+
+def _lower_bound(model: ScheduleModel) -> int:
+    """No order has a smaller peak than the largest single-op footprint (M_R)."""
+    return max(model.footprint, default=0)
+
+
+def _best_greedy(model: ScheduleModel) -> list[int]:
+    cands = [list(range(model.n))] + [greedy_order(model, r) for r in (0, 1, 2)]
+    return min(cands, key=lambda o: _score(local_live_bytes(model, o)))
+
+
+def _exact(model: ScheduleModel, deadline: float) -> tuple[list[int], bool]:
+    best = _best_greedy(model)
+    ub = local_peak(model, best)
+    if ub <= _lower_bound(model):
+        return best, True
+    found, complete = _search(model, None, ub, deadline)
+    if found is not None:
+        return found, True
+    return best, complete
+
+
+def min_peak_order(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+                   seed: int = 0) -> tuple[OpIndex, ...]:
+    """A topological order of the computing ops (graph op indices) with small peak live bytes,
+    never worse than file order.  See the module docstring for the stages."""
+    return min_peak_order_ex(graph, include_weights, time_limit, seed)[0]
+
+
+def min_peak_order_ex(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+                      seed: int = 0) -> tuple[tuple[OpIndex, ...], bool]:
+    """``min_peak_order`` that also says whether the order is proven optimal."""
+    t0 = time.perf_counter()
+    deadline = t0 + max(0.0, time_limit)
+    model = build_model(graph, include_weights)
+    n = model.n
+    if n == 0:
+        return (), True
+    best = _best_greedy(model)
+    best_score = _score(local_live_bytes(model, best))
+    lb = _lower_bound(model)
+    if best_score[0] <= lb:
+        return _to_graph_order(model, best), True
+
+    # Beam search with growing width (deterministic widths; the deadline is a safety stop).
+    width = 4
+    max_width = max(4, min(256, 200_000 // n))
+    while width <= max_width and time.perf_counter() < deadline:
+        found, _ = _search(model, width, None, deadline)
+        if found is not None:
+            sc = _score(local_live_bytes(model, found))
+            if sc < best_score:
+                best, best_score = found, sc
+        width *= 4
+    if best_score[0] <= lb:
+        return _to_graph_order(model, best), True
+
+    # Exact DP, pruned by the best peak so far; it gives up on its own state caps.
+    if n <= 5000:
+        dp_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
+        found, complete = _search(model, None, best_score[0], dp_deadline)
+        if found is not None:
+            return _to_graph_order(model, found), True
+        if complete:
+            return _to_graph_order(model, best), True
+
+    # Seeded local search.
+    moves = min(2000, max(300, 4_000_000 // n))
+    improved = _local_search(model, best, moves, seed, deadline)
+    sc = _score(local_live_bytes(model, improved))
+    if sc < best_score:
+        best, best_score = improved, sc
+    log.info("min_peak_order: %d ops, peak %d (bound %d) in %.2fs", n, best_score[0], lb,
+             time.perf_counter() - t0)
+    return _to_graph_order(model, best), best_score[0] <= lb
