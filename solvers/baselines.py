@@ -1,0 +1,99 @@
+"""The four baselines of COSMA's evaluation (Li, Gupta, Malik, arXiv 2311.18246).
+
+Each is the TensorFlow Lite arena allocator -- offsets chosen online, as buffers become
+resident, in the best-fitting gap among resident buffers (``SimpleMemoryArena``'s rule), with
+no capacity awareness of its own -- combined with an operator order and a replacement policy:
+
+* order ``fileorder``: the framework's operator order (ONNX file order, a topological order);
+* order ``minpeak``: the order that minimises peak live bytes (``solvers.schedule.min_peak_order``);
+* ``belady``: when a request does not fit, evict the resident buffer whose next use is
+  furthest in the future, repeatedly until a gap fits; victims that do not overlap the gap
+  finally used are kept (so the baseline never evicts more than the hole it uses needs);
+* ``greedy``: per decision, among every contiguous window of the arena that holds no buffer
+  the current operator needs, evict the one whose victims add the least traffic (clean
+  victims cost their reload, dirty ones a store and a reload); ties go to fewer bytes, then
+  to victims needed latest.
+
+These are the strongest honest versions of each idea: both replacement policies are
+allocation-aware enough never to evict a buffer that does not help the allocation, clean
+buffers are dropped without a store, outputs are stored once right after production.  What
+they do not do (by design, since that is what the heuristic planner adds): re-pack offsets
+offline, look at reload distance and traffic together, or search over orders.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from ir.graph import Graph, OpIndex
+from planner.plan import Plan
+from solvers.assemble import assemble_plan
+from solvers.problem import Problem
+from solvers.registry import register
+from solvers.spill import Config, simulate
+
+log = logging.getLogger(__name__)
+
+
+def min_peak_order(graph: Graph, include_weights: bool, time_limit: float, seed: int) -> tuple[OpIndex, ...]:
+    """The minimum-peak order from ``solvers.schedule`` (file order if that module is absent)."""
+    try:
+        from solvers.schedule import min_peak_order as mpo
+    except ImportError:
+        log.warning("solvers.schedule not available: using file order for the min-peak order")
+        return graph.file_order()
+    return tuple(mpo(graph, include_weights, time_limit=time_limit, seed=seed))
+
+
+@dataclass(frozen=True)
+class BaselineParams:
+    """Options of the four baselines.
+
+    ``fit``: gap choice of the arena, ``best`` (TFLite's rule, default) or ``first``.
+    ``order_time``: seconds for the min-peak scheduler (min-peak baselines only; capped by
+    the problem's time limit)."""
+
+    fit: str = "best"
+    order_time: float = 2.0
+
+
+def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str, name: str) -> Plan:
+    started = time.perf_counter()
+    if order_kind == "fileorder":
+        order = problem.graph.file_order()
+    else:
+        order = min_peak_order(problem.graph, problem.include_weights,
+                               min(params.order_time, problem.time_limit), problem.seed)
+    res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
+    assert res is not None  # online mode always returns a result
+    return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible", None, started)
+
+
+@register("baseline-fileorder-belady", BaselineParams,
+          "COSMA baseline: TFLite arena (best fit) + file order + Belady replacement")
+def baseline_fileorder_belady(problem: Problem, params: BaselineParams) -> Plan:
+    return _run(problem, params, "fileorder", "belady", "baseline-fileorder-belady")
+
+
+@register("baseline-fileorder-greedy", BaselineParams,
+          "COSMA baseline: TFLite arena (best fit) + file order + greedy least-traffic replacement")
+def baseline_fileorder_greedy(problem: Problem, params: BaselineParams) -> Plan:
+    return _run(problem, params, "fileorder", "greedy", "baseline-fileorder-greedy")
+
+
+@register("baseline-minpeak-belady", BaselineParams,
+          "COSMA baseline: TFLite arena (best fit) + min-peak order + Belady replacement")
+def baseline_minpeak_belady(problem: Problem, params: BaselineParams) -> Plan:
+    return _run(problem, params, "minpeak", "belady", "baseline-minpeak-belady")
+
+
+@register("baseline-minpeak-greedy", BaselineParams,
+          "COSMA baseline: TFLite arena (best fit) + min-peak order + greedy least-traffic replacement")
+def baseline_minpeak_greedy(problem: Problem, params: BaselineParams) -> Plan:
+    return _run(problem, params, "minpeak", "greedy", "baseline-minpeak-greedy")
+
+
+BASELINES = ("baseline-fileorder-belady", "baseline-fileorder-greedy",
+             "baseline-minpeak-belady", "baseline-minpeak-greedy")

@@ -1,0 +1,259 @@
+"""The heuristic planner (``heuristic``) and the default solver (``auto``).
+
+Stages (each bounded by a work budget so that a seed gives the same plan; the time limit is
+a safety stop):
+
+1. **Orders.**  The minimum-peak order (``solvers.schedule``: greedy list scheduling, beam
+   search, exact DP when small enough), the greedy list-scheduling variants and file order.
+2. **Zero spill.**  For every order whose peak live bytes fit, pack its lifetimes offline
+   (``solvers.allocate``).  If the packing fits the capacity the plan spills nothing --
+   optimal traffic -- and among those the smallest peak address wins.
+3. **Spilling.**  Otherwise a portfolio of replacement configurations for the best orders
+   (``solvers.spill``): residency on byte counts with the cost-aware policy (traffic in
+   byte-hops over next-use distance ** beta) followed by offline packing, with a ladder of
+   capacity slack until the packing fits; then the allocation-aware online variants, whose
+   victims are windows of address-adjacent buffers so each eviction opens a usable hole.
+   The portfolio includes the baselines' own configurations, so the heuristic is never
+   worse than the min-peak and file-order baselines.
+4. **Improvement.**  A seeded local search over orders: move one operator inside its
+   dependency window (a few at a time), re-run the best configuration, keep the result if
+   non-compulsory traffic (then peak address) does not get worse.
+
+Stops early when traffic reaches the lower bound (``solvers.traffic_bound``); the plan's
+status is then ``optimal``, otherwise ``feasible``.
+
+Not done (yet): divide and conquer (cutting graphs at narrow points); for graphs of
+thousands of operators the same pipeline runs with a smaller portfolio instead.  For
+three-level targets the spill level is the nearest writable one with room (byte counts).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ir.graph import Graph, OpIndex
+from ir.lifetimes import peak_live
+from planner import progress
+from planner.plan import Plan
+from solvers.assemble import assemble_plan
+from solvers.baselines import min_peak_order
+from solvers.problem import Problem
+from solvers.registry import register
+from solvers.spill import Config, SpillResult, simulate
+from solvers.traffic_bound import traffic_lower_bound
+
+log = logging.getLogger(__name__)
+
+#: Graphs with more computing operators than this get the reduced portfolio.
+LARGE_GRAPH = 2000
+
+
+@dataclass(frozen=True)
+class HeuristicParams:
+    """Options of the heuristic planner.
+
+    ``order_time``: seconds for the min-peak scheduler (at most 40% of the time limit).
+    ``betas``: distance exponents tried by the cost-aware policy.
+    ``slacks``: capacity fractions held back, in turn, until the offline packing fits.
+    ``improve_iters``: local-search iterations (0 = none); a work budget, not a time.
+    ``moves``: operator moves per perturbation of an order.
+    ``pack_time``: seconds for each offline packing.
+    ``fast``: reduced portfolio (``None`` = decide by graph size, see ``LARGE_GRAPH``)."""
+
+    order_time: float = 2.0
+    betas: tuple[float, ...] = (1.0, 2.0, 0.5)
+    slacks: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.2, 0.35)
+    improve_iters: int = 40
+    moves: int = 3
+    pack_time: float = 0.5
+    fast: bool | None = None
+
+
+def _score(res: SpillResult) -> tuple[int, int]:
+    return (res.noncompulsory, res.peak_address)
+
+
+class _Search:
+    def __init__(self, problem: Problem, params: HeuristicParams, started: float) -> None:
+        self.p = problem
+        self.params = params
+        self.deadline = started + max(0.05, problem.time_limit)
+        self.started = started
+        self.best: SpillResult | None = None
+        self.bound = traffic_lower_bound(problem)
+        n = len(problem.graph.computing_ops)
+        self.fast = params.fast if params.fast is not None else n > LARGE_GRAPH
+        self.evals = 0
+
+    def time_left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def done(self) -> bool:
+        return self.best is not None and (
+            self.time_left() <= 0 or (self.p.capacity is not None and self.best.noncompulsory <= self.bound))
+
+    def offer(self, res: SpillResult | None) -> bool:
+        self.evals += 1
+        if res is None:
+            return False
+        if self.best is None or _score(res) < _score(self.best):
+            self.best = res
+            progress.status(f"heuristic: best non-compulsory {res.noncompulsory} B, bound {self.bound} B, "
+                            f"{time.perf_counter() - self.started:.1f}s")
+            return True
+        return False
+
+    def run_cfg(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
+        cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())), seed=self.p.seed)
+        if cfg.alloc == "online":
+            return simulate(self.p, order, cfg)
+        for slack in self.params.slacks:
+            res = simulate(self.p, order, replace(cfg, slack=slack))
+            if res is not None:
+                return res
+            if self.best is not None and self.time_left() <= 0:
+                break
+        return None
+
+    # -- stages -------------------------------------------------------------------------
+    def orders(self) -> list[tuple[OpIndex, ...]]:
+        g, iw = self.p.graph, self.p.include_weights
+        budget = min(self.params.order_time, 0.4 * self.p.time_limit)
+        cands = [min_peak_order(g, iw, budget, self.p.seed), g.file_order()]
+        cands += _greedy_orders(g, iw)
+        seen: set[tuple[OpIndex, ...]] = set()
+        out = []
+        for o in cands:
+            if o not in seen:
+                seen.add(o)
+                out.append(o)
+        return out
+
+    def search(self) -> SpillResult:
+        orders = self.orders()
+        cap = self.p.capacity
+        # Stage 2: zero spill when a peak fits and packs.
+        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.include_weights) <= cap]
+        fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.include_weights))
+        for o in fitting[: 1 if self.fast else len(fitting)]:
+            self.offer(simulate(self.p, o, Config(policy="cost", alloc="bytes", pack_time=self.params.pack_time,
+                                                   seed=self.p.seed)))
+            if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
+                break
+        if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):
+            return self.best
+        # Stage 3: the spill portfolio over the most promising orders.
+        main, rest = orders[0], orders[1:]
+        configs = self.portfolio()
+        for cfg in configs:
+            if self.done():
+                return self.best  # type: ignore[return-value]
+            self.offer(self.run_cfg(main, cfg))
+        for o in rest[: 1 if self.fast else len(rest)]:
+            for cfg in configs[: 2 if self.fast else len(configs)]:
+                if self.done():
+                    return self.best  # type: ignore[return-value]
+                self.offer(self.run_cfg(o, cfg))
+        if self.best is None:  # every bytes-mode packing failed and the deadline hit
+            self.offer(simulate(self.p, main, Config(policy="cost", alloc="online")))
+        # Stage 4: local search over orders with the best configuration.
+        self.improve()
+        assert self.best is not None
+        return self.best
+
+    def portfolio(self) -> list[Config]:
+        betas = self.params.betas[:1] if self.fast else self.params.betas
+        cfgs = [Config(policy="cost", alloc="bytes", beta=b) for b in betas]
+        if not self.fast:
+            cfgs += [Config(policy="belady", alloc="bytes"), Config(policy="greedy", alloc="bytes")]
+        cfgs += [Config(policy="cost", alloc="online", beta=b) for b in betas]
+        cfgs += [Config(policy="greedy", alloc="online"), Config(policy="belady", alloc="online")]
+        return cfgs
+
+    def improve(self) -> None:
+        if self.best is None or self.params.improve_iters <= 0:
+            return
+        rng = random.Random(self.p.seed)
+        g = self.p.graph
+        deps = g.op_dependencies()
+        succs: dict[OpIndex, list[OpIndex]] = {op: [] for op in deps}
+        for op, ds in deps.items():
+            for d in ds:
+                succs[d].append(op)
+        iters = self.params.improve_iters if not self.fast else max(1, self.params.improve_iters // 8)
+        for _ in range(iters):
+            if self.done():
+                return
+            cur = self.best
+            order = _perturb(list(cur.order), deps, succs, rng, self.params.moves)
+            if order == list(cur.order):
+                continue
+            self.offer(self.run_cfg(order, cur.config))
+
+
+def _greedy_orders(g: Graph, iw: bool) -> list[tuple[OpIndex, ...]]:
+    """The list-scheduling variants of ``solvers.schedule`` (absent -> none)."""
+    try:
+        from solvers.schedule import build_model, greedy_order
+    except ImportError:
+        return []
+    model = build_model(g, iw)
+    return [tuple(model.ops[v] for v in greedy_order(model, r)) for r in (0, 1, 2)]
+
+
+def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
+             succs: dict[OpIndex, list[OpIndex]], rng: random.Random, moves: int) -> list[OpIndex]:
+    """Move ``moves`` random operators to random positions inside their dependency windows."""
+    order = list(order)
+    for _ in range(moves):
+        pos = {op: i for i, op in enumerate(order)}
+        i = rng.randrange(len(order))
+        op = order[i]
+        lo = max((pos[d] for d in deps[op]), default=-1) + 1
+        hi = min((pos[s] for s in succs[op]), default=len(order)) - 1
+        if hi <= lo:
+            continue
+        j = rng.randint(lo, hi)
+        order.pop(i)
+        order.insert(j if j < i else j, op)
+    return order
+
+
+def plan_heuristic(problem: Problem, params: HeuristicParams, name: str) -> Plan:
+    started = time.perf_counter()
+    search = _Search(problem, params, started)
+    best = search.search()
+    status = "optimal" if problem.capacity is not None and best.noncompulsory <= search.bound else "feasible"
+    log.info("%s: %d evaluations, non-compulsory %d, bound %d", name, search.evals, best.noncompulsory, search.bound)
+    return assemble_plan(problem, best.order, best.placements, best.transfers, name, status, search.bound, started)
+
+
+@register("heuristic", HeuristicParams,
+          "min-peak order + offline packing; cost-aware, allocation-aware spilling; seeded local search")
+def heuristic(problem: Problem, params: HeuristicParams) -> Plan:
+    return plan_heuristic(problem, params, "heuristic")
+
+
+@dataclass(frozen=True)
+class AutoParams:
+    """``auto`` has no options of its own: it runs ``heuristic`` with settings chosen by
+    graph size and time limit (see ``choose``)."""
+
+
+def choose(problem: Problem) -> HeuristicParams:
+    """The rule of ``auto``: graphs above ``LARGE_GRAPH`` computing operators, or time limits
+    under 2 s, get the reduced portfolio and a shorter local search; the scheduler gets at
+    most 40% of the time limit (HeuristicParams.order_time)."""
+    n = len(problem.graph.computing_ops)
+    if n > LARGE_GRAPH or problem.time_limit < 2.0:
+        return HeuristicParams(fast=True, improve_iters=8, pack_time=0.3)
+    return HeuristicParams(fast=False)
+
+
+@register("auto", AutoParams, "the default: the heuristic planner, sized by graph size and time limit")
+def auto(problem: Problem, params: AutoParams) -> Plan:
+    return plan_heuristic(problem, choose(problem), "auto")
