@@ -1,0 +1,304 @@
+"""The exact joint model in CP-SAT: order + residency segments + spills/reloads + offsets.
+
+Blocks: data (``solvers.joint_data.JointData``), variables, constraints, objective, solve,
+extract.  Fixes to COSMA's published ILP (docs/domain.md): one operator per step (the
+positions are a permutation), base cases at the first step (a buffer's first segment starts
+exactly at its producer's step; inputs and weights are loaded on demand), exact integer
+arithmetic (offsets are integers in units of the alignment; no tolerances anywhere).
+
+Instead of big-M disjunctions, every residency segment is an optional interval in time and a
+fixed-size optional interval in address, and one ``NoOverlap2D`` forbids two segments sharing
+a byte at a step; a ``Cumulative`` over the same time intervals is a redundant capacity cut
+that gives the LP and the propagators a bound COSMA's relaxation lacks.
+
+Objective: ``traffic * (capacity + 1) + peak`` -- non-compulsory byte-hops first, the peak
+address as a tie-breaker (exact because ``peak <= capacity``).  Mode ``min-peak`` minimises
+the peak alone with one segment per buffer (no spill): its optimum over all orders is M_P.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass
+
+from ortools.sat.python import cp_model
+
+from planner import progress
+from solvers.joint_data import JointData, JointSolution, Segment, step_bounds, tighten
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Outcome of one backend run.  ``bound`` is a proven lower bound on the primary
+    objective (traffic byte-hops, or the peak in min-peak mode); ``value`` the solution's."""
+
+    solution: JointSolution | None
+    status: str          # optimal | feasible | infeasible | unknown
+    value: int | None
+    bound: int | None
+    seconds: float
+    backend: str
+
+
+@dataclass
+class _SegmentVars:
+    present: cp_model.IntVar | int
+    start: cp_model.IntVar
+    end: cp_model.IntVar
+    offset: cp_model.IntVar
+    time_interval: cp_model.IntervalVar
+    addr_interval: cp_model.IntervalVar
+
+
+class _Progress(cp_model.CpSolverSolutionCallback):
+    """Reports best objective, bound and elapsed time on the status line."""
+
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+        self.t0 = time.perf_counter()
+        self.solutions = 0
+
+    def on_solution_callback(self) -> None:
+        self.solutions += 1
+        progress.status(f"{self.label}: best {int(self.ObjectiveValue())} bound "
+                        f"{int(self.BestObjectiveBound())} after {time.perf_counter() - self.t0:.1f}s")
+
+
+class JointCpModel:
+    """Builds the CP-SAT model of a ``JointData``; ``solve`` runs it and extracts a solution."""
+
+    def __init__(self, data: JointData) -> None:
+        self.data = data
+        self.model = cp_model.CpModel()
+        self.weight = data.capacity + 1          # lexicographic weight of traffic over peak
+        self._variables()
+        self._constraints()
+        self._objective()
+
+    # -- variables ---------------------------------------------------------------------
+    def _variables(self) -> None:
+        d, m = self.data, self.model
+        n = d.nsteps
+        bounds = step_bounds(d)
+        self.step_bounds = bounds
+        # pos_by_op: the step at which each operator runs.
+        self.pos_by_op = {op: m.NewIntVar(lo, hi, f"pos[{op}]") for op, (lo, hi) in bounds.items()}
+        self.segments_by_buffer: dict[int, list[_SegmentVars]] = {}
+        # covers_by_buffer_user[b][u][k]: segment k of buffer b is resident when u runs.
+        self.covers_by_buffer_user: dict[int, dict[int, list]] = {}
+        for mb in d.buffers:
+            lo = min(bounds[u][0] for u in mb.users)
+            hi = max(bounds[u][1] for u in mb.users)
+            max_off = d.capacity - mb.size
+            segs = []
+            for k in range(mb.max_segments):
+                present = 1 if k == 0 else m.NewBoolVar(f"present[{mb.id},{k}]")
+                start = m.NewIntVar(lo, hi, f"start[{mb.id},{k}]")
+                end = m.NewIntVar(lo, hi, f"end[{mb.id},{k}]")
+                length = m.NewIntVar(1, hi - lo + 1, f"length[{mb.id},{k}]")
+                offset = m.NewIntVarFromDomain(
+                    cp_model.Domain.FromValues(list(range(0, max_off + 1, d.alignment))), f"offset[{mb.id},{k}]")
+                if k == 0:
+                    t_iv = m.NewIntervalVar(start, length, end + 1, f"time[{mb.id},{k}]")
+                    a_iv = m.NewFixedSizeIntervalVar(offset, mb.size, f"addr[{mb.id},{k}]")
+                else:
+                    t_iv = m.NewOptionalIntervalVar(start, length, end + 1, present, f"time[{mb.id},{k}]")
+                    a_iv = m.NewOptionalFixedSizeIntervalVar(offset, mb.size, present, f"addr[{mb.id},{k}]")
+                segs.append(_SegmentVars(present, start, end, offset, t_iv, a_iv))
+            self.segments_by_buffer[mb.id] = segs
+            if mb.max_segments > 1:
+                self.covers_by_buffer_user[mb.id] = {
+                    u: [m.NewBoolVar(f"covers[{mb.id},{u},{k}]") for k in range(mb.max_segments)]
+                    for u in mb.users
+                }
+        # scratch_offset_by_op: working memory of opaque operators, one step long.
+        self.scratch_by_op = {}
+        for op, extra in d.scratch:
+            off = m.NewIntVarFromDomain(
+                cp_model.Domain.FromValues(list(range(0, d.capacity - extra + 1, d.alignment))), f"scratch[{op}]")
+            pos = self.pos_by_op[op]
+            self.scratch_by_op[op] = (off, m.NewIntervalVar(pos, 1, pos + 1, f"scratch_time[{op}]"),
+                                      m.NewFixedSizeIntervalVar(off, extra, f"scratch_addr[{op}]"))
+        self.peak = m.NewIntVar(0, d.capacity, "peak")
+        del n
+
+    # -- constraints ------------------------------------------------------------------
+    def _constraints(self) -> None:
+        d, m = self.data, self.model
+        pos = self.pos_by_op
+        # Schedule: a permutation (one operator per step) respecting dependencies.
+        if d.order is None:
+            m.AddAllDifferent(list(pos.values()))
+            for op, preds in d.preds:
+                for p in preds:
+                    m.Add(pos[p] < pos[op])
+        size_by_buffer = {mb.id: mb.size for mb in d.buffers}
+        for mb in d.buffers:
+            segs = self.segments_by_buffer[mb.id]
+            # Base case: an activation appears when its producer runs.
+            if mb.producer is not None:
+                m.Add(segs[0].start == pos[mb.producer])
+            # Segments are ordered in time and used in order (symmetry breaking).
+            for a, b in zip(segs, segs[1:]):
+                m.AddImplication(b.present, a.present)
+                m.Add(b.start >= a.end + 1).OnlyEnforceIf(b.present)
+                # An absent segment is pinned (no symmetric copies of it).
+                m.Add(b.start == b.end).OnlyEnforceIf(b.present.Not())
+                m.Add(b.start == segs[0].start).OnlyEnforceIf(b.present.Not())
+                m.Add(b.offset == 0).OnlyEnforceIf(b.present.Not())
+            for s in segs:
+                top = m.Add(self.peak >= s.offset + mb.size)
+                if not isinstance(s.present, int):
+                    top.OnlyEnforceIf(s.present)
+            # Residency: every operator touching the buffer finds it in some segment.
+            if mb.max_segments == 1:
+                for u in mb.users:
+                    m.Add(segs[0].start <= pos[u])
+                    m.Add(segs[0].end >= pos[u])
+                continue
+            covers = self.covers_by_buffer_user[mb.id]
+            for u, cov in covers.items():
+                m.AddExactlyOne(cov)
+                for k, c in enumerate(cov):
+                    if k > 0:
+                        m.AddImplication(c, segs[k].present)
+                    m.Add(segs[k].start <= pos[u]).OnlyEnforceIf(c)
+                    m.Add(segs[k].end >= pos[u]).OnlyEnforceIf(c)
+            if mb.producer is not None:
+                m.Add(covers[mb.producer][0] == 1)
+            for k in range(1, mb.max_segments):
+                # A present segment serves some operator (else it is pure cost).
+                m.AddBoolOr([covers[u][k] for u in mb.users]).OnlyEnforceIf(segs[k].present)
+            if d.order is not None:
+                # Fixed order: users in time order take segments 0, 0/1, ... (no gaps).
+                step = {op: s for s, op in enumerate(d.order)}
+                ordered = sorted(mb.users, key=lambda u: step[u])
+                idx = [sum(k * c for k, c in enumerate(covers[u])) for u in ordered]
+                m.Add(idx[0] == 0)
+                for a, b in zip(idx, idx[1:]):
+                    m.Add(b - a >= 0)
+                    m.Add(b - a <= 1)
+        # Addresses: no two resident segments share a byte at a step.
+        x_intervals, y_intervals, demands = [], [], []
+        for mb in d.buffers:
+            if mb.size == 0:
+                continue
+            for s in self.segments_by_buffer[mb.id]:
+                x_intervals.append(s.time_interval)
+                y_intervals.append(s.addr_interval)
+                demands.append(mb.size)
+        for op, (off, t_iv, a_iv) in self.scratch_by_op.items():
+            extra = dict(d.scratch)[op]
+            x_intervals.append(t_iv)
+            y_intervals.append(a_iv)
+            demands.append(extra)
+            m.Add(self.peak >= off + extra)
+        if x_intervals:
+            m.AddNoOverlap2D(x_intervals, y_intervals)
+            # Redundant: bytes resident at any step never exceed the capacity.
+            m.AddCumulative(x_intervals, demands, d.capacity)
+        del size_by_buffer
+
+    # -- objective --------------------------------------------------------------------
+    def _objective(self) -> None:
+        d = self.data
+        terms = []
+        for mb in d.buffers:
+            segs = self.segments_by_buffer[mb.id]
+            for k, s in enumerate(segs[1:], start=1):
+                cost = mb.reload_cost + (mb.store_cost if k == 1 else 0)
+                if cost:
+                    terms.append(cost * s.present)
+        self.traffic = sum(terms) if terms else 0
+        if d.mode == "min-peak":
+            self.model.Minimize(self.peak)
+        else:
+            self.model.Minimize(self.traffic * self.weight + self.peak)
+
+    # -- warm start -------------------------------------------------------------------
+    def add_hint(self, sol: JointSolution) -> None:
+        """Hint every decision variable from a feasible solution (checked by the caller)."""
+        m = self.model
+        step = {op: s for s, op in enumerate(sol.order)}
+        for op, v in self.pos_by_op.items():
+            m.AddHint(v, step[op])
+        by_buf: dict[int, list[Segment]] = {}
+        for seg in sol.segments:
+            by_buf.setdefault(seg.buffer, []).append(seg)
+        peak = 0
+        for mb in self.data.buffers:
+            got = sorted(by_buf.get(mb.id, []), key=lambda s: s.start)
+            segs = self.segments_by_buffer[mb.id]
+            for k, sv in enumerate(segs):
+                if k < len(got):
+                    g = got[k]
+                    if k > 0:
+                        m.AddHint(sv.present, 1)
+                    m.AddHint(sv.start, g.start)
+                    m.AddHint(sv.end, g.end)
+                    m.AddHint(sv.offset, g.offset)
+                    peak = max(peak, g.offset + mb.size)
+                else:
+                    m.AddHint(sv.present, 0)
+                    m.AddHint(sv.start, got[0].start if got else 0)
+                    m.AddHint(sv.end, got[0].start if got else 0)
+                    m.AddHint(sv.offset, 0)
+            if mb.id in self.covers_by_buffer_user:
+                for u, cov in self.covers_by_buffer_user[mb.id].items():
+                    k_u = next((k for k, g in enumerate(got) if g.start <= step[u] <= g.end), 0)
+                    for k, c in enumerate(cov):
+                        m.AddHint(c, int(k == k_u))
+        for op, off in sol.scratch_offsets:
+            if op in self.scratch_by_op:
+                m.AddHint(self.scratch_by_op[op][0], off)
+                peak = max(peak, off + dict(self.data.scratch)[op])
+        m.AddHint(self.peak, peak)
+
+    # -- solve and extract -------------------------------------------------------------
+    def solve(self, time_limit: float, workers: int, seed: int, deterministic: bool = True,
+              label: str = "exact") -> SolveResult:
+        solver = cp_model.CpSolver()
+        p = solver.parameters
+        p.max_time_in_seconds = max(0.01, float(time_limit))
+        p.num_workers = max(1, int(workers))
+        p.random_seed = int(seed)
+        if deterministic and workers > 1:
+            # Subsolvers take turns in a fixed schedule: same seed + workers, same answer
+            # (as long as the search ends before the wall-clock limit).
+            p.interleave_search = True
+        t0 = time.perf_counter()
+        cb = _Progress(label)
+        status = solver.Solve(self.model, cb)
+        seconds = time.perf_counter() - t0
+        name = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
+                cp_model.INFEASIBLE: "infeasible"}.get(status, "unknown")
+        log.info("cp-sat %s: %s obj=%s bound=%s in %.2fs (%s)", self.data.mode, name,
+                 solver.ObjectiveValue() if name in ("optimal", "feasible") else None,
+                 solver.BestObjectiveBound(), seconds, solver.ResponseStats().splitlines()[0])
+        if name not in ("optimal", "feasible"):
+            return SolveResult(None, name, None, None, seconds, "cp-sat")
+        sol = self._extract(solver)
+        bound = math.ceil(solver.BestObjectiveBound() - 1e-6) if status != cp_model.OPTIMAL else None
+        if self.data.mode == "min-peak":
+            value = int(solver.Value(self.peak))
+            bound = value if status == cp_model.OPTIMAL else max(0, bound or 0)
+        else:
+            value = int(solver.Value(self.traffic)) if not isinstance(self.traffic, int) else 0
+            bound = value if status == cp_model.OPTIMAL else max(0, (bound or 0) // self.weight)
+        return SolveResult(sol, name, value, bound, seconds, "cp-sat")
+
+    def _extract(self, solver: cp_model.CpSolver) -> JointSolution:
+        d = self.data
+        order = tuple(sorted(d.ops, key=lambda op: solver.Value(self.pos_by_op[op])))
+        segs: list[Segment] = []
+        for mb in d.buffers:
+            for s in self.segments_by_buffer[mb.id]:
+                if isinstance(s.present, int) or solver.BooleanValue(s.present):
+                    segs.append(Segment(mb.id, solver.Value(s.start), solver.Value(s.end), solver.Value(s.offset)))
+        scratch = tuple((op, solver.Value(v[0])) for op, v in self.scratch_by_op.items())
+        return tighten(d, JointSolution(order, tuple(segs), scratch))
