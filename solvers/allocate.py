@@ -146,7 +146,9 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     if not ivs:
         return {}
     align = max(1, alignment)
-    bound = peak_live_bound(ivs)
+    # Stop searching at the peak-live bound of the sizes rounded up to the alignment: with
+    # aligned offsets that is the best a packing can be expected to reach.
+    bound = peak_live_bound([Interval(iv.id, iv.first, iv.last, _align_up(iv.size, align)) for iv in ivs])
     adj = _conflicts(ivs)
     best_order: list[int] | None = None
     best_off: list[int] = []

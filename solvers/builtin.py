@@ -3,3 +3,4 @@
 import solvers.naive  # noqa: F401
 import solvers.baselines  # noqa: F401
 import solvers.heuristic  # noqa: F401
+import solvers.minpeak  # noqa: F401
