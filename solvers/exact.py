@@ -28,10 +28,10 @@ from ir.graph import OpIndex
 from planner.plan import Plan
 from solvers.assemble import assemble_plan
 from solvers.joint_data import (
-    JointData, JointSolution, check_solution, compute_placements_and_transfers, greedy_solution,
+    JointData, JointSolution, SolveResult, check_solution, compute_placements_and_transfers, greedy_solution,
     joint_data, peak_of, solution_from_plan, traffic_of,
 )
-from solvers.joint_model import JointCpModel, SolveResult
+from solvers.joint_model import JointCpModel
 from solvers.problem import Problem, default_workers
 from solvers.registry import available, register
 

@@ -93,6 +93,19 @@ class JointSolution:
     scratch_offsets: tuple[tuple[OpIndex, int], ...] = ()
 
 
+@dataclass(frozen=True)
+class SolveResult:
+    """Outcome of one backend run.  ``bound`` is a proven lower bound on the primary
+    objective (traffic byte-hops, or the peak in min-peak mode); ``value`` the solution's."""
+
+    solution: JointSolution | None
+    status: str          # optimal | feasible | infeasible | unknown
+    value: int | None
+    bound: int | None
+    seconds: float
+    backend: str
+
+
 def aligned_footprint(sizes: Sequence[int], alignment: int) -> int:
     """Smallest top address holding all ``sizes`` at once at aligned offsets: pack them
     back to back and put the one wasting the most padding last."""

@@ -26,22 +26,9 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from planner import progress
-from solvers.joint_data import JointData, JointSolution, Segment, step_bounds, tighten
+from solvers.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class SolveResult:
-    """Outcome of one backend run.  ``bound`` is a proven lower bound on the primary
-    objective (traffic byte-hops, or the peak in min-peak mode); ``value`` the solution's."""
-
-    solution: JointSolution | None
-    status: str          # optimal | feasible | infeasible | unknown
-    value: int | None
-    bound: int | None
-    seconds: float
-    backend: str
 
 
 @dataclass
