@@ -1,0 +1,512 @@
+"""Proof by execution: run a plan with real numbers and compare with ONNX Runtime.
+
+Memory is one byte array per level.  The plan is replayed in the validator's event order
+(placements begin, ``before`` transfers, the operator, ``after`` transfers, placements end),
+but this module shares no code with the validator or the solvers: it only moves bytes.
+
+* A placement that begins is filled with poison (``0xFF``: NaN for floats); a placement that
+  ends is poisoned again, so stale or missing data shows up as garbage.
+* Home placements of graph inputs and weights (``first == 0``) receive their data up front.
+* A step reads each operand from its compute-level placement (weights from their home level
+  when the plan does not require them in the compute level), reinterprets the bytes with the
+  tensor's dtype and shape (every tensor of a view buffer shares the buffer's bytes), runs the
+  operator (ONNX Runtime on a one-node model, or onnx's ``ReferenceEvaluator`` when ORT cannot
+  run it) and writes the results into their placements.  Afterwards it re-reads its operands:
+  a real kernel writes while it still reads, so a result that lands on an operand is an error.
+* Every operand read, and every placement when it is freed, is compared bit for bit with a
+  shadow reference value (the node-by-node run on correct inputs); the first difference is
+  reported as "step S (op): buffer B (tensor) ... corrupted".
+* At the end the graph outputs, read from their home level, are compared with a plain
+  ORT run of the whole model on the same inputs: bit for bit, else within ``RTOL``/``ATOL``
+  (stated in the result).
+
+Plans made with an element-size override (``--element-bytes``) describe bytes that do not
+exist in the float model, so they are refused: the validator checks them.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from ir.errors import ModelError, PlanFormatError
+from ir.graph import Graph, Operator, TensorKind
+from planner.plan import Placement, Plan
+
+log = logging.getLogger(__name__)
+
+POISON = 0xFF
+RTOL = 1e-5
+ATOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Corruption:
+    step: int | None
+    buffer: int | None
+    message: str
+
+
+@dataclass(frozen=True)
+class OutputCheck:
+    name: str
+    exact: bool
+    close: bool
+    max_abs_diff: float
+
+
+@dataclass(frozen=True)
+class SimResult:
+    ok: bool
+    corruptions: tuple[Corruption, ...]
+    outputs: tuple[OutputCheck, ...]
+    steps: int
+    ops_by_runtime: Mapping[str, int] = field(default_factory=dict)
+    random_weights: bool = False
+    tolerance: str = f"bit-exact, else rtol={RTOL}, atol={ATOL}"
+
+    @property
+    def first_problem(self) -> str | None:
+        if self.corruptions:
+            return self.corruptions[0].message
+        bad = [o for o in self.outputs if not o.close]
+        if bad:
+            return f"graph output '{bad[0].name}' differs from ONNX Runtime (max abs diff {bad[0].max_abs_diff:g})"
+        return None
+
+
+def np_dtype(dtype_name: str) -> np.dtype:
+    return np.dtype(helper.tensor_dtype_to_np_dtype(TensorProto.DataType.Value(dtype_name.upper())))
+
+
+# ---------------------------------------------------------------------------------------
+# Running one ONNX node
+# ---------------------------------------------------------------------------------------
+class NodeRunner:
+    """Runs single nodes with ORT (sessions cached by the node's normalised signature),
+    falling back to the reference evaluator for ops ORT cannot load."""
+
+    def __init__(self, model: onnx.ModelProto) -> None:
+        import onnxruntime as ort
+
+        self.ort = ort
+        self.opsets = list(model.opset_import)
+        self.ir_version = max(model.ir_version, 4)
+        self.functions = list(model.functions)
+        self.cache: dict[bytes, tuple[str, object]] = {}
+        self.counts: dict[str, int] = defaultdict(int)
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = 1
+        so.inter_op_num_threads = 1
+        so.log_severity_level = 3
+        self.session_options = so
+
+    def _model(self, node: onnx.NodeProto, ins: list[np.ndarray | None],
+               out_types: list[np.dtype | None]) -> onnx.ModelProto:
+        inputs = [
+            helper.make_tensor_value_info(f"in{i}", helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+            for i, a in enumerate(ins) if a is not None
+        ]
+        outputs = [
+            helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(dt), None)
+            for o, dt in zip(node.output, out_types) if o and dt is not None
+        ]
+        g = helper.make_graph([node], "one_node", inputs, outputs)
+        return helper.make_model(g, opset_imports=self.opsets, ir_version=self.ir_version,
+                                 functions=self.functions)
+
+    def run(self, node: onnx.NodeProto, ins: list[np.ndarray | None],
+            out_types: list[np.dtype | None]) -> list[np.ndarray]:
+        """Outputs of ``node`` for inputs ``ins`` (None for an omitted optional input); one
+        array per output whose dtype is given in ``out_types`` (parallel to
+        ``node.output``; None = not wanted, e.g. an unused Dropout mask), in order."""
+        norm = onnx.NodeProto()
+        norm.CopyFrom(node)
+        norm.name = ""
+        del norm.input[:]
+        del norm.output[:]
+        norm.input.extend(f"in{i}" if a is not None else "" for i, a in enumerate(ins))
+        norm.output.extend(f"out{i}" if o and dt is not None else ""
+                           for i, (o, dt) in enumerate(zip(node.output, out_types)))
+        sig = norm.SerializeToString() + repr(
+            ([(a.dtype.str, a.shape) if a is not None else None for a in ins], [str(d) for d in out_types])
+        ).encode()
+        entry = self.cache.get(sig)
+        if entry is None:
+            model = self._model(norm, ins, out_types)
+            try:
+                sess = self.ort.InferenceSession(model.SerializeToString(), self.session_options,
+                                                 providers=["CPUExecutionProvider"])
+                entry = ("onnxruntime", sess)
+            except Exception as exc:  # noqa: BLE001 - ORT raises several types for "not implemented"
+                from onnx.reference import ReferenceEvaluator
+
+                log.info("ORT cannot run %s (%s); using onnx.reference", node.op_type, str(exc).splitlines()[0])
+                entry = ("onnx.reference", ReferenceEvaluator(model))
+            self.cache[sig] = entry
+        kind, runner = entry
+        self.counts[kind] += 1
+        feed = {f"in{i}": a for i, a in enumerate(ins) if a is not None}
+        names = [o for o in norm.output if o]
+        res = runner.run(names, feed)  # type: ignore[attr-defined]
+        return [np.asarray(r) for r in res]
+
+
+# ---------------------------------------------------------------------------------------
+# Data: weights and inputs
+# ---------------------------------------------------------------------------------------
+def _initializer_values(model: onnx.ModelProto, base_dir: Path, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], bool]:
+    """Initializer arrays; external data that is absent becomes seeded random values."""
+    from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
+
+    values: dict[str, np.ndarray] = {}
+    random_used = False
+    for t in model.graph.initializer:
+        if uses_external_data(t):
+            try:
+                tt = TensorProto()
+                tt.CopyFrom(t)
+                load_external_data_for_tensor(tt, str(base_dir))
+                values[t.name] = numpy_helper.to_array(tt)
+                continue
+            except (OSError, ValueError):
+                dt = np.dtype(helper.tensor_dtype_to_np_dtype(t.data_type))
+                values[t.name] = _random(rng, dt, tuple(t.dims), scale=0.1)
+                random_used = True
+                continue
+        values[t.name] = numpy_helper.to_array(t)
+    return values, random_used
+
+
+def _random(rng: np.random.Generator, dt: np.dtype, shape: tuple[int, ...], scale: float = 1.0) -> np.ndarray:
+    if dt.kind == "f":
+        return (rng.standard_normal(shape) * scale).astype(dt)
+    if dt.kind == "b":
+        return rng.integers(0, 2, shape).astype(dt)
+    if dt.kind in "iu":
+        return rng.integers(0, 2, shape).astype(dt)  # small: safe as indices of any axis
+    raise ModelError(f"cannot generate random data of dtype {dt}")
+
+
+def _node_by_output(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
+    return {o: n for n in model.graph.node for o in n.output if o}
+
+
+# ---------------------------------------------------------------------------------------
+# The simulator
+# ---------------------------------------------------------------------------------------
+class _Memory:
+    """One byte array per level plus placement lookup by (buffer, level, step)."""
+
+    def __init__(self, plan: Plan) -> None:
+        used: dict[str, int] = {lv.name: 0 for lv in plan.target.levels}
+        self.sizes = {b.id: b.bytes for b in plan.buffers}
+        for pl in plan.placements:
+            used[pl.level] = max(used[pl.level], pl.offset + self.sizes[pl.buffer])
+        for lv in plan.target.levels:
+            if lv.capacity is not None and used[lv.name] > lv.capacity:
+                log.info("level %s used past its capacity; simulating the larger size", lv.name)
+        self.mem = {name: np.full(size, POISON, dtype=np.uint8) for name, size in used.items()}
+        by_key: dict[tuple[int, str], list[Placement]] = defaultdict(list)
+        for pl in plan.placements:
+            by_key[(pl.buffer, pl.level)].append(pl)
+        self.index = {}
+        for key, pls in by_key.items():
+            pls.sort(key=lambda p: p.first)
+            self.index[key] = ([p.first for p in pls], pls)
+
+    def find(self, bid: int, level: str, step: int) -> Placement | None:
+        entry = self.index.get((bid, level))
+        if entry is None:
+            return None
+        firsts, pls = entry
+        k = bisect.bisect_right(firsts, step) - 1
+        return pls[k] if k >= 0 and pls[k].last >= step else None
+
+    def view(self, pl: Placement, nbytes: int | None = None) -> np.ndarray:
+        n = self.sizes[pl.buffer] if nbytes is None else nbytes
+        return self.mem[pl.level][pl.offset:pl.offset + n]
+
+    def poison(self, pl: Placement) -> None:
+        self.view(pl)[:] = POISON
+
+
+class Simulator:
+    def __init__(self, model: onnx.ModelProto, graph: Graph, plan: Plan, base_dir: Path, seed: int = 0) -> None:
+        if plan.options.element_bytes is not None:
+            raise PlanFormatError(
+                f"the plan was made with an element-size override (element_bytes={plan.options.element_bytes}); "
+                "its bytes do not exist in the model, so it cannot be executed: check it with 'stowage validate'"
+            )
+        if len(plan.buffers) != len(graph.buffers) or any(
+            pb.bytes != gb.bytes for pb, gb in zip(plan.buffers, graph.buffers)
+        ):
+            raise PlanFormatError("the plan's buffers do not match the model (another model, or other --dim values?)")
+        self.model, self.graph, self.plan = model, graph, plan
+        self.rng = np.random.default_rng(seed)
+        self.runner = NodeRunner(model)
+        self.nodes = _node_by_output(model)
+        self.compute = plan.target.compute_level
+        self.corruptions: list[Corruption] = []
+        self.shadow: dict[str, np.ndarray] = {}
+        init, self.random_weights = _initializer_values(model, base_dir, self.rng)
+        self.shadow.update(init)
+        self.inputs = {
+            name: _random(self.rng, np_dtype(graph.tensors[name].dtype), graph.tensors[name].shape)
+            for name in graph.inputs
+        }
+        self.shadow.update(self.inputs)
+        self._fold_weights()
+
+    # -- setup ---------------------------------------------------------------------------
+    def node_of(self, op: Operator) -> onnx.NodeProto:
+        out = next(o for o in op.outputs if o)
+        return self.nodes[out]
+
+    def _fold_weights(self) -> None:
+        """Weights computed by folded operators (Constant, ConstantOfShape on initializers)."""
+        for op in self.graph.operators:
+            outs = [o for o in op.outputs if o and o in self.graph.tensors]
+            if op.computing or not outs or any(self.graph.tensors[o].kind is not TensorKind.WEIGHT for o in outs):
+                continue  # computing ops and views run in the replay
+            node = self.node_of(op)
+            if all(o in self.shadow for o in node.output if o):
+                continue
+            ins = [self.shadow[i] if i else None for i in node.input]
+            for name, value in zip(self.wanted(node), self.runner.run(node, ins, self.out_types(node))):
+                self.shadow[name] = value
+
+    def out_types(self, node: onnx.NodeProto) -> list[np.dtype | None]:
+        return [np_dtype(self.graph.tensors[o].dtype) if o and o in self.graph.tensors else None
+                for o in node.output]
+
+    def wanted(self, node: onnx.NodeProto) -> list[str]:
+        """Output names the runner returns (those the IR knows), in order."""
+        return [o for o in node.output if o and o in self.graph.tensors]
+
+    # -- byte helpers --------------------------------------------------------------------
+    def tensor_bytes(self, name: str) -> np.ndarray:
+        """Correct bytes of a tensor.  A view tensor (Reshape, Flatten, ...) is never computed
+        on its own: its bytes are those of another tensor of the same buffer."""
+        if name not in self.shadow:
+            bid = self.graph.tensor_buffer[name]
+            src = next(n for n in self.graph.buffers[bid].tensors if n in self.shadow)
+            return self.tensor_bytes(src)[: self.graph.tensors[name].bytes]
+        arr = np.ascontiguousarray(self.shadow[name])
+        return arr.reshape(-1).view(np.uint8)
+
+    def buffer_bytes(self, bid: int) -> np.ndarray:
+        """The buffer's correct content: its largest tensor's bytes (views share them)."""
+        b = self.graph.buffers[bid]
+        known = [n for n in b.tensors if n in self.shadow]
+        best = max(known, key=lambda n: self.graph.tensors[n].bytes)
+        return self.tensor_bytes(best)
+
+    def label(self, step: int | None) -> str:
+        return f"step {step} ({self.plan.steps[step].op})" if step is not None else "end"
+
+    def buf(self, bid: int) -> str:
+        return f"buffer {bid} ({self.graph.buffers[bid].tensors[0]})"
+
+    def corrupt(self, step: int | None, bid: int | None, text: str) -> None:
+        self.corruptions.append(Corruption(step, bid, f"{self.label(step)}: {text}"))
+
+    def _diff(self, got: np.ndarray, want: np.ndarray) -> str:
+        bad = np.flatnonzero(got != want)
+        poisoned = bool(np.all(got[bad] == POISON))
+        return (f"{bad.size} of {want.size} bytes differ, first at byte {int(bad[0])}"
+                + (" (poison: never written or freed)" if poisoned else ""))
+
+    # -- replay --------------------------------------------------------------------------
+    def run(self) -> SimResult:
+        plan, graph = self.plan, self.graph
+        mem = _Memory(plan)
+        self.memory = mem
+        nsteps = len(plan.steps)
+        starts: dict[int, list[Placement]] = defaultdict(list)
+        ends: dict[int, list[Placement]] = defaultdict(list)
+        for pl in plan.placements:
+            starts[pl.first].append(pl)
+            ends[pl.last].append(pl)
+        transfers = defaultdict(list)
+        for t in plan.transfers:
+            transfers[(t.step, t.phase)].append(t)
+        filled: set[Placement] = set()
+        by_name = {op.name: op for op in graph.computing_ops}
+        outputs_read: dict[str, np.ndarray] = {}
+        for s in range(nsteps):
+            for pl in starts.get(s, ()):
+                mem.poison(pl)
+            if s == 0:
+                for pl in starts.get(0, ()):
+                    pb = plan.buffers[pl.buffer]
+                    if pb.kind in ("input", "weight") and pl.level == pb.home:
+                        mem.view(pl)[:] = self.buffer_bytes(pl.buffer)
+                        filled.add(pl)
+            self._transfers(mem, s, transfers.get((s, "before"), ()), filled)
+            op = by_name.get(plan.steps[s].op)
+            if op is None:
+                raise PlanFormatError(f"step {s}: operator '{plan.steps[s].op}' is not in the model")
+            self._execute(mem, s, op, filled)
+            self._transfers(mem, s, transfers.get((s, "after"), ()), filled)
+            if s == nsteps - 1:
+                outputs_read = self._collect_outputs(mem, s)
+            for pl in ends.get(s, ()):
+                if pl in filled:
+                    got, want = mem.view(pl), self.buffer_bytes(pl.buffer)
+                    if not np.array_equal(got, want):
+                        self.corrupt(s, pl.buffer, f"{self.buf(pl.buffer)} was found corrupted in {pl.level} at "
+                                     f"[{pl.offset}, {pl.offset + want.size}) when its placement ended: "
+                                     f"{self._diff(got, want)}")
+                    filled.discard(pl)
+                mem.poison(pl)
+        checks = self._compare_outputs(outputs_read)
+        ok = not self.corruptions and all(c.close for c in checks)
+        return SimResult(ok, tuple(self.corruptions), tuple(checks), nsteps, dict(self.runner.counts),
+                         self.random_weights)
+
+    def _transfers(self, mem: _Memory, s: int, ts, filled: set[Placement]) -> None:
+        for t in ts:
+            src, dst = mem.find(t.buffer, t.src, s), mem.find(t.buffer, t.dst, s)
+            if src is None or dst is None:
+                missing = t.src if src is None else t.dst
+                self.corrupt(s, t.buffer, f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst}: "
+                             f"no {missing} placement to copy {'from' if src is None else 'into'}")
+                continue
+            mem.view(dst)[:] = mem.view(src)
+            filled.add(dst)
+
+    def _operand_placement(self, mem: _Memory, bid: int, s: int) -> Placement | None:
+        pl = mem.find(bid, self.compute, s)
+        b = self.graph.buffers[bid]
+        if pl is None and b.kind is TensorKind.WEIGHT and not self.plan.options.weights_in_compute_level:
+            home = self.plan.buffers[bid].home
+            pl = mem.find(bid, home, s) if home else None
+        return pl
+
+    def _read(self, mem: _Memory, s: int, name: str) -> np.ndarray:
+        """Read a tensor from memory; check it against the shadow; return what was read."""
+        t = self.graph.tensors[name]
+        bid = self.graph.tensor_buffer[name]
+        want = self.tensor_bytes(name)
+        pl = self._operand_placement(mem, bid, s)
+        if pl is None:
+            self.corrupt(s, bid, f"reads {self.buf(bid)} (tensor '{name}'), which has no {self.compute} placement")
+            return self.shadow[name]
+        got = mem.view(pl, want.size).copy()
+        if not np.array_equal(got, want):
+            self.corrupt(s, bid, f"read of {self.buf(bid)} (tensor '{name}') from {pl.level} at "
+                         f"[{pl.offset}, {pl.offset + want.size}) found it corrupted: {self._diff(got, want)}")
+        return got.view(np_dtype(t.dtype)).reshape(t.shape)
+
+    def _execute(self, mem: _Memory, s: int, op: Operator, filled: set[Placement]) -> None:
+        node = self.node_of(op)
+        before = len(self.corruptions)
+        ins = [self._read(mem, s, i) if i else None for i in node.input]
+        # Outer-scope values of control-flow subgraphs are not operands in the IR: they are
+        # taken from the shadow run (documented limitation).
+        clean = len(self.corruptions) == before
+        types = self.out_types(node)
+        outs = self.runner.run(node, ins, types)
+        if not clean:
+            # Keep the shadow correct: recompute from the reference operands.
+            ref = self.runner.run(node, [self.shadow[i] if i else None for i in node.input], types)
+        else:
+            ref = outs
+        written: list[tuple[str, np.ndarray]] = []
+        for name, value, rvalue in zip(self.wanted(node), outs, ref):
+            self.shadow[name] = rvalue
+            written.append((name, value))
+        for name, value in written:
+            bid = self.graph.tensor_buffer[name]
+            pl = mem.find(bid, self.compute, s)
+            if pl is None:
+                self.corrupt(s, bid, f"writes {self.buf(bid)}, which has no {self.compute} placement")
+                continue
+            data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
+            mem.view(pl, data.size)[:] = data
+            filled.add(pl)
+        # A kernel writes its results while it still reads its operands: they must survive.
+        if len(self.corruptions) == before:
+            for name in (i for i in node.input if i):
+                bid = self.graph.tensor_buffer[name]
+                pl = self._operand_placement(mem, bid, s)
+                want = self.tensor_bytes(name)
+                if pl is not None and not np.array_equal(mem.view(pl, want.size), want):
+                    self.corrupt(s, bid, f"writing the results overwrote operand {self.buf(bid)} "
+                                 f"(tensor '{name}') in {pl.level} at [{pl.offset}, {pl.offset + want.size})")
+
+    def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for name in self.graph.outputs:
+            bid = self.graph.tensor_buffer[name]
+            t = self.graph.tensors[name]
+            home = self.plan.buffers[bid].home
+            pl = mem.find(bid, home, s) if home else None
+            if pl is None:
+                self.corrupt(None, bid, f"graph output {self.buf(bid)} has no placement in its home level {home}")
+                continue
+            raw = mem.view(pl, t.bytes).copy()
+            out[name] = raw.view(np_dtype(t.dtype)).reshape(t.shape)
+        return out
+
+    def _compare_outputs(self, got: Mapping[str, np.ndarray]) -> list[OutputCheck]:
+        ref = self.reference_outputs()
+        checks = []
+        for name in self.graph.outputs:
+            if name not in got:
+                continue
+            a, b = got[name], ref[name]
+            exact = a.shape == b.shape and np.array_equal(
+                np.ascontiguousarray(a).view(np.uint8), np.ascontiguousarray(b).view(np.uint8))
+            if exact:
+                checks.append(OutputCheck(name, True, True, 0.0))
+                continue
+            if a.shape == b.shape and a.dtype.kind == "f":
+                diff = float(np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+                close = bool(np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
+            else:
+                diff, close = float("inf"), False
+            checks.append(OutputCheck(name, False, close, diff))
+        return checks
+
+    def reference_outputs(self) -> dict[str, np.ndarray]:
+        """A plain ORT run of the whole model on the same inputs and weights."""
+        import onnxruntime as ort
+
+        m = onnx.ModelProto()
+        m.CopyFrom(self.model)
+        if self.random_weights:
+            # Graph-only model: embed the random initializers we generated.
+            for t in m.graph.initializer:
+                t.CopyFrom(numpy_helper.from_array(self.shadow[t.name], t.name))
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        so.intra_op_num_threads = 1
+        so.log_severity_level = 3
+        sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        res = sess.run(list(self.graph.outputs), dict(self.inputs))
+        return dict(zip(self.graph.outputs, (np.asarray(r) for r in res)))
+
+
+def load_model_with_data(path: str | Path) -> onnx.ModelProto:
+    """The model with initializer data inline where available (external data is resolved
+    by the simulator; absent files become random weights)."""
+    from ir.onnx_import import read_model
+
+    return read_model(path)
+
+
+def simulate(model_path: str | Path, graph: Graph, plan: Plan, seed: int = 0) -> SimResult:
+    p = Path(model_path)
+    model = load_model_with_data(p)
+    return Simulator(model, graph, plan, p.parent, seed).run()
