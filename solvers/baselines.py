@@ -33,6 +33,7 @@ from solvers.assemble import assemble_plan
 from solvers.problem import Problem
 from solvers.registry import register
 from solvers.spill import Config, simulate
+from solvers.traffic_bound import traffic_lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +69,8 @@ def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str,
                                min(params.order_time, problem.time_limit), problem.seed)
     res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
     assert res is not None  # online mode always returns a result
-    return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible", None, started)
+    return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible",
+                         traffic_lower_bound(problem), started)
 
 
 @register("baseline-fileorder-belady", BaselineParams,

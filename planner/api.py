@@ -1,0 +1,116 @@
+"""``planner.compile``: model + target + capacity -> a validated ``Plan``.
+
+The stages, in order: load the graph (a path or an already built ``ir.graph.Graph``), load
+the target, resolve the capacity (bytes, a size with a unit, or ``M_R`` / ``M_H`` / ``M_P``
+for this model and weights setting), check it is not below M_R, solve by name through the
+registry (which runs the independent validator), and return the plan.
+
+The plan records a lower bound on non-compulsory traffic, ``solvers.traffic_bound``: for
+every operator, the bytes of its own operands plus the buffers that must be live across it
+in *every* topological order; what exceeds the capacity must be off-chip at that step and
+costs at least a reload (clean buffers) or a store and a reload (dirty ones), cheapest per
+byte first.  It holds for all orders, offsets and spill choices, so ``objective - bound`` is
+a true gap (0 at and above M_P, or when no operator's forced live set overflows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ir.errors import SolverError, TargetError
+from ir.graph import Graph
+from ir.lifetimes import m_r
+from planner.plan import Plan
+from solvers.problem import Problem, default_workers
+from solvers.spill import check_capacity
+from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target, parse_size
+
+log = logging.getLogger(__name__)
+
+BUDGET_KEYWORDS = ("M_R", "M_H", "M_P")
+
+
+def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None = None,
+               dims: dict[str, int] | None = None) -> Graph:
+    if isinstance(model, Graph):
+        return model
+    from ir.onnx_import import load_graph
+
+    return load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
+
+
+def resolve_capacity(spec: int | str | None, graph: Graph, target: Hierarchy, include_weights: bool) -> int | None:
+    """Bytes for ``--capacity``: ``None`` keeps the target's own capacity."""
+    if spec is None:
+        return target.compute.capacity
+    try:
+        from solvers.budgets import resolve_capacity as resolve
+    except ImportError:
+        return _resolve_fallback(spec, graph, target, include_weights)
+    return resolve(spec, graph, target, include_weights)
+
+
+def _resolve_fallback(spec: int | str, graph: Graph, target: Hierarchy, include_weights: bool) -> int | None:
+    key = spec.strip().upper() if isinstance(spec, str) else None
+    if key in BUDGET_KEYWORDS:
+        from ir.lifetimes import peak_live
+        from solvers.baselines import min_peak_order
+
+        mr = m_r(graph, include_weights)
+        mp = peak_live(graph, min_peak_order(graph, include_weights, 2.0, 0), include_weights)
+        return {"M_R": mr, "M_P": mp, "M_H": (mr + mp) // 2}[key]
+    try:
+        value = parse_size(spec, "--capacity")
+    except TargetError as exc:
+        raise TargetError(f"{exc}; or M_R, M_H, M_P") from None
+    if value <= 0:
+        raise TargetError("--capacity must be positive")
+    return value
+
+
+def compile(  # noqa: A001 - the public name of the API
+    model: str | os.PathLike[str] | Graph,
+    target: str | os.PathLike[str] | Hierarchy = DEFAULT_TARGET,
+    capacity: int | str | None = None,
+    solver: str = "auto",
+    time_limit: float = 10.0,
+    seed: int = 0,
+    weights_in_sram: bool = False,
+    element_bytes: int | None = None,
+    dims: dict[str, int] | None = None,
+    workers: int | None = None,
+    params: dict[str, Any] | Any = None,
+) -> Plan:
+    """Plan ``model`` for ``target`` and return the validated plan.
+
+    ``capacity``: compute-level bytes (int), a size string (``"256KiB"``) or ``"M_R"``,
+    ``"M_H"``, ``"M_P"``; ``None`` uses the target's capacity.  ``weights_in_sram``: COSMA's
+    "activations + weights" setting.  ``params``: a solver params dataclass or a dict of its
+    fields.  Raises ``StowageError`` subclasses (exit code 2 in the CLI) for user errors,
+    ``CapacityError`` naming M_R when the capacity is too small."""
+    from solvers.registry import get, make_params, solve
+
+    if time_limit <= 0:
+        raise SolverError(f"time limit must be positive, got {time_limit}")
+    graph = load_model(model, element_bytes, dims)
+    hier = target if isinstance(target, Hierarchy) else load_target(target)
+    get(solver)  # unknown solver -> a one-line error before any work
+    cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
+    hier = hier.with_capacity(cap)
+    check_capacity(graph, cap, weights_in_sram)
+    problem = Problem(graph=graph, target=hier, weights_in_compute_level=weights_in_sram,
+                      time_limit=float(time_limit), seed=int(seed),
+                      workers=int(workers) if workers else default_workers())
+    if params is None or isinstance(params, dict):
+        params = make_params(solver, params)
+    elif not dataclasses.is_dataclass(params):
+        raise SolverError(f"params for solver '{solver}' must be a dict or its params dataclass")
+    log.info("compiling %s for %s, capacity %s, solver %s", graph.name, hier.name, cap, solver)
+    return solve(problem, solver, params)
+
+
+__all__ = ["compile", "resolve_capacity", "load_model", "BUDGET_KEYWORDS"]

@@ -1,0 +1,105 @@
+"""``stowage compile``: plan a model and write OUTDIR/plan.json plus a short summary."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import time
+from pathlib import Path
+
+from planner.commands._common import add_model_arguments, add_target_arguments, load_model_from_args, positive_int
+
+NAME = "compile"
+HELP = "plan a model: operator order, scratchpad offsets and spills -> OUTDIR/plan.json"
+DESCRIPTION = (
+    "Plan MODEL for a memory hierarchy: choose the operator order, the compute-level offsets and "
+    "the spills that minimise non-compulsory off-chip traffic, validate the plan and write "
+    "OUTDIR/plan.json. Deterministic for a given --seed."
+)
+ORDER = 20
+
+
+def positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
+    return v
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_model_arguments(p)
+    add_target_arguments(p)
+    p.add_argument("--solver", default="auto", metavar="NAME",
+                   help="solver name (see 'stowage solvers' if present); default: auto")
+    p.add_argument("--time-limit", type=positive_float, default=10.0, metavar="SEC",
+                   help="time limit of the solver in seconds (default: 10)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
+    p.add_argument("--weights-in-sram", action="store_true",
+                   help="weights must be resident in the compute level while used (COSMA's activations+weights)")
+    p.add_argument("--workers", type=positive_int, default=None, metavar="N",
+                   help="worker threads for solvers that use them (default: all cores)")
+    p.add_argument("-o", "--output", "--outdir", dest="outdir", required=True, metavar="OUTDIR",
+                   help="directory to write plan.json into (created if needed)")
+
+
+def _budgets(graph, include_weights: bool) -> tuple[int, int | None, int | None]:
+    """M_R, M_H, M_P of the model for this weights setting (M_P from the min-peak order)."""
+    try:
+        from solvers.budgets import budgets
+    except ImportError:
+        from ir.lifetimes import m_r, peak_live
+        from solvers.baselines import min_peak_order
+
+        mr = m_r(graph, include_weights)
+        mp = peak_live(graph, min_peak_order(graph, include_weights, 2.0, 0), include_weights)
+        return mr, (mr + mp) // 2, mp
+    b = budgets(graph, include_weights)
+    return b.m_r, b.m_h, b.m_p
+
+
+def _fmt(n: int | None) -> str:
+    if n is None:
+        return "unbounded"
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n} B ({n / size:.1f} {unit})"
+    return f"{n} B"
+
+
+def run(args: argparse.Namespace) -> int:
+    from planner import progress
+    from planner.api import compile as compile_plan
+    from planner.plan import save_plan
+
+    t0 = time.perf_counter()
+    graph = load_model_from_args(args)
+    with progress.stage(f"planning with {args.solver}"):
+        plan = compile_plan(graph, target=args.target, capacity=args.capacity, solver=args.solver,
+                            time_limit=args.time_limit, seed=args.seed, weights_in_sram=args.weights_in_sram,
+                            workers=args.workers)
+    outdir = Path(args.outdir)
+    # Later outputs (schedule.json, plan.h) come from targets.emit when it offers emit_all.
+    formats = getattr(args, "emit", None)
+    if formats and importlib.util.find_spec("targets.emit") is not None:
+        import targets.emit as emit
+
+        if hasattr(emit, "emit_all"):
+            emit.emit_all(plan, graph, outdir, formats)
+    save_plan(plan, outdir / "plan.json")
+    mr, mh, mp = _budgets(graph, args.weights_in_sram)
+    m, s = plan.metrics, plan.solver
+    cap = plan.target.level(plan.target.compute_level).capacity  # type: ignore[union-attr]
+    gap = None if s.lower_bound is None else m.noncompulsory_bytes - s.lower_bound
+    print(f"model {graph.name}: {len(plan.steps)} steps, target {plan.target.name}, "
+          f"{plan.target.compute_level} capacity {_fmt(cap)}, weights {'in' if args.weights_in_sram else 'not in'} "
+          f"{plan.target.compute_level}")
+    print(f"budgets: M_R {_fmt(mr)}, M_H {_fmt(mh)}, M_P {_fmt(mp)}")
+    print(f"traffic: compulsory {_fmt(m.compulsory_bytes)}, non-compulsory {_fmt(m.noncompulsory_bytes)}")
+    print("peak: " + ", ".join(f"{lv} {_fmt(v)}" for lv, v in m.peak_bytes.items()))
+    print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}, "
+          f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, total {time.perf_counter() - t0:.2f}s")
+    print(f"wrote {outdir / 'plan.json'}")
+    return 0
