@@ -25,6 +25,7 @@ import pickle
 import subprocess
 import sys
 import time
+import warnings
 from typing import Any
 
 from solvers.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
@@ -169,7 +170,9 @@ class JointMipModel:
     def _run(self, backend: str, time_limit: float) -> tuple[int, float | None]:
         pulp = self.pulp
         if backend == "cbc":
-            solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(time_limit + 0.999)), threads=1)
+            with warnings.catch_warnings():  # PuLP 3 deprecates the bundled-CBC class name
+                warnings.simplefilter("ignore", DeprecationWarning)
+                solver = pulp.PULP_CBC_CMD(msg=False, timeLimit=max(1, int(time_limit + 0.999)), threads=1)
         elif backend == "highs":
             solver = pulp.HiGHS(msg=False, timeLimit=max(0.1, time_limit), threads=1)
         else:
