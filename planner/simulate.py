@@ -37,7 +37,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ir.errors import ModelError, PlanFormatError
+from ir.errors import ModelError, PlanFormatError, StowageError
 from ir.graph import Graph, Operator, TensorKind
 from planner.plan import Placement, Plan
 
@@ -111,10 +111,13 @@ class NodeRunner:
         self.session_options = so
 
     def _model(self, node: onnx.NodeProto, ins: list[np.ndarray | None],
-               out_types: list[np.dtype | None]) -> onnx.ModelProto:
+               out_types: list[np.dtype | None], outer: Mapping[str, np.ndarray]) -> onnx.ModelProto:
         inputs = [
             helper.make_tensor_value_info(f"in{i}", helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
             for i, a in enumerate(ins) if a is not None
+        ] + [
+            helper.make_tensor_value_info(n, helper.np_dtype_to_tensor_dtype(a.dtype), list(a.shape))
+            for n, a in sorted(outer.items())
         ]
         outputs = [
             helper.make_tensor_value_info(o, helper.np_dtype_to_tensor_dtype(dt), None)
@@ -125,10 +128,12 @@ class NodeRunner:
                                  functions=self.functions)
 
     def run(self, node: onnx.NodeProto, ins: list[np.ndarray | None],
-            out_types: list[np.dtype | None]) -> list[np.ndarray]:
+            out_types: list[np.dtype | None], outer: Mapping[str, np.ndarray] | None = None) -> list[np.ndarray]:
         """Outputs of ``node`` for inputs ``ins`` (None for an omitted optional input); one
         array per output whose dtype is given in ``out_types`` (parallel to
-        ``node.output``; None = not wanted, e.g. an unused Dropout mask), in order."""
+        ``node.output``; None = not wanted, e.g. an unused Dropout mask), in order.
+        ``outer`` feeds the outer-scope names that a control-flow node's subgraphs read."""
+        outer = dict(outer or {})
         norm = onnx.NodeProto()
         norm.CopyFrom(node)
         norm.name = ""
@@ -138,11 +143,12 @@ class NodeRunner:
         norm.output.extend(f"out{i}" if o and dt is not None else ""
                            for i, (o, dt) in enumerate(zip(node.output, out_types)))
         sig = norm.SerializeToString() + repr(
-            ([(a.dtype.str, a.shape) if a is not None else None for a in ins], [str(d) for d in out_types])
+            ([(a.dtype.str, a.shape) if a is not None else None for a in ins], [str(d) for d in out_types],
+             sorted((n, a.dtype.str, a.shape) for n, a in outer.items()))
         ).encode()
         entry = self.cache.get(sig)
         if entry is None:
-            model = self._model(norm, ins, out_types)
+            model = self._model(norm, ins, out_types, outer)
             try:
                 sess = self.ort.InferenceSession(model.SerializeToString(), self.session_options,
                                                  providers=["CPUExecutionProvider"])
@@ -156,6 +162,7 @@ class NodeRunner:
         kind, runner = entry
         self.counts[kind] += 1
         feed = {f"in{i}": a for i, a in enumerate(ins) if a is not None}
+        feed.update(outer)
         names = [o for o in norm.output if o]
         res = runner.run(names, feed)  # type: ignore[attr-defined]
         return [np.asarray(r) for r in res]
@@ -195,6 +202,26 @@ def _random(rng: np.random.Generator, dt: np.dtype, shape: tuple[int, ...], scal
     if dt.kind in "iu":
         return rng.integers(0, 2, shape).astype(dt)  # small: safe as indices of any axis
     raise ModelError(f"cannot generate random data of dtype {dt}")
+
+
+def _outer_names(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs read from the enclosing scope (empty for ordinary nodes)."""
+    used: set[str] = set()
+
+    def walk(g: onnx.GraphProto, defined: set[str]) -> None:
+        local = defined | {i.name for i in g.input} | {t.name for t in g.initializer}
+        for n in g.node:
+            used.update(i for i in n.input if i and i not in local)
+            for a in n.attribute:
+                for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+                    walk(sub, local)
+            local |= {o for o in n.output if o}
+        used.update(o.name for o in g.output if o.name not in local)
+
+    for a in node.attribute:
+        for sub in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs)):
+            walk(sub, set())
+    return used
 
 
 def _node_by_output(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
@@ -243,7 +270,7 @@ class _Memory:
 class Simulator:
     def __init__(self, model: onnx.ModelProto, graph: Graph, plan: Plan, base_dir: Path, seed: int = 0) -> None:
         if plan.options.element_bytes is not None:
-            raise PlanFormatError(
+            raise StowageError(
                 f"the plan was made with an element-size override (element_bytes={plan.options.element_bytes}); "
                 "its bytes do not exist in the model, so it cannot be executed: check it with 'stowage validate'"
             )
@@ -257,6 +284,8 @@ class Simulator:
         self.nodes = _node_by_output(model)
         self.compute = plan.target.compute_level
         self.corruptions: list[Corruption] = []
+        # Buffers computed from corrupted operands: wrong by consequence, not reported again.
+        self.tainted: set[int] = set()
         self.shadow: dict[str, np.ndarray] = {}
         init, self.random_weights = _initializer_values(model, base_dir, self.rng)
         self.shadow.update(init)
@@ -304,6 +333,11 @@ class Simulator:
         arr = np.ascontiguousarray(self.shadow[name])
         return arr.reshape(-1).view(np.uint8)
 
+    def ref_value(self, name: str) -> np.ndarray:
+        """The correct value of a tensor (views reinterpret their buffer's bytes)."""
+        t = self.graph.tensors[name]
+        return self.tensor_bytes(name).view(np_dtype(t.dtype)).reshape(t.shape)
+
     def buffer_bytes(self, bid: int) -> np.ndarray:
         """The buffer's correct content: its largest tensor's bytes (views share them)."""
         b = self.graph.buffers[bid]
@@ -318,6 +352,8 @@ class Simulator:
         return f"buffer {bid} ({self.graph.buffers[bid].tensors[0]})"
 
     def corrupt(self, step: int | None, bid: int | None, text: str) -> None:
+        if bid is not None and bid in self.tainted:
+            return
         self.corruptions.append(Corruption(step, bid, f"{self.label(step)}: {text}"))
 
     def _diff(self, got: np.ndarray, want: np.ndarray) -> str:
@@ -393,38 +429,50 @@ class Simulator:
             pl = mem.find(bid, home, s) if home else None
         return pl
 
-    def _read(self, mem: _Memory, s: int, name: str) -> np.ndarray:
-        """Read a tensor from memory; check it against the shadow; return what was read."""
+    def tname(self, bid: int, name: str) -> str:
+        return self.buf(bid) + ("" if name == self.graph.buffers[bid].tensors[0] else f" (tensor '{name}')")
+
+    def _read(self, mem: _Memory, s: int, name: str) -> tuple[np.ndarray, bool]:
+        """Read a tensor from memory and check it against the shadow: (value read, correct)."""
         t = self.graph.tensors[name]
         bid = self.graph.tensor_buffer[name]
         want = self.tensor_bytes(name)
         pl = self._operand_placement(mem, bid, s)
         if pl is None:
-            self.corrupt(s, bid, f"reads {self.buf(bid)} (tensor '{name}'), which has no {self.compute} placement")
-            return self.shadow[name]
+            self.corrupt(s, bid, f"reads {self.tname(bid, name)}, which has no {self.compute} placement")
+            return self.ref_value(name), False
         got = mem.view(pl, want.size).copy()
-        if not np.array_equal(got, want):
-            self.corrupt(s, bid, f"read of {self.buf(bid)} (tensor '{name}') from {pl.level} at "
+        ok = bool(np.array_equal(got, want))
+        if not ok:
+            self.corrupt(s, bid, f"read of {self.tname(bid, name)} from {pl.level} at "
                          f"[{pl.offset}, {pl.offset + want.size}) found it corrupted: {self._diff(got, want)}")
-        return got.view(np_dtype(t.dtype)).reshape(t.shape)
+        return got.view(np_dtype(t.dtype)).reshape(t.shape), ok
 
     def _execute(self, mem: _Memory, s: int, op: Operator, filled: set[Placement]) -> None:
         node = self.node_of(op)
         before = len(self.corruptions)
-        ins = [self._read(mem, s, i) if i else None for i in node.input]
-        # Outer-scope values of control-flow subgraphs are not operands in the IR: they are
-        # taken from the shadow run (documented limitation).
-        clean = len(self.corruptions) == before
+        reads = [self._read(mem, s, i) if i else (None, True) for i in node.input]
+        ins = [v for v, _ in reads]
+        clean = all(ok for _, ok in reads)
+        # Outer-scope values read by control-flow subgraphs are not operands in the IR (the
+        # plan does not place them): they come from the shadow run.
+        outer = {n: self.ref_value(n) for n in _outer_names(node) if n in self.graph.tensors}
         types = self.out_types(node)
-        outs = self.runner.run(node, ins, types)
-        if not clean:
-            # Keep the shadow correct: recompute from the reference operands.
-            ref = self.runner.run(node, [self.shadow[i] if i else None for i in node.input], types)
+        if clean:
+            outs = ref = self.runner.run(node, ins, types, outer)
         else:
-            ref = outs
+            # Keep the shadow correct: recompute from the reference operands.
+            ref = self.runner.run(node, [self.ref_value(i) if i else None for i in node.input], types, outer)
+            try:
+                outs = self.runner.run(node, ins, types, outer)
+            except Exception as exc:  # noqa: BLE001 - garbage operands may make a kernel fail
+                self.corrupt(s, None, f"the operator failed on corrupted operands: {str(exc).splitlines()[0][:120]}")
+                outs = ref
         written: list[tuple[str, np.ndarray]] = []
         for name, value, rvalue in zip(self.wanted(node), outs, ref):
             self.shadow[name] = rvalue
+            if not clean:
+                self.tainted.add(self.graph.tensor_buffer[name])
             written.append((name, value))
         for name, value in written:
             bid = self.graph.tensor_buffer[name]
@@ -442,8 +490,7 @@ class Simulator:
                 pl = self._operand_placement(mem, bid, s)
                 want = self.tensor_bytes(name)
                 if pl is not None and not np.array_equal(mem.view(pl, want.size), want):
-                    self.corrupt(s, bid, f"writing the results overwrote operand {self.buf(bid)} "
-                                 f"(tensor '{name}') in {pl.level} at [{pl.offset}, {pl.offset + want.size})")
+                    self.corrupt(s, bid, f"writing the results overwrote operand {self.tname(bid, name)} in {pl.level} at [{pl.offset}, {pl.offset + want.size})")
 
     def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -472,7 +519,9 @@ class Simulator:
                 checks.append(OutputCheck(name, True, True, 0.0))
                 continue
             if a.shape == b.shape and a.dtype.kind == "f":
-                diff = float(np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64)), initial=0.0))
+                d = np.abs(a.astype(np.float64) - b.astype(np.float64))
+                d[np.isnan(a) != np.isnan(b)] = np.inf
+                diff = float(np.nanmax(d, initial=0.0))
                 close = bool(np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True))
             else:
                 diff, close = float("inf"), False
