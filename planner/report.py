@@ -1,0 +1,554 @@
+"""Solver comparison: run several solvers at several capacities, then draw and tabulate.
+
+``run_comparison`` produces an immutable ``Comparison`` (one ``Run`` per solver and capacity,
+each holding a validated plan or the error that stopped it); ``write_report`` turns it into
+``report.html`` (self-contained: PNGs inlined as base64, no network), ``report.md`` with the
+PNGs beside it, and the plans as JSON.  Running and rendering are separate so that the
+benchmark and the tests can build a comparison without drawing anything.
+
+Pictures (matplotlib, Agg backend):
+* memory layout per plan: x = step, y = compute-level address, one rectangle per compute-level
+  placement; buffers that are spilled afterwards or reloaded into a placement are hatched;
+* non-compulsory traffic versus capacity, one curve per solver;
+* occupancy per level over time, for targets with more than two levels.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ir.errors import CapacityError, StowageError
+from ir.graph import Graph
+from ir.lifetimes import m_r
+from planner.plan import Plan, plan_to_json, write_text_atomic
+from targets.hierarchy import Hierarchy, parse_size
+
+log = logging.getLogger(__name__)
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+
+# Colours (Okabe-Ito palette: distinguishable with common colour-vision deficiencies).
+KIND_COLOURS = {
+    "activation": "#56B4E9",
+    "output": "#009E73",
+    "input": "#E69F00",
+    "weight": "#999999",
+}
+SPILL_EDGE = "#D55E00"
+RELOAD_EDGE = "#CC79A7"
+CAPACITY_COLOUR = "#D55E00"
+
+
+# ---------------------------------------------------------------------------------------
+# Values
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Capacity:
+    """A compute-level capacity as the user wrote it and as resolved for this graph."""
+
+    spec: str
+    bytes: int
+
+    @property
+    def label(self) -> str:
+        if self.spec.upper() in ("M_R", "M_H", "M_P"):
+            return f"{self.spec.upper()} = {fmt_bytes(self.bytes)}"
+        return fmt_bytes(self.bytes)
+
+    @property
+    def slug(self) -> str:
+        return f"cap{self.bytes}"
+
+
+@dataclass(frozen=True)
+class Run:
+    solver: str
+    capacity: Capacity
+    plan: Plan | None
+    error: str | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return self.plan is not None
+
+    @property
+    def compute_peak(self) -> int | None:
+        if self.plan is None:
+            return None
+        return self.plan.metrics.peak_bytes.get(self.plan.target.compute_level, 0)
+
+    @property
+    def respects_capacity(self) -> bool:
+        """False for reference planners that ignore the capacity (e.g. ``naive``)."""
+        peak = self.compute_peak
+        return peak is not None and peak <= self.capacity.bytes
+
+    @property
+    def noncompulsory(self) -> int | None:
+        return None if self.plan is None else self.plan.metrics.noncompulsory_bytes
+
+    @property
+    def gap(self) -> int | None:
+        """Non-compulsory bytes above the solver's own lower bound (None without a bound)."""
+        if self.plan is None or self.plan.solver.lower_bound is None:
+            return None
+        return self.plan.metrics.noncompulsory_bytes - self.plan.solver.lower_bound
+
+
+@dataclass(frozen=True)
+class Comparison:
+    model: str
+    model_path: str | None
+    target: Hierarchy
+    weights_in_compute_level: bool
+    element_bytes: int | None
+    time_limit: float
+    operators: int
+    buffers: int
+    m_r: int
+    capacities: tuple[Capacity, ...]
+    solvers: tuple[str, ...]
+    runs: tuple[Run, ...]
+
+    def runs_at(self, cap: Capacity) -> list[Run]:
+        return [r for r in self.runs if r.capacity == cap]
+
+    def best_at(self, cap: Capacity) -> Run | None:
+        """The valid plan with the least non-compulsory traffic that fits the capacity;
+        ties go to the smaller compute-level peak, then the faster solver."""
+        fitting = [r for r in self.runs_at(cap) if r.ok and r.respects_capacity]
+        if not fitting:
+            return None
+        return min(fitting, key=lambda r: (r.noncompulsory, r.compute_peak, r.seconds))
+
+    def is_best(self, run: Run) -> bool:
+        """Every plan that fits and ties the least non-compulsory traffic is marked best."""
+        best = self.best_at(run.capacity)
+        return best is not None and run.ok and run.respects_capacity and run.noncompulsory == best.noncompulsory
+
+
+# ---------------------------------------------------------------------------------------
+# Formatting
+# ---------------------------------------------------------------------------------------
+def fmt_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {unit}"
+    return f"{int(n)} B"
+
+
+def _axis_unit(max_bytes: float) -> tuple[str, int]:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if max_bytes >= 2 * scale:
+            return unit, scale
+    return "B", 1
+
+
+# ---------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------
+def resolve_capacities(specs: Sequence[str], graph: Graph, target: Hierarchy,
+                       include_weights: bool) -> tuple[Capacity, ...]:
+    """Turn ``M_R``/``M_H``/``M_P``/sizes into bytes for this graph; duplicates are dropped."""
+    out: list[Capacity] = []
+    for spec in specs:
+        spec = spec.strip()
+        if not spec:
+            continue
+        cap = Capacity(spec, _resolve_one(spec, graph, target, include_weights))
+        if all(c.bytes != cap.bytes for c in out):
+            out.append(cap)
+    if not out:
+        raise CapacityError("--capacity needs at least one size, e.g. --capacity M_R,M_P or 64KiB,128KiB")
+    return tuple(out)
+
+
+def _resolve_one(spec: str, graph: Graph, target: Hierarchy, include_weights: bool) -> int:
+    try:
+        from solvers.budgets import resolve_capacity
+    except ImportError:  # budgets module not available: sizes and M_R still work
+        resolve_capacity = None
+    if resolve_capacity is not None:
+        value = resolve_capacity(spec, graph, target, include_weights)
+        if value is None:
+            raise CapacityError(f"capacity '{spec}' is unbounded; compare needs finite capacities")
+        return int(value)
+    if spec.upper() == "M_R":
+        return m_r(graph, include_weights)
+    if spec.upper() in ("M_H", "M_P"):
+        raise CapacityError(f"capacity '{spec}' needs solvers.budgets, which is not installed")
+    return parse_size(spec, "--capacity")
+
+
+def run_comparison(
+    graph: Graph,
+    target: Hierarchy,
+    capacity_specs: Sequence[str],
+    solvers: Sequence[str],
+    *,
+    weights_in_compute_level: bool = False,
+    time_limit: float = 10.0,
+    seed: int = 0,
+    on_run: Callable[[int, int, str, Capacity], object] | None = None,
+) -> Comparison:
+    """Run every solver at every capacity.  A solver that fails (capacity below M_R, an
+    infeasible budget, an unknown name, a crash) becomes a ``Run`` with its error."""
+    from solvers.problem import Problem
+    from solvers.registry import get, solve
+
+    for name in solvers:
+        get(name)  # unknown names are a user error before anything runs
+    caps = resolve_capacities(capacity_specs, graph, target, weights_in_compute_level)
+    runs: list[Run] = []
+    total = len(caps) * len(solvers)
+    for cap in caps:
+        problem = Problem(graph=graph, target=target.with_capacity(cap.bytes),
+                          weights_in_compute_level=weights_in_compute_level,
+                          time_limit=time_limit, seed=seed)
+        for name in solvers:
+            if on_run is not None:
+                on_run(len(runs), total, name, cap)
+            started = time.perf_counter()
+            plan: Plan | None = None
+            error: str | None = None
+            try:
+                plan = solve(problem, name)
+            except StowageError as exc:
+                error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - a comparison records a crash and goes on
+                log.debug("solver %s at %d crashed:\n%s", name, cap.bytes, traceback.format_exc())
+                error = f"crashed: {type(exc).__name__}: {exc}"
+            seconds = time.perf_counter() - started
+            log.info("%s @ %s: %s in %.2fs", name, cap.label, error or plan.solver.status, seconds)
+            runs.append(Run(name, cap, plan, error, seconds))
+    return Comparison(
+        model=graph.name, model_path=graph.source_path, target=target,
+        weights_in_compute_level=weights_in_compute_level, element_bytes=graph.element_bytes,
+        time_limit=time_limit, operators=len(graph.computing_ops),
+        buffers=sum(1 for _ in graph.buffers), m_r=m_r(graph, weights_in_compute_level),
+        capacities=caps, solvers=tuple(solvers), runs=tuple(runs),
+    )
+
+
+# ---------------------------------------------------------------------------------------
+# Plan analysis for the pictures
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LayoutBox:
+    buffer: int
+    offset: int
+    bytes: int
+    first: int
+    last: int
+    kind: str
+    spilled: bool    # stored off-chip when this placement ends, and not a graph output store
+    reloaded: bool   # its data came back from a spill level into this placement
+
+
+def layout_boxes(plan: Plan) -> list[LayoutBox]:
+    """Compute-level placements with their spill/reload marks, from the plan alone."""
+    compute = plan.target.compute_level
+    size = {b.id: b.bytes for b in plan.buffers}
+    kind = {b.id: b.kind for b in plan.buffers}
+    home = {b.id: b.home for b in plan.buffers}
+    loads_in = {(t.buffer, t.step) for t in plan.transfers
+                if t.dst == compute and t.src != home.get(t.buffer)}
+    stores_out = {(t.buffer, t.step) for t in plan.transfers
+                  if t.src == compute and t.dst != home.get(t.buffer)}
+    boxes = []
+    for p in plan.placements:
+        if p.level != compute:
+            continue
+        boxes.append(LayoutBox(
+            buffer=p.buffer, offset=p.offset, bytes=size[p.buffer], first=p.first, last=p.last,
+            kind=kind[p.buffer],
+            spilled=any((p.buffer, s) in stores_out for s in range(p.first, p.last + 1)),
+            reloaded=(p.buffer, p.first) in loads_in,
+        ))
+    return boxes
+
+
+def occupancy(plan: Plan) -> dict[str, list[int]]:
+    """Bytes reserved in each level at each step (placements are inclusive step ranges)."""
+    n = len(plan.steps)
+    size = {b.id: b.bytes for b in plan.buffers}
+    occ = {lv.name: [0] * (n + 1) for lv in plan.target.levels}
+    for p in plan.placements:
+        d = occ[p.level]
+        d[p.first] += size[p.buffer]
+        d[min(p.last + 1, n)] -= size[p.buffer]
+    out: dict[str, list[int]] = {}
+    for name, delta in occ.items():
+        running, series = 0, []
+        for s in range(n):
+            running += delta[s]
+            series.append(running)
+        out[name] = series
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+# Pictures
+# ---------------------------------------------------------------------------------------
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    _pyplot().close(fig)
+    return buf.getvalue()
+
+
+def plot_layout(run: Run) -> bytes:
+    """The memory layout of one plan: what an engineer looks at first."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Patch, Rectangle
+    from matplotlib.lines import Line2D
+
+    plt = _pyplot()
+    assert run.plan is not None
+    plan = run.plan
+    boxes = layout_boxes(plan)
+    peak = run.compute_peak or 0
+    top = max(run.capacity.bytes, peak, 1)
+    unit, scale = _axis_unit(top)
+    nsteps = max(len(plan.steps), 1)
+    fig, ax = plt.subplots(figsize=(10, 4.2))
+    many = len(boxes) > 150
+    edge_w = 0.2 if many else 0.5
+    plain = [b for b in boxes if not (b.spilled or b.reloaded)]
+    marked = [b for b in boxes if b.spilled or b.reloaded]
+
+    def rect(b: LayoutBox) -> Rectangle:
+        return Rectangle((b.first, b.offset / scale), b.last - b.first + 1, b.bytes / scale)
+
+    ax.add_collection(PatchCollection(
+        [rect(b) for b in plain], facecolors=[KIND_COLOURS.get(b.kind, "#56B4E9") for b in plain],
+        edgecolors="#333333", linewidths=edge_w))
+    for b in marked:  # few enough to draw one by one with a hatch
+        edge = SPILL_EDGE if b.spilled else RELOAD_EDGE
+        ax.add_patch(Rectangle((b.first, b.offset / scale), b.last - b.first + 1, b.bytes / scale,
+                               facecolor=KIND_COLOURS.get(b.kind, "#56B4E9"), edgecolor=edge,
+                               linewidth=1.2, hatch="////" if b.spilled else "\\\\\\\\"))
+    ax.axhline(run.capacity.bytes / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1.2)
+    ax.set_xlim(0, nsteps)
+    ax.set_ylim(0, top * 1.06 / scale)
+    ax.set_xlabel("step (operator in schedule order)")
+    ax.set_ylabel(f"{plan.target.compute_level} address ({unit})")
+    nspill = sum(1 for b in boxes if b.spilled)
+    nreload = sum(1 for b in boxes if b.reloaded)
+    ax.set_title(
+        f"{run.solver} at {run.capacity.label}: non-compulsory {fmt_bytes(run.noncompulsory)}, "
+        f"peak {fmt_bytes(peak)}; {len(boxes)} placements, {nspill} spilled, {nreload} reloaded",
+        fontsize=9)
+    kinds_present = sorted({b.kind for b in boxes})
+    handles = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=k) for k in kinds_present]
+    if nspill:
+        handles.append(Patch(facecolor="white", edgecolor=SPILL_EDGE, hatch="////", label="spilled after"))
+    if nreload:
+        handles.append(Patch(facecolor="white", edgecolor=RELOAD_EDGE, hatch="\\\\\\\\", label="reloaded"))
+    handles.append(Line2D([], [], color=CAPACITY_COLOUR, linestyle="--", label=f"capacity {fmt_bytes(run.capacity.bytes)}"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    ax.grid(axis="y", alpha=0.25)
+    return _png(fig)
+
+
+def plot_traffic_curves(cmp: Comparison) -> bytes:
+    """Non-compulsory traffic versus capacity, one curve per solver (only plans that fit)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    caps = sorted({c.bytes for c in cmp.capacities})
+    ymax = max((r.noncompulsory or 0) for r in cmp.runs) if cmp.runs else 0
+    xunit, xscale = _axis_unit(max(caps))
+    yunit, yscale = _axis_unit(max(ymax, 1))
+    markers = "osD^v<>ph*"
+    for i, name in enumerate(cmp.solvers):
+        pts = sorted((r.capacity.bytes, r.noncompulsory) for r in cmp.runs
+                     if r.solver == name and r.ok and r.respects_capacity)
+        if not pts:
+            continue
+        # Solvers often tie; hollow markers of decreasing size and distinct dash patterns
+        # keep every curve visible where they coincide.
+        ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
+                label=name, linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
+                markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
+    for c in cmp.capacities:
+        if c.spec.upper() in ("M_R", "M_H", "M_P"):
+            ax.axvline(c.bytes / xscale, color="#bbbbbb", linewidth=0.8, linestyle=":")
+            ax.annotate(c.spec.upper(), (c.bytes / xscale, 0.02), xycoords=("data", "axes fraction"),
+                        fontsize=8, color="#666666", ha="left", va="bottom", xytext=(3, 0),
+                        textcoords="offset points")
+    ax.set_xlabel(f"compute-level capacity ({xunit})")
+    ax.set_ylabel(f"non-compulsory traffic ({yunit})")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.25)
+    ax.set_title(f"{cmp.model} on {cmp.target.name}: spill + reload traffic", fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def plot_occupancy(run: Run) -> bytes:
+    """Bytes reserved in every level at every step, one panel per level."""
+    plt = _pyplot()
+    assert run.plan is not None
+    occ = occupancy(run.plan)
+    levels = run.plan.target.levels
+    fig, axes = plt.subplots(len(levels), 1, figsize=(10, 1.6 * len(levels) + 0.6), sharex=True, squeeze=False)
+    for ax, lv in zip(axes[:, 0], levels):
+        series = occ[lv.name]
+        cap = run.capacity.bytes if lv.name == run.plan.target.compute_level else lv.capacity
+        used = max(series, default=0)
+        # Off-chip levels are orders of magnitude larger than what a plan uses there: scale
+        # to the usage and state the capacity in the label instead of flattening the curve.
+        show_cap = cap is not None and cap <= 4 * max(used, 1)
+        top = max(used, cap if show_cap else 0, 1)
+        unit, scale = _axis_unit(top)
+        xs = list(range(len(series) + 1))
+        ax.stairs([v / scale for v in series], xs, fill=True, color="#56B4E9", alpha=0.8)
+        if show_cap:
+            ax.axhline(cap / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1)
+        elif used == 0:
+            ax.text(0.5, 0.5, "unused", transform=ax.transAxes, ha="center", va="center", color="#888888")
+        cap_text = "unbounded" if cap is None else fmt_bytes(cap)
+        ax.set_ylabel(f"{lv.name} ({unit})\ncap {cap_text}", fontsize=8)
+        ax.set_ylim(0, top * 1.1 / scale)
+        ax.grid(alpha=0.25)
+    axes[-1, 0].set_xlabel("step (operator in schedule order)")
+    axes[0, 0].set_title(f"{run.solver} at {run.capacity.label}: occupancy per level (dashed: capacity)", fontsize=9)
+    return _png(fig)
+
+
+# ---------------------------------------------------------------------------------------
+# Writing
+# ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Figure:
+    file: str      # PNG file name beside report.md
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
+
+
+def _row(run: Run, best: bool, levels: Sequence[str]) -> dict[str, object]:
+    plan = run.plan
+    note = ""
+    if run.ok and not run.respects_capacity:
+        note = "ignores the capacity (peak above it)"
+    return {
+        "solver": run.solver,
+        "best": best,
+        "status": plan.solver.status if plan else "error",
+        "noncompulsory": f"{plan.metrics.noncompulsory_bytes:,}" if plan else "-",
+        "compulsory": f"{plan.metrics.compulsory_bytes:,}" if plan else "-",
+        "peaks": [fmt_bytes(plan.metrics.peak_bytes.get(lv, 0)) if plan else "-" for lv in levels],
+        "bound": f"{plan.solver.lower_bound:,}" if plan and plan.solver.lower_bound is not None else "-",
+        "gap": f"{run.gap:,}" if run.gap is not None else "-",
+        "seconds": f"{run.seconds:.2f}",
+        "error": run.error or "",
+        "note": note,
+    }
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
+
+
+def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple[list[dict], list[Figure]]:
+    """Per-capacity tables and figures, in report order."""
+    levels = [lv.name for lv in cmp.target.levels]
+    if with_occupancy is None:
+        with_occupancy = len(levels) > 2
+    sections, figures = [], []
+    for cap in cmp.capacities:
+        runs = cmp.runs_at(cap)
+        figs = []
+        for run in runs:
+            if not run.ok:
+                continue
+            f = Figure(f"layout_{cap.slug}_{_safe(run.solver)}.png",
+                       f"{run.solver} at {cap.label}: memory layout", plot_layout(run))
+            figs.append(f)
+            if with_occupancy:
+                figs.append(Figure(f"occupancy_{cap.slug}_{_safe(run.solver)}.png",
+                                   f"{run.solver} at {cap.label}: occupancy per level", plot_occupancy(run)))
+        figures += figs
+        sections.append({
+            "capacity": cap,
+            "rows": [_row(r, cmp.is_best(r), levels) for r in runs],
+            "figures": figs,
+        })
+    return sections, figures
+
+
+def write_report(cmp: Comparison, out_dir: str | os.PathLike[str], with_occupancy: bool | None = None) -> list[Path]:
+    """Write report.html, report.md, the PNGs and plans/*.json; return the paths written."""
+    import jinja2
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sections, figures = build_sections(cmp, with_occupancy)
+    curves = Figure("traffic_vs_capacity.png", "non-compulsory traffic versus capacity", plot_traffic_curves(cmp))
+    figures.append(curves)
+    written: list[Path] = []
+    for f in figures:
+        written.append(_write_bytes_atomic(out / f.file, f.png))
+    plans_dir = out / "plans"
+    for run in cmp.runs:
+        if run.plan is not None:
+            plans_dir.mkdir(exist_ok=True)
+            p = plans_dir / f"{run.capacity.slug}_{_safe(run.solver)}.json"
+            write_text_atomic(p, plan_to_json(run.plan))
+            written.append(p)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+                             autoescape=jinja2.select_autoescape(["html"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    ctx = {
+        "cmp": cmp,
+        "levels": [lv.name for lv in cmp.target.levels],
+        "sections": sections,
+        "curves": curves,
+        "fmt_bytes": fmt_bytes,
+        "setting": "activations + weights" if cmp.weights_in_compute_level else "activations only",
+    }
+    for name in ("report.html", "report.md"):
+        text = env.get_template(f"{name}.j2").render(**ctx)
+        p = out / name
+        write_text_atomic(p, text)
+        written.append(p)
+    return written
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> Path:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+__all__ = [
+    "Capacity", "Comparison", "Run", "fmt_bytes", "layout_boxes", "occupancy", "resolve_capacities",
+    "run_comparison", "write_report",
+]
