@@ -81,7 +81,8 @@ class _Search:
     def __init__(self, problem: Problem, params: HeuristicParams, started: float) -> None:
         self.p = problem
         self.params = params
-        self.deadline = started + max(0.05, problem.time_limit)
+        # 20% of the limit is left for assembling and validating the plan.
+        self.deadline = started + max(0.05, 0.8 * problem.time_limit)
         self.started = started
         self.best: SpillResult | None = None
         self.bound = traffic_lower_bound(problem)
