@@ -13,11 +13,11 @@ view aliasing, buffer formation and ordering follow one set of rules:
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import networkx as nx
 
 from ir.dtypes import dtype_name, tensor_bytes
 from ir.errors import ModelError
@@ -90,27 +90,7 @@ def build_graph(
     real_inputs = tuple(n for n in inputs if n not in init)
     output_set = set(outputs)
 
-    producers: dict[str, int] = {}
-    for i, node in enumerate(nodes):
-        for out in node.outputs:
-            if not out:
-                continue
-            if out in producers or out in init or out in real_inputs:
-                raise ModelError(f"tensor '{out}' is produced more than once (node '{node.name}')")
-            producers[out] = i
-    for out in outputs:
-        if out not in producers and out not in init and out not in real_inputs:
-            raise ModelError(f"graph output '{out}' is never produced by any node")
-    known = set(producers) | init | set(real_inputs)
-    for node in nodes:
-        for inp in node.inputs:
-            if inp and inp not in known:
-                raise ModelError(
-                    f"node '{node.name}' ({node.op_type}) reads '{inp}', which no node, "
-                    "initializer or graph input provides"
-                )
-
-    order = _topological_order(nodes, producers)
+    producers, order = check_structure(nodes, real_inputs, outputs, init)
 
     used: set[str] = set(outputs)
     for node in nodes:
@@ -171,7 +151,8 @@ def build_graph(
         for inp in nodes[i].inputs:
             if inp:
                 lst = consumers_of.setdefault(inp, [])
-                if i not in lst:
+                # ``computing`` is visited once per op, so a repeat can only be the last entry.
+                if not lst or lst[-1] != i:
                     lst.append(i)
 
     # Renumber operators in the chosen (topological) order so that index order is file order.
@@ -180,8 +161,13 @@ def build_graph(
     for tname in sorted(referenced, key=lambda n: (producers.get(n, -1), n)):
         rt = raw[tname]
         for d in rt.shape:
-            if d <= 0:
-                raise ModelError(f"tensor '{tname}' has a non-positive dimension in shape {list(rt.shape)}")
+            # An empty weight (a Resize's unused ``roi`` of shape [0]) is legal ONNX and takes
+            # no memory; an empty or negative activation/input is a broken or mis-bound model.
+            if d < 0 or (d == 0 and kind_of[tname] is not TensorKind.WEIGHT):
+                raise ModelError(
+                    f"tensor '{tname}' has a {'negative' if d < 0 else 'zero'} dimension in shape "
+                    f"{list(rt.shape)}: dimensions must be positive"
+                )
         nbytes = tensor_bytes(rt.shape, rt.elem_type, element_bytes)
         if nbytes > MAX_TENSOR_BYTES:
             raise ModelError(
@@ -287,23 +273,99 @@ def _first_seen(names: list[str], tensors: Mapping[str, Tensor]) -> tuple[int, s
     return (min(key(n) for n in names), min(names))
 
 
-def _topological_order(nodes: Sequence[RawNode], producers: Mapping[str, int]) -> list[int]:
-    g = nx.DiGraph()
-    g.add_nodes_from(range(len(nodes)))
+def check_structure(
+    nodes: Sequence[RawNode],
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    initializers: Iterable[str] = (),
+) -> tuple[dict[str, int], list[int]]:
+    """Check that the node list describes a DAG and return ``(producers, order)``.
+
+    ``producers`` maps each node output to its node index; ``order`` is the file order when
+    that is topological, else the topological order that stays closest to it (smallest file
+    index first).  Every structural defect is a one-line ``ModelError``: a tensor produced
+    twice, an output nothing produces, a read of a tensor nothing provides, a cycle.
+    ``inputs`` are the real graph inputs (initializers excluded or not: both work).
+    """
+    init = set(initializers)
+    provided = init | set(inputs)
+    producers: dict[str, int] = {}
     for i, node in enumerate(nodes):
+        for out in node.outputs:
+            if not out:
+                continue
+            if out in producers or out in provided:
+                raise ModelError(f"tensor '{out}' is produced more than once (node '{node.name}')")
+            producers[out] = i
+    for out in outputs:
+        if out not in producers and out not in provided:
+            raise ModelError(f"graph output '{out}' is never produced by any node, initializer or input")
+    for node in nodes:
+        for inp in node.inputs:
+            if inp and inp not in producers and inp not in provided:
+                raise ModelError(
+                    f"node '{node.name}' ({node.op_type}) reads '{inp}', which no node, "
+                    "initializer or graph input provides"
+                )
+    return producers, _topological_order(nodes, producers)
+
+
+def _topological_order(nodes: Sequence[RawNode], producers: Mapping[str, int]) -> list[int]:
+    """File order if it is topological (the common case, O(edges)); otherwise Kahn's algorithm
+    taking the smallest ready file index first (O(edges log nodes)); a cycle is a ModelError."""
+    preds: list[set[int]] = []
+    in_order = True
+    for i, node in enumerate(nodes):
+        ps: set[int] = set()
         for inp in node.inputs:
             p = producers.get(inp) if inp else None
             if p is not None:
                 if p == i:
-                    raise ModelError(f"graph has a cycle: node '{node.name}' reads its own output '{inp}'")
-                g.add_edge(p, i)
-    try:
-        order = list(nx.lexicographical_topological_sort(g))
-    except nx.NetworkXUnfeasible:
-        cycle = nx.find_cycle(g)
-        names = " -> ".join(nodes[a].name or nodes[a].op_type for a, _ in cycle)
-        raise ModelError(f"graph has a cycle: {names}") from None
+                    raise ModelError(
+                        f"graph has a cycle: node '{node.name}' reads its own output '{inp}'"
+                    )
+                ps.add(p)
+                if p > i:
+                    in_order = False
+        preds.append(ps)
+    if in_order:
+        return list(range(len(nodes)))
+    succs: list[list[int]] = [[] for _ in nodes]
+    indegree = [len(ps) for ps in preds]
+    for i, ps in enumerate(preds):
+        for p in ps:
+            succs[p].append(i)
+    ready = [i for i, d in enumerate(indegree) if d == 0]
+    heapq.heapify(ready)
+    order: list[int] = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(i)
+        for s in succs[i]:
+            indegree[s] -= 1
+            if indegree[s] == 0:
+                heapq.heappush(ready, s)
+    if len(order) != len(nodes):
+        stuck = {i for i, d in enumerate(indegree) if d > 0}
+        cycle = _find_cycle(stuck, preds)
+        names = " -> ".join(nodes[a].name or nodes[a].op_type for a in cycle)
+        raise ModelError(f"graph has a cycle: {names}")
     return order
+
+
+def _find_cycle(stuck: set[int], preds: Sequence[set[int]]) -> list[int]:
+    """One cycle among nodes left over by Kahn's algorithm (each has a stuck predecessor)."""
+    start = min(stuck)
+    path: list[int] = []
+    pos: dict[int, int] = {}
+    node = start
+    while node not in pos:
+        pos[node] = len(path)
+        path.append(node)
+        node = min(p for p in preds[node] if p in stuck)
+    cycle = path[pos[node]:]
+    cycle.reverse()  # walked predecessors: reverse to read in data-flow direction
+    return [*cycle, cycle[0]]
 
 
 def with_element_bytes(graph: Graph, element_bytes: int) -> Graph:

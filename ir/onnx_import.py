@@ -1,17 +1,34 @@
 """ONNX importer: ``.onnx`` file -> immutable ``Graph``.
 
 Only graph structure and tensor sizes matter for planning, so weight *data* is never loaded:
-a graph-only file whose external-data file is absent imports the same as the full model.
-Shapes come from onnx shape inference (with data propagation) and, where that leaves gaps,
-from onnxruntime's symbolic shape inference, which needs no weights either.
+a graph-only file whose external-data file is absent imports the same as the full model, and
+large embedded initializers are stripped (dims and type kept) before shape inference so that
+a 500 MB model is not serialised back and forth.
+
+Stages, each shown as progress on a terminal when the caller passes ``progress``:
+
+1. read and parse the file (every failure is a one-line ``ModelError``); refuse external-data
+   locations that escape the model's folder;
+2. check the structure (outputs produced, inputs provided, no cycle) before any inference, so
+   that a broken graph is reported as such and not as "unknown shape";
+3. bind symbolic dims (``--dim batch=1``); every unbound input dim is reported in one error;
+4. onnx shape inference with data propagation; where shapes stay unknown, onnxruntime's
+   symbolic shape inference (needs no weights either);
+5. control flow (If, Loop, Scan) and non-standard-domain ops become *opaque* operators; a
+   control-flow op's extra working memory is the peak of its subgraph where computable.
+   Values a subgraph reads from the enclosing scope become explicit inputs of the node, so
+   that lifetimes and dependencies see them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
-from collections.abc import Mapping
+from collections import ChainMap
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +36,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, ModelProto, TensorProto
 
-from ir.build import RawNode, RawTensor, build_graph
+from ir.build import RawNode, RawTensor, build_graph, check_structure
 from ir.cost import estimate_cost
 from ir.errors import ModelError
 from ir.graph import Graph
@@ -28,6 +45,18 @@ log = logging.getLogger(__name__)
 
 CONTROL_FLOW_OPS = frozenset({"If", "Loop", "Scan"})
 STANDARD_DOMAINS = frozenset({"", "ai.onnx"})
+
+#: Embedded initializers larger than this lose their data before shape inference.  Shape
+#: tensors that data propagation needs (a Reshape target, Slice bounds) are far smaller.
+STRIP_DATA_BYTES = 4096
+_STRIPPED_LOCATION = "<weight data not loaded by stowage>"
+
+#: ``progress(label)`` returns a context manager shown while a stage runs.
+Progress = Callable[[str], AbstractContextManager[Any]]
+
+
+def _no_progress(label: str) -> AbstractContextManager[Any]:
+    return contextlib.nullcontext()
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
@@ -38,25 +67,44 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
-def read_model(path: str | os.PathLike[str]) -> ModelProto:
-    """Parse a model file without its external data; every failure is a one-line ModelError."""
-    p = Path(path)
+# --------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_bytes(p: Path) -> bytes:
     if not p.exists():
         raise ModelError(f"model file not found: {p}")
     if p.is_dir():
         raise ModelError(f"model path is a directory, not an .onnx file: {p}")
-    data = p.read_bytes()
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {p}: {exc.strerror}") from None
     if not data:
         raise ModelError(f"model file is empty: {p}")
+    return data
+
+
+def _parse(data: bytes, p: Path) -> ModelProto:
     model = ModelProto()
     try:
         model.ParseFromString(data)
     except (DecodeError, RuntimeError, ValueError) as exc:
-        raise ModelError(f"{p} is not a valid ONNX file (truncated or not protobuf): {exc}") from None
+        raise ModelError(
+            f"{p} is not a valid ONNX file (truncated or not ONNX protobuf): {exc}"
+        ) from None
+    # Protobuf happily parses many non-protobuf byte strings into unknown fields: demand a
+    # graph with at least one node or output, and an opset.
     if not model.HasField("graph") or (not model.graph.node and not model.graph.output):
-        raise ModelError(f"{p} is not an ONNX model (no graph found)")
+        raise ModelError(f"{p} is not an ONNX model (no graph found; truncated or another format)")
     check_external_data_paths(model, p.parent)
     return model
+
+
+def read_model(path: str | os.PathLike[str]) -> ModelProto:
+    """Parse a model file without its external data; every failure is a one-line ModelError."""
+    p = Path(path)
+    return _parse(_read_bytes(p), p)
 
 
 def check_external_data_paths(model: ModelProto, base_dir: Path) -> None:
@@ -68,7 +116,12 @@ def check_external_data_paths(model: ModelProto, base_dir: Path) -> None:
         location = next((e.value for e in tensor.external_data if e.key == "location"), None)
         if location is None:
             raise ModelError(f"initializer '{tensor.name}' has external data but no location")
-        if os.path.isabs(location) or Path(location).is_absolute():
+        if (
+            os.path.isabs(location)
+            or Path(location).is_absolute()
+            or location.startswith(("/", "\\"))
+            or (len(location) > 1 and location[1] == ":")  # a Windows drive letter
+        ):
             raise ModelError(
                 f"initializer '{tensor.name}': external data location '{location}' is absolute; "
                 "only paths inside the model's folder are allowed"
@@ -81,72 +134,195 @@ def check_external_data_paths(model: ModelProto, base_dir: Path) -> None:
             )
 
 
-def _all_initializers(graph: onnx.GraphProto):
-    yield from graph.initializer
+def _subgraphs(node: onnx.NodeProto) -> Iterator[tuple[str, onnx.GraphProto]]:
+    for attr in node.attribute:
+        if attr.type == AttributeProto.GRAPH:
+            yield attr.name, attr.g
+        elif attr.type == AttributeProto.GRAPHS:
+            for g in attr.graphs:
+                yield attr.name, g
+
+
+def _all_graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    yield graph
     for node in graph.node:
-        for attr in node.attribute:
-            if attr.type == AttributeProto.GRAPH:
-                yield from _all_initializers(attr.g)
-            elif attr.type == AttributeProto.GRAPHS:
-                for g in attr.graphs:
-                    yield from _all_initializers(g)
+        for _, g in _subgraphs(node):
+            yield from _all_graphs(g)
+
+
+def _all_initializers(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+    for g in _all_graphs(graph):
+        yield from g.initializer
+
+
+def _without_weight_data(model: ModelProto) -> ModelProto:
+    """A copy whose large embedded initializers keep dims and type but not data."""
+    out = ModelProto()
+    out.CopyFrom(model)
+    for t in _all_initializers(out.graph):
+        if t.data_location == TensorProto.EXTERNAL or t.ByteSize() <= STRIP_DATA_BYTES:
+            continue
+        for f in ("raw_data", "float_data", "int32_data", "string_data", "int64_data",
+                  "double_data", "uint64_data"):
+            t.ClearField(f)
+        t.data_location = TensorProto.EXTERNAL
+        entry = t.external_data.add()
+        entry.key, entry.value = "location", _STRIPPED_LOCATION
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Structure: outer-scope references of subgraphs
+
+
+def outer_refs(graph: onnx.GraphProto) -> tuple[str, ...]:
+    """Names a (sub)graph reads but does not define, nested subgraphs included, in order of
+    first use.  In ONNX these are implicit inputs of the node that owns the subgraph."""
+    defined = {i.name for i in graph.input} | {t.name for t in graph.initializer}
+    defined |= {t.values.name for t in graph.sparse_initializer}
+    refs: dict[str, None] = {}
+    for node in graph.node:
+        reads = list(node.input)
+        for _, g in _subgraphs(node):
+            reads.extend(outer_refs(g))
+        for name in reads:
+            if name and name not in defined:
+                refs.setdefault(name, None)
+        defined.update(o for o in node.output if o)
+    for o in graph.output:
+        if o.name not in defined:
+            refs.setdefault(o.name, None)
+    return tuple(refs)
+
+
+def _node_inputs(node: onnx.NodeProto) -> tuple[str, ...]:
+    """Explicit inputs followed by the subgraphs' outer-scope references (implicit inputs)."""
+    explicit = tuple(node.input)
+    implicit: dict[str, None] = {}
+    seen = set(explicit)
+    for _, g in _subgraphs(node):
+        for r in outer_refs(g):
+            if r not in seen:
+                implicit.setdefault(r, None)
+    return explicit + tuple(implicit)
+
+
+def _node_name(node: onnx.NodeProto, index: int) -> str:
+    return node.name or f"{node.op_type}_{index}"
+
+
+# --------------------------------------------------------------------------------------------
+# Symbolic dims
 
 
 def _bind_dims(model: ModelProto, dims: Mapping[str, int]) -> None:
-    """Replace symbolic dims of graph inputs/outputs by the user's values; every unbound one
-    is reported in one error."""
-    unbound: list[str] = []
-    for vi in (*model.graph.input, *model.graph.output):
-        if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
-            continue
-        for d in vi.type.tensor_type.shape.dim:
-            if d.HasField("dim_value"):
-                continue
-            if d.HasField("dim_param") and d.dim_param in dims:
-                value = dims[d.dim_param]
-                d.Clear()
-                d.dim_value = value
-            elif vi in model.graph.input or d.HasField("dim_param"):
-                if vi in model.graph.input:
-                    unbound.append(d.dim_param or f"<unnamed dim of '{vi.name}'>")
+    """Replace symbolic dims everywhere (inputs, outputs, value_info, subgraphs) by the user's
+    values.  ``--dim NAME=V`` binds a named dim; ``--dim 'INPUT[AXIS]=V'`` binds one axis of a
+    graph input (the only way to bind an unnamed dim).  Every input dim left unbound is
+    reported in one error that says how to bind it."""
     init_names = {t.name for t in model.graph.initializer}
-    unbound = [u for u in dict.fromkeys(unbound)]
-    real_unbound = []
-    for vi in model.graph.input:
-        if vi.name in init_names:
+    used_keys: set[str] = set()
+    for axis_vi in model.graph.input:
+        if axis_vi.name in init_names or not axis_vi.type.tensor_type.HasField("shape"):
             continue
-        for d in vi.type.tensor_type.shape.dim:
-            if not d.HasField("dim_value"):
-                real_unbound.append(d.dim_param or f"<unnamed dim of '{vi.name}'>")
-    real_unbound = list(dict.fromkeys(real_unbound))
-    if real_unbound:
-        names = ", ".join(f"'{u}'" for u in real_unbound)
-        example = real_unbound[0] if not real_unbound[0].startswith("<") else "NAME"
-        raise ModelError(
-            f"unbound symbolic dimension(s) {names} in graph inputs: bind each with "
-            f"--dim {example}=VALUE (repeatable)"
+        for axis, d in enumerate(axis_vi.type.tensor_type.shape.dim):
+            key = f"{axis_vi.name}[{axis}]"
+            if key in dims and not d.HasField("dim_value"):
+                d.Clear()
+                d.dim_value = dims[key]
+                used_keys.add(key)
+    for g in _all_graphs(model.graph):
+        for vi in (*g.input, *g.output, *g.value_info):
+            if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+                continue
+            for d in vi.type.tensor_type.shape.dim:
+                if d.HasField("dim_param") and d.dim_param in dims:
+                    used_keys.add(d.dim_param)
+                    value = dims[d.dim_param]
+                    d.Clear()
+                    d.dim_value = value
+    for key in dims:
+        if key not in used_keys:
+            log.warning("--dim %s: the model has no unbound symbolic dimension of that name", key)
+
+    unbound: dict[str, list[str]] = {}
+    for vi in model.graph.input:
+        if vi.name in init_names or not vi.type.HasField("tensor_type"):
+            continue
+        tt = vi.type.tensor_type
+        if not tt.HasField("shape"):
+            unbound.setdefault(f"the whole shape of input '{vi.name}'", [])
+            continue
+        for axis, d in enumerate(tt.shape.dim):
+            if d.HasField("dim_value"):
+                if d.dim_value <= 0:
+                    raise ModelError(
+                        f"graph input '{vi.name}' has dimension {d.dim_value} at axis {axis}: "
+                        "dimensions must be positive"
+                    )
+                continue
+            if d.dim_param:
+                unbound.setdefault(d.dim_param, []).append(f"'{vi.name}' axis {axis}")
+            else:
+                unbound.setdefault(f"{vi.name}[{axis}]", []).append(f"unnamed axis {axis} of '{vi.name}'")
+    if unbound:
+        parts = [f"'{n}' ({', '.join(w)})" if w else n for n, w in unbound.items()]
+        examples = " ".join(
+            f"--dim '{n}=1'" if "[" in n else f"--dim {n}=1" for n, w in unbound.items() if w
         )
-    del unbound
+        raise ModelError(
+            f"unbound symbolic dimension(s) in graph inputs: {'; '.join(parts)}; bind each with "
+            f"--dim NAME=VALUE (repeatable){', e.g. ' + examples if examples else ''}"
+        )
+
+
+def _check_static_dims(model: ModelProto) -> None:
+    for t in _all_initializers(model.graph):
+        if any(d < 0 for d in t.dims):
+            raise ModelError(
+                f"initializer '{t.name}' has a negative dimension in shape {list(t.dims)}"
+            )
+
+
+# --------------------------------------------------------------------------------------------
+# Shape inference
 
 
 def _infer_shapes(model: ModelProto) -> ModelProto:
-    try:
-        return onnx.shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
-    except Exception as exc:  # onnx raises several unrelated types here
-        log.info("onnx shape inference failed (%s); trying symbolic shape inference", exc)
-        return model
+    """onnx shape inference with data propagation; retried without it, then given up."""
+    for data_prop in (True, False):
+        try:
+            return onnx.shape_inference.infer_shapes(
+                model, check_type=False, strict_mode=False, data_prop=data_prop
+            )
+        except Exception as exc:  # noqa: BLE001 - onnx raises several unrelated types here
+            log.info("onnx shape inference (data_prop=%s) failed: %s", data_prop, exc)
+    return model
 
 
 def _symbolic_infer(model: ModelProto) -> ModelProto | None:
+    """onnxruntime's symbolic shape inference, keeping partial results.
+
+    ``SymbolicShapeInference.infer_shapes`` raises when anything stays unknown and, before
+    that, writes ``sym_shape_infer_temp.onnx`` into the working directory; we drive its steps
+    ourselves to keep what it did infer and to write nothing."""
     try:
-        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+        from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference, get_opset
     except ImportError:  # pragma: no cover - onnxruntime is a dependency
+        log.info("onnxruntime not available: no symbolic shape inference")
         return None
+    opset = get_opset(model)
+    if not opset or opset < 7:
+        return None
+    ssi = SymbolicShapeInference(2**31 - 1, True, True, 0)
     try:
-        return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=True)
+        ssi._preprocess(model)
+        while ssi.run_:
+            ssi._infer_impl()
+        ssi._update_output_from_vi()
     except Exception as exc:  # noqa: BLE001 - third-party code raises anything
-        log.info("symbolic shape inference failed: %s", exc)
-        return None
+        log.info("symbolic shape inference stopped early: %s", exc)
+    return getattr(ssi, "out_mp_", None)
 
 
 def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...], int] | None:
@@ -163,12 +339,28 @@ def _shape_of(vi: onnx.ValueInfoProto) -> tuple[tuple[int, ...], int] | None:
     return tuple(dims), int(tt.elem_type)
 
 
+def _describe_shape(vi: onnx.ValueInfoProto | None) -> str:
+    if vi is None:
+        return "no shape information"
+    which = vi.type.WhichOneof("value")
+    if which != "tensor_type":
+        return f"a {which or 'untyped'} value, not a tensor"
+    tt = vi.type.tensor_type
+    if not tt.HasField("shape"):
+        return "unknown rank"
+    dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim]
+    return f"shape [{', '.join(dims)}]"
+
+
 def _collect_shapes(graph: onnx.GraphProto) -> dict[str, RawTensor]:
+    """Known static shapes of one graph's own tensors (not its subgraphs')."""
     out: dict[str, RawTensor] = {}
     for t in graph.initializer:
         out[t.name] = RawTensor(t.name, tuple(int(d) for d in t.dims), int(t.data_type))
     for t in graph.sparse_initializer:
-        out[t.values.name] = RawTensor(t.values.name, tuple(int(d) for d in t.dims), int(t.values.data_type))
+        out[t.values.name] = RawTensor(
+            t.values.name, tuple(int(d) for d in t.dims), int(t.values.data_type)
+        )
     for vi in (*graph.input, *graph.value_info, *graph.output):
         if vi.name in out:
             continue
@@ -179,13 +371,63 @@ def _collect_shapes(graph: onnx.GraphProto) -> dict[str, RawTensor]:
         if node.op_type == "Constant" and node.domain in STANDARD_DOMAINS and node.output:
             for attr in node.attribute:
                 if attr.name == "value" and attr.type == AttributeProto.TENSOR:
-                    out.setdefault(node.output[0], RawTensor(node.output[0], tuple(attr.t.dims), attr.t.data_type))
+                    out.setdefault(
+                        node.output[0],
+                        RawTensor(node.output[0], tuple(attr.t.dims), attr.t.data_type),
+                    )
     return out
 
 
-def _produced_names(graph: onnx.GraphProto) -> list[str]:
-    names = [o for n in graph.node for o in n.output if o]
-    return names + [i.name for i in graph.input]
+def _value_infos(graph: onnx.GraphProto) -> dict[str, onnx.ValueInfoProto]:
+    return {vi.name: vi for vi in (*graph.value_info, *graph.output, *graph.input)}
+
+
+def _constant_int(graph: onnx.GraphProto, name: str) -> int | None:
+    """Value of a scalar integer initializer or Constant, else None."""
+    from onnx import numpy_helper
+
+    tensor = next((t for t in graph.initializer if t.name == name), None)
+    if tensor is None:
+        for node in graph.node:
+            if node.op_type == "Constant" and name in node.output:
+                tensor = next((a.t for a in node.attribute if a.name == "value"), None)
+                break
+    if tensor is None or tensor.data_location == TensorProto.EXTERNAL:
+        return None
+    try:
+        arr = numpy_helper.to_array(tensor)
+    except Exception:  # noqa: BLE001 - malformed constant: treat as unknown
+        return None
+    if arr.size != 1 or arr.dtype.kind not in "iu":
+        return None
+    return int(arr.reshape(-1)[0])
+
+
+def _loop_scan_outputs(graph: onnx.GraphProto, shapes: dict[str, RawTensor]) -> None:
+    """Shape inference leaves a Loop's scan outputs' leading dim unknown even for a constant
+    trip count M.  Fill it with M, an upper bound (the loop may stop early), which is what a
+    planner must reserve."""
+    for node in graph.node:
+        if node.op_type != "Loop" or node.domain not in STANDARD_DOMAINS or not node.input:
+            continue
+        trip = _constant_int(graph, node.input[0]) if node.input[0] else None
+        if trip is None or trip <= 0:
+            continue
+        body = next((g for name, g in _subgraphs(node) if name == "body"), None)
+        if body is None:
+            continue
+        body_shapes = _collect_shapes(body)
+        n_carried = max(len(node.input) - 2, 0)
+        for k, out in enumerate(node.output[n_carried:]):
+            if not out or out in shapes or 1 + n_carried + k >= len(body.output):
+                continue
+            per_iter = body_shapes.get(body.output[1 + n_carried + k].name)
+            if per_iter is not None:
+                shapes[out] = RawTensor(out, (trip, *per_iter.shape), per_iter.elem_type)
+
+
+# --------------------------------------------------------------------------------------------
+# Operators
 
 
 def _attr_value(attr: AttributeProto) -> Any:
@@ -193,6 +435,11 @@ def _attr_value(attr: AttributeProto) -> Any:
         return f"<subgraph {attr.name}>"
     if attr.type == AttributeProto.TENSOR:
         return f"<tensor {list(attr.t.dims)}>"
+    if attr.type == AttributeProto.SPARSE_TENSOR:
+        return f"<sparse tensor {list(attr.sparse_tensor.dims)}>"
+    if attr.type in (AttributeProto.TENSORS, AttributeProto.SPARSE_TENSORS,
+                     AttributeProto.TYPE_PROTO, AttributeProto.TYPE_PROTOS):
+        return f"<{AttributeProto.AttributeType.Name(attr.type).lower()} {attr.name}>"
     value = onnx.helper.get_attribute_value(attr)
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
@@ -201,62 +448,171 @@ def _attr_value(attr: AttributeProto) -> Any:
     return value
 
 
-def _subgraph_peak(node: onnx.NodeProto, shapes: Mapping[str, RawTensor]) -> int | None:
-    """Peak live bytes of a control-flow node's largest subgraph, or None when unknown."""
-    from ir.lifetimes import peak_live
+def _body_input_shapes(
+    node: onnx.NodeProto, body: onnx.GraphProto, enclosing: Mapping[str, RawTensor]
+) -> dict[str, RawTensor]:
+    """Shapes of a Loop/Scan body's inputs taken from the node's operands when the body does
+    not declare them (shape inference does not always write them back)."""
+    out: dict[str, RawTensor] = {}
+    names = [i.name for i in body.input]
+    if node.op_type == "Loop":
+        if len(names) >= 1:
+            out[names[0]] = RawTensor(names[0], (), TensorProto.INT64)
+        if len(names) >= 2:
+            out[names[1]] = RawTensor(names[1], (), TensorProto.BOOL)
+        for k, name in enumerate(names[2:]):
+            src = enclosing.get(node.input[2 + k]) if 2 + k < len(node.input) else None
+            if src is not None:
+                out[name] = RawTensor(name, src.shape, src.elem_type)
+    elif node.op_type == "Scan":
+        attrs = {a.name: a for a in node.attribute}
+        m = attrs["num_scan_inputs"].i if "num_scan_inputs" in attrs else 0
+        n_state = len(node.input) - m
+        axes = list(attrs["scan_input_axes"].ints) if "scan_input_axes" in attrs else [0] * m
+        for k, name in enumerate(names):
+            if k >= len(node.input):
+                break
+            src = enclosing.get(node.input[k])
+            if src is None:
+                continue
+            if k < n_state:
+                out[name] = RawTensor(name, src.shape, src.elem_type)
+            else:
+                axis = axes[k - n_state] if k - n_state < len(axes) else 0
+                axis = axis + len(src.shape) if axis < 0 else axis
+                if 0 <= axis < len(src.shape):
+                    shape = src.shape[:axis] + src.shape[axis + 1:]
+                    out[name] = RawTensor(name, shape, src.elem_type)
+    return out
 
-    best: int | None = None
-    for attr in node.attribute:
-        graphs = [attr.g] if attr.type == AttributeProto.GRAPH else list(attr.graphs) if attr.type == AttributeProto.GRAPHS else []
-        for g in graphs:
-            local = dict(shapes)
-            local.update(_collect_shapes(g))
-            inner_outer = {i for n in g.node for i in n.input if i} - {o for n in g.node for o in n.output} - {t.name for t in g.initializer}
-            outer_inputs = [i.name for i in g.input] + sorted(x for x in inner_outer if x not in {i.name for i in g.input})
-            try:
-                sub = build_graph(
-                    name=g.name or "subgraph",
-                    tensors=[t for n, t in local.items()],
-                    nodes=[_raw_node(n, {}) for n in g.node],
-                    inputs=outer_inputs,
-                    outputs=[o.name for o in g.output],
-                    initializers=[t.name for t in g.initializer],
-                )
-                peak = peak_live(sub)
-            except Exception:  # noqa: BLE001 - best effort: unknown shapes inside the body
-                return None
-            best = peak if best is None else max(best, peak)
+
+def _subgraph_peak(
+    node: onnx.NodeProto,
+    enclosing: Mapping[str, RawTensor],
+    alternates: Sequence[onnx.NodeProto] = (),
+) -> int | None:
+    """Extra working memory of a control-flow node: the peak, over its subgraphs (If's two
+    branches, a Loop or Scan body), of the live bytes of the subgraph's *own* buffers in file
+    order.  Outer-scope values are excluded (they are operands of the node, counted in its
+    footprint); so are an If branch's outputs, which are the If's outputs.  A Loop/Scan body's
+    inputs and outputs are per-iteration state distinct from the node's operands, so they
+    count.  ``alternates`` are the same node from other shape-inference results, used when a
+    body's shapes are unknown in the first.  None when some shape inside stays unknown."""
+    best = 0
+    for attr_name, g in _subgraphs(node):
+        candidates = [g] + [
+            ag for alt in alternates for an, ag in _subgraphs(alt) if an == attr_name and ag.name == g.name
+        ]
+        peak: int | None = None
+        for cand in candidates:
+            peak = _one_subgraph_peak(node, cand, enclosing, alternates_of=candidates[1:])
+            if peak is not None:
+                break
+        if peak is None:
+            return None
+        best = max(best, peak)
     return best
 
 
+def _one_subgraph_peak(
+    node: onnx.NodeProto,
+    g: onnx.GraphProto,
+    enclosing: Mapping[str, RawTensor],
+    alternates_of: Sequence[onnx.GraphProto] = (),
+) -> int | None:
+    from ir.lifetimes import lifetimes
+
+    own = _collect_shapes(g)
+    for name, t in _body_input_shapes(node, g, enclosing).items():
+        own.setdefault(name, t)
+    shapes: Mapping[str, RawTensor] = ChainMap(own, enclosing)  # type: ignore[arg-type]
+    refs = outer_refs(g)
+    try:
+        nested_alts = {i: [alt.node[i] for alt in alternates_of if i < len(alt.node)]
+                       for i in range(len(g.node))}
+        raw_nodes = [_raw_node(n, shapes, i, alternates=nested_alts[i]) for i, n in enumerate(g.node)]
+        referenced = {*refs, *(i.name for i in g.input), *(t.name for t in g.initializer)}
+        referenced |= {o for n in g.node for o in n.output if o}
+        if any(r not in shapes for r in referenced):
+            return None
+        sub = build_graph(
+            name=g.name or "subgraph",
+            tensors=[shapes[r] for r in referenced],
+            nodes=raw_nodes,
+            inputs=[i.name for i in g.input] + [r for r in refs if r not in {i.name for i in g.input}],
+            outputs=[o.name for o in g.output],
+            initializers=[t.name for t in g.initializer],
+        )
+    except ModelError as exc:
+        log.info("subgraph %s of %s: %s", g.name, node.name, exc)
+        return None
+    excluded = {sub.tensor_buffer[r] for r in refs if r in sub.tensor_buffer}
+    if node.op_type == "If":
+        excluded |= {sub.tensor_buffer[o.name] for o in g.output if o.name in sub.tensor_buffer}
+    lt = lifetimes(sub, include_weights=True)
+    delta = [0] * (len(lt.order) + 1)
+    for b, f in lt.first.items():
+        if b not in excluded:
+            delta[f] += sub.buffers[b].bytes
+            delta[lt.last[b] + 1] -= sub.buffers[b].bytes
+    peak = running = 0
+    for step, idx in enumerate(lt.order):
+        running += delta[step]
+        peak = max(peak, running + sub.operators[idx].extra_bytes)
+    return peak
+
+
 def _raw_node(
-    node: onnx.NodeProto, shapes: Mapping[str, RawTensor], index: int = 0, dropped: frozenset[str] | set[str] = frozenset()
+    node: onnx.NodeProto,
+    shapes: Mapping[str, RawTensor],
+    index: int = 0,
+    dropped: frozenset[str] | set[str] = frozenset(),
+    alternates: Sequence[onnx.NodeProto] = (),
 ) -> RawNode:
     opaque = False
     reason = None
     extra = 0
     if node.op_type in CONTROL_FLOW_OPS and node.domain in STANDARD_DOMAINS:
         opaque = True
-        peak = _subgraph_peak(node, shapes) if shapes else None
+        peak = _subgraph_peak(node, shapes, alternates)
+        what = "branches" if node.op_type == "If" else "body"
         if peak is None:
-            reason = f"control flow ({node.op_type}); subgraph working memory unknown, counted as 0"
+            reason = (f"control flow ({node.op_type}): a shape inside its {what} is unknown, "
+                      "so its working memory is unknown and counted as 0")
         else:
             extra = peak
-            reason = f"control flow ({node.op_type}); working memory = subgraph peak {peak} bytes"
+            reason = (f"control flow ({node.op_type}): runs as one step; working memory = "
+                      f"peak of its {what}, {peak:,} bytes")
     elif node.domain not in STANDARD_DOMAINS:
         opaque = True
-        reason = f"non-standard domain '{node.domain}'; run as one operator"
+        reason = (f"non-standard domain '{node.domain}' ({node.op_type}): runs as one step; "
+                  "working memory beyond its operands unknown, counted as 0")
     return RawNode(
-        name=node.name or f"{node.op_type}_{index}",
+        name=_node_name(node, index),
         op_type=node.op_type,
         domain=node.domain,
-        inputs=tuple(node.input),
+        inputs=_node_inputs(node),
         outputs=tuple("" if o in dropped else o for o in node.output),
         attributes={a.name: _attr_value(a) for a in node.attribute},
         opaque=opaque,
         opaque_reason=reason,
         extra_bytes=extra,
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def _check_structure(graph: onnx.GraphProto) -> None:
+    """Structural defects first, so they are not misreported as unknown shapes."""
+    nodes = [
+        RawNode(name=_node_name(n, i), op_type=n.op_type, inputs=_node_inputs(n),
+                outputs=tuple(n.output), domain=n.domain)
+        for i, n in enumerate(graph.node)
+    ]
+    init = [t.name for t in graph.initializer] + [t.values.name for t in graph.sparse_initializer]
+    check_structure(nodes, [i.name for i in graph.input], [o.name for o in graph.output], init)
 
 
 def import_model(
@@ -266,61 +622,97 @@ def import_model(
     element_bytes: int | None = None,
     source_path: str | None = None,
     source_sha256: str | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Graph:
     """Import an in-memory ``ModelProto`` (external data need not be loaded)."""
+    stage = progress or _no_progress
     dims = dict(dims or {})
     for key, value in dims.items():
         if value <= 0:
             raise ModelError(f"--dim {key}={value}: dimension values must be positive integers")
     if element_bytes is not None and element_bytes <= 0:
         raise ModelError(f"element bytes must be a positive integer, got {element_bytes}")
-    model = onnx.ModelProto.FromString(model.SerializeToString())  # never mutate the caller's
+    model = _without_weight_data(model)  # a copy: never mutate the caller's
+    _check_structure(model.graph)
+    _check_static_dims(model)
     _bind_dims(model, dims)
-    inferred = _infer_shapes(model)
-    shapes = _collect_shapes(inferred.graph)
-    needed = set(_produced_names(inferred.graph))
-    if any(n not in shapes for n in needed):
-        sym = _symbolic_infer(inferred)
+
+    with stage(f"shape inference ({len(model.graph.node)} nodes)"):
+        inferred = _infer_shapes(model)
+    g = inferred.graph
+    shapes = _collect_shapes(g)
+    _loop_scan_outputs(g, shapes)
+    produced = [o for n in g.node for o in n.output if o] + [i.name for i in g.input]
+    used = {i for n in g.node for i in _node_inputs(n) if i} | {o.name for o in g.output}
+    alternates: list[onnx.GraphProto] = []
+    if any(n not in shapes and n in used for n in produced) or any(
+        n.op_type in CONTROL_FLOW_OPS for n in g.node
+    ):
+        # Missing shapes at top level, or control flow whose bodies onnx may have left
+        # untyped: ask the symbolic engine too.
+        with stage("symbolic shape inference (onnxruntime)"):
+            sym = _symbolic_infer(inferred)
         if sym is not None:
             for n, t in _collect_shapes(sym.graph).items():
                 shapes.setdefault(n, t)
-    g = inferred.graph
-    used = {i for n in g.node for i in n.input if i} | {o.name for o in g.output}
+            _loop_scan_outputs(sym.graph, shapes)
+            if len(sym.graph.node) == len(g.node):
+                alternates.append(sym.graph)
+
     # An unused result whose shape inference gave up (an old Dropout's mask) is never
     # materialised by an inference runtime: drop it instead of failing.
-    dropped = {n for n in _produced_names(g) if n not in shapes and n not in used}
-    missing = [n for n in _produced_names(g) if n not in shapes and n not in dropped]
+    dropped = {n for n in produced if n not in shapes and n not in used}
+    missing = [n for n in produced if n not in shapes and n not in dropped]
     if missing:
+        infos = {**_value_infos(g), **(_value_infos(alternates[0]) if alternates else {})}
+        producer = {o: n for n in g.node for o in n.output}
+        first = missing[0]
+        by = f" (output of {producer[first].op_type} '{producer[first].name}')" if first in producer else ""
         raise ModelError(
-            f"shape of tensor '{missing[0]}' cannot be resolved"
-            + (f" ({len(missing) - 1} more unresolved)" if len(missing) > 1 else "")
+            f"shape of tensor '{first}'{by} cannot be resolved: {_describe_shape(infos.get(first))}"
+            + (f"; {len(missing) - 1} more unresolved ({', '.join(missing[1:4])}"
+               f"{', ...' if len(missing) > 4 else ''})" if len(missing) > 1 else "")
             + "; bind symbolic dims with --dim NAME=VALUE"
         )
-    nodes = [_raw_node(n, shapes, i, dropped) for i, n in enumerate(g.node)]
-    init_names = [t.name for t in g.initializer] + [t.values.name for t in g.sparse_initializer]
-    return build_graph(
-        name=name,
-        tensors=shapes.values(),
-        nodes=nodes,
-        inputs=[i.name for i in g.input],
-        outputs=[o.name for o in g.output],
-        initializers=init_names,
-        element_bytes=element_bytes,
-        dims=dims,
-        source_path=source_path,
-        source_sha256=source_sha256,
-        cost_fn=estimate_cost,
-    )
+    with stage("building graph"):
+        nodes = [
+            _raw_node(n, shapes, i, dropped, [a.node[i] for a in alternates])
+            for i, n in enumerate(g.node)
+        ]
+        init_names = [t.name for t in g.initializer] + [t.values.name for t in g.sparse_initializer]
+        return build_graph(
+            name=name,
+            tensors=shapes.values(),
+            nodes=nodes,
+            inputs=[i.name for i in g.input],
+            outputs=[o.name for o in g.output],
+            initializers=init_names,
+            element_bytes=element_bytes,
+            dims=dims,
+            source_path=source_path,
+            source_sha256=source_sha256,
+            cost_fn=estimate_cost,
+        )
 
 
 def load_graph(
     path: str | os.PathLike[str],
     dims: Mapping[str, int] | None = None,
     element_bytes: int | None = None,
+    *,
+    progress: Progress | None = None,
 ) -> Graph:
-    """Load and import an ``.onnx`` file.  Raises ``ModelError`` with a one-line message."""
+    """Load and import an ``.onnx`` file.  Raises ``ModelError`` with a one-line message.
+    ``progress(label)`` (e.g. ``planner.progress.stage``) is entered around each long stage."""
+    stage = progress or _no_progress
     p = Path(path)
-    model = read_model(p)
+    size = p.stat().st_size if p.is_file() else 0
+    with stage(f"reading {p.name} ({size / 1e6:.1f} MB)"):
+        data = _read_bytes(p)
+        sha = hashlib.sha256(data).hexdigest()
+        model = _parse(data, p)
+        del data
     log.info("loaded %s: %d nodes, %d initializers", p, len(model.graph.node), len(model.graph.initializer))
     return import_model(
         model,
@@ -328,5 +720,6 @@ def load_graph(
         dims=dims,
         element_bytes=element_bytes,
         source_path=str(p),
-        source_sha256=file_sha256(p),
+        source_sha256=sha,
+        progress=progress,
     )

@@ -59,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Third-party libraries (onnxruntime's symbolic shape inference, onnx) log chatter at
+    # WARNING that means nothing to a stowage user; Python warnings go through logging too.
+    # Both show with -vv.
+    for noisy in ("onnxruntime", "onnx"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.DEBUG if verbose >= 2 else logging.ERROR)
     progress.set_quiet(bool(getattr(args, "quiet", False)))
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)

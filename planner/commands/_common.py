@@ -57,8 +57,7 @@ def load_model_from_args(args: argparse.Namespace) -> Graph:
     from planner import progress
 
     dims = dict(args.dim)
-    with progress.stage(f"importing {args.model}"):
-        return load_graph(args.model, dims=dims, element_bytes=args.element_bytes)
+    return load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)
 
 
 def load_target_from_args(args: argparse.Namespace) -> Hierarchy:
