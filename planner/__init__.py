@@ -1,6 +1,7 @@
 """Stowage: a compiler-style memory planner for DNN accelerators.
 
-Public API (small and versioned): ``load_graph``, ``load_target``, ``compile``, ``validate``.
+Public API (small and versioned): ``load_graph``, ``load_target``, ``compile``, ``validate``,
+``sweep``.
 Imports are lazy so that ``python -m planner --help`` stays fast.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["compile", "load_graph", "load_target", "validate", "__version__"]
+__all__ = ["compile", "load_graph", "load_target", "sweep", "validate", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
@@ -17,6 +18,10 @@ def __getattr__(name: str) -> Any:
         from planner.api import compile
 
         return compile
+    if name == "sweep":
+        from planner.sweep import sweep
+
+        return sweep
     if name == "validate":
         from planner.validate import validate
 

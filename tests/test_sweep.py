@@ -1,0 +1,137 @@
+"""Sweeps: grid expansion, resumability, crash handling, and the same table from every executor."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from ir.errors import StowageError, TargetError
+from planner import sweep as sweep_mod
+from planner.sweep import (
+    NONDETERMINISTIC_COLUMNS, Cell, SweepOptions, expand_capacities, make_cells, sweep,
+)
+from tests.helpers import chain_model, diamond_model, save
+
+
+@pytest.fixture
+def two_models(tmp_path: Path) -> list[str]:
+    d = tmp_path / "models"
+    d.mkdir()
+    return [str(save(chain_model(4, 64), d / "chain.onnx")), str(save(diamond_model(), d / "diamond.onnx"))]
+
+
+def _strip(rows):
+    return [{k: v for k, v in r.items() if k not in NONDETERMINISTIC_COLUMNS} for r in rows]
+
+
+def test_expand_capacities_range_and_list():
+    assert expand_capacities("M_R..M_P:3,256KiB,M_H") == [
+        "M_R..M_P@0", "M_R..M_P@0.5", "M_R..M_P@1", "256KiB", "M_H",
+    ]
+    # 8 evenly spaced points include both ends.
+    pts = expand_capacities("M_R..M_P:8")
+    assert len(pts) == 8 and pts[0].endswith("@0") and pts[-1].endswith("@1")
+    with pytest.raises(TargetError, match="M_R..M_P:N"):
+        expand_capacities("M_R..1MiB")
+    with pytest.raises(TargetError, match="at least 2"):
+        expand_capacities("M_R..M_P:1")
+
+
+def test_grid_is_product_in_order():
+    cells = make_cells(["a", "b"], ["t"], ["1", "2"], ["s1", "s2"])
+    assert len(cells) == 8
+    assert cells[0] == Cell("a", "t", "1", "s1") and cells[-1] == Cell("b", "t", "2", "s2")
+
+
+def test_chain_range_resolves_per_model(two_models, tmp_path):
+    # chain of 4 Relu on 64 floats: every tensor 256 B, M_R = M_P = 512 (one in, one out).
+    res = sweep([two_models[0]], "M_R..M_P:2,M_H", solvers=["minpeak"], results_dir=tmp_path / "r",
+                executor="serial", report=False)
+    caps = [int(r["capacity_bytes"]) for r in res.rows]
+    assert caps == [512, 512, 512]
+    assert all(r["noncompulsory_bytes"] == "0" for r in res.rows)
+
+
+def test_serial_local_dask_give_same_table(two_models, tmp_path):
+    args = dict(capacity="M_R,M_P,1KiB", solvers=["minpeak", "naive"], report=False)
+    serial = sweep(two_models, results_dir=tmp_path / "s", executor="serial", **args)
+    local = sweep(two_models, results_dir=tmp_path / "l", executor="local", workers=2, **args)
+    dask = sweep(two_models, results_dir=tmp_path / "d", executor="dask", workers=2, **args)
+    assert len(serial.rows) == 12
+    assert _strip(serial.rows) == _strip(local.rows) == _strip(dask.rows)
+    # Each local worker parsed models once: at most 2 distinct worker ids did all the work.
+    assert len({r["worker"] for r in local.rows}) <= 2
+
+
+def test_rerun_skips_finished_cells_and_failures_are_rows(two_models, tmp_path):
+    out = tmp_path / "r"
+    first = sweep(two_models, "M_R,16", solvers=["minpeak"], results_dir=out, executor="serial", report=True)
+    # 16 bytes is below M_R: recorded as an error row, the sweep goes on.
+    errors = [r for r in first.rows if r["status"] == "error"]
+    assert len(errors) == 2 and all("M_R" in r["error"] or "capacity" in r["error"] for r in errors)
+    assert first.ran == 4 and first.failed == 2
+    again = sweep(two_models, "M_R,16", solvers=["minpeak"], results_dir=out, executor="serial", report=True)
+    assert again.ran == 0 and again.skipped == 4
+    with open(out / "results.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 4
+    for name in ("sweep.md", "sweep.html"):
+        assert (out / name).exists()
+    assert "Pareto front" in (out / "sweep.md").read_text()
+    assert "http://" not in (out / "sweep.html").read_text()
+
+
+def test_options_mismatch_refused(two_models, tmp_path):
+    out = tmp_path / "r"
+    sweep(two_models[:1], "M_R", solvers=["naive"], results_dir=out, executor="serial", report=False)
+    with pytest.raises(StowageError, match="different options"):
+        sweep(two_models[:1], "M_R", solvers=["naive"], results_dir=out, executor="serial",
+              element_bytes=1, report=False)
+
+
+def _suicidal_run_cell(cell, options):
+    """Stands in for a native crash: the worker process dies while planning 'chain'."""
+    if "chain" in cell.model:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _real_run_cell(cell, options)
+
+
+_real_run_cell = sweep_mod.run_cell
+
+
+def test_killed_worker_is_retried_once_then_recorded(two_models, tmp_path, monkeypatch):
+    # The local pool forks, so the patched function is what the workers run.
+    monkeypatch.setattr(sweep_mod, "run_cell", _suicidal_run_cell)
+    res = sweep(two_models, "M_R", solvers=["naive"], results_dir=tmp_path / "r", executor="local",
+                workers=2, report=False)
+    by_model = {Path(r["model"]).stem: r for r in res.rows}
+    assert by_model["chain"]["status"] == "error"
+    assert by_model["chain"]["attempts"] == "2"
+    assert "died" in by_model["chain"]["error"]
+    assert by_model["diamond"]["status"] != "error"
+
+
+def test_unknown_solver_and_missing_model_fail_fast(two_models, tmp_path):
+    with pytest.raises(StowageError, match="unknown solver"):
+        sweep(two_models, "M_R", solvers=["nope"], results_dir=tmp_path / "r")
+    with pytest.raises(StowageError, match="not found"):
+        sweep([str(tmp_path / "missing.onnx")], "M_R", solvers=["naive"], results_dir=tmp_path / "r")
+
+
+def test_cli_sweep(two_models, tmp_path, capsys):
+    from planner.cli import main
+
+    rc = main(["sweep", *two_models, "--capacity", "M_R,M_P", "--solvers", "minpeak",
+               "--executor", "serial", "-o", str(tmp_path / "cli")])
+    assert rc == 0
+    assert "4 cells" in capsys.readouterr().out
+    rc = main(["sweep", two_models[0], "--capacity", "M_R..2", "--solvers", "minpeak", "-o", str(tmp_path / "x")])
+    assert rc == 2
+    assert "M_R..M_P:N" in capsys.readouterr().err
+
+
+def test_sweep_options_are_hashable():
+    assert hash(SweepOptions(dims=(("batch", 1),)))
