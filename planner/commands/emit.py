@@ -1,0 +1,56 @@
+"""``stowage emit``: regenerate plan.h / schedule.json / plan.json from a saved plan.
+
+Without ``--model`` the artifacts come from the plan file alone (step node indices are then
+unknown).  With ``--model`` the plan is first checked by the independent validator against
+that model and refused if invalid, so firmware never receives an unchecked plan by accident.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from planner.commands._common import add_model_arguments
+
+NAME = "emit"
+HELP = "write plan.h (C99), schedule.json and plan.json for a saved plan"
+ORDER = 45
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("plan", metavar="PLAN.json", help="plan file written by 'stowage compile' or 'stowage plan'")
+    p.add_argument("--format", default="all", choices=("header", "json", "all"),
+                   help="header: plan.h; json: plan.json and schedule.json; all: both (default)")
+    p.add_argument("--model", default=None, metavar="MODEL",
+                   help="the ONNX model the plan was made for: validates the plan first and adds "
+                   "ONNX node indices to the step table")
+    add_model_arguments(p, model=False)
+    p.add_argument("--c-prefix", default=None, metavar="P",
+                   help="prefix of every C identifier (default: from the model name)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="directory to write into")
+
+
+def run(args: argparse.Namespace) -> int:
+    from planner.commands.validate import load_model_for_plan
+    from planner.plan import load_plan
+    from targets.emit import EmitError, check_prefix, emit_all, parse_formats
+
+    if args.c_prefix is not None:
+        check_prefix(args.c_prefix)  # fail before the (slow) model import
+    formats = parse_formats([args.format])
+    plan = load_plan(args.plan)
+    graph = None
+    if args.model is not None:
+        from planner.validate import validate
+
+        args.model = str(args.model)
+        graph = load_model_for_plan(args, plan)
+        if len(graph.buffers) != len(plan.buffers):
+            raise EmitError(f"{args.plan} is not a plan of {args.model}: {len(plan.buffers)} buffers in the plan, "
+                            f"{len(graph.buffers)} in the model")
+        verdict = validate(graph, plan)
+        if not verdict.ok:
+            raise EmitError(f"{args.plan} is not a valid plan of {args.model} ({len(verdict.errors)} violation(s)); "
+                            f"first: rule {verdict.errors[0].rule}: {verdict.errors[0].message}")
+    for path in emit_all(plan, graph, args.output, formats, prefix=args.c_prefix):
+        print(path)
+    return 0

@@ -1,0 +1,602 @@
+"""plan.h / schedule.json emission, name safety, and the C replay check (tests/c/replay.c).
+
+Plans with spills and reuse come from ``spill_plan`` below: file order, each buffer kept in the
+compute level only while its uses are at most ``gap`` steps apart, first-fit offsets over
+those residency ranges (reuse), and a store/reload through a spill level when a gap is
+longer.  Every such plan must pass the independent validator before the emitter sees it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from conftest import light_models
+from helpers import chain_model, diamond_model
+from ir.graph import Graph, TensorKind
+from ir.onnx_import import import_model, load_graph
+from planner.plan import Placement, Plan, Transfer, load_plan, save_plan
+from planner.validate import validate
+from solvers.assemble import ComputePlacement, align_up, assemble_plan, home_of
+from solvers.problem import Problem
+from solvers.registry import solve
+from targets.emit import (
+    EmitError, build_schedule, c_string, check_prefix, default_prefix, emit_all, emit_header, emit_schedule,
+)
+from targets.hierarchy import Hierarchy, load_target
+
+REPLAY_C = Path(__file__).parent / "c" / "replay.c"
+GCC = shutil.which("gcc")
+GXX = shutil.which("g++")
+needs_gcc = pytest.mark.skipif(GCC is None, reason="gcc is not installed")
+needs_gxx = pytest.mark.skipif(GXX is None, reason="g++ is not installed")
+C_FLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
+CXX_FLAGS = ["-x", "c++", "-Wall", "-Wextra", "-Werror"]
+
+
+# ---------------------------------------------------------------------------------------
+# A small planner with spills and reuse (test fixture)
+# ---------------------------------------------------------------------------------------
+def spill_plan(graph: Graph, target: Hierarchy, gap: int = 1, weights_in_compute_level: bool = True) -> Plan:
+    """File order; a buffer stays in the compute level across uses at most ``gap`` steps
+    apart, otherwise it is stored after its segment and reloaded before the next one.
+    Spills alternate between the nearest and the farthest spill level (two hops on a
+    three-level target).  The compute capacity of the plan is the resulting peak."""
+    order = graph.file_order()
+    compute = target.compute_level
+    uses: dict[int, list[int]] = {}
+    for s, idx in enumerate(order):
+        op = graph.operators[idx]
+        for b in (*graph.op_reads(op), *graph.op_writes(op)):
+            if graph.buffers[b].kind is TensorKind.WEIGHT and not weights_in_compute_level:
+                continue
+            if not uses.get(b) or uses[b][-1] != s:
+                uses.setdefault(b, []).append(s)
+    spill_levels = [lv.name for lv in target.spill_levels()]
+    segments: list[tuple[int, int, int]] = []  # (first, last, buffer)
+    before: dict[int, list[Transfer]] = {}
+    after: dict[int, list[Transfer]] = {}
+    nspilled = 0
+    for b, steps in sorted(uses.items()):
+        buf = graph.buffers[b]
+        home = home_of(graph, target, b)
+        segs = [[steps[0], steps[0]]]
+        for s in steps[1:]:
+            if s - segs[-1][1] <= gap:
+                segs[-1][1] = s
+            else:
+                segs.append([s, s])
+        produced = buf.producer is not None
+        if not produced:  # input or weight: load from home before every segment
+            for f, _ in segs:
+                before.setdefault(f, []).append(Transfer(b, home, compute, f, "before"))
+        else:
+            store_to = None
+            if buf.is_output:
+                store_to = target.outputs_home
+                after.setdefault(segs[0][0], []).append(Transfer(b, compute, store_to, segs[0][0], "after"))
+            elif len(segs) > 1:
+                store_to = spill_levels[-1] if nspilled % 2 else spill_levels[0]
+                nspilled += 1
+                after.setdefault(segs[0][1], []).append(Transfer(b, compute, store_to, segs[0][1], "after"))
+            for f, _ in segs[1:]:
+                before.setdefault(f, []).append(Transfer(b, store_to, compute, f, "before"))
+        segments += [(f, l, b) for f, l in segs]
+    # First-fit offsets over residency ranges: ranges that share a step never share a byte.
+    align = target.compute.alignment
+    taken: list[tuple[int, int, int, int]] = []
+    placements = []
+    for f, l, b in sorted(segments):
+        busy = sorted((o, e) for tf, tl, o, e in taken if not (tl < f or tf > l))
+        off = 0
+        for o, e in busy:
+            if off + graph.buffers[b].bytes <= o:
+                break
+            off = max(off, align_up(e, align))
+        taken.append((f, l, off, off + graph.buffers[b].bytes))
+        placements.append(ComputePlacement(b, off, f, l))
+    peak = max((e for *_, e in taken), default=1)
+    target = target.with_capacity(align_up(max(peak, 1), align))
+    transfers = [t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, []))]
+    problem = Problem(graph, target, weights_in_compute_level=weights_in_compute_level)
+    return assemble_plan(problem, order, placements, transfers, "test-spill", "feasible", None, 0.0)
+
+
+def checked(graph: Graph, plan: Plan) -> Plan:
+    verdict = validate(graph, plan)
+    assert verdict.ok, verdict.summary()
+    return plan
+
+
+def light(name: str) -> Path:
+    return next(p for p in light_models() if p.stem == f"light_{name}")
+
+
+# ---------------------------------------------------------------------------------------
+# Compiling and replaying
+# ---------------------------------------------------------------------------------------
+def prefixes(header: str) -> tuple[str, str]:
+    m = re.search(r"typedef uint(?:32|64)_t (\w+)_addr_t;", header)
+    assert m, "no addr_t typedef"
+    p = m.group(1)
+    return p, p.upper()
+
+
+def replay(header_text: str, tmp: Path, cxx: bool = False) -> subprocess.CompletedProcess[str]:
+    """Compile replay.c against the header (warnings are errors) and run it."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    h = tmp / "plan.h"
+    h.write_text(header_text)
+    p, P = prefixes(header_text)
+    exe = tmp / ("replay_cxx" if cxx else "replay_c")
+    cmd = [GXX, *CXX_FLAGS] if cxx else [GCC, *C_FLAGS]
+    cmd += [f"-DPLAN_PREFIX={p}", f"-DPLAN_MACRO_PREFIX={P}", "-include", str(h), "-O1", str(REPLAY_C), "-o", str(exe)]
+    cc = subprocess.run(cmd, capture_output=True, text=True)
+    assert cc.returncode == 0, f"compile failed:\n{cc.stderr[:4000]}"
+    return subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
+
+
+def compile_only(header_text: str, tmp: Path, body: str = "int main(void) { return 0; }\n") -> None:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "plan.h").write_text(header_text)
+    src = tmp / "use.c"
+    src.write_text('#include "plan.h"\n' + body)
+    for cmd in ([GCC, *C_FLAGS], [GXX, *CXX_FLAGS]):
+        r = subprocess.run([*cmd, "-c", str(src), "-o", str(tmp / "use.o")], capture_output=True, text=True)
+        assert r.returncode == 0, f"{cmd[0]} failed:\n{r.stderr[:4000]}"
+
+
+# ---------------------------------------------------------------------------------------
+# Hand-checked: the diamond model on ethos-u55-256
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def diamond() -> Graph:
+    return import_model(diamond_model(), element_bytes=1)
+
+
+def test_diamond_schedule_addresses(diamond: Graph) -> None:
+    # x (8 B) -> relu a, sigmoid b; c = a + W; y = b * view(c).  Element bytes 1: every tensor 8 B.
+    plan = checked(diamond, solve(Problem(diamond, load_target("ethos-u55-256"), weights_in_compute_level=True), "naive"))
+    d = emit_schedule(plan, diamond, prefix="diamond")
+    assert d["format"] == "stowage-schedule" and d["address_bits"] == 32
+    assert d["c_prefix"] == "diamond"
+    names = {b["id"]: b["name"] for b in d["buffers"]}
+    by_name = {b["name"]: b for b in d["buffers"]}
+    assert [s["op_type"] for s in d["steps"]] == ["Relu", "Sigmoid", "Add", "Mul"]
+    # Naive: one offset per buffer in order of first use, aligned to 16:
+    # x @0 (step 0), a @16 (step 0), b @32 (step 1), W @48 (step 2), c @64 (step 2), y @80 (step 3).
+    sram = {names[o["buffer"]]: o["offset"] for s in d["steps"] for o in (*s["reads"], *s["writes"])}
+    assert sram == {"x": 0, "a": 16, "b": 32, "W": 48, "c": 64, "y": 80}
+    assert d["levels"][0] | {} == {"index": 0, "name": "sram", "capacity": None, "alignment": 16,
+                                   "extent": 88, "peak": 88}
+    # Transfers: x and W loaded before their first use, y stored after step 3.  dram offsets are
+    # first fit by buffer id: W (id 0, 8 B) @0, the Reshape's shape constant (id 2, 2 B, a weight
+    # no step reads) @16, x (id 3) @32, then y (stored at step 3) @48 (16-byte alignment).
+    assert [(b["name"], b["home_offset"]) for b in d["buffers"] if b["home"]] == [
+        ("W", 0), ("shape", 16), ("x", 32), ("y", 48)]
+    xfers = [(t["step"], t["phase"], names[t["buffer"]], t["src"], t["src_offset"], t["dst"], t["dst_offset"])
+             for t in d["transfers"]]
+    assert xfers == [(0, "before", "x", "dram", 32, "sram", 0), (2, "before", "W", "dram", 0, "sram", 48),
+                     (3, "after", "y", "sram", 80, "dram", 48)]
+    assert d["steps"][2]["transfers_before"] == [1, 2] and d["steps"][3]["transfers_after"] == [2, 3]
+    assert d["weights"] == [{"buffer": by_name["W"]["id"], "level": "dram", "offset": 0, "bytes": 8},
+                            {"buffer": by_name["shape"]["id"], "level": "dram", "offset": 16, "bytes": 2}]
+    assert d["weight_blob_bytes"] == {"dram": 18}
+    # x 8 B + W 8 B loaded, y 8 B stored: 24 compulsory bytes, one hop each.
+    assert d["totals"] == {"compulsory_bytes": 24, "noncompulsory_bytes": 0, "traffic_bytes": 24,
+                           "peak_bytes": {"sram": 88, "dram": 56}}
+    assert [s["node"] for s in d["steps"]] == [0, 1, 2, 4]  # node 3 is the Reshape view
+
+
+def test_diamond_header_text(diamond: Graph) -> None:
+    plan = solve(Problem(diamond, load_target("ethos-u55-256"), weights_in_compute_level=True), "naive")
+    h = emit_header(plan, diamond, prefix="diamond")
+    assert "#ifndef STOWAGE_PLAN_DIAMOND_H" in h and '#ifdef __cplusplus\nextern "C" {' in h
+    assert "#define DIAMOND_ADDR_BITS 32\ntypedef uint32_t diamond_addr_t;" in h
+    assert "#define DIAMOND_NUM_STEPS 4u" in h and "#define DIAMOND_NUM_TRANSFERS 3u" in h
+    assert "#define DIAMOND_LEVEL_SRAM 0u" in h and "#define DIAMOND_COMPUTE_LEVEL DIAMOND_LEVEL_SRAM" in h
+    assert "#define DIAMOND_OP_RELU 0u" in h and "#define DIAMOND_OP_MUL 3u" in h
+    assert "#define DIAMOND_TRAFFIC_BYTES UINT64_C(24)" in h
+    assert "    {0u, 0u, 16u, 88u, 88u, 0u},\n" in h  # sram: unbounded, align 16, extent 88, peak 88
+    assert "static const diamond_step_t diamond_steps[] = {" in h
+    assert "#include" in h and re.findall(r"#include <(\w+)\.h>", h) == ["stdint"]
+
+
+# ---------------------------------------------------------------------------------------
+# Prefixes and names
+# ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, expected", [
+    ("resnet50", "resnet50"), ("ResNet-50 v1.5", "resnet_50_v1_5"), ("50layers", "m_50layers"),
+    ("int", "model_int"), ("while", "model_while"), ("", "plan"), ("---", "plan"), ("ünïcødé", "ncd"),
+    ("a" * 40, "a" * 24), ("__x__y__", "x_y"), ("class", "model_class"),
+])
+def test_default_prefix(name: str, expected: str) -> None:
+    assert default_prefix(name) == expected
+
+
+@pytest.mark.parametrize("bad", ["9net", "int", "a-b", "a b", "_x", "x__y", "x_", "", "é", "a" * 33, "x;y"])
+def test_bad_user_prefix_rejected(bad: str) -> None:
+    with pytest.raises(EmitError):
+        check_prefix(bad)
+
+
+def test_c_string_escapes_everything_but_alnum() -> None:
+    assert c_string("abc_09") == '"abc_09"'
+    assert c_string('*/"\\\n??=#') == '"\\052\\057\\042\\134\\012\\077\\077\\075\\043"'
+    assert c_string("é") == '"\\303\\251"'
+    assert c_string("x" * 600).endswith('\\056\\056\\056"') and len(c_string("x" * 600)) == 2 + 512 + 12
+
+
+@given(st.text(max_size=40))
+@settings(max_examples=200, deadline=None)
+def test_c_string_alphabet(text: str) -> None:
+    lit = c_string(text)
+    body = lit[1:-1]
+    assert re.fullmatch(r'(?:[A-Za-z0-9_]|\\[0-7]{3})*', body)
+    # Decoding the octal escapes gives back the UTF-8 bytes.
+    decoded = bytes(int(t[1:], 8) if t.startswith("\\") else ord(t) for t in re.findall(r'\\[0-7]{3}|.', body))
+    assert decoded == text.encode("utf-8", "surrogatepass")
+
+
+HOSTILE = [
+    "*/ int evil; /*", 'quote" injected', "back\\slash\\", "new\nline\r\n#define X 1", "#define main oops",
+    "??=define TRI ??/", "ünï — 名前 \u0000 nul", "int", "while", "__asm__", "x*/#include <stdlib.h>",
+    "a.b", "a-b", "a b", "A_B", "a__b", "9lives", "", "*/", "x" * 5000,
+]
+
+
+def rename_plan(plan: Plan, names: list[str], op_types: list[str], model: str) -> Plan:
+    bufs = tuple(replace(b, tensors=(names[b.id % len(names)], names[(b.id + 3) % len(names)]))
+                 for b in plan.buffers)
+    steps = tuple(replace(s, op=names[(i + 5) % len(names)], op_type=op_types[i % len(op_types)])
+                  for i, s in enumerate(plan.steps))
+    tgt = replace(plan.target, name=model)
+    return replace(plan, buffers=bufs, steps=steps, target=tgt, model=replace(plan.model, path=f"/x/{model}.onnx"))
+
+
+def hostile_plan(tmp_path: Path) -> Plan:
+    """A spilling chain plan with every tensor, operator, op type, the model and the target
+    renamed to hostile names; several collide after sanitising (a.b, a-b, a b, A_B, a__b)."""
+    g = import_model(chain_model(n=len(HOSTILE), size=4), element_bytes=1)
+    plan = checked(g, spill_plan(g, load_target("ethos-u55-256"), gap=0))
+    return rename_plan(plan, HOSTILE, HOSTILE, 'evil* "model" ??= \\\n#define')
+
+
+def test_hostile_names_stay_inside_string_literals(tmp_path: Path) -> None:
+    plan = hostile_plan(tmp_path)
+    h = emit_header(plan)
+    assert h.isascii()
+    # Remove string literals and comments the emitter itself wrote: nothing hostile remains.
+    code = re.sub(r'"(?:[A-Za-z0-9_]|\\[0-7]{3})*"', '""', h)
+    assert '"' not in code.replace('""', "").replace('extern "C"', "")
+    code = re.sub(r"/\*.*?\*/", "", code, flags=re.S)
+    for bad in ("injected", "oops", "stdlib", "??", "\\", "*/", "/*", "__asm__", "@"):
+        assert bad not in code, bad
+    # Every identifier left is C's, <stdint.h>'s, or behind the prefix (itself derived from the
+    # hostile model name, reduced to [a-z0-9_]).
+    def words(text: str) -> set[str]:
+        text = re.sub(r'"(?:[A-Za-z0-9_]|\\[0-7]{3})*"', '""', text)
+        return set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"/\*.*?\*/", "", text, flags=re.S)))
+
+    prefixed = re.compile(r"(evil_model_define_|EVIL_MODEL_DEFINE_|STOWAGE_PLAN_EVIL_MODEL_DEFINE_H$)")
+    # The template's own words: from a header of a plan with harmless names.
+    g = import_model(chain_model(n=2, size=4), element_bytes=1)
+    fixed = {w for w in words(emit_header(solve(Problem(g, load_target("ethos-u55-256")), "naive"),
+                                          prefix="evil_model_define")) if not prefixed.match(w)}
+    assert {"typedef", "uint8_t", "transfers_end"} <= fixed and len(fixed) < 60
+    assert {w for w in words(h) - fixed if not prefixed.match(w)} == set()
+    # Colliding op types get distinct enum constants; keywords are harmless behind the prefix.
+    ops = re.findall(r"#define (EVIL_MODEL_DEFINE_OP_\w+) (\d+)u", h)
+    assert len({n for n, _ in ops}) == len(ops) == len(set(plan_op_types(plan)))
+    assert {"EVIL_MODEL_DEFINE_OP_A_B", "EVIL_MODEL_DEFINE_OP_A_B_2", "EVIL_MODEL_DEFINE_OP_A_B_3",
+            "EVIL_MODEL_DEFINE_OP_A_B_4", "EVIL_MODEL_DEFINE_OP_A_B_5"} <= {n for n, _ in ops}
+    assert "#define EVIL_MODEL_DEFINE_OP_INT " in h and "#define EVIL_MODEL_DEFINE_OP_UNNAMED " in h
+
+
+def plan_op_types(plan: Plan) -> list[str]:
+    return [s.op_type for s in plan.steps]
+
+
+@needs_gcc
+@needs_gxx
+def test_hostile_names_compile_and_replay(tmp_path: Path) -> None:
+    plan = hostile_plan(tmp_path)
+    h = emit_header(plan)
+    # The string tables really hold the hostile names, byte for byte (truncated at 512).
+    body = '#include <string.h>\nint main(void) { return strcmp(evil_model_define_buffer_names[0], ' \
+           + c_string(plan.buffers[0].tensors[0]) + ') != 0; }\n'
+    compile_only(h, tmp_path / "names", body)
+    for cxx in (False, True):
+        r = replay(h, tmp_path / "hostile", cxx=cxx)
+        assert r.returncode == 0, r.stderr
+
+
+@needs_gcc
+def test_level_names_collide_and_nonascii(tmp_path: Path) -> None:
+    g = import_model(chain_model(n=3, size=4), element_bytes=1)
+    plan = checked(g, spill_plan(g, load_target("sn40l"), gap=0))
+    ren = {"sram": "none", "hbm": "h-b-m", "ddr": "h b m"}
+    lv = tuple(replace(x, name=ren[x.name]) for x in plan.target.levels)
+    plan = replace(
+        plan, target=replace(plan.target, levels=lv, compute_level="none"),
+        buffers=tuple(replace(b, home=ren[b.home] if b.home else None) for b in plan.buffers),
+        placements=tuple(replace(p, level=ren[p.level]) for p in plan.placements),
+        transfers=tuple(replace(t, src=ren[t.src], dst=ren[t.dst]) for t in plan.transfers),
+        metrics=replace(plan.metrics, peak_bytes={ren[k]: v for k, v in plan.metrics.peak_bytes.items()}),
+    )
+    h = emit_header(plan, prefix="lv")
+    assert "#define LV_LEVEL_NONE_2 0u" in h and "#define LV_LEVEL_NONE 255u" in h
+    assert "#define LV_LEVEL_H_B_M 1u" in h and "#define LV_LEVEL_H_B_M_2 2u" in h
+    r = replay(h, tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Replay of real models, with spills, two- and three-level targets
+# ---------------------------------------------------------------------------------------
+REAL_CASES = [
+    # model, target, gap, weights in compute level
+    ("squeezenet", "ethos-u55-256", 0, True),
+    ("shufflenet", "ethos-u55-256", 2, True),
+    ("inception_v1", "sn40l", 1, True),
+    ("resnet50", "sn40l", 3, False),
+    ("squeezenet", "mcu-cortex-m7", 1, True),
+]
+
+
+@pytest.fixture(scope="module")
+def graphs() -> dict[str, Graph]:
+    return {}
+
+
+def graph_of(cache: dict[str, Graph], name: str) -> Graph:
+    if name not in cache:
+        cache[name] = load_graph(str(light(name)), element_bytes=1)
+    return cache[name]
+
+
+@needs_gcc
+@pytest.mark.parametrize("model, target, gap, wcl", REAL_CASES)
+def test_replay_spill_plans_of_real_models(model: str, target: str, gap: int, wcl: bool, graphs: dict[str, Graph],
+                                           tmp_path: Path) -> None:
+    g = graph_of(graphs, model)
+    plan = checked(g, spill_plan(g, load_target(target), gap=gap, weights_in_compute_level=wcl))
+    assert plan.metrics.noncompulsory_bytes > 0  # the plan really spills
+    assert plan.target.levels[0].capacity is not None
+    reused = {p.offset for p in plan.placements if p.level == plan.target.compute_level}
+    assert len(reused) < sum(1 for p in plan.placements if p.level == plan.target.compute_level)  # reuse
+    h = emit_header(plan, g)
+    r = replay(h, tmp_path)
+    assert r.returncode == 0, r.stderr
+    nbytes = sum(plan.buffers[t.buffer].bytes for t in plan.transfers)
+    assert r.stdout.strip() == f"replay ok: {len(plan.steps)} steps, {len(plan.transfers)} transfers, {nbytes} bytes moved"
+    if target == "sn40l":
+        assert "_ADDR_BITS 64" in h  # 1536 GiB of DDR needs 64-bit addresses
+        hops = {(t.src, t.dst) for t in plan.transfers}
+        assert ("sram", "ddr") in hops and ("sram", "hbm") in hops and ("hbm", "sram") in hops
+
+
+@needs_gcc
+@needs_gxx
+def test_replay_naive_plan_cxx(graphs: dict[str, Graph], tmp_path: Path) -> None:
+    g = graph_of(graphs, "squeezenet")
+    plan = checked(g, solve(Problem(g, load_target("ethos-u55-256")), "naive"))
+    h = emit_header(plan, g, prefix="sq")
+    for cxx in (False, True):
+        r = replay(h, tmp_path / str(cxx), cxx=cxx)
+        assert r.returncode == 0, r.stderr
+
+
+@needs_gcc
+@needs_gxx
+def test_replay_spill_plan_cxx(graphs: dict[str, Graph], tmp_path: Path) -> None:
+    g = graph_of(graphs, "inception_v1")
+    plan = checked(g, spill_plan(g, load_target("sn40l"), gap=2))
+    r = replay(emit_header(plan, g), tmp_path, cxx=True)
+    assert r.returncode == 0, r.stderr
+
+
+def test_solver_plans_replay(graphs: dict[str, Graph], tmp_path: Path) -> None:
+    """A real solver's plan at a capacity that forces spills (whatever solver is registered)."""
+    g = graph_of(graphs, "squeezenet")
+    from ir.lifetimes import m_r
+    tgt = load_target("ethos-u55-256").with_capacity(align_up(m_r(g, True) * 3 // 2, 16))
+    plan = checked(g, solve(Problem(g, tgt, weights_in_compute_level=True, time_limit=5.0), "heuristic"))
+    r = replay(emit_header(plan, g), tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+# ---------------------------------------------------------------------------------------
+# Corrupted plans fail the replay
+# ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def chain_spill() -> tuple[Graph, Plan]:
+    g = import_model(chain_model(n=8, size=16), element_bytes=1)
+    return g, checked(g, spill_plan(g, load_target("ethos-u55-256"), gap=0))
+
+
+@needs_gcc
+def test_corrupt_shifted_offset_fails_replay(graphs: dict[str, Graph], tmp_path: Path) -> None:
+    g = graph_of(graphs, "squeezenet")
+    plan = checked(g, spill_plan(g, load_target("ethos-u55-256"), gap=1))
+    # Move a compute placement onto a neighbour that is live at the same time.
+    pls = list(plan.placements)
+    comp = [i for i, p in enumerate(pls) if p.level == "sram"]
+    victim = next(i for i in comp for j in comp
+                  if i != j and pls[j].offset != pls[i].offset and pls[i].first <= pls[j].last
+                  and pls[j].first <= pls[i].last and plan.buffers[pls[j].buffer].kind == "activation"
+                  and plan.buffers[pls[i].buffer].kind == "activation"
+                  and pls[j].first <= pls[i].first)
+    other = next(j for j in comp if j != victim and pls[j].offset != pls[victim].offset
+                 and pls[victim].first <= pls[j].last and pls[j].first <= pls[victim].last
+                 and plan.buffers[pls[j].buffer].kind == "activation" and pls[j].first <= pls[victim].first)
+    pls[victim] = replace(pls[victim], offset=pls[other].offset)
+    bad = replace(plan, placements=tuple(pls))
+    assert not validate(g, bad).ok
+    r = replay(emit_header(bad, g), tmp_path)
+    assert r.returncode == 1
+    assert re.search(r"replay: FAIL at step \d+: .* buffer \d+ \(", r.stderr)
+
+
+@needs_gcc
+def test_corrupt_dropped_reload_fails_replay(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    # gap=0 on a chain: every activation is produced at s, spilled after s... unless consumed at s+1.
+    # Drop the first reload: the consumer then reads bytes nobody wrote.
+    k = next(k for k, t in enumerate(plan.transfers) if t.phase == "before" and t.src == "dram"
+             and plan.buffers[t.buffer].kind == "activation")
+    t = plan.transfers[k]
+    bad = replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:])
+    assert not validate(g, bad).ok
+    r = replay(emit_header(bad, g), tmp_path)
+    assert r.returncode == 1
+    assert f"FAIL at step {t.step}: operator reads buffer {t.buffer} " in r.stderr
+
+
+@needs_gcc
+def test_corrupt_dropped_output_store_fails_replay(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    k = next(k for k, t in enumerate(plan.transfers) if plan.buffers[t.buffer].kind == "output")
+    bad = replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:])
+    r = replay(emit_header(bad, g), tmp_path)
+    assert r.returncode == 1 and "graph output at home:" in r.stderr
+
+
+@needs_gcc
+def test_corrupt_early_free_fails_replay(tmp_path: Path) -> None:
+    # x -> relu0 -> t0; t0 read at steps 1 and 3 (gap 2 keeps it resident).  Ending t0's
+    # placement after step 1 frees its bytes; the replay poisons them and step 3 fails.
+    g = import_model(chain_model(n=4, size=16), element_bytes=1)
+    plan = checked(g, spill_plan(g, load_target("ethos-u55-256"), gap=2))
+    i = next(i for i, p in enumerate(plan.placements) if p.level == "sram" and p.last - p.first >= 1
+             and plan.buffers[p.buffer].kind == "activation")
+    p = plan.placements[i]
+    pls = list(plan.placements)
+    pls[i] = replace(p, last=p.first)  # ends early; a placement starting later may not cover reads
+    # Keep the emitter able to resolve the later read: add a placement of the same bytes that
+    # starts after the gap (a "reservation" with no data in it).
+    pls.append(Placement(p.buffer, p.level, p.offset, p.first + 1, p.last))
+    bad = replace(plan, placements=tuple(pls))
+    assert not validate(g, bad).ok
+    r = replay(emit_header(bad, g), tmp_path)
+    assert r.returncode == 1 and f"buffer {p.buffer} " in r.stderr
+
+
+def test_uncovered_operand_is_an_emit_error(chain_spill: tuple[Graph, Plan]) -> None:
+    g, plan = chain_spill
+    p0 = next(p for p in plan.placements if p.level == "sram")
+    bad = replace(plan, placements=tuple(p for p in plan.placements if p is not p0))
+    with pytest.raises(EmitError, match=rf"buffer {p0.buffer} has no placement in 'sram' covering step {p0.first}"):
+        build_schedule(bad, g)
+
+
+# ---------------------------------------------------------------------------------------
+# Including the header in several translation units; 64-bit offsets
+# ---------------------------------------------------------------------------------------
+@needs_gcc
+def test_header_in_two_translation_units_links(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    (tmp_path / "plan.h").write_text(emit_header(plan, g, prefix="net"))
+    (tmp_path / "a.c").write_text('#include "plan.h"\n#include "plan.h"\nunsigned a(void) { return net_steps[0].num_reads; }\n')
+    (tmp_path / "b.c").write_text('#include "plan.h"\nunsigned a(void);\nint main(void) { return (int)(a() + NET_NUM_STEPS) - 9; }\n')
+    r = subprocess.run([GCC, *C_FLAGS, str(tmp_path / "a.c"), str(tmp_path / "b.c"), "-o", str(tmp_path / "ab")],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert subprocess.run([str(tmp_path / "ab")]).returncode == 0  # 1 read + 8 steps - 9
+
+
+@needs_gcc
+def test_offsets_beyond_32_bits(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    big = 5 << 32
+    pls = tuple(replace(p, offset=p.offset + big) if p.level == "dram" else p for p in plan.placements)
+    lv = tuple(replace(x, capacity=None) if x.name == "dram" else x for x in plan.target.levels)
+    wide = replace(plan, placements=pls, target=replace(plan.target, levels=lv))
+    h = emit_header(wide, g, prefix="wide")
+    assert "#define WIDE_ADDR_BITS 64\ntypedef uint64_t wide_addr_t;" in h
+    assert f"UINT64_C({big})" in h
+    assert build_schedule(wide, g).address_bits == 64 and build_schedule(plan, g).address_bits == 32
+    body = f"int main(void) {{ return wide_buffers[0].home_offset >= UINT64_C({big}) ? 0 : 1; }}\n"
+    compile_only(h, tmp_path, body)
+
+
+def test_empty_tables_compile(tmp_path: Path) -> None:
+    # A plan with weights read in place and no weights at all: the weight table is empty.
+    g = import_model(chain_model(n=2, size=4), element_bytes=1)
+    plan = checked(g, solve(Problem(g, load_target("ethos-u55-256")), "naive"))
+    h = emit_header(plan, g, prefix="chain")
+    assert "#define CHAIN_NUM_WEIGHTS 0u" in h and "placeholder: the table is empty" in h
+    if GCC and GXX:
+        compile_only(h, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------
+# emit_all and the CLI
+# ---------------------------------------------------------------------------------------
+def test_emit_all_writes_three_files(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    out = emit_all(plan, g, tmp_path / "out")
+    assert sorted(p.name for p in out) == ["plan.h", "plan.json", "schedule.json"]
+    assert load_plan(tmp_path / "out" / "plan.json") == plan
+    sched = json.loads((tmp_path / "out" / "schedule.json").read_text())
+    assert sched == json.loads(json.dumps(emit_schedule(plan, g)))
+    assert emit_all(plan, g, tmp_path / "h", formats=("header",)) == [tmp_path / "h" / "plan.h"]
+    assert sorted(p.name for p in emit_all(plan, g, tmp_path / "j", formats=["json"])) == ["plan.json", "schedule.json"]
+
+
+def test_emit_all_failure_leaves_no_file(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    with pytest.raises(EmitError):
+        emit_all(plan, g, tmp_path / "o", prefix="int")
+    with pytest.raises(EmitError):
+        emit_all(plan, g, tmp_path / "o", formats=("json", "yaml"))
+    bad = replace(plan, placements=plan.placements[1:])
+    with pytest.raises(EmitError):
+        emit_all(bad, g, tmp_path / "o")
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
+
+
+def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["python", "-m", "planner", *argv], capture_output=True, text=True)
+
+
+def test_cli_emit(tmp_path: Path) -> None:
+    model = light("squeezenet")
+    g = load_graph(str(model), element_bytes=1)
+    plan = checked(g, spill_plan(g, load_target("ethos-u55-256"), gap=1))
+    save_plan(plan, tmp_path / "p.json")
+    r = run_cli("emit", str(tmp_path / "p.json"), "--format", "header", "-o", str(tmp_path / "h"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in (tmp_path / "h").iterdir()) == ["plan.h"]
+    h = (tmp_path / "h" / "plan.h").read_text()
+    assert "#define LIGHT_SQUEEZENET_NUM_STEPS 65u" in h and "LIGHT_SQUEEZENET_NODE_UNKNOWN, " in h
+    r = run_cli("emit", str(tmp_path / "p.json"), "--format", "all", "--model", str(model), "--c-prefix", "sq",
+                "-o", str(tmp_path / "a"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in (tmp_path / "a").iterdir()) == ["plan.h", "plan.json", "schedule.json"]
+    h2 = (tmp_path / "a" / "plan.h").read_text()
+    assert "#define SQ_NUM_STEPS 65u" in h2 and "SQ_NODE_UNKNOWN, " not in h2
+    assert json.loads((tmp_path / "a" / "schedule.json").read_text())["c_prefix"] == "sq"
+
+
+def test_cli_emit_errors(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
+    g, plan = chain_spill
+    save_plan(plan, tmp_path / "p.json")
+    r = run_cli("emit", str(tmp_path / "p.json"), "--c-prefix", "int", "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and r.stderr.startswith("stowage: error: --c-prefix 'int' is a C or C++ keyword")
+    assert not (tmp_path / "o").exists()
+    r = run_cli("emit", str(tmp_path / "missing.json"), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "plan file not found" in r.stderr
+    # A plan that fails validation against its model is refused when --model is given.
+    model = light("squeezenet")
+    r = run_cli("emit", str(tmp_path / "p.json"), "--model", str(model), "-o", str(tmp_path / "o"))
+    assert r.returncode == 2 and "stowage: error:" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "o").exists()
