@@ -131,7 +131,10 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
         k = int(np.argmax(seg))
         busiest.append((-int(seg[k]), iv.first - lo + k))
     by_breadth = sorted(range(n), key=lambda i: (busiest[i], -ivs[i].size, ivs[i].id))
-    return [by_size, by_breadth, by_conflict, by_area]
+    # By start step: first-fit in this order is optimal when all sizes are equal (interval
+    # graph colouring), and good on chain-like schedules.
+    by_start = sorted(range(n), key=lambda i: (ivs[i].first, -ivs[i].size, ivs[i].id))
+    return [by_size, by_breadth, by_conflict, by_area, by_start]
 
 
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,

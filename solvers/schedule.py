@@ -412,7 +412,7 @@ def min_peak_order_ex(graph: Graph, include_weights: bool, time_limit: float = 2
             return _to_graph_order(model, best), True
 
     # Seeded local search.
-    moves = min(2000, max(300, 4_000_000 // n))
+    moves = min(2000, max(200, 1_000_000 // n))
     improved = _local_search(model, best, moves, seed, deadline)
     sc = _score(local_live_bytes(model, improved))
     if sc < best_score:
