@@ -600,3 +600,26 @@ def test_cli_emit_errors(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> Non
     r = run_cli("emit", str(tmp_path / "p.json"), "--model", str(model), "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and "stowage: error:" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "o").exists()
+
+
+@needs_gcc
+def test_cli_compile_emits_header_that_replays(tmp_path: Path) -> None:
+    from helpers import save
+
+    model = save(diamond_model(), tmp_path / "dia mond.onnx")
+    out = tmp_path / "out"
+    r = run_cli("compile", str(model), "--element-bytes", "1", "--capacity", "48", "--weights-in-sram",
+                "--time-limit", "2", "--emit", "header", "--c-prefix", "dia", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in out.iterdir()) == ["plan.h", "plan.json"]
+    assert f"wrote {out / 'plan.json'}, {out / 'plan.h'}" in r.stdout
+    h = (out / "plan.h").read_text()
+    assert "typedef uint32_t dia_addr_t;" in h
+    rr = replay(h, tmp_path / "replay")
+    assert rr.returncode == 0, rr.stderr
+    r = run_cli("compile", str(model), "--element-bytes", "1", "-o", str(tmp_path / "d"))
+    assert r.returncode == 0, r.stderr
+    assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["plan.h", "plan.json", "schedule.json"]
+    assert "#define DIA_MOND_NUM_STEPS 4u" in (tmp_path / "d" / "plan.h").read_text()
+    r = run_cli("compile", str(model), "--emit", "yaml", "-o", str(tmp_path / "e"))
+    assert r.returncode == 2 and "unknown output format 'yaml'" in r.stderr and not (tmp_path / "e").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import time
 from pathlib import Path
 
@@ -43,6 +42,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="worker threads for solvers that use them (default: all cores)")
     p.add_argument("-o", "--output", "--outdir", dest="outdir", required=True, metavar="OUTDIR",
                    help="directory to write plan.json into (created if needed)")
+    p.add_argument("--emit", default="json,header", metavar="FORMATS",
+                   help="also write: json (schedule.json), header (plan.h), or both (default json,header); "
+                   "see docs/c-header.md")
+    p.add_argument("--c-prefix", default=None, metavar="P",
+                   help="prefix of every C identifier in plan.h (default: from the model name)")
 
 
 def _budgets(graph, include_weights: bool) -> tuple[int, int | None, int | None]:
@@ -73,21 +77,19 @@ def run(args: argparse.Namespace) -> int:
     from planner import progress
     from planner.api import compile as compile_plan
     from planner.plan import save_plan
+    from targets.emit import check_prefix, emit_all, parse_formats
 
     t0 = time.perf_counter()
+    formats = parse_formats([args.emit])  # bad --emit / --c-prefix fail before planning
+    if args.c_prefix is not None:
+        check_prefix(args.c_prefix)
     graph = load_model_from_args(args)
     with progress.stage(f"planning with {args.solver}"):
         plan = compile_plan(graph, target=args.target, capacity=args.capacity, solver=args.solver,
                             time_limit=args.time_limit, seed=args.seed, weights_in_sram=args.weights_in_sram,
                             workers=args.workers)
     outdir = Path(args.outdir)
-    # Later outputs (schedule.json, plan.h) come from targets.emit when it offers emit_all.
-    formats = getattr(args, "emit", None)
-    if formats and importlib.util.find_spec("targets.emit") is not None:
-        import targets.emit as emit
-
-        if hasattr(emit, "emit_all"):
-            emit.emit_all(plan, graph, outdir, formats)
+    written = emit_all(plan, graph, outdir, formats, prefix=args.c_prefix)
     save_plan(plan, outdir / "plan.json")
     mr, mh, mp = _budgets(graph, args.weights_in_sram)
     m, s = plan.metrics, plan.solver
@@ -101,5 +103,5 @@ def run(args: argparse.Namespace) -> int:
     print("peak: " + ", ".join(f"{lv} {_fmt(v)}" for lv, v in m.peak_bytes.items()))
     print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}, "
           f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, total {time.perf_counter() - t0:.2f}s")
-    print(f"wrote {outdir / 'plan.json'}")
+    print("wrote " + ", ".join(str(p) for p in dict.fromkeys([outdir / "plan.json", *written])))
     return 0
