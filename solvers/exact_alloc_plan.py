@@ -1,0 +1,89 @@
+"""``exact-alloc``: the model's own operator order, no spills, offsets with a proven minimum peak.
+
+This is issue 5's "pure allocation" mode applied to a model: the order is fixed to the file
+order, so lifetimes are fixed (``ir.lifetimes``) and only offsets are decided, by the exact
+branch and bound of ``solvers.exact_alloc`` in minimum-peak mode.  Transfers follow
+``solvers.naive``: inputs (and, with weights, weights) are loaded 'before' their first use,
+outputs are stored 'after' their last step.
+
+Offsets must be multiples of the compute level's alignment, so sizes are counted in
+alignment units (an aligned packing of the real sizes is exactly a packing of the rounded
+sizes); the objective is therefore the *aligned* peak address, ``units * alignment``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from ir.errors import CapacityError, SolverError
+from ir.graph import TensorKind
+from ir.lifetimes import lifetimes
+from planner.plan import Plan, Transfer
+from solvers.assemble import ComputePlacement, assemble_plan, home_of
+from solvers.exact_alloc import AllocBuffer, solve_allocation
+from solvers.problem import Problem
+from solvers.registry import register
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ExactAllocParams:
+    """Options of ``exact-alloc``.
+
+    ``time_limit``: seconds for the offset search (``None`` = the problem's time limit).
+    When it runs out, the best packing found is returned with status ``feasible`` and the
+    proven lower bound.
+    """
+
+    time_limit: float | None = None
+
+
+@register("exact-alloc", ExactAllocParams,
+          "file order, no spill: offsets with a proven minimum (aligned) peak, MiniMalloc-style search")
+def exact_alloc(problem: Problem, params: ExactAllocParams) -> Plan:
+    started = time.perf_counter()
+    limit = problem.time_limit if params.time_limit is None else params.time_limit
+    if limit <= 0:
+        raise SolverError(f"exact-alloc: time_limit must be positive, got {limit}")
+    graph, target = problem.graph, problem.target
+    align = max(1, target.compute.alignment)
+    cap = problem.capacity
+    order = graph.file_order()
+    lt = lifetimes(graph, order, problem.include_weights)
+    bids = sorted(lt.first)
+    units = [AllocBuffer(lt.first[b], lt.last[b] + 1, -(-graph.buffers[b].bytes // align)) for b in bids]
+    res = solve_allocation(units, None, limit, problem.seed, problem.workers, minimize_peak=True)
+    if res.offsets is None:  # minimum-peak mode always finds a packing (greedy first dive)
+        raise SolverError(f"exact-alloc: no packing found ({res.reason})")
+    offsets = {b: o * align for b, o in zip(bids, res.offsets)}
+    peak = max((offsets[b] + graph.buffers[b].bytes for b in bids), default=0)
+    aligned_peak = (res.peak or 0) * align
+    bound = res.lower_bound * align
+    if cap is not None and peak > cap:
+        proof = "proven minimum" if res.status == "optimal" else f"best found; proven >= {bound}"
+        raise CapacityError(
+            f"exact-alloc: the file order needs {aligned_peak} bytes in '{target.compute_level}' "
+            f"without spilling ({proof}; peak live {lt.peak}), capacity is {cap}; raise --capacity "
+            "or use a solver that reorders or spills")
+
+    before: dict[int, list[Transfer]] = {}
+    after: dict[int, list[Transfer]] = {}
+    placements = []
+    for bid in sorted(bids, key=lambda b: (lt.first[b], b)):
+        b = graph.buffers[bid]
+        first, last = lt.first[bid], lt.last[bid]
+        if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+            before.setdefault(first, []).append(
+                Transfer(bid, home_of(graph, target, bid), target.compute_level, first, "before"))
+        elif b.is_output:
+            after.setdefault(last, []).append(
+                Transfer(bid, target.compute_level, target.outputs_home, last, "after"))
+        placements.append(ComputePlacement(bid, offsets[bid], first, last))
+    transfers = [t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, []))]
+    log.info("exact-alloc: aligned peak %d (bound %d, %s), peak live %d, %d nodes in %.2fs",
+             aligned_peak, bound, res.status, lt.peak, res.nodes, res.seconds)
+    return assemble_plan(problem, order, placements, transfers, "exact-alloc", res.status, bound,
+                         started, objective=aligned_peak)
