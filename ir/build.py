@@ -365,6 +365,8 @@ def _find_cycle(stuck: set[int], preds: Sequence[set[int]]) -> list[int]:
         node = min(p for p in preds[node] if p in stuck)
     cycle = path[pos[node]:]
     cycle.reverse()  # walked predecessors: reverse to read in data-flow direction
+    k = cycle.index(min(cycle))  # start at the earliest node in the file
+    cycle = cycle[k:] + cycle[:k]
     return [*cycle, cycle[0]]
 
 

@@ -167,7 +167,9 @@ def _parse_level(where: str, i: int, raw: Mapping[str, Any], base: Level | None)
         bw = raw.get(bw_key, getattr(base, bw_key) if base else None)
         if bw is not None and not isinstance(bw, (int, float)) or isinstance(bw, bool):
             if isinstance(bw, str):
-                bw = float(parse_size(bw, f"{where}: key '{key}.{bw_key}'"))
+                text = bw.strip()
+                text = text[:-2] if text.lower().endswith("/s") else text
+                bw = float(parse_size(text, f"{where}: key '{key}.{bw_key}'"))
             else:
                 raise _err(where, f"{key}.{bw_key}", f"must be bytes per second (a number or \"4GB\"), got {bw!r}")
         if bw is not None and bw <= 0:
@@ -199,9 +201,7 @@ def _build(raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tupl
         ext = raw["extends"]
         if not isinstance(ext, str) or not ext:
             raise _err(where, "extends", "must be a preset name or a path to a target file")
-        if ext in seen:
-            raise _err(where, "extends", f"circular extends: {' -> '.join((*seen, ext))}")
-        parent = _load(ext, base_dir, (*seen, ext))
+        parent = _load(ext, base_dir, seen, where)
     name = raw.get("name", parent.name if parent else None)
     if not isinstance(name, str) or not name:
         raise _err(where, "name", "required, a non-empty string")
@@ -267,26 +267,46 @@ def list_presets() -> list[Hierarchy]:
     return [load_target(name) for name in sorted(_preset_files())]
 
 
-def _load(spec: str, base_dir: Path | None, seen: tuple[str, ...]) -> Hierarchy:
+def _resolve(spec: str, base_dir: Path | None) -> tuple[str, Path | None]:
+    """``(key, path)``: a preset is ``("preset NAME", None)``; a file is keyed by its resolved
+    path so that one file reached by two spellings is recognised in an ``extends`` cycle."""
     presets = _preset_files()
     candidate = Path(spec) if base_dir is None or Path(spec).is_absolute() else base_dir / spec
     looks_like_path = spec.endswith(".toml") or "/" in spec or "\\" in spec
     if looks_like_path or (candidate.exists() and spec not in presets):
-        path = candidate if candidate.exists() or base_dir is None else candidate
-        raw = _read_toml(path)
-        return _build(raw, str(path), path.parent, seen, str(path))
+        return str(candidate.resolve()), candidate
     if spec in presets:
-        raw = tomllib.loads(presets[spec].read_text(encoding="utf-8"))
-        return _build(raw, f"preset {spec}", None, seen, None)
+        return f"preset {spec}", None
     raise TargetError(
         f"unknown target '{spec}': not a file and not a preset (presets: {', '.join(sorted(presets))})"
     )
 
 
+def _load(spec: str, base_dir: Path | None, seen: tuple[str, ...], referrer: str | None = None) -> Hierarchy:
+    try:
+        key, path = _resolve(spec, base_dir)
+    except TargetError as exc:
+        if referrer is None:
+            raise
+        raise _err(referrer, "extends", str(exc)) from None
+    if key in seen:
+        chain = " -> ".join((*seen, key))
+        raise _err(referrer or key, "extends", f"circular extends: {chain}")
+    seen = (*seen, key)
+    if path is not None:
+        if not path.exists() and referrer is not None:
+            raise _err(referrer, "extends", f"target file not found: {path}")
+        raw = _read_toml(path)
+        return _build(raw, str(path), path.parent, seen, str(path))
+    name = key.removeprefix("preset ")
+    raw = tomllib.loads(_preset_files()[name].read_text(encoding="utf-8"))
+    return _build(raw, key, None, seen, None)
+
+
 def load_target(spec: str | Path) -> Hierarchy:
     """Load a preset by name or a TOML file by path; raises ``TargetError`` naming the file,
     the key and what is allowed."""
-    return _load(str(spec), None, (str(spec),))
+    return _load(str(spec), None, ())
 
 
 DEFAULT_TARGET = "ethos-u55-256"
