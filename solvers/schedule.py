@@ -31,9 +31,14 @@ from ir.lifetimes import op_buffers
 log = logging.getLogger(__name__)
 
 #: Largest number of distinct states the exact DP keeps in one layer before giving up.
-DP_MAX_LAYER_STATES = 20_000
+DP_MAX_LAYER_STATES = 5_000
 #: Largest total number of states the exact DP expands before giving up.
-DP_MAX_TOTAL_STATES = 400_000
+DP_MAX_TOTAL_STATES = 100_000
+#: Work budgets per second of time limit, calibrated on the 2-core reference machine so that
+#: the deterministic budgets end well inside the limit: beam width x ops, and local-search
+#: moves x ops.
+BEAM_WORK_PER_SECOND = 8_000
+LS_WORK_PER_SECOND = 300_000
 
 
 @dataclass(frozen=True)
@@ -391,13 +396,14 @@ def min_peak_order_ex(graph: Graph, include_weights: bool, time_limit: float = 2
 
     # Beam search with growing width (deterministic widths; the deadline is a safety stop).
     width = 4
-    max_width = max(4, min(256, 200_000 // n))
+    max_width = max(4, min(256, int(BEAM_WORK_PER_SECOND * time_limit) // n))
     while width <= max_width and time.perf_counter() < deadline:
         found, _ = _search(model, width, None, deadline)
         if found is not None:
             sc = _score(local_live_bytes(model, found))
             if sc < best_score:
                 best, best_score = found, sc
+        log.debug("beam width %d: peak %d at %.2fs", width, best_score[0], time.perf_counter() - t0)
         width *= 4
     if best_score[0] <= lb:
         return _to_graph_order(model, best), True
@@ -410,9 +416,10 @@ def min_peak_order_ex(graph: Graph, include_weights: bool, time_limit: float = 2
             return _to_graph_order(model, found), True
         if complete:
             return _to_graph_order(model, best), True
+        log.debug("exact DP gave up at %.2fs", time.perf_counter() - t0)
 
     # Seeded local search.
-    moves = min(2000, max(200, 1_000_000 // n))
+    moves = min(5000, max(100, int(LS_WORK_PER_SECOND * time_limit) // n))
     improved = _local_search(model, best, moves, seed, deadline)
     sc = _score(local_live_bytes(model, improved))
     if sc < best_score:
