@@ -179,6 +179,7 @@ class _Search:
         self.total = [0] * sw.nsections
         for s, m in enumerate(sw.section_members):
             self.total[s] = sum(sw.sizes[i] for i in m)
+        self.witness = [m[0] if m else 0 for m in sw.section_members]
         self.cuts = [0] * max(0, sw.nsections - 1)
         for i in range(n):
             for s in range(sw.sec_lo[i], sw.sec_hi[i] - 1):
@@ -243,6 +244,7 @@ class _Search:
         sw = self.sw
         sizes, minoff, off, total, cap = sw.sizes, self.minoff, self.off, self.total, self.cap
         sec_lo, sec_hi, overlaps, members = sw.sec_lo, sw.sec_hi, sw.overlaps, sw.section_members
+        witness = self.witness
         order = sorted([(minoff[i], r, i) for r, i in rest])
         min_height = min(m + sizes[i] for m, _, i in order)
         # Every unplaced buffer of a section stacks above the lowest offset still allowed,
@@ -275,13 +277,17 @@ class _Search:
             # Unallocated floor: in each section touched by a raised buffer, the unplaced
             # buffers stack above the lowest of their minimum offsets.
             ok = True
+            # (``m + t <= cap`` already holds by ``room``; a cached witness -- the member that
+            # had the lowest minimum offset last time -- usually shows the bound holds in O(1).)
             for s in range(max(a_lo, s_lo), min(a_hi, s_hi)):
                 t = total[s]
                 if not t:
                     continue
-                f = min([minoff[x] for x in members[s] if off[x] < 0])
-                if f < m:
-                    f = m
+                w = witness[s]
+                if off[w] < 0 and minoff[w] + t <= cap:
+                    continue
+                f, w = min([(minoff[x], x) for x in members[s] if off[x] < 0])
+                witness[s] = w
                 if f + t > cap:
                     ok = False
                     break
