@@ -209,8 +209,13 @@ def _build(raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tupl
     raw_levels = raw.get("levels", [])
     if not isinstance(raw_levels, list):
         raise _err(where, "levels", "must be an array of tables ([[levels]])")
+    own_names: set[str] = set()
     for i, rl in enumerate(raw_levels):
         rname = rl.get("name") if isinstance(rl, Mapping) else None
+        if isinstance(rname, str):
+            if rname in own_names:
+                raise _err(where, "levels", f"level name '{rname}' appears twice")
+            own_names.add(rname)
         match = next((j for j, lv in enumerate(levels) if lv.name == rname), None)
         lv = _parse_level(where, i, rl, levels[match] if match is not None else None)
         if match is not None:
@@ -233,9 +238,12 @@ def _build(raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tupl
     if bad:
         raise _err(where, f"homes.{sorted(bad)[0]}", "unknown key; allowed: inputs, outputs, weights")
     slowest = levels[-1].name
+    # Outputs are written to their home, so by default they go to the slowest writable level.
+    slowest_writable = next((lv.name for lv in reversed(levels) if lv.writable), slowest)
     homes: dict[str, str] = {}
     for k in ("weights", "inputs", "outputs"):
-        default = getattr(parent, f"{k}_home") if parent and getattr(parent, f"{k}_home") in names else slowest
+        fallback = slowest_writable if k == "outputs" else slowest
+        default = getattr(parent, f"{k}_home") if parent and getattr(parent, f"{k}_home") in names else fallback
         v = homes_raw.get(k, default)
         if v not in names:
             raise _err(where, f"homes.{k}", f"'{v}' is not a level; allowed: {', '.join(names)}")
