@@ -623,3 +623,60 @@ def test_cli_compile_emits_header_that_replays(tmp_path: Path) -> None:
     assert "#define DIA_MOND_NUM_STEPS 4u" in (tmp_path / "d" / "plan.h").read_text()
     r = run_cli("compile", str(model), "--emit", "yaml", "-o", str(tmp_path / "e"))
     assert r.returncode == 2 and "unknown output format 'yaml'" in r.stderr and not (tmp_path / "e").exists()
+
+
+# ---------------------------------------------------------------------------------------
+# Property: random DAGs, random spill plans, validator-checked, replayed in C
+# ---------------------------------------------------------------------------------------
+def random_dag(draw: st.DrawFn) -> Graph:
+    """x[1,k] and two weights feed n Relu/Add/Mul nodes over earlier tensors; the last tensor
+    and sometimes one more are outputs."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    k = draw(st.integers(1, 24))
+    n = draw(st.integers(1, 10))
+    avail = ["x", "W0", "W1"]
+    nodes = []
+    for i in range(n):
+        op = draw(st.sampled_from(["Relu", "Add", "Mul"]))
+        ins = [draw(st.sampled_from(avail))] if op == "Relu" else [draw(st.sampled_from(avail)) for _ in range(2)]
+        if i == 0 and all(x.startswith("W") for x in ins):
+            ins[0] = "x"
+        nodes.append(helper.make_node(op, ins, [f"t{i}"], name=f"n{i}"))
+        avail.append(f"t{i}")
+    outs = [f"t{n - 1}"]
+    if n > 2 and draw(st.booleans()):
+        outs.insert(0, f"t{draw(st.integers(0, n - 2))}")
+    inits = [numpy_helper.from_array(np.ones((1, k), np.float32), f"W{j}") for j in range(2)]
+    g = helper.make_graph(nodes, "rnd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, k])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, [1, k]) for o in outs],
+                          initializer=inits)
+    return import_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]),
+                        element_bytes=draw(st.sampled_from([1, 3, 4])))
+
+
+@needs_gcc
+@given(data=st.data())
+@settings(max_examples=12, deadline=None)
+def test_random_spill_plans_replay(data: st.DataObject, tmp_path_factory: pytest.TempPathFactory) -> None:
+    g = random_dag(data.draw)
+    target = load_target(data.draw(st.sampled_from(["ethos-u55-256", "sn40l", "mcu-cortex-m7"])))
+    plan = spill_plan(g, target, gap=data.draw(st.integers(0, 3)), weights_in_compute_level=data.draw(st.booleans()))
+    checked(g, plan)
+    sch = build_schedule(plan, g)
+    # Execution order: transfers sorted by (step, phase), each step's slices partition the table.
+    assert [(t.step, t.phase == "after") for t in sch.transfers] == sorted((t.step, t.phase == "after")
+                                                                          for t in sch.transfers)
+    assert sch.steps[0].transfers_before == 0 and sch.steps[-1].transfers_end == len(plan.transfers)
+    r = replay(emit_header(plan, g, prefix="rnd"), tmp_path_factory.mktemp("rnd"))
+    assert r.returncode == 0, r.stderr
+    # Every dropped reload of a produced buffer is caught by the replay at its reader.
+    reloads = [k for k, t in enumerate(plan.transfers)
+               if t.phase == "before" and plan.buffers[t.buffer].kind in ("activation", "output")]
+    if reloads:
+        k = data.draw(st.sampled_from(reloads))
+        bad = replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:])
+        r = replay(emit_header(bad, g, prefix="rnd"), tmp_path_factory.mktemp("rnd"))
+        assert r.returncode == 1 and f"buffer {plan.transfers[k].buffer} " in r.stderr
