@@ -97,7 +97,7 @@ def _best_orders(problem: Problem) -> list[tuple[OpIndex, ...]]:
 def _heuristic_plans(problem: Problem) -> list[Plan]:
     plans = []
     specs = available()
-    short = replace(problem, time_limit=min(problem.time_limit, 5.0))
+    short = replace(problem, time_limit=min(problem.time_limit / 4, 5.0))
     for name in WARM_START_SOLVERS:
         if name not in specs:
             continue

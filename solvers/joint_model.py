@@ -36,7 +36,8 @@ class _SegmentVars:
     present: cp_model.IntVar | int
     start: cp_model.IntVar
     end: cp_model.IntVar
-    offset: cp_model.IntVar
+    offset: cp_model.LinearExprT
+    slot: cp_model.IntVar
     time_interval: cp_model.IntervalVar
     addr_interval: cp_model.IntervalVar
 
@@ -88,15 +89,16 @@ class JointCpModel:
                 start = m.NewIntVar(lo, hi, f"start[{mb.id},{k}]")
                 end = m.NewIntVar(lo, hi, f"end[{mb.id},{k}]")
                 length = m.NewIntVar(1, hi - lo + 1, f"length[{mb.id},{k}]")
-                offset = m.NewIntVarFromDomain(
-                    cp_model.Domain.FromValues(list(range(0, max_off + 1, d.alignment))), f"offset[{mb.id},{k}]")
+                # Offsets in units of the alignment: exact and a small domain.
+                slot = m.NewIntVar(0, max_off // d.alignment, f"slot[{mb.id},{k}]")
+                offset = slot * d.alignment if d.alignment > 1 else slot
                 if k == 0:
                     t_iv = m.NewIntervalVar(start, length, end + 1, f"time[{mb.id},{k}]")
                     a_iv = m.NewFixedSizeIntervalVar(offset, mb.size, f"addr[{mb.id},{k}]")
                 else:
                     t_iv = m.NewOptionalIntervalVar(start, length, end + 1, present, f"time[{mb.id},{k}]")
                     a_iv = m.NewOptionalFixedSizeIntervalVar(offset, mb.size, present, f"addr[{mb.id},{k}]")
-                segs.append(_SegmentVars(present, start, end, offset, t_iv, a_iv))
+                segs.append(_SegmentVars(present, start, end, offset, slot, t_iv, a_iv))
             self.segments_by_buffer[mb.id] = segs
             if mb.max_segments > 1:
                 self.covers_by_buffer_user[mb.id] = {
@@ -106,11 +108,11 @@ class JointCpModel:
         # scratch_offset_by_op: working memory of opaque operators, one step long.
         self.scratch_by_op = {}
         for op, extra in d.scratch:
-            off = m.NewIntVarFromDomain(
-                cp_model.Domain.FromValues(list(range(0, d.capacity - extra + 1, d.alignment))), f"scratch[{op}]")
+            slot = m.NewIntVar(0, (d.capacity - extra) // d.alignment, f"scratch_slot[{op}]")
+            off = slot * d.alignment if d.alignment > 1 else slot
             pos = self.pos_by_op[op]
             self.scratch_by_op[op] = (off, m.NewIntervalVar(pos, 1, pos + 1, f"scratch_time[{op}]"),
-                                      m.NewFixedSizeIntervalVar(off, extra, f"scratch_addr[{op}]"))
+                                      m.NewFixedSizeIntervalVar(off, extra, f"scratch_addr[{op}]"), slot)
         self.peak = m.NewIntVar(0, d.capacity, "peak")
         del n
 
@@ -179,7 +181,7 @@ class JointCpModel:
                 x_intervals.append(s.time_interval)
                 y_intervals.append(s.addr_interval)
                 demands.append(mb.size)
-        for op, (off, t_iv, a_iv) in self.scratch_by_op.items():
+        for op, (off, t_iv, a_iv, _slot) in self.scratch_by_op.items():
             extra = dict(d.scratch)[op]
             x_intervals.append(t_iv)
             y_intervals.append(a_iv)
@@ -228,13 +230,13 @@ class JointCpModel:
                         m.AddHint(sv.present, 1)
                     m.AddHint(sv.start, g.start)
                     m.AddHint(sv.end, g.end)
-                    m.AddHint(sv.offset, g.offset)
+                    m.AddHint(sv.slot, g.offset // self.data.alignment)
                     peak = max(peak, g.offset + mb.size)
                 else:
                     m.AddHint(sv.present, 0)
                     m.AddHint(sv.start, got[0].start if got else 0)
                     m.AddHint(sv.end, got[0].start if got else 0)
-                    m.AddHint(sv.offset, 0)
+                    m.AddHint(sv.slot, 0)
             if mb.id in self.covers_by_buffer_user:
                 for u, cov in self.covers_by_buffer_user[mb.id].items():
                     k_u = next((k for k, g in enumerate(got) if g.start <= step[u] <= g.end), 0)
@@ -242,7 +244,7 @@ class JointCpModel:
                         m.AddHint(c, int(k == k_u))
         for op, off in sol.scratch_offsets:
             if op in self.scratch_by_op:
-                m.AddHint(self.scratch_by_op[op][0], off)
+                m.AddHint(self.scratch_by_op[op][3], off // self.data.alignment)
                 peak = max(peak, off + dict(self.data.scratch)[op])
         m.AddHint(self.peak, peak)
 
