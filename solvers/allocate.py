@@ -140,7 +140,9 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,
                      time_limit: float = 1.0, seed: int = 0) -> dict[int, int] | None:
     """Offsets (by interval id) minimising the peak address; ``None`` when ``capacity`` is set
-    and no packing within it was found.  Deterministic for a seed (the move budget is fixed;
+    and no packing within it was found.  With a capacity the search stops at the first
+    packing that fits (it does not go on shrinking the peak below the capacity), and returns
+    ``None`` at once when the peak live bytes alone exceed it.  Deterministic for a seed (the move budget is fixed;
     the time limit is a safety stop)."""
     t0 = time.perf_counter()
     ivs = list(intervals)
@@ -152,6 +154,11 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     # Stop searching at the peak-live bound of the sizes rounded up to the alignment: with
     # aligned offsets that is the best a packing can be expected to reach.
     bound = peak_live_bound([Interval(iv.id, iv.first, iv.last, _align_up(iv.size, align)) for iv in ivs])
+    if capacity is not None:
+        if peak_live_bound(ivs) > capacity:
+            return None  # more bytes live at one step than fit: no packing exists
+        # Feasibility is what a capacity asks: stop at the first packing within it.
+        bound = max(bound, capacity)
     adj = _conflicts(ivs)
     best_order: list[int] | None = None
     best_off: list[int] = []
