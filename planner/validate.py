@@ -164,7 +164,7 @@ class _Checker:
         per_level: dict[str, list[Placement]] = defaultdict(list)
         for pl in p.placements:
             lv = p.target.level(pl.level)
-            assert lv is not None  # plan_from_json checks level names
+            assert lv is not None  # checked by _references_ok
             size = self.nbytes(pl.buffer)
             if pl.last >= self.nsteps or pl.first > pl.last:
                 self.fail(4, None, (pl.buffer,), f"{self.buf(pl.buffer)} in {pl.level}: step range "
@@ -358,12 +358,34 @@ def recompute_metrics(plan: Plan) -> Metrics:
     return Metrics(compulsory_bytes=compulsory, noncompulsory_bytes=moved - compulsory, peak_bytes=peak)
 
 
+def _references_ok(c: _Checker) -> bool:
+    """Every level name and buffer id the plan uses exists (``plan_from_json`` guarantees it
+    for files; plans built in code get a violation instead of an exception)."""
+    p, levels, nbuf = c.plan, set(c.levels), len(c.plan.buffers)
+    bad: list[str] = []
+    if p.target.compute_level not in levels:
+        bad.append(f"compute level {p.target.compute_level}")
+    bad += [f"level {x}" for pl in p.placements for x in (pl.level,) if x not in levels]
+    bad += [f"level {x}" for t in p.transfers for x in (t.src, t.dst) if x not in levels]
+    bad += [f"level {b.home}" for b in p.buffers if b.home is not None and b.home not in levels]
+    ids = [pl.buffer for pl in p.placements] + [t.buffer for t in p.transfers]
+    ids += [b for st in p.steps for b in (*st.reads, *st.writes)]
+    bad += [f"buffer {b}" for b in ids if not 0 <= b < nbuf]
+    bad += [f"buffer id {b.id} at position {i}" for i, b in enumerate(p.buffers) if b.id != i]
+    for what in dict.fromkeys(bad):
+        c.fail(1, None, (), f"the plan refers to an unknown {what}")
+    return not bad
+
+
 def validate(graph: Graph, plan: Plan, target: object | None = None) -> Verdict:
     """Check ``plan`` against ``graph`` and rules 1-7; never raises on a bad plan.
 
     ``target`` (optional, a ``targets.hierarchy.Hierarchy``) adds the checks the plan file
     cannot express on its own: no transfer into a non-writable level, same level names."""
     c = _Checker(graph, plan, target)
+    if not _references_ok(c):
+        # Plans built in code (not read from JSON) can name unknown levels or buffers.
+        return Verdict(False, tuple(c.errors), Metrics(0, 0, {name: 0 for name in c.levels}))
     metrics = recompute_metrics(plan)
     if target is not None:
         names = tuple(lv.name for lv in target.levels)  # type: ignore[attr-defined]
@@ -371,6 +393,12 @@ def validate(graph: Graph, plan: Plan, target: object | None = None) -> Verdict:
             c.fail(1, None, (), f"plan levels {list(c.levels)} differ from target "
                    f"'{target.name}' levels {list(names)}")  # type: ignore[attr-defined]
             return Verdict(False, tuple(c.errors), metrics)
+        homes = {"input": target.inputs_home, "weight": target.weights_home,  # type: ignore[attr-defined]
+                 "output": target.outputs_home}  # type: ignore[attr-defined]
+        for pb in plan.buffers:
+            if pb.kind in homes and pb.home != homes[pb.kind]:
+                c.fail(1, None, (pb.id,), f"{c.buf(pb.id)} ({pb.kind}) has home {pb.home}, target "
+                       f"'{target.name}' keeps {pb.kind}s in {homes[pb.kind]}")  # type: ignore[attr-defined]
     if c.check_graph():
         c.check_placements()
         c.replay()

@@ -342,3 +342,37 @@ def test_cli_wrong_model_is_invalid(tmp_path, capsys) -> None:
     p.write_text(json.dumps(VALID))
     assert main(["validate", str(other), str(p)]) == 1
     assert "plan has 4 buffers, the graph has 6" in capsys.readouterr().out
+
+
+def test_plans_built_in_code_with_unknown_names_get_violations(chain) -> None:
+    from dataclasses import replace
+
+    from planner.plan import Placement
+
+    plan = plan_from_dict(VALID)
+    bad = replace(plan, placements=plan.placements + (Placement(9, "l3", 0, 0, 0),))
+    v = validate(chain, bad)
+    assert [e.message for e in v.errors] == ["the plan refers to an unknown level l3",
+                                              "the plan refers to an unknown buffer 9"]
+
+
+def test_target_homes_are_checked(chain) -> None:
+    plan = plan_from_dict(VALID)
+    assert validate(chain, plan, load_target("ethos-u55-256")).ok
+    d = copy.deepcopy(VALID)
+    d["target"]["levels"] = [{"name": "sram", "capacity": 192, "alignment": 4},
+                             {"name": "sdram", "capacity": None, "alignment": 4},
+                             {"name": "flash", "capacity": None, "alignment": 4}]
+    d["buffers"][0]["home"] = "flash"
+    d["buffers"][3]["home"] = "flash"
+    for p in d["placements"]:
+        if p["level"] == "dram":
+            p["level"] = "flash"
+    for t in d["transfers"]:
+        for k in ("src", "dst"):
+            t[k] = "flash" if t[k] == "dram" else t[k]
+    d["metrics"] = {"compulsory_bytes": 256, "noncompulsory_bytes": 0, "peak_bytes": {"sram": 128, "sdram": 0, "flash": 128}}
+    v = validate(chain, plan_from_dict(d), load_target("mcu-cortex-m7"))
+    msgs = [e.message for e in v.errors]
+    assert "buffer 0 (x) (input) has home flash, target 'mcu-cortex-m7' keeps inputs in sdram" in msgs
+    assert "step 2 (relu2): transfer of buffer 3 (y) sram -> flash (after): level flash is not writable" in msgs
