@@ -297,6 +297,27 @@ class _Resolver:
         return i
 
 
+def _node_indices(plan: Plan, graph: Graph | None) -> list[int | None]:
+    """The ONNX node index of each step.  Node names need not be unique, so each step takes
+    the first unused computing operator of its name whose operands match."""
+    if graph is None:
+        return [None] * len(plan.steps)
+    by_name: dict[str, list[int]] = {}
+    for op in graph.computing_ops:
+        by_name.setdefault(op.name, []).append(op.index)
+    used: set[int] = set()
+    out: list[int | None] = []
+    for st in plan.steps:
+        cands = [i for i in by_name.get(st.op, ()) if i not in used]
+        same = [i for i in cands if set(graph.op_reads(graph.operators[i])) == set(st.reads)
+                and set(graph.op_writes(graph.operators[i])) == set(st.writes)]
+        pick = (same or cands or [None])[0]
+        if pick is not None:
+            used.add(pick)
+        out.append(pick)
+    return out
+
+
 def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
     """Resolve every operand and transfer of ``plan`` to a level index and an offset."""
     if graph is not None and len(graph.buffers) != len(plan.buffers):
@@ -317,7 +338,7 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
     by_phase: dict[tuple[int, str], list[int]] = {}
     for k in order:
         by_phase.setdefault((plan.transfers[k].step, plan.transfers[k].phase), []).append(k)
-    node_of = {op.name: op.index for op in graph.operators} if graph is not None else {}
+    nodes = _node_indices(plan, graph)
 
     res = _Resolver(plan)
     transfers: list[TransferInfo] = []
@@ -349,7 +370,7 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
             writes.append(Operand(b, level_ix[compute], pls[i].offset))
         first_after = len(transfers)
         run_transfers(s, "after")
-        steps.append(StepInfo(s, st.op, st.op_type, node_of.get(st.op), tuple(reads), tuple(writes),
+        steps.append(StepInfo(s, st.op, st.op_type, nodes[s], tuple(reads), tuple(writes),
                               first_before, first_after, len(transfers)))
 
     buffers = []

@@ -632,7 +632,6 @@ def random_dag(draw: st.DrawFn) -> Graph:
     """x[1,k] and two weights feed n Relu/Add/Mul nodes over earlier tensors; the last tensor
     and sometimes one more are outputs."""
     import numpy as np
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     k = draw(st.integers(1, 24))
@@ -680,3 +679,16 @@ def test_random_spill_plans_replay(data: st.DataObject, tmp_path_factory: pytest
         bad = replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:])
         r = replay(emit_header(bad, g, prefix="rnd"), tmp_path_factory.mktemp("rnd"))
         assert r.returncode == 1 and f"buffer {plan.transfers[k].buffer} " in r.stderr
+
+
+def test_duplicate_node_names_get_their_own_node_index() -> None:
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="dup"), helper.make_node("Relu", ["a"], ["y"], name="dup")]
+    g = import_model(helper.make_model(helper.make_graph(
+        nodes, "dups", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]), opset_imports=[helper.make_opsetid("", 17)]),
+        element_bytes=1)
+    plan = checked(g, solve(Problem(g, load_target("ethos-u55-256")), "naive"))
+    assert [s["node"] for s in emit_schedule(plan, g)["steps"]] == [0, 1]
+    assert [s["node"] for s in emit_schedule(plan)["steps"]] == [None, None]
