@@ -217,7 +217,7 @@ def _cell(r: Row | None) -> str:
         return r.status
     s = f"{r.noncompulsory_bytes:,}"
     if r.reduction is not None and r.solver not in BASELINES:
-        s += f" ({r.reduction:+.0%})".replace("+-", "-")
+        s += f" ({r.reduction:.0%} less)" if r.reduction >= 0 else f" ({-r.reduction:.0%} more)"
     if r.status not in ("optimal", "feasible", "reference"):
         s += f" {r.status}"
     elif r.status == "optimal" and r.solver not in BASELINES:
@@ -243,13 +243,13 @@ def summary_lines(rows: Sequence[Row], solvers: Sequence[str]) -> list[str]:
                 zero = sum(1 for r in mine if r.noncompulsory_bytes == 0)
                 ok = sum(1 for r in mine if r.noncompulsory_bytes is not None)
                 avg = f"{sum(reds) / len(reds):.1%}" if reds else "n/a"
-                parts.append(f"{s}: average reduction {avg} over {len(reds)} network(s) where the best baseline "
-                             f"spills; zero spill on {zero}/{ok} solved")
+                parts.append(f"{s} {avg} (n={len(reds)}; zero spill {zero}/{ok})")
             base_zero = sum(1 for m in {r.model for r in sel}
                             if min((r.noncompulsory_bytes for r in sel if r.model == m and r.solver in BASELINES
                                     and r.noncompulsory_bytes is not None), default=None) == 0)
-            lines.append(f"- **{budget}, {setting}** ({len({r.model for r in sel})} networks; best baseline "
-                         f"spills nothing on {base_zero}): " + "; ".join(parts))
+            lines.append(f"- **{budget}, {setting}**, average reduction vs best baseline "
+                         f"({len({r.model for r in sel})} networks, best baseline spill-free on {base_zero}): "
+                         + "; ".join(parts))
     return lines
 
 
@@ -257,7 +257,8 @@ def to_markdown(rows: Sequence[Row], solvers: Sequence[str], meta: dict[str, str
     out = ["# COSMA protocol results", ""]
     out += [f"- {k}: {v}" for k, v in meta.items()]
     out += ["", "Non-compulsory traffic in bytes (spill + reload); in brackets the reduction versus the best "
-            "baseline on the same network, setting and budget; `opt` = proven optimal.", "",
+            "baseline on the same network, setting and budget; `opt` = proven optimal. Summary: n = networks "
+            "averaged (those where the best baseline spills; a 0/0 reduction is undefined).", "",
             "## Summary", ""]
     out += summary_lines(rows, solvers)
     for setting in sorted({r.setting for r in rows}, key=lambda s: len(s)):

@@ -365,6 +365,23 @@ def strip_weights(model: onnx.ModelProto, data_name: str) -> onnx.ModelProto:
         return onnx.load_model(os.path.join(tmp, "graph.onnx"), load_external_data=False)
 
 
+def _fold_constants(path: str, tmp: str) -> str:
+    """Fold shape arithmetic into constants with onnxruntime's *basic* optimisations (standard
+    ONNX ops only: constant folding, redundant-node elimination).  The legacy exporter writes
+    attention reshapes as Shape -> Mod -> Slice chains that onnx's data propagation cannot
+    resolve; once the weights are stripped nobody could fold them any more."""
+    import onnxruntime as ort
+
+    out = os.path.join(tmp, "folded.onnx")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = out
+    opts.add_session_config_entry("session.optimized_model_external_initializers_file_name", "folded.data")
+    opts.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
+    ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+    return out
+
+
 def export_model(m: SuiteModel) -> Path:
     """Export one suite model to ``m.path`` graph-only and return the path."""
     import torch
@@ -380,7 +397,7 @@ def export_model(m: SuiteModel) -> Path:
         torch.onnx.export(module, args, raw, dynamo=False, opset_version=OPSET,
                           input_names=_input_names(m), output_names=["output"],
                           do_constant_folding=True)
-        model = onnx.load_model(raw, load_external_data=True)
+        model = onnx.load_model(_fold_constants(raw, tmp), load_external_data=True)
     model.graph.name = m.name
     model.producer_name = "stowage-models-build"
     graph_only = strip_weights(model, f"{Path(m.file).stem}.weights.bin")

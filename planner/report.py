@@ -261,8 +261,17 @@ def layout_boxes(plan: Plan) -> list[LayoutBox]:
     size = {b.id: b.bytes for b in plan.buffers}
     kind = {b.id: b.kind for b in plan.buffers}
     home = {b.id: b.home for b in plan.buffers}
-    loads_in = {(t.buffer, t.step) for t in plan.transfers
-                if t.dst == compute and t.src != home.get(t.buffer)}
+    # A load into the compute level is a reload unless it is the first load of an input or
+    # weight from its home (the compulsory one); a weight loaded twice is reloaded the 2nd time.
+    loads_in: set[tuple[int, int]] = set()
+    first_home_load: set[int] = set()
+    for t in sorted(plan.transfers, key=lambda t: (t.step, t.phase != "before")):
+        if t.dst != compute:
+            continue
+        if t.src == home.get(t.buffer) and kind[t.buffer] in ("input", "weight") and t.buffer not in first_home_load:
+            first_home_load.add(t.buffer)
+            continue
+        loads_in.add((t.buffer, t.step))
     stores_out = {(t.buffer, t.step) for t in plan.transfers
                   if t.src == compute and t.dst != home.get(t.buffer)}
     boxes = []
