@@ -88,6 +88,7 @@ def build_graph(
     init = set(initializers)
     # Old-style models list initializers as inputs too: those are weights, not inputs.
     real_inputs = tuple(n for n in inputs if n not in init)
+    input_set = set(real_inputs)
     output_set = set(outputs)
 
     producers, order = check_structure(nodes, real_inputs, outputs, init)
@@ -129,7 +130,7 @@ def build_graph(
     # Tensors.
     kind_of: dict[str, TensorKind] = {}
     for tname in raw:
-        if tname in real_inputs:
+        if tname in input_set:
             kind_of[tname] = TensorKind.INPUT
         elif tname in weights:
             kind_of[tname] = TensorKind.WEIGHT
@@ -146,6 +147,7 @@ def build_graph(
         )
 
     computing = [i for i in order if i not in folded and i not in views]
+    computing_set = set(computing)
     consumers_of: dict[str, list[int]] = {}
     for i in computing:
         for inp in nodes[i].inputs:
@@ -180,7 +182,7 @@ def build_graph(
             dtype=dtype_name(rt.elem_type),
             bytes=nbytes,
             kind=kind_of[tname],
-            producer=new_index[prod] if prod is not None and prod in computing else None,
+            producer=new_index[prod] if prod is not None and prod in computing_set else None,
             consumers=tuple(new_index[c] for c in consumers_of.get(tname, [])),
         )
 

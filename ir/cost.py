@@ -14,10 +14,20 @@ def _numel(shape: tuple[int, ...]) -> int:
     return math.prod(shape) if shape else 1
 
 
+class _Shapes:
+    """Shape lookup over raw tensors: a view, not a copy (copying per node was quadratic)."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+
+    def __getitem__(self, name: str) -> tuple[int, ...]:
+        return self._raw[name].shape
+
+
 def estimate_cost(node: Any, raw: Mapping[str, Any], element_bytes: int | None = None) -> tuple[int | None, str | None]:
     """Return ``(cost, unit)`` for a ``RawNode`` given raw tensor shapes, or ``(None, None)``
     to fall back to bytes touched."""
-    shape = {n: t.shape for n, t in raw.items()}
+    shape = _Shapes(raw)
     ins = [x for x in node.inputs]
     outs = [x for x in node.outputs if x]
     try:

@@ -605,14 +605,23 @@ def _raw_node(
 
 
 def _check_structure(graph: onnx.GraphProto) -> None:
-    """Structural defects first, so they are not misreported as unknown shapes."""
+    """Structural defects first, so they are not misreported as unknown shapes.  Nodes are
+    put in topological order (in place, on our copy): onnx shape inference is one pass in
+    node order and would leave everything after an out-of-order node unknown."""
     nodes = [
         RawNode(name=_node_name(n, i), op_type=n.op_type, inputs=_node_inputs(n),
                 outputs=tuple(n.output), domain=n.domain)
         for i, n in enumerate(graph.node)
     ]
     init = [t.name for t in graph.initializer] + [t.values.name for t in graph.sparse_initializer]
-    check_structure(nodes, [i.name for i in graph.input], [o.name for o in graph.output], init)
+    _, order = check_structure(nodes, [i.name for i in graph.input], [o.name for o in graph.output], init)
+    if order != list(range(len(order))):
+        sorted_nodes = [graph.node[i] for i in order]
+        copies = [onnx.NodeProto() for _ in sorted_nodes]
+        for c, n in zip(copies, sorted_nodes):
+            c.CopyFrom(n)
+        del graph.node[:]
+        graph.node.extend(copies)
 
 
 def import_model(
