@@ -27,6 +27,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_target_arguments(p)
     p.set_defaults(capacity="M_R,M_H,M_P")
+    for action in p._actions:  # same flag as every command, but a list here
+        if action.dest == "capacity":
+            action.metavar = "C1,C2,..."
+            action.help = ("comma-separated compute-level capacities: bytes, sizes (64KiB) or M_R, M_H, M_P "
+                           "(default: M_R,M_H,M_P)")
     p.add_argument("--solvers", default=None, metavar="S1,S2,...",
                    help="solvers to compare (see 'stowage solvers'); default: the registered ones of "
                    + ", ".join(DEFAULT_SOLVERS))
