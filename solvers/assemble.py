@@ -9,7 +9,7 @@ tables, and the metrics.  The validator recomputes the metrics independently.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ir.errors import CapacityError
@@ -107,12 +107,17 @@ def assemble_plan(
     started: float,
     objective: int | None = None,
     plan_capacity: int | None | bool = False,
+    offchip_offsets: Mapping[tuple[int, str], int] | None = None,
 ) -> Plan:
     """Build the full plan.  ``transfers`` must list every transfer (loads, spills, reloads,
     output stores) in execution order within each (step, phase).  Off-chip placements are
     derived: home data lives at home for the whole run; a buffer stored to a level stays
     there from that step until its last reload from that level (outputs: to the end).
-    ``plan_capacity`` (when not False) overrides the compute capacity written to the plan."""
+    ``plan_capacity`` (when not False) overrides the compute capacity written to the plan.
+    ``offchip_offsets`` ((buffer, level) -> offset) fixes the offsets of those off-chip
+    placements (a solver that decided them, e.g. the spill engine, so that a bounded level
+    holds exactly what it planned); they are reserved first and the rest are first-fitted
+    around them."""
     graph, target = problem.graph, problem.target
     nsteps = len(order)
     end = max(0, nsteps - 1)
@@ -145,12 +150,18 @@ def assemble_plan(
             l = end
         spill_ranges.append((bid, level, f, l))
 
-    for (bid, level), (f, l) in sorted(home_ranges.items(), key=lambda kv: kv[0][0]):
-        off = allocators[level].place(graph.buffers[bid].bytes, f, l, f"'{graph.buffers[bid].tensors[0]}'")
-        placements.append(Placement(bid, level, off, f, l))
-    for bid, level, f, l in sorted(spill_ranges, key=lambda r: (r[2], r[0])):
-        off = allocators[level].place(graph.buffers[bid].bytes, f, l, f"'{graph.buffers[bid].tensors[0]}'")
-        placements.append(Placement(bid, level, off, f, l))
+    ranges = [(bid, level, f, l) for (bid, level), (f, l) in sorted(home_ranges.items(), key=lambda kv: kv[0][0])]
+    ranges += sorted(spill_ranges, key=lambda r: (r[2], r[0]))
+    fixed = offchip_offsets or {}
+    for bid, level, f, l in ranges:
+        if (bid, level) in fixed:
+            off = fixed[(bid, level)]
+            allocators[level].taken.append((f, l, off, off + graph.buffers[bid].bytes))
+            placements.append(Placement(bid, level, off, f, l))
+    for bid, level, f, l in ranges:
+        if (bid, level) not in fixed:
+            off = allocators[level].place(graph.buffers[bid].bytes, f, l, f"'{graph.buffers[bid].tensors[0]}'")
+            placements.append(Placement(bid, level, off, f, l))
 
     buffers = tuple(
         PlanBuffer(b.id, b.tensors, b.bytes, b.kind.value if not (b.is_output and b.kind is TensorKind.ACTIVATION) else "output",

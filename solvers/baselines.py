@@ -70,7 +70,7 @@ def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str,
     res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
     assert res is not None  # online mode always returns a result
     return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible",
-                         traffic_lower_bound(problem), started)
+                         traffic_lower_bound(problem), started, offchip_offsets=res.offchip_offsets())
 
 
 @register("baseline-fileorder-belady", BaselineParams,

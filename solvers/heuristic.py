@@ -230,7 +230,8 @@ def plan_heuristic(problem: Problem, params: HeuristicParams, name: str) -> Plan
     best = search.search()
     status = "optimal" if problem.capacity is not None and best.noncompulsory <= search.bound else "feasible"
     log.info("%s: %d evaluations, non-compulsory %d, bound %d", name, search.evals, best.noncompulsory, search.bound)
-    return assemble_plan(problem, best.order, best.placements, best.transfers, name, status, search.bound, started)
+    return assemble_plan(problem, best.order, best.placements, best.transfers, name, status, search.bound, started,
+                         offchip_offsets=best.offchip_offsets())
 
 
 @register("heuristic", HeuristicParams,

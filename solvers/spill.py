@@ -31,11 +31,28 @@ Two ways of assigning addresses (``Config.alloc``):
 
 Timing conventions (those of ``docs/plan-format.md``): a buffer evicted to make room before
 step ``s`` ends its placement at the last step that touched it (``<= s - 1``); a dirty
-victim is stored ``after`` that step to the nearest writable slower level with room
-(``Hierarchy.spill_levels``; bounded off-chip capacities are respected on byte counts).
+victim is stored ``after`` that step to a writable slower level (``Hierarchy.spill_levels``)
+chosen by ``_OffChip``'s rule (below).
 Reloads happen ``before`` the step that needs the buffer, possibly at a different offset.
 Graph outputs are stored to ``outputs_home`` ``after`` their producing step (compulsory) and
 stay resident only while later steps read them.  Clean buffers are dropped without a store.
+
+Off-chip addresses are decided here too, not only byte counts: the engine keeps every
+off-chip level's occupancy as address ranges over step ranges (``_OffChip``), with the same
+ranges ``solvers.assemble.assemble_plan`` derives -- home data ``[0, end]``, an output from its
+store to the end, a spilled buffer from its store (its last touch) to its last use (a superset
+of the assembler's "until the last reload") -- and hands the offsets to the assembler
+(``SpillResult.offchip`` -> ``assemble_plan(offchip_offsets=...)``).  A bounded spill level (hbm
+on sn40l, sdram on mcu-cortex-m7) therefore never overflows and is never fragmented differently
+from what the engine assumed.
+
+**Which level a spilled buffer goes to** (multi-level targets): among the writable levels
+slower than the compute level that have a free address range for the whole reservation, the
+one with the least cost ``bytes x (hops(compute, L) + hops(L, compute))`` (the objective, in
+byte-hops), ties broken by transfer time ``bytes / write_bandwidth + bytes / read_bandwidth``
+(unknown bandwidths count as infinitely slow), then by nearness.  So a dirty victim goes to hbm
+while hbm has an aligned hole for it over its whole off-chip lifetime, and to ddr otherwise;
+the victim choice itself sees that price (``evict_cost`` uses the level the buffer would get).
 """
 
 from __future__ import annotations
@@ -91,6 +108,12 @@ class SpillResult:
     noncompulsory: int          # byte-hops of reloads and spill stores
     peak_address: int           # highest end offset in the compute level
     config: Config = field(default_factory=Config)
+    #: (buffer, level, offset) of every off-chip placement (homes, outputs, spills); pass as
+    #: ``assemble_plan(..., offchip_offsets=result.offchip_offsets())``.
+    offchip: tuple[tuple[int, str, int], ...] = ()
+
+    def offchip_offsets(self) -> dict[tuple[int, str], int]:
+        return {(b, lvl): off for b, lvl, off in self.offchip}
 
 
 def check_capacity(graph: Graph, capacity: int | None, include_weights: bool) -> None:
@@ -171,6 +194,38 @@ class _Arena:
         return self.blocks[-1][1] if self.blocks else 0
 
 
+class _OffChip:
+    """Occupancy of the off-chip levels as (offset range x step range) rectangles.
+
+    Per level a list sorted by offset of ``(offset, end, first, last)``; ``find`` is first fit
+    over the rectangles whose step ranges meet the request (the assembler's rule), so what the
+    engine reserves is exactly what the plan will hold."""
+
+    def __init__(self, target: Hierarchy) -> None:
+        ci = target.index(target.compute_level)
+        self.levels = {lv.name: lv for lv in target.levels[ci + 1:]}
+        self.items: dict[str, list[tuple[int, int, int, int]]] = {n: [] for n in self.levels}
+        self.version = 0
+
+    def find(self, level: str, size: int, first: int, last: int) -> int | None:
+        lv = self.levels[level]
+        off = 0
+        for o, e, f, l in self.items[level]:
+            if l < first or f > last or e <= o:
+                continue
+            if off + size <= o:
+                break
+            if e > off:
+                off = align_up(e, lv.alignment)
+        if lv.capacity is not None and off + size > lv.capacity:
+            return None
+        return off
+
+    def take(self, level: str, off: int, size: int, first: int, last: int) -> None:
+        bisect.insort(self.items[level], (off, off + size, first, last))
+        self.version += 1
+
+
 class _Engine:
     """One simulation: mutable bookkeeping, discarded after ``run``."""
 
@@ -190,21 +245,39 @@ class _Engine:
         self.resident: dict[int, int] = {}         # buffer -> first step of current placement
         self.last_touch: dict[int, int] = {}
         self.valid_at: dict[int, str] = {}         # buffer -> off-chip level with a valid copy
+        self.end = max(0, len(self.order) - 1)
         self.placements: list[tuple[int, int, int, int]] = []  # (buffer, offset|-1, first, last)
         self.transfers: list[tuple[int, int, int, Transfer]] = []
         self.seq = 0
         self.noncompulsory = 0
         self.loaded_once: set[int] = set()
-        spill = self.t.spill_levels()
-        self.spill_levels = spill
-        self.spill_used: dict[str, int] = {lv.name: 0 for lv in spill}
-        self.spill_release: dict[int, list[tuple[str, int]]] = {}
+        self.spill_levels = self.t.spill_levels()
+        names = self.t.level_names
+        ci = names.index(self.compute)
+        self.hop = {n: abs(i - ci) for i, n in enumerate(names)}
+        self.offchip = _OffChip(self.t)
+        self.offchip_at: dict[tuple[int, str], int] = {}
+        self._target_cache: dict[int, tuple[int, tuple[str, int]]] = {}
+        # Home data occupies its home for the whole run, placed first and in buffer order,
+        # exactly as ``assemble_plan`` does.
         for b in self.g.buffers:
             home = self._home(b.id)
-            if home in self.spill_used and b.id in self.uses.uses:
-                self.spill_used[home] += b.bytes
             if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT) and home is not None:
                 self.valid_at[b.id] = home
+                self._reserve(b.id, home, 0, self.end)
+
+    def _reserve(self, b: int, level: str, first: int, last: int, off: int | None = None) -> None:
+        if level not in self.offchip.levels:  # a home faster than the compute level: the assembler's
+            return
+        size = self.g.buffers[b].bytes
+        if off is None:
+            off = self.offchip.find(level, size, first, last)
+        if off is None:
+            cap = self.offchip.levels[level].capacity
+            raise CapacityError(f"level '{level}' ({cap} bytes) cannot also hold "
+                                f"'{self.g.buffers[b].tensors[0]}' ({size} bytes)")
+        self.offchip.take(level, off, size, first, last)
+        self.offchip_at[(b, level)] = off
 
     # -- helpers ---------------------------------------------------------------------
     def _home(self, b: int) -> str | None:
@@ -221,24 +294,39 @@ class _Engine:
         self.transfers.append((step, _PHASE[phase], self.seq, Transfer(b, src, dst, step, phase)))
         self.seq += 1
 
-    def spill_target(self, b: int) -> str:
+    def spill_target(self, b: int) -> tuple[str, int]:
+        """(level, offset) a dirty ``b`` would be stored to if evicted now: the cheapest level
+        with a free range over [last touch, last use] (rule in the module docstring)."""
+        hit = self._target_cache.get(b)
+        if hit is not None and hit[0] == self.offchip.version:
+            return hit[1]
         size = self.g.buffers[b].bytes
-        for lv in self.spill_levels:
-            if lv.capacity is None or self.spill_used[lv.name] + size <= lv.capacity:
-                return lv.name
-        raise CapacityError(
-            f"no spill level of target '{self.t.name}' has room for buffer {b} ({size} bytes); "
-            "enlarge an off-chip level or the compute capacity"
-        )
+        first, last = self.last_touch[b], self.uses.last_use(b)
+        best: tuple | None = None
+        for i, lv in enumerate(self.spill_levels):
+            off = self.offchip.find(lv.name, size, first, last)
+            if off is None:
+                continue
+            secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
+            key = (2 * size * self.hop[lv.name], secs, i)
+            if best is None or key < best[0]:
+                best = (key, (lv.name, off))
+        if best is None:
+            raise CapacityError(
+                f"no spill level of target '{self.t.name}' has room for buffer {b} ({size} bytes); "
+                "enlarge an off-chip level or the compute capacity"
+            )
+        self._target_cache[b] = (self.offchip.version, best[1])
+        return best[1]
 
     def evict_cost(self, b: int) -> int:
         """Byte-hops added by evicting ``b`` now (it is used again: dead buffers are freed)."""
         size = self.g.buffers[b].bytes
         src = self.valid_at.get(b)
         if src is not None:
-            return size * self.t.hops(src, self.compute)
-        lvl = self.spill_target(b)
-        return 2 * size * self.t.hops(self.compute, lvl)
+            return size * self.hop[src]
+        lvl, _ = self.spill_target(b)
+        return 2 * size * self.hop[lvl]
 
     # -- residency ---------------------------------------------------------------------
     def evict(self, b: int) -> None:
@@ -252,12 +340,11 @@ class _Engine:
             self.used_bytes -= self.g.buffers[b].bytes
         self.placements.append((b, off, first, last))
         if b not in self.valid_at:  # dirty: store it after its last touch
-            lvl = self.spill_target(b)
+            lvl, off = self.spill_target(b)
             self._emit(b, self.compute, lvl, last, "after")
-            self.noncompulsory += self.g.buffers[b].bytes * self.t.hops(self.compute, lvl)
+            self.noncompulsory += self.g.buffers[b].bytes * self.hop[lvl]
             self.valid_at[b] = lvl
-            self.spill_used[lvl] += self.g.buffers[b].bytes
-            self.spill_release.setdefault(self.uses.last_use(b), []).append((lvl, self.g.buffers[b].bytes))
+            self._reserve(b, lvl, last, self.uses.last_use(b), off)
 
     def free(self, b: int, s: int) -> None:
         first = self.resident.pop(b)
@@ -289,7 +376,7 @@ class _Engine:
                 src = self.valid_at.get(b)
                 assert src is not None, f"buffer {b} read before it was produced"
                 self._emit(b, src, self.compute, s, "before")
-                hops = self.t.hops(src, self.compute)
+                hops = self.hop[src]
                 if b in self.loaded_once or g.buffers[b].kind not in (TensorKind.INPUT, TensorKind.WEIGHT):
                     self.noncompulsory += g.buffers[b].bytes * hops
                 self.loaded_once.add(b)
@@ -299,11 +386,10 @@ class _Engine:
                 if b in writes and g.buffers[b].is_output:
                     self._emit(b, self.compute, self.t.outputs_home, s, "after")
                     self.valid_at[b] = self.t.outputs_home
+                    self._reserve(b, self.t.outputs_home, s, self.end)
             for b in needs:
                 if self.uses.last_use(b) == s:
                     self.free(b, s)
-            for lvl, size in self.spill_release.pop(s, ()):
-                self.spill_used[lvl] -= size
 
     # -- online arena ------------------------------------------------------------------
     def _place_online(self, s: int, missing: list[int], pinned: set[int], extra: int) -> list[int]:
@@ -467,7 +553,8 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config) -> SpillRe
                 sorted(placements, key=lambda p: (p[2], p[1], p[0])))
     transfers = tuple(t for *_, t in sorted(eng.transfers, key=lambda x: x[:3]))
     peak = max((c.offset + problem.graph.buffers[c.buffer].bytes for c in cps), default=0)
-    return SpillResult(tuple(order), cps, transfers, eng.noncompulsory, peak, cfg)
+    offchip = tuple(sorted((b, lvl, off) for (b, lvl), off in eng.offchip_at.items()))
+    return SpillResult(tuple(order), cps, transfers, eng.noncompulsory, peak, cfg, offchip)
 
 
 def pack(problem: Problem, placements: Sequence[tuple[int, int, int, int]], cfg: Config) -> dict[int, int] | None:
