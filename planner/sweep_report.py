@@ -14,16 +14,8 @@ from collections import defaultdict
 from pathlib import Path
 
 from planner.plan import write_text_atomic
+from planner.report import fmt_bytes as _fmt_bytes
 from planner.sweep import as_number
-
-
-def _fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
 
 
 def _ok(rows: list[dict[str, str]]) -> list[dict[str, str]]:
