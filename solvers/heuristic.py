@@ -81,8 +81,8 @@ class _Search:
     def __init__(self, problem: Problem, params: HeuristicParams, started: float) -> None:
         self.p = problem
         self.params = params
-        # 20% of the limit is left for assembling and validating the plan.
-        self.deadline = started + max(0.05, 0.8 * problem.time_limit)
+        # A quarter of the limit is left for assembling and validating the plan.
+        self.deadline = started + max(0.05, 0.75 * problem.time_limit)
         self.started = started
         self.best: SpillResult | None = None
         self.bound = traffic_lower_bound(problem)
@@ -108,12 +108,16 @@ class _Search:
             return True
         return False
 
+    def sim(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
+        """One simulation; cut short at the deadline once some plan exists."""
+        return simulate(self.p, order, cfg, deadline=None if self.best is None else self.deadline)
+
     def run_cfg(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
         cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())), seed=self.p.seed)
         if cfg.alloc == "online":
-            return simulate(self.p, order, cfg)
+            return self.sim(order, cfg)
         for slack in self.params.slacks:
-            res = simulate(self.p, order, replace(cfg, slack=slack))
+            res = self.sim(order, replace(cfg, slack=slack))
             if res is not None:
                 return res
             if self.best is not None and self.time_left() <= 0:
@@ -141,8 +145,9 @@ class _Search:
         fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.include_weights) <= cap]
         fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.include_weights))
         for o in fitting[: 1 if self.fast else len(fitting)]:
-            self.offer(simulate(self.p, o, Config(policy="cost", alloc="bytes", pack_time=self.params.pack_time,
-                                                   seed=self.p.seed)))
+            self.offer(self.sim(o, Config(policy="cost", alloc="bytes",
+                                          pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
+                                          seed=self.p.seed)))
             if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
                 break
         if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):

@@ -58,8 +58,10 @@ the victim choice itself sees that price (``evict_cost`` uses the level the buff
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -116,11 +118,27 @@ class SpillResult:
         return {(b, lvl): off for b, lvl, off in self.offchip}
 
 
+_M_R_CACHE: dict[tuple[int, bool], tuple[Graph, int]] = {}
+_USES_CACHE: dict[tuple[int, bool, int], tuple[Graph, tuple[OpIndex, ...], "_Uses"]] = {}
+
+
+def _m_r(graph: Graph, include_weights: bool) -> int:
+    """``m_r`` memoised per graph object (a search simulates the same graph many times)."""
+    hit = _M_R_CACHE.get((id(graph), include_weights))
+    if hit is not None and hit[0] is graph:
+        return hit[1]
+    value = m_r(graph, include_weights)
+    if len(_M_R_CACHE) > 16:
+        _M_R_CACHE.clear()
+    _M_R_CACHE[(id(graph), include_weights)] = (graph, value)
+    return value
+
+
 def check_capacity(graph: Graph, capacity: int | None, include_weights: bool) -> None:
     """Raise ``CapacityError`` naming M_R and its operator when no plan can exist."""
     if capacity is None:
         return
-    need = m_r(graph, include_weights)
+    need = _m_r(graph, include_weights)
     if capacity < need:
         op = m_r_operator(graph, include_weights)
         name = f"'{op.name}' ({op.op_type})" if op else "?"
@@ -132,7 +150,9 @@ def check_capacity(graph: Graph, capacity: int | None, include_weights: bool) ->
 
 
 class _Uses:
-    """Steps at which each buffer is needed in the compute level, for next-use queries."""
+    """Steps at which each buffer is needed in the compute level, for next-use queries
+    (per-buffer sorted use lists + bisect).  Read-only after construction, so ``uses_for``
+    shares one instance between the simulations of the same order."""
 
     def __init__(self, graph: Graph, order: Sequence[OpIndex], include_weights: bool) -> None:
         self.needs: list[tuple[int, ...]] = []
@@ -150,6 +170,18 @@ class _Uses:
 
     def last_use(self, b: int) -> int:
         return self.uses[b][-1]
+
+
+def uses_for(graph: Graph, order: tuple[OpIndex, ...], include_weights: bool) -> _Uses:
+    key = (id(graph), include_weights, hash(order))
+    hit = _USES_CACHE.get(key)
+    if hit is not None and hit[0] is graph and hit[1] == order:
+        return hit[2]
+    uses = _Uses(graph, order, include_weights)
+    if len(_USES_CACHE) >= 8:
+        _USES_CACHE.pop(next(iter(_USES_CACHE)))
+    _USES_CACHE[key] = (graph, order, uses)
+    return uses
 
 
 class _Arena:
@@ -199,31 +231,73 @@ class _OffChip:
 
     Per level a list sorted by offset of ``(offset, end, first, last)``; ``find`` is first fit
     over the rectangles whose step ranges meet the request (the assembler's rule), so what the
-    engine reserves is exactly what the plan will hold."""
+    engine reserves is exactly what the plan will hold.  Rectangles that last to the end of the
+    run (home data, stored outputs) conflict with every later request (a request always
+    reaches at least the current step), so they are kept apart as merged offset ranges
+    (``perm``): thousands of outputs cost a few blocks per query, not thousands."""
 
-    def __init__(self, target: Hierarchy) -> None:
+    def __init__(self, target: Hierarchy, end: int) -> None:
+        self.end = end
+        self.perm: dict[str, list[tuple[int, int]]] = {lv.name: [] for lv in target.levels}
         ci = target.index(target.compute_level)
         self.levels = {lv.name: lv for lv in target.levels[ci + 1:]}
         self.items: dict[str, list[tuple[int, int, int, int]]] = {n: [] for n in self.levels}
+        self.top: dict[str, int] = {n: 0 for n in self.levels}
         self.version = 0
 
     def find(self, level: str, size: int, first: int, last: int) -> int | None:
         lv = self.levels[level]
+        a = lv.alignment
         off = 0
-        for o, e, f, l in self.items[level]:
+        items = self.items[level]
+        perm = self.perm[level]
+        stream = heapq.merge(items, [(o, e, 0, self.end) for o, e in perm]) if perm else items
+        for o, e, f, l in stream:
             if l < first or f > last or e <= o:
                 continue
             if off + size <= o:
                 break
             if e > off:
-                off = align_up(e, lv.alignment)
+                off = (e + a - 1) // a * a
         if lv.capacity is not None and off + size > lv.capacity:
             return None
         return off
 
+    def fits(self, level: str, size: int, first: int, last: int) -> bool:
+        """Whether ``find`` would succeed; O(1) when the level is unbounded or its top has room."""
+        lv = self.levels[level]
+        if lv.capacity is None or self.top[level] + size <= lv.capacity:
+            return True
+        return self.find(level, size, first, last) is not None
+
     def take(self, level: str, off: int, size: int, first: int, last: int) -> None:
-        bisect.insort(self.items[level], (off, off + size, first, last))
+        if last >= self.end:
+            self._merge(self.perm[level], off, off + size)
+        else:
+            bisect.insort(self.items[level], (off, off + size, first, last))
+        self.top[level] = max(self.top[level], align_up(off + size, self.levels[level].alignment))
         self.version += 1
+
+    @staticmethod
+    def _merge(blocks: list[tuple[int, int]], o: int, e: int) -> None:
+        k = bisect.bisect_left(blocks, (o, e))
+        if k > 0 and blocks[k - 1][1] >= o:
+            k -= 1
+            o = blocks[k][0]
+            e = max(e, blocks[k][1])
+            blocks.pop(k)
+        while k < len(blocks) and blocks[k][0] <= e:
+            e = max(e, blocks[k][1])
+            blocks.pop(k)
+        blocks.insert(k, (o, e))
+
+    def prune(self, before: int) -> None:
+        """Forget rectangles that end before step ``before``: no later request starts earlier
+        (the engine passes the oldest last touch among resident buffers).  Keeps ``find``
+        linear in the rectangles that can still conflict, not in all of them."""
+        for name, items in self.items.items():
+            if items and len(items) > 16:
+                self.items[name] = [it for it in items if it[3] >= before]
 
 
 class _Engine:
@@ -239,7 +313,7 @@ class _Engine:
         self.cap = problem.capacity
         self.align = self.t.compute.alignment
         self.compute = self.t.compute_level
-        self.uses = _Uses(self.g, self.order, self.iw)
+        self.uses = uses_for(self.g, self.order, self.iw)
         self.arena = _Arena(self.cap, self.align)
         self.used_bytes = 0                        # bytes-mode occupancy
         self.resident: dict[int, int] = {}         # buffer -> first step of current placement
@@ -255,9 +329,9 @@ class _Engine:
         names = self.t.level_names
         ci = names.index(self.compute)
         self.hop = {n: abs(i - ci) for i, n in enumerate(names)}
-        self.offchip = _OffChip(self.t)
+        self.offchip = _OffChip(self.t, self.end)
         self.offchip_at: dict[tuple[int, str], int] = {}
-        self._target_cache: dict[int, tuple[int, tuple[str, int]]] = {}
+        self._target_cache: dict[int, tuple[int, str]] = {}
         # Home data occupies its home for the whole run, placed first and in buffer order,
         # exactly as ``assemble_plan`` does.
         for b in self.g.buffers:
@@ -294,23 +368,19 @@ class _Engine:
         self.transfers.append((step, _PHASE[phase], self.seq, Transfer(b, src, dst, step, phase)))
         self.seq += 1
 
-    def spill_target(self, b: int) -> tuple[str, int]:
-        """(level, offset) a dirty ``b`` would be stored to if evicted now: the cheapest level
-        with a free range over [last touch, last use] (rule in the module docstring)."""
+    def spill_target(self, b: int) -> str:
+        """The level a dirty ``b`` would be stored to if evicted now: the cheapest level with a
+        free range over [last touch, last use] (rule in the module docstring)."""
         hit = self._target_cache.get(b)
         if hit is not None and hit[0] == self.offchip.version:
             return hit[1]
         size = self.g.buffers[b].bytes
         first, last = self.last_touch[b], self.uses.last_use(b)
         best: tuple | None = None
-        for i, lv in enumerate(self.spill_levels):
-            off = self.offchip.find(lv.name, size, first, last)
-            if off is None:
-                continue
-            secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
-            key = (2 * size * self.hop[lv.name], secs, i)
-            if best is None or key < best[0]:
-                best = (key, (lv.name, off))
+        for key, name in self.level_rank(size):
+            if self.offchip.fits(name, size, first, last):
+                best = (key, name)
+                break
         if best is None:
             raise CapacityError(
                 f"no spill level of target '{self.t.name}' has room for buffer {b} ({size} bytes); "
@@ -319,14 +389,23 @@ class _Engine:
         self._target_cache[b] = (self.offchip.version, best[1])
         return best[1]
 
+    def level_rank(self, size: int) -> list[tuple[tuple, str]]:
+        """Spill levels by the cost of a store + reload of ``size`` bytes: byte-hops, then
+        transfer seconds from the bandwidths, then nearness."""
+        ranked = []
+        for i, lv in enumerate(self.spill_levels):
+            secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
+            ranked.append(((2 * size * self.hop[lv.name], secs, i), lv.name))
+        ranked.sort()
+        return ranked
+
     def evict_cost(self, b: int) -> int:
         """Byte-hops added by evicting ``b`` now (it is used again: dead buffers are freed)."""
         size = self.g.buffers[b].bytes
         src = self.valid_at.get(b)
         if src is not None:
             return size * self.hop[src]
-        lvl, _ = self.spill_target(b)
-        return 2 * size * self.hop[lvl]
+        return 2 * size * self.hop[self.spill_target(b)]
 
     # -- residency ---------------------------------------------------------------------
     def evict(self, b: int) -> None:
@@ -340,11 +419,11 @@ class _Engine:
             self.used_bytes -= self.g.buffers[b].bytes
         self.placements.append((b, off, first, last))
         if b not in self.valid_at:  # dirty: store it after its last touch
-            lvl, off = self.spill_target(b)
+            lvl = self.spill_target(b)
             self._emit(b, self.compute, lvl, last, "after")
             self.noncompulsory += self.g.buffers[b].bytes * self.hop[lvl]
             self.valid_at[b] = lvl
-            self._reserve(b, lvl, last, self.uses.last_use(b), off)
+            self._reserve(b, lvl, last, self.uses.last_use(b))
 
     def free(self, b: int, s: int) -> None:
         first = self.resident.pop(b)
@@ -356,9 +435,13 @@ class _Engine:
             self.used_bytes -= self.g.buffers[b].bytes
         self.placements.append((b, off, first, s))
 
-    def run(self) -> None:
+    def run(self, deadline: float | None = None) -> None:
         g = self.g
         for s, idx in enumerate(self.order):
+            if s % 32 == 0 and s:
+                self.offchip.prune(min((self.last_touch[b] for b in self.resident), default=s))
+                if deadline is not None and time.perf_counter() > deadline:
+                    raise _OutOfTime()
             op = g.operators[idx]
             needs = self.uses.needs[s]
             pinned = set(needs)
@@ -533,15 +616,21 @@ class _PackFailed(Exception):
     """Bytes mode could not fit (slack too large) or its placements could not be packed."""
 
 
-def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
-    """Plan residency for ``order``; ``None`` when ``bytes`` mode cannot pack its result."""
+class _OutOfTime(Exception):
+    """The caller's deadline passed during a simulation."""
+
+
+def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
+             deadline: float | None = None) -> SpillResult | None:
+    """Plan residency for ``order``; ``None`` when ``bytes`` mode cannot pack its result, or
+    when ``deadline`` (a ``time.perf_counter()`` value, checked every 32 steps) passes."""
     check_capacity(problem.graph, problem.capacity, problem.include_weights)
     if cfg.policy not in POLICIES or cfg.alloc not in ALLOCS or cfg.fit not in FITS:
         raise ValueError(f"bad spill config {cfg}")
     eng = _Engine(problem, order, cfg)
     try:
-        eng.run()
-    except _PackFailed:
+        eng.run(deadline)
+    except (_PackFailed, _OutOfTime):
         return None
     placements = eng.placements
     if cfg.alloc == "bytes":
