@@ -5,6 +5,19 @@ needs), collect warm starts (our greedy on good orders, and the plans of the reg
 heuristic solvers when they exist), pick the order for ``fixed-schedule``, build and solve
 the model, lower the best solution to a ``Plan`` with the proven bound.
 
+Mode ``auto`` (the default) is a bound-and-pack pipeline, every phase inside the time limit:
+
+1. warm starts (the heuristic planners, our greedy) -- the incumbent;
+2. two lower bounds valid over ALL orders: ``solvers.traffic_bound`` and the crossing-cover
+   IP (``solvers.cover_bound``); an incumbent at the bound is optimal at once;
+3. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
+   cumulative capacity only), hinted with the incumbent and floored at the bound: its
+   proven bound is a lower bound for the full problem, and its optimum is packed into
+   addresses for the residency it chose (``solvers.allocate``, then the exact packer
+   ``solvers.exact_alloc``); a packing that fits makes the relaxed optimum a true optimum;
+4. with time left, the full model with addresses (order free up to 40 operators, the
+   incumbent's order above) tries to improve the incumbent.
+
 Statuses are about the primary objective (non-compulsory byte-hops; the peak in
 ``min-peak`` mode).  ``joint`` proves global optimality.  ``fixed-schedule`` proves
 optimality for its order only, so its plan says ``feasible`` with no bound unless the traffic
@@ -31,7 +44,11 @@ from solvers.joint_data import (
     JointData, JointSolution, SolveResult, check_solution, compute_placements_and_transfers, greedy_solution,
     joint_data, peak_of, solution_from_plan, traffic_of,
 )
+from solvers.allocate import Interval, allocate_offsets
+from solvers.cover_bound import cover_bound
+from solvers.joint_data import Segment, tighten
 from solvers.joint_model import JointCpModel
+from solvers.traffic_bound import traffic_lower_bound
 from solvers.problem import Problem, default_workers
 from solvers.registry import available, register
 
@@ -78,14 +95,15 @@ class ExactMipParams:
 
 
 # -- warm starts -----------------------------------------------------------------------------
-def _best_orders(problem: Problem) -> list[tuple[OpIndex, ...]]:
+def _best_orders(problem: Problem, budget: float | None = None) -> list[tuple[OpIndex, ...]]:
     """Good orders for greedy warm starts: the min-peak order when its module exists, and
     the file order."""
     orders: list[tuple[OpIndex, ...]] = []
+    budget = min(2.0, problem.time_limit) if budget is None else max(0.01, budget)
     try:
         schedule = importlib.import_module("solvers.schedule")
         orders.append(tuple(schedule.min_peak_order(problem.graph, problem.include_weights,
-                                                    min(2.0, problem.time_limit), problem.seed)))
+                                                    budget, problem.seed)))
     except (ImportError, AttributeError) as exc:  # module of another engineer not there yet
         log.debug("no min-peak order available: %s", exc)
     file_order = problem.graph.file_order()
@@ -94,13 +112,21 @@ def _best_orders(problem: Problem) -> list[tuple[OpIndex, ...]]:
     return orders
 
 
-def _heuristic_plans(problem: Problem) -> list[Plan]:
+def _heuristic_plans(problem: Problem, budget: float | None = None) -> list[Plan]:
+    """Plans of the registered heuristic planners, each given part of ``budget`` seconds
+    (default: a quarter of the time limit, at most 5 s)."""
     plans = []
     specs = available()
-    short = replace(problem, time_limit=min(problem.time_limit / 4, 5.0))
+    budget = min(problem.time_limit / 4, 5.0) if budget is None else budget
+    end = time.perf_counter() + budget
     for name in WARM_START_SOLVERS:
-        if name not in specs:
+        left = end - time.perf_counter()
+        if name not in specs or left <= 0.02:
             continue
+        if name == "minpeak" and problem.capacity is not None and plans and \
+                plans[0].metrics.noncompulsory_bytes == 0:
+            continue  # nothing to gain over a spill-free plan
+        short = replace(problem, time_limit=left)
         try:
             plans.append(specs[name].fn(short, specs[name].params_cls()))
         except Exception as exc:  # a warm start is optional; never let it sink the solve
@@ -108,20 +134,28 @@ def _heuristic_plans(problem: Problem) -> list[Plan]:
     return plans
 
 
-def _warm_starts(problem: Problem, data: JointData, use_heuristics: bool) -> list[JointSolution]:
-    """Feasible solutions of ``data`` (vetted by ``check_solution``), best first."""
+def _warm_starts(problem: Problem, data: JointData, use_heuristics: bool,
+                 budget: float | None = None) -> list[JointSolution]:
+    """Feasible solutions of ``data`` (vetted by ``check_solution``), best first, found
+    within about ``budget`` seconds (default: a quarter of the time limit, at most 5 s)."""
+    budget = min(problem.time_limit / 4, 5.0) if budget is None else budget
+    end = time.perf_counter() + budget
     cands: list[JointSolution] = []
-    orders = [data.order] if data.order is not None else _best_orders(problem)
-    for order in orders:
-        sol = greedy_solution(data, order)
-        if sol is not None:
-            cands.append(sol)
     if use_heuristics:
-        for plan in _heuristic_plans(problem):
+        for plan in _heuristic_plans(problem, 0.7 * budget):
             order = _plan_order(problem, plan)
             if order is None or (data.order is not None and order != data.order):
                 continue
             sol = solution_from_plan(data, plan, order)
+            if sol is not None:
+                cands.append(sol)
+    if not cands or traffic_of(data, min(cands, key=lambda c: _score(data, c))) > 0:
+        left = end - time.perf_counter()
+        orders = [data.order] if data.order is not None else _best_orders(problem, 0.5 * left)
+        for order in orders:
+            if cands and time.perf_counter() > end:
+                break
+            sol = greedy_solution(data, order)
             if sol is not None:
                 cands.append(sol)
     cands = [c for c in cands if check_solution(data, c) is None]
@@ -153,17 +187,116 @@ def _resolve_mode(problem: Problem, mode: str) -> str:
 
 
 def prepare(problem: Problem, mode: str, max_segments: int | None,
-            warm_start: bool) -> tuple[JointData, list[JointSolution]]:
+            warm_start: bool, budget: float | None = None) -> tuple[JointData, list[JointSolution]]:
     """Instance + warm starts.  Fixed-schedule takes the order of the best warm start."""
     mode = _resolve_mode(problem, mode)
     if mode == "fixed-schedule":
         free = joint_data(problem, "joint", None, max_segments)
-        starts = _warm_starts(problem, free, warm_start)
-        order = starts[0].order if starts else _best_orders(problem)[0]
+        starts = _warm_starts(problem, free, warm_start, budget)
+        order = starts[0].order if starts else _best_orders(problem, budget)[0]
         data = joint_data(problem, mode, order, max_segments)
         return data, [s for s in starts if s.order == order]
     data = joint_data(problem, mode, None, max_segments)
-    return data, _warm_starts(problem, data, warm_start)
+    return data, _warm_starts(problem, data, warm_start, budget)
+
+
+# -- auto: bound and pack ---------------------------------------------------------------------
+def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0) -> JointSolution | None:
+    """Give addresses to the residency of ``sol`` (its order and segments are kept; offsets
+    are ignored): the offline packer first, then -- byte-granular targets only -- the exact
+    packer for the rest of the time.  None when no packing within the capacity was found."""
+    t0 = time.perf_counter()
+    sol = tighten(data, sol)
+    size = {mb.id: mb.size for mb in data.buffers}
+    extra = dict(data.scratch)
+    step = {op: s for s, op in enumerate(sol.order)}
+    items: list[tuple[str, int, int, int, int]] = []       # kind, key, first, last, size
+    for seg in sol.segments:
+        items.append(("b", seg.buffer, seg.start, seg.end, size[seg.buffer]))
+    for op, _off in sol.scratch_offsets or tuple((op, 0) for op in extra):
+        items.append(("s", op, step[op], step[op], extra[op]))
+    ivs = [Interval(i, f, l, sz) for i, (_k, _b, f, l, sz) in enumerate(items)]
+    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed)
+    if offs is None and data.alignment == 1:
+        from solvers.exact_alloc import AllocBuffer, solve_allocation
+        left = time_limit - (time.perf_counter() - t0)
+        if left > 0.05:
+            res = solve_allocation([AllocBuffer(iv.first, iv.last + 1, iv.size) for iv in ivs],
+                                   data.capacity, left)
+            if res.offsets is not None:
+                offs = {i: o for i, o in enumerate(res.offsets)}
+    if offs is None:
+        return None
+    segs = tuple(Segment(b, f, l, offs[i]) for i, (k, b, f, l, _sz) in enumerate(items) if k == "b")
+    scratch = tuple((b, offs[i]) for i, (k, b, _f, _l, _sz) in enumerate(items) if k == "s")
+    out = JointSolution(sol.order, tuple(sorted(segs, key=lambda g: (g.buffer, g.start))), scratch)
+    return out if check_solution(data, out) is None else None
+
+
+def _auto(problem: Problem, params: ExactParams, started: float, time_limit: float,
+          workers: int, seed: int) -> Plan:
+    """The bound-and-pack pipeline of mode ``auto`` (module docstring).  Every phase gets a
+    share of what is left before ``deadline``; a reserve is kept for lowering and validation."""
+    reserve = min(2.0, max(0.1, 0.1 * time_limit))
+    deadline = started + max(0.05, time_limit - reserve)
+    left = lambda: deadline - time.perf_counter()  # noqa: E731
+    data = joint_data(problem, "joint", None, params.max_segments)
+    starts = _warm_starts(problem, data, params.warm_start, min(5.0, 0.25 * max(0.0, left())))
+    best = starts[0] if starts else None
+    best_value = traffic_of(data, best) if best is not None else None
+    lb, how = traffic_lower_bound(problem) if problem.capacity is not None else 0, "traffic bound"
+
+    def proven() -> bool:
+        return best_value is not None and best_value <= lb
+
+    if not proven() and left() > 0.05:
+        cb = cover_bound(data, min(max(0.05, 0.25 * left()), 10.0), workers, seed)
+        if cb.infeasible:
+            raise InfeasibleError(f"no plan fits in {problem.capacity} bytes of {data.compute_level}: buffers "
+                                  "that cannot leave it are live together with an operator's operands")
+        if cb.bound > lb:
+            lb, how = cb.bound, "cover bound"
+    if not proven() and data.exact and left() > 0.1:
+        relaxed = JointCpModel(data, addresses=False)
+        if lb > 0 and not isinstance(relaxed.traffic, int):
+            relaxed.model.Add(relaxed.traffic >= lb)
+        if best is not None:
+            relaxed.add_hint(best)
+        if left() > 0.1:
+            res = relaxed.solve(0.6 * left(), workers, seed, params.deterministic, label="exact[no addresses]")
+            if res.status == "infeasible":
+                raise InfeasibleError(_infeasible_message(problem, data))
+            if res.bound is not None and res.bound > lb:
+                lb, how = res.bound, "no-address model"
+            if res.solution is not None and (best_value is None or res.value < best_value) and left() > 0.02:
+                packed = pack_solution(data, res.solution, min(left(), max(0.5, 0.5 * left())), seed)
+                if packed is not None and traffic_of(data, packed) <= (best_value if best_value is not None else 1 << 62):
+                    best, best_value = packed, traffic_of(data, packed)
+                    log.info("exact: relaxed optimum packed: traffic %d", best_value)
+    if not proven() and left() > 0.2:
+        small = len(data.ops) <= AUTO_JOINT_MAX_OPS
+        if small or best is not None:
+            full = data if small else joint_data(problem, "fixed-schedule", best.order, params.max_segments)
+            model = JointCpModel(full)
+            if best is not None:
+                model.add_hint(best)
+            res = model.solve(left(), workers, seed, params.deterministic, label=f"exact[{full.mode}]")
+            if small and res.status == "infeasible":
+                raise InfeasibleError(_infeasible_message(problem, data))
+            if small and res.bound is not None and res.bound > lb:
+                lb, how = res.bound, "joint model"
+            if res.solution is not None and (best is None or _score(data, res.solution) < _score(data, best)):
+                best, best_value = res.solution, traffic_of(data, res.solution)
+    if best is None:
+        raise SolverError(f"exact: no plan found within {time_limit:g}s (raise the time limit)")
+    status = "optimal" if best_value <= lb else "feasible"
+    log.info("exact[auto]: traffic %d, lower bound %d (%s), %s", best_value, lb, how, status)
+    placements, transfers = compute_placements_and_transfers(data, problem, best)
+    plan = assemble_plan(problem, best.order, placements, transfers, "exact", status, lb, started)
+    if plan.metrics.noncompulsory_bytes != best_value:
+        raise SolverError(f"exact: internal error: model traffic {best_value} != plan traffic "
+                          f"{plan.metrics.noncompulsory_bytes}")
+    return plan
 
 
 # -- results to plans -------------------------------------------------------------------------
@@ -218,11 +351,15 @@ def exact(problem: Problem, params: ExactParams) -> Plan:
     time_limit = problem.time_limit if params.time_limit is None else params.time_limit
     workers = params.workers or problem.workers or default_workers()
     seed = problem.seed if params.seed is None else params.seed
-    data, starts = prepare(problem, params.mode, params.max_segments, params.warm_start)
+    if params.mode == "auto":
+        return _auto(problem, params, started, time_limit, workers, seed)
+    budget = min(5.0, 0.25 * time_limit)
+    data, starts = prepare(problem, params.mode, params.max_segments, params.warm_start, budget)
     model = JointCpModel(data)
     if starts:
         model.add_hint(starts[0])
-    remaining = max(0.05, time_limit - (time.perf_counter() - started))
+    reserve = min(2.0, max(0.1, 0.1 * time_limit))
+    remaining = max(0.05, time_limit - reserve - (time.perf_counter() - started))
     result = model.solve(remaining, workers, seed, params.deterministic, label=f"exact[{data.mode}]")
     return finish(problem, data, result, starts, "exact", started)
 

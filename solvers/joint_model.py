@@ -60,8 +60,13 @@ class _Progress(cp_model.CpSolverSolutionCallback):
 class JointCpModel:
     """Builds the CP-SAT model of a ``JointData``; ``solve`` runs it and extracts a solution."""
 
-    def __init__(self, data: JointData) -> None:
+    def __init__(self, data: JointData, addresses: bool = True) -> None:
+        """``addresses=False`` builds the *relaxation without addresses*: no offsets, no
+        ``NoOverlap2D``, only the cumulative capacity and the objective traffic.  Every plan
+        is a solution of it, so its optimum (or CP-SAT's proven bound on it) bounds the
+        traffic of the full problem from below, and it is far smaller and easier to prove."""
         self.data = data
+        self.addresses = addresses
         self.model = cp_model.CpModel()
         self.weight = data.capacity + 1          # lexicographic weight of traffic over peak
         self._variables()
@@ -90,7 +95,7 @@ class JointCpModel:
                 end = m.NewIntVar(lo, hi, f"end[{mb.id},{k}]")
                 length = m.NewIntVar(1, hi - lo + 1, f"length[{mb.id},{k}]")
                 # Offsets in units of the alignment: exact and a small domain.
-                slot = m.NewIntVar(0, max_off // d.alignment, f"slot[{mb.id},{k}]")
+                slot = m.NewIntVar(0, max_off // d.alignment if self.addresses else 0, f"slot[{mb.id},{k}]")
                 offset = slot * d.alignment if d.alignment > 1 else slot
                 if k == 0:
                     t_iv = m.NewIntervalVar(start, length, end + 1, f"time[{mb.id},{k}]")
@@ -108,7 +113,8 @@ class JointCpModel:
         # scratch_offset_by_op: working memory of opaque operators, one step long.
         self.scratch_by_op = {}
         for op, extra in d.scratch:
-            slot = m.NewIntVar(0, (d.capacity - extra) // d.alignment, f"scratch_slot[{op}]")
+            slot = m.NewIntVar(0, (d.capacity - extra) // d.alignment if self.addresses else 0,
+                               f"scratch_slot[{op}]")
             off = slot * d.alignment if d.alignment > 1 else slot
             pos = self.pos_by_op[op]
             self.scratch_by_op[op] = (off, m.NewIntervalVar(pos, 1, pos + 1, f"scratch_time[{op}]"),
@@ -140,7 +146,7 @@ class JointCpModel:
                 m.Add(b.start == b.end).OnlyEnforceIf(b.present.Not())
                 m.Add(b.start == segs[0].start).OnlyEnforceIf(b.present.Not())
                 m.Add(b.offset == 0).OnlyEnforceIf(b.present.Not())
-            for s in segs:
+            for s in segs if self.addresses else ():
                 top = m.Add(self.peak >= s.offset + mb.size)
                 if not isinstance(s.present, int):
                     top.OnlyEnforceIf(s.present)
@@ -186,9 +192,11 @@ class JointCpModel:
             x_intervals.append(t_iv)
             y_intervals.append(a_iv)
             demands.append(extra)
-            m.Add(self.peak >= off + extra)
+            if self.addresses:
+                m.Add(self.peak >= off + extra)
         if x_intervals:
-            m.AddNoOverlap2D(x_intervals, y_intervals)
+            if self.addresses:
+                m.AddNoOverlap2D(x_intervals, y_intervals)
             # Redundant: bytes resident at any step never exceed the capacity.
             m.AddCumulative(x_intervals, demands, d.capacity)
         del size_by_buffer
@@ -206,6 +214,9 @@ class JointCpModel:
         self.traffic = sum(terms) if terms else 0
         if d.mode == "min-peak":
             self.model.Minimize(self.peak)
+        elif not self.addresses:
+            self.weight = 1
+            self.model.Minimize(self.traffic)
         else:
             self.model.Minimize(self.traffic * self.weight + self.peak)
 
@@ -230,7 +241,7 @@ class JointCpModel:
                         m.AddHint(sv.present, 1)
                     m.AddHint(sv.start, g.start)
                     m.AddHint(sv.end, g.end)
-                    m.AddHint(sv.slot, g.offset // self.data.alignment)
+                    m.AddHint(sv.slot, g.offset // self.data.alignment if self.addresses else 0)
                     peak = max(peak, g.offset + mb.size)
                 else:
                     m.AddHint(sv.present, 0)
@@ -244,7 +255,7 @@ class JointCpModel:
                         m.AddHint(c, int(k == k_u))
         for op, off in sol.scratch_offsets:
             if op in self.scratch_by_op:
-                m.AddHint(self.scratch_by_op[op][3], off // self.data.alignment)
+                m.AddHint(self.scratch_by_op[op][3], off // self.data.alignment if self.addresses else 0)
                 peak = max(peak, off + dict(self.data.scratch)[op])
         m.AddHint(self.peak, peak)
 
