@@ -6,3 +6,4 @@ import solvers.baselines  # noqa: F401
 import solvers.heuristic  # noqa: F401
 import solvers.minpeak  # noqa: F401
 import solvers.exact_alloc_plan  # noqa: F401
+import solvers.divide  # noqa: F401

@@ -22,9 +22,9 @@ a safety stop):
 Stops early when traffic reaches the lower bound (``solvers.traffic_bound``); the plan's
 status is then ``optimal``, otherwise ``feasible``.
 
-Not done (yet): divide and conquer (cutting graphs at narrow points); for graphs of
-thousands of operators the same pipeline runs with a smaller portfolio instead.  For
-three-level targets the spill level is the nearest writable one with room (byte counts).
+Graphs of thousands of operators go to ``solvers.divide`` under ``auto`` (rule in
+``choose``).  For three-level targets the spill engine picks the level (``solvers.spill``:
+cheapest in byte-hops with a free address range over the buffer's off-chip lifetime).
 """
 
 from __future__ import annotations
@@ -247,20 +247,39 @@ def heuristic(problem: Problem, params: HeuristicParams) -> Plan:
 
 @dataclass(frozen=True)
 class AutoParams:
-    """``auto`` has no options of its own: it runs ``heuristic`` with settings chosen by
-    graph size and time limit (see ``choose``)."""
+    """``auto`` has no options of its own: it runs ``heuristic`` or ``divide`` with settings
+    chosen by graph size and time limit (see ``choose``)."""
 
 
-def choose(problem: Problem) -> HeuristicParams:
-    """The rule of ``auto``: graphs above ``LARGE_GRAPH`` computing operators, or time limits
-    under 2 s, get the reduced portfolio and a shorter local search; the scheduler gets at
-    most 40% of the time limit (HeuristicParams.order_time)."""
+#: Seconds of time limit per computing operator below which ``auto`` prefers ``divide``
+#: (the heuristic's portfolio needs about 1.5 ms per operator on the reference machine).
+SECONDS_PER_OP = 0.002
+
+
+def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
+    """The rule of ``auto``:
+
+    * more than ``LARGE_GRAPH`` computing operators, or a time limit under
+      ``SECONDS_PER_OP`` per operator -> ``divide`` (linear in the graph: one min-peak order,
+      a portfolio of whole-run simulations, per-piece policies stitched at narrow points);
+    * a time limit under 2 s -> ``heuristic`` with the reduced portfolio and a short local
+      search;
+    * otherwise the full ``heuristic``.
+    The scheduler gets at most 40% of the time limit in every case."""
     n = len(problem.graph.computing_ops)
-    if n > LARGE_GRAPH or problem.time_limit < 2.0:
-        return HeuristicParams(fast=True, improve_iters=8, pack_time=0.3)
-    return HeuristicParams(fast=False)
+    if n > LARGE_GRAPH or problem.time_limit < SECONDS_PER_OP * n:
+        return "divide", None
+    if problem.time_limit < 2.0:
+        return "heuristic", HeuristicParams(fast=True, improve_iters=8, pack_time=0.3)
+    return "heuristic", HeuristicParams(fast=False)
 
 
-@register("auto", AutoParams, "the default: the heuristic planner, sized by graph size and time limit")
+@register("auto", AutoParams, "the default: heuristic, or divide for large graphs / short time limits")
 def auto(problem: Problem, params: AutoParams) -> Plan:
-    return plan_heuristic(problem, choose(problem), "auto")
+    kind, hparams = choose(problem)
+    if kind == "divide":
+        from solvers.divide import DivideParams, plan_divide
+
+        return plan_divide(problem, DivideParams(), "auto")
+    assert hparams is not None
+    return plan_heuristic(problem, hparams, "auto")

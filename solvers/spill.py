@@ -58,6 +58,7 @@ the victim choice itself sees that price (``evict_cost`` uses the level the buff
 from __future__ import annotations
 
 import bisect
+import copy
 import heapq
 import logging
 import math
@@ -435,9 +436,36 @@ class _Engine:
             self.used_bytes -= self.g.buffers[b].bytes
         self.placements.append((b, off, first, s))
 
+    def fork(self, cfg: Config | None = None) -> "_Engine":
+        """An independent copy of the state (so a caller can try several continuations from
+        the same point -- ``solvers.divide``); ``cfg`` replaces the policy from here on."""
+        other = copy.copy(self)
+        other.cfg = cfg or self.cfg
+        other.arena = _Arena(self.cap, self.align)
+        other.arena.blocks = list(self.arena.blocks)
+        other.arena.where = dict(self.arena.where)
+        other.resident = dict(self.resident)
+        other.last_touch = dict(self.last_touch)
+        other.valid_at = dict(self.valid_at)
+        other.placements = list(self.placements)
+        other.transfers = list(self.transfers)
+        other.loaded_once = set(self.loaded_once)
+        other.offchip = copy.copy(self.offchip)
+        other.offchip.items = {k: list(v) for k, v in self.offchip.items.items()}
+        other.offchip.perm = {k: list(v) for k, v in self.offchip.perm.items()}
+        other.offchip.top = dict(self.offchip.top)
+        other.offchip_at = dict(self.offchip_at)
+        other._target_cache = {}
+        return other
+
     def run(self, deadline: float | None = None) -> None:
+        self.run_steps(0, len(self.order), deadline)
+
+    def run_steps(self, lo: int, hi: int, deadline: float | None = None) -> None:
+        """Steps ``lo .. hi - 1`` of the order (the state carries over between calls)."""
         g = self.g
-        for s, idx in enumerate(self.order):
+        for s in range(lo, hi):
+            idx = self.order[s]
             if s % 32 == 0 and s:
                 self.offchip.prune(min((self.last_touch[b] for b in self.resident), default=s))
                 if deadline is not None and time.perf_counter() > deadline:
@@ -632,6 +660,12 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
         eng.run(deadline)
     except (_PackFailed, _OutOfTime):
         return None
+    return _finish(problem, eng, cfg)
+
+
+def _finish(problem: Problem, eng: _Engine, cfg: Config) -> SpillResult | None:
+    """The result of a completed simulation (packs bytes-mode placements)."""
+    order = eng.order
     placements = eng.placements
     if cfg.alloc == "bytes":
         offsets = pack(problem, placements, cfg)

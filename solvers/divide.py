@@ -1,0 +1,214 @@
+"""Divide and conquer for graphs of thousands of operators (``divide``).
+
+Why: the heuristic planner's strongest moves -- offline packing of every placement, a
+portfolio of whole-graph simulations, local search over the order -- each cost at least
+linear time in the graph *per evaluation*, and the best replacement policy differs between
+parts of a large graph.  Cutting the run into pieces lets every piece get its own choice at a
+cost linear in the graph overall.
+
+Method:
+
+1. **Orders.**  The minimum-peak order of the whole graph (``solvers.schedule``; it scales to
+   10,000 operators in about a second and a half), the greedy list-scheduling orders and file
+   order.  A lower peak does not always mean less traffic, so each is simulated with the
+   default policy (the min-peak order with the whole portfolio, step 5) and the stitching
+   uses the order of the best of those runs.
+2. **Zero spill.**  If that order's peak live bytes fit the capacity, its lifetimes are packed
+   offline in one go (``solvers.spill`` bytes mode); when the packing fits, nothing spills and
+   the plan is returned (optimal traffic).
+3. **Cuts at narrow points.**  The order is cut into pieces of about ``piece_ops`` operators.
+   Each cut goes where the bytes live across the boundary are smallest within a window of
+   +-``piece_ops / 4`` around the nominal position (``cut_points``).  A cut vertex of the
+   operator graph (an articulation point) is the special case where a single buffer crosses;
+   measuring crossing bytes on the order finds those and also the narrow points of graphs
+   with no articulation point (residual ladders, DenseNet blocks).
+4. **Pieces, stitched by carrying the residency.**  The spill engine runs piece by piece with
+   its state carried across each cut (``_Engine.fork`` / ``run_steps``): a buffer live across a
+   cut is either still resident at the same fixed offset range (its compute placement simply
+   continues into the next piece) or has been spilled (its off-chip placement and the reload
+   in a later piece continue from the stored copy).  For each piece every policy of the
+   portfolio (cost-aware with several distance exponents, greedy, Belady; all with the
+   allocation-aware arena) is tried from the carried state and scored by the traffic after
+   the piece *and* ``lookahead`` further pieces run with the default policy, so a piece does
+   not win by leaving a mess for the next one.  The best continuation is committed.
+5. **Safety net.**  The same policies run uniformly over the whole order (linear time each);
+   the plan is the best of those and the stitched one, so ``divide`` is never worse than its
+   best uniform policy on the same order.  The stitched plan goes through the validator like
+   every plan (``registry.solve``).
+
+What it does not do: re-order operators inside a piece (the order is the global min-peak
+order), or pack a spilling plan offline (online arena only); ``heuristic`` does both and is
+the better choice when the time limit allows (``auto``'s rule).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from ir.graph import Graph, OpIndex
+from ir.lifetimes import peak_live
+from planner import progress
+from planner.plan import Plan
+from solvers.assemble import assemble_plan
+from solvers.baselines import min_peak_order
+from solvers.heuristic import _greedy_orders
+from solvers.problem import Problem
+from solvers.registry import register
+from solvers.spill import Config, SpillResult, _Engine, _finish, _OutOfTime, check_capacity, simulate, uses_for
+from solvers.traffic_bound import traffic_lower_bound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class DivideParams:
+    """Options of the divide-and-conquer planner.
+
+    ``piece_ops``: nominal operators per piece (cuts move by up to a quarter of this to the
+    narrowest boundary).  ``lookahead``: pieces simulated with the default policy after a
+    candidate piece to score it (0 = myopic).  ``betas``: distance exponents of the cost-aware
+    policy in the per-piece portfolio.  ``order_time``: seconds for the min-peak scheduler
+    (at most 40% of the time limit).  ``pack_time``: seconds for the zero-spill packing."""
+
+    piece_ops: int = 400
+    lookahead: int = 1
+    betas: tuple[float, ...] = (1.0, 2.0, 0.5)
+    order_time: float = 2.0
+    pack_time: float = 2.0
+
+
+def crossing_bytes(graph: Graph, order: Sequence[OpIndex], include_weights: bool) -> list[int]:
+    """``cross[k]`` = bytes of buffers needed both before step ``k`` and at or after it (live
+    across the boundary between steps ``k - 1`` and ``k``); ``cross[0] = 0``."""
+    uses = uses_for(graph, tuple(order), include_weights)
+    n = len(order)
+    delta = [0] * (n + 1)
+    for b, steps in uses.uses.items():
+        first, last = steps[0], steps[-1]
+        if last > first:
+            size = graph.buffers[b].bytes
+            delta[first + 1] += size
+            delta[last + 1] -= size
+    cross = [0] * n
+    run = 0
+    for k in range(n):
+        run += delta[k]
+        cross[k] = run
+    return cross
+
+
+def cut_points(cross: Sequence[int], piece_ops: int) -> list[int]:
+    """Boundaries (step indices, increasing, excluding 0 and n) about ``piece_ops`` apart, each
+    at the smallest crossing bytes within +-``piece_ops // 4`` of its nominal place (ties: the
+    nearest to it)."""
+    n = len(cross)
+    if piece_ops <= 0 or n <= piece_ops:
+        return []
+    cuts: list[int] = []
+    slack = max(1, piece_ops // 4)
+    nominal = piece_ops
+    while nominal < n - slack:
+        prev = cuts[-1] if cuts else 0
+        lo = max(prev + 1, nominal - slack)
+        hi = min(n - 1, nominal + slack)
+        if lo > hi:
+            break
+        k = min(range(lo, hi + 1), key=lambda j: (cross[j], abs(j - nominal), j))
+        cuts.append(k)
+        nominal = k + piece_ops
+    return cuts
+
+
+def _portfolio(params: DivideParams) -> list[Config]:
+    cfgs = [Config(policy="cost", alloc="online", beta=b) for b in params.betas]
+    return cfgs + [Config(policy="greedy", alloc="online"), Config(policy="belady", alloc="online")]
+
+
+def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int], params: DivideParams,
+             deadline: float) -> SpillResult | None:
+    """Piece-by-piece simulation with the residency carried across the cuts (module doc, 4);
+    ``None`` if the deadline passes before the end."""
+    configs = _portfolio(params)
+    default = configs[0]
+    eng = _Engine(problem, order, default)
+    last = len(bounds) - 1
+    for i in range(last):
+        lo, hi = bounds[i], bounds[i + 1]
+        look = bounds[min(last, i + 1 + max(0, params.lookahead))]
+        best: tuple[tuple[int, int, int], _Engine] | None = None
+        for j, cfg in enumerate(configs):
+            if best is not None and time.perf_counter() > deadline:
+                break
+            cand = eng.fork(cfg)
+            try:
+                cand.run_steps(lo, hi, None if best is None else deadline)
+                score = cand.noncompulsory
+                if look > hi:
+                    ahead = cand.fork(default)
+                    ahead.run_steps(hi, look, None if best is None else deadline)
+                    score = ahead.noncompulsory
+            except _OutOfTime:
+                break
+            key = (score, cand.noncompulsory, j)
+            if best is None or key < best[0]:
+                best = (key, cand)
+        assert best is not None
+        eng = best[1]
+        progress.status(f"divide: piece {i + 1}/{last}, non-compulsory so far {eng.noncompulsory} B")
+        if time.perf_counter() > deadline and i + 1 < last:
+            # Out of time: finish the remaining pieces with the policy just chosen.
+            try:
+                eng.run_steps(hi, len(order))
+            except _OutOfTime:  # pragma: no cover - no deadline passed
+                return None
+            break
+    return _finish(problem, eng, eng.cfg)
+
+
+def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") -> Plan:
+    started = time.perf_counter()
+    g, iw, cap = problem.graph, problem.include_weights, problem.capacity
+    check_capacity(g, cap, iw)
+    deadline = started + max(0.05, 0.75 * problem.time_limit)
+    bound = traffic_lower_bound(problem)
+    order = min_peak_order(g, iw, min(params.order_time, 0.4 * problem.time_limit), problem.seed)
+    orders = [order]
+    for o in (*_greedy_orders(g, iw), g.file_order()):
+        if o not in orders:
+            orders.append(o)
+    candidates: list[SpillResult] = []
+    if cap is None or peak_live(g, order, iw) <= cap:
+        pack = min(params.pack_time, max(0.05, deadline - time.perf_counter()))
+        res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed))
+        if res is not None and res.noncompulsory == 0:
+            candidates.append(res)
+    if not candidates:
+        for k, o in enumerate(orders):  # the full portfolio on the min-peak order, the default elsewhere
+            for cfg in _portfolio(params)[: None if k == 0 else 1]:
+                res = simulate(problem, o, cfg, deadline=None if candidates else deadline)
+                if res is not None:
+                    candidates.append(res)
+        order = min(candidates, key=lambda r: (r.noncompulsory, r.peak_address)).order
+        cross = crossing_bytes(g, order, iw)
+        bounds = [0, *cut_points(cross, params.piece_ops), len(order)]
+        log.info("%s: %d pieces, crossing bytes at the cuts %s", name, len(bounds) - 1,
+                 [cross[k] for k in bounds[1:-1]][:20])
+        if len(bounds) > 2 and time.perf_counter() < deadline:
+            res = stitched(problem, order, bounds, params, deadline)
+            if res is not None:
+                candidates.append(res)
+    best = min(candidates, key=lambda r: (r.noncompulsory, r.peak_address))
+    status = "optimal" if cap is not None and best.noncompulsory <= bound else "feasible"
+    if cap is None and best.noncompulsory == 0:
+        status = "feasible"
+    return assemble_plan(problem, best.order, best.placements, best.transfers, name, status, bound, started,
+                         offchip_offsets=best.offchip_offsets())
+
+
+@register("divide", DivideParams,
+          "divide and conquer for large graphs: min-peak order cut at narrow points, per-piece policy, stitched residency")
+def divide(problem: Problem, params: DivideParams) -> Plan:
+    return plan_divide(problem, params)
