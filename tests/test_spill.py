@@ -179,3 +179,41 @@ def test_random_dags_validate(g, frac, iw, policy, alloc, levels):
     assert verdict.ok, verdict.summary()
     assert verdict.metrics.noncompulsory_bytes == res.noncompulsory
     assert res.noncompulsory >= traffic_lower_bound(prob)
+
+
+def test_multi_level_reuses_hbm_over_time_and_falls_back_to_ddr():
+    # Three ladder blocks at M_R = 48 (see tests/test_divide.py): each block spills a_i (16 bytes)
+    # after step 5i+1 and reloads it before step 5i+4.  Those off-chip lifetimes are disjoint,
+    # so a 16-byte hbm holds all three at offset 0 in turn: 3 x (16 + 16) x 1 hop = 96.  With
+    # 15 bytes hbm has no room for any of them and they go to ddr: 3 x 32 x 2 hops = 192.
+    from solvers.schedule import min_peak_order
+    from tests.test_divide import ladder
+
+    g = ladder(3)
+    order = tuple(min_peak_order(g, False, 1.0))
+    res = simulate(Problem(g, three_level(48, 16)), order, Config(policy="cost"))
+    a = [g.tensor_buffer[f"a{i}"] for i in range(3)]
+    assert res.noncompulsory == 96
+    assert [(t.buffer, t.dst, t.step) for t in res.transfers if t.src == "sram" and t.dst == "hbm"] == [
+        (a[0], "hbm", 1), (a[1], "hbm", 6), (a[2], "hbm", 11)]
+    assert [off for b, lvl, off in res.offchip if lvl == "hbm"] == [0, 0, 0]
+    plan = assemble_plan(Problem(g, three_level(48, 16)), res.order, res.placements, res.transfers, "t",
+                         "feasible", None, 0.0, offchip_offsets=res.offchip_offsets())
+    assert validate(g, plan).ok and plan.metrics.peak_bytes["hbm"] == 16
+    res = simulate(Problem(g, three_level(48, 15)), order, Config(policy="cost"))
+    assert res.noncompulsory == 192
+    assert {t.dst for t in res.transfers if t.src == "sram"} == {"ddr"}
+
+
+def test_sn40l_spills_to_hbm():
+    # On the sn40l preset (sram / hbm 64 GiB / ddr, 64-byte alignment) a spilling plan stores
+    # to hbm, the cheapest level with room (1 hop instead of 2).
+    from solvers.registry import solve
+    from targets.hierarchy import load_target
+    from tests.test_divide import ladder
+
+    g = ladder(20)
+    prob = Problem(g, load_target("sn40l").with_capacity(3 * 64), time_limit=5.0)
+    plan = solve(prob, "heuristic")
+    stores = {t.dst for t in plan.transfers if t.src == "sram" and plan.buffers[t.buffer].kind != "output"}
+    assert plan.metrics.noncompulsory_bytes == 20 * 32 and stores == {"hbm"}
