@@ -39,7 +39,15 @@ def three_level(capacity: int | None, mid: int | None) -> Hierarchy:
 
 @st.composite
 def random_graphs(draw, max_ops: int = 10) -> Graph:
-    """Random DAGs of Relu / Add / Concat / MatMul-with-weight nodes over [1, w] tensors."""
+    """Random DAGs of Relu / Add / Concat / MatMul-with-weight nodes over [1, w] tensors,
+    imported at element_bytes=1."""
+    return import_model(draw(random_models(max_ops)), element_bytes=1)
+
+
+@st.composite
+def random_models(draw, max_ops: int = 10) -> onnx.ModelProto:
+    """The ONNX models behind ``random_graphs`` (float32; weights are drawn small integers so
+    that results are exact in any summation order)."""
     n = draw(st.integers(2, max_ops))
     widths = {"x": draw(st.sampled_from([4, 8, 12, 16, 24]))}
     nodes, inits, used = [], [], set()
@@ -62,8 +70,9 @@ def random_graphs(draw, max_ops: int = 10) -> Graph:
         elif kind == "matmul":
             w_out = draw(st.sampled_from([4, 8, 16]))
             wname = f"w{i}"
+            vals = draw(st.lists(st.integers(-2, 2), min_size=1, max_size=4))
             inits.append(helper.make_tensor(wname, TensorProto.FLOAT, [widths[a], w_out],
-                                            [0.0] * (widths[a] * w_out)))
+                                            [float(vals[k % len(vals)]) for k in range(widths[a] * w_out)]))
             nodes.append(helper.make_node("MatMul", [a, wname], [out], name=f"n{i}"))
             widths[out] = w_out
             used.add(a)
@@ -74,8 +83,7 @@ def random_graphs(draw, max_ops: int = 10) -> Graph:
     outs = [t for t in widths if t != "x" and (t not in used or t == f"t{n - 1}")]
     vi = lambda t: helper.make_tensor_value_info(t, TensorProto.FLOAT, [1, widths[t]])  # noqa: E731
     g = helper.make_graph(nodes, "rand", [vi("x")], [vi(t) for t in outs], initializer=inits)
-    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
-    return import_model(model, element_bytes=1)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def fanout_graph(width: int = 16) -> Graph:
