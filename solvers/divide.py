@@ -31,14 +31,16 @@ Method:
    allocation-aware arena) is tried from the carried state and scored by the traffic after
    the piece *and* ``lookahead`` further pieces run with the default policy, so a piece does
    not win by leaving a mess for the next one.  The best continuation is committed.
-5. **Safety net.**  The same policies run uniformly over the whole order (linear time each);
-   the plan is the best of those and the stitched one, so ``divide`` is never worse than its
-   best uniform policy on the same order.  The stitched plan goes through the validator like
+5. **Safety net.**  The same policies run uniformly over the whole order (linear time each),
+   and, while time is left, residency on byte counts with one offline packing of the whole
+   run (raising a capacity slack until it packs); the plan is the best of those and the
+   stitched one, so ``divide`` is never worse than its best uniform policy on the same order.  The stitched plan goes through the validator like
    every plan (``registry.solve``).
 
-What it does not do: re-order operators inside a piece (the order is the global min-peak
-order), or pack a spilling plan offline (online arena only); ``heuristic`` does both and is
-the better choice when the time limit allows (``auto``'s rule).
+What it does not do: re-order operators inside a piece (the order is one global order), or
+pack the stitched plan offline (its pieces use the online arena); ``heuristic`` searches
+orders and packings more widely and is the better choice when the time limit allows
+(``auto``'s rule).
 """
 
 from __future__ import annotations
@@ -71,13 +73,15 @@ class DivideParams:
     narrowest boundary).  ``lookahead``: pieces simulated with the default policy after a
     candidate piece to score it (0 = myopic).  ``betas``: distance exponents of the cost-aware
     policy in the per-piece portfolio.  ``order_time``: seconds for the min-peak scheduler
-    (at most 40% of the time limit).  ``pack_time``: seconds for the zero-spill packing."""
+    (at most 40% of the time limit).  ``pack_time``: seconds for each offline packing.
+    ``slacks``: capacity fractions held back, in turn, for the byte-count candidate (step 5)."""
 
     piece_ops: int = 400
     lookahead: int = 1
     betas: tuple[float, ...] = (1.0, 2.0, 0.5)
     order_time: float = 2.0
     pack_time: float = 2.0
+    slacks: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
 
 
 def crossing_bytes(graph: Graph, order: Sequence[OpIndex], include_weights: bool) -> list[int]:
@@ -200,6 +204,19 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") ->
             res = stitched(problem, order, bounds, params, deadline)
             if res is not None:
                 candidates.append(res)
+        # Residency on byte counts + one offline packing of the whole run (the heuristic's
+        # strongest single configuration; DenseNet-like graphs need it), capacity slack
+        # raised until the packing fits, while time is left.
+        for slack in params.slacks:
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            res = simulate(problem, order, Config(policy="cost", alloc="bytes", slack=slack,
+                                                  pack_time=min(params.pack_time, left), seed=problem.seed),
+                           deadline=deadline)
+            if res is not None:
+                candidates.append(res)
+                break
     best = min(candidates, key=lambda r: (r.noncompulsory, r.peak_address))
     status = "optimal" if cap is not None and best.noncompulsory <= bound else "feasible"
     if cap is None and best.noncompulsory == 0:
