@@ -3,9 +3,12 @@
 Runs every ``*.csv`` of ``<root>/challenging`` one at a time (decision mode, capacity from
 the file name's ``.1048576.`` part, default 1 MiB), re-checks every packing with the naive
 checker of ``stowage alloc``, and prints a Markdown table with the reference minimalloc times
-of that folder's README beside ours.
+of that folder's README beside ours.  ``--engine python`` runs the pure-Python search (the
+same nodes, slower); with the default engine the one-off numba compile/load happens before
+the first instance and is not timed.
 
     python benchmarks/minimalloc_bench.py [--root ../shared/benchmarks/minimalloc] [--time-limit 60]
+        [--engine auto|jit|python] [--only A B ...]
 """
 
 from __future__ import annotations
@@ -40,13 +43,17 @@ def main() -> int:
     ap.add_argument("--root", default=str(REPO.parent / "shared" / "benchmarks" / "minimalloc"))
     ap.add_argument("--time-limit", type=float, default=60.0)
     ap.add_argument("--only", nargs="*", help="instance names (default: all)")
+    ap.add_argument("--engine", choices=("auto", "jit", "python"), default="auto",
+                    help="search engine of solve_allocation (default auto: compiled when numba is installed)")
     args = ap.parse_args()
     root = Path(args.root)
     refs = reference_times(root / "README.md")
     files = sorted((root / "challenging").glob("*.csv"))
     if args.only:
         files = [f for f in files if f.name.split(".")[0] in args.only]
-    print(f"time limit {args.time_limit:g} s per instance, one at a time", flush=True)
+    if args.engine != "python":  # compile or load the numba search outside the timed runs
+        solve_allocation([], 1, 1.0, engine=args.engine)
+    print(f"engine {args.engine}, time limit {args.time_limit:g} s per instance, one at a time", flush=True)
     print("| instance | buffers | peak-live bound (B) | packing at 1 MiB? | status | time (s) | nodes | minimalloc (README) |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     found = 0
@@ -57,7 +64,7 @@ def main() -> int:
         bufs = read_csv(f)
         bound, _ = peak_live_bound(bufs)
         t0 = time.perf_counter()
-        res = solve_allocation(bufs, cap, args.time_limit)
+        res = solve_allocation(bufs, cap, args.time_limit, engine=args.engine)
         wall = time.perf_counter() - t0
         ok = res.offsets is not None
         if ok:

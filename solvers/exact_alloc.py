@@ -7,7 +7,7 @@ peak address.
 
 Why this search and not a plain CP-SAT NoOverlap2D model: the latter reached only 1.23x the
 optimum on the MiniMalloc benchmarks in 60 s.  The ideas that make MiniMalloc fast (Moffitt,
-ASPLOS 2023) are implemented here from the paper's description:
+ASPLOS 2023) are implemented here after the paper and its open-source solver:
 
 * **canonical solutions** -- every buffer sits directly on top of the highest time-overlapping
   buffer below it (its *minimum offset*), and buffers are placed in non-decreasing order of
@@ -20,8 +20,18 @@ ASPLOS 2023) are implemented here from the paper's description:
   ``floor + their total size <= capacity`` must hold;
 * **dynamic decomposition** -- when no unplaced buffer crosses a section boundary, the two
   sides are independent sub-problems and are solved one after the other;
+* **hatless pruning** -- when the buffer just placed overlaps no unplaced buffer, nothing
+  else depends on its placement, so if the rest fails no sibling placement is tried;
 * **round-robin restarts** over three static preorders (by lifetime width, area and section
-  total) with a node budget that doubles, so one bad ordering cannot stall the search.
+  total; the T key is recomputed from the current unplaced totals whenever a sub-problem
+  starts) with MiniMalloc's schedule: a budget of 2n nodes, doubled every round, so one bad
+  ordering cannot stall the search.
+
+These are the rules of MiniMalloc's ``solver.cc`` (canonical_only, section_inference,
+dynamic_ordering, check_dominance, unallocated_floor, static_preordering,
+dynamic_decomposition, monotonic_floor, hatless_pruning, heuristics WAT,TAW,TWA).  The search
+runs compiled (``solvers.exact_alloc_jit``, numba) when numba is installed and in Python
+otherwise; both visit the same nodes and return the same offsets.
 
 A search that ends without a packing and without hitting a budget is a proof of
 infeasibility.  The search is deterministic: no randomness, the node budget (not the clock)
@@ -31,6 +41,7 @@ cuts it short depends on the machine.
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 import time
@@ -125,6 +136,7 @@ def check_packing(buffers: Sequence[_BufferLike], offsets: Sequence[int], capaci
 @dataclass(frozen=True)
 class _Sweep:
     sizes: tuple[int, ...]
+    widths: tuple[int, ...]           # upper - lower
     sec_lo: tuple[int, ...]           # first section of each buffer
     sec_hi: tuple[int, ...]           # one past its last section
     overlaps: tuple[tuple[int, ...], ...]
@@ -150,7 +162,7 @@ def _sweep(buffers: Sequence[_BufferLike]) -> _Sweep:
     for i in range(len(buffers)):
         overlaps[i].discard(i)
     return _Sweep(
-        sizes=tuple(b.size for b in buffers), sec_lo=lo, sec_hi=hi,
+        sizes=tuple(b.size for b in buffers), widths=tuple(b.upper - b.lower for b in buffers), sec_lo=lo, sec_hi=hi,
         overlaps=tuple(tuple(sorted(o)) for o in overlaps),
         section_members=tuple(tuple(m) for m in members),
         section_times=tuple(times[:-1]) if times else (), nsections=nsec,
@@ -186,47 +198,35 @@ class _Search:
                 self.cuts[s] += 1
         self.nodes = 0
         self.node_limit = 0
-        self.rank: list[int] = list(range(n))
-        self.total_nodes = 0
+        self.heuristic = _HEURISTICS[0]
 
-    # -- preorders -----------------------------------------------------------------------
-    def set_heuristic(self, h: str, widths: Sequence[int]) -> None:
-        sw = self.sw
-        tot0 = self.total
+    # -- preorders and partitions ------------------------------------------------------
+    def prepare(self, bufs: Sequence[int]) -> list[int]:
+        """Preorder one partition (``bufs`` in ascending ids): the heuristic's keys, all
+        descending, ties by id.  T uses the *current* unplaced section totals, as MiniMalloc
+        computes it whenever a sub-problem starts."""
+        sw, total, h = self.sw, self.total, self.heuristic
         keys = []
-        for i in range(len(sw.sizes)):
-            w = widths[i]
-            a = w * sw.sizes[i]
-            t = max((tot0[s] for s in range(sw.sec_lo[i], sw.sec_hi[i])), default=0)
-            by = {"W": w, "A": a, "T": t}
+        for i in bufs:
+            w = sw.widths[i]
+            by = {"W": w, "A": w * sw.sizes[i], "T": max(total[sw.sec_lo[i]:sw.sec_hi[i]])}
             keys.append(tuple(-by[c] for c in h) + (i,))
-        order = sorted(range(len(sw.sizes)), key=keys.__getitem__)
-        self.rank = [0] * len(order)
-        for r, i in enumerate(order):
-            self.rank[i] = r
+        return [k[-1] for k in sorted(keys)]
 
-    # -- partitions ----------------------------------------------------------------------
-    def split(self, bufs: Sequence[int], s_lo: int, s_hi: int) -> list[tuple[list[int], int, int]]:
-        """Independent sub-problems: cut the section range where no unplaced buffer crosses."""
-        cuts = self.cuts
-        points = [s_lo] + [s + 1 for s in range(s_lo, s_hi - 1) if cuts[s] == 0] + [s_hi]
-        if len(points) == 2:
-            return [(list(bufs), s_lo, s_hi)]
-        lo, hi, off = self.sw.sec_lo, self.sw.sec_hi, self.off
-        out = []
-        for a, b in zip(points, points[1:]):
-            part = [i for i in bufs if off[i] < 0 and lo[i] < b and hi[i] > a]
-            if part:
-                out.append((part, a, b))
-        return out
-
-    def solve_parts(self, parts: list[tuple[list[int], int, int]]) -> int:
-        rank = self.rank
-        for bufs, a, b in parts:
-            ordered = sorted(bufs, key=rank.__getitem__)
-            st = self.search([(rank[i], i) for i in ordered], a, b, -1, -1)
-            if st != _FOUND:
-                return st
+    def solve_parts(self, bufs: Sequence[int], s_lo: int, s_hi: int) -> int:
+        """Cut [s_lo, s_hi) where no unplaced buffer crosses and solve the pieces in time
+        order (``bufs``: unplaced buffers, ascending ids)."""
+        cuts, lo, hi = self.cuts, self.sw.sec_lo, self.sw.sec_hi
+        a = s_lo
+        for s in range(s_lo, s_hi):
+            if s == s_hi - 1 or cuts[s] == 0:
+                b = s + 1
+                part = [i for i in bufs if lo[i] < b and hi[i] > a]
+                if part:
+                    st = self.search(list(enumerate(self.prepare(part))), a, b, -1, -1)
+                    if st != _FOUND:
+                        return st
+                a = b
         return _FOUND
 
     # -- the depth-first search ----------------------------------------------------------
@@ -263,7 +263,10 @@ class _Search:
             self.solution[i] = m
             changed = []
             a_lo, a_hi = s_hi, s_lo
+            hatless = True
             for o in overlaps[i]:
+                if off[o] < 0:
+                    hatless = False
                 if off[o] < 0 and minoff[o] < h:
                     changed.append((o, minoff[o]))
                     minoff[o] = h
@@ -302,7 +305,7 @@ class _Search:
                     if c == 0 and s_lo <= s < s_hi - 1:
                         split = True
                 if split:
-                    st = self.solve_parts(self.split([x[1] for x in child], s_lo, s_hi))
+                    st = self.solve_parts(sorted(x[1] for x in child), s_lo, s_hi)
                 else:
                     st = self.search(child, s_lo, s_hi, m, r)
                 for s in range(lo_i, hi_i - 1):
@@ -314,27 +317,89 @@ class _Search:
             off[i] = -1
             if st != _NOTFOUND:
                 return st
+            if hatless:
+                break
         return _NOTFOUND
 
 
-def _decide(sw: _Sweep, widths: Sequence[int], capacity: int, deadline: float) -> tuple[int, list[int] | None, int]:
-    """Decision search with round-robin restarts.  Returns (outcome, offsets, nodes)."""
+def _jit_arrays(sw: _Sweep) -> tuple:
+    """The read-only arrays of ``exact_alloc_jit`` (CSR overlap and member lists)."""
+    import numpy as np
+
+    def csr(lists: Sequence[Sequence[int]]) -> tuple:
+        ptr = np.zeros(len(lists) + 1, np.int64)
+        ptr[1:] = np.cumsum([len(x) for x in lists])
+        idx = np.fromiter((v for x in lists for v in x), np.int64, int(ptr[-1]))
+        return ptr, idx
+
+    ov_ptr, ov_idx = csr(sw.overlaps)
+    mem_ptr, mem_idx = csr(sw.section_members)
+    a = lambda xs: np.asarray(xs, np.int64)  # noqa: E731
+    return (a(sw.sizes), a(sw.sec_lo), a(sw.sec_hi), ov_ptr, ov_idx, mem_ptr, mem_idx, a(sw.widths))
+
+
+@functools.cache
+def _jit_module():
+    """``solvers.exact_alloc_jit``, compiled and loaded, or ``None`` when numba is missing.
+
+    Compiling takes about 10 s the first time on a machine (numba then caches the machine
+    code on disk, and later processes load it in well under a second); it happens here, once
+    per process, before any solve starts its clock, so a time limit is spent searching."""
+    try:
+        from solvers import exact_alloc_jit
+    except ImportError as e:  # numba missing: the Python search gives the same answers, slower
+        log.warning("exact_alloc: numba unavailable (%s); using the pure-Python search", e)
+        return None
+    import numpy as np
+
+    sw = _sweep([AllocBuffer(0, 2, 1), AllocBuffer(1, 3, 1)])
+    probe = _Search(sw, 2, 0.0)
+    M = (np.full(2, -1, np.int64), np.full(2, -1, np.int64), np.zeros(2, np.int64),
+         np.asarray(probe.total, np.int64), np.asarray(probe.witness, np.int64),
+         np.asarray(probe.cuts, np.int64), np.zeros(2, np.int64))
+    exact_alloc_jit.decide(100, _jit_arrays(sw) + (np.arange(3, dtype=np.int64),), M, 2, 1e300)
+    return exact_alloc_jit
+
+
+def _decide(sw: _Sweep, capacity: int, deadline: float, engine: str) -> tuple[int, list[int] | None, int]:
+    """Decision search with round-robin restarts over the preorders, MiniMalloc's schedule:
+    a node budget of 2n, doubled after each round.  Returns (outcome, offsets, nodes)."""
     n = len(sw.sizes)
-    search = _Search(sw, capacity, deadline)
     if n == 0:
         return _FOUND, [], 0
-    limit = max(64, n)
+    jit = _jit_module() if engine in ("auto", "jit") else None
+    if engine == "jit" and jit is None:
+        raise RuntimeError("engine 'jit' needs numba")
+    if jit is not None:
+        import numpy as np
+
+        search = _Search(sw, capacity, deadline)  # the initial totals, witnesses and cuts
+        P0 = _jit_arrays(sw)
+        M = (np.full(n, -1, np.int64), np.full(n, -1, np.int64), np.zeros(n, np.int64),
+             np.asarray(search.total, np.int64), np.asarray(search.witness, np.int64),
+             np.asarray(search.cuts or [0], np.int64), np.zeros(2, np.int64))
+        dl = deadline if deadline != float("inf") else 1e300
+    else:
+        search = _Search(sw, capacity, deadline)
+    limit = n
     nodes = 0
     while True:
         limit *= 2
         for h in _HEURISTICS:
-            search.set_heuristic(h, widths)
-            search.nodes = 0
-            search.node_limit = limit
-            st = search.solve_parts(search.split(list(range(n)), 0, sw.nsections))
-            nodes += search.nodes
+            if jit is not None:
+                P = P0 + (np.asarray(["WAT".index(c) for c in h], np.int64),)
+                st = int(jit.decide(limit, P, M, capacity, dl))
+                nodes += int(M[6][0])
+                solution = M[1]
+            else:
+                search.heuristic = h
+                search.nodes = 0
+                search.node_limit = limit
+                st = search.solve_parts(range(n), 0, sw.nsections)
+                nodes += search.nodes
+                solution = search.solution
             if st == _FOUND:
-                return _FOUND, list(search.solution), nodes
+                return _FOUND, [int(v) for v in solution], nodes
             if st in (_NOTFOUND, _TIMEOUT):
                 return st, None, nodes
             if time.perf_counter() > deadline:
@@ -348,6 +413,7 @@ def solve_allocation(
     seed: int = 0,
     workers: int | None = None,
     minimize_peak: bool = False,
+    engine: str = "auto",
 ) -> AllocationResult:
     """Pack ``buffers`` (anything with ``lower``, ``upper``, ``size``; lifetimes half-open).
 
@@ -355,21 +421,27 @@ def solve_allocation(
     smallest peak address (``capacity`` is then an upper limit, ``None`` = unbounded), by
     proving lower bounds infeasible and tightening packings found.  ``seed`` and ``workers``
     are accepted for the common solver interface; the search is single-threaded and uses no
-    randomness, so results are identical for every seed and worker count.
+    randomness, so results are identical for every seed and worker count.  ``engine``:
+    ``"auto"`` (compiled when numba is installed), ``"jit"`` or ``"python"`` -- the same
+    search, so the same answer and node count, at different speeds.
     """
+    if engine not in ("auto", "jit", "python"):
+        raise ValueError(f"engine must be 'auto', 'jit' or 'python', got {engine!r}")
     del seed, workers
+    if engine != "python":
+        _jit_module()  # compile or load before the clock starts
     started = time.perf_counter()
     deadline = started + max(0.0, time_limit)
     limit = sys.getrecursionlimit()
     sys.setrecursionlimit(max(limit, 50 * len(buffers) + 1000))
     try:
-        return _solve(buffers, capacity, deadline, started, minimize_peak)
+        return _solve(buffers, capacity, deadline, started, minimize_peak, engine)
     finally:
         sys.setrecursionlimit(limit)
 
 
 def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float, started: float,
-           minimize_peak: bool) -> AllocationResult:
+           minimize_peak: bool, engine: str) -> AllocationResult:
     for i, b in enumerate(buffers):
         if b.size < 0 or b.lower >= b.upper:
             raise ValueError(f"buffer {i}: needs size >= 0 and lower < upper, got {b}")
@@ -384,7 +456,6 @@ def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float
     real = [i for i, b in enumerate(buffers) if b.size > 0]
     sub = [buffers[i] for i in real]
     sw = _sweep(sub)
-    widths = [b.upper - b.lower for b in sub]
 
     def full(offs: list[int]) -> tuple[int, ...]:
         out = [0] * len(buffers)
@@ -397,7 +468,7 @@ def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float
 
     if not minimize_peak:
         assert capacity is not None
-        st, offs, nodes = _decide(sw, widths, capacity, deadline)
+        st, offs, nodes = _decide(sw, capacity, deadline, engine)
         if st == _FOUND:
             assert offs is not None
             p = peak_of(offs)
@@ -415,7 +486,7 @@ def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float
     # packing (an upper bound); then probe capacities between the proven lower bound and
     # the best peak, each probe getting half of the remaining time.
     nodes_total = 0
-    st, offs, n0 = _decide(sw, widths, sum(sw.sizes), float("inf"))
+    st, offs, n0 = _decide(sw, sum(sw.sizes), float("inf"), engine)
     nodes_total += n0
     assert offs is not None
     best = offs
@@ -429,7 +500,7 @@ def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float
         mid = lo if first else (lo + hi) // 2
         first = False
         probe_deadline = deadline if mid == hi else now + (deadline - now) / 2
-        st, offs, n2 = _decide(sw, widths, mid, probe_deadline)
+        st, offs, n2 = _decide(sw, mid, probe_deadline, engine)
         nodes_total += n2
         if st == _FOUND:
             assert offs is not None

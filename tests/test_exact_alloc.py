@@ -146,6 +146,44 @@ def test_exact_optimum_equals_brute_force(bufs: list[AllocBuffer]) -> None:
     assert below.status == "infeasible" and below.offsets is None and below.reason
 
 
+# -- the compiled search is the same search ------------------------------------------------
+
+wider_st = st.lists(
+    st.tuples(st.integers(0, 12), st.integers(1, 8), st.integers(1, 9)).map(
+        lambda t: AllocBuffer(t[0], t[0] + t[1], t[2])),
+    min_size=1, max_size=16)
+
+
+@settings(max_examples=150, deadline=None)
+@given(wider_st, st.integers(0, 12))
+def test_compiled_and_python_searches_agree_node_for_node(bufs: list[AllocBuffer], slack: int) -> None:
+    # Same rules, same order, same restarts: identical offsets, status and node counts, in
+    # decision mode (capacities around the peak-live bound, feasible or not) and min-peak mode.
+    cap = peak_live_bound(bufs)[0] + slack - 3
+    for kw in ({"capacity": cap}, {"capacity": None, "minimize_peak": True}):
+        a = solve_allocation(bufs, time_limit=20.0, engine="python", **kw)
+        b = solve_allocation(bufs, time_limit=20.0, engine="jit", **kw)
+        assert (a.offsets, a.status, a.nodes, a.lower_bound) == (b.offsets, b.status, b.nodes, b.lower_bound)
+        if b.offsets is not None:
+            assert check_packing(bufs, b.offsets, kw["capacity"]) is None
+
+
+@pytest.mark.parametrize("engine", ["jit", "python"])
+def test_challenging_instance_h_packs_at_one_mib(engine: str) -> None:
+    # MiniMalloc's instance H: 316 buffers whose peak-live bound is exactly 1 MiB, so any
+    # packing within 1 MiB is optimal (zero slack).  Before hatless pruning and the dynamic
+    # T key, the search ran out of 60 s here; now it takes 9,513 nodes with either engine.
+    bufs = read_csv(SHARED / "challenging" / "H.1048576.csv")
+    res = solve_allocation(bufs, 1 << 20, 30.0, engine=engine)
+    assert (res.status, res.peak, res.nodes) == ("optimal", 1 << 20, 9513)
+    assert_valid(bufs, res, 1 << 20)
+
+
+def test_unknown_engine_is_rejected() -> None:
+    with pytest.raises(ValueError, match="engine must be"):
+        solve_allocation([B(0, 1, 1)], 1, 1.0, engine="gpu")
+
+
 # -- plans for models ------------------------------------------------------------------------
 
 def light(name: str) -> Path:
