@@ -275,3 +275,72 @@ def test_mip_highs_subprocess_agrees() -> None:
     assert (mip.solver.status, mip.metrics.noncompulsory_bytes) == ("optimal", 128)
     with pytest.raises(InfeasibleError, match="no spill-free plan"):
         solve(problem(g, 160), "exact-mip", ExactMipParams(mode="min-peak", backend="highs", warm_start=False))
+
+
+# -- mode auto: bounds valid over all orders, bound-and-pack ------------------------------------
+def test_cover_bound_hand_checked() -> None:
+    # skip_chain at 160 B: at o3 the crossing buffer a (64 B) must be off-chip (b + c = 128
+    # and a would make 192): one store + one reload of a = 128, the true optimum.
+    from solvers.cover_bound import cover_bound
+    from solvers.joint_data import joint_data
+    data = joint_data(problem(skip_chain(), 160), "joint")
+    cb = cover_bound(data, 5.0)
+    assert (cb.bound, cb.optimal, cb.infeasible, cb.critical_ops) == (128, True, False, 1)
+    # At 192 B nothing must move.
+    assert cover_bound(joint_data(problem(skip_chain(), 192), "joint"), 5.0).bound == 0
+
+
+def test_gap_model_hand_checked() -> None:
+    # skip_chain has one order; at 160 B the gap model spills a across o3: 128, and its
+    # segments are a@[0,1] (o1 writes it, o2 reads it) + a@[3,3] (reloaded for o4).
+    from solvers.joint_data import joint_data, traffic_of
+    from solvers.residency_model import solve_residency, unique_order
+    g = skip_chain()
+    data = joint_data(problem(g, 160), "joint")
+    order = g.file_order()
+    assert unique_order(data, order)
+    res = solve_residency(data, order, 5.0)
+    assert (res.status, res.value, res.bound) == ("optimal", 128, 128)
+    assert res.solution is not None and traffic_of(data, res.solution) == 128
+    a = next(b.id for b in g.buffers if "a" in b.tensors)
+    assert sorted((s.start, s.end) for s in res.solution.segments if s.buffer == a) == [(0, 1), (3, 3)]
+    assert not unique_order(joint_data(problem(two_branches(), 128), "joint"), two_branches().file_order())
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
+def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack: int) -> None:
+    from ir.lifetimes import m_r
+    from solvers.cover_bound import cover_bound
+    from solvers.joint_data import aligned_footprint, joint_data
+    from solvers.residency_model import solve_residency
+    g = random_dag(random.Random(seed), n_ops)
+    need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
+               for o in g.computing_ops)
+    cap = max(m_r(g, False), need) + slack
+    expected = brute_force(g, cap, False)
+    data = joint_data(problem(g, cap), "joint")
+    assert cover_bound(data, 5.0).bound <= expected
+    # The gap model relaxes addresses: over all orders its best is a lower bound too.
+    assert min(solve_residency(data, o, 5.0).value for o in topo_orders(g)) <= expected
+    plan = solve(problem(g, cap), "exact", ExactParams())
+    check(plan, g)
+    assert plan.solver.status == "optimal"
+    assert plan.metrics.noncompulsory_bytes == expected == plan.solver.lower_bound
+
+
+def test_auto_respects_the_time_limit_on_a_real_model() -> None:
+    # DenseNet-121 at M_H with weights (COSMA's hard case): every phase is inside the limit.
+    import time
+    from pathlib import Path
+    from ir.onnx_import import load_graph
+    from solvers.budgets import budgets
+    root = Path(__file__).resolve().parent.parent
+    g = load_graph(root / "models" / "suite" / "densenet121.onnx", element_bytes=1)
+    target = load_target(str(root / "benchmarks" / "cosma_target.toml"))
+    cap = budgets(g, True).m_h
+    p = Problem(g, target.with_capacity(cap), True, time_limit=3.0, seed=0, workers=2)
+    t0 = time.perf_counter()
+    plan = solve(p, "exact", ExactParams())
+    assert time.perf_counter() - t0 < 3.0 + 1.5      # + validation by the registry
+    assert plan.solver.lower_bound is not None and plan.solver.lower_bound <= plan.metrics.noncompulsory_bytes
