@@ -99,7 +99,9 @@ def decide(node_limit, P, M, cap, deadline):
     cutdec = np.zeros(D, np.bool_)
     pa = np.zeros(D, np.int64)  # parts frame: start section of the next piece
     ps = np.zeros(D, np.int64)  # parts frame: next section to examine
-    L = n * (n + 1) + 4 * n + 16
+    # The path's lists need up to ~n^2 entries in the worst case but far fewer in practice:
+    # start small and double on demand.
+    L = min(n * (n + 1) + 4 * n + 16, 8 * n + 64)
     FB = np.empty(L, np.int64)
     FR = np.empty(L, np.int64)
     FO = np.empty(L, np.int64)
@@ -181,6 +183,9 @@ def decide(node_limit, P, M, cap, deadline):
                         if k:
                             ordered = prepare(sel[:k], P, M)
                             nb = b0 + m
+                            if nb + k > L:
+                                L = 2 * (nb + k)
+                                FB, FR, FO = _grow(FB, L), _grow(FR, L), _grow(FO, L)
                             FB[nb:nb + k] = ordered
                             FR[nb:nb + k] = np.arange(k)
                             d += 1
@@ -269,6 +274,9 @@ def decide(node_limit, P, M, cap, deadline):
                         split = True
                 cutdec[d] = True
                 nb = b0 + m
+                if nb + m > L:
+                    L = 2 * (nb + m)
+                    FB, FR, FO = _grow(FB, L), _grow(FR, L), _grow(FO, L)
                 c = 0
                 for q in range(m):
                     if q != j:
@@ -320,6 +328,14 @@ def decide(node_limit, P, M, cap, deadline):
             action = 2  # nothing above it: its placement cannot be what made the rest fail
         else:
             action = 1
+
+
+@njit(cache=True)
+def _grow(a, size):
+    """``a`` copied into a larger array of ``size`` entries."""
+    b = np.empty(size, a.dtype)
+    b[:len(a)] = a
+    return b
 
 
 @njit(cache=True)
