@@ -2,8 +2,9 @@
 
     python benchmarks/sweep_bench.py [--repeats 3] [--out /tmp/sweep-bench]
 
-Cells: light-zoo models from the onnx wheel x capacities M_R..M_P:5 x two deterministic
-solvers (work per cell does not depend on a time limit, so throughput is meaningful).
+Cells: six light-zoo models from the onnx wheel x capacities M_R..M_P:4 x two solvers = 48 cells.
+Both solvers do a fixed amount of work per cell (the heuristic's search is iteration-bounded;
+the 30 s time limit is only a safety stop), so throughput is meaningful.
 Per-cell overhead = (sweep wall time with one worker - sum of the cells' own run times) / cells:
 what the executor adds (process start, pipe round trips, CSV appends) beyond planning.
 Repeats alternate 1 and 2 workers side by side; medians are reported.
@@ -26,16 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from planner.sweep import sweep  # noqa: E402
 
 ZOO = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
-MODELS = ["light_squeezenet.onnx", "light_shufflenet.onnx", "light_inception_v1.onnx", "light_resnet50.onnx"]
-SOLVERS = ["baseline-fileorder-belady", "minpeak"]
+MODELS = ["light_squeezenet.onnx", "light_shufflenet.onnx", "light_inception_v1.onnx", "light_inception_v2.onnx",
+          "light_resnet50.onnx", "light_densenet121.onnx"]
+SOLVERS = ["baseline-minpeak-greedy", "heuristic"]
 
 
 def one(out: Path, workers: int, executor: str = "local") -> tuple[float, list[dict[str, str]]]:
     if out.exists():
         shutil.rmtree(out)
     t0 = time.perf_counter()
-    res = sweep([str(ZOO / m) for m in MODELS], "M_R..M_P:5", solvers=SOLVERS, results_dir=out,
-                element_bytes=1, executor=executor, workers=workers, report=False, time_limit=5.0)
+    res = sweep([str(ZOO / m) for m in MODELS], "M_R..M_P:4", solvers=SOLVERS, results_dir=out,
+                element_bytes=1, executor=executor, workers=workers, report=False, time_limit=30.0)
     return time.perf_counter() - t0, res.rows
 
 
