@@ -7,18 +7,18 @@ the model, lower the best solution to a ``Plan`` with the proven bound.
 
 Mode ``auto`` (the default) is a bound-and-pack pipeline, every phase inside the time limit:
 
-1. warm starts (the heuristic planners, our greedy) -- the incumbent;
-2. two lower bounds valid over ALL orders: ``solvers.traffic_bound`` and the crossing-cover
+1. two lower bounds valid over ALL orders: ``solvers.traffic_bound`` and the crossing-cover
    IP (``solvers.cover_bound``); an incumbent at the bound is optimal at once;
-3. the incumbent's order without addresses (``solvers.residency_model``, a compact gap
-   model), its optimum packed into addresses; a bound for every plan when the graph has a
-   single topological order;
-4. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
+2. for good orders (min-peak, file order), then for the order of the heuristic planners'
+   plan (the warm start, 40% of the time), the order's optimum without addresses
+   (``solvers.residency_model``, a compact gap model) packed into addresses; a bound for
+   every plan when the graph has a single topological order;
+3. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its
    proven bound is a lower bound for the full problem, and its optimum is packed into
    addresses for the residency it chose (``solvers.allocate``, then the exact packer
    ``solvers.exact_alloc``); a packing that fits makes the relaxed optimum a true optimum;
-5. with time left, the full model with addresses (order free up to 40 operators, the
+4. with time left, the full model with addresses (order free up to 40 operators, the
    incumbent's order above) tries to improve the incumbent.
 
 Statuses are about the primary objective (non-compulsory byte-hops; the peak in
@@ -237,84 +237,141 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
     return out if check_solution(data, out) is None else None
 
 
-def _auto(problem: Problem, params: ExactParams, started: float, time_limit: float,
-          workers: int, seed: int) -> Plan:
-    """The bound-and-pack pipeline of mode ``auto`` (module docstring).  Every phase gets a
-    share of what is left before ``deadline``; a reserve is kept for lowering and validation."""
-    reserve = min(2.0, max(0.1, 0.1 * time_limit))
-    deadline = started + max(0.05, time_limit - reserve)
-    left = lambda: deadline - time.perf_counter()  # noqa: E731
-    data = joint_data(problem, "joint", None, params.max_segments)
-    # The heuristic planners get 40% of the time: the incumbent is what the bounds must meet.
-    starts = _warm_starts(problem, data, params.warm_start, 0.4 * max(0.0, left()))
-    best = starts[0] if starts else None
-    best_value = traffic_of(data, best) if best is not None else None
-    lb, how = traffic_lower_bound(problem) if problem.capacity is not None else 0, "traffic bound"
+class _Auto:
+    """State of the bound-and-pack pipeline: the incumbent, the best proven bound and the
+    clock.  Every phase gets a share of what is left before the deadline; a reserve is kept
+    for lowering the plan and for the registry's validation."""
 
-    def proven() -> bool:
-        return best_value is not None and best_value <= lb
+    def __init__(self, problem: Problem, params: ExactParams, started: float, time_limit: float,
+                 workers: int, seed: int) -> None:
+        self.problem, self.params, self.workers, self.seed = problem, params, workers, seed
+        self.started, self.time_limit = started, time_limit
+        reserve = min(2.0, max(0.1, 0.1 * time_limit))
+        self.deadline = started + max(0.05, time_limit - reserve)
+        self.data = joint_data(problem, "joint", None, params.max_segments)
+        self.best: JointSolution | None = None
+        self.best_value: int | None = None
+        self.lb = traffic_lower_bound(problem) if problem.capacity is not None else 0
+        self.how = "traffic bound"
 
-    if not proven() and left() > 0.05:
-        cb = cover_bound(data, min(max(0.05, 0.25 * left()), 10.0), workers, seed)
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def proven(self) -> bool:
+        return self.best_value is not None and self.best_value <= self.lb
+
+    def offer(self, sol: JointSolution | None, source: str) -> None:
+        if sol is None or check_solution(self.data, sol) is not None:
+            return
+        if self.best is None or _score(self.data, sol) < _score(self.data, self.best):
+            self.best, self.best_value = sol, traffic_of(self.data, sol)
+            log.info("exact: incumbent %d from %s", self.best_value, source)
+
+    def raise_bound(self, value: int | None, how: str) -> None:
+        if value is not None and value > self.lb:
+            self.lb, self.how = value, how
+
+    def infeasible(self) -> InfeasibleError:
+        return InfeasibleError(_infeasible_message(self.problem, self.data))
+
+    # -- phases ------------------------------------------------------------------------
+    def cover(self) -> None:
+        cb = cover_bound(self.data, min(max(0.05, 0.2 * self.left()), 10.0), self.workers, self.seed)
         if cb.infeasible:
-            raise InfeasibleError(f"no plan fits in {problem.capacity} bytes of {data.compute_level}: buffers "
-                                  "that cannot leave it are live together with an operator's operands")
-        if cb.bound > lb:
-            lb, how = cb.bound, "cover bound"
-    if not proven() and best is not None and left() > 0.05:
-        # The incumbent's order without addresses (the gap model): its optimum is packed;
-        # when the order is the only one, its bound holds for every plan.
-        res = solve_residency(data, best.order, 0.3 * left(), workers, seed, lb, best)
-        if res.status == "infeasible" and unique_order(data, best.order):
-            raise InfeasibleError(_infeasible_message(problem, data))
-        if unique_order(data, best.order) and res.bound > lb:
-            lb, how = res.bound, "gap model (the only order)"
-        if res.solution is not None and res.value is not None and res.value < best_value and left() > 0.02:
-            packed = pack_solution(data, res.solution, max(0.05, 0.5 * left()), seed)
-            if packed is not None and traffic_of(data, packed) < best_value:
-                best, best_value = packed, traffic_of(data, packed)
-                log.info("exact: gap-model optimum packed: traffic %d", best_value)
-    if not proven() and data.exact and left() > 0.1:
-        relaxed = JointCpModel(data, addresses=False)
-        if lb > 0 and not isinstance(relaxed.traffic, int):
-            relaxed.model.Add(relaxed.traffic >= lb)
-        if best is not None:
-            relaxed.add_hint(best)
-        if left() > 0.1:
-            res = relaxed.solve(0.6 * left(), workers, seed, params.deterministic, label="exact[no addresses]")
-            if res.status == "infeasible":
-                raise InfeasibleError(_infeasible_message(problem, data))
-            if res.bound is not None and res.bound > lb:
-                lb, how = res.bound, "no-address model"
-            if res.solution is not None and (best_value is None or res.value < best_value) and left() > 0.02:
-                packed = pack_solution(data, res.solution, min(left(), max(0.5, 0.5 * left())), seed)
-                if packed is not None and traffic_of(data, packed) <= (best_value if best_value is not None else 1 << 62):
-                    best, best_value = packed, traffic_of(data, packed)
-                    log.info("exact: relaxed optimum packed: traffic %d", best_value)
-    if not proven() and left() > 0.2:
-        small = len(data.ops) <= AUTO_JOINT_MAX_OPS
-        if small or best is not None:
-            full = data if small else joint_data(problem, "fixed-schedule", best.order, params.max_segments)
-            model = JointCpModel(full)
-            if best is not None:
-                model.add_hint(best)
-            res = model.solve(left(), workers, seed, params.deterministic, label=f"exact[{full.mode}]")
-            if small and res.status == "infeasible":
-                raise InfeasibleError(_infeasible_message(problem, data))
-            if small and res.bound is not None and res.bound > lb:
-                lb, how = res.bound, "joint model"
-            if res.solution is not None and (best is None or _score(data, res.solution) < _score(data, best)):
-                best, best_value = res.solution, traffic_of(data, res.solution)
-    if best is None:
-        raise SolverError(f"exact: no plan found within {time_limit:g}s (raise the time limit)")
-    status = "optimal" if best_value <= lb else "feasible"
-    log.info("exact[auto]: traffic %d, lower bound %d (%s), %s", best_value, lb, how, status)
-    placements, transfers = compute_placements_and_transfers(data, problem, best)
-    plan = assemble_plan(problem, best.order, placements, transfers, "exact", status, lb, started)
-    if plan.metrics.noncompulsory_bytes != best_value:
-        raise SolverError(f"exact: internal error: model traffic {best_value} != plan traffic "
-                          f"{plan.metrics.noncompulsory_bytes}")
-    return plan
+            raise InfeasibleError(f"no plan fits in {self.problem.capacity} bytes of {self.data.compute_level}: "
+                                  "buffers that cannot leave it are live together with an operator's operands")
+        self.raise_bound(cb.bound, "cover bound")
+
+    def gap_model(self, order: tuple[OpIndex, ...], share: float, hint: JointSolution | None) -> None:
+        """The order's no-address optimum (gap model), packed into addresses; its bound holds
+        for every plan when the order is the graph's only one."""
+        only = unique_order(self.data, order)
+        res = solve_residency(self.data, order, share * self.left(), self.workers, self.seed, self.lb, hint)
+        if res.status == "infeasible" and only:
+            raise self.infeasible()
+        if only:
+            self.raise_bound(res.bound, "gap model (the only order)")
+        if res.solution is None or res.value is None or self.left() <= 0.02:
+            return
+        if self.best_value is not None and res.value >= self.best_value:
+            return
+        self.offer(pack_solution(self.data, res.solution, max(0.05, 0.5 * self.left()), self.seed), "gap model")
+
+    def quick_orders(self) -> list[tuple[OpIndex, ...]]:
+        return _best_orders(self.problem, min(1.0, 0.1 * max(0.0, self.left())))
+
+    def relaxed_joint(self) -> None:
+        """The order-free model without addresses: a bound for every plan; its solution is
+        packed like the gap model's."""
+        relaxed = JointCpModel(self.data, addresses=False)
+        if self.lb > 0 and not isinstance(relaxed.traffic, int):
+            relaxed.model.Add(relaxed.traffic >= self.lb)
+        if self.best is not None:
+            relaxed.add_hint(self.best)
+        if self.left() <= 0.1:
+            return
+        res = relaxed.solve(0.6 * self.left(), self.workers, self.seed, self.params.deterministic,
+                            label="exact[no addresses]")
+        if res.status == "infeasible":
+            raise self.infeasible()
+        self.raise_bound(res.bound, "no-address model")
+        if res.solution is not None and (self.best_value is None or res.value < self.best_value) and self.left() > 0.02:
+            self.offer(pack_solution(self.data, res.solution, max(0.05, 0.5 * self.left()), self.seed),
+                       "no-address model")
+
+    def full_model(self) -> None:
+        """The model with addresses: order free up to 40 operators, else the incumbent's order."""
+        small = len(self.data.ops) <= AUTO_JOINT_MAX_OPS
+        if not small and self.best is None:
+            return
+        full = self.data if small else joint_data(self.problem, "fixed-schedule", self.best.order,
+                                                  self.params.max_segments)
+        model = JointCpModel(full)
+        if self.best is not None:
+            model.add_hint(self.best)
+        if self.left() <= 0.1:
+            return
+        res = model.solve(self.left(), self.workers, self.seed, self.params.deterministic, label=f"exact[{full.mode}]")
+        if small and res.status == "infeasible":
+            raise self.infeasible()
+        if small:
+            self.raise_bound(res.bound, "joint model")
+        self.offer(res.solution, f"{full.mode} model")
+
+    def run(self) -> Plan:
+        self.cover()
+        # 1. Cheap: the gap model on good orders (min-peak, file order).
+        for order in self.quick_orders():
+            if self.proven() or self.left() <= 0.05:
+                break
+            self.gap_model(order, 0.2, None)
+        # 2. The heuristic planners (40% of what is left), then the gap model on their order.
+        if not self.proven() and self.left() > 0.05:
+            for sol in _warm_starts(self.problem, self.data, self.params.warm_start, 0.4 * self.left()):
+                self.offer(sol, "warm start")
+            if not self.proven() and self.best is not None and self.left() > 0.05:
+                self.gap_model(self.best.order, 0.3, self.best)
+        # 3. Bounds over all orders and better plans from the order-free relaxation.
+        if not self.proven() and self.data.exact and self.left() > 0.1:
+            self.relaxed_joint()
+        # 4. The full model with what is left.
+        if not self.proven() and self.left() > 0.2:
+            self.full_model()
+        if self.best is None:
+            if self.left() <= 0:
+                raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+            self.offer(greedy_solution(self.data, self.problem.graph.file_order()), "greedy")
+        if self.best is None:
+            raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+        status = "optimal" if self.proven() else "feasible"
+        log.info("exact[auto]: traffic %d, lower bound %d (%s), %s", self.best_value, self.lb, self.how, status)
+        placements, transfers = compute_placements_and_transfers(self.data, self.problem, self.best)
+        plan = assemble_plan(self.problem, self.best.order, placements, transfers, "exact", status, self.lb,
+                             self.started)
+        if plan.metrics.noncompulsory_bytes != self.best_value:
+            raise SolverError(f"exact: internal error: model traffic {self.best_value} != plan traffic "
+                              f"{plan.metrics.noncompulsory_bytes}")
+        return plan
 
 
 # -- results to plans -------------------------------------------------------------------------
@@ -370,7 +427,7 @@ def exact(problem: Problem, params: ExactParams) -> Plan:
     workers = params.workers or problem.workers or default_workers()
     seed = problem.seed if params.seed is None else params.seed
     if params.mode == "auto":
-        return _auto(problem, params, started, time_limit, workers, seed)
+        return _Auto(problem, params, started, time_limit, workers, seed).run()
     budget = min(5.0, 0.25 * time_limit)
     data, starts = prepare(problem, params.mode, params.max_segments, params.warm_start, budget)
     model = JointCpModel(data)
