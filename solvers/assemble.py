@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ir.errors import CapacityError
 from ir.graph import Graph, OpIndex, TensorKind
+from ir.lifetimes import Lifetimes
 from planner.plan import (
     LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
     TargetRef, Transfer,
@@ -191,3 +192,27 @@ def assemble_plan(
         transfers=tuple(transfers),
         metrics=metrics,
     )
+
+
+def no_spill_residency(
+    graph: Graph, target: Hierarchy, lt: Lifetimes, offsets: Mapping[int, int]
+) -> tuple[list[ComputePlacement], list[Transfer]]:
+    """Placements and transfers of a plan that never spills: each buffer occupies
+    ``offsets[b]`` over its whole lifetime; inputs and weights are loaded from home just before
+    their first use, outputs stored home right after their last touch.  Shared by every solver
+    whose only decisions are the order and the offsets (naive, minpeak, exact-alloc)."""
+    before: dict[int, list[Transfer]] = {}
+    after: dict[int, list[Transfer]] = {}
+    placements: list[ComputePlacement] = []
+    for bid in sorted(lt.first, key=lambda b: (lt.first[b], b)):
+        b = graph.buffers[bid]
+        first, last = lt.first[bid], lt.last[bid]
+        if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+            before.setdefault(first, []).append(
+                Transfer(bid, home_of(graph, target, bid), target.compute_level, first, "before"))
+        elif b.is_output:
+            after.setdefault(last, []).append(
+                Transfer(bid, target.compute_level, target.outputs_home, last, "after"))
+        placements.append(ComputePlacement(bid, offsets[bid], first, last))
+    transfers = [t for s in range(len(lt.order)) for t in (*before.get(s, []), *after.get(s, []))]
+    return placements, transfers

@@ -18,10 +18,9 @@ import time
 from dataclasses import dataclass
 
 from ir.errors import CapacityError, SolverError
-from ir.graph import TensorKind
 from ir.lifetimes import lifetimes
-from planner.plan import Plan, Transfer
-from solvers.assemble import ComputePlacement, assemble_plan, home_of
+from planner.plan import Plan
+from solvers.assemble import assemble_plan, no_spill_residency
 from solvers.exact_alloc import AllocBuffer, solve_allocation
 from solvers.problem import Problem
 from solvers.registry import register
@@ -69,20 +68,7 @@ def exact_alloc(problem: Problem, params: ExactAllocParams) -> Plan:
             f"without spilling ({proof}; peak live {lt.peak}), capacity is {cap}; raise --capacity "
             "or use a solver that reorders or spills")
 
-    before: dict[int, list[Transfer]] = {}
-    after: dict[int, list[Transfer]] = {}
-    placements = []
-    for bid in sorted(bids, key=lambda b: (lt.first[b], b)):
-        b = graph.buffers[bid]
-        first, last = lt.first[bid], lt.last[bid]
-        if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            before.setdefault(first, []).append(
-                Transfer(bid, home_of(graph, target, bid), target.compute_level, first, "before"))
-        elif b.is_output:
-            after.setdefault(last, []).append(
-                Transfer(bid, target.compute_level, target.outputs_home, last, "after"))
-        placements.append(ComputePlacement(bid, offsets[bid], first, last))
-    transfers = [t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, []))]
+    placements, transfers = no_spill_residency(graph, target, lt, offsets)
     log.info("exact-alloc: aligned peak %d (bound %d, %s), peak live %d, %d nodes in %.2fs",
              aligned_peak, bound, res.status, lt.peak, res.nodes, res.seconds)
     return assemble_plan(problem, order, placements, transfers, "exact-alloc", res.status, bound,

@@ -16,11 +16,10 @@ import time
 from dataclasses import dataclass
 
 from ir.errors import CapacityError, SolverError
-from ir.graph import TensorKind
 from ir.lifetimes import lifetimes
-from planner.plan import Plan, Transfer
+from planner.plan import Plan
 from solvers.allocate import Interval, allocate_offsets, peak_address
-from solvers.assemble import ComputePlacement, assemble_plan, home_of
+from solvers.assemble import assemble_plan, no_spill_residency
 from solvers.problem import Problem
 from solvers.registry import register
 from solvers.schedule import min_peak_order_ex
@@ -68,20 +67,7 @@ def minpeak(problem: Problem, params: MinPeakParams) -> Plan:
             f"(peak live {lt.peak}), capacity is {cap}; raise --capacity to at least {peak} "
             "or use a spilling solver (heuristic)")
 
-    before: dict[int, list[Transfer]] = {}
-    after: dict[int, list[Transfer]] = {}
-    placements = []
-    for bid in sorted(lt.first, key=lambda b: (lt.first[b], b)):
-        b = graph.buffers[bid]
-        first, last = lt.first[bid], lt.last[bid]
-        if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            before.setdefault(first, []).append(
-                Transfer(bid, home_of(graph, target, bid), target.compute_level, first, "before"))
-        elif b.is_output:
-            after.setdefault(last, []).append(
-                Transfer(bid, target.compute_level, target.outputs_home, last, "after"))
-        placements.append(ComputePlacement(bid, offsets[bid], first, last))
-    transfers = [t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, []))]
+    placements, transfers = no_spill_residency(graph, target, lt, offsets)
     # The objective (non-compulsory traffic) is zero, its lower bound: optimal.  Whether the
     # *peak* is minimal too (proven order, packing at the peak-live bound) is logged.
     log.info("minpeak: peak address %d, peak live %d, order proven minimal: %s", peak, lt.peak, proven)
