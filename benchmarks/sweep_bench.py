@@ -62,8 +62,8 @@ def main() -> None:
             if errors:
                 print(f"warning: {len(errors)} cells failed, e.g. {errors[0]['error']}", file=sys.stderr)
     m1, m2 = statistics.median(walls[1]), statistics.median(walls[2])
-    print(f"| cells | 1 worker (median s) | 2 workers (median s) | speed-up | per-cell overhead (median ms) |")
-    print(f"|---|---|---|---|---|")
+    print("| cells | 1 worker (median s) | 2 workers (median s) | speed-up | per-cell overhead (median ms) |")
+    print("|---|---|---|---|---|")
     print(f"| {cells} | {m1:.2f} | {m2:.2f} | {m1 / m2:.2f}x | {statistics.median(overhead) * 1000:.1f} |")
     print(f"raw: 1 worker {[round(x, 2) for x in walls[1]]}, 2 workers {[round(x, 2) for x in walls[2]]}, "
           f"overhead ms {[round(x * 1000, 1) for x in overhead]}")

@@ -35,7 +35,7 @@ def estimate_cost(node: Any, raw: Mapping[str, Any], element_bytes: int | None =
             w_name = ins[3] if node.op_type == "QLinearConv" else ins[1]
             w = shape[w_name]
             out = shape[outs[0]]
-            group = int(node.attributes.get("group", 1))
+            # The weight's dim 1 is already C_in / group, so grouped convs need no extra factor.
             if node.op_type == "ConvTranspose":
                 # Every input element is scattered through the kernel.
                 return _numel(shape[ins[0]]) * _numel(w[1:]), "MACs"

@@ -17,12 +17,12 @@ import pytest
 from conftest import light_models
 from helpers import chain_model, diamond_model
 from ir.graph import Graph, TensorKind
-from ir.onnx_import import import_model, load_graph
+from ir.onnx_import import load_graph
 from planner.plan import (
     LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
     TargetRef, Transfer, plan_from_json, plan_to_json,
 )
-from planner.simulate import Simulator, simulate
+from planner.simulate import simulate
 from planner.validate import validate
 from solvers.problem import Problem
 from solvers.registry import solve
@@ -62,7 +62,6 @@ def reuse_plan(graph: Graph, target_name: str = "ethos-u55-256", weights: bool =
     compute = target.compute_level
     spill = spill_level or target.spill_levels()[0].name
     order = graph.file_order()
-    step_of = {op: s for s, op in enumerate(order)}
     end = len(order) - 1
     uses: dict[int, list[int]] = {}
     for s, idx in enumerate(order):

@@ -4,7 +4,6 @@ graphs with views, weights read in place, control flow and graph-only files; CLI
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import onnx
