@@ -1,24 +1,26 @@
 """COSMA's evaluation protocol on the model suite, end to end, in one command.
 
 For every network of ``models/suite.toml`` (8-bit elements, batch 1), in both settings
-(activations only; activations + weights in the scratchpad), at the budgets M_R, M_H and M_P,
-run the four baselines, the heuristic planners and the exact solver (whichever of them are
-registered), each with a stated time limit.  Every plan goes through the validator
-(``solvers.registry.solve``).  Each run happens in a forked child process with a hard
-wall-clock guard, so a solver that overruns its time limit is recorded as ``timeout`` instead
-of stalling the benchmark.
+(activations only; activations + weights in the scratchpad), at the budgets M_R, M_H and M_P
+(``solvers.budgets`` at the target's compute alignment), run the four baselines and our
+planners (``heuristic``, ``divide``, ``exact``), each with a stated time limit.  Every plan
+goes through the validator (``solvers.registry.solve``).  Each run happens in a forked child
+process with a hard wall-clock guard, so a solver that overruns its time limit is recorded as
+``timeout`` instead of stalling the benchmark.  The full run also runs the allocation-only
+MiniMalloc suite (``benchmarks/minimalloc_bench.py`` on ``../shared/benchmarks/minimalloc``).
 
 Outputs (in ``--out``, default ``benchmarks/results/cosma``): ``cosma.csv`` (one row per run),
-``cosma.md`` (a table per setting and budget, and a summary line per budget: the average
-reduction of non-compulsory traffic versus the best baseline on the same graph and budget).
+``cosma.md`` (summary lines per budget, setting and suite group; a table per setting and
+budget), and ``minimalloc.md`` when that suite ran.
 
 Reduction = 1 - traffic / best-baseline-traffic.  When the best baseline has zero
 non-compulsory traffic the reduction is undefined (nothing to reduce) and that case is left out
-of the average; the summary says how many cases were averaged.
+of the average; the summary says how many cases were averaged.  "best" is, per case, the
+least traffic of our planners (ties: proven optimal first, then the fastest).
 
-    python benchmarks/cosma.py --quick
-    python benchmarks/cosma.py --models resnet50,darts --time-limit 30
-    python benchmarks/cosma.py                      # the full protocol (hours)
+    python benchmarks/cosma.py --quick                         # < 2 minutes
+    python benchmarks/cosma.py --models resnet50,darts --time-limit 10
+    python benchmarks/cosma.py --out benchmarks/results/cosma_full   # the full protocol
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import logging
 import multiprocessing as mp
 import os
 import platform
+import subprocess
 import sys
 import time
 import traceback
@@ -46,7 +49,7 @@ from ir.graph import Graph  # noqa: E402
 from ir.onnx_import import load_graph  # noqa: E402
 from models.build import SuiteModel, load_manifest  # noqa: E402
 from planner.plan import write_text_atomic  # noqa: E402
-from solvers.budgets import budgets  # noqa: E402
+from solvers.budgets import target_budgets  # noqa: E402
 from solvers.problem import Problem  # noqa: E402
 from solvers.registry import available, solve  # noqa: E402
 from targets.hierarchy import Hierarchy, load_target  # noqa: E402
@@ -55,15 +58,24 @@ log = logging.getLogger("benchmarks.cosma")
 
 BASELINES = ("baseline-fileorder-belady", "baseline-fileorder-greedy",
              "baseline-minpeak-belady", "baseline-minpeak-greedy")
-PLANNERS = ("heuristic", "exact")
+PLANNERS = ("heuristic", "divide", "exact")
+BEST = "best"  # per case, the best of our planners (a column of the tables, not a solver)
 BUDGETS = ("M_R", "M_H", "M_P")
 SETTINGS = (False, True)  # weights in the scratchpad?
+GROUPS = ("cosma", "nas", "extra")
 QUICK_MODELS = ("resnet50", "mobilenet_v2")
-QUICK_TIME_LIMIT = 3.0
+#: Seconds per solver run.  ``exact`` gets more: it proves optimality on most COSMA cases
+#: within a fraction of a second, and the rest is what the full protocol can afford on 2 cores.
+DEFAULT_TIME_LIMIT = 5.0
+DEFAULT_LIMITS = {"exact": 20.0}
+QUICK_TIME_LIMIT = 2.0
+QUICK_LIMITS = {"exact": 4.0}
 ELEMENT_BYTES = 1
-# COSMA's machine: a scratchpad and an unbounded off-chip memory, byte-granular (no alignment,
-# which would otherwise make M_R itself infeasible when an operator reads tiny tensors).
+# COSMA's machine: a scratchpad and an unbounded off-chip memory, byte-granular (alignment 1).
+# ``--target`` runs the same protocol on a preset (e.g. ethos-u55-256, 16-byte alignment);
+# the budgets then follow its alignment.
 TARGET = str(Path(__file__).resolve().parent / "cosma_target.toml")
+MINIMALLOC_ROOT = ROOT.parent / "shared" / "benchmarks" / "minimalloc"
 
 
 @dataclass(frozen=True)
@@ -149,30 +161,33 @@ def _gap(traffic: int, bound: int | None) -> float | None:
 # ---------------------------------------------------------------------------------------
 # The protocol
 # ---------------------------------------------------------------------------------------
-def run_model(m: SuiteModel, graph: Graph, target: Hierarchy, solvers: Sequence[str], time_limit: float,
+def run_model(m: SuiteModel, graph: Graph, target: Hierarchy, solvers: Sequence[str], limits: dict[str, float],
               settings: Sequence[bool], budget_names: Sequence[str]) -> list[Row]:
+    """Every solver at every budget and setting of one network; ``limits`` maps a solver to
+    its time limit (seconds)."""
     rows: list[Row] = []
     for weights in settings:
-        b = budgets(graph, weights)
+        b = target_budgets(graph, target, weights)
         done: dict[tuple[int, str], Row] = {}  # equal budgets (M_R == M_P) are solved once
         for name in budget_names:
             cap = b.get(name)
-            problem = Problem(graph=graph, target=target.with_capacity(cap), weights_in_compute_level=weights,
-                              time_limit=time_limit, seed=0, workers=1)
             for solver in solvers:
                 prev = done.get((cap, solver))
                 if prev is not None:
                     rows.append(Row(**{**asdict(prev), "budget": name}))
                     continue
-                result, seconds = run_guarded(problem, solver, hard_timeout_for(time_limit))
+                limit = limits[solver]
+                problem = Problem(graph=graph, target=target.with_capacity(cap), weights_in_compute_level=weights,
+                                  time_limit=limit, seed=0, workers=1)
+                result, seconds = run_guarded(problem, solver, hard_timeout_for(limit))
                 if result[0] == "ok":
                     _, status, nc, comp, peak, lb = result
                     row = Row(m.name, m.group, setting_name(weights), name, cap, solver, status, nc, comp, peak,
-                              lb, _gap(nc, lb), round(seconds, 3), time_limit)
+                              lb, _gap(nc, lb), round(seconds, 3), limit)
                 else:
                     row = Row(m.name, m.group, setting_name(weights), name, cap, solver,
                               "timeout" if result[0] == "timeout" else "error", None, None, None, None, None,
-                              round(seconds, 3), time_limit, error=result[1].splitlines()[0])
+                              round(seconds, 3), limit, error=result[1].splitlines()[0])
                 log.info("%s %s %s %s: %s %s (%.1fs)", m.name, setting_name(weights), name, solver,
                          row.status, row.noncompulsory_bytes, seconds)
                 done[(cap, solver)] = row
@@ -210,80 +225,109 @@ def to_csv(rows: Sequence[Row]) -> str:
     return buf.getvalue()
 
 
-def _cell(r: Row | None) -> str:
+Case = tuple[str, str, str]  # (model, setting, budget)
+
+
+def _case(r: Row) -> Case:
+    return (r.model, r.setting, r.budget)
+
+
+def best_baseline(rows: Sequence[Row]) -> dict[Case, Row]:
+    """Per case, the baseline row with the least traffic (ties: the first in BASELINES)."""
+    out: dict[Case, Row] = {}
+    for r in rows:
+        if r.solver in BASELINES and r.noncompulsory_bytes is not None:
+            cur = out.get(_case(r))
+            if cur is None or r.noncompulsory_bytes < cur.noncompulsory_bytes:  # type: ignore[operator]
+                out[_case(r)] = r
+    return out
+
+
+def best_planner(rows: Sequence[Row]) -> dict[Case, Row]:
+    """Per case, our planner with the least traffic (ties: proven optimal, then fastest)."""
+    out: dict[Case, Row] = {}
+    for r in rows:
+        if r.solver in BASELINES or r.noncompulsory_bytes is None:
+            continue
+        key = (r.noncompulsory_bytes, r.status != "optimal", r.seconds)
+        cur = out.get(_case(r))
+        if cur is None or key < (cur.noncompulsory_bytes, cur.status != "optimal", cur.seconds):
+            out[_case(r)] = r
+    return out
+
+
+def _bytes(r: Row | None) -> str:
     if r is None:
         return "-"
     if r.noncompulsory_bytes is None:
         return r.status
     s = f"{r.noncompulsory_bytes:,}"
-    if r.reduction is not None and r.solver not in BASELINES:
-        s += f" ({r.reduction:.0%} less)" if r.reduction >= 0 else f" ({-r.reduction:.0%} more)"
-    if r.status not in ("optimal", "feasible", "reference"):
-        s += f" {r.status}"
-    elif r.status == "optimal" and r.solver not in BASELINES:
+    if r.status == "optimal" and r.solver not in BASELINES:
         s += " opt"
-    elif r.gap is not None and r.gap > 0 and r.solver not in BASELINES:
-        s += f" gap {r.gap:.0%}"
     return s
 
 
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
 def summary_lines(rows: Sequence[Row], solvers: Sequence[str]) -> list[str]:
+    """One line per setting, budget and suite group: the average reduction versus the best
+    baseline of every planner and of the per-case best, over the networks where the best
+    baseline spills (n), and how often the planner spills nothing there."""
+    base, best = best_baseline(rows), best_planner(rows)
+    planners = [s for s in solvers if s not in BASELINES]
     lines = []
-    for setting in sorted({r.setting for r in rows}, key=lambda s: len(s)):
+    for setting in sorted({r.setting for r in rows}, key=len):
         for budget in BUDGETS:
-            sel = [r for r in rows if r.setting == setting and r.budget == budget]
-            if not sel:
-                continue
-            parts = []
-            for s in solvers:
-                if s in BASELINES:
+            for group in GROUPS:
+                models = list(dict.fromkeys(r.model for r in rows
+                                            if r.setting == setting and r.budget == budget and r.group == group))
+                if not models:
                     continue
-                mine = [r for r in sel if r.solver == s]
-                reds = [r.reduction for r in mine if r.reduction is not None]
-                zero = sum(1 for r in mine if r.noncompulsory_bytes == 0)
-                ok = sum(1 for r in mine if r.noncompulsory_bytes is not None)
-                avg = f"{sum(reds) / len(reds):.1%}" if reds else "n/a"
-                parts.append(f"{s} {avg} (n={len(reds)}; zero spill {zero}/{ok})")
-            base_zero = sum(1 for m in {r.model for r in sel}
-                            if min((r.noncompulsory_bytes for r in sel if r.model == m and r.solver in BASELINES
-                                    and r.noncompulsory_bytes is not None), default=None) == 0)
-            lines.append(f"- **{budget}, {setting}**, average reduction vs best baseline "
-                         f"({len({r.model for r in sel})} networks, best baseline spill-free on {base_zero}): "
-                         + "; ".join(parts))
+                spilling = [m for m in models if (m, setting, budget) in base
+                            and base[(m, setting, budget)].noncompulsory_bytes]
+                parts = []
+                for s in [*planners, BEST]:
+                    if s == BEST:
+                        mine = [best.get((m, setting, budget)) for m in spilling]
+                    else:
+                        mine = [next((r for r in rows if _case(r) == (m, setting, budget) and r.solver == s), None)
+                                for m in spilling]
+                    reds = [1.0 - r.noncompulsory_bytes / base[_case(r)].noncompulsory_bytes  # type: ignore[operator]
+                            for r in mine if r is not None and r.noncompulsory_bytes is not None]
+                    zero = sum(1 for r in mine if r is not None and r.noncompulsory_bytes == 0)
+                    avg = f"{sum(reds) / len(reds):.1%}" if reds else "n/a"
+                    label = f"**{s}**" if s == BEST else s
+                    parts.append(f"{label} {avg} (n={len(reds)}, zero spill {zero})")
+                lines.append(f"- **{budget}, {setting}, {group}** ({len(models)} networks, best baseline spills on "
+                             f"{len(spilling)}): " + "; ".join(parts))
     return lines
 
 
 def to_markdown(rows: Sequence[Row], solvers: Sequence[str], meta: dict[str, str]) -> str:
     out = ["# COSMA protocol results", ""]
     out += [f"- {k}: {v}" for k, v in meta.items()]
-    out += ["", "Non-compulsory traffic in bytes (spill + reload); in brackets the reduction versus the best "
-            "baseline on the same network, setting and budget; `opt` = proven optimal. Summary: n = networks "
-            "averaged (those where the best baseline spills; a 0/0 reduction is undefined).", "",
-            "## Summary", ""]
+    out += ["", "Summary: average reduction of non-compulsory traffic versus the best baseline on the same "
+            "network, setting and budget, over the networks where the best baseline spills (n; a 0/0 reduction "
+            "is undefined); zero spill = how many of those n the planner solves with no spill at all. "
+            f"**{BEST}** = per network the least traffic of our planners.", "", "## Summary", ""]
     out += summary_lines(rows, solvers)
-    for setting in sorted({r.setting for r in rows}, key=lambda s: len(s)):
-        for budget in BUDGETS:
-            sel = [r for r in rows if r.setting == setting and r.budget == budget]
-            if not sel:
-                continue
-            out += ["", f"## {budget}, {setting}", ""]
-            out.append("| network | capacity | compulsory | " + " | ".join(solvers) + " |")
-            out.append("|---|---:|---:|" + "---:|" * len(solvers))
-            for model in dict.fromkeys(r.model for r in sel):
-                by = {r.solver: r for r in sel if r.model == model}
-                any_row = next(iter(by.values()))
-                comp = next((r.compulsory_bytes for r in by.values() if r.compulsory_bytes is not None), None)
-                out.append(f"| {model} | {any_row.capacity_bytes:,} | {'-' if comp is None else f'{comp:,}'} | "
-                           + " | ".join(_cell(by.get(s)) for s in solvers) + " |")
-    times = [r for r in rows if r.solver not in BASELINES and r.noncompulsory_bytes is not None]
+    out += table_sections(rows, solvers, level=2)
+    times = [r for r in rows if r.noncompulsory_bytes is not None or r.status == "timeout"]
     if times:
-        out += ["", "## Solve time (s)", "", "| solver | mean | max | timeouts |", "|---|---:|---:|---:|"]
+        out += ["", "## Solve time (s, wall, including the validator)", "",
+                "| solver | time limit | runs | mean | max | optimal | timeouts | errors |",
+                "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for s in solvers:
             mine = [r for r in rows if r.solver == s]
             secs = [r.seconds for r in mine if r.noncompulsory_bytes is not None]
-            if secs:
-                out.append(f"| {s} | {sum(secs) / len(secs):.2f} | {max(secs):.2f} | "
-                           f"{sum(1 for r in mine if r.status == 'timeout')} |")
+            if mine:
+                out.append(f"| {s} | {mine[0].time_limit:g} | {len(mine)} | "
+                           f"{(sum(secs) / len(secs)) if secs else 0:.2f} | {max(secs, default=0):.2f} | "
+                           f"{sum(1 for r in mine if r.status == 'optimal')} | "
+                           f"{sum(1 for r in mine if r.status == 'timeout')} | "
+                           f"{sum(1 for r in mine if r.status == 'error')} |")
     errors = [r for r in rows if r.status in ("error", "timeout")]
     if errors:
         out += ["", "## Errors and timeouts", ""]
@@ -291,19 +335,89 @@ def to_markdown(rows: Sequence[Row], solvers: Sequence[str], meta: dict[str, str
     return "\n".join(out) + "\n"
 
 
+def table_sections(rows: Sequence[Row], solvers: Sequence[str], level: int = 2) -> list[str]:
+    """A table per setting and budget: per network the capacity, compulsory bytes, the best
+    baseline, each planner's non-compulsory bytes, and the best planner's details (peak,
+    status, bound, gap, time, reduction)."""
+    base, best = best_baseline(rows), best_planner(rows)
+    planners = [s for s in solvers if s not in BASELINES]
+    out: list[str] = []
+    for setting in sorted({r.setting for r in rows}, key=len):
+        for budget in BUDGETS:
+            sel = [r for r in rows if r.setting == setting and r.budget == budget]
+            if not sel:
+                continue
+            out += ["", f"{'#' * level} {budget}, {setting}", ""]
+            out.append("| network | group | capacity | compulsory | best baseline | " + " | ".join(planners)
+                       + " | best | peak | status | bound | gap | time s | reduction |")
+            out.append("|---|---|---:|---:|---|" + "---:|" * len(planners) + "---|---:|---|---:|---:|---:|---:|")
+            for model in dict.fromkeys(r.model for r in sel):
+                by = {r.solver: r for r in sel if r.model == model}
+                any_row = next(iter(by.values()))
+                key = (model, setting, budget)
+                comp = next((r.compulsory_bytes for r in by.values() if r.compulsory_bytes is not None), None)
+                b = base.get(key)
+                bcell = "-" if b is None else f"{b.noncompulsory_bytes:,} ({b.solver.removeprefix('baseline-')})"
+                w = best.get(key)
+                if w is None:
+                    detail = "- | - | - | - | - | - | -"
+                else:
+                    detail = (f"{w.solver} | {w.peak_bytes:,} | {w.status} | "
+                              f"{'-' if w.lower_bound is None else f'{w.lower_bound:,}'} | {_pct(w.gap)} | "
+                              f"{w.seconds:.2f} | {_pct(w.reduction)} |")
+                    detail = detail.rstrip(" |")
+                out.append(f"| {model} | {any_row.group} | {any_row.capacity_bytes:,} | "
+                           f"{'-' if comp is None else f'{comp:,}'} | {bcell} | "
+                           + " | ".join(_bytes(by.get(s)) for s in planners) + f" | {detail} |")
+    return out
+
+
+def run_minimalloc(root: Path, time_limit: float) -> tuple[str, float]:
+    """The allocation-only MiniMalloc suite, as its own script prints it (a Markdown table)."""
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "minimalloc_bench.py"), "--root", str(root),
+                           "--time-limit", f"{time_limit:g}"], capture_output=True, text=True, cwd=ROOT, check=False)
+    text = proc.stdout
+    if proc.returncode != 0:
+        text += f"\n(minimalloc_bench.py exited with {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]})\n"
+    return text, time.perf_counter() - t0
+
+
 # ---------------------------------------------------------------------------------------
 # Driver
 # ---------------------------------------------------------------------------------------
+def parse_limits(items: Sequence[str]) -> dict[str, float]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--limit {item!r}: use SOLVER=SECONDS, e.g. exact=20")
+        out[name.strip()] = float(value)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run COSMA's protocol on the model suite.")
     p.add_argument("--quick", action="store_true",
-                   help=f"{', '.join(QUICK_MODELS)} with a {QUICK_TIME_LIMIT:g} s time limit (under 2 minutes)")
+                   help=f"{', '.join(QUICK_MODELS)} with a {QUICK_TIME_LIMIT:g} s time limit "
+                   f"(exact {QUICK_LIMITS['exact']:g} s), no MiniMalloc suite: under 2 minutes")
     p.add_argument("--models", default=None, help="comma-separated suite names, or groups cosma,nas,extra")
     p.add_argument("--solvers", default=None,
-                   help="comma-separated solver names (default: the four baselines, heuristic, exact)")
-    p.add_argument("--time-limit", type=float, default=None, help="seconds per solver run (default 60; quick 3)")
+                   help="comma-separated solver names (default: the four baselines, heuristic, divide, exact)")
+    p.add_argument("--time-limit", type=float, default=None,
+                   help=f"seconds per solver run (default {DEFAULT_TIME_LIMIT:g}; quick {QUICK_TIME_LIMIT:g})")
+    p.add_argument("--limit", action="append", default=[], metavar="SOLVER=SEC",
+                   help=f"a solver's own time limit (default exact={DEFAULT_LIMITS['exact']:g}; "
+                   f"quick exact={QUICK_LIMITS['exact']:g})")
     p.add_argument("--budgets", default=",".join(BUDGETS), help="subset of M_R,M_H,M_P")
     p.add_argument("--settings", choices=("both", "activations", "weights"), default="both")
+    p.add_argument("--target", default=TARGET,
+                   help="target preset or file (default COSMA's byte-granular machine, benchmarks/cosma_target.toml)")
+    p.add_argument("--minimalloc", action=argparse.BooleanOptionalAction, default=None,
+                   help="also run the allocation-only MiniMalloc suite (default: on for the full run, off with "
+                   "--quick or --models)")
+    p.add_argument("--minimalloc-root", default=str(MINIMALLOC_ROOT))
+    p.add_argument("--minimalloc-time-limit", type=float, default=60.0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "cosma"), help="output folder")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
@@ -333,10 +447,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     solvers = [s for s in wanted if s in registered]
     if missing:
         print(f"not registered, skipped: {', '.join(missing)}", file=sys.stderr)
-    time_limit = args.time_limit or (QUICK_TIME_LIMIT if args.quick else 60.0)
+    time_limit = args.time_limit or (QUICK_TIME_LIMIT if args.quick else DEFAULT_TIME_LIMIT)
+    try:
+        overrides = parse_limits(args.limit)
+    except ValueError as exc:
+        p.error(str(exc))
+    limits = {s: time_limit for s in solvers}
+    limits.update({k: v for k, v in (QUICK_LIMITS if args.quick else DEFAULT_LIMITS).items() if k in limits})
+    limits.update(overrides)
     budget_names = [b.strip().upper() for b in args.budgets.split(",") if b.strip()]
     settings = {"both": SETTINGS, "activations": (False,), "weights": (True,)}[args.settings]
-    target = load_target(TARGET)
+    target = load_target(args.target)
+    run_mm = args.minimalloc if args.minimalloc is not None else not (args.quick or args.models)
 
     rows: list[Row] = []
     started = time.perf_counter()
@@ -346,26 +468,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             continue
         t0 = time.perf_counter()
         graph = load_graph(m.path, element_bytes=ELEMENT_BYTES)
-        rows += run_model(m, graph, target, solvers, time_limit, settings, budget_names)
+        rows += run_model(m, graph, target, solvers, limits, settings, budget_names)
         print(f"[{i + 1}/{len(chosen)}] {m.name}: {len(graph.computing_ops)} operators, "
-              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr)
+              f"{time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+    protocol_seconds = time.perf_counter() - started
+    target_desc = ("benchmarks/cosma_target.toml (scratchpad + unbounded off-chip, alignment 1)"
+                   if args.target == TARGET else f"{target.name} (compute level {target.compute_level}, "
+                   f"alignment {target.compute.alignment})")
     meta = {
         "command": "python benchmarks/cosma.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "networks": ", ".join(m.name for m in chosen),
-        "setting": f"{ELEMENT_BYTES}-byte elements, batch 1, target benchmarks/cosma_target.toml "
-                   "(scratchpad + unbounded off-chip, alignment 1)",
-        "solvers": f"{', '.join(solvers)}; time limit {time_limit:g} s each (hard kill at "
-                   f"{hard_timeout_for(time_limit):g} s)",
+        "setting": f"{ELEMENT_BYTES}-byte elements, batch 1, target {target_desc}; budgets at alignment "
+                   f"{target.compute.alignment}",
+        "solvers": "; ".join(f"{s} {limits[s]:g} s" for s in solvers)
+                   + " (time limit per run; hard kill at 2 x limit + 10 s)",
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
-        "wall time": f"{time.perf_counter() - started:.0f} s",
+        "wall time": f"{protocol_seconds:.0f} s (protocol)",
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "cosma.csv", to_csv(rows))
     md = to_markdown(rows, solvers, meta)
+    if run_mm:
+        mm_root = Path(args.minimalloc_root)
+        if (mm_root / "challenging").is_dir():
+            table, secs = run_minimalloc(mm_root, args.minimalloc_time_limit)
+            mm = (f"# MiniMalloc challenging instances (allocation only)\n\n- command: python "
+                  f"benchmarks/minimalloc_bench.py --root {mm_root} --time-limit {args.minimalloc_time_limit:g}"
+                  f"\n- wall time: {secs:.0f} s\n\n{table}")
+            write_text_atomic(out / "minimalloc.md", mm)
+            md += "\n## MiniMalloc challenging instances (allocation only)\n\nSee minimalloc.md.\n\n" + table
+            print(table.rstrip().splitlines()[-1])
+        else:
+            print(f"MiniMalloc suite not found under {mm_root}, skipped", file=sys.stderr)
     write_text_atomic(out / "cosma.md", md)
     print("\n".join(summary_lines(rows, solvers)))
-    print(f"wrote {out / 'cosma.csv'} and {out / 'cosma.md'}")
+    print(f"wrote {out / 'cosma.csv'} and {out / 'cosma.md'} ({time.perf_counter() - started:.0f} s)")
     return 0
 
 

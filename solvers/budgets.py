@@ -1,30 +1,44 @@
 """The capacity budgets COSMA reports at: M_R, M_P and M_H (docs/domain.md), and the
 ``--capacity`` spec that may name them.
 
-* ``M_R`` -- the largest single-operator footprint (``ir.lifetimes.m_r``): below it no plan
-  exists.
-* ``M_P`` -- the minimum, over schedules without spilling, of the peak live bytes, i.e. the
-  best order *with perfect packing*.  It is the peak live bytes of ``min_peak_order`` (proven
-  optimal when the exact DP finished: ``m_p_proven``).  It does not include fragmentation:
-  an allocator that cannot pack that order at its peak-live bound needs a little more, which
-  the solvers then treat as pressure (and spill) rather than redefining the budget.
+Budgets are computed *at the compute level's alignment* ``a`` (ethos-u55-256: 16 B; COSMA's
+abstract machine and ``budgets(graph, w)``: 1).  Placements start at multiples of ``a``, so a
+buffer of ``s`` bytes blocks ``align_up(s, a)`` bytes unless it is the topmost one:
+
+* ``M_R`` -- the smallest capacity at which any plan exists: the maximum over operators of the
+  operator's *aligned footprint*, the smallest top address that holds its operands, results
+  and working memory at once at aligned offsets (``aligned_footprint``: every size rounded up
+  to ``a`` except the one wasting the most padding, which goes on top).  Below it some
+  operator cannot run even with everything else spilled; at it, laying that step out from 0
+  fits.  At ``a = 1`` it is ``ir.lifetimes.m_r``.
+* ``M_P`` -- the minimum over orders of the peak live bytes *of the sizes rounded up to a*:
+  what a perfect packing of the best order reaches at that alignment (every aligned packing
+  of an order needs at least its rounded peak live minus less than ``a`` bytes, so this is a
+  lower bound up to ``a - 1`` bytes and an achievable capacity for a perfect packer).  The
+  order is ``min_peak_order`` on the rounded sizes (``m_p_proven`` when the exact DP finished
+  or the peak equals the largest rounded footprint).  M_P does not include fragmentation: an
+  order whose lifetimes no packer fits at its rounded peak live needs more, which the solvers
+  treat as pressure (and may spill) rather than redefining the budget -- the budget stays a
+  property of the graph, not of a packer (docs/benchmarks.md measures how often it matters).
 * ``M_H = (M_R + M_P) // 2``.
 
-Budgets depend on the graph and on whether weights occupy the compute level, and are cached
-per graph object (keyed by ``id`` and guarded by a weak reference, since a ``Graph`` holds
-unhashable mappings) so that the CLI, the solvers and the reports compute them once.
+Budgets depend on the graph, on whether weights occupy the compute level, and on the
+alignment, and are cached per graph object (keyed by ``id`` and guarded by a weak reference,
+since a ``Graph`` holds unhashable mappings) so that the CLI, the solvers and the reports
+compute them once.
 """
 
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ir.errors import TargetError
-from ir.graph import Graph, OpIndex
-from ir.lifetimes import m_r as compute_m_r
-from ir.lifetimes import peak_live
+from ir.graph import Graph, OpIndex, Operator
+from ir.lifetimes import op_buffers, peak_live
+from solvers.assemble import align_up
 from solvers.schedule import min_peak_order_ex
 from targets.hierarchy import Hierarchy, parse_size
 
@@ -36,26 +50,78 @@ class Budgets:
     m_r: int
     m_p: int
     m_h: int
-    m_p_order: tuple[OpIndex, ...]  # an order whose peak live bytes is m_p
-    m_p_proven: bool  # True when m_p is proven minimal (exact DP or m_p == m_r)
+    m_p_order: tuple[OpIndex, ...]  # an order whose (rounded) peak live bytes is m_p
+    m_p_proven: bool  # True when m_p is proven minimal (exact DP or m_p == rounded M_R)
+    alignment: int = 1
 
     def get(self, name: str) -> int:
         return {"M_R": self.m_r, "M_H": self.m_h, "M_P": self.m_p}[name.upper()]
 
 
-_CACHE: dict[tuple[int, bool], tuple[weakref.ref, Budgets]] = {}
+def aligned_footprint(sizes: Sequence[int], alignment: int) -> int:
+    """Smallest top address holding all ``sizes`` at once at offsets that are multiples of
+    ``alignment``: stack them with every size rounded up, except the one wasting the most
+    padding, which goes last (only the topmost buffer may end unaligned).  E.g. 10, 20, 30 at
+    16: rounded 16, 32, 32 = 80, minus the 12 B of padding of the 20 B buffer on top = 68."""
+    sizes = [s for s in sizes if s > 0]
+    if not sizes:
+        return 0
+    a = max(1, alignment)
+    padded = [align_up(s, a) for s in sizes]
+    return sum(padded) - max(p - s for p, s in zip(padded, sizes))
 
 
-def budgets(graph: Graph, include_weights: bool, time_limit: float = 5.0) -> Budgets:
-    """M_R, M_P, M_H for a graph in one setting (cached per graph object)."""
-    key = (id(graph), include_weights)
+def op_sizes(graph: Graph, op: Operator, include_weights: bool) -> list[int]:
+    """Sizes an operator needs resident at once: its distinct buffers and its working memory."""
+    sizes = [graph.buffers[b].bytes for b in op_buffers(graph, op, include_weights)]
+    if op.extra_bytes:
+        sizes.append(op.extra_bytes)
+    return sizes
+
+
+def m_r_aligned(graph: Graph, include_weights: bool, alignment: int = 1) -> int:
+    """M_R at ``alignment``: the largest aligned footprint of any computing operator."""
+    return max((aligned_footprint(op_sizes(graph, op, include_weights), alignment)
+                for op in graph.computing_ops), default=0)
+
+
+def m_r_operator_aligned(graph: Graph, include_weights: bool, alignment: int = 1) -> Operator | None:
+    """The (first) operator that sets M_R at ``alignment`` (for error messages)."""
+    ops = graph.computing_ops
+    if not ops:
+        return None
+    return max(ops, key=lambda op: (aligned_footprint(op_sizes(graph, op, include_weights), alignment), -op.index))
+
+
+def rounded_graph(graph: Graph, alignment: int) -> Graph:
+    """The same graph with every buffer size and working memory rounded up to ``alignment``
+    (the sizes a packing at that alignment blocks); the graph itself when ``alignment <= 1``."""
+    if alignment <= 1:
+        return graph
+    return replace(
+        graph,
+        buffers=tuple(replace(b, bytes=align_up(b.bytes, alignment)) for b in graph.buffers),
+        operators=tuple(replace(op, extra_bytes=align_up(op.extra_bytes, alignment)) if op.extra_bytes else op
+                        for op in graph.operators),
+    )
+
+
+_CACHE: dict[tuple[int, bool, int], tuple[weakref.ref, Budgets]] = {}
+
+
+def budgets(graph: Graph, include_weights: bool, time_limit: float = 5.0, *, alignment: int = 1) -> Budgets:
+    """M_R, M_P, M_H for a graph in one setting at ``alignment`` (cached per graph object)."""
+    a = max(1, int(alignment))
+    key = (id(graph), include_weights, a)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is graph:
         return hit[1]
-    mr = compute_m_r(graph, include_weights)
-    order, proven = min_peak_order_ex(graph, include_weights, time_limit)
-    mp = peak_live(graph, order, include_weights)
-    result = Budgets(m_r=mr, m_p=mp, m_h=(mr + mp) // 2, m_p_order=order, m_p_proven=proven or mp == mr)
+    mr = m_r_aligned(graph, include_weights, a)
+    rounded = rounded_graph(graph, a)
+    order, proven = min_peak_order_ex(rounded, include_weights, time_limit)
+    mp = peak_live(rounded, order, include_weights)
+    result = Budgets(m_r=mr, m_p=mp, m_h=(mr + mp) // 2, m_p_order=order, m_p_proven=proven or mp == mr,
+                     alignment=a)
     try:
         ref = weakref.ref(graph, lambda _r, k=key: _CACHE.pop(k, None))
     except TypeError:  # not weak-referenceable: do not cache
@@ -64,13 +130,20 @@ def budgets(graph: Graph, include_weights: bool, time_limit: float = 5.0) -> Bud
     return result
 
 
+def target_budgets(graph: Graph, target: Hierarchy, include_weights: bool) -> Budgets:
+    """``budgets`` at the alignment of ``target``'s compute level (what ``--capacity M_R``
+    means on that target)."""
+    return budgets(graph, include_weights, alignment=target.compute.alignment)
+
+
 def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
                      include_weights: bool) -> int | None:
     """The compute-level capacity a ``--capacity`` value means.
 
     ``None`` keeps the target's own compute capacity (``None`` = unbounded); an int is bytes;
     a string is a size with unit (``256KiB``, ``1.5MB``) or one of ``M_R``, ``M_H``, ``M_P``
-    (case-insensitive), computed for this graph and setting."""
+    (case-insensitive), computed for this graph and setting at the alignment of the target's
+    compute level."""
     if spec is None:
         return target.compute.capacity
     if isinstance(spec, bool) or not isinstance(spec, (int, str)):
@@ -81,7 +154,7 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
         return spec
     text = spec.strip()
     if text.upper() in BUDGET_NAMES:
-        return budgets(graph, include_weights).get(text)
+        return target_budgets(graph, target, include_weights).get(text)
     try:
         return parse_size(text, "--capacity")
     except TargetError:

@@ -175,7 +175,7 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
 def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") -> Plan:
     started = time.perf_counter()
     g, iw, cap = problem.graph, problem.include_weights, problem.capacity
-    check_capacity(g, cap, iw)
+    check_capacity(g, cap, iw, problem.target.compute.alignment)
     deadline = started + max(0.05, 0.75 * problem.time_limit)
     bound = traffic_lower_bound(problem)
     order = min_peak_order(g, iw, min(params.order_time, 0.4 * problem.time_limit), problem.seed)

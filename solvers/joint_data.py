@@ -29,6 +29,7 @@ from ir.graph import OpIndex, TensorKind
 from ir.lifetimes import op_buffers
 from planner.plan import Plan, Transfer
 from solvers.assemble import ComputePlacement, align_up, home_of
+from solvers.budgets import aligned_footprint  # noqa: F401 - re-exported (tests import it from here)
 from solvers.problem import Problem
 
 MODES = ("joint", "fixed-schedule", "min-peak")
@@ -104,16 +105,6 @@ class SolveResult:
     bound: int | None
     seconds: float
     backend: str
-
-
-def aligned_footprint(sizes: Sequence[int], alignment: int) -> int:
-    """Smallest top address holding all ``sizes`` at once at aligned offsets: pack them
-    back to back and put the one wasting the most padding last."""
-    sizes = [s for s in sizes if s > 0]
-    if not sizes:
-        return 0
-    padded = [align_up(s, alignment) for s in sizes]
-    return sum(padded) - max(p - s for p, s in zip(padded, sizes))
 
 
 def _transitive_bounds(ops: Sequence[OpIndex], preds: dict[OpIndex, tuple[OpIndex, ...]]) -> dict[OpIndex, tuple[int, int]]:
@@ -197,7 +188,7 @@ def joint_data(problem: Problem, mode: str, order: Sequence[OpIndex] | None = No
                 f"no plan fits in {capacity} bytes of {compute}: operator '{o.name}' ({o.op_type}) "
                 f"needs {need[worst]} bytes resident at once (operands, results"
                 f"{', working memory' if o.extra_bytes else ''}, {align}-byte aligned); "
-                f"use a capacity of at least {max(need.values())} bytes")
+                f"use a capacity of at least {max(need.values())} bytes (M_R = {max(need.values())} bytes)")
     capacity_given = capacity is not None
     if capacity is None:
         capacity = sum(align_up(mb.size, align) for mb in buffers) + sum(align_up(e, align) for _, e in scratch)

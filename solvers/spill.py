@@ -68,9 +68,10 @@ from dataclasses import dataclass, field
 
 from ir.errors import CapacityError
 from ir.graph import Graph, OpIndex, TensorKind
-from ir.lifetimes import m_r, m_r_operator, op_buffers, op_footprint
+from ir.lifetimes import op_buffers, op_footprint
 from planner.plan import Transfer
 from solvers.assemble import ComputePlacement, align_up
+from solvers.budgets import m_r_aligned, m_r_operator_aligned
 from solvers.problem import Problem
 from targets.hierarchy import Hierarchy
 
@@ -119,34 +120,39 @@ class SpillResult:
         return {(b, lvl): off for b, lvl, off in self.offchip}
 
 
-_M_R_CACHE: dict[tuple[int, bool], tuple[Graph, int]] = {}
+_M_R_CACHE: dict[tuple[int, bool, int], tuple[Graph, int]] = {}
 _USES_CACHE: dict[tuple[int, bool, int], tuple[Graph, tuple[OpIndex, ...], "_Uses"]] = {}
 
 
-def _m_r(graph: Graph, include_weights: bool) -> int:
-    """``m_r`` memoised per graph object (a search simulates the same graph many times)."""
-    hit = _M_R_CACHE.get((id(graph), include_weights))
+def _m_r(graph: Graph, include_weights: bool, alignment: int = 1) -> int:
+    """M_R at ``alignment`` (``solvers.budgets.m_r_aligned``), memoised per graph object (a
+    search simulates the same graph many times)."""
+    key = (id(graph), include_weights, alignment)
+    hit = _M_R_CACHE.get(key)
     if hit is not None and hit[0] is graph:
         return hit[1]
-    value = m_r(graph, include_weights)
+    value = m_r_aligned(graph, include_weights, alignment)
     if len(_M_R_CACHE) > 16:
         _M_R_CACHE.clear()
-    _M_R_CACHE[(id(graph), include_weights)] = (graph, value)
+    _M_R_CACHE[key] = (graph, value)
     return value
 
 
-def check_capacity(graph: Graph, capacity: int | None, include_weights: bool) -> None:
-    """Raise ``CapacityError`` naming M_R and its operator when no plan can exist."""
+def check_capacity(graph: Graph, capacity: int | None, include_weights: bool, alignment: int = 1) -> None:
+    """Raise ``CapacityError`` naming M_R (at ``alignment``, the same number ``--capacity M_R``
+    resolves to on a target with that compute alignment) and its operator when no plan can
+    exist."""
     if capacity is None:
         return
-    need = _m_r(graph, include_weights)
+    need = _m_r(graph, include_weights, alignment)
     if capacity < need:
-        op = m_r_operator(graph, include_weights)
+        op = m_r_operator_aligned(graph, include_weights, alignment)
         name = f"'{op.name}' ({op.op_type})" if op else "?"
         setting = "with" if include_weights else "without"
+        aligned = f", {alignment}-byte aligned" if alignment > 1 else ""
         raise CapacityError(
-            f"capacity {capacity} bytes is below M_R = {need} bytes ({setting} weights): operator {name} "
-            f"alone needs {need} bytes of inputs and outputs resident at once"
+            f"capacity {capacity} bytes is below M_R = {need} bytes ({setting} weights{aligned}): operator "
+            f"{name} alone needs {need} bytes of inputs and outputs resident at once"
         )
 
 
@@ -540,7 +546,12 @@ class _Engine:
         need = [(b, self.g.buffers[b].bytes) for b in pinned]
         if any(k == -1 for k, _ in reqs):
             need.append((-1, next(sz for k, sz in reqs if k == -1)))
+        # Largest first, except that the one wasting the most padding goes on top: the step
+        # then fits in its aligned footprint, i.e. in any capacity >= the aligned M_R.
         need.sort(key=lambda r: (-r[1], r[0]))
+        if len(need) > 1 and self.align > 1:
+            top = max(range(len(need)), key=lambda i: (align_up(need[i][1], self.align) - need[i][1], -i))
+            need.append(need.pop(top))
         off = 0
         for key, size in need:
             if self.cap is not None and off + size > self.cap:
@@ -548,7 +559,7 @@ class _Engine:
                 raise CapacityError(
                     f"capacity {self.cap} bytes cannot hold operator '{op.name}' ({op.op_type}) with "
                     f"{self.align}-byte alignment: it needs {off + size} bytes "
-                    f"(M_R = {m_r(self.g, self.iw)} bytes ignores alignment)"
+                    f"(M_R = {_m_r(self.g, self.iw, self.align)} bytes)"
                 )
             self.arena.insert(key, off, size)
             off = align_up(off + size, self.align)
@@ -652,7 +663,7 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
              deadline: float | None = None) -> SpillResult | None:
     """Plan residency for ``order``; ``None`` when ``bytes`` mode cannot pack its result, or
     when ``deadline`` (a ``time.perf_counter()`` value, checked every 32 steps) passes."""
-    check_capacity(problem.graph, problem.capacity, problem.include_weights)
+    check_capacity(problem.graph, problem.capacity, problem.include_weights, problem.target.compute.alignment)
     if cfg.policy not in POLICIES or cfg.alloc not in ALLOCS or cfg.fit not in FITS:
         raise ValueError(f"bad spill config {cfg}")
     eng = _Engine(problem, order, cfg)

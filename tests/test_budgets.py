@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from ir.errors import CapacityError, TargetError
+from ir.errors import CapacityError, StowageError, TargetError
 from ir.lifetimes import lifetimes, peak_live
 from ir.onnx_import import load_graph
-from solvers.budgets import budgets, resolve_capacity
+from solvers.budgets import aligned_footprint, budgets, m_r_aligned, resolve_capacity, rounded_graph
 from solvers.problem import Problem
 from solvers.registry import solve
 from targets.hierarchy import load_target
@@ -36,9 +36,61 @@ def test_resolve_capacity_forms():
     assert resolve_capacity(4096, g, target, True) == 4096
     assert resolve_capacity("4KiB", g, target, True) == 4096
     assert resolve_capacity("2MB", g, target, True) == 2_000_000
-    assert resolve_capacity("M_R", g, target, True) == 110
-    assert resolve_capacity("m_p", g, target, True) == 111
-    assert resolve_capacity(" M_H ", g, target, True) == 110
+    # The preset aligns SRAM placements to 16 B, so the budgets are the aligned ones
+    # (test_budgets_aligned_hand_checked): 116, 144, 130.
+    assert resolve_capacity("M_R", g, target, True) == 116
+    assert resolve_capacity("m_p", g, target, True) == 144
+    assert resolve_capacity(" M_H ", g, target, True) == 130
+    assert resolve_capacity("M_P", g, byte_aligned(target), True) == 111
+
+
+def test_aligned_footprint_hand_checked():
+    # 10, 20, 30 at 16 B round to 16, 32, 32 (80); only the topmost may end unaligned, so the
+    # 20 B buffer (12 B of padding, the most) goes on top: 16 + 32 + 20 = 68.
+    assert aligned_footprint([10, 20, 30], 16) == 68
+    assert aligned_footprint([10, 20, 30], 1) == 60
+    assert aligned_footprint([16, 32], 16) == 48
+    assert aligned_footprint([1], 16) == 1
+    assert aligned_footprint([0, 5], 8) == 5
+    assert aligned_footprint([], 16) == 0
+
+
+def test_budgets_aligned_hand_checked():
+    g = two_branch_graph()  # x 10, a 100, b 100, a2 1, b2 1, y 1
+    # M_R at 16 B: op A holds x and a: rounded 16 + 112, a's 12 B of padding on top -> 116
+    # (A2: a, a2 -> 112 + 16 - 15 = 113; D: a2, b2, y -> 33).
+    assert m_r_aligned(g, True, 16) == 116
+    # M_P at 16 B: rounded sizes x 16, a 112, b 112, a2 16, b2 16, y 16; order A, A2, B, B2, D
+    # -> 128, 144, 144, 144, 48; no order keeps less than x, one 112 B output and a 16 B result.
+    b = budgets(g, True, alignment=16)
+    assert (b.m_r, b.m_p, b.m_h, b.alignment) == (116, 144, 130, 16)
+    assert b.m_p_proven
+    assert peak_live(rounded_graph(g, 16), b.m_p_order) == 144
+    assert budgets(g, True) is not b and budgets(g, True).m_r == 110  # keyed by alignment too
+    assert budgets(g, True, alignment=16) is b
+    assert rounded_graph(g, 1) is g
+
+
+def test_capacity_error_names_the_aligned_m_r():
+    """A capacity one byte below the aligned M_R fails in every solver with a message naming
+    exactly the number ``--capacity M_R`` resolves to; at M_R every solver plans."""
+    g = two_branch_graph()
+    target = load_target("ethos-u55-256")
+    mr = resolve_capacity("M_R", g, target, True)
+    for solver in ("heuristic", "baseline-fileorder-belady", "divide", "exact"):
+        with pytest.raises(StowageError, match=rf"M_R = {mr} bytes"):
+            solve(Problem(g, target.with_capacity(mr - 1), True, 2.0, 0), solver)
+        plan = solve(Problem(g, target.with_capacity(mr), True, 2.0, 0), solver)  # validated
+        assert plan.metrics.peak_bytes["sram"] <= mr
+
+
+def test_zero_spill_at_aligned_m_p():
+    g = two_branch_graph()
+    target = load_target("ethos-u55-256")
+    mp = resolve_capacity("M_P", g, target, True)
+    for solver in ("heuristic", "exact", "minpeak"):
+        plan = solve(Problem(g, target.with_capacity(mp), True, 2.0, 0), solver)
+        assert plan.metrics.noncompulsory_bytes == 0, solver
 
 
 @pytest.mark.parametrize("spec", ["M_X", "lots", "-5", -1, "1.5B", True, 2.5])
