@@ -45,9 +45,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="/tmp/stowage-sweep-bench")
+    ap.add_argument("--dask", action="store_true", help="also time a Dask LocalCluster with 2 workers")
     args = ap.parse_args()
     out = Path(args.out)
     walls: dict[int, list[float]] = {1: [], 2: []}
+    dask_walls: list[float] = []
     overhead: list[float] = []
     cells = 0
     for _ in range(args.repeats):
@@ -59,12 +61,17 @@ def main() -> None:
                 work = sum(float(r["seconds"] or 0) for r in rows)
                 overhead.append((wall - work) / len(rows))
             errors = [r for r in rows if r["status"] == "error"]
+            if w == 2 and args.dask:
+                dask_walls.append(one(out / "dask", 2, "dask")[0])
             if errors:
                 print(f"warning: {len(errors)} cells failed, e.g. {errors[0]['error']}", file=sys.stderr)
     m1, m2 = statistics.median(walls[1]), statistics.median(walls[2])
     print("| cells | 1 worker (median s) | 2 workers (median s) | speed-up | per-cell overhead (median ms) |")
     print("|---|---|---|---|---|")
     print(f"| {cells} | {m1:.2f} | {m2:.2f} | {m1 / m2:.2f}x | {statistics.median(overhead) * 1000:.1f} |")
+    if dask_walls:
+        print(f"dask LocalCluster, 2 workers: median {statistics.median(dask_walls):.2f} s "
+              f"({m1 / statistics.median(dask_walls):.2f}x vs 1 local worker; includes cluster start-up)")
     print(f"raw: 1 worker {[round(x, 2) for x in walls[1]]}, 2 workers {[round(x, 2) for x in walls[2]]}, "
           f"overhead ms {[round(x * 1000, 1) for x in overhead]}")
 
