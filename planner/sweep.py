@@ -29,7 +29,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
@@ -394,19 +394,29 @@ class _Appender:
         self.fh.close()
 
 
-@dataclass(frozen=True)
-class SweepResult:
-    rows: list[dict[str, str]]
-    results_dir: Path
-    ran: int
-    skipped: int
-    failed: int
-    files: list[Path] = field(default_factory=list)
+class SweepResult(list):
+    """The sweep table: a list of records (one dict per cell, grid order), plus what this run
+    did.  ``dataframe()`` gives a pandas DataFrame when pandas is installed."""
+
+    def __init__(self, rows: list[dict[str, str]], results_dir: Path, ran: int, skipped: int,
+                 failed: int, files: list[Path]) -> None:
+        super().__init__(rows)
+        self.results_dir = results_dir
+        self.ran = ran
+        self.skipped = skipped
+        self.failed = failed
+        self.files = files
+
+    @property
+    def rows(self) -> list[dict[str, str]]:
+        return list(self)
 
     def dataframe(self) -> Any:
-        import pandas as pd
-
-        return pd.DataFrame(self.rows)
+        try:
+            import pandas as pd
+        except ImportError:
+            raise StowageError("SweepResult.dataframe() needs pandas: pip install pandas") from None
+        return pd.DataFrame(list(self))
 
 
 def sweep(

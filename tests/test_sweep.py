@@ -135,3 +135,46 @@ def test_cli_sweep(two_models, tmp_path, capsys):
 
 def test_sweep_options_are_hashable():
     assert hash(SweepOptions(dims=(("batch", 1),)))
+
+
+def test_result_is_a_list_of_records_with_a_dataframe(two_models, tmp_path):
+    res = sweep(two_models, "M_R", solvers=["naive"], results_dir=tmp_path / "r", executor="serial", report=False)
+    assert isinstance(res, list) and len(res) == 2 and res[0]["solver"] == "naive"
+    df = res.dataframe()
+    assert list(df["solver"]) == ["naive", "naive"]
+
+
+def test_existing_dask_scheduler_by_address(two_models, tmp_path):
+    from distributed import LocalCluster
+
+    serial = sweep(two_models, "M_R,M_P", solvers=["minpeak"], results_dir=tmp_path / "s", executor="serial",
+                   report=False)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        remote = sweep(two_models, "M_R,M_P", solvers=["minpeak"], results_dir=tmp_path / "d", executor="dask",
+                       scheduler=cluster.scheduler_address, report=False)
+    assert cluster.scheduler_address.startswith("tcp://")
+    assert _strip(serial) == _strip(remote)
+
+
+def test_interrupted_sweep_keeps_finished_cells_and_resumes(two_models, tmp_path):
+    out = tmp_path / "r"
+
+    def stop_after_three(done, total, failed, elapsed):
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep(two_models, "M_R,M_H,M_P", solvers=["minpeak"], results_dir=out, executor="local", workers=2,
+              report=False, on_progress=stop_after_three)
+    with open(out / "results.csv", newline="") as fh:
+        kept = list(csv.DictReader(fh))
+    assert len(kept) == 3  # every finished cell was on disk before the interrupt
+    resumed = sweep(two_models, "M_R,M_H,M_P", solvers=["minpeak"], results_dir=out, executor="serial",
+                    report=False)
+    assert resumed.skipped == 3 and resumed.ran == 3 and len(resumed) == 6
+
+
+def test_unreachable_scheduler_is_a_one_line_error(two_models, tmp_path):
+    with pytest.raises(StowageError, match="cannot reach Dask scheduler"):
+        sweep(two_models, "M_R", solvers=["naive"], results_dir=tmp_path / "r", executor="dask",
+              scheduler="tcp://127.0.0.1:9", report=False)
