@@ -32,7 +32,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_target_arguments(p)
     p.add_argument("--solver", default="auto", metavar="NAME",
-                   help="solver name (see 'stowage solvers' if present); default: auto")
+                   help="solver name (see 'stowage solvers'); default: auto")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                   help="set a parameter of the chosen solver (repeatable; 'stowage solvers NAME' lists them), "
+                   "e.g. --solver exact --param mode=joint")
     p.add_argument("--time-limit", type=positive_float, default=10.0, metavar="SEC",
                    help="time limit of the solver in seconds (default: 10)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
@@ -83,11 +86,14 @@ def run(args: argparse.Namespace) -> int:
     formats = parse_formats([args.emit])  # bad --emit / --c-prefix fail before planning
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)
+    from solvers.registry import parse_param_overrides
+
+    params = parse_param_overrides(args.solver, args.param)  # bad --param fails before import
     graph = load_model_from_args(args)
     with progress.stage(f"planning with {args.solver}"):
         plan = compile_plan(graph, target=args.target, capacity=args.capacity, solver=args.solver,
                             time_limit=args.time_limit, seed=args.seed, weights_in_sram=args.weights_in_sram,
-                            workers=args.workers)
+                            workers=args.workers, params=params)
     outdir = Path(args.outdir)
     written = emit_all(plan, graph, outdir, formats, prefix=args.c_prefix)
     save_plan(plan, outdir / "plan.json")
