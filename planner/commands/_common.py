@@ -35,6 +35,17 @@ def positive_int(text: str) -> int:
     return v
 
 
+def positive_seconds(text: str) -> float:
+    """argparse type for time limits: a positive number of seconds."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'") from None
+    if not v > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
+    return v
+
+
 def add_model_arguments(p: argparse.ArgumentParser, model: bool = True) -> None:
     if model:
         p.add_argument("model", help="ONNX model file (weights optional: a graph-only file imports)")

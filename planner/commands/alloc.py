@@ -12,27 +12,17 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from planner.commands._common import positive_int
+from planner.commands._common import positive_seconds, positive_int
 
 NAME = "alloc"
 HELP = "pack a MiniMalloc CSV instance (fixed lifetimes) into a capacity, exactly"
 ORDER = 60
 
 
-def _seconds(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got '{text}'") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("instance", metavar="INSTANCE.csv", help="MiniMalloc CSV: id,lower,upper,size (lifetimes [lower, upper))")
     p.add_argument("--capacity", required=True, metavar="SIZE", help="capacity in bytes or with a unit (1MiB)")
-    p.add_argument("--time-limit", type=_seconds, default=60.0, metavar="S", help="seconds (default 60)")
+    p.add_argument("--time-limit", type=positive_seconds, default=60.0, metavar="S", help="seconds (default 60)")
     p.add_argument("--seed", type=int, default=0, help="accepted for uniformity; the search is deterministic")
     p.add_argument("--workers", type=positive_int, default=None, metavar="N",
                    help="accepted for uniformity; the search is single-threaded")

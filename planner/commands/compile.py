@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from planner.commands._common import add_model_arguments, add_target_arguments, load_model_from_args, positive_int
+from planner.commands._common import positive_seconds, add_model_arguments, add_target_arguments, load_model_from_args, positive_int
 
 NAME = "compile"
 HELP = "plan a model: operator order, scratchpad offsets and spills -> OUTDIR/plan.json"
@@ -18,16 +18,6 @@ DESCRIPTION = (
 ORDER = 20
 
 
-def positive_float(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'") from None
-    if not v > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got '{text}'")
-    return v
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_target_arguments(p)
@@ -36,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                    help="set a parameter of the chosen solver (repeatable; 'stowage solvers NAME' lists them), "
                    "e.g. --solver exact --param mode=joint")
-    p.add_argument("--time-limit", type=positive_float, default=10.0, metavar="SEC",
+    p.add_argument("--time-limit", type=positive_seconds, default=10.0, metavar="SEC",
                    help="time limit of the solver in seconds (default: 10)")
     p.add_argument("--seed", type=int, default=0, metavar="N", help="random seed (default: 0)")
     p.add_argument("--weights-in-sram", action="store_true",

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from planner import progress
-from planner.commands._common import parse_dim, positive_int
+from planner.commands._common import parse_dim, positive_int, positive_seconds
 
 NAME = "sweep"
 HELP = "run solvers over models x capacities x targets, locally or on a Dask cluster (resumable)"
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--solvers", type=_csv, default=["auto"], metavar="S1,S2", help="solver names (default: auto)")
     p.add_argument("--element-bytes", type=positive_int, default=None, metavar="B")
     p.add_argument("--weights-in-sram", action="store_true", help="weights must be resident in the compute level")
-    p.add_argument("--time-limit", type=float, default=10.0, metavar="SEC", help="per cell (default 10)")
+    p.add_argument("--time-limit", type=positive_seconds, default=10.0, metavar="SEC", help="per cell (default 10)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dim", action="append", type=parse_dim, default=[], metavar="NAME=VALUE")
     p.add_argument("--executor", choices=("local", "dask", "serial"), default="local",
