@@ -160,3 +160,13 @@ def test_real_process_stderr_is_one_clean_line(tmp_path, case):
     lines = r.stderr.strip("\n").split("\n")
     assert len(lines) == 1 and lines[0].startswith("stowage: error: ") and expected in lines[0], r.stderr
     assert list(tmp_path.iterdir()) == [p]  # symbolic inference wrote no temp file into cwd
+
+
+def test_usage_mistakes_are_one_line_exit_2(capsys):
+    from planner.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as exc:
+        cli_main(["inspect", "m.onnx", "--dim", "batch=0"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("stowage: error:") and "batch=0" in err
