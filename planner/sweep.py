@@ -146,11 +146,11 @@ def _graph(model: str, options: SweepOptions) -> Any:
 
 
 def resolve_cell_capacity(spec: str, graph: Any, target: Any, include_weights: bool) -> int | None:
-    from solvers.budgets import budgets, resolve_capacity
+    from solvers.budgets import resolve_capacity, target_budgets
 
     m = _FRAC_RE.match(spec)
     if m:
-        b = budgets(graph, include_weights)
+        b = target_budgets(graph, target, include_weights)
         ends = {"M_R": b.m_r, "M_H": b.m_h, "M_P": b.m_p}
         lo, hi, frac = ends[m.group(1)], ends[m.group(2)], float(m.group(3))
         return int(round(lo + (hi - lo) * frac))

@@ -6,7 +6,10 @@ import argparse
 import time
 from pathlib import Path
 
-from planner.commands._common import positive_seconds, add_model_arguments, add_target_arguments, load_model_from_args, positive_int
+from planner.commands._common import (
+    add_model_arguments, add_target_arguments, load_model_from_args, load_target_from_args, positive_int,
+    positive_seconds,
+)
 
 NAME = "compile"
 HELP = "plan a model: operator order, scratchpad offsets and spills -> OUTDIR/plan.json"
@@ -42,18 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prefix of every C identifier in plan.h (default: from the model name)")
 
 
-def _budgets(graph, include_weights: bool) -> tuple[int, int | None, int | None]:
-    """M_R, M_H, M_P of the model for this weights setting (M_P from the min-peak order)."""
-    try:
-        from solvers.budgets import budgets
-    except ImportError:
-        from ir.lifetimes import m_r, peak_live
-        from solvers.baselines import min_peak_order
+def _budgets(graph, target, include_weights: bool) -> tuple[int, int, int]:
+    """M_R, M_H, M_P of the model for this setting at the compute level's alignment: the same
+    numbers ``--capacity M_R|M_H|M_P`` resolves to."""
+    from solvers.budgets import target_budgets
 
-        mr = m_r(graph, include_weights)
-        mp = peak_live(graph, min_peak_order(graph, include_weights, 2.0, 0), include_weights)
-        return mr, (mr + mp) // 2, mp
-    b = budgets(graph, include_weights)
+    b = target_budgets(graph, target, include_weights)
     return b.m_r, b.m_h, b.m_p
 
 
@@ -87,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     outdir = Path(args.outdir)
     written = emit_all(plan, graph, outdir, formats, prefix=args.c_prefix)
     save_plan(plan, outdir / "plan.json")
-    mr, mh, mp = _budgets(graph, args.weights_in_sram)
+    mr, mh, mp = _budgets(graph, load_target_from_args(args), args.weights_in_sram)
     m, s = plan.metrics, plan.solver
     cap = plan.target.level(plan.target.compute_level).capacity  # type: ignore[union-attr]
     gap = None if s.lower_bound is None else m.noncompulsory_bytes - s.lower_bound
