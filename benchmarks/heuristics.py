@@ -36,7 +36,7 @@ from ir.errors import CapacityError  # noqa: E402
 from ir.onnx_import import import_model, load_graph  # noqa: E402
 from ir.lifetimes import m_r  # noqa: E402
 from solvers.baselines import BASELINES  # noqa: E402
-from solvers.budgets import budgets  # noqa: E402
+from solvers.budgets import target_budgets  # noqa: E402
 from solvers.problem import Problem  # noqa: E402
 from solvers.registry import solve  # noqa: E402
 from targets.hierarchy import load_target  # noqa: E402
@@ -93,7 +93,7 @@ def run_models(paths: list[Path], time_limit: float, rows: list[dict]) -> None:
             log.warning("skipping %s: %s", path.name, exc)
             continue
         for iw in (False, True):
-            b = budgets(g, iw)
+            b = target_budgets(g, base_target, iw)  # the aligned budgets --capacity resolves to
             for budget in ("M_R", "M_H", "M_P"):
                 cap = b.get(budget)
                 prob = Problem(g, base_target.with_capacity(cap), iw, time_limit=time_limit, seed=0)
