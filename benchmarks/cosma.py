@@ -66,7 +66,7 @@ GROUPS = ("cosma", "nas", "extra")
 QUICK_MODELS = ("resnet50", "mobilenet_v2")
 #: Seconds per solver run.  ``exact`` gets more: it proves optimality on most COSMA cases
 #: within a fraction of a second, and the rest is what the full protocol can afford on 2 cores.
-DEFAULT_TIME_LIMIT = 5.0
+DEFAULT_TIME_LIMIT = 10.0
 DEFAULT_LIMITS = {"exact": 20.0}
 QUICK_TIME_LIMIT = 2.0
 QUICK_LIMITS = {"exact": 4.0}

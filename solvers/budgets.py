@@ -36,7 +36,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from ir.errors import TargetError
-from ir.graph import Graph, OpIndex, Operator
+from ir.graph import Graph, Operator, OpIndex
 from ir.lifetimes import op_buffers, peak_live
 from solvers.assemble import align_up
 from solvers.schedule import min_peak_order_ex

@@ -186,7 +186,9 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") ->
     candidates: list[SpillResult] = []
     if cap is None or peak_live(g, order, iw) <= cap:
         pack = min(params.pack_time, max(0.05, deadline - time.perf_counter()))
-        res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed))
+        res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed,
+                                              exact_pack=max(0.05, min(0.2 * problem.time_limit,
+                                                                       deadline - time.perf_counter()))))
         if res is not None and res.noncompulsory == 0:
             candidates.append(res)
     if not candidates:

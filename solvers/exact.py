@@ -52,6 +52,7 @@ from solvers.cover_bound import cover_bound
 from solvers.joint_data import Segment, tighten
 from solvers.joint_model import JointCpModel
 from solvers.residency_model import solve_residency, unique_order
+from solvers.spill import exact_pack
 from solvers.traffic_bound import traffic_lower_bound
 from solvers.problem import Problem, default_workers
 from solvers.registry import available, register
@@ -221,14 +222,10 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
         items.append(("s", op, step[op], step[op], extra[op]))
     ivs = [Interval(i, f, l, sz) for i, (_k, _b, f, l, sz) in enumerate(items)]
     offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed)
-    if offs is None and data.alignment == 1:
-        from solvers.exact_alloc import AllocBuffer, solve_allocation
+    if offs is None:
         left = time_limit - (time.perf_counter() - t0)
-        if left > 0.05:
-            res = solve_allocation([AllocBuffer(iv.first, iv.last + 1, iv.size) for iv in ivs],
-                                   data.capacity, left)
-            if res.offsets is not None:
-                offs = {i: o for i, o in enumerate(res.offsets)}
+        if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
+            offs = exact_pack(ivs, data.alignment, data.capacity, left)
     if offs is None:
         return None
     segs = tuple(Segment(b, f, l, offs[i]) for i, (k, b, f, l, _sz) in enumerate(items) if k == "b")

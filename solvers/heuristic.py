@@ -41,6 +41,7 @@ from planner import progress
 from planner.plan import Plan
 from solvers.assemble import assemble_plan
 from solvers.baselines import min_peak_order
+from solvers.budgets import rounded_graph
 from solvers.problem import Problem
 from solvers.registry import register
 from solvers.spill import Config, SpillResult, simulate
@@ -129,6 +130,9 @@ class _Search:
         g, iw = self.p.graph, self.p.include_weights
         budget = min(self.params.order_time, 0.4 * self.p.time_limit)
         cands = [min_peak_order(g, iw, budget, self.p.seed), g.file_order()]
+        align = self.p.target.compute.alignment
+        if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
+            cands.insert(1, min_peak_order(rounded_graph(g, align), iw, budget, self.p.seed))
         cands += _greedy_orders(g, iw)
         seen: set[tuple[OpIndex, ...]] = set()
         out = []
@@ -145,9 +149,12 @@ class _Search:
         fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.include_weights) <= cap]
         fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.include_weights))
         for o in fitting[: 1 if self.fast else len(fitting)]:
+            # The exact packer as a fallback: a packing here is the difference between zero
+            # spill and spilling (the greedy packer can end several % above peak live).
             self.offer(self.sim(o, Config(policy="cost", alloc="bytes",
                                           pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
-                                          seed=self.p.seed)))
+                                          seed=self.p.seed,
+                                          exact_pack=max(0.05, min(0.2 * self.p.time_limit, self.time_left())))))
             if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
                 break
         if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -150,3 +151,56 @@ def test_minpeak_on_light_zoo_has_no_fragmentation():
         assert live <= peak <= live * 1.05
         exact += peak == live
     assert exact >= 0.9 * len(models)
+
+
+def test_exact_pack_hand_checked():
+    """Sizes in 16-byte units: A 10 B (steps 0-1) -> 1, B 20 B (1-2) -> 2, C 30 B (2-3) -> 2.
+    B and C overlap at step 2 and need 4 units: 64 B packs, 63 B (3 units) cannot."""
+    from solvers.allocate import Interval
+    from solvers.spill import exact_pack
+
+    ivs = [Interval(0, 0, 1, 10), Interval(1, 1, 2, 20), Interval(2, 2, 3, 30)]
+    offs = exact_pack(ivs, 16, 64, 5.0)
+    assert offs is not None and all(o % 16 == 0 for o in offs.values())
+    assert offs[1] + 32 <= offs[2] or offs[2] + 32 <= offs[1]  # B and C apart
+    assert offs[0] + 16 <= offs[1] or offs[1] + 32 <= offs[0]  # A and B apart
+    assert max(offs[i] + iv.size for i, iv in enumerate(ivs)) <= 64
+    assert exact_pack(ivs, 16, 63, 5.0) is None
+
+
+def _suite_graph(name):
+    from models.build import load_manifest
+
+    m = {x.name: x for x in load_manifest()}[name]
+    if not m.path.exists():
+        pytest.skip(f"{m.file} not built")
+    return load_graph(m.path, element_bytes=1)
+
+
+def test_zero_spill_at_m_p_needs_the_exact_packer():
+    """Suite Transformer with weights, COSMA's byte-granular machine, at M_P: the greedy
+    offline packer ends 6% above peak live on the M_P order, the exact packer fits it at M_P,
+    so the heuristic spills nothing (it spilled 196,608 B before the fallback)."""
+    from solvers.allocate import Interval, allocate_offsets, peak_address
+
+    g = _suite_graph("transformer")
+    target = load_target(str(Path(__file__).resolve().parents[1] / "benchmarks" / "cosma_target.toml"))
+    b = budgets(g, True)
+    lt = lifetimes(g, b.m_p_order, True)
+    ivs = [Interval(x, lt.first[x], lt.last[x], g.buffers[x].bytes) for x in lt.first]
+    assert lt.peak == b.m_p and peak_address(allocate_offsets(ivs, 1, None, 1.0), ivs) > b.m_p
+    plan = solve(Problem(g, target.with_capacity(b.m_p), True, 5.0, 0), "heuristic")
+    assert plan.metrics.noncompulsory_bytes == 0 and plan.metrics.peak_bytes["scratchpad"] <= b.m_p
+
+
+def test_aligned_m_r_is_plannable_on_darts_with_weights():
+    """DARTS with weights at 16-byte alignment: the byte-granular M_R was infeasible (every
+    solver raised); the aligned M_R plans, and one byte less is refused naming it."""
+    g = _suite_graph("darts")
+    target = load_target("ethos-u55-256")
+    mr = resolve_capacity("M_R", g, target, True)
+    assert mr > budgets(g, True).m_r
+    plan = solve(Problem(g, target.with_capacity(mr), True, 2.0, 0), "heuristic")
+    assert plan.metrics.peak_bytes["sram"] <= mr
+    with pytest.raises(CapacityError, match=rf"M_R = {mr} bytes"):
+        solve(Problem(g, target.with_capacity(mr - 1), True, 2.0, 0), "heuristic")
