@@ -21,13 +21,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ir.errors import SolverError, TargetError
+import solvers.budgets as solvers_budgets
+from ir.errors import SolverError
 from ir.graph import Graph
-from ir.lifetimes import m_r
 from planner.plan import Plan
 from solvers.problem import Problem, default_workers
 from solvers.spill import check_capacity
-from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target, parse_size
+from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
 log = logging.getLogger(__name__)
 
@@ -44,32 +44,11 @@ def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None 
 
 
 def resolve_capacity(spec: int | str | None, graph: Graph, target: Hierarchy, include_weights: bool) -> int | None:
-    """Bytes for ``--capacity``: ``None`` keeps the target's own capacity."""
+    """Bytes for ``--capacity``: ``None`` keeps the target's own capacity; sizes and the
+    ``M_R``/``M_H``/``M_P`` keywords resolve at the target's compute alignment."""
     if spec is None:
         return target.compute.capacity
-    try:
-        from solvers.budgets import resolve_capacity as resolve
-    except ImportError:
-        return _resolve_fallback(spec, graph, target, include_weights)
-    return resolve(spec, graph, target, include_weights)
-
-
-def _resolve_fallback(spec: int | str, graph: Graph, target: Hierarchy, include_weights: bool) -> int | None:
-    key = spec.strip().upper() if isinstance(spec, str) else None
-    if key in BUDGET_KEYWORDS:
-        from ir.lifetimes import peak_live
-        from solvers.baselines import min_peak_order
-
-        mr = m_r(graph, include_weights)
-        mp = peak_live(graph, min_peak_order(graph, include_weights, 2.0, 0), include_weights)
-        return {"M_R": mr, "M_P": mp, "M_H": (mr + mp) // 2}[key]
-    try:
-        value = parse_size(spec, "--capacity")
-    except TargetError as exc:
-        raise TargetError(f"{exc}; or M_R, M_H, M_P") from None
-    if value <= 0:
-        raise TargetError("--capacity must be positive")
-    return value
+    return solvers_budgets.resolve_capacity(spec, graph, target, include_weights)
 
 
 def compile(  # noqa: A001 - the public name of the API
@@ -101,7 +80,7 @@ def compile(  # noqa: A001 - the public name of the API
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
     hier = hier.with_capacity(cap)
-    check_capacity(graph, cap, weights_in_sram)
+    check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
     problem = Problem(graph=graph, target=hier, weights_in_compute_level=weights_in_sram,
                       time_limit=float(time_limit), seed=int(seed),
                       workers=int(workers) if workers else default_workers())
