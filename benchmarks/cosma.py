@@ -63,7 +63,7 @@ BEST = "best"  # per case, the best of our planners (a column of the tables, not
 BUDGETS = ("M_R", "M_H", "M_P")
 SETTINGS = (False, True)  # weights in the scratchpad?
 GROUPS = ("cosma", "nas", "extra")
-QUICK_MODELS = ("resnet50", "mobilenet_v2")
+QUICK_MODELS = ("resnet50", "densenet121", "darts", "mobilenet_v2")
 #: Seconds per solver run.  ``exact`` gets more: it proves optimality on most COSMA cases
 #: within a fraction of a second, and the rest is what the full protocol can afford on 2 cores.
 DEFAULT_TIME_LIMIT = 10.0
@@ -305,13 +305,58 @@ def summary_lines(rows: Sequence[Row], solvers: Sequence[str]) -> list[str]:
     return lines
 
 
+def summary_table(rows: Sequence[Row], solvers: Sequence[str]) -> list[str]:
+    """The summary as one table: per budget, setting (and both settings pooled) and suite
+    group, the average reduction versus the best baseline over the networks where the best
+    baseline spills (n), how many of those the best planner solves with zero spill, and how
+    many of its results are proven optimal."""
+    base, best = best_baseline(rows), best_planner(rows)
+    planners = [s for s in solvers if s not in BASELINES]
+    settings = sorted({r.setting for r in rows}, key=len)
+    out = ["| budget | setting | group | networks | n | " + " | ".join(planners)
+           + " | best | ceiling | best: zero spill | best: proven optimal |",
+           "|---|---|---|---:|---:|" + "---:|" * len(planners) + "---:|---:|---:|---:|"]
+    for budget in BUDGETS:
+        for setting in [*settings, "both"] if len(settings) > 1 else settings:
+            chosen = settings if setting == "both" else [setting]
+            for group in GROUPS:
+                cases = list(dict.fromkeys(_case(r) for r in rows if r.budget == budget and r.group == group
+                                           and r.setting in chosen))
+                if not cases:
+                    continue
+                spilling = [c for c in cases if c in base and base[c].noncompulsory_bytes]
+                cells = []
+                for s in [*planners, BEST]:
+                    mine = ([best.get(c) for c in spilling] if s == BEST else
+                            [next((r for r in rows if _case(r) == c and r.solver == s), None) for c in spilling])
+                    reds = [1.0 - r.noncompulsory_bytes / base[_case(r)].noncompulsory_bytes  # type: ignore[operator]
+                            for r in mine if r is not None and r.noncompulsory_bytes is not None]
+                    cells.append(f"{sum(reds) / len(reds):.1%}" if reds else "n/a")
+                # The most any plan could reduce: 1 - (best proven lower bound) / best baseline.
+                bounds = [max((r.lower_bound for r in rows if _case(r) == c and r.lower_bound is not None
+                               and r.solver not in BASELINES), default=0) for c in spilling]
+                ceil = [1.0 - lb / base[c].noncompulsory_bytes for c, lb in zip(spilling, bounds)]  # type: ignore[operator]
+                cells.append(f"{sum(ceil) / len(ceil):.1%}" if ceil else "n/a")
+                mine = [best.get(c) for c in spilling]
+                zero = sum(1 for r in mine if r is not None and r.noncompulsory_bytes == 0)
+                opt = sum(1 for r in mine if r is not None and r.status == "optimal")
+                nets = len({c[0] for c in cases})
+                out.append(f"| {budget} | {setting} | {group} | {nets} | {len(spilling)} | " + " | ".join(cells)
+                           + f" | {zero}/{len(spilling)} | {opt}/{len(spilling)} |")
+    return out
+
+
 def to_markdown(rows: Sequence[Row], solvers: Sequence[str], meta: dict[str, str]) -> str:
     out = ["# COSMA protocol results", ""]
     out += [f"- {k}: {v}" for k, v in meta.items()]
     out += ["", "Summary: average reduction of non-compulsory traffic versus the best baseline on the same "
             "network, setting and budget, over the networks where the best baseline spills (n; a 0/0 reduction "
             "is undefined); zero spill = how many of those n the planner solves with no spill at all. "
-            f"**{BEST}** = per network the least traffic of our planners.", "", "## Summary", ""]
+            f"**{BEST}** = per network the least traffic of our planners; ceiling = the average reduction a "
+            "plan meeting the best proven lower bound would reach (100% where no bound above 0 is known).",
+            "", "## Summary", ""]
+    out += summary_table(rows, solvers)
+    out += ["", "Per setting, budget and group, with the zero-spill count of every planner:", ""]
     out += summary_lines(rows, solvers)
     out += table_sections(rows, solvers, level=2)
     times = [r for r in rows if r.noncompulsory_bytes is not None or r.status == "timeout"]
