@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from solvers.joint_data import JointData
+from solvers.joint_model import configure
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +65,10 @@ def _bits(x: int):
         x ^= low
 
 
-def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int = 0) -> CoverBound:
-    """Build and solve the crossing-cover IP of ``data`` (its capacity; order ignored)."""
+def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int = 0,
+                work: float | None = None) -> CoverBound:
+    """Build and solve the crossing-cover IP of ``data`` (its capacity; order ignored).
+    ``time_limit``: wall seconds; ``work``: CP-SAT deterministic time."""
     t0 = time.perf_counter()
     deadline = t0 + max(0.0, time_limit)
     ops = list(data.ops)
@@ -174,12 +177,7 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     if remaining <= 0.01:
         return CoverBound(0, False, False, critical, time.perf_counter() - t0)
     solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.max_time_in_seconds = remaining
-    p.num_workers = max(1, int(workers))
-    p.random_seed = int(seed)
-    if workers > 1:
-        p.interleave_search = True
+    configure(solver, remaining, work, workers, seed)
     status = solver.Solve(model)
     seconds = time.perf_counter() - t0
     if status == cp_model.INFEASIBLE:

@@ -42,6 +42,27 @@ class _SegmentVars:
     addr_interval: cp_model.IntervalVar
 
 
+def configure(solver: cp_model.CpSolver, wall: float, work: float | None, workers: int, seed: int,
+              deterministic: bool = True) -> None:
+    """Set the limits and the search of one CP-SAT run, the same way for every model.
+
+    ``work`` is CP-SAT's deterministic time (``max_deterministic_time``, in CP-SAT's own
+    work units, calibrated to roughly seconds): a run that stops on it has done the same
+    search on a fast or a loaded machine, so the same seed and worker count give the same
+    answer.  ``wall`` (seconds) is a safety stop only; when it ends a run first, the answer
+    can depend on the machine's load.  With several workers the subsolvers take turns in a
+    fixed schedule (``interleave_search``) so that the result does not depend on which
+    thread finishes first."""
+    p = solver.parameters
+    p.max_time_in_seconds = max(0.01, float(wall))
+    if work is not None:
+        p.max_deterministic_time = max(0.01, float(work))
+    p.num_workers = max(1, int(workers))
+    p.random_seed = int(seed)
+    if deterministic and workers > 1:
+        p.interleave_search = True
+
+
 class _Progress(cp_model.CpSolverSolutionCallback):
     """Reports best objective, bound and elapsed time on the status line."""
 
@@ -261,16 +282,11 @@ class JointCpModel:
 
     # -- solve and extract -------------------------------------------------------------
     def solve(self, time_limit: float, workers: int, seed: int, deterministic: bool = True,
-              label: str = "exact") -> SolveResult:
+              label: str = "exact", work: float | None = None) -> SolveResult:
+        """``time_limit``: wall-clock seconds (a safety stop when ``work`` is given);
+        ``work``: deterministic time (see ``configure``)."""
         solver = cp_model.CpSolver()
-        p = solver.parameters
-        p.max_time_in_seconds = max(0.01, float(time_limit))
-        p.num_workers = max(1, int(workers))
-        p.random_seed = int(seed)
-        if deterministic and workers > 1:
-            # Subsolvers take turns in a fixed schedule: same seed + workers, same answer
-            # (as long as the search ends before the wall-clock limit).
-            p.interleave_search = True
+        configure(solver, time_limit, work, workers, seed, deterministic)
         t0 = time.perf_counter()
         cb = _Progress(label)
         status = solver.Solve(self.model, cb)

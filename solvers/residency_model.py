@@ -30,6 +30,7 @@ from ortools.sat.python import cp_model
 
 from ir.graph import OpIndex
 from solvers.joint_data import JointData, JointSolution, Segment
+from solvers.joint_model import configure
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +56,10 @@ def unique_order(data: JointData, order: Sequence[OpIndex]) -> bool:
 
 
 def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float, workers: int = 1,
-                    seed: int = 0, floor: int = 0, hint: JointSolution | None = None) -> ResidencyResult:
-    """Solve the gap model for ``order``.  ``floor``: a known lower bound on the traffic (a
+                    seed: int = 0, floor: int = 0, hint: JointSolution | None = None,
+                    work: float | None = None) -> ResidencyResult:
+    """Solve the gap model for ``order``.  ``time_limit``: wall seconds; ``work``: CP-SAT
+    deterministic time (``solvers.joint_model.configure``).  ``floor``: a known lower bound on the traffic (a
     valid cut that lets CP-SAT stop as soon as it reaches it).  ``hint``: a solution with
     the same order whose residency is used as a warm start."""
     t0 = time.perf_counter()
@@ -114,12 +117,7 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
             if v is not None:
                 m.AddHint(v, int((data.buffers[k].id, a) in kept))
     solver = cp_model.CpSolver()
-    p = solver.parameters
-    p.max_time_in_seconds = max(0.01, time_limit - (time.perf_counter() - t0))
-    p.num_workers = max(1, int(workers))
-    p.random_seed = int(seed)
-    if workers > 1:
-        p.interleave_search = True
+    configure(solver, time_limit - (time.perf_counter() - t0), work, workers, seed)
     status = solver.Solve(m)
     seconds = time.perf_counter() - t0
     if status == cp_model.INFEASIBLE:
