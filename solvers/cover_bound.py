@@ -38,7 +38,7 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from solvers.joint_data import JointData
+from solvers.joint_data import JointData, JointSolution, segments_by_buffer
 from solvers.joint_model import configure
 
 log = logging.getLogger(__name__)
@@ -191,4 +191,327 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     return CoverBound(bound, False, False, critical, seconds)
 
 
-__all__ = ["CoverBound", "cover_bound"]
+# -- the chain-cut bound: order-aware along a chain of tight operators -------------------------
+#: Count operators as tight when only buffers that cross them in *some* orders may not fit
+#: (else only those whose always-crossing buffers already overflow, as in the cover IP).
+TIGHT_SOMETIMES = False
+
+def _closures(data: JointData) -> tuple[list, dict, list[int], list[int]]:
+    ops = list(data.ops)
+    n = len(ops)
+    pos = {op: i for i, op in enumerate(ops)}
+    preds = data.pred_map()
+    anc = [0] * n
+    for i, op in enumerate(ops):          # data.ops is a topological order
+        a = 0
+        for p in preds[op]:
+            j = pos[p]
+            a |= anc[j] | (1 << j)
+        anc[i] = a
+    desc = [0] * n
+    for i in range(n - 1, -1, -1):
+        for p in preds[ops[i]]:
+            j = pos[p]
+            desc[j] |= desc[i] | (1 << i)
+    return ops, pos, anc, desc
+
+
+def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int = 0,
+                work: float | None = None, max_vars: int = 200_000, hint: JointSolution | None = None,
+                check_hint: bool = False) -> CoverBound:
+    """A lower bound that sees buffers live at an operator in *some* orders only.
+
+    The crossing-cover IP (``cover_bound``) counts only buffers that cross an operator in
+    every order.  On the Transformer the decoder's cross-attention inputs are derived from
+    the encoder output by six independent projection chains: at a decoder FFN either the
+    encoder output is live (its later projections have not run) or the projections' results
+    are -- which one depends on the order, so neither crosses in *every* order and the
+    cover bound sees nothing.  This IP models the orders themselves, locally:
+
+    * a *chain* of tight operators ``o_1 < ... < o_m`` (each an ancestor of the next, so they
+      run in this order in every plan; tight: its operands plus the buffers that cross it
+      in some order do not fit), the heaviest such chain of the graph;
+    * for every ``o_i`` and every operator ``v`` that is neither its ancestor nor its
+      descendant, ``before[v, i]``: v runs before o_i.  ``before`` is closed under
+      predecessors, ancestors are 1, descendants 0, and it is monotone along the chain
+      (before o_i implies before o_{i+1}) -- every real order satisfies all of this;
+    * buffer b crosses o_i when it was produced before o_i and a consumer runs after
+      (inputs/weights: one consumer before, one after); crossing bytes that are not
+      off-chip fit beside o_i's operands;
+    * off-chip at o_i and a consumer between o_i and o_{i+1} -> a reload in that interval
+      ``R[b, i]``; off-chip at o_i, no consumer in the interval and still crossing o_{i+1}
+      -> still off-chip there (a plan never needs to reload a buffer except right before a
+      use, so some optimal plan is of this form);
+    * cost: reloads per interval, one store per spilled activation.
+
+    Every plan of that normal form gives a feasible point, so the IP's proven bound is a
+    lower bound on the traffic of every plan.  Relaxed: operators outside the chain, and
+    the relative order of operators between two chain operators."""
+    t0 = time.perf_counter()
+    deadline = t0 + max(0.0, time_limit)
+    if not data.capacity_given or not data.ops:
+        return CoverBound(0, True, False, 0, 0.0)
+    ops, pos, anc, desc = _closures(data)
+    n = len(ops)
+    cap = data.capacity
+    footprint = [0] * n
+    for op, extra in data.scratch:
+        footprint[pos[op]] += extra
+    bufs = []          # (k, producer index or None, consumer indices, user mask)
+    for k, mb in enumerate(data.buffers):
+        users = [pos[u] for u in mb.users]
+        for u in users:
+            footprint[u] += mb.size
+        umask = 0
+        for u in users:
+            umask |= 1 << u
+        p = pos[mb.producer] if mb.producer is not None else None
+        cons = [u for u in users if u != p]
+        if mb.size > 0 and cons:
+            bufs.append((k, p, cons, umask))
+
+    def may_cross(b, o: int) -> tuple[bool, bool]:
+        """(can cross o in some order, crosses o in every order)."""
+        _k, p, cons, umask = b
+        if (umask >> o) & 1:
+            return False, False
+        if p is not None:
+            if (desc[o] >> p) & 1 or all((anc[o] >> c) & 1 for c in cons):
+                return False, False
+            always = bool((anc[o] >> p) & 1) and any((desc[o] >> c) & 1 for c in cons)
+            return True, always
+        if len(cons) < 2 or all((anc[o] >> c) & 1 for c in cons) or all((desc[o] >> c) & 1 for c in cons):
+            return False, False
+        always = any((anc[o] >> c) & 1 for c in cons) and any((desc[o] >> c) & 1 for c in cons)
+        return True, always
+
+    # Tight operators: something crossing them in some order has to be off-chip.
+    tight: list[int] = []
+    cand: dict[int, list] = {}
+    for o in range(n):
+        if time.perf_counter() > deadline:
+            return CoverBound(0, False, False, 0, time.perf_counter() - t0)
+        room = cap - footprint[o]
+        maybe = []
+        for b in bufs:
+            can, always = may_cross(b, o)
+            if can:
+                maybe.append((b, always))
+                if always:
+                    room -= data.buffers[b[0]].size
+        sometimes = [data.buffers[b[0]].size for b, always in maybe if not always]
+        if room < 0 or (TIGHT_SOMETIMES and sometimes and room < max(sometimes)):
+            tight.append(o)
+            cand[o] = maybe
+    if not tight:
+        return CoverBound(0, True, False, 0, time.perf_counter() - t0)
+    # The longest chain of tight operators (each an ancestor of the next).
+    best_len = {o: 1 for o in tight}
+    prev: dict[int, int | None] = {o: None for o in tight}
+    for j, o in enumerate(tight):                       # tight is in topological order
+        for q in tight[:j]:
+            if (anc[o] >> q) & 1 and best_len[q] + 1 > best_len[o]:
+                best_len[o], prev[o] = best_len[q] + 1, q
+    last = max(tight, key=lambda o: (best_len[o], -o))
+    chain: list[int] = []
+    cur: int | None = last
+    while cur is not None:
+        chain.append(cur)
+        cur = prev[cur]
+    chain.reverse()
+    m = len(chain)
+
+    model = cp_model.CpModel()
+    before: list[dict[int, object]] = []
+    nvars = 0
+    for o in chain:
+        free = ((1 << n) - 1) & ~anc[o] & ~desc[o] & ~(1 << o)
+        nvars += bin(free).count("1")
+        if nvars > max_vars:
+            return CoverBound(0, False, False, m, time.perf_counter() - t0)
+        before.append({v: model.NewBoolVar(f"before[{ops[v]},{ops[o]}]") for v in _bits(free)})
+
+    def bef(i: int, v: int):
+        o = chain[i]
+        if v == o:
+            return None
+        if (anc[o] >> v) & 1:
+            return 1
+        if (desc[o] >> v) & 1:
+            return 0
+        return before[i][v]
+
+    preds = data.pred_map()
+    for i, o in enumerate(chain):
+        for v, x in before[i].items():
+            for p in preds[ops[v]]:
+                bp = bef(i, pos[p])
+                if not isinstance(bp, int):
+                    model.Add(x <= bp)     # v before o -> its predecessors too (linear: in the LP)
+            if i + 1 < m:
+                nx = bef(i + 1, v)
+                if isinstance(nx, int):
+                    if nx == 0:
+                        model.Add(x == 0)
+                elif nx is not None:
+                    model.Add(x <= nx)
+    cross: list[dict[int, object]] = []
+    off: list[dict[int, object]] = []
+    for i, o in enumerate(chain):
+        cr: dict[int, object] = {}
+        of: dict[int, object] = {}
+        terms = []
+        for b, always in cand[o]:
+            k, p, cons, _umask = b
+            mb = data.buffers[k]
+            if always:
+                c = 1
+            else:
+                c = model.NewBoolVar(f"cross[{mb.id},{ops[o]}]")
+                if p is not None:
+                    for u in cons:
+                        bu = bef(i, u)
+                        if bu is None:
+                            continue
+                        model.Add(c >= bef(i, p) - bu)
+                else:
+                    for u1 in cons:
+                        for u2 in cons:
+                            if u1 != u2 and bef(i, u1) is not None and bef(i, u2) is not None:
+                                model.Add(c >= bef(i, u1) - bef(i, u2))
+            cr[k] = c
+            if mb.reload_src is not None:
+                y = model.NewBoolVar(f"off[{mb.id},{ops[o]}]")
+                model.Add(y <= c)
+                of[k] = y
+                terms.append(mb.size * (c - y))
+            else:
+                terms.append(mb.size * c)
+        model.Add(sum(terms) <= cap - footprint[o])
+        cross.append(cr)
+        off.append(of)
+    # Reloads per interval (o_i, o_{i+1}]; the last interval is everything after o_m.
+    cost_terms = []
+    stored: dict[int, object] = {}
+    reloads: dict[tuple[int, int], object] = {}
+    byk = {b[0]: b for o in chain for b, _a in cand[o]}
+    for k, b in sorted(byk.items()):
+        _k, p, cons, _umask = b
+        mb = data.buffers[k]
+        for i in range(m):
+            y = off[i].get(k)
+            if y is None:
+                continue
+            ins = []
+            for u in cons:
+                a = bef(i, u)
+                if a is None:
+                    continue                          # u is o_i: b does not cross it
+                after_i = 1 - a
+                if i + 1 < m:
+                    bn = bef(i + 1, u)
+                    upto = 1 if bn is None else bn
+                else:
+                    upto = 1
+                ins.append((u, after_i + upto - 1))
+            r = model.NewBoolVar(f"reload[{mb.id},{i}]")
+            reloads[(k, i)] = r
+            resident = cross[i][k] - y                # crossing o_i and on-chip there
+            for u, e in ins:
+                if isinstance(e, int) and e <= 0:
+                    continue
+                model.Add(r >= y + e - 1)
+                # The same implication, stronger in the LP: a consumer in the interval while
+                # the buffer exists before o_i needs it either resident at o_i or reloaded.
+                if p is not None:
+                    bp = bef(i, p)
+                    if bp is not None:
+                        model.Add(r >= e - resident - (1 - bp))
+                else:
+                    for u2 in cons:
+                        b2 = bef(i, u2)
+                        if u2 != u and b2 is not None:
+                            model.Add(r >= e - resident - (1 - b2))
+            if mb.reload_cost:
+                cost_terms.append(mb.reload_cost * r)
+            if mb.store_cost:
+                s = stored.get(k)
+                if s is None:
+                    s = stored[k] = model.NewBoolVar(f"stored[{mb.id}]")
+                    cost_terms.append(mb.store_cost * s)
+                model.Add(r <= s)
+            if i + 1 < m and k in cross[i + 1]:
+                nxt = off[i + 1].get(k)
+                c2 = cross[i + 1][k]
+                if nxt is not None:
+                    model.Add(nxt >= y + c2 - 1 - sum(e for _u, e in ins))
+    if not cost_terms:
+        return CoverBound(0, True, False, m, time.perf_counter() - t0)
+    model.Minimize(sum(cost_terms))
+    if hint is not None:
+        _hint_chain(model, data, hint, ops, pos, chain, before, cross, off, reloads, stored)
+        if check_hint:
+            model.ClearObjective()
+            for v in model.Proto().solution_hint.vars:
+                pass
+            solver = cp_model.CpSolver()
+            solver.parameters.fix_variables_to_their_hinted_value = True
+            solver.parameters.max_time_in_seconds = 10
+            st = solver.Solve(model)
+            return CoverBound(int(st in (cp_model.OPTIMAL, cp_model.FEASIBLE)), True, False, m, 0.0)
+    remaining = deadline - time.perf_counter()
+    if remaining <= 0.01:
+        return CoverBound(0, False, False, m, time.perf_counter() - t0)
+    solver = cp_model.CpSolver()
+    configure(solver, remaining, work, workers, seed)
+    # Full linearization: the down-set and interval constraints are what make the LP
+    # strong (at the default level CP-SAT keeps the bound at the trivial value for long).
+    solver.parameters.linearization_level = 2
+    status = solver.Solve(model)
+    seconds = time.perf_counter() - t0
+    if status == cp_model.INFEASIBLE:
+        return CoverBound(0, True, True, m, seconds)
+    if status == cp_model.OPTIMAL:
+        value = int(round(solver.ObjectiveValue()))
+        log.info("chain bound %d (optimal, chain of %d tight ops, %.2fs)", value, m, seconds)
+        return CoverBound(value, True, False, m, seconds)
+    bound = max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)) if status in (cp_model.FEASIBLE, cp_model.UNKNOWN) else 0
+    log.info("chain bound %d (not closed, best %s, chain of %d tight ops, %.2fs)", bound,
+             solver.ObjectiveValue() if status == cp_model.FEASIBLE else None, m, seconds)
+    return CoverBound(bound, False, False, m, seconds)
+
+
+def _hint_chain(model, data: JointData, sol: JointSolution, ops, pos, chain, before, cross, off, reloads,
+                stored) -> None:
+    """Hint the chain IP with the point a real plan gives (and so check the claim that every
+    plan is feasible: tests fix the variables to these values)."""
+    step = {op: s for s, op in enumerate(sol.order)}
+    segs = segments_by_buffer(sol)
+    chain_steps = [step[ops[o]] for o in chain]
+    for i, o in enumerate(chain):
+        for v, x in before[i].items():
+            model.AddHint(x, int(step[ops[v]] < chain_steps[i]))
+    for i, o in enumerate(chain):
+        t = chain_steps[i]
+        for k, c in cross[i].items():
+            mb = data.buffers[k]
+            ts = [step[u] for u in mb.users]
+            first = step[mb.producer] if mb.producer is not None else min(ts)
+            crossing = first < t < max(ts)
+            if not isinstance(c, int):
+                model.AddHint(c, int(crossing))
+            y = off[i].get(k)
+            if y is not None:
+                resident = any(g.start <= t <= g.end for g in segs.get(mb.id, []))
+                model.AddHint(y, int(crossing and not resident))
+    for (k, i), r in reloads.items():
+        mb = data.buffers[k]
+        lo = chain_steps[i]
+        hi = chain_steps[i + 1] if i + 1 < len(chain) else len(sol.order)
+        got = segs.get(mb.id, [])
+        model.AddHint(r, int(any(lo < g.start <= hi for g in got[1:])))
+    for k, s in stored.items():
+        model.AddHint(s, int(len(segs.get(data.buffers[k].id, [])) > 1))
+
+
+__all__ = ["CoverBound", "chain_bound", "cover_bound"]

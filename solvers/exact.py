@@ -49,7 +49,7 @@ from solvers.joint_data import (
     joint_data, peak_of, solution_from_plan, traffic_of,
 )
 from solvers.allocate import Interval, allocate_offsets
-from solvers.cover_bound import cover_bound
+from solvers.cover_bound import chain_bound, cover_bound
 from solvers.joint_data import Segment, tighten
 from solvers.joint_model import JointCpModel
 from solvers.residency_model import solve_residency, unique_order
@@ -265,7 +265,7 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
 
 
 #: Shares of the time limit, as work budgets, of the phases of ``auto`` (see ``_Auto``).
-AUTO_SHARES = {"order": 0.05, "cover": 0.1, "gap": 0.05, "warm": 0.3, "gap_warm": 0.1,
+AUTO_SHARES = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "warm": 0.3, "gap_warm": 0.1,
                "relaxed": 0.35, "full": 0.25}
 
 
@@ -334,6 +334,14 @@ class _Auto:
                                   "buffers that cannot leave it are live together with an operator's operands")
         self.raise_bound(cb.bound, "cover bound")
 
+    def chain(self) -> None:
+        """The chain-cut IP: a bound that sees buffers live in some orders only."""
+        hint = self.best if self.best is not None else None
+        cb = chain_bound(self.data, max(0.05, self.left()), self.workers, self.seed, work=self.work("chain"), hint=hint)
+        if cb.infeasible:
+            raise self.infeasible()
+        self.raise_bound(cb.bound, "chain bound")
+
     def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None) -> None:
         """The order's no-address optimum (gap model), packed into addresses; its bound holds
         for every plan when the order is the graph's only one."""
@@ -395,7 +403,10 @@ class _Auto:
             if self.proven() or self.left() <= 0.05:
                 break
             self.gap_model(order, "gap", None)
-        # 2. The heuristic planners, then the gap model on their order (sunk, then as is).
+        # 2. An order-aware bound along the chain of tight operators.
+        if not self.proven() and self.left() > 0.05:
+            self.chain()
+        # 3. The heuristic planners, then the gap model on their order (sunk, then as is).
         if not self.proven() and self.left() > 0.05:
             for sol in _warm_starts(self.problem, self.data, self.params.warm_start, self.work("warm")):
                 self.offer(sol, "warm start")
@@ -406,10 +417,10 @@ class _Auto:
                     self.gap_model(sunk, "gap", None)
                 if not self.proven() and self.left() > 0.05:
                     self.gap_model(order, "gap_warm", self.best if self.best.order == order else None)
-        # 3. Bounds over all orders and better plans from the order-free relaxation.
+        # 4. Bounds over all orders and better plans from the order-free relaxation.
         if not self.proven() and self.data.exact and self.left() > 0.1:
             self.relaxed_joint()
-        # 4. The full model with what is left.
+        # 5. The full model with what is left.
         if not self.proven() and self.left() > 0.2:
             self.full_model()
         if self.best is None:
