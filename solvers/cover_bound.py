@@ -56,6 +56,10 @@ class CoverBound:
     infeasible: bool
     critical_ops: int
     seconds: float
+    #: ``chain_bound`` only: for every operator, how many chain operators run before it in
+    #: the IP's best solution (chain operators get ``i + 0.5``); an order sorted by it is
+    #: topological and follows the IP's choices (``solvers.exact`` tries it).
+    phase: tuple[tuple[int, float], ...] = ()
 
 
 def _bits(x: int):
@@ -245,12 +249,14 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     * cost: reloads per interval, one store per spilled activation.
 
     Every plan of that normal form gives a feasible point, so the IP's proven bound is a
-    lower bound on the traffic of every plan.  Relaxed: operators outside the chain, and
+    lower bound on the traffic of every plan.  ``hint``: a solution whose point hints the
+    IP; with ``check_hint`` the IP is not solved but checked: ``bound`` is 1 when that point
+    satisfies every constraint (vacuously when no IP is needed), else 0 (tests).  Relaxed: operators outside the chain, and
     the relative order of operators between two chain operators."""
     t0 = time.perf_counter()
     deadline = t0 + max(0.0, time_limit)
     if not data.capacity_given or not data.ops:
-        return CoverBound(0, True, False, 0, 0.0)
+        return CoverBound(int(check_hint), True, False, 0, 0.0)
     ops, pos, anc, desc = _closures(data)
     n = len(ops)
     cap = data.capacity
@@ -304,7 +310,7 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
             tight.append(o)
             cand[o] = maybe
     if not tight:
-        return CoverBound(0, True, False, 0, time.perf_counter() - t0)
+        return CoverBound(int(check_hint), True, False, 0, time.perf_counter() - t0)
     # The longest chain of tight operators (each an ancestor of the next).
     best_len = {o: 1 for o in tight}
     prev: dict[int, int | None] = {o: None for o in tight}
@@ -446,14 +452,12 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
                 if nxt is not None:
                     model.Add(nxt >= y + c2 - 1 - sum(e for _u, e in ins))
     if not cost_terms:
-        return CoverBound(0, True, False, m, time.perf_counter() - t0)
+        return CoverBound(int(check_hint), True, False, m, time.perf_counter() - t0)
     model.Minimize(sum(cost_terms))
     if hint is not None:
         _hint_chain(model, data, hint, ops, pos, chain, before, cross, off, reloads, stored)
         if check_hint:
             model.ClearObjective()
-            for v in model.Proto().solution_hint.vars:
-                pass
             solver = cp_model.CpSolver()
             solver.parameters.fix_variables_to_their_hinted_value = True
             solver.parameters.max_time_in_seconds = 10
@@ -471,14 +475,30 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     seconds = time.perf_counter() - t0
     if status == cp_model.INFEASIBLE:
         return CoverBound(0, True, True, m, seconds)
+    phase: tuple[tuple[int, float], ...] = ()
+    if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        keys = []
+        chain_at = {o: i for i, o in enumerate(chain)}
+        for v in range(n):
+            if v in chain_at:
+                keys.append((ops[v], chain_at[v] + 0.5))
+                continue
+            count = 0
+            for i in range(m):
+                x = bef(i, v)
+                if (isinstance(x, int) and x == 0) or (x is not None and not isinstance(x, int)
+                                                       and not solver.BooleanValue(x)):
+                    count += 1                        # o_i runs before v
+            keys.append((ops[v], float(count)))
+        phase = tuple(keys)
     if status == cp_model.OPTIMAL:
         value = int(round(solver.ObjectiveValue()))
         log.info("chain bound %d (optimal, chain of %d tight ops, %.2fs)", value, m, seconds)
-        return CoverBound(value, True, False, m, seconds)
+        return CoverBound(value, True, False, m, seconds, phase)
     bound = max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)) if status in (cp_model.FEASIBLE, cp_model.UNKNOWN) else 0
     log.info("chain bound %d (not closed, best %s, chain of %d tight ops, %.2fs)", bound,
              solver.ObjectiveValue() if status == cp_model.FEASIBLE else None, m, seconds)
-    return CoverBound(bound, False, False, m, seconds)
+    return CoverBound(bound, False, False, m, seconds, phase)
 
 
 def _hint_chain(model, data: JointData, sol: JointSolution, ops, pos, chain, before, cross, off, reloads,

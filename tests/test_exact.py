@@ -311,7 +311,7 @@ def test_gap_model_hand_checked() -> None:
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
 def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack: int) -> None:
     from ir.lifetimes import m_r
-    from solvers.cover_bound import cover_bound
+    from solvers.cover_bound import chain_bound, cover_bound
     from solvers.joint_data import aligned_footprint, joint_data
     from solvers.residency_model import solve_residency
     g = random_dag(random.Random(seed), n_ops)
@@ -321,6 +321,7 @@ def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack:
     expected = brute_force(g, cap, False)
     data = joint_data(problem(g, cap), "joint")
     assert cover_bound(data, 5.0).bound <= expected
+    assert chain_bound(data, 5.0).bound <= expected
     # The gap model relaxes addresses: over all orders its best is a lower bound too.
     assert min(solve_residency(data, o, 5.0).value for o in topo_orders(g)) <= expected
     plan = solve(problem(g, cap), "exact", ExactParams())
@@ -344,3 +345,84 @@ def test_auto_respects_the_time_limit_on_a_real_model() -> None:
     plan = solve(p, "exact", ExactParams())
     assert time.perf_counter() - t0 < 3.0 + 1.5      # + validation by the registry
     assert plan.solver.lower_bound is not None and plan.solver.lower_bound <= plan.metrics.noncompulsory_bytes
+
+
+# -- order-aware bound (chain cut) and order moves ---------------------------------------------
+def shared_source() -> Graph:
+    """The Transformer's cross-attention pattern in miniature (sizes in 16 B units):
+    E makes m (the "encoder output") and h0; P0 and P1 project m; G0 makes h1 and a residual
+    r that waits for G2; F (h1 -> f) fills the whole capacity (80 B).  At F either m is
+    still live (P1 runs after F) or P1's result k1 is (P1 before F): neither crosses F in
+    every order, so the cover bound sees only r (store + reload = 32 B); the chain bound
+    sees both: 32 + 32 = 64 B, the optimum."""
+    return make_graph({"x": 16, "m": 16, "h0": 16, "k0": 16, "h1": 32, "r": 16, "f": 48, "k1": 16,
+                       "g": 16, "y": 16},
+                      [("E", ["x"], ["m", "h0"]), ("P0", ["m"], ["k0"]), ("G0", ["h0", "k0"], ["h1", "r"]),
+                       ("F", ["h1"], ["f"]), ("P1", ["m"], ["k1"]), ("G1", ["f", "k1"], ["g"]),
+                       ("G2", ["g", "r"], ["y"])], ["x"], ["y"])
+
+
+def test_chain_bound_sees_buffers_live_in_some_orders() -> None:
+    from solvers.cover_bound import chain_bound, cover_bound
+    from solvers.joint_data import joint_data, solution_from_plan
+    g = shared_source()
+    data = joint_data(problem(g, 80), "joint")
+    assert cover_bound(data, 5.0).bound == 32
+    cb = chain_bound(data, 5.0)
+    assert (cb.bound, cb.optimal, cb.infeasible) == (64, True, False)
+    assert brute_force(g, 80, False) == 64
+    plan = solve(problem(g, 80), "exact", ExactParams())
+    check(plan, g)
+    assert (plan.solver.status, plan.metrics.noncompulsory_bytes, plan.solver.lower_bound) == ("optimal", 64, 64)
+    # The point a real plan gives is feasible in the IP (the claim behind the bound).
+    index = {op.name: op.index for op in g.computing_ops}
+    sol = solution_from_plan(data, plan, tuple(index[st.op] for st in plan.steps))
+    assert sol is not None and chain_bound(data, 5.0, hint=sol, check_hint=True).bound == 1
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), n_ops=st.integers(4, 6))
+def test_chain_bound_admits_every_optimal_plan(seed: int, n_ops: int) -> None:
+    from ir.lifetimes import m_r
+    from solvers.cover_bound import chain_bound
+    from solvers.joint_data import aligned_footprint, joint_data, solution_from_plan
+    g = random_dag(random.Random(seed), n_ops)
+    need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
+               for o in g.computing_ops)
+    cap = max(m_r(g, False), need)
+    data = joint_data(problem(g, cap), "joint")
+    plan = solve(problem(g, cap), "exact", ExactParams(mode="joint"))
+    index = {op.name: op.index for op in g.computing_ops}
+    sol = solution_from_plan(data, plan, tuple(index[st.op] for st in plan.steps))
+    assert sol is not None
+    assert chain_bound(data, 5.0, hint=sol, check_hint=True).bound == 1
+    assert chain_bound(data, 5.0).bound <= plan.metrics.noncompulsory_bytes
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), n_ops=st.integers(2, 12))
+def test_sink_and_window_orders_stay_topological(seed: int, n_ops: int) -> None:
+    from solvers.exact import sink_order, window_orders
+    from solvers.joint_data import joint_data
+    g = random_dag(random.Random(seed), n_ops)
+    data = joint_data(problem(g, None), "joint")
+    rng = random.Random(seed)
+    orders = topo_orders(g) if n_ops <= 6 else [g.file_order()]
+    order = rng.choice(orders)
+    sunk = sink_order(order, data.pred_map())
+    assert sorted(sunk) == sorted(order) and g.is_topological(sunk)
+    assert sink_order(sunk, data.pred_map()) is not None
+    for cand in window_orders(data, order):
+        assert sorted(cand) == sorted(order) and g.is_topological(cand)
+
+
+def test_sink_moves_a_producer_next_to_its_consumer() -> None:
+    # two_branches in the order p1 q1 p2 q2 j (last op first): p2 goes just before j, then
+    # p1 just before p2, so each 96 B intermediate (a1, b1) lives for one step only.
+    from solvers.exact import sink_order
+    from solvers.joint_data import joint_data
+    g = two_branches()
+    idx = {op.name: op.index for op in g.computing_ops}
+    order = tuple(idx[n] for n in ("p1", "q1", "p2", "q2", "j"))
+    sunk = sink_order(order, joint_data(problem(g, None), "joint").pred_map())
+    assert [g.operators[o].name for o in sunk] == ["q1", "q2", "p1", "p2", "j"]
