@@ -13,6 +13,7 @@ the exact plan has; then a summary (proven optimal count, median and max time, e
 heuristic).  Every plan passes the validator (``solvers.registry.solve``).
 
     python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 2
+    python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 1 --models transformer --repeat 3
     python benchmarks/exact_bench.py --set light --time-limit 10 --models light_resnet50
 """
 
@@ -69,12 +70,18 @@ def main() -> int:
     ap.add_argument("--set", choices=("cosma", "light"), default="cosma")
     ap.add_argument("--time-limit", type=float, default=20.0)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--models", default="")
+    ap.add_argument("--models", default="", help="comma-separated model names (default: all of the set)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="run exact this many times per case and report whether the plans are identical "
+                         "(order, placements, transfers): the determinism check")
     args = ap.parse_args()
     names = [m for m in args.models.split(",") if m]
     has_heur = "heuristic" in available()
-    print("| model | ops | weights | budget | capacity | status | exact NC bytes | bound | gap | time s | heuristic NC | exact better by |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    rep = "| same plan |" if args.repeat > 1 else "|"
+    print("| model | ops | weights | budget | capacity | status | exact NC bytes | bound | gap | time s | heuristic NC "
+          "| exact better by " + rep)
+    print("|---|---|---|---|---|---|---|---|---|---|---|---" + ("|---|" if args.repeat > 1 else "|"))
+    n_same = 0
     times: list[float] = []
     n_opt = n_cases = n_better = n_worse = 0
     saved = 0
@@ -96,6 +103,13 @@ def main() -> int:
                     continue
                 dt = time.perf_counter() - t0
                 times.append(dt)
+                same = ""
+                if args.repeat > 1:
+                    key = (plan.steps, plan.placements, plan.transfers)
+                    ok = all((p.steps, p.placements, p.transfers) == key
+                             for p in (solve(prob, "exact", ExactParams()) for _ in range(args.repeat - 1)))
+                    n_same += ok
+                    same = f" {'yes' if ok else 'NO'} |"
                 nc, lb = plan.metrics.noncompulsory_bytes, plan.solver.lower_bound
                 n_opt += plan.solver.status == "optimal"
                 gap = "-" if lb is None else (f"{(nc - lb) / nc:.1%}" if nc else "0%")
@@ -112,12 +126,13 @@ def main() -> int:
                     except StowageError as exc:
                         heur = f"error: {exc}"
                 print(f"| {name} | {nops} | {wicl} | {bname} | {cap} | {plan.solver.status} | {nc} | "
-                      f"{'-' if lb is None else lb} | {gap} | {dt:.2f} | {heur} | {better} |", flush=True)
+                      f"{'-' if lb is None else lb} | {gap} | {dt:.2f} | {heur} | {better} |{same}", flush=True)
     if times:
         print()
         print(f"Summary: {n_opt}/{n_cases} proven optimal; solve time median {statistics.median(times):.2f} s, "
               f"max {max(times):.2f} s; exact better than the heuristic on {n_better} cases "
-              f"(total {saved} B less), worse on {n_worse}.")
+              f"(total {saved} B less), worse on {n_worse}."
+              + (f" Same plan in all {args.repeat} runs: {n_same}/{len(times)} cases." if args.repeat > 1 else ""))
     return 0
 
 
