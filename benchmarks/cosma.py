@@ -422,7 +422,11 @@ def run_minimalloc(root: Path, time_limit: float) -> tuple[str, float]:
     t0 = time.perf_counter()
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "minimalloc_bench.py"), "--root", str(root),
                            "--time-limit", f"{time_limit:g}"], capture_output=True, text=True, cwd=ROOT, check=False)
-    text = proc.stdout
+    lines, text = proc.stdout.splitlines(), ""
+    for i, line in enumerate(lines):  # a blank line before the table, so that it renders
+        if line.startswith("|") and i and not lines[i - 1].startswith("|") and lines[i - 1].strip():
+            text += "\n"
+        text += line + "\n"
     if proc.returncode != 0:
         text += f"\n(minimalloc_bench.py exited with {proc.returncode}: {proc.stderr.strip().splitlines()[-1:]})\n"
     return text, time.perf_counter() - t0
@@ -538,8 +542,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         mm_root = Path(args.minimalloc_root)
         if (mm_root / "challenging").is_dir():
             table, secs = run_minimalloc(mm_root, args.minimalloc_time_limit)
+            shown = os.path.relpath(mm_root, ROOT)
             mm = (f"# MiniMalloc challenging instances (allocation only)\n\n- command: python "
-                  f"benchmarks/minimalloc_bench.py --root {mm_root} --time-limit {args.minimalloc_time_limit:g}"
+                  f"benchmarks/minimalloc_bench.py --root {shown} --time-limit {args.minimalloc_time_limit:g}"
                   f"\n- wall time: {secs:.0f} s\n\n{table}")
             write_text_atomic(out / "minimalloc.md", mm)
             md += "\n## MiniMalloc challenging instances (allocation only)\n\nSee minimalloc.md.\n\n" + table
