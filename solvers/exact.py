@@ -5,20 +5,24 @@ needs), collect warm starts (our greedy on good orders, and the plans of the reg
 heuristic solvers when they exist), pick the order for ``fixed-schedule``, build and solve
 the model, lower the best solution to a ``Plan`` with the proven bound.
 
-Mode ``auto`` (the default) is a bound-and-pack pipeline, every phase inside the time limit:
+Mode ``auto`` (the default) is a bound-and-pack pipeline, every phase with a fixed work
+budget (``AUTO_SHARES``; the wall clock is a safety stop only -- see ``_Auto``):
 
 1. two lower bounds valid over ALL orders: ``solvers.traffic_bound`` and the crossing-cover
    IP (``solvers.cover_bound``); an incumbent at the bound is optimal at once;
-2. for good orders (min-peak, file order), then for the order of the heuristic planners'
-   plan (the warm start, 40% of the time), the order's optimum without addresses
-   (``solvers.residency_model``, a compact gap model) packed into addresses; a bound for
-   every plan when the graph has a single topological order;
-3. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
+2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
+   optimum without addresses (``solvers.residency_model``, a compact gap model) packed into
+   addresses; a bound for every plan when the graph has a single topological order;
+3. the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
+   tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
+   the gap model;
+4. the heuristic planners' plans (the warm start) and the gap model on their order;
+5. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its
    proven bound is a lower bound for the full problem, and its optimum is packed into
    addresses for the residency it chose (``solvers.allocate``, then the exact packer
    ``solvers.exact_alloc``); a packing that fits makes the relaxed optimum a true optimum;
-4. with time left, the full model with addresses (order free up to 40 operators, the
+6. with time left, the full model with addresses (order free up to 40 operators, the
    incumbent's order above) tries to improve the incumbent.
 
 Statuses are about the primary objective (non-compulsory byte-hops; the peak in
