@@ -196,9 +196,6 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
 
 
 # -- the chain-cut bound: order-aware along a chain of tight operators -------------------------
-#: Count operators as tight when only buffers that cross them in *some* orders may not fit
-#: (else only those whose always-crossing buffers already overflow, as in the cover IP).
-TIGHT_SOMETIMES = False
 
 def _closures(data: JointData) -> tuple[list, dict, list[int], list[int]]:
     ops = list(data.ops)
@@ -222,7 +219,7 @@ def _closures(data: JointData) -> tuple[list, dict, list[int], list[int]]:
 
 def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int = 0,
                 work: float | None = None, max_vars: int = 200_000, hint: JointSolution | None = None,
-                check_hint: bool = False) -> CoverBound:
+                check_hint: bool = False, sometimes_tight: bool = False) -> CoverBound:
     """A lower bound that sees buffers live at an operator in *some* orders only.
 
     The crossing-cover IP (``cover_bound``) counts only buffers that cross an operator in
@@ -233,8 +230,11 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     cover bound sees nothing.  This IP models the orders themselves, locally:
 
     * a *chain* of tight operators ``o_1 < ... < o_m`` (each an ancestor of the next, so they
-      run in this order in every plan; tight: its operands plus the buffers that cross it
-      in some order do not fit), the heaviest such chain of the graph;
+      run in this order in every plan), the longest such chain of the graph.  Tight: its
+      operands and the buffers that cross it in every order do not fit; with
+      ``sometimes_tight`` also when the room left is smaller than some buffer that crosses
+      it in some orders (more operators, a larger IP: the Transformer at M_H, where the
+      residual fits beside a decoder FFN but the encoder output does not, needs it);
     * for every ``o_i`` and every operator ``v`` that is neither its ancestor nor its
       descendant, ``before[v, i]``: v runs before o_i.  ``before`` is closed under
       predecessors, ancestors are 1, descendants 0, and it is monotone along the chain
@@ -306,7 +306,7 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
                 if always:
                     room -= data.buffers[b[0]].size
         sometimes = [data.buffers[b[0]].size for b, always in maybe if not always]
-        if room < 0 or (TIGHT_SOMETIMES and sometimes and room < max(sometimes)):
+        if room < 0 or (sometimes_tight and sometimes and room < max(sometimes)):
             tight.append(o)
             cand[o] = maybe
     if not tight:

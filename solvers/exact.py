@@ -308,11 +308,17 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
 
 
 #: Shares of the time limit, as work budgets, of the phases of ``auto`` (see ``_Auto``).
-#: Gap-model evaluations of ``window_orders`` neighbours per run of ``_Auto.improve`` (a
-#: work budget: first-improvement descent, deterministic).
+#: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
+#: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
+#: decision does not depend on the machine's speed.
+CHAIN_MAX_PAIRS = 4_000_000
+
+#: Gap-model evaluations of ``window_orders`` neighbours per run of ``_Auto.improve`` (with
+#: the CP-SAT deterministic time of ``AUTO_SHARES["improve"]``: first-improvement descent,
+#: deterministic).
 IMPROVE_EVALS = 200
 
-AUTO_SHARES = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "warm": 0.3, "gap_warm": 0.1,
+AUTO_SHARES = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05, "warm": 0.3, "gap_warm": 0.1,
                "relaxed": 0.35, "full": 0.25}
 
 
@@ -371,7 +377,10 @@ class _Auto:
         if self.best_value is not None and traffic_of(self.data, sol) >= self.best_value:
             return
         if self.left() > 0.02:
-            self.offer(pack_solution(self.data, sol, max(0.05, 0.5 * self.left()), self.seed), source)
+            # The packers are bounded by the wall clock: a fixed share, so that failed
+            # packings (fragmentation) cannot eat the time of the later phases.
+            wall = min(0.5 * self.left(), self.work("pack"))
+            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed), source)
 
     # -- phases ------------------------------------------------------------------------
     def cover(self) -> None:
@@ -387,10 +396,17 @@ class _Auto:
         # One worker on purpose: the IP is small and closes through its LP (full
         # linearization); interleaved multi-worker search spends its turns on other subsolvers
         # (the Transformer at M_R closes in 0.15 s with one worker, not in 3 s with two).
-        cb = chain_bound(self.data, max(0.05, self.left()), 1, self.seed, work=self.work("chain"), hint=hint)
-        if cb.infeasible:
-            raise self.infeasible()
-        self.raise_bound(cb.bound, "chain bound")
+        if len(self.data.ops) * len(self.data.buffers) > CHAIN_MAX_PAIRS:
+            return
+        for sometimes in (False, True):       # the small chain first, then the wider one
+            if self.proven() or self.left() <= 0.05:
+                return
+            wall = min(self.left(), max(0.05, 2 * self.work("chain")))
+            cb = chain_bound(self.data, max(0.05, wall), 1, self.seed, work=self.work("chain"), hint=hint,
+                             sometimes_tight=sometimes)
+            if cb.infeasible:
+                raise self.infeasible()
+            self.raise_bound(cb.bound, "chain bound")
 
     def improve(self) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
@@ -399,19 +415,25 @@ class _Auto:
             return
         order, value = self.best.order, self.best_value
         found: JointSolution | None = None
-        evals, moved = 0, True
-        while moved and evals < IMPROVE_EVALS and value is not None and value > self.lb and self.left() > 0.1:
+        evals, moved, spent = 0, True, 0.0
+        budget = self.work("improve")
+
+        def exhausted() -> bool:
+            return evals >= IMPROVE_EVALS or spent >= budget or self.left() <= 0.1
+
+        while moved and value is not None and value > self.lb and not exhausted():
             moved = False
             for cand in window_orders(self.data, order):
                 evals += 1
                 res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
-                                      work=self.work("gap"))
+                                      work=max(0.01, min(self.work("gap"), budget - spent)))
+                spent += res.work
                 if res.value is not None and res.value < value and res.solution is not None:
                     order, value, found, moved = cand, res.value, res.solution, True
                     break
-                if evals >= IMPROVE_EVALS or self.left() <= 0.1:
+                if exhausted():
                     break
-        log.info("exact: window descent %d evaluations, best %s", evals, value)
+        log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
         if found is not None:
             self.pack(found, "window descent")
 
@@ -484,7 +506,9 @@ class _Auto:
         # 3. The heuristic planners, then the gap model on their order (sunk, then as is).
         before = self.best.order if self.best is not None else None
         if not self.proven() and self.left() > 0.05:
-            for sol in _warm_starts(self.problem, self.data, self.params.warm_start, self.work("warm")):
+            # A fixed share (deterministic), but never past the deadline.
+            for sol in _warm_starts(self.problem, self.data, self.params.warm_start,
+                                    min(self.work("warm"), 0.8 * self.left())):
                 self.offer(sol, "warm start")
             if not self.proven() and self.best is not None and self.left() > 0.05:
                 order = self.best.order

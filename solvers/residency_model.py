@@ -46,6 +46,7 @@ class ResidencyResult:
     bound: int
     solution: JointSolution | None
     seconds: float
+    work: float = 0.0        # CP-SAT deterministic time spent (0 when no solve was needed)
 
 
 def unique_order(data: JointData, order: Sequence[OpIndex]) -> bool:
@@ -120,16 +121,18 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
     configure(solver, time_limit - (time.perf_counter() - t0), work, workers, seed)
     status = solver.Solve(m)
     seconds = time.perf_counter() - t0
+    work = solver.deterministic_time
     if status == cp_model.INFEASIBLE:
-        return ResidencyResult("infeasible", None, 0, None, seconds)
+        return ResidencyResult("infeasible", None, 0, None, seconds, work)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return ResidencyResult("unknown", None, max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)), None, seconds)
+        return ResidencyResult("unknown", None, max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)), None, seconds,
+                               work)
     value = int(round(solver.ObjectiveValue()))
     bound = value if status == cp_model.OPTIMAL else max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
     sol = _solution(data, order, gaps, lambda v: solver.BooleanValue(v))
     log.info("residency model: %s traffic %d bound %d (%d gaps, %.2fs)",
              "optimal" if status == cp_model.OPTIMAL else "feasible", value, bound, len(gaps), seconds)
-    return ResidencyResult("optimal" if status == cp_model.OPTIMAL else "feasible", value, bound, sol, seconds)
+    return ResidencyResult("optimal" if status == cp_model.OPTIMAL else "feasible", value, bound, sol, seconds, work)
 
 
 def _kept_gaps(sol: JointSolution, step: dict[OpIndex, int]) -> set[tuple[int, int]]:
