@@ -16,10 +16,13 @@ buffer of ``s`` bytes blocks ``align_up(s, a)`` bytes unless it is the topmost o
   of an order needs at least its rounded peak live minus less than ``a`` bytes, so this is a
   lower bound up to ``a - 1`` bytes and an achievable capacity for a perfect packer).  The
   order is ``min_peak_order`` on the rounded sizes (``m_p_proven`` when the exact DP finished
-  or the peak equals the largest rounded footprint).  M_P does not include fragmentation: an
-  order whose lifetimes no packer fits at its rounded peak live needs more, which the solvers
-  treat as pressure (and may spill) rather than redefining the budget -- the budget stays a
-  property of the graph, not of a packer (docs/benchmarks.md measures how often it matters).
+  or the peak equals the largest rounded footprint); unproven, it is an upper bound on the
+  true minimum (the Transformer's fell from 622,592 to 327,680 B once the scheduler also
+  tried reversed list scheduling).  M_P is defined by peak live, not by the best packing
+  found: it does not include fragmentation, and the budget stays a property of the graph,
+  not of a packer.  Measured (docs/benchmarks.md, COSMA section): the orders whose greedy
+  packing ended 6-10% above M_P (PNASNet-5, the Transformer with weights) pack exactly at M_P
+  with the exact packer, which the solvers now fall back to.
 * ``M_H = (M_R + M_P) // 2``.
 
 Budgets depend on the graph, on whether weights occupy the compute level, and on the

@@ -204,3 +204,26 @@ def test_aligned_m_r_is_plannable_on_darts_with_weights():
     assert plan.metrics.peak_bytes["sram"] <= mr
     with pytest.raises(CapacityError, match=rf"M_R = {mr} bytes"):
         solve(Problem(g, target.with_capacity(mr - 1), True, 2.0, 0), "heuristic")
+
+
+def test_reversed_model_has_the_same_live_bytes_reversed():
+    from solvers.schedule import build_model, greedy_order, local_live_bytes, reversed_model
+
+    g = two_branch_graph()
+    model = build_model(g, True)
+    rev = reversed_model(model)
+    for rule in (0, 1, 2):
+        back = greedy_order(rev, rule)
+        order = back[::-1]
+        assert g.is_topological([model.ops[v] for v in order])
+        assert local_live_bytes(model, order) == local_live_bytes(rev, back)[::-1]
+
+
+def test_transformer_m_p_uses_the_late_projection_order():
+    """Suite Transformer without weights: file order and forward list scheduling compute every
+    decoder layer's cross-attention projections of the encoder output right after the encoder
+    (peak 622,592 B); scheduling them as late as possible gives 327,680 B, which ``exact``
+    reaches with zero spill.  M_P must not be the forward figure."""
+    g = _suite_graph("transformer")
+    assert peak_live(g, None, False) == 622_592
+    assert budgets(g, False).m_p == 327_680
