@@ -47,12 +47,20 @@ class JointMipModel:
         self.traffic = pulp.lpSum(self._traffic_terms())
 
     # -- variables -----------------------------------------------------------------------
+    def _var(self, name: str, low: float | None = None, up: float | None = None, cat: str = "Continuous") -> Any:
+        """A variable of this problem: PuLP >= 3.3 attaches it at creation (``add_variable``;
+        constructing ``LpVariable`` directly is deprecated there), older PuLP builds it free."""
+        add = getattr(self.prob, "add_variable", None)
+        if add is not None:
+            return add(name, low, up, cat=cat)
+        return self.pulp.LpVariable(name, low, up, cat=cat)
+
     def _variables(self) -> None:
         d, pulp = self.data, self.pulp
         self.bounds = step_bounds(d)
         self.pos_by_op: dict[int, Any] = {}
         for op, (lo, hi) in self.bounds.items():
-            self.pos_by_op[op] = lo if lo == hi else pulp.LpVariable(f"pos_{op}", lo, hi, cat="Integer")
+            self.pos_by_op[op] = lo if lo == hi else self._var(f"pos_{op}", lo, hi, cat="Integer")
         # Per buffer and segment: present, start, end, offset (in alignment units).
         self.segments_by_buffer: dict[int, list[dict[str, Any]]] = {}
         self.covers_by_buffer_user: dict[int, dict[int, list[Any]]] = {}
@@ -62,26 +70,26 @@ class JointMipModel:
             segs = []
             for k in range(mb.max_segments):
                 segs.append({
-                    "present": 1 if k == 0 else pulp.LpVariable(f"present_{mb.id}_{k}", cat="Binary"),
-                    "start": pulp.LpVariable(f"start_{mb.id}_{k}", lo, hi, cat="Integer"),
-                    "end": pulp.LpVariable(f"end_{mb.id}_{k}", lo, hi, cat="Integer"),
-                    "slot": pulp.LpVariable(f"slot_{mb.id}_{k}", 0, (d.capacity - mb.size) // d.alignment, cat="Integer"),
+                    "present": 1 if k == 0 else self._var(f"present_{mb.id}_{k}", cat="Binary"),
+                    "start": self._var(f"start_{mb.id}_{k}", lo, hi, cat="Integer"),
+                    "end": self._var(f"end_{mb.id}_{k}", lo, hi, cat="Integer"),
+                    "slot": self._var(f"slot_{mb.id}_{k}", 0, (d.capacity - mb.size) // d.alignment, cat="Integer"),
                     "size": mb.size, "lo": lo, "hi": hi, "buffer": mb.id,
                 })
             self.segments_by_buffer[mb.id] = segs
             if mb.max_segments > 1:
                 self.covers_by_buffer_user[mb.id] = {
-                    u: [pulp.LpVariable(f"covers_{mb.id}_{u}_{k}", cat="Binary") for k in range(mb.max_segments)]
+                    u: [self._var(f"covers_{mb.id}_{u}_{k}", cat="Binary") for k in range(mb.max_segments)]
                     for u in mb.users}
         self.scratch_by_op: dict[int, dict[str, Any]] = {}
         for op, extra in d.scratch:
             lo, hi = self.bounds[op]
             self.scratch_by_op[op] = {
                 "present": 1, "start": self.pos_by_op[op], "end": self.pos_by_op[op],
-                "slot": pulp.LpVariable(f"scratch_{op}", 0, (d.capacity - extra) // d.alignment, cat="Integer"),
+                "slot": self._var(f"scratch_{op}", 0, (d.capacity - extra) // d.alignment, cat="Integer"),
                 "size": extra, "lo": lo, "hi": hi, "buffer": -1 - op,
             }
-        self.peak = pulp.LpVariable("peak", 0, d.capacity)
+        self.peak = self._var("peak", 0, d.capacity)
 
     # -- constraints ---------------------------------------------------------------------
     def _constraints(self) -> None:
@@ -101,7 +109,7 @@ class JointMipModel:
                     elif v in anc[u]:
                         prob += pos[v] + 1 <= pos[u]
                     else:
-                        first = pulp.LpVariable(f"before_{u}_{v}", cat="Binary")
+                        first = self._var(f"before_{u}_{v}", cat="Binary")
                         prob += pos[u] + 1 <= pos[v] + n * (1 - first)
                         prob += pos[v] + 1 <= pos[u] + n * first
         for mb in d.buffers:
@@ -150,7 +158,7 @@ class JointMipModel:
                 if a["buffer"] == b["buffer"] or a["hi"] < b["lo"] or b["hi"] < a["lo"]:
                     continue
                 count += 1
-                z = [pulp.LpVariable(f"sep_{count}_{j}", cat="Binary") for j in range(4)]
+                z = [self._var(f"sep_{count}_{j}", cat="Binary") for j in range(4)]
                 prob += pulp.lpSum(z) >= a["present"] + b["present"] - 1
                 prob += a["end"] + 1 <= b["start"] + n * (1 - z[0])
                 prob += b["end"] + 1 <= a["start"] + n * (1 - z[1])
