@@ -12,11 +12,16 @@ budget (``AUTO_SHARES``; the wall clock is a safety stop only -- see ``_Auto``):
    IP (``solvers.cover_bound``); an incumbent at the bound is optimal at once;
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
    optimum without addresses (``solvers.residency_model``, a compact gap model) packed into
-   addresses; a bound for every plan when the graph has a single topological order;
+   addresses; a bound for every plan when the graph has a single topological order
+   (steps 1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time);
+   unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the
+   same problem -- registered default parameters, the same time limit and seed -- whose
+   plan becomes the incumbent and stays a candidate for the final answer;
 3. the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
    tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
    the gap model;
-4. the heuristic planners' plans (the warm start) and the gap model on their order;
+4. the other warm starts (``minpeak``, greedy orders) and the gap model on the
+   incumbent's order;
 5. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its
    proven bound is a lower bound for the full problem, and its optimum is packed into
@@ -24,6 +29,21 @@ budget (``AUTO_SHARES``; the wall clock is a safety stop only -- see ``_Auto``):
    ``solvers.exact_alloc``); a packing that fits makes the relaxed optimum a true optimum;
 6. with time left, the full model with addresses (order free up to 40 operators, the
    incumbent's order above) tries to improve the incumbent.
+
+**Never worse than the heuristic.**  For the same problem (time limit, seed), exact's
+non-compulsory traffic <= heuristic's (mode ``auto``, ``warm_start`` on; both defaults).  By
+construction: the heuristic derives all its budgets from the time limit and seed (scheduler
+``order_time = min(2 s, 40%)``, packings of ``pack_time`` with fixed move budgets,
+``improve_iters`` local-search iterations; its wall-clock stop at 75% of the limit, counted
+from its own start, is a safety stop), so the reference run inside exact is the very run a
+user gets from ``--solver heuristic``, and the answer is the best candidate: exact's
+incumbent (which starts from the reference's plan) or the reference plan itself (``_final``,
+for plans the model cannot read back; and when ``max_segments`` makes the model
+infeasible).  Only an optimum proven in steps 1-2 skips the reference, and nothing beats
+it.  The one caveat is shared with the heuristic's own determinism: a run that hits its
+wall-clock stop (an overloaded machine, or a limit too short for the graph) may differ from
+run to run.  Cost: up to 75% of the limit goes to the reference when steps 1-2 do not
+prove optimality; the later phases use what is left.
 
 Statuses are about the primary objective (non-compulsory byte-hops; the peak in
 ``min-peak`` mode).  ``joint`` proves global optimality.  ``fixed-schedule`` proves
@@ -44,7 +64,7 @@ from dataclasses import dataclass, replace
 # and OR-Tools cannot load after highspy: both ship a libhighs).
 from ortools.sat.python import cp_model  # noqa: F401  (import order matters)
 
-from ir.errors import InfeasibleError, SolverError
+from ir.errors import InfeasibleError, SolverError, StowageError
 from ir.graph import OpIndex
 from planner.plan import Plan
 from solvers.assemble import assemble_plan
@@ -192,7 +212,8 @@ def _best_orders(problem: Problem, budget: float | None = None,
     return orders
 
 
-def _heuristic_plans(problem: Problem, budget: float | None = None) -> list[Plan]:
+def _heuristic_plans(problem: Problem, budget: float | None = None,
+                     names: Sequence[str] = WARM_START_SOLVERS) -> list[Plan]:
     """Plans of the registered heuristic planners, each run with ``budget`` seconds as its
     time limit (default: a quarter of the time limit, at most 5 s).  The heuristics scale
     their work with their time limit (scheduler beam widths) and stop on work budgets
@@ -201,7 +222,7 @@ def _heuristic_plans(problem: Problem, budget: float | None = None) -> list[Plan
     plans = []
     specs = available()
     budget = min(problem.time_limit / 4, 5.0) if budget is None else budget
-    for name in WARM_START_SOLVERS:
+    for name in names:
         if name not in specs or budget <= 0.02:
             continue
         if name == "minpeak" and problem.capacity is not None and plans and \
@@ -216,14 +237,15 @@ def _heuristic_plans(problem: Problem, budget: float | None = None) -> list[Plan
 
 
 def _warm_starts(problem: Problem, data: JointData, use_heuristics: bool,
-                 budget: float | None = None) -> list[JointSolution]:
+                 budget: float | None = None,
+                 names: Sequence[str] = WARM_START_SOLVERS) -> list[JointSolution]:
     """Feasible solutions of ``data`` (vetted by ``check_solution``), best first, found
     from about ``budget`` seconds of work (default: a quarter of the time limit, at most 5 s;
     the heuristics get 70% of it, the scheduler for the greedy orders 30%)."""
     budget = min(problem.time_limit / 4, 5.0) if budget is None else budget
     cands: list[JointSolution] = []
     if use_heuristics:
-        for plan in _heuristic_plans(problem, 0.7 * budget):
+        for plan in _heuristic_plans(problem, 0.7 * budget, names):
             order = _plan_order(problem, plan)
             if order is None or (data.order is not None and order != data.order):
                 continue
@@ -318,6 +340,11 @@ CHAIN_MAX_PAIRS = 4_000_000
 #: deterministic).
 IMPROVE_EVALS = 200
 
+#: Wall-clock share of the time limit for the cheap proofs that run before the reference
+#: heuristic (``_Auto.run``, step 1): the heuristic stops at 75% of the limit after its own
+#: start, so the two together stay inside the limit minus exact's reserve.
+PRE_REFERENCE_SHARE = 0.15
+
 AUTO_SHARES = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05, "warm": 0.3, "gap_warm": 0.1,
                "relaxed": 0.35, "full": 0.25}
 
@@ -347,6 +374,7 @@ class _Auto:
         self.best_value: int | None = None
         self.lb = traffic_lower_bound(problem) if problem.capacity is not None else 0
         self.how = "traffic bound"
+        self.reference_plan: Plan | None = None
 
     def left(self) -> float:
         return self.deadline - time.perf_counter()
@@ -491,24 +519,86 @@ class _Auto:
             self.raise_bound(res.bound, "joint model")
         self.offer(res.solution, f"{full.mode} model")
 
+    def reference(self) -> None:
+        """The plan of a standalone ``heuristic`` run on this problem: the same parameters
+        (the registered defaults), time limit and seed, so -- the heuristic's search being
+        bounded by work -- the same plan a user gets from ``--solver heuristic``.  It is
+        offered as the incumbent and kept as a candidate for the final answer (``run``)."""
+        spec = available().get("heuristic")
+        if spec is None or not self.params.warm_start:
+            return
+        same = replace(self.problem, time_limit=self.time_limit, seed=self.seed)
+        try:
+            plan = spec.fn(same, spec.params_cls())
+        except StowageError as exc:   # the heuristic found no plan: nothing to match
+            log.info("exact: reference heuristic failed: %s", exc)
+            return
+        self.reference_plan = plan
+        order = _plan_order(self.problem, plan)
+        if order is not None:
+            self.offer(solution_from_plan(self.data, plan, order), "heuristic")
+
+    def _final(self, plan: Plan | None) -> Plan:
+        """The best candidate: exact's plan, or the reference heuristic plan when that has
+        less non-compulsory traffic (when the model could not read the heuristic's plan
+        back as a solution), relabelled as exact's with exact's proven bound."""
+        ref = self.reference_plan
+        if ref is None or (plan is not None
+                           and plan.metrics.noncompulsory_bytes <= ref.metrics.noncompulsory_bytes):
+            if plan is None:
+                raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+            return plan
+        value = ref.metrics.noncompulsory_bytes
+        status = "optimal" if value <= self.lb else "feasible"
+        log.info("exact[auto]: the reference heuristic plan (%d) is the best candidate", value)
+        info = replace(ref.solver, name="exact", status=status, lower_bound=self.lb,
+                       seconds=time.perf_counter() - self.started)
+        return replace(ref, solver=info)
+
     def run(self) -> Plan:
+        try:
+            return self._run()
+        except InfeasibleError:
+            if self.data.exact:
+                raise     # proven for every plan: the heuristic cannot have one either
+            # Infeasible with at most ``max_segments`` segments per buffer only: the
+            # reference heuristic's plan, when there is one, is still a plan.
+            if self.reference_plan is None:
+                self.reference()
+            if self.reference_plan is None:
+                raise
+            self.lb = min(self.lb, self.reference_plan.solver.lower_bound or 0)
+            return self._final(None)
+
+    def _run(self) -> Plan:
+        # 1. Cheap proofs first, within a small wall-clock share (the reference heuristic
+        # run needs up to 75% of the limit): the cover bound, then the gap model on good
+        # orders (min-peak and file order, each sunk first).  A proof here makes the
+        # heuristic run unnecessary (nothing beats an optimum).
+        final_deadline = self.deadline
+        self.deadline = min(final_deadline, self.started + PRE_REFERENCE_SHARE * self.time_limit)
         self.cover()
-        # 1. Cheap: the gap model on good orders (min-peak and file order, each sunk first).
         for order in self.quick_orders():
             if self.proven() or self.left() <= 0.05:
                 break
             self.gap_model(order, "gap", None)
-        # 2. An order-aware bound along the chain of tight operators.
+        self.deadline = final_deadline
+        # 2. The reference: the standalone heuristic's own plan, which exact never loses to.
+        if not self.proven():
+            self.reference()
+        # 3. An order-aware bound along the chain of tight operators.
         if not self.proven() and self.left() > 0.05:
             self.chain()
         if not self.proven() and self.left() > 0.1:
             self.improve()
-        # 3. The heuristic planners, then the gap model on their order (sunk, then as is).
+        # 4. The other warm starts (minpeak, greedy orders; the heuristic ran in step 2),
+        # then the gap model on the incumbent's order (sunk, then as is).
         before = self.best.order if self.best is not None else None
         if not self.proven() and self.left() > 0.05:
             # A fixed share (deterministic), but never past the deadline.
             for sol in _warm_starts(self.problem, self.data, self.params.warm_start,
-                                    min(self.work("warm"), 0.8 * self.left())):
+                                    min(self.work("warm"), 0.8 * self.left()),
+                                    tuple(n for n in WARM_START_SOLVERS if n != "heuristic")):
                 self.offer(sol, "warm start")
             if not self.proven() and self.best is not None and self.left() > 0.05:
                 order = self.best.order
@@ -519,18 +609,18 @@ class _Auto:
                     self.gap_model(order, "gap_warm", self.best if self.best.order == order else None)
                 if not self.proven() and self.best.order != before and self.left() > 0.1:
                     self.improve()
-        # 4. Bounds over all orders and better plans from the order-free relaxation.
+        # 5. Bounds over all orders and better plans from the order-free relaxation.
         if not self.proven() and self.data.exact and self.left() > 0.1:
             self.relaxed_joint()
-        # 5. The full model with what is left.
+        # 6. The full model with what is left.
         if not self.proven() and self.left() > 0.2:
             self.full_model()
-        if self.best is None:
+        if self.best is None and self.reference_plan is None:
             if self.left() <= 0:
                 raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
             self.offer(greedy_solution(self.data, self.problem.graph.file_order()), "greedy")
         if self.best is None:
-            raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+            return self._final(None)
         status = "optimal" if self.proven() else "feasible"
         log.info("exact[auto]: traffic %d, lower bound %d (%s), %s", self.best_value, self.lb, self.how, status)
         placements, transfers = compute_placements_and_transfers(self.data, self.problem, self.best)
@@ -539,7 +629,7 @@ class _Auto:
         if plan.metrics.noncompulsory_bytes != self.best_value:
             raise SolverError(f"exact: internal error: model traffic {self.best_value} != plan traffic "
                               f"{plan.metrics.noncompulsory_bytes}")
-        return plan
+        return self._final(plan)
 
 
 # -- results to plans -------------------------------------------------------------------------
