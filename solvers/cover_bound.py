@@ -40,6 +40,7 @@ from ortools.sat.python import cp_model
 
 from solvers.joint_data import JointData, JointSolution, segments_by_buffer
 from solvers.joint_model import configure
+from solvers.reach import reach_bitsets
 
 log = logging.getLogger(__name__)
 
@@ -79,20 +80,8 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     n = len(ops)
     if not data.capacity_given or n == 0:
         return CoverBound(0, True, False, 0, 0.0)
-    pos = {op: i for i, op in enumerate(ops)}
     preds = data.pred_map()
-    anc = [0] * n
-    for i, op in enumerate(ops):          # data.ops is a topological order
-        a = 0
-        for p in preds[op]:
-            j = pos[p]
-            a |= anc[j] | (1 << j)
-        anc[i] = a
-    desc = [0] * n
-    for i in range(n - 1, -1, -1):
-        for p in preds[ops[i]]:
-            j = pos[p]
-            desc[j] |= desc[i] | (1 << i)
+    pos, anc, desc = reach_bitsets(ops, preds.__getitem__)  # data.ops is a topological order
 
     footprint = [0] * n
     for op, extra in data.scratch:
@@ -199,21 +188,7 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
 
 def _closures(data: JointData) -> tuple[list, dict, list[int], list[int]]:
     ops = list(data.ops)
-    n = len(ops)
-    pos = {op: i for i, op in enumerate(ops)}
-    preds = data.pred_map()
-    anc = [0] * n
-    for i, op in enumerate(ops):          # data.ops is a topological order
-        a = 0
-        for p in preds[op]:
-            j = pos[p]
-            a |= anc[j] | (1 << j)
-        anc[i] = a
-    desc = [0] * n
-    for i in range(n - 1, -1, -1):
-        for p in preds[ops[i]]:
-            j = pos[p]
-            desc[j] |= desc[i] | (1 << i)
+    pos, anc, desc = reach_bitsets(ops, data.pred_map().__getitem__)  # data.ops is topological
     return ops, pos, anc, desc
 
 

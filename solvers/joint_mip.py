@@ -56,7 +56,7 @@ class JointMipModel:
         return self.pulp.LpVariable(name, low, up, cat=cat)
 
     def _variables(self) -> None:
-        d, pulp = self.data, self.pulp
+        d = self.data
         self.bounds = step_bounds(d)
         self.pos_by_op: dict[int, Any] = {}
         for op, (lo, hi) in self.bounds.items():

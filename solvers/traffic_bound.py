@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from ir.graph import Graph, TensorKind
 from ir.lifetimes import op_buffers
 from solvers.problem import Problem
+from solvers.reach import reach_bitsets
 
 log = logging.getLogger(__name__)
 
@@ -75,20 +76,8 @@ def _compute(problem: Problem) -> int:
     n = len(ops)
     if n == 0 or n > MAX_OPS:
         return 0
-    pos = {op: i for i, op in enumerate(ops)}
     deps = g.op_dependencies()
-    anc = [0] * n  # strict ancestors, as bitsets over positions in file order
-    for i, op in enumerate(ops):
-        a = 0
-        for d in deps[op]:
-            j = pos[d]
-            a |= anc[j] | (1 << j)
-        anc[i] = a
-    desc = [0] * n
-    for i in range(n - 1, -1, -1):
-        for d in deps[ops[i]]:
-            j = pos[d]
-            desc[j] |= desc[i] | (1 << i)
+    pos, anc, desc = reach_bitsets(ops, deps.__getitem__)  # bitsets over positions in file order
     needs = [set(op_buffers(g, g.operators[op], iw)) for op in ops]
     footprint = [sum(g.buffers[b].bytes for b in needs[i]) + g.operators[ops[i]].extra_bytes for i in range(n)]
     compute = t.compute_level
