@@ -50,7 +50,7 @@ from ir.onnx_import import load_graph  # noqa: E402
 from models.build import SuiteModel, load_manifest  # noqa: E402
 from planner.plan import write_text_atomic  # noqa: E402
 from solvers.budgets import target_budgets  # noqa: E402
-from solvers.problem import Problem  # noqa: E402
+from solvers.problem import Problem, default_workers  # noqa: E402
 from solvers.registry import available, solve  # noqa: E402
 from targets.hierarchy import Hierarchy, load_target  # noqa: E402
 
@@ -177,8 +177,9 @@ def run_model(m: SuiteModel, graph: Graph, target: Hierarchy, solvers: Sequence[
                     rows.append(Row(**{**asdict(prev), "budget": name}))
                     continue
                 limit = limits[solver]
+                # One run at a time, so a solver may use every core (the CLI's default too).
                 problem = Problem(graph=graph, target=target.with_capacity(cap), weights_in_compute_level=weights,
-                                  time_limit=limit, seed=0, workers=1)
+                                  time_limit=limit, seed=0, workers=default_workers())
                 result, seconds = run_guarded(problem, solver, hard_timeout_for(limit))
                 if result[0] == "ok":
                     _, status, nc, comp, peak, lb = result
