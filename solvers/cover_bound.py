@@ -70,6 +70,23 @@ def _bits(x: int):
         x ^= low
 
 
+def _footprints(data: JointData, pos: dict[int, int], n: int) -> tuple[list[int], list[tuple[list[int], int]]]:
+    """Per operator position: bytes it needs resident itself (its buffers + scratch); per
+    buffer: the positions of its users and the same set as a bitmask."""
+    footprint = [0] * n
+    for op, extra in data.scratch:
+        footprint[pos[op]] += extra
+    users_by_buffer: list[tuple[list[int], int]] = []
+    for mb in data.buffers:
+        users = [pos[u] for u in mb.users]
+        umask = 0
+        for u in users:
+            footprint[u] += mb.size
+            umask |= 1 << u
+        users_by_buffer.append((users, umask))
+    return footprint, users_by_buffer
+
+
 def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int = 0,
                 work: float | None = None) -> CoverBound:
     """Build and solve the crossing-cover IP of ``data`` (its capacity; order ignored).
@@ -83,18 +100,11 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     preds = data.pred_map()
     pos, anc, desc = reach_bitsets(ops, preds.__getitem__)  # data.ops is a topological order
 
-    footprint = [0] * n
-    for op, extra in data.scratch:
-        footprint[pos[op]] += extra
+    footprint, users_by_buffer = _footprints(data, pos, n)
     crossing: list[list[int]] = [[] for _ in range(n)]   # indices into data.buffers
     consumers: list[list[int]] = []
     for k, mb in enumerate(data.buffers):
-        users = [pos[u] for u in mb.users]
-        for u in users:
-            footprint[u] += mb.size
-        umask = 0
-        for u in users:
-            umask |= 1 << u
+        users, umask = users_by_buffer[k]
         if mb.producer is not None:
             p = pos[mb.producer]
             cons = [u for u in users if u != p]
@@ -235,17 +245,10 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     ops, pos, anc, desc = _closures(data)
     n = len(ops)
     cap = data.capacity
-    footprint = [0] * n
-    for op, extra in data.scratch:
-        footprint[pos[op]] += extra
+    footprint, users_by_buffer = _footprints(data, pos, n)
     bufs = []          # (k, producer index or None, consumer indices, user mask)
     for k, mb in enumerate(data.buffers):
-        users = [pos[u] for u in mb.users]
-        for u in users:
-            footprint[u] += mb.size
-        umask = 0
-        for u in users:
-            umask |= 1 << u
+        users, umask = users_by_buffer[k]
         p = pos[mb.producer] if mb.producer is not None else None
         cons = [u for u in users if u != p]
         if mb.size > 0 and cons:
