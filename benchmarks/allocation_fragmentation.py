@@ -31,14 +31,14 @@ sys.path.insert(0, str(ROOT))
 import onnx  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
-from ir.build import RawNode, RawTensor, build_graph  # noqa: E402
-from ir.errors import StowageError  # noqa: E402
-from ir.graph import Graph  # noqa: E402
-from ir.lifetimes import lifetimes, peak_live  # noqa: E402
-from ir.onnx_import import load_graph  # noqa: E402
-from solvers.allocate import Interval, allocate_offsets, peak_address  # noqa: E402
-from solvers.schedule import min_peak_order_ex  # noqa: E402
-from targets.hierarchy import load_target  # noqa: E402
+from stowage.ir.build import RawNode, RawTensor, build_graph  # noqa: E402
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.graph import Graph  # noqa: E402
+from stowage.ir.lifetimes import lifetimes, peak_live  # noqa: E402
+from stowage.ir.onnx_import import load_graph  # noqa: E402
+from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address  # noqa: E402
+from stowage.solvers.analysis.schedule import min_peak_order_ex  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
 
 log = logging.getLogger("benchmarks.allocation_fragmentation")
 

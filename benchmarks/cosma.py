@@ -44,15 +44,15 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from ir.errors import StowageError  # noqa: E402
-from ir.graph import Graph  # noqa: E402
-from ir.onnx_import import load_graph  # noqa: E402
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.graph import Graph  # noqa: E402
+from stowage.ir.onnx_import import load_graph  # noqa: E402
 from models.build import SuiteModel, load_manifest  # noqa: E402
-from planner.plan import write_text_atomic  # noqa: E402
-from solvers.budgets import target_budgets  # noqa: E402
-from solvers.problem import Problem, default_workers  # noqa: E402
-from solvers.registry import available, solve  # noqa: E402
-from targets.hierarchy import Hierarchy, load_target  # noqa: E402
+from stowage.plan import write_text_atomic  # noqa: E402
+from stowage.solvers.budgets import target_budgets  # noqa: E402
+from stowage.solvers.problem import Problem, default_workers  # noqa: E402
+from stowage.solvers.registry import available, solve  # noqa: E402
+from stowage.targets.hierarchy import Hierarchy, load_target  # noqa: E402
 
 log = logging.getLogger("benchmarks.cosma")
 

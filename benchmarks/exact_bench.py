@@ -35,14 +35,14 @@ from ortools.sat.python import cp_model  # noqa: E402,F401
 
 import onnx  # noqa: E402
 
-from ir.errors import StowageError  # noqa: E402
-from ir.onnx_import import load_graph  # noqa: E402
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.onnx_import import load_graph  # noqa: E402
 from models.build import load_manifest  # noqa: E402
-from solvers.budgets import budgets  # noqa: E402
-from solvers.exact import ExactParams  # noqa: E402
-from solvers.problem import Problem  # noqa: E402
-from solvers.registry import available, solve  # noqa: E402
-from targets.hierarchy import load_target  # noqa: E402
+from stowage.solvers.budgets import budgets  # noqa: E402
+from stowage.solvers.exact.pipeline import ExactParams  # noqa: E402
+from stowage.solvers.problem import Problem  # noqa: E402
+from stowage.solvers.registry import available, solve  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
 
 LIGHT = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 COSMA_TARGET = ROOT / "benchmarks" / "cosma_target.toml"

@@ -32,14 +32,14 @@ sys.path.insert(0, str(ROOT))
 import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
-from ir.errors import CapacityError  # noqa: E402
-from ir.onnx_import import import_model, load_graph  # noqa: E402
-from ir.lifetimes import m_r  # noqa: E402
-from solvers.baselines import BASELINES  # noqa: E402
-from solvers.budgets import target_budgets  # noqa: E402
-from solvers.problem import Problem  # noqa: E402
-from solvers.registry import solve  # noqa: E402
-from targets.hierarchy import load_target  # noqa: E402
+from stowage.errors import CapacityError  # noqa: E402
+from stowage.ir.onnx_import import import_model, load_graph  # noqa: E402
+from stowage.ir.lifetimes import m_r  # noqa: E402
+from stowage.solvers.baselines import BASELINES  # noqa: E402
+from stowage.solvers.budgets import target_budgets  # noqa: E402
+from stowage.solvers.problem import Problem  # noqa: E402
+from stowage.solvers.registry import solve  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
 
 log = logging.getLogger("benchmarks.heuristics")
 SOLVERS = (*BASELINES, "heuristic")

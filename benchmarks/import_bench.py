@@ -21,7 +21,7 @@ from pathlib import Path
 import onnx
 from onnx import TensorProto, helper
 
-from planner import cli
+from stowage import cli
 
 LIGHT_ZOO = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 

@@ -22,9 +22,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from planner.commands.alloc import independent_check  # noqa: E402
-from solvers.exact_alloc import peak_live_bound, solve_allocation  # noqa: E402
-from solvers.minimalloc_csv import read_csv  # noqa: E402
+from stowage.commands.alloc import independent_check  # noqa: E402
+from stowage.solvers.alloc.exact import peak_live_bound, solve_allocation  # noqa: E402
+from stowage.solvers.alloc.minimalloc_csv import read_csv  # noqa: E402
 
 
 def reference_times(readme: Path) -> dict[str, str]:

@@ -19,12 +19,12 @@ import onnx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from helpers import chain_model  # noqa: E402
-from ir.onnx_import import import_model, load_graph  # noqa: E402
-from planner.simulate import simulate  # noqa: E402
-from planner.validate import validate  # noqa: E402
-from solvers.problem import Problem  # noqa: E402
-from solvers.registry import solve  # noqa: E402
-from targets.hierarchy import load_target  # noqa: E402
+from stowage.ir.onnx_import import import_model, load_graph  # noqa: E402
+from stowage.simulate import simulate  # noqa: E402
+from stowage.plan.validate import validate  # noqa: E402
+from stowage.solvers.problem import Problem  # noqa: E402
+from stowage.solvers.registry import solve  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
 
 LIGHT = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 

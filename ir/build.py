@@ -19,9 +19,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-from ir.dtypes import dtype_name, tensor_bytes
-from ir.errors import ModelError
-from ir.graph import VIEW_OP_TYPES, Buffer, Graph, Operator, Tensor, TensorKind
+from stowage.ir.dtypes import dtype_name, tensor_bytes
+from stowage.errors import ModelError
+from stowage.ir.graph import VIEW_OP_TYPES, Buffer, Graph, Operator, Tensor, TensorKind
 
 #: Operators never folded into weights even when all inputs are constant: they are random,
 #: stateful, or carry subgraphs.

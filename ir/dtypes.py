@@ -41,7 +41,7 @@ def element_bits(elem_type: int) -> int:
     try:
         return BITS_BY_TYPE[elem_type]
     except KeyError:
-        from ir.errors import ModelError
+        from stowage.errors import ModelError
 
         raise ModelError(
             f"unsupported ONNX element type {elem_type} ({dtype_name(elem_type)})"

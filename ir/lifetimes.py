@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from ir.graph import BufferId, Graph, OpIndex, Operator, TensorKind
+from stowage.ir.graph import BufferId, Graph, OpIndex, Operator, TensorKind
 
 
 @dataclass(frozen=True)

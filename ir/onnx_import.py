@@ -36,10 +36,10 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, ModelProto, TensorProto
 
-from ir.build import RawNode, RawTensor, build_graph, check_structure
-from ir.cost import estimate_cost
-from ir.errors import ModelError
-from ir.graph import Graph
+from stowage.ir.build import RawNode, RawTensor, build_graph, check_structure
+from stowage.ir.cost import estimate_cost
+from stowage.errors import ModelError
+from stowage.ir.graph import Graph
 
 log = logging.getLogger(__name__)
 
@@ -520,7 +520,7 @@ def _one_subgraph_peak(
     enclosing: Mapping[str, RawTensor],
     alternates_of: Sequence[onnx.GraphProto] = (),
 ) -> int | None:
-    from ir.lifetimes import lifetimes
+    from stowage.ir.lifetimes import lifetimes
 
     own = _collect_shapes(g)
     for name, t in _body_input_shapes(node, g, enclosing).items():

@@ -21,13 +21,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-import solvers.budgets as solvers_budgets
-from ir.errors import SolverError
-from ir.graph import Graph
-from planner.plan import Plan
-from solvers.problem import Problem, default_workers
-from solvers.spill import check_capacity
-from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
+import stowage.solvers.budgets as solvers_budgets
+from stowage.errors import SolverError
+from stowage.ir.graph import Graph
+from stowage.plan import Plan
+from stowage.solvers.problem import Problem, default_workers
+from stowage.solvers.spill.engine import check_capacity
+from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None 
                dims: dict[str, int] | None = None) -> Graph:
     if isinstance(model, Graph):
         return model
-    from ir.onnx_import import load_graph
+    from stowage.ir.onnx_import import load_graph
 
     return load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
 
@@ -71,7 +71,7 @@ def compile(  # noqa: A001 - the public name of the API
     "activations + weights" setting.  ``params``: a solver params dataclass or a dict of its
     fields.  Raises ``StowageError`` subclasses (exit code 2 in the CLI) for user errors,
     ``CapacityError`` naming M_R when the capacity is too small."""
-    from solvers.registry import get, make_params, solve
+    from stowage.solvers.registry import get, make_params, solve
 
     if time_limit <= 0:
         raise SolverError(f"time limit must be positive, got {time_limit}")

@@ -16,9 +16,9 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
-import planner.commands as commands_pkg
-from ir.errors import StowageError
-from planner import __version__, progress
+import stowage.commands as commands_pkg
+from stowage.errors import StowageError
+from stowage import __version__, progress
 
 log = logging.getLogger("stowage")
 
@@ -28,7 +28,7 @@ def _commands() -> list:
     for info in pkgutil.iter_modules(commands_pkg.__path__):
         if info.name.startswith("_"):
             continue
-        mods.append(importlib.import_module(f"planner.commands.{info.name}"))
+        mods.append(importlib.import_module(f"stowage.commands.{info.name}"))
     return sorted(mods, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 

@@ -37,9 +37,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ir.errors import ModelError, PlanFormatError, StowageError
-from ir.graph import Graph, Operator, TensorKind
-from planner.plan import Placement, Plan
+from stowage.errors import ModelError, PlanFormatError, StowageError
+from stowage.ir.graph import Graph, Operator, TensorKind
+from stowage.plan import Placement, Plan
 
 log = logging.getLogger(__name__)
 
@@ -584,7 +584,7 @@ class Simulator:
 def load_model_with_data(path: str | Path) -> onnx.ModelProto:
     """The model with initializer data inline where available (external data is resolved
     by the simulator; absent files become random weights)."""
-    from ir.onnx_import import read_model
+    from stowage.ir.onnx_import import read_model
 
     return read_model(path)
 

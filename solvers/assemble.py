@@ -12,15 +12,15 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from ir.errors import CapacityError
-from ir.graph import Graph, OpIndex, TensorKind
-from ir.lifetimes import Lifetimes
-from planner.plan import (
+from stowage.errors import CapacityError
+from stowage.ir.graph import Graph, OpIndex, TensorKind
+from stowage.ir.lifetimes import Lifetimes
+from stowage.plan import (
     LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
     TargetRef, Transfer,
 )
-from solvers.problem import Problem
-from targets.hierarchy import Hierarchy
+from stowage.solvers.problem import Problem
+from stowage.targets.hierarchy import Hierarchy
 
 
 @dataclass(frozen=True)

@@ -27,13 +27,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ir.graph import Graph, OpIndex
-from planner.plan import Plan
-from solvers.assemble import assemble_plan
-from solvers.problem import Problem
-from solvers.registry import register
-from solvers.spill import Config, simulate
-from solvers.traffic_bound import traffic_lower_bound
+from stowage.ir.graph import Graph, OpIndex
+from stowage.plan import Plan
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
+from stowage.solvers.spill.engine import Config, simulate
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 def min_peak_order(graph: Graph, include_weights: bool, time_limit: float, seed: int) -> tuple[OpIndex, ...]:
     """The minimum-peak order from ``solvers.schedule`` (file order if that module is absent)."""
     try:
-        from solvers.schedule import min_peak_order as mpo
+        from stowage.solvers.analysis.schedule import min_peak_order as mpo
     except ImportError:
         log.warning("solvers.schedule not available: using file order for the min-peak order")
         return graph.file_order()

@@ -38,12 +38,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ir.errors import TargetError
-from ir.graph import Graph, Operator, OpIndex
-from ir.lifetimes import op_buffers, peak_live
-from solvers.assemble import align_up
-from solvers.schedule import min_peak_order_ex
-from targets.hierarchy import Hierarchy, parse_size
+from stowage.errors import TargetError
+from stowage.ir.graph import Graph, Operator, OpIndex
+from stowage.ir.lifetimes import op_buffers, peak_live
+from stowage.solvers.assemble import align_up
+from stowage.solvers.analysis.schedule import min_peak_order_ex
+from stowage.targets.hierarchy import Hierarchy, parse_size
 
 BUDGET_NAMES = ("M_R", "M_H", "M_P")
 

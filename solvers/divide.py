@@ -50,17 +50,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ir.graph import Graph, OpIndex
-from ir.lifetimes import peak_live
-from planner import progress
-from planner.plan import Plan
-from solvers.assemble import assemble_plan
-from solvers.baselines import min_peak_order
-from solvers.heuristic import _greedy_orders
-from solvers.problem import Problem
-from solvers.registry import register
-from solvers.spill import Config, SpillResult, _Engine, _finish, _OutOfTime, check_capacity, simulate, uses_for
-from solvers.traffic_bound import traffic_lower_bound
+from stowage.ir.graph import Graph, OpIndex
+from stowage.ir.lifetimes import peak_live
+from stowage import progress
+from stowage.plan import Plan
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.baselines import min_peak_order
+from stowage.solvers.heuristic import _greedy_orders
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
+from stowage.solvers.spill.engine import Config, SpillResult, _Engine, _finish, _OutOfTime, check_capacity, simulate, uses_for
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 
 log = logging.getLogger(__name__)
 

@@ -17,13 +17,13 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ir.errors import CapacityError, SolverError
-from ir.lifetimes import lifetimes
-from planner.plan import Plan
-from solvers.assemble import assemble_plan, no_spill_residency
-from solvers.exact_alloc import AllocBuffer, solve_allocation
-from solvers.problem import Problem
-from solvers.registry import register
+from stowage.errors import CapacityError, SolverError
+from stowage.ir.lifetimes import lifetimes
+from stowage.plan import Plan
+from stowage.solvers.assemble import assemble_plan, no_spill_residency
+from stowage.solvers.alloc.exact import AllocBuffer, solve_allocation
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
 
 log = logging.getLogger(__name__)
 

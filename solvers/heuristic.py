@@ -35,17 +35,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from ir.graph import Graph, OpIndex
-from ir.lifetimes import peak_live
-from planner import progress
-from planner.plan import Plan
-from solvers.assemble import assemble_plan
-from solvers.baselines import min_peak_order
-from solvers.budgets import rounded_graph
-from solvers.problem import Problem
-from solvers.registry import register
-from solvers.spill import Config, SpillResult, simulate
-from solvers.traffic_bound import traffic_lower_bound
+from stowage.ir.graph import Graph, OpIndex
+from stowage.ir.lifetimes import peak_live
+from stowage import progress
+from stowage.plan import Plan
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.baselines import min_peak_order
+from stowage.solvers.budgets import rounded_graph
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
+from stowage.solvers.spill.engine import Config, SpillResult, simulate
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +211,7 @@ class _Search:
 def _greedy_orders(g: Graph, iw: bool) -> list[tuple[OpIndex, ...]]:
     """The list-scheduling variants of ``solvers.schedule`` (absent -> none)."""
     try:
-        from solvers.schedule import build_model, greedy_order
+        from stowage.solvers.analysis.schedule import build_model, greedy_order
     except ImportError:
         return []
     model = build_model(g, iw)
@@ -285,7 +285,7 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
 def auto(problem: Problem, params: AutoParams) -> Plan:
     kind, hparams = choose(problem)
     if kind == "divide":
-        from solvers.divide import DivideParams, plan_divide
+        from stowage.solvers.divide import DivideParams, plan_divide
 
         return plan_divide(problem, DivideParams(), "auto")
     assert hparams is not None

@@ -15,14 +15,14 @@ import logging
 import time
 from dataclasses import dataclass
 
-from ir.errors import CapacityError, SolverError
-from ir.lifetimes import lifetimes
-from planner.plan import Plan
-from solvers.allocate import Interval, allocate_offsets, peak_address
-from solvers.assemble import assemble_plan, no_spill_residency
-from solvers.problem import Problem
-from solvers.registry import register
-from solvers.schedule import min_peak_order_ex
+from stowage.errors import CapacityError, SolverError
+from stowage.ir.lifetimes import lifetimes
+from stowage.plan import Plan
+from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address
+from stowage.solvers.assemble import assemble_plan, no_spill_residency
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
+from stowage.solvers.analysis.schedule import min_peak_order_ex
 
 log = logging.getLogger(__name__)
 

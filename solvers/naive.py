@@ -9,11 +9,11 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ir.lifetimes import lifetimes
-from planner.plan import Plan
-from solvers.assemble import align_up, assemble_plan, no_spill_residency
-from solvers.problem import Problem
-from solvers.registry import register
+from stowage.ir.lifetimes import lifetimes
+from stowage.plan import Plan
+from stowage.solvers.assemble import align_up, assemble_plan, no_spill_residency
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import register
 
 
 @dataclass(frozen=True)

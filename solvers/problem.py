@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ir.graph import Graph
-from targets.hierarchy import Hierarchy
+from stowage.ir.graph import Graph
+from stowage.targets.hierarchy import Hierarchy
 
 
 def default_workers() -> int:

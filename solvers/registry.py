@@ -14,9 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ir.errors import SolverError
-from planner.plan import Plan
-from solvers.problem import Problem
+from stowage.errors import SolverError
+from stowage.plan import Plan
+from stowage.solvers.problem import Problem
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def register(name: str, params_cls: type, description: str) -> Callable[[SolverF
 
 def _load_builtin() -> None:
     # Import for the side effect of registration.
-    import solvers.builtin  # noqa: F401
+    import stowage.solvers.builtin  # noqa: F401
 
 
 def available() -> dict[str, SolverSpec]:
@@ -87,7 +87,7 @@ def solve(problem: Problem, name: str = "auto", params: Any = None, validate: bo
     plan = spec.fn(problem, params)
     log.info("solver %s finished in %.2fs: %s", name, time.perf_counter() - t0, plan.solver.status)
     if validate:
-        from planner.validate import validate as run_validator
+        from stowage.plan.validate import validate as run_validator
 
         verdict = run_validator(problem.graph, plan)
         if not verdict.ok:

@@ -1,6 +1,9 @@
-"""Memory-hierarchy targets: typed descriptions loaded from TOML files and built-in presets,
-and the emitters that lower a plan to firmware artefacts."""
+"""Memory-hierarchy targets: typed descriptions loaded from TOML files and built-in presets.
 
-from targets.hierarchy import Hierarchy, Level, load_target, list_presets, parse_size
+The emitters that lower a plan to firmware artefacts are a backend (``stowage.backend``): a
+target describes hardware and imports nothing above the IR's errors.
+"""
 
-__all__ = ["Hierarchy", "Level", "load_target", "list_presets", "parse_size"]
+from stowage.targets.hierarchy import Hierarchy, Level, list_presets, load_target, parse_size
+
+__all__ = ["Hierarchy", "Level", "list_presets", "load_target", "parse_size"]

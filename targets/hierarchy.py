@@ -31,7 +31,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ir.errors import TargetError
+from stowage.errors import TargetError
 
 _UNITS = {
     "": 1, "b": 1,
@@ -267,7 +267,7 @@ def _build(raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tupl
 
 
 def _preset_files() -> dict[str, Any]:
-    root = resources.files("targets.presets")
+    root = resources.files("stowage.targets.presets")
     return {p.name[:-5]: p for p in root.iterdir() if p.name.endswith(".toml")}
 
 

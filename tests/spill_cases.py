@@ -6,9 +6,9 @@ import onnx
 from hypothesis import strategies as st
 from onnx import TensorProto, helper
 
-from ir.graph import Graph
-from ir.onnx_import import import_model
-from targets.hierarchy import Hierarchy, Level
+from stowage.ir.graph import Graph
+from stowage.ir.onnx_import import import_model
+from stowage.targets.hierarchy import Hierarchy, Level
 
 
 def fanout_model(width: int = 16) -> onnx.ModelProto:

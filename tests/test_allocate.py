@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from solvers.allocate import Interval, allocate_offsets, peak_address, peak_live_bound
+from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address, peak_live_bound
 
 
 def overlaps(offsets, intervals) -> list[tuple[int, int]]:
@@ -59,7 +59,7 @@ def test_search_closes_a_greedy_gap():
     ivs = [Interval(0, 0, 2, 2), Interval(1, 2, 3, 1), Interval(2, 3, 4, 4), Interval(3, 0, 0, 4),
            Interval(4, 1, 1, 1)]
     assert peak_live_bound(ivs) == 6
-    from solvers.allocate import _conflicts, _pack
+    from stowage.solvers.alloc.greedy import _conflicts, _pack
 
     adj = _conflicts(ivs)
     assert _pack([2, 3, 0, 4, 1], ivs, adj, 1, best_fit=False)[1] == 7

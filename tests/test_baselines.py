@@ -5,10 +5,10 @@ from __future__ import annotations
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ir.lifetimes import m_r, peak_live
-from solvers.baselines import BASELINES
-from solvers.problem import Problem
-from solvers.registry import available, solve
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.solvers.baselines import BASELINES
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import available, solve
 from tests.spill_cases import fanout_graph, random_graphs, two_level
 
 

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import CapacityError, StowageError, TargetError
-from ir.lifetimes import lifetimes, peak_live
-from ir.onnx_import import load_graph
-from solvers.budgets import aligned_footprint, budgets, m_r_aligned, resolve_capacity, rounded_graph
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.errors import CapacityError, StowageError, TargetError
+from stowage.ir.lifetimes import lifetimes, peak_live
+from stowage.ir.onnx_import import load_graph
+from stowage.solvers.budgets import aligned_footprint, budgets, m_r_aligned, resolve_capacity, rounded_graph
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 from tests.conftest import light_models
 from tests.test_schedule import two_branch_graph
 
@@ -156,8 +156,8 @@ def test_minpeak_on_light_zoo_has_no_fragmentation():
 def test_exact_pack_hand_checked():
     """Sizes in 16-byte units: A 10 B (steps 0-1) -> 1, B 20 B (1-2) -> 2, C 30 B (2-3) -> 2.
     B and C overlap at step 2 and need 4 units: 64 B packs, 63 B (3 units) cannot."""
-    from solvers.allocate import Interval
-    from solvers.spill import exact_pack
+    from stowage.solvers.alloc.greedy import Interval
+    from stowage.solvers.spill.engine import exact_pack
 
     ivs = [Interval(0, 0, 1, 10), Interval(1, 1, 2, 20), Interval(2, 2, 3, 30)]
     offs = exact_pack(ivs, 16, 64, 5.0)
@@ -181,7 +181,7 @@ def test_zero_spill_at_m_p_needs_the_exact_packer():
     """Suite Transformer with weights, COSMA's byte-granular machine, at M_P: the greedy
     offline packer ends 6% above peak live on the M_P order, the exact packer fits it at M_P,
     so the heuristic spills nothing (it spilled 196,608 B before the fallback)."""
-    from solvers.allocate import Interval, allocate_offsets, peak_address
+    from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address
 
     g = _suite_graph("transformer")
     target = load_target(str(Path(__file__).resolve().parents[1] / "benchmarks" / "cosma_target.toml"))
@@ -207,7 +207,7 @@ def test_aligned_m_r_is_plannable_on_darts_with_weights():
 
 
 def test_reversed_model_has_the_same_live_bytes_reversed():
-    from solvers.schedule import build_model, greedy_order, local_live_bytes, reversed_model
+    from stowage.solvers.analysis.schedule import build_model, greedy_order, local_live_bytes, reversed_model
 
     g = two_branch_graph()
     model = build_model(g, True)

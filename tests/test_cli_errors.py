@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from planner import cli
+from stowage import cli
 from tests.conftest import LIGHT_ZOO
 
 F = TensorProto.FLOAT
@@ -153,7 +153,7 @@ def test_real_process_stderr_is_one_clean_line(tmp_path, case):
         p = save(tmp_path, [helper.make_node("Relu", ["x"], ["y"])], [vi("x", ["n", 4])], [vi("y", ["n", 4])])
         expected, code = "--dim n=1", 2
     env = {**os.environ, "PYTHONWARNINGS": "always"}
-    r = subprocess.run([sys.executable, "-m", "planner", "inspect", str(p)], capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "stowage", "inspect", str(p)], capture_output=True, text=True,
                        cwd=tmp_path, env=env, timeout=120)
     assert r.returncode == code
     assert r.stdout == ""
@@ -163,7 +163,7 @@ def test_real_process_stderr_is_one_clean_line(tmp_path, case):
 
 
 def test_usage_mistakes_are_one_line_exit_2(capsys):
-    from planner.cli import main as cli_main
+    from stowage.cli import main as cli_main
 
     with pytest.raises(SystemExit) as exc:
         cli_main(["inspect", "m.onnx", "--dim", "batch=0"])

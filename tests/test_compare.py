@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 
-from ir.onnx_import import load_graph
+from stowage.ir.onnx_import import load_graph
 from models.build import TINY_PATH
-from planner.cli import main
-from planner.report import layout_boxes, occupancy, run_comparison
-from solvers.registry import available
-from targets.hierarchy import load_target
+from stowage.cli import main
+from stowage.tools.report import layout_boxes, occupancy, run_comparison
+from stowage.solvers.registry import available
+from stowage.targets.hierarchy import load_target
 
 BASELINE = "baseline-fileorder-belady"
 

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from ir.errors import CapacityError, SolverError
-from planner.api import compile as compile_plan
-from planner.cli import main
-from planner.plan import load_plan
+from stowage.errors import CapacityError, SolverError
+from stowage.api import compile as compile_plan
+from stowage.cli import main
+from stowage.plan import load_plan
 from tests.helpers import save
 from tests.spill_cases import fanout_model
 

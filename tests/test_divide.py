@@ -6,15 +6,15 @@ import time
 
 from onnx import TensorProto, helper
 
-from ir.lifetimes import m_r, peak_live
-from ir.onnx_import import import_model, load_graph
-from planner.validate import validate
-from solvers.assemble import assemble_plan
-from solvers.divide import DivideParams, crossing_bytes, cut_points, stitched
-from solvers.problem import Problem
-from solvers.registry import solve
-from solvers.schedule import min_peak_order
-from targets.hierarchy import load_target
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.ir.onnx_import import import_model, load_graph
+from stowage.plan.validate import validate
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.divide import DivideParams, crossing_bytes, cut_points, stitched
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.solvers.analysis.schedule import min_peak_order
+from stowage.targets.hierarchy import load_target
 from tests.conftest import LIGHT_ZOO
 from tests.spill_cases import two_level
 

@@ -12,6 +12,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,17 +22,17 @@ from hypothesis import strategies as st
 
 from conftest import light_models
 from helpers import chain_model, diamond_model
-from ir.graph import Graph, TensorKind
-from ir.onnx_import import import_model, load_graph
-from planner.plan import Placement, Plan, Transfer, load_plan, save_plan
-from planner.validate import validate
-from solvers.assemble import ComputePlacement, align_up, assemble_plan, home_of
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.emit import (
+from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.onnx_import import import_model, load_graph
+from stowage.plan import Placement, Plan, Transfer, load_plan, save_plan
+from stowage.plan.validate import validate
+from stowage.solvers.assemble import ComputePlacement, align_up, assemble_plan, home_of
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.backend.emit import (
     EmitError, build_schedule, c_string, check_prefix, default_prefix, emit_all, emit_header, emit_schedule,
 )
-from targets.hierarchy import Hierarchy, load_target
+from stowage.targets.hierarchy import Hierarchy, load_target
 
 REPLAY_C = Path(__file__).parent / "c" / "replay.c"
 GCC = shutil.which("gcc")
@@ -407,7 +408,7 @@ def test_replay_spill_plan_cxx(graphs: dict[str, Graph], tmp_path: Path) -> None
 def test_solver_plans_replay(graphs: dict[str, Graph], tmp_path: Path) -> None:
     """A real solver's plan at a capacity that forces spills (whatever solver is registered)."""
     g = graph_of(graphs, "squeezenet")
-    from ir.lifetimes import m_r
+    from stowage.ir.lifetimes import m_r
     tgt = load_target("ethos-u55-256").with_capacity(align_up(m_r(g, True) * 3 // 2, 16))
     plan = checked(g, solve(Problem(g, tgt, weights_in_compute_level=True, time_limit=5.0), "heuristic"))
     r = replay(emit_header(plan, g), tmp_path)
@@ -565,7 +566,7 @@ def test_emit_all_failure_leaves_no_file(chain_spill: tuple[Graph, Plan], tmp_pa
 
 
 def run_cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["python", "-m", "planner", *argv], capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", "stowage", *argv], capture_output=True, text=True)
 
 
 def test_cli_emit(tmp_path: Path) -> None:

@@ -17,14 +17,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto
 
-from ir.build import RawNode, RawTensor, build_graph
-from ir.errors import InfeasibleError
-from ir.graph import Graph, TensorKind
-from planner.validate import validate
-from solvers.exact import ExactMipParams, ExactParams
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.ir.build import RawNode, RawTensor, build_graph
+from stowage.errors import InfeasibleError
+from stowage.ir.graph import Graph, TensorKind
+from stowage.plan.validate import validate
+from stowage.solvers.exact.pipeline import ExactMipParams, ExactParams
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 
 ALIGN = 16   # ethos-u55-256: sram alignment 16, dram one hop away
 
@@ -203,7 +203,7 @@ HAND = [skip_chain, diamond, two_branches]
 @pytest.mark.parametrize("make", HAND)
 @pytest.mark.parametrize("slack", [0, 16, 48])
 def test_hand_graphs_match_brute_force(make, slack: int) -> None:
-    from ir.lifetimes import m_r
+    from stowage.ir.lifetimes import m_r
     g = make()
     cap = m_r(g, False) + slack
     expected = brute_force(g, cap, False)
@@ -232,8 +232,8 @@ def random_dag(rng: random.Random, n_ops: int) -> Graph:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
 def test_random_tiny_dags_match_brute_force(seed: int, n_ops: int, slack: int) -> None:
-    from ir.lifetimes import m_r
-    from solvers.joint_data import aligned_footprint
+    from stowage.ir.lifetimes import m_r
+    from stowage.solvers.exact.joint_data import aligned_footprint
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
                for o in g.computing_ops)
@@ -258,7 +258,7 @@ def test_deterministic_for_seed_and_workers() -> None:
 
 @pytest.mark.parametrize("make", [skip_chain, two_branches])
 def test_mip_cbc_agrees_with_cp_sat(make) -> None:
-    from ir.lifetimes import m_r
+    from stowage.ir.lifetimes import m_r
     g = make()
     for cap in (m_r(g, False), m_r(g, False) + 32):
         cp = solve(problem(g, cap), "exact", ExactParams(mode="joint"))
@@ -281,8 +281,8 @@ def test_mip_highs_subprocess_agrees() -> None:
 def test_cover_bound_hand_checked() -> None:
     # skip_chain at 160 B: at o3 the crossing buffer a (64 B) must be off-chip (b + c = 128
     # and a would make 192): one store + one reload of a = 128, the true optimum.
-    from solvers.cover_bound import cover_bound
-    from solvers.joint_data import joint_data
+    from stowage.solvers.exact.cover_bound import cover_bound
+    from stowage.solvers.exact.joint_data import joint_data
     data = joint_data(problem(skip_chain(), 160), "joint")
     cb = cover_bound(data, 5.0)
     assert (cb.bound, cb.optimal, cb.infeasible, cb.critical_ops) == (128, True, False, 1)
@@ -293,8 +293,8 @@ def test_cover_bound_hand_checked() -> None:
 def test_gap_model_hand_checked() -> None:
     # skip_chain has one order; at 160 B the gap model spills a across o3: 128, and its
     # segments are a@[0,1] (o1 writes it, o2 reads it) + a@[3,3] (reloaded for o4).
-    from solvers.joint_data import joint_data, traffic_of
-    from solvers.residency_model import solve_residency, unique_order
+    from stowage.solvers.exact.joint_data import joint_data, traffic_of
+    from stowage.solvers.exact.residency_model import solve_residency, unique_order
     g = skip_chain()
     data = joint_data(problem(g, 160), "joint")
     order = g.file_order()
@@ -310,10 +310,10 @@ def test_gap_model_hand_checked() -> None:
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
 def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack: int) -> None:
-    from ir.lifetimes import m_r
-    from solvers.cover_bound import chain_bound, cover_bound
-    from solvers.joint_data import aligned_footprint, joint_data
-    from solvers.residency_model import solve_residency
+    from stowage.ir.lifetimes import m_r
+    from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
+    from stowage.solvers.exact.joint_data import aligned_footprint, joint_data
+    from stowage.solvers.exact.residency_model import solve_residency
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
                for o in g.computing_ops)
@@ -334,8 +334,8 @@ def test_auto_respects_the_time_limit_on_a_real_model() -> None:
     # DenseNet-121 at M_H with weights (COSMA's hard case): every phase is inside the limit.
     import time
     from pathlib import Path
-    from ir.onnx_import import load_graph
-    from solvers.budgets import budgets
+    from stowage.ir.onnx_import import load_graph
+    from stowage.solvers.budgets import budgets
     root = Path(__file__).resolve().parent.parent
     g = load_graph(root / "models" / "suite" / "densenet121.onnx", element_bytes=1)
     target = load_target(str(root / "benchmarks" / "cosma_target.toml"))
@@ -363,8 +363,8 @@ def shared_source() -> Graph:
 
 
 def test_chain_bound_sees_buffers_live_in_some_orders() -> None:
-    from solvers.cover_bound import chain_bound, cover_bound
-    from solvers.joint_data import joint_data, solution_from_plan
+    from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
+    from stowage.solvers.exact.joint_data import joint_data, solution_from_plan
     g = shared_source()
     data = joint_data(problem(g, 80), "joint")
     assert cover_bound(data, 5.0).bound == 32
@@ -383,9 +383,9 @@ def test_chain_bound_sees_buffers_live_in_some_orders() -> None:
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(4, 6))
 def test_chain_bound_admits_every_optimal_plan(seed: int, n_ops: int) -> None:
-    from ir.lifetimes import m_r
-    from solvers.cover_bound import chain_bound
-    from solvers.joint_data import aligned_footprint, joint_data, solution_from_plan
+    from stowage.ir.lifetimes import m_r
+    from stowage.solvers.exact.cover_bound import chain_bound
+    from stowage.solvers.exact.joint_data import aligned_footprint, joint_data, solution_from_plan
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
                for o in g.computing_ops)
@@ -402,8 +402,8 @@ def test_chain_bound_admits_every_optimal_plan(seed: int, n_ops: int) -> None:
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(2, 12))
 def test_sink_and_window_orders_stay_topological(seed: int, n_ops: int) -> None:
-    from solvers.exact import sink_order, window_orders
-    from solvers.joint_data import joint_data
+    from stowage.solvers.exact.pipeline import sink_order, window_orders
+    from stowage.solvers.exact.joint_data import joint_data
     g = random_dag(random.Random(seed), n_ops)
     data = joint_data(problem(g, None), "joint")
     rng = random.Random(seed)
@@ -419,8 +419,8 @@ def test_sink_and_window_orders_stay_topological(seed: int, n_ops: int) -> None:
 def test_sink_moves_a_producer_next_to_its_consumer() -> None:
     # two_branches in the order p1 q1 p2 q2 j (last op first): p2 goes just before j, then
     # p1 just before p2, so each 96 B intermediate (a1, b1) lives for one step only.
-    from solvers.exact import sink_order
-    from solvers.joint_data import joint_data
+    from stowage.solvers.exact.pipeline import sink_order
+    from stowage.solvers.exact.joint_data import joint_data
     g = two_branches()
     idx = {op.name: op.index for op in g.computing_ops}
     order = tuple(idx[n] for n in ("p1", "q1", "p2", "q2", "j"))
@@ -431,7 +431,7 @@ def test_sink_moves_a_producer_next_to_its_consumer() -> None:
 # -- never worse than the heuristic ------------------------------------------------------------
 def _light(name: str):
     from conftest import light_models
-    from ir.onnx_import import load_graph
+    from stowage.ir.onnx_import import load_graph
     return load_graph(next(p for p in light_models() if p.stem == f"light_{name}"), element_bytes=1)
 
 
@@ -443,7 +443,7 @@ def test_exact_never_worse_than_heuristic_on_real_models(name: str, weights: boo
     # non-compulsory traffic <= heuristic's.  1 s is far above what the heuristic needs
     # here (it ends by its work budgets in < 0.4 s), so both runs are deterministic.
     from pathlib import Path
-    from solvers.budgets import budgets
+    from stowage.solvers.budgets import budgets
     g = _light(name)
     target = load_target(str(Path(__file__).resolve().parent.parent / "benchmarks" / "cosma_target.toml"))
     cap = getattr(budgets(g, weights), budget)

@@ -10,17 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import light_models
-from ir.errors import CapacityError
-from ir.lifetimes import lifetimes
-from ir.onnx_import import load_graph
-from planner.cli import main as cli_main
-from planner.commands.alloc import independent_check
-from planner.validate import validate
-from solvers.exact_alloc import AllocBuffer, check_packing, peak_live_bound, solve_allocation
-from solvers.minimalloc_csv import read_csv
-from solvers.problem import Problem
-from solvers.registry import make_params, solve
-from targets.hierarchy import load_target
+from stowage.errors import CapacityError
+from stowage.ir.lifetimes import lifetimes
+from stowage.ir.onnx_import import load_graph
+from stowage.cli import main as cli_main
+from stowage.commands.alloc import independent_check
+from stowage.plan.validate import validate
+from stowage.solvers.alloc.exact import AllocBuffer, check_packing, peak_live_bound, solve_allocation
+from stowage.solvers.alloc.minimalloc_csv import read_csv
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import make_params, solve
+from stowage.targets.hierarchy import load_target
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "minimalloc"
 EXAMPLE = SHARED / "examples" / "input.12.csv"

@@ -11,12 +11,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ir.dtypes import element_bits, tensor_bytes
-from ir.errors import ModelError
-from ir.graph import TensorKind
-from ir.lifetimes import lifetimes, m_r, summarize
-from ir.onnx_import import _infer_shapes, _collect_shapes, import_model, load_graph, read_model
-from planner import cli
+from stowage.ir.dtypes import element_bits, tensor_bytes
+from stowage.errors import ModelError
+from stowage.ir.graph import TensorKind
+from stowage.ir.lifetimes import lifetimes, m_r, summarize
+from stowage.ir.onnx_import import _infer_shapes, _collect_shapes, import_model, load_graph, read_model
+from stowage import cli
 
 F = TensorProto.FLOAT
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from ir.graph import TensorKind
-from ir.lifetimes import lifetimes, m_r, peak_live
-from ir.onnx_import import import_model
+from stowage.ir.graph import TensorKind
+from stowage.ir.lifetimes import lifetimes, m_r, peak_live
+from stowage.ir.onnx_import import import_model
 from tests.helpers import chain_model, diamond_model
 
 

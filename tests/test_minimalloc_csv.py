@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import PlanFormatError
-from solvers.minimalloc_csv import CsvBuffer, format_csv, parse_csv, read_csv, write_csv
+from stowage.errors import PlanFormatError
+from stowage.solvers.alloc.minimalloc_csv import CsvBuffer, format_csv, parse_csv, read_csv, write_csv
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "minimalloc" / "examples" / "input.12.csv"
 

@@ -11,8 +11,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
-from ir.lifetimes import m_r, peak_live
-from ir.onnx_import import load_graph
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.ir.onnx_import import load_graph
 from models.build import HERE, TINY_PATH, build_tiny_cnn, load_manifest
 
 SUITE = load_manifest()

@@ -16,17 +16,17 @@ import pytest
 
 from conftest import light_models
 from helpers import chain_model, diamond_model
-from ir.graph import Graph, TensorKind
-from ir.onnx_import import load_graph
-from planner.plan import (
+from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.onnx_import import load_graph
+from stowage.plan import (
     LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
     TargetRef, Transfer, plan_from_json, plan_to_json,
 )
-from planner.simulate import simulate
-from planner.validate import validate
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.simulate import simulate
+from stowage.plan.validate import validate
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 
 LIGHT = {p.stem: p for p in light_models()}
 

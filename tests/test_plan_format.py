@@ -11,15 +11,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import light_models
-from ir.errors import PlanFormatError
-from ir.onnx_import import load_graph
-from planner.plan import (
+from stowage.errors import PlanFormatError
+from stowage.ir.onnx_import import load_graph
+from stowage.plan import (
     LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
     TargetRef, Transfer, load_plan, plan_from_json, plan_to_dict, plan_to_json, save_plan,
 )
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 from test_validate import VALID
 
 

@@ -11,10 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto
 
-from ir.build import RawNode, RawTensor, build_graph
-from ir.graph import Graph
-from ir.lifetimes import lifetimes, m_r, peak_live
-from solvers.schedule import exact_min_peak_order, min_peak_order, min_peak_order_ex
+from stowage.ir.build import RawNode, RawTensor, build_graph
+from stowage.ir.graph import Graph
+from stowage.ir.lifetimes import lifetimes, m_r, peak_live
+from stowage.solvers.analysis.schedule import exact_min_peak_order, min_peak_order, min_peak_order_ex
 
 U8 = TensorProto.UINT8  # one byte per element: a tensor of shape (n,) is n bytes
 

@@ -12,14 +12,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import light_models
 from helpers import chain_model, diamond_model
-from ir.onnx_import import load_graph
-from planner.cli import main
-from planner.plan import save_plan
-from planner.simulate import simulate
-from planner.validate import validate
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.ir.onnx_import import load_graph
+from stowage.cli import main
+from stowage.plan import save_plan
+from stowage.simulate import simulate
+from stowage.plan.validate import validate
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 
 LIGHT = {p.stem: p for p in light_models()}
 

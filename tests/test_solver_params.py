@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from ir.errors import SolverError
-from planner.cli import main
-from solvers.registry import available, param_fields, parse_param_overrides
+from stowage.errors import SolverError
+from stowage.cli import main
+from stowage.solvers.registry import available, param_fields, parse_param_overrides
 
 
 def test_every_solver_documents_every_parameter():

@@ -11,12 +11,12 @@ import onnx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ir.lifetimes import m_r, peak_live
-from ir.onnx_import import import_model
-from planner.simulate import simulate
-from solvers.heuristic import HeuristicParams
-from solvers.problem import Problem
-from solvers.registry import solve
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.ir.onnx_import import import_model
+from stowage.simulate import simulate
+from stowage.solvers.heuristic import HeuristicParams
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
 from tests.spill_cases import random_models, three_level, two_level
 
 SOLVERS = ("heuristic", "divide", "baseline-fileorder-belady", "baseline-minpeak-greedy")

@@ -6,14 +6,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ir.errors import CapacityError
-from ir.lifetimes import m_r, peak_live
-from planner.validate import validate
-from solvers.assemble import assemble_plan
-from solvers.problem import Problem
-from solvers.spill import Config, simulate
-from solvers.traffic_bound import traffic_lower_bound
-from targets.hierarchy import Hierarchy, Level
+from stowage.errors import CapacityError
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.plan.validate import validate
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.problem import Problem
+from stowage.solvers.spill.engine import Config, simulate
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.targets.hierarchy import Hierarchy, Level
 from tests.spill_cases import fanout_graph, random_graphs, three_level, two_level
 
 FILE = ("relu", "sig", "tanh", "add_d", "add_y")
@@ -81,7 +81,7 @@ def _late_spill_graph():
     t2, t3 (16 bytes) are each read once, late; t4, t5, t6 are outputs."""
     from onnx import TensorProto, helper
 
-    from ir.onnx_import import import_model
+    from stowage.ir.onnx_import import import_model
 
     v = lambda n, w: helper.make_tensor_value_info(n, TensorProto.FLOAT, [1, w])  # noqa: E731
     nodes = [helper.make_node("Relu", ["x"], ["t0"], name="n0"),
@@ -186,7 +186,7 @@ def test_multi_level_reuses_hbm_over_time_and_falls_back_to_ddr():
     # after step 5i+1 and reloads it before step 5i+4.  Those off-chip lifetimes are disjoint,
     # so a 16-byte hbm holds all three at offset 0 in turn: 3 x (16 + 16) x 1 hop = 96.  With
     # 15 bytes hbm has no room for any of them and they go to ddr: 3 x 32 x 2 hops = 192.
-    from solvers.schedule import min_peak_order
+    from stowage.solvers.analysis.schedule import min_peak_order
     from tests.test_divide import ladder
 
     g = ladder(3)
@@ -208,8 +208,8 @@ def test_multi_level_reuses_hbm_over_time_and_falls_back_to_ddr():
 def test_sn40l_spills_to_hbm():
     # On the sn40l preset (sram / hbm 64 GiB / ddr, 64-byte alignment) a spilling plan stores
     # to hbm, the cheapest level with room (1 hop instead of 2).
-    from solvers.registry import solve
-    from targets.hierarchy import load_target
+    from stowage.solvers.registry import solve
+    from stowage.targets.hierarchy import load_target
     from tests.test_divide import ladder
 
     g = ladder(20)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import StowageError, TargetError
-from planner import sweep as sweep_mod
-from planner.sweep import (
+from stowage.errors import StowageError, TargetError
+from stowage.tools import sweep as sweep_mod
+from stowage.tools.sweep import (
     NONDETERMINISTIC_COLUMNS, Cell, SweepOptions, expand_capacities, make_cells, sweep,
 )
 from tests.helpers import chain_model, diamond_model, save
@@ -122,7 +122,7 @@ def test_unknown_solver_and_missing_model_fail_fast(two_models, tmp_path):
 
 
 def test_cli_sweep(two_models, tmp_path, capsys):
-    from planner.cli import main
+    from stowage.cli import main
 
     rc = main(["sweep", *two_models, "--capacity", "M_R,M_P", "--solvers", "minpeak",
                "--executor", "serial", "-o", str(tmp_path / "cli")])

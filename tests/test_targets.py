@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ir.errors import TargetError
-from planner import cli
-from targets.hierarchy import list_presets, load_target, parse_size
+from stowage.errors import TargetError
+from stowage import cli
+from stowage.targets.hierarchy import list_presets, load_target, parse_size
 
 BASIC = """
 name = "mine"

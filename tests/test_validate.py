@@ -22,13 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import chain_model, diamond_model
-from ir.onnx_import import load_graph
-from planner.cli import main
-from planner.plan import plan_from_dict
-from planner.validate import validate
-from solvers.problem import Problem
-from solvers.registry import solve
-from targets.hierarchy import load_target
+from stowage.ir.onnx_import import load_graph
+from stowage.cli import main
+from stowage.plan import plan_from_dict
+from stowage.plan.validate import validate
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 
 VALID = {
     "format": "stowage-plan", "version": 1,
@@ -277,7 +277,7 @@ def test_weights_read_in_place_cost_nothing(tmp_path) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 12), size=st.integers(1, 40), weights=st.booleans(), data=st.data())
 def test_naive_plans_valid_and_shift_caught(tmp_path, n, size, weights, data) -> None:
-    from ir.onnx_import import import_model
+    from stowage.ir.onnx_import import import_model
     from dataclasses import replace
 
     graph = import_model(chain_model(n, size))
@@ -347,7 +347,7 @@ def test_cli_wrong_model_is_invalid(tmp_path, capsys) -> None:
 def test_plans_built_in_code_with_unknown_names_get_violations(chain) -> None:
     from dataclasses import replace
 
-    from planner.plan import Placement
+    from stowage.plan import Placement
 
     plan = plan_from_dict(VALID)
     bad = replace(plan, placements=plan.placements + (Placement(9, "l3", 0, 0, 0),))

@@ -7,9 +7,9 @@ import json
 import sys
 from typing import Any
 
-from ir.errors import ModelError, StowageError
-from ir.graph import Graph
-from targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
+from stowage.errors import ModelError, StowageError
+from stowage.ir.graph import Graph
+from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
 
 def parse_dim(text: str) -> tuple[str, int]:
@@ -64,8 +64,8 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Graph:
-    from ir.onnx_import import load_graph
-    from planner import progress
+    from stowage.ir.onnx_import import load_graph
+    from stowage import progress
 
     dims = dict(args.dim)
     return load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)

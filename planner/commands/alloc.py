@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from planner.commands._common import positive_seconds, positive_int
+from stowage.commands._common import positive_seconds, positive_int
 
 NAME = "alloc"
 HELP = "pack a MiniMalloc CSV instance (fixed lifetimes) into a capacity, exactly"
@@ -42,9 +42,9 @@ def independent_check(rows: Sequence[tuple[int, int, int]], offsets: Sequence[in
 
 
 def run(args: argparse.Namespace) -> int:
-    from solvers.exact_alloc import solve_allocation
-    from solvers.minimalloc_csv import read_csv, write_csv
-    from targets.hierarchy import parse_size
+    from stowage.solvers.alloc.exact import solve_allocation
+    from stowage.solvers.alloc.minimalloc_csv import read_csv, write_csv
+    from stowage.targets.hierarchy import parse_size
 
     capacity = parse_size(args.capacity, "--capacity")
     buffers = read_csv(args.instance)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ir.errors import StowageError
-from planner import progress
-from planner.commands._common import (
+from stowage.errors import StowageError
+from stowage import progress
+from stowage.commands._common import (
     add_model_arguments, add_target_arguments, load_model_from_args, load_target_from_args,
 )
 
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _solver_names(text: str | None) -> list[str]:
-    from solvers.registry import available
+    from stowage.solvers.registry import available
 
     names = available()
     if text is None:
@@ -59,7 +59,7 @@ def _solver_names(text: str | None) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.report import run_comparison, write_report
+    from stowage.tools.report import run_comparison, write_report
 
     graph = load_model_from_args(args)
     target = load_target_from_args(args)

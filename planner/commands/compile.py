@@ -6,7 +6,7 @@ import argparse
 import time
 from pathlib import Path
 
-from planner.commands._common import (
+from stowage.commands._common import (
     add_model_arguments, add_target_arguments, load_model_from_args, load_target_from_args, positive_int,
     positive_seconds,
 )
@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _budgets(graph, target, include_weights: bool) -> tuple[int, int, int]:
     """M_R, M_H, M_P of the model for this setting at the compute level's alignment: the same
     numbers ``--capacity M_R|M_H|M_P`` resolves to."""
-    from solvers.budgets import target_budgets
+    from stowage.solvers.budgets import target_budgets
 
     b = target_budgets(graph, target, include_weights)
     return b.m_r, b.m_h, b.m_p
@@ -64,16 +64,16 @@ def _fmt(n: int | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner import progress
-    from planner.api import compile as compile_plan
-    from planner.plan import save_plan
-    from targets.emit import check_prefix, emit_all, parse_formats
+    from stowage import progress
+    from stowage.api import compile as compile_plan
+    from stowage.plan import save_plan
+    from stowage.backend.emit import check_prefix, emit_all, parse_formats
 
     t0 = time.perf_counter()
     formats = parse_formats([args.emit])  # bad --emit / --c-prefix fail before planning
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)
-    from solvers.registry import parse_param_overrides
+    from stowage.solvers.registry import parse_param_overrides
 
     params = parse_param_overrides(args.solver, args.param)  # bad --param fails before import
     graph = load_model_from_args(args)

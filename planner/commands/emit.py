@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from planner.commands._common import add_model_arguments
+from stowage.commands._common import add_model_arguments
 
 NAME = "emit"
 HELP = "write plan.h (C99), schedule.json and plan.json for a saved plan"
@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.commands.validate import load_model_for_plan
-    from planner.plan import load_plan
-    from targets.emit import EmitError, check_prefix, emit_all, parse_formats
+    from stowage.commands.validate import load_model_for_plan
+    from stowage.plan import load_plan
+    from stowage.backend.emit import EmitError, check_prefix, emit_all, parse_formats
 
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)  # fail before the (slow) model import
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     plan = load_plan(args.plan)
     graph = None
     if args.model is not None:
-        from planner.validate import validate
+        from stowage.plan.validate import validate
 
         args.model = str(args.model)
         graph = load_model_for_plan(args, plan)

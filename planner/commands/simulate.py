@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from planner.commands._common import add_model_arguments, print_json
+from stowage.commands._common import add_model_arguments, print_json
 
 NAME = "simulate"
 HELP = "execute a plan on byte arrays (one per memory level) and compare with ONNX Runtime"
@@ -24,10 +24,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner import progress
-    from planner.commands.validate import load_model_for_plan
-    from planner.plan import load_plan
-    from planner.simulate import simulate
+    from stowage import progress
+    from stowage.commands.validate import load_model_for_plan
+    from stowage.plan import load_plan
+    from stowage.simulate import simulate
 
     plan = load_plan(args.plan)
     graph = load_model_for_plan(args, plan)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from planner.commands._common import print_json
+from stowage.commands._common import print_json
 
 NAME = "solvers"
 HELP = "list the registered solvers and their parameters (set them with compile --param NAME=VALUE)"
@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from solvers.registry import available, get, param_fields
+    from stowage.solvers.registry import available, get, param_fields
 
     names = [get(args.solver).name] if args.solver else list(available())
     if args.json:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from planner import progress
-from planner.commands._common import parse_dim, positive_int, positive_seconds
+from stowage import progress
+from stowage.commands._common import parse_dim, positive_int, positive_seconds
 
 NAME = "sweep"
 HELP = "run solvers over models x capacities x targets, locally or on a Dask cluster (resumable)"
@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.sweep import sweep
+    from stowage.tools.sweep import sweep
 
     def show(done: int, total: int, failed: int, elapsed: float) -> None:
         eta = elapsed / done * (total - done) if done else 0.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from planner.commands._common import print_json
-from targets.hierarchy import DEFAULT_TARGET, Hierarchy, list_presets, load_target
+from stowage.commands._common import print_json
+from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, list_presets, load_target
 
 NAME = "targets"
 HELP = "list built-in target presets (or show one target file) with their memory levels"

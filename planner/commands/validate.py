@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from planner.commands._common import add_model_arguments, print_json
+from stowage.commands._common import add_model_arguments, print_json
 
 NAME = "validate"
 HELP = "check a plan file against its model (rules 1-7 of docs/plan-format.md)"
@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
     """Import the model with the plan's dims and element size (command line wins) and warn
     when the file is not the one the plan was made from."""
-    from ir.onnx_import import load_graph
-    from planner import progress
+    from stowage.ir.onnx_import import load_graph
+    from stowage import progress
 
     dims = dict(plan.options.dims)
     dims.update(dict(args.dim))
@@ -47,9 +47,9 @@ def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from planner.plan import load_plan
-    from planner.validate import validate
-    from targets.hierarchy import load_target
+    from stowage.plan import load_plan
+    from stowage.plan.validate import validate
+    from stowage.targets.hierarchy import load_target
 
     plan = load_plan(args.plan)
     graph = load_model_for_plan(args, plan)

@@ -24,11 +24,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ir.errors import CapacityError, StowageError
-from ir.graph import Graph
-from ir.lifetimes import m_r
-from planner.plan import Plan, plan_to_json, write_text_atomic
-from targets.hierarchy import Hierarchy, parse_size
+from stowage.errors import CapacityError, StowageError
+from stowage.ir.graph import Graph
+from stowage.ir.lifetimes import m_r
+from stowage.plan import Plan, plan_to_json, write_text_atomic
+from stowage.targets.hierarchy import Hierarchy, parse_size
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def resolve_capacities(specs: Sequence[str], graph: Graph, target: Hierarchy,
 
 def _resolve_one(spec: str, graph: Graph, target: Hierarchy, include_weights: bool) -> int:
     try:
-        from solvers.budgets import resolve_capacity
+        from stowage.solvers.budgets import resolve_capacity
     except ImportError:  # budgets module not available: sizes and M_R still work
         resolve_capacity = None
     if resolve_capacity is not None:
@@ -203,8 +203,8 @@ def run_comparison(
 ) -> Comparison:
     """Run every solver at every capacity.  A solver that fails (capacity below M_R, an
     infeasible budget, an unknown name, a crash) becomes a ``Run`` with its error."""
-    from solvers.problem import Problem
-    from solvers.registry import get, solve
+    from stowage.solvers.problem import Problem
+    from stowage.solvers.registry import get, solve
 
     for name in solvers:
         get(name)  # unknown names are a user error before anything runs

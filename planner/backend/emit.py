@@ -34,9 +34,9 @@ from typing import Any
 
 import jinja2
 
-from ir.errors import StowageError
-from ir.graph import Graph
-from planner.plan import Placement, Plan, plan_to_json, write_text_atomic
+from stowage.errors import StowageError
+from stowage.ir.graph import Graph
+from stowage.plan import Placement, Plan, plan_to_json, write_text_atomic
 
 SCHEDULE_FORMAT = "stowage-schedule"
 SCHEDULE_VERSION = 1
@@ -455,7 +455,7 @@ def schedule_to_dict(sch: Schedule, prefix: str) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=1)
 def _template() -> jinja2.Template:
-    text = resources.files("targets").joinpath("templates", "plan.h.j2").read_text(encoding="utf-8")
+    text = resources.files("stowage.backend").joinpath("templates", "plan.h.j2").read_text(encoding="utf-8")
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True,
                              trim_blocks=True, lstrip_blocks=True)
     return env.from_string(text)

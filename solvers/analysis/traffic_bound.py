@@ -29,10 +29,10 @@ import logging
 import math
 from collections.abc import Iterator
 
-from ir.graph import Graph, TensorKind
-from ir.lifetimes import op_buffers
-from solvers.problem import Problem
-from solvers.reach import reach_bitsets
+from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.lifetimes import op_buffers
+from stowage.solvers.problem import Problem
+from stowage.solvers.analysis.reach import reach_bitsets
 
 log = logging.getLogger(__name__)
 

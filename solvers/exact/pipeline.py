@@ -64,23 +64,23 @@ from dataclasses import dataclass, replace
 # and OR-Tools cannot load after highspy: both ship a libhighs).
 from ortools.sat.python import cp_model  # noqa: F401  (import order matters)
 
-from ir.errors import InfeasibleError, SolverError, StowageError
-from ir.graph import OpIndex
-from planner.plan import Plan
-from solvers.assemble import assemble_plan
-from solvers.joint_data import (
+from stowage.errors import InfeasibleError, SolverError, StowageError
+from stowage.ir.graph import OpIndex
+from stowage.plan import Plan
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.exact.joint_data import (
     JointData, JointSolution, SolveResult, check_solution, compute_placements_and_transfers, greedy_solution,
     joint_data, peak_of, solution_from_plan, traffic_of,
 )
-from solvers.allocate import Interval, allocate_offsets
-from solvers.cover_bound import chain_bound, cover_bound
-from solvers.joint_data import Segment, tighten
-from solvers.joint_model import JointCpModel
-from solvers.residency_model import solve_residency, unique_order
-from solvers.spill import exact_pack
-from solvers.traffic_bound import traffic_lower_bound
-from solvers.problem import Problem, default_workers
-from solvers.registry import available, register
+from stowage.solvers.alloc.greedy import Interval, allocate_offsets
+from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
+from stowage.solvers.exact.joint_data import Segment, tighten
+from stowage.solvers.exact.joint_model import JointCpModel
+from stowage.solvers.exact.residency_model import solve_residency, unique_order
+from stowage.solvers.spill.engine import exact_pack
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.problem import Problem, default_workers
+from stowage.solvers.registry import available, register
 
 log = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def _best_orders(problem: Problem, budget: float | None = None,
     budget = min(2.0, problem.time_limit) if budget is None else max(0.01, budget)
     base: list[tuple[OpIndex, ...]] = []
     try:
-        schedule = importlib.import_module("solvers.schedule")
+        schedule = importlib.import_module("stowage.solvers.analysis.schedule")
         base.append(tuple(schedule.min_peak_order(problem.graph, problem.include_weights,
                                                   budget, problem.seed)))
     except (ImportError, AttributeError) as exc:  # module of another engineer not there yet
@@ -699,7 +699,7 @@ def exact(problem: Problem, params: ExactParams) -> Plan:
 
 @register("exact-mip", ExactMipParams, "the exact joint model as a MIP through PuLP (CBC, or HiGHS in a subprocess)")
 def exact_mip(problem: Problem, params: ExactMipParams) -> Plan:
-    from solvers.joint_mip import solve_mip
+    from stowage.solvers.exact.joint_mip import solve_mip
 
     started = time.perf_counter()
     time_limit = problem.time_limit if params.time_limit is None else params.time_limit

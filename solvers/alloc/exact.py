@@ -346,7 +346,7 @@ def _jit_module():
     code on disk, and later processes load it in well under a second); it happens here, once
     per process, before any solve starts its clock, so a time limit is spent searching."""
     try:
-        from solvers import exact_alloc_jit
+        from stowage.solvers.alloc import exact_jit as exact_alloc_jit
     except ImportError as e:  # numba missing: the Python search gives the same answers, slower
         log.warning("exact_alloc: numba unavailable (%s); using the pure-Python search", e)
         return None

@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from ir.graph import OpIndex
-from solvers.joint_data import JointData, JointSolution, Segment
-from solvers.joint_model import configure
+from stowage.ir.graph import OpIndex
+from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment
+from stowage.solvers.exact.joint_model import configure
 
 log = logging.getLogger(__name__)
 

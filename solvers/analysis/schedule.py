@@ -25,8 +25,8 @@ import random
 import time
 from dataclasses import dataclass, replace
 
-from ir.graph import Graph, OpIndex
-from ir.lifetimes import op_buffers
+from stowage.ir.graph import Graph, OpIndex
+from stowage.ir.lifetimes import op_buffers
 
 log = logging.getLogger(__name__)
 

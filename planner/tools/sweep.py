@@ -34,7 +34,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
-from ir.errors import StowageError, TargetError
+from stowage.errors import StowageError, TargetError
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ _GRAPH_CACHE: dict[tuple[Any, ...], Any] = {}
 
 
 def _graph(model: str, options: SweepOptions) -> Any:
-    from ir.onnx_import import load_graph
+    from stowage.ir.onnx_import import load_graph
 
     key = (model, options.element_bytes, options.dims)
     g = _GRAPH_CACHE.get(key)
@@ -146,7 +146,7 @@ def _graph(model: str, options: SweepOptions) -> Any:
 
 
 def resolve_cell_capacity(spec: str, graph: Any, target: Any, include_weights: bool) -> int | None:
-    from solvers.budgets import resolve_capacity, target_budgets
+    from stowage.solvers.budgets import resolve_capacity, target_budgets
 
     m = _FRAC_RE.match(spec)
     if m:
@@ -159,9 +159,9 @@ def resolve_cell_capacity(spec: str, graph: Any, target: Any, include_weights: b
 
 def run_cell(cell: Cell, options: SweepOptions) -> dict[str, Any]:
     """Plan one cell and return its result row; errors become a row with ``error`` set."""
-    from solvers.problem import Problem
-    from solvers.registry import solve
-    from targets.hierarchy import load_target
+    from stowage.solvers.problem import Problem
+    from stowage.solvers.registry import solve
+    from stowage.targets.hierarchy import load_target
 
     row: dict[str, Any] = {c: "" for c in RESULT_COLUMNS}
     row.update(zip(KEY_COLUMNS, cell.key))
@@ -441,7 +441,7 @@ def sweep(
     ``executor``: ``"serial"``, ``"local"`` (process pool, ``workers`` defaults to the
     machine's cores) or ``"dask"`` (``scheduler="tcp://host:port"`` for an existing cluster,
     else an in-process ``LocalCluster``)."""
-    from solvers.registry import get
+    from stowage.solvers.registry import get
 
     if executor not in ("serial", "local", "dask"):
         raise StowageError(f"unknown executor '{executor}'; use serial, local or dask")
@@ -449,7 +449,7 @@ def sweep(
         raise StowageError("--scheduler needs --executor dask")
     for s in solvers:
         get(s)  # unknown solver names fail before any work starts
-    from targets.hierarchy import load_target
+    from stowage.targets.hierarchy import load_target
 
     for t in targets:
         load_target(t)
@@ -495,7 +495,7 @@ def sweep(
     files = [csv_path]
     files.extend(_write_parquet(out, rows))
     if report:
-        from planner.sweep_report import write_sweep_report
+        from stowage.tools.sweep_report import write_sweep_report
 
         files.extend(write_sweep_report(rows, out))
     return SweepResult(rows=rows, results_dir=out, ran=ran, skipped=skipped, failed=failed, files=files)
@@ -517,7 +517,7 @@ def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> 
                 f"{out} holds a sweep with different options ({previous.get('options')}); "
                 "use another results folder or the same options"
             )
-    from planner.plan import write_text_atomic
+    from stowage.plan import write_text_atomic
 
     current["cells"] = len(cells)
     write_text_atomic(path, json.dumps(current, indent=1, sort_keys=True) + "\n")

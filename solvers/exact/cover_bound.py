@@ -38,9 +38,9 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from solvers.joint_data import JointData, JointSolution, segments_by_buffer
-from solvers.joint_model import configure
-from solvers.reach import reach_bitsets
+from stowage.solvers.exact.joint_data import JointData, JointSolution, segments_by_buffer
+from stowage.solvers.exact.joint_model import configure
+from stowage.solvers.analysis.reach import reach_bitsets
 
 log = logging.getLogger(__name__)
 

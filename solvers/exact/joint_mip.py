@@ -25,10 +25,12 @@ import pickle
 import subprocess
 import sys
 import time
+import tempfile
 import warnings
+from pathlib import Path
 from typing import Any
 
-from solvers.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
+from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
 
 log = logging.getLogger(__name__)
 
@@ -244,27 +246,37 @@ class JointMipModel:
 
 
 def solve_mip(data: JointData, backend: str, time_limit: float) -> SolveResult:
-    """Solve with CBC in this process, or with HiGHS in a child process."""
+    """Solve with CBC in this process, or with HiGHS in a child process.
+
+    HiGHS runs in a child because it crashes when OR-Tools is loaded in the same process.  The
+    child writes its result to a file named on its command line, never to stdout: highspy
+    prints a banner on stdout (1.16: ``Running HiGHS ...``), which would corrupt the data.
+    """
     if backend == "cbc":
         return JointMipModel(data).solve("cbc", time_limit)
     if backend != "highs":
         raise ValueError(f"unknown MIP backend {backend!r}; choose cbc or highs")
     payload = pickle.dumps((data, time_limit))
-    proc = subprocess.run([sys.executable, "-m", "solvers.joint_mip"], input=payload,
-                          capture_output=True, timeout=time_limit + 60, check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"HiGHS subprocess failed: {proc.stderr.decode(errors='replace').strip()[-400:]}")
-    return pickle.loads(proc.stdout)
+    with tempfile.TemporaryDirectory(prefix="stowage-highs-") as tmp:
+        result_path = Path(tmp) / "result.pickle"
+        proc = subprocess.run([sys.executable, "-m", "stowage.solvers.exact.joint_mip", str(result_path)],
+                              input=payload, capture_output=True, timeout=time_limit + 60, check=False)
+        if proc.returncode != 0 or not result_path.exists():
+            raise RuntimeError(f"HiGHS subprocess failed: {proc.stderr.decode(errors='replace').strip()[-400:]}")
+        result: SolveResult = pickle.loads(result_path.read_bytes())
+    return result
 
 
-def _child() -> None:
-    """Entry point of the HiGHS subprocess: pickled (data, time_limit) in, result out."""
+def _child(result_path: str) -> None:
+    """Entry point of the HiGHS subprocess: pickled (data, time_limit) on stdin, result to a file."""
     data, time_limit = pickle.loads(sys.stdin.buffer.read())
     if "ortools" in sys.modules:  # pragma: no cover - would crash inside HiGHS
         raise SystemExit("OR-Tools is loaded in the HiGHS process")
     result = JointMipModel(data).solve("highs", time_limit)
-    sys.stdout.buffer.write(pickle.dumps(result))
+    tmp = Path(result_path + ".part")
+    tmp.write_bytes(pickle.dumps(result))
+    tmp.replace(result_path)
 
 
 if __name__ == "__main__":
-    _child()
+    _child(sys.argv[1])

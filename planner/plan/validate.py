@@ -30,8 +30,8 @@ import heapq
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ir.graph import Graph, TensorKind
-from planner.plan import Metrics, Placement, Plan
+from stowage.ir.graph import Graph, TensorKind
+from stowage.plan import Metrics, Placement, Plan
 
 __all__ = ["Violation", "Verdict", "validate", "recompute_metrics"]
 

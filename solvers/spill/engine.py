@@ -66,15 +66,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from ir.errors import CapacityError
-from ir.graph import Graph, OpIndex, TensorKind
-from ir.lifetimes import op_buffers, op_footprint
-from planner.plan import Transfer
-from solvers.allocate import Interval
-from solvers.assemble import ComputePlacement, align_up
-from solvers.budgets import m_r_aligned, m_r_operator_aligned
-from solvers.problem import Problem
-from targets.hierarchy import Hierarchy
+from stowage.errors import CapacityError
+from stowage.ir.graph import Graph, OpIndex, TensorKind
+from stowage.ir.lifetimes import op_buffers, op_footprint
+from stowage.plan import Transfer
+from stowage.solvers.alloc.greedy import Interval
+from stowage.solvers.assemble import ComputePlacement, align_up
+from stowage.solvers.budgets import m_r_aligned, m_r_operator_aligned
+from stowage.solvers.problem import Problem
+from stowage.targets.hierarchy import Hierarchy
 
 log = logging.getLogger(__name__)
 
@@ -703,7 +703,7 @@ def pack(problem: Problem, placements: Sequence[tuple[int, int, int, int]], cfg:
     align = problem.target.compute.alignment
     cap = problem.capacity
     try:
-        from solvers.allocate import Interval, allocate_offsets
+        from stowage.solvers.alloc.greedy import Interval, allocate_offsets
     except ImportError:  # the offline allocator not there yet: greedy by size
         return greedy_by_size([(i, f, l, sizes[i]) for i, (_, _, f, l) in enumerate(placements)], align, cap)
     ivs = [Interval(i, f, l, sizes[i]) for i, (_, _, f, l) in enumerate(placements)]
@@ -718,7 +718,7 @@ def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limi
     in time, or proven impossible).  Sizes and the capacity are counted in alignment units, so
     every offset is aligned (conservative by less than one unit for the topmost buffer)."""
     try:
-        from solvers.exact_alloc import AllocBuffer, solve_allocation
+        from stowage.solvers.alloc.exact import AllocBuffer, solve_allocation
     except ImportError:
         return None
     a = max(1, alignment)
@@ -749,7 +749,7 @@ def greedy_by_size(items: Sequence[tuple[int, int, int, int]], alignment: int, c
 
 def fits_without_spill(problem: Problem, order: Sequence[OpIndex]) -> bool:
     """Whether peak live bytes of ``order`` fit the capacity (necessary for zero spill)."""
-    from ir.lifetimes import peak_live
+    from stowage.ir.lifetimes import peak_live
 
     return problem.capacity is None or peak_live(problem.graph, order, problem.include_weights) <= problem.capacity
 

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from planner import progress
-from solvers.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
+from stowage import progress
+from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,8 @@
-"""The plan: an immutable record of schedule, placements and transfers, and its JSON form.
+"""The plan's JSON form: writer and strict reader.
 
-The plan refers to the IR by ids (buffer ids, operator names) and never modifies it.  The
-JSON format is documented in ``docs/plan-format.md``; key names are fixed because tools
-outside this project read them.  ``plan_from_json`` is strict: a missing key, a wrong type,
-an unknown buffer id or a negative offset is a ``PlanFormatError`` naming the JSON path.
+``plan_from_json`` is strict: a missing key, a wrong type, an unknown buffer id or a negative
+offset is a ``PlanFormatError`` naming the JSON path, so a hand-edited or truncated plan file
+is refused before any tool trusts it.  The format is documented in ``docs/plan-format.md``.
 """
 
 from __future__ import annotations
@@ -11,135 +10,18 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
-from ir.errors import PlanFormatError
-
-FORMAT = "stowage-plan"
-VERSION = 1
-PHASES = ("before", "after")
-BUFFER_KINDS = ("input", "output", "weight", "activation")
-STATUSES = ("optimal", "feasible", "infeasible", "unknown", "reference")
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    path: str | None
-    sha256: str | None
+from stowage.errors import PlanFormatError
+from stowage.plan.files import write_text_atomic
+from stowage.plan.model import (
+    BUFFER_KINDS, FORMAT, PHASES, STATUSES, VERSION, LevelRef, Metrics, ModelRef, Placement, Plan,
+    PlanBuffer, PlanOptions, PlanStep, SolverInfo, TargetRef, Transfer,
+)
 
 
-@dataclass(frozen=True)
-class LevelRef:
-    name: str
-    capacity: int | None
-    alignment: int
-
-
-@dataclass(frozen=True)
-class TargetRef:
-    name: str
-    compute_level: str
-    levels: tuple[LevelRef, ...]
-
-    def level(self, name: str) -> LevelRef | None:
-        return next((lv for lv in self.levels if lv.name == name), None)
-
-    def index(self, name: str) -> int:
-        return [lv.name for lv in self.levels].index(name)
-
-
-@dataclass(frozen=True)
-class PlanOptions:
-    element_bytes: int | None
-    weights_in_compute_level: bool
-    dims: Mapping[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
-
-
-@dataclass(frozen=True)
-class SolverInfo:
-    name: str
-    status: str
-    objective: int | None
-    lower_bound: int | None
-    seconds: float
-
-
-@dataclass(frozen=True)
-class PlanBuffer:
-    id: int
-    tensors: tuple[str, ...]
-    bytes: int
-    kind: str
-    home: str | None
-
-
-@dataclass(frozen=True)
-class PlanStep:
-    op: str
-    op_type: str
-    reads: tuple[int, ...]
-    writes: tuple[int, ...]
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Reserves ``[offset, offset + bytes)`` of ``level`` from before step ``first`` runs
-    until after step ``last`` has run (both inclusive)."""
-
-    buffer: int
-    level: str
-    offset: int
-    first: int
-    last: int
-
-
-@dataclass(frozen=True)
-class Transfer:
-    buffer: int
-    src: str
-    dst: str
-    step: int
-    phase: str  # "before" | "after"
-
-
-@dataclass(frozen=True)
-class Metrics:
-    compulsory_bytes: int
-    noncompulsory_bytes: int
-    peak_bytes: Mapping[str, int]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "peak_bytes", MappingProxyType(dict(self.peak_bytes)))
-
-
-@dataclass(frozen=True)
-class Plan:
-    model: ModelRef
-    target: TargetRef
-    options: PlanOptions
-    solver: SolverInfo
-    buffers: tuple[PlanBuffer, ...]
-    steps: tuple[PlanStep, ...]
-    placements: tuple[Placement, ...]
-    transfers: tuple[Transfer, ...]
-    metrics: Metrics
-    format: str = FORMAT
-    version: int = VERSION
-
-    @property
-    def traffic_bytes(self) -> int:
-        return self.metrics.compulsory_bytes + self.metrics.noncompulsory_bytes
-
-
-# ---------------------------------------------------------------------------------------
-# JSON
-# ---------------------------------------------------------------------------------------
 def _plain(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {k: _plain(v) for k, v in obj.items()}
@@ -349,22 +231,6 @@ def load_plan(path: str | os.PathLike[str]) -> Plan:
     except (OSError, UnicodeDecodeError) as exc:
         raise PlanFormatError(f"cannot read plan file {p}: {exc}") from None
     return plan_from_json(text)
-
-
-def write_text_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write a file so that a failure never leaves a partial one: temp file + rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def save_plan(plan: Plan, path: str | os.PathLike[str]) -> None:

@@ -24,13 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ir.errors import InfeasibleError
-from ir.graph import OpIndex, TensorKind
-from ir.lifetimes import op_buffers
-from planner.plan import Plan, Transfer
-from solvers.assemble import ComputePlacement, align_up, home_of
-from solvers.budgets import aligned_footprint  # noqa: F401 - re-exported (tests import it from here)
-from solvers.problem import Problem
+from stowage.errors import InfeasibleError
+from stowage.ir.graph import OpIndex, TensorKind
+from stowage.ir.lifetimes import op_buffers
+from stowage.plan import Plan, Transfer
+from stowage.solvers.assemble import ComputePlacement, align_up, home_of
+from stowage.solvers.budgets import aligned_footprint  # noqa: F401 - re-exported (tests import it from here)
+from stowage.solvers.problem import Problem
 
 MODES = ("joint", "fixed-schedule", "min-peak")
 

@@ -13,9 +13,9 @@ import io
 from collections import defaultdict
 from pathlib import Path
 
-from planner.plan import write_text_atomic
-from planner.report import fmt_bytes as _fmt_bytes
-from planner.sweep import as_number
+from stowage.plan import write_text_atomic
+from stowage.tools.report import fmt_bytes as _fmt_bytes
+from stowage.tools.sweep import as_number
 
 
 def _ok(rows: list[dict[str, str]]) -> list[dict[str, str]]:

@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ir.errors import PlanFormatError
-from planner.plan import write_text_atomic
+from stowage.errors import PlanFormatError
+from stowage.plan import write_text_atomic
 
 __all__ = ["CsvBuffer", "parse_csv", "read_csv", "format_csv", "write_csv"]
 

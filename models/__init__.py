@@ -1,1 +1,0 @@
-"""The model suite (graph-only ONNX files), the tiny test CNN, and their builder."""

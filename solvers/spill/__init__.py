@@ -1,0 +1,1 @@
+"""Residency and replacement for a fixed operator order: the spill engine and its parts."""
