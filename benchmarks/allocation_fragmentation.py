@@ -70,14 +70,14 @@ def random_layered_graph(n_ops: int, width: int = 8, seed: int = 0) -> Graph:
     return build_graph(f"random{n_ops}", tensors, nodes, ["x"], outputs)
 
 
-def measure(g: Graph, include_weights: bool, order_time: float, alloc_time: float, align: int) -> dict:
+def measure(g: Graph, weights_in_compute_level: bool, order_time: float, alloc_time: float, align: int) -> dict:
     t0 = time.perf_counter()
-    order, proven = min_peak_order_ex(g, include_weights, order_time, 0)
+    order, proven = min_peak_order_ex(g, weights_in_compute_level, order_time, 0)
     t_order = time.perf_counter() - t0
-    lt = lifetimes(g, order, include_weights)
+    lt = lifetimes(g, order, weights_in_compute_level)
     ivs = [Interval(b, lt.first[b], lt.last[b], g.buffers[b].bytes) for b in sorted(lt.first)]
     row = {
-        "ops": len(order), "buffers": len(ivs), "file_peak": peak_live(g, None, include_weights),
+        "ops": len(order), "buffers": len(ivs), "file_peak": peak_live(g, None, weights_in_compute_level),
         "min_peak": lt.peak, "proven": proven, "t_order": t_order,
     }
     for a in sorted({1, align}):
@@ -117,11 +117,11 @@ def main() -> int:
         except StowageError as err:
             print(f"| {path.stem} | - | skipped: {str(err)[:80]} |")
             continue
-        for iw in (False, True):
-            r = measure(g, iw, args.order_time, args.alloc_time, align)
+        for weights_in_compute_level in (False, True):
+            r = measure(g, weights_in_compute_level, args.order_time, args.alloc_time, align)
             frags.append((r["addr1"] - r["min_peak"]) / r["min_peak"])
             frags_aligned.append((r[f"addr{align}"] - r["min_peak"]) / r["min_peak"])
-            print(f"| {path.stem} | {'yes' if iw else 'no'} | {r['ops']} | {r['buffers']} | {r['file_peak']} "
+            print(f"| {path.stem} | {'yes' if weights_in_compute_level else 'no'} | {r['ops']} | {r['buffers']} | {r['file_peak']} "
                   f"| {r['min_peak']} | {pct(r['file_peak'], r['min_peak'])} | {'yes' if r['proven'] else 'no'} "
                   f"| {r['t_order']:.2f} | {r['addr1']} | {pct(r['addr1'], r['min_peak'])} "
                   f"| {r[f'addr{align}']} | {pct(r[f'addr{align}'], r['min_peak'])} "

@@ -88,18 +88,18 @@ def main() -> int:
     for name, path, target in cases(args.set, names):
         graph = load_graph(path, element_bytes=1)
         nops = len(graph.computing_ops)
-        for wicl in (False, True):
-            b = budgets(graph, wicl)
+        for weights_in_compute_level in (False, True):
+            b = budgets(graph, weights_in_compute_level)
             for bname in ("M_R", "M_H", "M_P"):
                 cap = b.get(bname)
-                prob = Problem(graph, target.with_capacity(cap), wicl, time_limit=args.time_limit,
+                prob = Problem(graph, target.with_capacity(cap), weights_in_compute_level, time_limit=args.time_limit,
                                seed=0, workers=args.workers)
                 n_cases += 1
                 t0 = time.perf_counter()
                 try:
                     plan = solve(prob, "exact", ExactParams())
                 except StowageError as exc:
-                    print(f"| {name} | {nops} | {wicl} | {bname} | {cap} | error: {exc} ||||||", flush=True)
+                    print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | error: {exc} ||||||", flush=True)
                     continue
                 dt = time.perf_counter() - t0
                 times.append(dt)
@@ -125,7 +125,7 @@ def main() -> int:
                         better = f"{hn - nc} B ({(hn - nc) / hn:.0%})" if hn else ("0" if nc == 0 else f"worse by {nc}")
                     except StowageError as exc:
                         heur = f"error: {exc}"
-                print(f"| {name} | {nops} | {wicl} | {bname} | {cap} | {plan.solver.status} | {nc} | "
+                print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | {plan.solver.status} | {nc} | "
                       f"{'-' if lb is None else lb} | {gap} | {dt:.2f} | {heur} | {better} |{same}", flush=True)
     if times:
         print()

@@ -92,13 +92,13 @@ def run_models(paths: list[Path], time_limit: float, rows: list[dict]) -> None:
         except Exception as exc:  # a model the importer cannot read is reported, not fatal
             log.warning("skipping %s: %s", path.name, exc)
             continue
-        for iw in (False, True):
-            b = target_budgets(g, base_target, iw)  # the aligned budgets --capacity resolves to
+        for weights_in_compute_level in (False, True):
+            b = target_budgets(g, base_target, weights_in_compute_level)  # the aligned budgets --capacity resolves to
             for budget in ("M_R", "M_H", "M_P"):
                 cap = b.get(budget)
-                prob = Problem(g, base_target.with_capacity(cap), iw, time_limit=time_limit, seed=0)
+                prob = Problem(g, base_target.with_capacity(cap), weights_in_compute_level, time_limit=time_limit, seed=0)
                 row = {"model": path.stem.removeprefix("light_"), "ops": len(g.computing_ops),
-                       "weights": iw, "budget": budget, "capacity": cap}
+                       "weights": weights_in_compute_level, "budget": budget, "capacity": cap}
                 for name in SOLVERS:
                     t0 = time.perf_counter()
                     try:

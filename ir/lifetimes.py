@@ -9,7 +9,7 @@ Conventions (the same ones the plan validator enforces):
 * memory freed after step ``s`` is reusable from step ``s + 1``: an operator's inputs and
   outputs never share bytes, which is why M_R sums both.
 
-``include_weights=False`` is COSMA's "activations only" setting: weights are read in place
+``weights_in_compute_level=False`` is COSMA's "activations only" setting: weights are read in place
 from their home level and never occupy the compute level.
 """
 
@@ -25,7 +25,7 @@ from stowage.ir.graph import BufferId, Graph, OpIndex, Operator, TensorKind
 @dataclass(frozen=True)
 class Lifetimes:
     order: tuple[OpIndex, ...]
-    include_weights: bool
+    weights_in_compute_level: bool
     first: Mapping[BufferId, int]
     last: Mapping[BufferId, int]
     live_bytes: tuple[int, ...]
@@ -41,40 +41,40 @@ class Lifetimes:
         return max(range(len(self.live_bytes)), key=lambda s: (self.live_bytes[s], -s))
 
 
-def counts_in_compute_level(graph: Graph, buffer_id: BufferId, include_weights: bool) -> bool:
+def counts_in_compute_level(graph: Graph, buffer_id: BufferId, weights_in_compute_level: bool) -> bool:
     """Whether a buffer ever occupies the compute level in this setting."""
-    return include_weights or graph.buffers[buffer_id].kind is not TensorKind.WEIGHT
+    return weights_in_compute_level or graph.buffers[buffer_id].kind is not TensorKind.WEIGHT
 
 
-def op_buffers(graph: Graph, op: Operator, include_weights: bool) -> tuple[BufferId, ...]:
+def op_buffers(graph: Graph, op: Operator, weights_in_compute_level: bool) -> tuple[BufferId, ...]:
     """Distinct buffers an operator needs in the compute level while it runs."""
     seen: dict[BufferId, None] = {}
     for b in (*graph.op_reads(op), *graph.op_writes(op)):
-        if counts_in_compute_level(graph, b, include_weights):
+        if counts_in_compute_level(graph, b, weights_in_compute_level):
             seen.setdefault(b, None)
     return tuple(seen)
 
 
-def op_footprint(graph: Graph, op: Operator, include_weights: bool = True) -> int:
+def op_footprint(graph: Graph, op: Operator, weights_in_compute_level: bool = True) -> int:
     """Bytes an operator needs resident at once: operands + results + working memory."""
-    return sum(graph.buffers[b].bytes for b in op_buffers(graph, op, include_weights)) + op.extra_bytes
+    return sum(graph.buffers[b].bytes for b in op_buffers(graph, op, weights_in_compute_level)) + op.extra_bytes
 
 
-def m_r(graph: Graph, include_weights: bool = True) -> int:
+def m_r(graph: Graph, weights_in_compute_level: bool = True) -> int:
     """M_R: the smallest capacity at which any plan exists (no operator is split)."""
-    return max((op_footprint(graph, op, include_weights) for op in graph.computing_ops), default=0)
+    return max((op_footprint(graph, op, weights_in_compute_level) for op in graph.computing_ops), default=0)
 
 
-def m_r_operator(graph: Graph, include_weights: bool = True) -> Operator | None:
+def m_r_operator(graph: Graph, weights_in_compute_level: bool = True) -> Operator | None:
     """The operator that sets M_R (for error messages)."""
     ops = graph.computing_ops
     if not ops:
         return None
-    return max(ops, key=lambda op: op_footprint(graph, op, include_weights))
+    return max(ops, key=lambda op: op_footprint(graph, op, weights_in_compute_level))
 
 
 def lifetimes(
-    graph: Graph, order: Sequence[OpIndex] | None = None, include_weights: bool = True
+    graph: Graph, order: Sequence[OpIndex] | None = None, weights_in_compute_level: bool = True
 ) -> Lifetimes:
     if order is None:
         order = graph.file_order()
@@ -82,7 +82,7 @@ def lifetimes(
     first: dict[BufferId, int] = {}
     last: dict[BufferId, int] = {}
     for step, idx in enumerate(order):
-        for b in op_buffers(graph, graph.operators[idx], include_weights):
+        for b in op_buffers(graph, graph.operators[idx], weights_in_compute_level):
             first.setdefault(b, step)
             last[b] = step
     delta = [0] * (len(order) + 1)
@@ -96,15 +96,15 @@ def lifetimes(
         live.append(running + graph.operators[idx].extra_bytes)
     return Lifetimes(
         order=order,
-        include_weights=include_weights,
+        weights_in_compute_level=weights_in_compute_level,
         first=MappingProxyType(first),
         last=MappingProxyType(last),
         live_bytes=tuple(live),
     )
 
 
-def peak_live(graph: Graph, order: Sequence[OpIndex] | None = None, include_weights: bool = True) -> int:
-    return lifetimes(graph, order, include_weights).peak
+def peak_live(graph: Graph, order: Sequence[OpIndex] | None = None, weights_in_compute_level: bool = True) -> int:
+    return lifetimes(graph, order, weights_in_compute_level).peak
 
 
 @dataclass(frozen=True)

@@ -549,7 +549,7 @@ def _one_subgraph_peak(
     excluded = {sub.tensor_buffer[r] for r in refs if r in sub.tensor_buffer}
     if node.op_type == "If":
         excluded |= {sub.tensor_buffer[o.name] for o in g.output if o.name in sub.tensor_buffer}
-    lt = lifetimes(sub, include_weights=True)
+    lt = lifetimes(sub, weights_in_compute_level=True)
     delta = [0] * (len(lt.order) + 1)
     for b, f in lt.first.items():
         if b not in excluded:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,12 +44,12 @@ def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None 
     return load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
 
 
-def resolve_capacity(spec: int | str | None, graph: Graph, target: Hierarchy, include_weights: bool) -> int | None:
+def resolve_capacity(spec: int | str | None, graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> int | None:
     """Bytes for ``--capacity``: ``None`` keeps the target's own capacity; sizes and the
     ``M_R``/``M_H``/``M_P`` keywords resolve at the target's compute alignment."""
     if spec is None:
         return target.compute.capacity
-    return solvers_budgets.resolve_capacity(spec, graph, target, include_weights)
+    return solvers_budgets.resolve_capacity(spec, graph, target, weights_in_compute_level)
 
 
 def compile(  # noqa: A001 - the public name of the API
@@ -63,13 +64,14 @@ def compile(  # noqa: A001 - the public name of the API
     dims: dict[str, int] | None = None,
     workers: int | None = None,
     params: dict[str, Any] | Any = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Plan:
     """Plan ``model`` for ``target`` and return the validated plan.
 
     ``capacity``: compute-level bytes (int), a size string (``"256KiB"``) or ``"M_R"``,
     ``"M_H"``, ``"M_P"``; ``None`` uses the target's capacity.  ``weights_in_sram``: COSMA's
     "activations + weights" setting.  ``params``: a solver params dataclass or a dict of its
-    fields.  Raises ``StowageError`` subclasses (exit code 2 in the CLI) for user errors,
+    fields.  ``on_progress``: called with one-line progress reports of long solves.  Raises ``StowageError`` subclasses (exit code 2 in the CLI) for user errors,
     ``CapacityError`` naming M_R when the capacity is too small."""
     from stowage.solvers.registry import get, make_params, solve
 
@@ -83,7 +85,7 @@ def compile(  # noqa: A001 - the public name of the API
     check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
     problem = Problem(graph=graph, target=hier, weights_in_compute_level=weights_in_sram,
                       time_limit=float(time_limit), seed=int(seed),
-                      workers=int(workers) if workers else default_workers())
+                      workers=int(workers) if workers else default_workers(), on_progress=on_progress)
     if params is None or isinstance(params, dict):
         params = make_params(solver, params)
     elif not dataclasses.is_dataclass(params):

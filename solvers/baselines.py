@@ -38,14 +38,14 @@ from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 log = logging.getLogger(__name__)
 
 
-def min_peak_order(graph: Graph, include_weights: bool, time_limit: float, seed: int) -> tuple[OpIndex, ...]:
+def min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limit: float, seed: int) -> tuple[OpIndex, ...]:
     """The minimum-peak order from ``solvers.schedule`` (file order if that module is absent)."""
     try:
         from stowage.solvers.analysis.schedule import min_peak_order as mpo
     except ImportError:
         log.warning("solvers.schedule not available: using file order for the min-peak order")
         return graph.file_order()
-    return tuple(mpo(graph, include_weights, time_limit=time_limit, seed=seed))
+    return tuple(mpo(graph, weights_in_compute_level, time_limit=time_limit, seed=seed))
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str,
     if order_kind == "fileorder":
         order = problem.graph.file_order()
     else:
-        order = min_peak_order(problem.graph, problem.include_weights,
+        order = min_peak_order(problem.graph, problem.weights_in_compute_level,
                                min(params.order_time, problem.time_limit), problem.seed)
     res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
     assert res is not None  # online mode always returns a result

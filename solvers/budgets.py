@@ -74,26 +74,26 @@ def aligned_footprint(sizes: Sequence[int], alignment: int) -> int:
     return sum(padded) - max(p - s for p, s in zip(padded, sizes))
 
 
-def op_sizes(graph: Graph, op: Operator, include_weights: bool) -> list[int]:
+def op_sizes(graph: Graph, op: Operator, weights_in_compute_level: bool) -> list[int]:
     """Sizes an operator needs resident at once: its distinct buffers and its working memory."""
-    sizes = [graph.buffers[b].bytes for b in op_buffers(graph, op, include_weights)]
+    sizes = [graph.buffers[b].bytes for b in op_buffers(graph, op, weights_in_compute_level)]
     if op.extra_bytes:
         sizes.append(op.extra_bytes)
     return sizes
 
 
-def m_r_aligned(graph: Graph, include_weights: bool, alignment: int = 1) -> int:
+def m_r_aligned(graph: Graph, weights_in_compute_level: bool, alignment: int = 1) -> int:
     """M_R at ``alignment``: the largest aligned footprint of any computing operator."""
-    return max((aligned_footprint(op_sizes(graph, op, include_weights), alignment)
+    return max((aligned_footprint(op_sizes(graph, op, weights_in_compute_level), alignment)
                 for op in graph.computing_ops), default=0)
 
 
-def m_r_operator_aligned(graph: Graph, include_weights: bool, alignment: int = 1) -> Operator | None:
+def m_r_operator_aligned(graph: Graph, weights_in_compute_level: bool, alignment: int = 1) -> Operator | None:
     """The (first) operator that sets M_R at ``alignment`` (for error messages)."""
     ops = graph.computing_ops
     if not ops:
         return None
-    return max(ops, key=lambda op: (aligned_footprint(op_sizes(graph, op, include_weights), alignment), -op.index))
+    return max(ops, key=lambda op: (aligned_footprint(op_sizes(graph, op, weights_in_compute_level), alignment), -op.index))
 
 
 def rounded_graph(graph: Graph, alignment: int) -> Graph:
@@ -112,17 +112,17 @@ def rounded_graph(graph: Graph, alignment: int) -> Graph:
 _CACHE: dict[tuple[int, bool, int], tuple[weakref.ref, Budgets]] = {}
 
 
-def budgets(graph: Graph, include_weights: bool, time_limit: float = 5.0, *, alignment: int = 1) -> Budgets:
+def budgets(graph: Graph, weights_in_compute_level: bool, time_limit: float = 5.0, *, alignment: int = 1) -> Budgets:
     """M_R, M_P, M_H for a graph in one setting at ``alignment`` (cached per graph object)."""
     a = max(1, int(alignment))
-    key = (id(graph), include_weights, a)
+    key = (id(graph), weights_in_compute_level, a)
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is graph:
         return hit[1]
-    mr = m_r_aligned(graph, include_weights, a)
+    mr = m_r_aligned(graph, weights_in_compute_level, a)
     rounded = rounded_graph(graph, a)
-    order, proven = min_peak_order_ex(rounded, include_weights, time_limit)
-    mp = peak_live(rounded, order, include_weights)
+    order, proven = min_peak_order_ex(rounded, weights_in_compute_level, time_limit)
+    mp = peak_live(rounded, order, weights_in_compute_level)
     result = Budgets(m_r=mr, m_p=mp, m_h=(mr + mp) // 2, m_p_order=order, m_p_proven=proven or mp == mr,
                      alignment=a)
     try:
@@ -133,14 +133,14 @@ def budgets(graph: Graph, include_weights: bool, time_limit: float = 5.0, *, ali
     return result
 
 
-def target_budgets(graph: Graph, target: Hierarchy, include_weights: bool) -> Budgets:
+def target_budgets(graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> Budgets:
     """``budgets`` at the alignment of ``target``'s compute level (what ``--capacity M_R``
     means on that target)."""
-    return budgets(graph, include_weights, alignment=target.compute.alignment)
+    return budgets(graph, weights_in_compute_level, alignment=target.compute.alignment)
 
 
 def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
-                     include_weights: bool) -> int | None:
+                     weights_in_compute_level: bool) -> int | None:
     """The compute-level capacity a ``--capacity`` value means.
 
     ``None`` keeps the target's own compute capacity (``None`` = unbounded); an int is bytes;
@@ -157,7 +157,7 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
         return spec
     text = spec.strip()
     if text.upper() in BUDGET_NAMES:
-        return target_budgets(graph, target, include_weights).get(text)
+        return target_budgets(graph, target, weights_in_compute_level).get(text)
     try:
         return parse_size(text, "--capacity")
     except TargetError:

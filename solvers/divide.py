@@ -52,7 +52,6 @@ from dataclasses import dataclass
 
 from stowage.ir.graph import Graph, OpIndex
 from stowage.ir.lifetimes import peak_live
-from stowage import progress
 from stowage.plan import Plan
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.baselines import min_peak_order
@@ -84,10 +83,10 @@ class DivideParams:
     slacks: tuple[float, ...] = (0.0, 0.05, 0.1, 0.2)
 
 
-def crossing_bytes(graph: Graph, order: Sequence[OpIndex], include_weights: bool) -> list[int]:
+def crossing_bytes(graph: Graph, order: Sequence[OpIndex], weights_in_compute_level: bool) -> list[int]:
     """``cross[k]`` = bytes of buffers needed both before step ``k`` and at or after it (live
     across the boundary between steps ``k - 1`` and ``k``); ``cross[0] = 0``."""
-    uses = uses_for(graph, tuple(order), include_weights)
+    uses = uses_for(graph, tuple(order), weights_in_compute_level)
     n = len(order)
     delta = [0] * (n + 1)
     for b, steps in uses.uses.items():
@@ -161,7 +160,7 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
                 best = (key, cand)
         assert best is not None
         eng = best[1]
-        progress.status(f"divide: piece {i + 1}/{last}, non-compulsory so far {eng.noncompulsory} B")
+        problem.report_progress(f"divide: piece {i + 1}/{last}, non-compulsory so far {eng.noncompulsory} B")
         if time.perf_counter() > deadline and i + 1 < last:
             # Out of time: finish the remaining pieces with the policy just chosen.
             try:
@@ -174,17 +173,17 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
 
 def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") -> Plan:
     started = time.perf_counter()
-    g, iw, cap = problem.graph, problem.include_weights, problem.capacity
-    check_capacity(g, cap, iw, problem.target.compute.alignment)
+    g, weights_in_compute_level, cap = problem.graph, problem.weights_in_compute_level, problem.capacity
+    check_capacity(g, cap, weights_in_compute_level, problem.target.compute.alignment)
     deadline = started + max(0.05, 0.75 * problem.time_limit)
     bound = traffic_lower_bound(problem)
-    order = min_peak_order(g, iw, min(params.order_time, 0.4 * problem.time_limit), problem.seed)
+    order = min_peak_order(g, weights_in_compute_level, min(params.order_time, 0.4 * problem.time_limit), problem.seed)
     orders = [order]
-    for o in (*_greedy_orders(g, iw), g.file_order()):
+    for o in (*_greedy_orders(g, weights_in_compute_level), g.file_order()):
         if o not in orders:
             orders.append(o)
     candidates: list[SpillResult] = []
-    if cap is None or peak_live(g, order, iw) <= cap:
+    if cap is None or peak_live(g, order, weights_in_compute_level) <= cap:
         pack = min(params.pack_time, max(0.05, deadline - time.perf_counter()))
         res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed,
                                               exact_pack=max(0.05, min(0.2 * problem.time_limit,
@@ -198,7 +197,7 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") ->
                 if res is not None:
                     candidates.append(res)
         order = min(candidates, key=lambda r: (r.noncompulsory, r.peak_address)).order
-        cross = crossing_bytes(g, order, iw)
+        cross = crossing_bytes(g, order, weights_in_compute_level)
         bounds = [0, *cut_points(cross, params.piece_ops), len(order)]
         log.info("%s: %d pieces, crossing bytes at the cuts %s", name, len(bounds) - 1,
                  [cross[k] for k in bounds[1:-1]][:20])

@@ -51,7 +51,7 @@ def exact_alloc(problem: Problem, params: ExactAllocParams) -> Plan:
     align = max(1, target.compute.alignment)
     cap = problem.capacity
     order = graph.file_order()
-    lt = lifetimes(graph, order, problem.include_weights)
+    lt = lifetimes(graph, order, problem.weights_in_compute_level)
     bids = sorted(lt.first)
     units = [AllocBuffer(lt.first[b], lt.last[b] + 1, -(-graph.buffers[b].bytes // align)) for b in bids]
     res = solve_allocation(units, None, limit, problem.seed, problem.workers, minimize_peak=True)

@@ -37,7 +37,6 @@ from dataclasses import dataclass, replace
 
 from stowage.ir.graph import Graph, OpIndex
 from stowage.ir.lifetimes import peak_live
-from stowage import progress
 from stowage.plan import Plan
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.baselines import min_peak_order
@@ -104,7 +103,7 @@ class _Search:
             return False
         if self.best is None or _score(res) < _score(self.best):
             self.best = res
-            progress.status(f"heuristic: best non-compulsory {res.noncompulsory} B, bound {self.bound} B, "
+            self.p.report_progress(f"heuristic: best non-compulsory {res.noncompulsory} B, bound {self.bound} B, "
                             f"{time.perf_counter() - self.started:.1f}s")
             return True
         return False
@@ -127,13 +126,13 @@ class _Search:
 
     # -- stages -------------------------------------------------------------------------
     def orders(self) -> list[tuple[OpIndex, ...]]:
-        g, iw = self.p.graph, self.p.include_weights
+        g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, 0.4 * self.p.time_limit)
-        cands = [min_peak_order(g, iw, budget, self.p.seed), g.file_order()]
+        cands = [min_peak_order(g, weights_in_compute_level, budget, self.p.seed), g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
-            cands.insert(1, min_peak_order(rounded_graph(g, align), iw, budget, self.p.seed))
-        cands += _greedy_orders(g, iw)
+            cands.insert(1, min_peak_order(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed))
+        cands += _greedy_orders(g, weights_in_compute_level)
         seen: set[tuple[OpIndex, ...]] = set()
         out = []
         for o in cands:
@@ -146,8 +145,8 @@ class _Search:
         orders = self.orders()
         cap = self.p.capacity
         # Stage 2: zero spill when a peak fits and packs.
-        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.include_weights) <= cap]
-        fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.include_weights))
+        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.weights_in_compute_level) <= cap]
+        fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.weights_in_compute_level))
         for o in fitting[: 1 if self.fast else len(fitting)]:
             # The exact packer as a fallback: a packing here is the difference between zero
             # spill and spilling (the greedy packer can end several % above peak live).
@@ -208,13 +207,13 @@ class _Search:
             self.offer(self.run_cfg(order, cur.config))
 
 
-def _greedy_orders(g: Graph, iw: bool) -> list[tuple[OpIndex, ...]]:
+def _greedy_orders(g: Graph, weights_in_compute_level: bool) -> list[tuple[OpIndex, ...]]:
     """The list-scheduling variants of ``solvers.schedule`` (absent -> none)."""
     try:
         from stowage.solvers.analysis.schedule import build_model, greedy_order
     except ImportError:
         return []
-    model = build_model(g, iw)
+    model = build_model(g, weights_in_compute_level)
     return [tuple(model.ops[v] for v in greedy_order(model, r)) for r in (0, 1, 2)]
 
 

@@ -49,13 +49,13 @@ def minpeak(problem: Problem, params: MinPeakParams) -> Plan:
     if not 0.0 < params.order_share < 1.0:
         raise SolverError(f"minpeak: order_share must be in (0, 1), got {params.order_share}")
     graph, target = problem.graph, problem.target
-    iw = problem.include_weights
+    weights_in_compute_level = problem.weights_in_compute_level
     cap = problem.capacity
     if params.order == "file":
         order, proven = graph.file_order(), False
     else:
-        order, proven = min_peak_order_ex(graph, iw, problem.time_limit * params.order_share, problem.seed)
-    lt = lifetimes(graph, order, iw)
+        order, proven = min_peak_order_ex(graph, weights_in_compute_level, problem.time_limit * params.order_share, problem.seed)
+    lt = lifetimes(graph, order, weights_in_compute_level)
     ivs = [Interval(b, lt.first[b], lt.last[b], graph.buffers[b].bytes) for b in sorted(lt.first)]
     remaining = max(0.05, problem.time_limit - (time.perf_counter() - started))
     offsets = allocate_offsets(ivs, target.compute.alignment, None, remaining, problem.seed)

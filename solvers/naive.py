@@ -26,7 +26,7 @@ def naive(problem: Problem, params: NaiveParams) -> Plan:
     started = time.perf_counter()
     graph, target = problem.graph, problem.target
     order = graph.file_order()
-    lt = lifetimes(graph, order, problem.include_weights)
+    lt = lifetimes(graph, order, problem.weights_in_compute_level)
     align = target.compute.alignment
     # No reuse: buffers side by side in order of first use, each at its own aligned offset.
     offsets: dict[int, int] = {}

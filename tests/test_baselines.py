@@ -38,9 +38,9 @@ def test_unbounded_capacity_never_spills():
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(g=random_graphs(), frac=st.floats(0, 1), iw=st.booleans(), name=st.sampled_from(BASELINES))
-def test_random_dags(g, frac, iw, name):
-    lo, hi = m_r(g, iw), peak_live(g, None, iw)
-    prob = Problem(g, two_level(int(lo + frac * (hi - lo))), iw, time_limit=1.0)
+@given(g=random_graphs(), frac=st.floats(0, 1), weights_in_compute_level=st.booleans(), name=st.sampled_from(BASELINES))
+def test_random_dags(g, frac, weights_in_compute_level, name):
+    lo, hi = m_r(g, weights_in_compute_level), peak_live(g, None, weights_in_compute_level)
+    prob = Problem(g, two_level(int(lo + frac * (hi - lo))), weights_in_compute_level, time_limit=1.0)
     plan = solve(prob, name)  # validated inside solve
     assert plan.metrics.noncompulsory_bytes >= plan.solver.lower_bound

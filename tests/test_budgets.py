@@ -20,7 +20,7 @@ from tests.test_schedule import two_branch_graph
 
 def test_budgets_hand_checked():
     g = two_branch_graph()
-    b = budgets(g, include_weights=True)
+    b = budgets(g, weights_in_compute_level=True)
     # M_R: op A (or B) needs x 10 + its 100 B output = 110.  M_P: the best order keeps one
     # branch intermediate at a time, 111 (see tests/test_schedule.py).  M_H = (110+111)//2.
     assert (b.m_r, b.m_p, b.m_h) == (110, 111, 110)

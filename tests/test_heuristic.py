@@ -55,12 +55,12 @@ def test_deterministic_for_a_seed():
 
 
 @settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(g=random_graphs(), frac=st.floats(0, 1), iw=st.booleans(), levels=st.sampled_from([2, 3]))
-def test_random_dags_not_worse_than_baselines(g, frac, iw, levels):
-    lo, hi = m_r(g, iw), peak_live(g, None, iw)
+@given(g=random_graphs(), frac=st.floats(0, 1), weights_in_compute_level=st.booleans(), levels=st.sampled_from([2, 3]))
+def test_random_dags_not_worse_than_baselines(g, frac, weights_in_compute_level, levels):
+    lo, hi = m_r(g, weights_in_compute_level), peak_live(g, None, weights_in_compute_level)
     cap = int(lo + frac * (hi - lo))
     target = two_level(cap) if levels == 2 else three_level(cap, 64)
-    prob = Problem(g, target, iw, time_limit=2.0)
+    prob = Problem(g, target, weights_in_compute_level, time_limit=2.0)
     plan = solve(prob, "heuristic", FAST)  # validated inside solve
     assert plan.metrics.noncompulsory_bytes >= plan.solver.lower_bound
     if levels == 2:

@@ -97,14 +97,14 @@ def test_hand_built_residual_graph(tmp_path: Path, capsys):
     onnx.save(residual_model(), str(path))
     g = load_graph(path)
     # Lifetimes without weights: x [0,2], a [0,1], b [1,2], c=r [2,3], y [3,3].
-    lt = lifetimes(g, include_weights=False)
+    lt = lifetimes(g, weights_in_compute_level=False)
     bid = g.tensor_buffer
     assert {n: (lt.first[bid[n]], lt.last[bid[n]]) for n in "xabcy"} == {
         "x": (0, 2), "a": (0, 1), "b": (1, 2), "c": (2, 3), "y": (3, 3)}
     # live: step0 x+a = 128; step1 x+a+b = 192; step2 x+b+c = 192; step3 c+y = 128.
     assert lt.live_bytes == (128, 192, 192, 128)
     # With weights W (1024 B) is live at step 1 only: 192 + 1024.
-    assert lifetimes(g, include_weights=True).live_bytes == (128, 1216, 192, 128)
+    assert lifetimes(g, weights_in_compute_level=True).live_bytes == (128, 1216, 192, 128)
 
     d = inspect_json(capsys, str(path))
     assert d["operators"] == 5 and d["computing_operators"] == 4     # Reshape is a view

@@ -24,13 +24,13 @@ def test_diamond_view_shares_buffer_and_weights():
     assert [op.op_type for op in g.computing_ops] == ["Relu", "Sigmoid", "Add", "Mul"]
     assert g.buffers[g.tensor_buffer["W"]].kind is TensorKind.WEIGHT
     # Order relu, sig, add, mul.  Without weights: step0 x,a =64; step1 x,a,b =96 ...
-    lt = lifetimes(g, include_weights=False)
+    lt = lifetimes(g, weights_in_compute_level=False)
     assert lt.live_bytes == (64, 96, 96, 96)
     # With weights W (32 B) joins at step 2 (Add): a, b, W, c = 128.
-    assert peak_live(g, include_weights=True) == 128
+    assert peak_live(g, weights_in_compute_level=True) == 128
     # M_R: Add reads a, W and writes c = 96 with weights, 64 without; Mul: b, r, y = 96.
-    assert m_r(g, include_weights=True) == 96
-    assert m_r(g, include_weights=False) == 96
+    assert m_r(g, weights_in_compute_level=True) == 96
+    assert m_r(g, weights_in_compute_level=False) == 96
 
 
 def test_element_bytes_override():

@@ -55,13 +55,13 @@ def test_two_branch_hand_checked():
     g = two_branch_graph()
     assert peak_live(g, g.file_order()) == 210
     assert m_r(g) == 110  # A or B: x + its 100 B output
-    order, proven = exact_min_peak_order(g, include_weights=True, time_limit=5.0)
+    order, proven = exact_min_peak_order(g, weights_in_compute_level=True, time_limit=5.0)
     assert proven
     assert peak_live(g, order) == 111
     # Ties between the two symmetric optima break towards file position: branch A first.
     assert names(g, order) == ["A", "A2", "B", "B2", "D"]
     assert lifetimes(g, order).live_bytes == (110, 111, 111, 102, 3)
-    heuristic = min_peak_order(g, include_weights=True)
+    heuristic = min_peak_order(g, weights_in_compute_level=True)
     assert peak_live(g, heuristic) == 111
 
 
@@ -74,7 +74,7 @@ def test_chain_keeps_file_order():
 
 
 def test_weights_setting_changes_the_best_order():
-    """A weight counts only with include_weights: W (50 B) is read by A and by D.
+    """A weight counts only with weights_in_compute_level: W (50 B) is read by A and by D.
 
     With weights: x 10, A reads x and W, writes a 20; B reads x writes b 20; D reads a, b, W.
     Whatever the order, W is live from A to D, so the peak is at B or D; without weights the
@@ -112,7 +112,7 @@ def tiny_graphs(draw, max_ops: int = 6) -> Graph:
     return make_graph("tiny", sizes, nodes, weights=tuple(weights))
 
 
-def brute_force_min_peak(g: Graph, include_weights: bool) -> int:
+def brute_force_min_peak(g: Graph, weights_in_compute_level: bool) -> int:
     deps = g.op_dependencies()
     best = None
     for perm in itertools.permutations(g.file_order()):
@@ -124,7 +124,7 @@ def brute_force_min_peak(g: Graph, include_weights: bool) -> int:
                 break
             done.add(op)
         if ok:
-            p = peak_live(g, perm, include_weights)
+            p = peak_live(g, perm, weights_in_compute_level)
             best = p if best is None else min(best, p)
     assert best is not None
     return best
@@ -132,15 +132,15 @@ def brute_force_min_peak(g: Graph, include_weights: bool) -> int:
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(tiny_graphs(), st.booleans())
-def test_exact_dp_matches_brute_force(g, include_weights):
-    optimum = brute_force_min_peak(g, include_weights)
-    order, proven = exact_min_peak_order(g, include_weights, 5.0)
+def test_exact_dp_matches_brute_force(g, weights_in_compute_level):
+    optimum = brute_force_min_peak(g, weights_in_compute_level)
+    order, proven = exact_min_peak_order(g, weights_in_compute_level, 5.0)
     assert proven
     assert g.is_topological(order)
-    assert peak_live(g, order, include_weights) == optimum
-    heuristic, _ = min_peak_order_ex(g, include_weights, 1.0)
+    assert peak_live(g, order, weights_in_compute_level) == optimum
+    heuristic, _ = min_peak_order_ex(g, weights_in_compute_level, 1.0)
     assert g.is_topological(heuristic)
-    assert optimum <= peak_live(g, heuristic, include_weights) <= peak_live(g, None, include_weights)
+    assert optimum <= peak_live(g, heuristic, weights_in_compute_level) <= peak_live(g, None, weights_in_compute_level)
 
 
 def random_layered_graph(n_ops: int, width: int = 8, seed: int = 0) -> Graph:

@@ -136,16 +136,16 @@ def _bounded_dram(cap: int, dram: int) -> Hierarchy:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(g=random_graphs(), frac=st.floats(0, 1), iw=st.booleans(),
+@given(g=random_graphs(), frac=st.floats(0, 1), weights_in_compute_level=st.booleans(),
        policy=st.sampled_from(["belady", "greedy", "cost"]), alloc=st.sampled_from(["online", "bytes"]),
        room=st.integers(0, 64))
-def test_small_bounded_spill_level_never_overflows(g, frac, iw, policy, alloc, room):
+def test_small_bounded_spill_level_never_overflows(g, frac, weights_in_compute_level, policy, alloc, room):
     # sdram = inputs + outputs + `room` bytes (aligned): either the engine finds room for every
     # spill (and the assembled plan validates with exactly its offsets) or it says no level has
     # room -- the assembler never discovers an overflow the engine did not see.
-    lo, hi = m_r(g, iw), peak_live(g, None, iw)
+    lo, hi = m_r(g, weights_in_compute_level), peak_live(g, None, weights_in_compute_level)
     home = sum(-(-b.bytes // 4) * 4 for b in g.buffers if b.kind.value in ("input", "output") or b.is_output)
-    prob = Problem(g, _bounded_dram(int(lo + frac * (hi - lo)) + 8, home + room), iw)
+    prob = Problem(g, _bounded_dram(int(lo + frac * (hi - lo)) + 8, home + room), weights_in_compute_level)
     try:
         res = simulate(prob, g.file_order(), Config(policy=policy, alloc=alloc))
     except CapacityError as exc:
@@ -161,14 +161,14 @@ def test_small_bounded_spill_level_never_overflows(g, frac, iw, policy, alloc, r
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(g=random_graphs(), frac=st.floats(0, 1), iw=st.booleans(),
+@given(g=random_graphs(), frac=st.floats(0, 1), weights_in_compute_level=st.booleans(),
        policy=st.sampled_from(["belady", "greedy", "cost"]), alloc=st.sampled_from(["online", "bytes"]),
        levels=st.sampled_from([2, 3]))
-def test_random_dags_validate(g, frac, iw, policy, alloc, levels):
-    lo, hi = m_r(g, iw), peak_live(g, None, iw)
+def test_random_dags_validate(g, frac, weights_in_compute_level, policy, alloc, levels):
+    lo, hi = m_r(g, weights_in_compute_level), peak_live(g, None, weights_in_compute_level)
     cap = int(lo + frac * (hi - lo))
     target = two_level(cap) if levels == 2 else three_level(cap, 40)
-    prob = Problem(g, target, iw)
+    prob = Problem(g, target, weights_in_compute_level)
     res = simulate(prob, g.file_order(), Config(policy=policy, alloc=alloc))
     if res is None:  # bytes mode may fail to pack: the online mode never does
         assert alloc == "bytes"

@@ -45,12 +45,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="prefix of every C identifier in plan.h (default: from the model name)")
 
 
-def _budgets(graph, target, include_weights: bool) -> tuple[int, int, int]:
+def _budgets(graph, target, weights_in_compute_level: bool) -> tuple[int, int, int]:
     """M_R, M_H, M_P of the model for this setting at the compute level's alignment: the same
     numbers ``--capacity M_R|M_H|M_P`` resolves to."""
     from stowage.solvers.budgets import target_budgets
 
-    b = target_budgets(graph, target, include_weights)
+    b = target_budgets(graph, target, weights_in_compute_level)
     return b.m_r, b.m_h, b.m_p
 
 
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     with progress.stage(f"planning with {args.solver}"):
         plan = compile_plan(graph, target=args.target, capacity=args.capacity, solver=args.solver,
                             time_limit=args.time_limit, seed=args.seed, weights_in_sram=args.weights_in_sram,
-                            workers=args.workers, params=params)
+                            workers=args.workers, params=params, on_progress=progress.status)
     outdir = Path(args.outdir)
     written = emit_all(plan, graph, outdir, formats, prefix=args.c_prefix)
     save_plan(plan, outdir / "plan.json")

@@ -344,10 +344,10 @@ def recompute_metrics(plan: Plan) -> Metrics:
 
     read = {b for st in plan.steps for b in st.reads}
     written = {b for st in plan.steps for b in st.writes}
-    wicl = plan.options.weights_in_compute_level
+    weights_in_compute_level = plan.options.weights_in_compute_level
     compulsory = 0
     for pb in plan.buffers:
-        if pb.id in read and pb.home is not None and (pb.kind == "input" or (pb.kind == "weight" and wicl)):
+        if pb.id in read and pb.home is not None and (pb.kind == "input" or (pb.kind == "weight" and weights_in_compute_level)):
             compulsory += pb.bytes * hops(pb.home, compute)
         if pb.kind == "output" and pb.id in written and pb.home is not None:
             compulsory += pb.bytes * hops(compute, pb.home)

@@ -158,14 +158,14 @@ def _axis_unit(max_bytes: float) -> tuple[str, int]:
 # Running
 # ---------------------------------------------------------------------------------------
 def resolve_capacities(specs: Sequence[str], graph: Graph, target: Hierarchy,
-                       include_weights: bool) -> tuple[Capacity, ...]:
+                       weights_in_compute_level: bool) -> tuple[Capacity, ...]:
     """Turn ``M_R``/``M_H``/``M_P``/sizes into bytes for this graph; duplicates are dropped."""
     out: list[Capacity] = []
     for spec in specs:
         spec = spec.strip()
         if not spec:
             continue
-        cap = Capacity(spec, _resolve_one(spec, graph, target, include_weights))
+        cap = Capacity(spec, _resolve_one(spec, graph, target, weights_in_compute_level))
         if all(c.bytes != cap.bytes for c in out):
             out.append(cap)
     if not out:
@@ -173,18 +173,18 @@ def resolve_capacities(specs: Sequence[str], graph: Graph, target: Hierarchy,
     return tuple(out)
 
 
-def _resolve_one(spec: str, graph: Graph, target: Hierarchy, include_weights: bool) -> int:
+def _resolve_one(spec: str, graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> int:
     try:
         from stowage.solvers.budgets import resolve_capacity
     except ImportError:  # budgets module not available: sizes and M_R still work
         resolve_capacity = None
     if resolve_capacity is not None:
-        value = resolve_capacity(spec, graph, target, include_weights)
+        value = resolve_capacity(spec, graph, target, weights_in_compute_level)
         if value is None:
             raise CapacityError(f"capacity '{spec}' is unbounded; compare needs finite capacities")
         return int(value)
     if spec.upper() == "M_R":
-        return m_r(graph, include_weights)
+        return m_r(graph, weights_in_compute_level)
     if spec.upper() in ("M_H", "M_P"):
         raise CapacityError(f"capacity '{spec}' needs solvers.budgets, which is not installed")
     return parse_size(spec, "--capacity")

@@ -145,16 +145,16 @@ def _graph(model: str, options: SweepOptions) -> Any:
     return g
 
 
-def resolve_cell_capacity(spec: str, graph: Any, target: Any, include_weights: bool) -> int | None:
+def resolve_cell_capacity(spec: str, graph: Any, target: Any, weights_in_compute_level: bool) -> int | None:
     from stowage.solvers.budgets import resolve_capacity, target_budgets
 
     m = _FRAC_RE.match(spec)
     if m:
-        b = target_budgets(graph, target, include_weights)
+        b = target_budgets(graph, target, weights_in_compute_level)
         ends = {"M_R": b.m_r, "M_H": b.m_h, "M_P": b.m_p}
         lo, hi, frac = ends[m.group(1)], ends[m.group(2)], float(m.group(3))
         return int(round(lo + (hi - lo) * frac))
-    return resolve_capacity(spec, graph, target, include_weights)
+    return resolve_capacity(spec, graph, target, weights_in_compute_level)
 
 
 def run_cell(cell: Cell, options: SweepOptions) -> dict[str, Any]:

@@ -60,7 +60,7 @@ class ScheduleModel:
         return len(self.ops)
 
 
-def build_model(graph: Graph, include_weights: bool) -> ScheduleModel:
+def build_model(graph: Graph, weights_in_compute_level: bool) -> ScheduleModel:
     ops = graph.file_order()
     local = {idx: i for i, idx in enumerate(ops)}
     deps = graph.op_dependencies()
@@ -75,7 +75,7 @@ def build_model(graph: Graph, include_weights: bool) -> ScheduleModel:
     op_bufs: list[tuple[int, ...]] = []
     for i, idx in enumerate(ops):
         mine = []
-        for b in op_buffers(graph, graph.operators[idx], include_weights):
+        for b in op_buffers(graph, graph.operators[idx], weights_in_compute_level):
             if b not in buf_local:
                 buf_local[b] = len(buf_bytes)
                 buf_bytes.append(graph.buffers[b].bytes)
@@ -341,12 +341,12 @@ def _to_graph_order(model: ScheduleModel, order: list[int]) -> tuple[OpIndex, ..
     return tuple(model.ops[v] for v in order)
 
 
-def exact_min_peak_order(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+def exact_min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
                          ) -> tuple[tuple[OpIndex, ...], bool]:
     """The exact DP (bounded by the state caps and ``time_limit``), seeded with the greedy
     orders as upper bound.  Returns ``(order, proven_optimal)``; when the DP gives up, the
     best greedy/file order and ``False``."""
-    model = build_model(graph, include_weights)
+    model = build_model(graph, weights_in_compute_level)
     order, proven = _exact(model, time.perf_counter() + time_limit)
     return _to_graph_order(model, order), proven
 
@@ -384,19 +384,19 @@ def _exact(model: ScheduleModel, deadline: float) -> tuple[list[int], bool]:
     return best, complete
 
 
-def min_peak_order(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+def min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
                    seed: int = 0) -> tuple[OpIndex, ...]:
     """A topological order of the computing ops (graph op indices) with small peak live bytes,
     never worse than file order.  See the module docstring for the stages."""
-    return min_peak_order_ex(graph, include_weights, time_limit, seed)[0]
+    return min_peak_order_ex(graph, weights_in_compute_level, time_limit, seed)[0]
 
 
-def min_peak_order_ex(graph: Graph, include_weights: bool, time_limit: float = 2.0,
+def min_peak_order_ex(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
                       seed: int = 0) -> tuple[tuple[OpIndex, ...], bool]:
     """``min_peak_order`` that also says whether the order is proven optimal."""
     t0 = time.perf_counter()
     deadline = t0 + max(0.0, time_limit)
-    model = build_model(graph, include_weights)
+    model = build_model(graph, weights_in_compute_level)
     n = model.n
     if n == 0:
         return (), True

@@ -57,7 +57,7 @@ def traffic_lower_bound(problem: Problem) -> int:
     g, t, cap = problem.graph, problem.target, problem.capacity
     if cap is None:
         return 0
-    key = (id(g), cap, problem.include_weights, t.name, t.level_names, t.compute_level)
+    key = (id(g), cap, problem.weights_in_compute_level, t.name, t.level_names, t.compute_level)
     hit = _CACHE.get(key)
     if hit is not None and hit[0] is g:
         return hit[1]
@@ -71,14 +71,14 @@ def traffic_lower_bound(problem: Problem) -> int:
 def _compute(problem: Problem) -> int:
     g, t, cap = problem.graph, problem.target, problem.capacity
     assert cap is not None
-    iw = problem.include_weights
+    weights_in_compute_level = problem.weights_in_compute_level
     ops = list(g.file_order())
     n = len(ops)
     if n == 0 or n > MAX_OPS:
         return 0
     deps = g.op_dependencies()
     pos, anc, desc = reach_bitsets(ops, deps.__getitem__)  # bitsets over positions in file order
-    needs = [set(op_buffers(g, g.operators[op], iw)) for op in ops]
+    needs = [set(op_buffers(g, g.operators[op], weights_in_compute_level)) for op in ops]
     footprint = [sum(g.buffers[b].bytes for b in needs[i]) + g.operators[ops[i]].extra_bytes for i in range(n)]
     compute = t.compute_level
     spill = t.spill_levels()
@@ -87,7 +87,7 @@ def _compute(problem: Problem) -> int:
     for b in g.buffers:
         users = [pos[op] for op in b.consumers if op in pos]
         if b.producer is None:
-            if b.kind is TensorKind.WEIGHT and not iw:
+            if b.kind is TensorKind.WEIGHT and not weights_in_compute_level:
                 continue
             home = t.inputs_home if b.kind is TensorKind.INPUT else t.weights_home
             if b.kind not in (TensorKind.INPUT, TensorKind.WEIGHT) or len(users) < 2:

@@ -135,13 +135,13 @@ def joint_data(problem: Problem, mode: str, order: Sequence[OpIndex] | None = No
     ops = graph.file_order()
     deps = graph.op_dependencies()
     preds = {op: tuple(sorted(deps[op])) for op in ops}
-    wicl = problem.weights_in_compute_level
+    weights_in_compute_level = problem.weights_in_compute_level
     spill = target.spill_levels()
     spill_level = spill[0].name if spill else None
 
     users: dict[int, list[OpIndex]] = {}
     for op in ops:
-        for b in op_buffers(graph, graph.operators[op], wicl):
+        for b in op_buffers(graph, graph.operators[op], weights_in_compute_level):
             users.setdefault(b, []).append(op)
     buffers: list[ModelBuffer] = []
     exact = True

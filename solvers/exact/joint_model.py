@@ -21,11 +21,11 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
-from stowage import progress
 from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, SolveResult, step_bounds, tighten
 
 log = logging.getLogger(__name__)
@@ -66,16 +66,19 @@ def configure(solver: cp_model.CpSolver, wall: float, work: float | None, worker
 class _Progress(cp_model.CpSolverSolutionCallback):
     """Reports best objective, bound and elapsed time on the status line."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, on_progress: Callable[[str], None] | None) -> None:
         super().__init__()
         self.label = label
+        self.on_progress = on_progress
         self.t0 = time.perf_counter()
         self.solutions = 0
 
     def on_solution_callback(self) -> None:
         self.solutions += 1
-        progress.status(f"{self.label}: best {int(self.ObjectiveValue())} bound "
-                        f"{int(self.BestObjectiveBound())} after {time.perf_counter() - self.t0:.1f}s")
+        if self.on_progress is None:
+            return
+        self.on_progress(f"{self.label}: best {int(self.ObjectiveValue())} bound "
+                         f"{int(self.BestObjectiveBound())} after {time.perf_counter() - self.t0:.1f}s")
 
 
 class JointCpModel:
@@ -282,13 +285,15 @@ class JointCpModel:
 
     # -- solve and extract -------------------------------------------------------------
     def solve(self, time_limit: float, workers: int, seed: int, deterministic: bool = True,
-              label: str = "exact", work: float | None = None) -> SolveResult:
+              label: str = "exact", work: float | None = None,
+              on_progress: Callable[[str], None] | None = None) -> SolveResult:
         """``time_limit``: wall-clock seconds (a safety stop when ``work`` is given);
-        ``work``: deterministic time (see ``configure``)."""
+        ``work``: deterministic time (see ``configure``); ``on_progress`` gets a line per
+        improving solution (``Problem.on_progress``)."""
         solver = cp_model.CpSolver()
         configure(solver, time_limit, work, workers, seed, deterministic)
         t0 = time.perf_counter()
-        cb = _Progress(label)
+        cb = _Progress(label, on_progress)
         status = solver.Solve(self.model, cb)
         seconds = time.perf_counter() - t0
         name = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",

@@ -200,7 +200,7 @@ def _best_orders(problem: Problem, budget: float | None = None,
     base: list[tuple[OpIndex, ...]] = []
     try:
         schedule = importlib.import_module("stowage.solvers.analysis.schedule")
-        base.append(tuple(schedule.min_peak_order(problem.graph, problem.include_weights,
+        base.append(tuple(schedule.min_peak_order(problem.graph, problem.weights_in_compute_level,
                                                   budget, problem.seed)))
     except (ImportError, AttributeError) as exc:  # module of another engineer not there yet
         log.debug("no min-peak order available: %s", exc)
@@ -492,7 +492,8 @@ class _Auto:
         if self.left() <= 0.1:
             return
         res = relaxed.solve(self.left(), self.workers, self.seed, self.params.deterministic,
-                            label="exact[no addresses]", work=self.work("relaxed"))
+                            label="exact[no addresses]", work=self.work("relaxed"),
+                            on_progress=self.problem.on_progress)
         if res.status == "infeasible":
             raise self.infeasible()
         self.raise_bound(res.bound, "no-address model")
@@ -512,7 +513,8 @@ class _Auto:
         if self.left() <= 0.1:
             return
         res = model.solve(self.left(), self.workers, self.seed, self.params.deterministic,
-                          label=f"exact[{full.mode}]", work=self.work("full"))
+                          label=f"exact[{full.mode}]", work=self.work("full"),
+                          on_progress=self.problem.on_progress)
         if small and res.status == "infeasible":
             raise self.infeasible()
         if small:
@@ -693,7 +695,8 @@ def exact(problem: Problem, params: ExactParams) -> Plan:
         model.add_hint(starts[0])
     reserve = min(2.0, max(0.1, 0.1 * time_limit))
     remaining = max(0.05, time_limit - reserve - (time.perf_counter() - started))
-    result = model.solve(remaining, workers, seed, params.deterministic, label=f"exact[{data.mode}]")
+    result = model.solve(remaining, workers, seed, params.deterministic, label=f"exact[{data.mode}]",
+                         on_progress=problem.on_progress)
     return finish(problem, data, result, starts, "exact", started)
 
 

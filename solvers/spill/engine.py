@@ -130,31 +130,31 @@ _M_R_CACHE: dict[tuple[int, bool, int], tuple[Graph, int]] = {}
 _USES_CACHE: dict[tuple[int, bool, int], tuple[Graph, tuple[OpIndex, ...], "_Uses"]] = {}
 
 
-def _m_r(graph: Graph, include_weights: bool, alignment: int = 1) -> int:
+def _m_r(graph: Graph, weights_in_compute_level: bool, alignment: int = 1) -> int:
     """M_R at ``alignment`` (``solvers.budgets.m_r_aligned``), memoised per graph object (a
     search simulates the same graph many times)."""
-    key = (id(graph), include_weights, alignment)
+    key = (id(graph), weights_in_compute_level, alignment)
     hit = _M_R_CACHE.get(key)
     if hit is not None and hit[0] is graph:
         return hit[1]
-    value = m_r_aligned(graph, include_weights, alignment)
+    value = m_r_aligned(graph, weights_in_compute_level, alignment)
     if len(_M_R_CACHE) > 16:
         _M_R_CACHE.clear()
     _M_R_CACHE[key] = (graph, value)
     return value
 
 
-def check_capacity(graph: Graph, capacity: int | None, include_weights: bool, alignment: int = 1) -> None:
+def check_capacity(graph: Graph, capacity: int | None, weights_in_compute_level: bool, alignment: int = 1) -> None:
     """Raise ``CapacityError`` naming M_R (at ``alignment``, the same number ``--capacity M_R``
     resolves to on a target with that compute alignment) and its operator when no plan can
     exist."""
     if capacity is None:
         return
-    need = _m_r(graph, include_weights, alignment)
+    need = _m_r(graph, weights_in_compute_level, alignment)
     if capacity < need:
-        op = m_r_operator_aligned(graph, include_weights, alignment)
+        op = m_r_operator_aligned(graph, weights_in_compute_level, alignment)
         name = f"'{op.name}' ({op.op_type})" if op else "?"
-        setting = "with" if include_weights else "without"
+        setting = "with" if weights_in_compute_level else "without"
         aligned = f", {alignment}-byte aligned" if alignment > 1 else ""
         raise CapacityError(
             f"capacity {capacity} bytes is below M_R = {need} bytes ({setting} weights{aligned}): operator "
@@ -167,11 +167,11 @@ class _Uses:
     (per-buffer sorted use lists + bisect).  Read-only after construction, so ``uses_for``
     shares one instance between the simulations of the same order."""
 
-    def __init__(self, graph: Graph, order: Sequence[OpIndex], include_weights: bool) -> None:
+    def __init__(self, graph: Graph, order: Sequence[OpIndex], weights_in_compute_level: bool) -> None:
         self.needs: list[tuple[int, ...]] = []
         self.uses: dict[int, list[int]] = {}
         for s, idx in enumerate(order):
-            bs = op_buffers(graph, graph.operators[idx], include_weights)
+            bs = op_buffers(graph, graph.operators[idx], weights_in_compute_level)
             self.needs.append(bs)
             for b in bs:
                 self.uses.setdefault(b, []).append(s)
@@ -185,12 +185,12 @@ class _Uses:
         return self.uses[b][-1]
 
 
-def uses_for(graph: Graph, order: tuple[OpIndex, ...], include_weights: bool) -> _Uses:
-    key = (id(graph), include_weights, hash(order))
+def uses_for(graph: Graph, order: tuple[OpIndex, ...], weights_in_compute_level: bool) -> _Uses:
+    key = (id(graph), weights_in_compute_level, hash(order))
     hit = _USES_CACHE.get(key)
     if hit is not None and hit[0] is graph and hit[1] == order:
         return hit[2]
-    uses = _Uses(graph, order, include_weights)
+    uses = _Uses(graph, order, weights_in_compute_level)
     if len(_USES_CACHE) >= 8:
         _USES_CACHE.pop(next(iter(_USES_CACHE)))
     _USES_CACHE[key] = (graph, order, uses)
@@ -322,11 +322,11 @@ class _Engine:
         self.t: Hierarchy = problem.target
         self.cfg = cfg
         self.order = tuple(order)
-        self.iw = problem.include_weights
+        self.weights_in_compute_level = problem.weights_in_compute_level
         self.cap = problem.capacity
         self.align = self.t.compute.alignment
         self.compute = self.t.compute_level
-        self.uses = uses_for(self.g, self.order, self.iw)
+        self.uses = uses_for(self.g, self.order, self.weights_in_compute_level)
         self.arena = _Arena(self.cap, self.align)
         self.used_bytes = 0                        # bytes-mode occupancy
         self.resident: dict[int, int] = {}         # buffer -> first step of current placement
@@ -565,7 +565,7 @@ class _Engine:
                 raise CapacityError(
                     f"capacity {self.cap} bytes cannot hold operator '{op.name}' ({op.op_type}) with "
                     f"{self.align}-byte alignment: it needs {off + size} bytes "
-                    f"(M_R = {_m_r(self.g, self.iw, self.align)} bytes)"
+                    f"(M_R = {_m_r(self.g, self.weights_in_compute_level, self.align)} bytes)"
                 )
             self.arena.insert(key, off, size)
             off = align_up(off + size, self.align)
@@ -669,7 +669,7 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
              deadline: float | None = None) -> SpillResult | None:
     """Plan residency for ``order``; ``None`` when ``bytes`` mode cannot pack its result, or
     when ``deadline`` (a ``time.perf_counter()`` value, checked every 32 steps) passes."""
-    check_capacity(problem.graph, problem.capacity, problem.include_weights, problem.target.compute.alignment)
+    check_capacity(problem.graph, problem.capacity, problem.weights_in_compute_level, problem.target.compute.alignment)
     if cfg.policy not in POLICIES or cfg.alloc not in ALLOCS or cfg.fit not in FITS:
         raise ValueError(f"bad spill config {cfg}")
     eng = _Engine(problem, order, cfg)
@@ -751,7 +751,7 @@ def fits_without_spill(problem: Problem, order: Sequence[OpIndex]) -> bool:
     """Whether peak live bytes of ``order`` fit the capacity (necessary for zero spill)."""
     from stowage.ir.lifetimes import peak_live
 
-    return problem.capacity is None or peak_live(problem.graph, order, problem.include_weights) <= problem.capacity
+    return problem.capacity is None or peak_live(problem.graph, order, problem.weights_in_compute_level) <= problem.capacity
 
 
 __all__ = ["Config", "SpillResult", "simulate", "check_capacity", "pack", "greedy_by_size",
