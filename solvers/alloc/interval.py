@@ -1,0 +1,80 @@
+"""The vocabulary of allocation: one interval type, one alignment rule, one first fit.
+
+Convention, stated once: an interval's step range is **inclusive** (``first..last``, the
+plan file's convention: a buffer resident from before step ``first`` to after step ``last``)
+and its byte range is half-open (``[offset, offset + size)``).  The only half-open step ranges
+in the project are MiniMalloc's CSV rows (``stowage.solvers.alloc.minimalloc_csv``), converted
+at that boundary.
+
+Every place that needs "the lowest aligned offset that misses these busy byte ranges" (the
+spill engine's arena and off-chip occupancy, plan assembly, the greedy packer, the exact
+model's greedy start) calls ``first_fit``; every "most bytes live at once" is ``peak_live``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Interval:
+    """Buffer ``id`` needs ``size`` bytes over steps ``first..last`` (inclusive); ``offset``
+    is its address once placed (``None`` while it is only a lifetime)."""
+
+    id: int
+    first: int
+    last: int
+    size: int
+    offset: int | None = None
+
+    @property
+    def end(self) -> int:
+        """One past the last byte (``offset + size``); only for a placed interval."""
+        if self.offset is None:
+            raise ValueError(f"interval of buffer {self.id} has no offset")
+        return self.offset + self.size
+
+    def meets(self, first: int, last: int) -> bool:
+        """Whether the step ranges ``first..last`` and this one's share a step."""
+        return not (last < self.first or first > self.last)
+
+
+def align_up(x: int, alignment: int) -> int:
+    """``x`` rounded up to a multiple of ``alignment`` (>= 1)."""
+    return (x + alignment - 1) // alignment * alignment
+
+
+def first_fit(busy: Iterable[tuple[int, int]], size: int, alignment: int = 1, start: int = 0) -> int:
+    """The lowest offset ``>= start``, a multiple of ``alignment``, where ``[offset, offset +
+    size)`` misses every busy byte range ``(offset, end)`` (half-open, any order; an empty range
+    still blocks the offsets below it that would straddle it).  Never fails: past the last busy range everything is free; the caller checks
+    the result against a capacity."""
+    off = align_up(start, alignment)
+    for o, e in sorted(busy):
+        if off + size <= o:
+            break
+        if e > off:
+            off = align_up(e, alignment)
+    return off
+
+
+def peak_live(intervals: Sequence[Interval]) -> int:
+    """The most bytes live at one step: no offset assignment can have a lower peak address."""
+    events: dict[int, int] = {}
+    for iv in intervals:
+        events[iv.first] = events.get(iv.first, 0) + iv.size
+        events[iv.last + 1] = events.get(iv.last + 1, 0) - iv.size
+    peak = running = 0
+    for step in sorted(events):
+        running += events[step]
+        peak = max(peak, running)
+    return peak
+
+
+def peak_address(intervals: Iterable[Interval]) -> int:
+    """The highest byte any placed interval reaches (0 for none)."""
+    return max((iv.end for iv in intervals), default=0)
+
+
+__all__ = ["Interval", "align_up", "first_fit", "peak_address", "peak_live"]
