@@ -11,11 +11,12 @@ import dataclasses
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from stowage.errors import SolverError
 from stowage.plan import Plan
+from stowage.plan.validate import validate as run_validator
 from stowage.solvers.problem import Problem
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,9 @@ def solve(problem: Problem, name: str = "auto", params: Any = None, validate: bo
     t0 = time.perf_counter()
     plan = spec.fn(problem, params)
     log.info("solver %s finished in %.2fs: %s", name, time.perf_counter() - t0, plan.solver.status)
+    if plan.solver.found_by is None:
+        plan = replace(plan, solver=replace(plan.solver, found_by=name))
     if validate:
-        from stowage.plan.validate import validate as run_validator
-
         verdict = run_validator(problem.graph, plan)
         if not verdict.ok:
             raise SolverError(f"solver '{name}' produced an invalid plan: {verdict.errors[0].message}")

@@ -45,7 +45,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "weights_in_compute_level": plan.options.weights_in_compute_level,
             "dims": dict(plan.options.dims),
         },
-        "solver": asdict(plan.solver),
+        "solver": {k: v for k, v in asdict(plan.solver).items() if k != "found_by" or v is not None},
         "buffers": [asdict(b) for b in plan.buffers],
         "steps": [asdict(s) for s in plan.steps],
         "placements": [asdict(p) for p in plan.placements],
@@ -162,6 +162,7 @@ def plan_from_dict(data: Any) -> Plan:
         objective=s.opt("objective").int_(None, nullable=True),
         lower_bound=s.opt("lower_bound").int_(None, nullable=True),
         seconds=s.opt("seconds", 0.0).num(),
+        found_by=s.opt("found_by").str_(nullable=True),
     )
     buffers = []
     for i, b in enumerate(r.key("buffers").list_()):

@@ -57,11 +57,19 @@ class PlanOptions:
 
 @dataclass(frozen=True)
 class SolverInfo:
+    """Who made the plan and what they proved.
+
+    ``name`` is the solver that was asked (``exact``); ``found_by`` says which solver and phase
+    produced these placements (``heuristic``, ``exact: joint model``), so a plan that an exact
+    solver took over from its reference heuristic is not presented as the model's own work.
+    """
+
     name: str
     status: str
     objective: int | None
     lower_bound: int | None
     seconds: float
+    found_by: str | None = None
 
 
 @dataclass(frozen=True)
