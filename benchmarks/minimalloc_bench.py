@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import argparse
 import re
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from stowage.commands.alloc import independent_check
+from stowage.solvers.alloc.exact import solve_allocation
+from stowage.solvers.alloc.interval import peak_live_at
+from stowage.solvers.alloc.minimalloc_csv import read_csv
 
-from stowage.commands.alloc import independent_check  # noqa: E402
-from stowage.solvers.alloc.exact import peak_live_bound, solve_allocation  # noqa: E402
-from stowage.solvers.alloc.minimalloc_csv import read_csv  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def reference_times(readme: Path) -> dict[str, str]:
@@ -54,7 +53,8 @@ def main() -> int:
     if args.engine != "python":  # compile or load the numba search outside the timed runs
         solve_allocation([], 1, 1.0, engine=args.engine)
     print(f"engine {args.engine}, time limit {args.time_limit:g} s per instance, one at a time", flush=True)
-    print("| instance | buffers | peak-live bound (B) | packing at 1 MiB? | status | time (s) | nodes | minimalloc (README) |")
+    print("| instance | buffers | peak-live bound (B) | packing at 1 MiB? | status | time (s) | nodes "
+          "| minimalloc (README) |")
     print("|---|---|---|---|---|---|---|---|", flush=True)
     found = 0
     for f in files:
@@ -62,7 +62,7 @@ def main() -> int:
         m = re.search(r"\.(\d+)\.csv$", f.name)
         cap = int(m.group(1)) if m else 1 << 20
         bufs = read_csv(f)
-        bound, _ = peak_live_bound(bufs)
+        bound, _ = peak_live_at(bufs)
         t0 = time.perf_counter()
         res = solve_allocation(bufs, cap, args.time_limit, engine=args.engine)
         wall = time.perf_counter() - t0

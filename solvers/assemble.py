@@ -1,49 +1,44 @@
 """Lowering a solver's decisions to a ``Plan``.
 
-Solvers decide the order, the compute-level placements (offsets and step ranges) and the
-transfers.  Everything else is mechanical and shared here: home placements for weights,
-inputs and outputs, placements in the spill levels (first-fit offsets), the buffer and step
+Solvers decide the order, the compute-level placements (``alloc.interval.Interval`` with
+offsets) and the transfers.  Everything else is mechanical and shared here: home placements
+for weights, inputs and outputs, placements in the spill levels (first fit over the level's
+occupancy, ``alloc.occupancy`` -- the rule the spill engine reserves by), the buffer and step
 tables, and the metrics.  The validator recomputes the metrics independently.
+
+When a spilled buffer's store level has no free address range for its off-chip lifetime, the
+next level of ``CostModel.spill_candidates`` is tried (its store and reloads are rewritten to
+that level) before a ``CapacityError``: a solver that priced every spill at the cheapest level
+(the exact model) still gets a plan when that level is full, at the traffic it really costs.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from stowage.errors import CapacityError
 from stowage.ir.graph import Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import Lifetimes
 from stowage.plan import (
-    LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
-    TargetRef, Transfer,
+    LevelRef,
+    Metrics,
+    ModelRef,
+    Placement,
+    Plan,
+    PlanBuffer,
+    PlanOptions,
+    PlanStep,
+    SolverInfo,
+    TargetRef,
+    Transfer,
 )
+from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.alloc.occupancy import Occupancy
+from stowage.solvers.costs import CostModel, home_level
 from stowage.solvers.problem import Problem
 from stowage.targets.hierarchy import Hierarchy
-
-
-@dataclass(frozen=True)
-class ComputePlacement:
-    buffer: int
-    offset: int
-    first: int
-    last: int
-
-
-def align_up(x: int, a: int) -> int:
-    return (x + a - 1) // a * a
-
-
-def home_of(graph: Graph, target: Hierarchy, buffer_id: int) -> str | None:
-    b = graph.buffers[buffer_id]
-    if b.kind is TensorKind.INPUT:
-        return target.inputs_home
-    if b.kind is TensorKind.WEIGHT:
-        return target.weights_home
-    if b.is_output:
-        return target.outputs_home
-    return None
 
 
 def target_ref(target: Hierarchy) -> TargetRef:
@@ -54,26 +49,91 @@ def target_ref(target: Hierarchy) -> TargetRef:
     )
 
 
-class _FirstFit:
-    """Offsets for placements in one off-chip level: first fit over time-overlapping ones."""
+@dataclass
+class _OffChipRange:
+    """One stay of a buffer in an off-chip level: steps ``first..last`` and the indices (in
+    the plan's transfer list) of the transfers into and out of the level that make it."""
 
-    def __init__(self, name: str, capacity: int | None, alignment: int) -> None:
-        self.name, self.capacity, self.alignment = name, capacity, alignment
-        self.taken: list[tuple[int, int, int, int]] = []  # (first, last, offset, end)
+    buffer: int
+    level: str
+    first: int
+    last: int
+    transfers: list[int] = field(default_factory=list)
 
-    def place(self, size: int, first: int, last: int, what: str) -> int:
-        busy = sorted((o, e) for f, l, o, e in self.taken if not (l < first or f > last))
-        offset = 0
-        for o, e in busy:
-            if offset + size <= o:
-                break
-            offset = max(offset, align_up(e, self.alignment))
-        if self.capacity is not None and offset + size > self.capacity:
-            raise CapacityError(
-                f"level '{self.name}' ({self.capacity} bytes) cannot also hold {what} ({size} bytes)"
-            )
-        self.taken.append((first, last, offset, offset + size))
-        return offset
+
+def _offchip_ranges(graph: Graph, target: Hierarchy, transfers: Sequence[Transfer], end: int) -> list[_OffChipRange]:
+    """Home data at home for the whole run (buffer order), then every stay a store starts
+    (by first step, then buffer): a store at step s to level L keeps the buffer there until
+    its last transfer out of L (a later store to L starts a new stay; outputs at their home
+    stay to the end)."""
+    compute = target.compute_level
+    homes: dict[tuple[int, str], _OffChipRange] = {}
+    for b in graph.buffers:
+        home = home_level(graph, target, b.id)
+        if home is not None and b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+            homes[(b.id, home)] = _OffChipRange(b.id, home, 0, end)
+    open_ranges: dict[tuple[int, str], _OffChipRange] = {}
+    stays: list[_OffChipRange] = []
+    for i, t in enumerate(transfers):
+        key = (t.buffer, t.src)
+        if t.src != compute and key not in homes and key in open_ranges:
+            open_ranges[key].last = t.step
+            open_ranges[key].transfers.append(i)
+        if t.dst != compute:
+            dkey = (t.buffer, t.dst)
+            if dkey in open_ranges:
+                stays.append(open_ranges.pop(dkey))
+            open_ranges[dkey] = _OffChipRange(t.buffer, t.dst, t.step, t.step, [i])
+    for (bid, level), r in open_ranges.items():
+        if graph.buffers[bid].is_output and level == target.outputs_home:
+            r.last = end
+        stays.append(r)
+    return ([r for _, r in sorted(homes.items(), key=lambda kv: kv[0][0])]
+            + sorted(stays, key=lambda r: (r.first, r.buffer)))
+
+
+class _Placer:
+    """First fit of off-chip stays into the levels' occupancy, with the spill-level fallback."""
+
+    def __init__(self, problem: Problem, transfers: list[Transfer]) -> None:
+        self.graph, self.target = problem.graph, problem.target
+        self.costs = CostModel(self.target)
+        self.transfers = transfers
+        self.occupancy = {lv.name: Occupancy(lv.name, lv.capacity, lv.alignment) for lv in self.target.levels}
+
+    def fix(self, r: _OffChipRange, offset: int) -> Placement:
+        self.occupancy[r.level].take(offset, self.graph.buffers[r.buffer].bytes, r.first, r.last)
+        return Placement(r.buffer, r.level, offset, r.first, r.last)
+
+    def place(self, r: _OffChipRange) -> Placement:
+        b = self.graph.buffers[r.buffer]
+        occ = self.occupancy[r.level]
+        off = occ.find(b.bytes, r.first, r.last)
+        if off is not None:
+            return self.fix(r, off)
+        for level in self._fallbacks(r):
+            off = self.occupancy[level].find(b.bytes, r.first, r.last)
+            if off is not None:
+                self._move(r, level)
+                return self.fix(r, off)
+        raise CapacityError(
+            f"level '{occ.name}' ({occ.capacity} bytes) cannot also hold '{b.tensors[0]}' ({b.bytes} bytes)")
+
+    def _fallbacks(self, r: _OffChipRange) -> tuple[str, ...]:
+        """The spill levels after ``r.level`` in cost order, when ``r`` is a spill (not home
+        data, not an output at its home)."""
+        b = self.graph.buffers[r.buffer]
+        if r.level == home_level(self.graph, self.target, r.buffer) or b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+            return ()
+        cands = self.costs.spill_candidates(b.bytes)
+        return cands[cands.index(r.level) + 1:] if r.level in cands else ()
+
+    def _move(self, r: _OffChipRange, level: str) -> None:
+        """Send the stay's store and reloads to ``level`` instead."""
+        for i in r.transfers:
+            t = self.transfers[i]
+            self.transfers[i] = replace(t, dst=level) if t.dst == r.level else replace(t, src=level)
+        r.level = level
 
 
 def compute_metrics(graph: Graph, target: Hierarchy, weights_in_compute_level: bool,
@@ -100,73 +160,47 @@ def compute_metrics(graph: Graph, target: Hierarchy, weights_in_compute_level: b
 def assemble_plan(
     problem: Problem,
     order: Sequence[OpIndex],
-    compute_placements: Iterable[ComputePlacement],
+    compute_placements: Iterable[Interval],
     transfers: Sequence[Transfer],
     solver_name: str,
     status: str,
     lower_bound: int | None,
     started: float,
     objective: int | None = None,
-    plan_capacity: int | None | bool = False,
+    plan_capacity: int | bool | None = False,
     offchip_offsets: Mapping[tuple[int, str], int] | None = None,
 ) -> Plan:
-    """Build the full plan.  ``transfers`` must list every transfer (loads, spills, reloads,
-    output stores) in execution order within each (step, phase).  Off-chip placements are
-    derived: home data lives at home for the whole run; a buffer stored to a level stays
-    there from that step until its last reload from that level (outputs: to the end).
+    """Build the full plan.  ``compute_placements`` are placed intervals (``offset`` set);
+    ``transfers`` must list every transfer (loads, spills, reloads, output stores) in
+    execution order within each (step, phase).  Off-chip placements are derived: home data
+    lives at home for the whole run; a buffer stored to a level stays there from that step
+    until its last reload from that level (outputs: to the end); a spill whose level is full
+    moves to the next spill candidate (module docstring).
     ``plan_capacity`` (when not False) overrides the compute capacity written to the plan.
     ``offchip_offsets`` ((buffer, level) -> offset) fixes the offsets of those off-chip
     placements (a solver that decided them, e.g. the spill engine, so that a bounded level
     holds exactly what it planned); they are reserved first and the rest are first-fitted
     around them."""
     graph, target = problem.graph, problem.target
-    nsteps = len(order)
-    end = max(0, nsteps - 1)
+    end = max(0, len(order) - 1)
     placements: list[Placement] = [
-        Placement(p.buffer, target.compute_level, p.offset, p.first, p.last) for p in compute_placements
+        Placement(p.id, target.compute_level, p.offset, p.first, p.last) for p in compute_placements  # type: ignore[arg-type]
     ]
-    allocators = {lv.name: _FirstFit(lv.name, lv.capacity, lv.alignment) for lv in target.levels}
-    home_ranges: dict[tuple[int, str], tuple[int, int]] = {}
-    for b in graph.buffers:
-        home = home_of(graph, target, b.id)
-        if home is not None and b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            home_ranges[(b.id, home)] = (0, end)
-
-    # Off-chip residency from stores: a store at step s to level L keeps the buffer there
-    # until its last transfer out of L (a later store to L starts a new range).
-    open_ranges: dict[tuple[int, str], list[int]] = {}
-    spill_ranges: list[tuple[int, str, int, int]] = []
-    for t in transfers:
-        key = (t.buffer, t.src)
-        if t.src != target.compute_level and key not in home_ranges and key in open_ranges:
-            open_ranges[key][1] = t.step
-        if t.dst != target.compute_level:
-            dkey = (t.buffer, t.dst)
-            if dkey in open_ranges:
-                f, l = open_ranges.pop(dkey)
-                spill_ranges.append((t.buffer, t.dst, f, l))
-            open_ranges[dkey] = [t.step, t.step]
-    for (bid, level), (f, l) in open_ranges.items():
-        if graph.buffers[bid].is_output and level == target.outputs_home:
-            l = end
-        spill_ranges.append((bid, level, f, l))
-
-    ranges = [(bid, level, f, l) for (bid, level), (f, l) in sorted(home_ranges.items(), key=lambda kv: kv[0][0])]
-    ranges += sorted(spill_ranges, key=lambda r: (r[2], r[0]))
+    transfers = list(transfers)
+    placer = _Placer(problem, transfers)
+    ranges = _offchip_ranges(graph, target, transfers, end)
     fixed = offchip_offsets or {}
-    for bid, level, f, l in ranges:
-        if (bid, level) in fixed:
-            off = fixed[(bid, level)]
-            allocators[level].taken.append((f, l, off, off + graph.buffers[bid].bytes))
-            placements.append(Placement(bid, level, off, f, l))
-    for bid, level, f, l in ranges:
-        if (bid, level) not in fixed:
-            off = allocators[level].place(graph.buffers[bid].bytes, f, l, f"'{graph.buffers[bid].tensors[0]}'")
-            placements.append(Placement(bid, level, off, f, l))
+    for r in ranges:
+        if (r.buffer, r.level) in fixed:
+            placements.append(placer.fix(r, fixed[(r.buffer, r.level)]))
+    for r in ranges:
+        if (r.buffer, r.level) not in fixed:
+            placements.append(placer.place(r))
 
     buffers = tuple(
-        PlanBuffer(b.id, b.tensors, b.bytes, b.kind.value if not (b.is_output and b.kind is TensorKind.ACTIVATION) else "output",
-                   home_of(graph, target, b.id))
+        PlanBuffer(b.id, b.tensors, b.bytes,
+                   b.kind.value if not (b.is_output and b.kind is TensorKind.ACTIVATION) else "output",
+                   home_level(graph, target, b.id))
         for b in graph.buffers
     )
     steps = tuple(
@@ -196,23 +230,26 @@ def assemble_plan(
 
 def no_spill_residency(
     graph: Graph, target: Hierarchy, lt: Lifetimes, offsets: Mapping[int, int]
-) -> tuple[list[ComputePlacement], list[Transfer]]:
+) -> tuple[list[Interval], list[Transfer]]:
     """Placements and transfers of a plan that never spills: each buffer occupies
     ``offsets[b]`` over its whole lifetime; inputs and weights are loaded from home just before
     their first use, outputs stored home right after their last touch.  Shared by every solver
     whose only decisions are the order and the offsets (naive, minpeak, exact-alloc)."""
     before: dict[int, list[Transfer]] = {}
     after: dict[int, list[Transfer]] = {}
-    placements: list[ComputePlacement] = []
+    placements: list[Interval] = []
     for bid in sorted(lt.first, key=lambda b: (lt.first[b], b)):
         b = graph.buffers[bid]
         first, last = lt.first[bid], lt.last[bid]
         if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
             before.setdefault(first, []).append(
-                Transfer(bid, home_of(graph, target, bid), target.compute_level, first, "before"))
+                Transfer(bid, home_level(graph, target, bid), target.compute_level, first, "before"))  # type: ignore[arg-type]
         elif b.is_output:
             after.setdefault(last, []).append(
                 Transfer(bid, target.compute_level, target.outputs_home, last, "after"))
-        placements.append(ComputePlacement(bid, offsets[bid], first, last))
+        placements.append(Interval(bid, first, last, b.bytes, offsets[bid]))
     transfers = [t for s in range(len(lt.order)) for t in (*before.get(s, []), *after.get(s, []))]
     return placements, transfers
+
+
+__all__ = ["assemble_plan", "compute_metrics", "no_spill_residency", "target_ref"]

@@ -5,7 +5,7 @@ resident, in the best-fitting gap among resident buffers (``SimpleMemoryArena``'
 no capacity awareness of its own -- combined with an operator order and a replacement policy:
 
 * order ``fileorder``: the framework's operator order (ONNX file order, a topological order);
-* order ``minpeak``: the order that minimises peak live bytes (``solvers.schedule.min_peak_order``);
+* order ``minpeak``: the order that minimises peak live bytes (``solvers.analysis.schedule.min_peak_order``);
 * ``belady``: when a request does not fit, evict the resident buffer whose next use is
   furthest in the future, repeatedly until a gap fits; victims that do not overlap the gap
   finally used are kept (so the baseline never evicts more than the hole it uses needs);
@@ -27,25 +27,15 @@ import logging
 import time
 from dataclasses import dataclass
 
-from stowage.ir.graph import Graph, OpIndex
 from stowage.plan import Plan
+from stowage.solvers.analysis.schedule import min_peak_order
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
-from stowage.solvers.spill.engine import Config, simulate
-from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.spill import Config, simulate
 
 log = logging.getLogger(__name__)
-
-
-def min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limit: float, seed: int) -> tuple[OpIndex, ...]:
-    """The minimum-peak order from ``solvers.schedule`` (file order if that module is absent)."""
-    try:
-        from stowage.solvers.analysis.schedule import min_peak_order as mpo
-    except ImportError:
-        log.warning("solvers.schedule not available: using file order for the min-peak order")
-        return graph.file_order()
-    return tuple(mpo(graph, weights_in_compute_level, time_limit=time_limit, seed=seed))
 
 
 @dataclass(frozen=True)
@@ -66,36 +56,34 @@ def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str,
         order = problem.graph.file_order()
     else:
         order = min_peak_order(problem.graph, problem.weights_in_compute_level,
-                               min(params.order_time, problem.time_limit), problem.seed)
+                               time_limit=min(params.order_time, problem.time_limit), seed=problem.seed)
     res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
     assert res is not None  # online mode always returns a result
     return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible",
                          traffic_lower_bound(problem), started, offchip_offsets=res.offchip_offsets())
 
 
-@register("baseline-fileorder-belady", BaselineParams,
-          "COSMA baseline: TFLite arena (best fit) + file order + Belady replacement")
-def baseline_fileorder_belady(problem: Problem, params: BaselineParams) -> Plan:
-    return _run(problem, params, "fileorder", "belady", "baseline-fileorder-belady")
+#: The four baselines: (order, replacement policy, what the policy is in words).
+_TABLE = (
+    ("fileorder", "belady", "Belady replacement"),
+    ("fileorder", "greedy", "greedy least-traffic replacement"),
+    ("minpeak", "belady", "Belady replacement"),
+    ("minpeak", "greedy", "greedy least-traffic replacement"),
+)
 
 
-@register("baseline-fileorder-greedy", BaselineParams,
-          "COSMA baseline: TFLite arena (best fit) + file order + greedy least-traffic replacement")
-def baseline_fileorder_greedy(problem: Problem, params: BaselineParams) -> Plan:
-    return _run(problem, params, "fileorder", "greedy", "baseline-fileorder-greedy")
+def _register(order_kind: str, policy: str, what: str) -> str:
+    name = f"baseline-{order_kind}-{policy}"
+    order_words = "file order" if order_kind == "fileorder" else "min-peak order"
+
+    def solve(problem: Problem, params: BaselineParams) -> Plan:
+        return _run(problem, params, order_kind, policy, name)
+
+    solve.__name__ = solve.__qualname__ = name.replace("-", "_")
+    register(name, BaselineParams, f"COSMA baseline: TFLite arena (best fit) + {order_words} + {what}")(solve)
+    return name
 
 
-@register("baseline-minpeak-belady", BaselineParams,
-          "COSMA baseline: TFLite arena (best fit) + min-peak order + Belady replacement")
-def baseline_minpeak_belady(problem: Problem, params: BaselineParams) -> Plan:
-    return _run(problem, params, "minpeak", "belady", "baseline-minpeak-belady")
+BASELINES = tuple(_register(*row) for row in _TABLE)
 
-
-@register("baseline-minpeak-greedy", BaselineParams,
-          "COSMA baseline: TFLite arena (best fit) + min-peak order + greedy least-traffic replacement")
-def baseline_minpeak_greedy(problem: Problem, params: BaselineParams) -> Plan:
-    return _run(problem, params, "minpeak", "greedy", "baseline-minpeak-greedy")
-
-
-BASELINES = ("baseline-fileorder-belady", "baseline-fileorder-greedy",
-             "baseline-minpeak-belady", "baseline-minpeak-greedy")
+__all__ = ["BASELINES", "BaselineParams"]

@@ -1,5 +1,6 @@
-"""The capacity budgets COSMA reports at: M_R, M_P and M_H (docs/domain.md), and the
-``--capacity`` spec that may name them.
+"""The capacity budgets COSMA reports at: M_R, M_P and M_H (``docs/solvers.md``, "Budgets";
+M_R's footprint: ``docs/ir.md``), the ``--capacity`` spec that may name them, and the check
+that a capacity is not below M_R (the API and every spill simulation ask it).
 
 Budgets are computed *at the compute level's alignment* ``a`` (ethos-u55-256: 16 B; COSMA's
 abstract machine and ``budgets(graph, w)``: 1).  Placements start at multiples of ``a``, so a
@@ -26,23 +27,23 @@ buffer of ``s`` bytes blocks ``align_up(s, a)`` bytes unless it is the topmost o
 * ``M_H = (M_R + M_P) // 2``.
 
 Budgets depend on the graph, on whether weights occupy the compute level, and on the
-alignment, and are cached per graph object (keyed by ``id`` and guarded by a weak reference,
-since a ``Graph`` holds unhashable mappings) so that the CLI, the solvers and the reports
-compute them once.
+alignment, and are cached per graph object (``solvers.cache.graph_cached``) so that the CLI,
+the solvers and the reports compute them once; so is M_R alone, which a search checks on
+every simulation.
 """
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from stowage.errors import TargetError
+from stowage.errors import CapacityError, TargetError
 from stowage.ir.graph import Graph, Operator, OpIndex
 from stowage.ir.lifetimes import op_buffers, peak_live
-from stowage.solvers.assemble import align_up
+from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.analysis.schedule import min_peak_order_ex
+from stowage.solvers.cache import graph_cached
 from stowage.targets.hierarchy import Hierarchy, parse_size
 
 BUDGET_NAMES = ("M_R", "M_H", "M_P")
@@ -93,7 +94,8 @@ def m_r_operator_aligned(graph: Graph, weights_in_compute_level: bool, alignment
     ops = graph.computing_ops
     if not ops:
         return None
-    return max(ops, key=lambda op: (aligned_footprint(op_sizes(graph, op, weights_in_compute_level), alignment), -op.index))
+    return max(ops, key=lambda op: (aligned_footprint(op_sizes(graph, op, weights_in_compute_level), alignment),
+                                    -op.index))
 
 
 def rounded_graph(graph: Graph, alignment: int) -> Graph:
@@ -109,28 +111,45 @@ def rounded_graph(graph: Graph, alignment: int) -> Graph:
     )
 
 
-_CACHE: dict[tuple[int, bool, int], tuple[weakref.ref, Budgets]] = {}
+def m_r_cached(graph: Graph, weights_in_compute_level: bool, alignment: int = 1) -> int:
+    """``m_r_aligned``, memoised per graph object (a search simulates one graph many times)."""
+    return graph_cached("budgets.m_r", graph, (weights_in_compute_level, alignment),
+                        lambda: m_r_aligned(graph, weights_in_compute_level, alignment))
+
+
+def check_capacity(graph: Graph, capacity: int | None, weights_in_compute_level: bool, alignment: int = 1) -> None:
+    """Raise ``CapacityError`` naming M_R (at ``alignment``, the same number ``--capacity M_R``
+    resolves to on a target with that compute alignment) and its operator when no plan can
+    exist."""
+    if capacity is None:
+        return
+    need = m_r_cached(graph, weights_in_compute_level, alignment)
+    if capacity < need:
+        op = m_r_operator_aligned(graph, weights_in_compute_level, alignment)
+        name = f"'{op.name}' ({op.op_type})" if op else "?"
+        setting = "with" if weights_in_compute_level else "without"
+        aligned = f", {alignment}-byte aligned" if alignment > 1 else ""
+        raise CapacityError(
+            f"capacity {capacity} bytes is below M_R = {need} bytes ({setting} weights{aligned}): operator "
+            f"{name} alone needs {need} bytes of inputs and outputs resident at once"
+        )
 
 
 def budgets(graph: Graph, weights_in_compute_level: bool, time_limit: float = 5.0, *, alignment: int = 1) -> Budgets:
-    """M_R, M_P, M_H for a graph in one setting at ``alignment`` (cached per graph object)."""
+    """M_R, M_P, M_H for a graph in one setting at ``alignment`` (cached per graph object;
+    ``time_limit`` bounds the scheduler on the first call only)."""
     a = max(1, int(alignment))
-    key = (id(graph), weights_in_compute_level, a)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0]() is graph:
-        return hit[1]
-    mr = m_r_aligned(graph, weights_in_compute_level, a)
+    return graph_cached("budgets.budgets", graph, (weights_in_compute_level, a),
+                        lambda: _budgets(graph, weights_in_compute_level, time_limit, a))
+
+
+def _budgets(graph: Graph, weights_in_compute_level: bool, time_limit: float, a: int) -> Budgets:
+    mr = m_r_cached(graph, weights_in_compute_level, a)
     rounded = rounded_graph(graph, a)
     order, proven = min_peak_order_ex(rounded, weights_in_compute_level, time_limit)
     mp = peak_live(rounded, order, weights_in_compute_level)
-    result = Budgets(m_r=mr, m_p=mp, m_h=(mr + mp) // 2, m_p_order=order, m_p_proven=proven or mp == mr,
-                     alignment=a)
-    try:
-        ref = weakref.ref(graph, lambda _r, k=key: _CACHE.pop(k, None))
-    except TypeError:  # not weak-referenceable: do not cache
-        return result
-    _CACHE[key] = (ref, result)
-    return result
+    return Budgets(m_r=mr, m_p=mp, m_h=(mr + mp) // 2, m_p_order=order, m_p_proven=proven or mp == mr,
+                   alignment=a)
 
 
 def target_budgets(graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> Budgets:
@@ -167,3 +186,7 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
 def _bad(spec: Any) -> str:
     return (f"--capacity: {spec!r} is not a capacity; use bytes (262144), a size with unit "
             "(256KiB, 1.5MiB, 2MB) or a budget name (M_R, M_H, M_P)")
+
+
+__all__ = ["BUDGET_NAMES", "Budgets", "aligned_footprint", "budgets", "check_capacity", "m_r_aligned", "m_r_cached",
+           "m_r_operator_aligned", "op_sizes", "resolve_capacity", "rounded_graph", "target_budgets"]

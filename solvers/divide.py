@@ -8,7 +8,7 @@ cost linear in the graph overall.
 
 Method:
 
-1. **Orders.**  The minimum-peak order of the whole graph (``solvers.schedule``; it scales to
+1. **Orders.**  The minimum-peak order of the whole graph (``solvers.analysis.schedule``; it scales to
    10,000 operators in about a second and a half), the greedy list-scheduling orders and file
    order.  A lower peak does not always mean less traffic, so each is simulated with the
    default policy (the min-peak order with the whole portfolio, step 5) and the stitching
@@ -23,7 +23,7 @@ Method:
    measuring crossing bytes on the order finds those and also the narrow points of graphs
    with no articulation point (residual ladders, DenseNet blocks).
 4. **Pieces, stitched by carrying the residency.**  The spill engine runs piece by piece with
-   its state carried across each cut (``_Engine.fork`` / ``run_steps``): a buffer live across a
+   its state carried across each cut (``SpillEngine.fork`` / ``run_steps``): a buffer live across a
    cut is either still resident at the same fixed offset range (its compute placement simply
    continues into the next piece) or has been spilled (its off-chip placement and the reload
    in a later piece continue from the stored copy).  For each piece every policy of the
@@ -34,8 +34,8 @@ Method:
 5. **Safety net.**  The same policies run uniformly over the whole order (linear time each),
    and, while time is left, residency on byte counts with one offline packing of the whole
    run (raising a capacity slack until it packs); the plan is the best of those and the
-   stitched one, so ``divide`` is never worse than its best uniform policy on the same order.  The stitched plan goes through the validator like
-   every plan (``registry.solve``).
+   stitched one, so ``divide`` is never worse than its best uniform policy on the same order.
+   The stitched plan goes through the validator like every plan (``registry.solve``).
 
 What it does not do: re-order operators inside a piece (the order is one global order), or
 pack the stitched plan offline (its pieces use the online arena); ``heuristic`` searches
@@ -53,13 +53,13 @@ from dataclasses import dataclass
 from stowage.ir.graph import Graph, OpIndex
 from stowage.ir.lifetimes import peak_live
 from stowage.plan import Plan
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_order
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import min_peak_order
-from stowage.solvers.heuristic import _greedy_orders
+from stowage.solvers.budgets import check_capacity
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
-from stowage.solvers.spill.engine import Config, SpillResult, _Engine, _finish, _OutOfTime, check_capacity, simulate, uses_for
-from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.spill import Config, OutOfTime, SpillEngine, SpillResult, simulate, uses_for
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,12 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
     ``None`` if the deadline passes before the end."""
     configs = _portfolio(params)
     default = configs[0]
-    eng = _Engine(problem, order, default)
+    eng = SpillEngine(problem, order, default)
     last = len(bounds) - 1
     for i in range(last):
         lo, hi = bounds[i], bounds[i + 1]
         look = bounds[min(last, i + 1 + max(0, params.lookahead))]
-        best: tuple[tuple[int, int, int], _Engine] | None = None
+        best: tuple[tuple[int, int, int], SpillEngine] | None = None
         for j, cfg in enumerate(configs):
             if best is not None and time.perf_counter() > deadline:
                 break
@@ -153,7 +153,7 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
                     ahead = cand.fork(default)
                     ahead.run_steps(hi, look, None if best is None else deadline)
                     score = ahead.noncompulsory
-            except _OutOfTime:
+            except OutOfTime:
                 break
             key = (score, cand.noncompulsory, j)
             if best is None or key < best[0]:
@@ -165,10 +165,10 @@ def stitched(problem: Problem, order: tuple[OpIndex, ...], bounds: Sequence[int]
             # Out of time: finish the remaining pieces with the policy just chosen.
             try:
                 eng.run_steps(hi, len(order))
-            except _OutOfTime:  # pragma: no cover - no deadline passed
+            except OutOfTime:  # pragma: no cover - no deadline passed
                 return None
             break
-    return _finish(problem, eng, eng.cfg)
+    return eng.finish()
 
 
 def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") -> Plan:
@@ -177,9 +177,10 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") ->
     check_capacity(g, cap, weights_in_compute_level, problem.target.compute.alignment)
     deadline = started + max(0.05, 0.75 * problem.time_limit)
     bound = traffic_lower_bound(problem)
-    order = min_peak_order(g, weights_in_compute_level, min(params.order_time, 0.4 * problem.time_limit), problem.seed)
+    order = min_peak_order(g, weights_in_compute_level, time_limit=min(params.order_time, 0.4 * problem.time_limit),
+                           seed=problem.seed)
     orders = [order]
-    for o in (*_greedy_orders(g, weights_in_compute_level), g.file_order()):
+    for o in (*greedy_orders(g, weights_in_compute_level), g.file_order()):
         if o not in orders:
             orders.append(o)
     candidates: list[SpillResult] = []
@@ -227,6 +228,10 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide") ->
 
 
 @register("divide", DivideParams,
-          "divide and conquer for large graphs: min-peak order cut at narrow points, per-piece policy, stitched residency")
+          "divide and conquer for large graphs: min-peak order cut at narrow points, per-piece policy, "
+          "stitched residency")
 def divide(problem: Problem, params: DivideParams) -> Plan:
     return plan_divide(problem, params)
+
+
+__all__ = ["DivideParams", "crossing_bytes", "cut_points", "plan_divide", "stitched"]

@@ -1,8 +1,8 @@
 """``exact-alloc``: the model's own operator order, no spills, offsets with a proven minimum peak.
 
-This is issue 5's "pure allocation" mode applied to a model: the order is fixed to the file
-order, so lifetimes are fixed (``ir.lifetimes``) and only offsets are decided, by the exact
-branch and bound of ``solvers.exact_alloc`` in minimum-peak mode.  Transfers follow
+Pure allocation applied to a model: the order is fixed to the file order, so lifetimes are
+fixed (``ir.lifetimes``) and only offsets are decided, by the exact branch and bound of
+``solvers.alloc.exact`` in minimum-peak mode.  Transfers follow
 ``solvers.naive``: inputs (and, with weights, weights) are loaded 'before' their first use,
 outputs are stored 'after' their last step.
 
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from stowage.errors import CapacityError, SolverError
 from stowage.ir.lifetimes import lifetimes
 from stowage.plan import Plan
+from stowage.solvers.alloc.exact import solve_allocation
+from stowage.solvers.alloc.interval import Interval
 from stowage.solvers.assemble import assemble_plan, no_spill_residency
-from stowage.solvers.alloc.exact import AllocBuffer, solve_allocation
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 
@@ -53,7 +54,7 @@ def exact_alloc(problem: Problem, params: ExactAllocParams) -> Plan:
     order = graph.file_order()
     lt = lifetimes(graph, order, problem.weights_in_compute_level)
     bids = sorted(lt.first)
-    units = [AllocBuffer(lt.first[b], lt.last[b] + 1, -(-graph.buffers[b].bytes // align)) for b in bids]
+    units = [Interval(b, lt.first[b], lt.last[b], -(-graph.buffers[b].bytes // align)) for b in bids]
     res = solve_allocation(units, None, limit, problem.seed, problem.workers, minimize_peak=True)
     if res.offsets is None:  # minimum-peak mode always finds a packing (greedy first dive)
         raise SolverError(f"exact-alloc: no packing found ({res.reason})")
@@ -73,3 +74,6 @@ def exact_alloc(problem: Problem, params: ExactAllocParams) -> Plan:
              aligned_peak, bound, res.status, lt.peak, res.nodes, res.seconds)
     return assemble_plan(problem, order, placements, transfers, "exact-alloc", res.status, bound,
                          started, objective=aligned_peak)
+
+
+__all__ = ["ExactAllocParams", "exact_alloc"]

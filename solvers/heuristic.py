@@ -3,10 +3,10 @@
 Stages (each bounded by a work budget so that a seed gives the same plan; the time limit is
 a safety stop):
 
-1. **Orders.**  The minimum-peak order (``solvers.schedule``: greedy list scheduling, beam
+1. **Orders.**  The minimum-peak order (``solvers.analysis.schedule``: greedy list scheduling, beam
    search, exact DP when small enough), the greedy list-scheduling variants and file order.
 2. **Zero spill.**  For every order whose peak live bytes fit, pack its lifetimes offline
-   (``solvers.allocate``).  If the packing fits the capacity the plan spills nothing --
+   (``solvers.alloc.greedy``).  If the packing fits the capacity the plan spills nothing --
    optimal traffic -- and among those the smallest peak address wins.
 3. **Spilling.**  Otherwise a portfolio of replacement configurations for the best orders
    (``solvers.spill``): residency on byte counts with the cost-aware policy (traffic in
@@ -19,7 +19,7 @@ a safety stop):
    dependency window (a few at a time), re-run the best configuration, keep the result if
    non-compulsory traffic (then peak address) does not get worse.
 
-Stops early when traffic reaches the lower bound (``solvers.traffic_bound``); the plan's
+Stops early when traffic reaches the lower bound (``solvers.analysis.traffic_bound``); the plan's
 status is then ``optimal``, otherwise ``feasible``.
 
 Graphs of thousands of operators go to ``solvers.divide`` under ``auto`` (rule in
@@ -35,16 +35,17 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from stowage.ir.graph import Graph, OpIndex
+from stowage.ir.graph import OpIndex
 from stowage.ir.lifetimes import peak_live
 from stowage.plan import Plan
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_order
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import min_peak_order
 from stowage.solvers.budgets import rounded_graph
+from stowage.solvers.divide import DivideParams, plan_divide
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
-from stowage.solvers.spill.engine import Config, SpillResult, simulate
-from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.spill import Config, SpillResult, simulate
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +133,7 @@ class _Search:
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
             cands.insert(1, min_peak_order(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed))
-        cands += _greedy_orders(g, weights_in_compute_level)
+        cands += greedy_orders(g, weights_in_compute_level)
         seen: set[tuple[OpIndex, ...]] = set()
         out = []
         for o in cands:
@@ -145,8 +146,9 @@ class _Search:
         orders = self.orders()
         cap = self.p.capacity
         # Stage 2: zero spill when a peak fits and packs.
-        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, self.p.weights_in_compute_level) <= cap]
-        fitting.sort(key=lambda o: peak_live(self.p.graph, o, self.p.weights_in_compute_level))
+        wicl = self.p.weights_in_compute_level
+        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, wicl) <= cap]
+        fitting.sort(key=lambda o: peak_live(self.p.graph, o, wicl))
         for o in fitting[: 1 if self.fast else len(fitting)]:
             # The exact packer as a fallback: a packing here is the difference between zero
             # spill and spilling (the greedy packer can end several % above peak live).
@@ -207,16 +209,6 @@ class _Search:
             self.offer(self.run_cfg(order, cur.config))
 
 
-def _greedy_orders(g: Graph, weights_in_compute_level: bool) -> list[tuple[OpIndex, ...]]:
-    """The list-scheduling variants of ``solvers.schedule`` (absent -> none)."""
-    try:
-        from stowage.solvers.analysis.schedule import build_model, greedy_order
-    except ImportError:
-        return []
-    model = build_model(g, weights_in_compute_level)
-    return [tuple(model.ops[v] for v in greedy_order(model, r)) for r in (0, 1, 2)]
-
-
 def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
              succs: dict[OpIndex, list[OpIndex]], rng: random.Random, moves: int) -> list[OpIndex]:
     """Move ``moves`` random operators to random positions inside their dependency windows."""
@@ -231,7 +223,7 @@ def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
             continue
         j = rng.randint(lo, hi)
         order.pop(i)
-        order.insert(j if j < i else j, op)
+        order.insert(j, op)
     return order
 
 
@@ -284,8 +276,10 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
 def auto(problem: Problem, params: AutoParams) -> Plan:
     kind, hparams = choose(problem)
     if kind == "divide":
-        from stowage.solvers.divide import DivideParams, plan_divide
-
         return plan_divide(problem, DivideParams(), "auto")
     assert hparams is not None
     return plan_heuristic(problem, hparams, "auto")
+
+
+__all__ = ["LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
+           "plan_heuristic"]

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from stowage.errors import CapacityError, SolverError
 from stowage.ir.lifetimes import lifetimes
 from stowage.plan import Plan
-from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address
+from stowage.solvers.alloc.greedy import allocate_offsets, peak_address
+from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.analysis.schedule import min_peak_order_ex
 from stowage.solvers.assemble import assemble_plan, no_spill_residency
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
-from stowage.solvers.analysis.schedule import min_peak_order_ex
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,8 @@ def minpeak(problem: Problem, params: MinPeakParams) -> Plan:
     if params.order == "file":
         order, proven = graph.file_order(), False
     else:
-        order, proven = min_peak_order_ex(graph, weights_in_compute_level, problem.time_limit * params.order_share, problem.seed)
+        order, proven = min_peak_order_ex(graph, weights_in_compute_level, problem.time_limit * params.order_share,
+                                          problem.seed)
     lt = lifetimes(graph, order, weights_in_compute_level)
     ivs = [Interval(b, lt.first[b], lt.last[b], graph.buffers[b].bytes) for b in sorted(lt.first)]
     remaining = max(0.05, problem.time_limit - (time.perf_counter() - started))
@@ -72,3 +74,6 @@ def minpeak(problem: Problem, params: MinPeakParams) -> Plan:
     # *peak* is minimal too (proven order, packing at the peak-live bound) is logged.
     log.info("minpeak: peak address %d, peak live %d, order proven minimal: %s", peak, lt.peak, proven)
     return assemble_plan(problem, order, placements, transfers, "minpeak", "optimal", 0, started)
+
+
+__all__ = ["MinPeakParams", "minpeak"]

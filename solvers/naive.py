@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 from stowage.ir.lifetimes import lifetimes
 from stowage.plan import Plan
-from stowage.solvers.assemble import align_up, assemble_plan, no_spill_residency
+from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.assemble import assemble_plan, no_spill_residency
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 
@@ -37,3 +38,6 @@ def naive(problem: Problem, params: NaiveParams) -> Plan:
     placements, transfers = no_spill_residency(graph, target, lt, offsets)
     return assemble_plan(problem, order, placements, transfers, "naive", "reference", None, started,
                          plan_capacity=None)
+
+
+__all__ = ["NaiveParams", "naive"]

@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address, peak_live_bound
+from stowage.solvers.alloc.greedy import allocate_offsets, peak_address
+from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.alloc.interval import peak_live as peak_live_bound
 
 
 def overlaps(offsets, intervals) -> list[tuple[int, int]]:

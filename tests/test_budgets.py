@@ -133,6 +133,7 @@ def test_minpeak_below_its_peak_says_what_it_needs():
         solve(Problem(g, target, True, 2.0, 0), "minpeak")
 
 
+@pytest.mark.slow  # every light-zoo model, ~1.5 s
 def test_minpeak_on_light_zoo_has_no_fragmentation():
     """Every light-zoo model, activations only, unbounded SRAM: the plan validates, moves
     nothing non-compulsory, and its SRAM peak equals the order's peak live bytes on at least
@@ -156,8 +157,8 @@ def test_minpeak_on_light_zoo_has_no_fragmentation():
 def test_exact_pack_hand_checked():
     """Sizes in 16-byte units: A 10 B (steps 0-1) -> 1, B 20 B (1-2) -> 2, C 30 B (2-3) -> 2.
     B and C overlap at step 2 and need 4 units: 64 B packs, 63 B (3 units) cannot."""
-    from stowage.solvers.alloc.greedy import Interval
-    from stowage.solvers.spill.engine import exact_pack
+    from stowage.solvers.alloc.interval import Interval
+    from stowage.solvers.spill import exact_pack
 
     ivs = [Interval(0, 0, 1, 10), Interval(1, 1, 2, 20), Interval(2, 2, 3, 30)]
     offs = exact_pack(ivs, 16, 64, 5.0)
@@ -177,11 +178,13 @@ def _suite_graph(name):
     return load_graph(m.path, element_bytes=1)
 
 
+@pytest.mark.slow  # the exact packer on a real model, ~2 s
 def test_zero_spill_at_m_p_needs_the_exact_packer():
     """Suite Transformer with weights, COSMA's byte-granular machine, at M_P: the greedy
     offline packer ends 6% above peak live on the M_P order, the exact packer fits it at M_P,
     so the heuristic spills nothing (it spilled 196,608 B before the fallback)."""
-    from stowage.solvers.alloc.greedy import Interval, allocate_offsets, peak_address
+    from stowage.solvers.alloc.greedy import allocate_offsets, peak_address
+    from stowage.solvers.alloc.interval import Interval
 
     g = _suite_graph("transformer")
     target = load_target(str(Path(__file__).resolve().parents[1] / "benchmarks" / "cosma_target.toml"))
@@ -193,6 +196,7 @@ def test_zero_spill_at_m_p_needs_the_exact_packer():
     assert plan.metrics.noncompulsory_bytes == 0 and plan.metrics.peak_bytes["scratchpad"] <= b.m_p
 
 
+@pytest.mark.slow  # a DARTS cell planned at aligned M_R
 def test_aligned_m_r_is_plannable_on_darts_with_weights():
     """DARTS with weights at 16-byte alignment: the byte-granular M_R was infeasible (every
     solver raised); the aligned M_R plans, and one byte less is refused naming it."""

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from onnx import TensorProto, helper
 
 from stowage.ir.lifetimes import m_r, peak_live
 from stowage.ir.onnx_import import import_model, load_graph
 from stowage.plan.validate import validate
+from stowage.solvers.analysis.schedule import min_peak_order
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.divide import DivideParams, crossing_bytes, cut_points, stitched
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
-from stowage.solvers.analysis.schedule import min_peak_order
 from stowage.targets.hierarchy import load_target
 from tests.conftest import LIGHT_ZOO
 from tests.spill_cases import two_level
@@ -28,8 +29,10 @@ def ladder(blocks: int, w: int = 16):
     nodes, x = [], "x"
     for i in range(blocks):
         a, b, c, d, y = (f"{k}{i}" for k in "abcdy")
-        nodes += [helper.make_node("Relu", [x], [a], name=f"ra{i}"), helper.make_node("Relu", [a], [b], name=f"rb{i}"),
-                  helper.make_node("Relu", [b], [c], name=f"rc{i}"), helper.make_node("Add", [x, c], [d], name=f"ad{i}"),
+        nodes += [helper.make_node("Relu", [x], [a], name=f"ra{i}"),
+                  helper.make_node("Relu", [a], [b], name=f"rb{i}"),
+                  helper.make_node("Relu", [b], [c], name=f"rc{i}"),
+                  helper.make_node("Add", [x, c], [d], name=f"ad{i}"),
                   helper.make_node("Add", [d, a], [y], name=f"ay{i}")]
         x = y
     g = helper.make_graph(nodes, "ladder", [v("x")], [v(x)])
@@ -43,6 +46,7 @@ def test_cut_points_pick_the_narrowest_boundary():
     assert cut_points(cross, 20) == []
 
 
+@pytest.mark.slow  # 2,500 operators, ~1.5-3 s
 def test_ladder_2500_ops_stitched_is_optimal_and_valid():
     g = ladder(500)
     assert len(g.computing_ops) == 2500 and m_r(g, False) == 48 and peak_live(g, None, False) == 64

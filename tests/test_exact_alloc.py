@@ -10,33 +10,36 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import light_models
+from stowage.cli import main as cli_main
+from stowage.commands.alloc import independent_check
 from stowage.errors import CapacityError
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.onnx_import import load_graph
-from stowage.cli import main as cli_main
-from stowage.commands.alloc import independent_check
 from stowage.plan.validate import validate
-from stowage.solvers.alloc.exact import AllocBuffer, check_packing, peak_live_bound, solve_allocation
+from stowage.solvers.alloc.exact import check_packing, solve_allocation
+from stowage.solvers.alloc.interval import Interval, peak_live_at
 from stowage.solvers.alloc.minimalloc_csv import read_csv
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import make_params, solve
 from stowage.targets.hierarchy import load_target
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "minimalloc"
-EXAMPLE = SHARED / "examples" / "input.12.csv"
+DATA = Path(__file__).resolve().parent / "data" / "minimalloc"
+EXAMPLE = DATA / "examples" / "input.12.csv"
 
 
-def B(lower: int, upper: int, size: int) -> AllocBuffer:
-    return AllocBuffer(lower, upper, size)
+def B(lower: int, upper: int, size: int) -> Interval:
+    """A buffer live in MiniMalloc's half-open ``[lower, upper)`` (the hand-checked numbers
+    below are in that form), as the allocator's inclusive ``Interval``."""
+    return Interval(0, lower, upper - 1, size)
 
 
 def assert_valid(bufs, res, capacity=None) -> None:
     assert res.offsets is not None
     assert check_packing(bufs, res.offsets, capacity) is None
-    assert independent_check([(b.lower, b.upper, b.size) for b in bufs], res.offsets,
+    assert independent_check([(b.first, b.last + 1, b.size) for b in bufs], res.offsets,
                              capacity if capacity is not None else res.peak) is None
     assert res.peak == max((o + b.size for o, b in zip(res.offsets, bufs)), default=0)
-    assert res.peak >= res.lower_bound >= peak_live_bound(bufs)[0]
+    assert res.peak >= res.lower_bound >= peak_live_at(bufs)[0]
 
 
 # -- hand-checked instances ----------------------------------------------------------------
@@ -95,7 +98,7 @@ def test_minimum_peak_above_capacity_is_reported_infeasible() -> None:
 
 
 def test_deterministic_for_a_seed_and_any_worker_count() -> None:
-    bufs = read_csv(SHARED / "challenging" / "K.1048576.csv")[:60]
+    bufs = read_csv(DATA / "challenging" / "K.1048576.csv")[:60]
     a = solve_allocation(bufs, None, 10.0, seed=0, workers=1, minimize_peak=True)
     b = solve_allocation(bufs, None, 10.0, seed=0, workers=2, minimize_peak=True)
     assert a.offsets == b.offsets and a.status == b.status == "optimal"
@@ -104,10 +107,10 @@ def test_deterministic_for_a_seed_and_any_worker_count() -> None:
 
 # -- brute force over the unit grid ------------------------------------------------------
 
-def brute_force_min_peak(bufs: list[AllocBuffer]) -> int:
+def brute_force_min_peak(bufs: list[Interval]) -> int:
     """Smallest P such that some integer offsets pack everything below P (exhaustive DFS)."""
     n = len(bufs)
-    overl = [[j for j in range(i) if bufs[i].lower < bufs[j].upper and bufs[j].lower < bufs[i].upper]
+    overl = [[j for j in range(i) if bufs[i].first <= bufs[j].last and bufs[j].first <= bufs[i].last]
              for i in range(n)]
 
     def fits(i: int, offs: list[int], cap: int) -> bool:
@@ -129,13 +132,14 @@ def brute_force_min_peak(bufs: list[AllocBuffer]) -> int:
 
 buffers_st = st.lists(
     st.tuples(st.integers(0, 5), st.integers(1, 4), st.integers(1, 4)).map(
-        lambda t: AllocBuffer(t[0], t[0] + t[1], t[2])),
+        lambda t: B(t[0], t[0] + t[1], t[2])),
     min_size=1, max_size=6)
 
 
+@pytest.mark.slow  # 120 brute-force searches, ~3.5 s
 @settings(max_examples=120, deadline=None)
 @given(buffers_st)
-def test_exact_optimum_equals_brute_force(bufs: list[AllocBuffer]) -> None:
+def test_exact_optimum_equals_brute_force(bufs: list[Interval]) -> None:
     opt = brute_force_min_peak(bufs)
     res = solve_allocation(bufs, None, 10.0, minimize_peak=True)
     assert res.status == "optimal" and res.peak == opt
@@ -150,16 +154,17 @@ def test_exact_optimum_equals_brute_force(bufs: list[AllocBuffer]) -> None:
 
 wider_st = st.lists(
     st.tuples(st.integers(0, 12), st.integers(1, 8), st.integers(1, 9)).map(
-        lambda t: AllocBuffer(t[0], t[0] + t[1], t[2])),
+        lambda t: B(t[0], t[0] + t[1], t[2])),
     min_size=1, max_size=16)
 
 
+@pytest.mark.slow  # engine='jit': compiles alloc/exact_jit.py on a cold numba cache
 @settings(max_examples=150, deadline=None)
 @given(wider_st, st.integers(0, 12))
-def test_compiled_and_python_searches_agree_node_for_node(bufs: list[AllocBuffer], slack: int) -> None:
+def test_compiled_and_python_searches_agree_node_for_node(bufs: list[Interval], slack: int) -> None:
     # Same rules, same order, same restarts: identical offsets, status and node counts, in
     # decision mode (capacities around the peak-live bound, feasible or not) and min-peak mode.
-    cap = peak_live_bound(bufs)[0] + slack - 3
+    cap = peak_live_at(bufs)[0] + slack - 3
     for kw in ({"capacity": cap}, {"capacity": None, "minimize_peak": True}):
         a = solve_allocation(bufs, time_limit=20.0, engine="python", **kw)
         b = solve_allocation(bufs, time_limit=20.0, engine="jit", **kw)
@@ -168,12 +173,12 @@ def test_compiled_and_python_searches_agree_node_for_node(bufs: list[AllocBuffer
             assert check_packing(bufs, b.offsets, kw["capacity"]) is None
 
 
-@pytest.mark.parametrize("engine", ["jit", "python"])
+@pytest.mark.parametrize("engine", [pytest.param("jit", marks=pytest.mark.slow), "python"])  # jit: a cold numba compile
 def test_challenging_instance_h_packs_at_one_mib(engine: str) -> None:
     # MiniMalloc's instance H: 316 buffers whose peak-live bound is exactly 1 MiB, so any
     # packing within 1 MiB is optimal (zero slack).  Before hatless pruning and the dynamic
     # T key, the search ran out of 60 s here; now it takes 9,513 nodes with either engine.
-    bufs = read_csv(SHARED / "challenging" / "H.1048576.csv")
+    bufs = read_csv(DATA / "challenging" / "H.1048576.csv")
     res = solve_allocation(bufs, 1 << 20, 30.0, engine=engine)
     assert (res.status, res.peak, res.nodes) == ("optimal", 1 << 20, 9513)
     assert_valid(bufs, res, 1 << 20)
@@ -243,4 +248,4 @@ def test_independent_checker_catches_overlaps() -> None:
 
 
 def test_paths_are_relative_to_the_checkout() -> None:
-    assert EXAMPLE.is_file(), f"expected ../shared beside the checkout ({os.fspath(EXAMPLE)})"
+    assert EXAMPLE.is_file(), f"expected the vendored instances in tests/data ({os.fspath(EXAMPLE)})"

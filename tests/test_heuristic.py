@@ -6,12 +6,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stowage.ir.lifetimes import m_r, peak_live
+from stowage.ir.onnx_import import import_model
 from stowage.solvers.baselines import BASELINES
 from stowage.solvers.heuristic import HeuristicParams
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
 from tests.helpers import chain_model
-from stowage.ir.onnx_import import import_model
 from tests.spill_cases import fanout_graph, random_graphs, three_level, two_level
 
 FAST = HeuristicParams(order_time=0.3, improve_iters=5, pack_time=0.1)

@@ -9,7 +9,7 @@ import pytest
 from stowage.errors import PlanFormatError
 from stowage.solvers.alloc.minimalloc_csv import CsvBuffer, format_csv, parse_csv, read_csv, write_csv
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "minimalloc" / "examples" / "input.12.csv"
+EXAMPLE = Path(__file__).resolve().parent / "data" / "minimalloc" / "examples" / "input.12.csv"
 
 
 def test_parses_the_example_instance() -> None:
@@ -60,3 +60,24 @@ def test_malformed_inputs_are_one_line_errors(text: str, message: str) -> None:
 def test_unreadable_file_is_a_format_error(tmp_path: Path) -> None:
     with pytest.raises(PlanFormatError, match="cannot read"):
         read_csv(tmp_path / "missing.csv")
+
+
+@pytest.mark.parametrize("text, message", [
+    # Blank lines count: the bad value is on physical line 5 (it used to say "line 3").
+    ("id,lower,upper,size\n\n\na,0,1,4\nb,0,x,4\n", "f.csv line 5: column 'upper' must be an integer, got 'x'"),
+    # A quoted field spanning two lines: the record after it starts on line 5.
+    ('\nid,lower,upper,size\n"a\nb",0,1,4\nc,0,y,4\n', "f.csv line 5: column 'upper' must be an integer, got 'y'"),
+])
+def test_errors_name_the_physical_line(text: str, message: str) -> None:
+    with pytest.raises(PlanFormatError) as err:
+        parse_csv(text, "f.csv")
+    assert str(err.value) == message
+
+
+def test_rows_convert_to_inclusive_intervals() -> None:
+    from stowage.solvers.alloc.minimalloc_csv import to_intervals
+
+    rows = parse_csv("id,lower,upper,size,offset\na,0,3,4,8\nb,3,5,2,0\n")
+    assert [(r.first, r.last) for r in rows] == [(0, 2), (3, 4)]
+    assert [(iv.id, iv.first, iv.last, iv.size, iv.offset) for iv in to_intervals(rows)] == [(0, 0, 2, 4, 8),
+                                                                                              (1, 3, 4, 2, 0)]

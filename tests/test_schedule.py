@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 import random
-import time
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto
@@ -162,14 +162,15 @@ def random_layered_graph(n_ops: int, width: int = 8, seed: int = 0) -> Graph:
     return make_graph(f"random{n_ops}", sizes, nodes)
 
 
+@pytest.mark.slow  # 300 operators without a safety stop, ~1.5-2.5 s
 def test_medium_random_graph_beats_file_order_quickly():
+    # No safety stop: the work budgets of a 2 s limit and the DP's state caps alone bound the
+    # search, so the result cannot depend on the machine's load.  How long it takes is
+    # measured by benchmarks/schedule_timing.py, not asserted here.
     g = random_layered_graph(300, seed=3)
-    t0 = time.perf_counter()
-    order = min_peak_order(g, True, time_limit=2.0, seed=0)
-    elapsed = time.perf_counter() - t0
+    order = min_peak_order(g, True, time_limit=2.0, seed=0, safety_stop=False)
     assert g.is_topological(order)
     # Layered random DAGs leave real room: the search finds a lower peak than file order.
     assert peak_live(g, order) < peak_live(g, None)
-    assert elapsed < 4.0
     # Same seed, same order (the work budget, not the clock, bounds the search here).
-    assert min_peak_order(g, True, time_limit=2.0, seed=0) == order
+    assert min_peak_order(g, True, time_limit=2.0, seed=0, safety_stop=False) == order

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -9,10 +11,10 @@ from hypothesis import strategies as st
 from stowage.errors import CapacityError
 from stowage.ir.lifetimes import m_r, peak_live
 from stowage.plan.validate import validate
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.problem import Problem
-from stowage.solvers.spill.engine import Config, simulate
-from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.spill import Config, simulate
 from stowage.targets.hierarchy import Hierarchy, Level
 from tests.spill_cases import fanout_graph, random_graphs, three_level, two_level
 
@@ -74,6 +76,29 @@ def test_three_level_spill_goes_to_hbm_until_full():
                          "test", "feasible", None, 0.0,
                          offchip_offsets=res.offchip_offsets())
     assert validate(g, plan).ok
+
+
+def test_assembler_moves_a_spill_to_the_next_level_when_its_level_is_full():
+    # A solver that sends every spill to the cheapest level (hbm, 16 bytes) although two
+    # 16-byte spills are off-chip at once: the assembler keeps the first in hbm and moves the
+    # second, store and reload, to ddr -- the plan the engine itself makes (review 2.6).
+    g = fanout_graph()
+    prob = Problem(g, three_level(48, 16))
+    res = simulate(prob, _order(g, FILE), Config(policy="belady"))
+    engine_plan = assemble_plan(prob, res.order, res.placements, res.transfers, "t", "feasible", None, 0.0,
+                                offchip_offsets=res.offchip_offsets())
+    moved = {t.buffer for t in res.transfers if t.src == "sram" and t.dst == "ddr" and t.buffer != g.tensor_buffer["y"]}
+    naive = [t if t.buffer not in moved else replace(t, dst="hbm") if t.dst == "ddr" else replace(t, src="hbm")
+             for t in res.transfers]
+    assert [t.dst for t in naive if t.src == "sram" and t.buffer != g.tensor_buffer["y"]] == ["hbm", "hbm"]
+    plan = assemble_plan(prob, res.order, res.placements, naive, "t", "feasible", None, 0.0)
+    assert validate(g, plan).ok
+    assert plan.transfers == engine_plan.transfers
+    assert plan.metrics == engine_plan.metrics
+    # With no spill level left to try (ddr read-only), the error names the full level.
+    ro = replace(prob.target, levels=(*prob.target.levels[:2], replace(prob.target.levels[2], writable=False)))
+    with pytest.raises(CapacityError, match=r"level 'hbm' \(16 bytes\) cannot also hold"):
+        assemble_plan(Problem(g, ro), res.order, res.placements, naive, "t", "feasible", None, 0.0)
 
 
 def _late_spill_graph():
@@ -205,6 +230,7 @@ def test_multi_level_reuses_hbm_over_time_and_falls_back_to_ddr():
     assert {t.dst for t in res.transfers if t.src == "sram"} == {"ddr"}
 
 
+@pytest.mark.slow  # its exact-pack fallback is the first numba compile of this file on a cold cache
 def test_sn40l_spills_to_hbm():
     # On the sn40l preset (sram / hbm 64 GiB / ddr, 64-byte alignment) a spilling plan stores
     # to hbm, the cheapest level with room (1 hop instead of 2).

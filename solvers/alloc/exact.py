@@ -1,9 +1,11 @@
 """Exact static allocation with fixed lifetimes: a MiniMalloc-style branch and bound.
 
-The problem: buffers with fixed half-open lifetimes ``[lower, upper)`` and sizes; give each
-an offset so that buffers alive at a common time never share a byte, either (a) within a
-given capacity (the decision problem MiniMalloc solves) or (b) with the smallest possible
-peak address.
+The problem: buffers with fixed lifetimes and sizes (``interval.Interval``: inclusive step
+ranges ``first..last``, the project's convention); give each an offset so that buffers alive
+at a common step never share a byte, either (a) within a given capacity (the decision problem
+MiniMalloc solves) or (b) with the smallest possible peak address.  Internally time runs in
+MiniMalloc's half-open form ``[first, last + 1)``: its sections are the gaps between those
+boundaries, converted once in ``_sweep``.
 
 Why this search and not a plain CP-SAT NoOverlap2D model: the latter reached only 1.23x the
 optimum on the MiniMalloc benchmarks in 60 s.  The ideas that make MiniMalloc fast (Moffitt,
@@ -30,7 +32,7 @@ ASPLOS 2023) are implemented here after the paper and its open-source solver:
 These are the rules of MiniMalloc's ``solver.cc`` (canonical_only, section_inference,
 dynamic_ordering, check_dominance, unallocated_floor, static_preordering,
 dynamic_decomposition, monotonic_floor, hatless_pruning, heuristics WAT,TAW,TWA).  The search
-runs compiled (``solvers.exact_alloc_jit``, numba) when numba is installed and in Python
+runs compiled (``solvers.alloc.exact_jit``, numba) when numba is installed and in Python
 otherwise; both visit the same nodes and return the same offsets.
 
 A search that ends without a packing and without hitting a budget is a proof of
@@ -47,31 +49,14 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+
+from stowage.solvers.alloc.interval import Interval, Lifetime, peak_live_at
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AllocBuffer", "AllocationResult", "solve_allocation", "peak_live_bound", "check_packing"]
+__all__ = ["AllocationResult", "check_packing", "solve_allocation"]
 
 Offset = int
-
-
-class _BufferLike(Protocol):
-    @property
-    def lower(self) -> int: ...
-    @property
-    def upper(self) -> int: ...
-    @property
-    def size(self) -> int: ...
-
-
-@dataclass(frozen=True)
-class AllocBuffer:
-    """A buffer live in the half-open interval ``[lower, upper)`` needing ``size`` bytes."""
-
-    lower: int
-    upper: int
-    size: int
 
 
 @dataclass(frozen=True)
@@ -92,22 +77,8 @@ class AllocationResult:
     nodes: int = 0
 
 
-def peak_live_bound(buffers: Sequence[_BufferLike]) -> tuple[int, int | None]:
-    """(max bytes live at one time, a time where it is reached): no packing can go lower."""
-    events: dict[int, int] = {}
-    for b in buffers:
-        events[b.lower] = events.get(b.lower, 0) + b.size
-        events[b.upper] = events.get(b.upper, 0) - b.size
-    best, at, run = 0, None, 0
-    for t in sorted(events):
-        run += events[t]
-        if run > best:
-            best, at = run, t
-    return best, at
-
-
-def check_packing(buffers: Sequence[_BufferLike], offsets: Sequence[int], capacity: int | None) -> str | None:
-    """A naive independent check (sweep over time): ``None`` if valid, else what is wrong."""
+def check_packing(buffers: Sequence[Lifetime], offsets: Sequence[int], capacity: int | None) -> str | None:
+    """A naive independent check (sweep over steps): ``None`` if valid, else what is wrong."""
     if len(offsets) != len(buffers):
         return f"{len(offsets)} offsets for {len(buffers)} buffers"
     for i, (b, o) in enumerate(zip(buffers, offsets)):
@@ -115,15 +86,15 @@ def check_packing(buffers: Sequence[_BufferLike], offsets: Sequence[int], capaci
             return f"buffer {i} has negative offset {o}"
         if capacity is not None and o + b.size > capacity:
             return f"buffer {i} ends at {o + b.size}, beyond the capacity {capacity}"
-    idx = sorted(range(len(buffers)), key=lambda i: buffers[i].lower)
+    idx = sorted(range(len(buffers)), key=lambda i: buffers[i].first)
     active: list[int] = []
     for i in idx:
         b = buffers[i]
-        active = [j for j in active if buffers[j].upper > b.lower]
+        active = [j for j in active if buffers[j].last >= b.first]
         for j in active:
             if b.size and buffers[j].size and offsets[i] < offsets[j] + buffers[j].size \
                     and offsets[j] < offsets[i] + b.size:
-                return (f"buffers {j} and {i} are both live at {b.lower} and overlap in "
+                return (f"buffers {j} and {i} are both live at {b.first} and overlap in "
                         f"[{max(offsets[i], offsets[j])}, {min(offsets[i] + b.size, offsets[j] + buffers[j].size)})")
         active.append(i)
     return None
@@ -136,21 +107,23 @@ def check_packing(buffers: Sequence[_BufferLike], offsets: Sequence[int], capaci
 @dataclass(frozen=True)
 class _Sweep:
     sizes: tuple[int, ...]
-    widths: tuple[int, ...]           # upper - lower
+    widths: tuple[int, ...]           # steps live (last - first + 1)
     sec_lo: tuple[int, ...]           # first section of each buffer
     sec_hi: tuple[int, ...]           # one past its last section
     overlaps: tuple[tuple[int, ...], ...]
     section_members: tuple[tuple[int, ...], ...]
-    section_times: tuple[int, ...]    # start time of each section
     nsections: int
 
 
-def _sweep(buffers: Sequence[_BufferLike]) -> _Sweep:
-    times = sorted({t for b in buffers for t in (b.lower, b.upper)})
+def _sweep(buffers: Sequence[Lifetime]) -> _Sweep:
+    """Sections (between consecutive half-open boundaries ``first`` / ``last + 1``), each
+    buffer's section range, its overlaps and each section's members."""
+    spans = [(b.first, b.last + 1) for b in buffers]
+    times = sorted({t for span in spans for t in span})
     index = {t: i for i, t in enumerate(times)}
     nsec = max(0, len(times) - 1)
-    lo = tuple(index[b.lower] for b in buffers)
-    hi = tuple(index[b.upper] for b in buffers)
+    lo = tuple(index[lower] for lower, _ in spans)
+    hi = tuple(index[upper] for _, upper in spans)
     members: list[list[int]] = [[] for _ in range(nsec)]
     for i in range(len(buffers)):
         for s in range(lo[i], hi[i]):
@@ -162,10 +135,9 @@ def _sweep(buffers: Sequence[_BufferLike]) -> _Sweep:
     for i in range(len(buffers)):
         overlaps[i].discard(i)
     return _Sweep(
-        sizes=tuple(b.size for b in buffers), widths=tuple(b.upper - b.lower for b in buffers), sec_lo=lo, sec_hi=hi,
-        overlaps=tuple(tuple(sorted(o)) for o in overlaps),
-        section_members=tuple(tuple(m) for m in members),
-        section_times=tuple(times[:-1]) if times else (), nsections=nsec,
+        sizes=tuple(b.size for b in buffers), widths=tuple(upper - lower for lower, upper in spans), sec_lo=lo,
+        sec_hi=hi, overlaps=tuple(tuple(sorted(o)) for o in overlaps),
+        section_members=tuple(tuple(m) for m in members), nsections=nsec,
     )
 
 
@@ -323,7 +295,7 @@ class _Search:
 
 
 def _jit_arrays(sw: _Sweep) -> tuple:
-    """The read-only arrays of ``exact_alloc_jit`` (CSR overlap and member lists)."""
+    """The read-only arrays of ``exact_jit`` (CSR overlap and member lists)."""
     import numpy as np
 
     def csr(lists: Sequence[Sequence[int]]) -> tuple:
@@ -340,7 +312,7 @@ def _jit_arrays(sw: _Sweep) -> tuple:
 
 @functools.cache
 def _jit_module():
-    """``solvers.exact_alloc_jit``, compiled and loaded, or ``None`` when numba is missing.
+    """``solvers.alloc.exact_jit``, compiled and loaded, or ``None`` when numba is missing.
 
     Compiling takes about 10 s the first time on a machine (numba then caches the machine
     code on disk, and later processes load it in well under a second); it happens here, once
@@ -352,7 +324,7 @@ def _jit_module():
         return None
     import numpy as np
 
-    sw = _sweep([AllocBuffer(0, 2, 1), AllocBuffer(1, 3, 1)])
+    sw = _sweep([Interval(0, 0, 1, 1), Interval(1, 1, 2, 1)])
     probe = _Search(sw, 2, 0.0)
     M = (np.full(2, -1, np.int64), np.full(2, -1, np.int64), np.zeros(2, np.int64),
          np.asarray(probe.total, np.int64), np.asarray(probe.witness, np.int64),
@@ -407,7 +379,7 @@ def _decide(sw: _Sweep, capacity: int, deadline: float, engine: str) -> tuple[in
 
 
 def solve_allocation(
-    buffers: Sequence[_BufferLike],
+    buffers: Sequence[Lifetime],
     capacity: int | None,
     time_limit: float,
     seed: int = 0,
@@ -415,7 +387,8 @@ def solve_allocation(
     minimize_peak: bool = False,
     engine: str = "auto",
 ) -> AllocationResult:
-    """Pack ``buffers`` (anything with ``lower``, ``upper``, ``size``; lifetimes half-open).
+    """Pack ``buffers`` (``interval.Interval`` or anything with ``first``, ``last``, ``size``:
+    inclusive step ranges, such as ``minimalloc_csv.CsvBuffer``).
 
     Decision mode (default): any packing within ``capacity``.  ``minimize_peak=True``: the
     smallest peak address (``capacity`` is then an upper limit, ``None`` = unbounded), by
@@ -440,14 +413,14 @@ def solve_allocation(
         sys.setrecursionlimit(limit)
 
 
-def _solve(buffers: Sequence[_BufferLike], capacity: int | None, deadline: float, started: float,
+def _solve(buffers: Sequence[Lifetime], capacity: int | None, deadline: float, started: float,
            minimize_peak: bool, engine: str) -> AllocationResult:
     for i, b in enumerate(buffers):
-        if b.size < 0 or b.lower >= b.upper:
-            raise ValueError(f"buffer {i}: needs size >= 0 and lower < upper, got {b}")
+        if b.size < 0 or b.first > b.last:
+            raise ValueError(f"buffer {i}: needs size >= 0 and first <= last, got {b}")
     if capacity is None and not minimize_peak:
         raise ValueError("decision mode needs a capacity")
-    bound, at = peak_live_bound(buffers)
+    bound, at = peak_live_at(buffers)
     elapsed = lambda: round(time.perf_counter() - started, 4)  # noqa: E731
     if capacity is not None and bound > capacity:
         return AllocationResult(None, "infeasible", None, bound, elapsed(),

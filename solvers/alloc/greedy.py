@@ -1,9 +1,9 @@
 """Offline offset assignment for buffers with fixed lifetimes (the "arena" problem).
 
-Given intervals (buffer id, first step, last step, bytes), choose an offset for each so that
-two intervals whose step ranges intersect never share bytes, minimising the peak address
-(max offset + size).  The peak live bytes (``peak_live_bound``) is a lower bound; the gap is
-fragmentation.
+Given intervals (``interval.Interval``: buffer id, first step, last step, bytes), choose an
+offset for each so that two intervals whose step ranges intersect never share bytes,
+minimising the peak address (max offset + size).  The peak live bytes (``interval.peak_live``)
+is a lower bound; the gap is fragmentation.
 
 Method: the greedy family the field uses -- greedy by size (TFLite arena), greedy by breadth
 (TFLite: walk steps from the busiest, place what is live there, biggest first) and greedy by
@@ -20,42 +20,18 @@ import logging
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
+
+from stowage.solvers.alloc.interval import Interval, align_up, first_fit, peak_live
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Interval:
-    """A buffer resident from before step ``first`` to after step ``last`` (inclusive)."""
-
-    id: int
-    first: int
-    last: int
-    size: int
-
-
-def peak_live_bound(intervals: Sequence[Interval]) -> int:
-    """Max over steps of the bytes live at that step: no offset assignment can do better."""
-    events: dict[int, int] = {}
-    for iv in intervals:
-        events[iv.first] = events.get(iv.first, 0) + iv.size
-        events[iv.last + 1] = events.get(iv.last + 1, 0) - iv.size
-    peak = running = 0
-    for step in sorted(events):
-        running += events[step]
-        peak = max(peak, running)
-    return peak
-
-
 def peak_address(offsets: Mapping[int, int], intervals: Sequence[Interval]) -> int:
+    """The peak address of ``intervals`` at ``offsets`` (by interval id), as this packer
+    returns them (``interval.peak_address`` is the same for intervals that carry offsets)."""
     return max((offsets[iv.id] + iv.size for iv in intervals), default=0)
-
-
-def _align_up(x: int, a: int) -> int:
-    return (x + a - 1) // a * a
 
 
 def _conflicts(ivs: Sequence[Interval]) -> list[list[int]]:
@@ -89,24 +65,26 @@ def _pack(order: Sequence[int], ivs: Sequence[Interval], adj: list[list[int]], a
             continue
         busy = sorted((offset[j], offset[j] + ivs[j].size) for j in adj[i]
                       if offset[j] >= 0 and ivs[j].size > 0)
-        cand = 0
-        chosen = -1
-        chosen_gap = -1
-        for o, e in busy:
-            if cand + size <= o:
-                gap = o - cand
-                if not best_fit:
-                    chosen = cand
-                    break
-                if chosen < 0 or gap < chosen_gap:
-                    chosen, chosen_gap = cand, gap
-            if e > cand:
-                cand = _align_up(e, align)
-        if chosen < 0:
-            chosen = cand
+        chosen = first_fit(busy, size, align, presorted=True) if not best_fit else _best_fit(busy, size, align)
         offset[i] = chosen
         peak = max(peak, chosen + size)
     return offset, peak
+
+
+def _best_fit(busy: Sequence[tuple[int, int]], size: int, align: int) -> int:
+    """The start of the tightest gap among sorted ``busy`` ranges that holds ``size`` bytes
+    (the lowest such gap on ties), else the top."""
+    cand = 0
+    chosen = -1
+    chosen_gap = -1
+    for o, e in busy:
+        if cand + size <= o:
+            gap = o - cand
+            if chosen < 0 or gap < chosen_gap:
+                chosen, chosen_gap = cand, gap
+        if e > cand:
+            cand = align_up(e, align)
+    return cand if chosen < 0 else chosen
 
 
 def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[int]]:
@@ -153,9 +131,9 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     align = max(1, alignment)
     # Stop searching at the peak-live bound of the sizes rounded up to the alignment: with
     # aligned offsets that is the best a packing can be expected to reach.
-    bound = peak_live_bound([Interval(iv.id, iv.first, iv.last, _align_up(iv.size, align)) for iv in ivs])
+    bound = peak_live([Interval(iv.id, iv.first, iv.last, align_up(iv.size, align)) for iv in ivs])
     if capacity is not None:
-        if peak_live_bound(ivs) > capacity:
+        if peak_live(ivs) > capacity:
             return None  # more bytes live at one step than fit: no packing exists
         # Feasibility is what a capacity asks: stop at the first packing within it.
         bound = max(bound, capacity)
@@ -215,3 +193,6 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
         if c_peak <= peak:
             order, off, peak = cand, c_off, c_peak
     return order, off, peak
+
+
+__all__ = ["Interval", "allocate_offsets", "peak_address"]

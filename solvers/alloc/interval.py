@@ -13,8 +13,9 @@ model's greedy start) calls ``first_fit``; every "most bytes live at once" is ``
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,18 @@ def align_up(x: int, alignment: int) -> int:
     return (x + alignment - 1) // alignment * alignment
 
 
-def first_fit(busy: Iterable[tuple[int, int]], size: int, alignment: int = 1, start: int = 0) -> int:
+def first_fit(busy: Iterable[tuple[int, int]], size: int, alignment: int = 1, start: int = 0, *,
+              presorted: bool = False) -> int:
     """The lowest offset ``>= start``, a multiple of ``alignment``, where ``[offset, offset +
     size)`` misses every busy byte range ``(offset, end)`` (half-open, any order; an empty range
-    still blocks the offsets below it that would straddle it).  Never fails: past the last busy range everything is free; the caller checks
-    the result against a capacity."""
+    still blocks the offsets below it that would straddle it).  Never fails: past the last busy
+    range everything is free; the caller checks the result against a capacity.
+
+    ``presorted=True``: ``busy`` already comes in ascending ``(offset, end)`` order and is read
+    lazily, only up to the first gap that fits (the off-chip occupancy streams its sorted
+    reservations through here without building a list)."""
     off = align_up(start, alignment)
-    for o, e in sorted(busy):
+    for o, e in (busy if presorted else sorted(busy)):
         if off + size <= o:
             break
         if e > off:
@@ -59,17 +65,35 @@ def first_fit(busy: Iterable[tuple[int, int]], size: int, alignment: int = 1, st
     return off
 
 
-def peak_live(intervals: Sequence[Interval]) -> int:
-    """The most bytes live at one step: no offset assignment can have a lower peak address."""
+class Lifetime(Protocol):
+    """Anything with an inclusive step range and a size (an ``Interval``, a MiniMalloc CSV row)."""
+
+    @property
+    def first(self) -> int: ...
+    @property
+    def last(self) -> int: ...
+    @property
+    def size(self) -> int: ...
+
+
+def peak_live_at(intervals: Iterable[Lifetime]) -> tuple[int, int | None]:
+    """``(most bytes live at one step, the first step where that many are live)``; the step is
+    ``None`` when nothing is ever live (infeasibility messages name it)."""
     events: dict[int, int] = {}
     for iv in intervals:
         events[iv.first] = events.get(iv.first, 0) + iv.size
         events[iv.last + 1] = events.get(iv.last + 1, 0) - iv.size
-    peak = running = 0
+    peak, at, running = 0, None, 0
     for step in sorted(events):
         running += events[step]
-        peak = max(peak, running)
-    return peak
+        if running > peak:
+            peak, at = running, step
+    return peak, at
+
+
+def peak_live(intervals: Iterable[Lifetime]) -> int:
+    """The most bytes live at one step: no offset assignment can have a lower peak address."""
+    return peak_live_at(intervals)[0]
 
 
 def peak_address(intervals: Iterable[Interval]) -> int:
@@ -77,4 +101,4 @@ def peak_address(intervals: Iterable[Interval]) -> int:
     return max((iv.end for iv in intervals), default=0)
 
 
-__all__ = ["Interval", "align_up", "first_fit", "peak_address", "peak_live"]
+__all__ = ["Interval", "Lifetime", "align_up", "first_fit", "peak_address", "peak_live", "peak_live_at"]

@@ -1,14 +1,17 @@
 """MiniMalloc's CSV problem/solution format: ``id,lower,upper,size[,offset]``.
 
 One row per buffer; the lifetime is the half-open interval ``[lower, upper)`` (two buffers
-whose intervals touch, ``a.upper == b.lower``, may share addresses).  A solution file is the
+whose intervals touch, ``a.upper == b.lower``, may share addresses).  These rows are the only
+half-open step ranges in the project: ``CsvBuffer.first`` / ``last`` (and ``to_intervals``)
+give the inclusive range of ``stowage.solvers.alloc.interval`` at this boundary, so the exact
+allocator takes a row as it is.  A solution file is the
 same table with an ``offset`` column.  Columns are matched by header name, so their order is
 free, as in MiniMalloc's converter.
 
 Parsing is strict, because a silently misread instance turns into a wrong benchmark figure:
 unknown or repeated columns, missing columns, duplicate ids, non-integer numbers, negative
 sizes or offsets and empty lifetimes (``lower >= upper``) are each a one-line
-``PlanFormatError`` naming the line.
+``PlanFormatError`` naming the physical line of the file (blank lines count).
 """
 
 from __future__ import annotations
@@ -22,8 +25,9 @@ from pathlib import Path
 
 from stowage.errors import PlanFormatError
 from stowage.plan import write_text_atomic
+from stowage.solvers.alloc.interval import Interval
 
-__all__ = ["CsvBuffer", "parse_csv", "read_csv", "format_csv", "write_csv"]
+__all__ = ["CsvBuffer", "format_csv", "parse_csv", "read_csv", "to_intervals", "write_csv"]
 
 REQUIRED = ("id", "lower", "upper", "size")
 OPTIONAL = ("offset",)
@@ -39,6 +43,21 @@ class CsvBuffer:
     size: int
     offset: int | None = None
 
+    @property
+    def first(self) -> int:
+        """The first step live (inclusive convention)."""
+        return self.lower
+
+    @property
+    def last(self) -> int:
+        """The last step live (inclusive convention): ``upper - 1``."""
+        return self.upper - 1
+
+
+def to_intervals(buffers: Sequence[CsvBuffer]) -> list[Interval]:
+    """The rows as ``Interval``s (ids are row positions; offsets kept when solved)."""
+    return [Interval(i, b.first, b.last, b.size, b.offset) for i, b in enumerate(buffers)]
+
 
 def _int(text: str, column: str, where: str) -> int:
     t = text.strip()
@@ -50,11 +69,18 @@ def _int(text: str, column: str, where: str) -> int:
 
 def parse_csv(text: str, source: str = "<csv>") -> tuple[CsvBuffer, ...]:
     """Parse a MiniMalloc CSV document.  ``source`` names it in error messages."""
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [r for r in rows if any(c.strip() for c in r)]
+    reader = csv.reader(io.StringIO(text))
+    # (physical line where the record starts, fields), blank records dropped: an error
+    # names the line an editor shows, not the record's index among the non-blank ones.
+    rows: list[tuple[int, list[str]]] = []
+    line = 1
+    for r in reader:
+        if any(c.strip() for c in r):
+            rows.append((line, r))
+        line = reader.line_num + 1
     if not rows:
         raise PlanFormatError(f"{source}: empty file (expected a header 'id,lower,upper,size[,offset]')")
-    header = [c.strip().lower() for c in rows[0]]
+    header = [c.strip().lower() for c in rows[0][1]]
     for name in header:
         if name not in REQUIRED + OPTIONAL:
             raise PlanFormatError(
@@ -68,7 +94,7 @@ def parse_csv(text: str, source: str = "<csv>") -> tuple[CsvBuffer, ...]:
     col = {name: i for i, name in enumerate(header)}
     seen: set[str] = set()
     out: list[CsvBuffer] = []
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in rows[1:]:
         where = f"{source} line {lineno}"
         if len(row) != len(header):
             raise PlanFormatError(f"{where}: {len(row)} fields, the header has {len(header)}")

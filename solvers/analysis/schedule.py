@@ -21,6 +21,7 @@ time limit is only a safety stop that should not trigger with the defaults.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, replace
@@ -100,6 +101,22 @@ def build_model(graph: Graph, weights_in_compute_level: bool) -> ScheduleModel:
 
 # -- evaluation -----------------------------------------------------------------------------
 
+def _run_op(v: int, done: list[int], op_bufs: tuple[tuple[int, ...], ...], touch: tuple[int, ...],
+            size: tuple[int, ...]) -> tuple[int, int]:
+    """Execute op ``v`` on the touch counts ``done``: ``(bytes it allocates, bytes it frees)``.
+    The one copy of the live-byte bookkeeping every evaluation and the list scheduler share."""
+    new = freed = 0
+    for b in op_bufs[v]:
+        d = done[b]
+        if d == 0:
+            new += size[b]
+        d += 1
+        done[b] = d
+        if d == touch[b]:
+            freed += size[b]
+    return new, freed
+
+
 def local_live_bytes(model: ScheduleModel, order: list[int] | tuple[int, ...]) -> list[int]:
     """Live bytes at every step of a local order (same numbers as ``ir.lifetimes``)."""
     done = [0] * len(model.buf_bytes)
@@ -107,15 +124,7 @@ def local_live_bytes(model: ScheduleModel, order: list[int] | tuple[int, ...]) -
     carried = 0
     live = []
     for v in order:
-        new = freed = 0
-        for b in op_bufs[v]:
-            d = done[b]
-            if d == 0:
-                new += size[b]
-            d += 1
-            done[b] = d
-            if d == touch[b]:
-                freed += size[b]
+        new, freed = _run_op(v, done, op_bufs, touch, size)
         live.append(carried + new + extra[v])
         carried += new - freed
     return live
@@ -171,15 +180,7 @@ def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
                 best_key, best = key, v
         v = best
         ready.discard(v)
-        new = freed = 0
-        for b in op_bufs[v]:
-            d = done[b]
-            if d == 0:
-                new += size[b]
-            d += 1
-            done[b] = d
-            if d == touch[b]:
-                freed += size[b]
+        new, freed = _run_op(v, done, op_bufs, touch, size)
         peak = max(peak, carried + new + extra[v])
         carried += new - freed
         order.append(v)
@@ -190,6 +191,14 @@ def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
     if len(order) != n:
         raise ValueError("dependency cycle among computing operators")
     return order
+
+
+def greedy_orders(graph: Graph, weights_in_compute_level: bool) -> list[tuple[OpIndex, ...]]:
+    """The three list-scheduling variants (rules 0, 1, 2 of ``greedy_order``) as graph orders:
+    cheap alternatives to the min-peak order that the planners also simulate, since a lower
+    peak does not always mean less traffic."""
+    model = build_model(graph, weights_in_compute_level)
+    return [_to_graph_order(model, greedy_order(model, r)) for r in (0, 1, 2)]
 
 
 # -- state-space search (exact DP and beam) -------------------------------------------------
@@ -385,17 +394,23 @@ def _exact(model: ScheduleModel, deadline: float) -> tuple[list[int], bool]:
 
 
 def min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
-                   seed: int = 0) -> tuple[OpIndex, ...]:
+                   seed: int = 0, *, safety_stop: bool = True) -> tuple[OpIndex, ...]:
     """A topological order of the computing ops (graph op indices) with small peak live bytes,
     never worse than file order.  See the module docstring for the stages."""
-    return min_peak_order_ex(graph, weights_in_compute_level, time_limit, seed)[0]
+    return min_peak_order_ex(graph, weights_in_compute_level, time_limit, seed, safety_stop=safety_stop)[0]
 
 
 def min_peak_order_ex(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
-                      seed: int = 0) -> tuple[tuple[OpIndex, ...], bool]:
-    """``min_peak_order`` that also says whether the order is proven optimal."""
+                      seed: int = 0, *, safety_stop: bool = True) -> tuple[tuple[OpIndex, ...], bool]:
+    """``min_peak_order`` that also says whether the order is proven optimal.
+
+    ``time_limit`` sets the work budgets (beam width, local-search moves) and, with
+    ``safety_stop``, a deadline that cuts the search short on a slow machine.
+    ``safety_stop=False`` drops the deadline, so only the work budgets and the DP's state caps
+    bound the search and the result cannot depend on the machine's speed or load (tests,
+    reproducible benchmarks)."""
     t0 = time.perf_counter()
-    deadline = t0 + max(0.0, time_limit)
+    deadline = t0 + max(0.0, time_limit) if safety_stop else math.inf
     model = build_model(graph, weights_in_compute_level)
     n = model.n
     if n == 0:
@@ -439,3 +454,8 @@ def min_peak_order_ex(graph: Graph, weights_in_compute_level: bool, time_limit: 
     log.info("min_peak_order: %d ops, peak %d (bound %d) in %.2fs", n, best_score[0], lb,
              time.perf_counter() - t0)
     return _to_graph_order(model, best), best_score[0] <= lb
+
+
+__all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "LS_WORK_PER_SECOND", "ScheduleModel",
+           "build_model", "exact_min_peak_order", "greedy_order", "greedy_orders", "local_live_bytes", "local_peak",
+           "min_peak_order", "min_peak_order_ex", "reversed_model"]
