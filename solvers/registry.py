@@ -8,6 +8,7 @@ it, so no solver path can skip validation.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable
@@ -74,7 +75,8 @@ def make_params(name: str, overrides: dict[str, Any] | None = None) -> Any:
     unknown = set(overrides) - fields
     if unknown:
         raise SolverError(
-            f"solver '{name}' has no parameter '{sorted(unknown)[0]}'; parameters: {', '.join(sorted(fields)) or 'none'}"
+            f"solver '{name}' has no parameter '{sorted(unknown)[0]}'; "
+            f"parameters: {', '.join(sorted(fields)) or 'none'}"
         )
     return spec.params_cls(**overrides)
 
@@ -136,7 +138,7 @@ def _attribute_docstrings(cls: type) -> dict[str, str]:
         return {}
     body = tree.body[0].body if tree.body and isinstance(tree.body[0], ast.ClassDef) else []
     out: dict[str, str] = {}
-    for node, nxt in zip(body, body[1:]):
+    for node, nxt in itertools.pairwise(body):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                 and isinstance(nxt.value.value, str)):

@@ -17,11 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto
 
-from stowage.ir.build import RawNode, RawTensor, build_graph
 from stowage.errors import InfeasibleError
+from stowage.ir.build import RawNode, RawTensor, build_graph
 from stowage.ir.graph import Graph, TensorKind
 from stowage.plan.validate import validate
-from stowage.solvers.exact.pipeline import ExactMipParams, ExactParams
+from stowage.solvers.exact.params import ExactMipParams, ExactParams
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
 from stowage.targets.hierarchy import load_target
@@ -96,7 +96,7 @@ def brute_force(graph: Graph, capacity: int, weights: bool) -> int | None:
             cost = sum(o[0] for o in combo)
             if best is not None and cost >= best:
                 break
-            segs = [(graph.buffers[b].bytes, f, l) for b, (_, groups) in zip(bids, combo) for f, l in groups]
+            segs = [(graph.buffers[b].bytes, f, last) for b, (_, groups) in zip(bids, combo) for f, last in groups]
             if packs(segs, capacity):
                 best = cost
                 break
@@ -111,10 +111,10 @@ def packs(segs: list[tuple[int, int, int]], capacity: int) -> bool:
     def rec(i: int) -> bool:
         if i == len(segs):
             return True
-        size, f, l = segs[i]
+        size, f, last = segs[i]
         for off in range(0, capacity - size + 1, ALIGN):
-            if all(not (f <= pl and pf <= l and off < po + ps and po < off + size) for ps, pf, pl, po in placed):
-                placed.append((size, f, l, off))
+            if all(not (f <= pl and pf <= last and off < po + ps and po < off + size) for ps, pf, pl, po in placed):
+                placed.append((size, f, last, off))
                 if rec(i + 1):
                     return True
                 placed.pop()
@@ -229,11 +229,12 @@ def random_dag(rng: random.Random, n_ops: int) -> Graph:
     return make_graph(sizes, nodes, ["x"], outputs)
 
 
+@pytest.mark.slow
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
 def test_random_tiny_dags_match_brute_force(seed: int, n_ops: int, slack: int) -> None:
     from stowage.ir.lifetimes import m_r
-    from stowage.solvers.exact.joint_data import aligned_footprint
+    from stowage.solvers.budgets import aligned_footprint
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
                for o in g.computing_ops)
@@ -256,7 +257,7 @@ def test_deterministic_for_seed_and_workers() -> None:
     assert a.placements == b.placements and a.transfers == b.transfers
 
 
-@pytest.mark.parametrize("make", [skip_chain, two_branches])
+@pytest.mark.parametrize("make", [skip_chain, pytest.param(two_branches, marks=pytest.mark.slow)])
 def test_mip_cbc_agrees_with_cp_sat(make) -> None:
     from stowage.ir.lifetimes import m_r
     g = make()
@@ -311,8 +312,9 @@ def test_gap_model_hand_checked() -> None:
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(3, 5), slack=st.sampled_from([0, 16, 32]))
 def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack: int) -> None:
     from stowage.ir.lifetimes import m_r
+    from stowage.solvers.budgets import aligned_footprint
     from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
-    from stowage.solvers.exact.joint_data import aligned_footprint, joint_data
+    from stowage.solvers.exact.joint_data import joint_data
     from stowage.solvers.exact.residency_model import solve_residency
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
@@ -330,10 +332,12 @@ def test_auto_bounds_are_valid_and_auto_is_optimal(seed: int, n_ops: int, slack:
     assert plan.metrics.noncompulsory_bytes == expected == plan.solver.lower_bound
 
 
-def test_auto_respects_the_time_limit_on_a_real_model() -> None:
-    # DenseNet-121 at M_H with weights (COSMA's hard case): every phase is inside the limit.
-    import time
+def test_auto_bound_is_valid_on_a_real_model() -> None:
+    # DenseNet-121 at M_H with weights (COSMA's hard case) with a short limit: a plan with a
+    # valid bound.  Whether every phase stays inside the limit is wall-clock time, measured by
+    # benchmarks/exact_time_limit.py (a timing assertion here would flake on a loaded machine).
     from pathlib import Path
+
     from stowage.ir.onnx_import import load_graph
     from stowage.solvers.budgets import budgets
     root = Path(__file__).resolve().parent.parent
@@ -341,9 +345,7 @@ def test_auto_respects_the_time_limit_on_a_real_model() -> None:
     target = load_target(str(root / "benchmarks" / "cosma_target.toml"))
     cap = budgets(g, True).m_h
     p = Problem(g, target.with_capacity(cap), True, time_limit=3.0, seed=0, workers=2)
-    t0 = time.perf_counter()
     plan = solve(p, "exact", ExactParams())
-    assert time.perf_counter() - t0 < 3.0 + 1.5      # + validation by the registry
     assert plan.solver.lower_bound is not None and plan.solver.lower_bound <= plan.metrics.noncompulsory_bytes
 
 
@@ -380,12 +382,14 @@ def test_chain_bound_sees_buffers_live_in_some_orders() -> None:
     assert sol is not None and chain_bound(data, 5.0, hint=sol, check_hint=True).bound == 1
 
 
+@pytest.mark.slow
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(4, 6))
 def test_chain_bound_admits_every_optimal_plan(seed: int, n_ops: int) -> None:
     from stowage.ir.lifetimes import m_r
+    from stowage.solvers.budgets import aligned_footprint
     from stowage.solvers.exact.cover_bound import chain_bound
-    from stowage.solvers.exact.joint_data import aligned_footprint, joint_data, solution_from_plan
+    from stowage.solvers.exact.joint_data import joint_data, solution_from_plan
     g = random_dag(random.Random(seed), n_ops)
     need = max(aligned_footprint([g.buffers[b].bytes for b in {*g.op_reads(o), *g.op_writes(o)}], ALIGN)
                for o in g.computing_ops)
@@ -402,8 +406,8 @@ def test_chain_bound_admits_every_optimal_plan(seed: int, n_ops: int) -> None:
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 10_000), n_ops=st.integers(2, 12))
 def test_sink_and_window_orders_stay_topological(seed: int, n_ops: int) -> None:
-    from stowage.solvers.exact.pipeline import sink_order, window_orders
     from stowage.solvers.exact.joint_data import joint_data
+    from stowage.solvers.exact.orders import sink_order, window_orders
     g = random_dag(random.Random(seed), n_ops)
     data = joint_data(problem(g, None), "joint")
     rng = random.Random(seed)
@@ -419,8 +423,8 @@ def test_sink_and_window_orders_stay_topological(seed: int, n_ops: int) -> None:
 def test_sink_moves_a_producer_next_to_its_consumer() -> None:
     # two_branches in the order p1 q1 p2 q2 j (last op first): p2 goes just before j, then
     # p1 just before p2, so each 96 B intermediate (a1, b1) lives for one step only.
-    from stowage.solvers.exact.pipeline import sink_order
     from stowage.solvers.exact.joint_data import joint_data
+    from stowage.solvers.exact.orders import sink_order
     g = two_branches()
     idx = {op.name: op.index for op in g.computing_ops}
     order = tuple(idx[n] for n in ("p1", "q1", "p2", "q2", "j"))
@@ -435,14 +439,15 @@ def _light(name: str):
     return load_graph(next(p for p in light_models() if p.stem == f"light_{name}"), element_bytes=1)
 
 
-@pytest.mark.parametrize("name", ["shufflenet", "densenet121"])
+@pytest.mark.parametrize("name", ["shufflenet", pytest.param("densenet121", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("weights", [False, True])
 @pytest.mark.parametrize("budget", ["m_r", "m_h"])
 def test_exact_never_worse_than_heuristic_on_real_models(name: str, weights: bool, budget: str) -> None:
-    # The guarantee of solvers/exact.py: for the same problem (time limit, seed), exact's
+    # The guarantee of solvers/exact/auto.py: for the same problem (time limit, seed), exact's
     # non-compulsory traffic <= heuristic's.  1 s is far above what the heuristic needs
     # here (it ends by its work budgets in < 0.4 s), so both runs are deterministic.
     from pathlib import Path
+
     from stowage.solvers.budgets import budgets
     g = _light(name)
     target = load_target(str(Path(__file__).resolve().parent.parent / "benchmarks" / "cosma_target.toml"))
@@ -458,7 +463,8 @@ def test_exact_never_worse_than_heuristic_on_real_models(name: str, weights: boo
 def test_exact_keeps_the_heuristic_plan_when_its_model_cannot() -> None:
     # skip_chain at 160 B: ``a`` must leave after o1 or o2 and come back for o4 (two
     # residency segments); with max_segments=1 the model has no plan at all, but the
-    # heuristic's plan (128 B, the optimum) is still the answer -- relabelled as exact's.
+    # heuristic's plan (128 B, the optimum) is still the answer: under exact's name, found by
+    # the heuristic.
     from dataclasses import replace
     g = skip_chain()
     p = replace(problem(g, 160), time_limit=2.0, workers=1)
@@ -467,6 +473,7 @@ def test_exact_keeps_the_heuristic_plan_when_its_model_cannot() -> None:
     check(e, g)
     assert h.metrics.noncompulsory_bytes == e.metrics.noncompulsory_bytes == 128
     assert (e.solver.name, e.solver.status) == ("exact", "feasible")
+    assert e.solver.found_by == "heuristic"
     assert e.solver.lower_bound is not None and e.solver.lower_bound <= 128
     # Without the reference there is nothing to fall back on: the restricted model's verdict.
     with pytest.raises(InfeasibleError, match="max_segments"):
@@ -474,3 +481,26 @@ def test_exact_keeps_the_heuristic_plan_when_its_model_cannot() -> None:
     # The default: exact finds and proves the optimum itself.
     full = solve(p, "exact", ExactParams())
     assert (full.metrics.noncompulsory_bytes, full.solver.status) == (128, "optimal")
+
+
+def test_plans_say_who_found_them() -> None:
+    # One-shot modes: the model's own answer ...
+    # (two_branches at 112 B: the greedy start on the file order is not the optimum, 48) ...
+    joint = solve(problem(two_branches(), 112), "exact", ExactParams(mode="joint", warm_start=False))
+    assert (joint.solver.name, joint.solver.found_by) == ("exact", "exact: joint model")
+    assert joint.metrics.noncompulsory_bytes == 48
+    # ... or the warm start it was hinted with, when the model returns it unchanged (here the
+    # heuristic already has the optimum, 128).
+    g = skip_chain()
+    hinted = solve(problem(g, 160), "exact", ExactParams(mode="joint"))
+    assert (hinted.solver.name, hinted.solver.found_by) == ("exact", "heuristic")
+    assert hinted.metrics.noncompulsory_bytes == 128
+    mip = solve(problem(g, 160), "exact-mip", ExactMipParams(mode="joint", backend="cbc", warm_start=False))
+    assert (mip.solver.name, mip.solver.found_by) == ("exact-mip", "exact-mip: joint model")
+    # ... mode auto: whichever phase produced the incumbent, or the reference heuristic.
+    auto = solve(problem(g, 160), "exact", ExactParams())
+    assert auto.solver.name == "exact"
+    assert auto.solver.found_by == "heuristic" or auto.solver.found_by.startswith("exact: ")
+    # The plan file keeps it.
+    from stowage.plan.json_format import plan_from_dict, plan_to_dict
+    assert plan_from_dict(plan_to_dict(joint)).solver.found_by == "exact: joint model"

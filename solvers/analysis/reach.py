@@ -7,7 +7,7 @@ descendant); Python ints as bitsets make that one pass each way over a topologic
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 
 def reach_bitsets(
@@ -30,3 +30,14 @@ def reach_bitsets(
             j = pos[p]
             desc[j] |= desc[i] | (1 << i)
     return pos, anc, desc
+
+
+def bits(x: int) -> Iterator[int]:
+    """The positions of the set bits of ``x``, lowest first (the members of a bitset)."""
+    while x:
+        low = x & -x
+        yield low.bit_length() - 1
+        x ^= low
+
+
+__all__ = ["bits", "reach_bitsets"]

@@ -13,9 +13,11 @@ While ``o`` runs, its own buffers (``op_footprint``) plus every crossing buffer 
 the compute level or are off-chip.  If their bytes exceed the capacity by ``E``, crossing
 buffers totalling at least ``E`` bytes are off-chip at that step, and each such buffer costs
 at least: a reload (clean buffers: inputs, weights, graph outputs -- byte-hops from their
-home) or a store plus a reload (other activations -- byte-hops to the nearest spill level and
-back).  Choosing which buffers is a knapsack cover; its fractional relaxation (cheapest cost
-per byte first) is a lower bound, and so is the maximum over operators (one spill may serve
+home) or a store plus a reload (other activations -- byte-hops to the cheapest spill level
+that can ever hold the buffer and back, ``CostModel.store_level``: a level smaller than the
+buffer is no option, and one with room at the time can only cost more).  Choosing which
+buffers is a knapsack cover; its fractional relaxation (cheapest cost per byte first) is a
+lower bound, and so is the maximum over operators (one spill may serve
 several operators, so the per-operator bounds are not added).  Addresses, alignment and
 fragmentation only make things worse, so the bound ignores them.
 
@@ -26,25 +28,17 @@ computed for graphs above ``MAX_OPS`` computing operators (0 is reported: always
 from __future__ import annotations
 
 import logging
-import math
-from collections.abc import Iterator
 
-from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.graph import TensorKind
 from stowage.ir.lifetimes import op_buffers
+from stowage.solvers.analysis.reach import bits, reach_bitsets
+from stowage.solvers.cache import graph_cached
+from stowage.solvers.costs import CostModel
 from stowage.solvers.problem import Problem
-from stowage.solvers.analysis.reach import reach_bitsets
 
 log = logging.getLogger(__name__)
 
 MAX_OPS = 4000
-_CACHE: dict[tuple, tuple[Graph, int]] = {}
-
-
-def _bits(x: int) -> Iterator[int]:
-    while x:
-        low = x & -x
-        yield low.bit_length() - 1
-        x ^= low
 
 
 def _clean_cost(home_hops: int, store_hops: int) -> int:
@@ -53,19 +47,15 @@ def _clean_cost(home_hops: int, store_hops: int) -> int:
 
 
 def traffic_lower_bound(problem: Problem) -> int:
-    """Byte-hops of non-compulsory traffic every plan of ``problem`` must pay (cached)."""
+    """Byte-hops of non-compulsory traffic every plan of ``problem`` must pay (cached per
+    graph; the key holds everything of the target the bound reads)."""
     g, t, cap = problem.graph, problem.target, problem.capacity
     if cap is None:
         return 0
-    key = (id(g), cap, problem.weights_in_compute_level, t.name, t.level_names, t.compute_level)
-    hit = _CACHE.get(key)
-    if hit is not None and hit[0] is g:
-        return hit[1]
-    value = _compute(problem)
-    if len(_CACHE) > 32:
-        _CACHE.clear()
-    _CACHE[key] = (g, value)
-    return value
+    key = (cap, problem.weights_in_compute_level, t.name, t.compute_level,
+           tuple((lv.name, lv.capacity, lv.writable) for lv in t.levels),
+           t.inputs_home, t.weights_home, t.outputs_home)
+    return graph_cached("traffic_lower_bound", g, key, lambda: _compute(problem))
 
 
 def _compute(problem: Problem) -> int:
@@ -81,8 +71,13 @@ def _compute(problem: Problem) -> int:
     needs = [set(op_buffers(g, g.operators[op], weights_in_compute_level)) for op in ops]
     footprint = [sum(g.buffers[b].bytes for b in needs[i]) + g.operators[ops[i]].extra_bytes for i in range(n)]
     compute = t.compute_level
-    spill = t.spill_levels()
-    store_hops = t.hops(compute, spill[0].name) if spill else 0
+    costs = CostModel(t)
+
+    def store_hops(size: int) -> int:
+        """Hops to the cheapest level that can hold a ``size``-byte spill (0: none can)."""
+        level = costs.store_level(size)
+        return 0 if level is None else costs.hops(level)
+
     crossing: list[list[tuple[int, int]]] = [[] for _ in range(n)]  # (cost per byte, bytes)
     for b in g.buffers:
         users = [pos[op] for op in b.consumers if op in pos]
@@ -97,7 +92,7 @@ def _compute(problem: Problem) -> int:
                 after |= desc[u]
                 before |= anc[u]
             cross = after & before
-            cpb = _clean_cost(t.hops(home, compute), store_hops)
+            cpb = _clean_cost(t.hops(home, compute), store_hops(b.bytes))
         else:
             if b.producer not in pos or not users:
                 continue
@@ -105,10 +100,11 @@ def _compute(problem: Problem) -> int:
             for u in users:
                 before |= anc[u]
             cross = desc[pos[b.producer]] & before
-            cpb = _clean_cost(t.hops(t.outputs_home, compute), store_hops) if b.is_output else 2 * store_hops
+            cpb = (_clean_cost(t.hops(t.outputs_home, compute), store_hops(b.bytes)) if b.is_output
+                   else 2 * store_hops(b.bytes))
         if cpb <= 0:
             continue
-        for o in _bits(cross):
+        for o in bits(cross):
             if b.id not in needs[o]:
                 crossing[o].append((cpb, b.bytes))
     best = 0
@@ -126,7 +122,7 @@ def _compute(problem: Problem) -> int:
                 break
         best = max(best, cost)
     log.debug("traffic lower bound %d for capacity %d", best, cap)
-    return int(math.ceil(best))
+    return best                                   # integer byte-hops: sizes and hops are ints
 
 
-__all__ = ["traffic_lower_bound", "MAX_OPS"]
+__all__ = ["MAX_OPS", "traffic_lower_bound"]

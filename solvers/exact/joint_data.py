@@ -1,6 +1,6 @@
 """The joint planning instance and its solutions, shared by the CP-SAT and MIP backends.
 
-Both exact backends (``solvers.joint_model`` for CP-SAT, ``solvers.joint_mip`` for PuLP)
+Both exact backends (``joint_model`` for CP-SAT, ``joint_mip`` for PuLP)
 decide the same things for the compute level:
 
 * an order of the computing operators (``pos[op]``, one operator per step);
@@ -15,21 +15,30 @@ address.  There is always an optimal plan whose segments start and end at steps 
 the buffer, so a buffer touched by ``m`` operators never needs more than ``m`` segments: with
 ``max_segments`` at least that, the model is exact (``JointData.exact``).
 
+Prices come from the one cost model (``solvers.costs``): inputs and weights come back from
+their homes, graph outputs from where they are stored anyway, and any other activation is
+stored to and reloaded from the cheapest spill level that can ever hold it
+(``CostModel.store_level``).  That price is the least any plan pays for that spill, so the
+model stays a relaxation and its bounds stay valid; the assembler may still have to put a
+spill farther away when that level is full at the time (see ``lower.lower_solution``).
+
 This module imports no solver library on purpose: the HiGHS path runs in a subprocess that
 must not load OR-Tools (both ship a ``libhighs``), and it unpickles these types.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stowage.errors import InfeasibleError
-from stowage.ir.graph import OpIndex, TensorKind
+from stowage.ir.graph import Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import op_buffers
 from stowage.plan import Plan, Transfer
-from stowage.solvers.assemble import ComputePlacement, align_up, home_of
-from stowage.solvers.budgets import aligned_footprint  # noqa: F401 - re-exported (tests import it from here)
+from stowage.solvers.alloc.interval import Interval, align_up, first_fit
+from stowage.solvers.budgets import m_r_aligned, m_r_operator_aligned
+from stowage.solvers.costs import CostModel, home_level
 from stowage.solvers.problem import Problem
 
 MODES = ("joint", "fixed-schedule", "min-peak")
@@ -107,7 +116,8 @@ class SolveResult:
     backend: str
 
 
-def _transitive_bounds(ops: Sequence[OpIndex], preds: dict[OpIndex, tuple[OpIndex, ...]]) -> dict[OpIndex, tuple[int, int]]:
+def _transitive_bounds(ops: Sequence[OpIndex],
+                       preds: dict[OpIndex, tuple[OpIndex, ...]]) -> dict[OpIndex, tuple[int, int]]:
     """Earliest/latest step of every op: #ancestors and N-1-#descendants."""
     anc: dict[OpIndex, set[OpIndex]] = {}
     for op in ops:  # ops are in a topological order
@@ -124,6 +134,55 @@ def _transitive_bounds(ops: Sequence[OpIndex], preds: dict[OpIndex, tuple[OpInde
     return {op: (len(anc[op]), n - 1 - ndesc[op]) for op in ops}
 
 
+def _model_buffer(graph: Graph, costs: CostModel, bid: int, users: list[OpIndex], mode: str,
+                  max_segments: int | None) -> tuple[ModelBuffer, bool]:
+    """The model's view of buffer ``bid``: its users (producer first), where its first
+    segment is loaded from and where reloads come from, what each costs, and its segment cap
+    (with whether the cap made the model inexact)."""
+    b = graph.buffers[bid]
+    us = list(users)
+    if b.producer is not None and b.producer in us:
+        us = [b.producer] + [u for u in us if u != b.producer]
+    load_src = reload_src = store_dst = None
+    reload_cost = store_cost = 0
+    home = home_level(graph, costs.target, bid)
+    if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+        load_src = reload_src = home
+    elif home is not None:
+        reload_src = home                    # a graph output: stored there anyway (compulsory)
+    else:
+        reload_src = store_dst = costs.store_level(b.bytes)
+        store_cost = 0 if store_dst is None else costs.copy_cost(b.bytes, store_dst)
+    if reload_src is not None:
+        reload_cost = costs.copy_cost(b.bytes, reload_src)
+    exact = True
+    k = len(us) if reload_src is not None else 1
+    if mode == "min-peak":
+        k = 1
+    elif max_segments is not None and max_segments < k:
+        k, exact = max(1, max_segments), False
+    return ModelBuffer(bid, b.bytes, b.producer, tuple(us), k, reload_cost, store_cost,
+                       reload_src, store_dst, load_src), exact
+
+
+def _check_m_r(problem: Problem, compute: str, align: int) -> None:
+    """Raise ``InfeasibleError`` when the operator that needs the most room alone (M_R at the
+    compute level's alignment) does not fit: then no plan exists."""
+    capacity, graph, wicl = problem.capacity, problem.graph, problem.weights_in_compute_level
+    if capacity is None:
+        return
+    m_r = m_r_aligned(graph, wicl, align)
+    if m_r <= capacity:
+        return
+    o = m_r_operator_aligned(graph, wicl, align)
+    assert o is not None
+    raise InfeasibleError(
+        f"no plan fits in {capacity} bytes of {compute}: operator '{o.name}' ({o.op_type}) "
+        f"needs {m_r} bytes resident at once (operands, results"
+        f"{', working memory' if o.extra_bytes else ''}, {align}-byte aligned); "
+        f"use a capacity of at least {m_r} bytes (M_R = {m_r} bytes)")
+
+
 def joint_data(problem: Problem, mode: str, order: Sequence[OpIndex] | None = None,
                max_segments: int | None = None) -> JointData:
     """Derive the instance; raise ``InfeasibleError`` when an operator alone cannot fit."""
@@ -135,60 +194,22 @@ def joint_data(problem: Problem, mode: str, order: Sequence[OpIndex] | None = No
     ops = graph.file_order()
     deps = graph.op_dependencies()
     preds = {op: tuple(sorted(deps[op])) for op in ops}
-    weights_in_compute_level = problem.weights_in_compute_level
-    spill = target.spill_levels()
-    spill_level = spill[0].name if spill else None
+    costs = CostModel(target)
 
     users: dict[int, list[OpIndex]] = {}
     for op in ops:
-        for b in op_buffers(graph, graph.operators[op], weights_in_compute_level):
+        for b in op_buffers(graph, graph.operators[op], problem.weights_in_compute_level):
             users.setdefault(b, []).append(op)
     buffers: list[ModelBuffer] = []
     exact = True
     for bid in sorted(users):
-        b = graph.buffers[bid]
-        us = users[bid]
-        if b.producer is not None and b.producer in us:
-            us = [b.producer] + [u for u in us if u != b.producer]
-        load_src = reload_src = store_dst = None
-        reload_cost = store_cost = 0
-        if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
-            load_src = reload_src = home_of(graph, target, bid)
-            reload_cost = b.bytes * target.hops(load_src, compute)
-        elif b.is_output:
-            reload_src = target.outputs_home   # stored there anyway (compulsory)
-            reload_cost = b.bytes * target.hops(reload_src, compute)
-        elif spill_level is not None:
-            reload_src = store_dst = spill_level
-            reload_cost = store_cost = b.bytes * target.hops(compute, spill_level)
-        touches = len(us)
-        k = touches if reload_src is not None else 1
-        if mode == "min-peak":
-            k = 1
-        elif max_segments is not None and max_segments < k:
-            k, exact = max(1, max_segments), False
-        buffers.append(ModelBuffer(bid, b.bytes, b.producer, tuple(us), k, reload_cost, store_cost,
-                                   reload_src, store_dst, load_src))
+        mb, uncapped = _model_buffer(graph, costs, bid, users[bid], mode, max_segments)
+        buffers.append(mb)
+        exact = exact and uncapped
     scratch = tuple((op, graph.operators[op].extra_bytes) for op in ops if graph.operators[op].extra_bytes > 0)
-
-    # The operator that needs the most room alone decides whether any plan exists.
-    by_op: dict[OpIndex, list[int]] = {op: [] for op in ops}
-    for mb in buffers:
-        for u in mb.users:
-            by_op[u].append(mb.size)
-    for op, extra in scratch:
-        by_op[op].append(extra)
-    need = {op: aligned_footprint(sizes, align) for op, sizes in by_op.items()}
+    if ops:
+        _check_m_r(problem, compute, align)
     capacity = problem.capacity
-    if capacity is not None and ops:
-        worst = max(ops, key=lambda o: (need[o], -o))
-        if need[worst] > capacity:
-            o = graph.operators[worst]
-            raise InfeasibleError(
-                f"no plan fits in {capacity} bytes of {compute}: operator '{o.name}' ({o.op_type}) "
-                f"needs {need[worst]} bytes resident at once (operands, results"
-                f"{', working memory' if o.extra_bytes else ''}, {align}-byte aligned); "
-                f"use a capacity of at least {max(need.values())} bytes (M_R = {max(need.values())} bytes)")
     capacity_given = capacity is not None
     if capacity is None:
         capacity = sum(align_up(mb.size, align) for mb in buffers) + sum(align_up(e, align) for _, e in scratch)
@@ -231,6 +252,14 @@ def traffic_of(data: JointData, sol: JointSolution) -> int:
         if extra > 0:
             total += extra * mb.reload_cost + mb.store_cost
     return total
+
+
+def score_of(data: JointData, sol: JointSolution) -> tuple[int, int]:
+    """The order in which solutions compare: traffic, then peak address (the model's
+    lexicographic objective); the peak alone in ``min-peak`` mode."""
+    if data.mode == "min-peak":
+        return (peak_of(data, sol), 0)
+    return (traffic_of(data, sol), peak_of(data, sol))
 
 
 def peak_of(data: JointData, sol: JointSolution) -> int:
@@ -279,7 +308,7 @@ def check_solution(data: JointData, sol: JointSolution) -> str | None:
         segs = by_buf.get(mb.id, [])
         if not 1 <= len(segs) <= mb.max_segments:
             return f"buffer {mb.id} has {len(segs)} segments (allowed 1..{mb.max_segments})"
-        for a, b in zip(segs, segs[1:]):
+        for a, b in itertools.pairwise(segs):
             if a.end >= b.start:
                 return f"buffer {mb.id}: segments overlap in time"
         if mb.producer is not None and segs[0].start != step[mb.producer]:
@@ -298,8 +327,8 @@ def check_solution(data: JointData, sol: JointSolution) -> str | None:
             return f"scratch of op {op} out of capacity"
         boxes.append((step[op], step[op], off, off + extra[op]))
     boxes.sort()
-    for i, (f1, l1, o1, e1) in enumerate(boxes):
-        for f2, l2, o2, e2 in boxes[i + 1:]:
+    for i, (_f1, l1, o1, e1) in enumerate(boxes):
+        for f2, _l2, o2, e2 in boxes[i + 1:]:
             if f2 > l1:
                 break
             if o1 < e2 and o2 < e1:
@@ -329,12 +358,8 @@ def greedy_solution(data: JointData, order: Sequence[OpIndex]) -> JointSolution 
     count: dict[int, int] = {}
     scratch_offsets: list[tuple[OpIndex, int]] = []
 
-    def first_fit(size: int, taken: list[tuple[int, int]]) -> int | None:
-        off = 0
-        for o, e in sorted(taken):
-            if off + size <= o:
-                break
-            off = max(off, align_up(e, align))
+    def fit(size: int, taken: list[tuple[int, int]]) -> int | None:
+        off = first_fit(taken, size, align)
         return off if off + size <= cap else None
 
     def close(bid: int, last: int) -> None:
@@ -352,7 +377,7 @@ def greedy_solution(data: JointData, order: Sequence[OpIndex]) -> JointSolution 
                     continue
                 size = by_id[bid].size
                 while True:
-                    off = first_fit(size, taken)
+                    off = fit(size, taken)
                     if off is not None:
                         break
                     victims = [b for b in resident if b not in needed]
@@ -364,12 +389,13 @@ def greedy_solution(data: JointData, order: Sequence[OpIndex]) -> JointSolution 
                     close(v, s - 1)
                     taken = [(o, o + by_id[b].size) for b, (o, _) in resident.items()]
                     taken += [(o, o + by_id[b].size) for b, o in placed.items()]
-                if not ok:
+                if not ok or off is None:
+                    ok = False
                     break
                 placed[bid] = off
                 taken.append((off, off + size))
             if ok and op in extra:
-                off = first_fit(extra[op], taken)
+                off = fit(extra[op], taken)
                 if off is None:
                     ok = False
                 else:
@@ -403,7 +429,7 @@ def solution_from_plan(data: JointData, plan: Plan, graph_order: Sequence[OpInde
 
 # -- lowering ------------------------------------------------------------------------------
 def compute_placements_and_transfers(data: JointData, problem: Problem,
-                                     sol: JointSolution) -> tuple[list[ComputePlacement], list[Transfer]]:
+                                     sol: JointSolution) -> tuple[list[Interval], list[Transfer]]:
     """Placements and transfers of a solution: a load before every segment (inputs and
     weights from home, reloads from where the data was stored), one store after the first
     segment of a spilled activation, and the compulsory store of every graph output right
@@ -411,14 +437,14 @@ def compute_placements_and_transfers(data: JointData, problem: Problem,
     graph, target = problem.graph, problem.target
     compute = data.compute_level
     step = {op: s for s, op in enumerate(sol.order)}
-    placements: list[ComputePlacement] = []
+    placements: list[Interval] = []
     transfers: list[tuple[int, int, int, Transfer]] = []   # (step, phase rank, buffer, t)
     by_buf = segments_by_buffer(sol)
     for mb in data.buffers:
         segs = by_buf[mb.id]
         b = graph.buffers[mb.id]
         for k, seg in enumerate(segs):
-            placements.append(ComputePlacement(mb.id, seg.offset, seg.start, seg.end))
+            placements.append(Interval(mb.id, seg.start, seg.end, mb.size, seg.offset))
             if k == 0 and mb.load_src is not None:
                 transfers.append((seg.start, 0, mb.id, Transfer(mb.id, mb.load_src, compute, seg.start, "before")))
             elif k > 0:

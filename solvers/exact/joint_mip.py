@@ -1,6 +1,6 @@
 """The joint model as a MIP through PuLP: CBC (bundled) or HiGHS.
 
-Same decisions as the CP-SAT model (``solvers.joint_model``); what CP-SAT expresses with
+Same decisions as the CP-SAT model (``joint_model``); what CP-SAT expresses with
 intervals is written here with big-M constraints, each M as tight as the data allows: the
 number of steps for time, the capacity for addresses (an offset plus a size never exceeds
 the capacity, so ``off_i + size_i - off_j <= capacity``).  Non-overlap of two segments is a
@@ -9,8 +9,9 @@ four-way disjunction (before / after in time, below / above in address).
 Two pitfalls measured on these machines drive the plumbing:
 
 * OR-Tools and highspy each ship a ``libhighs``; whichever loads second breaks.  The HiGHS
-  path therefore runs in a child process (``python -m solvers.joint_mip``) that never imports
-  OR-Tools; the instance and the result cross the pipe pickled (plain frozen dataclasses).
+  path therefore runs in a child process (``python -m stowage.solvers.exact.joint_mip``) that
+  never imports OR-Tools; the instance goes in pickled on stdin, the result comes back pickled
+  in a file (highspy prints a banner on stdout).
 * Under a time limit PuLP's ``LpStatus`` says "Optimal" for merely feasible answers; the
   truth is ``prob.sol_status`` (``LpSolutionOptimal`` vs ``LpSolutionIntegerFeasible``).
 
@@ -20,12 +21,13 @@ rather than a weighted sum whose coefficients would strain the solvers' toleranc
 
 from __future__ import annotations
 
+import itertools
 import logging
 import pickle
 import subprocess
 import sys
-import time
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -118,7 +120,7 @@ class JointMipModel:
             segs = self.segments_by_buffer[mb.id]
             if mb.producer is not None:
                 prob += segs[0]["start"] == pos[mb.producer]
-            for a, b in zip(segs, segs[1:]):
+            for a, b in itertools.pairwise(segs):
                 prob += b["present"] <= a["present"]
                 prob += b["start"] >= a["end"] + 1 - n * (1 - b["present"])
             for s in segs:
@@ -146,10 +148,10 @@ class JointMipModel:
                 ordered = sorted(mb.users, key=lambda u: step[u])
                 idx = [pulp.lpSum(k * c for k, c in enumerate(covers[u])) for u in ordered]
                 prob += idx[0] == 0
-                for a, b in zip(idx, idx[1:]):
+                for a, b in itertools.pairwise(idx):
                     prob += b - a >= 0
                     prob += b - a <= 1
-        for op, sc in self.scratch_by_op.items():
+        for sc in self.scratch_by_op.values():
             prob += self.peak >= al * sc["slot"] + sc["size"]
         # Non-overlap of every pair of segments that can be resident at a common step.
         boxes = [s for mb in d.buffers if mb.size > 0 for s in self.segments_by_buffer[mb.id]]
@@ -192,7 +194,7 @@ class JointMipModel:
         if backend == "highs":
             try:
                 bound = float(self.prob.solverModel.getInfo().mip_dual_bound)
-            except Exception:  # bound is an extra; older highspy may not expose it
+            except Exception:  # noqa: BLE001 - the bound is an extra; older highspy may not expose it
                 bound = None
         return self.prob.sol_status, bound
 
@@ -209,7 +211,7 @@ class JointMipModel:
         if sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
             return SolveResult(None, "unknown", None, None, time.perf_counter() - t0, f"pulp-{backend}")
         optimal = sol_status == pulp.LpSolutionOptimal
-        value = int(round(pulp.value(primary) or 0))
+        value = round(pulp.value(primary) or 0)
         sol = self._extract()
         if optimal and d.mode != "min-peak":
             # Tie-breaker: the lowest peak among plans with optimal traffic.
@@ -233,7 +235,7 @@ class JointMipModel:
         d, pulp = self.data, self.pulp
 
         def val(x: Any) -> int:
-            return int(round(pulp.value(x))) if not isinstance(x, int) else x
+            return round(pulp.value(x)) if not isinstance(x, int) else x
 
         order = tuple(sorted(d.ops, key=lambda op: val(self.pos_by_op[op])))
         segs = []

@@ -1,7 +1,8 @@
 """The exact joint model in CP-SAT: order + residency segments + spills/reloads + offsets.
 
-Blocks: data (``solvers.joint_data.JointData``), variables, constraints, objective, solve,
-extract.  Fixes to COSMA's published ILP (docs/domain.md): one operator per step (the
+Blocks: data (``solvers.exact.joint_data.JointData``), variables, constraints, objective,
+solve, extract.  Fixes to the ILP of the COSMA paper (the joint scheduling and spilling model
+this planner is measured against; ``exact`` in docs/solvers.md): one operator per step (the
 positions are a permutation), base cases at the first step (a buffer's first segment starts
 exactly at its producer's step; inputs and weights are loaded on demand), exact integer
 arithmetic (offsets are integers in units of the alignment; no tolerances anywhere).
@@ -18,6 +19,7 @@ the peak alone with one segment per buffer (no spill): its optimum over all orde
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -100,7 +102,6 @@ class JointCpModel:
     # -- variables ---------------------------------------------------------------------
     def _variables(self) -> None:
         d, m = self.data, self.model
-        n = d.nsteps
         bounds = step_bounds(d)
         self.step_bounds = bounds
         # pos_by_op: the step at which each operator runs.
@@ -144,7 +145,6 @@ class JointCpModel:
             self.scratch_by_op[op] = (off, m.NewIntervalVar(pos, 1, pos + 1, f"scratch_time[{op}]"),
                                       m.NewFixedSizeIntervalVar(off, extra, f"scratch_addr[{op}]"), slot)
         self.peak = m.NewIntVar(0, d.capacity, "peak")
-        del n
 
     # -- constraints ------------------------------------------------------------------
     def _constraints(self) -> None:
@@ -156,14 +156,13 @@ class JointCpModel:
             for op, preds in d.preds:
                 for p in preds:
                     m.Add(pos[p] < pos[op])
-        size_by_buffer = {mb.id: mb.size for mb in d.buffers}
         for mb in d.buffers:
             segs = self.segments_by_buffer[mb.id]
             # Base case: an activation appears when its producer runs.
             if mb.producer is not None:
                 m.Add(segs[0].start == pos[mb.producer])
             # Segments are ordered in time and used in order (symmetry breaking).
-            for a, b in zip(segs, segs[1:]):
+            for a, b in itertools.pairwise(segs):
                 m.AddImplication(b.present, a.present)
                 m.Add(b.start >= a.end + 1).OnlyEnforceIf(b.present)
                 # An absent segment is pinned (no symmetric copies of it).
@@ -199,7 +198,7 @@ class JointCpModel:
                 ordered = sorted(mb.users, key=lambda u: step[u])
                 idx = [sum(k * c for k, c in enumerate(covers[u])) for u in ordered]
                 m.Add(idx[0] == 0)
-                for a, b in zip(idx, idx[1:]):
+                for a, b in itertools.pairwise(idx):
                     m.Add(b - a >= 0)
                     m.Add(b - a <= 1)
         # Addresses: no two resident segments share a byte at a step.
@@ -223,7 +222,6 @@ class JointCpModel:
                 m.AddNoOverlap2D(x_intervals, y_intervals)
             # Redundant: bytes resident at any step never exceed the capacity.
             m.AddCumulative(x_intervals, demands, d.capacity)
-        del size_by_buffer
 
     # -- objective --------------------------------------------------------------------
     def _objective(self) -> None:

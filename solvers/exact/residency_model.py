@@ -14,12 +14,13 @@ an exact model of the relaxation:
 model (one variable per gap, one knapsack row per step) and CP-SAT closes it in well under
 a second on the COSMA networks.  Its optimum is a lower bound for plans with this order;
 it is a lower bound over ALL plans when the graph has a single topological order
-(``unique_order``).  Its solution, read as residency segments, is what ``solvers.exact``
+(``unique_order``).  Its solution, read as residency segments, is what the exact pipeline
 then tries to pack into addresses.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import time
@@ -53,14 +54,14 @@ def unique_order(data: JointData, order: Sequence[OpIndex]) -> bool:
     """True when ``order`` is the graph's only topological order (consecutive operators are
     always linked by a dependency)."""
     preds = data.pred_map()
-    return all(a in preds[b] for a, b in zip(order, order[1:]))
+    return all(a in preds[b] for a, b in itertools.pairwise(order))
 
 
 def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float, workers: int = 1,
                     seed: int = 0, floor: int = 0, hint: JointSolution | None = None,
                     work: float | None = None) -> ResidencyResult:
     """Solve the gap model for ``order``.  ``time_limit``: wall seconds; ``work``: CP-SAT
-    deterministic time (``solvers.joint_model.configure``).  ``floor``: a known lower bound on the traffic (a
+    deterministic time (``joint_model.configure``).  ``floor``: a known lower bound on the traffic (a
     valid cut that lets CP-SAT stop as soon as it reaches it).  ``hint``: a solution with
     the same order whose residency is used as a warm start."""
     t0 = time.perf_counter()
@@ -80,7 +81,7 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
         for t in touches:
             fixed[t] += mb.size
         stored = None
-        for a, c in zip(touches, touches[1:]):
+        for a, c in itertools.pairwise(touches):
             if c == a + 1:
                 continue
             if mb.reload_src is None or mb.size == 0:
@@ -127,7 +128,7 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return ResidencyResult("unknown", None, max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)), None, seconds,
                                work)
-    value = int(round(solver.ObjectiveValue()))
+    value = round(solver.ObjectiveValue())
     bound = value if status == cp_model.OPTIMAL else max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
     sol = _solution(data, order, gaps, lambda v: solver.BooleanValue(v))
     log.info("residency model: %s traffic %d bound %d (%d gaps, %.2fs)",
@@ -153,7 +154,7 @@ def _solution(data: JointData, order: tuple[OpIndex, ...], gaps, kept) -> JointS
     for k, mb in enumerate(data.buffers):
         touches = sorted({step[u] for u in mb.users})
         start = touches[0]
-        for a, c in zip(touches, touches[1:]):
+        for a, c in itertools.pairwise(touches):
             if (k, a) in broken:
                 segs.append(Segment(mb.id, start, a, 0))
                 start = c

@@ -1,0 +1,443 @@
+"""``exact`` mode ``auto``: bound and pack, as a table of phases run in order.
+
+Every phase either raises the proven lower bound (``lb``), or offers a better incumbent, or
+both; the run stops as soon as the incumbent's traffic reaches the bound (``proven``).  The
+phases, cheapest proofs first (``AutoPipeline.phases``):
+
+1. two lower bounds valid over ALL orders: ``analysis.traffic_bound`` (computed at the
+   start) and the crossing-cover IP (``cover_bound``); an incumbent at the bound is optimal
+   at once;
+2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
+   optimum without addresses (``residency_model``, a compact gap model) packed into
+   addresses; a bound for every plan when the graph has a single topological order.  Steps
+   1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time;
+3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
+   problem -- registered default parameters, the same time limit and seed -- whose plan
+   becomes the incumbent and stays a candidate for the final answer;
+4. the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
+   tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
+   the gap model;
+5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
+   order (sunk, then as is), and the descent again if the incumbent's order changed;
+6. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
+   cumulative capacity only), hinted with the incumbent and floored at the bound: its proven
+   bound is a lower bound for the full problem, and its optimum is packed into addresses for
+   the residency it chose; a packing that fits makes the relaxed optimum a true optimum;
+7. with time left, the full model with addresses (order free up to ``AUTO_JOINT_MAX_OPS``
+   operators, the incumbent's order above) tries to improve the incumbent.
+
+After every phase two post-conditions are checked: the incumbent is a feasible model
+solution (``check_solution``) and the bound does not exceed its traffic.  A violation is a
+bug in a bound or a phase, and raises instead of returning a wrong proof.
+
+**Never worse than the heuristic.**  For the same problem (time limit, seed), exact's
+non-compulsory traffic <= heuristic's (warm starts on, the default).  By construction: the
+heuristic derives all its budgets from the time limit and seed, so the reference run inside
+exact is the very run a user gets from ``--solver heuristic``, and the answer is the best
+candidate: exact's incumbent (which starts from the reference's plan) or the reference plan
+itself (``_final``: for plans the model cannot read back, and when ``max_segments`` makes the
+model infeasible); the plan then says ``found_by = "heuristic"``.  Only an optimum proven in
+steps 1-2 skips the reference, and nothing beats it.  The caveat is shared with the
+heuristic's own determinism: a run that hits its wall-clock stop (an overloaded machine, or a
+limit too short for the graph) may differ from run to run.
+
+**Determinism.**  Every phase gets a *work* budget that is a fixed fraction of the time limit
+(``AUTO_WORK_BUDGETS``) -- CP-SAT's deterministic time for the models, the scheduler's and
+the heuristics' own work budgets for the warm starts -- never a share of the time left.  So
+the same problem, seed and worker count give the same plan on a quiet or a loaded machine.
+The wall clock (the time limit minus a reserve for lowering the plan and for the registry's
+validation) is only a safety stop; a run that hits it returns the best plan so far with its
+proven bound, which may then differ between runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from stowage.errors import InfeasibleError, SolverError, StowageError
+from stowage.ir.graph import OpIndex
+from stowage.plan import Plan
+from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
+from stowage.solvers.exact.joint_data import (
+    JointSolution,
+    check_solution,
+    greedy_solution,
+    joint_data,
+    score_of,
+    solution_from_plan,
+    traffic_of,
+)
+from stowage.solvers.exact.joint_model import JointCpModel
+from stowage.solvers.exact.lower import infeasible_message, lower_solution
+from stowage.solvers.exact.orders import best_orders, sink_order, window_orders
+from stowage.solvers.exact.pack import pack_solution
+from stowage.solvers.exact.params import AUTO_JOINT_MAX_OPS, ExactParams
+from stowage.solvers.exact.residency_model import solve_residency, unique_order
+from stowage.solvers.exact.warm_start import WARM_START_SOLVERS, plan_order, warm_starts
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import available
+
+log = logging.getLogger(__name__)
+
+#: Work budget of each phase, as a fraction of the time limit (CP-SAT deterministic seconds,
+#: or the scheduler's and heuristics' own work units, per second of limit).  These are not
+#: shares of one pie: they sum to 1.5, because most phases end well before their budget (a
+#: model proven optimal, a descent with no improving move) and the wall-clock deadline stops
+#: whatever runs when the limit is reached.  The reference heuristic is not in the table: it
+#: runs with the full time limit, as a user's ``--solver heuristic`` would (up to 75% of it).
+#: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
+AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
+                     "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "full": 0.25}
+
+#: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
+#: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
+#: decision does not depend on the machine's speed.
+CHAIN_MAX_PAIRS = 4_000_000
+
+#: Gap-model evaluations of ``window_orders`` neighbours per run of ``AutoPipeline.improve``
+#: (with the work budget ``AUTO_WORK_BUDGETS["improve"]``: first-improvement descent,
+#: deterministic).
+IMPROVE_EVALS = 200
+
+#: Wall-clock share of the time limit for the cheap proofs that run before the reference
+#: heuristic (phases 1-2): the heuristic stops at 75% of the limit after its own start, so
+#: the two together stay inside the limit minus exact's reserve.
+PRE_REFERENCE_SHARE = 0.15
+
+
+@dataclass(frozen=True)
+class Phase:
+    """One step of the pipeline: ``run`` is called when the bound is not yet reached, at
+    least ``min_left`` wall seconds remain (``None``: no time check) and ``when`` holds.
+    ``wall_share`` (a fraction of the time limit) caps the phase's wall clock from the start
+    of the run.  ``proves`` says what the phase contributes (logged, and for the reader)."""
+
+    name: str
+    run: Callable[[], None]
+    proves: str
+    min_left: float | None = 0.05
+    when: Callable[[], bool] = lambda: True
+    wall_share: float | None = None
+
+
+class AutoPipeline:
+    """State of the bound-and-pack pipeline: the incumbent (and who found it), the best
+    proven bound (and what proved it), the clock, and the reference heuristic's plan."""
+
+    def __init__(self, problem: Problem, params: ExactParams, started: float, time_limit: float,
+                 workers: int, seed: int) -> None:
+        self.problem, self.params, self.workers, self.seed = problem, params, workers, seed
+        self.started, self.time_limit = started, time_limit
+        reserve = min(2.0, max(0.1, 0.1 * time_limit))
+        self.final_deadline = started + max(0.05, time_limit - reserve)
+        self.deadline = self.final_deadline
+        self.data = joint_data(problem, "joint", None, params.max_segments)
+        self.preds = self.data.pred_map()
+        self.best: JointSolution | None = None
+        self.best_value: int | None = None
+        self.best_source = ""
+        self.lb = traffic_lower_bound(problem) if problem.capacity is not None else 0
+        self.how = "traffic bound"
+        self.reference_plan: Plan | None = None
+        self.order_before_warm: tuple[OpIndex, ...] | None = None
+        self.incumbent_order: tuple[OpIndex, ...] | None = None
+
+    # -- the table -----------------------------------------------------------------------
+    def phases(self) -> list[Phase]:
+        pre = PRE_REFERENCE_SHARE
+        return [
+            Phase("cover bound", self.cover, "a bound over all orders (crossing-cover IP)", None, wall_share=pre),
+            Phase("gap model on quick orders", self.quick_gaps,
+                  "plans for good orders; a bound when the graph has one order", wall_share=pre),
+            Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
+            Phase("chain bound", self.chain, "an order-aware bound along a chain of tight operators"),
+            Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
+            Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
+            Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
+                  "a better residency for the incumbent's order, sunk", when=lambda: self.best is not None),
+            Phase("gap model on the incumbent order", self.gap_incumbent,
+                  "the best residency for the incumbent's order", when=lambda: self.incumbent_order is not None),
+            Phase("window descent again", self.improve, "better orders near a new incumbent's", 0.1,
+                  when=lambda: self.incumbent_order is not None and self.best is not None
+                  and self.best.order != self.order_before_warm),
+            Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
+                  0.1, when=lambda: self.data.exact),
+            Phase("full model", self.full_model, "better plans (and, up to 40 operators, the bound) from the "
+                  "joint model with addresses", 0.2),
+        ]
+
+    def run(self) -> Plan:
+        try:
+            return self._run()
+        except InfeasibleError:
+            if self.data.exact:
+                raise     # proven for every plan: the heuristic cannot have one either
+            # Infeasible with at most ``max_segments`` segments per buffer only: the
+            # reference heuristic's plan, when there is one, is still a plan.
+            if self.reference_plan is None:
+                self.reference()
+            if self.reference_plan is None:
+                raise
+            self.lb = min(self.lb, self.reference_plan.solver.lower_bound or 0)
+            return self._final(None)
+
+    def _run(self) -> Plan:
+        for phase in self.phases():
+            if self.proven() or not phase.when():
+                continue
+            self.deadline = self.final_deadline
+            if phase.wall_share is not None:
+                self.deadline = min(self.final_deadline, self.started + phase.wall_share * self.time_limit)
+            if phase.min_left is None or self.left() > phase.min_left:
+                log.debug("exact[auto]: phase %s (%s)", phase.name, phase.proves)
+                phase.run()
+                self.check_invariants(phase.name)
+        self.deadline = self.final_deadline
+        if self.best is None and self.reference_plan is None:
+            if self.left() <= 0:
+                raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+            self.offer(greedy_solution(self.data, self.problem.graph.file_order()), "exact: greedy")
+        if self.best is None:
+            return self._final(None)
+        status = "optimal" if self.proven() else "feasible"
+        log.info("exact[auto]: traffic %d, lower bound %d (%s), %s, found by %s", self.best_value, self.lb,
+                 self.how, status, self.best_source)
+        plan = lower_solution(self.problem, self.data, self.best, "exact", status, self.lb, self.started,
+                              self.best_source)
+        return self._final(plan)
+
+    def check_invariants(self, phase: str) -> None:
+        """The post-condition of every phase: a feasible incumbent, and a bound below it."""
+        if self.best is None:
+            return
+        why = check_solution(self.data, self.best)
+        if why is not None:
+            raise SolverError(f"exact: internal error after phase '{phase}': the incumbent is infeasible: {why}")
+        if self.best_value is not None and self.lb > self.best_value:
+            raise SolverError(f"exact: internal error after phase '{phase}': lower bound {self.lb} ({self.how}) "
+                              f"above the incumbent's traffic {self.best_value}")
+
+    def _final(self, plan: Plan | None) -> Plan:
+        """The best candidate: exact's plan, or the reference heuristic plan when that has
+        less non-compulsory traffic (when the model could not read the heuristic's plan back
+        as a solution), under exact's name with exact's proven bound and ``found_by`` saying
+        that the heuristic found it."""
+        ref = self.reference_plan
+        if ref is None or (plan is not None
+                           and plan.metrics.noncompulsory_bytes <= ref.metrics.noncompulsory_bytes):
+            if plan is None:
+                raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+            return plan
+        value = ref.metrics.noncompulsory_bytes
+        status = "optimal" if value <= self.lb else "feasible"
+        log.info("exact[auto]: the reference heuristic plan (%d) is the best candidate", value)
+        info = replace(ref.solver, name="exact", status=status, lower_bound=self.lb,
+                       seconds=time.perf_counter() - self.started, found_by="heuristic")
+        return replace(ref, solver=info)
+
+    # -- state ---------------------------------------------------------------------------
+    def left(self) -> float:
+        return self.deadline - time.perf_counter()
+
+    def work(self, phase: str) -> float:
+        """The phase's deterministic work budget (CP-SAT deterministic time ~ seconds)."""
+        return AUTO_WORK_BUDGETS[phase] * self.time_limit
+
+    def proven(self) -> bool:
+        return self.best_value is not None and self.best_value <= self.lb
+
+    def offer(self, sol: JointSolution | None, source: str) -> None:
+        """Make ``sol`` the incumbent when it is feasible and better; ``source`` is what
+        found it (``found_by`` of the plan, when it stays the incumbent)."""
+        if sol is None or check_solution(self.data, sol) is not None:
+            return
+        if self.best is None or score_of(self.data, sol) < score_of(self.data, self.best):
+            self.best, self.best_value, self.best_source = sol, traffic_of(self.data, sol), source
+            log.info("exact: incumbent %d from %s", self.best_value, source)
+
+    def raise_bound(self, value: int | None, how: str) -> None:
+        if value is not None and value > self.lb:
+            self.lb, self.how = value, how
+
+    def infeasible(self) -> InfeasibleError:
+        return InfeasibleError(infeasible_message(self.problem, self.data))
+
+    def pack(self, sol: JointSolution, source: str) -> None:
+        """Give addresses to a no-address solution better than the incumbent."""
+        if self.best_value is not None and traffic_of(self.data, sol) >= self.best_value:
+            return
+        if self.left() > 0.02:
+            # The packers are bounded by the wall clock: a fixed share, so that failed
+            # packings (fragmentation) cannot eat the time of the later phases.
+            wall = min(0.5 * self.left(), self.work("pack"))
+            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed), source)
+
+    # -- phases --------------------------------------------------------------------------
+    def cover(self) -> None:
+        cb = cover_bound(self.data, max(0.05, self.left()), self.workers, self.seed, work=min(self.work("cover"), 10.0))
+        if cb.infeasible:
+            raise InfeasibleError(f"no plan fits in {self.problem.capacity} bytes of {self.data.compute_level}: "
+                                  "buffers that cannot leave it are live together with an operator's operands")
+        self.raise_bound(cb.bound, "cover bound")
+
+    def quick_gaps(self) -> None:
+        """The gap model on the min-peak and file orders (each sunk first)."""
+        for order in best_orders(self.problem, min(1.0, self.work("order")), self.preds):
+            if self.proven() or self.left() <= 0.05:
+                return
+            self.gap_model(order, "gap", None)
+
+    def reference(self) -> None:
+        """The plan of a standalone ``heuristic`` run on this problem: the same parameters
+        (the registered defaults), time limit and seed, so -- the heuristic's search being
+        bounded by work -- the same plan a user gets from ``--solver heuristic``.  It is
+        offered as the incumbent and kept as a candidate for the final answer (``_final``)."""
+        spec = available().get("heuristic")
+        if spec is None or not self.params.warm_start:
+            return
+        same = replace(self.problem, time_limit=self.time_limit, seed=self.seed)
+        try:
+            plan = spec.fn(same, spec.params_cls())
+        except StowageError as exc:   # the heuristic found no plan: nothing to match
+            log.info("exact: reference heuristic failed: %s", exc)
+            return
+        self.reference_plan = plan
+        order = plan_order(self.problem, plan)
+        if order is not None:
+            self.offer(solution_from_plan(self.data, plan, order), "heuristic")
+
+    def chain(self) -> None:
+        """The chain-cut IP: a bound that sees buffers live in some orders only."""
+        hint = self.best if self.best is not None else None
+        # One worker on purpose: the IP is small and closes through its LP (full
+        # linearization); interleaved multi-worker search spends its turns on other subsolvers
+        # (the Transformer at M_R closes in 0.15 s with one worker, not in 3 s with two).
+        if len(self.data.ops) * len(self.data.buffers) > CHAIN_MAX_PAIRS:
+            return
+        for sometimes in (False, True):       # the small chain first, then the wider one
+            if self.proven() or self.left() <= 0.05:
+                return
+            wall = min(self.left(), max(0.05, 2 * self.work("chain")))
+            cb = chain_bound(self.data, max(0.05, wall), 1, self.seed, work=self.work("chain"), hint=hint,
+                             sometimes_tight=sometimes)
+            if cb.infeasible:
+                raise self.infeasible()
+            self.raise_bound(cb.bound, "chain bound")
+
+    def improve(self) -> None:
+        """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
+        its gap-model optimum; the best is packed into addresses."""
+        if self.best is None:
+            return
+        order, value = self.best.order, self.best_value
+        found: JointSolution | None = None
+        evals, moved, spent = 0, True, 0.0
+        budget = self.work("improve")
+
+        def exhausted() -> bool:
+            return evals >= IMPROVE_EVALS or spent >= budget or self.left() <= 0.1
+
+        while moved and value is not None and value > self.lb and not exhausted():
+            moved = False
+            for cand in window_orders(self.data, order):
+                evals += 1
+                res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
+                                      work=max(0.01, min(self.work("gap"), budget - spent)))
+                spent += res.work
+                if res.value is not None and res.value < value and res.solution is not None:
+                    order, value, found, moved = cand, res.value, res.solution, True
+                    break
+                if exhausted():
+                    break
+        log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
+        if found is not None:
+            self.pack(found, "exact: window descent")
+
+    def other_warm_starts(self) -> None:
+        """The warm starts other than the reference heuristic (minpeak, greedy orders), on a
+        fixed work budget (deterministic) but never past the deadline."""
+        self.order_before_warm = self.best.order if self.best is not None else None
+        for start in warm_starts(self.problem, self.data, self.params.warm_start,
+                                 min(self.work("warm"), 0.8 * self.left()),
+                                 tuple(n for n in WARM_START_SOLVERS if n != "heuristic")):
+            self.offer(start.solution, start.source)
+
+    def gap_sunk_incumbent(self) -> None:
+        assert self.best is not None
+        self.incumbent_order = self.best.order
+        sunk = sink_order(self.incumbent_order, self.preds)
+        if sunk != self.incumbent_order:
+            self.gap_model(sunk, "gap", None)
+
+    def gap_incumbent(self) -> None:
+        order = self.incumbent_order
+        assert order is not None and self.best is not None
+        self.gap_model(order, "gap_warm", self.best if self.best.order == order else None)
+
+    def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None) -> None:
+        """The order's no-address optimum (gap model), packed into addresses; its bound holds
+        for every plan when the order is the graph's only one."""
+        only = unique_order(self.data, order)
+        res = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, self.lb, hint,
+                              work=self.work(phase))
+        if res.status == "infeasible" and only:
+            raise self.infeasible()
+        if only:
+            self.raise_bound(res.bound, "gap model (the only order)")
+        if res.solution is not None and res.value is not None:
+            self.pack(res.solution, "exact: gap model")
+
+    def relaxed_joint(self) -> None:
+        """The order-free model without addresses: a bound for every plan; its solution is
+        packed like the gap model's."""
+        relaxed = JointCpModel(self.data, addresses=False)
+        if self.lb > 0 and not isinstance(relaxed.traffic, int):
+            relaxed.model.Add(relaxed.traffic >= self.lb)
+        if self.best is not None:
+            relaxed.add_hint(self.best)
+        if self.left() <= 0.1:
+            return
+        res = relaxed.solve(self.left(), self.workers, self.seed, self.params.deterministic,
+                            label="exact[no addresses]", work=self.work("relaxed"),
+                            on_progress=self.problem.on_progress)
+        if res.status == "infeasible":
+            raise self.infeasible()
+        self.raise_bound(res.bound, "no-address model")
+        if res.solution is not None:
+            self.pack(res.solution, "exact: no-address model")
+
+    def full_model(self) -> None:
+        """The model with addresses: order free up to 40 operators, else the incumbent's order."""
+        small = len(self.data.ops) <= AUTO_JOINT_MAX_OPS
+        if small:
+            full = self.data
+        elif self.best is not None:
+            full = joint_data(self.problem, "fixed-schedule", self.best.order, self.params.max_segments)
+        else:
+            return
+        model = JointCpModel(full)
+        if self.best is not None:
+            model.add_hint(self.best)
+        if self.left() <= 0.1:
+            return
+        res = model.solve(self.left(), self.workers, self.seed, self.params.deterministic,
+                          label=f"exact[{full.mode}]", work=self.work("full"),
+                          on_progress=self.problem.on_progress)
+        if small and res.status == "infeasible":
+            raise self.infeasible()
+        if small:
+            self.raise_bound(res.bound, "joint model")
+        self.offer(res.solution, f"exact: {full.mode} model")
+
+
+def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit: float, workers: int,
+               seed: int) -> Plan:
+    """Run the bound-and-pack pipeline; the plan of the best candidate with the best bound."""
+    return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
+
+
+__all__ = ["AUTO_WORK_BUDGETS", "AutoPipeline", "Phase", "solve_auto"]

@@ -1,0 +1,48 @@
+"""Addresses for a residency: turn a no-address solution into a full one.
+
+The gap model and the no-address joint model decide *when* each buffer is resident, not
+*where*; their optimum is a true optimum as soon as some packing of that residency fits the
+capacity.  This is the one place that tries: the offline packer (fast, usually enough), then
+the exact packer on what time is left.
+"""
+
+from __future__ import annotations
+
+import time
+
+from stowage.solvers.alloc.greedy import allocate_offsets
+from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, check_solution, tighten
+from stowage.solvers.spill.packing import exact_pack
+
+
+def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0) -> JointSolution | None:
+    """Give addresses to the residency of ``sol`` (its order and segments are kept; offsets
+    are ignored): the offline packer first, then -- byte-granular targets only -- the exact
+    packer for the rest of the time.  None when no packing within the capacity was found."""
+    t0 = time.perf_counter()
+    sol = tighten(data, sol)
+    size = {mb.id: mb.size for mb in data.buffers}
+    extra = dict(data.scratch)
+    step = {op: s for s, op in enumerate(sol.order)}
+    items: list[tuple[str, int, int, int, int]] = []       # kind, key, first, last, size
+    for seg in sol.segments:
+        items.append(("b", seg.buffer, seg.start, seg.end, size[seg.buffer]))
+    for op, _off in sol.scratch_offsets or tuple((op, 0) for op in extra):
+        items.append(("s", op, step[op], step[op], extra[op]))
+    ivs = [Interval(i, first, last, sz) for i, (_kind, _key, first, last, sz) in enumerate(items)]
+    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed)
+    if offs is None:
+        left = time_limit - (time.perf_counter() - t0)
+        if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
+            offs = exact_pack(ivs, data.alignment, data.capacity, left)
+    if offs is None:
+        return None
+    segs = tuple(Segment(key, first, last, offs[i]) for i, (kind, key, first, last, _sz) in enumerate(items)
+                 if kind == "b")
+    scratch = tuple((key, offs[i]) for i, (kind, key, _first, _last, _sz) in enumerate(items) if kind == "s")
+    out = JointSolution(sol.order, tuple(sorted(segs, key=lambda g: (g.buffer, g.start))), scratch)
+    return out if check_solution(data, out) is None else None
+
+
+__all__ = ["pack_solution"]
