@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-
-from stowage.ir.dtypes import dtype_name, tensor_bytes
 from stowage.errors import ModelError
+from stowage.ir.dtypes import dtype_name, tensor_bytes
 from stowage.ir.graph import VIEW_OP_TYPES, Buffer, Graph, Operator, Tensor, TensorKind
 
 #: Operators never folded into weights even when all inputs are constant: they are random,
@@ -370,19 +369,3 @@ def _find_cycle(stuck: set[int], preds: Sequence[set[int]]) -> list[int]:
     k = cycle.index(min(cycle))  # start at the earliest node in the file
     cycle = cycle[k:] + cycle[:k]
     return [*cycle, cycle[0]]
-
-
-def with_element_bytes(graph: Graph, element_bytes: int) -> Graph:
-    """Same graph with every element resized (COSMA's 8-bit setting on a float model)."""
-    tensors = {n: replace(t, bytes=_numel(t.shape) * element_bytes) for n, t in graph.tensors.items()}
-    buffers = tuple(
-        replace(b, bytes=max(tensors[n].bytes for n in b.tensors)) for b in graph.buffers
-    )
-    return replace(graph, tensors=tensors, buffers=buffers, element_bytes=element_bytes)
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

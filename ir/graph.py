@@ -20,7 +20,6 @@ from typing import Any
 
 BufferId = int
 OpIndex = int
-Step = int
 
 
 class TensorKind(str, enum.Enum):

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from stowage.ir.graph import BufferId, Graph, OpIndex, Operator, TensorKind
+from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,6 @@ class Lifetimes:
     @property
     def peak(self) -> int:
         return max(self.live_bytes, default=0)
-
-    @property
-    def peak_step(self) -> int | None:
-        if not self.live_bytes:
-            return None
-        return max(range(len(self.live_bytes)), key=lambda s: (self.live_bytes[s], -s))
 
 
 def counts_in_compute_level(graph: Graph, buffer_id: BufferId, weights_in_compute_level: bool) -> bool:
@@ -63,14 +57,6 @@ def op_footprint(graph: Graph, op: Operator, weights_in_compute_level: bool = Tr
 def m_r(graph: Graph, weights_in_compute_level: bool = True) -> int:
     """M_R: the smallest capacity at which any plan exists (no operator is split)."""
     return max((op_footprint(graph, op, weights_in_compute_level) for op in graph.computing_ops), default=0)
-
-
-def m_r_operator(graph: Graph, weights_in_compute_level: bool = True) -> Operator | None:
-    """The operator that sets M_R (for error messages)."""
-    ops = graph.computing_ops
-    if not ops:
-        return None
-    return max(ops, key=lambda op: op_footprint(graph, op, weights_in_compute_level))
 
 
 def lifetimes(

@@ -36,9 +36,9 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import AttributeProto, ModelProto, TensorProto
 
+from stowage.errors import ModelError
 from stowage.ir.build import RawNode, RawTensor, build_graph, check_structure
 from stowage.ir.cost import estimate_cost
-from stowage.errors import ModelError
 from stowage.ir.graph import Graph
 
 log = logging.getLogger(__name__)
@@ -57,14 +57,6 @@ Progress = Callable[[str], AbstractContextManager[Any]]
 
 def _no_progress(label: str) -> AbstractContextManager[Any]:
     return contextlib.nullcontext()
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 # --------------------------------------------------------------------------------------------

@@ -113,7 +113,7 @@ class Hierarchy:
     def compute(self) -> Level:
         return self.level(self.compute_level)
 
-    def with_capacity(self, capacity: int | None, level: str | None = None) -> "Hierarchy":
+    def with_capacity(self, capacity: int | None, level: str | None = None) -> Hierarchy:
         """A copy with one level's capacity replaced (default: the compute level)."""
         name = level or self.compute_level
         self.level(name)
@@ -142,7 +142,8 @@ def _parse_level(where: str, i: int, raw: Mapping[str, Any], base: Level | None)
         raise _err(where, f"levels[{i}]", "must be a table with name, capacity, alignment, ...")
     unknown = set(raw) - _LEVEL_KEYS
     if unknown:
-        raise _err(where, f"levels[{i}].{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(_LEVEL_KEYS))}")
+        raise _err(where, f"levels[{i}].{sorted(unknown)[0]}",
+                   f"unknown key; allowed: {', '.join(sorted(_LEVEL_KEYS))}")
     name = raw.get("name", base.name if base else None)
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name or ""):
         raise _err(where, f"levels[{i}].name", "required; letters, digits, '_' or '-', not starting with a digit")
@@ -165,7 +166,7 @@ def _parse_level(where: str, i: int, raw: Mapping[str, Any], base: Level | None)
     bws: dict[str, float | None] = {}
     for bw_key in ("read_bandwidth", "write_bandwidth"):
         bw = raw.get(bw_key, getattr(base, bw_key) if base else None)
-        if bw is not None and not isinstance(bw, (int, float)) or isinstance(bw, bool):
+        if (bw is not None and not isinstance(bw, (int, float))) or isinstance(bw, bool):
             if isinstance(bw, str):
                 text = bw.strip()
                 text = text[:-2] if text.lower().endswith("/s") else text
@@ -192,7 +193,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise TargetError(f"{path}: cannot read target file: {exc.strerror}") from None
 
 
-def _build(raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tuple[str, ...], path: str | None) -> Hierarchy:
+def _build(
+    raw: Mapping[str, Any], where: str, base_dir: Path | None, seen: tuple[str, ...], path: str | None
+) -> Hierarchy:
     unknown = set(raw) - _TOP_KEYS
     if unknown:
         raise _err(where, sorted(unknown)[0], f"unknown key; allowed: {', '.join(sorted(_TOP_KEYS))}")
@@ -319,4 +322,4 @@ def load_target(spec: str | Path) -> Hierarchy:
 
 DEFAULT_TARGET = "ethos-u55-256"
 
-__all__ = ["Hierarchy", "Level", "load_target", "list_presets", "parse_size", "DEFAULT_TARGET"]
+__all__ = ["DEFAULT_TARGET", "Hierarchy", "Level", "list_presets", "load_target", "parse_size"]

@@ -1,4 +1,4 @@
-"""Shared fixtures: small hand-built ONNX models and the onnx wheel's light model zoo."""
+"""Shared test data: the onnx wheel's light model zoo (the small hand-built models are in helpers.py)."""
 
 from __future__ import annotations
 
@@ -6,15 +6,10 @@ import os
 from pathlib import Path
 
 import onnx
-import pytest
 
 LIGHT_ZOO = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 
 
 def light_models() -> list[Path]:
+    """The zoo's models in name order, so that parametrized test ids are stable across runs."""
     return sorted(LIGHT_ZOO.glob("*.onnx"))
-
-
-@pytest.fixture
-def light_zoo() -> Path:
-    return LIGHT_ZOO

@@ -11,12 +11,12 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from stowage.ir.dtypes import element_bits, tensor_bytes
+from stowage import cli
 from stowage.errors import ModelError
+from stowage.ir.dtypes import element_bits, tensor_bytes
 from stowage.ir.graph import TensorKind
 from stowage.ir.lifetimes import lifetimes, m_r, summarize
-from stowage.ir.onnx_import import _infer_shapes, _collect_shapes, import_model, load_graph, read_model
-from stowage import cli
+from stowage.ir.onnx_import import _collect_shapes, _infer_shapes, import_model, load_graph, read_model
 
 F = TensorProto.FLOAT
 
@@ -65,7 +65,7 @@ def test_external_data_escaping_the_model_folder_is_refused(tmp_path: Path, loca
     e.key, e.value = "location", location
     path = tmp_path / "m.onnx"
     path.write_bytes(m.SerializeToString())
-    with pytest.raises(ModelError, match="external data location .* (escapes|is absolute)"):
+    with pytest.raises(ModelError, match=r"external data location .* (escapes|is absolute)"):
         read_model(path)
 
 
@@ -365,7 +365,7 @@ def test_cycle_through_subgraph_reference_is_reported():
         [helper.make_node("If", ["c"], ["y"], then_branch=then_g, else_branch=else_g, name="if"),
          helper.make_node("Relu", ["y"], ["b"], name="r")],
         [vi("c", [], TensorProto.BOOL)], [vi("b", [1, 8])])
-    with pytest.raises(ModelError, match="cycle: .*if.*r|cycle: .*r.*if"):
+    with pytest.raises(ModelError, match=r"cycle: .*if.*r|cycle: .*r.*if"):
         import_model(m)
 
 

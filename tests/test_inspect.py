@@ -11,9 +11,9 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from stowage import cli
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.onnx_import import load_graph
-from stowage import cli
 from tests.conftest import light_models
 
 F = TensorProto.FLOAT

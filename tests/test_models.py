@@ -11,9 +11,9 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto
 
+from models.build import HERE, TINY_PATH, build_tiny_cnn, load_manifest
 from stowage.ir.lifetimes import m_r, peak_live
 from stowage.ir.onnx_import import load_graph
-from models.build import HERE, TINY_PATH, build_tiny_cnn, load_manifest
 
 SUITE = load_manifest()
 GROUPS = {"cosma", "nas", "extra"}

@@ -19,11 +19,22 @@ from helpers import chain_model, diamond_model
 from stowage.ir.graph import Graph, TensorKind
 from stowage.ir.onnx_import import load_graph
 from stowage.plan import (
-    LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
-    TargetRef, Transfer, plan_from_json, plan_to_json,
+    LevelRef,
+    Metrics,
+    ModelRef,
+    Placement,
+    Plan,
+    PlanBuffer,
+    PlanOptions,
+    PlanStep,
+    SolverInfo,
+    TargetRef,
+    Transfer,
+    plan_from_json,
+    plan_to_json,
 )
-from stowage.simulate import simulate
 from stowage.plan.validate import validate
+from stowage.simulate import simulate
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
 from stowage.targets.hierarchy import load_target
@@ -35,7 +46,7 @@ LIGHT = {p.stem: p for p in light_models()}
 # A tiny planner with reuse and spills (test fixture)
 # ---------------------------------------------------------------------------------------
 def _first_fit(taken: list[tuple[int, int, int, int]], size: int, first: int, last: int, align: int) -> int:
-    busy = sorted((o, e) for f, l, o, e in taken if not (l < first or f > last))
+    busy = sorted((o, e) for lo, hi, o, e in taken if not (hi < first or lo > last))
     off = 0
     for o, e in busy:
         if off + size <= o:
@@ -96,20 +107,20 @@ def reuse_plan(graph: Graph, target_name: str = "ethos-u55-256", weights: bool =
         elif produced and len(segs) > 1:
             after.setdefault(segs[0][1], []).append(Transfer(bid, compute, store_to, segs[0][1], "after"))
             off_chip.append((bid, store_to, segs[0][1], segs[-1][0]))
-        for k, (f, l) in enumerate(segs):
-            comp.append((bid, f, l))
+        for k, (f, last) in enumerate(segs):
+            comp.append((bid, f, last))
             if not produced or k > 0:
                 src = store_to if produced else home[bid]
                 before.setdefault(f, []).append(Transfer(bid, src, compute, f, "before"))
     placements: list[Placement] = []
     taken: dict[str, list] = {lv.name: [] for lv in target.levels}
     align = {lv.name: lv.alignment for lv in target.levels}
-    for bid, f, l in sorted(comp, key=lambda x: (x[1], x[0])):
-        off = _first_fit(taken[compute], graph.buffers[bid].bytes, f, l, align[compute])
-        placements.append(Placement(bid, compute, off, f, l))
-    for bid, lv, f, l in sorted(off_chip, key=lambda x: (x[2], x[0])):
-        off = _first_fit(taken[lv], graph.buffers[bid].bytes, f, l, align[lv])
-        placements.append(Placement(bid, lv, off, f, l))
+    for bid, f, last in sorted(comp, key=lambda x: (x[1], x[0])):
+        off = _first_fit(taken[compute], graph.buffers[bid].bytes, f, last, align[compute])
+        placements.append(Placement(bid, compute, off, f, last))
+    for bid, lv, f, last in sorted(off_chip, key=lambda x: (x[2], x[0])):
+        off = _first_fit(taken[lv], graph.buffers[bid].bytes, f, last, align[lv])
+        placements.append(Placement(bid, lv, off, f, last))
     transfers = tuple(t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, [])))
     # Metrics, from their definition (rule 6).
     names = list(target.level_names)
@@ -160,7 +171,8 @@ def overlap_mutants(plan: Plan, limit: int, rng: random.Random) -> list[tuple[st
     for i, j in pairs[:limit]:
         pls = list(plan.placements)
         pls[i] = replace(pls[i], offset=pls[j].offset)
-        out.append((f"overlap: buffer {pls[i].buffer} moved onto buffer {pls[j].buffer}", replace(plan, placements=tuple(pls))))
+        out.append((f"overlap: buffer {pls[i].buffer} moved onto buffer {pls[j].buffer}",
+                    replace(plan, placements=tuple(pls))))
     return out
 
 
@@ -168,7 +180,8 @@ def dropped_load_mutants(plan: Plan, limit: int, rng: random.Random) -> list[tup
     compute = plan.target.compute_level
     idx = [k for k, t in enumerate(plan.transfers) if t.dst == compute]
     rng.shuffle(idx)
-    return [(f"dropped transfer {plan.transfers[k]}", replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:]))
+    return [(f"dropped transfer {plan.transfers[k]}",
+             replace(plan, transfers=plan.transfers[:k] + plan.transfers[k + 1:]))
             for k in idx[:limit]]
 
 
@@ -232,10 +245,12 @@ def test_reuse_plan_of_tiny_graph_hand_checked(tmp_path) -> None:
 def test_reuse_plans_with_spills_are_valid_and_simulate(squeezenet, target, spill, weights) -> None:
     graph, path = squeezenet
     plan = reuse_plan(graph, target, weights, gap=1, spill_level=spill)
-    reloads = [t for t in plan.transfers if t.dst == plan.target.compute_level and plan.buffers[t.buffer].kind == "activation"]
+    reloads = [t for t in plan.transfers
+               if t.dst == plan.target.compute_level and plan.buffers[t.buffer].kind == "activation"]
     assert reloads, "the fixture must exercise reloads"
-    moved_offsets = {t.buffer for t in reloads if len({p.offset for p in plan.placements
-                                                        if p.buffer == t.buffer and p.level == plan.target.compute_level}) > 1}
+    moved_offsets = {t.buffer for t in reloads
+                     if len({p.offset for p in plan.placements
+                             if p.buffer == t.buffer and p.level == plan.target.compute_level}) > 1}
     assert moved_offsets, "some reload must land at a different offset"
     v = validate(graph, plan)
     assert v.ok, v.summary()
@@ -250,7 +265,9 @@ def test_reuse_plans_with_spills_are_valid_and_simulate(squeezenet, target, spil
     assert plan.metrics.peak_bytes[plan.target.compute_level] < naive.metrics.peak_bytes[plan.target.compute_level] / 2
 
 
-@pytest.mark.parametrize("model", ["light_squeezenet", "light_shufflenet"])
+# shufflenet takes about 2 s warm (its many mutants each go through the validator and the
+# simulator); squeezenet, about 1 s, keeps the fast lane's coverage of every mutant kind.
+@pytest.mark.parametrize("model", ["light_squeezenet", pytest.param("light_shufflenet", marks=pytest.mark.slow)])
 def test_every_mutant_is_caught(model) -> None:
     path = LIGHT[model]
     graph = load_graph(path)
@@ -280,7 +297,7 @@ def test_every_mutant_is_caught(model) -> None:
 def test_overlap_mutant_message_names_step_buffers_and_range(squeezenet) -> None:
     graph, path = squeezenet
     plan = reuse_plan(graph, "ethos-u55-256", True, gap=1)
-    (name, mutant), = overlap_mutants(plan, 1, random.Random(1))
+    (_name, mutant), = overlap_mutants(plan, 1, random.Random(1))
     v = validate(graph, mutant)
     overlap = next(e for e in v.errors if e.rule == 4)
     assert "overlaps buffer" in overlap.message and " in sram at [" in overlap.message

@@ -14,8 +14,23 @@ from conftest import light_models
 from stowage.errors import PlanFormatError
 from stowage.ir.onnx_import import load_graph
 from stowage.plan import (
-    LevelRef, Metrics, ModelRef, Placement, Plan, PlanBuffer, PlanOptions, PlanStep, SolverInfo,
-    TargetRef, Transfer, load_plan, plan_from_json, plan_to_dict, plan_to_json, save_plan,
+    STATUSES,
+    LevelRef,
+    Metrics,
+    ModelRef,
+    Placement,
+    Plan,
+    PlanBuffer,
+    PlanOptions,
+    PlanStep,
+    SolverInfo,
+    TargetRef,
+    Transfer,
+    load_plan,
+    plan_from_json,
+    plan_to_dict,
+    plan_to_json,
+    save_plan,
 )
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
@@ -64,11 +79,14 @@ def plans(draw) -> Plan:
     placements = []
     for _ in range(draw(st.integers(0, 6))):
         f = draw(st.integers(0, 20))
-        placements.append(Placement(draw(bid), draw(lv), draw(st.integers(0, 10**9)), f, f + draw(st.integers(0, 5))))
-    transfers = tuple(Transfer(draw(bid), draw(lv), draw(lv), draw(st.integers(0, 20)), draw(st.sampled_from(["before", "after"])))
+        placements.append(Placement(draw(bid), draw(lv), draw(st.integers(0, 10**9)), f,
+                                    f + draw(st.integers(0, 5))))
+    transfers = tuple(Transfer(draw(bid), draw(lv), draw(lv), draw(st.integers(0, 20)),
+                               draw(st.sampled_from(["before", "after"])))
                       for _ in range(draw(st.integers(0, 4))))
     return Plan(
-        model=ModelRef(draw(st.none() | names), draw(st.none() | st.text("0123456789abcdef", min_size=64, max_size=64))),
+        model=ModelRef(draw(st.none() | names),
+                       draw(st.none() | st.text("0123456789abcdef", min_size=64, max_size=64))),
         target=TargetRef(draw(names), draw(lv), levels),
         options=PlanOptions(draw(st.none() | st.integers(1, 8)), draw(st.booleans()),
                             draw(st.dictionaries(names, st.integers(1, 64), max_size=2))),
@@ -102,21 +120,45 @@ def _broken(edit) -> str:
     (lambda d: d.update(steps={}), "plan file: $.steps: expected an array, got dict"),
     (lambda d: d["transfers"][0].update(buffer=9),
      "plan file: $.transfers[0].buffer: unknown buffer id 9 (the plan has 4 buffers)"),
-    (lambda d: d["steps"][0].update(reads=[7]), "plan file: $.steps[0].reads[0]: unknown buffer id 7 (the plan has 4 buffers)"),
+    (lambda d: d["steps"][0].update(reads=[7]),
+     "plan file: $.steps[0].reads[0]: unknown buffer id 7 (the plan has 4 buffers)"),
     (lambda d: d["placements"][0].update(offset=-16), "plan file: $.placements[0].offset: must be >= 0, got -16"),
-    (lambda d: d["placements"][0].update(first=2, last=1), "plan file: $.placements[0]: last (1) is before first (2)"),
-    (lambda d: d["placements"][0].update(level="l2"), "plan file: $.placements[0].level: 'l2' is not one of sram, dram"),
-    (lambda d: d["transfers"][0].update(phase="during"), "plan file: $.transfers[0].phase: 'during' is not one of before, after"),
-    (lambda d: d["buffers"][2].update(id=5), "plan file: $.buffers[2]: buffer ids must be 0, 1, 2, ... in order; found 5 at position 2"),
-    (lambda d: d["buffers"][0].update(kind="tensor"), "plan file: $.buffers[0].kind: 'tensor' is not one of input, output, weight, activation"),
+    (lambda d: d["placements"][0].update(first=2, last=1),
+     "plan file: $.placements[0]: last (1) is before first (2)"),
+    (lambda d: d["placements"][0].update(level="l2"),
+     "plan file: $.placements[0].level: 'l2' is not one of sram, dram"),
+    (lambda d: d["transfers"][0].update(phase="during"),
+     "plan file: $.transfers[0].phase: 'during' is not one of before, after"),
+    (lambda d: d["buffers"][2].update(id=5),
+     "plan file: $.buffers[2]: buffer ids must be 0, 1, 2, ... in order; found 5 at position 2"),
+    (lambda d: d["buffers"][0].update(kind="tensor"),
+     "plan file: $.buffers[0].kind: 'tensor' is not one of input, output, weight, activation"),
     (lambda d: d.update(format="onnx"), "plan file: $.format is 'onnx', expected 'stowage-plan'"),
     (lambda d: d.update(version=2), "plan file: $.version 2 is not supported (this stowage reads version 1)"),
-    (lambda d: d["target"].update(compute_level="l1"), "plan file: $.target.compute_level: 'l1' is not one of sram, dram"),
+    (lambda d: d["target"].update(compute_level="l1"),
+     "plan file: $.target.compute_level: 'l1' is not one of sram, dram"),
 ])
 def test_malformed_plans_are_rejected(edit, message) -> None:
     with pytest.raises(PlanFormatError) as exc:
         plan_from_json(_broken(edit))
     assert str(exc.value) == message
+
+
+def test_solver_status_is_one_of_the_documented_words() -> None:
+    """docs/plan-format.md lists five statuses and tools branch on them, so the reader refuses any
+    other word (it used to take any string) and says which words it accepts."""
+    assert STATUSES == ("optimal", "feasible", "infeasible", "unknown", "reference")
+    for status in STATUSES:
+        d = copy.deepcopy(VALID)
+        d["solver"]["status"] = status
+        assert plan_from_json(json.dumps(d)).solver.status == status
+    with pytest.raises(PlanFormatError) as exc:
+        plan_from_json(_broken(lambda d: d["solver"].update(status="done")))
+    assert str(exc.value) == ("plan file: $.solver.status: 'done' is not one of "
+                              "optimal, feasible, infeasible, unknown, reference")
+    with pytest.raises(PlanFormatError) as exc:
+        plan_from_json(_broken(lambda d: d["solver"].update(status=None)))
+    assert str(exc.value) == "plan file: $.solver.status: expected a string, got null"
 
 
 def test_unreadable_files(tmp_path) -> None:

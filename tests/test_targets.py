@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from stowage.errors import TargetError
 from stowage import cli
+from stowage.errors import TargetError
 from stowage.targets.hierarchy import list_presets, load_target, parse_size
 
 BASIC = """
@@ -87,7 +87,7 @@ def test_extends_a_relative_file(tmp_path):
 def test_extends_cycle_is_refused(tmp_path):
     write(tmp_path, 'extends = "b.toml"\nname = "a"\n', "a.toml")
     write(tmp_path, 'extends = "./a.toml"\nname = "b"\n', "b.toml")
-    with pytest.raises(TargetError, match="key 'extends': circular extends: .*a.toml -> .*b.toml -> .*a.toml"):
+    with pytest.raises(TargetError, match=r"key 'extends': circular extends: .*a.toml -> .*b.toml -> .*a.toml"):
         load_target(tmp_path / "a.toml")
 
 
@@ -141,12 +141,12 @@ def test_invalid_toml(tmp_path):
 
 
 def test_missing_target_file(tmp_path):
-    with pytest.raises(TargetError, match="target file not found: .*nope.toml"):
+    with pytest.raises(TargetError, match=r"target file not found: .*nope.toml"):
         load_target(tmp_path / "nope.toml")
 
 
 def test_unknown_preset_lists_presets():
-    with pytest.raises(TargetError, match="unknown target 'tpu9'.*ethos-u55-256"):
+    with pytest.raises(TargetError, match=r"unknown target 'tpu9'.*ethos-u55-256"):
         load_target("tpu9")
 
 

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from helpers import chain_model, diamond_model
-from stowage.ir.onnx_import import load_graph
 from stowage.cli import main
+from stowage.ir.onnx_import import load_graph
 from stowage.plan import plan_from_dict
 from stowage.plan.validate import validate
 from stowage.solvers.problem import Problem
@@ -160,9 +160,11 @@ def test_rule2_write_without_placement(chain) -> None:
 
 
 def test_rule3_transfer_from_level_without_data(chain) -> None:
-    d = edited(transfers=lambda t: t.insert(1, {"buffer": 1, "src": "dram", "dst": "sram", "step": 1, "phase": "before"}))
+    d = edited(transfers=lambda t: t.insert(1, {"buffer": 1, "src": "dram", "dst": "sram", "step": 1,
+                                                 "phase": "before"}))
     e = _only(check(chain, d), 3)
-    assert e.message == "step 1 (relu1): transfer of buffer 1 (t0) dram -> sram (before): no dram placement covers the step"
+    assert e.message == ("step 1 (relu1): transfer of buffer 1 (t0) dram -> sram (before): "
+                         "no dram placement covers the step")
 
 
 def test_rule3_transfer_of_stale_data(chain) -> None:
@@ -191,7 +193,8 @@ def test_rule3_transfer_into_read_only_level_needs_target(chain) -> None:
     d["transfers"] = [{"buffer": 0, "src": "sdram", "dst": "sram", "step": 0, "phase": "before"},
                       {"buffer": 1, "src": "sram", "dst": "flash", "step": 0, "phase": "after"},
                       {"buffer": 3, "src": "sram", "dst": "sdram", "step": 2, "phase": "after"}]
-    d["metrics"] = {"compulsory_bytes": 128, "noncompulsory_bytes": 128, "peak_bytes": {"sram": 128, "sdram": 128, "flash": 64}}
+    d["metrics"] = {"compulsory_bytes": 128, "noncompulsory_bytes": 128,
+                    "peak_bytes": {"sram": 128, "sdram": 128, "flash": 64}}
     plan = plan_from_dict(d)
     assert validate(chain, plan).ok
     v = validate(chain, plan, load_target("mcu-cortex-m7"))
@@ -203,7 +206,8 @@ def test_rule4_overlap(chain) -> None:
     d = edited(placements=lambda p: p[3].update(offset=0))
     v = check(chain, d)
     e = _only(v, 4)
-    assert e.message == "step 0 (relu0): buffer 1 (t0) overlaps buffer 0 (x) in sram at [0, 64) (steps [0, 1] and [0, 0])"
+    assert e.message == ("step 0 (relu0): buffer 1 (t0) overlaps buffer 0 (x) in sram at [0, 64) "
+                         "(steps [0, 1] and [0, 0])")
     assert set(e.buffers) == {0, 1}
     assert [x.rule for x in v.errors] == [4]  # y still ends at 128: the peak is unchanged
 
@@ -212,7 +216,8 @@ def test_rule4_overlap_partial_and_next_step(chain) -> None:
     """t1 at [48, 112) from step 1 overlaps t0 [64, 128) still live at step 1 (alignment 16)."""
     d = edited(placements=lambda p: p[4].update(offset=48))
     e = _only(check(chain, d), 4)
-    assert e.message == "step 1 (relu1): buffer 2 (t1) overlaps buffer 1 (t0) in sram at [64, 112) (steps [1, 2] and [0, 1])"
+    assert e.message == ("step 1 (relu1): buffer 2 (t1) overlaps buffer 1 (t0) in sram at [64, 112) "
+                         "(steps [1, 2] and [0, 1])")
 
 
 def test_rule4_alignment_and_capacity(chain) -> None:
@@ -277,8 +282,9 @@ def test_weights_read_in_place_cost_nothing(tmp_path) -> None:
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(n=st.integers(1, 12), size=st.integers(1, 40), weights=st.booleans(), data=st.data())
 def test_naive_plans_valid_and_shift_caught(tmp_path, n, size, weights, data) -> None:
-    from stowage.ir.onnx_import import import_model
     from dataclasses import replace
+
+    from stowage.ir.onnx_import import import_model
 
     graph = import_model(chain_model(n, size))
     target = load_target(data.draw(st.sampled_from(["ethos-u55-256", "sn40l", "edgetpu"]))).with_capacity(None)
@@ -371,7 +377,8 @@ def test_target_homes_are_checked(chain) -> None:
     for t in d["transfers"]:
         for k in ("src", "dst"):
             t[k] = "flash" if t[k] == "dram" else t[k]
-    d["metrics"] = {"compulsory_bytes": 256, "noncompulsory_bytes": 0, "peak_bytes": {"sram": 128, "sdram": 0, "flash": 128}}
+    d["metrics"] = {"compulsory_bytes": 256, "noncompulsory_bytes": 0,
+                    "peak_bytes": {"sram": 128, "sdram": 0, "flash": 128}}
     v = validate(chain, plan_from_dict(d), load_target("mcu-cortex-m7"))
     msgs = [e.message for e in v.errors]
     assert "buffer 0 (x) (input) has home flash, target 'mcu-cortex-m7' keeps inputs in sdram" in msgs

@@ -12,13 +12,27 @@ import os
 from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, overload
 
 from stowage.errors import PlanFormatError
 from stowage.plan.files import write_text_atomic
 from stowage.plan.model import (
-    BUFFER_KINDS, FORMAT, PHASES, STATUSES, VERSION, LevelRef, Metrics, ModelRef, Placement, Plan,
-    PlanBuffer, PlanOptions, PlanStep, SolverInfo, TargetRef, Transfer,
+    BUFFER_KINDS,
+    FORMAT,
+    PHASES,
+    STATUSES,
+    VERSION,
+    LevelRef,
+    Metrics,
+    ModelRef,
+    Placement,
+    Plan,
+    PlanBuffer,
+    PlanOptions,
+    PlanStep,
+    SolverInfo,
+    TargetRef,
+    Transfer,
 )
 
 
@@ -78,15 +92,22 @@ class _Reader:
             raise self.fail(f"expected an object, got {type(self.data).__name__}")
         return self.data
 
-    def key(self, name: str) -> "_Reader":
+    def key(self, name: str) -> _Reader:
         d = self.obj()
         if name not in d:
             raise PlanFormatError(f"plan file: {self.path}: missing key '{name}'")
         return _Reader(d[name], f"{self.path}.{name}")
 
-    def opt(self, name: str, default: Any = None) -> "_Reader":
+    def opt(self, name: str, default: Any = None) -> _Reader:
         d = self.obj()
         return _Reader(d.get(name, default), f"{self.path}.{name}")
+
+    # ``nullable`` decides whether ``None`` can come back; the overloads tell the type checker so,
+    # and every required field is then an ``int``/``str`` at its use without a cast or assert.
+    @overload
+    def int_(self, minimum: int | None = ..., nullable: Literal[False] = ...) -> int: ...
+    @overload
+    def int_(self, minimum: int | None = ..., *, nullable: bool) -> int | None: ...
 
     def int_(self, minimum: int | None = 0, nullable: bool = False) -> int | None:
         v = self.data
@@ -104,6 +125,11 @@ class _Reader:
             raise self.fail(f"expected a number, got {json.dumps(v)[:40]}")
         return float(v)
 
+    @overload
+    def str_(self, nullable: Literal[False] = ..., choices: tuple[str, ...] | None = ...) -> str: ...
+    @overload
+    def str_(self, nullable: bool, choices: tuple[str, ...] | None = ...) -> str | None: ...
+
     def str_(self, nullable: bool = False, choices: tuple[str, ...] | None = None) -> str | None:
         v = self.data
         if v is None and nullable:
@@ -119,7 +145,7 @@ class _Reader:
             raise self.fail(f"expected true or false, got {json.dumps(self.data)[:40]}")
         return self.data
 
-    def list_(self) -> list["_Reader"]:
+    def list_(self) -> list[_Reader]:
         if not isinstance(self.data, list):
             raise self.fail(f"expected an array, got {type(self.data).__name__}")
         return [_Reader(v, f"{self.path}[{i}]") for i, v in enumerate(self.data)]
@@ -158,7 +184,9 @@ def plan_from_dict(data: Any) -> Plan:
     )
     s = r.key("solver")
     solver = SolverInfo(
-        name=s.key("name").str_(), status=s.key("status").str_(),
+        # The status is one of a closed set (docs/plan-format.md): tools branch on it, so an
+        # unknown word must not slip through as if it meant something.
+        name=s.key("name").str_(), status=s.key("status").str_(choices=STATUSES),
         objective=s.opt("objective").int_(None, nullable=True),
         lower_bound=s.opt("lower_bound").int_(None, nullable=True),
         seconds=s.opt("seconds", 0.0).num(),

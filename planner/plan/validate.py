@@ -27,13 +27,52 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import itertools
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from stowage.ir.graph import Graph, TensorKind
-from stowage.plan import Metrics, Placement, Plan
+from stowage.plan import Metrics, Placement, Plan, Transfer
 
-__all__ = ["Violation", "Verdict", "validate", "recompute_metrics"]
+__all__ = ["LevelLike", "TargetLike", "Verdict", "Violation", "recompute_metrics", "validate"]
+
+
+class LevelLike(Protocol):
+    """The part of a target level the validator reads (``stowage.targets.Level`` has it)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def writable(self) -> bool: ...
+
+
+class TargetLike(Protocol):
+    """The part of a target the validator reads; ``stowage.targets.Hierarchy`` satisfies it.
+
+    A Protocol rather than an import of ``Hierarchy``: the validator must stay checkable on its
+    own (it shares nothing with the code whose plans it judges), and any object with these
+    members, such as a test double, can stand in for a target.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def levels(self) -> Sequence[LevelLike]: ...
+
+    @property
+    def inputs_home(self) -> str: ...
+
+    @property
+    def weights_home(self) -> str: ...
+
+    @property
+    def outputs_home(self) -> str: ...
+
+    def level(self, name: str) -> LevelLike: ...
 
 
 @dataclass(frozen=True)
@@ -63,7 +102,7 @@ class Verdict:
 class _Checker:
     """Holds the plan, the graph and the violations found so far; one method per rule."""
 
-    def __init__(self, graph: Graph, plan: Plan, target: object | None = None) -> None:
+    def __init__(self, graph: Graph, plan: Plan, target: TargetLike | None = None) -> None:
         self.graph = graph
         self.plan = plan
         self.target = target
@@ -135,7 +174,8 @@ class _Checker:
             self.step_op.append(idx)
             if st.op_type != op.op_type:
                 self.fail(1, s, (), f"op_type is {st.op_type} in the plan but {op.op_type} in the graph")
-            for what, plan_ids, graph_ids in (("reads", st.reads, g.op_reads(op)), ("writes", st.writes, g.op_writes(op))):
+            for what, plan_ids, graph_ids in (("reads", st.reads, g.op_reads(op)),
+                                              ("writes", st.writes, g.op_writes(op))):
                 if set(plan_ids) != set(graph_ids):
                     diff = tuple(sorted(set(plan_ids) ^ set(graph_ids)))
                     self.fail(1, s, diff, f"{what} buffers {sorted(set(plan_ids))} but the operator "
@@ -147,15 +187,15 @@ class _Checker:
             self.fail(1, None, (), f"... and {len(missing) - 5} more operators are never run")
         # Topological: every producer of a read buffer ran at an earlier step.
         ran: set[int] = set()
-        for s, idx in enumerate(self.step_op):
-            if idx is None:
+        for s, op_idx in enumerate(self.step_op):
+            if op_idx is None:
                 continue
-            for b in g.op_reads(g.operators[idx]):
+            for b in g.op_reads(g.operators[op_idx]):
                 prod = g.buffers[b].producer
                 if prod is not None and prod not in ran:
                     self.fail(1, s, (b,), f"reads {self.buf(b)} before its producer "
                               f"'{g.operators[prod].name}' has run")
-            ran.add(idx)
+            ran.add(op_idx)
         return True
 
     # -- rule 4: placements ---------------------------------------------------------
@@ -184,7 +224,7 @@ class _Checker:
                 per_buffer_level[(pl.buffer, level)].append(pl)
         for (bid, level), pls in per_buffer_level.items():
             pls.sort(key=lambda x: x.first)
-            for a, b in zip(pls, pls[1:]):
+            for a, b in itertools.pairwise(pls):
                 if b.first <= a.last:
                     self.fail(4, b.first, (bid,), f"{self.buf(bid)} has two placements in {level} "
                               f"(steps [{a.first}, {a.last}] and [{b.first}, {b.last}])")
@@ -241,11 +281,11 @@ class _Checker:
     def replay(self) -> None:
         g, p = self.graph, self.plan
         valid: set[Placement] = set()
-        for pl in p.placements:
-            pb = p.buffers[pl.buffer]
-            if pl.first == 0 and pb.kind in ("input", "weight") and pl.level == pb.home:
-                valid.add(pl)
-        transfers: dict[tuple[int, str], list] = defaultdict(list)
+        for start in p.placements:
+            pb = p.buffers[start.buffer]
+            if start.first == 0 and pb.kind in ("input", "weight") and start.level == pb.home:
+                valid.add(start)
+        transfers: dict[tuple[int, str], list[Transfer]] = defaultdict(list)
         for t in p.transfers:
             if not 0 <= t.step < self.nsteps:
                 self.fail(3, None, (t.buffer,), f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} "
@@ -253,8 +293,8 @@ class _Checker:
                 continue
             transfers[(t.step, t.phase)].append(t)
         ends: dict[int, list[Placement]] = defaultdict(list)
-        for pl in p.placements:
-            ends[pl.last].append(pl)
+        for ending in p.placements:
+            ends[ending.last].append(ending)
         read_in_place = not p.options.weights_in_compute_level
         for s in range(self.nsteps):
             self._transfers(s, transfers.get((s, "before"), ()), valid)
@@ -271,7 +311,8 @@ class _Checker:
                     self.fail(2, s, (b,), f"reads weight {self.buf(b)} in place, but it is not valid in its "
                               f"home level {home} at this step")
                 elif pl is None:
-                    self.fail(2, s, (b,), f"reads {self.buf(b)}, which has no {self.compute} placement covering the step")
+                    self.fail(2, s, (b,), f"reads {self.buf(b)}, which has no {self.compute} placement "
+                              "covering the step")
                 else:
                     self.fail(2, s, (b,), f"reads {self.buf(b)} from {self.compute} at [{pl.offset}, "
                               f"{pl.offset + self.nbytes(b)}), which holds no valid data (never loaded, "
@@ -279,14 +320,15 @@ class _Checker:
             for b in st.writes:
                 pl = self.placement_at(b, self.compute, s)
                 if pl is None:
-                    self.fail(2, s, (b,), f"writes {self.buf(b)}, which has no {self.compute} placement covering the step")
+                    self.fail(2, s, (b,), f"writes {self.buf(b)}, which has no {self.compute} placement "
+                              "covering the step")
                 else:
                     valid.add(pl)
             self._transfers(s, transfers.get((s, "after"), ()), valid)
             if s == self.nsteps - 1:
                 self.final_valid = set(valid)
-            for pl in ends.get(s, ()):
-                valid.discard(pl)
+            for ended in ends.get(s, ()):
+                valid.discard(ended)
         # Rule 5: outputs end valid at home (placements valid after the last step's
         # ``after`` transfers).
         for gb in g.buffers:
@@ -301,7 +343,7 @@ class _Checker:
                 self.fail(5, None, (gb.id,), f"graph output {self.buf(gb.id)} does not end valid in its home "
                           f"level {home}" + ("" if pl else " (no placement there at the last step)"))
 
-    def _transfers(self, s: int, ts, valid: set[Placement]) -> None:
+    def _transfers(self, s: int, ts: Iterable[Transfer], valid: set[Placement]) -> None:
         for t in ts:
             what = f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} ({t.phase})"
             if t.src == t.dst:
@@ -329,9 +371,11 @@ class _Checker:
         claimed = self.plan.metrics
         for key in ("compulsory_bytes", "noncompulsory_bytes"):
             if getattr(claimed, key) != getattr(metrics, key):
-                self.fail(7, None, (), f"metrics.{key} is {getattr(claimed, key)}, recomputed {getattr(metrics, key)}")
+                self.fail(7, None, (), f"metrics.{key} is {getattr(claimed, key)}, "
+                          f"recomputed {getattr(metrics, key)}")
         if dict(claimed.peak_bytes) != dict(metrics.peak_bytes):
-            self.fail(7, None, (), f"metrics.peak_bytes is {dict(claimed.peak_bytes)}, recomputed {dict(metrics.peak_bytes)}")
+            self.fail(7, None, (), f"metrics.peak_bytes is {dict(claimed.peak_bytes)}, "
+                      f"recomputed {dict(metrics.peak_bytes)}")
 
 
 def recompute_metrics(plan: Plan) -> Metrics:
@@ -347,7 +391,8 @@ def recompute_metrics(plan: Plan) -> Metrics:
     weights_in_compute_level = plan.options.weights_in_compute_level
     compulsory = 0
     for pb in plan.buffers:
-        if pb.id in read and pb.home is not None and (pb.kind == "input" or (pb.kind == "weight" and weights_in_compute_level)):
+        loaded_from_home = pb.kind == "input" or (pb.kind == "weight" and weights_in_compute_level)
+        if pb.id in read and pb.home is not None and loaded_from_home:
             compulsory += pb.bytes * hops(pb.home, compute)
         if pb.kind == "output" and pb.id in written and pb.home is not None:
             compulsory += pb.bytes * hops(compute, pb.home)
@@ -377,10 +422,10 @@ def _references_ok(c: _Checker) -> bool:
     return not bad
 
 
-def validate(graph: Graph, plan: Plan, target: object | None = None) -> Verdict:
+def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verdict:
     """Check ``plan`` against ``graph`` and rules 1-7; never raises on a bad plan.
 
-    ``target`` (optional, a ``targets.hierarchy.Hierarchy``) adds the checks the plan file
+    ``target`` (optional, e.g. a ``stowage.targets.Hierarchy``) adds the checks the plan file
     cannot express on its own: no transfer into a non-writable level, same level names."""
     c = _Checker(graph, plan, target)
     if not _references_ok(c):
@@ -388,17 +433,16 @@ def validate(graph: Graph, plan: Plan, target: object | None = None) -> Verdict:
         return Verdict(False, tuple(c.errors), Metrics(0, 0, {name: 0 for name in c.levels}))
     metrics = recompute_metrics(plan)
     if target is not None:
-        names = tuple(lv.name for lv in target.levels)  # type: ignore[attr-defined]
+        names = tuple(lv.name for lv in target.levels)
         if names != tuple(c.levels):
             c.fail(1, None, (), f"plan levels {list(c.levels)} differ from target "
-                   f"'{target.name}' levels {list(names)}")  # type: ignore[attr-defined]
+                   f"'{target.name}' levels {list(names)}")
             return Verdict(False, tuple(c.errors), metrics)
-        homes = {"input": target.inputs_home, "weight": target.weights_home,  # type: ignore[attr-defined]
-                 "output": target.outputs_home}  # type: ignore[attr-defined]
+        homes = {"input": target.inputs_home, "weight": target.weights_home, "output": target.outputs_home}
         for pb in plan.buffers:
             if pb.kind in homes and pb.home != homes[pb.kind]:
                 c.fail(1, None, (pb.id,), f"{c.buf(pb.id)} ({pb.kind}) has home {pb.home}, target "
-                       f"'{target.name}' keeps {pb.kind}s in {homes[pb.kind]}")  # type: ignore[attr-defined]
+                       f"'{target.name}' keeps {pb.kind}s in {homes[pb.kind]}")
     if c.check_graph():
         c.check_placements()
         c.replay()
