@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 import onnx  # noqa: E402
 from onnx import TensorProto  # noqa: E402
 
-from stowage.ir.build import RawNode, RawTensor, build_graph  # noqa: E402
 from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.build import RawNode, RawTensor, build_graph  # noqa: E402
 from stowage.ir.graph import Graph  # noqa: E402
 from stowage.ir.lifetimes import lifetimes, peak_live  # noqa: E402
 from stowage.ir.onnx_import import load_graph  # noqa: E402
@@ -121,7 +121,8 @@ def main() -> int:
             r = measure(g, weights_in_compute_level, args.order_time, args.alloc_time, align)
             frags.append((r["addr1"] - r["min_peak"]) / r["min_peak"])
             frags_aligned.append((r[f"addr{align}"] - r["min_peak"]) / r["min_peak"])
-            print(f"| {path.stem} | {'yes' if weights_in_compute_level else 'no'} | {r['ops']} | {r['buffers']} | {r['file_peak']} "
+            print(f"| {path.stem} | {'yes' if weights_in_compute_level else 'no'} | {r['ops']} | {r['buffers']} "
+                  f"| {r['file_peak']} "
                   f"| {r['min_peak']} | {pct(r['file_peak'], r['min_peak'])} | {'yes' if r['proven'] else 'no'} "
                   f"| {r['t_order']:.2f} | {r['addr1']} | {pct(r['addr1'], r['min_peak'])} "
                   f"| {r[f'addr{align}']} | {pct(r[f'addr{align}'], r['min_peak'])} "

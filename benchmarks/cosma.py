@@ -2,9 +2,9 @@
 
 For every network of ``models/suite.toml`` (8-bit elements, batch 1), in both settings
 (activations only; activations + weights in the scratchpad), at the budgets M_R, M_H and M_P
-(``solvers.budgets`` at the target's compute alignment), run the four baselines and our
+(``stowage.solvers.budgets`` at the target's compute alignment), run the four baselines and our
 planners (``heuristic``, ``divide``, ``exact``), each with a stated time limit.  Every plan
-goes through the validator (``solvers.registry.solve``).  Each run happens in a forked child
+goes through the validator (``stowage.solvers.registry.solve``).  Each run happens in a forked child
 process with a hard wall-clock guard, so a solver that overruns its time limit is recorded as
 ``timeout`` instead of stalling the benchmark.  The full run also runs the allocation-only
 MiniMalloc suite (``benchmarks/minimalloc_bench.py`` on ``../shared/benchmarks/minimalloc``).
@@ -44,10 +44,10 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from models.build import SuiteModel, load_manifest  # noqa: E402
 from stowage.errors import StowageError  # noqa: E402
 from stowage.ir.graph import Graph  # noqa: E402
 from stowage.ir.onnx_import import load_graph  # noqa: E402
-from models.build import SuiteModel, load_manifest  # noqa: E402
 from stowage.plan import write_text_atomic  # noqa: E402
 from stowage.solvers.budgets import target_budgets  # noqa: E402
 from stowage.solvers.problem import Problem, default_workers  # noqa: E402
@@ -350,11 +350,11 @@ def summary_table(rows: Sequence[Row], solvers: Sequence[str]) -> list[str]:
 def to_markdown(rows: Sequence[Row], solvers: Sequence[str], meta: dict[str, str]) -> str:
     out = ["# COSMA protocol results", ""]
     out += [f"- {k}: {v}" for k, v in meta.items()]
-    out += ["", "Summary: average reduction of non-compulsory traffic versus the best baseline on the same "
-            "network, setting and budget, over the networks where the best baseline spills (n; a 0/0 reduction "
-            "is undefined); zero spill = how many of those n the planner solves with no spill at all. "
-            f"**{BEST}** = per network the least traffic of our planners; ceiling = the average reduction a "
-            "plan meeting the best proven lower bound would reach (100% where no bound above 0 is known).",
+    out += ["", ("Summary: average reduction of non-compulsory traffic versus the best baseline on the same "
+                 "network, setting and budget, over the networks where the best baseline spills (n; a 0/0 reduction "
+                 "is undefined); zero spill = how many of those n the planner solves with no spill at all. "
+                 f"**{BEST}** = per network the least traffic of our planners; ceiling = the average reduction a "
+                 "plan meeting the best proven lower bound would reach (100% where no bound above 0 is known)."),
             "", "## Summary", ""]
     out += summary_table(rows, solvers)
     out += ["", "Per setting, budget and group, with the zero-spill count of every planner:", ""]

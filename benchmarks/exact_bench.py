@@ -10,7 +10,7 @@ Two model sets:
 For every case: run ``exact`` and the ``heuristic`` (same time limit, same problem), print
 status, non-compulsory bytes, the proven lower bound, gap, time, and how much less traffic
 the exact plan has; then a summary (proven optimal count, median and max time, exact vs
-heuristic).  Every plan passes the validator (``solvers.registry.solve``).
+heuristic).  Every plan passes the validator (``stowage.solvers.registry.solve``).
 
     python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 2
     python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 1 --models transformer --repeat 3
@@ -31,15 +31,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # OR-Tools before anything that may import pulp/highspy (both ship a libhighs).
+import onnx  # noqa: E402
 from ortools.sat.python import cp_model  # noqa: E402,F401
 
-import onnx  # noqa: E402
-
+from models.build import load_manifest  # noqa: E402
 from stowage.errors import StowageError  # noqa: E402
 from stowage.ir.onnx_import import load_graph  # noqa: E402
-from models.build import load_manifest  # noqa: E402
 from stowage.solvers.budgets import budgets  # noqa: E402
-from stowage.solvers.exact.pipeline import ExactParams  # noqa: E402
+from stowage.solvers.exact.params import ExactParams  # noqa: E402
 from stowage.solvers.problem import Problem  # noqa: E402
 from stowage.solvers.registry import available, solve  # noqa: E402
 from stowage.targets.hierarchy import load_target  # noqa: E402
@@ -99,7 +98,8 @@ def main() -> int:
                 try:
                     plan = solve(prob, "exact", ExactParams())
                 except StowageError as exc:
-                    print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | error: {exc} ||||||", flush=True)
+                    print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | error: {exc} ||||||",
+                          flush=True)
                     continue
                 dt = time.perf_counter() - t0
                 times.append(dt)
@@ -125,7 +125,8 @@ def main() -> int:
                         better = f"{hn - nc} B ({(hn - nc) / hn:.0%})" if hn else ("0" if nc == 0 else f"worse by {nc}")
                     except StowageError as exc:
                         heur = f"error: {exc}"
-                print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | {plan.solver.status} | {nc} | "
+                print(f"| {name} | {nops} | {weights_in_compute_level} | {bname} | {cap} | {plan.solver.status} "
+                      f"| {nc} | "
                       f"{'-' if lb is None else lb} | {gap} | {dt:.2f} | {heur} | {better} |{same}", flush=True)
     if times:
         print()

@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from stowage.errors import StowageError  # noqa: E402
-from stowage.ir.onnx_import import load_graph  # noqa: E402
 from stowage.api import compile as compile_plan  # noqa: E402
 from stowage.backend.emit import emit_header  # noqa: E402
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.onnx_import import load_graph  # noqa: E402
 from test_emit import replay  # noqa: E402
 
 

@@ -2,9 +2,9 @@
 
 For every model (the onnx wheel's light zoo and the models/suite networks present), 8-bit
 (element_bytes=1), with and without weights in the compute level, at M_R, M_H and M_P
-(``solvers.budgets``), run the four baselines and ``heuristic`` on the default target
+(``stowage.solvers.budgets``), run the four baselines and ``heuristic`` on the default target
 (ethos-u55-256 with its sram capacity replaced) and record non-compulsory bytes, the traffic
-lower bound and the time.  Every plan goes through the validator (``registry.solve``).
+lower bound and the time.  Every plan goes through the validator (``stowage.solvers.registry.solve``).
 Then time ``auto`` (and, for comparison, ``heuristic``, ``divide`` and the file-order Belady
 baseline) on random layered graphs of 1,000 and 10,000 operators at their M_R and unbounded.
 
@@ -33,8 +33,8 @@ import onnx  # noqa: E402
 from onnx import TensorProto, helper  # noqa: E402
 
 from stowage.errors import CapacityError  # noqa: E402
-from stowage.ir.onnx_import import import_model, load_graph  # noqa: E402
 from stowage.ir.lifetimes import m_r  # noqa: E402
+from stowage.ir.onnx_import import import_model, load_graph  # noqa: E402
 from stowage.solvers.baselines import BASELINES  # noqa: E402
 from stowage.solvers.budgets import target_budgets  # noqa: E402
 from stowage.solvers.problem import Problem  # noqa: E402
@@ -89,14 +89,15 @@ def run_models(paths: list[Path], time_limit: float, rows: list[dict]) -> None:
     for path in paths:
         try:
             g = load_graph(path, element_bytes=1)
-        except Exception as exc:  # a model the importer cannot read is reported, not fatal
+        except Exception as exc:  # noqa: BLE001 - a model the importer cannot read is reported, not fatal
             log.warning("skipping %s: %s", path.name, exc)
             continue
         for weights_in_compute_level in (False, True):
             b = target_budgets(g, base_target, weights_in_compute_level)  # the aligned budgets --capacity resolves to
             for budget in ("M_R", "M_H", "M_P"):
                 cap = b.get(budget)
-                prob = Problem(g, base_target.with_capacity(cap), weights_in_compute_level, time_limit=time_limit, seed=0)
+                prob = Problem(g, base_target.with_capacity(cap), weights_in_compute_level, time_limit=time_limit,
+                               seed=0)
                 row = {"model": path.stem.removeprefix("light_"), "ops": len(g.computing_ops),
                        "weights": weights_in_compute_level, "budget": budget, "capacity": cap}
                 for name in SOLVERS:
@@ -171,16 +172,17 @@ def main() -> int:
         w = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}, key=str))
         w.writeheader()
         w.writerows(rows)
-    md = [f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; heuristic time limit {args.time_limit} s.", ""]
+    md = [(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+           f"{platform.python_version()}; heuristic time limit {args.time_limit} s."), ""]
     if rows:
         md += [markdown(rows, cols), ""]
         for budget in ("M_R", "M_H", "M_P"):
             sel = [r for r in rows if r["budget"] == budget and r["reduction"] is not None]
             bad = [r for r in rows if r["budget"] == budget and r.get("note")]
             if bad:
+                names = sorted({str(r["model"]) + ("+w" if r["weights"] else "") for r in bad})
                 md.append(f"- {budget}: {len(bad)} cases infeasible at 16-byte alignment (M_R ignores "
-                          f"alignment): {', '.join(sorted({str(r['model']) + ('+w' if r['weights'] else '') for r in bad}))}.")
+                          f"alignment): {', '.join(names)}.")
             if sel:
                 avg = sum(r["reduction"] for r in sel) / len(sel)
                 zero = sum(1 for r in sel if r["heuristic"] == 0)

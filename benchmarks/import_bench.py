@@ -76,7 +76,7 @@ def main() -> None:
                 p = Path(tmp) / f"{kind}{n}.onnx"
                 onnx.save(synthetic(kind, n), str(p))
                 cases.append((f"{kind} {n} nodes", p))
-        print("| model | onnx nodes | computing ops | buffers | inspect wall time (best of %d) |" % args.repeat)
+        print(f"| model | onnx nodes | computing ops | buffers | inspect wall time (best of {args.repeat}) |")
         print("|---|---:|---:|---:|---:|")
         for name, path in cases:
             seconds, d = time_inspect(path, args.repeat)

@@ -18,13 +18,13 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from helpers import chain_model  # noqa: E402
-from stowage.ir.onnx_import import import_model, load_graph  # noqa: E402
-from stowage.simulate import simulate  # noqa: E402
-from stowage.plan.validate import validate  # noqa: E402
-from stowage.solvers.problem import Problem  # noqa: E402
-from stowage.solvers.registry import solve  # noqa: E402
-from stowage.targets.hierarchy import load_target  # noqa: E402
+from helpers import chain_model
+from stowage.ir.onnx_import import import_model, load_graph
+from stowage.plan.validate import validate
+from stowage.simulate import simulate
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.targets.hierarchy import load_target
 
 LIGHT = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 
@@ -42,8 +42,8 @@ def main() -> None:
     for path in sorted(LIGHT.glob("*.onnx")):
         graph = load_graph(path)
         plan = solve(Problem(graph, target, True), "naive", validate=False)
-        v, tv = timed(lambda: validate(graph, plan))
-        r, ts = timed(lambda: simulate(path, graph, plan))
+        v, tv = timed(lambda graph=graph, plan=plan: validate(graph, plan))
+        r, ts = timed(lambda path=path, graph=graph, plan=plan: simulate(path, graph, plan))
         outs = "bit-exact" if r.ok and all(o.exact for o in r.outputs) else ("match" if r.ok else "MISMATCH")
         print(f"| {path.stem.removeprefix('light_')} | {len(plan.steps)} | {len(plan.placements)} | "
               f"{len(plan.transfers)} | {tv:.3f} | {v.ok} | {ts:.2f} | {outs} |")

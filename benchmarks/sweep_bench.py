@@ -24,7 +24,7 @@ import onnx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stowage.tools.sweep import sweep  # noqa: E402
+from stowage.tools.sweep import sweep
 
 ZOO = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 MODELS = ["light_squeezenet.onnx", "light_shufflenet.onnx", "light_inception_v1.onnx", "light_inception_v2.onnx",

@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             path = export_model(m)
             print(f"wrote {path.relative_to(HERE.parent)} ({path.stat().st_size / 1024:.0f} KiB)")
-        except Exception as exc:  # report every failing model, keep building the others
+        except Exception as exc:  # noqa: BLE001 - report every failing model, keep building the others
             log.error("%s: export failed: %s", m.name, exc)
             failed.append(m.name)
     if failed:

@@ -1,16 +1,18 @@
-"""``planner.compile``: model + target + capacity -> a validated ``Plan``.
+"""``stowage.compile``: model + target + capacity -> a validated ``Plan``.
 
-The stages, in order: load the graph (a path or an already built ``ir.graph.Graph``), load
-the target, resolve the capacity (bytes, a size with a unit, or ``M_R`` / ``M_H`` / ``M_P``
-for this model and weights setting), check it is not below M_R, solve by name through the
-registry (which runs the independent validator), and return the plan.
+The stages, in order: load the graph (a path or an already built ``stowage.ir.graph.Graph``),
+load the target, resolve the capacity (bytes, a size with a unit, or ``M_R`` / ``M_H`` /
+``M_P`` for this model and weights setting; ``stowage.solvers.budgets.resolve_capacity``, the
+one resolver the CLI, the comparison report and the sweep share), check it is not below M_R,
+solve by name through the registry (which runs the independent validator), and return the plan.
 
-The plan records a lower bound on non-compulsory traffic, ``solvers.traffic_bound``: for
-every operator, the bytes of its own operands plus the buffers that must be live across it
-in *every* topological order; what exceeds the capacity must be off-chip at that step and
-costs at least a reload (clean buffers) or a store and a reload (dirty ones), cheapest per
-byte first.  It holds for all orders, offsets and spill choices, so ``objective - bound`` is
-a true gap (0 at and above M_P, or when no operator's forced live set overflows).
+The plan records a lower bound on non-compulsory traffic
+(``stowage.solvers.analysis.traffic_bound``): for every operator, the bytes of its own operands
+plus the buffers that must be live across it in *every* topological order; what exceeds the
+capacity must be off-chip at that step and costs at least a reload (clean buffers) or a store
+and a reload (dirty ones), cheapest per byte first.  It holds for all orders, offsets and
+spill choices, so ``objective - bound`` is a true gap (0 at and above M_P, or when no
+operator's forced live set overflows).
 """
 
 from __future__ import annotations
@@ -22,21 +24,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import stowage.solvers.budgets as solvers_budgets
 from stowage.errors import SolverError
 from stowage.ir.graph import Graph
 from stowage.plan import Plan
+from stowage.solvers.budgets import check_capacity, resolve_capacity
 from stowage.solvers.problem import Problem, default_workers
-from stowage.solvers.spill.engine import check_capacity
 from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
 log = logging.getLogger(__name__)
 
-BUDGET_KEYWORDS = ("M_R", "M_H", "M_P")
-
 
 def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None = None,
                dims: dict[str, int] | None = None) -> Graph:
+    """The graph ``compile`` plans: a ``Graph`` as given (so callers can plan one graph at
+    several settings without re-importing it), else the ONNX file imported with ``dims`` and
+    ``element_bytes`` (onnx is imported only here, so ``import stowage.api`` stays light)."""
     if isinstance(model, Graph):
         return model
     from stowage.ir.onnx_import import load_graph
@@ -44,15 +46,7 @@ def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None 
     return load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
 
 
-def resolve_capacity(spec: int | str | None, graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> int | None:
-    """Bytes for ``--capacity``: ``None`` keeps the target's own capacity; sizes and the
-    ``M_R``/``M_H``/``M_P`` keywords resolve at the target's compute alignment."""
-    if spec is None:
-        return target.compute.capacity
-    return solvers_budgets.resolve_capacity(spec, graph, target, weights_in_compute_level)
-
-
-def compile(  # noqa: A001 - the public name of the API
+def compile(
     model: str | os.PathLike[str] | Graph,
     target: str | os.PathLike[str] | Hierarchy = DEFAULT_TARGET,
     capacity: int | str | None = None,
@@ -71,8 +65,10 @@ def compile(  # noqa: A001 - the public name of the API
     ``capacity``: compute-level bytes (int), a size string (``"256KiB"``) or ``"M_R"``,
     ``"M_H"``, ``"M_P"``; ``None`` uses the target's capacity.  ``weights_in_sram``: COSMA's
     "activations + weights" setting.  ``params``: a solver params dataclass or a dict of its
-    fields.  ``on_progress``: called with one-line progress reports of long solves.  Raises ``StowageError`` subclasses (exit code 2 in the CLI) for user errors,
-    ``CapacityError`` naming M_R when the capacity is too small."""
+    fields.  ``on_progress``: called with one-line progress reports of long solves (the solvers
+    get it as ``Problem.on_progress``; the CLI passes ``stowage.progress.status``).  Raises
+    ``StowageError`` subclasses (exit code 2 in the CLI) for user errors, ``CapacityError``
+    naming M_R when the capacity is too small."""
     from stowage.solvers.registry import get, make_params, solve
 
     if time_limit <= 0:
@@ -94,4 +90,4 @@ def compile(  # noqa: A001 - the public name of the API
     return solve(problem, solver, params)
 
 
-__all__ = ["compile", "resolve_capacity", "load_model", "BUDGET_KEYWORDS"]
+__all__ = ["compile", "load_model"]

@@ -1,9 +1,10 @@
 """The ``stowage`` command.
 
-Each sub-command is a module in ``planner/commands/`` exposing ``NAME``, ``HELP``, ``ORDER``,
-``add_arguments(parser)`` and ``run(args) -> int``; they are discovered, so adding a command
-touches no shared file.  User errors (``StowageError``) print one line and exit with the
-error's code (2 for unusable input) and no traceback.
+Each sub-command is a module of ``stowage.commands`` (folder ``planner/commands/``) exposing
+``NAME``, ``HELP``, ``ORDER``, ``add_arguments(parser)`` and ``run(args) -> int``; they are
+discovered, so adding a command touches no shared file (``docs/architecture.md``).  User
+errors (``StowageError``) print one line and exit with the error's code (2 for unusable input)
+and no traceback.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 import stowage.commands as commands_pkg
-from stowage.errors import StowageError
 from stowage import __version__, progress
+from stowage.errors import StowageError
 
 log = logging.getLogger("stowage")
 

@@ -32,6 +32,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -95,7 +96,7 @@ class NodeRunner:
     by every simulation in the process), falling back to the reference evaluator for ops
     ORT cannot load."""
 
-    _shared_cache: dict[bytes, tuple[str, object]] = {}
+    _shared_cache: ClassVar[dict[bytes, tuple[str, object]]] = {}
     MAX_CACHED = 4096
 
     def __init__(self, model: onnx.ModelProto) -> None:
@@ -182,7 +183,8 @@ class NodeRunner:
 # ---------------------------------------------------------------------------------------
 # Data: weights and inputs
 # ---------------------------------------------------------------------------------------
-def _initializer_values(model: onnx.ModelProto, base_dir: Path, rng: np.random.Generator) -> tuple[dict[str, np.ndarray], bool]:
+def _initializer_values(model: onnx.ModelProto, base_dir: Path,
+                        rng: np.random.Generator) -> tuple[dict[str, np.ndarray], bool]:
     """Initializer arrays; external data that is absent becomes seeded random values."""
     from onnx.external_data_helper import load_external_data_for_tensor, uses_external_data
 
@@ -202,7 +204,8 @@ def _initializer_values(model: onnx.ModelProto, base_dir: Path, rng: np.random.G
             try:
                 load_external_data_for_tensor(tt, str(base_dir))
             except Exception as exc:  # noqa: BLE001 - onnx raises checker and OS errors here
-                raise ModelError(f"cannot read external data of initializer '{t.name}' from {location}: {exc}") from None
+                raise ModelError(
+                    f"cannot read external data of initializer '{t.name}' from {location}: {exc}") from None
             values[t.name] = numpy_helper.to_array(tt)
             continue
         values[t.name] = numpy_helper.to_array(t)
@@ -505,7 +508,8 @@ class Simulator:
                 pl = self._operand_placement(mem, bid, s)
                 want = self.tensor_bytes(name)
                 if pl is not None and not np.array_equal(mem.view(pl, want.size), want):
-                    self.corrupt(s, bid, f"writing the results overwrote operand {self.tname(bid, name)} in {pl.level} at [{pl.offset}, {pl.offset + want.size})")
+                    self.corrupt(s, bid, f"writing the results overwrote operand {self.tname(bid, name)} in "
+                                         f"{pl.level} at [{pl.offset}, {pl.offset + want.size})")
 
     def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
@@ -563,7 +567,7 @@ class Simulator:
         try:
             try:
                 sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 if "IR version" not in str(exc):
                     raise
                 # Saved by a newer onnx than this ORT reads: the opsets decide what is needed.

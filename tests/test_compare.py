@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import re
 
-from stowage.ir.onnx_import import load_graph
+import pytest
+
 from models.build import TINY_PATH
 from stowage.cli import main
-from stowage.tools.report import layout_boxes, occupancy, run_comparison
+from stowage.ir.onnx_import import load_graph
 from stowage.solvers.registry import available
 from stowage.targets.hierarchy import load_target
+from stowage.tools.report import layout_boxes, occupancy, run_comparison
 
 BASELINE = "baseline-fileorder-belady"
 
@@ -20,6 +22,7 @@ def _solvers() -> list[str]:
     return [s for s in ("naive", BASELINE, "baseline-minpeak-greedy", "heuristic") if s in names]
 
 
+@pytest.mark.slow  # > 1.5 s warm
 def test_compare_writes_self_contained_report(tmp_path, capsys):
     out = tmp_path / "report"
     solvers = _solvers()

@@ -1,4 +1,4 @@
-"""``stowage compile`` and ``planner.compile``: files written, determinism, errors."""
+"""``stowage compile`` and ``stowage.compile``: files written, determinism, errors."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from stowage.errors import CapacityError, SolverError
 from stowage.api import compile as compile_plan
 from stowage.cli import main
+from stowage.errors import CapacityError, SolverError
 from stowage.plan import load_plan
 from tests.helpers import save
 from tests.spill_cases import fanout_model

@@ -22,16 +22,25 @@ from hypothesis import strategies as st
 
 from conftest import light_models
 from helpers import chain_model, diamond_model
+from stowage.backend.emit import (
+    EmitError,
+    build_schedule,
+    c_string,
+    check_prefix,
+    default_prefix,
+    emit_all,
+    emit_header,
+    emit_schedule,
+)
 from stowage.ir.graph import Graph, TensorKind
 from stowage.ir.onnx_import import import_model, load_graph
 from stowage.plan import Placement, Plan, Transfer, load_plan, save_plan
 from stowage.plan.validate import validate
-from stowage.solvers.assemble import ComputePlacement, align_up, assemble_plan, home_of
+from stowage.solvers.alloc.interval import Interval, align_up
+from stowage.solvers.assemble import assemble_plan
+from stowage.solvers.costs import home_level
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
-from stowage.backend.emit import (
-    EmitError, build_schedule, c_string, check_prefix, default_prefix, emit_all, emit_header, emit_schedule,
-)
 from stowage.targets.hierarchy import Hierarchy, load_target
 
 REPLAY_C = Path(__file__).parent / "c" / "replay.c"
@@ -68,7 +77,7 @@ def spill_plan(graph: Graph, target: Hierarchy, gap: int = 1, weights_in_compute
     nspilled = 0
     for b, steps in sorted(uses.items()):
         buf = graph.buffers[b]
-        home = home_of(graph, target, b)
+        home = home_level(graph, target, b)
         segs = [[steps[0], steps[0]]]
         for s in steps[1:]:
             if s - segs[-1][1] <= gap:
@@ -90,20 +99,20 @@ def spill_plan(graph: Graph, target: Hierarchy, gap: int = 1, weights_in_compute
                 after.setdefault(segs[0][1], []).append(Transfer(b, compute, store_to, segs[0][1], "after"))
             for f, _ in segs[1:]:
                 before.setdefault(f, []).append(Transfer(b, store_to, compute, f, "before"))
-        segments += [(f, l, b) for f, l in segs]
+        segments += [(f, last, b) for f, last in segs]
     # First-fit offsets over residency ranges: ranges that share a step never share a byte.
     align = target.compute.alignment
     taken: list[tuple[int, int, int, int]] = []
     placements = []
-    for f, l, b in sorted(segments):
-        busy = sorted((o, e) for tf, tl, o, e in taken if not (tl < f or tf > l))
+    for f, last, b in sorted(segments):
+        busy = sorted((o, e) for tf, tl, o, e in taken if not (tl < f or tf > last))
         off = 0
         for o, e in busy:
             if off + graph.buffers[b].bytes <= o:
                 break
             off = max(off, align_up(e, align))
-        taken.append((f, l, off, off + graph.buffers[b].bytes))
-        placements.append(ComputePlacement(b, off, f, l))
+        taken.append((f, last, off, off + graph.buffers[b].bytes))
+        placements.append(Interval(b, f, last, graph.buffers[b].bytes, off))
     peak = max((e for *_, e in taken), default=1)
     target = target.with_capacity(align_up(max(peak, 1), align))
     transfers = [t for s in range(len(order)) for t in (*before.get(s, []), *after.get(s, []))]
@@ -165,7 +174,8 @@ def diamond() -> Graph:
 
 def test_diamond_schedule_addresses(diamond: Graph) -> None:
     # x (8 B) -> relu a, sigmoid b; c = a + W; y = b * view(c).  Element bytes 1: every tensor 8 B.
-    plan = checked(diamond, solve(Problem(diamond, load_target("ethos-u55-256"), weights_in_compute_level=True), "naive"))
+    plan = checked(diamond, solve(Problem(diamond, load_target("ethos-u55-256"), weights_in_compute_level=True),
+                                  "naive"))
     d = emit_schedule(plan, diamond, prefix="diamond")
     assert d["format"] == "stowage-schedule" and d["address_bits"] == 32
     assert d["c_prefix"] == "diamond"
@@ -378,7 +388,8 @@ def test_replay_spill_plans_of_real_models(model: str, target: str, gap: int, wc
     r = replay(h, tmp_path)
     assert r.returncode == 0, r.stderr
     nbytes = sum(plan.buffers[t.buffer].bytes for t in plan.transfers)
-    assert r.stdout.strip() == f"replay ok: {len(plan.steps)} steps, {len(plan.transfers)} transfers, {nbytes} bytes moved"
+    expected = f"replay ok: {len(plan.steps)} steps, {len(plan.transfers)} transfers, {nbytes} bytes moved"
+    assert r.stdout.strip() == expected
     if target == "sn40l":
         assert "_ADDR_BITS 64" in h  # 1536 GiB of DDR needs 64-bit addresses
         hops = {(t.src, t.dst) for t in plan.transfers}
@@ -506,8 +517,10 @@ def test_uncovered_operand_is_an_emit_error(chain_spill: tuple[Graph, Plan]) -> 
 def test_header_in_two_translation_units_links(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
     g, plan = chain_spill
     (tmp_path / "plan.h").write_text(emit_header(plan, g, prefix="net"))
-    (tmp_path / "a.c").write_text('#include "plan.h"\n#include "plan.h"\nunsigned a(void) { return net_steps[0].num_reads; }\n')
-    (tmp_path / "b.c").write_text('#include "plan.h"\nunsigned a(void);\nint main(void) { return (int)(a() + NET_NUM_STEPS) - 9; }\n')
+    (tmp_path / "a.c").write_text('#include "plan.h"\n#include "plan.h"\n'
+                                  'unsigned a(void) { return net_steps[0].num_reads; }\n')
+    (tmp_path / "b.c").write_text('#include "plan.h"\nunsigned a(void);\n'
+                                  'int main(void) { return (int)(a() + NET_NUM_STEPS) - 9; }\n')
     r = subprocess.run([GCC, *C_FLAGS, str(tmp_path / "a.c"), str(tmp_path / "b.c"), "-o", str(tmp_path / "ab")],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -589,7 +602,7 @@ def test_cli_emit(tmp_path: Path) -> None:
 
 
 def test_cli_emit_errors(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> None:
-    g, plan = chain_spill
+    _, plan = chain_spill
     save_plan(plan, tmp_path / "p.json")
     r = run_cli("emit", str(tmp_path / "p.json"), "--c-prefix", "int", "-o", str(tmp_path / "o"))
     assert r.returncode == 2 and r.stderr.startswith("stowage: error: --c-prefix 'int' is a C or C++ keyword")
@@ -603,6 +616,7 @@ def test_cli_emit_errors(chain_spill: tuple[Graph, Plan], tmp_path: Path) -> Non
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow  # > 1.5 s warm
 @needs_gcc
 def test_cli_compile_emits_header_that_replays(tmp_path: Path) -> None:
     from helpers import save

@@ -12,11 +12,11 @@ from onnx import TensorProto, helper, numpy_helper
 
 from conftest import light_models
 from helpers import chain_model, diamond_model
-from stowage.ir.onnx_import import load_graph
 from stowage.cli import main
+from stowage.ir.onnx_import import load_graph
 from stowage.plan import save_plan
-from stowage.simulate import simulate
 from stowage.plan.validate import validate
+from stowage.simulate import simulate
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
 from stowage.targets.hierarchy import load_target

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from stowage.errors import SolverError
 from stowage.cli import main
+from stowage.errors import SolverError
 from stowage.solvers.registry import available, param_fields, parse_param_overrides
 
 
@@ -44,6 +44,7 @@ def test_compile_param_reaches_the_solver(tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["compile", str(model), "--solver", "exact-alloc", "--param", "time_limit=1", "-o", str(out)])
     assert rc == 0 and (out / "plan.json").exists()
-    rc = main(["compile", str(model), "--solver", "exact-alloc", "--param", "time_limit=soon", "-o", str(tmp_path / "x")])
+    rc = main(["compile", str(model), "--solver", "exact-alloc", "--param", "time_limit=soon",
+               "-o", str(tmp_path / "x")])
     assert rc == 2 and not (tmp_path / "x").exists()
     assert "expected" in capsys.readouterr().err

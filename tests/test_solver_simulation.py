@@ -1,4 +1,4 @@
-"""Plans of the spilling solvers, executed by the simulator (``planner.simulate``), compute
+"""Plans of the spilling solvers, executed by the simulator (``stowage.simulate``), compute
 what ONNX Runtime computes: spills, reloads at other offsets and packed reuse never corrupt a
 tensor.  A small sample of random DAGs, sizes and capacities."""
 

@@ -12,7 +12,12 @@ import pytest
 from stowage.errors import StowageError, TargetError
 from stowage.tools import sweep as sweep_mod
 from stowage.tools.sweep import (
-    NONDETERMINISTIC_COLUMNS, Cell, SweepOptions, expand_capacities, make_cells, sweep,
+    NONDETERMINISTIC_COLUMNS,
+    Cell,
+    SweepOptions,
+    expand_capacities,
+    make_cells,
+    sweep,
 )
 from tests.helpers import chain_model, diamond_model, save
 
@@ -35,7 +40,7 @@ def test_expand_capacities_range_and_list():
     # 8 evenly spaced points include both ends.
     pts = expand_capacities("M_R..M_P:8")
     assert len(pts) == 8 and pts[0].endswith("@0") and pts[-1].endswith("@1")
-    with pytest.raises(TargetError, match="M_R..M_P:N"):
+    with pytest.raises(TargetError, match=r"M_R..M_P:N"):
         expand_capacities("M_R..1MiB")
     with pytest.raises(TargetError, match="at least 2"):
         expand_capacities("M_R..M_P:1")
@@ -56,6 +61,7 @@ def test_chain_range_resolves_per_model(two_models, tmp_path):
     assert all(r["noncompulsory_bytes"] == "0" for r in res.rows)
 
 
+@pytest.mark.slow  # > 1.5 s warm
 def test_serial_local_dask_give_same_table(two_models, tmp_path):
     args = dict(capacity="M_R,M_P,1KiB", solvers=["minpeak", "naive"], report=False)
     serial = sweep(two_models, results_dir=tmp_path / "s", executor="serial", **args)
@@ -144,6 +150,7 @@ def test_result_is_a_list_of_records_with_a_dataframe(two_models, tmp_path):
     assert list(df["solver"]) == ["naive", "naive"]
 
 
+@pytest.mark.slow  # > 1.5 s warm
 def test_existing_dask_scheduler_by_address(two_models, tmp_path):
     from distributed import LocalCluster
 
@@ -177,4 +184,4 @@ def test_interrupted_sweep_keeps_finished_cells_and_resumes(two_models, tmp_path
 def test_unreachable_scheduler_is_a_one_line_error(two_models, tmp_path):
     with pytest.raises(StowageError, match="cannot reach Dask scheduler"):
         sweep(two_models, "M_R", solvers=["naive"], results_dir=tmp_path / "r", executor="dask",
-              scheduler="tcp://127.0.0.1:9", report=False)
+              scheduler="tcp://127.0.0.1:9", report=False, connect_timeout=0.5)

@@ -3,7 +3,7 @@
 The plan says *which* placement holds a buffer at each step; firmware needs *addresses*.  This
 module resolves every transfer and every operand of every step to a (level, offset) pair once,
 into an immutable ``Schedule``, and renders that one value twice: as a C header (through the
-jinja2 template ``targets/templates/plan.h.j2``) and as JSON for tools that do not read C.
+jinja2 template ``templates/plan.h.j2`` beside this module) and as JSON for tools that do not read C.
 
 Resolution is by coverage, the same reading firmware does: an operand of step ``s`` lives in
 the compute-level placement of that buffer whose ``[first, last]`` covers ``s`` (a weight read
@@ -49,7 +49,6 @@ PLAN_FILE = "plan.json"
 MAX_C_NAME_BYTES = 512
 #: Longest identifier fragment derived from a name (C99 guarantees 63 significant characters).
 MAX_IDENT_PART = 40
-NODE_UNKNOWN = 0xFFFFFFFF
 LEVEL_NONE = 255
 
 KINDS = ("input", "output", "weight", "activation")
@@ -381,7 +380,10 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
             if not homes:
                 raise EmitError(f"buffer {b.id} ({b.kind}) has no placement in its home level '{b.home}'")
             # Inputs and weights start at home; outputs must end there.
-            pick = min(homes, key=lambda p: p.first) if b.kind in ("input", "weight") else max(homes, key=lambda p: p.last)
+            if b.kind in ("input", "weight"):
+                pick = min(homes, key=lambda p: p.first)
+            else:
+                pick = max(homes, key=lambda p: p.last)
             home_offset = pick.offset
         buffers.append(BufferInfo(b.id, b.tensors[0] if b.tensors else "", b.tensors, b.bytes, b.kind,
                                   level_ix[b.home] if b.home is not None else None, home_offset))

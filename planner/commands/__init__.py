@@ -1,1 +1,1 @@
-"""Sub-commands of ``stowage``, one module each (discovered by ``planner.cli``)."""
+"""Sub-commands of ``stowage``, one module each (discovered by ``stowage.cli``)."""

@@ -1,4 +1,10 @@
-"""Arguments and helpers shared by several sub-commands."""
+"""Arguments and helpers shared by several sub-commands.
+
+One definition of each shared option (``--dim``, ``--element-bytes``, ``--target``,
+``--capacity``) and argparse type, so every command spells and validates them the same way.
+The module is private to ``stowage.commands`` (the leading underscore also keeps the CLI's
+command discovery from taking it for a sub-command).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,12 @@ import json
 import sys
 from typing import Any
 
-from stowage.errors import ModelError, StowageError
 from stowage.ir.graph import Graph
 from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
 
 def parse_dim(text: str) -> tuple[str, int]:
+    """argparse type for ``--dim NAME=VALUE``: a symbolic dimension bound to a positive size."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"--dim expects NAME=VALUE, got '{text}'")
@@ -26,6 +32,7 @@ def parse_dim(text: str) -> tuple[str, int]:
 
 
 def positive_int(text: str) -> int:
+    """argparse type for counts and element sizes: a positive integer."""
     try:
         v = int(text)
     except ValueError:
@@ -64,8 +71,8 @@ def add_target_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_from_args(args: argparse.Namespace) -> Graph:
-    from stowage.ir.onnx_import import load_graph
     from stowage import progress
+    from stowage.ir.onnx_import import load_graph
 
     dims = dict(args.dim)
     return load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)
@@ -81,6 +88,6 @@ def print_json(obj: Any) -> None:
 
 
 __all__ = [
-    "ModelError", "StowageError", "add_model_arguments", "add_target_arguments", "load_model_from_args",
-    "load_target_from_args", "parse_dim", "positive_int", "print_json",
+    "add_model_arguments", "add_target_arguments", "load_model_from_args", "load_target_from_args",
+    "parse_dim", "positive_int", "positive_seconds", "print_json",
 ]

@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from stowage.commands._common import positive_seconds, positive_int
+from stowage.commands._common import positive_int, positive_seconds
 
 NAME = "alloc"
 HELP = "pack a MiniMalloc CSV instance (fixed lifetimes) into a capacity, exactly"
@@ -20,7 +20,8 @@ ORDER = 60
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("instance", metavar="INSTANCE.csv", help="MiniMalloc CSV: id,lower,upper,size (lifetimes [lower, upper))")
+    p.add_argument("instance", metavar="INSTANCE.csv",
+                   help="MiniMalloc CSV: id,lower,upper,size (lifetimes [lower, upper))")
     p.add_argument("--capacity", required=True, metavar="SIZE", help="capacity in bytes or with a unit (1MiB)")
     p.add_argument("--time-limit", type=positive_seconds, default=60.0, metavar="S", help="seconds (default 60)")
     p.add_argument("--seed", type=int, default=0, help="accepted for uniformity; the search is deterministic")

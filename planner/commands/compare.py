@@ -11,11 +11,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stowage.errors import StowageError
 from stowage import progress
 from stowage.commands._common import (
-    add_model_arguments, add_target_arguments, load_model_from_args, load_target_from_args,
+    add_model_arguments,
+    add_target_arguments,
+    load_model_from_args,
+    load_target_from_args,
 )
+from stowage.errors import StowageError
 
 NAME = "compare"
 HELP = "run several solvers at several capacities and write an HTML/Markdown report"

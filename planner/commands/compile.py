@@ -7,7 +7,11 @@ import time
 from pathlib import Path
 
 from stowage.commands._common import (
-    add_model_arguments, add_target_arguments, load_model_from_args, load_target_from_args, positive_int,
+    add_model_arguments,
+    add_target_arguments,
+    load_model_from_args,
+    load_target_from_args,
+    positive_int,
     positive_seconds,
 )
 
@@ -66,8 +70,8 @@ def _fmt(n: int | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from stowage import progress
     from stowage.api import compile as compile_plan
-    from stowage.plan import save_plan
     from stowage.backend.emit import check_prefix, emit_all, parse_formats
+    from stowage.plan import save_plan
 
     t0 = time.perf_counter()
     formats = parse_formats([args.emit])  # bad --emit / --c-prefix fail before planning
@@ -95,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"traffic: compulsory {_fmt(m.compulsory_bytes)}, non-compulsory {_fmt(m.noncompulsory_bytes)}")
     print("peak: " + ", ".join(f"{lv} {_fmt(v)}" for lv, v in m.peak_bytes.items()))
     print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}, "
-          f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, total {time.perf_counter() - t0:.2f}s")
+          f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, "
+          f"total {time.perf_counter() - t0:.2f}s")
     print("wrote " + ", ".join(str(p) for p in dict.fromkeys([outdir / "plan.json", *written])))
     return 0

@@ -30,9 +30,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stowage.backend.emit import EmitError, check_prefix, emit_all, parse_formats
     from stowage.commands.validate import load_model_for_plan
     from stowage.plan import load_plan
-    from stowage.backend.emit import EmitError, check_prefix, emit_all, parse_formats
 
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)  # fail before the (slow) model import

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from stowage.ir.lifetimes import summarize
 from stowage.commands._common import add_model_arguments, load_model_from_args, print_json
+from stowage.ir.lifetimes import summarize
 
 NAME = "inspect"
 HELP = "print a model's operators, tensors, buffers, M_R and peak live bytes"

@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
     """Import the model with the plan's dims and element size (command line wins) and warn
     when the file is not the one the plan was made from."""
-    from stowage.ir.onnx_import import load_graph
     from stowage import progress
+    from stowage.ir.onnx_import import load_graph
 
     dims = dict(plan.options.dims)
     dims.update(dict(args.dim))

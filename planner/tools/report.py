@@ -28,7 +28,8 @@ from stowage.errors import CapacityError, StowageError
 from stowage.ir.graph import Graph
 from stowage.ir.lifetimes import m_r
 from stowage.plan import Plan, plan_to_json, write_text_atomic
-from stowage.targets.hierarchy import Hierarchy, parse_size
+from stowage.solvers.budgets import resolve_capacity
+from stowage.targets.hierarchy import Hierarchy
 
 log = logging.getLogger(__name__)
 
@@ -174,20 +175,13 @@ def resolve_capacities(specs: Sequence[str], graph: Graph, target: Hierarchy,
 
 
 def _resolve_one(spec: str, graph: Graph, target: Hierarchy, weights_in_compute_level: bool) -> int:
-    try:
-        from stowage.solvers.budgets import resolve_capacity
-    except ImportError:  # budgets module not available: sizes and M_R still work
-        resolve_capacity = None
-    if resolve_capacity is not None:
-        value = resolve_capacity(spec, graph, target, weights_in_compute_level)
-        if value is None:
-            raise CapacityError(f"capacity '{spec}' is unbounded; compare needs finite capacities")
-        return int(value)
-    if spec.upper() == "M_R":
-        return m_r(graph, weights_in_compute_level)
-    if spec.upper() in ("M_H", "M_P"):
-        raise CapacityError(f"capacity '{spec}' needs solvers.budgets, which is not installed")
-    return parse_size(spec, "--capacity")
+    """One capacity spec in bytes, by the resolver ``compile`` and the sweep use
+    (``stowage.solvers.budgets.resolve_capacity``); a comparison draws curves over bytes, so
+    an unbounded capacity is an error here."""
+    value = resolve_capacity(spec, graph, target, weights_in_compute_level)
+    if value is None:
+        raise CapacityError(f"capacity '{spec}' is unbounded; compare needs finite capacities")
+    return int(value)
 
 
 def run_comparison(
@@ -330,8 +324,8 @@ def _png(fig) -> bytes:
 def plot_layout(run: Run) -> bytes:
     """The memory layout of one plan: what an engineer looks at first."""
     from matplotlib.collections import PatchCollection
-    from matplotlib.patches import Patch, Rectangle
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch, Rectangle
 
     plt = _pyplot()
     assert run.plan is not None
@@ -375,7 +369,8 @@ def plot_layout(run: Run) -> bytes:
         handles.append(Patch(facecolor="white", edgecolor=SPILL_EDGE, hatch="////", label="spilled after"))
     if nreload:
         handles.append(Patch(facecolor="white", edgecolor=RELOAD_EDGE, hatch="\\\\\\\\", label="reloaded"))
-    handles.append(Line2D([], [], color=CAPACITY_COLOUR, linestyle="--", label=f"capacity {fmt_bytes(run.capacity.bytes)}"))
+    handles.append(Line2D([], [], color=CAPACITY_COLOUR, linestyle="--",
+                          label=f"capacity {fmt_bytes(run.capacity.bytes)}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     ax.grid(axis="y", alpha=0.25)
     return _png(fig)
@@ -458,6 +453,8 @@ class Figure:
 
     @property
     def data_uri(self) -> str:
+        """The PNG as a ``data:`` URI: ``report.html.j2`` inlines every figure with it, so the
+        HTML report is one self-contained file (no network, no files beside it)."""
         return "data:image/png;base64," + base64.b64encode(self.png).decode("ascii")
 
 

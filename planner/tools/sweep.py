@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from stowage.errors import StowageError, TargetError
+from stowage.solvers.budgets import resolve_capacity, target_budgets
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,9 @@ RESULT_COLUMNS = (
 KEY_COLUMNS = ("model", "target", "capacity_spec", "solver")
 #: Columns that legitimately differ between runs of the same cell (timing and placement).
 NONDETERMINISTIC_COLUMNS = ("seconds", "worker")
+#: Seconds to wait for an existing Dask scheduler (``scheduler=``) before giving up: long
+#: enough for a cluster across a network, short enough that a wrong address fails promptly.
+DEFAULT_CONNECT_TIMEOUT = 10.0
 
 _RANGE_RE = re.compile(r"^\s*(M_R|M_H|M_P)\s*\.\.\s*(M_R|M_H|M_P)\s*:\s*(\d+)\s*$", re.IGNORECASE)
 _FRAC_RE = re.compile(r"^(M_R|M_H|M_P)\.\.(M_R|M_H|M_P)@([0-9.]+)$")
@@ -146,14 +150,16 @@ def _graph(model: str, options: SweepOptions) -> Any:
 
 
 def resolve_cell_capacity(spec: str, graph: Any, target: Any, weights_in_compute_level: bool) -> int | None:
-    from stowage.solvers.budgets import resolve_capacity, target_budgets
-
+    """Bytes for one cell's capacity.  The sweep adds only its range points on top of the one
+    resolver of a single spec (``stowage.solvers.budgets.resolve_capacity``, which ``compile``
+    and the comparison report use too): ``M_R..M_P@0.5`` is the point that fraction of the way
+    between the two budgets of this graph, rounded to a byte; anything else goes through the
+    shared resolver, so sizes, budget names and their error messages are the same everywhere."""
     m = _FRAC_RE.match(spec)
     if m:
         b = target_budgets(graph, target, weights_in_compute_level)
-        ends = {"M_R": b.m_r, "M_H": b.m_h, "M_P": b.m_p}
-        lo, hi, frac = ends[m.group(1)], ends[m.group(2)], float(m.group(3))
-        return int(round(lo + (hi - lo) * frac))
+        lo, hi, frac = b.get(m.group(1)), b.get(m.group(2)), float(m.group(3))
+        return round(lo + (hi - lo) * frac)
     return resolve_capacity(spec, graph, target, weights_in_compute_level)
 
 
@@ -322,7 +328,11 @@ def _local(cells: Sequence[Cell], options: SweepOptions, workers: int, retries: 
                 w.process.kill()
 
 
-def _dask(cells: Sequence[Cell], options: SweepOptions, workers: int, scheduler: str | None) -> Iterator[Result]:
+def _dask(cells: Sequence[Cell], options: SweepOptions, workers: int, scheduler: str | None,
+          connect_timeout: float = DEFAULT_CONNECT_TIMEOUT) -> Iterator[Result]:
+    """Cells on a Dask cluster: the scheduler at ``scheduler`` (given up on after
+    ``connect_timeout`` seconds, as a one-line error), else a ``LocalCluster`` of ``workers``
+    processes.  A worker that dies is retried once by Dask itself (``allowed-failures``)."""
     try:
         import dask
         from distributed import Client, LocalCluster, as_completed
@@ -333,7 +343,7 @@ def _dask(cells: Sequence[Cell], options: SweepOptions, workers: int, scheduler:
     with dask.config.set({"distributed.scheduler.allowed-failures": 1}):
         if scheduler:
             try:
-                client = Client(scheduler, timeout="10s")
+                client = Client(scheduler, timeout=connect_timeout)
             except OSError as exc:
                 raise StowageError(f"cannot reach Dask scheduler {scheduler}: {exc}") from None
             cluster = None
@@ -435,18 +445,24 @@ def sweep(
     scheduler: str | None = None,
     report: bool = True,
     on_progress: Callable[[int, int, int, float], None] | None = None,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> SweepResult:
     """Run (or resume) a sweep and return every row of the table, in grid order.
 
     ``executor``: ``"serial"``, ``"local"`` (process pool, ``workers`` defaults to the
     machine's cores) or ``"dask"`` (``scheduler="tcp://host:port"`` for an existing cluster,
-    else an in-process ``LocalCluster``)."""
+    else an in-process ``LocalCluster``).  ``connect_timeout``: seconds to wait for that
+    scheduler before failing with "cannot reach Dask scheduler" (default 10, what the CLI
+    uses; tests pass less).  ``on_progress(done, total, failed, elapsed)`` is called after
+    every finished cell."""
     from stowage.solvers.registry import get
 
     if executor not in ("serial", "local", "dask"):
         raise StowageError(f"unknown executor '{executor}'; use serial, local or dask")
     if scheduler and executor != "dask":
         raise StowageError("--scheduler needs --executor dask")
+    if not connect_timeout > 0:
+        raise StowageError(f"connect timeout must be positive, got {connect_timeout}")
     for s in solvers:
         get(s)  # unknown solver names fail before any work starts
     from stowage.targets.hierarchy import load_target
@@ -472,7 +488,7 @@ def sweep(
     elif executor == "local":
         stream = _local(todo, options, n_workers)
     else:
-        stream = _dask(todo, options, n_workers, scheduler)
+        stream = _dask(todo, options, n_workers, scheduler, connect_timeout)
     appender = _Appender(csv_path)
     failed = ran = 0
     t0 = time.perf_counter()

@@ -111,10 +111,10 @@ def write_sweep_report(rows: list[dict[str, str]], out: Path) -> list[Path]:
         front = pareto_front(grp)
         md.append("Pareto front (capacity -> best non-compulsory traffic): "
                   + (", ".join(f"{_fmt_bytes(c)} -> {_fmt_bytes(t)}" for c, t in front) or "none"))
-        md += ["", "| capacity | bytes | solver | status | non-compulsory | compulsory | compute peak | gap | s | error |",
-               "|---|---|---|---|---|---|---|---|---|---|"]
-        body.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in (
-            "capacity", "bytes", "solver", "status", "non-compulsory", "compulsory", "compute peak", "gap", "s", "error")) + "</tr>")
+        headers = ("capacity", "bytes", "solver", "status", "non-compulsory", "compulsory", "compute peak", "gap",
+                   "s", "error")
+        md += ["", "| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
+        body.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>")
         for r in grp:
             cells = [r["capacity_spec"], r["capacity_bytes"], r["solver"], r["status"], r["noncompulsory_bytes"],
                      r["compulsory_bytes"], r["compute_peak_bytes"], r["gap"], r["seconds"], r.get("error", "")]
