@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
-from collections.abc import Iterator
+from collections.abc import Iterable
 
 from stowage.solvers.alloc.interval import align_up, first_fit
 
@@ -48,13 +48,14 @@ class Occupancy:
         other.top = self.top
         return other
 
-    def _busy(self, first: int, last: int) -> Iterator[tuple[int, int]]:
-        """Byte ranges of the rectangles meeting steps ``first..last``, ascending."""
-        perm = self.perm
-        stream = heapq.merge(self.items, [(o, e, 0, self.horizon or 0) for o, e in perm]) if perm else self.items
-        for o, e, f, last_step in stream:
-            if not (last_step < first or f > last):
-                yield o, e
+    def _busy(self, first: int, last: int) -> Iterable[tuple[int, int]]:
+        """Byte ranges of the rectangles meeting steps ``first..last``, ascending.  The merged
+        ranges meet every request, so without time-limited rectangles they are the answer as
+        they are (the engine places all home data that way: no generator, no merge)."""
+        if not self.items:
+            return self.perm
+        meeting = ((o, e) for o, e, f, last_step in self.items if not (last_step < first or f > last))
+        return heapq.merge(meeting, self.perm) if self.perm else meeting
 
     def find(self, size: int, first: int, last: int) -> int | None:
         """First fit for ``size`` bytes over steps ``first..last``; ``None`` past the capacity."""
