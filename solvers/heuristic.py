@@ -146,9 +146,8 @@ class _Search:
         orders = self.orders()
         cap = self.p.capacity
         # Stage 2: zero spill when a peak fits and packs.
-        wicl = self.p.weights_in_compute_level
-        fitting = [o for o in orders if cap is None or peak_live(self.p.graph, o, wicl) <= cap]
-        fitting.sort(key=lambda o: peak_live(self.p.graph, o, wicl))
+        peaks = {o: peak_live(self.p.graph, o, self.p.weights_in_compute_level) for o in orders}
+        fitting = sorted((o for o in orders if cap is None or peaks[o] <= cap), key=peaks.__getitem__)
         for o in fitting[: 1 if self.fast else len(fitting)]:
             # The exact packer as a fallback: a packing here is the difference between zero
             # spill and spilling (the greedy packer can end several % above peak live).

@@ -168,13 +168,13 @@ def _model_buffer(graph: Graph, costs: CostModel, bid: int, users: list[OpIndex]
 def _check_m_r(problem: Problem, compute: str, align: int) -> None:
     """Raise ``InfeasibleError`` when the operator that needs the most room alone (M_R at the
     compute level's alignment) does not fit: then no plan exists."""
-    capacity, graph, wicl = problem.capacity, problem.graph, problem.weights_in_compute_level
+    capacity, graph, weights = problem.capacity, problem.graph, problem.weights_in_compute_level
     if capacity is None:
         return
-    m_r = m_r_aligned(graph, wicl, align)
+    m_r = m_r_aligned(graph, weights, align)
     if m_r <= capacity:
         return
-    o = m_r_operator_aligned(graph, wicl, align)
+    o = m_r_operator_aligned(graph, weights, align)
     assert o is not None
     raise InfeasibleError(
         f"no plan fits in {capacity} bytes of {compute}: operator '{o.name}' ({o.op_type}) "
