@@ -74,7 +74,7 @@ def compile(
     if time_limit <= 0:
         raise SolverError(f"time limit must be positive, got {time_limit}")
     graph = load_model(model, element_bytes, dims)
-    hier = target if isinstance(target, Hierarchy) else load_target(target)
+    hier = target if isinstance(target, Hierarchy) else load_target(os.fspath(target))
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
     hier = hier.with_capacity(cap)

@@ -212,7 +212,7 @@ def assemble_plan(
     metrics = compute_metrics(graph, target, problem.weights_in_compute_level, order, placements, transfers)
     tref = target_ref(target)
     if plan_capacity is not False:
-        tref = target_ref(target.with_capacity(plan_capacity))  # type: ignore[arg-type]
+        tref = target_ref(target.with_capacity(plan_capacity))
     return Plan(
         model=ModelRef(graph.source_path, graph.source_sha256),
         target=tref,

@@ -36,8 +36,13 @@ def graph_cached(name: str, graph: Graph, key: Hashable, compute: Callable[[], T
         value: T = hit[1]
         return value
     value = compute()
+
+    def forget(_ref: weakref.ref[Graph]) -> None:
+        """The graph was collected: drop its entry."""
+        cache.pop(full, None)
+
     try:
-        ref = weakref.ref(graph, lambda _r, c=cache, k=full: c.pop(k, None))
+        ref = weakref.ref(graph, forget)
     except TypeError:
         return value
     cache[full] = (ref, value)

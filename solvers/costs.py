@@ -69,7 +69,7 @@ class CostModel:
     def spill_rank(self, size: int) -> list[tuple[tuple[float, float, int], Level]]:
         """Every spill level with its rank key for a ``size``-byte buffer, best first, whether
         or not it can hold it (the engine keeps the key for its tie-breaks)."""
-        ranked = []
+        ranked: list[tuple[tuple[float, float, int], Level]] = []
         for i, lv in enumerate(self.target.spill_levels()):
             secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
             ranked.append(((2 * size * self._hops[lv.name], secs, i), lv))

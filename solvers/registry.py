@@ -152,7 +152,7 @@ def param_fields(name: str) -> list[ParamField]:
     out = []
     for f in dataclasses.fields(spec.params_cls):
         default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)  # type: ignore[misc]
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         type_name = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
         out.append(ParamField(f.name, str(type_name), default, docs.get(f.name, "")))
     return out

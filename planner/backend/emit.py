@@ -310,7 +310,7 @@ def _node_indices(plan: Plan, graph: Graph | None) -> list[int | None]:
         cands = [i for i in by_name.get(st.op, ()) if i not in used]
         same = [i for i in cands if set(graph.op_reads(graph.operators[i])) == set(st.reads)
                 and set(graph.op_writes(graph.operators[i])) == set(st.writes)]
-        pick = (same or cands or [None])[0]
+        pick = next(iter(same or cands), None)
         if pick is not None:
             used.add(pick)
         out.append(pick)
@@ -358,9 +358,10 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
         reads = []
         for b in st.reads:
             level = compute
-            if not res.covering(b, compute, s) and plan.buffers[b].kind == "weight" \
-                    and not plan.options.weights_in_compute_level and plan.buffers[b].home is not None:
-                level = plan.buffers[b].home  # read in place
+            if not res.covering(b, compute, s):
+                rb = plan.buffers[b]
+                if rb.kind == "weight" and not plan.options.weights_in_compute_level and rb.home is not None:
+                    level = rb.home  # read in place
             i = res.source(b, level, s, f"step {s} ({st.op}) reads")
             reads.append(Operand(b, level_ix[level], pls[i].offset))
         writes = []
@@ -372,21 +373,21 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
         steps.append(StepInfo(s, st.op, st.op_type, nodes[s], tuple(reads), tuple(writes),
                               first_before, first_after, len(transfers)))
 
-    buffers = []
-    for b in plan.buffers:
+    buffers: list[BufferInfo] = []
+    for pb in plan.buffers:
         home_offset = None
-        if b.home is not None:
-            homes = [pls[i] for i in res.by_key.get((b.id, b.home), ())]
+        if pb.home is not None:
+            homes = [pls[i] for i in res.by_key.get((pb.id, pb.home), ())]
             if not homes:
-                raise EmitError(f"buffer {b.id} ({b.kind}) has no placement in its home level '{b.home}'")
+                raise EmitError(f"buffer {pb.id} ({pb.kind}) has no placement in its home level '{pb.home}'")
             # Inputs and weights start at home; outputs must end there.
-            if b.kind in ("input", "weight"):
-                pick = min(homes, key=lambda p: p.first)
+            if pb.kind in ("input", "weight"):
+                home_pl = min(homes, key=lambda p: p.first)
             else:
-                pick = max(homes, key=lambda p: p.last)
-            home_offset = pick.offset
-        buffers.append(BufferInfo(b.id, b.tensors[0] if b.tensors else "", b.tensors, b.bytes, b.kind,
-                                  level_ix[b.home] if b.home is not None else None, home_offset))
+                home_pl = max(homes, key=lambda p: p.last)
+            home_offset = home_pl.offset
+        buffers.append(BufferInfo(pb.id, pb.tensors[0] if pb.tensors else "", pb.tensors, pb.bytes, pb.kind,
+                                  level_ix[pb.home] if pb.home is not None else None, home_offset))
     weights = sorted(
         (WeightInfo(b.id, b.home, b.home_offset, b.bytes) for b in buffers
          if b.kind == "weight" and b.home is not None and b.home_offset is not None),

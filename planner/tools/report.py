@@ -23,6 +23,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from stowage.errors import CapacityError, StowageError
 from stowage.ir.graph import Graph
@@ -30,6 +31,9 @@ from stowage.ir.lifetimes import m_r
 from stowage.plan import Plan, plan_to_json, write_text_atomic
 from stowage.solvers.budgets import resolve_capacity
 from stowage.targets.hierarchy import Hierarchy
+
+if TYPE_CHECKING:  # matplotlib is imported only when drawing
+    from matplotlib.artist import Artist
 
 log = logging.getLogger(__name__)
 
@@ -223,7 +227,8 @@ def run_comparison(
                 log.debug("solver %s at %d crashed:\n%s", name, cap.bytes, traceback.format_exc())
                 error = f"crashed: {type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - started
-            log.info("%s @ %s: %s in %.2fs", name, cap.label, error or plan.solver.status, seconds)
+            log.info("%s @ %s: %s in %.2fs", name, cap.label, plan.solver.status if plan is not None else error,
+                     seconds)
             runs.append(Run(name, cap, plan, error, seconds))
     return Comparison(
         model=graph.name, model_path=graph.source_path, target=target,
@@ -364,7 +369,8 @@ def plot_layout(run: Run) -> bytes:
         f"peak {fmt_bytes(peak)}; {len(boxes)} placements, {nspill} spilled, {nreload} reloaded",
         fontsize=9)
     kinds_present = sorted({b.kind for b in boxes})
-    handles = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=k) for k in kinds_present]
+    handles: list[Artist] = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=k)
+                             for k in kinds_present]
     if nspill:
         handles.append(Patch(facecolor="white", edgecolor=SPILL_EDGE, hatch="////", label="spilled after"))
     if nreload:
@@ -386,8 +392,12 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
     yunit, yscale = _axis_unit(max(ymax, 1))
     markers = "osD^v<>ph*"
     for i, name in enumerate(cmp.solvers):
-        pts = sorted((r.capacity.bytes, r.noncompulsory) for r in cmp.runs
-                     if r.solver == name and r.ok and r.respects_capacity)
+        pts: list[tuple[int, int]] = []
+        for r in cmp.runs:
+            traffic = r.noncompulsory  # None exactly when the run has no plan (not r.ok)
+            if r.solver == name and traffic is not None and r.respects_capacity:
+                pts.append((r.capacity.bytes, traffic))
+        pts.sort()
         if not pts:
             continue
         # Solvers often tie; hollow markers of decreasing size and distinct dash patterns
@@ -424,13 +434,13 @@ def plot_occupancy(run: Run) -> bytes:
         used = max(series, default=0)
         # Off-chip levels are orders of magnitude larger than what a plan uses there: scale
         # to the usage and state the capacity in the label instead of flattening the curve.
-        show_cap = cap is not None and cap <= 4 * max(used, 1)
-        top = max(used, cap if show_cap else 0, 1)
+        shown_cap = cap if cap is not None and cap <= 4 * max(used, 1) else None
+        top = max(used, shown_cap or 0, 1)
         unit, scale = _axis_unit(top)
         xs = list(range(len(series) + 1))
         ax.stairs([v / scale for v in series], xs, fill=True, color="#56B4E9", alpha=0.8)
-        if show_cap:
-            ax.axhline(cap / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1)
+        if shown_cap is not None:
+            ax.axhline(shown_cap / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1)
         elif used == 0:
             ax.text(0.5, 0.5, "unused", transform=ax.transAxes, ha="center", va="center", color="#888888")
         cap_text = "unbounded" if cap is None else fmt_bytes(cap)

@@ -257,7 +257,7 @@ class _Worker:
 
 def _local(cells: Sequence[Cell], options: SweepOptions, workers: int, retries: int = 1) -> Iterator[Result]:
     """Process pool with per-cell crash attribution (see module docstring)."""
-    ctx = mp.get_context("spawn" if os.name == "nt" else "fork")
+    ctx = mp.get_context("spawn") if os.name == "nt" else mp.get_context("fork")
     pending = list(reversed(cells))  # pop() from the end keeps submission order
     attempts: dict[Cell, int] = {}
     pool: list[_Worker] = []
@@ -501,7 +501,7 @@ def sweep(
                 on_progress(ran, len(todo), failed, time.perf_counter() - t0)
     finally:
         appender.close()
-    order = {c.key: i for i, c in enumerate(cells)}
+    order: dict[tuple[str, ...], int] = {c.key: i for i, c in enumerate(cells)}
     latest: dict[tuple[str, ...], dict[str, str]] = {}
     for r in read_results(csv_path):
         k = tuple(r[c] for c in KEY_COLUMNS)
@@ -521,7 +521,7 @@ def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> 
     """A results folder belongs to one set of options: resuming with different element bytes
     or time limits would silently mix incomparable rows."""
     path = out / "sweep.json"
-    current = {"options": asdict(options)}
+    current: dict[str, Any] = {"options": asdict(options)}
     current["options"]["dims"] = dict(options.dims)
     if path.exists():
         try:
@@ -553,7 +553,9 @@ def _write_parquet(out: Path, rows: list[dict[str, str]]) -> list[Path]:
     return [path]
 
 
-def as_number(value: str) -> float | None:
+def as_number(value: str | None) -> float | None:
+    if value is None:  # a missing column (``dict.get``)
+        return None
     try:
         v = float(value)
     except (TypeError, ValueError):

@@ -362,16 +362,16 @@ def _decide(sw: _Sweep, capacity: int, deadline: float, engine: str) -> tuple[in
                 P = P0 + (np.asarray(["WAT".index(c) for c in h], np.int64),)
                 st = int(jit.decide(limit, P, M, capacity, dl))
                 nodes += int(M[6][0])
-                solution = M[1]
+                offsets = [int(v) for v in M[1]] if st == _FOUND else None
             else:
                 search.heuristic = h
                 search.nodes = 0
                 search.node_limit = limit
                 st = search.solve_parts(range(n), 0, sw.nsections)
                 nodes += search.nodes
-                solution = search.solution
+                offsets = [int(v) for v in search.solution] if st == _FOUND else None
             if st == _FOUND:
-                return _FOUND, [int(v) for v in solution], nodes
+                return _FOUND, offsets, nodes
             if st in (_NOTFOUND, _TIMEOUT):
                 return st, None, nodes
             if time.perf_counter() > deadline:

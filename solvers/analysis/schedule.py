@@ -159,7 +159,7 @@ def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
     carried = peak = 0
     order: list[int] = []
     while ready:
-        best_key = None
+        best_key: tuple[int, ...] | None = None
         best = -1
         for v in ready:
             new = freed = 0
@@ -170,6 +170,7 @@ def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
                 if d == touch[b] - 1:
                     freed += size[b]
             step = carried + new + extra[v]
+            key: tuple[int, ...]                 # rules 1 and 2 rank by three numbers, rule 0 by four
             if rule == 0:
                 key = (max(peak, step), new - freed, step, v)
             elif rule == 1:
@@ -228,6 +229,13 @@ def _masks(model: ScheduleModel) -> tuple[list[int], list[int]]:
     return pred_mask, buf_mask
 
 
+def _last_op(st: _State) -> int:
+    """The operator ``st`` ran last.  Only the start state has no path, and it is never
+    compared: every state of a layer after the first step has run an operator."""
+    assert st.path is not None
+    return st.path[0]
+
+
 def _unwind(path: tuple | None) -> list[int]:
     out = []
     while path is not None:
@@ -275,9 +283,10 @@ def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline
                 if upper is not None and peak >= upper:
                     continue
                 old = children.get(nmask)
-                if old is not None and (old.peak, old.path[0]) <= (peak, v):
-                    continue
                 if old is not None:
+                    assert old.path is not None      # a child has always run an operator
+                    if (old.peak, old.path[0]) <= (peak, v):
+                        continue
                     old.peak, old.path = peak, (v, st.path)
                     continue
                 ready = set(st.ready)
@@ -295,9 +304,9 @@ def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline
                 log.debug("exact DP gave up at depth %d (%d states in layer)", _depth, len(layer))
                 return None, False
         elif len(layer) > width:
-            layer.sort(key=lambda s: (s.peak, s.carried, s.path[0]))
+            layer.sort(key=lambda s: (s.peak, s.carried, _last_op(s)))
             layer = layer[:width]
-    best = min(layer, key=lambda s: (s.peak, s.path[0]))
+    best = min(layer, key=lambda s: (s.peak, _last_op(s)))
     return _unwind(best.path), True
 
 

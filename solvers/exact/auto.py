@@ -396,7 +396,7 @@ class AutoPipeline:
         packed like the gap model's."""
         relaxed = JointCpModel(self.data, addresses=False)
         if self.lb > 0 and not isinstance(relaxed.traffic, int):
-            relaxed.model.Add(relaxed.traffic >= self.lb)
+            relaxed.model.add(relaxed.traffic >= self.lb)
         if self.best is not None:
             relaxed.add_hint(self.best)
         if self.left() <= 0.1:

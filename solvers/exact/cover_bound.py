@@ -138,7 +138,7 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
             mb = data.buffers[k]
             y = off.get((k, o))
             if y is None:
-                y = off[(k, o)] = model.NewBoolVar(f"off[{mb.id},{ops[o]}]")
+                y = off[(k, o)] = model.new_bool_var(f"off[{mb.id},{ops[o]}]")
             terms.append(mb.size * y)
             # Consumers that can be the first one after o in some order.
             later = 0
@@ -150,10 +150,10 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
             for u in serve:
                 r = reload.get((k, u))
                 if r is None:
-                    r = reload[(k, u)] = model.NewBoolVar(f"reload[{mb.id},{ops[u]}]")
+                    r = reload[(k, u)] = model.new_bool_var(f"reload[{mb.id},{ops[u]}]")
                 rs.append(r)
-            model.Add(sum(rs) >= y)
-        model.Add(sum(terms) >= excess)
+            model.add(sum(rs) >= y)
+        model.add(sum(terms) >= excess)
     if critical == 0:
         return CoverBound(0, True, False, 0, time.perf_counter() - t0)
     cost_terms = []
@@ -165,25 +165,25 @@ def cover_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
         if mb.store_cost:
             s = stored.get(k)
             if s is None:
-                s = stored[k] = model.NewBoolVar(f"stored[{mb.id}]")
+                s = stored[k] = model.new_bool_var(f"stored[{mb.id}]")
                 cost_terms.append(mb.store_cost * s)
-            model.AddImplication(r, s)
-    model.Minimize(sum(cost_terms))
+            model.add_implication(r, s)
+    model.minimize(sum(cost_terms))
     remaining = deadline - time.perf_counter()
     if remaining <= 0.01:
         return CoverBound(0, False, False, critical, time.perf_counter() - t0)
     solver = cp_model.CpSolver()
     configure(solver, remaining, work, workers, seed)
-    status = solver.Solve(model)
+    status = solver.solve(model)
     seconds = time.perf_counter() - t0
     if status == cp_model.INFEASIBLE:
         return CoverBound(0, True, True, critical, seconds)
     if status == cp_model.OPTIMAL:
-        value = round(solver.ObjectiveValue())
+        value = round(solver.objective_value)
         log.info("cover bound %d (optimal, %d critical ops, %.2fs)", value, critical, seconds)
         return CoverBound(value, True, False, critical, seconds)
     closed_or_open = status in (cp_model.FEASIBLE, cp_model.UNKNOWN)
-    bound = max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)) if closed_or_open else 0
+    bound = max(0, math.ceil(solver.best_objective_bound - 1e-6)) if closed_or_open else 0
     log.info("cover bound %d (not closed, %d critical ops, %.2fs)", bound, critical, seconds)
     return CoverBound(bound, False, False, critical, seconds)
 
@@ -337,7 +337,7 @@ class _ChainIP:
             nvars += bin(free).count("1")
             if nvars > max_vars:
                 return False
-            self.before_by_step.append({v: self.model.NewBoolVar(f"before[{r.ops[v]},{r.ops[o]}]")
+            self.before_by_step.append({v: self.model.new_bool_var(f"before[{r.ops[v]},{r.ops[o]}]")
                                         for v in bits(free)})
         return True
 
@@ -349,14 +349,14 @@ class _ChainIP:
                 for p in preds[r.ops[v]]:
                     bp = self.bef(i, r.pos[p])
                     if not isinstance(bp, int):
-                        m.Add(x <= bp)     # v before o -> its predecessors too (linear: in the LP)
+                        m.add(x <= bp)     # v before o -> its predecessors too (linear: in the LP)
                 if i + 1 < len(self.chain):
                     nx = self.bef(i + 1, v)
                     if isinstance(nx, int):
                         if nx == 0:
-                            m.Add(x == 0)
+                            m.add(x == 0)
                     elif nx is not None:
-                        m.Add(x <= nx)
+                        m.add(x <= nx)
 
     # -- constraints: crossing buffers that stay on-chip fit beside the operands ----------
     def capacity_rows(self) -> None:
@@ -364,37 +364,42 @@ class _ChainIP:
         for i, o in enumerate(self.chain):
             cross_by_buffer: dict[int, Lit] = {}
             off_by_buffer: dict[int, cp_model.IntVar] = {}
-            terms = []
+            terms: list[cp_model.LinearExprT] = []
             for b, always in self.cand[o]:
                 mb = d.buffers[b.k]
                 c = 1 if always else self._crossing_var(i, b)
                 cross_by_buffer[b.k] = c
                 if mb.reload_src is not None:
-                    y = m.NewBoolVar(f"off[{mb.id},{self.r.ops[o]}]")
-                    m.Add(y <= c)
+                    y = m.new_bool_var(f"off[{mb.id},{self.r.ops[o]}]")
+                    m.add(y <= c)
                     off_by_buffer[b.k] = y
                     terms.append(mb.size * (c - y))
                 else:
                     terms.append(mb.size * c)
-            m.Add(sum(terms) <= d.capacity - self.r.footprint[o])
+            m.add(sum(terms) <= d.capacity - self.r.footprint[o])
             self.cross_by_step.append(cross_by_buffer)
             self.off_by_step.append(off_by_buffer)
 
     def _crossing_var(self, i: int, b: _Buf) -> cp_model.IntVar:
         """``cross[b, o_i]``, forced up when ``b`` exists before ``o_i`` and is used after."""
         m = self.model
-        c = m.NewBoolVar(f"cross[{self.data.buffers[b.k].id},{self.r.ops[self.chain[i]]}]")
+        c = m.new_bool_var(f"cross[{self.data.buffers[b.k].id},{self.r.ops[self.chain[i]]}]")
         if b.producer is not None:
             for u in b.consumers:
                 bu = self.bef(i, u)
                 if bu is None:
                     continue
-                m.Add(c >= self.bef(i, b.producer) - bu)
+                bp = self.bef(i, b.producer)
+                assert bp is not None                 # o_i is no user of b (``_Reach.may_cross``)
+                m.add(c >= bp - bu)
         else:
             for u1 in b.consumers:
                 for u2 in b.consumers:
-                    if u1 != u2 and self.bef(i, u1) is not None and self.bef(i, u2) is not None:
-                        m.Add(c >= self.bef(i, u1) - self.bef(i, u2))
+                    if u1 == u2:
+                        continue
+                    b1, b2 = self.bef(i, u1), self.bef(i, u2)
+                    if b1 is not None and b2 is not None:
+                        m.add(c >= b1 - b2)
         return c
 
     # -- constraints and objective: reloads per interval, one store per spill -------------
@@ -421,37 +426,37 @@ class _ChainIP:
             else:
                 upto = 1
             ins.append((u, after_i + upto - 1))
-        r = m.NewBoolVar(f"reload[{mb.id},{i}]")
+        r = m.new_bool_var(f"reload[{mb.id},{i}]")
         self.reload_by_buffer_step[(k, i)] = r
         resident = self.cross_by_step[i][k] - y        # crossing o_i and on-chip there
         for u, e in ins:
             if isinstance(e, int) and e <= 0:
                 continue
-            m.Add(r >= y + e - 1)
+            m.add(r >= y + e - 1)
             # The same implication, stronger in the LP: a consumer in the interval while
             # the buffer exists before o_i needs it either resident at o_i or reloaded.
             if b.producer is not None:
                 bp = self.bef(i, b.producer)
                 if bp is not None:
-                    m.Add(r >= e - resident - (1 - bp))
+                    m.add(r >= e - resident - (1 - bp))
             else:
                 for u2 in b.consumers:
                     b2 = self.bef(i, u2)
                     if u2 != u and b2 is not None:
-                        m.Add(r >= e - resident - (1 - b2))
+                        m.add(r >= e - resident - (1 - b2))
         if mb.reload_cost:
             self.cost_terms.append(mb.reload_cost * r)
         if mb.store_cost:
             s = self.stored_by_buffer.get(k)
             if s is None:
-                s = self.stored_by_buffer[k] = m.NewBoolVar(f"stored[{mb.id}]")
+                s = self.stored_by_buffer[k] = m.new_bool_var(f"stored[{mb.id}]")
                 self.cost_terms.append(mb.store_cost * s)
-            m.Add(r <= s)
+            m.add(r <= s)
         if i + 1 < m_len and k in self.cross_by_step[i + 1]:
             nxt = self.off_by_step[i + 1].get(k)
             c2 = self.cross_by_step[i + 1][k]
             if nxt is not None:
-                m.Add(nxt >= y + c2 - 1 - sum(e for _u, e in ins))
+                m.add(nxt >= y + c2 - 1 - sum(e for _u, e in ins))
 
     # -- warm start (and the test of the claim that every plan is a point) ----------------
     def hint(self, sol: JointSolution) -> None:
@@ -463,7 +468,7 @@ class _ChainIP:
         chain_steps = [step[ops[o]] for o in chain]
         for i, _o in enumerate(chain):
             for v, x in self.before_by_step[i].items():
-                m.AddHint(x, int(step[ops[v]] < chain_steps[i]))
+                m.add_hint(x, int(step[ops[v]] < chain_steps[i]))
         for i, _o in enumerate(chain):
             t = chain_steps[i]
             for k, c in self.cross_by_step[i].items():
@@ -472,27 +477,27 @@ class _ChainIP:
                 first = step[mb.producer] if mb.producer is not None else min(ts)
                 crossing = first < t < max(ts)
                 if not isinstance(c, int):
-                    m.AddHint(c, int(crossing))
+                    m.add_hint(c, int(crossing))
                 y = self.off_by_step[i].get(k)
                 if y is not None:
                     resident = any(g.start <= t <= g.end for g in segs.get(mb.id, []))
-                    m.AddHint(y, int(crossing and not resident))
+                    m.add_hint(y, int(crossing and not resident))
         for (k, i), r in self.reload_by_buffer_step.items():
             mb = data.buffers[k]
             lo = chain_steps[i]
             hi = chain_steps[i + 1] if i + 1 < len(chain) else len(sol.order)
             got = segs.get(mb.id, [])
-            m.AddHint(r, int(any(lo < g.start <= hi for g in got[1:])))
+            m.add_hint(r, int(any(lo < g.start <= hi for g in got[1:])))
         for k, s in self.stored_by_buffer.items():
-            m.AddHint(s, int(len(segs.get(data.buffers[k].id, [])) > 1))
+            m.add_hint(s, int(len(segs.get(data.buffers[k].id, [])) > 1))
 
     def hint_is_feasible(self) -> bool:
         """Solve with every variable fixed to its hint (no objective): is the hint a point?"""
-        self.model.ClearObjective()
+        self.model.clear_objective()
         solver = cp_model.CpSolver()
         solver.parameters.fix_variables_to_their_hinted_value = True
         solver.parameters.max_time_in_seconds = 10
-        return solver.Solve(self.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
+        return solver.solve(self.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)
 
     # -- extract -------------------------------------------------------------------------
     def phase_keys(self, solver: cp_model.CpSolver) -> tuple[tuple[int, float], ...]:
@@ -508,7 +513,7 @@ class _ChainIP:
             for i in range(len(self.chain)):
                 x = self.bef(i, v)
                 if (isinstance(x, int) and x == 0) or (x is not None and not isinstance(x, int)
-                                                       and not solver.BooleanValue(x)):
+                                                       and not solver.boolean_value(x)):
                     count += 1                        # o_i runs before v
             keys.append((self.r.ops[v], float(count)))
         return tuple(keys)
@@ -523,19 +528,19 @@ def _solve_chain_ip(ip: _ChainIP, remaining: float, work: float | None, workers:
     # Full linearization: the down-set and interval constraints are what make the LP
     # strong (at the default level CP-SAT keeps the bound at the trivial value for long).
     solver.parameters.linearization_level = 2
-    status = solver.Solve(ip.model)
+    status = solver.solve(ip.model)
     seconds = time.perf_counter() - t0
     if status == cp_model.INFEASIBLE:
         return CoverBound(0, True, True, m, seconds)
     phase = ip.phase_keys(solver) if status in (cp_model.OPTIMAL, cp_model.FEASIBLE) else ()
     if status == cp_model.OPTIMAL:
-        value = round(solver.ObjectiveValue())
+        value = round(solver.objective_value)
         log.info("chain bound %d (optimal, chain of %d tight ops, %.2fs)", value, m, seconds)
         return CoverBound(value, True, False, m, seconds, phase)
     open_status = status in (cp_model.FEASIBLE, cp_model.UNKNOWN)
-    bound = max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)) if open_status else 0
+    bound = max(0, math.ceil(solver.best_objective_bound - 1e-6)) if open_status else 0
     log.info("chain bound %d (not closed, best %s, chain of %d tight ops, %.2fs)", bound,
-             solver.ObjectiveValue() if status == cp_model.FEASIBLE else None, m, seconds)
+             solver.objective_value if status == cp_model.FEASIBLE else None, m, seconds)
     return CoverBound(bound, False, False, m, seconds, phase)
 
 
@@ -600,7 +605,7 @@ def chain_bound(data: JointData, time_limit: float, workers: int = 1, seed: int 
     ip.reload_rows()
     if not ip.cost_terms:
         return CoverBound(int(check_hint), True, False, len(chain), time.perf_counter() - t0)
-    ip.model.Minimize(sum(ip.cost_terms))
+    ip.model.minimize(sum(ip.cost_terms))
     if hint is not None:
         ip.hint(hint)
         if check_hint:

@@ -448,6 +448,7 @@ def compute_placements_and_transfers(data: JointData, problem: Problem,
             if k == 0 and mb.load_src is not None:
                 transfers.append((seg.start, 0, mb.id, Transfer(mb.id, mb.load_src, compute, seg.start, "before")))
             elif k > 0:
+                assert mb.reload_src is not None     # a buffer that cannot be reloaded has one segment
                 transfers.append((seg.start, 0, mb.id, Transfer(mb.id, mb.reload_src, compute, seg.start, "before")))
         if b.is_output and mb.producer is not None:
             s = step[mb.producer]

@@ -79,8 +79,8 @@ class _Progress(cp_model.CpSolverSolutionCallback):
         self.solutions += 1
         if self.on_progress is None:
             return
-        self.on_progress(f"{self.label}: best {int(self.ObjectiveValue())} bound "
-                         f"{int(self.BestObjectiveBound())} after {time.perf_counter() - self.t0:.1f}s")
+        self.on_progress(f"{self.label}: best {int(self.objective_value)} bound "
+                         f"{int(self.best_objective_bound)} after {time.perf_counter() - self.t0:.1f}s")
 
 
 class JointCpModel:
@@ -105,7 +105,7 @@ class JointCpModel:
         bounds = step_bounds(d)
         self.step_bounds = bounds
         # pos_by_op: the step at which each operator runs.
-        self.pos_by_op = {op: m.NewIntVar(lo, hi, f"pos[{op}]") for op, (lo, hi) in bounds.items()}
+        self.pos_by_op = {op: m.new_int_var(lo, hi, f"pos[{op}]") for op, (lo, hi) in bounds.items()}
         self.segments_by_buffer: dict[int, list[_SegmentVars]] = {}
         # covers_by_buffer_user[b][u][k]: segment k of buffer b is resident when u runs.
         self.covers_by_buffer_user: dict[int, dict[int, list]] = {}
@@ -115,36 +115,36 @@ class JointCpModel:
             max_off = d.capacity - mb.size
             segs = []
             for k in range(mb.max_segments):
-                present = 1 if k == 0 else m.NewBoolVar(f"present[{mb.id},{k}]")
-                start = m.NewIntVar(lo, hi, f"start[{mb.id},{k}]")
-                end = m.NewIntVar(lo, hi, f"end[{mb.id},{k}]")
-                length = m.NewIntVar(1, hi - lo + 1, f"length[{mb.id},{k}]")
+                present = 1 if k == 0 else m.new_bool_var(f"present[{mb.id},{k}]")
+                start = m.new_int_var(lo, hi, f"start[{mb.id},{k}]")
+                end = m.new_int_var(lo, hi, f"end[{mb.id},{k}]")
+                length = m.new_int_var(1, hi - lo + 1, f"length[{mb.id},{k}]")
                 # Offsets in units of the alignment: exact and a small domain.
-                slot = m.NewIntVar(0, max_off // d.alignment if self.addresses else 0, f"slot[{mb.id},{k}]")
+                slot = m.new_int_var(0, max_off // d.alignment if self.addresses else 0, f"slot[{mb.id},{k}]")
                 offset = slot * d.alignment if d.alignment > 1 else slot
                 if k == 0:
-                    t_iv = m.NewIntervalVar(start, length, end + 1, f"time[{mb.id},{k}]")
-                    a_iv = m.NewFixedSizeIntervalVar(offset, mb.size, f"addr[{mb.id},{k}]")
+                    t_iv = m.new_interval_var(start, length, end + 1, f"time[{mb.id},{k}]")
+                    a_iv = m.new_fixed_size_interval_var(offset, mb.size, f"addr[{mb.id},{k}]")
                 else:
-                    t_iv = m.NewOptionalIntervalVar(start, length, end + 1, present, f"time[{mb.id},{k}]")
-                    a_iv = m.NewOptionalFixedSizeIntervalVar(offset, mb.size, present, f"addr[{mb.id},{k}]")
+                    t_iv = m.new_optional_interval_var(start, length, end + 1, present, f"time[{mb.id},{k}]")
+                    a_iv = m.new_optional_fixed_size_interval_var(offset, mb.size, present, f"addr[{mb.id},{k}]")
                 segs.append(_SegmentVars(present, start, end, offset, slot, t_iv, a_iv))
             self.segments_by_buffer[mb.id] = segs
             if mb.max_segments > 1:
                 self.covers_by_buffer_user[mb.id] = {
-                    u: [m.NewBoolVar(f"covers[{mb.id},{u},{k}]") for k in range(mb.max_segments)]
+                    u: [m.new_bool_var(f"covers[{mb.id},{u},{k}]") for k in range(mb.max_segments)]
                     for u in mb.users
                 }
         # scratch_offset_by_op: working memory of opaque operators, one step long.
         self.scratch_by_op = {}
         for op, extra in d.scratch:
-            slot = m.NewIntVar(0, (d.capacity - extra) // d.alignment if self.addresses else 0,
+            slot = m.new_int_var(0, (d.capacity - extra) // d.alignment if self.addresses else 0,
                                f"scratch_slot[{op}]")
             off = slot * d.alignment if d.alignment > 1 else slot
             pos = self.pos_by_op[op]
-            self.scratch_by_op[op] = (off, m.NewIntervalVar(pos, 1, pos + 1, f"scratch_time[{op}]"),
-                                      m.NewFixedSizeIntervalVar(off, extra, f"scratch_addr[{op}]"), slot)
-        self.peak = m.NewIntVar(0, d.capacity, "peak")
+            self.scratch_by_op[op] = (off, m.new_interval_var(pos, 1, pos + 1, f"scratch_time[{op}]"),
+                                      m.new_fixed_size_interval_var(off, extra, f"scratch_addr[{op}]"), slot)
+        self.peak = m.new_int_var(0, d.capacity, "peak")
 
     # -- constraints ------------------------------------------------------------------
     def _constraints(self) -> None:
@@ -152,55 +152,56 @@ class JointCpModel:
         pos = self.pos_by_op
         # Schedule: a permutation (one operator per step) respecting dependencies.
         if d.order is None:
-            m.AddAllDifferent(list(pos.values()))
+            m.add_all_different(list(pos.values()))
             for op, preds in d.preds:
                 for p in preds:
-                    m.Add(pos[p] < pos[op])
+                    m.add(pos[p] < pos[op])
         for mb in d.buffers:
             segs = self.segments_by_buffer[mb.id]
             # Base case: an activation appears when its producer runs.
             if mb.producer is not None:
-                m.Add(segs[0].start == pos[mb.producer])
+                m.add(segs[0].start == pos[mb.producer])
             # Segments are ordered in time and used in order (symmetry breaking).
             for a, b in itertools.pairwise(segs):
-                m.AddImplication(b.present, a.present)
-                m.Add(b.start >= a.end + 1).OnlyEnforceIf(b.present)
+                assert not isinstance(b.present, int)     # only segment 0 is present for sure
+                m.add_implication(b.present, a.present)
+                m.add(b.start >= a.end + 1).only_enforce_if(b.present)
                 # An absent segment is pinned (no symmetric copies of it).
-                m.Add(b.start == b.end).OnlyEnforceIf(b.present.Not())
-                m.Add(b.start == segs[0].start).OnlyEnforceIf(b.present.Not())
-                m.Add(b.offset == 0).OnlyEnforceIf(b.present.Not())
+                m.add(b.start == b.end).only_enforce_if(b.present.negated())
+                m.add(b.start == segs[0].start).only_enforce_if(b.present.negated())
+                m.add(b.offset == 0).only_enforce_if(b.present.negated())
             for s in segs if self.addresses else ():
-                top = m.Add(self.peak >= s.offset + mb.size)
+                top = m.add(self.peak >= s.offset + mb.size)
                 if not isinstance(s.present, int):
-                    top.OnlyEnforceIf(s.present)
+                    top.only_enforce_if(s.present)
             # Residency: every operator touching the buffer finds it in some segment.
             if mb.max_segments == 1:
                 for u in mb.users:
-                    m.Add(segs[0].start <= pos[u])
-                    m.Add(segs[0].end >= pos[u])
+                    m.add(segs[0].start <= pos[u])
+                    m.add(segs[0].end >= pos[u])
                 continue
             covers = self.covers_by_buffer_user[mb.id]
             for u, cov in covers.items():
-                m.AddExactlyOne(cov)
+                m.add_exactly_one(cov)
                 for k, c in enumerate(cov):
                     if k > 0:
-                        m.AddImplication(c, segs[k].present)
-                    m.Add(segs[k].start <= pos[u]).OnlyEnforceIf(c)
-                    m.Add(segs[k].end >= pos[u]).OnlyEnforceIf(c)
+                        m.add_implication(c, segs[k].present)
+                    m.add(segs[k].start <= pos[u]).only_enforce_if(c)
+                    m.add(segs[k].end >= pos[u]).only_enforce_if(c)
             if mb.producer is not None:
-                m.Add(covers[mb.producer][0] == 1)
+                m.add(covers[mb.producer][0] == 1)
             for k in range(1, mb.max_segments):
                 # A present segment serves some operator (else it is pure cost).
-                m.AddBoolOr([covers[u][k] for u in mb.users]).OnlyEnforceIf(segs[k].present)
+                m.add_bool_or([covers[u][k] for u in mb.users]).only_enforce_if(segs[k].present)
             if d.order is not None:
                 # Fixed order: users in time order take segments 0, 0/1, ... (no gaps).
                 step = {op: s for s, op in enumerate(d.order)}
                 ordered = sorted(mb.users, key=lambda u: step[u])
                 idx = [sum(k * c for k, c in enumerate(covers[u])) for u in ordered]
-                m.Add(idx[0] == 0)
+                m.add(idx[0] == 0)
                 for a, b in itertools.pairwise(idx):
-                    m.Add(b - a >= 0)
-                    m.Add(b - a <= 1)
+                    m.add(b - a >= 0)
+                    m.add(b - a <= 1)
         # Addresses: no two resident segments share a byte at a step.
         x_intervals, y_intervals, demands = [], [], []
         for mb in d.buffers:
@@ -216,12 +217,12 @@ class JointCpModel:
             y_intervals.append(a_iv)
             demands.append(extra)
             if self.addresses:
-                m.Add(self.peak >= off + extra)
+                m.add(self.peak >= off + extra)
         if x_intervals:
             if self.addresses:
-                m.AddNoOverlap2D(x_intervals, y_intervals)
+                m.add_no_overlap_2d(x_intervals, y_intervals)
             # Redundant: bytes resident at any step never exceed the capacity.
-            m.AddCumulative(x_intervals, demands, d.capacity)
+            m.add_cumulative(x_intervals, demands, d.capacity)
 
     # -- objective --------------------------------------------------------------------
     def _objective(self) -> None:
@@ -235,12 +236,12 @@ class JointCpModel:
                     terms.append(cost * s.present)
         self.traffic = sum(terms) if terms else 0
         if d.mode == "min-peak":
-            self.model.Minimize(self.peak)
+            self.model.minimize(self.peak)
         elif not self.addresses:
             self.weight = 1
-            self.model.Minimize(self.traffic)
+            self.model.minimize(self.traffic)
         else:
-            self.model.Minimize(self.traffic * self.weight + self.peak)
+            self.model.minimize(self.traffic * self.weight + self.peak)
 
     # -- warm start -------------------------------------------------------------------
     def add_hint(self, sol: JointSolution) -> None:
@@ -248,7 +249,7 @@ class JointCpModel:
         m = self.model
         step = {op: s for s, op in enumerate(sol.order)}
         for op, v in self.pos_by_op.items():
-            m.AddHint(v, step[op])
+            m.add_hint(v, step[op])
         by_buf: dict[int, list[Segment]] = {}
         for seg in sol.segments:
             by_buf.setdefault(seg.buffer, []).append(seg)
@@ -259,27 +260,28 @@ class JointCpModel:
             for k, sv in enumerate(segs):
                 if k < len(got):
                     g = got[k]
-                    if k > 0:
-                        m.AddHint(sv.present, 1)
-                    m.AddHint(sv.start, g.start)
-                    m.AddHint(sv.end, g.end)
-                    m.AddHint(sv.slot, g.offset // self.data.alignment if self.addresses else 0)
+                    if not isinstance(sv.present, int):  # k > 0: segment 0 is present for sure
+                        m.add_hint(sv.present, 1)
+                    m.add_hint(sv.start, g.start)
+                    m.add_hint(sv.end, g.end)
+                    m.add_hint(sv.slot, g.offset // self.data.alignment if self.addresses else 0)
                     peak = max(peak, g.offset + mb.size)
                 else:
-                    m.AddHint(sv.present, 0)
-                    m.AddHint(sv.start, got[0].start if got else 0)
-                    m.AddHint(sv.end, got[0].start if got else 0)
-                    m.AddHint(sv.slot, 0)
+                    assert not isinstance(sv.present, int)   # a solution has a segment 0 of every buffer
+                    m.add_hint(sv.present, 0)
+                    m.add_hint(sv.start, got[0].start if got else 0)
+                    m.add_hint(sv.end, got[0].start if got else 0)
+                    m.add_hint(sv.slot, 0)
             if mb.id in self.covers_by_buffer_user:
                 for u, cov in self.covers_by_buffer_user[mb.id].items():
                     k_u = next((k for k, g in enumerate(got) if g.start <= step[u] <= g.end), 0)
                     for k, c in enumerate(cov):
-                        m.AddHint(c, int(k == k_u))
+                        m.add_hint(c, int(k == k_u))
         for op, off in sol.scratch_offsets:
             if op in self.scratch_by_op:
-                m.AddHint(self.scratch_by_op[op][3], off // self.data.alignment if self.addresses else 0)
+                m.add_hint(self.scratch_by_op[op][3], off // self.data.alignment if self.addresses else 0)
                 peak = max(peak, off + dict(self.data.scratch)[op])
-        m.AddHint(self.peak, peak)
+        m.add_hint(self.peak, peak)
 
     # -- solve and extract -------------------------------------------------------------
     def solve(self, time_limit: float, workers: int, seed: int, deterministic: bool = True,
@@ -292,32 +294,32 @@ class JointCpModel:
         configure(solver, time_limit, work, workers, seed, deterministic)
         t0 = time.perf_counter()
         cb = _Progress(label, on_progress)
-        status = solver.Solve(self.model, cb)
+        status = solver.solve(self.model, cb)
         seconds = time.perf_counter() - t0
         name = {cp_model.OPTIMAL: "optimal", cp_model.FEASIBLE: "feasible",
                 cp_model.INFEASIBLE: "infeasible"}.get(status, "unknown")
         log.info("cp-sat %s: %s obj=%s bound=%s in %.2fs (%s)", self.data.mode, name,
-                 solver.ObjectiveValue() if name in ("optimal", "feasible") else None,
-                 solver.BestObjectiveBound(), seconds, solver.ResponseStats().splitlines()[0])
+                 solver.objective_value if name in ("optimal", "feasible") else None,
+                 solver.best_objective_bound, seconds, solver.response_stats().splitlines()[0])
         if name not in ("optimal", "feasible"):
             return SolveResult(None, name, None, None, seconds, "cp-sat")
         sol = self._extract(solver)
-        bound = math.ceil(solver.BestObjectiveBound() - 1e-6) if status != cp_model.OPTIMAL else None
+        bound = math.ceil(solver.best_objective_bound - 1e-6) if status != cp_model.OPTIMAL else None
         if self.data.mode == "min-peak":
-            value = int(solver.Value(self.peak))
+            value = int(solver.value(self.peak))
             bound = value if status == cp_model.OPTIMAL else max(0, bound or 0)
         else:
-            value = int(solver.Value(self.traffic)) if not isinstance(self.traffic, int) else 0
+            value = int(solver.value(self.traffic)) if not isinstance(self.traffic, int) else 0
             bound = value if status == cp_model.OPTIMAL else max(0, (bound or 0) // self.weight)
         return SolveResult(sol, name, value, bound, seconds, "cp-sat")
 
     def _extract(self, solver: cp_model.CpSolver) -> JointSolution:
         d = self.data
-        order = tuple(sorted(d.ops, key=lambda op: solver.Value(self.pos_by_op[op])))
+        order = tuple(sorted(d.ops, key=lambda op: solver.value(self.pos_by_op[op])))
         segs: list[Segment] = []
         for mb in d.buffers:
             for s in self.segments_by_buffer[mb.id]:
-                if isinstance(s.present, int) or solver.BooleanValue(s.present):
-                    segs.append(Segment(mb.id, solver.Value(s.start), solver.Value(s.end), solver.Value(s.offset)))
-        scratch = tuple((op, solver.Value(v[0])) for op, v in self.scratch_by_op.items())
+                if isinstance(s.present, int) or solver.boolean_value(s.present):
+                    segs.append(Segment(mb.id, solver.value(s.start), solver.value(s.end), solver.value(s.offset)))
+        scratch = tuple((op, solver.value(v[0])) for op, v in self.scratch_by_op.items())
         return tighten(d, JointSolution(order, tuple(segs), scratch))

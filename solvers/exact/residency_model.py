@@ -89,7 +89,7 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
                     fixed[t] += mb.size
                 gaps.append((k, a, c, None))
                 continue
-            keep = m.NewBoolVar(f"keep[{mb.id},{a}]")
+            keep = m.new_bool_var(f"keep[{mb.id},{a}]")
             gaps.append((k, a, c, keep))
             for t in range(a + 1, c):
                 spanning[t].append((mb.size, keep))
@@ -97,40 +97,40 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
                 cost_terms.append(mb.reload_cost * (1 - keep))
             if mb.store_cost:
                 if stored is None:
-                    stored = m.NewBoolVar(f"stored[{mb.id}]")
+                    stored = m.new_bool_var(f"stored[{mb.id}]")
                     cost_terms.append(mb.store_cost * stored)
-                m.AddImplication(keep.Not(), stored)
+                m.add_implication(keep.negated(), stored)
     for t in range(n):
         room = data.capacity - fixed[t]
         if room < 0:
             return ResidencyResult("infeasible", None, 0, None, time.perf_counter() - t0)
         if spanning[t] and sum(sz for sz, _ in spanning[t]) > room:
-            m.Add(sum(sz * v for sz, v in spanning[t]) <= room)
+            m.add(sum(sz * v for sz, v in spanning[t]) <= room)
     traffic = sum(cost_terms) if cost_terms else 0
     if isinstance(traffic, int):
         sol = _solution(data, order, gaps, lambda v: True)
         return ResidencyResult("optimal", 0, 0, sol, time.perf_counter() - t0)
     if floor > 0:
-        m.Add(traffic >= floor)
-    m.Minimize(traffic)
+        m.add(traffic >= floor)
+    m.minimize(traffic)
     if hint is not None:
         kept = _kept_gaps(hint, step)
         for k, a, _c, v in gaps:
             if v is not None:
-                m.AddHint(v, int((data.buffers[k].id, a) in kept))
+                m.add_hint(v, int((data.buffers[k].id, a) in kept))
     solver = cp_model.CpSolver()
     configure(solver, time_limit - (time.perf_counter() - t0), work, workers, seed)
-    status = solver.Solve(m)
+    status = solver.solve(m)
     seconds = time.perf_counter() - t0
     work = solver.deterministic_time
     if status == cp_model.INFEASIBLE:
         return ResidencyResult("infeasible", None, 0, None, seconds, work)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-        return ResidencyResult("unknown", None, max(0, math.ceil(solver.BestObjectiveBound() - 1e-6)), None, seconds,
+        return ResidencyResult("unknown", None, max(0, math.ceil(solver.best_objective_bound - 1e-6)), None, seconds,
                                work)
-    value = round(solver.ObjectiveValue())
-    bound = value if status == cp_model.OPTIMAL else max(0, math.ceil(solver.BestObjectiveBound() - 1e-6))
-    sol = _solution(data, order, gaps, lambda v: solver.BooleanValue(v))
+    value = round(solver.objective_value)
+    bound = value if status == cp_model.OPTIMAL else max(0, math.ceil(solver.best_objective_bound - 1e-6))
+    sol = _solution(data, order, gaps, lambda v: solver.boolean_value(v))
     log.info("residency model: %s traffic %d bound %d (%d gaps, %.2fs)",
              "optimal" if status == cp_model.OPTIMAL else "feasible", value, bound, len(gaps), seconds)
     return ResidencyResult("optimal" if status == cp_model.OPTIMAL else "feasible", value, bound, sol, seconds, work)

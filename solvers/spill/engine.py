@@ -44,6 +44,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import TypeVar
 
 from stowage.errors import CapacityError
 from stowage.ir.graph import OpIndex, TensorKind
@@ -63,6 +64,7 @@ log = logging.getLogger(__name__)
 
 _PHASE = {"before": 0, "after": 1}
 _IMMUTABLE = (int, float, str, bool, tuple, frozenset, type(None))
+_T = TypeVar("_T")
 
 
 class PackFailed(Exception):
@@ -98,7 +100,8 @@ class EngineState:
         return EngineState(**{f.name: _copied(getattr(self, f.name)) for f in fields(self)})
 
 
-def _copied(value: object) -> object:
+def _copied(value: _T) -> _T:
+    """``value`` itself when it is immutable, else its ``copy()`` (of the same type)."""
     if isinstance(value, _IMMUTABLE):
         return value
     return value.copy()  # type: ignore[attr-defined]  # a mutable field without copy() fails loudly
