@@ -113,4 +113,4 @@ def exact_mip(problem: Problem, params: ExactMipParams) -> Plan:
     return finish(problem, data, result, starts, "exact-mip", started)
 
 
-__all__ = ["ExactMipParams", "ExactParams", "exact", "exact_mip", "finish", "prepare"]
+__all__ = ["exact", "exact_mip", "finish", "prepare"]
