@@ -51,10 +51,4 @@ def graph_cached(name: str, graph: Graph, key: Hashable, compute: Callable[[], T
     return value
 
 
-def clear() -> None:
-    """Forget everything (tests; long-lived processes between unrelated jobs)."""
-    for cache in _CACHES.values():
-        cache.clear()
-
-
-__all__ = ["MAX_ENTRIES_PER_NAME", "clear", "graph_cached"]
+__all__ = ["MAX_ENTRIES_PER_NAME", "graph_cached"]

@@ -157,8 +157,8 @@ def test_minpeak_on_light_zoo_has_no_fragmentation():
 def test_exact_pack_hand_checked():
     """Sizes in 16-byte units: A 10 B (steps 0-1) -> 1, B 20 B (1-2) -> 2, C 30 B (2-3) -> 2.
     B and C overlap at step 2 and need 4 units: 64 B packs, 63 B (3 units) cannot."""
+    from stowage.solvers.alloc.exact import exact_pack
     from stowage.solvers.alloc.interval import Interval
-    from stowage.solvers.spill import exact_pack
 
     ivs = [Interval(0, 0, 1, 10), Interval(1, 1, 2, 20), Interval(2, 2, 3, 30)]
     offs = exact_pack(ivs, 16, 64, 5.0)

@@ -243,3 +243,15 @@ def test_sn40l_spills_to_hbm():
     plan = solve(prob, "heuristic")
     stores = {t.dst for t in plan.transfers if t.src == "sram" and plan.buffers[t.buffer].kind != "output"}
     assert plan.metrics.noncompulsory_bytes == 20 * 32 and stores == {"hbm"}
+
+
+def test_engine_offchip_ignores_empty_reservations():
+    """An empty off-chip reservation holds no bytes: the engine's first fit never let one block
+    a request (a 30 B request over [0, 10) and an empty range at 20 goes at 10, not 20)."""
+    from stowage.solvers.spill.offchip import OffChip
+    from tests.spill_cases import three_level
+
+    off = OffChip(three_level(48, 1000), end=5)
+    off.take("hbm", 0, 10, 3, 4)
+    off.take("hbm", 20, 0, 3, 4)
+    assert off.find("hbm", 30, 3, 4) == 10

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     comparison = run_comparison(
         graph, target, str(args.capacity).split(","), solvers,
         weights_in_compute_level=args.weights_in_sram, time_limit=args.time_limit, seed=args.seed,
-        on_run=on_run,
+        on_run=on_run, on_progress=progress.status,
     )
     if progress.enabled():
         progress.status("")

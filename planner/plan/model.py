@@ -2,7 +2,7 @@
 
 The plan refers to the IR by ids (buffer ids, operator names) and never modifies it; solvers
 build one through ``stowage.solvers.assemble`` and nothing writes into it afterwards.  Its
-JSON form is ``stowage.plan.json``; key names are fixed because tools outside this project
+JSON form is ``stowage.plan.json_format``; key names are fixed because tools outside this project
 read them (``docs/plan-format.md``).
 """
 

@@ -198,9 +198,12 @@ def run_comparison(
     time_limit: float = 10.0,
     seed: int = 0,
     on_run: Callable[[int, int, str, Capacity], object] | None = None,
+    on_progress: Callable[[str], None] | None = None,
 ) -> Comparison:
     """Run every solver at every capacity.  A solver that fails (capacity below M_R, an
-    infeasible budget, an unknown name, a crash) becomes a ``Run`` with its error."""
+    infeasible budget, an unknown name, a crash) becomes a ``Run`` with its error.
+    ``on_run`` is called before each run; ``on_progress`` gets the solvers' own progress lines
+    (``Problem.on_progress``)."""
     from stowage.solvers.problem import Problem
     from stowage.solvers.registry import get, solve
 
@@ -212,7 +215,7 @@ def run_comparison(
     for cap in caps:
         problem = Problem(graph=graph, target=target.with_capacity(cap.bytes),
                           weights_in_compute_level=weights_in_compute_level,
-                          time_limit=time_limit, seed=seed)
+                          time_limit=time_limit, seed=seed, on_progress=on_progress)
         for name in solvers:
             if on_run is not None:
                 on_run(len(runs), total, name, cap)

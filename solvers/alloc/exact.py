@@ -54,7 +54,7 @@ from stowage.solvers.alloc.interval import Interval, Lifetime, peak_live_at
 
 log = logging.getLogger(__name__)
 
-__all__ = ["AllocationResult", "check_packing", "solve_allocation"]
+__all__ = ["AllocationResult", "check_packing", "exact_pack", "solve_allocation"]
 
 Offset = int
 
@@ -320,7 +320,7 @@ def _jit_module():
     try:
         from stowage.solvers.alloc import exact_jit as exact_alloc_jit
     except ImportError as e:  # numba missing: the Python search gives the same answers, slower
-        log.warning("exact_alloc: numba unavailable (%s); using the pure-Python search", e)
+        log.warning("exact allocator: numba unavailable (%s); using the pure-Python search", e)
         return None
     import numpy as np
 
@@ -496,3 +496,15 @@ def _solve(buffers: Sequence[Lifetime], capacity: int | None, deadline: float, s
                                 f"proven lower bound {lb}", nodes_total)
     status = "optimal" if p <= lb else "feasible"
     return AllocationResult(full(best), status, p, min(lb, p), elapsed(), "", nodes_total)
+
+
+def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limit: float) -> dict[int, int] | None:
+    """Offsets (by interval id) within ``capacity`` from the exact packer, or None (none found
+    in time, or proven impossible).  Sizes and the capacity are counted in alignment units, so
+    every offset is aligned (conservative by less than one unit for the topmost buffer)."""
+    a = max(1, alignment)
+    units = [Interval(iv.id, iv.first, iv.last, -(-iv.size // a)) for iv in ivs]
+    res = solve_allocation(units, capacity // a, time_limit)
+    if res.offsets is None:
+        return None
+    return {iv.id: off * a for iv, off in zip(ivs, res.offsets)}

@@ -1,8 +1,8 @@
-"""The compiled inner loop of ``solvers.exact_alloc`` (numba), node for node the same search.
+"""The compiled inner loop of ``stowage.solvers.alloc.exact`` (numba), node for node the same search.
 
 Why a second copy of the search: the branch and bound needs millions of nodes on the hardest
 MiniMalloc instances (the C++ original explores them in seconds); the pure-Python search
-manages about 25k nodes/s, this one two orders of magnitude more.  ``exact_alloc`` keeps the
+manages about 25k nodes/s, this one two orders of magnitude more.  ``alloc.exact`` keeps the
 Python search as the reference (and as the fallback when numba is missing); the tests check
 that both visit the same number of nodes and return the same offsets.
 

@@ -7,8 +7,10 @@ in the project are MiniMalloc's CSV rows (``stowage.solvers.alloc.minimalloc_csv
 at that boundary.
 
 Every place that needs "the lowest aligned offset that misses these busy byte ranges" (the
-spill engine's arena and off-chip occupancy, plan assembly, the greedy packer, the exact
-model's greedy start) calls ``first_fit``; every "most bytes live at once" is ``peak_live``.
+off-chip occupancy of the spill engine and of plan assembly, the greedy packer's first-fit
+branch, the exact model's greedy start) calls ``first_fit``; every "most bytes live at once"
+is ``peak_live``.  (The spill engine's compute arena keeps its own gap search: it places
+zero-byte requests differently, see ``spill/arena.py``.)
 """
 
 from __future__ import annotations
@@ -35,10 +37,6 @@ class Interval:
         if self.offset is None:
             raise ValueError(f"interval of buffer {self.id} has no offset")
         return self.offset + self.size
-
-    def meets(self, first: int, last: int) -> bool:
-        """Whether the step ranges ``first..last`` and this one's share a step."""
-        return not (last < self.first or first > self.last)
 
 
 def align_up(x: int, alignment: int) -> int:

@@ -37,7 +37,7 @@ from stowage.ir.graph import Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import op_buffers
 from stowage.plan import Plan, Transfer
 from stowage.solvers.alloc.interval import Interval, align_up, first_fit
-from stowage.solvers.budgets import m_r_aligned, m_r_operator_aligned
+from stowage.solvers.budgets import m_r_cached, m_r_operator_aligned
 from stowage.solvers.costs import CostModel, home_level
 from stowage.solvers.problem import Problem
 
@@ -171,7 +171,7 @@ def _check_m_r(problem: Problem, compute: str, align: int) -> None:
     capacity, graph, weights = problem.capacity, problem.graph, problem.weights_in_compute_level
     if capacity is None:
         return
-    m_r = m_r_aligned(graph, weights, align)
+    m_r = m_r_cached(graph, weights, align)
     if m_r <= capacity:
         return
     o = m_r_operator_aligned(graph, weights, align)

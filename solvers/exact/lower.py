@@ -48,13 +48,21 @@ def lower_solution(problem: Problem, data: JointData, sol: JointSolution, solver
                          started, objective=objective)
     if data.mode != "min-peak":
         value, got = traffic_of(data, sol), plan.metrics.noncompulsory_bytes
-        if got < value:
+        if got < value or (got > value and not _spill_moved(data, plan)):
             raise SolverError(f"{solver_name}: internal error: model traffic {value} != plan traffic {got}")
         if got > value and status == "optimal":
             log.info("%s: the plan pays %d, more than the model's %d (a spill went to a farther level): "
                      "feasible, not optimal", solver_name, got, value)
             status = "feasible"
     return replace(plan, solver=replace(plan.solver, status=status, found_by=found_by))
+
+
+def _spill_moved(data: JointData, plan: Plan) -> bool:
+    """Whether the assembler stored some spill elsewhere than the model's level: the only
+    reason a lowered plan may pay more than the model counted."""
+    store_dst = {mb.id: mb.store_dst for mb in data.buffers}
+    return any(t.src == data.compute_level and store_dst.get(t.buffer) not in (None, t.dst)
+               for t in plan.transfers)
 
 
 __all__ = ["infeasible_message", "lower_solution"]

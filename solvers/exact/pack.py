@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import time
 
+from stowage.solvers.alloc.exact import exact_pack
 from stowage.solvers.alloc.greedy import allocate_offsets
 from stowage.solvers.alloc.interval import Interval
 from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, check_solution, tighten
-from stowage.solvers.spill.packing import exact_pack
 
 
 def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0) -> JointSolution | None:

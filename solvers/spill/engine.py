@@ -58,7 +58,7 @@ from stowage.solvers.spill.config import Config, SpillResult
 from stowage.solvers.spill.offchip import OffChip
 from stowage.solvers.spill.packing import pack
 from stowage.solvers.spill.policies import bytes_order, window_victims
-from stowage.solvers.spill.uses import uses_for
+from stowage.solvers.spill.uses import Uses, uses_for
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,8 @@ class SpillEngine:
     mutable bookkeeping in ``state``."""
 
     def __init__(self, problem: Problem, order: Sequence[OpIndex], cfg: Config,
-                 state: EngineState | None = None) -> None:
+                 state: EngineState | None = None, uses: Uses | None = None,
+                 costs: CostModel | None = None) -> None:
         self.problem = problem
         self.graph = problem.graph
         self.target = problem.target
@@ -123,8 +124,9 @@ class SpillEngine:
         self.alignment = self.target.compute.alignment
         self.compute = self.target.compute_level
         self.end = max(0, len(self.order) - 1)
-        self.uses = uses_for(self.graph, self.order, self.weights_in_compute_level)
-        self.costs = CostModel(self.target)
+        # Fixed facts of the run; a fork shares them (they are read-only) instead of rebuilding.
+        self.uses = uses if uses is not None else uses_for(self.graph, self.order, self.weights_in_compute_level)
+        self.costs = costs if costs is not None else CostModel(self.target)
         # A memo, not state: (offchip version, level) per buffer; a fork starts it empty.
         self._spill_memo: dict[int, tuple[int, str]] = {}
         if state is not None:
@@ -147,7 +149,7 @@ class SpillEngine:
     def fork(self, cfg: Config | None = None) -> SpillEngine:
         """An independent copy of the simulation at this point (so a caller can try several
         continuations -- ``solvers.divide``); ``cfg`` replaces the policy from here on."""
-        return SpillEngine(self.problem, self.order, cfg or self.cfg, self.state.copy())
+        return SpillEngine(self.problem, self.order, cfg or self.cfg, self.state.copy(), self.uses, self.costs)
 
     # -- off-chip reservations and prices ----------------------------------------------
     def _reserve(self, b: int, level: str, first: int, last: int, off: int | None = None) -> None:

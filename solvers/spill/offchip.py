@@ -40,7 +40,11 @@ class OffChip:
         return self.levels[level].fits(size, first, last)
 
     def take(self, level: str, off: int, size: int, first: int, last: int) -> None:
-        self.levels[level].take(off, size, first, last)
+        """Reserve ``size`` bytes at ``off``.  An empty reservation holds no bytes and is not
+        recorded, so it never blocks a later request (the validator ignores empty placements
+        too); the plan still gets its offset from the engine."""
+        if size > 0:
+            self.levels[level].take(off, size, first, last)
         self.version += 1
 
     def prune(self, before: int) -> None:

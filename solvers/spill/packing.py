@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from stowage.solvers.alloc.exact import solve_allocation
+from stowage.solvers.alloc.exact import exact_pack
 from stowage.solvers.alloc.greedy import allocate_offsets
 from stowage.solvers.alloc.interval import Interval
 from stowage.solvers.problem import Problem
@@ -24,16 +24,4 @@ def pack(problem: Problem, placements: Sequence[Interval], cfg: Config) -> dict[
     return offsets
 
 
-def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limit: float) -> dict[int, int] | None:
-    """Offsets (by interval id) within ``capacity`` from the exact packer, or None (none found
-    in time, or proven impossible).  Sizes and the capacity are counted in alignment units, so
-    every offset is aligned (conservative by less than one unit for the topmost buffer)."""
-    a = max(1, alignment)
-    units = [Interval(iv.id, iv.first, iv.last, -(-iv.size // a)) for iv in ivs]
-    res = solve_allocation(units, capacity // a, time_limit)
-    if res.offsets is None:
-        return None
-    return {iv.id: off * a for iv, off in zip(ivs, res.offsets)}
-
-
-__all__ = ["exact_pack", "pack"]
+__all__ = ["pack"]
