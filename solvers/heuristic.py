@@ -275,9 +275,12 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
 def auto(problem: Problem, params: AutoParams) -> Plan:
     kind, hparams = choose(problem)
     if kind == "divide":
-        return plan_divide(problem, DivideParams(), "auto")
-    assert hparams is not None
-    return plan_heuristic(problem, hparams, "auto")
+        plan = plan_divide(problem, DivideParams(), "auto")
+    else:
+        assert hparams is not None
+        plan = plan_heuristic(problem, hparams, "auto")
+    # ``name`` stays the solver asked for; ``found_by`` says which one auto delegated to.
+    return replace(plan, solver=replace(plan.solver, found_by=plan.solver.found_by or kind))
 
 
 __all__ = ["LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
