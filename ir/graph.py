@@ -50,9 +50,15 @@ class Tensor:
 
 @dataclass(frozen=True)
 class Operator:
-    """One ONNX node.  ``computing`` is False for view ops and constant-folded weight ops,
-    which are not steps of a schedule.  ``extra_bytes`` is working memory the operator needs
-    beyond its operands (the subgraph peak of an opaque control-flow op)."""
+    """One ONNX node.  ``computing`` is False for view ops, constant-folded weight ops and
+    in-place operators fused into another operator's step, which are not steps of a schedule.
+    ``extra_bytes`` is working memory the operator needs beyond its operands (the subgraph peak
+    of an opaque control-flow op).
+
+    ``fused`` lists, in execution order, the in-place operators (``stowage.ir.inplace``) that
+    run in this operator's step right after it, each writing its result over the operand this
+    step produced; ``fused_into`` is the host step of such an operator.  A fused operator
+    keeps its own node (the simulator and the C tables execute it), it is just not a step."""
 
     index: OpIndex
     name: str
@@ -67,6 +73,8 @@ class Operator:
     opaque: bool = False
     opaque_reason: str | None = None
     extra_bytes: int = 0
+    fused: tuple[OpIndex, ...] = ()
+    fused_into: OpIndex | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +108,8 @@ class Graph:
     dims: Mapping[str, int] = field(default_factory=dict)
     source_path: str | None = None
     source_sha256: str | None = None
+    #: True once ``stowage.ir.inplace.fuse_in_place`` has run (``--in-place on``).
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         # Freeze the mappings so that the IR really is read-only once built.
@@ -113,19 +123,31 @@ class Graph:
     def computing_ops(self) -> tuple[Operator, ...]:
         return tuple(op for op in self.operators if op.computing)
 
+    def step_members(self, op: Operator) -> tuple[Operator, ...]:
+        """The operators one step executes: ``op`` and then the in-place ops fused into it."""
+        return (op, *(self.operators[f] for f in op.fused))
+
     def op_reads(self, op: Operator) -> tuple[BufferId, ...]:
-        """Distinct buffers an operator reads, in operand order."""
+        """Distinct buffers a step reads, in operand order.  For a step with fused in-place
+        operators, their operands count too, except the buffer the step itself produced (the
+        fused operator rewrites it in place: it is written by the step, not read from before)."""
         seen: dict[BufferId, None] = {}
-        for name in op.inputs:
-            if name and name in self.tensor_buffer:
-                seen.setdefault(self.tensor_buffer[name], None)
+        written: set[BufferId] = set()
+        for member in self.step_members(op):
+            for name in member.inputs:
+                if name and name in self.tensor_buffer:
+                    b = self.tensor_buffer[name]
+                    if b not in written:
+                        seen.setdefault(b, None)
+            written.update(self.tensor_buffer[n] for n in member.outputs if n and n in self.tensor_buffer)
         return tuple(seen)
 
     def op_writes(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
-        for name in op.outputs:
-            if name and name in self.tensor_buffer:
-                seen.setdefault(self.tensor_buffer[name], None)
+        for member in self.step_members(op):
+            for name in member.outputs:
+                if name and name in self.tensor_buffer:
+                    seen.setdefault(self.tensor_buffer[name], None)
         return tuple(seen)
 
     def file_order(self) -> tuple[OpIndex, ...]:

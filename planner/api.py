@@ -35,15 +35,21 @@ log = logging.getLogger(__name__)
 
 
 def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None = None,
-               dims: dict[str, int] | None = None) -> Graph:
+               dims: dict[str, int] | None = None, in_place: bool = False) -> Graph:
     """The graph ``compile`` plans: a ``Graph`` as given (so callers can plan one graph at
     several settings without re-importing it), else the ONNX file imported with ``dims`` and
     ``element_bytes`` (onnx is imported only here, so ``import stowage.api`` stays light)."""
     if isinstance(model, Graph):
-        return model
-    from stowage.ir.onnx_import import load_graph
+        graph = model
+    else:
+        from stowage.ir.onnx_import import load_graph
 
-    return load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
+        graph = load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
+    if in_place and not graph.in_place:
+        from stowage.ir.inplace import fuse_in_place
+
+        graph = fuse_in_place(graph)
+    return graph
 
 
 def compile(
@@ -59,6 +65,7 @@ def compile(
     workers: int | None = None,
     params: dict[str, Any] | Any = None,
     on_progress: Callable[[str], None] | None = None,
+    in_place: bool = True,
 ) -> Plan:
     """Plan ``model`` for ``target`` and return the validated plan.
 
@@ -66,14 +73,16 @@ def compile(
     ``"M_H"``, ``"M_P"``; ``None`` uses the target's capacity.  ``weights_in_sram``: COSMA's
     "activations + weights" setting.  ``params``: a solver params dataclass or a dict of its
     fields.  ``on_progress``: called with one-line progress reports of long solves (the solvers
-    get it as ``Problem.on_progress``; the CLI passes ``stowage.progress.status``).  Raises
+    get it as ``Problem.on_progress``; the CLI passes ``stowage.progress.status``).
+    ``in_place``: fuse in-place operators (``stowage.ir.inplace``; the CLI's ``--in-place on``,
+    the default); False keeps COSMA's definitions.  A ``Graph`` already fused stays fused.  Raises
     ``StowageError`` subclasses (exit code 2 in the CLI) for user errors, ``CapacityError``
     naming M_R when the capacity is too small."""
     from stowage.solvers.registry import get, make_params, solve
 
     if time_limit <= 0:
         raise SolverError(f"time limit must be positive, got {time_limit}")
-    graph = load_model(model, element_bytes, dims)
+    graph = load_model(model, element_bytes, dims, in_place)
     hier = target if isinstance(target, Hierarchy) else load_target(os.fspath(target))
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)

@@ -305,6 +305,8 @@ class Simulator:
         # Buffers computed from corrupted operands: wrong by consequence, not reported again.
         self.tainted: set[int] = set()
         self.shadow: dict[str, np.ndarray] = {}
+        #: The tensor whose bytes a buffer holds now (the last one written into it).
+        self.current: dict[int, str] = {}
         init, self.random_weights = _initializer_values(model, base_dir, self.rng)
         self.shadow.update(init)
         self.inputs = {
@@ -346,7 +348,9 @@ class Simulator:
         on its own: its bytes are those of another tensor of the same buffer."""
         if name not in self.shadow:
             bid = self.graph.tensor_buffer[name]
-            src = next(n for n in self.graph.buffers[bid].tensors if n in self.shadow)
+            cur = self.current.get(bid)
+            src = cur if cur is not None and cur in self.shadow else next(
+                n for n in self.graph.buffers[bid].tensors if n in self.shadow)
             return self.tensor_bytes(src)[: self.graph.tensors[name].bytes]
         arr = np.ascontiguousarray(self.shadow[name])
         return arr.reshape(-1).view(np.uint8)
@@ -357,7 +361,11 @@ class Simulator:
         return self.tensor_bytes(name).view(np_dtype(t.dtype)).reshape(t.shape)
 
     def buffer_bytes(self, bid: int) -> np.ndarray:
-        """The buffer's correct content: its largest tensor's bytes (views share them)."""
+        """The buffer's correct content: the bytes of the tensor last written into it (an
+        in-place operator's result replaces its operand's), else its largest tensor's bytes
+        (views share them)."""
+        if bid in self.current:
+            return self.tensor_bytes(self.current[bid])
         b = self.graph.buffers[bid]
         known = [n for n in b.tensors if n in self.shadow]
         best = max(known, key=lambda n: self.graph.tensors[n].bytes)
@@ -407,16 +415,26 @@ class Simulator:
                         mem.view(pl)[:] = self.buffer_bytes(pl.buffer)
                         filled.add(pl)
             self._transfers(mem, s, transfers.get((s, "before"), ()), filled)
-            op = by_name.get(plan.steps[s].op)
+            st = plan.steps[s]
+            if st.index is not None:
+                op = graph.operators[st.index] if 0 <= st.index < len(graph.operators) else None
+                if op is not None and (not op.computing or op.name != st.op):
+                    op = None
+            else:
+                op = by_name.get(st.op)
             if op is None:
-                raise PlanFormatError(f"step {s}: operator '{plan.steps[s].op}' is not in the model")
-            self._execute(mem, s, op, filled)
+                raise PlanFormatError(f"step {s}: operator '{st.op}' is not in the model")
+            # The step runs its operator, then each in-place operator fused into it, which
+            # writes its result over the operand the step just produced.
+            for member in graph.step_members(op):
+                self._execute(mem, s, member, filled)
             self._transfers(mem, s, transfers.get((s, "after"), ()), filled)
             if s == nsteps - 1:
                 outputs_read = self._collect_outputs(mem, s)
             for pl in ends.get(s, ()):
                 if pl in filled and pl.buffer not in self.tainted:
-                    got, want = mem.view(pl), self.buffer_bytes(pl.buffer)
+                    want = self.buffer_bytes(pl.buffer)
+                    got = mem.view(pl, want.size)
                     if not np.array_equal(got, want):
                         self.corrupt(s, pl.buffer, f"{self.buf(pl.buffer)} was found corrupted in {pl.level} at "
                                      f"[{pl.offset}, {pl.offset + want.size}) when its placement ended: "
@@ -501,10 +519,15 @@ class Simulator:
             data = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
             mem.view(pl, data.size)[:] = data
             filled.add(pl)
-        # A kernel writes its results while it still reads its operands: they must survive.
+            self.current[bid] = name
+        # A kernel writes its results while it still reads its operands: they must survive,
+        # except the operand an in-place operator declares it overwrites (same buffer).
+        written_bufs = {self.graph.tensor_buffer[n] for n, _ in written}
         if len(self.corruptions) == before:
             for name in (i for i in node.input if i):
                 bid = self.graph.tensor_buffer[name]
+                if bid in written_bufs and op.fused_into is not None:
+                    continue
                 pl = self._operand_placement(mem, bid, s)
                 want = self.tensor_bytes(name)
                 if pl is not None and not np.array_equal(mem.view(pl, want.size), want):

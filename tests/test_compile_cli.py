@@ -28,7 +28,7 @@ def _plan_json(path):
 def test_compile_writes_plan_and_summary(model, tmp_path, capsys):
     out = tmp_path / "out"
     rc = main(["compile", str(model), "--element-bytes", "1", "--capacity", "M_R", "--time-limit", "2",
-               "-o", str(out)])
+               "--in-place", "off", "-o", str(out)])
     assert rc == 0
     plan = load_plan(out / "plan.json")
     assert plan.target.levels[0].capacity == 48      # M_R of the fanout graph at 1 byte/element

@@ -632,7 +632,7 @@ def test_cli_compile_emits_header_that_replays(tmp_path: Path) -> None:
     assert "typedef uint32_t dia_addr_t;" in h
     rr = replay(h, tmp_path / "replay")
     assert rr.returncode == 0, rr.stderr
-    r = run_cli("compile", str(model), "--element-bytes", "1", "-o", str(tmp_path / "d"))
+    r = run_cli("compile", str(model), "--element-bytes", "1", "--in-place", "off", "-o", str(tmp_path / "d"))
     assert r.returncode == 0, r.stderr
     assert sorted(x.name for x in (tmp_path / "d").iterdir()) == ["plan.h", "plan.json", "schedule.json"]
     assert "#define DIA_MOND_NUM_STEPS 4u" in (tmp_path / "d" / "plan.h").read_text()

@@ -20,7 +20,7 @@ F = TensorProto.FLOAT
 
 
 def inspect_json(capsys, *argv: str) -> dict:
-    assert cli.main(["inspect", "--json", *argv]) == 0
+    assert cli.main(["inspect", "--json", "--in-place", "off", *argv]) == 0
     out, err = capsys.readouterr()
     assert err == ""
     return json.loads(out)

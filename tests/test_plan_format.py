@@ -134,7 +134,7 @@ def _broken(edit) -> str:
     (lambda d: d["buffers"][0].update(kind="tensor"),
      "plan file: $.buffers[0].kind: 'tensor' is not one of input, output, weight, activation"),
     (lambda d: d.update(format="onnx"), "plan file: $.format is 'onnx', expected 'stowage-plan'"),
-    (lambda d: d.update(version=2), "plan file: $.version 2 is not supported (this stowage reads version 1)"),
+    (lambda d: d.update(version=3), "plan file: $.version 3 is not supported (this stowage reads versions 1, 2)"),
     (lambda d: d["target"].update(compute_level="l1"),
      "plan file: $.target.compute_level: 'l1' is not one of sram, dram"),
 ])

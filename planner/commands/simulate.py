@@ -16,7 +16,7 @@ ORDER = 41
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
+    add_model_arguments(p, in_place=False)
     p.add_argument("plan", metavar="PLAN.json", help="plan file written by 'stowage plan'")
     p.add_argument("--seed", type=int, default=0, metavar="N",
                    help="seed of the random graph inputs (and of weights missing from a graph-only model)")

@@ -20,7 +20,7 @@ ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_model_arguments(p)
+    add_model_arguments(p, in_place=False)
     p.add_argument("plan", metavar="PLAN.json", help="plan file written by 'stowage plan'")
     p.add_argument("--target", default=None, metavar="PRESET_OR_FILE",
                    help="also check against this memory hierarchy (level names, no transfer into "
@@ -39,6 +39,11 @@ def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
     element_bytes = args.element_bytes if args.element_bytes is not None else plan.options.element_bytes
     with progress.stage(f"importing {args.model}"):
         graph = load_graph(args.model, dims=dims, element_bytes=element_bytes)
+    if plan.options.in_place:
+        # The plan says how it was made: its steps are those of the fused graph.
+        from stowage.ir.inplace import fuse_in_place
+
+        graph = fuse_in_place(graph)
     if plan.model.sha256 and graph.source_sha256 and plan.model.sha256 != graph.source_sha256:
         print(f"stowage: warning: {args.model} is not the model the plan was made from "
               f"(sha256 {graph.source_sha256[:12]}... vs {plan.model.sha256[:12]}... in the plan)",

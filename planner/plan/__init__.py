@@ -11,6 +11,7 @@ from stowage.plan.model import (
     BUFFER_KINDS,
     FORMAT,
     PHASES,
+    READABLE_VERSIONS,
     STATUSES,
     VERSION,
     LevelRef,
@@ -27,7 +28,7 @@ from stowage.plan.model import (
 )
 
 __all__ = [
-    "BUFFER_KINDS", "FORMAT", "PHASES", "STATUSES", "VERSION", "LevelRef", "Metrics", "ModelRef",
+    "BUFFER_KINDS", "FORMAT", "PHASES", "READABLE_VERSIONS", "STATUSES", "VERSION", "LevelRef", "Metrics", "ModelRef",
     "Placement", "Plan", "PlanBuffer", "PlanOptions", "PlanStep", "SolverInfo", "TargetRef",
     "Transfer", "load_plan", "plan_from_dict", "plan_from_json", "plan_to_dict", "plan_to_json",
     "save_plan", "write_text_atomic",

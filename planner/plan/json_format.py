@@ -20,8 +20,11 @@ from stowage.plan.model import (
     BUFFER_KINDS,
     FORMAT,
     PHASES,
+    READABLE_VERSIONS,
+    RING_MODES,
     STATUSES,
-    VERSION,
+    Cascade,
+    CascadeTensor,
     LevelRef,
     Metrics,
     ModelRef,
@@ -30,7 +33,9 @@ from stowage.plan.model import (
     PlanBuffer,
     PlanOptions,
     PlanStep,
+    RowTransfer,
     SolverInfo,
+    Stripe,
     TargetRef,
     Transfer,
 )
@@ -58,10 +63,11 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "element_bytes": plan.options.element_bytes,
             "weights_in_compute_level": plan.options.weights_in_compute_level,
             "dims": dict(plan.options.dims),
+            "in_place": plan.options.in_place,
         },
         "solver": {k: v for k, v in asdict(plan.solver).items() if k != "found_by" or v is not None},
         "buffers": [asdict(b) for b in plan.buffers],
-        "steps": [asdict(s) for s in plan.steps],
+        "steps": [_step_dict(s) for s in plan.steps],
         "placements": [asdict(p) for p in plan.placements],
         "transfers": [asdict(t) for t in plan.transfers],
         "metrics": {
@@ -70,7 +76,29 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "peak_bytes": dict(plan.metrics.peak_bytes),
         },
     }
+    if plan.cascades:
+        d["cascades"] = [_cascade_dict(c) for c in plan.cascades]
     return _plain(d)
+
+
+def _cascade_dict(c: Cascade) -> dict[str, Any]:
+    return {
+        "step": c.step, "ops": list(c.ops), "end": c.end, "stripe_rows": c.stripe_rows,
+        "tensors": [asdict(t) for t in c.tensors],
+        # One compact array per stripe: a plan of MobileNetV2 has thousands of them.
+        "stripes": [{"op": s.op, "out": [s.out_lo, s.out_hi],
+                     "in": [[t, lo, hi] for t, lo, hi in s.inputs],
+                     "pad": [s.pad_top, s.pad_bottom],
+                     "dma": [[x.direction, x.tensor, x.lo, x.hi, x.level] for x in s.transfers]}
+                    for s in c.stripes],
+    }
+
+
+def _step_dict(step: PlanStep) -> dict[str, Any]:
+    d = asdict(step)
+    if not step.fused:
+        del d["fused"]
+    return d
 
 
 def plan_to_json(plan: Plan) -> str:
@@ -157,8 +185,9 @@ def plan_from_dict(data: Any) -> Plan:
     if fmt != FORMAT:
         raise PlanFormatError(f"plan file: $.format is '{fmt}', expected '{FORMAT}'")
     version = r.key("version").int_()
-    if version != VERSION:
-        raise PlanFormatError(f"plan file: $.version {version} is not supported (this stowage reads version {VERSION})")
+    if version not in READABLE_VERSIONS:
+        raise PlanFormatError(f"plan file: $.version {version} is not supported (this stowage reads versions "
+                              f"{', '.join(map(str, READABLE_VERSIONS))})")
     m = r.key("model")
     model = ModelRef(path=m.key("path").str_(nullable=True), sha256=m.key("sha256").str_(nullable=True))
     t = r.key("target")
@@ -181,6 +210,7 @@ def plan_from_dict(data: Any) -> Plan:
         element_bytes=o.key("element_bytes").int_(1, nullable=True),
         weights_in_compute_level=o.key("weights_in_compute_level").bool_(),
         dims=dims,
+        in_place=o.opt("in_place", False).bool_() if version >= 2 else False,
     )
     s = r.key("solver")
     solver = SolverInfo(
@@ -215,7 +245,10 @@ def plan_from_dict(data: Any) -> Plan:
     steps = tuple(
         PlanStep(op=st.key("op").str_(), op_type=st.key("op_type").str_(),
                  reads=tuple(buf_id(x) for x in st.key("reads").list_()),
-                 writes=tuple(buf_id(x) for x in st.key("writes").list_()))
+                 writes=tuple(buf_id(x) for x in st.key("writes").list_()),
+                 # Version 2 names each step's operator by index too (node names may repeat).
+                 index=st.opt("index").int_(nullable=True) if version >= 2 else None,
+                 fused=tuple(x.str_() for x in st.opt("fused", []).list_()) if version >= 2 else ())
         for st in r.key("steps").list_()
     )
     placements = []
@@ -238,9 +271,66 @@ def plan_from_dict(data: Any) -> Plan:
         noncompulsory_bytes=mt.key("noncompulsory_bytes").int_(),
         peak_bytes={k: _Reader(v, f"{pk.path}.{k}").int_() for k, v in pk.obj().items()},
     )
+    cascades = tuple(_read_cascade(c, nbuf, len(steps), tuple(level_names))
+                     for c in r.opt("cascades", []).list_()) if version >= 2 else ()
     return Plan(model=model, target=target, options=options, solver=solver, buffers=tuple(buffers),
                 steps=steps, placements=tuple(placements), transfers=transfers, metrics=metrics,
-                format=fmt, version=version)
+                format=fmt, version=version, cascades=cascades)
+
+
+def _pair(rd: _Reader) -> tuple[int, int]:
+    items = rd.list_()
+    if len(items) != 2:
+        raise rd.fail(f"expected [lo, hi], got {len(items)} numbers")
+    lo, hi = items[0].int_(), items[1].int_()
+    if hi < lo:
+        raise rd.fail(f"hi ({hi}) is below lo ({lo})")
+    return lo, hi
+
+
+def _read_cascade(c: _Reader, nbuf: int, nsteps: int, levels: tuple[str, ...]) -> Cascade:
+    step = c.key("step").int_()
+    if step >= nsteps:
+        raise c.key("step").fail(f"step {step} does not exist (the plan has {nsteps} steps)")
+    tensors = []
+    for t in c.key("tensors").list_():
+        buf = t.key("buffer").int_()
+        if buf >= nbuf:
+            raise t.key("buffer").fail(f"unknown buffer id {buf} (the plan has {nbuf} buffers)")
+        tensors.append(CascadeTensor(
+            tensor=t.key("tensor").str_(), mode=t.key("mode").str_(choices=RING_MODES), buffer=buf,
+            ring_rows=t.opt("ring_rows", 0).int_(), row_bytes=t.opt("row_bytes", 0).int_(),
+            level=t.opt("level").str_(nullable=True, choices=levels)))
+    stripes = []
+    for s in c.key("stripes").list_():
+        out_lo, out_hi = _pair(s.key("out"))
+        inputs = []
+        for x in s.key("in").list_():
+            items = x.list_()
+            if len(items) != 3:
+                raise x.fail("expected [tensor, lo, hi]")
+            lo, hi = _pair(_Reader(x.data[1:], x.path))
+            inputs.append((items[0].str_(), lo, hi))
+        pad_top, pad_bottom = _pads(s.key("pad"))
+        moves = []
+        for x in s.opt("dma", []).list_():
+            items = x.list_()
+            if len(items) != 5:
+                raise x.fail("expected [direction, tensor, lo, hi, level]")
+            lo, hi = _pair(_Reader(x.data[2:4], x.path))
+            moves.append(RowTransfer(tensor=items[1].str_(), lo=lo, hi=hi, level=items[4].str_(choices=levels),
+                                     direction=items[0].str_(choices=("load", "store"))))
+        stripes.append(Stripe(op=s.key("op").int_(), out_lo=out_lo, out_hi=out_hi, inputs=tuple(inputs),
+                              pad_top=pad_top, pad_bottom=pad_bottom, transfers=tuple(moves)))
+    return Cascade(step=step, ops=tuple(x.int_() for x in c.key("ops").list_()), end=c.key("end").str_(),
+                   stripe_rows=c.key("stripe_rows").int_(1), tensors=tuple(tensors), stripes=tuple(stripes))
+
+
+def _pads(rd: _Reader) -> tuple[int, int]:
+    items = rd.list_()
+    if len(items) != 2:
+        raise rd.fail(f"expected [pad_top, pad_bottom], got {len(items)} numbers")
+    return items[0].int_(), items[1].int_()
 
 
 def plan_from_json(text: str) -> Plan:

@@ -13,7 +13,10 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 FORMAT = "stowage-plan"
-VERSION = 1
+VERSION = 2
+#: Versions this stowage reads (version 1 plans, written before steps carried operator indices
+#: and in-place operators, still load: their steps are matched to operators by name).
+READABLE_VERSIONS = (1, 2)
 PHASES = ("before", "after")
 BUFFER_KINDS = ("input", "output", "weight", "activation")
 STATUSES = ("optimal", "feasible", "infeasible", "unknown", "reference")
@@ -50,6 +53,9 @@ class PlanOptions:
     element_bytes: int | None
     weights_in_compute_level: bool
     dims: Mapping[str, int] = field(default_factory=dict)
+    #: Whether the graph was planned with in-place operators fused (``--in-place on``);
+    #: ``validate`` and ``simulate`` rebuild the same graph from it.  False for version 1.
+    in_place: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
@@ -83,10 +89,16 @@ class PlanBuffer:
 
 @dataclass(frozen=True)
 class PlanStep:
+    """One step: operator ``op`` (its node name; ``index`` is its position among the model's
+    nodes in file order, which identifies it even when ONNX node names repeat), then the
+    in-place operators ``fused`` into the step (names, in execution order)."""
+
     op: str
     op_type: str
     reads: tuple[int, ...]
     writes: tuple[int, ...]
+    index: int | None = None
+    fused: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,6 +120,74 @@ class Transfer:
     dst: str
     step: int
     phase: str  # "before" | "after"
+
+
+RING_MODES = ("ring", "whole", "streamed")
+
+
+@dataclass(frozen=True)
+class RowTransfer:
+    """Rows ``[lo, hi)`` of ``tensor`` copied between its placement in ``level`` (the whole
+    tensor, NCHW as everywhere) and its ring in the compute level: ``load`` level -> ring
+    before the stripe runs, ``store`` ring -> level after it."""
+
+    tensor: str
+    lo: int
+    hi: int
+    level: str
+    direction: str  # "load" | "store"
+
+
+@dataclass(frozen=True)
+class Stripe:
+    """One operator run on a band of output rows.  ``op`` is the operator's index in the model
+    (an in-place operator fused into a step is a stripe of its own, right after its host's);
+    it writes rows ``[out_lo, out_hi)`` of its output after reading rows ``[lo, hi)`` of each
+    spatial operand named in ``inputs`` (operands without rows, such as weights or a per-channel
+    scale, are read whole), with ``pad_top`` / ``pad_bottom`` rows of zero padding, non-zero
+    only at the tensor's border.  ``transfers`` run around it: loads before, stores after."""
+
+    op: int
+    out_lo: int
+    out_hi: int
+    inputs: tuple[tuple[str, int, int], ...]   # (tensor, lo, hi) per spatial operand
+    pad_top: int
+    pad_bottom: int
+    transfers: tuple[RowTransfer, ...] = ()
+
+
+@dataclass(frozen=True)
+class CascadeTensor:
+    """How a tensor a cascade touches is held.  ``ring``: a ring of ``ring_rows`` rows of
+    ``row_bytes`` each, in plan buffer ``buffer`` (row ``r`` at byte ``(r mod ring_rows) *
+    row_bytes`` of it; a row is the tensor's ``[:, :, r, :]`` slice, channel-major);
+    ``whole``: the tensor's own buffer (``buffer``), read and written row by row in place;
+    ``streamed``: the whole tensor stays in ``level`` (its home) and moves through a ring
+    (``buffer``, ``ring_rows``) by row transfers."""
+
+    tensor: str
+    mode: str
+    buffer: int
+    ring_rows: int = 0
+    row_bytes: int = 0
+    level: str | None = None
+
+
+@dataclass(frozen=True)
+class Cascade:
+    """A run of operators executed stripe by stripe as plan step ``step``.  ``ops`` are the
+    steps' operators (model indices, in order), ``end`` the tensor whose row bands drive the
+    stripes, ``stripe_rows`` the band height; ``stripes`` is the program in execution order."""
+
+    step: int
+    ops: tuple[int, ...]
+    end: str
+    stripe_rows: int
+    tensors: tuple[CascadeTensor, ...]
+    stripes: tuple[Stripe, ...]
+
+    def tensor(self, name: str) -> CascadeTensor | None:
+        return next((t for t in self.tensors if t.tensor == name), None)
 
 
 @dataclass(frozen=True)
@@ -133,6 +213,10 @@ class Plan:
     metrics: Metrics
     format: str = FORMAT
     version: int = VERSION
+    #: Tiled execution (version 2): the cascades, each one plan step.  Empty for a plan of
+    #: whole tensors.  Its steps, buffers (rings included) and placements are those of the
+    #: *macro graph* (``stowage.ir.tiling.macro_graph``) the cascades define.
+    cascades: tuple[Cascade, ...] = ()
 
     @property
     def traffic_bytes(self) -> int:

@@ -161,7 +161,23 @@ class _Checker:
         self.step_op: list[int | None] = []
         done: set[int] = set()
         for s, st in enumerate(p.steps):
-            cands = [i for i in by_name.get(st.op, []) if i not in done]
+            if st.index is not None:
+                # Version 2: the step names its operator by index (node names may repeat).
+                if not 0 <= st.index < len(g.operators) or not g.operators[st.index].computing:
+                    self.fail(1, s, (), f"operator index {st.index} ('{st.op}') is not a computing "
+                              "operator of the graph")
+                    self.step_op.append(None)
+                    continue
+                if st.index in done:
+                    self.fail(1, s, (), f"operator '{st.op}' (index {st.index}) appears twice in the steps")
+                    self.step_op.append(None)
+                    continue
+                if g.operators[st.index].name != st.op:
+                    self.fail(1, s, (), f"operator index {st.index} is '{g.operators[st.index].name}' in the "
+                              f"graph but '{st.op}' in the plan")
+                cands = [st.index]
+            else:
+                cands = [i for i in by_name.get(st.op, []) if i not in done]
             if not cands:
                 again = st.op in by_name
                 self.fail(1, s, (), f"operator '{st.op}' " + ("appears twice in the steps" if again
@@ -174,6 +190,10 @@ class _Checker:
             self.step_op.append(idx)
             if st.op_type != op.op_type:
                 self.fail(1, s, (), f"op_type is {st.op_type} in the plan but {op.op_type} in the graph")
+            fused = tuple(g.operators[f].name for f in op.fused)
+            if st.fused != fused and (st.index is not None or st.fused):
+                self.fail(1, s, (), f"fused in-place operators {list(st.fused)} in the plan but "
+                          f"{list(fused)} in the graph (plan made with another --in-place setting?)")
             for what, plan_ids, graph_ids in (("reads", st.reads, g.op_reads(op)),
                                               ("writes", st.writes, g.op_writes(op))):
                 if set(plan_ids) != set(graph_ids):
