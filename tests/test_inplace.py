@@ -7,9 +7,9 @@ import json
 import numpy as np
 import onnx
 import pytest
-from helpers import save
 from onnx import TensorProto, helper, numpy_helper
 
+from helpers import save
 from stowage import cli
 from stowage.ir.inplace import fuse_in_place
 from stowage.ir.lifetimes import m_r

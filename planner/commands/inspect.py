@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         ("largest activation", f"{s.largest_activation:,} ({s.largest_activation_name})"),
         ("M_R with weights", f"{s.m_r_with_weights:,}"),
         ("M_R without weights", f"{s.m_r_without_weights:,}"),
-        ("M_R, in place off / on", f"{both['off'][0]:,} / {both['on'][0]:,} with weights, "
-         f"{both['off'][1]:,} / {both['on'][1]:,} without"),
+        ("M_R, in place off / on", (f"{both['off'][0]:,} / {both['on'][0]:,} with weights, "
+                                    f"{both['off'][1]:,} / {both['on'][1]:,} without")),
         ("in-place operators", f"{len(fused_ops)} fused into their operand's step"
          + ("" if args.in_place == "on" else " with --in-place on")),
         ("peak live, file order, with weights", f"{s.peak_live_file_order_with_weights:,}"),
