@@ -44,16 +44,20 @@ def estimate_cost(node: Any, raw: Mapping[str, Any], element_bytes: int | None =
             a = shape[ins[0]]
             k = a[-1] if a else 1
             return _numel(shape[outs[0]]) * k, "MACs"
-        if node.op_type == "Gemm" and outs:
+        if node.op_type in ("Gemm", "QGemm") and outs:
+            # QGemm (com.microsoft): A, A_scale, A_zero_point, B, ...: A is still input 0.
             a = shape[ins[0]]
             trans_a = int(node.attributes.get("transA", 0))
             k = a[0] if trans_a else a[-1]
             return _numel(shape[outs[0]]) * k, "MACs"
         if node.op_type in ("Relu", "Add", "Mul", "Sub", "Div", "Sigmoid", "Tanh", "Sum",
                             "BatchNormalization", "Clip", "LeakyRelu", "HardSigmoid",
-                            "HardSwish", "Softmax", "Erf", "Gelu") and outs:
+                            "HardSwish", "Softmax", "Erf", "Gelu",
+                            # onnxruntime's quantized elementwise ops (com.microsoft)
+                            "QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu",
+                            "QLinearSoftmax") and outs:
             return _numel(shape[outs[0]]), "FLOPs"
-        if node.op_type in ("MaxPool", "AveragePool") and outs:
+        if node.op_type in ("MaxPool", "AveragePool", "QLinearAveragePool") and outs:
             k = node.attributes.get("kernel_shape", ())
             return _numel(shape[outs[0]]) * _numel(tuple(k)), "FLOPs"
     except (KeyError, IndexError, TypeError):

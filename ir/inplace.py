@@ -114,7 +114,7 @@ def _candidate(graph: Graph, op: Operator, host_of: dict[int, OpIndex],
                 break
         if not ok:
             continue
-        if len(operands) > 1 and not _no_larger_step(graph, op, host, bufs, tbuf):
+        if not _no_larger_step(graph, op, host, bufs, tbuf):
             continue
         if best is None or xb.bytes > best[0]:
             best = (xb.bytes, name, host)
@@ -127,14 +127,17 @@ def _step_buffers(graph: Graph, members: list[Operator], tbuf: dict[str, int]) -
 
 def _no_larger_step(graph: Graph, op: Operator, host: OpIndex, bufs: dict[int, Buffer],
                     tbuf: dict[str, int]) -> bool:
-    """Fusing a binary operator must not make the host's step need more memory than the two
-    steps did apart, with or without weights resident: it brings its other operand into the
-    host's step, which can exceed both (a MatMul whose result is added to a residual).  A unary
-    operator only adds its own constants (Clip's bounds), never more than a few bytes."""
+    """Fusing must not make the host's step need more memory than the two steps did apart,
+    with or without weights resident: a binary operator brings its other operand into the
+    host's step, which can exceed both (a MatMul whose result is added to a residual), and a
+    chain that narrows then widens (Resize -> QuantizeLinear -> DequantizeLinear) would keep
+    the wide buffer across steps that needed the narrow one."""
     h = graph.operators[host]
     hosted = [h, *(graph.operators[f] for f in h.fused)]
     apart = (_step_buffers(graph, hosted, tbuf), _step_buffers(graph, [op], tbuf))
-    together = apart[0] | apart[1]
+    # The operator's own constants (Clip's bounds, Q/DQ scales) are a few bytes either way.
+    own = {b for b in apart[1] if bufs[b].kind is TensorKind.WEIGHT and b not in apart[0]}
+    together = (apart[0] | apart[1]) - own
     for with_weights in (True, False):
         def size(ids: set[int], ww: bool = with_weights) -> int:
             return sum(bufs[b].bytes for b in ids if ww or bufs[b].kind is not TensorKind.WEIGHT)

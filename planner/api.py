@@ -27,7 +27,7 @@ from typing import Any
 from stowage.errors import SolverError
 from stowage.ir.graph import Graph
 from stowage.plan import Plan
-from stowage.solvers.budgets import check_capacity, resolve_capacity
+from stowage.solvers.budgets import check_capacity, m_r_cached, resolve_capacity
 from stowage.solvers.problem import Problem, default_workers
 from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
 
@@ -66,6 +66,7 @@ def compile(
     params: dict[str, Any] | Any = None,
     on_progress: Callable[[str], None] | None = None,
     in_place: bool = True,
+    tiling: str = "auto",
 ) -> Plan:
     """Plan ``model`` for ``target`` and return the validated plan.
 
@@ -75,7 +76,11 @@ def compile(
     fields.  ``on_progress``: called with one-line progress reports of long solves (the solvers
     get it as ``Problem.on_progress``; the CLI passes ``stowage.progress.status``).
     ``in_place``: fuse in-place operators (``stowage.ir.inplace``; the CLI's ``--in-place on``,
-    the default); False keeps COSMA's definitions.  A ``Graph`` already fused stays fused.  Raises
+    the default); False keeps COSMA's definitions.  A ``Graph`` already fused stays fused.
+    ``tiling``: ``"auto"`` (default) runs cascades of operators in stripes
+    (``stowage.solvers.tiling``) when the capacity is below M_R, and above it when whole tensors
+    move bytes off-chip and a tiled plan moves fewer (the result is never worse than
+    ``"off"``); ``"off"`` plans whole tensors only (COSMA's model).  Raises
     ``StowageError`` subclasses (exit code 2 in the CLI) for user errors, ``CapacityError``
     naming M_R when the capacity is too small."""
     from stowage.solvers.registry import get, make_params, solve
@@ -87,7 +92,8 @@ def compile(
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
     hier = hier.with_capacity(cap)
-    check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
+    if tiling not in ("auto", "off"):
+        raise SolverError(f"tiling must be 'auto' or 'off', got {tiling!r}")
     problem = Problem(graph=graph, target=hier, weights_in_compute_level=weights_in_sram,
                       time_limit=float(time_limit), seed=int(seed),
                       workers=int(workers) if workers else default_workers(), on_progress=on_progress)
@@ -95,8 +101,39 @@ def compile(
         params = make_params(solver, params)
     elif not dataclasses.is_dataclass(params):
         raise SolverError(f"params for solver '{solver}' must be a dict or its params dataclass")
-    log.info("compiling %s for %s, capacity %s, solver %s", graph.name, hier.name, cap, solver)
-    return solve(problem, solver, params)
+    log.info("compiling %s for %s, capacity %s, solver %s, tiling %s", graph.name, hier.name, cap, solver, tiling)
+    below = cap is not None and cap < m_r_cached(graph, weights_in_sram, hier.compute.alignment)
+    if tiling == "off" or not below:
+        if tiling == "off" or cap is None:
+            check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
+        whole = solve(problem, solver, params)
+        if tiling == "off" or whole.metrics.noncompulsory_bytes == 0:
+            return whole
+        tiled = _try_tiled(problem, solver, params)
+        # Above M_R a tiled plan is kept only when it moves fewer bytes off-chip.
+        return tiled if tiled is not None and tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes \
+            else whole
+    return _tiled(problem, solver, params)
+
+
+def _tiled(problem: Problem, solver: str, params: Any) -> Plan:
+    from stowage.plan.validate import validate
+    from stowage.solvers.tiling.plan import plan_tiled
+
+    plan = plan_tiled(problem, solver, params)
+    verdict = validate(problem.graph, plan)
+    if not verdict.ok:
+        raise SolverError(f"the tiled plan is invalid: {verdict.errors[0].message}")
+    return plan
+
+
+def _try_tiled(problem: Problem, solver: str, params: Any) -> Plan | None:
+    from stowage.errors import CapacityError
+
+    try:
+        return _tiled(problem, solver, params)
+    except CapacityError:
+        return None
 
 
 __all__ = ["compile", "load_model"]

@@ -4,17 +4,22 @@ Each sub-command is a module of ``stowage.commands`` (folder ``planner/commands/
 ``NAME``, ``HELP``, ``ORDER``, ``add_arguments(parser)`` and ``run(args) -> int``; they are
 discovered, so adding a command touches no shared file (``docs/architecture.md``).  User
 errors (``StowageError``) print one line and exit with the error's code (2 for unusable input)
-and no traceback.
+and no traceback; Ctrl-C prints ``stowage: interrupted`` and exits with 130, also in the
+middle of a CP-SAT search (``_searches_stop_on_sigint``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import pkgutil
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import NoReturn
 
 import stowage.commands as commands_pkg
@@ -38,6 +43,78 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"stowage: error: {' '.join(message.split())} (see '{self.prog} --help')\n")
+
+
+#: Module whose ``stop_all_searches`` stops every CP-SAT search; looked up in ``sys.modules``
+#: only, so that the CLI never imports OR-Tools itself (``stowage --help`` stays light).
+_CP_SAT_MODULE = "stowage.solvers.exact.joint_model"
+
+
+def _stop_searches() -> None:
+    mod = sys.modules.get(_CP_SAT_MODULE)
+    if mod is not None:
+        mod.stop_all_searches()
+
+
+def _watch(read_fd: int) -> None:
+    """Wakeup-pipe reader: on SIGINT, stop every CP-SAT search, and again every 0.2 s for 2 s
+    in case a solve was just starting, so the main thread leaves ``solve`` and raises the
+    pending ``KeyboardInterrupt``.  Ends when the pipe is closed (at once, also while retrying)."""
+    import select
+    import time
+
+    retry_until = 0.0
+    while True:
+        now = time.monotonic()
+        ready, _, _ = select.select([read_fd], [], [], 0.2 if retry_until > now else None)
+        if ready:
+            try:
+                data = os.read(read_fd, 64)
+            except OSError:
+                return
+            if not data:  # end of file: the CLI closed the pipe
+                return
+            if signal.SIGINT in data:
+                retry_until = time.monotonic() + 2.0
+                _stop_searches()
+        elif retry_until:
+            _stop_searches()
+
+
+@contextlib.contextmanager
+def _searches_stop_on_sigint() -> Iterator[None]:
+    """Make Ctrl-C stop a CP-SAT search promptly.
+
+    Python runs its SIGINT handler (which raises ``KeyboardInterrupt``) only in the main
+    thread between bytecodes; a CP-SAT ``solve`` blocks the main thread in C++ until its time
+    limit, so the interrupt would wait for it.  Python's C-level handler does write the signal
+    number to the wakeup fd at once, so a watcher thread reading that pipe asks the searches
+    to stop (``stop_all_searches``); the solve returns and the interrupt is raised.  Only when
+    SIGINT has Python's default handler and we are on the main thread; the previous wakeup fd
+    is restored on exit."""
+    if (threading.current_thread() is not threading.main_thread()
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    try:
+        previous = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    except (ValueError, OSError):  # pragma: no cover - not the main interpreter
+        os.close(read_fd)
+        os.close(write_fd)
+        yield
+        return
+    watcher = threading.Thread(target=_watch, args=(read_fd,), name="stowage-sigint", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_fd)  # the last write end: the watcher reads end-of-file and returns
+        watcher.join(timeout=5)
+        if not watcher.is_alive():
+            os.close(read_fd)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,11 +157,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args._run(args) or 0)
+        with _searches_stop_on_sigint():
+            return int(args._run(args) or 0)
     except StowageError as exc:
         print(f"stowage: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
+        # Outputs are committed as sets (stowage.plan.files): an interrupt leaves the old set
+        # and no temporary file.
         print("stowage: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:

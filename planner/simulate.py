@@ -40,11 +40,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.graph import Graph, Operator, TensorKind
-from stowage.plan import Placement, Plan
+from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
 
 POISON = 0xFF
+#: Operators whose stripes run with the stripe's own H padding (``pads`` top and bottom).
+_CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
 RTOL = 1e-5
 ATOL = 1e-6
 
@@ -242,6 +244,23 @@ def _outer_names(node: onnx.NodeProto) -> set[str]:
     return used
 
 
+def _with_h_pads(node: onnx.NodeProto, top: int, bottom: int) -> onnx.NodeProto:
+    """``node`` with its ``pads`` set to ``[top, left, bottom, right]`` (W pads unchanged)."""
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    pads = [0, 0, 0, 0]
+    keep = []
+    for a in out.attribute:
+        if a.name == "pads":
+            pads = list(a.ints) if len(a.ints) == 4 else pads
+        elif a.name != "auto_pad":  # NOTSET or VALID (no pads): explicit pads say the same
+            keep.append(a)
+    del out.attribute[:]
+    out.attribute.extend(keep)
+    out.attribute.append(helper.make_attribute("pads", [top, pads[1], bottom, pads[3]]))
+    return out
+
+
 def _node_by_output(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
     return {o: n for n in model.graph.node for o in n.output if o}
 
@@ -292,11 +311,27 @@ class Simulator:
                 f"the plan was made with an element-size override (element_bytes={plan.options.element_bytes}); "
                 "its bytes do not exist in the model, so it cannot be executed: check it with 'stowage validate'"
             )
+        #: The model's graph (in-place fused import); ``graph`` is the graph the plan's steps
+        #: are steps of: the macro graph of a tiled plan's cascades, else the same graph.
+        self.orig = graph
+        if plan.cascades:
+            from stowage.plan.validate import plan_graph
+
+            graph = plan_graph(graph, plan)
         if len(plan.buffers) != len(graph.buffers) or any(
             pb.bytes != gb.bytes for pb, gb in zip(plan.buffers, graph.buffers)
         ):
             raise PlanFormatError("the plan's buffers do not match the model (another model, or other --dim values?)")
         self.model, self.graph, self.plan = model, graph, plan
+        #: Graph outputs (a tiled plan's macro graph drops those streamed to their home level).
+        self.outputs = tuple(self.orig.outputs)
+        self.cascade_at = {c.step: c for c in plan.cascades}
+        #: Buffers holding rings: their bytes are rows, not a tensor (checked row by row).
+        self.ring_bufs = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+        #: Context added to corruption messages (the stripe being run).
+        self.where = ""
+        #: Per ring buffer, the tensor whose rows it holds now (in-place results share rings).
+        self.ring_content: dict[int, str] = {}
         self.rng = np.random.default_rng(seed)
         self.runner = NodeRunner(model)
         self.nodes = _node_by_output(model)
@@ -323,7 +358,7 @@ class Simulator:
 
     def _fold_weights(self) -> None:
         """Weights computed by folded operators (Constant, ConstantOfShape on initializers)."""
-        for op in self.graph.operators:
+        for op in self.orig.operators:
             outs = [o for o in op.outputs if o and o in self.graph.tensors]
             if op.computing or not outs or any(self.graph.tensors[o].kind is not TensorKind.WEIGHT for o in outs):
                 continue  # computing ops and views run in the replay
@@ -372,7 +407,7 @@ class Simulator:
         return self.tensor_bytes(best)
 
     def label(self, step: int | None) -> str:
-        return f"step {step} ({self.plan.steps[step].op})" if step is not None else "end"
+        return f"step {step} ({self.plan.steps[step].op}){self.where}" if step is not None else "end"
 
     def buf(self, bid: int) -> str:
         return f"buffer {bid} ({self.graph.buffers[bid].tensors[0]})"
@@ -416,6 +451,15 @@ class Simulator:
                         filled.add(pl)
             self._transfers(mem, s, transfers.get((s, "before"), ()), filled)
             st = plan.steps[s]
+            cascade = self.cascade_at.get(s)
+            if cascade is not None:
+                # A tiled step: the cascade's stripes, in order, instead of one operator.
+                self._cascade(mem, s, cascade, filled)
+                self._transfers(mem, s, transfers.get((s, "after"), ()), filled)
+                if s == nsteps - 1:
+                    outputs_read = self._collect_outputs(mem, s)
+                self._end_placements(mem, s, ends.get(s, ()), filled)
+                continue
             if st.index is not None:
                 op = graph.operators[st.index] if 0 <= st.index < len(graph.operators) else None
                 if op is not None and (not op.computing or op.name != st.op):
@@ -431,20 +475,23 @@ class Simulator:
             self._transfers(mem, s, transfers.get((s, "after"), ()), filled)
             if s == nsteps - 1:
                 outputs_read = self._collect_outputs(mem, s)
-            for pl in ends.get(s, ()):
-                if pl in filled and pl.buffer not in self.tainted:
-                    want = self.buffer_bytes(pl.buffer)
-                    got = mem.view(pl, want.size)
-                    if not np.array_equal(got, want):
-                        self.corrupt(s, pl.buffer, f"{self.buf(pl.buffer)} was found corrupted in {pl.level} at "
-                                     f"[{pl.offset}, {pl.offset + want.size}) when its placement ended: "
-                                     f"{self._diff(got, want)}")
-                    filled.discard(pl)
-                mem.poison(pl)
+            self._end_placements(mem, s, ends.get(s, ()), filled)
         checks = self._compare_outputs(outputs_read)
         ok = not self.corruptions and all(c.close for c in checks)
         return SimResult(ok, tuple(self.corruptions), tuple(checks), nsteps, dict(self.runner.counts),
                          self.random_weights)
+
+    def _end_placements(self, mem: _Memory, s: int, pls, filled: set[Placement]) -> None:
+        for pl in pls:
+            if pl in filled and pl.buffer not in self.tainted and pl.buffer not in self.ring_bufs:
+                want = self.buffer_bytes(pl.buffer)
+                got = mem.view(pl, want.size)
+                if not np.array_equal(got, want):
+                    self.corrupt(s, pl.buffer, f"{self.buf(pl.buffer)} was found corrupted in {pl.level} at "
+                                 f"[{pl.offset}, {pl.offset + want.size}) when its placement ended: "
+                                 f"{self._diff(got, want)}")
+            filled.discard(pl)
+            mem.poison(pl)
 
     def _transfers(self, mem: _Memory, s: int, ts, filled: set[Placement]) -> None:
         for t in ts:
@@ -534,9 +581,230 @@ class Simulator:
                     self.corrupt(s, bid, f"writing the results overwrote operand {self.tname(bid, name)} in "
                                          f"{pl.level} at [{pl.offset}, {pl.offset + want.size})")
 
+    # -- tiled steps ---------------------------------------------------------------------
+    def _cascade(self, mem: _Memory, s: int, casc: Cascade, filled: set[Placement]) -> None:
+        """Run cascade ``casc`` (plan step ``s``) stripe by stripe.
+
+        The shadow first gets every member's whole reference value; each stripe then reads its
+        operand rows from their holders (checked against the shadow's rows), runs its operator
+        on them (the H pads replaced by the stripe's) and writes its rows into its result's
+        holder.  Loads run before a stripe, stores after it."""
+        g = self.orig
+        holders = {g.tensor_buffer[ct.tensor]: ct for ct in casc.tensors if ct.tensor in g.tensor_buffer}
+        members = [m for i in casc.ops for m in g.step_members(g.operators[i])]
+        self.where = " (reference)"
+        for m in members:
+            node = self.node_of(m)
+            ref = self.runner.run(node, [self.ref_value(i) if i else None for i in node.input], self.out_types(node))
+            for name, value in zip(self.wanted(node), ref):
+                self.shadow[name] = np.array(value)
+        for j, st in enumerate(casc.stripes):
+            if not 0 <= st.op < len(g.operators):
+                raise PlanFormatError(f"step {s}: stripe {j} names operator index {st.op}, not in the model")
+            op = g.operators[st.op]
+            self.where = f", stripe {j} ({op.op_type} '{op.name}', rows [{st.out_lo}, {st.out_hi}))"
+            for rt in st.transfers:
+                if rt.direction == "load":
+                    self._row_transfer(mem, s, casc, holders, rt, filled)
+            self._stripe(mem, s, casc, holders, st, op, filled)
+            for rt in st.transfers:
+                if rt.direction == "store":
+                    self._row_transfer(mem, s, casc, holders, rt, filled)
+                elif rt.direction != "load":
+                    self.corrupt(s, None, f"row transfer of '{rt.tensor}' has direction '{rt.direction}'")
+        self.where = ""
+
+    def _holder(self, casc: Cascade, holders: Mapping[int, CascadeTensor], name: str) -> CascadeTensor | None:
+        ct = casc.tensor(name)
+        return ct if ct is not None else holders.get(self.orig.tensor_buffer.get(name, -1))
+
+    def _row_views(self, mem: _Memory, s: int, ct: CascadeTensor, name: str,
+                   lo: int, hi: int) -> list[np.ndarray] | str:
+        """Writable byte views ``(C, W * element size)`` of rows ``[lo, hi)`` of tensor
+        ``name`` in its holder ``ct`` (compute level), or why there are none."""
+        t = self.graph.tensors[name]
+        if len(t.shape) != 4 or t.shape[0] != 1:
+            return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
+        c, h = t.shape[1], t.shape[2]
+        if not 0 <= lo <= hi <= h:
+            return f"rows [{lo}, {hi}) of '{name}' are outside its {h} rows"
+        if ct.buffer not in mem.sizes:
+            return f"'{name}' is held in buffer {ct.buffer}, not in the plan"
+        pl = mem.find(ct.buffer, self.compute, s)
+        if pl is None:
+            return f"'{name}' is held in buffer {ct.buffer}, which has no {self.compute} placement"
+        rb = t.bytes // h
+        if ct.mode == "whole":
+            if t.bytes > mem.sizes[ct.buffer]:
+                return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
+            whole = mem.view(pl, t.bytes).reshape(c, h, rb // c)
+            return [whole[:, r, :] for r in range(lo, hi)]
+        if ct.mode not in ("ring", "streamed"):
+            return f"'{name}' has holder mode '{ct.mode}'"
+        if ct.ring_rows <= 0 or ct.row_bytes < rb:
+            return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
+                    f"(a row is {rb} B)")
+        space = mem.view(pl)
+        out = []
+        for r in range(lo, hi):
+            off = (r % ct.ring_rows) * ct.row_bytes
+            if off + rb > space.size:
+                return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
+            out.append(space[off:off + rb].reshape(c, rb // c))
+        return out
+
+    def _read_rows(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+                   name: str, lo: int, hi: int) -> tuple[np.ndarray, bool, list[np.ndarray] | None, int | None]:
+        """Rows ``[lo, hi)`` of ``name`` as ``(1, C, hi - lo, W)``, checked row by row against
+        the shadow: (value, correct, the byte views read, holder buffer)."""
+        t = self.graph.tensors[name]
+        want_val = self.ref_value(name)[:, :, lo:hi, :]
+        ct = self._holder(casc, holders, name)
+        if ct is None:
+            # Not held by the cascade (no rows): read whole, as a whole-tensor step.
+            value, ok = self._read(mem, s, name)
+            return np.ascontiguousarray(value[:, :, lo:hi, :]), ok, None, None
+        views = self._row_views(mem, s, ct, name, lo, hi)
+        if isinstance(views, str):
+            self.corrupt(s, ct.buffer, f"reads rows [{lo}, {hi}) of '{name}': {views}")
+            return np.ascontiguousarray(want_val), False, None, ct.buffer
+        c, w = t.shape[1], t.shape[3]
+        got = np.stack(views, axis=1) if views else np.zeros((c, 0, t.bytes // t.shape[2] // c), np.uint8)
+        want = np.ascontiguousarray(want_val).view(np.uint8).reshape(got.shape)
+        ok = bool(np.array_equal(got, want))
+        if not ok:
+            bad_rows = np.flatnonzero((got != want).any(axis=(0, 2)))
+            r = lo + int(bad_rows[0])
+            row_got, row_want = got[:, bad_rows[0], :].reshape(-1), want[:, bad_rows[0], :].reshape(-1)
+            self.corrupt(s, ct.buffer, f"read of row {r} of tensor '{name}' ({ct.mode}, buffer {ct.buffer}) found "
+                         f"it corrupted ({bad_rows.size} of {hi - lo} rows [{lo}, {hi}) wrong): "
+                         f"{self._diff(row_got, row_want)}")
+        value = np.ascontiguousarray(got).view(np_dtype(t.dtype)).reshape(1, c, hi - lo, w)
+        return value, ok, views, ct.buffer
+
+    def _stripe(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+                st: Stripe, op: Operator, filled: set[Placement]) -> None:
+        node = self.node_of(op)
+        before = len(self.corruptions)
+        spatial = {name: (lo, hi) for name, lo, hi in st.inputs}
+        ins: list[np.ndarray | None] = []
+        clean = True
+        read_back: list[tuple[str, int | None, list[np.ndarray], np.ndarray]] = []
+        for name in node.input:
+            if not name:
+                ins.append(None)
+                continue
+            if name in spatial:
+                lo, hi = spatial[name]
+                value, ok, views, hb = self._read_rows(mem, s, casc, holders, name, lo, hi)
+                if views is not None:
+                    read_back.append((name, hb, views, np.stack(views, axis=1) if views else np.zeros(0, np.uint8)))
+            else:
+                value, ok = self._read(mem, s, name)
+            ins.append(value)
+            clean = clean and ok
+        if op.op_type in _CONV_LIKE:
+            node = _with_h_pads(node, st.pad_top, st.pad_bottom)
+        types = self.out_types(node)
+        wanted = self.wanted(node)
+        if len(wanted) != 1:
+            raise PlanFormatError(f"step {s}: stripe of '{op.name}' has {len(wanted)} results, not one")
+        out = wanted[0]
+        want = np.ascontiguousarray(self.ref_value(out)[:, :, st.out_lo:st.out_hi, :])
+        try:
+            value = self.runner.run(node, ins, types)[0]
+        except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
+            self.corrupt(s, None, f"the operator failed on its rows: {str(exc).splitlines()[0][:160]}")
+            value, clean = want, False
+        if value.shape != want.shape:
+            self.corrupt(s, None, f"the operator made rows of shape {list(value.shape)} from its operand rows "
+                         f"(inputs {[(n, lo, hi) for n, lo, hi in st.inputs]}, pads {st.pad_top}/{st.pad_bottom}), "
+                         f"expected {list(want.shape)} for rows [{st.out_lo}, {st.out_hi}) of '{out}'")
+            value, clean = want, False
+        elif clean:
+            got_b = np.ascontiguousarray(value).view(np.uint8)
+            want_b = want.view(np.uint8)
+            if not np.array_equal(got_b, want_b):
+                close = value.dtype.kind == "f" and bool(np.allclose(value, want, rtol=RTOL, atol=ATOL))
+                if close:
+                    # Float kernels on fewer rows may round differently: the shadow follows
+                    # the plan's values (the final outputs are compared within tolerance).
+                    self.shadow[out][:, :, st.out_lo:st.out_hi, :] = value
+                else:
+                    self.corrupt(s, None, f"rows [{st.out_lo}, {st.out_hi}) of '{out}' computed from correct operand "
+                                 f"rows {[(n, lo, hi) for n, lo, hi in st.inputs]} with pads "
+                                 f"{st.pad_top}/{st.pad_bottom} differ from the reference: "
+                                 f"{self._diff(got_b.reshape(-1), want_b.reshape(-1))}")
+                    clean = False
+        ct = self._holder(casc, holders, out)
+        if ct is None:
+            self.corrupt(s, None, f"result '{out}' has no holder in the cascade")
+            return
+        if not clean:
+            self.tainted.add(ct.buffer)
+        views = self._row_views(mem, s, ct, out, st.out_lo, st.out_hi)
+        if isinstance(views, str):
+            self.corrupt(s, ct.buffer, f"writes rows [{st.out_lo}, {st.out_hi}) of '{out}': {views}")
+            return
+        data = np.ascontiguousarray(value).view(np.uint8).reshape(views[0].shape[0], len(views), -1) if views else None
+        for k, v in enumerate(views):
+            assert data is not None
+            v[:] = data[:, k, :]
+        pl = mem.find(ct.buffer, self.compute, s)
+        if pl is not None and ct.mode == "whole":
+            filled.add(pl)
+            self.current[ct.buffer] = out
+        self.ring_content[ct.buffer] = out
+        # The stripe's operand rows must survive its writes, except rows an in-place
+        # operator rewrites (same holder).
+        if len(self.corruptions) == before:
+            for name, hb, rviews, old in read_back:
+                if hb == ct.buffer and op.fused_into is not None:
+                    continue
+                now = np.stack(rviews, axis=1) if rviews else old
+                if not np.array_equal(now, old):
+                    self.corrupt(s, hb, f"writing rows [{st.out_lo}, {st.out_hi}) of '{out}' overwrote operand "
+                                 f"rows {spatial[name]} of '{name}' (buffer {hb})")
+
+    def _row_transfer(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+                      rt: RowTransfer, filled: set[Placement]) -> None:
+        what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
+        ct = self._holder(casc, holders, rt.tensor)
+        if ct is None or ct.mode != "streamed":
+            self.corrupt(s, None, f"{what}: the tensor is not streamed in this cascade")
+            return
+        home_bid = self.orig.tensor_buffer[rt.tensor]
+        level = rt.level or ct.level or self.plan.buffers[home_bid].home
+        home = mem.find(home_bid, level, s) if level else None
+        if home is None:
+            self.corrupt(s, home_bid, f"{what}: {self.buf(home_bid)} has no {level} placement")
+            return
+        # The bytes the ring holds are those of the buffer's last writer (in-place results).
+        name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
+        t = self.graph.tensors[name]
+        if len(t.shape) != 4 or not 0 <= rt.lo <= rt.hi <= t.shape[2]:
+            self.corrupt(s, home_bid, f"{what}: rows outside the tensor (shape {list(t.shape)})")
+            return
+        c, h = t.shape[1], t.shape[2]
+        whole = mem.view(home, t.bytes).reshape(c, h, t.bytes // h // c)
+        views = self._row_views(mem, s, ct, name, rt.lo, rt.hi)
+        if isinstance(views, str):
+            self.corrupt(s, ct.buffer, f"{what}: {views}")
+            return
+        for k, v in enumerate(views):
+            if rt.direction == "load":
+                v[:] = whole[:, rt.lo + k, :]
+            else:
+                whole[:, rt.lo + k, :] = v
+        if rt.direction == "load":
+            self.ring_content[ct.buffer] = name
+        else:
+            filled.add(home)
+            self.current[home_bid] = name
+
     def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
-        for name in self.graph.outputs:
+        for name in self.outputs:
             bid = self.graph.tensor_buffer[name]
             t = self.graph.tensors[name]
             home = self.plan.buffers[bid].home
@@ -551,7 +819,7 @@ class Simulator:
     def _compare_outputs(self, got: Mapping[str, np.ndarray]) -> list[OutputCheck]:
         ref = self.reference_outputs()
         checks = []
-        for name in self.graph.outputs:
+        for name in self.outputs:
             if name not in got:
                 continue
             a, b = got[name], ref[name]
@@ -604,8 +872,8 @@ class Simulator:
                         "onnx.reference", str(exc).splitlines()[0][:120])
             sess = ReferenceEvaluator(m)
             self.reference_runtime = "onnx.reference"
-        res = sess.run(list(self.graph.outputs), dict(self.inputs))
-        return dict(zip(self.graph.outputs, (np.asarray(r) for r in res)))
+        res = sess.run(list(self.outputs), dict(self.inputs))
+        return dict(zip(self.outputs, (np.asarray(r) for r in res)))
 
 
 def load_model_with_data(path: str | Path) -> onnx.ModelProto:

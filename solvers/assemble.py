@@ -10,6 +10,18 @@ When a spilled buffer's store level has no free address range for its off-chip l
 next level of ``CostModel.spill_candidates`` is tried (its store and reloads are rewritten to
 that level) before a ``CapacityError``: a solver that priced every spill at the cheapest level
 (the exact model) still gets a plan when that level is full, at the traffic it really costs.
+
+**Homes in the compute level** (a one-level target, a compute level that is the slowest level,
+SRAM plus only read-only flash for the outputs' home, or a file that says so): such a buffer is
+never copied anywhere, it simply stays in the compute level -- an input from step 0 to its last
+use (its data is there before the run), a weight for the whole run (weights persist between
+runs; this holds in both weights settings, since there is no other level to read them from),
+an output from its producer to the end.  ``_resident_homes`` rewrites every solver's decisions
+to that shape, whatever the solver assumed: the buffer's transfers are dropped (a copy of it
+from or to its own home level would be a transfer ``sram -> sram``), its compute placements are
+merged into one over that span, and when the longer spans collide with the solver's offsets the
+compute level is re-packed (``alloc.greedy``).  When that cannot fit the capacity the result is
+a ``CapacityError`` naming the bytes that must be resident at once.
 """
 
 from __future__ import annotations
@@ -34,7 +46,9 @@ from stowage.plan import (
     TargetRef,
     Transfer,
 )
-from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.alloc.exact import check_packing
+from stowage.solvers.alloc.greedy import allocate_offsets
+from stowage.solvers.alloc.interval import Interval, peak_live_at
 from stowage.solvers.alloc.occupancy import Occupancy
 from stowage.solvers.costs import CostModel, home_level
 from stowage.solvers.problem import Problem
@@ -70,7 +84,7 @@ def _offchip_ranges(graph: Graph, target: Hierarchy, transfers: Sequence[Transfe
     homes: dict[tuple[int, str], _OffChipRange] = {}
     for b in graph.buffers:
         home = home_level(graph, target, b.id)
-        if home is not None and b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
+        if home is not None and home != compute and b.kind in (TensorKind.INPUT, TensorKind.WEIGHT):
             homes[(b.id, home)] = _OffChipRange(b.id, home, 0, end)
     open_ranges: dict[tuple[int, str], _OffChipRange] = {}
     stays: list[_OffChipRange] = []
@@ -136,6 +150,60 @@ class _Placer:
         r.level = level
 
 
+def resident_span(graph: Graph, target: Hierarchy, order: Sequence[OpIndex], buffer_id: int) -> tuple[int, int] | None:
+    """The steps ``first..last`` a buffer whose home is the compute level stays there (module
+    docstring); ``None`` when its home is elsewhere, or when no step of ``order`` touches it (an
+    unused input or weight needs no room at all)."""
+    if home_level(graph, target, buffer_id) != target.compute_level or not order:
+        return None
+    touched = [s for s, i in enumerate(order)
+               if buffer_id in graph.op_reads(graph.operators[i]) or buffer_id in graph.op_writes(graph.operators[i])]
+    if not touched:
+        return None
+    b = graph.buffers[buffer_id]
+    end = len(order) - 1
+    first = 0 if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT) else touched[0]
+    last = end if b.kind is TensorKind.WEIGHT or b.is_output else touched[-1]
+    return first, last
+
+
+def _resident_homes(problem: Problem, order: Sequence[OpIndex], compute_placements: list[Interval],
+                    transfers: list[Transfer]) -> tuple[list[Interval], list[Transfer]]:
+    """Rewrite a solver's decisions for buffers whose home is the compute level (module
+    docstring): no transfers of them, one compute placement over ``resident_span``, and the
+    compute level re-packed when those spans collide with the solver's offsets."""
+    graph, target = problem.graph, problem.target
+    compute = target.compute_level
+    spans = {b.id: sp for b in graph.buffers if (sp := resident_span(graph, target, order, b.id)) is not None}
+    if not spans:
+        return compute_placements, transfers
+    kept = [t for t in transfers if t.buffer not in spans and t.src != t.dst]
+    first_offset: dict[int, int] = {}
+    placed: list[Interval] = []
+    for iv in compute_placements:
+        if iv.id in spans:
+            first_offset.setdefault(iv.id, iv.offset if iv.offset is not None else 0)
+        else:
+            placed.append(iv)
+    for bid, (first, last) in sorted(spans.items()):
+        placed.append(Interval(bid, first, last, graph.buffers[bid].bytes, first_offset.get(bid)))
+    capacity, alignment = target.compute.capacity, target.compute.alignment
+    offsets = [iv.offset for iv in placed]
+    if None not in offsets and check_packing(placed, offsets, capacity) is None:  # type: ignore[arg-type]
+        return placed, kept
+    # Re-pack: ids of the interval list are positions (a buffer may have several placements).
+    by_pos = [Interval(k, iv.first, iv.last, iv.size) for k, iv in enumerate(placed)]
+    packed = allocate_offsets(by_pos, alignment, capacity, time_limit=min(1.0, max(0.1, problem.time_limit / 10)))
+    if packed is None:
+        need, at = peak_live_at(by_pos)
+        pinned = sum(graph.buffers[b].bytes for b in spans)
+        raise CapacityError(
+            f"capacity {capacity} bytes of level '{compute}' cannot hold the inputs, weights and outputs "
+            f"whose home it is ({pinned} bytes, resident for good) together with the rest of the plan "
+            f"({need} bytes live at step {at}); raise the capacity or give them a home in a slower level")
+    return [replace(iv, offset=packed[k]) for k, iv in enumerate(placed)], kept
+
+
 def compute_metrics(graph: Graph, target: Hierarchy, weights_in_compute_level: bool,
                     steps_order: Sequence[OpIndex], placements: Iterable[Placement],
                     transfers: Iterable[Transfer]) -> Metrics:
@@ -183,10 +251,10 @@ def assemble_plan(
     around them."""
     graph, target = problem.graph, problem.target
     end = max(0, len(order) - 1)
+    compute_ivs, transfers = _resident_homes(problem, order, list(compute_placements), list(transfers))
     placements: list[Placement] = [
-        Placement(p.id, target.compute_level, p.offset, p.first, p.last) for p in compute_placements  # type: ignore[arg-type]
+        Placement(p.id, target.compute_level, p.offset, p.first, p.last) for p in compute_ivs  # type: ignore[arg-type]
     ]
-    transfers = list(transfers)
     placer = _Placer(problem, transfers)
     ranges = _offchip_ranges(graph, target, transfers, end)
     fixed = offchip_offsets or {}
@@ -205,7 +273,8 @@ def assemble_plan(
     )
     steps = tuple(
         PlanStep(graph.operators[i].name, graph.operators[i].op_type,
-                 graph.op_reads(graph.operators[i]), graph.op_writes(graph.operators[i]))
+                 graph.op_reads(graph.operators[i]), graph.op_writes(graph.operators[i]),
+                 index=i, fused=tuple(graph.operators[f].name for f in graph.operators[i].fused))
         for i in order
     )
     placements.sort(key=lambda p: (p.first, p.level, p.offset, p.buffer))
@@ -216,7 +285,8 @@ def assemble_plan(
     return Plan(
         model=ModelRef(graph.source_path, graph.source_sha256),
         target=tref,
-        options=PlanOptions(graph.element_bytes, problem.weights_in_compute_level, dict(graph.dims)),
+        options=PlanOptions(graph.element_bytes, problem.weights_in_compute_level, dict(graph.dims),
+                            in_place=graph.in_place),
         solver=SolverInfo(solver_name, status,
                           metrics.noncompulsory_bytes if objective is None else objective,
                           lower_bound, round(time.perf_counter() - started, 4)),
@@ -252,4 +322,4 @@ def no_spill_residency(
     return placements, transfers
 
 
-__all__ = ["assemble_plan", "compute_metrics", "no_spill_residency", "target_ref"]
+__all__ = ["assemble_plan", "compute_metrics", "no_spill_residency", "resident_span", "target_ref"]

@@ -44,7 +44,7 @@ from stowage.ir.lifetimes import op_buffers, peak_live
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.analysis.schedule import min_peak_order_ex
 from stowage.solvers.cache import graph_cached
-from stowage.targets.hierarchy import Hierarchy, parse_size
+from stowage.targets.hierarchy import MAX_SIZE, Hierarchy, parse_size
 
 BUDGET_NAMES = ("M_R", "M_H", "M_P")
 
@@ -171,7 +171,7 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
     if isinstance(spec, bool) or not isinstance(spec, (int, str)):
         raise TargetError(_bad(spec))
     if isinstance(spec, int):
-        if spec < 0:
+        if not 0 <= spec < MAX_SIZE:
             raise TargetError(_bad(spec))
         return spec
     text = spec.strip()
@@ -184,8 +184,11 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
 
 
 def _bad(spec: Any) -> str:
-    return (f"--capacity: {spec!r} is not a capacity; use bytes (262144), a size with unit "
-            "(256KiB, 1.5MiB, 2MB) or a budget name (M_R, M_H, M_P)")
+    """One line, whatever ``spec`` is (a 5,000-digit number is shown cut short)."""
+    shown = repr(spec)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return (f"--capacity: {shown} is not a capacity; use bytes from 0 to below 2^48 (262144), a size with "
+            "unit (256KiB, 1.5MiB, 2MB) or a budget name (M_R, M_H, M_P)")
 
 
 __all__ = ["BUDGET_NAMES", "Budgets", "aligned_footprint", "budgets", "check_capacity", "m_r_aligned", "m_r_cached",

@@ -19,19 +19,49 @@ A target file (TOML) lists memory levels from fastest to slowest::
 
 With ``extends`` each listed level updates the parent's level of the same name (or is appended
 if new), so a derived file can change one capacity without repeating the rest.
+
+Hostile files are refused before they can hurt: a target (and every file it ``extends``) must
+be a regular file of at most ``MAX_TARGET_FILE_BYTES`` (``/dev/zero``, a FIFO or a directory is
+never read), nested at most ``MAX_TOML_DEPTH`` brackets deep (``tomllib`` recurses once per
+level), and every number is checked for type, finiteness and range before use: sizes are
+whole bytes below ``MAX_SIZE`` (2^48), bandwidths positive, finite and at most
+``MAX_BANDWIDTH``, alignments powers of two up to ``MAX_ALIGNMENT``; ``true`` is not a number.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from stowage.errors import TargetError
+
+#: Every size (capacity, ``--capacity``, MiniMalloc sizes and offsets) is below this: 256 TiB is
+#: beyond any memory a planner targets, and int64 arithmetic (numpy, the numba search) has
+#: room above it for sums of sizes.
+MAX_SIZE = 1 << 48
+#: The largest alignment a level may ask for (1 GiB).
+MAX_ALIGNMENT = 1 << 30
+#: The largest bandwidth a level may state, bytes per second (1 EB/s).
+MAX_BANDWIDTH = 1e18
+#: Target files larger than this are refused before reading (presets are about 1 KiB).
+MAX_TARGET_FILE_BYTES = 1 << 20
+#: Deepest nesting of arrays and inline tables in a target file (a real one needs 2:
+#: ``[[levels]]``); ``tomllib`` recurses once per level, so deeper files are refused unparsed.
+MAX_TOML_DEPTH = 16
+#: At most this many levels (after ``extends``) and this many files in an ``extends`` chain.
+MAX_LEVELS = 64
+MAX_EXTENDS_DEPTH = 16
+#: A size written as a string is at most this many characters ("1.5MiB" is 6).
+_MAX_SIZE_TEXT = 64
 
 _UNITS = {
     "": 1, "b": 1,
@@ -40,34 +70,81 @@ _UNITS = {
     "g": 1024**3, "gib": 1024**3, "gb": 1000**3,
     "t": 1024**4, "tib": 1024**4, "tb": 1000**4,
 }
-_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$")
+_SIZE_RE = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*$", re.ASCII)
 
 
-def parse_size(value: Any, what: str = "size") -> int:
+def _limit_text(limit: int) -> str:
+    return "2^48" if limit == MAX_SIZE else str(limit)
+
+
+def parse_size(value: Any, what: str = "size", limit: int = MAX_SIZE) -> int:
     """Bytes from an int or a string such as ``"256KiB"``, ``"1.5MiB"``, ``"2MB"``.
 
-    ``KiB/MiB/GiB`` and bare ``K/M/G`` are powers of 1024, ``KB/MB/GB`` powers of 1000."""
+    ``KiB/MiB/GiB`` and bare ``K/M/G`` are powers of 1024, ``KB/MB/GB`` powers of 1000.  The
+    result is a whole number ``0 <= n < limit`` (default ``MAX_SIZE``); anything else -- a
+    bool, ``inf``, ``nan``, ``1e400``, a 5,000-digit integer -- is a one-line ``TargetError``
+    naming ``what``.  Strings are computed exactly (``Decimal``), not through floats, so
+    ``"1.1KB"`` is 1100 and a huge exponent cannot overflow."""
+    allowed = f"a whole number of bytes from 0 to below {_limit_text(limit)}"
     if isinstance(value, bool):
         raise TargetError(f"{what}: expected a size in bytes, got {value!r}")
     if isinstance(value, int):
         if value < 0:
             raise TargetError(f"{what}: must not be negative, got {value}")
+        if value >= limit:
+            raise TargetError(f"{what}: too large; allowed: {allowed}")
         return value
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise TargetError(f"{what}: must be finite, got {value}; allowed: {allowed}")
         if value < 0 or value != int(value):
             raise TargetError(f"{what}: expected a whole number of bytes, got {value}")
+        if value >= limit:
+            raise TargetError(f"{what}: too large; allowed: {allowed}")
         return int(value)
     if isinstance(value, str):
+        if len(value) > _MAX_SIZE_TEXT:
+            raise TargetError(f"{what}: a size of {len(value)} characters is too long; allowed: {allowed}")
         m = _SIZE_RE.match(value)
         if m and m.group(2).lower() in _UNITS:
-            n = float(m.group(1)) * _UNITS[m.group(2).lower()]
-            if n != int(n):
+            try:
+                number = Decimal(m.group(1))
+            except InvalidOperation:  # pragma: no cover - the regex admits only decimal numbers
+                number = Decimal(-1)
+            # Compare before multiplying: an exponent like 1e999999999 never reaches arithmetic.
+            if number >= limit:
+                raise TargetError(f"{what}: {value!r} is too large; allowed: {allowed}")
+            n = number * _UNITS[m.group(2).lower()]
+            if n != n.to_integral_value():
                 raise TargetError(f"{what}: {value!r} is not a whole number of bytes")
+            if n >= limit:
+                raise TargetError(f"{what}: {value!r} is too large; allowed: {allowed}")
             return int(n)
     raise TargetError(
-        f"{what}: {value!r} is not a size; use bytes or a number with a unit "
+        f"{what}: {value!r:.80} is not a size; use bytes or a number with a unit "
         "(B, KiB, MiB, GiB, KB, MB, GB)"
     )
+
+
+def parse_bandwidth(value: Any, what: str) -> float:
+    """Bytes per second from a number (``4e9``) or a size string (``"4GB"``, ``"4GB/s"``):
+    positive, finite, at most ``MAX_BANDWIDTH``; a bool is not a number."""
+    allowed = f"bytes per second, a positive finite number up to {MAX_BANDWIDTH:g} (4e9 or \"4GB/s\")"
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TargetError(f"{what}: must be bytes per second (a number or \"4GB\"), got {value!r:.80}")
+    if isinstance(value, str):
+        text = value.strip()
+        text = text[:-2] if text.lower().endswith("/s") else text
+        bw = float(parse_size(text, what, limit=int(MAX_BANDWIDTH) + 1))
+    elif isinstance(value, int):
+        if abs(value) > MAX_BANDWIDTH:
+            raise TargetError(f"{what}: too large; allowed: {allowed}")
+        bw = float(value)
+    else:
+        bw = value
+    if not math.isfinite(bw) or bw <= 0 or bw > MAX_BANDWIDTH:
+        raise TargetError(f"{what}: must be positive and finite, got {value!r:.80}; allowed: {allowed}")
+    return bw
 
 
 @dataclass(frozen=True)
@@ -161,36 +238,108 @@ def _parse_level(where: str, i: int, raw: Mapping[str, Any], base: Level | None)
             if cap == 0:
                 raise _err(where, f"{key}.capacity", "must be positive (omit it for unbounded)")
     align = raw.get("alignment", base.alignment if base else 1)
-    if isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1):
-        raise _err(where, f"{key}.alignment", f"must be a positive power of two, got {align!r}")
+    if (isinstance(align, bool) or not isinstance(align, int) or align <= 0 or align & (align - 1)
+            or align > MAX_ALIGNMENT):
+        raise _err(where, f"{key}.alignment",
+                   f"must be a positive power of two, got {align!r:.80}; allowed: 1, 2, 4, ... up to {MAX_ALIGNMENT}")
     bws: dict[str, float | None] = {}
     for bw_key in ("read_bandwidth", "write_bandwidth"):
-        bw = raw.get(bw_key, getattr(base, bw_key) if base else None)
-        if (bw is not None and not isinstance(bw, (int, float))) or isinstance(bw, bool):
-            if isinstance(bw, str):
-                text = bw.strip()
-                text = text[:-2] if text.lower().endswith("/s") else text
-                bw = float(parse_size(text, f"{where}: key '{key}.{bw_key}'"))
-            else:
-                raise _err(where, f"{key}.{bw_key}", f"must be bytes per second (a number or \"4GB\"), got {bw!r}")
-        if bw is not None and bw <= 0:
-            raise _err(where, f"{key}.{bw_key}", "must be positive")
-        bws[bw_key] = float(bw) if bw is not None else None
+        if bw_key in raw:
+            bws[bw_key] = parse_bandwidth(raw[bw_key], f"{where}: key '{key}.{bw_key}'")
+        else:
+            bws[bw_key] = getattr(base, bw_key) if base else None
     writable = raw.get("writable", base.writable if base else True)
     if not isinstance(writable, bool):
         raise _err(where, f"{key}.writable", f"must be true or false, got {writable!r}")
     return Level(name, cap, align, bws["read_bandwidth"], bws["write_bandwidth"], writable)
 
 
+def _toml_depth(text: str) -> int:
+    """The deepest nesting of ``[`` / ``{`` outside strings and comments (a table header
+    ``[[levels]]`` counts 2).  A small lexer, so that a file nested thousands deep is refused
+    before ``tomllib`` recurses into it."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        if c in "\"'":
+            quote = text[i:i + 3] if text[i:i + 3] in ('"""', "\'\'\'") else c
+            j = i + len(quote)
+            while j < n:
+                if quote[0] == '"' and text[j] == "\\":
+                    j += 2
+                    continue
+                if text.startswith(quote, j):
+                    break
+                if len(quote) == 1 and text[j] == "\n":
+                    break  # unterminated: tomllib reports it
+                j += 1
+            i = j + len(quote)
+            continue
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    """Parse one target file, refusing (before reading a byte) anything that is not a regular
+    file of at most ``MAX_TARGET_FILE_BYTES``, and (before parsing) files nested deeper than
+    ``MAX_TOML_DEPTH``.  The file is opened non-blocking, so a FIFO cannot hang the open, and
+    checked with ``fstat`` on the open descriptor, so it cannot be swapped after the check."""
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise TargetError(f"target file not found: {path}") from None
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise TargetError(f"{path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise TargetError(f"{path}: cannot read target file: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TargetError(f"{path}: not a regular file; a target must be a TOML file")
+        if info.st_size > MAX_TARGET_FILE_BYTES:
+            raise TargetError(f"{path}: {info.st_size} bytes is too large for a target file; "
+                              f"allowed: at most {MAX_TARGET_FILE_BYTES} bytes")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(MAX_TARGET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise TargetError(f"{path}: cannot read target file: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_TARGET_FILE_BYTES:
+        raise TargetError(f"{path}: too large for a target file; allowed: at most {MAX_TARGET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise TargetError(f"{path}: not valid TOML: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    return _parse_toml(text, str(path))
+
+
+def _parse_toml(text: str, where: str) -> dict[str, Any]:
+    """``tomllib.loads`` with the depth check first and every parser failure as one line
+    (``ValueError`` covers integers beyond Python's digit limit)."""
+    if _toml_depth(text) > MAX_TOML_DEPTH:
+        raise TargetError(f"{where}: not valid TOML for a target: arrays or inline tables nested deeper "
+                          f"than {MAX_TOML_DEPTH}")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise TargetError(f"{where}: not valid TOML: {exc}") from None
+    except ValueError:
+        # Python refuses int() of more than 4300 digits; no size needs more than 15.
+        m = re.search(r"[0-9_]{1000,}", text)
+        line = f" (line {text.count(chr(10), 0, m.start()) + 1})" if m else ""
+        raise TargetError(f"{where}: not valid TOML for a target: a number has thousands of digits{line}; "
+                          "sizes must be below 2^48 bytes") from None
+    except RecursionError:  # pragma: no cover - the depth check refuses such files first
+        raise TargetError(f"{where}: not valid TOML for a target: nested too deeply") from None
 
 
 def _build(
@@ -212,6 +361,8 @@ def _build(
     raw_levels = raw.get("levels", [])
     if not isinstance(raw_levels, list):
         raise _err(where, "levels", "must be an array of tables ([[levels]])")
+    if len(raw_levels) > MAX_LEVELS:
+        raise _err(where, "levels", f"{len(raw_levels)} levels; allowed: at most {MAX_LEVELS}")
     own_names: set[str] = set()
     for i, rl in enumerate(raw_levels):
         rname = rl.get("name") if isinstance(rl, Mapping) else None
@@ -227,12 +378,14 @@ def _build(
             levels.append(lv)
     if not levels:
         raise _err(where, "levels", "at least one level is required")
+    if len(levels) > MAX_LEVELS:
+        raise _err(where, "levels", f"{len(levels)} levels; allowed: at most {MAX_LEVELS}")
     names = [lv.name for lv in levels]
     if len(set(names)) != len(names):
         dup = next(n for n in names if names.count(n) > 1)
         raise _err(where, "levels", f"level name '{dup}' appears twice")
     compute = raw.get("compute_level", parent.compute_level if parent else levels[0].name)
-    if compute not in names:
+    if not isinstance(compute, str) or compute not in names:
         raise _err(where, "compute_level", f"'{compute}' is not a level; allowed: {', '.join(names)}")
     homes_raw = raw.get("homes", {})
     if not isinstance(homes_raw, Mapping):
@@ -248,7 +401,7 @@ def _build(
         fallback = slowest_writable if k == "outputs" else slowest
         default = getattr(parent, f"{k}_home") if parent and getattr(parent, f"{k}_home") in names else fallback
         v = homes_raw.get(k, default)
-        if v not in names:
+        if not isinstance(v, str) or v not in names:
             raise _err(where, f"homes.{k}", f"'{v}' is not a level; allowed: {', '.join(names)}")
         homes[k] = v
     by_name = {lv.name: lv for lv in levels}
@@ -303,14 +456,21 @@ def _load(spec: str, base_dir: Path | None, seen: tuple[str, ...], referrer: str
     if key in seen:
         chain = " -> ".join((*seen, key))
         raise _err(referrer or key, "extends", f"circular extends: {chain}")
+    if len(seen) >= MAX_EXTENDS_DEPTH:
+        raise _err(referrer or key, "extends", f"more than {MAX_EXTENDS_DEPTH} files in the extends chain")
     seen = (*seen, key)
     if path is not None:
         if not path.exists() and referrer is not None:
             raise _err(referrer, "extends", f"target file not found: {path}")
-        raw = _read_toml(path)
+        try:
+            raw = _read_toml(path)
+        except TargetError as exc:
+            if referrer is None:
+                raise
+            raise _err(referrer, "extends", str(exc)) from None
         return _build(raw, str(path), path.parent, seen, str(path))
     name = key.removeprefix("preset ")
-    raw = tomllib.loads(_preset_files()[name].read_text(encoding="utf-8"))
+    raw = _parse_toml(_preset_files()[name].read_text(encoding="utf-8"), key)
     return _build(raw, key, None, seen, None)
 
 
@@ -322,4 +482,6 @@ def load_target(spec: str | Path) -> Hierarchy:
 
 DEFAULT_TARGET = "ethos-u55-256"
 
-__all__ = ["DEFAULT_TARGET", "Hierarchy", "Level", "list_presets", "load_target", "parse_size"]
+__all__ = ["DEFAULT_TARGET", "MAX_ALIGNMENT", "MAX_BANDWIDTH", "MAX_EXTENDS_DEPTH", "MAX_LEVELS", "MAX_SIZE",
+           "MAX_TARGET_FILE_BYTES", "MAX_TOML_DEPTH", "Hierarchy", "Level", "list_presets", "load_target",
+           "parse_bandwidth", "parse_size"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -56,8 +57,16 @@ def test_round_trip_of_a_real_plan(tmp_path) -> None:
 
 def test_round_trip_of_the_hand_plan() -> None:
     plan = plan_from_json(json.dumps(VALID))
-    assert plan_to_dict(plan) == VALID
-    assert plan_from_json(plan_to_json(plan)) == plan
+    assert VALID["version"] == 1
+    # A version 1 plan is written back as version 2: step indices null, in_place false.
+    upgraded = copy.deepcopy(VALID)
+    upgraded["version"] = 2
+    upgraded["options"]["in_place"] = False
+    for step in upgraded["steps"]:
+        step["index"] = None
+    assert plan_to_dict(plan) == upgraded
+    again = plan_from_json(plan_to_json(plan))
+    assert again == replace(plan, version=2)
 
 
 names = st.text("abcdefghij_/.0123456789", min_size=1, max_size=8)

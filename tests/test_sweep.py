@@ -82,6 +82,8 @@ def test_rerun_skips_finished_cells_and_failures_are_rows(two_models, tmp_path):
     assert first.ran == 4 and first.failed == 2
     again = sweep(two_models, "M_R,16", solvers=["minpeak"], results_dir=out, executor="serial", report=True)
     assert again.ran == 0 and again.skipped == 4
+    # The failures of the table are still counted by a resume that ran nothing.
+    assert again.failed == 2 and again.failed_this_run == 0
     with open(out / "results.csv", newline="") as fh:
         assert len(list(csv.DictReader(fh))) == 4
     for name in ("sweep.md", "sweep.html"):

@@ -23,6 +23,7 @@ behind a fixed prefix and are de-duplicated.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -231,6 +232,9 @@ class Schedule:
     op_types: tuple[str, ...]  # distinct, in order of first use
     compulsory_bytes: int
     noncompulsory_bytes: int
+    #: sha256 (hex) of ``plan_to_json(plan)``: the exact bytes of the plan.json written beside
+    #: the header, so firmware and tools can tell a header that belongs to another plan.json.
+    plan_sha256: str = ""
 
     @property
     def traffic_bytes(self) -> int:
@@ -407,6 +411,7 @@ def build_schedule(plan: Plan, graph: Graph | None = None) -> Schedule:
         weights_in_compute_level=plan.options.weights_in_compute_level, levels=levels, buffers=tuple(buffers),
         steps=tuple(steps), transfers=tuple(transfers), placements=pls, weights=tuple(weights), op_types=op_types,
         compulsory_bytes=plan.metrics.compulsory_bytes, noncompulsory_bytes=plan.metrics.noncompulsory_bytes,
+        plan_sha256=hashlib.sha256(plan_to_json(plan).encode("utf-8")).hexdigest(),
     )
 
 
@@ -530,7 +535,11 @@ def render_header(sch: Schedule, prefix: str) -> str:
         "weights": _rows([f"{{{w.buffer}u, {lv(w.level)}, {c_uint(w.offset)}, {c_uint(w.bytes)}}}"
                           for w in sch.weights], "{0u, 0u, 0u, 0u}"),
     }
-    return _template().render(**ctx)
+    text = _template().render(**ctx)
+    if sch.plan_sha256:  # after the name macros; the hex digest needs no escaping
+        anchor = f"#define {P}_TARGET_NAME {ctx['target_name']}\n"
+        text = text.replace(anchor, f'{anchor}#define {P}_PLAN_SHA256 "{sch.plan_sha256}"\n', 1)
+    return text
 
 
 # ---------------------------------------------------------------------------------------

@@ -11,10 +11,18 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from stowage.ir.graph import Graph
 from stowage.targets.hierarchy import DEFAULT_TARGET, Hierarchy, load_target
+
+if TYPE_CHECKING:
+    from stowage.plan.model import Plan
+
+#: The file names of ``compile`` / ``emit`` outputs (interface: docs/c-header.md).
+PLAN_FILE, SCHEDULE_FILE, HEADER_FILE = "plan.json", "schedule.json", "plan.h"
 
 
 def parse_dim(text: str) -> tuple[str, int]:
@@ -53,13 +61,30 @@ def positive_seconds(text: str) -> float:
     return v
 
 
-def add_model_arguments(p: argparse.ArgumentParser, model: bool = True) -> None:
+def add_model_arguments(p: argparse.ArgumentParser, model: bool = True, in_place: bool = True) -> None:
+    """The model and its import options; ``in_place=False`` for commands that read the setting
+    from a plan file (``validate``, ``simulate``) instead of the command line."""
     if model:
         p.add_argument("model", help="ONNX model file (weights optional: a graph-only file imports)")
     p.add_argument("--dim", action="append", type=parse_dim, default=[], metavar="NAME=VALUE",
                    help="bind a symbolic dimension (repeatable), e.g. --dim batch=1")
     p.add_argument("--element-bytes", type=positive_int, default=None, metavar="B",
                    help="override every element's size in bytes (1 = COSMA's 8-bit setting)")
+    if model and in_place:
+        add_in_place_argument(p)
+
+
+def add_tiling_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tiling", choices=("auto", "off"), default="auto",
+                   help="auto (default): below M_R, or where it moves fewer bytes, run cascades of "
+                   "operators in stripes of rows (docs/tiling.md); off: whole tensors only (COSMA)")
+
+
+def add_in_place_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--in-place", choices=("on", "off"), default="on",
+                   help="on (default): an elementwise operator may write over the operand it is the "
+                   "only reader of (docs/ir.md); off: COSMA's definitions, operands and results never "
+                   "share bytes")
 
 
 def add_target_arguments(p: argparse.ArgumentParser) -> None:
@@ -75,11 +100,59 @@ def load_model_from_args(args: argparse.Namespace) -> Graph:
     from stowage.ir.onnx_import import load_graph
 
     dims = dict(args.dim)
-    return load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)
+    graph = load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)
+    if getattr(args, "in_place", "off") == "on":
+        from stowage.ir.inplace import fuse_in_place
+
+        graph = fuse_in_place(graph)
+    return graph
 
 
 def load_target_from_args(args: argparse.Namespace) -> Hierarchy:
     return load_target(args.target)
+
+
+def plan_output_names(formats: Iterable[str], with_plan: bool) -> list[str]:
+    """The files a ``compile``/``emit`` run writes, in the order it reports them: "json" ->
+    plan.json and schedule.json, "header" -> plan.h; ``with_plan`` adds plan.json always."""
+    fmts = set(formats)
+    names = [PLAN_FILE] if with_plan or "json" in fmts else []
+    if "json" in fmts:
+        names.append(SCHEDULE_FILE)
+    if "header" in fmts:
+        names.append(HEADER_FILE)
+    return names
+
+
+def check_output_folder(outdir: str, names: Iterable[str] = (), dirs: Iterable[str] = ()) -> Path:
+    """Validate ``-o`` before any work (a one-line ``OutputError`` for a file, a missing
+    parent, a read-only place, a folder where an output file goes)."""
+    from stowage.plan.files import check_output_dir
+
+    return check_output_dir(outdir, files=names, dirs=dirs)
+
+
+def write_plan_outputs(plan: Plan, graph: Graph | None, outdir: str | Path, formats: Iterable[str],
+                       prefix: str | None, with_plan: bool) -> list[Path]:
+    """Render plan.json / schedule.json / plan.h in memory and replace them in ``outdir`` as
+    one set (``stowage.plan.files.write_output_set``): an interrupted or failed run leaves
+    the old set or the new one, never new plan.json beside an old plan.h, and no temp file.
+    plan.h's ``<P>_PLAN_SHA256`` is the sha256 of exactly the plan.json bytes written here."""
+    from stowage.backend.emit import build_schedule, check_prefix, default_prefix, render_header, schedule_to_dict
+    from stowage.plan import plan_to_json
+    from stowage.plan.files import write_output_set
+
+    sch = build_schedule(plan, graph)
+    pfx = check_prefix(prefix) if prefix is not None else default_prefix(sch.model_name)
+    texts: dict[str, str] = {}
+    for name in plan_output_names(formats, with_plan):
+        if name == PLAN_FILE:
+            texts[name] = plan_to_json(plan)
+        elif name == SCHEDULE_FILE:
+            texts[name] = json.dumps(schedule_to_dict(sch, pfx), indent=1) + "\n"
+        else:
+            texts[name] = render_header(sch, pfx)
+    return write_output_set(outdir, texts)
 
 
 def print_json(obj: Any) -> None:
@@ -88,6 +161,8 @@ def print_json(obj: Any) -> None:
 
 
 __all__ = [
-    "add_model_arguments", "add_target_arguments", "load_model_from_args", "load_target_from_args",
-    "parse_dim", "positive_int", "positive_seconds", "print_json",
+    "HEADER_FILE", "PLAN_FILE", "SCHEDULE_FILE", "add_in_place_argument", "add_model_arguments",
+    "add_target_arguments", "add_tiling_argument", "check_output_folder", "load_model_from_args",
+    "load_target_from_args", "parse_dim",
+    "plan_output_names", "positive_int", "positive_seconds", "print_json", "write_plan_outputs",
 ]

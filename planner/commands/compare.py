@@ -9,12 +9,12 @@ is a table row with its error, never a crash of the command.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from stowage import progress
 from stowage.commands._common import (
     add_model_arguments,
     add_target_arguments,
+    check_output_folder,
     load_model_from_args,
     load_target_from_args,
 )
@@ -64,14 +64,13 @@ def _solver_names(text: str | None) -> list[str]:
 def run(args: argparse.Namespace) -> int:
     from stowage.tools.report import run_comparison, write_report
 
+    if args.time_limit <= 0:
+        raise StowageError(f"--time-limit must be positive, got {args.time_limit}")
+    # A bad -o is a one-line error before minutes of solving, not a traceback after them.
+    out = check_output_folder(args.output, ("report.html", "report.md"), dirs=("plans",))
     graph = load_model_from_args(args)
     target = load_target_from_args(args)
     solvers = _solver_names(args.solvers)
-    if args.time_limit <= 0:
-        raise StowageError(f"--time-limit must be positive, got {args.time_limit}")
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise StowageError(f"-o {out}: exists and is not a folder")
 
     def on_run(i: int, total: int, name: str, cap) -> None:
         progress.status(f"[{i + 1}/{total}] {name} at {cap.label} ...")

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 from stowage.commands._common import (
     add_model_arguments,
     add_target_arguments,
+    add_tiling_argument,
+    check_output_folder,
     load_model_from_args,
     load_target_from_args,
+    plan_output_names,
     positive_int,
     positive_seconds,
+    write_plan_outputs,
 )
 
 NAME = "compile"
@@ -28,6 +31,7 @@ ORDER = 20
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p)
     add_target_arguments(p)
+    add_tiling_argument(p)
     p.add_argument("--solver", default="auto", metavar="NAME",
                    help="solver name (see 'stowage solvers'); default: auto")
     p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
@@ -70,13 +74,14 @@ def _fmt(n: int | None) -> str:
 def run(args: argparse.Namespace) -> int:
     from stowage import progress
     from stowage.api import compile as compile_plan
-    from stowage.backend.emit import check_prefix, emit_all, parse_formats
-    from stowage.plan import save_plan
+    from stowage.backend.emit import check_prefix, parse_formats
 
     t0 = time.perf_counter()
-    formats = parse_formats([args.emit])  # bad --emit / --c-prefix fail before planning
+    formats = parse_formats([args.emit])  # bad --emit / --c-prefix / -o fail before planning
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)
+    names = plan_output_names(formats, with_plan=True)
+    outdir = check_output_folder(args.outdir, names)
     from stowage.solvers.registry import parse_param_overrides
 
     params = parse_param_overrides(args.solver, args.param)  # bad --param fails before import
@@ -84,10 +89,13 @@ def run(args: argparse.Namespace) -> int:
     with progress.stage(f"planning with {args.solver}"):
         plan = compile_plan(graph, target=args.target, capacity=args.capacity, solver=args.solver,
                             time_limit=args.time_limit, seed=args.seed, weights_in_sram=args.weights_in_sram,
-                            workers=args.workers, params=params, on_progress=progress.status)
-    outdir = Path(args.outdir)
-    written = emit_all(plan, graph, outdir, formats, prefix=args.c_prefix)
-    save_plan(plan, outdir / "plan.json")
+                            workers=args.workers, params=params, on_progress=progress.status,
+                            in_place=args.in_place == "on", tiling=args.tiling)
+    # plan.json, schedule.json and plan.h replace the previous ones as one set.
+    from stowage.plan.validate import plan_graph
+
+    # A tiled plan's tables are those of its macro graph (one step per cascade).
+    written = write_plan_outputs(plan, plan_graph(graph, plan), outdir, formats, args.c_prefix, with_plan=True)
     mr, mh, mp = _budgets(graph, load_target_from_args(args), args.weights_in_sram)
     m, s = plan.metrics, plan.solver
     cap = plan.target.level(plan.target.compute_level).capacity  # type: ignore[union-attr]
@@ -101,5 +109,5 @@ def run(args: argparse.Namespace) -> int:
     print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}, "
           f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, "
           f"total {time.perf_counter() - t0:.2f}s")
-    print("wrote " + ", ".join(str(p) for p in dict.fromkeys([outdir / "plan.json", *written])))
+    print("wrote " + ", ".join(str(p) for p in written))
     return 0

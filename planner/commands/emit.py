@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from stowage.commands._common import add_model_arguments
+from stowage.commands._common import add_model_arguments, check_output_folder, plan_output_names, write_plan_outputs
 
 NAME = "emit"
 HELP = "write plan.h (C99), schedule.json and plan.json for a saved plan"
@@ -30,13 +30,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from stowage.backend.emit import EmitError, check_prefix, emit_all, parse_formats
+    from stowage.backend.emit import EmitError, check_prefix, parse_formats
     from stowage.commands.validate import load_model_for_plan
     from stowage.plan import load_plan
 
     if args.c_prefix is not None:
         check_prefix(args.c_prefix)  # fail before the (slow) model import
     formats = parse_formats([args.format])
+    outdir = check_output_folder(args.output, plan_output_names(formats, with_plan=False))
     plan = load_plan(args.plan)
     graph = None
     if args.model is not None:
@@ -51,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
         if not verdict.ok:
             raise EmitError(f"{args.plan} is not a valid plan of {args.model} ({len(verdict.errors)} violation(s)); "
                             f"first: rule {verdict.errors[0].rule}: {verdict.errors[0].message}")
-    for path in emit_all(plan, graph, args.output, formats, prefix=args.c_prefix):
+    # The selected files replace the previous ones as one set (no mix, no temp file).
+    for path in write_plan_outputs(plan, graph, outdir, formats, args.c_prefix, with_plan=False):
         print(path)
     return 0

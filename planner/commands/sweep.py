@@ -15,7 +15,9 @@ DESCRIPTION = (
     "Runs one plan per (model, target, capacity, solver) cell and appends each finished cell to "
     "RESULTS_DIR/results.csv; rerunning with the same arguments skips finished cells. Writes "
     "sweep.md and sweep.html with traffic-versus-capacity curves, the Pareto front and the "
-    "smallest capacity with zero non-compulsory traffic per model and target."
+    "smallest capacity with zero non-compulsory traffic per model and target. The results folder is "
+    "locked while a sweep runs (a second sweep into it fails at once) and a grid has at most "
+    "10,000 cells."
 )
 
 
@@ -61,8 +63,10 @@ def run(args: argparse.Namespace) -> int:
     )
     if progress.enabled():
         sys.stderr.write("\n")
+    # ``failed`` counts the whole table: a resume that skipped 24 failed cells says so.
+    this_run = f" ({result.failed_this_run} in this run)" if result.skipped and result.failed else ""
     print(f"{len(result.rows)} cells in {result.results_dir}: ran {result.ran}, skipped {result.skipped} "
-          f"(already done), failed {result.failed}")
+          f"(already done), failed {result.failed}{this_run}")
     for f in result.files:
         print(f"  {f}")
     return 0

@@ -23,6 +23,7 @@ from stowage.plan.model import (
     READABLE_VERSIONS,
     RING_MODES,
     STATUSES,
+    VERSION,
     Cascade,
     CascadeTensor,
     LevelRef,
@@ -52,7 +53,9 @@ def _plain(obj: Any) -> Any:
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     d = {
         "format": plan.format,
-        "version": plan.version,
+        # Always the current version: the writer emits its keys (a version 1 plan read in is
+        # written back as version 2, with null step indices).
+        "version": VERSION,
         "model": asdict(plan.model),
         "target": {
             "name": plan.target.name,

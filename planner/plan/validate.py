@@ -15,7 +15,11 @@ as in ``docs/plan-format.md``:
    and inside the capacity; a buffer has at most one placement per level at any step;
 5. every graph output ends valid in its home level;
 6. compulsory / non-compulsory traffic (recomputed here);
-7. the plan's ``metrics`` equal the recomputed ones.
+7. the plan's ``metrics`` equal the recomputed ones;
+8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
+   is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
+   are exactly what the operator's attributes need, every output row is produced once, every
+   streamed output row is stored once after it is produced, rings fit their buffers.
 
 Replay order within step ``s``: placements with ``first == s`` begin (empty, except the home
 placement of an input or weight, ``first == 0``, which holds its data from the start), the
@@ -33,10 +37,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
+from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
 
-__all__ = ["LevelLike", "TargetLike", "Verdict", "Violation", "recompute_metrics", "validate"]
+__all__ = ["LevelLike", "TargetLike", "Verdict", "Violation", "plan_graph", "recompute_metrics", "validate"]
 
 
 class LevelLike(Protocol):
@@ -77,7 +82,7 @@ class TargetLike(Protocol):
 
 @dataclass(frozen=True)
 class Violation:
-    rule: int                 # 1..7, the rule number of docs/plan-format.md
+    rule: int                 # 1..8, the rule number of docs/plan-format.md
     step: int | None
     buffers: tuple[int, ...]
     message: str
@@ -398,6 +403,13 @@ class _Checker:
                       f"recomputed {dict(metrics.peak_bytes)}")
 
 
+    # -- rule 8: the rows of tiled cascades ---------------------------------------------
+    def check_rows(self, graph: Graph) -> None:
+        """Rule 8, per cascade: replay its stripe program row by row against ``graph`` (the
+        model's graph, not the macro graph)."""
+        for k, c in enumerate(self.plan.cascades):
+            _RowReplay(self, graph, k, c).run()
+
 def recompute_metrics(plan: Plan) -> Metrics:
     """Metrics from the plan alone (rule 6), independent of any solver's bookkeeping."""
     levels = [lv.name for lv in plan.target.levels]
@@ -417,11 +429,347 @@ def recompute_metrics(plan: Plan) -> Metrics:
         if pb.kind == "output" and pb.id in written and pb.home is not None:
             compulsory += pb.bytes * hops(compute, pb.home)
     moved = sum(plan.buffers[t.buffer].bytes * hops(t.src, t.dst) for t in plan.transfers)
+    # Row transfers of tiled plans: the first move of each row of a streamed graph input
+    # (load) or output (store) is compulsory, any repeat is not.
+    for c in plan.cascades:
+        row_bytes = {t.tensor: t.row_bytes for t in c.tensors}
+        seen: set[tuple[str, str, int]] = set()
+        for st in c.stripes:
+            for x in st.transfers:
+                rb = row_bytes.get(x.tensor, 0)
+                h = hops(x.level, compute) if x.level in levels else 0
+                for r in range(x.lo, x.hi):
+                    moved += rb * h
+                    if (x.direction, x.tensor, r) not in seen:
+                        seen.add((x.direction, x.tensor, r))
+                        compulsory += rb * h
     peak = {name: 0 for name in levels}
     for pl in plan.placements:
         peak[pl.level] = max(peak[pl.level], pl.offset + plan.buffers[pl.buffer].bytes)
     return Metrics(compulsory_bytes=compulsory, noncompulsory_bytes=moved - compulsory, peak_bytes=peak)
 
+
+_CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+_ROW_LIMIT = 12   # rule-8 violations reported per cascade
+
+
+def _attr_ints(v: object, n: int, default: int) -> list[int]:
+    if isinstance(v, (list, tuple)) and len(v) >= n:
+        return [int(x) for x in v]
+    return [default] * n
+
+
+def _is_rows(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 4 and shape[0] == 1
+
+
+def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
+    """Per spatial operand of ``op``: ``(stride, dilated kernel, pads top, input rows)``,
+    recomputed from the node's attributes; a string says why the operator has no row bands."""
+    outs = [o for o in op.outputs if o]
+    if len(outs) != 1 or outs[0] not in graph.tensors or not _is_rows(graph.tensors[outs[0]].shape):
+        return "its result is not one NCHW tensor of batch 1"
+    from stowage.ir.tiling import row_maps
+
+    if row_maps(graph, op) is None:   # only which operators have bands; the rows are ours
+        return f"{op.op_type} needs whole tensors"
+    h_out = graph.tensors[outs[0]].shape[2]
+    a = op.attributes
+    if op.op_type in _CONV_LIKE:
+        x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+        if x is None or not _is_rows(x.shape):
+            return "its operand is not an NCHW tensor of batch 1"
+        if "kernel_shape" in a:
+            kh = _attr_ints(a["kernel_shape"], 2, 1)[0]
+        else:
+            w_at = 3 if op.op_type == "QLinearConv" else 1
+            w = graph.tensors.get(op.inputs[w_at]) if len(op.inputs) > w_at else None
+            if w is None or len(w.shape) != 4:
+                return "its kernel height is unknown"
+            kh = w.shape[2]
+        s = _attr_ints(a.get("strides"), 2, 1)[0]
+        d = _attr_ints(a.get("dilations"), 2, 1)[0]
+        pads = _attr_ints(a.get("pads"), 4, 0)
+        return {x.name: (s, d * (kh - 1) + 1, pads[0], x.shape[2])}
+    need: dict[str, tuple[int, int, int, int]] = {}
+    for name in op.inputs:
+        t = graph.tensors.get(name) if name else None
+        if t is None or t.kind is TensorKind.WEIGHT:
+            continue
+        if _is_rows(t.shape) and t.shape[2] == h_out:
+            need[name] = (1, 1, 0, h_out)
+    return need
+
+
+class _RowReplay:
+    """Rule 8 for cascade ``k``: the stripe program replayed row by row.
+
+    State: per plan buffer held as a ring, ``slot -> (row, tensor last written there)``; per
+    whole buffer written in the cascade, ``row -> tensor``; per streamed output, the rows
+    stored home."""
+
+    def __init__(self, chk: _Checker, graph: Graph, k: int, c: Cascade) -> None:
+        self.chk, self.g, self.k, self.c = chk, graph, k, c
+        self.count = 0
+        self.members: dict[int, Operator] = {}
+        for i in c.ops:
+            if 0 <= i < len(graph.operators):
+                for m in graph.step_members(graph.operators[i]):
+                    self.members[m.index] = m
+        self.holder_by_buffer: dict[int, CascadeTensor] = {}
+        for ct in c.tensors:
+            b = graph.tensor_buffer.get(ct.tensor)
+            if b is not None:
+                self.holder_by_buffer.setdefault(b, ct)
+        self.slots: dict[int, dict[int, tuple[int, str]]] = defaultdict(dict)   # plan buffer -> slot
+        self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
+        self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
+        self.stored: dict[str, dict[int, int]] = defaultdict(dict)              # tensor -> row -> stripe
+
+    def fail(self, text: str, buffers: tuple[int, ...] = ()) -> None:
+        self.count += 1
+        if self.count <= _ROW_LIMIT:
+            self.chk.fail(8, self.c.step, buffers, f"cascade {self.k}, " + text)
+        elif self.count == _ROW_LIMIT + 1:
+            self.chk.fail(8, self.c.step, (), f"cascade {self.k}: further row violations not listed")
+
+    def holder(self, name: str) -> CascadeTensor | None:
+        ct = self.c.tensor(name)
+        if ct is not None:
+            return ct
+        b = self.g.tensor_buffer.get(name)
+        return self.holder_by_buffer.get(b) if b is not None else None
+
+    def made_inside(self, name: str) -> bool:
+        t = self.g.tensors.get(name)
+        return t is not None and t.producer in self.members
+
+    def rows_of(self, name: str) -> int:
+        return self.g.tensors[name].shape[2]
+
+    def run(self) -> None:
+        if not self.check_tensors():
+            return
+        for i, st in enumerate(self.c.stripes):
+            self.stripe(i, st)
+        self.finish()
+
+    # (e) ring sizes and the modes of the cascade's tensors
+    def check_tensors(self) -> bool:
+        ok = True
+        nbuf = len(self.chk.plan.buffers)
+        for ct in self.c.tensors:
+            t = self.g.tensors.get(ct.tensor)
+            if t is None or ct.mode not in RING_MODES or not 0 <= ct.buffer < nbuf:
+                self.fail(f"tensor '{ct.tensor}': unknown tensor, mode '{ct.mode}' or buffer {ct.buffer}")
+                ok = False
+                continue
+            if ct.mode == "whole":
+                continue
+            if not _is_rows(t.shape):
+                self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no rows (shape {list(t.shape)})", (ct.buffer,))
+                ok = False
+                continue
+            want = t.bytes // t.shape[2]
+            if ct.row_bytes != want:
+                self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row [:, :, r, :] of it is "
+                          f"{want} bytes", (ct.buffer,))
+                ok = False
+            if ct.ring_rows < 1:
+                self.fail(f"tensor '{ct.tensor}': a ring of {ct.ring_rows} rows", (ct.buffer,))
+                ok = False
+            have = self.chk.plan.buffers[ct.buffer].bytes
+            if have < ct.ring_rows * ct.row_bytes:
+                self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
+                          f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
+            if ct.mode == "streamed" and ct.level not in self.chk.levels:
+                self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))
+                ok = False
+        return ok
+
+    def present(self, name: str, r: int) -> str | None:
+        """Why row ``r`` of tensor ``name`` is not readable now, or None when it is."""
+        ct = self.holder(name)
+        inside = self.made_inside(name)
+        if ct is None:
+            if inside:
+                return "it is not one of the cascade's tensors"
+            return None if 0 <= r < self.rows_of(name) else "the tensor has no such row"
+        if not 0 <= r < self.rows_of(name):
+            return "the tensor has no such row"
+        if ct.mode == "whole":
+            if not inside:
+                return None
+            got = self.rows[self.g.tensor_buffer[name]].get(r)
+            if got is None:
+                return "it is not produced yet"
+            return None if got == name else f"it was rewritten by '{got}'"
+        slot = r % ct.ring_rows
+        held = self.slots[ct.buffer].get(slot)
+        if held is None or held[0] < r:
+            return ("it is not produced yet" if inside else "it was never loaded") + \
+                (f" (ring slot {slot} holds row {held[0]})" if held else "")
+        if held[0] > r:
+            return f"ring slot {slot} of '{ct.tensor}' ({ct.ring_rows} rows) holds row {held[0]}: overwritten"
+        if inside and held[1] != name:
+            return f"ring slot {slot} holds that row of '{held[1]}'"
+        return None
+
+    def stripe(self, i: int, st: Stripe) -> None:
+        op = self.members.get(st.op)
+        if op is None:
+            name = self.g.operators[st.op].name if 0 <= st.op < len(self.g.operators) else f"#{st.op}"
+            self.fail(f"stripe {i}: operator {name} is not an operator of the cascade")
+            return
+        where = f"stripe {i} ({op.name})"
+        # loads before the stripe
+        for x in st.transfers:
+            if x.direction == "load":
+                self.load(where, x)
+            elif x.direction != "store":
+                self.fail(f"{where}: row transfer of '{x.tensor}' has direction '{x.direction}'")
+        self.reads(where, op, st)
+        self.writes(where, i, op, st)
+        for x in st.transfers:
+            if x.direction == "store":
+                self.store(where, i, x)
+
+    def streamed(self, where: str, x: RowTransfer, inside: bool) -> CascadeTensor | None:
+        ct = self.c.tensor(x.tensor)
+        what = "load" if x.direction == "load" else "store"
+        if ct is None or ct.mode != "streamed" or self.made_inside(x.tensor) != inside:
+            kind = "output made in the cascade" if inside else "input of the cascade"
+            self.fail(f"{where}: {what} of rows [{x.lo}, {x.hi}) of '{x.tensor}', which is not a streamed {kind}")
+            return None
+        if x.level != ct.level:
+            self.fail(f"{where}: {what} of '{x.tensor}' via {x.level}, its home is {ct.level}", (ct.buffer,))
+        if not 0 <= x.lo < x.hi <= self.rows_of(x.tensor):
+            self.fail(f"{where}: {what} of rows [{x.lo}, {x.hi}) of '{x.tensor}', which has "
+                      f"{self.rows_of(x.tensor)} rows", (ct.buffer,))
+            return None
+        return ct
+
+    def load(self, where: str, x: RowTransfer) -> None:
+        ct = self.streamed(where, x, inside=False)
+        if ct is not None:
+            for r in range(x.lo, x.hi):
+                self.slots[ct.buffer][r % ct.ring_rows] = (r, ct.tensor)
+
+    def store(self, where: str, i: int, x: RowTransfer) -> None:
+        ct = self.streamed(where, x, inside=True)
+        if ct is None:
+            return
+        b = self.g.tensor_buffer[ct.tensor]
+        final = self.final_tensor(b)
+        for r in range(x.lo, x.hi):
+            held = self.slots[ct.buffer].get(r % ct.ring_rows)
+            if held is None or held[0] != r or held[1] != final:
+                got = "nothing" if held is None else f"row {held[0]} of '{held[1]}'"
+                self.fail(f"{where}: stores row {r} of '{x.tensor}', but its ring slot {r % ct.ring_rows} "
+                          f"holds {got} (the row is stored before it is produced, or after it was overwritten)",
+                          (ct.buffer,))
+                return
+            if r in self.stored[ct.tensor]:
+                self.fail(f"{where}: stores row {r} of '{x.tensor}' again (first stored by stripe "
+                          f"{self.stored[ct.tensor][r]})", (ct.buffer,))
+                return
+            self.stored[ct.tensor][r] = i
+
+    def final_tensor(self, b: int) -> str:
+        """The last tensor the cascade's operators write into graph buffer ``b``."""
+        last = ""
+        for m in self.members.values():
+            for o in m.outputs:
+                if o and self.g.tensor_buffer.get(o) == b:
+                    last = o
+        return last
+
+    # (a) and (b): the rows read are present and exactly what the operator needs
+    def reads(self, where: str, op: Operator, st: Stripe) -> None:
+        need = _need(self.g, op)
+        if isinstance(need, str):
+            self.fail(f"{where}: the operator cannot run on row bands ({need})")
+            return
+        listed: dict[str, tuple[int, int]] = {}
+        for name, lo, hi in st.inputs:
+            listed[name] = (lo, hi)
+        for name in listed.keys() - need.keys():
+            self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
+        want_pads = (0, 0)
+        for name, (s, k_eff, p_top, h_in) in need.items():
+            lo_raw = st.out_lo * s - p_top
+            hi_raw = (st.out_hi - 1) * s - p_top + k_eff
+            lo, hi = max(0, lo_raw), min(h_in, hi_raw)
+            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE:
+                want_pads = (max(0, -lo_raw), max(0, hi_raw - h_in))
+            got = listed.get(name)
+            if got is None:
+                self.fail(f"{where}: output rows [{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi}) of "
+                          f"'{name}', which the stripe does not read")
+                continue
+            if got != (lo, hi):
+                self.fail(f"{where}: reads rows [{got[0]}, {got[1]}) of '{name}', output rows "
+                          f"[{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi})"
+                          + (f" (halo row {hi - 1} missing)" if got[0] <= lo and got[1] < hi else ""))
+            for r in range(got[0], got[1]):
+                why = self.present(name, r)
+                if why is not None:
+                    ct = self.holder(name)
+                    self.fail(f"{where}: reads row {r} of '{name}', but {why}", (ct.buffer,) if ct else ())
+                    break
+        if (st.pad_top, st.pad_bottom) != want_pads:
+            self.fail(f"{where}: pads [{st.pad_top}, {st.pad_bottom}] for output rows [{st.out_lo}, "
+                      f"{st.out_hi}), the operator's attributes give [{want_pads[0]}, {want_pads[1]}]")
+
+    # (c) every output row produced once; the writes land in the tensor's holder
+    def writes(self, where: str, i: int, op: Operator, st: Stripe) -> None:
+        out = next((o for o in op.outputs if o), "")
+        if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+            return  # reported by reads()
+        h = self.rows_of(out)
+        if not 0 <= st.out_lo < st.out_hi <= h:
+            self.fail(f"{where}: writes rows [{st.out_lo}, {st.out_hi}) of '{out}', which has {h} rows")
+            return
+        ct = self.holder(out)
+        if ct is None:
+            self.fail(f"{where}: writes '{out}', which is not one of the cascade's tensors")
+            return
+        b = self.g.tensor_buffer[out]
+        done = self.produced[op.index]
+        for r in range(st.out_lo, st.out_hi):
+            if r in done:
+                self.fail(f"{where}: produces row {r} of '{out}' again (first produced by stripe {done[r]})",
+                          (ct.buffer,))
+                break
+            done[r] = i
+        for r in range(st.out_lo, st.out_hi):
+            if ct.mode == "whole":
+                self.rows[b][r] = out
+            else:
+                self.slots[ct.buffer][r % ct.ring_rows] = (r, out)
+
+    def finish(self) -> None:
+        for m in self.members.values():
+            out = next((o for o in m.outputs if o), "")
+            if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+                continue
+            missing = [r for r in range(self.rows_of(out)) if r not in self.produced[m.index]]
+            if missing:
+                self.fail(f"operator {m.name}: rows {_ranges(missing)} of '{out}' are never produced")
+        for ct in self.c.tensors:
+            if ct.mode == "streamed" and self.made_inside(ct.tensor):
+                missing = [r for r in range(self.rows_of(ct.tensor)) if r not in self.stored[ct.tensor]]
+                if missing:
+                    self.fail(f"tensor '{ct.tensor}': rows {_ranges(missing)} are never stored to "
+                              f"{ct.level}", (ct.buffer,))
+
+
+def _ranges(rows: list[int]) -> str:
+    parts: list[str] = []
+    for _, grp in itertools.groupby(enumerate(rows), key=lambda x: x[1] - x[0]):
+        g = [r for _, r in grp]
+        parts.append(f"[{g[0]}, {g[-1] + 1})")
+    return ", ".join(parts[:4]) + (" ..." if len(parts) > 4 else "")
 
 def _references_ok(c: _Checker) -> bool:
     """Every level name and buffer id the plan uses exists (``plan_from_json`` guarantees it
@@ -442,11 +790,55 @@ def _references_ok(c: _Checker) -> bool:
     return not bad
 
 
+def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
+    """The macro graph of a tiled plan's cascades, or why it cannot be built."""
+    from stowage.ir.tiling import CascadeSpec, macro_graph
+
+    specs = []
+    for k, c in enumerate(plan.cascades):
+        bad = [i for i in c.ops if not 0 <= i < len(graph.operators) or not graph.operators[i].computing]
+        if bad or not c.ops:
+            return f"cascade {k}: operator index {bad[0] if bad else '(none)'} is not a step of the graph"
+        unknown = [t.tensor for t in c.tensors if t.tensor not in graph.tensor_buffer]
+        if unknown:
+            return f"cascade {k}: tensor '{unknown[0]}' is not in the graph"
+        rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "ring"}
+        streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "streamed"}
+        specs.append(CascadeSpec(tuple(c.ops), rings, streamed))
+    try:
+        return macro_graph(graph, specs)[0]
+    except (KeyError, ValueError, IndexError, ZeroDivisionError) as exc:
+        return f"the cascades do not describe this graph ({type(exc).__name__}: {exc})"
+
+
+def plan_graph(graph: Graph, plan: Plan) -> Graph:
+    """The graph a plan's steps are steps of: the macro graph of a tiled plan's cascades
+    (``stowage.ir.tiling.macro_graph``), else ``graph`` itself.  Raises ``PlanFormatError``
+    when the cascades do not describe ``graph``."""
+    if not plan.cascades:
+        return graph
+    macro = _macro_graph(graph, plan)
+    if isinstance(macro, str):
+        from stowage.errors import PlanFormatError
+
+        raise PlanFormatError(macro)
+    return macro
+
+
 def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verdict:
-    """Check ``plan`` against ``graph`` and rules 1-7; never raises on a bad plan.
+    """Check ``plan`` against ``graph`` and rules 1-8; never raises on a bad plan.
 
     ``target`` (optional, e.g. a ``stowage.targets.Hierarchy``) adds the checks the plan file
     cannot express on its own: no transfer into a non-writable level, same level names."""
+    model_graph = graph
+    if plan.cascades:
+        # A tiled plan's steps, buffers and placements are those of the macro graph its
+        # cascades define: rules 1-7 judge it against that graph, rule 8 the rows against
+        # the model's graph.
+        macro = _macro_graph(graph, plan)
+        if isinstance(macro, str):
+            return Verdict(False, (Violation(1, None, (), macro),), recompute_metrics(plan))
+        graph = macro
     c = _Checker(graph, plan, target)
     if not _references_ok(c):
         # Plans built in code (not read from JSON) can name unknown levels or buffers.
@@ -466,5 +858,7 @@ def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verd
     if c.check_graph():
         c.check_placements()
         c.replay()
+    if plan.cascades:
+        c.check_rows(model_graph)
     c.check_metrics(metrics)
     return Verdict(not c.errors, tuple(c.errors), metrics)

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from stowage.errors import CapacityError, StowageError
 from stowage.ir.graph import Graph
 from stowage.ir.lifetimes import m_r
-from stowage.plan import Plan, plan_to_json, write_text_atomic
+from stowage.plan import Plan, plan_to_json
+from stowage.plan.files import write_output_set
 from stowage.solvers.budgets import resolve_capacity
 from stowage.targets.hierarchy import Hierarchy
 
@@ -320,6 +321,12 @@ def _pyplot():
     return plt
 
 
+def _plain(text: object) -> str:
+    """Text for a matplotlib label, shown as written: a ``$`` in a model, target or level name
+    would start mathtext, and malformed mathtext (``$\\frac{$``) raises at ``savefig``."""
+    return str(text).replace("$", r"\$")
+
+
 def _png(fig) -> bytes:
     import io
 
@@ -364,15 +371,15 @@ def plot_layout(run: Run) -> bytes:
     ax.set_xlim(0, nsteps)
     ax.set_ylim(0, top * 1.06 / scale)
     ax.set_xlabel("step (operator in schedule order)")
-    ax.set_ylabel(f"{plan.target.compute_level} address ({unit})")
+    ax.set_ylabel(_plain(f"{plan.target.compute_level} address ({unit})"))
     nspill = sum(1 for b in boxes if b.spilled)
     nreload = sum(1 for b in boxes if b.reloaded)
-    ax.set_title(
+    ax.set_title(_plain(
         f"{run.solver} at {run.capacity.label}: non-compulsory {fmt_bytes(run.noncompulsory)}, "
-        f"peak {fmt_bytes(peak)}; {len(boxes)} placements, {nspill} spilled, {nreload} reloaded",
+        f"peak {fmt_bytes(peak)}; {len(boxes)} placements, {nspill} spilled, {nreload} reloaded"),
         fontsize=9)
     kinds_present = sorted({b.kind for b in boxes})
-    handles: list[Artist] = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=k)
+    handles: list[Artist] = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=_plain(k))
                              for k in kinds_present]
     if nspill:
         handles.append(Patch(facecolor="white", edgecolor=SPILL_EDGE, hatch="////", label="spilled after"))
@@ -406,7 +413,7 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
         # Solvers often tie; hollow markers of decreasing size and distinct dash patterns
         # keep every curve visible where they coincide.
         ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
-                label=name, linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
+                label=_plain(name), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
                 markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
     for c in cmp.capacities:
         if c.spec.upper() in ("M_R", "M_H", "M_P"):
@@ -418,7 +425,7 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
     ax.set_ylabel(f"non-compulsory traffic ({yunit})")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.25)
-    ax.set_title(f"{cmp.model} on {cmp.target.name}: spill + reload traffic", fontsize=10)
+    ax.set_title(_plain(f"{cmp.model} on {cmp.target.name}: spill + reload traffic"), fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, frameon=False)
     return _png(fig)
@@ -447,11 +454,12 @@ def plot_occupancy(run: Run) -> bytes:
         elif used == 0:
             ax.text(0.5, 0.5, "unused", transform=ax.transAxes, ha="center", va="center", color="#888888")
         cap_text = "unbounded" if cap is None else fmt_bytes(cap)
-        ax.set_ylabel(f"{lv.name} ({unit})\ncap {cap_text}", fontsize=8)
+        ax.set_ylabel(_plain(f"{lv.name} ({unit})\ncap {cap_text}"), fontsize=8)
         ax.set_ylim(0, top * 1.1 / scale)
         ax.grid(alpha=0.25)
     axes[-1, 0].set_xlabel("step (operator in schedule order)")
-    axes[0, 0].set_title(f"{run.solver} at {run.capacity.label}: occupancy per level (dashed: capacity)", fontsize=9)
+    axes[0, 0].set_title(_plain(f"{run.solver} at {run.capacity.label}: occupancy per level (dashed: capacity)"),
+                         fontsize=9)
     return _png(fig)
 
 
@@ -522,28 +530,59 @@ def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple
     return sections, figures
 
 
-def write_report(cmp: Comparison, out_dir: str | os.PathLike[str], with_occupancy: bool | None = None) -> list[Path]:
-    """Write report.html, report.md, the PNGs and plans/*.json; return the paths written."""
+def autoescape_for(template_name: str | None) -> bool:
+    """HTML templates are named ``*.html.j2``, which ``jinja2.select_autoescape(["html"])``
+    does not match (it keys on the last suffix): decide on the name without ``.j2``.  Every
+    name in a report (the model's file name, the target's and levels' names, error messages
+    quoting operator names) is untrusted, so HTML output escapes everything it interpolates."""
+    name = (template_name or "").lower()
+    name = name.removesuffix(".j2").removesuffix(".jinja")
+    return name.endswith((".html", ".htm", ".xml", ".svg"))
+
+
+#: HTML specials as entities; what ends a table cell, a code span or starts a link escaped.
+#: ``_`` and ``*`` stay: names such as ``M_R`` must read as written, and emphasis is inert.
+_MD_SPECIAL = {"&": "&amp;", "<": "&lt;", ">": "&gt;", "|": "\\|", "`": "\\`", "[": "\\[", "]": "\\]",
+               "\\": "\\\\"}
+
+
+def md_escape(value: object) -> str:
+    """Text for a Markdown report: one line (newlines folded), HTML specials as entities (a
+    Markdown renderer passes raw HTML through, so ``<script>`` must not survive), and the
+    characters that would end a table cell or start code or a link escaped."""
+    text = " ".join(str(value).split())
+    return "".join(_MD_SPECIAL.get(ch, ch) for ch in text)
+
+
+def _environment():
     import jinja2
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)), autoescape=autoescape_for,
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["md"] = md_escape
+    return env
+
+
+def render_report(cmp: Comparison, with_occupancy: bool | None = None) -> dict[str, str | bytes]:
+    """Every file of the report, by name relative to the report folder, rendered in memory:
+    report.html, report.md, the PNGs and plans/*.json."""
     sections, figures = build_sections(cmp, with_occupancy)
     curves = Figure("traffic_vs_capacity.png", "non-compulsory traffic versus capacity", plot_traffic_curves(cmp))
     figures.append(curves)
-    written: list[Path] = []
+    files: dict[str, str | bytes] = {}
     for f in figures:
-        written.append(_write_bytes_atomic(out / f.file, f.png))
-    plans_dir = out / "plans"
+        files[f.file] = f.png
     for run in cmp.runs:
         if run.plan is not None:
-            plans_dir.mkdir(exist_ok=True)
-            p = plans_dir / f"{run.capacity.slug}_{_safe(run.solver)}.json"
-            write_text_atomic(p, plan_to_json(run.plan))
-            written.append(p)
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-                             autoescape=jinja2.select_autoescape(["html"]),
-                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+            files[f"plans/{run.capacity.slug}_{_safe(run.solver)}.json"] = plan_to_json(run.plan)
+    files.update(render_pages(cmp, sections, curves))
+    return files
+
+
+def render_pages(cmp: Comparison, sections: Sequence[dict], curves: Figure) -> dict[str, str]:
+    """report.html and report.md from the tables and figures (no drawing: the tests render
+    hostile names through here quickly)."""
+    env = _environment()
     ctx = {
         "cmp": cmp,
         "levels": [lv.name for lv in cmp.target.levels],
@@ -552,22 +591,19 @@ def write_report(cmp: Comparison, out_dir: str | os.PathLike[str], with_occupanc
         "fmt_bytes": fmt_bytes,
         "setting": "activations + weights" if cmp.weights_in_compute_level else "activations only",
     }
-    for name in ("report.html", "report.md"):
-        text = env.get_template(f"{name}.j2").render(**ctx)
-        p = out / name
-        write_text_atomic(p, text)
-        written.append(p)
-    return written
+    return {name: env.get_template(f"{name}.j2").render(**ctx) for name in ("report.html", "report.md")}
 
 
-def _write_bytes_atomic(path: Path, data: bytes) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
+def write_report(cmp: Comparison, out_dir: str | os.PathLike[str], with_occupancy: bool | None = None) -> list[Path]:
+    """Write report.html, report.md, the PNGs and plans/*.json; return the paths written.
+
+    Everything is rendered first and then replaces the previous report as one set
+    (``stowage.plan.files.write_output_set``): a failure (full disk, no permission, Ctrl-C)
+    leaves the old report and no temporary file.  Errors are ``OutputError`` (one line)."""
+    return write_output_set(out_dir, render_report(cmp, with_occupancy))
 
 
 __all__ = [
-    "Capacity", "Comparison", "Run", "fmt_bytes", "layout_boxes", "occupancy", "resolve_capacities",
-    "run_comparison", "write_report",
+    "Capacity", "Comparison", "Run", "autoescape_for", "fmt_bytes", "layout_boxes", "md_escape", "occupancy",
+    "render_pages", "render_report", "resolve_capacities", "run_comparison", "write_report",
 ]

@@ -14,18 +14,40 @@ fresh worker and then recorded as failed while the rest of the sweep completes.
 Capacities are resolved inside the worker because ``M_R``/``M_H``/``M_P`` and fractions
 between them depend on the model; each worker parses a model once and keeps it
 (``_GRAPH_CACHE``), so the per-cell overhead is the plan itself plus a pipe round trip.
+
+Safety ("nothing lost, nothing duplicated"):
+
+- every row is one line, encoded whole and written by one ``os.write`` + ``fsync`` on an
+  ``O_APPEND`` descriptor; a failed write is truncated back and raised as a one-line
+  ``ResultsDirError``, and a torn tail left by a crash (a last line without newline, or one that
+  does not parse) is cut off with a warning before a resume, so a fragment is never glued to the
+  next row;
+- a results folder is locked (``fcntl.flock`` on ``.sweep.lock`` inside it) for the whole run:
+  two sweeps into one folder would run every cell twice and duplicate every row;
+- local workers die with their parent: each closes the parent's pipe ends and descriptors it
+  inherited through ``fork`` (else it never sees EOF), asks Linux for ``PR_SET_PDEATHSIG`` (a
+  busy worker is killed too) or, elsewhere, polls ``os.getppid()``, and ignores SIGINT (the
+  parent decides what a Ctrl-C means);
+- a grid is capped at ``MAX_CELLS`` cells, checked arithmetically before any cell is built;
+- the results folder is checked (creatable, writable, not a file) before any cell runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
+import io
 import json
 import logging
 import math
 import multiprocessing as mp
 import os
 import re
+import signal
 import socket
+import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -50,9 +72,31 @@ NONDETERMINISTIC_COLUMNS = ("seconds", "worker")
 #: Seconds to wait for an existing Dask scheduler (``scheduler=``) before giving up: long
 #: enough for a cluster across a network, short enough that a wrong address fails promptly.
 DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Most cells one sweep may have (models x targets x capacities x solvers).  Checked by
+#: arithmetic before any cell is built, so ``M_R..M_P:100000000`` fails at once instead of
+#: allocating 10^8 cells; 10,000 cells is already hours of planning, and a larger design space
+#: is better split over several results folders (each is resumable on its own).
+MAX_CELLS = 10_000
+#: The lock file inside a results folder (``fcntl.flock``; the file stays, the lock dies with
+#: its process, so a leftover file never blocks anyone).
+LOCK_NAME = ".sweep.lock"
+RESULTS_NAME = "results.csv"
+MANIFEST_NAME = "sweep.json"
+#: Seconds between parent checks of a worker that cannot use ``PR_SET_PDEATHSIG``.
+_PARENT_POLL_SECONDS = 0.5
+#: Linux ``prctl`` option: deliver a signal when the parent dies.  Module flag so that the
+#: tests can exercise the portable fallback on Linux too.
+_PR_SET_PDEATHSIG = 1
+_USE_PDEATHSIG = True
+_USE_PARENT_POLL = True
 
 _RANGE_RE = re.compile(r"^\s*(M_R|M_H|M_P)\s*\.\.\s*(M_R|M_H|M_P)\s*:\s*(\d+)\s*$", re.IGNORECASE)
 _FRAC_RE = re.compile(r"^(M_R|M_H|M_P)\.\.(M_R|M_H|M_P)@([0-9.]+)$")
+
+
+class ResultsDirError(StowageError):
+    """The results folder cannot be used: a file where a folder belongs, not writable, full,
+    locked by another sweep, or holding a table that is not a sweep's.  One line, exit 2."""
 
 
 @dataclass(frozen=True)
@@ -81,17 +125,27 @@ class Cell:
 # ---------------------------------------------------------------------------------------
 # Expanding the grid
 # ---------------------------------------------------------------------------------------
-def expand_capacities(spec: str) -> list[str]:
+def expand_capacities(spec: str, max_points: int = MAX_CELLS) -> list[str]:
     """``"256KiB,M_R,M_R..M_P:3"`` -> ``["256KiB", "M_R", "M_R..M_P@0", "M_R..M_P@0.5",
     "M_R..M_P@1"]``.  Range points are fractions kept symbolic; the worker resolves them per
-    model."""
+    model.  More than ``max_points`` points in all is refused before the list is built (a
+    mistyped ``:100000000`` must not allocate first and fail later)."""
     out: list[str] = []
     for part in (p.strip() for p in spec.split(",")):
         if not part:
             continue
         m = _RANGE_RE.match(part)
         if m:
-            a, b, n = m.group(1).upper(), m.group(2).upper(), int(m.group(3))
+            a, b, digits = m.group(1).upper(), m.group(2).upper(), m.group(3).lstrip("0") or "0"
+            # Compare the digit count first: int() of thousands of digits is itself refused by
+            # Python (and slow), and any count that long is absurd anyway.
+            if len(digits) > len(str(max_points)) or int(digits) + len(out) > max_points:
+                others = f" on top of {len(out)} other capacities" if out else ""
+                raise TargetError(
+                    f"capacity range '{part}' asks for {_fmt_count(digits)} points{others}; a sweep has "
+                    f"at most {max_points:,} cells (split it over several results folders)"
+                )
+            n = int(digits)
             if n < 2:
                 raise TargetError(f"capacity range '{part}': needs at least 2 points (e.g. M_R..M_P:8)")
             out.extend(f"{a}..{b}@{_fmt_frac(i / (n - 1))}" for i in range(n))
@@ -104,6 +158,11 @@ def expand_capacities(spec: str) -> list[str]:
     if not out:
         raise TargetError("--capacity: give at least one capacity (sizes, M_R/M_H/M_P, or M_R..M_P:N)")
     return list(dict.fromkeys(out))
+
+
+def _fmt_count(digits: str) -> str:
+    """A point count for a message: with thousands separators, or its length when huge."""
+    return f"{int(digits):,}" if len(digits) <= 30 else f"a {len(digits)}-digit number of"
 
 
 def _fmt_frac(x: float) -> str:
@@ -128,7 +187,16 @@ def expand_models(paths: Iterable[str]) -> list[str]:
 
 
 def make_cells(models: Sequence[str], targets: Sequence[str], capacities: Sequence[str],
-               solvers: Sequence[str]) -> list[Cell]:
+               solvers: Sequence[str], max_cells: int = MAX_CELLS) -> list[Cell]:
+    """The grid in order (models outermost, solvers innermost).  Its size is computed before
+    any cell is built and more than ``max_cells`` is a one-line error."""
+    n = len(models) * len(targets) * len(capacities) * len(solvers)
+    if n > max_cells:
+        raise StowageError(
+            f"the sweep has {n:,} cells ({len(models)} models x {len(targets)} targets x "
+            f"{len(capacities)} capacities x {len(solvers)} solvers); at most {max_cells:,} are allowed "
+            "(split it over several results folders)"
+        )
     return [Cell(m, t, c, s) for m in models for t in targets for c in capacities for s in solvers]
 
 
@@ -235,17 +303,77 @@ def _serial(cells: Sequence[Cell], options: SweepOptions) -> Iterator[Result]:
         yield cell, row
 
 
-def _worker_main(conn: Connection) -> None:
-    """Worker loop: receive (cell, options), send back the row; None ends the loop."""
+def _set_pdeathsig() -> bool:
+    """Ask Linux to SIGKILL this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+    The only mechanism that also stops a worker busy in native code (a solver holding the
+    GIL); False where it is unavailable."""
+    if not (_USE_PDEATHSIG and sys.platform.startswith("linux")):
+        return False
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Portable fallback: a daemon thread that ends the process once it has been reparented
+    (``os.getppid()`` changes when the parent dies).  Works while the main thread runs Python
+    or sleeps in C; a kernel that holds the GIL for long only delays it."""
+
+    def loop() -> None:
+        while True:
+            time.sleep(_PARENT_POLL_SECONDS)
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+    threading.Thread(target=loop, name="stowage-parent-watch", daemon=True).start()
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make sure this worker does not outlive the sweep that started it (SIGKILL, SIGTERM or
+    a crash of the parent runs none of its cleanup)."""
+    if not _set_pdeathsig() and _USE_PARENT_POLL:
+        _watch_parent(parent_pid)
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _worker_main(conn: Connection, parent_pid: int | None = None, inherited: Sequence[Connection] = (),
+                 inherited_fds: Sequence[int] = ()) -> None:
+    """Worker loop: receive (cell, options), send back the row; None or EOF ends the loop.
+
+    ``inherited``: the parent's ends of every worker pipe (this one's too) and ``inherited_fds``
+    the parent's descriptors (results table, folder lock), all copied by ``fork``.  They are
+    closed first: while a worker holds the parent's end of its own pipe it never sees EOF when
+    the parent dies, and while it holds the lock descriptor the folder stays locked after the
+    parent is gone.  (Closing, not unlocking: ``flock(LOCK_UN)`` would release the parent's
+    lock, which shares the open file description.)"""
+    for c in inherited:
+        c.close()
+    for fd in inherited_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    # A Ctrl-C reaches the whole process group; the parent decides what it means (it stops
+    # the workers), so a worker does not die mid-cell with a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     while True:
         try:
             msg = conn.recv()
-        except EOFError:
+        except (EOFError, OSError):
             return
         if msg is None:
             return
         cell, options = msg
-        conn.send(run_cell(cell, options))
+        row = run_cell(cell, options)
+        try:
+            conn.send(row)
+        except OSError:  # the parent is gone: nobody to report to
+            return
 
 
 @dataclass
@@ -255,16 +383,27 @@ class _Worker:
     cell: Cell | None = None
 
 
-def _local(cells: Sequence[Cell], options: SweepOptions, workers: int, retries: int = 1) -> Iterator[Result]:
-    """Process pool with per-cell crash attribution (see module docstring)."""
-    ctx = mp.get_context("spawn") if os.name == "nt" else mp.get_context("fork")
+#: Seconds an idle worker gets to exit after being told to, when the pool shuts down.
+_SHUTDOWN_GRACE = 2.0
+
+
+def _local(cells: Sequence[Cell], options: SweepOptions, workers: int, retries: int = 1,
+           inherited_fds: Sequence[int] = ()) -> Iterator[Result]:
+    """Process pool with per-cell crash attribution (see module docstring).  ``inherited_fds``:
+    descriptors of the parent that a forked worker must close (see ``_worker_main``)."""
+    forking = os.name != "nt"
+    ctx = mp.get_context("fork") if forking else mp.get_context("spawn")
     pending = list(reversed(cells))  # pop() from the end keeps submission order
     attempts: dict[Cell, int] = {}
     pool: list[_Worker] = []
 
     def start() -> _Worker:
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        if forking:  # what fork copies into the child; spawn copies nothing
+            args: tuple[Any, ...] = (child, os.getpid(), [parent, *(w.conn for w in pool)], list(inherited_fds))
+        else:
+            args = (child, os.getpid())
+        proc = ctx.Process(target=_worker_main, args=args, daemon=True)
         proc.start()
         child.close()
         return _Worker(proc, parent)
@@ -317,15 +456,21 @@ def _local(cells: Sequence[Cell], options: SweepOptions, workers: int, retries: 
                     pool.append(nw)
                     feed(nw)
     finally:
+        # Idle workers are told to stop; a worker still busy (an interrupt, a failed write of
+        # the table) is killed at once: its cell is not recorded, so a resume reruns it.
         for w in pool:
-            try:
-                w.conn.send(None)
-            except (BrokenPipeError, OSError):
-                pass
+            if w.cell is None:
+                with contextlib.suppress(OSError):
+                    w.conn.send(None)
+            else:
+                w.process.kill()
+        deadline = time.monotonic() + _SHUTDOWN_GRACE
         for w in pool:
-            w.process.join(timeout=2)
+            w.process.join(timeout=max(0.0, deadline - time.monotonic()))
             if w.process.is_alive():
                 w.process.kill()
+                w.process.join(timeout=1)
+            w.conn.close()
 
 
 def _dask(cells: Sequence[Cell], options: SweepOptions, workers: int, scheduler: str | None,
@@ -373,35 +518,252 @@ def _dask(cells: Sequence[Cell], options: SweepOptions, workers: int, scheduler:
 # ---------------------------------------------------------------------------------------
 # Results table (append-only CSV)
 # ---------------------------------------------------------------------------------------
+_HEADER = ",".join(RESULT_COLUMNS)
+
+
+def _io_error(action: str, path: Path, exc: OSError, hint: str = "") -> ResultsDirError:
+    """One line for an OS error on a results file: what was done, where, the OS's reason and
+    its errno name (ENOSPC, EACCES, EROFS, ...), and what to do next."""
+    code = errno.errorcode.get(exc.errno or 0, "")
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return ResultsDirError(f"cannot {action} {path}: {reason}{f' ({code})' if code else ''}{hint}")
+
+
+def encode_row(row: dict[str, Any]) -> bytes:
+    """One result row as one complete CSV line (newline included).  Newlines inside values
+    (an exception message) are folded to spaces, so that a record is exactly one line: that
+    is what makes a torn tail detectable and every line parseable on its own."""
+    buf = io.StringIO()
+    values = ["" if row.get(c) is None else " ".join(str(row.get(c)).splitlines()) for c in RESULT_COLUMNS]
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue().encode("utf-8")
+
+
+def _parse_line(line: bytes) -> list[str] | None:
+    """The fields of one table line, or None when it is not a complete record (a fragment, two
+    records glued together, bytes that are not UTF-8, a missing key or status)."""
+    try:
+        text = line.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        return None
+    try:
+        records = list(csv.reader([text], strict=True))
+    except csv.Error:
+        return None
+    if len(records) != 1 or len(records[0]) != len(RESULT_COLUMNS):
+        return None
+    fields = records[0]
+    record = dict(zip(RESULT_COLUMNS, fields))
+    if not all(record[k] for k in KEY_COLUMNS) or not record["status"]:
+        return None
+    return fields
+
+
+def _check_header(path: Path, first_line: bytes) -> None:
+    if first_line.decode("utf-8", "replace").rstrip("\r\n") != _HEADER:
+        raise ResultsDirError(
+            f"{path} is not a stowage sweep table (its first line is not the header "
+            f"'{RESULT_COLUMNS[0]},...,{RESULT_COLUMNS[-1]}'); use another results folder"
+        )
+
+
+def repair_results(path: Path) -> int:
+    """Cut a torn tail off the table and return how many bytes were removed (0: intact).
+
+    A torn tail is what a crash, a full disk or a kill in the middle of an append leaves: a last
+    line without its newline, or a last line that does not parse as a record.  Left in place,
+    the next append would be glued to it (a garbage row, and the cell it belonged to missing
+    from the table).  Its cell is rerun by the resume.  A header that is not a sweep's is an
+    error: that file is not ours to truncate."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return 0
+    except OSError as exc:
+        raise _io_error("read the results table", path, exc) from None
+    keep = data.rfind(b"\n") + 1  # drop a last line without newline
+    if keep:
+        header_end = data.index(b"\n") + 1
+        _check_header(path, data[:header_end])
+        last = data.rfind(b"\n", 0, keep - 1) + 1
+        if last >= header_end and _parse_line(data[last:keep]) is None:
+            keep = last
+    elif data and not _HEADER.encode().startswith(data.rstrip(b"\r")):
+        _check_header(path, data)  # one line, no newline, and not a torn header either
+    if keep == len(data):
+        return 0
+    try:
+        with open(path, "r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise _io_error("repair the torn tail of", path, exc) from None
+    log.warning("%s: removed a torn last row (%d bytes: %r) left by an interrupted write; its cell "
+                "will be planned again", path, len(data) - keep, data[keep:][:80])
+    return len(data) - keep
+
+
 def read_results(path: Path) -> list[dict[str, str]]:
-    if not path.exists():
+    """The table's records in file order.  Every record is one line (``encode_row``); a line
+    that does not parse (a fragment glued to a row by an older version) is skipped with a
+    warning, so its cell counts as not done and is planned again."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
         return []
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = list(csv.DictReader(fh))
-    return [r for r in rows if all(k in r for k in KEY_COLUMNS)]
+    except OSError as exc:
+        raise _io_error("read the results table", path, exc) from None
+    lines = data.splitlines(keepends=True)
+    if not lines:
+        return []
+    if not lines[0].endswith(b"\n"):  # a torn header and nothing else
+        return []
+    _check_header(path, lines[0])
+    rows: list[dict[str, str]] = []
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = _parse_line(line) if line.endswith(b"\n") else None
+        if fields is None:
+            log.warning("%s line %d is not a complete row; ignored (its cell will be planned again)", path, number)
+            continue
+        rows.append(dict(zip(RESULT_COLUMNS, fields)))
+    return rows
 
 
 class _Appender:
-    """Appends one row at a time and fsyncs, so finished cells survive a crash."""
+    """Appends whole rows: each is encoded first, then written by one ``os.write`` on an
+    ``O_APPEND`` descriptor and ``fsync``'d, so finished cells survive a crash and a row is
+    either all there or (after ``repair_results``) not at all.  A failed write (ENOSPC, EIO,
+    EROFS...) is truncated back to the last whole row and raised as ``ResultsDirError``: never
+    a traceback, never exit 0 with a row missing."""
 
     def __init__(self, path: Path) -> None:
-        new = not path.exists() or path.stat().st_size == 0
-        self.fh = open(path, "a", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.fh, fieldnames=RESULT_COLUMNS, extrasaction="ignore")
-        if new:
-            self.writer.writeheader()
-            self._flush()
+        self.path = path
+        self.fd: int | None = None
+        try:
+            self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            empty = os.fstat(self.fd).st_size == 0
+        except OSError as exc:
+            raise _io_error("open the results table", path, exc) from None
+        if empty:
+            self._write((_HEADER + "\n").encode("utf-8"))
 
-    def _flush(self) -> None:
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
+    def _write(self, data: bytes) -> None:
+        assert self.fd is not None
+        fd = self.fd
+        start: int | None = None
+        try:
+            start = os.fstat(fd).st_size
+            written = os.write(fd, data)
+            # A short write is rare on a regular file (a signal, a disk that just filled); the
+            # rest follows at once (O_APPEND, and the folder lock keeps other writers out).
+            while written < len(data):
+                more = os.write(fd, data[written:])
+                if more <= 0:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                written += more
+            os.fsync(fd)
+        except OSError as exc:
+            if start is not None:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(fd, start)  # else repair_results cuts the fragment on resume
+            raise _io_error("append to the results table", self.path, exc,
+                            "; the cells finished so far are saved: free space or fix the folder, "
+                            "then rerun the same command to resume") from None
 
     def append(self, row: dict[str, Any]) -> None:
-        self.writer.writerow(row)
-        self._flush()
+        self._write(encode_row(row))
 
     def close(self) -> None:
-        self.fh.close()
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+class _FolderLock:
+    """An exclusive ``fcntl.flock`` on ``LOCK_NAME`` inside the results folder, held for the
+    whole sweep: a second sweep into the same folder would run every cell again and append a
+    duplicate of every row.  The kernel drops the lock when its holder dies, so a stale lock
+    file never blocks a resume; the file is never deleted (deleting it would let two processes
+    lock two different files of the same name)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.path = folder / LOCK_NAME
+        self.fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # not POSIX: no advisory lock (documented in docs/sweep.md)
+            log.warning("cannot lock %s on this platform: do not run two sweeps into it at once", folder)
+            return
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:
+            raise _io_error("create the lock file", self.path, exc) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = ""
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                text = os.pread(fd, 200, 0).decode().strip()
+                holder = f" (held by {text})" if text else ""
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise ResultsDirError(
+                    f"results folder {folder} is in use by another sweep: {self.path} is locked{holder}; "
+                    "wait for that sweep to finish or use another folder"
+                ) from None
+            raise _io_error("lock", self.path, exc) from None
+        self.fd = fd
+        with contextlib.suppress(OSError):  # who holds it, for the message above; best effort
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            import fcntl
+
+            with contextlib.suppress(OSError):
+                fcntl.flock(self.fd, fcntl.LOCK_UN)
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self) -> _FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def prepare_results_dir(out: Path) -> None:
+    """Check the results folder before any work: it must be (or become) a writable folder, and
+    the files a sweep writes there must not be folders.  Each problem is one line naming the
+    path, instead of a traceback after the first cell."""
+    if out.exists() and not out.is_dir():
+        raise ResultsDirError(f"results folder {out} is a file, not a folder; remove it or choose another -o")
+    for parent in out.parents:  # a file where a folder of the path is expected
+        if parent.exists():
+            if not parent.is_dir():
+                raise ResultsDirError(f"cannot create results folder {out}: {parent} is a file, not a folder")
+            break
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _io_error("create results folder", out, exc) from None
+    for name in (RESULTS_NAME, MANIFEST_NAME, LOCK_NAME, "sweep.md", "sweep.html", "results.parquet"):
+        if (out / name).is_dir():
+            raise ResultsDirError(f"{out / name} is a folder; the sweep writes a file there (remove it)")
+    # Whether the folder takes new files is probed for real by creating the lock file next
+    # (``_FolderLock``), which names the OS's reason (EACCES, EROFS, ENOSPC) precisely.
+    for name in (RESULTS_NAME, MANIFEST_NAME, LOCK_NAME):
+        if (out / name).exists() and not (out / name).is_file():  # a device, a FIFO, a socket
+            raise ResultsDirError(f"{out / name} is not a regular file; the sweep writes a file there (remove it)")
+    for name in (RESULTS_NAME, MANIFEST_NAME):
+        if (out / name).exists() and not os.access(out / name, os.W_OK):
+            raise ResultsDirError(f"{out / name} is not writable; the sweep rewrites or appends to it")
 
 
 class SweepResult(list):
@@ -409,12 +771,15 @@ class SweepResult(list):
     did.  ``dataframe()`` gives a pandas DataFrame when pandas is installed."""
 
     def __init__(self, rows: list[dict[str, str]], results_dir: Path, ran: int, skipped: int,
-                 failed: int, files: list[Path]) -> None:
+                 failed: int, files: list[Path], failed_this_run: int | None = None) -> None:
         super().__init__(rows)
         self.results_dir = results_dir
         self.ran = ran
         self.skipped = skipped
+        #: Failed cells in the whole table (a resume that ran nothing still reports the failures
+        #: it found); ``failed_this_run`` counts only the cells this run planned.
         self.failed = failed
+        self.failed_this_run = failed if failed_this_run is None else failed_this_run
         self.files = files
 
     @property
@@ -446,6 +811,7 @@ def sweep(
     report: bool = True,
     on_progress: Callable[[int, int, int, float], None] | None = None,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    max_cells: int = MAX_CELLS,
 ) -> SweepResult:
     """Run (or resume) a sweep and return every row of the table, in grid order.
 
@@ -454,7 +820,9 @@ def sweep(
     else an in-process ``LocalCluster``).  ``connect_timeout``: seconds to wait for that
     scheduler before failing with "cannot reach Dask scheduler" (default 10, what the CLI
     uses; tests pass less).  ``on_progress(done, total, failed, elapsed)`` is called after
-    every finished cell."""
+    every finished cell (counts of this run).  ``max_cells``: the largest grid accepted
+    (``MAX_CELLS``).  The results folder is validated and locked before any cell runs; any
+    problem writing it is a ``ResultsDirError``."""
     from stowage.solvers.registry import get
 
     if executor not in ("serial", "local", "dask"):
@@ -470,36 +838,51 @@ def sweep(
     for t in targets:
         load_target(t)
     model_files = expand_models(models)
-    caps = expand_capacities(capacity)
-    cells = make_cells(model_files, list(targets), caps, list(solvers))
+    caps = expand_capacities(capacity, max_points=max_cells)
+    cells = make_cells(model_files, list(targets), caps, list(solvers), max_cells=max_cells)
     options = SweepOptions(element_bytes, weights_in_sram, time_limit, seed, tuple(sorted((dims or {}).items())))
     out = Path(results_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare_results_dir(out)
+    with _FolderLock(out) as lock:
+        return _run_locked(out, cells, options, executor, workers, scheduler, report, on_progress,
+                           connect_timeout, [fd for fd in (lock.fd,) if fd is not None])
+
+
+def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: str, workers: int | None,
+                scheduler: str | None, report: bool, on_progress: Callable[[int, int, int, float], None] | None,
+                connect_timeout: float, inherited_fds: list[int]) -> SweepResult:
+    """The sweep proper, with the results folder locked by the caller."""
     _check_manifest(out, options, cells)
-    csv_path = out / "results.csv"
+    csv_path = out / RESULTS_NAME
+    repair_results(csv_path)
     done = {tuple(r[k] for k in KEY_COLUMNS) for r in read_results(csv_path)}
     todo = [c for c in cells if c.key not in done]
     skipped = len(cells) - len(todo)
     n_workers = workers or (os.cpu_count() or 1)
     log.info("sweep: %d cells (%d already done), executor %s", len(cells), skipped, executor)
 
+    appender = _Appender(csv_path)  # opened (header written) before any cell runs
+    assert appender.fd is not None
+    stream: Iterator[Result]
     if executor == "serial":
         stream = _serial(todo, options)
     elif executor == "local":
-        stream = _local(todo, options, n_workers)
+        stream = _local(todo, options, n_workers, inherited_fds=[*inherited_fds, appender.fd])
     else:
         stream = _dask(todo, options, n_workers, scheduler, connect_timeout)
-    appender = _Appender(csv_path)
-    failed = ran = 0
+    failed_now = ran = 0
     t0 = time.perf_counter()
     try:
         for _cell, row in stream:
             appender.append(row)
             ran += 1
-            failed += row.get("status") == "error"
+            failed_now += row.get("status") == "error"
             if on_progress:
-                on_progress(ran, len(todo), failed, time.perf_counter() - t0)
+                on_progress(ran, len(todo), failed_now, time.perf_counter() - t0)
     finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()  # stops the workers now, also when the consumer raised (Ctrl-C, a full disk)
         appender.close()
     order: dict[tuple[str, ...], int] = {c.key: i for i, c in enumerate(cells)}
     latest: dict[tuple[str, ...], dict[str, str]] = {}
@@ -508,27 +891,33 @@ def sweep(
         if k in order:
             latest[k] = r
     rows = sorted(latest.values(), key=lambda r: order[tuple(r[c] for c in KEY_COLUMNS)])
+    failed = sum(r.get("status") == "error" for r in rows)
     files = [csv_path]
-    files.extend(_write_parquet(out, rows))
-    if report:
-        from stowage.tools.sweep_report import write_sweep_report
+    try:
+        files.extend(_write_parquet(out, rows))
+        if report:
+            from stowage.tools.sweep_report import write_sweep_report
 
-        files.extend(write_sweep_report(rows, out))
-    return SweepResult(rows=rows, results_dir=out, ran=ran, skipped=skipped, failed=failed, files=files)
+            files.extend(write_sweep_report(rows, out))
+    except OSError as exc:
+        raise _io_error("write the sweep report in", out, exc,
+                        f"; every cell is saved in {csv_path}, rerun the same command to write the report") from None
+    return SweepResult(rows=rows, results_dir=out, ran=ran, skipped=skipped, failed=failed, files=files,
+                       failed_this_run=failed_now)
 
 
 def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> None:
     """A results folder belongs to one set of options: resuming with different element bytes
     or time limits would silently mix incomparable rows."""
-    path = out / "sweep.json"
+    path = out / MANIFEST_NAME
     current: dict[str, Any] = {"options": asdict(options)}
     current["options"]["dims"] = dict(options.dims)
     if path.exists():
         try:
             previous = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
+        except (OSError, ValueError):  # unreadable or torn: rewritten below
             previous = None
-        if previous and previous.get("options") != current["options"]:
+        if isinstance(previous, dict) and previous.get("options") != current["options"]:
             raise StowageError(
                 f"{out} holds a sweep with different options ({previous.get('options')}); "
                 "use another results folder or the same options"
@@ -536,7 +925,10 @@ def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> 
     from stowage.plan import write_text_atomic
 
     current["cells"] = len(cells)
-    write_text_atomic(path, json.dumps(current, indent=1, sort_keys=True) + "\n")
+    try:
+        write_text_atomic(path, json.dumps(current, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise _io_error("write", path, exc) from None
 
 
 def _write_parquet(out: Path, rows: list[dict[str, str]]) -> list[Path]:

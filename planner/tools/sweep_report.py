@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -73,7 +74,23 @@ def _plot(model: str, target: str, rows: list[dict[str, str]]) -> bytes:
     return buf.getvalue()
 
 
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Temp file + rename, and no temp file left behind when the write fails (a full disk):
+    a picture is either the new one or the old one.  ``OSError`` propagates; the sweep turns it
+    into one line."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
 def write_sweep_report(rows: list[dict[str, str]], out: Path) -> list[Path]:
+    """Write ``sweep.md``, ``sweep.html`` and one PNG per model and target into ``out``.
+    ``OSError`` (full disk, read-only folder) propagates to ``sweep``, which reports it as a
+    ``ResultsDirError`` (every cell is already in ``results.csv``)."""
     groups: dict[tuple[str, str], list[dict[str, str]]] = defaultdict(list)
     for r in rows:
         groups[(r["model"], r["target"])].append(r)
@@ -102,9 +119,7 @@ def write_sweep_report(rows: list[dict[str, str]], out: Path) -> list[Path]:
         body.append(f"<h2>{html.escape(Path(model).stem)} on {html.escape(target)}</h2>")
         if png:
             png_path = out / f"{stem}.png"
-            tmp = out / f".{stem}.png.tmp"
-            tmp.write_bytes(png)
-            tmp.replace(png_path)
+            _write_bytes_atomic(png_path, png)
             files.append(png_path)
             md += [f"![traffic vs capacity]({png_path.name})", ""]
             body.append(f'<img alt="traffic vs capacity" src="data:image/png;base64,{base64.b64encode(png).decode()}">')

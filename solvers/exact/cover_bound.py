@@ -495,6 +495,7 @@ class _ChainIP:
         """Solve with every variable fixed to its hint (no objective): is the hint a point?"""
         self.model.clear_objective()
         solver = cp_model.CpSolver()
+        solver.parameters.catch_sigint_signal = False  # Ctrl-C must reach Python (joint_model.configure)
         solver.parameters.fix_variables_to_their_hinted_value = True
         solver.parameters.max_time_in_seconds = 10
         return solver.solve(self.model) in (cp_model.OPTIMAL, cp_model.FEASIBLE)

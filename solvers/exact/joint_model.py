@@ -22,7 +22,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +46,29 @@ class _SegmentVars:
     addr_interval: cp_model.IntervalVar
 
 
+#: Every CP-SAT solver ``configure`` has set up and that still exists: what
+#: ``stop_all_searches`` stops.  Weak, so a finished solve's solver is not kept alive.
+_LIVE_SOLVERS: weakref.WeakSet[cp_model.CpSolver] = weakref.WeakSet()
+_LIVE_LOCK = threading.Lock()
+
+
+def stop_all_searches() -> int:
+    """Ask every CP-SAT search in progress to stop now (``CpSolver.stop_search``: the solve
+    returns its best solution so far); returns how many solvers were asked.
+
+    This is how Ctrl-C reaches a search.  CP-SAT's own SIGINT catching is off (see
+    ``configure``), and Python runs signal handlers only in the main thread between bytecodes,
+    which a thread blocked in ``solve`` never reaches: so ``stowage.cli`` watches for SIGINT on
+    a wakeup pipe from another thread and calls this; the solve then returns and the pending
+    ``KeyboardInterrupt`` is raised in the main thread.  Safe from any thread; a solver that is
+    not solving ignores it."""
+    with _LIVE_LOCK:
+        solvers = list(_LIVE_SOLVERS)
+    for solver in solvers:
+        solver.stop_search()
+    return len(solvers)
+
+
 def configure(solver: cp_model.CpSolver, wall: float, work: float | None, workers: int, seed: int,
               deterministic: bool = True) -> None:
     """Set the limits and the search of one CP-SAT run, the same way for every model.
@@ -54,8 +79,16 @@ def configure(solver: cp_model.CpSolver, wall: float, work: float | None, worker
     answer.  ``wall`` (seconds) is a safety stop only; when it ends a run first, the answer
     can depend on the machine's load.  With several workers the subsolvers take turns in a
     fixed schedule (``interleave_search``) so that the result does not depend on which
-    thread finishes first."""
+    thread finishes first.
+
+    CP-SAT's SIGINT catching is off: with it on, OR-Tools swallows Ctrl-C and then restores
+    ``SIG_DFL`` instead of Python's handler, so the interrupt never becomes
+    ``KeyboardInterrupt`` and a second Ctrl-C kills the process raw.  The solver is registered
+    for ``stop_all_searches``, which is how Ctrl-C stops it instead."""
     p = solver.parameters
+    p.catch_sigint_signal = False
+    with _LIVE_LOCK:
+        _LIVE_SOLVERS.add(solver)
     p.max_time_in_seconds = max(0.01, float(wall))
     if work is not None:
         p.max_deterministic_time = max(0.01, float(work))

@@ -1,0 +1,70 @@
+"""Tiled planning below M_R: capacity -> traffic curves (issue 12's performance table).
+
+For each model (8-bit sizes, activations only, input and output in DRAM, ethos-u55-256), it
+compiles at fixed capacities (256 KiB and below) and at M_R, M_R/2, M_R/4, ... down to the
+first capacity that cannot be planned, and prints one markdown row per cell: capacity,
+whether the plan is tiled, its cascades, non-compulsory and compulsory bytes, SRAM peak,
+validity (the one validator, run again here) and wall time.
+
+    python benchmarks/tiling.py                       # MobileNetV2 + the suite CNNs
+    python benchmarks/tiling.py --models mobilenet_v2 --kib 256 192 160 128 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CNNS = ("mobilenet_v2", "resnet50", "efficientnet_b0", "lraspp_mobilenet_v3", "densenet121", "resnext50",
+        "fcn_resnet50", "deeplabv3_resnet50")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="*", default=list(CNNS))
+    ap.add_argument("--kib", nargs="*", type=int, default=[256, 192, 160, 128, 64])
+    ap.add_argument("--halvings", type=int, default=6, help="M_R / 2^k capacities tried, k = 0..N")
+    ap.add_argument("--time-limit", type=float, default=10.0)
+    args = ap.parse_args()
+
+    from stowage.api import compile as compile_plan
+    from stowage.errors import StowageError
+    from stowage.ir.inplace import fuse_in_place
+    from stowage.ir.lifetimes import m_r
+    from stowage.ir.onnx_import import load_graph
+    from stowage.plan.validate import validate
+
+    print(f"machine: {os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; target ethos-u55-256; 8-bit; "
+          "activations only")
+    print("| model | capacity | M_R (in place) | tiled | cascades | non-compulsory B | compulsory B | "
+          "SRAM peak | valid | seconds |")
+    print("|---|---:|---:|---|---:|---:|---:|---:|---|---:|")
+    for name in args.models:
+        g = fuse_in_place(load_graph(ROOT / "models" / "suite" / f"{name}.onnx", element_bytes=1))
+        mr = m_r(g, False)
+        caps = sorted({k * 1024 for k in args.kib} | {mr >> k for k in range(args.halvings + 1)}, reverse=True)
+        for cap in caps:
+            t0 = time.perf_counter()
+            try:
+                plan = compile_plan(g, capacity=cap, time_limit=args.time_limit)
+            except StowageError as exc:
+                print(f"| {name} | {cap:,} | {mr:,} | - | - | refused: {str(exc)[:90]} | | | | "
+                      f"{time.perf_counter() - t0:.1f} |", flush=True)
+                continue
+            dt = time.perf_counter() - t0
+            ok = validate(g, plan).ok
+            m = plan.metrics
+            print(f"| {name} | {cap:,} | {mr:,} | {'yes' if plan.cascades else 'no'} | {len(plan.cascades)} | "
+                  f"{m.noncompulsory_bytes:,} | {m.compulsory_bytes:,} | {m.peak_bytes.get('sram', 0):,} | "
+                  f"{'yes' if ok else 'NO'} | {dt:.1f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,243 @@
+"""Tiled execution in the IR: which input rows an output band needs, and cascades as steps.
+
+An operator can run on a band of output rows ``[a, b)`` (a *stripe*) when each of its
+spatial operands is needed only on a band of rows too (``RowMap``): a convolution or pooling
+along H needs ``[a*s - p, (b-1)*s - p + k_eff)`` clipped to the tensor, with the rows outside
+it supplied as zero padding at the border; an elementwise operator, a broadcast over H and a
+Concat along channels need the same rows.  Everything else (global pooling, Gemm, Softmax,
+Reshape and Transpose, Resize, ...) needs whole tensors and ends a cascade.  Tensors are NCHW
+with batch 1, rows are axis 2.
+
+A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
+by stripe as one step of a *macro graph* (``macro_graph``).  Each buffer it touches is
+*whole* (its own buffer, read and written band by band), a *ring* (an interior buffer nobody
+outside reads: only a window of rows is ever live, so it gets a buffer of ``rows * row_bytes``)
+or *streamed* (a graph input or output that stays in its home level and passes through a ring
+by row transfers).  The macro graph is a plain ``Graph``: every whole-tensor planner, bound and
+the validator's rules 1-7 apply to it unchanged; the rows are checked separately (rule 8).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
+
+#: Operators that only combine the same rows of their operands.
+_ROWWISE = frozenset({
+    "Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu",
+    "Celu", "Softplus", "Gelu", "Mish", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Erf",
+    "QuantizeLinear", "DequantizeLinear", "Cast", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum",
+    "PRelu", "BatchNormalization", "Identity",
+})
+_QLINEAR_ROWWISE = frozenset({"QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu"})
+_CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+
+
+@dataclass(frozen=True)
+class RowMap:
+    """Output rows ``[a, b)`` need input rows ``[a*stride - pad_top, (b-1)*stride - pad_top +
+    kernel)`` (``kernel`` is the dilated extent), clipped to ``[0, in_rows)``."""
+
+    stride: int
+    kernel: int
+    pad_top: int
+    in_rows: int
+
+    def need(self, a: int, b: int) -> tuple[int, int, int, int]:
+        """``(lo, hi, pad_top, pad_bottom)`` for output rows ``[a, b)``."""
+        lo = a * self.stride - self.pad_top
+        hi = (b - 1) * self.stride - self.pad_top + self.kernel
+        return max(lo, 0), min(hi, self.in_rows), max(0, -lo), max(0, hi - self.in_rows)
+
+    def first_needed(self, a: int) -> int:
+        """The lowest input row any output row ``>= a`` needs (rows below it can be freed)."""
+        return max(0, min(a * self.stride - self.pad_top, self.in_rows))
+
+
+def _is_rows(t: Tensor) -> bool:
+    return len(t.shape) == 4 and t.shape[0] == 1
+
+
+def _ints(v: object, n: int, default: int) -> list[int]:
+    if isinstance(v, (list, tuple)) and len(v) >= n:
+        return [int(x) for x in v]
+    return [default] * n
+
+
+def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """Per spatial operand (tensor name), the rows an output band needs; None when the
+    operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
+    with one row) are read whole by every stripe."""
+    outs = [o for o in op.outputs if o]
+    if len(outs) != 1 or op.opaque:
+        return None
+    y = graph.tensors.get(outs[0])
+    if y is None or not _is_rows(y):
+        return None
+    h_out = y.shape[2]
+    t = op.op_type
+    a = op.attributes
+    if (op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv"):
+        x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+        if x is None or not _is_rows(x) or a.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
+            return None
+        if int(a.get("ceil_mode", 0) or 0):
+            return None
+        if "kernel_shape" in a:
+            k = _ints(a["kernel_shape"], 2, 1)[0]
+        else:
+            w_name = op.inputs[3] if t == "QLinearConv" else op.inputs[1] if len(op.inputs) > 1 else ""
+            w = graph.tensors.get(w_name)
+            if w is None or len(w.shape) != 4:
+                return None
+            k = w.shape[2]
+        s = _ints(a.get("strides"), 2, 1)[0]
+        d = _ints(a.get("dilations"), 2, 1)[0]
+        pads = _ints(a.get("pads"), 4, 0)
+        rm = RowMap(stride=s, kernel=d * (k - 1) + 1, pad_top=pads[0], in_rows=x.shape[2])
+        if (h_out - 1) * s - pads[0] + rm.kernel > x.shape[2] + pads[2]:
+            return None  # the attribute pads do not describe this output height
+        return {x.name: rm}
+    rowwise = (op.domain in ("", "ai.onnx") and t in _ROWWISE) or (op.domain == "com.microsoft"
+                                                                   and t in _QLINEAR_ROWWISE)
+    concat = op.domain in ("", "ai.onnx") and t == "Concat" and int(a.get("axis", 0)) in (1, -3)
+    if not (rowwise or concat):
+        return None
+    maps: dict[str, RowMap] = {}
+    for name in op.inputs:
+        if not name or name not in graph.tensors:
+            continue
+        x = graph.tensors[name]
+        if x.kind is TensorKind.WEIGHT:
+            continue
+        if _is_rows(x) and x.shape[2] == h_out:
+            maps[name] = RowMap(1, 1, 0, h_out)
+        elif len(x.shape) < 2 or (len(x.shape) == 4 and x.shape[2] == 1) or x.shape[-2:] == (1, 1)[: len(x.shape)]:
+            continue  # broadcast over the rows (a scale, a zero point): read whole
+        else:
+            return None
+    return maps or None
+
+
+def step_row_maps(graph: Graph, op: Operator) -> dict[OpIndex, dict[str, RowMap]] | None:
+    """Row maps of every operator a step runs (its own and its fused in-place operators'),
+    or None when any of them cannot run on bands."""
+    out: dict[OpIndex, dict[str, RowMap]] = {}
+    for m in graph.step_members(op):
+        rm = row_maps(graph, m)
+        if rm is None:
+            return None
+        out[m.index] = rm
+    return out
+
+
+def row_bytes(t: Tensor) -> int:
+    """Bytes of one row ``[:, :, r, :]`` of an NCHW tensor."""
+    return t.bytes // t.shape[2]
+
+
+@dataclass(frozen=True)
+class CascadeSpec:
+    """Steps ``ops`` (contiguous in file order) run stripe by stripe as one macro step.
+    ``rings``: interior buffers held as a ring of that many rows; ``streamed``: graph inputs or
+    outputs kept in their home level and moved through a ring of that many rows.  Every other
+    buffer the steps touch is whole."""
+
+    ops: tuple[OpIndex, ...]
+    rings: Mapping[BufferId, int] = field(default_factory=dict)
+    streamed: Mapping[BufferId, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in ("rings", "streamed"):
+            object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
+
+
+def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
+    """The macro graph's tensor for the staging ring of a streamed buffer in cascade ``k``."""
+    return f"{graph.buffers[bid].tensors[0]}@ring{k}"
+
+
+def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
+    return max(row_bytes(graph.tensors[n]) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n]))
+
+
+def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict[tuple[int, BufferId], BufferId]]:
+    """The graph whose steps are the cascades (and the steps outside them), and, per
+    ``(cascade, buffer)`` held in a ring, the macro buffer holding the ring.
+
+    A cascade becomes one operator at its first step's index (so file order stays
+    topological), named ``cascade<k>:<first op>``, op type ``Cascade``: it reads the whole
+    buffers made outside it (and the weights its steps read), and writes its whole results and
+    its rings.  A ring buffer keeps its id with ``rows * row_bytes`` bytes; a streamed buffer
+    keeps its id (untouched by any step: rule 8 checks its rows) and its ring is a new buffer.
+    """
+    ops = list(graph.operators)
+    bufs = list(graph.buffers)
+    tensors = dict(graph.tensors)
+    tbuf = dict(graph.tensor_buffer)
+    ring_of: dict[tuple[int, BufferId], BufferId] = {}
+    streamed_out: set[BufferId] = set()
+    for k, spec in enumerate(specs):
+        members = [m for i in spec.ops for m in graph.step_members(graph.operators[i])]
+        written = {b for i in spec.ops for b in graph.op_writes(graph.operators[i])}
+        read = [b for i in spec.ops for b in graph.op_reads(graph.operators[i])]
+        ins: list[str] = []
+        outs: list[str] = []
+        for b in dict.fromkeys(read):
+            if b not in written and b not in spec.streamed:
+                ins.append(graph.buffers[b].tensors[0])
+        for b in dict.fromkeys(bb for i in spec.ops for bb in graph.op_writes(graph.operators[i])):
+            if b in spec.rings:
+                bufs[b] = replace(bufs[b], bytes=spec.rings[b] * buffer_row_bytes(graph, b))
+                ring_of[(k, b)] = b
+                outs.append(graph.buffers[b].tensors[0])
+            elif b in spec.streamed:
+                streamed_out.add(b)
+            else:
+                outs.append(graph.buffers[b].tensors[0])
+        for b, rows in spec.streamed.items():
+            name = ring_tensor_name(graph, k, b)
+            nbytes = rows * buffer_row_bytes(graph, b)
+            nb = len(bufs)
+            tensors[name] = Tensor(name=name, shape=(nbytes,), dtype="uint8", bytes=nbytes,
+                                   kind=TensorKind.ACTIVATION, producer=spec.ops[0])
+            bufs.append(Buffer(id=nb, tensors=(name,), bytes=nbytes, kind=TensorKind.ACTIVATION,
+                               producer=spec.ops[0], consumers=()))
+            tbuf[name] = nb
+            ring_of[(k, b)] = nb
+            outs.append(name)
+        first = graph.operators[spec.ops[0]]
+        ops[first.index] = Operator(
+            index=first.index, name=f"cascade{k}:{first.name}", op_type="Cascade", domain="stowage",
+            inputs=tuple(ins), outputs=tuple(outs),
+            cost=sum(m.cost for m in members if m.cost_unit == first.cost_unit), cost_unit=first.cost_unit,
+            extra_bytes=sum(graph.operators[i].extra_bytes for i in spec.ops),
+        )
+        for m in members:
+            if m.index != first.index:
+                ops[m.index] = replace(m, computing=False, fused=(), fused_into=first.index)
+    macro = replace(graph, operators=tuple(ops), tensors=tensors, tensor_buffer=tbuf,
+                    outputs=tuple(o for o in graph.outputs if tbuf[o] not in streamed_out))
+    # Producers and readers are steps of the macro graph; a streamed buffer has none.
+    producer: dict[BufferId, OpIndex] = {}
+    readers: dict[BufferId, list[OpIndex]] = {}
+    for op in macro.computing_ops:
+        for b in macro.op_writes(op):
+            producer.setdefault(b, op.index)
+        for b in macro.op_reads(op):
+            readers.setdefault(b, []).append(op.index)
+    fixed = tuple(
+        replace(b, producer=producer.get(b.id) if b.kind is not TensorKind.INPUT and b.kind is not TensorKind.WEIGHT
+                else None,
+                consumers=tuple(readers.get(b.id, ())),
+                is_output=b.is_output and b.id not in streamed_out)
+        for b in bufs
+    )
+    return replace(macro, buffers=fixed), ring_of
+
+
+__all__ = ["CascadeSpec", "RowMap", "buffer_row_bytes", "macro_graph", "ring_tensor_name", "row_bytes",
+           "row_maps", "step_row_maps"]

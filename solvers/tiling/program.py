@@ -1,0 +1,202 @@
+"""The stripe program of one cascade, and the exact ring sizes it implies.
+
+``stripe_program`` walks the cascade's output in bands of ``stripe_rows`` rows of its last
+tensor.  For each band it asks, backwards through the members, how many rows of every tensor
+are needed (``RowMap.need``), then runs each member forwards on the rows it has not produced
+yet.  After every member's stripe it measures, for each buffer held in a ring, the window of
+rows written and still needed (by a later member's next band, by an in-place rewrite that has
+not happened yet, or by a store that has not run): the ring needs the largest such window,
+which is the exact row liveness of the design notes, residual lags included (a tensor read by
+two members at different offsets stays live for the lag between them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
+from stowage.ir.tiling import RowMap, buffer_row_bytes, step_row_maps
+from stowage.plan import RowTransfer, Stripe
+
+
+@dataclass(frozen=True)
+class Program:
+    """A cascade's stripes and what it holds: ``rings`` (interior buffer -> rows), ``streamed``
+    (graph input or output buffer -> rows of its staging ring), ``whole`` buffers, and the
+    bytes its row transfers move (each streamed row exactly once)."""
+
+    ops: tuple[OpIndex, ...]
+    stripe_rows: int
+    end: str
+    stripes: tuple[Stripe, ...]
+    rings: dict[BufferId, int]
+    streamed: dict[BufferId, int]
+    whole_in: tuple[BufferId, ...]
+    whole_out: tuple[BufferId, ...]
+    load_bytes: int
+    store_bytes: int
+
+    def ring_bytes(self, graph: Graph) -> int:
+        return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
+
+    def footprint(self, graph: Graph, weights: bool) -> int:
+        """Compute-level bytes of the cascade as one step: whole operands and results plus rings."""
+        ww = sum(graph.buffers[b].bytes for b in self.weights(graph)) if weights else 0
+        return (sum(graph.buffers[b].bytes for b in (*self.whole_in, *self.whole_out)) + self.ring_bytes(graph) + ww
+                + sum(graph.operators[i].extra_bytes for i in self.ops))
+
+    def weights(self, graph: Graph) -> set[BufferId]:
+        return {b for i in self.ops for b in graph.op_reads(graph.operators[i])
+                if graph.buffers[b].kind is TensorKind.WEIGHT}
+
+
+class NotTileable(Exception):
+    """The steps cannot run as one cascade (an operator needs whole tensors)."""
+
+
+def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
+                   outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True) -> Program:
+    """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
+
+    ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
+    buffer made inside is whole).  ``stream``: graph inputs read only here and graph outputs
+    read nowhere else pass through rings from and to their home level.  ``record=False`` only
+    sizes the rings (the partition search evaluates thousands of candidates)."""
+    members: list[Operator] = []
+    maps: dict[OpIndex, dict[str, RowMap]] = {}
+    for i in ops:
+        step_maps = step_row_maps(graph, graph.operators[i])
+        if step_maps is None:
+            raise NotTileable(graph.operators[i].name)
+        maps.update(step_maps)
+        members.extend(graph.step_members(graph.operators[i]))
+    tb = graph.tensor_buffer
+    out_of = {m.index: next(o for o in m.outputs if o) for m in members}
+    producer = {out_of[m.index]: m.index for m in members}
+    rows_of = {m.index: graph.tensors[out_of[m.index]].shape[2] for m in members}
+    written = {tb[out_of[m.index]] for m in members}
+    # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
+    maker: dict[BufferId, OpIndex] = {}
+    last_writer: dict[BufferId, OpIndex] = {}
+    for m in members:
+        maker.setdefault(tb[out_of[m.index]], m.index)
+        last_writer[tb[out_of[m.index]]] = m.index
+    readers: dict[BufferId, list[OpIndex]] = {}
+    for m in members:
+        for name in maps[m.index]:
+            readers.setdefault(tb[name], []).append(m.index)
+
+    streamed: dict[BufferId, int] = {}
+    rings: dict[BufferId, int] = {}
+    whole_in: list[BufferId] = []
+    whole_out: list[BufferId] = []
+    for b in dict.fromkeys(b for i in ops for b in graph.op_reads(graph.operators[i])):
+        buf = graph.buffers[b]
+        if b in written:
+            continue
+        if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
+                and not buf.is_output and b in readers):
+            streamed[b] = 0
+        else:
+            whole_in.append(b)
+    for b in dict.fromkeys(tb[out_of[m.index]] for m in members):
+        buf = graph.buffers[b]
+        if buf.is_output:
+            if stream and not outside_readers.get(b, False):
+                streamed[b] = 0
+            else:
+                whole_out.append(b)
+        elif outside_readers.get(b, False):
+            whole_out.append(b)
+        else:
+            rings[b] = 0
+
+    end = out_of[members[-1].index]
+    h_end = rows_of[members[-1].index]
+    done = {m.index: 0 for m in members}
+    loaded = dict.fromkeys(streamed, 0)
+    held = {**rings, **streamed}
+    base = dict.fromkeys(held, 0)
+    span = dict.fromkeys(held, 0)
+    stripes: list[Stripe] = []
+    load_bytes = store_bytes = 0
+
+    def made(b: BufferId) -> int:
+        return loaded[b] if b in loaded else done[maker[b]]
+
+    def release() -> None:
+        for b in held:
+            low = made(b)
+            for c in readers.get(b, ()):
+                mp = maps[c]
+                for name, rm in mp.items():
+                    if tb[name] == b and done[c] < rows_of[c]:
+                        low = min(low, rm.first_needed(done[c]))
+            # Rows an in-place member has yet to rewrite, or a store has yet to take out.
+            for m in members:
+                if tb[out_of[m.index]] == b and m.index != maker[b]:
+                    low = min(low, done[m.index])
+            base[b] = max(base[b], low)
+
+    for a in range(0, h_end, stripe_rows):
+        hi_end = min(a + stripe_rows, h_end)
+        want: dict[OpIndex, int] = {members[-1].index: hi_end}
+        for m in reversed(members):
+            if m.index not in want:
+                continue
+            for name, rm in maps[m.index].items():
+                p = producer.get(name)
+                if p is not None:
+                    want[p] = max(want.get(p, 0), rm.need(0, want[m.index])[1])
+        for m in members:
+            # A member nothing later in the cascade reads (a result that leaves) keeps pace
+            # with the end tensor.
+            want.setdefault(m.index, math.ceil(hi_end * rows_of[m.index] / h_end))
+        # An in-place member rewrites what its host made: never behind it.
+        for m in members:
+            w = tb[out_of[m.index]]
+            if m.index != maker[w]:
+                want[m.index] = max(want[m.index], want[maker[w]])
+        for m in members:
+            lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
+            if hi_o <= lo_o:
+                continue
+            inputs: list[tuple[str, int, int]] = []
+            moves: list[RowTransfer] = []
+            pad_t = pad_b = 0
+            for name, rm in maps[m.index].items():
+                lo, hi, pt, pb = rm.need(lo_o, hi_o)
+                inputs.append((name, lo, hi))
+                if rm.kernel > 1 or rm.stride > 1 or rm.pad_top:
+                    pad_t, pad_b = pt, pb
+                b = tb[name]
+                if b in loaded and hi > loaded[b]:
+                    home_rows = (loaded[b], hi)
+                    moves.append(RowTransfer(graph.buffers[b].tensors[0], home_rows[0], home_rows[1], "", "load"))
+                    load_bytes += (hi - loaded[b]) * buffer_row_bytes(graph, b)
+                    loaded[b] = hi
+            ob = tb[out_of[m.index]]
+            done[m.index] = hi_o
+            if ob in streamed and last_writer[ob] == m.index:
+                moves.append(RowTransfer(graph.buffers[ob].tensors[0], lo_o, hi_o, "", "store"))
+                store_bytes += (hi_o - lo_o) * buffer_row_bytes(graph, ob)
+            if record:
+                stripes.append(Stripe(op=m.index, out_lo=lo_o, out_hi=hi_o, inputs=tuple(inputs),
+                                      pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
+            for b in held:
+                span[b] = max(span[b], made(b) - base[b])
+            release()
+    for m in members:
+        if done[m.index] != rows_of[m.index]:
+            raise NotTileable(f"{m.name}: {done[m.index]} of {rows_of[m.index]} rows produced")
+    for b in rings:
+        rings[b] = max(1, span[b])
+    for b in streamed:
+        streamed[b] = max(1, span[b])
+    return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
+                   streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
+                   load_bytes=load_bytes, store_bytes=store_bytes)
+
+
+__all__ = ["NotTileable", "Program", "stripe_program"]

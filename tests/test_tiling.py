@@ -1,0 +1,114 @@
+"""Tiled execution: row maps, exact ring sizes, cascades as macro steps, plans below M_R."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from stowage.api import compile as compile_plan
+from stowage.errors import CapacityError
+from stowage.ir.inplace import fuse_in_place
+from stowage.ir.lifetimes import m_r
+from stowage.ir.onnx_import import import_model
+from stowage.ir.tiling import CascadeSpec, RowMap, macro_graph, row_maps
+from stowage.plan.validate import validate
+from stowage.solvers.tiling.program import stripe_program
+
+
+def conv_chain(strides: tuple[int, ...] = (1, 2, 1), h: int = 16, c: int = 4):
+    """x (1 x c x h x 8, int8 sizes via element_bytes=1) -> 3x3 convs (pads 1) with the given
+    strides -> y.  Every conv keeps c channels."""
+    rng = np.random.default_rng(0)
+    nodes, inits, cur, hh = [], [], "x", h
+    for i, s in enumerate(strides):
+        w = numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32), f"w{i}")
+        inits.append(w)
+        out = f"t{i}" if i < len(strides) - 1 else "y"
+        nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [out], name=f"conv{i}", pads=[1, 1, 1, 1],
+                                      strides=[s, s], kernel_shape=[3, 3]))
+        cur, hh = out, (hh + 2 - 3) // s + 1
+    g = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_row_map_of_a_strided_conv() -> None:
+    # 3x3, stride 2, pad 1, 16 input rows -> 8 output rows.  Output rows [0, 2) need input
+    # rows [-1, 4) -> [0, 4) with one pad row on top; [6, 8) need [11, 16) -> no pad (16 = H).
+    rm = RowMap(stride=2, kernel=3, pad_top=1, in_rows=16)
+    assert rm.need(0, 2) == (0, 4, 1, 0)
+    assert rm.need(6, 8) == (11, 16, 0, 0)
+    assert rm.need(7, 8) == (13, 16, 0, 0)
+    assert rm.first_needed(3) == 5
+
+
+def test_row_maps_from_the_graph() -> None:
+    g = import_model(conv_chain())
+    maps = row_maps(g, g.operators[1])
+    assert maps == {"t0": RowMap(stride=2, kernel=3, pad_top=1, in_rows=16)}
+
+
+def test_ring_sizes_are_the_exact_row_liveness() -> None:
+    """The design notes' measured minima: a 3x3 stride-1 consumer of 1-row stripes needs a
+    3-row ring of its input, a stride-2 one 4 rows."""
+    g = import_model(conv_chain((1, 2, 1)), element_bytes=1)
+    ops = g.file_order()
+    prog = stripe_program(g, ops, 1, {b.id: False for b in g.buffers})
+    t0, t1 = g.tensor_buffer["t0"], g.tensor_buffer["t1"]
+    # t0 is read by the stride-2 conv: 4 rows; t1 by a stride-1 conv: 3 rows.
+    assert prog.rings == {t0: 4, t1: 3}
+    # x (the graph input) and y (the output) are streamed through rings from and to DRAM.
+    assert set(prog.streamed) == {g.tensor_buffer["x"], g.tensor_buffer["y"]}
+    # Every output row of every conv is produced exactly once.
+    made: dict[int, list[int]] = {}
+    for s in prog.stripes:
+        made.setdefault(s.op, []).extend(range(s.out_lo, s.out_hi))
+    assert made == {0: list(range(16)), 1: list(range(8)), 2: list(range(8))}
+    # Each row of x is loaded exactly once: 16 rows x (4 channels x 8 columns); each row of y
+    # stored once: 8 rows x (4 channels x 4 columns, the stride-2 conv halved W).
+    assert prog.load_bytes == 16 * 4 * 8 and prog.store_bytes == 8 * 4 * 4
+
+
+def test_macro_graph_has_one_step_per_cascade() -> None:
+    g = import_model(conv_chain(), element_bytes=1)
+    ops = g.file_order()
+    prog = stripe_program(g, ops, 2, {b.id: False for b in g.buffers})
+    macro, _rings = macro_graph(g, [CascadeSpec(prog.ops, prog.rings, prog.streamed)])
+    assert len(macro.computing_ops) == 1 and macro.computing_ops[0].op_type == "Cascade"
+    # The macro step's footprint is its rings only (input and output are streamed).
+    assert m_r(macro, False) == prog.ring_bytes(g)
+    assert m_r(macro, False) < m_r(g, False)
+
+
+def test_compile_below_m_r_tiles_and_validates() -> None:
+    g = fuse_in_place(import_model(conv_chain(h=32), element_bytes=1))
+    mr = m_r(g, False)              # conv0: x + t0 = 2 x 32 x 4 x 8
+    assert mr == 2 * 32 * 4 * 8
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=mr // 2, time_limit=5)
+    assert plan.cascades
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    assert plan.metrics.noncompulsory_bytes == 0
+    # Compulsory: the input's rows loaded once (32 x 4 x 8) and the output's stored once
+    # (16 rows x 4 channels x 4 columns).
+    assert plan.metrics.compulsory_bytes == 32 * 4 * 8 + 16 * 4 * 4
+    with pytest.raises(CapacityError):
+        compile_plan(g, target="mcu-cortex-m7", capacity=mr // 2, tiling="off")
+
+
+def test_capacity_below_one_stripe_names_it() -> None:
+    g = fuse_in_place(import_model(conv_chain(h=32), element_bytes=1))
+    with pytest.raises(CapacityError, match="too small even when tiled"):
+        compile_plan(g, target="mcu-cortex-m7", capacity=64, time_limit=5)
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_int8_sizes_plans_at_256_kib_without_traffic() -> None:
+    from pathlib import Path
+
+    model = Path(__file__).resolve().parents[1] / "models" / "suite" / "mobilenet_v2.onnx"
+    plan = compile_plan(model, element_bytes=1, time_limit=10)
+    assert plan.target.levels[0].capacity == 256 * 1024
+    assert plan.cascades and plan.metrics.noncompulsory_bytes == 0
+    assert plan.metrics.compulsory_bytes == 3 * 224 * 224 + 1000
