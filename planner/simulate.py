@@ -27,6 +27,7 @@ exist in the float model, so they are refused: the validator checks them.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import logging
 from collections import defaultdict
 from collections.abc import Mapping
@@ -318,6 +319,15 @@ class Simulator:
             from stowage.plan.validate import plan_graph
 
             graph = plan_graph(graph, plan)
+            # A ring's bytes are the plan's: its ``ring_rows`` only say how rows are laid out
+            # in them, and execution shows whether they are enough (rows overwritten too
+            # early, or slots past the buffer's end).
+            rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+            if len(plan.buffers) == len(graph.buffers) and any(
+                    plan.buffers[b].bytes != graph.buffers[b].bytes for b in rings if 0 <= b < len(graph.buffers)):
+                graph = dataclasses.replace(graph, buffers=tuple(
+                    dataclasses.replace(gb, bytes=pb.bytes) if gb.id in rings else gb
+                    for gb, pb in zip(graph.buffers, plan.buffers)))
         if len(plan.buffers) != len(graph.buffers) or any(
             pb.bytes != gb.bytes for pb, gb in zip(plan.buffers, graph.buffers)
         ):
@@ -742,14 +752,14 @@ class Simulator:
             return
         if not clean:
             self.tainted.add(ct.buffer)
-        views = self._row_views(mem, s, ct, out, st.out_lo, st.out_hi)
-        if isinstance(views, str):
-            self.corrupt(s, ct.buffer, f"writes rows [{st.out_lo}, {st.out_hi}) of '{out}': {views}")
+        targets = self._row_views(mem, s, ct, out, st.out_lo, st.out_hi)
+        if isinstance(targets, str):
+            self.corrupt(s, ct.buffer, f"writes rows [{st.out_lo}, {st.out_hi}) of '{out}': {targets}")
             return
-        data = np.ascontiguousarray(value).view(np.uint8).reshape(views[0].shape[0], len(views), -1) if views else None
-        for k, v in enumerate(views):
-            assert data is not None
-            v[:] = data[:, k, :]
+        if targets:
+            data = np.ascontiguousarray(value).view(np.uint8).reshape(targets[0].shape[0], len(targets), -1)
+            for k, v in enumerate(targets):
+                v[:] = data[:, k, :]
         pl = mem.find(ct.buffer, self.compute, s)
         if pl is not None and ct.mode == "whole":
             filled.add(pl)

@@ -178,6 +178,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                     loaded[b] = hi
             ob = tb[out_of[m.index]]
             done[m.index] = hi_o
+            if ob in held:
+                # A band is written whole before any of it is read or stored.
+                span[ob] = max(span[ob], hi_o - lo_o)
             if ob in streamed and last_writer[ob] == m.index:
                 moves.append(RowTransfer(graph.buffers[ob].tensors[0], lo_o, hi_o, "", "store"))
                 store_bytes += (hi_o - lo_o) * buffer_row_bytes(graph, ob)
