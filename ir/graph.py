@@ -75,6 +75,9 @@ class Operator:
     extra_bytes: int = 0
     fused: tuple[OpIndex, ...] = ()
     fused_into: OpIndex | None = None
+    #: Steps that must run before this one besides the producers of what it reads: a cascade
+    #: of a macro graph that loads rows another cascade stored off-chip (``stowage.ir.tiling``).
+    after: tuple[OpIndex, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -110,10 +113,17 @@ class Graph:
     source_sha256: str | None = None
     #: True once ``stowage.ir.inplace.fuse_in_place`` has run (``--in-place on``).
     in_place: bool = False
+    #: True once ``stowage.ir.qdq.fold_qdq`` has run (``--qdq fold``).
+    qdq: bool = False
+    #: Graph inputs whose values were fixed at import (``--input-value``; flat, C order):
+    #: the graph is the model specialised to them, and plans record them.
+    input_values: Mapping[str, tuple[int | float | bool, ...]] = field(default_factory=dict)
+    #: What the importer decided beyond the file's own shapes, one line each (``inspect``).
+    import_notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Freeze the mappings so that the IR really is read-only once built.
-        for name in ("tensors", "tensor_buffer", "dims"):
+        for name in ("tensors", "tensor_buffer", "dims", "input_values"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
@@ -124,8 +134,10 @@ class Graph:
         return tuple(op for op in self.operators if op.computing)
 
     def step_members(self, op: Operator) -> tuple[Operator, ...]:
-        """The operators one step executes: ``op`` and then the in-place ops fused into it."""
-        return (op, *(self.operators[f] for f in op.fused))
+        """The operators one step executes, in file order (topological): ``op``, the in-place ops
+        fused into it (after it), and the DequantizeLinear/QuantizeLinear members of a folded QDQ
+        group (``stowage.ir.qdq``: before and after it)."""
+        return tuple(sorted((op, *(self.operators[f] for f in op.fused)), key=lambda m: m.index))
 
     def op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         """Distinct buffers a step reads, in operand order.  For a step with fused in-place
@@ -163,6 +175,7 @@ class Graph:
                 for b in self.op_reads(op)
                 if self.buffers[b].producer is not None
             }
+            preds.update(op.after)
             preds.discard(op.index)
             deps[op.index] = frozenset(p for p in preds if p is not None)
         return deps

@@ -72,7 +72,10 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
     with one row) are read whole by every stripe."""
     outs = [o for o in op.outputs if o]
-    if len(outs) != 1 or op.opaque:
+    # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
+    # domain) but their row semantics are known.
+    known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv"})
+    if len(outs) != 1 or (op.opaque and not known):
         return None
     y = graph.tensors.get(outs[0])
     if y is None or not _is_rows(y):
@@ -127,6 +130,8 @@ def step_row_maps(graph: Graph, op: Operator) -> dict[OpIndex, dict[str, RowMap]
     or None when any of them cannot run on bands."""
     out: dict[OpIndex, dict[str, RowMap]] = {}
     for m in graph.step_members(op):
+        if any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs)):
+            return None  # a folded QDQ group (stowage.ir.qdq): its float tensors have no rows to hold
         rm = row_maps(graph, m)
         if rm is None:
             return None
@@ -180,6 +185,8 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
     tbuf = dict(graph.tensor_buffer)
     ring_of: dict[tuple[int, BufferId], BufferId] = {}
     streamed_out: set[BufferId] = set()
+    stored_by: dict[BufferId, OpIndex] = {}     # streamed intermediate -> the cascade storing it
+    loads: list[tuple[OpIndex, BufferId]] = []  # (cascade, streamed intermediate it loads)
     for k, spec in enumerate(specs):
         members = [m for i in spec.ops for m in graph.step_members(graph.operators[i])]
         written = {b for i in spec.ops for b in graph.op_writes(graph.operators[i])}
@@ -196,6 +203,7 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
                 outs.append(graph.buffers[b].tensors[0])
             elif b in spec.streamed:
                 streamed_out.add(b)
+                stored_by[b] = spec.ops[0]
             else:
                 outs.append(graph.buffers[b].tensors[0])
         for b, rows in spec.streamed.items():
@@ -210,6 +218,7 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
             ring_of[(k, b)] = nb
             outs.append(name)
         first = graph.operators[spec.ops[0]]
+        loads += [(first.index, b) for b in spec.streamed if b not in written]
         ops[first.index] = Operator(
             index=first.index, name=f"cascade{k}:{first.name}", op_type="Cascade", domain="stowage",
             inputs=tuple(ins), outputs=tuple(outs),
@@ -219,6 +228,11 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
         for m in members:
             if m.index != first.index:
                 ops[m.index] = replace(m, computing=False, fused=(), fused_into=first.index)
+    # A cascade loading rows another one stored off-chip runs after it: no buffer of the macro
+    # graph says so (the tensor never enters the compute level whole).
+    for k_op, b in loads:
+        if b in stored_by and stored_by[b] != k_op:
+            ops[k_op] = replace(ops[k_op], after=tuple(sorted({*ops[k_op].after, stored_by[b]})))
     macro = replace(graph, operators=tuple(ops), tensors=tensors, tensor_buffer=tbuf,
                     outputs=tuple(o for o in graph.outputs if tbuf[o] not in streamed_out))
     # Producers and readers are steps of the macro graph; a streamed buffer has none.

@@ -112,3 +112,25 @@ def test_mobilenet_v2_int8_sizes_plans_at_256_kib_without_traffic() -> None:
     assert plan.target.levels[0].capacity == 256 * 1024
     assert plan.cascades and plan.metrics.noncompulsory_bytes == 0
     assert plan.metrics.compulsory_bytes == 3 * 224 * 224 + 1000
+
+
+def test_a_boundary_through_dram_below_the_zero_traffic_capacity() -> None:
+    """20 convs (more than one cascade may hold): below the least capacity at which every
+    cascade boundary stays on chip, the boundary tensor crosses through DRAM row by row:
+    stored once and loaded once, 2 x 1 KiB of non-compulsory traffic per such cut."""
+    from stowage.solvers.tiling.partition import MAX_LEN, Partitioner
+
+    n = MAX_LEN + 4
+    g = fuse_in_place(import_model(conv_chain(strides=(1,) * n, h=32), element_bytes=1))
+    part = Partitioner(g, False, 1)
+    zero, _ = part.min_peak()
+    assert part.fewest_stripes(zero) is not None and part.fewest_stripes(zero - 1) is None
+    segs = part.least_traffic(zero - 1)
+    assert segs is not None
+    moved = sum(s.traffic for s in segs)
+    assert moved > 0 and moved % (2 * 1024) == 0   # whole 1 KiB tensors, stored then loaded
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=zero - 1, time_limit=5)
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    assert plan.metrics.noncompulsory_bytes == moved
+    assert plan.metrics.compulsory_bytes == 2 * 1024          # input rows in, output rows out

@@ -19,9 +19,9 @@ fit then, which the caller checks.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from stowage.ir.graph import BufferId, Graph, OpIndex
+from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import step_row_maps
 from stowage.solvers.alloc.interval import align_up
@@ -40,6 +40,10 @@ class Segment:
     ops: tuple[OpIndex, ...]
     stripe_rows: int          # 0: a plain step (whole tensors)
     peak: int                 # with bystanders, aligned
+    #: Intermediate buffers this cascade stores to or loads from off-chip memory row by row.
+    dram: frozenset[BufferId] = frozenset()
+    #: Bytes those row transfers move (each row once per direction and cascade).
+    traffic: int = 0
 
 
 class Partitioner:
@@ -56,15 +60,28 @@ class Partitioner:
         for i in self.order:
             op = graph.operators[i]
             self.touch.append({*graph.op_reads(op), *graph.op_writes(op)})
-        self.memo: dict[tuple[int, int, int], Segment | None] = {}
+        self.dmemo: dict[tuple[int, int, int, frozenset[BufferId]], tuple[int, tuple[OpIndex, ...]] | None] = {}
+        self._by: dict[tuple[int, int], frozenset[BufferId]] = {}
+        self._outside: dict[tuple[int, int], dict[BufferId, bool]] = {}
+        # Buffers live just before each position (made earlier, still needed there or later).
+        self.live_at: list[frozenset[BufferId]] = []
+        for p in range(self.n):
+            self.live_at.append(frozenset(b for b, f in self.first.items() if f < p <= self.last[b]))
 
     def _a(self, n: int) -> int:
         return align_up(n, self.align)
 
-    def bystanders(self, i: int, j: int) -> int:
-        inside = set().union(*self.touch[i:j + 1])
-        return sum(self._a(self.g.buffers[b].bytes) for b, f in self.first.items()
-                   if f < i and self.last[b] > j and b not in inside)
+    def bystander_set(self, i: int, j: int) -> frozenset[BufferId]:
+        """Buffers live across positions ``i..j`` (in this order) that the segment does not touch."""
+        key = (i, j)
+        if key not in self._by:
+            inside = set().union(*self.touch[i:j + 1])
+            self._by[key] = frozenset(b for b in self.live_at[i] if self.last[b] > j and b not in inside
+                                      and self.first[b] < i)
+        return self._by[key]
+
+    def bystanders(self, i: int, j: int, off_chip: frozenset[BufferId] = frozenset()) -> int:
+        return sum(self._a(self.g.buffers[b].bytes) for b in self.bystander_set(i, j) if b not in off_chip)
 
     def plain(self, i: int) -> Segment:
         g, op = self.g, self.g.operators[self.order[i]]
@@ -73,23 +90,35 @@ class Partitioner:
         return Segment((self.order[i],), 0, own + self.bystanders(i, i))
 
     def outside(self, i: int, j: int) -> dict[BufferId, bool]:
-        inside = set(self.order[i:j + 1])
-        return {b.id: any(c not in inside for c in b.consumers) for b in self.g.buffers}
+        key = (i, j)
+        if key not in self._outside:
+            inside = set(self.order[i:j + 1])
+            bufs = set().union(*self.touch[i:j + 1])
+            self._outside[key] = {b: any(c not in inside for c in self.g.buffers[b].consumers) for b in bufs}
+        return self._outside[key]
 
-    def program(self, i: int, j: int, h: int, record: bool = False) -> Program:
-        return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record)
+    def program(self, i: int, j: int, h: int, record: bool = False,
+                dram: frozenset[BufferId] = frozenset()) -> Program:
+        return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record, dram=dram)
 
-    def cascade(self, i: int, j: int, h: int) -> Segment | None:
-        key = (i, j, h)
-        if key not in self.memo:
+    def cascade(self, i: int, j: int, h: int, dram: frozenset[BufferId] = frozenset(),
+                off_chip: frozenset[BufferId] = frozenset()) -> Segment | None:
+        """Segment ``[i..j]`` in bands of ``h`` rows; ``dram``: intermediates it streams from or
+        to off-chip memory; ``off_chip``: buffers already off-chip while it runs (not
+        bystanders in the compute level)."""
+        key = (i, j, h, dram)
+        if key not in self.dmemo:
             try:
-                p = self.program(i, j, h)
+                p = self.program(i, j, h, dram=dram)
             except NotTileable:
-                self.memo[key] = None
+                self.dmemo[key] = None
             else:
-                sizes = self._footprint(p)
-                self.memo[key] = Segment(p.ops, h, sizes + self.bystanders(i, j))
-        return self.memo[key]
+                self.dmemo[key] = (self._footprint(p), p.ops)
+        got = self.dmemo[key]
+        if got is None:
+            return None
+        own, ops = got
+        return Segment(ops, h, own + self.bystanders(i, j, off_chip), dram)
 
     def _footprint(self, p: Program) -> int:
         g = self.g
@@ -98,6 +127,79 @@ class Partitioner:
         if self.weights:
             parts += [g.buffers[b].bytes for b in p.weights(g)]
         return sum(self._a(x) for x in parts) + sum(g.operators[i].extra_bytes for i in p.ops)
+
+    def _movable(self, b: BufferId) -> bool:
+        """Whether a buffer may cross a cascade boundary off-chip: an intermediate activation
+        (graph inputs and outputs have homes of their own; weights stay where they are)."""
+        buf = self.g.buffers[b]
+        return buf.kind is TensorKind.ACTIVATION and not buf.is_output
+
+    def least_traffic(self, capacity: int) -> list[Segment] | None:
+        """The partition with the least off-chip row traffic whose every segment fits
+        ``capacity``, where a cut may send the intermediates crossing it through off-chip memory
+        (stored row by row by the cascade making them, loaded by each cascade reading them);
+        ties go to fewer stripes.  A DP over (cut, set of crossing buffers off-chip)."""
+        g = self.g
+        written = [{b for b in self.touch[p] if g.buffers[b].producer == self.order[p]} for p in range(self.n)]
+        start: frozenset[BufferId] = frozenset()
+        best: list[dict[frozenset[BufferId], tuple[int, int, Segment | None, frozenset[BufferId]]]] = [
+            {} for _ in range(self.n + 1)]
+        best[0][start] = (0, 0, None, start)
+        for i in range(self.n):
+            for d_in, (traffic, stripes, _seg, _prev) in list(best[i].items()):
+                made: set[BufferId] = set()
+                reads: set[BufferId] = set()
+                for j in range(i, min(self.n, i + MAX_LEN)):
+                    if j > i and not (self.tileable[i] and self.tileable[j]):
+                        break
+                    made |= written[j]
+                    reads |= self.touch[j] - made
+                    outgoing = frozenset(b for b in made if self.last.get(b, -1) > j and self._movable(b))
+                    loads = frozenset(d_in & reads)
+                    for out_dram in ((False, True) if outgoing else (False,)):
+                        dram = loads | (outgoing if out_dram else frozenset())
+                        seg = self._fit(i, j, capacity, dram, d_in)
+                        if seg is None:
+                            continue
+                        moved = sum(g.buffers[b].bytes for b in dram)
+                        seg = replace(seg, traffic=moved)
+                        crossing = self.live_at[j + 1] if j + 1 < self.n else frozenset()
+                        d_out = frozenset((d_in & crossing) | (outgoing if out_dram else frozenset()))
+                        val = (traffic + moved, stripes + self._stripes(seg), seg, d_in)
+                        cur = best[j + 1].get(d_out)
+                        if cur is None or val[:2] < cur[:2]:
+                            best[j + 1][d_out] = val
+        if not best[self.n]:
+            return None
+        d = min(best[self.n], key=lambda k: best[self.n][k][:2])
+        segs: list[Segment] = []
+        j = self.n
+        while j > 0:
+            _t, _s, seg, prev = best[j][d]
+            assert seg is not None
+            segs.append(seg)
+            j -= len(seg.ops)
+            d = prev
+        return segs[::-1]
+
+    def _fit(self, i: int, j: int, capacity: int, dram: frozenset[BufferId],
+             off_chip: frozenset[BufferId]) -> Segment | None:
+        """The segment with the tallest band that fits, or None (a plain step when nothing of
+        it is off-chip and it fits whole)."""
+        if i == j and not dram:
+            seg = self.plain(i)
+            seg = replace(seg, peak=seg.peak - self.bystanders(i, i) + self.bystanders(i, i, off_chip))
+            if seg.peak <= capacity:
+                return seg
+            if not self.tileable[i]:
+                return None
+        if self.bystanders(i, j, off_chip) > capacity:
+            return None
+        for h in reversed(HEIGHTS):
+            cand = self.cascade(i, j, h, dram, off_chip)
+            if cand is not None and cand.peak <= capacity:
+                return cand
+        return None
 
     def candidates(self, j: int) -> list[int]:
         """Segment starts ``i`` for a segment ending at ``j`` (longer ones need tileable steps)."""

@@ -24,6 +24,7 @@ from stowage.ir.tiling import CascadeSpec, buffer_row_bytes, macro_graph
 from stowage.plan import Cascade, CascadeTensor, Metrics, Placement, Plan
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.budgets import m_r_cached
+from stowage.solvers.costs import CostModel
 from stowage.solvers.problem import Problem
 from stowage.solvers.tiling.partition import Partitioner, Segment
 from stowage.solvers.tiling.program import Program
@@ -32,55 +33,88 @@ from stowage.targets.hierarchy import Hierarchy
 log = logging.getLogger(__name__)
 
 
-def choose_segments(problem: Problem) -> list[Segment]:
-    """The cascades for the problem's capacity (see ``partition``), or a ``CapacityError``
-    naming the step that cannot be made to fit."""
+def _floor_error(part: Partitioner, cap: int, untiled: int) -> CapacityError:
+    """Why no tiled plan fits: the step whose least footprint (one 1-row stripe, its
+    intermediates through off-chip memory, or whole when it cannot be striped) is largest."""
+    g = part.g
+    worst: tuple[int, str] = (0, "")
+    for i in range(part.n):
+        op = g.operators[part.order[i]]
+        dram = frozenset(b for b in part.touch[i] if part._movable(b))
+        seg = part.cascade(i, i, 1, dram, frozenset(part.live_at[i])) if part.tileable[i] else None
+        if seg is not None:
+            own, what = seg.peak, f"one 1-row stripe of operator '{op.name}' ({op.op_type})"
+        else:
+            own = part.plain(i).peak - part.bystanders(i, i)
+            what = f"operator '{op.name}' ({op.op_type}), which cannot run in stripes,"
+        if own > worst[0]:
+            worst = (own, what)
+    return CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and too small even when tiled: "
+                         f"{worst[1]} needs {worst[0]} bytes")
+
+
+def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]]:
+    """Partitions worth planning at the problem's capacity, best first (see ``partition``):
+    one that fits with every boundary in the compute level (no traffic) when it exists; else
+    the least-traffic one with boundaries through off-chip memory, and the one with the
+    smallest cascades, whose bystanders the whole-tensor planner spills.  A
+    ``CapacityError`` names the step that cannot be made to fit."""
     g, cap = problem.graph, problem.capacity
     align = problem.target.compute.alignment
-    part = Partitioner(g, problem.weights_in_compute_level, align)
     if cap is None:
-        return [part.plain(i) for i in range(part.n)]
+        return [[part.plain(i) for i in range(part.n)]]
     segs = part.fewest_stripes(cap)
     if segs is not None:
-        return segs
+        return [segs]
     untiled = m_r_cached(g, problem.weights_in_compute_level, align)
-    peak, segs = part.min_peak(bystanders=False)
-    log.info("tiling: no partition fits %d B with its bystanders: the planner will spill (largest cascade %d B)",
-             cap, peak)
-    for s in segs:
-        own = s.peak - part.bystanders(part.order.index(s.ops[0]), part.order.index(s.ops[-1]))
-        if own > cap:
-            op = g.operators[s.ops[0]]
-            pos = part.order.index(s.ops[0])
-            if s.stripe_rows:
-                what = f"a stripe of 1 row of the cascade from '{op.name}' ({len(s.ops)} steps)"
-            elif part.tileable[pos]:
-                what = (f"operator '{op.name}' ({op.op_type}) with its operands and results whole (streaming "
-                        "intermediate tensors through off-chip memory is not supported yet)")
-            else:
-                what = f"operator '{op.name}' ({op.op_type}), which cannot run in stripes,"
-            raise CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and too small even when "
-                                f"tiled: {what} needs {own} bytes")
-    return segs
+    out: list[list[Segment]] = []
+    streamed = part.least_traffic(cap)
+    if streamed is not None:
+        out.append(streamed)
+    peak, spilled = part.min_peak(bystanders=False)
+    if peak <= cap:
+        out.append(spilled)
+    if not out:
+        raise _floor_error(part, cap, untiled)
+    log.info("tiling: %d candidate partitions below the zero-traffic capacity", len(out))
+    return out
 
 
 def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Plan:
+    """The best tiled plan among the candidate partitions (least non-compulsory traffic)."""
+    part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+    best: Plan | None = None
+    error: CapacityError | None = None
+    for segs in choose_candidates(problem, part):
+        try:
+            plan = _plan_partition(problem, part, segs, solver, params)
+        except CapacityError as exc:
+            error = exc
+            continue
+        if best is None or plan.metrics.noncompulsory_bytes < best.metrics.noncompulsory_bytes:
+            best = plan
+    if best is None:
+        assert error is not None
+        raise error
+    return best
+
+
+def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any) -> Plan:
     from stowage.solvers.registry import solve
 
     g = problem.graph
-    segs = choose_segments(problem)
-    part = Partitioner(g, problem.weights_in_compute_level, problem.target.compute.alignment)
     programs: list[Program] = []
     for s in segs:
         if s.stripe_rows:
             i, j = part.order.index(s.ops[0]), part.order.index(s.ops[-1])
-            programs.append(part.program(i, j, s.stripe_rows, record=True))
+            programs.append(part.program(i, j, s.stripe_rows, record=True, dram=s.dram))
     specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed) for p in programs]
     macro, ring_of = macro_graph(g, specs)
     align = problem.target.compute.alignment
-    if problem.capacity is not None and m_r_cached(macro, problem.weights_in_compute_level, align) > problem.capacity:
+    need = m_r_cached(macro, problem.weights_in_compute_level, align)
+    if problem.capacity is not None and need > problem.capacity:
         raise CapacityError(f"capacity {problem.capacity} bytes is too small even when tiled: the largest cascade "
-                            f"needs {m_r_cached(macro, problem.weights_in_compute_level, align)} bytes")
+                            f"needs {need} bytes")
     log.info("tiling: %d cascades (%s)", len(programs),
              ", ".join(f"{len(p.ops)} steps x {p.stripe_rows} rows" for p in programs))
     macro_plan = solve(replace(problem, graph=macro), solver, params)
@@ -94,6 +128,8 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
     placements = list(plan.placements)
     peaks = dict(plan.metrics.peak_bytes)
     compulsory = plan.metrics.compulsory_bytes
+    noncompulsory = plan.metrics.noncompulsory_bytes
+    seen_rows: dict[tuple[str, str], set[int]] = {}
     homes = {pb.id: pb.home for pb in plan.buffers}
     buffers = list(plan.buffers)
     nsteps = len(plan.steps)
@@ -108,8 +144,20 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
             tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, b)], rows,
                                          buffer_row_bytes(graph, b)))
         for b, rows in p.streamed.items():
-            home = homes.get(b) or (target.inputs_home if graph.buffers[b].kind is TensorKind.INPUT
-                                    else target.outputs_home)
+            kind = graph.buffers[b].kind
+            if homes.get(b):
+                home = homes[b]
+            elif kind is TensorKind.INPUT:
+                home = target.inputs_home
+            elif graph.buffers[b].is_output:
+                home = target.outputs_home
+            else:
+                # An intermediate crossing a boundary off-chip goes where a spill of it would.
+                level = CostModel(target).store_level(graph.buffers[b].bytes)
+                if level is None:
+                    raise CapacityError(f"tensor '{graph.buffers[b].tensors[0]}' must cross a cascade boundary "
+                                        f"off-chip, but no level of target '{target.name}' can hold it")
+                home = level
             tname = graph.buffers[b].tensors[0]
             home_of[tname] = home
             tensors.append(CascadeTensor(tname, "streamed", ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
@@ -122,17 +170,32 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                 placements.append(Placement(b, home, off, 0, nsteps - 1))
                 peaks[home] = max(peaks.get(home, 0), off + graph.buffers[b].bytes)
             buffers[b] = replace(buffers[b], home=home)
-        compulsory += p.load_bytes + p.store_bytes
+        # Rows of graph inputs loaded and of graph outputs stored are compulsory (each row
+        # once); rows of intermediates moved through off-chip memory are not.
+        for st in p.stripes:
+            for x in st.transfers:
+                b = graph.tensor_buffer[x.tensor]
+                hops = target.hops(home_of[x.tensor], target.compute_level)
+                nbytes = (x.hi - x.lo) * buffer_row_bytes(graph, b) * hops
+                io = graph.buffers[b].kind is TensorKind.INPUT or graph.buffers[b].is_output
+                seen = seen_rows.setdefault((x.direction, x.tensor), set())
+                per_row = nbytes // max(1, x.hi - x.lo)
+                for r in range(x.lo, x.hi):
+                    if io and r not in seen:
+                        seen.add(r)
+                        compulsory += per_row
+                    else:
+                        noncompulsory += per_row
         stripes = tuple(
             replace(st, transfers=tuple(replace(x, level=home_of.get(x.tensor, x.level)) for x in st.transfers))
             if st.transfers else st for st in p.stripes)
         cascades.append(Cascade(step=step, ops=p.ops, end=p.end,
                                 stripe_rows=p.stripe_rows, tensors=tuple(tensors), stripes=stripes))
     placements.sort(key=lambda pl: (pl.first, pl.level, pl.offset, pl.buffer))
-    metrics = Metrics(compulsory, plan.metrics.noncompulsory_bytes, peaks)
+    metrics = Metrics(compulsory, noncompulsory, peaks)
     return replace(plan, placements=tuple(placements), buffers=tuple(buffers), metrics=metrics,
                    cascades=tuple(cascades))
 
 
-__all__ = ["attach", "choose_segments", "plan_tiled"]
+__all__ = ["attach", "choose_candidates", "plan_tiled"]
 

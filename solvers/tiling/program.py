@@ -56,13 +56,16 @@ class NotTileable(Exception):
 
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
-                   outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True) -> Program:
+                   outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
+                   dram: frozenset[BufferId] = frozenset()) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
     buffer made inside is whole).  ``stream``: graph inputs read only here and graph outputs
     read nowhere else pass through rings from and to their home level.  ``record=False`` only
-    sizes the rings (the partition search evaluates thousands of candidates)."""
+    sizes the rings (the partition search evaluates thousands of candidates).  ``dram``:
+    intermediate buffers that cross a cascade boundary off-chip: the cascade making one
+    stores its rows as it goes, one reading it loads them (non-compulsory traffic)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     for i in ops:
@@ -93,16 +96,22 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     whole_out: list[BufferId] = []
     for b in dict.fromkeys(b for i in ops for b in graph.op_reads(graph.operators[i])):
         buf = graph.buffers[b]
-        if b in written:
-            continue
+        if b in written or buf.kind is TensorKind.WEIGHT:
+            continue  # weights: read whole by every stripe, counted only when resident (``weights``)
         if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
                 and not buf.is_output and b in readers):
+            streamed[b] = 0
+        elif b in dram:
+            if b not in readers:
+                raise NotTileable(f"{buf.tensors[0]} is off-chip but read whole")
             streamed[b] = 0
         else:
             whole_in.append(b)
     for b in dict.fromkeys(tb[out_of[m.index]] for m in members):
         buf = graph.buffers[b]
-        if buf.is_output:
+        if b in dram:
+            streamed[b] = 0
+        elif buf.is_output:
             if stream and not outside_readers.get(b, False):
                 streamed[b] = 0
             else:
@@ -115,7 +124,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     end = out_of[members[-1].index]
     h_end = rows_of[members[-1].index]
     done = {m.index: 0 for m in members}
-    loaded = dict.fromkeys(streamed, 0)
+    # Rows loaded so far, for streamed buffers made outside (those made here are stored).
+    loaded = {b: 0 for b in streamed if b not in written}
     held = {**rings, **streamed}
     base = dict.fromkeys(held, 0)
     span = dict.fromkeys(held, 0)
@@ -125,19 +135,30 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     def made(b: BufferId) -> int:
         return loaded[b] if b in loaded else done[maker[b]]
 
-    def release() -> None:
-        for b in held:
+    # Per held buffer: its readers' row maps, and the in-place members that rewrite it.
+    read_maps: dict[BufferId, list[tuple[OpIndex, RowMap]]] = {b: [] for b in held}
+    for m in members:
+        for name, rm in maps[m.index].items():
+            if tb[name] in read_maps:
+                read_maps[tb[name]].append((m.index, rm))
+    rewriters = {b: [m.index for m in members if tb[out_of[m.index]] == b and m.index != maker[b]]
+                 for b in held if b in maker}
+    touched_by = {m.index: {tb[n] for n in maps[m.index] if tb[n] in held}
+                  | ({tb[out_of[m.index]]} if tb[out_of[m.index]] in held else set()) for m in members}
+
+    def release(bufs: set[BufferId]) -> None:
+        """Raise the lowest live row of ``bufs``: only a member's own operands and result can
+        change when it runs (its readers' next band, its rewrite, the rows it made)."""
+        for b in bufs:
             low = made(b)
-            for c in readers.get(b, ()):
-                mp = maps[c]
-                for name, rm in mp.items():
-                    if tb[name] == b and done[c] < rows_of[c]:
-                        low = min(low, rm.first_needed(done[c]))
-            # Rows an in-place member has yet to rewrite, or a store has yet to take out.
-            for m in members:
-                if tb[out_of[m.index]] == b and m.index != maker[b]:
-                    low = min(low, done[m.index])
-            base[b] = max(base[b], low)
+            for c, rm in read_maps[b]:
+                if done[c] < rows_of[c]:
+                    low = min(low, rm.first_needed(done[c]))
+            # Rows an in-place member has yet to rewrite (a store follows the last writer at once).
+            for r in rewriters.get(b, ()):
+                low = min(low, done[r])
+            if low > base[b]:
+                base[b] = low
 
     for a in range(0, h_end, stripe_rows):
         hi_end = min(a + stripe_rows, h_end)
@@ -187,9 +208,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             if record:
                 stripes.append(Stripe(op=m.index, out_lo=lo_o, out_hi=hi_o, inputs=tuple(inputs),
                                       pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
-            for b in held:
+            for b in touched_by[m.index]:
                 span[b] = max(span[b], made(b) - base[b])
-            release()
+            release(touched_by[m.index])
     for m in members:
         if done[m.index] != rows_of[m.index]:
             raise NotTileable(f"{m.name}: {done[m.index]} of {rows_of[m.index]} rows produced")
