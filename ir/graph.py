@@ -113,6 +113,9 @@ class Graph:
     source_sha256: str | None = None
     #: True once ``stowage.ir.inplace.fuse_in_place`` has run (``--in-place on``).
     in_place: bool = False
+    #: Activation layout: ``NCHW`` (ONNX) or ``NHWC`` (TFLite, as stored); tiling's rows are
+    #: axis 2 or axis 1 of a 4-D tensor accordingly.
+    layout: str = "NCHW"
     #: True once ``stowage.ir.qdq.fold_qdq`` has run (``--qdq fold``).
     qdq: bool = False
     #: Graph inputs whose values were fixed at import (``--input-value``; flat, C order):

@@ -34,6 +34,13 @@ _ROWWISE = frozenset({
 })
 _QLINEAR_ROWWISE = frozenset({"QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu"})
 _CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+#: TFLite builtins (domain ``tflite``; the importer gives them ONNX-style ``strides``,
+#: ``dilations``, ``kernel_shape`` and ``pads`` attributes).
+_TFLITE_CONV_LIKE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
+_TFLITE_ROWWISE = frozenset({
+    "ADD", "SUB", "MUL", "RELU", "RELU6", "RELU_N1_TO_1", "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU",
+    "QUANTIZE", "DEQUANTIZE", "PRELU", "MAXIMUM", "MINIMUM",
+})
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,16 @@ def _is_rows(t: Tensor) -> bool:
     return len(t.shape) == 4 and t.shape[0] == 1
 
 
+def row_axis(graph: Graph) -> int:
+    """The axis of a 4-D activation that tiling cuts into rows (H): 2 in NCHW, 1 in NHWC."""
+    return 1 if graph.layout == "NHWC" else 2
+
+
+def rows(graph: Graph, t: Tensor) -> int:
+    """Rows of a 4-D activation (its height)."""
+    return t.shape[row_axis(graph)]
+
+
 def _ints(v: object, n: int, default: int) -> list[int]:
     if isinstance(v, (list, tuple)) and len(v) >= n:
         return [int(x) for x in v]
@@ -80,10 +97,12 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     y = graph.tensors.get(outs[0])
     if y is None or not _is_rows(y):
         return None
-    h_out = y.shape[2]
+    ax = row_axis(graph)
+    h_out = y.shape[ax]
     t = op.op_type
     a = op.attributes
-    if (op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv"):
+    if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
+            or (op.domain == "tflite" and t in _TFLITE_CONV_LIKE)):
         x = graph.tensors.get(op.inputs[0]) if op.inputs else None
         if x is None or not _is_rows(x) or a.get("auto_pad", "NOTSET") not in ("NOTSET", b"NOTSET", "VALID", b"VALID"):
             return None
@@ -100,13 +119,17 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         s = _ints(a.get("strides"), 2, 1)[0]
         d = _ints(a.get("dilations"), 2, 1)[0]
         pads = _ints(a.get("pads"), 4, 0)
-        rm = RowMap(stride=s, kernel=d * (k - 1) + 1, pad_top=pads[0], in_rows=x.shape[2])
-        if (h_out - 1) * s - pads[0] + rm.kernel > x.shape[2] + pads[2]:
+        rm = RowMap(stride=s, kernel=d * (k - 1) + 1, pad_top=pads[0], in_rows=x.shape[ax])
+        if (h_out - 1) * s - pads[0] + rm.kernel > x.shape[ax] + pads[2]:
             return None  # the attribute pads do not describe this output height
         return {x.name: rm}
-    rowwise = (op.domain in ("", "ai.onnx") and t in _ROWWISE) or (op.domain == "com.microsoft"
-                                                                   and t in _QLINEAR_ROWWISE)
-    concat = op.domain in ("", "ai.onnx") and t == "Concat" and int(a.get("axis", 0)) in (1, -3)
+    rowwise = ((op.domain in ("", "ai.onnx") and t in _ROWWISE)
+               or (op.domain == "com.microsoft" and t in _QLINEAR_ROWWISE)
+               or (op.domain == "tflite" and t in _TFLITE_ROWWISE))
+    # Concat along channels: axis 1 in NCHW, 3 in NHWC.
+    channel = (1, -3) if ax == 2 else (3, -1)
+    concat = ((op.domain in ("", "ai.onnx") and t == "Concat" and int(a.get("axis", 0)) in channel)
+              or (op.domain == "tflite" and t == "CONCATENATION" and int(a.get("axis", 0)) in channel))
     if not (rowwise or concat):
         return None
     maps: dict[str, RowMap] = {}
@@ -116,9 +139,11 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         x = graph.tensors[name]
         if x.kind is TensorKind.WEIGHT:
             continue
-        if _is_rows(x) and x.shape[2] == h_out:
+        if _is_rows(x) and x.shape[ax] == h_out:
             maps[name] = RowMap(1, 1, 0, h_out)
-        elif len(x.shape) < 2 or (len(x.shape) == 4 and x.shape[2] == 1) or x.shape[-2:] == (1, 1)[: len(x.shape)]:
+        elif (len(x.shape) < 2 or (len(x.shape) == 4 and x.shape[ax] == 1)
+              or (ax == 2 and x.shape[-2:] == (1, 1)[: len(x.shape)])
+              or (ax == 1 and len(x.shape) == 1)):
             continue  # broadcast over the rows (a scale, a zero point): read whole
         else:
             return None
@@ -139,9 +164,10 @@ def step_row_maps(graph: Graph, op: Operator) -> dict[OpIndex, dict[str, RowMap]
     return out
 
 
-def row_bytes(t: Tensor) -> int:
-    """Bytes of one row ``[:, :, r, :]`` of an NCHW tensor."""
-    return t.bytes // t.shape[2]
+def row_bytes(t: Tensor, axis: int = 2) -> int:
+    """Bytes of one row of a 4-D tensor: ``[:, :, r, :]`` in NCHW (``axis`` 2), ``[:, r]`` in
+    NHWC (``axis`` 1)."""
+    return t.bytes // t.shape[axis]
 
 
 @dataclass(frozen=True)
@@ -166,7 +192,8 @@ def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
 
 
 def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
-    return max(row_bytes(graph.tensors[n]) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n]))
+    ax = row_axis(graph)
+    return max(row_bytes(graph.tensors[n], ax) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n]))
 
 
 def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict[tuple[int, BufferId], BufferId]]:
@@ -206,9 +233,9 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
                 stored_by[b] = spec.ops[0]
             else:
                 outs.append(graph.buffers[b].tensors[0])
-        for b, rows in spec.streamed.items():
+        for b, nrows in spec.streamed.items():
             name = ring_tensor_name(graph, k, b)
-            nbytes = rows * buffer_row_bytes(graph, b)
+            nbytes = nrows * buffer_row_bytes(graph, b)
             nb = len(bufs)
             tensors[name] = Tensor(name=name, shape=(nbytes,), dtype="uint8", bytes=nbytes,
                                    kind=TensorKind.ACTIVATION, producer=spec.ops[0])
@@ -253,5 +280,5 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
     return replace(macro, buffers=fixed), ring_of
 
 
-__all__ = ["CascadeSpec", "RowMap", "buffer_row_bytes", "macro_graph", "ring_tensor_name", "row_bytes",
-           "row_maps", "step_row_maps"]
+__all__ = ["CascadeSpec", "RowMap", "buffer_row_bytes", "macro_graph", "ring_tensor_name", "row_axis", "row_bytes",
+           "row_maps", "rows", "step_row_maps"]

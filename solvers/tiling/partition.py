@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
-from stowage.ir.tiling import step_row_maps
+from stowage.ir.tiling import rows, step_row_maps
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
 
@@ -62,6 +62,7 @@ class Partitioner:
             self.touch.append({*graph.op_reads(op), *graph.op_writes(op)})
         self.dmemo: dict[tuple[int, int, int, frozenset[BufferId]], tuple[int, tuple[OpIndex, ...]] | None] = {}
         self._by: dict[tuple[int, int], frozenset[BufferId]] = {}
+        self._whole: dict[tuple[int, int, frozenset[BufferId]], int] = {}
         self._outside: dict[tuple[int, int], dict[BufferId, bool]] = {}
         # Buffers live just before each position (made earlier, still needed there or later).
         self.live_at: list[frozenset[BufferId]] = []
@@ -119,6 +120,26 @@ class Partitioner:
             return None
         own, ops = got
         return Segment(ops, h, own + self.bystanders(i, j, off_chip), dram)
+
+    def _whole_bytes(self, i: int, j: int, dram: frozenset[BufferId]) -> int:
+        """A lower bound on a cascade's footprint that needs no walk: the buffers it must hold
+        whole (made outside and read inside, or made inside and read outside, not streamed)."""
+        key = (i, j, dram)
+        if key not in self._whole:
+            g, out = self.g, self.outside(i, j)
+            inside = set(self.order[i:j + 1])
+            total = 0
+            for b in set().union(*self.touch[i:j + 1]):
+                buf = g.buffers[b]
+                if buf.kind is TensorKind.WEIGHT or b in dram:
+                    continue
+                made_here = buf.producer in inside
+                if made_here and (out.get(b, False)) and not buf.is_output:
+                    total += self._a(buf.bytes)
+                elif not made_here and buf.kind is not TensorKind.INPUT:
+                    total += self._a(buf.bytes)
+            self._whole[key] = total
+        return self._whole[key]
 
     def _footprint(self, p: Program) -> int:
         g = self.g
@@ -195,6 +216,8 @@ class Partitioner:
                 return None
         if self.bystanders(i, j, off_chip) > capacity:
             return None
+        if self._whole_bytes(i, j, dram) + self.bystanders(i, j, off_chip) > capacity:
+            return None  # its whole operands and results alone do not fit, whatever the bands
         for h in reversed(HEIGHTS):
             cand = self.cascade(i, j, h, dram, off_chip)
             if cand is not None and cand.peak <= capacity:
@@ -260,6 +283,8 @@ class Partitioner:
                 return seg if seg.peak <= capacity else None
         if self.bystanders(i, j) > capacity:
             return None
+        if self._whole_bytes(i, j, frozenset()) + self.bystanders(i, j) > capacity:
+            return None
         for h in reversed(HEIGHTS):
             cand = self.cascade(i, j, h)
             if cand is not None and cand.peak <= capacity:
@@ -271,7 +296,7 @@ class Partitioner:
             return 1
         end = self.g.operators[seg.ops[-1]]
         member = self.g.step_members(end)[-1]
-        h = self.g.tensors[next(o for o in member.outputs if o)].shape[2]
+        h = rows(self.g, self.g.tensors[next(o for o in member.outputs if o)])
         return len(seg.ops) * -(-h // seg.stripe_rows)
 
     def _unwind(self, arg: list[Segment | None]) -> list[Segment]:

@@ -193,8 +193,13 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                                 stripe_rows=p.stripe_rows, tensors=tuple(tensors), stripes=stripes))
     placements.sort(key=lambda pl: (pl.first, pl.level, pl.offset, pl.buffer))
     metrics = Metrics(compulsory, noncompulsory, peaks)
+    # The macro solve's bound holds for this partition only; over every tiling the one bound
+    # proven here is 0, so the plan is optimal exactly when it moves nothing off-chip.
+    solver = replace(plan.solver, objective=noncompulsory, lower_bound=0,
+                     status="optimal" if noncompulsory == 0 else "feasible",
+                     found_by=f"tiling + {plan.solver.found_by or plan.solver.name}")
     return replace(plan, placements=tuple(placements), buffers=tuple(buffers), metrics=metrics,
-                   cascades=tuple(cascades))
+                   cascades=tuple(cascades), solver=solver)
 
 
 __all__ = ["attach", "choose_candidates", "plan_tiled"]

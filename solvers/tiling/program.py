@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RowMap, buffer_row_bytes, step_row_maps
+from stowage.ir.tiling import RowMap, buffer_row_bytes, rows, step_row_maps
 from stowage.plan import RowTransfer, Stripe
 
 
@@ -77,7 +77,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     tb = graph.tensor_buffer
     out_of = {m.index: next(o for o in m.outputs if o) for m in members}
     producer = {out_of[m.index]: m.index for m in members}
-    rows_of = {m.index: graph.tensors[out_of[m.index]].shape[2] for m in members}
+    rows_of = {m.index: rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
     # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
     maker: dict[BufferId, OpIndex] = {}
