@@ -145,6 +145,7 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                                          buffer_row_bytes(graph, b)))
         for b, rows in p.streamed.items():
             kind = graph.buffers[b].kind
+            home: str | None
             if homes.get(b):
                 home = homes[b]
             elif kind is TensorKind.INPUT:
@@ -159,6 +160,10 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                                         f"off-chip, but no level of target '{target.name}' can hold it")
                 home = level
             tname = graph.buffers[b].tensors[0]
+            if home is None or home == target.compute_level:
+                # One-level targets (or homes in the compute level) have nowhere to stream from.
+                raise CapacityError(f"tensor '{tname}' would stream through its home, but target '{target.name}' "
+                                    "keeps it in the compute level")
             home_of[tname] = home
             tensors.append(CascadeTensor(tname, "streamed", ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
             lv = plan.target.level(home)
