@@ -82,7 +82,12 @@ def build_graph(
     source_path: str | None = None,
     source_sha256: str | None = None,
     cost_fn: Any = None,
+    input_values: Mapping[str, tuple[int | float | bool, ...]] | None = None,
+    import_notes: tuple[str, ...] = (),
 ) -> Graph:
+    """The ``Graph`` of raw tensors and nodes (module docstring).  ``input_values`` and
+    ``import_notes`` are recorded as given: what the importer fixed and what it decided
+    (``Graph.input_values``, ``Graph.import_notes``)."""
     raw = {t.name: t for t in tensors}
     init = set(initializers)
     # Old-style models list initializers as inputs too: those are weights, not inputs.
@@ -261,6 +266,8 @@ def build_graph(
         dims=dict(dims or {}),
         source_path=source_path,
         source_sha256=source_sha256,
+        input_values=dict(input_values or {}),
+        import_notes=tuple(import_notes),
     )
 
 

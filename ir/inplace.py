@@ -77,8 +77,8 @@ def _candidate(graph: Graph, op: Operator, host_of: dict[int, OpIndex],
         return None
     out = next(o for o in op.outputs if o)
     yt = graph.tensors.get(out)
-    if yt is None or yt.kind is not TensorKind.ACTIVATION:
-        return None
+    if yt is None or yt.kind is not TensorKind.ACTIVATION or out not in tbuf:
+        return None  # (a float result inside a folded QDQ group, stowage.ir.qdq, has no buffer)
     ybuf = bufs[tbuf[out]]
     if ybuf.kind is not TensorKind.ACTIVATION or ybuf.is_output or ybuf.producer != op.index:
         return None
@@ -222,8 +222,11 @@ def _consumers_fixed(tensors: dict[str, Tensor], ops: list[Operator]) -> dict[st
 
 def in_place_report(graph: Graph) -> list[tuple[str, str, str]]:
     """``(fused op, its type, host op)`` for every fused operator, for ``inspect``."""
+    from stowage.ir.qdq import qdq_members
+
+    qdq = qdq_members(graph)  # members of folded QDQ groups are not in-place operators
     return [(op.name, op.op_type, graph.operators[op.fused_into].name)
-            for op in graph.operators if op.fused_into is not None]
+            for op in graph.operators if op.fused_into is not None and op.index not in qdq]
 
 
 __all__ = ["BINARY_IN_PLACE", "UNARY_IN_PLACE", "data_operands", "fuse_in_place", "in_place_report"]

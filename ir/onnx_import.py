@@ -11,10 +11,16 @@ Stages, each shown as progress on a terminal when the caller passes ``progress``
    locations that escape the model's folder;
 2. check the structure (outputs produced, inputs provided, no cycle) before any inference, so
    that a broken graph is reported as such and not as "unknown shape";
-3. bind symbolic dims (``--dim batch=1``); every unbound input dim is reported in one error;
-4. onnx shape inference with data propagation; where shapes stay unknown, onnxruntime's
-   symbolic shape inference (needs no weights either);
-5. control flow (If, Loop, Scan) and non-standard-domain ops become *opaque* operators; a
+3. fix input values (``--input-value sr=16000``, ``stowage.ir.onnx_values``: the input
+   becomes a constant, what depends on it is folded, an ``If`` it decides is inlined);
+4. bind symbolic dims (``--dim batch=1``; a ``-1``/``0``/``?`` input axis is an unnamed one,
+   ``--dim 'x[0]=1'``); every unbound input dim is reported in one error;
+5. declared shapes (top-level ``value_info``, graph outputs) are set aside to be checked, not
+   trusted (``stowage.ir.onnx_shapes``); onnx shape inference with data propagation; where
+   shapes stay unknown, onnxruntime's symbolic shape inference (needs no weights either);
+   com.microsoft QLinear shape rules; as a last resort one ONNX Runtime run on seeded inputs;
+   declared shapes that disagree are overridden with a warning (``Graph.import_notes``);
+6. control flow (If, Loop, Scan) and non-standard-domain ops become *opaque* operators; a
    control-flow op's extra working memory is the peak of its subgraph where computable.
    Values a subgraph reads from the enclosing scope become explicit inputs of the node, so
    that lifetimes and dependencies see them.
@@ -26,6 +32,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 from collections import ChainMap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -40,6 +47,8 @@ from stowage.errors import ModelError
 from stowage.ir.build import RawNode, RawTensor, build_graph, check_structure
 from stowage.ir.cost import estimate_cost
 from stowage.ir.graph import Graph
+from stowage.ir.onnx_shapes import add_hints, compare_declared, propagate, shapes_by_execution, take_declared
+from stowage.ir.onnx_values import InputValue, Specialized, specialize
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +160,12 @@ def _without_weight_data(model: ModelProto) -> ModelProto:
     """A copy whose large embedded initializers keep dims and type but not data."""
     out = ModelProto()
     out.CopyFrom(model)
+    _strip_weight_data(out)
+    return out
+
+
+def _strip_weight_data(out: ModelProto) -> None:
+    """Drop the data (not dims and type) of large embedded initializers, in place."""
     for t in _all_initializers(out.graph):
         if t.data_location == TensorProto.EXTERNAL or t.ByteSize() <= STRIP_DATA_BYTES:
             continue
@@ -160,7 +175,6 @@ def _without_weight_data(model: ModelProto) -> ModelProto:
         t.data_location = TensorProto.EXTERNAL
         entry = t.external_data.add()
         entry.key, entry.value = "location", _STRIPPED_LOCATION
-    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -207,12 +221,34 @@ def _node_name(node: onnx.NodeProto, index: int) -> str:
 # Symbolic dims
 
 
+#: A dim_param that means "unknown" rather than naming a dimension.
+_PLACEHOLDER_DIM = "?"
+
+
 def _bind_dims(model: ModelProto, dims: Mapping[str, int]) -> None:
     """Replace symbolic dims everywhere (inputs, outputs, value_info, subgraphs) by the user's
     values.  ``--dim NAME=V`` binds a named dim; ``--dim 'INPUT[AXIS]=V'`` binds one axis of a
     graph input (the only way to bind an unnamed dim).  Every input dim left unbound is
     reported in one error that says how to bind it."""
     init_names = {t.name for t in model.graph.initializer}
+    # Dynamic axes: exporters mark them with -1 (PaddlePaddle), 0 or nothing; each is an
+    # unnamed symbolic dimension, bound with --dim 'INPUT[AXIS]=V' like any other.
+    dynamic: set[str] = set()
+    for vi in model.graph.input:
+        if vi.name in init_names or not vi.type.tensor_type.HasField("shape"):
+            continue
+        for axis, d in enumerate(vi.type.tensor_type.shape.dim):
+            # "?" is a placeholder (PaddlePaddle writes it on every unknown axis), not one
+            # dimension shared by the axes that carry it.
+            if (d.HasField("dim_value") and d.dim_value <= 0) or d.dim_param == _PLACEHOLDER_DIM:
+                dynamic.add(f"{vi.name}[{axis}]")
+                d.Clear()
+    for gi, g in enumerate(_all_graphs(model.graph)):
+        for vi in (*g.output, *g.value_info, *(g.input if gi else ())):
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                for d in vi.type.tensor_type.shape.dim:
+                    if (d.HasField("dim_value") and d.dim_value < 0) or d.dim_param == _PLACEHOLDER_DIM:
+                        d.Clear()
     used_keys: set[str] = set()
     for axis_vi in model.graph.input:
         if axis_vi.name in init_names or not axis_vi.type.tensor_type.HasField("shape"):
@@ -247,20 +283,18 @@ def _bind_dims(model: ModelProto, dims: Mapping[str, int]) -> None:
             continue
         for axis, d in enumerate(tt.shape.dim):
             if d.HasField("dim_value"):
-                if d.dim_value <= 0:
-                    raise ModelError(
-                        f"graph input '{vi.name}' has dimension {d.dim_value} at axis {axis}: "
-                        "dimensions must be positive"
-                    )
                 continue
             if d.dim_param:
                 unbound.setdefault(d.dim_param, []).append(f"'{vi.name}' axis {axis}")
             else:
-                unbound.setdefault(f"{vi.name}[{axis}]", []).append(f"unnamed axis {axis} of '{vi.name}'")
+                key = f"{vi.name}[{axis}]"
+                what = "dynamic" if key in dynamic else "unnamed"
+                unbound.setdefault(key, []).append(f"{what} axis {axis} of '{vi.name}'")
     if unbound:
         parts = [f"'{n}' ({', '.join(w)})" if w else n for n, w in unbound.items()]
         examples = " ".join(
-            f"--dim '{n}=1'" if "[" in n else f"--dim {n}=1" for n, w in unbound.items() if w
+            f"--dim {n}=1" if re.fullmatch(r"[A-Za-z0-9_.:-]+", n) else f"--dim '{n}=1'"
+            for n, w in unbound.items() if w
         )
         raise ModelError(
             f"unbound symbolic dimension(s) in graph inputs: {'; '.join(parts)}; bind each with "
@@ -616,6 +650,99 @@ def _check_structure(graph: onnx.GraphProto) -> None:
         graph.node.extend(copies)
 
 
+def _prepare(
+    model: ModelProto,
+    dims: Mapping[str, int],
+    input_values: Mapping[str, InputValue] | None,
+    strip: bool,
+) -> tuple[ModelProto, Specialized | None]:
+    """Our own copy of ``model``, nodes in topological order, specialised to the fixed input
+    values, dims bound; ``strip``: without the data of large weights.  Values are fixed
+    before the data goes, since folding may read a small weight; a graph input's value is
+    checked before its dims, so a fixed input needs no ``--dim``."""
+    m = ModelProto()
+    m.CopyFrom(model)
+    if strip and not input_values:
+        _strip_weight_data(m)
+    _check_structure(m.graph)
+    spec = None
+    if input_values:
+        spec = specialize(m, input_values, dims)
+        _check_structure(m.graph)
+        if strip:
+            _strip_weight_data(m)
+    _check_static_dims(m)
+    _bind_dims(m, dims)
+    return m, spec
+
+
+def specialized_model(model: ModelProto, graph: Graph) -> ModelProto:
+    """``model`` as the importer planned it for ``graph``: specialised to the graph's fixed
+    input values (``stowage.ir.onnx_values``), nodes in topological order, weight data kept.
+    The simulator runs this model, so that its operators are the graph's."""
+    if not graph.input_values:
+        return model
+    m, _ = _prepare(model, graph.dims, graph.input_values, strip=False)
+    return m
+
+
+def _missing(g: onnx.GraphProto, shapes: Mapping[str, RawTensor]) -> tuple[list[str], set[str]]:
+    """Produced names without a shape (graph inputs included), and the names something uses."""
+    produced = [o for n in g.node for o in n.output if o] + [i.name for i in g.input]
+    used = {i for n in g.node for i in _node_inputs(n) if i} | {o.name for o in g.output}
+    return [n for n in produced if n not in shapes], used
+
+
+#: Rounds of inference + com.microsoft rules (each round resolves one more rule op on a path).
+MAX_SHAPE_ROUNDS = 8
+
+
+def _static_shapes(
+    work: ModelProto, stage: Progress, hints: Mapping[str, RawTensor]
+) -> tuple[dict[str, RawTensor], onnx.GraphProto, list[onnx.GraphProto], dict[str, RawTensor]]:
+    """onnx inference, onnxruntime's symbolic inference where needed, and the com.microsoft
+    shape rules, repeated while the rules find something (their results are stated as
+    ``value_info`` for the next round, so that inference carries them downstream).  Returns
+    shapes, the onnx-inferred graph, the symbolic engine's graphs (alternates for subgraph
+    peaks) and the shapes the rules found."""
+    learned: dict[str, RawTensor] = dict(hints)
+    base = add_hints(work, learned) if learned else work
+    for _ in range(MAX_SHAPE_ROUNDS):
+        with stage(f"shape inference ({len(base.graph.node)} nodes)"):
+            inferred = _infer_shapes(base)
+        g = inferred.graph
+        shapes = _collect_shapes(g)
+        _loop_scan_outputs(g, shapes)
+        alternates: list[onnx.GraphProto] = []
+        unknown, used = _missing(g, shapes)
+        if any(n in used for n in unknown) or any(n.op_type in CONTROL_FLOW_OPS for n in g.node):
+            # Missing shapes at top level, or control flow whose bodies onnx may have left
+            # untyped: ask the symbolic engine too.
+            with stage("symbolic shape inference (onnxruntime)"):
+                sym = _symbolic_infer(inferred)
+            if sym is not None:
+                for n, t in _collect_shapes(sym.graph).items():
+                    shapes.setdefault(n, t)
+                _loop_scan_outputs(sym.graph, shapes)
+                if len(sym.graph.node) == len(g.node):
+                    alternates.append(sym.graph)
+        ruled = propagate(work, g, shapes)
+        shapes.update(ruled)
+        new = {k: v for k, v in ruled.items() if learned.get(k) != v}
+        if not new:
+            break
+        learned.update(new)
+        base = add_hints(work, learned)
+    for n, t in learned.items():
+        shapes.setdefault(n, t)
+    return shapes, g, alternates, {k: v for k, v in learned.items() if k not in hints}
+
+
+def _preview(names: Sequence[str], limit: int = 4) -> str:
+    more = f" and {len(names) - limit} more" if len(names) > limit else ""
+    return ", ".join(f"'{n}'" for n in names[:limit]) + more
+
+
 def import_model(
     model: ModelProto,
     name: str = "model",
@@ -625,8 +752,14 @@ def import_model(
     source_sha256: str | None = None,
     *,
     progress: Progress | None = None,
+    input_values: Mapping[str, InputValue] | None = None,
 ) -> Graph:
-    """Import an in-memory ``ModelProto`` (external data need not be loaded)."""
+    """Import an in-memory ``ModelProto`` (external data need not be loaded).
+
+    ``input_values`` fixes graph inputs' values (``stowage.ir.onnx_values``): the graph is
+    the model specialised to them and records them (``Graph.input_values``).  What the
+    importer decided beyond the file's own shapes (values fixed, declared shapes overridden,
+    shapes taken from an ONNX Runtime run) is in ``Graph.import_notes``."""
     stage = progress or _no_progress
     dims = dict(dims or {})
     for key, value in dims.items():
@@ -634,37 +767,56 @@ def import_model(
             raise ModelError(f"--dim {key}={value}: dimension values must be positive integers")
     if element_bytes is not None and element_bytes <= 0:
         raise ModelError(f"element bytes must be a positive integer, got {element_bytes}")
-    model = _without_weight_data(model)  # a copy: never mutate the caller's
-    _check_structure(model.graph)
-    _check_static_dims(model)
-    _bind_dims(model, dims)
+    values = dict(input_values or {})
+    work, spec = _prepare(model, dims, values, strip=True)  # a copy: never mutate the caller's
+    notes: list[str] = list(spec.notes) if spec else []
 
-    with stage(f"shape inference ({len(model.graph.node)} nodes)"):
-        inferred = _infer_shapes(model)
-    g = inferred.graph
-    shapes = _collect_shapes(g)
-    _loop_scan_outputs(g, shapes)
-    produced = [o for n in g.node for o in n.output if o] + [i.name for i in g.input]
-    used = {i for n in g.node for i in _node_inputs(n) if i} | {o.name for o in g.output}
-    alternates: list[onnx.GraphProto] = []
-    if any(n not in shapes and n in used for n in produced) or any(
-        n.op_type in CONTROL_FLOW_OPS for n in g.node
-    ):
-        # Missing shapes at top level, or control flow whose bodies onnx may have left
-        # untyped: ask the symbolic engine too.
-        with stage("symbolic shape inference (onnxruntime)"):
-            sym = _symbolic_infer(inferred)
-        if sym is not None:
-            for n, t in _collect_shapes(sym.graph).items():
-                shapes.setdefault(n, t)
-            _loop_scan_outputs(sym.graph, shapes)
-            if len(sym.graph.node) == len(g.node):
-                alternates.append(sym.graph)
+    # Declared shapes are claims to check, not facts (onnx_shapes): inference starts without.
+    declared = take_declared(work.graph)
+    shapes, g, alternates, ruled = _static_shapes(work, stage, {})
+    source: dict[str, str] = {n: "the com.microsoft shape rules" for n in ruled}
+    unknown, used = _missing(g, shapes)
+    run_failed = ""
+    if any(n in used or n in declared for n in unknown):
+        # Last resort: run the model once (the inputs are bound by now).
+        with stage("shapes by execution (onnxruntime)"):
+            full, _ = _prepare(model, dims, values, strip=False)
+            ran, run_failed = shapes_by_execution(full, Path(source_path).parent if source_path else None)
+            del full
+        if ran is not None:
+            taken = [n for n in unknown if n in ran]
+            for n in taken:
+                shapes[n] = ran[n]
+                source[n] = "the ONNX Runtime run"
+            if taken:
+                notes.append(f"shapes of {len(taken)} tensor(s) that static inference left unknown were taken "
+                             f"from one ONNX Runtime run on seeded inputs: {_preview(taken)} (they hold for "
+                             "those inputs; fix inputs whose values decide shapes with --input-value)")
+                log.warning("%s", notes[-1])
+        else:
+            log.info("shapes by execution: %s", run_failed)
+        unknown, used = _missing(g, shapes)
+        fallback = {n: declared[n] for n in unknown if n in declared}
+        if fallback:
+            # Nothing else knows them (ORT cannot run the model): the declared shapes, unchecked,
+            # and what inference derives from them.
+            shapes2, g2, alternates2, _ = _static_shapes(work, stage, fallback)
+            if len(g2.node) == len(g.node):
+                shapes, g, alternates = {**shapes2, **shapes}, g2, alternates2
+            for n in fallback:
+                shapes.setdefault(n, fallback[n])
+                source[n] = "the model's value_info"
+            notes.append(f"shapes of {len(fallback)} tensor(s) come from the model's value_info, unchecked "
+                         f"(neither inference nor ONNX Runtime could find them): {_preview(list(fallback))}")
+            log.warning("%s", notes[-1])
+    found = {n: t for n, t in shapes.items() if source.get(n) != "the model's value_info"}
+    notes.extend(compare_declared(declared, found, source))
 
     # An unused result whose shape inference gave up (an old Dropout's mask) is never
     # materialised by an inference runtime: drop it instead of failing.
-    dropped = {n for n in produced if n not in shapes and n not in used}
-    missing = [n for n in produced if n not in shapes and n not in dropped]
+    unknown, used = _missing(g, shapes)
+    dropped = {n for n in unknown if n not in used}
+    missing = [n for n in unknown if n not in dropped]
     if missing:
         infos = {**_value_infos(g), **(_value_infos(alternates[0]) if alternates else {})}
         producer = {o: n for n in g.node for o in n.output}
@@ -674,7 +826,8 @@ def import_model(
             f"shape of tensor '{first}'{by} cannot be resolved: {_describe_shape(infos.get(first))}"
             + (f"; {len(missing) - 1} more unresolved ({', '.join(missing[1:4])}"
                f"{', ...' if len(missing) > 4 else ''})" if len(missing) > 1 else "")
-            + "; bind symbolic dims with --dim NAME=VALUE"
+            + (f"; running the model to find it failed: {run_failed}" if run_failed else "")
+            + "; bind symbolic dims with --dim NAME=VALUE, or input values with --input-value NAME=VALUE"
         )
     with stage("building graph"):
         nodes = [
@@ -694,6 +847,8 @@ def import_model(
             source_path=source_path,
             source_sha256=source_sha256,
             cost_fn=estimate_cost,
+            input_values=spec.values if spec else None,
+            import_notes=tuple(notes),
         )
 
 
@@ -703,9 +858,18 @@ def load_graph(
     element_bytes: int | None = None,
     *,
     progress: Progress | None = None,
+    input_values: Mapping[str, InputValue] | None = None,
 ) -> Graph:
     """Load and import an ``.onnx`` file.  Raises ``ModelError`` with a one-line message.
-    ``progress(label)`` (e.g. ``planner.progress.stage``) is entered around each long stage."""
+    ``progress(label)`` (e.g. ``planner.progress.stage``) is entered around each long stage.
+    ``input_values``: fixed graph-input values (``import_model``).
+    A ``.tflite`` file (suffix or ``TFL3`` identifier) goes to ``stowage.ir.tflite_import``."""
+    from stowage.ir import tflite_import
+
+    if tflite_import.is_tflite(path):
+        if input_values:
+            raise ModelError("--input-value is supported for ONNX models only")
+        return tflite_import.load_graph(path, dims=dims, element_bytes=element_bytes, progress=progress)
     stage = progress or _no_progress
     p = Path(path)
     size = p.stat().st_size if p.is_file() else 0
@@ -723,4 +887,5 @@ def load_graph(
         source_path=str(p),
         source_sha256=sha,
         progress=progress,
+        input_values=input_values,
     )

@@ -20,7 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,16 +35,31 @@ log = logging.getLogger(__name__)
 
 
 def load_model(model: str | os.PathLike[str] | Graph, element_bytes: int | None = None,
-               dims: dict[str, int] | None = None, in_place: bool = False) -> Graph:
+               dims: dict[str, int] | None = None, in_place: bool = False, qdq: str = "off",
+               input_values: Mapping[str, Any] | None = None) -> Graph:
     """The graph ``compile`` plans: a ``Graph`` as given (so callers can plan one graph at
-    several settings without re-importing it), else the ONNX file imported with ``dims`` and
-    ``element_bytes`` (onnx is imported only here, so ``import stowage.api`` stays light)."""
+    several settings without re-importing it), else the ONNX file imported with ``dims``,
+    ``element_bytes`` and fixed ``input_values`` (name -> a number, a list, an array or a
+    ``"1,2,3"`` string; ``stowage.ir.onnx_values``) (onnx is imported only here, so
+    ``import stowage.api`` stays light)."""
     if isinstance(model, Graph):
+        if input_values and set(input_values) != set(model.input_values):
+            raise SolverError("input_values apply when a model file is imported; this Graph was "
+                              "imported without them (pass them to load_graph)")
         graph = model
     else:
         from stowage.ir.onnx_import import load_graph
 
-        graph = load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes)
+        graph = load_graph(Path(model), dims=dict(dims or {}), element_bytes=element_bytes,
+                           input_values=input_values or None)
+    if qdq not in ("fold", "off"):
+        raise SolverError(f"qdq must be 'fold' or 'off', got {qdq!r}")
+    if qdq == "fold" and not graph.qdq and not graph.in_place:
+        # Before in-place fusion (whose Q/DQ rules would take the pairs apart); a graph given
+        # already fused is planned as it is.
+        from stowage.ir.qdq import fold_qdq
+
+        graph = fold_qdq(graph)
     if in_place and not graph.in_place:
         from stowage.ir.inplace import fuse_in_place
 
@@ -67,6 +82,9 @@ def compile(
     on_progress: Callable[[str], None] | None = None,
     in_place: bool = True,
     tiling: str = "auto",
+    qdq: str = "fold",
+    objective: str = "traffic",
+    input_values: Mapping[str, Any] | None = None,
 ) -> Plan:
     """Plan ``model`` for ``target`` and return the validated plan.
 
@@ -77,17 +95,25 @@ def compile(
     get it as ``Problem.on_progress``; the CLI passes ``stowage.progress.status``).
     ``in_place``: fuse in-place operators (``stowage.ir.inplace``; the CLI's ``--in-place on``,
     the default); False keeps COSMA's definitions.  A ``Graph`` already fused stays fused.
-    ``tiling``: ``"auto"`` (default) runs cascades of operators in stripes
+    ``qdq``: ``"fold"`` (default) plans a QDQ model's ``DequantizeLinear -> op ->
+    QuantizeLinear`` groups as single int8 steps (``stowage.ir.qdq``; the CLI's ``--qdq``);
+    ``"off"`` plans the float tensors between the pairs as written.
+    ``input_values``: fixed graph-input values (``load_model``); the plan records them
+    (``options.input_values``).  ``tiling``: ``"auto"`` (default) runs cascades of operators in stripes
     (``stowage.solvers.tiling``) when the capacity is below M_R, and above it when whole tensors
     move bytes off-chip and a tiled plan moves fewer (the result is never worse than
-    ``"off"``); ``"off"`` plans whole tensors only (COSMA's model).  Raises
+    ``"off"``); ``"off"`` plans whole tensors only (COSMA's model).  ``objective``:
+    ``"traffic"`` (default, COSMA's) or ``"latency"`` (the estimated makespan first, traffic as
+    the tie-break; solvers whose params have an ``objective`` field, and a target with a
+    ``[compute]`` table).  When the target has one, the plan carries its timeline
+    (``stowage.solvers.timing``: transfer times, ``metrics.estimated_seconds``).  Raises
     ``StowageError`` subclasses (exit code 2 in the CLI) for user errors, ``CapacityError``
     naming M_R when the capacity is too small."""
     from stowage.solvers.registry import get, make_params, solve
 
     if time_limit <= 0:
         raise SolverError(f"time limit must be positive, got {time_limit}")
-    graph = load_model(model, element_bytes, dims, in_place)
+    graph = load_model(model, element_bytes, dims, in_place, qdq, input_values)
     hier = target if isinstance(target, Hierarchy) else load_target(os.fspath(target))
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
@@ -101,6 +127,7 @@ def compile(
         params = make_params(solver, params)
     elif not dataclasses.is_dataclass(params):
         raise SolverError(f"params for solver '{solver}' must be a dict or its params dataclass")
+    params = _with_objective(solver, params, objective, hier)
     log.info("compiling %s for %s, capacity %s, solver %s, tiling %s", graph.name, hier.name, cap, solver, tiling)
     below = cap is not None and cap < m_r_cached(graph, weights_in_sram, hier.compute.alignment)
     if tiling == "off" or not below:
@@ -108,12 +135,52 @@ def compile(
             check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
         whole = solve(problem, solver, params)
         if tiling == "off" or whole.metrics.noncompulsory_bytes == 0:
-            return whole
+            return _timed(problem, whole)
         tiled = _try_tiled(problem, solver, params)
         # Above M_R a tiled plan is kept only when it moves fewer bytes off-chip.
-        return tiled if tiled is not None and tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes \
-            else whole
-    return _tiled(problem, solver, params)
+        return _timed(problem, tiled if tiled is not None and
+                      tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes else whole)
+    return _timed(problem, _tiled(problem, solver, params))
+
+
+OBJECTIVES = ("traffic", "latency")
+
+
+def _with_objective(solver: str, params: Any, objective: str, hier: Hierarchy) -> Any:
+    """``params`` with ``objective`` set, or a one-line error naming the solver or the target
+    that cannot honour it."""
+    from stowage.errors import TargetError
+
+    has = any(f.name == "objective" for f in dataclasses.fields(params))
+    if objective == "traffic" and has:
+        objective = params.objective  # --param objective=... (the default is traffic)
+    if objective not in OBJECTIVES:
+        raise SolverError(f"objective must be 'traffic' or 'latency', got {objective!r}")
+    if objective == "traffic":
+        return params
+    if not has:
+        raise SolverError(f"solver '{solver}' does not support --objective latency (solvers that do: heuristic)")
+    if hier.compute_engine is None:
+        raise TargetError(f"target '{hier.name}' has no [compute] table: --objective latency needs clock_hz and "
+                          "macs_per_cycle (docs/timing.md)")
+    return dataclasses.replace(params, objective="latency")
+
+
+def _timed(problem: Problem, plan: Plan) -> Plan:
+    """The plan with its timeline (``stowage.solvers.timing``) when the target describes its
+    compute engine, checked again by the validator (rule 9 judges the times); else as it is,
+    with ``estimated_seconds`` None."""
+    from stowage.plan.validate import validate
+    from stowage.solvers.timing import annotate, estimate
+
+    timeline = estimate(problem.graph, plan, problem.target)
+    if timeline is None:
+        return plan
+    timed = annotate(plan, timeline)
+    verdict = validate(problem.graph, timed)
+    if not verdict.ok:
+        raise SolverError(f"internal error: the timed plan is invalid: {verdict.errors[0].message}")
+    return timed
 
 
 def _tiled(problem: Problem, solver: str, params: Any) -> Plan:

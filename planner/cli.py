@@ -158,7 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         with _searches_stop_on_sigint():
-            return int(args._run(args) or 0)
+            try:
+                return int(args._run(args) or 0)
+            finally:
+                progress.finish()  # no status line outlives the command (also on an error)
     except StowageError as exc:
         print(f"stowage: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -27,6 +27,7 @@ import logging
 import time
 from dataclasses import dataclass
 
+from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.analysis.schedule import min_peak_order
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
@@ -50,13 +51,18 @@ class BaselineParams:
     order_time: float = 2.0
 
 
-def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str, name: str) -> Plan:
-    started = time.perf_counter()
+def _order(problem: Problem, params: BaselineParams, order_kind: str) -> tuple[OpIndex, ...]:
     if order_kind == "fileorder":
-        order = problem.graph.file_order()
-    else:
-        order = min_peak_order(problem.graph, problem.weights_in_compute_level,
-                               time_limit=min(params.order_time, problem.time_limit), seed=problem.seed)
+        return problem.graph.file_order()
+    return min_peak_order(problem.graph, problem.weights_in_compute_level,
+                          time_limit=baseline_order_budget(problem, params), seed=problem.seed)
+
+
+def _run(problem: Problem, params: BaselineParams, order_kind: str, policy: str, name: str,
+         order: tuple[OpIndex, ...] | None = None) -> Plan:
+    started = time.perf_counter()
+    if order is None:
+        order = _order(problem, params, order_kind)
     res = simulate(problem, order, Config(policy=policy, alloc="online", fit=params.fit))
     assert res is not None  # online mode always returns a result
     return assemble_plan(problem, res.order, res.placements, res.transfers, name, "feasible",
@@ -86,4 +92,40 @@ def _register(order_kind: str, policy: str, what: str) -> str:
 
 BASELINES = tuple(_register(*row) for row in _TABLE)
 
-__all__ = ["BASELINES", "BaselineParams"]
+
+def baseline_plans(problem: Problem, params: BaselineParams | None = None,
+                   minpeak_order: tuple[OpIndex, ...] | None = None,
+                   deadline: float | None = None, estimate: float = 0.0) -> list[tuple[str, Plan]]:
+    """The four baselines' plans for ``problem``, as ``(name, plan)`` in ``BASELINES`` order:
+    the very plans ``--solver NAME`` returns with the same parameters (the registered
+    defaults unless given), so a planner that keeps the best of its own and these is never
+    worse than any baseline (``stowage.solvers.portfolio``).  The min-peak order is computed
+    once for both min-peak baselines; a caller that already has it with the same budget
+    (``min(order_time, time_limit)``, the same seed) passes it as ``minpeak_order``.  The
+    baselines run in milliseconds to a second; on very large graphs ``deadline`` (a
+    ``time.perf_counter`` value) skips those that would not end in time -- each is expected to
+    take as long as the previous one, the first ``estimate`` seconds -- and fewer than four
+    plans then come back (the caller says so in ``solver.stopped_by``)."""
+    params = params or BaselineParams()
+    orders: dict[str, tuple[OpIndex, ...]] = {}
+    if minpeak_order is not None:
+        orders["minpeak"] = minpeak_order
+    out: list[tuple[str, Plan]] = []
+    for (order_kind, policy, _what), name in zip(_TABLE, BASELINES, strict=True):
+        t0 = time.perf_counter()
+        if deadline is not None and t0 + estimate > deadline:
+            return out
+        if order_kind not in orders:
+            orders[order_kind] = _order(problem, params, order_kind)
+        out.append((name, _run(problem, params, order_kind, policy, name, orders[order_kind])))
+        estimate = time.perf_counter() - t0
+    return out
+
+
+def baseline_order_budget(problem: Problem, params: BaselineParams | None = None) -> float:
+    """The min-peak scheduler's budget the min-peak baselines use (so that a planner can tell
+    whether its own min-peak order is theirs)."""
+    return min((params or BaselineParams()).order_time, problem.time_limit)
+
+
+__all__ = ["BASELINES", "BaselineParams", "baseline_order_budget", "baseline_plans"]

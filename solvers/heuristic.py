@@ -41,8 +41,10 @@ from stowage.plan import Plan
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_order
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.budgets import rounded_graph
+from stowage.solvers.baselines import BASELINES, baseline_order_budget, baseline_plans
+from stowage.solvers.budgets import m_r_cached, rounded_graph
 from stowage.solvers.divide import DivideParams, plan_divide
+from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best, warm_up_jit
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 from stowage.solvers.spill import Config, SpillResult, simulate
@@ -63,7 +65,11 @@ class HeuristicParams:
     ``improve_iters``: local-search iterations (0 = none); a work budget, not a time.
     ``moves``: operator moves per perturbation of an order.
     ``pack_time``: seconds for each offline packing.
-    ``fast``: reduced portfolio (``None`` = decide by graph size, see ``LARGE_GRAPH``)."""
+    ``fast``: reduced portfolio (``None`` = decide by graph size, see ``LARGE_GRAPH``).
+    ``objective``: ``traffic`` (non-compulsory bytes, then peak address: COSMA's) or
+    ``latency`` (the estimated makespan of ``stowage.solvers.timing`` first, traffic as the
+    tie-break, among the search's ``LATENCY_CANDIDATES`` best distinct results and the
+    baselines; the traffic winner is among them, so the latency plan is never slower)."""
 
     order_time: float = 2.0
     betas: tuple[float, ...] = (1.0, 2.0, 0.5)
@@ -72,6 +78,7 @@ class HeuristicParams:
     moves: int = 3
     pack_time: float = 0.5
     fast: bool | None = None
+    objective: str = "traffic"
 
 
 def _score(res: SpillResult) -> tuple[int, int]:
@@ -79,20 +86,36 @@ def _score(res: SpillResult) -> tuple[int, int]:
 
 
 class _Search:
-    def __init__(self, problem: Problem, params: HeuristicParams, started: float) -> None:
+    def __init__(self, problem: Problem, params: HeuristicParams, started: float,
+                 wall_deadline: float | None = None) -> None:
         self.p = problem
         self.params = params
-        # A quarter of the limit is left for assembling and validating the plan.
+        # A quarter of the limit is left for assembling and validating the plan; a caller
+        # running several searches in one limit (``auto``) may stop this one earlier.
         self.deadline = started + max(0.05, 0.75 * problem.time_limit)
+        if wall_deadline is not None:
+            self.deadline = min(self.deadline, wall_deadline)
+        #: Set once the wall clock was seen past the deadline: the search may then have been
+        #: cut short, and the plan can depend on the machine's load (``solver.stopped_by``).
+        self.hit_wall = False
+        #: The min-peak order and its scheduler budget (``orders``), so that the baselines
+        #: can reuse it when their budget is the same.
+        self.minpeak: tuple[OpIndex, ...] | None = None
+        self.minpeak_budget = -1.0
         self.started = started
         self.best: SpillResult | None = None
         self.bound = traffic_lower_bound(problem)
         n = len(problem.graph.computing_ops)
         self.fast = params.fast if params.fast is not None else n > LARGE_GRAPH
         self.evals = 0
+        #: With ``objective = latency``: the best distinct results seen, by traffic score.
+        self.kept: list[SpillResult] | None = [] if params.objective == "latency" else None
 
     def time_left(self) -> float:
-        return self.deadline - time.perf_counter()
+        left = self.deadline - time.perf_counter()
+        if left <= 0:
+            self.hit_wall = True
+        return left
 
     def done(self) -> bool:
         return self.best is not None and (
@@ -102,6 +125,8 @@ class _Search:
         self.evals += 1
         if res is None:
             return False
+        if self.kept is not None:
+            _keep(self.kept, res)
         if self.best is None or _score(res) < _score(self.best):
             self.best = res
             self.p.report_progress(f"heuristic: best non-compulsory {res.noncompulsory} B, bound {self.bound} B, "
@@ -129,7 +154,9 @@ class _Search:
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, 0.4 * self.p.time_limit)
-        cands = [min_peak_order(g, weights_in_compute_level, budget, self.p.seed), g.file_order()]
+        self.minpeak = min_peak_order(g, weights_in_compute_level, budget, self.p.seed)
+        self.minpeak_budget = budget
+        cands = [self.minpeak, g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
             cands.insert(1, min_peak_order(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed))
@@ -148,6 +175,12 @@ class _Search:
         # Stage 2: zero spill when a peak fits and packs.
         peaks = {o: peak_live(self.p.graph, o, self.p.weights_in_compute_level) for o in orders}
         fitting = sorted((o for o in orders if cap is None or peaks[o] <= cap), key=peaks.__getitem__)
+        if fitting:
+            # The exact packer may run: load its kernel now, outside the budgets (the deadline
+            # moves by the load time, ~0.7 s from numba's disk cache, ~10 s cold).
+            t_jit = time.perf_counter()
+            warm_up_jit()
+            self.deadline += time.perf_counter() - t_jit
         for o in fitting[: 1 if self.fast else len(fitting)]:
             # The exact packer as a fallback: a packing here is the difference between zero
             # spill and spilling (the greedy packer can end several % above peak live).
@@ -226,14 +259,75 @@ def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
     return order
 
 
-def plan_heuristic(problem: Problem, params: HeuristicParams, name: str) -> Plan:
+def plan_heuristic(problem: Problem, params: HeuristicParams, name: str, label: str | None = None,
+                   wall_deadline: float | None = None) -> Plan:
+    """The heuristic's plan, or a baseline's when that is better (``stowage.solvers.portfolio``);
+    ``found_by`` is ``label`` (default ``name``) or the winning baseline's name.
+    ``wall_deadline`` (a ``time.perf_counter`` value) stops the search earlier than its own
+    share of the limit."""
     started = time.perf_counter()
-    search = _Search(problem, params, started)
+    search = _Search(problem, params, started, wall_deadline)
     best = search.search()
     status = "optimal" if problem.capacity is not None and best.noncompulsory <= search.bound else "feasible"
     log.info("%s: %d evaluations, non-compulsory %d, bound %d", name, search.evals, best.noncompulsory, search.bound)
-    return assemble_plan(problem, best.order, best.placements, best.transfers, name, status, search.bound, started,
-                         offchip_offsets=best.offchip_offsets())
+    t_own = time.perf_counter()
+    own = assemble_plan(problem, best.order, best.placements, best.transfers, name, status, search.bound, started,
+                        offchip_offsets=best.offchip_offsets())
+    t_own = time.perf_counter() - t_own
+    candidates = [(label or name, own)]
+    if params.objective == "latency":
+        return _fastest(problem, name, label or name, own, search, started)
+    stopped = "time" if search.hit_wall else None
+    if not (status == "optimal" or (problem.capacity is None and best.noncompulsory == 0)):
+        mine = search.minpeak if search.minpeak_budget == baseline_order_budget(problem) else None
+        bases = baseline_plans(problem, minpeak_order=mine, deadline=baseline_deadline(problem, started, wall_deadline),
+                               estimate=t_own)
+        if len(bases) < len(BASELINES):
+            stopped = "time"
+        candidates += bases
+    return keep_best(problem, name, candidates, search.bound, started, stopped)
+
+
+#: Results the latency objective times, besides the traffic winner and the baselines.
+LATENCY_CANDIDATES = 8
+
+
+def _keep(kept: list[SpillResult], res: SpillResult) -> None:
+    """Keep the ``LATENCY_CANDIDATES`` best distinct (order, traffic) results by traffic score."""
+    if any(k.order == res.order and _score(k) == _score(res) for k in kept):
+        return
+    kept.append(res)
+    kept.sort(key=_score)
+    del kept[LATENCY_CANDIDATES:]
+
+
+def _fastest(problem: Problem, name: str, label: str, own: Plan, search: _Search, started: float) -> Plan:
+    """The candidate with the smallest estimated makespan, then the least traffic: the
+    traffic winner ``own``, the kept results and the baselines, each assembled and timed."""
+    from stowage.solvers.timing import estimate
+
+    candidates: list[tuple[str, Plan]] = [(label, own)]
+    for res in search.kept or ():
+        if res is search.best:
+            continue
+        if time.perf_counter() - started > 0.85 * problem.time_limit:
+            break  # the search already used its share; assembling more would overrun the limit
+        candidates.append((f"{label} (latency)", assemble_plan(
+            problem, res.order, res.placements, res.transfers, name, "feasible", search.bound, started,
+            offchip_offsets=res.offchip_offsets())))
+    candidates += baseline_plans(problem)
+
+    def key(plan: Plan) -> tuple[float, int, int]:
+        tl = estimate(problem.graph, plan, problem.target)
+        return (tl.makespan if tl is not None else float("inf"), plan.metrics.noncompulsory_bytes,
+                max(plan.metrics.peak_bytes.values(), default=0))
+
+    scored = [(key(plan), i) for i, (_, plan) in enumerate(candidates)]
+    best = min(scored)[1]
+    log.info("%s: latency objective, %d candidates, fastest %s (%.6g s)", name, len(candidates),
+             candidates[best][0], min(scored)[0][0])
+    # keep_best with one candidate: the status, bound and found_by are derived as for traffic.
+    return keep_best(problem, name, [candidates[best]], search.bound, started, "time" if search.hit_wall else None)
 
 
 @register("heuristic", HeuristicParams,
@@ -271,17 +365,77 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
     return "heuristic", HeuristicParams(fast=False)
 
 
-@register("auto", AutoParams, "the default: heuristic, or divide for large graphs / short time limits")
-def auto(problem: Problem, params: AutoParams) -> Plan:
+#: Share of the time limit (wall clock, from ``auto``'s start) after which the run at M_R
+#: (``auto`` above M_R) is cut short; the rest is for assembling and validating the plan.
+AUTO_WALL_SHARE = 0.9
+
+
+#: Up to this many computing operators ``auto`` first runs exact's cheap proofs (the cover
+#: bound and the gap model on quick orders; ``stowage.solvers.exact.auto.cheap_proofs``); a
+#: decision by size, so that it does not depend on the machine.
+CHEAP_PROOFS_MAX_OPS = 1000
+
+
+def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
+    """Exact's cheap proofs (small graphs, bounded capacity), then -- unless they proved their
+    plan optimal -- ``heuristic`` or ``divide`` by ``choose``, each keeping the baselines'
+    plans as candidates; the best plan with the best bound.  ``found_by`` says which planner
+    (or baseline, or exact phase) won."""
+    started = time.perf_counter()
+    proofs = None
+    if problem.capacity is not None and len(problem.graph.computing_ops) <= CHEAP_PROOFS_MAX_OPS:
+        # OR-Tools is loaded only when auto runs.
+        from stowage.solvers.exact.auto import cheap_proofs
+
+        proofs = cheap_proofs(problem, "auto", problem.time_limit, 1, problem.seed, wall_deadline)
+        if proofs.plan is not None and proofs.plan.solver.status == "optimal":
+            return keep_best(problem, "auto", [(proofs.plan.solver.found_by or "exact", proofs.plan)],
+                             proofs.bound, started)
     kind, hparams = choose(problem)
+    # The search's share of the limit counts from auto's start, the cheap proofs included.
+    stop = started + 0.75 * problem.time_limit
+    stop = stop if wall_deadline is None else min(stop, wall_deadline)
     if kind == "divide":
-        plan = plan_divide(problem, DivideParams(), "auto")
+        plan = plan_divide(problem, DivideParams(), "auto", label=kind, wall_deadline=stop)
     else:
         assert hparams is not None
-        plan = plan_heuristic(problem, hparams, "auto")
-    # ``name`` stays the solver asked for; ``found_by`` says which one auto delegated to.
-    return replace(plan, solver=replace(plan.solver, found_by=plan.solver.found_by or kind))
+        plan = plan_heuristic(problem, hparams, "auto", label=kind, wall_deadline=stop)
+    if proofs is None:
+        return plan
+    candidates = [(plan.solver.found_by or kind, plan)]
+    if proofs.plan is not None:
+        candidates.append((proofs.plan.solver.found_by or "exact", proofs.plan))
+    bound = max(plan.solver.lower_bound or 0, proofs.bound)
+    stopped = plan.solver.stopped_by or ("time" if proofs.hit_wall else None)
+    return keep_best(problem, "auto", candidates, bound, started, stopped)
 
 
-__all__ = ["LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
+@register("auto", AutoParams, "the default: heuristic, or divide for large graphs / short time limits; "
+                              "never worse than a baseline or than its own plan at M_R")
+def auto(problem: Problem, params: AutoParams) -> Plan:
+    """``_auto_once`` at the problem's capacity and, above M_R, at M_R too (a plan for a
+    smaller capacity is a plan for a larger one): so for one seed ``auto``'s traffic at any
+    capacity is at most its traffic at M_R, as long as neither run was cut by the wall clock
+    (``solver.stopped_by`` says when one was).  ``found_by`` gets `` at M_R`` when that plan
+    won."""
+    started = time.perf_counter()
+    plan = _auto_once(problem, None)
+    cap = problem.capacity
+    stopped = plan.solver.stopped_by
+    own = plan.solver.found_by or "auto"
+    candidates = [(own, plan)]
+    if cap is not None and plan.solver.status != "optimal" and plan.metrics.noncompulsory_bytes > 0:
+        low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+        deadline = started + AUTO_WALL_SHARE * problem.time_limit
+        if low < cap and time.perf_counter() < deadline:
+            sub = _auto_once(replace(problem, target=problem.target.with_capacity(low)), deadline)
+            stopped = stopped or sub.solver.stopped_by
+            candidates.append((f"{sub.solver.found_by or 'auto'} at M_R", at_capacity(sub, problem)))
+        elif low < cap:
+            stopped = "time"
+    return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
+
+
+__all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS",
+           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
            "plan_heuristic"]

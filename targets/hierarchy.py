@@ -20,6 +20,12 @@ A target file (TOML) lists memory levels from fastest to slowest::
 With ``extends`` each listed level updates the parent's level of the same name (or is appended
 if new), so a derived file can change one capacity without repeating the rest.
 
+Time (optional, ``docs/timing.md``): a ``[compute]`` table describes the compute engine --
+``clock_hz``, ``macs_per_cycle``, ``dma_channels``, an ``[compute.efficiency]`` table per
+operator class (``OP_CLASSES``) and an ``[compute.op_types]`` table per ONNX op type -- and a
+level may give ``latency_cycles`` (or ``latency_s``) and ``burst_bytes``.  A target without
+``[compute]`` still plans; its estimated time is unknown (``None``), never invented.
+
 Hostile files are refused before they can hurt: a target (and every file it ``extends``) must
 be a regular file of at most ``MAX_TARGET_FILE_BYTES`` (``/dev/zero``, a FIFO or a directory is
 never read), nested at most ``MAX_TOML_DEPTH`` brackets deep (``tomllib`` recurses once per
@@ -36,7 +42,7 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from importlib import resources
 from pathlib import Path
@@ -155,6 +161,57 @@ class Level:
     read_bandwidth: float | None = None  # bytes/s; None = unknown
     write_bandwidth: float | None = None
     writable: bool = True
+    #: First-byte latency of an access, in compute-clock cycles or in seconds (at most one of
+    #: the two; None = not stated, taken as 0 by the time model).
+    latency_cycles: int | None = None
+    latency_s: float | None = None
+    #: Transfers move whole bursts: a copy of ``n`` bytes costs ``ceil(n / burst) * burst``.
+    burst_bytes: int | None = None
+
+
+#: Operator classes the ``[compute.efficiency]`` table may name (``stowage.solvers.timing``
+#: classifies every operator into one of them).
+OP_CLASSES = ("conv", "depthwise", "matmul", "elementwise", "pool", "other")
+#: The largest clock a target may state (1 THz) and the most MACs per cycle (2^32).
+MAX_CLOCK_HZ = 1e12
+MAX_MACS_PER_CYCLE = 1 << 32
+MAX_DMA_CHANNELS = 64
+#: The longest latency a level may state: 2^32 cycles, or one second.
+MAX_LATENCY_CYCLES = 1 << 32
+MAX_LATENCY_S = 1.0
+
+
+@dataclass(frozen=True)
+class Compute:
+    """The compute engine, for time estimates only (planning for bytes never reads it).
+
+    A step's compute time is ``cost / (macs_per_cycle * efficiency * clock_hz)``, where the
+    efficiency is the op type's entry in ``op_types`` if any, else its class's entry in
+    ``efficiency``, else 1.0 (``stowage.solvers.timing``).  ``dma_channels`` copies run at
+    once; copies on one channel run one after another."""
+
+    clock_hz: float
+    macs_per_cycle: int
+    dma_channels: int = 1
+    efficiency: Mapping[str, float] = field(default_factory=dict)
+    op_types: Mapping[str, float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Plain dicts (copies): a target is pickled to sweep workers and turned into JSON by
+        # ``stowage targets --json``, and a mapping proxy survives neither.  Do not mutate them.
+        object.__setattr__(self, "efficiency", dict(self.efficiency))
+        object.__setattr__(self, "op_types", dict(self.op_types))
+
+    def __hash__(self) -> int:
+        # Targets are hashed as cache keys; a mapping proxy is not hashable, its items are.
+        return hash((self.clock_hz, self.macs_per_cycle, self.dma_channels,
+                     tuple(sorted(self.efficiency.items())), tuple(sorted(self.op_types.items()))))
+
+    def efficiency_of(self, op_type: str, op_class: str) -> float:
+        """The fraction of ``macs_per_cycle`` an operator of this type and class achieves."""
+        if op_type in self.op_types:
+            return self.op_types[op_type]
+        return self.efficiency.get(op_class, 1.0)
 
 
 @dataclass(frozen=True)
@@ -168,6 +225,8 @@ class Hierarchy:
     description: str = ""
     source: str = ""
     path: str | None = None
+    #: The compute engine (``[compute]``); None: time is unknown.
+    compute_engine: Compute | None = None
 
     def level(self, name: str) -> Level:
         for lv in self.levels:
@@ -205,8 +264,10 @@ class Hierarchy:
         return tuple(lv for lv in self.levels[ci + 1:] if lv.writable)
 
 
-_LEVEL_KEYS = {"name", "capacity", "alignment", "read_bandwidth", "write_bandwidth", "writable"}
-_TOP_KEYS = {"name", "description", "source", "compute_level", "extends", "homes", "levels"}
+_LEVEL_KEYS = {"name", "capacity", "alignment", "read_bandwidth", "write_bandwidth", "writable",
+               "latency_cycles", "latency_s", "burst_bytes"}
+_TOP_KEYS = {"name", "description", "source", "compute_level", "extends", "homes", "levels", "compute"}
+_COMPUTE_KEYS = {"clock_hz", "macs_per_cycle", "dma_channels", "efficiency", "op_types"}
 _HOME_KEYS = {"weights", "inputs", "outputs"}
 
 
@@ -251,7 +312,81 @@ def _parse_level(where: str, i: int, raw: Mapping[str, Any], base: Level | None)
     writable = raw.get("writable", base.writable if base else True)
     if not isinstance(writable, bool):
         raise _err(where, f"{key}.writable", f"must be true or false, got {writable!r}")
-    return Level(name, cap, align, bws["read_bandwidth"], bws["write_bandwidth"], writable)
+    lat_cycles = base.latency_cycles if base else None
+    lat_s = base.latency_s if base else None
+    if "latency_cycles" in raw and "latency_s" in raw:
+        raise _err(where, f"{key}.latency_s", "give latency_cycles or latency_s, not both")
+    if "latency_cycles" in raw:
+        lat_cycles = _whole(where, f"{key}.latency_cycles", raw["latency_cycles"], 0, MAX_LATENCY_CYCLES, "cycles")
+        lat_s = None
+    if "latency_s" in raw:
+        lat_s = _real(where, f"{key}.latency_s", raw["latency_s"], MAX_LATENCY_S, allow_zero=True)
+        lat_cycles = None
+    burst = base.burst_bytes if base else None
+    if "burst_bytes" in raw:
+        burst = _whole(where, f"{key}.burst_bytes", raw["burst_bytes"], 1, MAX_ALIGNMENT, "bytes")
+    return Level(name, cap, align, bws["read_bandwidth"], bws["write_bandwidth"], writable,
+                 lat_cycles, lat_s, burst)
+
+
+def _whole(where: str, key: str, value: Any, lo: int, hi: int, unit: str) -> int:
+    """A whole number ``lo <= n <= hi`` (``true`` is not a number), or a one-line error naming ``key``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        raise _err(where, key, f"must be a whole number of {unit} from {lo} to {hi}, got {value!r:.80}")
+    return value
+
+
+def _real(where: str, key: str, value: Any, hi: float, allow_zero: bool = False) -> float:
+    """A finite number in ``(0, hi]`` (``[0, hi]`` with ``allow_zero``), or a one-line error naming ``key``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
+        and (value >= 0 if allow_zero else value > 0) and value <= hi
+    if not ok:
+        low = "from 0" if allow_zero else "above 0"
+        raise _err(where, key, f"must be a finite number {low} up to {hi:g}, got {value!r:.80}")
+    return float(value)
+
+
+def _parse_compute(where: str, raw: Any, base: Compute | None) -> Compute:
+    """``[compute]``, updating the parent's (``extends``) key by key; the efficiency tables
+    merge entry by entry."""
+    if not isinstance(raw, Mapping):
+        raise _err(where, "compute", "must be a table with clock_hz, macs_per_cycle, ...")
+    unknown = set(raw) - _COMPUTE_KEYS
+    if unknown:
+        raise _err(where, f"compute.{sorted(unknown)[0]}", f"unknown key; allowed: {', '.join(sorted(_COMPUTE_KEYS))}")
+    if "clock_hz" in raw:
+        clock = _real(where, "compute.clock_hz", raw["clock_hz"], MAX_CLOCK_HZ)
+    elif base is not None:
+        clock = base.clock_hz
+    else:
+        raise _err(where, "compute.clock_hz", "required in [compute] (the compute clock, Hz)")
+    if "macs_per_cycle" in raw:
+        macs = _whole(where, "compute.macs_per_cycle", raw["macs_per_cycle"], 1, MAX_MACS_PER_CYCLE, "MACs")
+    elif base is not None:
+        macs = base.macs_per_cycle
+    else:
+        raise _err(where, "compute.macs_per_cycle", "required in [compute] (MACs per cycle at full use)")
+    channels = base.dma_channels if base else 1
+    if "dma_channels" in raw:
+        channels = _whole(where, "compute.dma_channels", raw["dma_channels"], 1, MAX_DMA_CHANNELS, "channels")
+    eff: dict[str, float] = dict(base.efficiency) if base else {}
+    table = raw.get("efficiency", {})
+    if not isinstance(table, Mapping):
+        raise _err(where, "compute.efficiency", f"must be a table of operator classes ({', '.join(OP_CLASSES)})")
+    for cls, v in table.items():
+        if cls not in OP_CLASSES:
+            raise _err(where, f"compute.efficiency.{cls}",
+                       f"unknown operator class; allowed: {', '.join(OP_CLASSES)}")
+        eff[cls] = _real(where, f"compute.efficiency.{cls}", v, 1.0)
+    per_type: dict[str, float] = dict(base.op_types) if base else {}
+    table = raw.get("op_types", {})
+    if not isinstance(table, Mapping):
+        raise _err(where, "compute.op_types", "must be a table of ONNX op types (Conv = 0.3)")
+    for op_type, v in table.items():
+        if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", op_type):
+            raise _err(where, f"compute.op_types.{op_type:.40}", "not an ONNX op type name")
+        per_type[op_type] = _real(where, f"compute.op_types.{op_type}", v, 1.0)
+    return Compute(clock, macs, channels, eff, per_type)
 
 
 def _toml_depth(text: str) -> int:
@@ -415,10 +550,13 @@ def _build(
     for k, v in (("description", desc), ("source", src)):
         if not isinstance(v, str):
             raise _err(where, k, "must be a string")
+    engine = parent.compute_engine if parent else None
+    if "compute" in raw:
+        engine = _parse_compute(where, raw["compute"], engine)
     return Hierarchy(
         name=name, levels=tuple(levels), compute_level=compute,
         weights_home=homes["weights"], inputs_home=homes["inputs"], outputs_home=homes["outputs"],
-        description=desc, source=src, path=path,
+        description=desc, source=src, path=path, compute_engine=engine,
     )
 
 
@@ -483,5 +621,5 @@ def load_target(spec: str | Path) -> Hierarchy:
 DEFAULT_TARGET = "ethos-u55-256"
 
 __all__ = ["DEFAULT_TARGET", "MAX_ALIGNMENT", "MAX_BANDWIDTH", "MAX_EXTENDS_DEPTH", "MAX_LEVELS", "MAX_SIZE",
-           "MAX_TARGET_FILE_BYTES", "MAX_TOML_DEPTH", "Hierarchy", "Level", "list_presets", "load_target",
-           "parse_bandwidth", "parse_size"]
+           "MAX_TARGET_FILE_BYTES", "MAX_TOML_DEPTH", "OP_CLASSES", "Compute", "Hierarchy", "Level", "list_presets",
+           "load_target", "parse_bandwidth", "parse_size"]

@@ -88,3 +88,41 @@ def test_unknown_solver_is_a_user_error(tmp_path, capsys):
                "-o", str(tmp_path / "x")])
     assert rc == 2
     assert "unknown solver 'no-such-solver'" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # > 1.5 s: draws six pictures
+def test_report_tables_and_two_level_occupancy(tmp_path, monkeypatch):
+    import os
+
+    from stowage.tools.report import build_sections, plot_traffic_curves, render_pages
+
+    monkeypatch.chdir(TINY_PATH.parent.parent)  # the repository
+    graph = load_graph(TINY_PATH, element_bytes=1)
+    cmp = run_comparison(graph, load_target("ethos-u55-256"), ["M_R"], [BASELINE, "heuristic"], time_limit=5)
+    # The model path is relative to the working directory, not the machine's absolute path.
+    assert cmp.model_path == os.path.join("models", "tiny_cnn.onnx")
+    sections, figures = build_sections(cmp)
+    names = [f.file for f in figures]
+    # Occupancy pictures for a two-level target too, one per plan.
+    assert sorted(n for n in names if n.startswith("occupancy_")) == [
+        f"occupancy_cap8196_{BASELINE}.png", "occupancy_cap8196_heuristic.png"]
+    (s,) = sections
+    spills = {t["solver"]: t for t in s["spills"]}
+    # compare plans the graph as imported (no in-place fusion: 25 steps).  At M_R with 1-byte
+    # elements the stem Relu's 4 KiB output, which gate_scale (step 9) reads again, leaves
+    # SRAM while gate_conv1 and gate_conv2 (4 KiB in, 4 KiB out) run: stored after step 2,
+    # reloaded before step 9.
+    h = spills["heuristic"]
+    assert [(r["step"], r["phase"], r["kind"], r["tensor"], r["bytes"]) for r in h["rows"]] == [
+        (2, "after", "spill", "stem_relu", "4.00 KiB"), (9, "before", "reload", "stem_relu", "4.00 KiB")]
+    assert h["summary"] == "1 spill (4.00 KiB), 1 reload (4.00 KiB)"
+    steps = s["steps"]
+    assert len(steps["rows"]) == 25 and steps["levels"] == ["sram", "dram"]
+    # Step 0: the 3 KiB image in and the stem's 4 KiB output: 7 KiB live in SRAM.
+    assert steps["rows"][0]["live"][0] == "7.00 KiB" and steps["rows"][0]["transfers"] == "load image 3.00 KiB"
+    md = render_pages(cmp, sections, figures[0])["report.md"]
+    assert "### Spills and reloads: heuristic" in md and "### Steps of the best plan" in md
+    assert "| 2 | after | spill | stem_relu | 4.00 KiB | sram | dram |" in md
+    assert str(TINY_PATH) not in md and "- model: models/tiny_cnn.onnx (25 computing operators" in md
+    # Tied curves are named in the legend (smoke: drawing succeeds with a tie present).
+    assert plot_traffic_curves(cmp)[:4] == b"\x89PNG"

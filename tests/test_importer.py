@@ -218,7 +218,10 @@ def test_unbound_symbolic_dims_are_all_named_with_how_to_bind():
 def test_bound_symbolic_dims():
     g = import_model(symbolic_model(), dims={"batch": 2, "seq": 3, "z[0]": 5})
     assert g.tensors["x"].shape == (2, 3) and g.tensors["h"].shape == (2, 3)
-    assert g.tensors["s"].shape == (2, 1)
+    # ReduceSum without axes reduces every axis: [1, 1], whatever the stale declaration
+    # [batch, 1] says (issue 17: declared shapes are checked, and inference wins).
+    assert g.tensors["s"].shape == (1, 1)
+    assert any("tensor 's': the model declares shape [2, 1]" in n for n in g.import_notes)
     assert g.tensors["z"].bytes == 5 * 4 * 4
     assert dict(g.dims) == {"batch": 2, "seq": 3, "z[0]": 5}
 

@@ -150,3 +150,51 @@ def test_inspect_text_shows_opaque_operators_and_why(tmp_path: Path, capsys):
     assert "gelu (FastGelu): non-standard domain 'com.microsoft'" in out
     # If: c 1 + x 32 + y 32 + branch peak 32 = 97.
     assert "M_R with weights                        97" in out
+
+
+# ---------------------------------------------------------------------------------------
+# inspect --per-op on the tiny CNN (numbers by hand from models/build.py's tiny_cnn)
+# ---------------------------------------------------------------------------------------
+def _per_op(capsys, *argv: str) -> dict[str, dict]:
+    from models.build import TINY_PATH
+
+    assert cli.main(["inspect", str(TINY_PATH), "--per-op", "--json", *argv]) == 0
+    out, err = capsys.readouterr()
+    assert err == ""
+    return {r["op"]: r for r in json.loads(out)["per_op"]}
+
+
+def test_per_op_rows_of_the_tiny_cnn(capsys):
+    on = _per_op(capsys, "--in-place", "on")
+    stem = on["stem"]
+    # Conv 3->4 channels, 3x3, 32x32 output: 4*32*32 outputs x 3*3*3 MACs each.
+    assert stem["macs"] == 4 * 32 * 32 * 27 == 110_592
+    assert stem["input_bytes"] == 3 * 32 * 32 * 4 == 12_288
+    assert stem["weight_bytes"] == (4 * 3 * 3 * 3 + 4) * 4 == 448  # kernel + bias, float32
+    assert stem["output_bytes"] == 4 * 32 * 32 * 4 == 16_384
+    assert stem["footprint_bytes"] == 12_288 + 448 + 16_384
+    assert stem["in_place_into"] is None
+    # The Relu after it runs in place: its output is its operand's buffer, counted once.
+    relu = on["stem_relu"]
+    assert relu["in_place_into"] == "stem" and relu["macs"] is None and relu["cost_unit"] == "FLOPs"
+    assert relu["footprint_bytes"] == 16_384
+    # The residual Add reads two 8 KiB tensors and writes over one of them.
+    add = on["block_add"]
+    assert add["input_bytes"] == 2 * 8_192 and add["output_bytes"] == 8_192 and add["footprint_bytes"] == 16_384
+    assert add["in_place_into"] == "block_proj"
+    # Views and constant folds are left out (they are free); 25 operators do work.
+    assert len(on) == 25 and sum(r["in_place_into"] is not None for r in on.values()) == 9
+
+
+def test_per_op_in_place_off_says_which_could(capsys):
+    off = _per_op(capsys, "--in-place", "off")
+    relu = off["stem_relu"]
+    assert relu["in_place_into"] is None and relu["can_run_in_place_into"] == "stem"
+    assert relu["footprint_bytes"] == 2 * 16_384  # its own output buffer now
+    assert off["stem"]["footprint_bytes"] == 29_120  # unchanged
+    cli.main(["inspect", str(Path(__file__).resolve().parent.parent / "models" / "tiny_cnn.onnx"),
+              "--per-op", "--in-place", "off"])
+    text = capsys.readouterr().out
+    row = next(line for line in text.splitlines() if " stem_relu " in line)
+    assert "can, into stem" in row and "32.00 KiB" in row
+    assert text.splitlines()[0].startswith("25 operators (--in-place off")

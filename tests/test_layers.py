@@ -24,6 +24,7 @@ PACKAGE_DIR: dict[str, str] = PYPROJECT["tool"]["setuptools"]["package-dir"]
 #: Module-name prefix -> layer.  The longest matching prefix wins.
 LAYERS = {
     "stowage.errors": 0,
+    "stowage.format": 0,
     "stowage.ir": 1,
     "stowage.targets": 2,
     "stowage.plan": 3,

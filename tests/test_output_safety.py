@@ -241,8 +241,8 @@ def test_compile_and_emit_write_one_consistent_set(model: Path, tmp_path: Path, 
     (out / "notes.txt").write_text("the user's own file")
     rc, stdout, _ = run(capsys, "compile", str(model), *FAST, "-o", str(out))
     assert rc == 0
-    assert f"wrote {out / 'plan.json'}, {out / 'schedule.json'}, {out / 'plan.h'}" in stdout
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "plan.h", "plan.json", "schedule.json"]
+    assert f"wrote {out / 'plan.json'}, {out / 'schedule.json'}, {out / 'plan.h'}, {out / 'plan.c'}" in stdout
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "plan.c", "plan.h", "plan.json", "schedule.json"]
     header = (out / "plan.h").read_text()
     assert _sha_macro(header) == hashlib.sha256((out / "plan.json").read_bytes()).hexdigest()
     assert "#define DIAMOND_PLAN_SHA256 " in header
@@ -250,14 +250,14 @@ def test_compile_and_emit_write_one_consistent_set(model: Path, tmp_path: Path, 
     fw = tmp_path / "fw"
     rc, _, _ = run(capsys, "emit", str(out / "plan.json"), "--c-prefix", "net", "-o", str(fw))
     assert rc == 0
-    assert sorted(p.name for p in fw.iterdir()) == ["plan.h", "plan.json", "schedule.json"]
+    assert sorted(p.name for p in fw.iterdir()) == ["plan.c", "plan.h", "plan.json", "schedule.json"]
     h = (fw / "plan.h").read_text()
     assert _sha_macro(h) == hashlib.sha256((fw / "plan.json").read_bytes()).hexdigest()
     assert "#define NET_PLAN_SHA256 " in h
     # --format header only: the macro names the plan.json emit would write for this plan
     hdr = tmp_path / "h"
     assert run(capsys, "emit", str(fw / "plan.json"), "--format", "header", "-o", str(hdr))[0] == 0
-    assert sorted(p.name for p in hdr.iterdir()) == ["plan.h"]
+    assert sorted(p.name for p in hdr.iterdir()) == ["plan.c", "plan.h"]
     assert _sha_macro((hdr / "plan.h").read_text()) == _sha_macro(header)
     assert leftovers(out) == leftovers(fw) == leftovers(hdr) == []
 

@@ -62,6 +62,8 @@ def test_round_trip_of_the_hand_plan() -> None:
     upgraded = copy.deepcopy(VALID)
     upgraded["version"] = 2
     upgraded["options"]["in_place"] = False
+    upgraded["options"]["qdq"] = "off"
+    upgraded["metrics"]["estimated_seconds"] = None   # docs/timing.md: null when unknown
     for step in upgraded["steps"]:
         step["index"] = None
     assert plan_to_dict(plan) == upgraded

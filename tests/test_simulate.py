@@ -156,6 +156,9 @@ def test_cli_exit_codes(tmp_path, capsys) -> None:
     first = res["corruptions"][0]
     assert first["buffer"] == dropped["buffer"] and first["step"] == dropped["step"]
     assert "found it corrupted" in first["message"] and "poison" in first["message"]
+    # The validator's verdict comes with it (rule 3: the data never reached sram).
+    assert res["valid"] is False and res["executed"] is True
+    assert res["violations"] and res["violations"][0].startswith("rule ")
 
     assert main(["simulate", str(path), str(tmp_path / "none.json")]) == 2
     assert "plan file not found" in capsys.readouterr().err

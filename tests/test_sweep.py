@@ -56,9 +56,13 @@ def test_chain_range_resolves_per_model(two_models, tmp_path):
     # chain of 4 Relu on 64 floats: every tensor 256 B, M_R = M_P = 512 (one in, one out).
     res = sweep([two_models[0]], "M_R..M_P:2,M_H", solvers=["minpeak"], results_dir=tmp_path / "r",
                 executor="serial", report=False)
-    caps = [int(r["capacity_bytes"]) for r in res.rows]
+    caps = [r["capacity_bytes"] for r in res.rows]
     assert caps == [512, 512, 512]
-    assert all(r["noncompulsory_bytes"] == "0" for r in res.rows)
+    assert all(r["noncompulsory_bytes"] == 0 for r in res.rows)
+    # The three specs are one capacity for this model: planned once, the others are copies.
+    assert res.planned == 1 and res.ran == 3
+    assert [r["same_as"] for r in res.rows] == [None, "M_R..M_P@0", "M_R..M_P@0"]
+    assert [r["seconds"] for r in res.rows[1:]] == [0.0, 0.0]
 
 
 @pytest.mark.slow  # > 1.5 s warm
@@ -117,7 +121,7 @@ def test_killed_worker_is_retried_once_then_recorded(two_models, tmp_path, monke
                 workers=2, report=False)
     by_model = {Path(r["model"]).stem: r for r in res.rows}
     assert by_model["chain"]["status"] == "error"
-    assert by_model["chain"]["attempts"] == "2"
+    assert by_model["chain"]["attempts"] == 2
     assert "died" in by_model["chain"]["error"]
     assert by_model["diamond"]["status"] != "error"
 
@@ -187,3 +191,52 @@ def test_unreachable_scheduler_is_a_one_line_error(two_models, tmp_path):
     with pytest.raises(StowageError, match="cannot reach Dask scheduler"):
         sweep(two_models, "M_R", solvers=["naive"], results_dir=tmp_path / "r", executor="dask",
               scheduler="tcp://127.0.0.1:9", report=False, connect_timeout=0.5)
+
+
+@pytest.mark.slow  # > 1.5 s: imports the CNN and draws the sweep report
+def test_rows_and_dataframe_are_typed_and_gap_is_bytes(tmp_path):
+    from models.build import TINY_PATH
+
+    # The tiny CNN at M_R (32,784 B): the heuristic spills the stem's 16 KiB output once
+    # (store + reload, 32,768 B; tests/test_show.py explains why it must).  16 B is refused.
+    res = sweep([str(TINY_PATH)], "M_R,16", solvers=["heuristic"], results_dir=tmp_path / "r", executor="serial",
+                report=True)
+    at_mr, refused = res.rows
+    assert at_mr["capacity_bytes"] == 32_784 and at_mr["noncompulsory_bytes"] == 32_768
+    assert at_mr["compulsory_bytes"] == 12_328 and at_mr["traffic_bytes"] == 45_096
+    assert at_mr["peak_bytes"]["sram"] == at_mr["compute_peak_bytes"] == 32_784
+    assert at_mr["gap"] == 32_768 - at_mr["lower_bound"]  # bytes, like compile
+    assert at_mr["gap_ratio"] == round(at_mr["gap"] / 32_768, 4)
+    assert isinstance(at_mr["seconds"], float) and at_mr["attempts"] == 1 and at_mr["same_as"] is None
+    assert refused["status"] == "error" and refused["capacity_bytes"] == 16 and refused["noncompulsory_bytes"] is None
+    df = res.dataframe()
+    assert str(df["capacity_bytes"].dtype) == "Int64" and str(df["gap"].dtype) == "Int64"
+    assert str(df["seconds"].dtype) == "float64" and str(df["gap_ratio"].dtype) == "float64"
+    assert list(df["peak_bytes_sram"].astype("float")[:1]) == [32_784.0]
+    assert df["noncompulsory_bytes"].isna().tolist() == [False, True]
+    # The report marks the refused capacity and formats numbers.
+    md = (tmp_path / "r" / "sweep.md").read_text()
+    assert "Refused (1 cells, marked x on the plot): heuristic at 16 B" in md
+    assert "| M_R | 32,784 | heuristic |" in md and "| 32,768 | 12,328 | 32,784 |" in md
+
+
+def test_a_table_with_the_old_ratio_gap_is_refused(two_models, tmp_path):
+    from stowage.tools.sweep import LEGACY_COLUMNS, ResultsDirError
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "results.csv").write_text(",".join(LEGACY_COLUMNS) + "\n")
+    with pytest.raises(ResultsDirError, match=r"older stowage .*gap column is a ratio"):
+        sweep(two_models[:1], "M_R", solvers=["naive"], results_dir=out, executor="serial", report=False)
+
+
+def test_a_resumed_duplicate_is_copied_from_the_table(two_models, tmp_path):
+    # chain: M_R = M_P = 512 B.  The first run plans M_R; the second adds M_P, which is the
+    # same capacity: copied from the table, nothing planned.
+    out = tmp_path / "r"
+    first = sweep(two_models[:1], "M_R", solvers=["minpeak"], results_dir=out, executor="serial", report=False)
+    assert first.planned == 1
+    again = sweep(two_models[:1], "M_R,M_P", solvers=["minpeak"], results_dir=out, executor="serial", report=False)
+    assert (again.skipped, again.ran, again.planned) == (1, 1, 0)
+    assert [(r["capacity_spec"], r["same_as"], r["capacity_bytes"]) for r in again] == [
+        ("M_R", None, 512), ("M_P", "M_R", 512)]

@@ -39,6 +39,15 @@ def parse_dim(text: str) -> tuple[str, int]:
     return name.strip(), v
 
 
+def parse_input_value(text: str) -> tuple[str, str]:
+    """argparse type for ``--input-value NAME=VALUE[,VALUE...]``; the values are checked
+    against the input's type and shape at import (``stowage.ir.onnx_values``)."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"--input-value expects NAME=VALUE[,VALUE...], got '{text}'")
+    return name.strip(), value.strip()
+
+
 def positive_int(text: str) -> int:
     """argparse type for counts and element sizes: a positive integer."""
     try:
@@ -65,13 +74,22 @@ def add_model_arguments(p: argparse.ArgumentParser, model: bool = True, in_place
     """The model and its import options; ``in_place=False`` for commands that read the setting
     from a plan file (``validate``, ``simulate``) instead of the command line."""
     if model:
-        p.add_argument("model", help="ONNX model file (weights optional: a graph-only file imports)")
+        p.add_argument("model", help="ONNX model file (weights optional: a graph-only file imports) or .tflite file")
     p.add_argument("--dim", action="append", type=parse_dim, default=[], metavar="NAME=VALUE",
                    help="bind a symbolic dimension (repeatable), e.g. --dim batch=1")
+    if model:
+        p.add_argument("--input-value", action="append", type=parse_input_value, default=[],
+                       metavar="NAME=VALUE[,VALUE...]",
+                       help="fix a graph input's value (repeatable): shapes and If branches that depend on "
+                       "it are resolved, and the plan records it (docs/ir.md)")
     p.add_argument("--element-bytes", type=positive_int, default=None, metavar="B",
                    help="override every element's size in bytes (1 = COSMA's 8-bit setting)")
     if model and in_place:
         add_in_place_argument(p)
+        p.add_argument("--qdq", choices=("fold", "off"), default="fold",
+                       help="fold (default): a QDQ model's DequantizeLinear -> op -> QuantizeLinear groups "
+                       "are single int8 steps, the float tensors between them never exist (docs/ir.md); "
+                       "off: plan the graph as written")
 
 
 def add_tiling_argument(p: argparse.ArgumentParser) -> None:
@@ -100,7 +118,13 @@ def load_model_from_args(args: argparse.Namespace) -> Graph:
     from stowage.ir.onnx_import import load_graph
 
     dims = dict(args.dim)
-    graph = load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage)
+    values = dict(getattr(args, "input_value", []) or [])
+    graph = load_graph(args.model, dims=dims, element_bytes=args.element_bytes, progress=progress.stage,
+                       input_values=values or None)
+    if getattr(args, "qdq", "off") == "fold":
+        from stowage.ir.qdq import fold_qdq
+
+        graph = fold_qdq(graph)
     if getattr(args, "in_place", "off") == "on":
         from stowage.ir.inplace import fuse_in_place
 
@@ -114,14 +138,13 @@ def load_target_from_args(args: argparse.Namespace) -> Hierarchy:
 
 def plan_output_names(formats: Iterable[str], with_plan: bool) -> list[str]:
     """The files a ``compile``/``emit`` run writes, in the order it reports them: "json" ->
-    plan.json and schedule.json, "header" -> plan.h; ``with_plan`` adds plan.json always."""
+    plan.json and schedule.json, "header" -> plan.h and plan.c, "weights" -> weights.bin,
+    "weights-c" -> weights.bin and weights.c; ``with_plan`` adds plan.json always."""
+    from stowage.backend.emit import output_files
+
     fmts = set(formats)
     names = [PLAN_FILE] if with_plan or "json" in fmts else []
-    if "json" in fmts:
-        names.append(SCHEDULE_FILE)
-    if "header" in fmts:
-        names.append(HEADER_FILE)
-    return names
+    return names + output_files(fmts)
 
 
 def check_output_folder(outdir: str, names: Iterable[str] = (), dirs: Iterable[str] = ()) -> Path:
@@ -133,26 +156,21 @@ def check_output_folder(outdir: str, names: Iterable[str] = (), dirs: Iterable[s
 
 
 def write_plan_outputs(plan: Plan, graph: Graph | None, outdir: str | Path, formats: Iterable[str],
-                       prefix: str | None, with_plan: bool) -> list[Path]:
-    """Render plan.json / schedule.json / plan.h in memory and replace them in ``outdir`` as
-    one set (``stowage.plan.files.write_output_set``): an interrupted or failed run leaves
-    the old set or the new one, never new plan.json beside an old plan.h, and no temp file.
-    plan.h's ``<P>_PLAN_SHA256`` is the sha256 of exactly the plan.json bytes written here."""
-    from stowage.backend.emit import build_schedule, check_prefix, default_prefix, render_header, schedule_to_dict
+                       prefix: str | None, with_plan: bool, separate_io: bool = False) -> list[Path]:
+    """Render plan.json / schedule.json / plan.h + plan.c / weights.bin / weights.c in memory
+    and replace them in ``outdir`` as one set (``stowage.plan.files.write_output_set``): an
+    interrupted or failed run leaves the old set or the new one, never new plan.json beside an
+    old plan.h, and no temp file.  plan.h's ``<P>_PLAN_SHA256`` is the sha256 of exactly the
+    plan.json bytes written here.  ``graph`` is the model's graph (a tiled plan's macro graph
+    is built by the emitter; the stripe tables need the model's)."""
+    from stowage.backend.emit import render_outputs
     from stowage.plan import plan_to_json
     from stowage.plan.files import write_output_set
 
-    sch = build_schedule(plan, graph)
-    pfx = check_prefix(prefix) if prefix is not None else default_prefix(sch.model_name)
-    texts: dict[str, str] = {}
-    for name in plan_output_names(formats, with_plan):
-        if name == PLAN_FILE:
-            texts[name] = plan_to_json(plan)
-        elif name == SCHEDULE_FILE:
-            texts[name] = json.dumps(schedule_to_dict(sch, pfx), indent=1) + "\n"
-        else:
-            texts[name] = render_header(sch, pfx)
-    return write_output_set(outdir, texts)
+    fmts = list(formats)
+    texts: dict[str, str | bytes] = {PLAN_FILE: plan_to_json(plan)} if with_plan or "json" in fmts else {}
+    texts.update(render_outputs(plan, graph, fmts, prefix, separate_io))
+    return write_output_set(outdir, {name: texts[name] for name in plan_output_names(fmts, with_plan)})
 
 
 def print_json(obj: Any) -> None:
@@ -163,6 +181,6 @@ def print_json(obj: Any) -> None:
 __all__ = [
     "HEADER_FILE", "PLAN_FILE", "SCHEDULE_FILE", "add_in_place_argument", "add_model_arguments",
     "add_target_arguments", "add_tiling_argument", "check_output_folder", "load_model_from_args",
-    "load_target_from_args", "parse_dim",
+    "load_target_from_args", "parse_dim", "parse_input_value",
     "plan_output_names", "positive_int", "positive_seconds", "print_json", "write_plan_outputs",
 ]

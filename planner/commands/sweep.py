@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from stowage import progress
 from stowage.commands._common import parse_dim, positive_int, positive_seconds
@@ -61,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed, dims=dict(args.dim), executor=args.executor, workers=args.workers,
         scheduler=args.scheduler, on_progress=show,
     )
-    if progress.enabled():
-        sys.stderr.write("\n")
+    progress.finish()  # the last status line ends before the summary
     # ``failed`` counts the whole table: a resume that skipped 24 failed cells says so.
     this_run = f" ({result.failed_this_run} in this run)" if result.skipped and result.failed else ""
     print(f"{len(result.rows)} cells in {result.results_dir}: ran {result.ran}, skipped {result.skipped} "

@@ -37,6 +37,10 @@ def describe(h: Hierarchy) -> str:
         lines.append(f"  {h.description}")
     lines.append(f"  compute level: {h.compute_level}; homes: weights={h.weights_home} "
                  f"inputs={h.inputs_home} outputs={h.outputs_home}")
+    e = h.compute_engine  # docs/timing.md
+    lines.append("  compute engine: none (time unknown)" if e is None else
+                 f"  compute engine: {e.clock_hz / 1e6:g} MHz, {e.macs_per_cycle} MACs/cycle, "
+                 f"{e.dma_channels} DMA channel{'s' if e.dma_channels > 1 else ''}")
     for lv in h.levels:
         flags = "" if lv.writable else "  read-only"
         lines.append(f"  - {lv.name:<8} {_fmt_size(lv.capacity):>12}  align {lv.alignment:<3} "

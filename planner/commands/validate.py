@@ -15,13 +15,13 @@ from typing import Any
 from stowage.commands._common import add_model_arguments, print_json
 
 NAME = "validate"
-HELP = "check a plan file against its model (rules 1-7 of docs/plan-format.md)"
+HELP = "check a plan file against its model (the rules of docs/plan-format.md)"
 ORDER = 40
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_model_arguments(p, in_place=False)
-    p.add_argument("plan", metavar="PLAN.json", help="plan file written by 'stowage plan'")
+    p.add_argument("plan", metavar="PLAN.json", help="plan file written by 'stowage compile' (OUTDIR/plan.json)")
     p.add_argument("--target", default=None, metavar="PRESET_OR_FILE",
                    help="also check against this memory hierarchy (level names, no transfer into "
                    "a read-only level); the plan file alone does not say which levels are writable")
@@ -37,8 +37,14 @@ def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
     dims = dict(plan.options.dims)
     dims.update(dict(args.dim))
     element_bytes = args.element_bytes if args.element_bytes is not None else plan.options.element_bytes
+    values: dict[str, Any] = dict(plan.options.input_values)
+    values.update(dict(getattr(args, "input_value", []) or []))
     with progress.stage(f"importing {args.model}"):
-        graph = load_graph(args.model, dims=dims, element_bytes=element_bytes)
+        graph = load_graph(args.model, dims=dims, element_bytes=element_bytes, input_values=values or None)
+    if plan.options.qdq == "fold":
+        from stowage.ir.qdq import fold_qdq
+
+        graph = fold_qdq(graph)
     if plan.options.in_place:
         # The plan says how it was made: its steps are those of the fused graph.
         from stowage.ir.inplace import fuse_in_place

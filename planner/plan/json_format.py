@@ -8,6 +8,7 @@ is refused before any tool trusts it.  The format is documented in ``docs/plan-f
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -67,21 +68,43 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "weights_in_compute_level": plan.options.weights_in_compute_level,
             "dims": dict(plan.options.dims),
             "in_place": plan.options.in_place,
+            "qdq": plan.options.qdq,
+            # Only when values were fixed, so that other plans stay byte for byte as before.
+            **({"input_values": {k: list(v) for k, v in plan.options.input_values.items()}}
+               if plan.options.input_values else {}),
         },
-        "solver": {k: v for k, v in asdict(plan.solver).items() if k != "found_by" or v is not None},
+        "solver": {k: v for k, v in asdict(plan.solver).items()
+                   if k not in ("found_by", "stopped_by") or v is not None},
         "buffers": [asdict(b) for b in plan.buffers],
         "steps": [_step_dict(s) for s in plan.steps],
         "placements": [asdict(p) for p in plan.placements],
-        "transfers": [asdict(t) for t in plan.transfers],
+        # start / end / channel only on a timed plan (optional keys, docs/timing.md).
+        "transfers": [{k: v for k, v in asdict(t).items() if v is not None or k not in _TIME_KEYS}
+                      for t in plan.transfers],
         "metrics": {
             "compulsory_bytes": plan.metrics.compulsory_bytes,
             "noncompulsory_bytes": plan.metrics.noncompulsory_bytes,
             "peak_bytes": dict(plan.metrics.peak_bytes),
+            "estimated_seconds": plan.metrics.estimated_seconds,
         },
     }
     if plan.cascades:
         d["cascades"] = [_cascade_dict(c) for c in plan.cascades]
     return _plain(d)
+
+
+_TIME_KEYS = ("start", "end", "channel")
+
+
+def _time(x: _Reader, key: str) -> float | None:
+    """An optional timeline key: absent or null is None, else a finite number >= 0."""
+    v = x.opt(key)
+    if v.data is None:
+        return None
+    t = v.num()
+    if not math.isfinite(t) or t < 0:
+        raise v.fail(f"must be a finite number of seconds >= 0, got {t}")
+    return t
 
 
 def _cascade_dict(c: Cascade) -> dict[str, Any]:
@@ -182,6 +205,24 @@ class _Reader:
         return [_Reader(v, f"{self.path}[{i}]") for i, v in enumerate(self.data)]
 
 
+def _input_values(r: _Reader) -> dict[str, tuple[int | float | bool, ...]]:
+    """``options.input_values`` (optional): input name -> a non-empty array of finite numbers
+    or booleans, the values the plan assumed."""
+    out: dict[str, tuple[int | float | bool, ...]] = {}
+    for name, v in r.obj().items():
+        item = _Reader(v, f"{r.path}.{name}")
+        vals: list[int | float | bool] = []
+        for it in item.list_():
+            x = it.data
+            if not (isinstance(x, (bool, int)) or (isinstance(x, float) and math.isfinite(x))):
+                raise it.fail(f"expected a finite number or a boolean, got {json.dumps(x)[:40]}")
+            vals.append(x)
+        if not vals:
+            raise item.fail("at least one value is required")
+        out[name] = tuple(vals)
+    return out
+
+
 def plan_from_dict(data: Any) -> Plan:
     r = _Reader(data, "$")
     fmt = r.key("format").str_()
@@ -214,6 +255,8 @@ def plan_from_dict(data: Any) -> Plan:
         weights_in_compute_level=o.key("weights_in_compute_level").bool_(),
         dims=dims,
         in_place=o.opt("in_place", False).bool_() if version >= 2 else False,
+        qdq=o.opt("qdq", "off").str_(choices=("fold", "off")) if version >= 2 else "off",
+        input_values=_input_values(o.opt("input_values", {})),
     )
     s = r.key("solver")
     solver = SolverInfo(
@@ -224,6 +267,7 @@ def plan_from_dict(data: Any) -> Plan:
         lower_bound=s.opt("lower_bound").int_(None, nullable=True),
         seconds=s.opt("seconds", 0.0).num(),
         found_by=s.opt("found_by").str_(nullable=True),
+        stopped_by=s.opt("stopped_by").str_(nullable=True),
     )
     buffers = []
     for i, b in enumerate(r.key("buffers").list_()):
@@ -264,7 +308,8 @@ def plan_from_dict(data: Any) -> Plan:
     transfers = tuple(
         Transfer(buffer=buf_id(x.key("buffer")), src=x.key("src").str_(choices=tuple(level_names)),
                  dst=x.key("dst").str_(choices=tuple(level_names)), step=x.key("step").int_(),
-                 phase=x.key("phase").str_(choices=PHASES))
+                 phase=x.key("phase").str_(choices=PHASES), start=_time(x, "start"), end=_time(x, "end"),
+                 channel=x.opt("channel").int_(nullable=True))
         for x in r.key("transfers").list_()
     )
     mt = r.key("metrics")
@@ -273,6 +318,7 @@ def plan_from_dict(data: Any) -> Plan:
         compulsory_bytes=mt.key("compulsory_bytes").int_(),
         noncompulsory_bytes=mt.key("noncompulsory_bytes").int_(),
         peak_bytes={k: _Reader(v, f"{pk.path}.{k}").int_() for k, v in pk.obj().items()},
+        estimated_seconds=_time(mt, "estimated_seconds"),
     )
     cascades = tuple(_read_cascade(c, nbuf, len(steps), tuple(level_names))
                      for c in r.opt("cascades", []).list_()) if version >= 2 else ()

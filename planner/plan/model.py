@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 FORMAT = "stowage-plan"
 VERSION = 2
@@ -56,9 +57,16 @@ class PlanOptions:
     #: Whether the graph was planned with in-place operators fused (``--in-place on``);
     #: ``validate`` and ``simulate`` rebuild the same graph from it.  False for version 1.
     in_place: bool = False
+    #: ``"fold"`` when the graph was planned with its QDQ groups folded into int8 steps
+    #: (``--qdq fold``, ``stowage.ir.qdq``), ``"off"`` when as written (and for older plans).
+    qdq: str = "off"
+    #: Graph inputs whose values the plan assumed (``--input-value``; flat, C order): the
+    #: graph planned is the model specialised to them (``stowage.ir.onnx_values``).
+    input_values: Mapping[str, tuple[int | float | bool, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
+        object.__setattr__(self, "input_values", MappingProxyType(dict(self.input_values)))
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,9 @@ class SolverInfo:
     lower_bound: int | None
     seconds: float
     found_by: str | None = None
+    #: ``"time"`` when a wall-clock stop (not a work budget) ended the search, so the same
+    #: seed may give another plan on another machine or load; ``None`` otherwise.
+    stopped_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +131,11 @@ class Transfer:
     dst: str
     step: int
     phase: str  # "before" | "after"
+    #: The timeline (``stowage.solvers.timing``, validator rule 9): seconds from the start of
+    #: the run and the DMA channel (0-based); None when the target has no compute description.
+    start: float | None = None
+    end: float | None = None
+    channel: int | None = None
 
 
 RING_MODES = ("ring", "whole", "streamed")
@@ -195,6 +211,8 @@ class Metrics:
     compulsory_bytes: int
     noncompulsory_bytes: int
     peak_bytes: Mapping[str, int]
+    #: The estimated makespan (``stowage.solvers.timing``); None when time is unknown.
+    estimated_seconds: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "peak_bytes", MappingProxyType(dict(self.peak_bytes)))
@@ -221,3 +239,26 @@ class Plan:
     @property
     def traffic_bytes(self) -> int:
         return self.metrics.compulsory_bytes + self.metrics.noncompulsory_bytes
+
+    def steps_table(self) -> list[dict[str, Any]]:
+        """One dict per step: operator, in-place operators, live bytes per level
+        (``live_<level>``) and the bytes loaded, reloaded, spilled and stored around it
+        (``stowage.plan.tables.step_rows``; what ``stowage show --steps`` prints)."""
+        from stowage.plan.tables import step_rows
+
+        return step_rows(self)
+
+    def to_dataframe(self, table: str = "steps") -> Any:
+        """A table of the plan as a pandas DataFrame (integer columns stay integers):
+        ``steps`` (``steps_table``), ``allocation`` or ``transfers`` (with the transfer kind
+        load/reload/spill/store/move).  pandas is optional: imported here, and a
+        ``ModuleNotFoundError`` names it when it is missing."""
+        from stowage.plan import tables
+
+        makers = {"steps": tables.step_rows, "allocation": tables.allocation_rows,
+                  "transfers": tables.transfer_rows}
+        if table not in makers:
+            raise ValueError(f"table must be one of {', '.join(makers)}, not {table!r}")
+        import pandas as pd
+
+        return pd.DataFrame(makers[table](self))

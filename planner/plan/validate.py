@@ -19,7 +19,13 @@ as in ``docs/plan-format.md``:
 8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
    is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
    are exactly what the operator's attributes need, every output row is produced once, every
-   streamed output row is stored once after it is produced, rings fit their buffers.
+   streamed output row is stored once after it is produced, rings fit their buffers;
+9. (timed plans, ``docs/timing.md``) every transfer has a start, an end and a channel or none
+   does; on one channel copies do not overlap in time; a copy out of a level starts after the
+   copy that brought the buffer there ended; a copy into a placement starts after every copy
+   from or to an earlier placement sharing a byte with it ended (no time x address overlap);
+   ``metrics.estimated_seconds`` is at least the last copy's end.  (Step times are not in the
+   plan; ``stowage.solvers.timing`` derives them.)
 
 Replay order within step ``s``: placements with ``first == s`` begin (empty, except the home
 placement of an input or weight, ``first == 0``, which holds its data from the start), the
@@ -82,7 +88,7 @@ class TargetLike(Protocol):
 
 @dataclass(frozen=True)
 class Violation:
-    rule: int                 # 1..8, the rule number of docs/plan-format.md
+    rule: int                 # 1..9, the rule number of docs/plan-format.md
     step: int | None
     buffers: tuple[int, ...]
     message: str
@@ -403,12 +409,89 @@ class _Checker:
                       f"recomputed {dict(metrics.peak_bytes)}")
 
 
+    # -- rule 9: the timeline of a timed plan -------------------------------------------
+    def check_timeline(self) -> None:
+        """Rule 9 (module docstring), from the transfers' own times; nothing to check when no
+        transfer is timed."""
+        ts = self.plan.transfers
+        if not any(t.start is not None or t.end is not None or t.channel is not None for t in ts):
+            return
+        eps = 1e-12
+        times: list[tuple[float, float, int]] = []   # (start, end, channel) per transfer
+        for i, t in enumerate(ts):
+            if t.start is None or t.end is None or t.channel is None:
+                self.fail(9, t.step, (t.buffer,), f"transfer {i} of {self.buf(t.buffer)} has no "
+                          "start, end or channel while others have them")
+                return
+            if not (0 <= t.start <= t.end) or t.channel < 0:
+                self.fail(9, t.step, (t.buffer,), f"transfer {i} of {self.buf(t.buffer)}: start {t.start}, "
+                          f"end {t.end}, channel {t.channel} (need 0 <= start <= end, channel >= 0)")
+                return
+            times.append((t.start, t.end, t.channel))
+        by_channel: dict[int, list[int]] = defaultdict(list)
+        for i, (_, _, ch) in enumerate(times):
+            by_channel[ch].append(i)
+        for ch, idx in by_channel.items():
+            idx.sort(key=lambda k: times[k][:2])
+            for a, b in itertools.pairwise(idx):
+                if times[b][0] + eps < times[a][1]:
+                    self.fail(9, ts[b].step, (ts[b].buffer,), f"transfers {a} and {b} overlap in time on channel "
+                              f"{ch} ({times[a][0]:.6g}-{times[a][1]:.6g} s and {times[b][0]:.6g} s)")
+        # Data: a copy out of a level waits for the copy that brought the buffer there.
+        arrived: dict[tuple[int, str], float] = {}
+        for i, t in enumerate(ts):
+            came = arrived.get((t.buffer, t.src))
+            if came is not None and times[i][0] + eps < came:
+                self.fail(9, t.step, (t.buffer,), f"transfer {i} copies {self.buf(t.buffer)} out of {t.src} at "
+                          f"{times[i][0]:.6g} s, before the copy into {t.src} ended at {came:.6g} s")
+            arrived[(t.buffer, t.dst)] = times[i][1]
+        # Time x address: the first copy into a placement and the last copy from or to one.
+        into: dict[Placement, float] = {}
+        touch: dict[Placement, float] = {}
+        for i, t in enumerate(ts):
+            for level, incoming in ((t.dst, True), (t.src, False)):
+                pl = self.placement_at(t.buffer, level, t.step)
+                if pl is None:
+                    continue
+                touch[pl] = max(touch.get(pl, 0.0), times[i][1])
+                if incoming:
+                    into[pl] = min(into.get(pl, float("inf")), times[i][0])
+        # Per level, the touched placements by offset: only those starting in
+        # [q_lo - largest size, q_hi) can share a byte with q.
+        by_level: dict[str, list[tuple[int, int, Placement, float]]] = defaultdict(list)
+        for p, p_end in touch.items():
+            by_level[p.level].append((p.offset, self.nbytes(p.buffer), p, p_end))
+        for rows in by_level.values():
+            rows.sort(key=lambda r: r[0])
+        offsets = {lv: [r[0] for r in rows] for lv, rows in by_level.items()}
+        widest = {lv: max(r[1] for r in rows) for lv, rows in by_level.items()}
+        for q, q_start in into.items():
+            q_lo, q_hi = q.offset, q.offset + self.nbytes(q.buffer)
+            rows = by_level[q.level]
+            lo = bisect.bisect_left(offsets[q.level], q_lo - widest[q.level])
+            hi = bisect.bisect_left(offsets[q.level], q_hi)
+            for p_off, p_size, p, p_end in rows[lo:hi]:
+                if (p.last < q.first and q_lo < p_off + p_size and q_start + eps < p_end):
+                    self.fail(9, q.first, (q.buffer, p.buffer), f"a copy into {self.buf(q.buffer)} in {q.level} starts "
+                              f"at {q_start:.6g} s, before the copy of {self.buf(p.buffer)}, which held those bytes, "
+                              f"ended at {p_end:.6g} s")
+        est = self.plan.metrics.estimated_seconds
+        last = max(e for _, e, _ in times)
+        if est is not None and est + eps < last:
+            self.fail(9, None, (), f"metrics.estimated_seconds is {est:.6g}, but a copy ends at {last:.6g} s")
+
     # -- rule 8: the rows of tiled cascades ---------------------------------------------
     def check_rows(self, graph: Graph) -> None:
         """Rule 8, per cascade: replay its stripe program row by row against ``graph`` (the
         model's graph, not the macro graph)."""
-        for k, c in enumerate(self.plan.cascades):
-            _RowReplay(self, graph, k, c).run()
+        # Rows of intermediates stored off-chip by a cascade, in step order: a later cascade
+        # may load only rows an earlier one stored (graph inputs are home from the start).
+        home_rows: dict[str, set[int]] = defaultdict(set)
+        for k, c in sorted(enumerate(self.plan.cascades), key=lambda kc: kc[1].step):
+            replay = _RowReplay(self, graph, k, c, home_rows)
+            replay.run()
+            for tensor, rows in replay.stored.items():
+                home_rows[tensor].update(rows)
 
 def recompute_metrics(plan: Plan) -> Metrics:
     """Metrics from the plan alone (rule 6), independent of any solver's bookkeeping."""
@@ -430,17 +513,20 @@ def recompute_metrics(plan: Plan) -> Metrics:
             compulsory += pb.bytes * hops(compute, pb.home)
     moved = sum(plan.buffers[t.buffer].bytes * hops(t.src, t.dst) for t in plan.transfers)
     # Row transfers of tiled plans: the first move of each row of a streamed graph input
-    # (load) or output (store) is compulsory, any repeat is not.
+    # (load) or output (store) is compulsory; any repeat, and every row of an intermediate
+    # moved through off-chip memory between cascades, is not.
+    kind_of = {t: pb.kind for pb in plan.buffers for t in pb.tensors}
+    seen: set[tuple[str, str, int]] = set()
     for c in plan.cascades:
         row_bytes = {t.tensor: t.row_bytes for t in c.tensors}
-        seen: set[tuple[str, str, int]] = set()
         for st in c.stripes:
             for x in st.transfers:
                 rb = row_bytes.get(x.tensor, 0)
                 h = hops(x.level, compute) if x.level in levels else 0
+                io = kind_of.get(x.tensor) == ("input" if x.direction == "load" else "output")
                 for r in range(x.lo, x.hi):
                     moved += rb * h
-                    if (x.direction, x.tensor, r) not in seen:
+                    if io and (x.direction, x.tensor, r) not in seen:
                         seen.add((x.direction, x.tensor, r))
                         compulsory += rb * h
     peak = {name: 0 for name in levels}
@@ -449,7 +535,14 @@ def recompute_metrics(plan: Plan) -> Metrics:
     return Metrics(compulsory_bytes=compulsory, noncompulsory_bytes=moved - compulsory, peak_bytes=peak)
 
 
-_CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+_CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool",
+                        # TFLite builtins, whose importer gives them ONNX-style attributes
+                        "CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
+
+
+def _row_axis(graph: Graph) -> int:
+    """Rows are axis 2 of an NCHW activation, axis 1 of an NHWC one (TFLite)."""
+    return 1 if graph.layout == "NHWC" else 2
 _ROW_LIMIT = 12   # rule-8 violations reported per cascade
 
 
@@ -473,7 +566,8 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
 
     if row_maps(graph, op) is None:   # only which operators have bands; the rows are ours
         return f"{op.op_type} needs whole tensors"
-    h_out = graph.tensors[outs[0]].shape[2]
+    ax = _row_axis(graph)
+    h_out = graph.tensors[outs[0]].shape[ax]
     a = op.attributes
     if op.op_type in _CONV_LIKE:
         x = graph.tensors.get(op.inputs[0]) if op.inputs else None
@@ -490,13 +584,13 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
         s = _attr_ints(a.get("strides"), 2, 1)[0]
         d = _attr_ints(a.get("dilations"), 2, 1)[0]
         pads = _attr_ints(a.get("pads"), 4, 0)
-        return {x.name: (s, d * (kh - 1) + 1, pads[0], x.shape[2])}
+        return {x.name: (s, d * (kh - 1) + 1, pads[0], x.shape[ax])}
     need: dict[str, tuple[int, int, int, int]] = {}
     for name in op.inputs:
         t = graph.tensors.get(name) if name else None
         if t is None or t.kind is TensorKind.WEIGHT:
             continue
-        if _is_rows(t.shape) and t.shape[2] == h_out:
+        if _is_rows(t.shape) and t.shape[ax] == h_out:
             need[name] = (1, 1, 0, h_out)
     return need
 
@@ -508,8 +602,10 @@ class _RowReplay:
     whole buffer written in the cascade, ``row -> tensor``; per streamed output, the rows
     stored home."""
 
-    def __init__(self, chk: _Checker, graph: Graph, k: int, c: Cascade) -> None:
+    def __init__(self, chk: _Checker, graph: Graph, k: int, c: Cascade,
+                 home_rows: dict[str, set[int]] | None = None) -> None:
         self.chk, self.g, self.k, self.c = chk, graph, k, c
+        self.home_rows = home_rows if home_rows is not None else {}
         self.count = 0
         self.members: dict[int, Operator] = {}
         for i in c.ops:
@@ -545,7 +641,7 @@ class _RowReplay:
         return t is not None and t.producer in self.members
 
     def rows_of(self, name: str) -> int:
-        return self.g.tensors[name].shape[2]
+        return self.g.tensors[name].shape[_row_axis(self.g)]
 
     def run(self) -> None:
         if not self.check_tensors():
@@ -570,9 +666,9 @@ class _RowReplay:
                 self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no rows (shape {list(t.shape)})", (ct.buffer,))
                 ok = False
                 continue
-            want = t.bytes // t.shape[2]
+            want = t.bytes // t.shape[_row_axis(self.g)]
             if ct.row_bytes != want:
-                self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row [:, :, r, :] of it is "
+                self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row of it is "
                           f"{want} bytes", (ct.buffer,))
                 ok = False
             if ct.ring_rows < 1:
@@ -652,6 +748,13 @@ class _RowReplay:
     def load(self, where: str, x: RowTransfer) -> None:
         ct = self.streamed(where, x, inside=False)
         if ct is not None:
+            t = self.g.tensors.get(x.tensor)
+            if t is not None and t.kind is not TensorKind.INPUT:
+                missing = [r for r in range(x.lo, x.hi) if r not in self.home_rows.get(x.tensor, ())]
+                if missing:
+                    self.fail(f"{where}: loads row {missing[0]} of '{x.tensor}' from {x.level}, where no earlier "
+                              "cascade stored it", (ct.buffer,))
+                    return
             for r in range(x.lo, x.hi):
                 self.slots[ct.buffer][r % ct.ring_rows] = (r, ct.tensor)
 
@@ -829,7 +932,15 @@ def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verd
     """Check ``plan`` against ``graph`` and rules 1-8; never raises on a bad plan.
 
     ``target`` (optional, e.g. a ``stowage.targets.Hierarchy``) adds the checks the plan file
-    cannot express on its own: no transfer into a non-writable level, same level names."""
+    cannot express on its own: no transfer into a non-writable level, same level names.
+
+    A plan made with in-place operators (``options.in_place``) is judged against the fused
+    graph, as ``stowage validate`` does: ``validate(load_graph(path), plan)`` then works for
+    the plans ``stowage.compile`` makes by default (the README's snippet)."""
+    if plan.options.in_place and not graph.in_place:
+        from stowage.ir.inplace import fuse_in_place
+
+        graph = fuse_in_place(graph)
     model_graph = graph
     if plan.cascades:
         # A tiled plan's steps, buffers and placements are those of the macro graph its
@@ -858,6 +969,7 @@ def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verd
     if c.check_graph():
         c.check_placements()
         c.replay()
+        c.check_timeline()
     if plan.cascades:
         c.check_rows(model_graph)
     c.check_metrics(metrics)

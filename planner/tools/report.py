@@ -8,9 +8,18 @@ benchmark and the tests can build a comparison without drawing anything.
 
 Pictures (matplotlib, Agg backend):
 * memory layout per plan: x = step, y = compute-level address, one rectangle per compute-level
-  placement; buffers that are spilled afterwards or reloaded into a placement are hatched;
-* non-compulsory traffic versus capacity, one curve per solver;
-* occupancy per level over time, for targets with more than two levels.
+  placement; placements spilled afterwards (vermilion) or reloaded (purple) have colours of their
+  own, no kind uses, and every spill and reload step is also marked on the top edge, so they
+  show at any scale (a 16 KiB spill on a 668-step model is a 1-2 px sliver);
+* non-compulsory traffic versus capacity, one curve per solver (hollow markers of decreasing
+  size and distinct dashes; a solver whose curve is identical to another's says so in the
+  legend);
+* occupancy per level over time, for every target.
+
+Tables: per capacity the runs; per plan its spills and reloads (``stowage.plan.tables``, the
+rows ``stowage show --transfers`` prints); per capacity, for the best plan, every step with its
+live bytes per level and transfers.  The model path is shown relative to the working
+directory.  Sizes are formatted by ``stowage.format``.
 """
 
 from __future__ import annotations
@@ -26,10 +35,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from stowage.errors import CapacityError, StowageError
+from stowage.format import axis_unit, fmt_int
+from stowage.format import fmt_bytes as _fmt_bytes
 from stowage.ir.graph import Graph
 from stowage.ir.lifetimes import m_r
 from stowage.plan import Plan, plan_to_json
 from stowage.plan.files import write_output_set
+from stowage.plan.tables import live_bytes, step_rows, transfer_rows
 from stowage.solvers.budgets import resolve_capacity
 from stowage.targets.hierarchy import Hierarchy
 
@@ -44,12 +56,18 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 KIND_COLOURS = {
     "activation": "#56B4E9",
     "output": "#009E73",
-    "input": "#E69F00",
+    "input": "#F0E442",
     "weight": "#999999",
 }
 SPILL_EDGE = "#D55E00"
 RELOAD_EDGE = "#CC79A7"
-CAPACITY_COLOUR = "#D55E00"
+#: Face colours of spilled / reloaded placements: used by no kind, so a sliver still reads.
+SPILL_FACE = "#D55E00"
+RELOAD_FACE = "#CC79A7"
+CAPACITY_COLOUR = "#0072B2"
+#: Most rows of one spill/reload table and of one per-step table in a report (the rest are
+#: counted in a note; ``stowage show`` prints them all).
+MAX_TABLE_ROWS = 400
 
 
 # ---------------------------------------------------------------------------------------
@@ -144,20 +162,9 @@ class Comparison:
 # ---------------------------------------------------------------------------------------
 # Formatting
 # ---------------------------------------------------------------------------------------
-def fmt_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
-
-
-def _axis_unit(max_bytes: float) -> tuple[str, int]:
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if max_bytes >= 2 * scale:
-            return unit, scale
-    return "B", 1
+# One byte formatter for the whole tool (stowage.format); re-exported here for old callers.
+fmt_bytes = _fmt_bytes
+_axis_unit = axis_unit
 
 
 # ---------------------------------------------------------------------------------------
@@ -235,12 +242,23 @@ def run_comparison(
                      seconds)
             runs.append(Run(name, cap, plan, error, seconds))
     return Comparison(
-        model=graph.name, model_path=graph.source_path, target=target,
+        model=graph.name, model_path=relative_path(graph.source_path), target=target,
         weights_in_compute_level=weights_in_compute_level, element_bytes=graph.element_bytes,
         time_limit=time_limit, operators=len(graph.computing_ops),
         buffers=sum(1 for _ in graph.buffers), m_r=m_r(graph, weights_in_compute_level),
         capacities=caps, solvers=tuple(solvers), runs=tuple(runs),
     )
+
+
+def relative_path(path: str | None) -> str | None:
+    """``path`` relative to the working directory (a report must not embed the absolute path
+    of the machine it was made on); unchanged when it is on another drive."""
+    if path is None:
+        return None
+    try:
+        return os.path.relpath(path)
+    except ValueError:  # Windows: another drive
+        return path
 
 
 # ---------------------------------------------------------------------------------------
@@ -291,22 +309,9 @@ def layout_boxes(plan: Plan) -> list[LayoutBox]:
 
 
 def occupancy(plan: Plan) -> dict[str, list[int]]:
-    """Bytes reserved in each level at each step (placements are inclusive step ranges)."""
-    n = len(plan.steps)
-    size = {b.id: b.bytes for b in plan.buffers}
-    occ = {lv.name: [0] * (n + 1) for lv in plan.target.levels}
-    for p in plan.placements:
-        d = occ[p.level]
-        d[p.first] += size[p.buffer]
-        d[min(p.last + 1, n)] -= size[p.buffer]
-    out: dict[str, list[int]] = {}
-    for name, delta in occ.items():
-        running, series = 0, []
-        for s in range(n):
-            running += delta[s]
-            series.append(running)
-        out[name] = series
-    return out
+    """Bytes reserved in each level at each step (placements are inclusive step ranges);
+    the one computation of ``stowage.plan.tables.live_bytes``."""
+    return live_bytes(plan)
 
 
 # ---------------------------------------------------------------------------------------
@@ -355,6 +360,8 @@ def plot_layout(run: Run) -> bytes:
     edge_w = 0.2 if many else 0.5
     plain = [b for b in boxes if not (b.spilled or b.reloaded)]
     marked = [b for b in boxes if b.spilled or b.reloaded]
+    spill_steps = sorted({b.last for b in boxes if b.spilled})
+    reload_steps = sorted({b.first for b in boxes if b.reloaded})
 
     def rect(b: LayoutBox) -> Rectangle:
         return Rectangle((b.first, b.offset / scale), b.last - b.first + 1, b.bytes / scale)
@@ -363,10 +370,18 @@ def plot_layout(run: Run) -> bytes:
         [rect(b) for b in plain], facecolors=[KIND_COLOURS.get(b.kind, "#56B4E9") for b in plain],
         edgecolors="#333333", linewidths=edge_w))
     for b in marked:  # few enough to draw one by one with a hatch
-        edge = SPILL_EDGE if b.spilled else RELOAD_EDGE
         ax.add_patch(Rectangle((b.first, b.offset / scale), b.last - b.first + 1, b.bytes / scale,
-                               facecolor=KIND_COLOURS.get(b.kind, "#56B4E9"), edgecolor=edge,
-                               linewidth=1.2, hatch="////" if b.spilled else "\\\\\\\\"))
+                               facecolor=SPILL_FACE if b.spilled else RELOAD_FACE, edgecolor="#333333",
+                               alpha=0.85, linewidth=edge_w, hatch="////" if b.spilled else "\\\\\\\\"))
+    # Marks on the top edge at every spill (after the step) and reload (before the step): a
+    # sliver of a box is still found at any scale.
+    ytop = top * 1.06 / scale
+    if spill_steps:
+        ax.plot([st + 1 for st in spill_steps], [ytop] * len(spill_steps), linestyle="none", marker="v",
+                color=SPILL_EDGE, markersize=6, clip_on=False)
+    if reload_steps:
+        ax.plot(reload_steps, [ytop] * len(reload_steps), linestyle="none", marker="^",
+                color=RELOAD_EDGE, markersize=6, clip_on=False)
     ax.axhline(run.capacity.bytes / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1.2)
     ax.set_xlim(0, nsteps)
     ax.set_ylim(0, top * 1.06 / scale)
@@ -382,9 +397,11 @@ def plot_layout(run: Run) -> bytes:
     handles: list[Artist] = [Patch(facecolor=KIND_COLOURS.get(k, "#56B4E9"), edgecolor="#333333", label=_plain(k))
                              for k in kinds_present]
     if nspill:
-        handles.append(Patch(facecolor="white", edgecolor=SPILL_EDGE, hatch="////", label="spilled after"))
+        handles.append(Patch(facecolor=SPILL_FACE, edgecolor="#333333", hatch="////",
+                             label="spilled after (v: step)"))
     if nreload:
-        handles.append(Patch(facecolor="white", edgecolor=RELOAD_EDGE, hatch="\\\\\\\\", label="reloaded"))
+        handles.append(Patch(facecolor=RELOAD_FACE, edgecolor="#333333", hatch="\\\\\\\\",
+                             label="reloaded (^: step)"))
     handles.append(Line2D([], [], color=CAPACITY_COLOUR, linestyle="--",
                           label=f"capacity {fmt_bytes(run.capacity.bytes)}"))
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
@@ -401,6 +418,7 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
     xunit, xscale = _axis_unit(max(caps))
     yunit, yscale = _axis_unit(max(ymax, 1))
     markers = "osD^v<>ph*"
+    drawn: dict[tuple[tuple[int, int], ...], str] = {}
     for i, name in enumerate(cmp.solvers):
         pts: list[tuple[int, int]] = []
         for r in cmp.runs:
@@ -411,9 +429,11 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
         if not pts:
             continue
         # Solvers often tie; hollow markers of decreasing size and distinct dash patterns
-        # keep every curve visible where they coincide.
+        # keep every curve visible where they coincide, and the legend names the twin.
+        twin = drawn.setdefault(tuple(pts), name)
+        label = name if twin == name else f"{name} (same as {twin})"
         ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
-                label=_plain(name), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
+                label=_plain(label), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
                 markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
     for c in cmp.capacities:
         if c.spec.upper() in ("M_R", "M_H", "M_P"):
@@ -488,11 +508,11 @@ def _row(run: Run, best: bool, levels: Sequence[str]) -> dict[str, object]:
         "solver": run.solver,
         "best": best,
         "status": plan.solver.status if plan else "error",
-        "noncompulsory": f"{plan.metrics.noncompulsory_bytes:,}" if plan else "-",
-        "compulsory": f"{plan.metrics.compulsory_bytes:,}" if plan else "-",
+        "noncompulsory": fmt_int(plan.metrics.noncompulsory_bytes) if plan else "-",
+        "compulsory": fmt_int(plan.metrics.compulsory_bytes) if plan else "-",
         "peaks": [fmt_bytes(plan.metrics.peak_bytes.get(lv, 0)) if plan else "-" for lv in levels],
-        "bound": f"{plan.solver.lower_bound:,}" if plan and plan.solver.lower_bound is not None else "-",
-        "gap": f"{run.gap:,}" if run.gap is not None else "-",
+        "bound": fmt_int(plan.solver.lower_bound) if plan else "-",
+        "gap": fmt_int(run.gap),
         "seconds": f"{run.seconds:.2f}",
         "error": run.error or "",
         "note": note,
@@ -503,11 +523,52 @@ def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in name)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def spill_table(run: Run) -> dict[str, object] | None:
+    """The spills and reloads of one plan (transfers that are not the compulsory loads and
+    stores), as formatted rows; None when the plan moves nothing beyond those."""
+    if run.plan is None:
+        return None
+    rows = [r for r in transfer_rows(run.plan) if r["kind"] not in ("load", "store")]
+    if not rows:
+        return None
+    spilled = sum(r["bytes"] for r in rows if r["kind"] == "spill")
+    reloaded = sum(r["bytes"] for r in rows if r["kind"] == "reload")
+    return {
+        "solver": run.solver,
+        "summary": (f"{_count(sum(r['kind'] == 'spill' for r in rows), 'spill')} ({fmt_bytes(spilled)}), "
+                    f"{_count(sum(r['kind'] == 'reload' for r in rows), 'reload')} ({fmt_bytes(reloaded)})"),
+        "rows": [{"step": r["step"], "phase": r["phase"], "kind": r["kind"], "tensor": r["tensor"],
+                  "bytes": fmt_bytes(r["bytes"]), "src": r["src"], "dst": r["dst"]} for r in rows[:MAX_TABLE_ROWS]],
+        "more": max(0, len(rows) - MAX_TABLE_ROWS),
+    }
+
+
+def steps_table(run: Run) -> dict[str, object] | None:
+    """Every step of one plan: operator, live bytes per level, and what moves around it."""
+    if run.plan is None:
+        return None
+    plan = run.plan
+    levels = [lv.name for lv in plan.target.levels]
+    moves: dict[int, list[str]] = {}
+    for r in transfer_rows(plan):
+        moves.setdefault(r["step"], []).append(f"{r['kind']} {r['tensor']} {fmt_bytes(r['bytes'])}")
+    rows = [{"step": r["step"], "op": r["op"], "op_type": r["op_type"],
+             "live": [fmt_bytes(r[f"live_{lv}"]) for lv in levels], "transfers": "; ".join(moves.get(r["step"], []))}
+            for r in step_rows(plan)]
+    return {"solver": run.solver, "levels": levels, "rows": rows[:MAX_TABLE_ROWS],
+            "more": max(0, len(rows) - MAX_TABLE_ROWS)}
+
+
 def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple[list[dict], list[Figure]]:
-    """Per-capacity tables and figures, in report order."""
+    """Per-capacity tables and figures, in report order.  ``with_occupancy`` (default: yes,
+    for every target) draws the occupancy-over-time picture of each plan."""
     levels = [lv.name for lv in cmp.target.levels]
     if with_occupancy is None:
-        with_occupancy = len(levels) > 2
+        with_occupancy = True
     sections, figures = [], []
     for cap in cmp.capacities:
         runs = cmp.runs_at(cap)
@@ -522,10 +583,13 @@ def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple
                 figs.append(Figure(f"occupancy_{cap.slug}_{_safe(run.solver)}.png",
                                    f"{run.solver} at {cap.label}: occupancy per level", plot_occupancy(run)))
         figures += figs
+        best = cmp.best_at(cap)
         sections.append({
             "capacity": cap,
             "rows": [_row(r, cmp.is_best(r), levels) for r in runs],
             "figures": figs,
+            "spills": [t for t in (spill_table(r) for r in runs) if t is not None],
+            "steps": steps_table(best) if best is not None else None,
         })
     return sections, figures
 

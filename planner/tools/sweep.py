@@ -50,7 +50,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
@@ -64,11 +64,25 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS = (
     "model", "target", "capacity_spec", "solver", "capacity_bytes", "status",
     "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "peak_bytes", "compute_peak_bytes",
+    "objective", "lower_bound", "gap", "gap_ratio", "seconds", "worker", "attempts", "same_as", "error",
+)
+#: The header of tables written before ``gap`` was in bytes (it was a ratio) and before
+#: ``gap_ratio`` and ``same_as``: refused with a message that says so, not mixed in.
+LEGACY_COLUMNS = (
+    "model", "target", "capacity_spec", "solver", "capacity_bytes", "status",
+    "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "peak_bytes", "compute_peak_bytes",
     "objective", "lower_bound", "gap", "seconds", "worker", "attempts", "error",
 )
 KEY_COLUMNS = ("model", "target", "capacity_spec", "solver")
 #: Columns that legitimately differ between runs of the same cell (timing and placement).
 NONDETERMINISTIC_COLUMNS = ("seconds", "worker")
+#: Typed columns of the rows ``sweep`` returns (the CSV holds text; ``typed_row`` converts).
+#: Byte counts and counts are ``int``, ``gap`` is bytes (non-compulsory minus the bound, as
+#: ``compile`` prints it) and ``gap_ratio`` that gap over the non-compulsory traffic; an empty
+#: field (no plan, no bound) is ``None``.
+INT_COLUMNS = ("capacity_bytes", "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "compute_peak_bytes",
+               "objective", "lower_bound", "gap", "attempts")
+FLOAT_COLUMNS = ("gap_ratio", "seconds")
 #: Seconds to wait for an existing Dask scheduler (``scheduler=``) before giving up: long
 #: enough for a cluster across a network, short enough that a wrong address fails promptly.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -274,13 +288,16 @@ def run_cell(cell: Cell, options: SweepOptions) -> dict[str, Any]:
         compute_peak_bytes=m.peak_bytes.get(plan.target.compute_level, 0),
         objective=plan.solver.objective if plan.solver.objective is not None else "",
         lower_bound=lb if lb is not None else "",
-        gap=_gap(m.noncompulsory_bytes, lb),
+        gap=m.noncompulsory_bytes - lb if lb is not None else "",
+        gap_ratio=_gap_ratio(m.noncompulsory_bytes, lb),
         seconds=round(time.perf_counter() - started, 4),
     )
     return row
 
 
-def _gap(value: int, bound: int | None) -> str:
+def _gap_ratio(value: int, bound: int | None) -> str:
+    """(value - bound) / value to 4 decimals: 0 when the bound is met, empty without a bound
+    or when nothing is spilled (no ratio of zero traffic)."""
     if bound is None:
         return ""
     if value == bound:
@@ -288,6 +305,26 @@ def _gap(value: int, bound: int | None) -> str:
     if value <= 0:
         return ""
     return f"{(value - bound) / value:.4f}"
+
+
+def typed_row(raw: dict[str, str]) -> dict[str, Any]:
+    """A table record with typed values: ``INT_COLUMNS`` as ``int``, ``FLOAT_COLUMNS`` as
+    ``float``, ``peak_bytes`` as ``{level: bytes}``, empty fields as ``None`` (the CSV stores
+    text; the rows ``sweep`` returns and the DataFrame carry numbers)."""
+    row: dict[str, Any] = dict(raw)
+    for c in INT_COLUMNS:
+        v = raw.get(c)
+        row[c] = None if v in (None, "") else int(float(v))
+    for c in FLOAT_COLUMNS:
+        v = raw.get(c)
+        row[c] = None if v in (None, "") else float(v)
+    peaks = raw.get("peak_bytes")
+    try:
+        row["peak_bytes"] = {str(k): int(n) for k, n in json.loads(peaks).items()} if peaks else None
+    except (ValueError, TypeError, AttributeError):
+        row["peak_bytes"] = None
+    row["same_as"] = raw.get("same_as") or None
+    return row
 
 
 # ---------------------------------------------------------------------------------------
@@ -560,6 +597,11 @@ def _parse_line(line: bytes) -> list[str] | None:
 
 
 def _check_header(path: Path, first_line: bytes) -> None:
+    if first_line.decode("utf-8", "replace").rstrip("\r\n") == ",".join(LEGACY_COLUMNS):
+        raise ResultsDirError(
+            f"{path} was written by an older stowage (its gap column is a ratio, today's is bytes); "
+            "use another results folder"
+        )
     if first_line.decode("utf-8", "replace").rstrip("\r\n") != _HEADER:
         raise ResultsDirError(
             f"{path} is not a stowage sweep table (its first line is not the header "
@@ -767,12 +809,17 @@ def prepare_results_dir(out: Path) -> None:
 
 
 class SweepResult(list):
-    """The sweep table: a list of records (one dict per cell, grid order), plus what this run
-    did.  ``dataframe()`` gives a pandas DataFrame when pandas is installed."""
+    """The sweep table: a list of records (one dict per cell, grid order, typed values: see
+    ``typed_row``), plus what this run did.  ``dataframe()`` gives a pandas DataFrame with
+    numeric dtypes when pandas is installed."""
 
-    def __init__(self, rows: list[dict[str, str]], results_dir: Path, ran: int, skipped: int,
-                 failed: int, files: list[Path], failed_this_run: int | None = None) -> None:
+    def __init__(self, rows: list[dict[str, Any]], results_dir: Path, ran: int, skipped: int,
+                 failed: int, files: list[Path], failed_this_run: int | None = None,
+                 planned: int | None = None) -> None:
         super().__init__(rows)
+        #: Cells this run planned: ``ran`` minus the duplicates filled in from a cell of the
+        #: same model, target, solver and capacity in bytes (``same_as``).
+        self.planned = ran if planned is None else planned
         self.results_dir = results_dir
         self.ran = ran
         self.skipped = skipped
@@ -783,15 +830,29 @@ class SweepResult(list):
         self.files = files
 
     @property
-    def rows(self) -> list[dict[str, str]]:
+    def rows(self) -> list[dict[str, Any]]:
         return list(self)
 
     def dataframe(self) -> Any:
+        """The table as a DataFrame: ``INT_COLUMNS`` as pandas' nullable ``Int64`` (a failed
+        cell has no traffic, and NaN would turn byte counts into floats), ``FLOAT_COLUMNS`` as
+        ``float64``, and ``peak_bytes`` spread into one ``Int64`` column per level
+        (``peak_bytes_sram``, ...)."""
         try:
             import pandas as pd
         except ImportError:
             raise StowageError("SweepResult.dataframe() needs pandas: pip install pandas") from None
-        return pd.DataFrame(list(self))
+        levels = list(dict.fromkeys(lv for r in self for lv in (r.get("peak_bytes") or {})))
+        records = []
+        for r in self:
+            rec = {c: r.get(c) for c in RESULT_COLUMNS if c != "peak_bytes"}
+            peaks = r.get("peak_bytes") or {}
+            rec.update({f"peak_bytes_{lv}": peaks.get(lv) for lv in levels})
+            records.append(rec)
+        columns = [c for c in RESULT_COLUMNS if c != "peak_bytes"] + [f"peak_bytes_{lv}" for lv in levels]
+        df = pd.DataFrame.from_records(records, columns=columns)
+        ints = [*INT_COLUMNS, *(f"peak_bytes_{lv}" for lv in levels)]
+        return df.astype({**{c: "Int64" for c in ints}, **{c: "float64" for c in FLOAT_COLUMNS}})
 
 
 def sweep(
@@ -855,9 +916,24 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
     _check_manifest(out, options, cells)
     csv_path = out / RESULTS_NAME
     repair_results(csv_path)
-    done = {tuple(r[k] for k in KEY_COLUMNS) for r in read_results(csv_path)}
-    todo = [c for c in cells if c.key not in done]
+    finished = {tuple(r[k] for k in KEY_COLUMNS): r for r in read_results(csv_path)}
+    todo = [c for c in cells if c.key not in finished]
     skipped = len(cells) - len(todo)
+    # Identical capacities (M_R..M_P:4 on a model whose M_R = M_P) are planned once: the other
+    # cells of the group get a copy of its row, marked ``same_as``.  A representative comes
+    # before its duplicates in grid order, so when it is not in the table it is planned now.
+    same = duplicate_groups(cells, options)
+    plan_cells: list[Cell] = []
+    copies: dict[Cell, list[Cell]] = {}
+    from_table: list[tuple[Cell, dict[str, str], Cell]] = []
+    for c in todo:
+        rep = same.get(c)
+        if rep is None:
+            plan_cells.append(c)
+        elif rep.key in finished:
+            from_table.append((c, finished[rep.key], rep))
+        else:
+            copies.setdefault(rep, []).append(c)
     n_workers = workers or (os.cpu_count() or 1)
     log.info("sweep: %d cells (%d already done), executor %s", len(cells), skipped, executor)
 
@@ -865,20 +941,30 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
     assert appender.fd is not None
     stream: Iterator[Result]
     if executor == "serial":
-        stream = _serial(todo, options)
+        stream = _serial(plan_cells, options)
     elif executor == "local":
-        stream = _local(todo, options, n_workers, inherited_fds=[*inherited_fds, appender.fd])
+        stream = _local(plan_cells, options, n_workers, inherited_fds=[*inherited_fds, appender.fd])
     else:
-        stream = _dask(todo, options, n_workers, scheduler, connect_timeout)
-    failed_now = ran = 0
+        stream = _dask(plan_cells, options, n_workers, scheduler, connect_timeout)
+    failed_now = ran = planned = 0
     t0 = time.perf_counter()
+
+    def record(row: dict[str, Any]) -> None:
+        nonlocal ran, failed_now
+        appender.append(row)
+        ran += 1
+        failed_now += row.get("status") == "error"
+        if on_progress:
+            on_progress(ran, len(todo), failed_now, time.perf_counter() - t0)
+
     try:
-        for _cell, row in stream:
-            appender.append(row)
-            ran += 1
-            failed_now += row.get("status") == "error"
-            if on_progress:
-                on_progress(ran, len(todo), failed_now, time.perf_counter() - t0)
+        for c, table_row, rep in from_table:
+            record(copy_row(table_row, c, rep))
+        for cell, row in stream:
+            planned += 1
+            record(row)
+            for dup in copies.get(cell, ()):
+                record(copy_row(row, dup, cell))
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -890,7 +976,7 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
         k = tuple(r[c] for c in KEY_COLUMNS)
         if k in order:
             latest[k] = r
-    rows = sorted(latest.values(), key=lambda r: order[tuple(r[c] for c in KEY_COLUMNS)])
+    rows = [typed_row(r) for r in sorted(latest.values(), key=lambda r: order[tuple(r[c] for c in KEY_COLUMNS)])]
     failed = sum(r.get("status") == "error" for r in rows)
     files = [csv_path]
     try:
@@ -903,7 +989,54 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
         raise _io_error("write the sweep report in", out, exc,
                         f"; every cell is saved in {csv_path}, rerun the same command to write the report") from None
     return SweepResult(rows=rows, results_dir=out, ran=ran, skipped=skipped, failed=failed, files=files,
-                       failed_this_run=failed_now)
+                       failed_this_run=failed_now, planned=planned)
+
+
+def duplicate_groups(cells: Sequence[Cell], options: SweepOptions) -> dict[Cell, Cell]:
+    """For every cell whose capacity resolves to the same bytes as an earlier cell of the same
+    model, target and solver, that earlier cell (its *representative*, planned in its stead;
+    a plan is deterministic for the options, so a copy of its row is what planning again would
+    give).  Capacities are resolved here, in the parent, with the resolver the workers use
+    (forked local workers inherit the parsed models); a model or capacity that cannot be
+    resolved is left alone (its own cell reports the error)."""
+    from stowage.targets.hierarchy import load_target
+
+    first: dict[tuple[str, str, str, int], Cell] = {}
+    out: dict[Cell, Cell] = {}
+    targets: dict[str, Any] = {}
+    unusable: set[str] = set()  # models that do not import: tried once, not once per cell
+    for c in cells:
+        if c.model in unusable:
+            continue
+        try:
+            graph = _graph(c.model, options)
+        except Exception:  # noqa: BLE001 - the model's cells will report what is wrong
+            unusable.add(c.model)
+            continue
+        try:
+            if c.target not in targets:
+                targets[c.target] = load_target(c.target)
+            nbytes = resolve_cell_capacity(c.capacity_spec, graph, targets[c.target],
+                                           options.weights_in_compute_level)
+        except Exception:  # noqa: BLE001 - the cell itself will report what is wrong
+            continue
+        if nbytes is None:
+            continue
+        key = (c.model, c.target, c.solver, int(nbytes))
+        rep = first.setdefault(key, c)
+        if rep is not c:
+            out[c] = rep
+    return out
+
+
+def copy_row(row: Mapping[str, Any], cell: Cell, rep: Cell) -> dict[str, Any]:
+    """``row`` (the representative's) for ``cell``: its own key, ``same_as`` naming the
+    representative's capacity spec, no time of its own."""
+    copy = dict(row)
+    copy.update(zip(KEY_COLUMNS, cell.key))
+    copy["same_as"] = rep.capacity_spec
+    copy["seconds"] = 0
+    return copy
 
 
 def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> None:
@@ -931,13 +1064,16 @@ def _check_manifest(out: Path, options: SweepOptions, cells: Sequence[Cell]) -> 
         raise _io_error("write", path, exc) from None
 
 
-def _write_parquet(out: Path, rows: list[dict[str, str]]) -> list[Path]:
+def _write_parquet(out: Path, rows: list[dict[str, Any]]) -> list[Path]:
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         return []
-    table = pa.Table.from_pylist(rows) if rows else pa.table({c: [] for c in RESULT_COLUMNS})
+    # Typed columns; peak_bytes as its JSON text (levels differ between targets).
+    flat = [{**r, "peak_bytes": json.dumps(r["peak_bytes"], sort_keys=True) if r.get("peak_bytes") else None}
+            for r in rows]
+    table = pa.Table.from_pylist(flat) if rows else pa.table({c: [] for c in RESULT_COLUMNS})
     path = out / "results.parquet"
     tmp = out / ".results.parquet.tmp"
     pq.write_table(table, tmp)
@@ -945,11 +1081,12 @@ def _write_parquet(out: Path, rows: list[dict[str, str]]) -> list[Path]:
     return [path]
 
 
-def as_number(value: str | None) -> float | None:
+def as_number(value: object) -> float | None:
+    """A table value as a float: text (a CSV field), an int, a float; None when empty or NaN."""
     if value is None:  # a missing column (``dict.get``)
         return None
     try:
-        v = float(value)
+        v = float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None
     return None if math.isnan(v) else v

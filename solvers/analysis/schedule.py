@@ -384,10 +384,16 @@ def reversed_model(model: ScheduleModel) -> ScheduleModel:
     return replace(model, preds=model.succs, succs=model.preds)
 
 
+#: List scheduling costs operators x ready operators; the reversed model of a graph with many
+#: outputs has thousands ready at once (10,000 operators: 100 s, issue 14), so above this many
+#: operators only the forward variants run (a decision by size, not by the clock).
+REVERSED_GREEDY_MAX_OPS = 3000
+
+
 def _best_greedy(model: ScheduleModel) -> list[int]:
     rev = reversed_model(model)
     cands = ([list(range(model.n))] + [greedy_order(model, r) for r in (0, 1, 2)]
-             + [greedy_order(rev, r)[::-1] for r in (0, 1, 2)])
+             + ([greedy_order(rev, r)[::-1] for r in (0, 1, 2)] if model.n <= REVERSED_GREEDY_MAX_OPS else []))
     return min(cands, key=lambda o: _score(local_live_bytes(model, o)))
 
 

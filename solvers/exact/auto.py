@@ -145,6 +145,8 @@ class AutoPipeline:
         self.reference_plan: Plan | None = None
         self.order_before_warm: tuple[OpIndex, ...] | None = None
         self.incumbent_order: tuple[OpIndex, ...] | None = None
+        #: The wall clock ended the run or skipped a phase (``solver.stopped_by = "time"``).
+        self.hit_wall = False
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -171,6 +173,12 @@ class AutoPipeline:
         ]
 
     def run(self) -> Plan:
+        plan = self._run_once()
+        if self.hit_wall:
+            plan = replace(plan, solver=replace(plan.solver, stopped_by="time"))
+        return plan
+
+    def _run_once(self) -> Plan:
         try:
             return self._run()
         except InfeasibleError:
@@ -196,7 +204,11 @@ class AutoPipeline:
                 log.debug("exact[auto]: phase %s (%s)", phase.name, phase.proves)
                 phase.run()
                 self.check_invariants(phase.name)
+            elif self.deadline == self.final_deadline:
+                self.hit_wall = True      # a phase skipped for want of wall time
         self.deadline = self.final_deadline
+        if self.left() <= 0:
+            self.hit_wall = True
         if self.best is None and self.reference_plan is None:
             if self.left() <= 0:
                 raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
@@ -434,10 +446,59 @@ class AutoPipeline:
         self.offer(res.solution, f"exact: {full.mode} model")
 
 
+@dataclass(frozen=True)
+class CheapProofs:
+    """What phases 1-2 of the pipeline (the cheap proofs) give another planner: the best plan
+    they packed (``None`` if none; ``optimal`` when it meets the bound), the best lower bound
+    and what proved it."""
+
+    plan: Plan | None
+    bound: int
+    how: str
+    #: A phase was cut or skipped by the wall clock (its wall share of the limit), so the
+    #: bound and plan may depend on the machine's load.
+    hit_wall: bool = False
+
+
+def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers: int, seed: int,
+                 wall_deadline: float | None = None) -> CheapProofs:
+    """Run only the cheap proofs (the cover bound, the gap model on the quick orders), on the
+    same work budgets as inside ``exact`` and under the same wall share
+    (``PRE_REFERENCE_SHARE`` of the limit, or less with ``wall_deadline``).  For ``auto``
+    (issue 14): where these prove optimality (most of the suite, in a small share of the
+    limit) it returns the proven plan, and it always reports the best bound it has.  A user
+    error in the instance (``StowageError``) gives no proof: the caller's own planner then
+    reports it."""
+    started = time.perf_counter()
+    try:
+        pipe = AutoPipeline(problem, ExactParams(), started, time_limit, workers, seed)
+        if wall_deadline is not None:
+            pipe.final_deadline = min(pipe.final_deadline, wall_deadline)
+        for phase in pipe.phases()[:2]:
+            if pipe.proven():
+                break
+            share = phase.wall_share if phase.wall_share is not None else PRE_REFERENCE_SHARE
+            pipe.deadline = min(pipe.final_deadline, started + share * time_limit)
+            if phase.min_left is None or pipe.left() > phase.min_left:
+                phase.run()
+                pipe.check_invariants(phase.name)
+            if pipe.left() <= 0 and not pipe.proven():
+                pipe.hit_wall = True
+    except StowageError as exc:
+        log.info("%s: cheap proofs gave nothing: %s", solver_name, exc)
+        return CheapProofs(None, 0, "none")
+    plan = None
+    if pipe.best is not None:
+        status = "optimal" if pipe.proven() else "feasible"
+        plan = lower_solution(problem, pipe.data, pipe.best, solver_name, status, pipe.lb, started, pipe.best_source)
+    log.info("%s: cheap proofs: bound %d (%s), plan %s", solver_name, pipe.lb, pipe.how, pipe.best_value)
+    return CheapProofs(plan, pipe.lb, pipe.how, pipe.hit_wall)
+
+
 def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit: float, workers: int,
                seed: int) -> Plan:
     """Run the bound-and-pack pipeline; the plan of the best candidate with the best bound."""
     return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
 
 
-__all__ = ["AUTO_WORK_BUDGETS", "AutoPipeline", "Phase", "solve_auto"]
+__all__ = ["AUTO_WORK_BUDGETS", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]

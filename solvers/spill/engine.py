@@ -208,7 +208,7 @@ class SpillEngine:
             off = st.arena.where[b][0]
             st.arena.remove(b)
         else:
-            st.used_bytes -= size
+            st.used_bytes -= self.counted(size)
         st.placements.append(Interval(b, first, last, size, off))
 
     def evict(self, b: int) -> None:
@@ -335,11 +335,21 @@ class SpillEngine:
         return list(self.uses.needs[s])
 
     # -- byte counts -------------------------------------------------------------------
+    def counted(self, size: int) -> int:
+        """What ``size`` bytes occupy in bytes mode: rounded up to the compute alignment,
+        since the offline packer places every buffer at an aligned offset.  Counting raw
+        bytes let a residency "fit" that no packing can hold -- at alignment 16 a few bytes
+        over -- and the slack ladder's next step then spilled whole buffers around single
+        steps (issue 14's packing misses)."""
+        return align_up(size, self.alignment)
+
     def _place_bytes(self, s: int, missing: list[int], pinned: set[int], extra: int) -> None:
         st, buffers = self.state, self.graph.buffers
         limit = self.capacity if self.capacity is not None else float("inf")
-        limit = limit - (self.capacity or 0) * self.cfg.slack
-        need = sum(buffers[b].bytes for b in missing) + extra
+        # The topmost buffer of a packing needs no padding: aligned sizes may exceed the
+        # capacity by less than one alignment unit (a necessary condition; the packer decides).
+        limit = limit - (self.capacity or 0) * self.cfg.slack + (self.alignment - 1)
+        need = sum(self.counted(buffers[b].bytes) for b in missing) + self.counted(extra)
         over = st.used_bytes + need - limit
         if over > 0:
             chosen = []
@@ -347,17 +357,17 @@ class SpillEngine:
                 if over <= 0:
                     break
                 chosen.append(b)
-                over -= buffers[b].bytes
+                over -= self.counted(buffers[b].bytes)
             if over > 0:
                 raise PackFailed()
             # Drop victims that turned out unnecessary (largest-first filling can overshoot).
             for b in sorted(chosen, key=lambda b: buffers[b].bytes):
-                if over + buffers[b].bytes <= 0:
-                    over += buffers[b].bytes
+                if over + self.counted(buffers[b].bytes) <= 0:
+                    over += self.counted(buffers[b].bytes)
                     chosen.remove(b)
             for b in chosen:
                 self.evict(b)
-        st.used_bytes += need - extra
+        st.used_bytes += need - self.counted(extra)
 
     # -- the result --------------------------------------------------------------------
     def finish(self) -> SpillResult | None:

@@ -19,6 +19,7 @@ fit then, which the caller checks.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, replace
 
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
@@ -33,6 +34,8 @@ log = logging.getLogger(__name__)
 MAX_LEN = 16
 #: Band heights tried, tallest kept when it fits.
 HEIGHTS = (1, 2, 4, 8, 16)
+#: States (sets of intermediates off-chip) kept per cut by ``least_traffic``.
+MAX_STATES = 8
 
 
 @dataclass(frozen=True)
@@ -46,10 +49,18 @@ class Segment:
     traffic: int = 0
 
 
+class OutOfTime(Exception):
+    """A search passed ``Partitioner.deadline``."""
+
+
 class Partitioner:
     """Segment costs for one graph, setting and alignment, memoised."""
 
-    def __init__(self, graph: Graph, weights: bool, alignment: int = 1) -> None:
+    def __init__(self, graph: Graph, weights: bool, alignment: int = 1, deadline: float | None = None) -> None:
+        #: ``time.monotonic()`` after which the searches give up (``OutOfTime``): the DP over
+        #: off-chip cut states grows with the tensors live across cuts (DenseNet's
+        #: concatenations), and a compile must stay within its time limit.
+        self.deadline = deadline
         self.g, self.weights, self.align = graph, weights, max(1, alignment)
         self.order = graph.file_order()
         self.n = len(self.order)
@@ -109,6 +120,8 @@ class Partitioner:
         bystanders in the compute level)."""
         key = (i, j, h, dram)
         if key not in self.dmemo:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise OutOfTime("the tiling search ran out of time")
             try:
                 p = self.program(i, j, h, dram=dram)
             except NotTileable:
@@ -167,6 +180,11 @@ class Partitioner:
             {} for _ in range(self.n + 1)]
         best[0][start] = (0, 0, None, start)
         for i in range(self.n):
+            if len(best[i]) > MAX_STATES:
+                # Graphs with many long-lived tensors (DenseNet's concatenations) have many
+                # subsets off-chip: keep the cheapest few (a beam; the result stays valid).
+                keep = sorted(best[i].items(), key=lambda kv: kv[1][:2])[:MAX_STATES]
+                best[i] = dict(keep)
             for d_in, (traffic, stripes, _seg, _prev) in list(best[i].items()):
                 made: set[BufferId] = set()
                 reads: set[BufferId] = set()
@@ -316,4 +334,4 @@ def _row(graph: Graph, b: BufferId) -> int:
     return buffer_row_bytes(graph, b)
 
 
-__all__ = ["HEIGHTS", "MAX_LEN", "Partitioner", "Segment"]
+__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "OutOfTime", "Partitioner", "Segment"]

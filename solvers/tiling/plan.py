@@ -15,6 +15,7 @@ The plan is then checked by the one validator, rows included.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -26,14 +27,14 @@ from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.costs import CostModel
 from stowage.solvers.problem import Problem
-from stowage.solvers.tiling.partition import Partitioner, Segment
+from stowage.solvers.tiling.partition import OutOfTime, Partitioner, Segment
 from stowage.solvers.tiling.program import Program
 from stowage.targets.hierarchy import Hierarchy
 
 log = logging.getLogger(__name__)
 
 
-def _floor_error(part: Partitioner, cap: int, untiled: int) -> CapacityError:
+def _floor_error(part: Partitioner, cap: int, untiled: int, timed_out: bool = False) -> CapacityError:
     """Why no tiled plan fits: the step whose least footprint (one 1-row stripe, its
     intermediates through off-chip memory, or whole when it cannot be striped) is largest."""
     g = part.g
@@ -49,6 +50,12 @@ def _floor_error(part: Partitioner, cap: int, untiled: int) -> CapacityError:
             what = f"operator '{op.name}' ({op.op_type}), which cannot run in stripes,"
         if own > worst[0]:
             worst = (own, what)
+    if worst[0] <= cap:
+        # Every step fits on its own: what failed is the search for a partition.
+        why = ("the search for cascade boundaries through off-chip memory ran out of time (raise --time-limit)"
+               if timed_out else "no partition into cascades fits")
+        return CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and no tiled plan was found: "
+                             f"{why}")
     return CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and too small even when tiled: "
                          f"{worst[1]} needs {worst[0]} bytes")
 
@@ -63,26 +70,40 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     align = problem.target.compute.alignment
     if cap is None:
         return [[part.plain(i) for i in range(part.n)]]
-    segs = part.fewest_stripes(cap)
+    untiled = m_r_cached(g, problem.weights_in_compute_level, align)
+    try:
+        segs = part.fewest_stripes(cap)
+    except OutOfTime:
+        segs = None
+        log.warning("tiling: the zero-traffic search ran out of time; trying the cheaper searches")
     if segs is not None:
         return [segs]
-    untiled = m_r_cached(g, problem.weights_in_compute_level, align)
     out: list[list[Segment]] = []
-    streamed = part.least_traffic(cap)
-    if streamed is not None:
-        out.append(streamed)
+    timed_out = False
+    try:
+        streamed = part.least_traffic(cap)
+        if streamed is not None:
+            out.append(streamed)
+    except OutOfTime:
+        timed_out = True
+        log.warning("tiling: the least-traffic search (cuts through off-chip memory) ran out of time")
+    # The smallest-cascades partition is the fallback whatever the clock says: without it a
+    # capacity below M_R has no plan at all.
+    part.deadline = None
     peak, spilled = part.min_peak(bystanders=False)
     if peak <= cap:
         out.append(spilled)
     if not out:
-        raise _floor_error(part, cap, untiled)
+        raise _floor_error(part, cap, untiled, timed_out)
     log.info("tiling: %d candidate partitions below the zero-traffic capacity", len(out))
     return out
 
 
 def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Plan:
     """The best tiled plan among the candidate partitions (least non-compulsory traffic)."""
-    part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+    # Half the time limit for choosing cascades, the rest for planning the macro graphs.
+    part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
+                       deadline=time.monotonic() + 0.5 * problem.time_limit)
     best: Plan | None = None
     error: CapacityError | None = None
     for segs in choose_candidates(problem, part):

@@ -1,0 +1,152 @@
+"""Estimated inference time (issue 15): Stowage's time model against Vela's, and the latency
+objective against the traffic objective.
+
+Part 1 -- MobileNetV2-1.0-224 int8 (``models/int8/mobilenet_v2_int8_qop.onnx``, onnxruntime's
+QOperator form) planned by ``heuristic`` and timed by ``stowage.solvers.timing``:
+
+* ``ethos-u55-256`` at Vela's own SRAM use for U55 Shared_Sram, ``--optimise Performance``
+  (1474.44 KiB = 1,509,826 B), and at the preset's 256 KiB (tiled);
+* ``ethos-u65-256`` at its dedicated 256 KiB (Vela: Dedicated_Sram_256KB).
+
+Vela 5.2.0's estimates on the same network as TFLite (``../shared/docs/frontier-tiling.md``
+2.7): 12.10 ms (U55) and 4.20 ms (U65).  Two Stowage figures per row: the whole ONNX model,
+and without its float boundary: the work of the ``QuantizeLinear`` of the float input and the
+final ``DequantizeLinear`` set to 0 and the clock started at the first step (Vela's TFLite
+model is int8 end to end and has neither op; in Shared_Sram its input is already in SRAM).
+
+Part 2 -- ``--objective latency`` vs ``traffic`` with ``heuristic`` on the COSMA suite
+(``models/suite.toml``, 8-bit elements, activations only, whole tensors) at M_R and M_H on
+``ethos-u55-256``: estimated time and non-compulsory traffic of both plans.
+
+Part 3 -- the cost of a timeline: median wall time of ``estimate`` over 5 runs per plan.
+
+    python benchmarks/latency.py --time-limit 20      # all parts, about 15 minutes
+    python benchmarks/latency.py --skip-suite         # part 1 and 3 only (< 1 minute)
+    python benchmarks/latency.py --models resnet50,darts --time-limit 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from models.build import load_manifest  # noqa: E402
+from stowage.api import compile as compile_plan  # noqa: E402
+from stowage.api import load_model  # noqa: E402
+from stowage.ir.graph import Graph  # noqa: E402
+from stowage.plan import Plan  # noqa: E402
+from stowage.solvers.timing import Timeline, estimate  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
+
+MBV2 = ROOT / "models" / "int8" / "mobilenet_v2_int8_qop.onnx"
+VELA = {"ethos-u55-256": 12.10e-3, "ethos-u65-256": 4.20e-3}
+CASES = (("ethos-u55-256", 1_509_826, "Vela's U55 SRAM use (1474.44 KiB)"),
+         ("ethos-u55-256", 256 * 1024, "preset 256 KiB"),
+         ("ethos-u65-256", 256 * 1024, "dedicated 256 KiB"))
+BOUNDARY = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _timeline(graph: Graph, plan: Plan, target: str, capacity: int) -> Timeline:
+    tl = estimate(graph, plan, load_target(target).with_capacity(capacity))
+    assert tl is not None, "the presets describe their compute engines"
+    return tl
+
+
+def _core(graph: Graph, plan: Plan, target: str, capacity: int) -> float:
+    """The plan's estimated time without the float boundary: the same timeline with the work
+    of ``QuantizeLinear`` / ``DequantizeLinear`` set to 0, from the first step's start (so
+    without the wait for the float input's load).  Their steps' memory access (reading the
+    float input) still counts."""
+    ops = tuple(replace(op, cost=0) if op.op_type in BOUNDARY else op for op in graph.operators)
+    tl = _timeline(replace(graph, operators=ops), plan, target, capacity)
+    return tl.makespan - tl.steps[0].start
+
+
+def _median_estimate(graph: Graph, plan: Plan, target: str, capacity: int) -> float:
+    runs = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        _timeline(graph, plan, target, capacity)
+        runs.append(time.perf_counter() - t0)
+    return statistics.median(runs)
+
+
+def part1(time_limit: float) -> list[str]:
+    graph = load_model(MBV2, in_place=True)
+    lines = [("| target | SRAM | steps (cascades) | non-compulsory B | estimated ms (whole / no float boundary) | "
+              "bound ms | gap ms | stall ms | Vela ms | vs Vela (no boundary; whole) | estimate s (median of 5) |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    for target, cap, label in CASES:
+        plan = compile_plan(graph, target=target, capacity=cap, solver="heuristic", time_limit=time_limit)
+        tl = _timeline(graph, plan, target, cap)
+        core = _core(graph, plan, target, cap)
+        vela = VELA[target]
+        lines.append(f"| {target} | {label} | {len(plan.steps)} ({len(plan.cascades)}) | "
+                     f"{plan.metrics.noncompulsory_bytes:,} | {tl.makespan * 1e3:.2f} / {core * 1e3:.2f} | "
+                     f"{tl.lower_bound * 1e3:.2f} | {(tl.makespan - tl.lower_bound) * 1e3:.3f} | "
+                     f"{tl.stall * 1e3:.3f} | {vela * 1e3:.2f} | {100 * (core / vela - 1):+.0f}% "
+                     f"(whole {100 * (tl.makespan / vela - 1):+.0f}%) | "
+                     f"{_median_estimate(graph, plan, target, cap):.4f} |")
+        print(lines[-1], flush=True)
+    return lines
+
+
+def part2(models: list[str] | None, time_limit: float) -> list[str]:
+    lines = [("| model | budget | traffic obj: ms / non-compulsory B | latency obj: ms / non-compulsory B | "
+              "faster by | traffic cost | stopped by time (traffic, latency) |"), "|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    target = load_target("ethos-u55-256")
+    never_slower = True
+    for m in load_manifest():
+        if m.group not in ("cosma", "nas") or (models and m.name not in models):
+            continue
+        graph = load_model(m.path, element_bytes=1, in_place=True)
+        for budget in ("M_R", "M_H"):
+            res = {}
+            for obj in ("traffic", "latency"):
+                p = compile_plan(graph, target=target, capacity=budget, solver="heuristic", objective=obj,
+                                 time_limit=time_limit, tiling="off")
+                assert p.metrics.estimated_seconds is not None
+                res[obj] = (p.metrics.estimated_seconds, p.metrics.noncompulsory_bytes, p.solver.stopped_by == "time")
+            (tt, tb, ts), (lt, lb, ls) = res["traffic"], res["latency"]
+            # The guarantee is against the traffic winner of the same search: a search cut
+            # short by the wall clock may end elsewhere, so those rows are marked.
+            if not (ts or ls):
+                never_slower &= lt <= tt
+            lines.append(f"| {m.name} | {budget} | {tt * 1e3:.3f} / {tb:,} | {lt * 1e3:.3f} / {lb:,} | "
+                         f"{100 * (1 - lt / tt):.2f}% | {lb - tb:+,} B | {'yes' if ts else 'no'}, "
+                         f"{'yes' if ls else 'no'} |")
+            print(lines[-1], flush=True)
+    lines.append(f"latency plan never slower (rows not stopped by time): {never_slower}")
+    print(lines[-1])
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=None, help="comma-separated suite names for part 2 (default: cosma + nas)")
+    ap.add_argument("--time-limit", type=float, default=10.0, help="heuristic time limit per plan (default 10 s)")
+    ap.add_argument("--skip-suite", action="store_true", help="part 1 and 3 only")
+    args = ap.parse_args(argv)
+    load = os.getloadavg()
+    print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, load {load[0]:.2f} "
+          f"{load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
+    part1(args.time_limit)
+    if not args.skip_suite:
+        part2(args.models.split(",") if args.models else None, args.time_limit)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

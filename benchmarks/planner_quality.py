@@ -1,0 +1,182 @@
+"""Benchmark (issue 14): the default planner on models nobody tuned it for.
+
+For every model -- the onnx wheel's light zoo, ``models/suite``, and any ``--extra`` folder of
+ONNX files (e.g. real models unzipped from pip wheels; they are never committed) -- 8-bit
+(element_bytes=1), in-place operators fused (the CLI default), with and without weights in
+the compute level, on ethos-u55-256 with its sram capacity replaced by ``--points`` capacities
+from M_R to M_P (``M_R..M_P:N``, plus M_H), run ``auto`` and the four baselines and record:
+
+* auto vs the best baseline (never worse, by construction: ``stowage.solvers.portfolio``);
+* monotonicity: auto's non-compulsory traffic never increases along the capacities;
+* wall time vs the limit (the promise: ``time_limit`` + 10% + 2 s) and ``solver.stopped_by``.
+
+Every plan goes through the validator (``stowage.solvers.registry.solve``).
+
+    python benchmarks/planner_quality.py --out benchmarks/results/planner_quality [--time-limit 10]
+        [--points 6] [--models resnet50,light_squeezenet] [--extra /tmp/wheels/models]
+        [--skip-suite] [--skip-light] [--dim NAME=VALUE ...]
+
+Writes OUT.csv (one row per run) and OUT.md (the summary for docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import itertools
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import onnx  # noqa: E402
+
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.inplace import fuse_in_place  # noqa: E402
+from stowage.ir.onnx_import import load_graph  # noqa: E402
+from stowage.solvers.baselines import BASELINES  # noqa: E402
+from stowage.solvers.budgets import target_budgets  # noqa: E402
+from stowage.solvers.problem import Problem  # noqa: E402
+from stowage.solvers.registry import solve  # noqa: E402
+from stowage.targets.hierarchy import load_target  # noqa: E402
+
+log = logging.getLogger("benchmarks.planner_quality")
+
+
+def model_paths(skip_light: bool, skip_suite: bool, extra: list[Path], only: set[str] | None) -> list[tuple[str, Path]]:
+    out: list[tuple[str, Path]] = []
+    if not skip_light:
+        light = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
+        out += [("light", p) for p in sorted(light.glob("*.onnx"))]
+    if not skip_suite:
+        out += [("suite", p) for p in sorted((ROOT / "models" / "suite").glob("*.onnx"))]
+    for folder in extra:
+        out += [("pip", p) for p in sorted(folder.rglob("*.onnx"))]
+    if only:
+        out = [(k, p) for k, p in out if p.stem in only]
+    return out
+
+
+def capacities(m_r: int, m_p: int, m_h: int, points: int) -> list[tuple[str, int]]:
+    """``M_R..M_P:points`` (as ``stowage sweep`` spaces them: evenly, ends included) and M_H."""
+    caps = [("M_R", m_r)]
+    for k in range(1, points - 1):
+        caps.append((f"p{k}", m_r + (m_p - m_r) * k // (points - 1)))
+    if points > 1:
+        caps.append(("M_P", m_p))
+    caps.append(("M_H", m_h))
+    seen: dict[int, str] = {}
+    for label, cap in caps:     # one run per distinct capacity (M_R = M_P for some models)
+        seen.setdefault(cap, label)
+    return sorted(((label, cap) for cap, label in seen.items()), key=lambda c: c[1])
+
+
+def run(paths: list[tuple[str, Path]], time_limit: float, points: int, rows: list[dict],
+        dims: dict[str, int] | None = None) -> None:
+    target = load_target("ethos-u55-256")
+    for kind, path in paths:
+        try:
+            g = fuse_in_place(load_graph(path, element_bytes=1, dims=dict(dims or {})))
+        except Exception as exc:  # noqa: BLE001 - a model the importer cannot read is reported, not fatal
+            log.warning("%s: not imported: %s", path.name, str(exc).splitlines()[0][:120])
+            continue
+        for weights in (False, True):
+            b = target_budgets(g, target, weights)
+            for label, cap in capacities(b.m_r, b.m_p, b.m_h, points):
+                prob = Problem(g, target.with_capacity(cap), weights, time_limit=time_limit, seed=0)
+                row: dict = {"set": kind, "model": path.stem, "ops": len(g.computing_ops), "weights": weights,
+                             "point": label, "capacity": cap, "limit": time_limit}
+                try:
+                    t0 = time.perf_counter()
+                    plan = solve(prob, "auto")
+                    row["wall"] = round(time.perf_counter() - t0, 3)
+                    row.update(auto=plan.metrics.noncompulsory_bytes, bound=plan.solver.lower_bound,
+                               status=plan.solver.status, found_by=plan.solver.found_by,
+                               stopped_by=plan.solver.stopped_by or "")
+                    bases = {n: solve(prob, n).metrics.noncompulsory_bytes for n in BASELINES}
+                    row["best_baseline"] = min(bases.values())
+                except StowageError as exc:
+                    row["error"] = str(exc)[:120]
+                rows.append(row)
+                log.info("%s", row)
+                print(row, flush=True)
+
+
+def summary(rows: list[dict]) -> str:
+    ok = [r for r in rows if "auto" in r]
+    worse = [r for r in ok if r["auto"] > r["best_baseline"]]
+    over = [r for r in ok if r["wall"] > 1.1 * r["limit"] + 2.0]
+    stopped = [r for r in ok if r["stopped_by"]]
+    # Monotonicity: along the capacities of one (model, setting), auto's traffic never rises.
+    seqs: dict[tuple, list[dict]] = {}
+    for r in ok:
+        seqs.setdefault((r["set"], r["model"], r["weights"]), []).append(r)
+    bad = []
+    for key, rs in seqs.items():
+        rs.sort(key=lambda r: r["capacity"])
+        pairs = [(a, b) for a, b in itertools.pairwise(rs) if b["auto"] > a["auto"]]
+        if pairs:
+            bad.append((key, pairs))
+    spilling = [r for r in ok if r["best_baseline"] > 0 and r["point"] in ("M_R", "M_H")]
+    red = [1 - r["auto"] / r["best_baseline"] for r in spilling]
+    walls = sorted(r["wall"] / r["limit"] for r in ok)
+    lines = [
+        f"- runs: {len(ok)} (errors: {len(rows) - len(ok)}), models: {len({(r['set'], r['model']) for r in ok})}",
+        f"- auto worse than the best baseline: {len(worse)}",
+        f"- non-monotone (model, setting) sequences: {len(bad)} of {len(seqs)}"
+        + "".join(f"; {k[1]} weights={k[2]}: " + ", ".join(f"{a['point']} {a['auto']} B -> {b['point']} {b['auto']} B"
+                                                        for a, b in p) for k, p in bad),
+        f"- past time_limit + 10% + 2 s: {len(over)}; stopped_by=time: {len(stopped)}",
+        f"- wall / limit: median {walls[len(walls) // 2]:.2f}, max {walls[-1]:.2f}" if walls else "- no runs",
+        f"- mean reduction vs the best baseline at M_R and M_H where it spills: "
+        f"{100 * sum(red) / len(red):.1f}% over {len(red)} runs" if red else "- no spilling baseline at M_R/M_H",
+    ]
+    wins: dict[str, int] = {}
+    for r in ok:
+        who = str(r["found_by"]).split(" at ")[0]
+        wins[who] = wins.get(who, 0) + 1
+    lines.append("- found_by: " + ", ".join(f"{k} {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "planner_quality")
+    ap.add_argument("--time-limit", type=float, default=10.0)
+    ap.add_argument("--points", type=int, default=6)
+    ap.add_argument("--models", default="")
+    ap.add_argument("--extra", type=Path, action="append", default=[])
+    ap.add_argument("--skip-suite", action="store_true")
+    ap.add_argument("--skip-light", action="store_true")
+    ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
+                    help="bind a symbolic input dimension (as stowage compile --dim); names a model lacks are ignored")
+    args = ap.parse_args()
+    dims = {k: int(v) for k, _, v in (d.partition("=") for d in args.dim)}
+    logging.basicConfig(level=logging.WARNING)
+    only = {m.strip() for m in args.models.split(",") if m.strip()} or None
+    rows: list[dict] = []
+    started = time.time()
+    run(model_paths(args.skip_light, args.skip_suite, args.extra, only), args.time_limit, args.points, rows, dims)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    cols = ["set", "model", "ops", "weights", "point", "capacity", "limit", "wall", "auto", "bound", "best_baseline",
+            "status", "found_by", "stopped_by", "error"]
+    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({c: r.get(c, "") for c in cols})
+    load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
+    text = (f"# planner quality\n\n`{' '.join(sys.argv)}`\n\nmachine: {platform.platform()}, {os.cpu_count()} cores, "
+            f"load average at the end {load[0]:.2f}, {time.time() - started:.0f} s\n\n{summary(rows)}\n")
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,104 @@
+"""Monotone in capacity (issue 14): more memory never costs ``auto`` (or ``exact``) traffic.
+
+A plan for a smaller capacity is a valid plan for a larger one, so ``auto`` above M_R also
+plans at M_R and keeps the better (``stowage.solvers.heuristic.auto``,
+``stowage.solvers.portfolio.at_capacity``).  Every plan here goes through the validator
+(inside ``solve``, and once more for a plan relabelled with a larger capacity)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.ir.onnx_import import import_model
+from stowage.plan.validate import validate
+from stowage.solvers import heuristic as heuristic_module
+from stowage.solvers.portfolio import at_capacity, keep_best
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from tests.helpers import chain_model
+from tests.spill_cases import fanout_graph, random_graphs, three_level, two_level
+
+
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=random_graphs(max_ops=10), weights=st.booleans(), a=st.floats(0, 1), b=st.floats(0, 1),
+       seed=st.integers(0, 3), levels=st.sampled_from([2, 3]))
+def test_auto_traffic_never_increases_with_capacity(g, weights, a, b, seed, levels):
+    lo, hi = m_r(g, weights), peak_live(g, None, weights)
+    small, large = sorted((int(lo + a * (hi - lo)), int(lo + b * (hi - lo))))
+
+    def run(cap: int):
+        target = two_level(cap) if levels == 2 else three_level(cap, 64)
+        return solve(Problem(g, target, weights, time_limit=2.0, seed=seed), "auto")
+
+    at_mr, at_small, at_large = run(lo), run(small), run(large)
+    for plan in (at_mr, at_small, at_large):
+        assert plan.solver.stopped_by is None     # tiny graphs finish within their work budgets
+        assert plan.metrics.noncompulsory_bytes >= (plan.solver.lower_bound or 0)
+    assert at_large.metrics.noncompulsory_bytes <= at_small.metrics.noncompulsory_bytes <= \
+        at_mr.metrics.noncompulsory_bytes
+    # The M_R plan is a plan at the larger capacity: the validator accepts it there.
+    relabelled = at_capacity(at_mr, Problem(g, two_level(large) if levels == 2 else three_level(large, 64), weights))
+    assert validate(g, relabelled).ok
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=random_graphs(max_ops=6), weights=st.booleans(), a=st.floats(0, 1), b=st.floats(0, 1))
+def test_exact_traffic_never_increases_with_capacity_when_proven(g, weights, a, b):
+    # exact's optimum is monotone (a theorem); what is checked is that its proofs agree with it
+    # and that an unproven plan is never worse than auto's at M_R, which it contains.
+    lo, hi = m_r(g, weights), peak_live(g, None, weights)
+    small, large = sorted((int(lo + a * (hi - lo)), int(lo + b * (hi - lo))))
+    p_small = solve(Problem(g, two_level(small), weights, time_limit=3.0, workers=1), "exact")
+    p_large = solve(Problem(g, two_level(large), weights, time_limit=3.0, workers=1), "exact")
+    if p_small.solver.status == p_large.solver.status == "optimal":
+        assert p_large.metrics.noncompulsory_bytes <= p_small.metrics.noncompulsory_bytes
+
+
+def test_fanout_traffic_over_capacities():
+    # Hand-checked (tests/spill_cases.py): M_R = 48, peak live 64 in every order.  At 48 and up
+    # to 63 one reload of the clean input x (16 B) is needed; at 64 nothing moves.
+    g = fanout_graph()
+    got = [solve(Problem(g, two_level(c, 16), time_limit=1.0), "auto").metrics.noncompulsory_bytes
+           for c in (48, 56, 63, 64, 80)]
+    assert got == [16, 16, 16, 0, 0]
+
+
+def test_auto_keeps_the_plan_at_m_r_when_it_is_better(monkeypatch):
+    # Make the run at the larger capacity worse on purpose (file-order Belady, which reloads
+    # more) and check that auto then returns its plan at M_R, relabelled and valid.
+    g = fanout_graph()
+    real = heuristic_module._auto_once
+
+    def worse_above_m_r(problem, wall_deadline):
+        if problem.capacity is not None and problem.capacity > 48:
+            plan = solve(problem, "naive")
+            bad = replace(plan.metrics, noncompulsory_bytes=10_000)
+            return replace(plan, metrics=bad, solver=replace(plan.solver, found_by="heuristic"))
+        return real(problem, wall_deadline)
+
+    monkeypatch.setattr(heuristic_module, "_auto_once", worse_above_m_r)
+    plan = heuristic_module.auto(Problem(g, two_level(56, 16), time_limit=1.0), heuristic_module.AutoParams())
+    assert plan.solver.found_by == "heuristic at M_R"
+    assert plan.metrics.noncompulsory_bytes == 16
+    assert plan.target.level("sram").capacity == 56
+    assert validate(g, plan).ok
+
+
+def test_keep_best_prefers_less_traffic_then_the_first():
+    g = import_model(chain_model(3, 16), element_bytes=1)
+    prob = Problem(g, two_level(64), time_limit=1.0)
+    a = solve(prob, "baseline-fileorder-belady")
+    b = solve(prob, "minpeak")
+    worse = replace(a, metrics=replace(a.metrics, noncompulsory_bytes=5))
+    best = keep_best(prob, "heuristic", [("own", worse), ("baseline-x", a)], 0, 0.0)
+    assert (best.solver.found_by, best.solver.status, best.solver.name) == ("baseline-x", "optimal", "heuristic")
+    tie = keep_best(prob, "heuristic", [("own", b), ("baseline-x", a)], 0, 0.0)
+    assert tie.solver.found_by == ("own" if b.metrics.peak_bytes["sram"] <= a.metrics.peak_bytes["sram"]
+                                   else "baseline-x")
+    assert keep_best(prob, "auto", [("own", worse)], 0, 0.0, "time").solver.stopped_by == "time"
