@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
@@ -236,11 +237,23 @@ class Partitioner:
             return None
         if self._whole_bytes(i, j, dram) + self.bystanders(i, j, off_chip) > capacity:
             return None  # its whole operands and results alone do not fit, whatever the bands
-        for h in reversed(HEIGHTS):
-            cand = self.cascade(i, j, h, dram, off_chip)
-            if cand is not None and cand.peak <= capacity:
-                return cand
-        return None
+        return self._tallest_fit(lambda h: self.cascade(i, j, h, dram, off_chip), capacity)
+
+    @staticmethod
+    def _tallest_fit(make: Callable[[int], Segment | None], capacity: int) -> Segment | None:
+        """The tallest band in ``HEIGHTS`` whose segment fits, by bisection: a taller band
+        never needs less memory (its rings hold at least as many rows), so at most three of the
+        five heights are walked."""
+        lo, hi = 0, len(HEIGHTS) - 1
+        best: Segment | None = None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            seg = make(HEIGHTS[mid])
+            if seg is not None and seg.peak <= capacity:
+                best, lo = seg, mid + 1
+            else:
+                hi = mid - 1
+        return best
 
     def candidates(self, j: int) -> list[int]:
         """Segment starts ``i`` for a segment ending at ``j`` (longer ones need tileable steps)."""
@@ -303,11 +316,7 @@ class Partitioner:
             return None
         if self._whole_bytes(i, j, frozenset()) + self.bystanders(i, j) > capacity:
             return None
-        for h in reversed(HEIGHTS):
-            cand = self.cascade(i, j, h)
-            if cand is not None and cand.peak <= capacity:
-                return cand
-        return None
+        return self._tallest_fit(lambda h: self.cascade(i, j, h), capacity)
 
     def _stripes(self, seg: Segment) -> int:
         if not seg.stripe_rows:
