@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib
 import logging
 import os
@@ -172,3 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # A path the operating system itself refuses (a name longer than the file system
+        # allows, a loop of links) before any command-specific check could: still one line.
+        if exc.errno in (errno.ENAMETOOLONG, errno.ELOOP, errno.ENOTDIR, errno.EINVAL):
+            where = f": {exc.filename}" if exc.filename else ""
+            print(f"stowage: error: {exc.strerror or exc}{where[:200]}", file=sys.stderr)
+            return 2
+        raise

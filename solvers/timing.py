@@ -294,7 +294,8 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     if busy is None or engine is None:
         return None
     bound = latency_bound(graph, plan, target)
-    assert bound is not None
+    if bound is None:
+        return None  # a level's bandwidth is unknown: the time is unknown, never invented
     by_level = {lv.name: lv for lv in target.levels}
     size = {b.id: b.bytes for b in plan.buffers}
     compute = target.compute_level

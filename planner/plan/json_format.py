@@ -387,7 +387,13 @@ def plan_from_json(text: str) -> Plan:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise PlanFormatError(f"plan file is not valid JSON: {exc}") from None
-    return plan_from_dict(data)
+    except RecursionError:
+        # json.loads recurses once per nesting level: a hostile file nested 100,000 deep.
+        raise PlanFormatError("plan file is nested too deeply to be a stowage plan") from None
+    try:
+        return plan_from_dict(data)
+    except RecursionError:
+        raise PlanFormatError("plan file is nested too deeply to be a stowage plan") from None
 
 
 def load_plan(path: str | os.PathLike[str]) -> Plan:
