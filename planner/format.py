@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["UNITS", "axis_unit", "fmt_bytes", "fmt_bytes_exact", "fmt_int", "fmt_seconds", "print_table"]
+__all__ = ["UNITS", "axis_unit", "fmt_bytes", "fmt_bytes_exact", "fmt_capacity", "fmt_int", "fmt_seconds",
+           "print_table"]
 
 #: (name, bytes), largest first.
 UNITS: tuple[tuple[str, int], ...] = (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10))
@@ -43,6 +44,17 @@ def fmt_bytes_exact(n: float | None, *, none: str = "-") -> str:
     if abs(n) < 1024:
         return exact
     return f"{exact} ({fmt_bytes(n)})"
+
+
+def fmt_capacity(n: int | None, *, none: str = "unbounded") -> str:
+    """A configured size as its author would write it: ``256 KiB`` when it is a whole number
+    of a unit, else exact bytes (``1000 B``); ``none`` for an unbounded level."""
+    if n is None:
+        return none
+    for unit, scale in UNITS:
+        if n >= scale and n % scale == 0:
+            return f"{n // scale} {unit}"
+    return f"{n} B"
 
 
 def fmt_int(n: int | None, *, none: str = "-") -> str:

@@ -19,12 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fmt_size(n: int | None) -> str:
-    if n is None:
-        return "unbounded"
-    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
-        if n >= scale and n % scale == 0:
-            return f"{n // scale} {unit}"
-    return f"{n} B"
+    from stowage.format import fmt_capacity
+
+    return fmt_capacity(n)
 
 
 def _fmt_bw(bw: float | None) -> str:
