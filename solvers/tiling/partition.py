@@ -37,6 +37,9 @@ MAX_LEN = 16
 HEIGHTS = (1, 2, 4, 8, 16)
 #: States (sets of intermediates off-chip) kept per cut by ``least_traffic``.
 MAX_STATES = 8
+#: Above this many steps the beam shrinks to 2 states: DenseNet-121 (250 steps) takes 28 s with
+#: 2 and 211 s with 8 for 11% less traffic; MobileNetV2 (64 steps) loses nothing with 2.
+LARGE_GRAPH_STEPS = 100
 
 
 @dataclass(frozen=True)
@@ -181,10 +184,11 @@ class Partitioner:
             {} for _ in range(self.n + 1)]
         best[0][start] = (0, 0, None, start)
         for i in range(self.n):
-            if len(best[i]) > MAX_STATES:
+            beam = MAX_STATES if self.n <= LARGE_GRAPH_STEPS else 2
+            if len(best[i]) > beam:
                 # Graphs with many long-lived tensors (DenseNet's concatenations) have many
                 # subsets off-chip: keep the cheapest few (a beam; the result stays valid).
-                keep = sorted(best[i].items(), key=lambda kv: kv[1][:2])[:MAX_STATES]
+                keep = sorted(best[i].items(), key=lambda kv: kv[1][:2])[:beam]
                 best[i] = dict(keep)
             for d_in, (traffic, stripes, _seg, _prev) in list(best[i].items()):
                 made: set[BufferId] = set()
