@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from stowage.api import compile as compile_plan
@@ -134,3 +136,53 @@ def test_a_boundary_through_dram_below_the_zero_traffic_capacity() -> None:
     assert v.ok, v.summary()
     assert plan.metrics.noncompulsory_bytes == moved
     assert plan.metrics.compulsory_bytes == 2 * 1024          # input rows in, output rows out
+
+
+def _random_cnn(seed: int, n: int, h: int, c: int, residual: bool):
+    """A random conv chain (3x3 or 1x1, stride 1 or 2, pads 1 or 0, ReLU after some), with a
+    residual Add around one stride-1 conv when ``residual``."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, cur, hh, k_res = [], [], "x", h, None
+    for i in range(n):
+        k = int(rng.choice([1, 3]))
+        s = int(rng.choice([1, 2])) if hh >= 4 else 1
+        w = numpy_helper.from_array((rng.standard_normal((c, c, k, k)) * 0.3).astype(np.float32), f"w{i}")
+        inits.append(w)
+        p = k // 2
+        out = f"c{i}"
+        nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [out], name=f"conv{i}", pads=[p, p, p, p],
+                                      strides=[s, s], kernel_shape=[k, k]))
+        if residual and s == 1 and k_res is None and i > 0:
+            nodes.append(helper.make_node("Add", [out, cur], [f"a{i}"], name=f"add{i}"))
+            out, k_res = f"a{i}", i
+        if rng.random() < 0.5:
+            nodes.append(helper.make_node("Relu", [out], [f"r{i}"], name=f"relu{i}"))
+            out = f"r{i}"
+        cur, hh = out, (hh + 2 * p - k) // s + 1
+    nodes.append(helper.make_node("Identity", [cur], ["y"], name="out"))
+    g = helper.make_graph(nodes, "rnd", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, h, 6])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@settings(max_examples=30, deadline=None, derandomize=True)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 5), h=st.integers(8, 20), c=st.sampled_from([2, 4]),
+       residual=st.booleans(), frac=st.floats(0.2, 0.95))
+def test_random_cnns_below_m_r_validate_and_simulate(tmp_path_factory, seed, n, h, c, residual, frac) -> None:
+    """Property: whatever tiled plan compile returns below M_R passes the validator (rule 8
+    included) and computes the model's outputs when simulated; a refusal is a CapacityError."""
+    from helpers import save
+    from stowage.simulate import simulate
+
+    model = _random_cnn(seed, n, h, c, residual)
+    path = save(model, tmp_path_factory.mktemp("rnd") / "m.onnx")
+    g = fuse_in_place(import_model(model))
+    cap = max(64, int(m_r(g, False) * frac))
+    try:
+        plan = compile_plan(g, target="mcu-cortex-m7", capacity=cap, time_limit=3)
+    except CapacityError:
+        return
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    res = simulate(path, g, plan)
+    assert res.ok, res.first_problem
