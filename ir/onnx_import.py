@@ -46,6 +46,7 @@ from onnx import AttributeProto, ModelProto, TensorProto
 from stowage.errors import ModelError
 from stowage.ir.build import RawNode, RawTensor, build_graph, check_structure
 from stowage.ir.cost import estimate_cost
+from stowage.ir.files import read_model_bytes
 from stowage.ir.graph import Graph
 from stowage.ir.onnx_shapes import add_hints, compare_declared, propagate, shapes_by_execution, take_declared
 from stowage.ir.onnx_values import InputValue, Specialized, specialize
@@ -73,17 +74,7 @@ def _no_progress(label: str) -> AbstractContextManager[Any]:
 
 
 def _read_bytes(p: Path) -> bytes:
-    if not p.exists():
-        raise ModelError(f"model file not found: {p}")
-    if p.is_dir():
-        raise ModelError(f"model path is a directory, not an .onnx file: {p}")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {p}: {exc.strerror}") from None
-    if not data:
-        raise ModelError(f"model file is empty: {p}")
-    return data
+    return read_model_bytes(p, "an .onnx")
 
 
 def _parse(data: bytes, p: Path) -> ModelProto:

@@ -46,6 +46,7 @@ from typing import Any
 
 from stowage.errors import ModelError
 from stowage.ir.build import RawNode, RawTensor, build_graph
+from stowage.ir.files import read_model_bytes
 from stowage.ir.graph import Graph
 
 log = logging.getLogger(__name__)
@@ -137,17 +138,7 @@ class TfliteModel:
 
 
 def _read_bytes(p: Path) -> bytes:
-    if not p.exists():
-        raise ModelError(f"model file not found: {p}")
-    if p.is_dir():
-        raise ModelError(f"model path is a directory, not a .tflite file: {p}")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ModelError(f"cannot read model file {p}: {exc.strerror}") from None
-    if not data:
-        raise ModelError(f"model file is empty: {p}")
-    return data
+    return read_model_bytes(p, "a .tflite")
 
 
 def _snake(name: str) -> str:
