@@ -150,18 +150,77 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     return maps or None
 
 
-def step_row_maps(graph: Graph, op: Operator) -> dict[OpIndex, dict[str, RowMap]] | None:
-    """Row maps of every operator a step runs (its own and its fused in-place operators'),
-    or None when any of them cannot run on bands."""
-    out: dict[OpIndex, dict[str, RowMap]] = {}
-    for m in graph.step_members(op):
-        if any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs)):
-            return None  # a folded QDQ group (stowage.ir.qdq): its float tensors have no rows to hold
-        rm = row_maps(graph, m)
-        if rm is None:
+@dataclass(frozen=True)
+class RowUnit:
+    """What one stripe runs: operator ``op`` (a step's operator, a fused in-place operator, or
+    the core of a folded QDQ group, which runs its DequantizeLinear -> core -> QuantizeLinear
+    members on the band), writing rows of ``output`` from rows of the spatial operands in
+    ``maps``."""
+
+    op: Operator
+    output: str
+    maps: Mapping[str, RowMap]
+
+
+def _unplanned(graph: Graph, m: Operator) -> bool:
+    return any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs))
+
+
+def _qdq_unit(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> RowUnit | None:
+    """A folded QDQ group (``stowage.ir.qdq``) as one row unit: its int8 operands (the
+    activation DQs' inputs) map to rows as the core's float operands do, and its result is the
+    Q's int8 output."""
+    core = [m for m in members if m.op_type not in ("DequantizeLinear", "QuantizeLinear")]
+    qs = [m for m in members if m.op_type == "QuantizeLinear"]
+    if len(core) > 1 or len(qs) != 1 or not qs[0].outputs or qs[0].outputs[0] not in graph.tensor_buffer:
+        return None
+    head = core[0] if core else qs[0]
+    inner = core[0] if core else None
+    rm = row_maps(graph, inner) if inner is not None else None
+    dq_of = {m.outputs[0]: m for m in members if m.op_type == "DequantizeLinear" and m.outputs}
+    maps: dict[str, RowMap] = {}
+    if inner is None:
+        # A requantization DQ -> Q: the same rows.
+        d = next(iter(dq_of.values()), None)
+        if d is None or not d.inputs or d.inputs[0] not in graph.tensor_buffer:
             return None
-        out[m.index] = rm
-    return out
+        t = graph.tensors[d.inputs[0]]
+        if not _is_rows(t):
+            return None
+        maps[d.inputs[0]] = RowMap(1, 1, 0, rows(graph, t))
+        return RowUnit(head, qs[0].outputs[0], maps)
+    if rm is None:
+        return None
+    for name, m in rm.items():
+        d = dq_of.get(name)
+        if d is None or not d.inputs or d.inputs[0] not in graph.tensor_buffer:
+            return None
+        maps[d.inputs[0]] = m
+    if inner.outputs[0] not in (qs[0].inputs[0] if qs[0].inputs else "",):
+        return None
+    return RowUnit(head, qs[0].outputs[0], maps)
+
+
+def row_units(graph: Graph, op: Operator) -> list[RowUnit] | None:
+    """The units a step's stripes run, in order, or None when the step cannot run on bands."""
+    members = graph.step_members(op)
+    if any(_unplanned(graph, m) for m in members):
+        unit = _qdq_unit(graph, op, members)
+        return None if unit is None else [unit]
+    units: list[RowUnit] = []
+    for m in members:
+        rm = row_maps(graph, m)
+        outs = [o for o in m.outputs if o]
+        if rm is None or len(outs) != 1:
+            return None
+        units.append(RowUnit(m, outs[0], rm))
+    return units
+
+
+def step_row_maps(graph: Graph, op: Operator) -> dict[OpIndex, dict[str, RowMap]] | None:
+    """Row maps of every unit a step runs (``row_units``), or None when it cannot run on bands."""
+    units = row_units(graph, op)
+    return None if units is None else {u.op.index: dict(u.maps) for u in units}
 
 
 def row_bytes(t: Tensor, axis: int = 2) -> int:
@@ -280,5 +339,17 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
     return replace(macro, buffers=fixed), ring_of
 
 
-__all__ = ["CascadeSpec", "RowMap", "buffer_row_bytes", "macro_graph", "ring_tensor_name", "row_axis", "row_bytes",
-           "row_maps", "rows", "step_row_maps"]
+__all__ = [
+    "CascadeSpec",
+    "RowMap",
+    "RowUnit",
+    "buffer_row_bytes",
+    "macro_graph",
+    "ring_tensor_name",
+    "row_axis",
+    "row_bytes",
+    "row_maps",
+    "row_units",
+    "rows",
+    "step_row_maps",
+]

@@ -866,18 +866,25 @@ class Simulator:
         value = np.ascontiguousarray(got).view(np_dtype(t.dtype)).reshape(1, c, hi - lo, w)
         return value, ok, views, ct.buffer
 
+    def _group_members(self, op: Operator) -> tuple[Operator, ...] | None:
+        """The members of the folded QDQ group ``op`` hosts (stowage.ir.qdq), in file order, or
+        None when ``op`` is not such a unit (its float tensors have no buffer)."""
+        host = op if op.computing else (self.graph.operators[op.fused_into] if op.fused_into is not None else op)
+        members = self.graph.step_members(host)
+        tb = self.graph.tensor_buffer
+        if any(n and n in self.graph.tensors and n not in tb for m in members for n in (*m.inputs, *m.outputs)):
+            return members
+        return None
+
     def _stripe(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                 st: Stripe, op: Operator, filled: set[Placement]) -> None:
-        node = self.node_of(op)
         before = len(self.corruptions)
         spatial = {name: (lo, hi) for name, lo, hi in st.inputs}
-        ins: list[np.ndarray | None] = []
         clean = True
         read_back: list[tuple[str, int | None, list[np.ndarray], np.ndarray]] = []
-        for name in node.input:
-            if not name:
-                ins.append(None)
-                continue
+
+        def operand(name: str) -> np.ndarray:
+            nonlocal clean
             if name in spatial:
                 lo, hi = spatial[name]
                 value, ok, views, hb = self._read_rows(mem, s, casc, holders, name, lo, hi)
@@ -885,21 +892,37 @@ class Simulator:
                     read_back.append((name, hb, views, np.stack(views, axis=1) if views else np.zeros(0, np.uint8)))
             else:
                 value, ok = self._read(mem, s, name)
-            ins.append(value)
             clean = clean and ok
-        if op.op_type in _CONV_LIKE:
-            node = _with_h_pads(node, st.pad_top, st.pad_bottom)
-        types = self.out_types(node)
-        wanted = self.wanted(node)
-        if len(wanted) != 1:
-            raise PlanFormatError(f"step {s}: stripe of '{op.name}' has {len(wanted)} results, not one")
-        out = wanted[0]
+            return value
+
+        group = self._group_members(op)
+        # A folded QDQ group runs its DequantizeLinear -> core -> QuantizeLinear members on the
+        # band, the float rows between them living only here (they have no buffer).
+        chain = group if group is not None else (op,)
+        values: dict[str, np.ndarray] = {}
+        out = ""
+        failed: str | None = None
+        for m in chain:
+            node = self.node_of(m)
+            ins: list[np.ndarray | None] = [None if not n else values[n] if n in values else operand(n)
+                                            for n in node.input]
+            if m.op_type in _CONV_LIKE:
+                node = _with_h_pads(node, st.pad_top, st.pad_bottom)
+            wanted = self.wanted(node)
+            if len(wanted) != 1:
+                raise PlanFormatError(f"step {s}: stripe of '{m.name}' has {len(wanted)} results, not one")
+            if failed is None:
+                try:
+                    values[wanted[0]] = self.runner.run(node, ins, self.out_types(node))[0]
+                except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
+                    failed = str(exc).splitlines()[0][:160]
+            out = wanted[0]
         want = np.ascontiguousarray(self.ref_value(out)[:, :, st.out_lo:st.out_hi, :])
-        try:
-            value = self.runner.run(node, ins, types)[0]
-        except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
-            self.corrupt(s, None, f"the operator failed on its rows: {str(exc).splitlines()[0][:160]}")
+        if failed is not None:
+            self.corrupt(s, None, f"the operator failed on its rows: {failed}")
             value, clean = want, False
+        else:
+            value = values[out]
         if value.shape != want.shape:
             self.corrupt(s, None, f"the operator made rows of shape {list(value.shape)} from its operand rows "
                          f"(inputs {[(n, lo, hi) for n, lo, hi in st.inputs]}, pads {st.pad_top}/{st.pad_bottom}), "

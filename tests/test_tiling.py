@@ -186,3 +186,24 @@ def test_random_cnns_below_m_r_validate_and_simulate(tmp_path_factory, seed, n, 
     assert v.ok, v.summary()
     res = simulate(path, g, plan)
     assert res.ok, res.first_problem
+
+
+def test_folded_qdq_groups_run_in_stripes_bit_exactly() -> None:
+    """A DequantizeLinear -> Conv -> QuantizeLinear group is one row unit: its stripes read
+    int8 rows and write int8 rows (the float rows between live only in the kernel), and the
+    plan simulates bit for bit."""
+    from pathlib import Path
+
+    from stowage.api import load_model
+    from stowage.simulate import simulate
+
+    model = Path(__file__).resolve().parents[1] / "models" / "int8" / "tiny_cnn_int8_qdq.onnx"
+    g = load_model(model, in_place=True, qdq="fold")
+    assert m_r(g, False) == 15_360                 # the QOperator form's M_R (tests/test_qdq.py)
+    plan = compile_plan(g, capacity="8KiB", time_limit=5)
+    assert plan.cascades
+    convs = [st for c in plan.cascades for st in c.stripes if g.operators[st.op].op_type == "Conv"]
+    assert convs and all(g.tensors[name].dtype == "int8" for st in convs for name, _, _ in st.inputs)
+    assert validate(g, plan).ok
+    res = simulate(model, g, plan)
+    assert res.ok and all(o.exact for o in res.outputs), res.first_problem

@@ -607,11 +607,30 @@ class _RowReplay:
         self.chk, self.g, self.k, self.c = chk, graph, k, c
         self.home_rows = home_rows if home_rows is not None else {}
         self.count = 0
+        # The units stripes run, and the tensor each one writes.  A folded QDQ group
+        # (stowage.ir.qdq: DequantizeLinear -> core -> QuantizeLinear, floats without buffers)
+        # is one unit named by its core, reading the DQs' int8 inputs and writing the Q's output.
         self.members: dict[int, Operator] = {}
+        self.result: dict[int, str] = {}
+        self.int8_of: dict[str, str] = {}        # a group's float operand -> the int8 tensor it came from
         for i in c.ops:
             if 0 <= i < len(graph.operators):
-                for m in graph.step_members(graph.operators[i]):
-                    self.members[m.index] = m
+                step = graph.step_members(graph.operators[i])
+                unplanned = any(n and n in graph.tensors and n not in graph.tensor_buffer
+                                for m in step for n in (*m.inputs, *m.outputs))
+                if not unplanned:
+                    for m in step:
+                        self.members[m.index] = m
+                        self.result[m.index] = next((o for o in m.outputs if o), "")
+                    continue
+                qs = [m for m in step if m.op_type == "QuantizeLinear"]
+                core = [m for m in step if m.op_type not in ("DequantizeLinear", "QuantizeLinear")]
+                unit = core[0] if core else (qs[0] if qs else step[0])
+                self.members[unit.index] = unit
+                self.result[unit.index] = next((o for o in qs[0].outputs if o), "") if qs else ""
+                for m in step:
+                    if m.op_type == "DequantizeLinear" and m.inputs and m.outputs:
+                        self.int8_of[m.outputs[0]] = m.inputs[0]
         self.holder_by_buffer: dict[int, CascadeTensor] = {}
         for ct in c.tensors:
             b = graph.tensor_buffer.get(ct.tensor)
@@ -638,7 +657,12 @@ class _RowReplay:
 
     def made_inside(self, name: str) -> bool:
         t = self.g.tensors.get(name)
-        return t is not None and t.producer in self.members
+        if t is None:
+            return False
+        if name in self.result.values():
+            return True
+        b = self.g.tensor_buffer.get(name)
+        return b is not None and any(self.g.tensor_buffer.get(o) == b for o in self.result.values())
 
     def rows_of(self, name: str) -> int:
         return self.g.tensors[name].shape[_row_axis(self.g)]
@@ -781,15 +805,17 @@ class _RowReplay:
     def final_tensor(self, b: int) -> str:
         """The last tensor the cascade's operators write into graph buffer ``b``."""
         last = ""
-        for m in self.members.values():
-            for o in m.outputs:
-                if o and self.g.tensor_buffer.get(o) == b:
-                    last = o
+        for idx in sorted(self.members):
+            o = self.result.get(idx, "")
+            if o and self.g.tensor_buffer.get(o) == b:
+                last = o
         return last
 
     # (a) and (b): the rows read are present and exactly what the operator needs
     def reads(self, where: str, op: Operator, st: Stripe) -> None:
         need = _need(self.g, op)
+        if not isinstance(need, str) and self.int8_of:
+            need = {self.int8_of.get(name, name): v for name, v in need.items()}
         if isinstance(need, str):
             self.fail(f"{where}: the operator cannot run on row bands ({need})")
             return
@@ -826,7 +852,7 @@ class _RowReplay:
 
     # (c) every output row produced once; the writes land in the tensor's holder
     def writes(self, where: str, i: int, op: Operator, st: Stripe) -> None:
-        out = next((o for o in op.outputs if o), "")
+        out = self.result.get(op.index, "")
         if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
             return  # reported by reads()
         h = self.rows_of(out)
@@ -853,7 +879,7 @@ class _RowReplay:
 
     def finish(self) -> None:
         for m in self.members.values():
-            out = next((o for o in m.outputs if o), "")
+            out = self.result.get(m.index, "")
             if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
                 continue
             missing = [r for r in range(self.rows_of(out)) if r not in self.produced[m.index]]

@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RowMap, buffer_row_bytes, rows, step_row_maps
+from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
 from stowage.plan import RowTransfer, Stripe
 
 
@@ -68,14 +68,17 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     stores its rows as it goes, one reading it loads them (non-compulsory traffic)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
+    unit_out: dict[OpIndex, str] = {}
     for i in ops:
-        step_maps = step_row_maps(graph, graph.operators[i])
-        if step_maps is None:
+        units = row_units(graph, graph.operators[i])
+        if units is None:
             raise NotTileable(graph.operators[i].name)
-        maps.update(step_maps)
-        members.extend(graph.step_members(graph.operators[i]))
+        for u in units:
+            maps[u.op.index] = dict(u.maps)
+            members.append(u.op)
+            unit_out[u.op.index] = u.output
     tb = graph.tensor_buffer
-    out_of = {m.index: next(o for o in m.outputs if o) for m in members}
+    out_of = unit_out
     producer = {out_of[m.index]: m.index for m in members}
     rows_of = {m.index: rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
