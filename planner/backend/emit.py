@@ -707,6 +707,13 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: stripe {j} names operator index {stp.op}, not in the model")
             op = g.operators[stp.op]
             out = [o for o in op.outputs if o]
+            if len(out) == 1 and out[0] not in g.tensor_buffer:
+                # The core of a folded QDQ group: the stripe writes the group's int8 result.
+                from stowage.ir.tiling import row_units
+
+                host = op if op.computing or op.fused_into is None else g.operators[op.fused_into]
+                unit = next((u for u in row_units(g, host) or () if u.op.index == stp.op), None)
+                out = [unit.output] if unit is not None else out
             if len(out) != 1:
                 raise EmitError(f"{where}: stripe {j} ({op.name}) has {len(out)} results, not one")
             sw = f"{where}, stripe {j} ({op.name})"
