@@ -36,10 +36,10 @@ MAX_LEN = 16
 #: Band heights tried, tallest kept when it fits.
 HEIGHTS = (1, 2, 4, 8, 16)
 #: States (sets of intermediates off-chip) kept per cut by ``least_traffic``.
-MAX_STATES = 8
-#: Above this many steps the beam shrinks to 2 states: DenseNet-121 (250 steps) takes 28 s with
-#: 2 and 211 s with 8 for 11% less traffic; MobileNetV2 (64 steps) loses nothing with 2.
-LARGE_GRAPH_STEPS = 100
+#: Measured (idle 2-core VM): MobileNetV2 at 160/128/96/64 KiB gives the same traffic with 2,
+#: 4 or 8 states, 25% faster with 2; DenseNet-121 at 256 KiB takes 28 s with 2 and 211 s with
+#: 8, for 11% less traffic with 8.
+MAX_STATES = 2
 
 
 @dataclass(frozen=True)
@@ -184,7 +184,7 @@ class Partitioner:
             {} for _ in range(self.n + 1)]
         best[0][start] = (0, 0, None, start)
         for i in range(self.n):
-            beam = MAX_STATES if self.n <= LARGE_GRAPH_STEPS else 2
+            beam = MAX_STATES
             if len(best[i]) > beam:
                 # Graphs with many long-lived tensors (DenseNet's concatenations) have many
                 # subsets off-chip: keep the cheapest few (a beam; the result stays valid).

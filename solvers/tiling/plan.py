@@ -101,14 +101,18 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
 
 def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Plan:
     """The best tiled plan among the candidate partitions (least non-compulsory traffic)."""
-    # Half the time limit for choosing cascades, the rest for planning the macro graphs.
+    # Most of the time limit for choosing cascades (the macro graphs, one step per cascade, plan
+    # in a fraction of it); the macro solves get what is left, at least a second each.
+    start = time.monotonic()
+    end = start + problem.time_limit
     part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
-                       deadline=time.monotonic() + 0.5 * problem.time_limit)
+                       deadline=start + 0.8 * problem.time_limit)
     best: Plan | None = None
     error: CapacityError | None = None
     for segs in choose_candidates(problem, part):
         try:
-            plan = _plan_partition(problem, part, segs, solver, params)
+            left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
+            plan = _plan_partition(left, part, segs, solver, params)
         except CapacityError as exc:
             error = exc
             continue
