@@ -40,6 +40,9 @@ def test_compare_writes_self_contained_report(tmp_path, capsys):
     # Pictures: layouts for each plan, the traffic curve; inlined in the HTML, files for the MD.
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert "traffic_vs_capacity.png" in pngs
+    # ethos-u55-256 has [compute]: the latency curve and one timeline per capacity's best plan.
+    assert "latency_vs_capacity.png" in pngs and "## Estimated time versus capacity" in md
+    assert len([p for p in pngs if p.startswith("timeline_")]) == 2
     assert len([p for p in pngs if p.startswith("layout_")]) == 2 * len(solvers)
     for name in pngs:
         assert f"]({name})" in md

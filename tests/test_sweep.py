@@ -21,6 +21,9 @@ from stowage.tools.sweep import (
 )
 from tests.helpers import chain_model, diamond_model, save
 
+#: A fast solver with the tiny CNN's plans checked by hand in tests/test_report_timeline.py.
+BASELINE_SOLVER = "baseline-fileorder-belady"
+
 
 @pytest.fixture
 def two_models(tmp_path: Path) -> list[str]:
@@ -240,3 +243,39 @@ def test_a_resumed_duplicate_is_copied_from_the_table(two_models, tmp_path):
     assert (again.skipped, again.ran, again.planned) == (1, 1, 0)
     assert [(r["capacity_spec"], r["same_as"], r["capacity_bytes"]) for r in again] == [
         ("M_R", None, 512), ("M_P", "M_R", 512)]
+
+
+def test_latency_columns_are_typed_seconds_and_none_without_compute(tmp_path):
+    from models.build import TINY_PATH
+
+    # The tiny CNN at M_P (48 KiB, nothing spilled) on ethos-u55-256: the estimate is the
+    # latency bound (the steps' busy times, 154.711 us) plus the input load the first step
+    # waits for (128 ns + 12,288 B / 0.5 GB/s = 24.704 us) and the output store after the last
+    # (128 ns + one 128 B burst / 0.5 GB/s = 0.384 us); tests/test_report_timeline.py has the
+    # same numbers.  A target without [compute] has unknown time: None, not 0.
+    plain = tmp_path / "plain.toml"
+    plain.write_text(
+        'name = "plain"\ncompute_level = "sram"\n[homes]\nweights = "dram"\ninputs = "dram"\noutputs = "dram"\n'
+        '[[levels]]\nname = "sram"\ncapacity = "256KiB"\nread_bandwidth = 4.0e9\nwrite_bandwidth = 4.0e9\n'
+        '[[levels]]\nname = "dram"\nread_bandwidth = 0.5e9\nwrite_bandwidth = 0.5e9\n')
+    res = sweep([str(TINY_PATH)], "M_P", targets=["ethos-u55-256", str(plain)], solvers=[BASELINE_SOLVER],
+                results_dir=tmp_path / "r", executor="serial", report=False)
+    timed, untimed = res.rows
+    assert timed["noncompulsory_bytes"] == 0 and isinstance(timed["estimated_seconds"], float)
+    assert timed["latency_bound"] == pytest.approx(154.71123076923077e-6, rel=1e-12)
+    assert timed["estimated_seconds"] == pytest.approx(timed["latency_bound"] + 24.704e-6 + 0.384e-6, rel=1e-12)
+    assert untimed["status"] != "error" and untimed["estimated_seconds"] is None and untimed["latency_bound"] is None
+    with open(tmp_path / "r" / "results.csv", newline="") as fh:
+        raw = list(csv.DictReader(fh))
+    assert float(raw[0]["estimated_seconds"]) == timed["estimated_seconds"]  # repr: reads back exactly
+    assert raw[1]["estimated_seconds"] == raw[1]["latency_bound"] == ""
+
+
+def test_a_table_without_the_latency_columns_is_refused(two_models, tmp_path):
+    from stowage.tools.sweep import PRE_LATENCY_COLUMNS, ResultsDirError
+
+    out = tmp_path / "old"
+    out.mkdir()
+    (out / "results.csv").write_text(",".join(PRE_LATENCY_COLUMNS) + "\n")
+    with pytest.raises(ResultsDirError, match=r"older stowage .*no estimated_seconds and latency_bound"):
+        sweep(two_models[:1], "M_R", solvers=["naive"], results_dir=out, executor="serial", report=False)

@@ -14,7 +14,12 @@ Pictures (matplotlib, Agg backend):
 * non-compulsory traffic versus capacity, one curve per solver (hollow markers of decreasing
   size and distinct dashes; a solver whose curve is identical to another's says so in the
   legend);
-* occupancy per level over time, for every target.
+* occupancy per level over time, for every target;
+* when the target has a ``[compute]`` table (``docs/timing.md``): a timeline of each capacity's
+  best plan (the compute engine and each DMA channel as lanes, steps and copies as boxes from
+  their start to their end, stalls hatched on the compute lane) and the estimated time versus
+  capacity per solver beside the traffic curves, with the latency lower bound.  Without one the
+  report says in one line that time is unknown instead of drawing anything invented.
 
 Tables: per capacity the runs; per plan its spills and reloads (``stowage.plan.tables``, the
 rows ``stowage show --transfers`` prints); per capacity, for the best plan, every step with its
@@ -48,6 +53,8 @@ from stowage.targets.hierarchy import Hierarchy
 if TYPE_CHECKING:  # matplotlib is imported only when drawing
     from matplotlib.artist import Artist
 
+    from stowage.solvers.timing import Timeline
+
 log = logging.getLogger(__name__)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -65,6 +72,16 @@ RELOAD_EDGE = "#CC79A7"
 SPILL_FACE = "#D55E00"
 RELOAD_FACE = "#CC79A7"
 CAPACITY_COLOUR = "#0072B2"
+#: Copy colours on the timeline's DMA lanes, by transfer kind (``stowage.plan.tables``).
+TRANSFER_COLOURS = {
+    "load": "#F0E442",
+    "store": "#009E73",
+    "spill": SPILL_FACE,
+    "reload": RELOAD_FACE,
+    "move": "#999999",
+}
+STEP_COLOUR = "#56B4E9"
+STALL_COLOUR = "#D55E00"
 #: Most rows of one spill/reload table and of one per-step table in a report (the rest are
 #: counted in a note; ``stowage show`` prints them all).
 MAX_TABLE_ROWS = 400
@@ -98,10 +115,19 @@ class Run:
     plan: Plan | None
     error: str | None
     seconds: float
+    #: The plan's timeline (``stowage.solvers.timing.estimate``); None when the time is unknown
+    #: (no ``[compute]`` table, a bandwidth missing) or there is no plan.  ``plan`` then carries
+    #: the same times (transfers' start/end/channel, ``metrics.estimated_seconds``).
+    timeline: Timeline | None = None
 
     @property
     def ok(self) -> bool:
         return self.plan is not None
+
+    @property
+    def estimated_seconds(self) -> float | None:
+        """The estimated makespan in seconds (None: unknown)."""
+        return None if self.timeline is None else self.timeline.makespan
 
     @property
     def compute_peak(self) -> int | None:
@@ -142,16 +168,38 @@ class Comparison:
     solvers: tuple[str, ...]
     runs: tuple[Run, ...]
 
+    @property
+    def timed(self) -> bool:
+        """True when at least one plan has a timeline: the time pictures are drawn."""
+        return any(r.timeline is not None for r in self.runs)
+
+    @property
+    def time_note(self) -> str:
+        """One line saying why the report has no time pictures ("" when it has them)."""
+        if self.timed:
+            return ""
+        if self.target.compute_engine is None:
+            return (f"Time unknown: target '{self.target.name}' has no [compute] table (docs/timing.md), "
+                    "so there is no timeline and no latency curve.")
+        if not any(r.ok for r in self.runs):
+            return "Time unknown: no solver produced a plan."
+        return (f"Time unknown: target '{self.target.name}' lacks a bandwidth the time model needs "
+                "(docs/timing.md), so there is no timeline and no latency curve.")
+
     def runs_at(self, cap: Capacity) -> list[Run]:
         return [r for r in self.runs if r.capacity == cap]
 
     def best_at(self, cap: Capacity) -> Run | None:
         """The valid plan with the least non-compulsory traffic that fits the capacity;
-        ties go to the smaller compute-level peak, then the faster solver."""
+        ties go to the smaller estimated time (when the target has ``[compute]``: the plan
+        whose timeline the report draws should be the quickest of the tied ones), then the
+        smaller compute-level peak, then the faster solver."""
         fitting = [r for r in self.runs_at(cap) if r.ok and r.respects_capacity]
         if not fitting:
             return None
-        return min(fitting, key=lambda r: (r.noncompulsory, r.compute_peak, r.seconds))
+        unknown = float("inf")
+        return min(fitting, key=lambda r: (r.noncompulsory, r.estimated_seconds if r.estimated_seconds is not None
+                                           else unknown, r.compute_peak, r.seconds))
 
     def is_best(self, run: Run) -> bool:
         """Every plan that fits and ties the least non-compulsory traffic is marked best."""
@@ -238,9 +286,12 @@ def run_comparison(
                 log.debug("solver %s at %d crashed:\n%s", name, cap.bytes, traceback.format_exc())
                 error = f"crashed: {type(exc).__name__}: {exc}"
             seconds = time.perf_counter() - started
+            timeline: Timeline | None = None
+            if plan is not None:
+                plan, timeline, error = _timed(graph, problem.target, plan)
             log.info("%s @ %s: %s in %.2fs", name, cap.label, plan.solver.status if plan is not None else error,
                      seconds)
-            runs.append(Run(name, cap, plan, error, seconds))
+            runs.append(Run(name, cap, plan, error, seconds, timeline))
     return Comparison(
         model=graph.name, model_path=relative_path(graph.source_path), target=target,
         weights_in_compute_level=weights_in_compute_level, element_bytes=graph.element_bytes,
@@ -248,6 +299,24 @@ def run_comparison(
         buffers=sum(1 for _ in graph.buffers), m_r=m_r(graph, weights_in_compute_level),
         capacities=caps, solvers=tuple(solvers), runs=tuple(runs),
     )
+
+
+def _timed(graph: Graph, target: Hierarchy, plan: Plan) -> tuple[Plan | None, Timeline | None, str | None]:
+    """The plan with its timeline, as ``stowage.compile`` times plans (``stowage.solvers.timing``:
+    ``estimate`` then ``annotate``), checked again by the validator since rule 9 judges the
+    times.  A target without ``[compute]`` leaves the plan as it is, with no timeline.  A timed
+    plan the validator rejects is a bug in the time model: the run records it as its error."""
+    from stowage.plan.validate import validate
+    from stowage.solvers.timing import annotate, estimate
+
+    timeline = estimate(graph, plan, target)
+    if timeline is None:
+        return plan, None, None
+    timed = annotate(plan, timeline)
+    verdict = validate(graph, timed)
+    if not verdict.ok:
+        return None, None, f"internal error: the timed plan is invalid: {verdict.errors[0].message}"
+    return timed, timeline, None
 
 
 def relative_path(path: str | None) -> str | None:
@@ -451,6 +520,131 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
     return _png(fig)
 
 
+def _time_unit(seconds: float) -> tuple[str, float]:
+    """An axis unit for a span of ``seconds``: s, ms or us (the divisor to apply)."""
+    if seconds >= 1.0:
+        return "s", 1.0
+    if seconds >= 1e-3:
+        return "ms", 1e-3
+    return "\u00b5s", 1e-6
+
+
+def timeline_lanes(run: Run, dma_channels: int = 1) -> list[tuple[str, list[tuple[float, float, str]]]]:
+    """The boxes of the timeline picture, lane by lane (top first): ``compute`` with one
+    ``(start, end, "step")`` box per step and one ``(start, end, "stall")`` box per wait before
+    a step, then ``DMA n`` per channel (``dma_channels`` of the target, so an idle channel
+    still shows as an empty lane) with one box per copy, labelled by its kind (load, store,
+    spill, reload, move).  Kept apart from the drawing so tests can check it exactly."""
+    from stowage.plan.tables import transfer_kinds
+
+    assert run.plan is not None and run.timeline is not None
+    tl = run.timeline
+    compute: list[tuple[float, float, str]] = []
+    for st in tl.steps:
+        if st.stall > 0:
+            compute.append((st.start - st.stall, st.start, "stall"))
+        compute.append((st.start, st.end, "step"))
+    nch = max([dma_channels, *(t.channel + 1 for t in tl.transfers)])
+    kinds = transfer_kinds(run.plan)
+    dma: list[list[tuple[float, float, str]]] = [[] for _ in range(nch)]
+    for t in sorted(tl.transfers, key=lambda t: (t.channel, t.start, t.index)):
+        dma[t.channel].append((t.start, t.end, kinds[t.index]))
+    return [("compute", compute), *((f"DMA {c}", boxes) for c, boxes in enumerate(dma))]
+
+
+def plot_timeline(run: Run, dma_channels: int = 1) -> bytes:
+    """The timeline of one plan: when the engine computes, when it waits (stalls) and when
+    each DMA channel copies what, so a reload that stalls a short step is seen at once."""
+    from matplotlib.patches import Patch
+
+    plt = _pyplot()
+    assert run.plan is not None and run.timeline is not None
+    tl = run.timeline
+    lanes = timeline_lanes(run, dma_channels)
+    unit, scale = _time_unit(max(tl.makespan, 1e-12))
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.55 * len(lanes)))
+    present: dict[str, str] = {}
+    for row, (_, boxes) in enumerate(lanes):
+        y = len(lanes) - 1 - row
+        for kind in sorted({k for _, _, k in boxes}):
+            spans = [(a / scale, (b - a) / scale) for a, b, k in boxes if k == kind]
+            if kind == "step":
+                colour, hatch = STEP_COLOUR, None
+            elif kind == "stall":
+                colour, hatch = STALL_COLOUR, "xxxx"
+            else:
+                colour, hatch = TRANSFER_COLOURS.get(kind, "#999999"), None
+            ax.broken_barh(spans, (y - 0.35, 0.7), facecolors=colour, edgecolors="#333333", linewidth=0.3,
+                           hatch=hatch, alpha=0.9 if kind != "stall" else 0.6)
+            present.setdefault(kind, colour)
+    ax.axvline(tl.lower_bound / scale, color=CAPACITY_COLOUR, linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(lanes)))
+    ax.set_yticklabels([name for name, _ in reversed(lanes)])
+    ax.set_xlim(0, tl.makespan * 1.02 / scale)
+    ax.set_ylim(-0.6, len(lanes) - 0.4)
+    ax.set_xlabel(f"time ({unit})")
+    ax.grid(axis="x", alpha=0.25)
+    ax.set_title(_plain(
+        f"{run.solver} at {run.capacity.label}: estimated {tl.makespan / scale:.3f} {unit}, "
+        f"bound {tl.lower_bound / scale:.3f} {unit}, stall {tl.stall / scale:.3f} {unit}"), fontsize=9)
+    order = ["step", "stall", "load", "reload", "spill", "store", "move"]
+    handles: list[Artist] = [Patch(facecolor=present[k], edgecolor="#333333", hatch="xxxx" if k == "stall" else None,
+                                   label=k) for k in order if k in present]
+    from matplotlib.lines import Line2D
+
+    handles.append(Line2D([], [], color=CAPACITY_COLOUR, linestyle="--", label="latency bound"))
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def latency_points(cmp: Comparison) -> tuple[dict[str, list[tuple[int, float]]], list[tuple[int, float]]]:
+    """The capacity-vs-latency curves: per solver ``(capacity bytes, estimated seconds)`` of
+    its timed plans that fit, and the latency lower bound per capacity (the bound depends on the
+    graph and the target only, so every timed run at a capacity gives the same one)."""
+    curves: dict[str, list[tuple[int, float]]] = {}
+    bounds: dict[int, float] = {}
+    for r in cmp.runs:
+        if r.timeline is None or not r.respects_capacity:
+            continue
+        curves.setdefault(r.solver, []).append((r.capacity.bytes, r.timeline.makespan))
+        bounds.setdefault(r.capacity.bytes, r.timeline.lower_bound)
+    return ({name: sorted(curves[name]) for name in cmp.solvers if name in curves}, sorted(bounds.items()))
+
+
+def plot_latency_curves(cmp: Comparison) -> bytes:
+    """Estimated time versus capacity, one curve per solver, and the latency lower bound: what
+    more memory buys in time, beside what it buys in traffic."""
+    plt = _pyplot()
+    curves, bounds = latency_points(cmp)
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    caps = sorted({c.bytes for c in cmp.capacities})
+    top = max([t for pts in curves.values() for _, t in pts] + [b for _, b in bounds] + [1e-12])
+    xunit, xscale = _axis_unit(max(caps))
+    yunit, yscale = _time_unit(top)
+    markers = "osD^v<>ph*"
+    drawn: dict[tuple[tuple[int, float], ...], str] = {}
+    for i, name in enumerate(cmp.solvers):
+        pts = curves.get(name)
+        if not pts:
+            continue
+        twin = drawn.setdefault(tuple(pts), name)
+        label = name if twin == name else f"{name} (same as {twin})"
+        ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
+                label=_plain(label), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
+                markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
+    if bounds:
+        ax.plot([b[0] / xscale for b in bounds], [b[1] / yscale for b in bounds], color="#666666",
+                linestyle=":", linewidth=1.2, label="latency lower bound")
+    ax.set_xlabel(f"compute-level capacity ({xunit})")
+    ax.set_ylabel(f"estimated time ({yunit})")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.25)
+    ax.set_title(_plain(f"{cmp.model} on {cmp.target.name}: estimated time"), fontsize=10)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=8, frameon=False)
+    return _png(fig)
+
+
 def plot_occupancy(run: Run) -> bytes:
     """Bytes reserved in every level at every step, one panel per level."""
     plt = _pyplot()
@@ -514,6 +708,8 @@ def _row(run: Run, best: bool, levels: Sequence[str]) -> dict[str, object]:
         "bound": fmt_int(plan.solver.lower_bound) if plan else "-",
         "gap": fmt_int(run.gap),
         "seconds": f"{run.seconds:.2f}",
+        "estimated_ms": "-" if run.timeline is None else f"{run.timeline.makespan * 1e3:.3f}",
+        "stall_ms": "-" if run.timeline is None else f"{run.timeline.stall * 1e3:.3f}",
         "error": run.error or "",
         "note": note,
     }
@@ -570,6 +766,8 @@ def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple
     if with_occupancy is None:
         with_occupancy = True
     sections, figures = [], []
+    engine = cmp.target.compute_engine
+    channels = engine.dma_channels if engine is not None else 1
     for cap in cmp.capacities:
         runs = cmp.runs_at(cap)
         figs = []
@@ -582,8 +780,12 @@ def build_sections(cmp: Comparison, with_occupancy: bool | None = None) -> tuple
             if with_occupancy:
                 figs.append(Figure(f"occupancy_{cap.slug}_{_safe(run.solver)}.png",
                                    f"{run.solver} at {cap.label}: occupancy per level", plot_occupancy(run)))
-        figures += figs
         best = cmp.best_at(cap)
+        if best is not None and best.timeline is not None:
+            figs.append(Figure(f"timeline_{cap.slug}_{_safe(best.solver)}.png",
+                               f"{best.solver} at {cap.label} (best plan): timeline",
+                               plot_timeline(best, channels)))
+        figures += figs
         sections.append({
             "capacity": cap,
             "rows": [_row(r, cmp.is_best(r), levels) for r in runs],
@@ -633,17 +835,22 @@ def render_report(cmp: Comparison, with_occupancy: bool | None = None) -> dict[s
     sections, figures = build_sections(cmp, with_occupancy)
     curves = Figure("traffic_vs_capacity.png", "non-compulsory traffic versus capacity", plot_traffic_curves(cmp))
     figures.append(curves)
+    latency = (Figure("latency_vs_capacity.png", "estimated time versus capacity", plot_latency_curves(cmp))
+               if cmp.timed else None)
+    if latency is not None:
+        figures.append(latency)
     files: dict[str, str | bytes] = {}
     for f in figures:
         files[f.file] = f.png
     for run in cmp.runs:
         if run.plan is not None:
             files[f"plans/{run.capacity.slug}_{_safe(run.solver)}.json"] = plan_to_json(run.plan)
-    files.update(render_pages(cmp, sections, curves))
+    files.update(render_pages(cmp, sections, curves, latency))
     return files
 
 
-def render_pages(cmp: Comparison, sections: Sequence[dict], curves: Figure) -> dict[str, str]:
+def render_pages(cmp: Comparison, sections: Sequence[dict], curves: Figure,
+                 latency: Figure | None = None) -> dict[str, str]:
     """report.html and report.md from the tables and figures (no drawing: the tests render
     hostile names through here quickly)."""
     env = _environment()
@@ -652,6 +859,8 @@ def render_pages(cmp: Comparison, sections: Sequence[dict], curves: Figure) -> d
         "levels": [lv.name for lv in cmp.target.levels],
         "sections": sections,
         "curves": curves,
+        "latency": latency,
+        "time_note": cmp.time_note,
         "fmt_bytes": fmt_bytes,
         "setting": "activations + weights" if cmp.weights_in_compute_level else "activations only",
     }
@@ -668,6 +877,7 @@ def write_report(cmp: Comparison, out_dir: str | os.PathLike[str], with_occupanc
 
 
 __all__ = [
-    "Capacity", "Comparison", "Run", "autoescape_for", "fmt_bytes", "layout_boxes", "md_escape", "occupancy",
-    "render_pages", "render_report", "resolve_capacities", "run_comparison", "write_report",
+    "Capacity", "Comparison", "Run", "autoescape_for", "fmt_bytes", "latency_points", "layout_boxes", "md_escape",
+    "occupancy", "render_pages", "render_report", "resolve_capacities", "run_comparison", "timeline_lanes",
+    "write_report",
 ]

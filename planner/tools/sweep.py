@@ -64,6 +64,15 @@ log = logging.getLogger(__name__)
 RESULT_COLUMNS = (
     "model", "target", "capacity_spec", "solver", "capacity_bytes", "status",
     "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "peak_bytes", "compute_peak_bytes",
+    "objective", "lower_bound", "gap", "gap_ratio", "estimated_seconds", "latency_bound", "seconds", "worker",
+    "attempts", "same_as", "error",
+)
+#: The header of tables written before the latency columns (``estimated_seconds``,
+#: ``latency_bound``): refused with a message that says so, since a resumed sweep would mix
+#: rows with and without them under one header.
+PRE_LATENCY_COLUMNS = (
+    "model", "target", "capacity_spec", "solver", "capacity_bytes", "status",
+    "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "peak_bytes", "compute_peak_bytes",
     "objective", "lower_bound", "gap", "gap_ratio", "seconds", "worker", "attempts", "same_as", "error",
 )
 #: The header of tables written before ``gap`` was in bytes (it was a ratio) and before
@@ -79,10 +88,12 @@ NONDETERMINISTIC_COLUMNS = ("seconds", "worker")
 #: Typed columns of the rows ``sweep`` returns (the CSV holds text; ``typed_row`` converts).
 #: Byte counts and counts are ``int``, ``gap`` is bytes (non-compulsory minus the bound, as
 #: ``compile`` prints it) and ``gap_ratio`` that gap over the non-compulsory traffic; an empty
-#: field (no plan, no bound) is ``None``.
+#: field (no plan, no bound) is ``None``.  ``estimated_seconds`` (the plan's makespan by
+#: ``stowage.solvers.timing``) and ``latency_bound`` (its lower bound) are seconds, ``None``
+#: when the target has no ``[compute]`` table (time unknown, never invented).
 INT_COLUMNS = ("capacity_bytes", "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "compute_peak_bytes",
                "objective", "lower_bound", "gap", "attempts")
-FLOAT_COLUMNS = ("gap_ratio", "seconds")
+FLOAT_COLUMNS = ("gap_ratio", "estimated_seconds", "latency_bound", "seconds")
 #: Seconds to wait for an existing Dask scheduler (``scheduler=``) before giving up: long
 #: enough for a cluster across a network, short enough that a wrong address fails promptly.
 DEFAULT_CONNECT_TIMEOUT = 10.0
@@ -290,9 +301,22 @@ def run_cell(cell: Cell, options: SweepOptions) -> dict[str, Any]:
         lower_bound=lb if lb is not None else "",
         gap=m.noncompulsory_bytes - lb if lb is not None else "",
         gap_ratio=_gap_ratio(m.noncompulsory_bytes, lb),
-        seconds=round(time.perf_counter() - started, 4),
     )
+    row.update(_latency_columns(graph, plan, problem.target))
+    row["seconds"] = round(time.perf_counter() - started, 4)
     return row
+
+
+def _latency_columns(graph: Any, plan: Any, target: Any) -> dict[str, str]:
+    """``estimated_seconds`` and ``latency_bound`` of a plan as CSV text (``repr`` of the float,
+    which reads back exactly); empty when the target has no ``[compute]`` table or a bandwidth
+    the time model needs, since an unknown time is reported as unknown, not invented."""
+    from stowage.solvers.timing import estimate
+
+    timeline = estimate(graph, plan, target)
+    if timeline is None:
+        return {"estimated_seconds": "", "latency_bound": ""}
+    return {"estimated_seconds": repr(timeline.makespan), "latency_bound": repr(timeline.lower_bound)}
 
 
 def _gap_ratio(value: int, bound: int | None) -> str:
@@ -597,6 +621,11 @@ def _parse_line(line: bytes) -> list[str] | None:
 
 
 def _check_header(path: Path, first_line: bytes) -> None:
+    if first_line.decode("utf-8", "replace").rstrip("\r\n") == ",".join(PRE_LATENCY_COLUMNS):
+        raise ResultsDirError(
+            f"{path} was written by an older stowage (no estimated_seconds and latency_bound columns); "
+            "use another results folder"
+        )
     if first_line.decode("utf-8", "replace").rstrip("\r\n") == ",".join(LEGACY_COLUMNS):
         raise ResultsDirError(
             f"{path} was written by an older stowage (its gap column is a ratio, today's is bytes); "

@@ -119,6 +119,13 @@ def _secs(v: Any) -> str:
     return "-" if n is None else f"{n:.2f}"
 
 
+def _ms(v: Any) -> str:
+    """Seconds of the time model in milliseconds (a network's estimate is a few ms); "-" when
+    the time is unknown (a target without ``[compute]``)."""
+    n = as_number(v)
+    return "-" if n is None else f"{n * 1e3:.3f}"
+
+
 def _write_bytes_atomic(path: Path, data: bytes) -> None:
     """Temp file + rename, and no temp file left behind when the write fails (a full disk):
     a picture is either the new one or the old one.  ``OSError`` propagates; the sweep turns it
@@ -177,14 +184,15 @@ def write_sweep_report(rows: list[Row], out: Path) -> list[Path]:
             md.append(f"Refused ({len(bad)} cells, marked x on the plot): "
                       + ", ".join(f"{solver} at {fmt_bytes(c)}" for c, solver in bad))
         headers = ("capacity", "bytes", "solver", "status", "non-compulsory", "compulsory", "compute peak",
-                   "gap (B)", "gap ratio", "s", "same as", "error")
+                   "gap (B)", "gap ratio", "est. ms", "bound ms", "s", "same as", "error")
         md += ["", "| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
         body.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>")
         for r in grp:
             cells = [r["capacity_spec"], _int(r.get("capacity_bytes")), r["solver"], r["status"],
                      _int(r.get("noncompulsory_bytes")), _int(r.get("compulsory_bytes")),
                      _int(r.get("compute_peak_bytes")), _int(r.get("gap")), _ratio(r.get("gap_ratio")),
-                     _secs(r.get("seconds")), r.get("same_as") or "", r.get("error") or ""]
+                     _ms(r.get("estimated_seconds")), _ms(r.get("latency_bound")), _secs(r.get("seconds")),
+                     r.get("same_as") or "", r.get("error") or ""]
             md.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
             body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         body.append("</table>")
