@@ -163,7 +163,10 @@ class RowUnit:
 
 
 def _unplanned(graph: Graph, m: Operator) -> bool:
-    return any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs))
+    """Whether ``m`` is a member of a folded QDQ group: a Q/DQ touching a tensor that has no
+    buffer (the floats between the pairs).  A folded constant without a buffer alone is not."""
+    return (m.op_type in ("DequantizeLinear", "QuantizeLinear")
+            and any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs)))
 
 
 def _qdq_unit(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> RowUnit | None:

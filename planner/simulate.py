@@ -872,7 +872,9 @@ class Simulator:
         host = op if op.computing else (self.graph.operators[op.fused_into] if op.fused_into is not None else op)
         members = self.graph.step_members(host)
         tb = self.graph.tensor_buffer
-        if any(n and n in self.graph.tensors and n not in tb for m in members for n in (*m.inputs, *m.outputs)):
+        if any(m.op_type in ("DequantizeLinear", "QuantizeLinear")
+               and any(n and n in self.graph.tensors and n not in tb for n in (*m.inputs, *m.outputs))
+               for m in members):
             return members
         return None
 

@@ -616,8 +616,10 @@ class _RowReplay:
         for i in c.ops:
             if 0 <= i < len(graph.operators):
                 step = graph.step_members(graph.operators[i])
-                unplanned = any(n and n in graph.tensors and n not in graph.tensor_buffer
-                                for m in step for n in (*m.inputs, *m.outputs))
+                unplanned = any(m.op_type in ("DequantizeLinear", "QuantizeLinear")
+                                and any(n and n in graph.tensors and n not in graph.tensor_buffer
+                                        for n in (*m.inputs, *m.outputs))
+                                for m in step)
                 if not unplanned:
                     for m in step:
                         self.members[m.index] = m

@@ -37,9 +37,10 @@ MAX_LEN = 16
 HEIGHTS = (1, 2, 4, 8, 16)
 #: States (sets of intermediates off-chip) kept per cut by ``least_traffic``.
 #: Measured (idle 2-core VM): MobileNetV2 at 160/128/96/64 KiB gives the same traffic with 2,
-#: 4 or 8 states, 25% faster with 2; DenseNet-121 at 256 KiB takes 28 s with 2 and 211 s with
-#: 8, for 11% less traffic with 8.
-MAX_STATES = 2
+#: 4 or 8 states; DenseNet-121 at 256 KiB takes 28 s with 2 and 211 s with 8, for 11% less
+#: traffic with 8; but with 2 the tiny CNN at 3/4 of M_R on ethos-u65-256 finds no plan (3 do).
+#: The state with the most bytes off-chip is kept besides these.
+MAX_STATES = 4
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,12 @@ class Partitioner:
             beam = MAX_STATES
             if len(best[i]) > beam:
                 # Graphs with many long-lived tensors (DenseNet's concatenations) have many
-                # subsets off-chip: keep the cheapest few (a beam; the result stays valid).
-                keep = sorted(best[i].items(), key=lambda kv: kv[1][:2])[:beam]
-                best[i] = dict(keep)
+                # subsets off-chip: keep the cheapest few (a beam; the result stays valid),
+                # and the state with the most bytes off-chip, which leaves later cascades the
+                # most room (the cheapest ones may all be dead ends at a tight capacity).
+                ranked = sorted(best[i].items(), key=lambda kv: kv[1][:2])
+                roomiest = max(ranked, key=lambda kv: sum(g.buffers[b].bytes for b in kv[0]))
+                best[i] = dict(ranked[:beam] + [roomiest])
             for d_in, (traffic, stripes, _seg, _prev) in list(best[i].items()):
                 made: set[BufferId] = set()
                 reads: set[BufferId] = set()
