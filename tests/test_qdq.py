@@ -363,3 +363,16 @@ def test_folding_random_networks_keeps_the_graph_whole(net) -> None:
     # Folding is idempotent and the in-place pass runs on top of it.
     assert fold_qdq(g) is g
     assert fuse_in_place(g).is_topological(fuse_in_place(g).file_order())
+
+
+def test_the_api_validator_folds_like_the_plan_says() -> None:
+    """``stowage.validate(load_graph(path), plan)`` on a plan compiled with the defaults
+    (QDQ folded, in place on) judges the folded graph, as ``stowage validate`` does."""
+    from pathlib import Path
+
+    import stowage
+
+    path = Path(__file__).resolve().parents[1] / "models" / "int8" / "tiny_cnn_int8_qdq.onnx"
+    plan = stowage.compile(path, capacity="M_R", time_limit=5)
+    assert plan.options.qdq == "fold" and plan.options.in_place
+    assert stowage.validate(stowage.load_graph(path), plan).ok

@@ -964,7 +964,13 @@ def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verd
 
     A plan made with in-place operators (``options.in_place``) is judged against the fused
     graph, as ``stowage validate`` does: ``validate(load_graph(path), plan)`` then works for
-    the plans ``stowage.compile`` makes by default (the README's snippet)."""
+    the plans ``stowage.compile`` makes by default (the README's snippet).  Likewise a plan
+    made with QDQ groups folded (``options.qdq == "fold"``) is judged against the folded graph
+    (folding comes first, as in ``stowage.compile``)."""
+    if plan.options.qdq == "fold" and not graph.qdq and not graph.in_place:
+        from stowage.ir.qdq import fold_qdq
+
+        graph = fold_qdq(graph)
     if plan.options.in_place and not graph.in_place:
         from stowage.ir.inplace import fuse_in_place
 
