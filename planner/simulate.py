@@ -53,7 +53,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
-from stowage.ir.graph import Graph, Operator, TensorKind
+from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
@@ -373,8 +373,9 @@ def _node_by_output(model: onnx.ModelProto) -> dict[str, onnx.NodeProto]:
 # ---------------------------------------------------------------------------------------
 # The simulator
 # ---------------------------------------------------------------------------------------
-class _Memory:
-    """One byte array per level plus placement lookup by (buffer, level, step)."""
+class Memory:
+    """One byte array per level plus placement lookup by (buffer, level, step); shared by the
+    ONNX simulator and the TFLite replay (``stowage.simulate_tflite``)."""
 
     def __init__(self, plan: Plan) -> None:
         used: dict[str, int] = {lv.name: 0 for lv in plan.target.levels}
@@ -393,8 +394,8 @@ class _Memory:
             pls.sort(key=lambda p: p.first)
             self.index[key] = ([p.first for p in pls], pls)
 
-    def find(self, bid: int, level: str, step: int) -> Placement | None:
-        entry = self.index.get((bid, level))
+    def find(self, bid: int, level: str | None, step: int) -> Placement | None:
+        entry = self.index.get((bid, level)) if level else None
         if entry is None:
             return None
         firsts, pls = entry
@@ -408,6 +409,46 @@ class _Memory:
     def poison(self, pl: Placement) -> None:
         self.view(pl)[:] = POISON
 
+
+
+def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, axis: int,
+              lo: int, hi: int) -> list[np.ndarray] | str:
+    """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of the 4-D tensor ``t`` (rows
+    on ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1) in its holder ``ct`` in ``level``
+    at ``step``, or why there are none.  A ring holds row ``r`` at byte
+    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``)."""
+    name = t.name
+    if len(t.shape) != 4 or t.shape[0] != 1:
+        return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
+    h = t.shape[axis]
+    outer = int(np.prod(t.shape[1:axis], dtype=np.int64))
+    inner = t.bytes // h // outer
+    if not 0 <= lo <= hi <= h:
+        return f"rows [{lo}, {hi}) of '{name}' are outside its {h} rows"
+    if ct.buffer not in mem.sizes:
+        return f"'{name}' is held in buffer {ct.buffer}, not in the plan"
+    pl = mem.find(ct.buffer, level, step)
+    if pl is None:
+        return f"'{name}' is held in buffer {ct.buffer}, which has no {level} placement"
+    rb = outer * inner
+    if ct.mode == "whole":
+        if t.bytes > mem.sizes[ct.buffer]:
+            return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
+        whole = mem.view(pl, t.bytes).reshape(outer, h, inner)
+        return [whole[:, r, :] for r in range(lo, hi)]
+    if ct.mode not in ("ring", "streamed"):
+        return f"'{name}' has holder mode '{ct.mode}'"
+    if ct.ring_rows <= 0 or ct.row_bytes < rb:
+        return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
+                f"(a row is {rb} B)")
+    space = mem.view(pl)
+    views = []
+    for r in range(lo, hi):
+        off = (r % ct.ring_rows) * ct.row_bytes
+        if off + rb > space.size:
+            return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
+        views.append(space[off:off + rb].reshape(outer, inner))
+    return views
 
 class Simulator:
     def __init__(self, model: onnx.ModelProto, graph: Graph, plan: Plan, base_dir: Path, seed: int = 0) -> None:
@@ -571,7 +612,7 @@ class Simulator:
 
     def _replay(self) -> dict[str, np.ndarray]:
         plan, graph = self.plan, self.graph
-        mem = _Memory(plan)
+        mem = Memory(plan)
         self.memory = mem
         nsteps = len(plan.steps)
         starts: dict[int, list[Placement]] = defaultdict(list)
@@ -646,7 +687,7 @@ class Simulator:
                 more = f" and {len(ops) - 3} more" if len(ops) > 3 else ""
                 self.corruptions.append(Corruption(None, None, f"end: operator {names}{more} {what}"))
 
-    def _end_placements(self, mem: _Memory, s: int, pls, filled: set[Placement]) -> None:
+    def _end_placements(self, mem: Memory, s: int, pls, filled: set[Placement]) -> None:
         for pl in pls:
             if pl in filled and pl.buffer not in self.tainted and pl.buffer not in self.ring_bufs:
                 want = self.buffer_bytes(pl.buffer)
@@ -658,7 +699,7 @@ class Simulator:
             filled.discard(pl)
             mem.poison(pl)
 
-    def _transfers(self, mem: _Memory, s: int, ts, filled: set[Placement]) -> None:
+    def _transfers(self, mem: Memory, s: int, ts, filled: set[Placement]) -> None:
         for t in ts:
             src, dst = mem.find(t.buffer, t.src, s), mem.find(t.buffer, t.dst, s)
             if src is None or dst is None:
@@ -669,7 +710,7 @@ class Simulator:
             mem.view(dst)[:] = mem.view(src)
             filled.add(dst)
 
-    def _operand_placement(self, mem: _Memory, bid: int, s: int) -> Placement | None:
+    def _operand_placement(self, mem: Memory, bid: int, s: int) -> Placement | None:
         pl = mem.find(bid, self.compute, s)
         b = self.graph.buffers[bid]
         if pl is None and b.kind is TensorKind.WEIGHT and not self.plan.options.weights_in_compute_level:
@@ -680,7 +721,7 @@ class Simulator:
     def tname(self, bid: int, name: str) -> str:
         return self.buf(bid) + ("" if name == self.graph.buffers[bid].tensors[0] else f" (tensor '{name}')")
 
-    def _read(self, mem: _Memory, s: int, name: str) -> tuple[np.ndarray, bool]:
+    def _read(self, mem: Memory, s: int, name: str) -> tuple[np.ndarray, bool]:
         """Read a tensor from memory and check it against the shadow: (value read, correct)."""
         if name not in self.graph.tensor_buffer:
             # Inside a folded QDQ group: the previous member of this step computed it.
@@ -699,7 +740,7 @@ class Simulator:
                          f"[{pl.offset}, {pl.offset + want.size}) found it corrupted: {self._diff(got, want)}")
         return got.view(np_dtype(t.dtype)).reshape(t.shape), ok
 
-    def _execute(self, mem: _Memory, s: int, op: Operator, filled: set[Placement]) -> None:
+    def _execute(self, mem: Memory, s: int, op: Operator, filled: set[Placement]) -> None:
         node = self.node_of(op)
         before = len(self.corruptions)
         reads = [self._read(mem, s, i) if i else (None, True) for i in node.input]
@@ -766,7 +807,7 @@ class Simulator:
                                          f"{pl.level} at [{pl.offset}, {pl.offset + want.size})")
 
     # -- tiled steps ---------------------------------------------------------------------
-    def _cascade(self, mem: _Memory, s: int, casc: Cascade, filled: set[Placement]) -> None:
+    def _cascade(self, mem: Memory, s: int, casc: Cascade, filled: set[Placement]) -> None:
         """Run cascade ``casc`` (plan step ``s``) stripe by stripe.
 
         The shadow first gets every member's whole reference value; each stripe then reads its
@@ -802,42 +843,13 @@ class Simulator:
         ct = casc.tensor(name)
         return ct if ct is not None else holders.get(self.orig.tensor_buffer.get(name, -1))
 
-    def _row_views(self, mem: _Memory, s: int, ct: CascadeTensor, name: str,
+    def _row_views(self, mem: Memory, s: int, ct: CascadeTensor, name: str,
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(C, W * element size)`` of rows ``[lo, hi)`` of tensor
         ``name`` in its holder ``ct`` (compute level), or why there are none."""
-        t = self.graph.tensors[name]
-        if len(t.shape) != 4 or t.shape[0] != 1:
-            return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
-        c, h = t.shape[1], t.shape[2]
-        if not 0 <= lo <= hi <= h:
-            return f"rows [{lo}, {hi}) of '{name}' are outside its {h} rows"
-        if ct.buffer not in mem.sizes:
-            return f"'{name}' is held in buffer {ct.buffer}, not in the plan"
-        pl = mem.find(ct.buffer, self.compute, s)
-        if pl is None:
-            return f"'{name}' is held in buffer {ct.buffer}, which has no {self.compute} placement"
-        rb = t.bytes // h
-        if ct.mode == "whole":
-            if t.bytes > mem.sizes[ct.buffer]:
-                return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
-            whole = mem.view(pl, t.bytes).reshape(c, h, rb // c)
-            return [whole[:, r, :] for r in range(lo, hi)]
-        if ct.mode not in ("ring", "streamed"):
-            return f"'{name}' has holder mode '{ct.mode}'"
-        if ct.ring_rows <= 0 or ct.row_bytes < rb:
-            return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
-                    f"(a row is {rb} B)")
-        space = mem.view(pl)
-        out = []
-        for r in range(lo, hi):
-            off = (r % ct.ring_rows) * ct.row_bytes
-            if off + rb > space.size:
-                return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
-            out.append(space[off:off + rb].reshape(c, rb // c))
-        return out
+        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi)
 
-    def _read_rows(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+    def _read_rows(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                    name: str, lo: int, hi: int) -> tuple[np.ndarray, bool, list[np.ndarray] | None, int | None]:
         """Rows ``[lo, hi)`` of ``name`` as ``(1, C, hi - lo, W)``, checked row by row against
         the shadow: (value, correct, the byte views read, holder buffer)."""
@@ -878,7 +890,7 @@ class Simulator:
             return members
         return None
 
-    def _stripe(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+    def _stripe(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                 st: Stripe, op: Operator, filled: set[Placement]) -> None:
         before = len(self.corruptions)
         spatial = {name: (lo, hi) for name, lo, hi in st.inputs}
@@ -975,7 +987,7 @@ class Simulator:
                     self.corrupt(s, hb, f"writing rows [{st.out_lo}, {st.out_hi}) of '{out}' overwrote operand "
                                  f"rows {spatial[name]} of '{name}' (buffer {hb})")
 
-    def _row_transfer(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+    def _row_transfer(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                       rt: RowTransfer, filled: set[Placement]) -> None:
         what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
         ct = self._holder(casc, holders, rt.tensor)
@@ -1011,7 +1023,7 @@ class Simulator:
             filled.add(home)
             self.current[home_bid] = name
 
-    def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
+    def _collect_outputs(self, mem: Memory, s: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name in self.outputs:
             bid = self.graph.tensor_buffer.get(name)

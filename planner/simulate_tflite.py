@@ -41,7 +41,6 @@ need beyond its operands (im2col buffers, which the IR does not model for TFLite
 
 from __future__ import annotations
 
-import bisect
 import dataclasses
 import logging
 from collections import defaultdict
@@ -54,7 +53,7 @@ from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
 from stowage.ir.tiling import row_axis, row_maps
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe, Transfer
-from stowage.simulate import Corruption, OutputCheck, SimResult
+from stowage.simulate import Corruption, Memory, OutputCheck, SimResult, row_views
 
 log = logging.getLogger(__name__)
 
@@ -118,36 +117,6 @@ def reference_run(model_path: str | Path, seed: int = 0) -> dict[str, np.ndarray
             continue  # no data (an unused or never-allocated tensor)
         out[names[i]] = np.ascontiguousarray(value).reshape(-1).view(np.uint8).copy()
     return out
-
-
-class _Memory:
-    """One byte array per level, placements found by (buffer, level, step)."""
-
-    def __init__(self, plan: Plan) -> None:
-        used: dict[str, int] = {lv.name: 0 for lv in plan.target.levels}
-        self.sizes = {b.id: b.bytes for b in plan.buffers}
-        for pl in plan.placements:
-            used[pl.level] = max(used.get(pl.level, 0), pl.offset + self.sizes[pl.buffer])
-        self.mem = {name: np.full(size, POISON, dtype=np.uint8) for name, size in used.items()}
-        by_key: dict[tuple[int, str], list[Placement]] = defaultdict(list)
-        for pl in plan.placements:
-            by_key[(pl.buffer, pl.level)].append(pl)
-        self.index: dict[tuple[int, str], tuple[list[int], list[Placement]]] = {}
-        for key, pls in by_key.items():
-            pls.sort(key=lambda p: p.first)
-            self.index[key] = ([p.first for p in pls], pls)
-
-    def find(self, bid: int, level: str | None, step: int) -> Placement | None:
-        entry = self.index.get((bid, level)) if level else None
-        if entry is None:
-            return None
-        firsts, pls = entry
-        k = bisect.bisect_right(firsts, step) - 1
-        return pls[k] if k >= 0 and pls[k].last >= step else None
-
-    def view(self, pl: Placement, nbytes: int | None = None) -> np.ndarray:
-        n = self.sizes[pl.buffer] if nbytes is None else nbytes
-        return self.mem[pl.level][pl.offset:pl.offset + n]
 
 
 class Replay:
@@ -241,14 +210,14 @@ class Replay:
         return (f"{bad.size} of {want.size} bytes differ, first at byte {int(bad[0])}"
                 + (" (poison: never written or freed)" if poisoned else ""))
 
-    def _operand(self, mem: _Memory, bid: int, s: int) -> Placement | None:
+    def _operand(self, mem: Memory, bid: int, s: int) -> Placement | None:
         pl = mem.find(bid, self.compute, s)
         if pl is None and self.graph.buffers[bid].kind is TensorKind.WEIGHT \
                 and not self.plan.options.weights_in_compute_level:
             pl = mem.find(bid, self.plan.buffers[bid].home, s)
         return pl
 
-    def _read(self, mem: _Memory, s: int, name: str) -> None:
+    def _read(self, mem: Memory, s: int, name: str) -> None:
         bid = self.graph.tensor_buffer[name]
         want = self.want(name)
         pl = self._operand(mem, bid, s)
@@ -262,7 +231,7 @@ class Replay:
 
     def run(self) -> SimResult:
         plan, graph = self.plan, self.graph
-        mem = _Memory(plan)
+        mem = Memory(plan)
         starts: dict[int, list[Placement]] = defaultdict(list)
         ends: dict[int, list[Placement]] = defaultdict(list)
         for pl in plan.placements:
@@ -340,7 +309,7 @@ class Replay:
                 more = f" and {len(ops) - 3} more" if len(ops) > 3 else ""
                 self.corruptions.append(Corruption(None, None, f"end: operator {names}{more} {what}"))
 
-    def _transfers(self, mem: _Memory, s: int, ts: Iterable[Transfer], filled: set[Placement]) -> None:
+    def _transfers(self, mem: Memory, s: int, ts: Iterable[Transfer], filled: set[Placement]) -> None:
         for t in ts:
             src, dst = mem.find(t.buffer, t.src, s), mem.find(t.buffer, t.dst, s)
             if src is None or dst is None:
@@ -351,7 +320,7 @@ class Replay:
             mem.view(dst)[:] = mem.view(src)
             filled.add(dst)
 
-    def _execute(self, mem: _Memory, s: int, op: Operator, filled: set[Placement]) -> None:
+    def _execute(self, mem: Memory, s: int, op: Operator, filled: set[Placement]) -> None:
         before = len(self.corruptions)
         operands = list(dict.fromkeys(i for i in op.inputs if i and i in self.graph.tensors))
         for name in operands:
@@ -382,7 +351,7 @@ class Replay:
                                  f"{pl.level} at [{pl.offset}, {pl.offset + want.size})", pl)
 
     # -- tiled steps -----------------------------------------------------------------------
-    def _cascade(self, mem: _Memory, s: int, casc: Cascade, filled: set[Placement]) -> None:
+    def _cascade(self, mem: Memory, s: int, casc: Cascade, filled: set[Placement]) -> None:
         """Replay cascade ``casc`` (plan step ``s``) stripe by stripe: loads, the operand rows
         the operator's window needs (read from their holders, compared with the reference),
         its result rows written from the reference into their holder, stores.  Every member
@@ -438,40 +407,11 @@ class Replay:
         ct = casc.tensor(name)
         return ct if ct is not None else holders.get(self.orig.tensor_buffer.get(name, -1))
 
-    def _row_views(self, mem: _Memory, s: int, ct: CascadeTensor, name: str,
+    def _row_views(self, mem: Memory, s: int, ct: CascadeTensor, name: str,
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of ``name`` in its
         holder ``ct`` (compute level), or why there are none."""
-        t = self.orig.tensors[name]
-        if len(t.shape) != 4 or t.shape[0] != 1:
-            return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
-        outer, h, inner = self._rows(t)
-        if not 0 <= lo <= hi <= h:
-            return f"rows [{lo}, {hi}) of '{name}' are outside its {h} rows"
-        if ct.buffer not in mem.sizes:
-            return f"'{name}' is held in buffer {ct.buffer}, not in the plan"
-        pl = mem.find(ct.buffer, self.compute, s)
-        if pl is None:
-            return f"'{name}' is held in buffer {ct.buffer}, which has no {self.compute} placement"
-        rb = outer * inner
-        if ct.mode == "whole":
-            if t.bytes > mem.sizes[ct.buffer]:
-                return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
-            whole = mem.view(pl, t.bytes).reshape(outer, h, inner)
-            return [whole[:, r, :] for r in range(lo, hi)]
-        if ct.mode not in ("ring", "streamed"):
-            return f"'{name}' has holder mode '{ct.mode}'"
-        if ct.ring_rows <= 0 or ct.row_bytes < rb:
-            return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
-                    f"(a row is {rb} B)")
-        space = mem.view(pl)
-        views = []
-        for r in range(lo, hi):
-            off = (r % ct.ring_rows) * ct.row_bytes
-            if off + rb > space.size:
-                return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
-            views.append(space[off:off + rb].reshape(outer, inner))
-        return views
+        return row_views(mem, self.compute, s, ct, self.orig.tensors[name], row_axis(self.orig), lo, hi)
 
     def _ref_rows(self, name: str, lo: int, hi: int) -> np.ndarray:
         outer, h, inner = self._rows(self.orig.tensors[name])
@@ -494,7 +434,7 @@ class Replay:
                      key=("rows", s, ct.buffer, name))
         return False
 
-    def _stripe(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+    def _stripe(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                 st: Stripe, op: Operator, filled: set[Placement], made: dict[int, int], j: int) -> None:
         g = self.orig
         out = _result(op)
@@ -566,7 +506,7 @@ class Replay:
                     self.corrupt(s, hct.buffer, f"writing rows [{st.out_lo}, {st.out_hi}) of '{out}' overwrote "
                                  f"operand rows {need[name]} of '{name}' (buffer {hct.buffer})")
 
-    def _row_transfer(self, mem: _Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
+    def _row_transfer(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                       rt: RowTransfer, filled: set[Placement]) -> None:
         what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
         ct = self._holder(casc, holders, rt.tensor)
@@ -602,7 +542,7 @@ class Replay:
         filled.add(home)
         self.current[home_bid] = name
 
-    def _collect_outputs(self, mem: _Memory, s: int) -> dict[str, np.ndarray]:
+    def _collect_outputs(self, mem: Memory, s: int) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         for name in self.orig.outputs:
             bid = self.graph.tensor_buffer[name]
