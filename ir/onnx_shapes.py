@@ -24,12 +24,33 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import ModelProto, TensorProto, helper, numpy_helper
 
 from stowage.ir.build import RawTensor
+
+
+def ort_session(m: ModelProto, log_severity: int = 3) -> Any:
+    """An ONNX Runtime session of ``m`` as written (no graph optimisation, one thread: the run
+    checks the model, it does not tune it).  A model saved by a newer onnx than this ORT reads
+    gets the lowest IR version its opsets need (``m`` is updated).  ORT's errors propagate."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    so.intra_op_num_threads = 1
+    so.inter_op_num_threads = 1
+    so.log_severity_level = log_severity
+    try:
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if "IR version" not in str(exc):
+            raise
+        m.ir_version = max(4, helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True))
+        return ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
 
 log = logging.getLogger(__name__)
 
@@ -257,9 +278,9 @@ def shapes_by_execution(model: ModelProto, base_dir: Path | None, seed: int = 0
     included; graph inputs bound) on seeded inputs: ``(shapes, "")``, or ``(None, why)`` when
     it cannot run.  Absent external data is replaced by seeded values: shapes rarely depend
     on weight values, and a shape tensor is small enough to be embedded."""
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover - onnxruntime is a dependency
+    import importlib.util
+
+    if importlib.util.find_spec("onnxruntime") is None:  # pragma: no cover - a dependency
         return None, "onnxruntime is not installed"
     from onnx.external_data_helper import load_external_data_for_tensor
 
@@ -296,19 +317,9 @@ def shapes_by_execution(model: ModelProto, base_dir: Path | None, seed: int = 0
     have = {o.name for o in g.output}
     wanted = [o for n in g.node for o in n.output if o and o not in have]
     g.output.extend(onnx.ValueInfoProto(name=o) for o in wanted)
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 4  # a failure is reported in the import error, not as ORT's log
     try:
-        try:
-            sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        except Exception as exc:
-            if "IR version" not in str(exc):
-                raise
-            m.ir_version = max(4, helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True))
-            sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        # A failure is reported in the import error, not as ORT's log.
+        sess = ort_session(m, log_severity=4)
         names = [o.name for o in sess.get_outputs()]
         results = sess.run(names, feeds)
     except Exception as exc:  # noqa: BLE001 - ORT raises its own types for every failure

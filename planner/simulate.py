@@ -46,7 +46,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx
@@ -54,6 +54,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
+from stowage.ir.onnx_shapes import ort_session
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
@@ -1100,7 +1101,6 @@ class Simulator:
 
     def reference_outputs(self) -> dict[str, np.ndarray]:
         """A plain ORT run of the whole model on the same inputs and weights."""
-        import onnxruntime as ort
 
         m = onnx.ModelProto()
         m.CopyFrom(self.model)
@@ -1119,19 +1119,8 @@ class Simulator:
             if node.name in seen:
                 node.name = f"{node.name}__stowage{k}"
             seen.add(node.name)
-        so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-        so.intra_op_num_threads = 1
-        so.log_severity_level = 3
         try:
-            try:
-                sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
-            except Exception as exc:
-                if "IR version" not in str(exc):
-                    raise
-                # Saved by a newer onnx than this ORT reads: the opsets decide what is needed.
-                m.ir_version = max(4, helper.find_min_ir_version_for(list(m.opset_import), ignore_unknown=True))
-                sess = ort.InferenceSession(m.SerializeToString(), so, providers=["CPUExecutionProvider"])
+            sess: Any = ort_session(m)
             self.reference_runtime = "onnxruntime"
         except Exception as exc:  # noqa: BLE001 - ORT lacks an operator of the model
             from onnx.reference import ReferenceEvaluator
