@@ -879,6 +879,19 @@ class Simulator:
         value = np.ascontiguousarray(got).view(np_dtype(t.dtype)).reshape(1, c, hi - lo, w)
         return value, ok, views, ct.buffer
 
+    def _band_close(self, got: np.ndarray, want: np.ndarray) -> bool:
+        """A float band computed on fewer rows than the whole tensor may round differently
+        (another GEMM blocking): it passes within the model's reduction-aware tolerance
+        (``output_tolerance``, norm-wise), as the end-to-end outputs do."""
+        if np.allclose(got, want, rtol=RTOL, atol=ATOL):
+            return True
+        if not hasattr(self, "_band_rtol"):
+            self._band_rtol = output_tolerance(self.graph)[0]
+        g64, w64 = got.astype(np.float64), want.astype(np.float64)
+        if not (np.all(np.isfinite(g64)) and np.all(np.isfinite(w64))):
+            return False
+        return bool(np.max(np.abs(g64 - w64), initial=0.0) <= ATOL + self._band_rtol * np.max(np.abs(w64), initial=0.0))
+
     def _group_members(self, op: Operator) -> tuple[Operator, ...] | None:
         """The members of the folded QDQ group ``op`` hosts (stowage.ir.qdq), in file order, or
         None when ``op`` is not such a unit (its float tensors have no buffer)."""
@@ -947,7 +960,7 @@ class Simulator:
             got_b = np.ascontiguousarray(value).view(np.uint8)
             want_b = want.view(np.uint8)
             if not np.array_equal(got_b, want_b):
-                close = value.dtype.kind == "f" and bool(np.allclose(value, want, rtol=RTOL, atol=ATOL))
+                close = value.dtype.kind == "f" and self._band_close(value, want)
                 if close:
                     # Float kernels on fewer rows may round differently: the shadow follows
                     # the plan's values (the final outputs are compared within tolerance).
