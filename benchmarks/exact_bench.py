@@ -15,6 +15,10 @@ heuristic).  Every plan passes the validator (``stowage.solvers.registry.solve``
     python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 2
     python benchmarks/exact_bench.py --set cosma --time-limit 20 --workers 1 --models transformer --repeat 3
     python benchmarks/exact_bench.py --set light --time-limit 10 --models light_resnet50
+    python benchmarks/exact_bench.py --set cosma --without "cut bound,disjunctive bound,order LNS"
+
+``--without`` drops the named phases of exact's pipeline (``AutoPipeline.phases``): the same
+run without a change, back to back on the same (possibly loaded) machine.
 """
 
 from __future__ import annotations
@@ -73,7 +77,17 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run exact this many times per case and report whether the plans are identical "
                          "(order, placements, transfers): the determinism check")
+    ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
     args = ap.parse_args()
+    skip = {n for n in args.without.split(",") if n}
+    if skip:
+        from stowage.solvers.exact.auto import AutoPipeline
+
+        phases = AutoPipeline.phases
+        unknown = skip - {ph.name for ph in phases(AutoPipeline.__new__(AutoPipeline))}
+        if unknown:
+            ap.error(f"unknown phases: {sorted(unknown)}")
+        AutoPipeline.phases = lambda self: [ph for ph in phases(self) if ph.name not in skip]  # type: ignore[method-assign]
     names = [m for m in args.models.split(",") if m]
     has_heur = "heuristic" in available()
     rep = "| same plan |" if args.repeat > 1 else "|"

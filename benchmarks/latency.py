@@ -20,9 +20,20 @@ Part 2 -- ``--objective latency`` vs ``traffic`` with ``heuristic`` on the COSMA
 
 Part 3 -- the cost of a timeline: median wall time of ``estimate`` over 5 runs per plan.
 
-    python benchmarks/latency.py --time-limit 20      # all parts, about 15 minutes
+Part 4 -- ``exact`` (``--objective latency``: ``stowage.solvers.exact.latency_model``) against
+``exact`` for traffic on the COSMA group (``models/suite.toml`` group ``cosma``, 8-bit,
+activations only, whole tensors) at M_R and M_H on ``ethos-u55-256``: estimated time, traffic,
+the latency bound and gap of both plans, and what is proven about the latency plan's makespan
+(``solver.latency_status``: ``optimal`` = meets the bound, ``order-optimal`` = no timing of its
+order, placements and copies is faster).
+
+Part 1 plans with ``--objective latency`` by default (``--objective traffic`` for the figures
+of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exact``).
+
+    python benchmarks/latency.py --time-limit 20      # parts 1-3, about 15 minutes
     python benchmarks/latency.py --skip-suite         # part 1 and 3 only (< 1 minute)
     python benchmarks/latency.py --models resnet50,darts --time-limit 5
+    python benchmarks/latency.py --skip-suite --exact --time-limit 10   # parts 1, 3 and 4
 """
 
 from __future__ import annotations
@@ -81,14 +92,16 @@ def _median_estimate(graph: Graph, plan: Plan, target: str, capacity: int) -> fl
     return statistics.median(runs)
 
 
-def part1(time_limit: float) -> list[str]:
+def part1(time_limit: float, objective: str = "latency", solver: str = "heuristic") -> list[str]:
     graph = load_model(MBV2, in_place=True)
+    print(f"part 1: {solver}, objective {objective}", flush=True)
     lines = [("| target | SRAM | steps (cascades) | non-compulsory B | estimated ms (whole / no float boundary) | "
               "bound ms | gap ms | stall ms | Vela ms | vs Vela (no boundary; whole) | estimate s (median of 5) |"),
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     for target, cap, label in CASES:
-        plan = compile_plan(graph, target=target, capacity=cap, solver="heuristic", time_limit=time_limit)
+        plan = compile_plan(graph, target=target, capacity=cap, solver=solver, time_limit=time_limit,
+                            objective=objective)
         tl = _timeline(graph, plan, target, cap)
         core = _core(graph, plan, target, cap)
         vela = VELA[target]
@@ -104,7 +117,8 @@ def part1(time_limit: float) -> list[str]:
 
 def part2(models: list[str] | None, time_limit: float) -> list[str]:
     lines = [("| model | budget | traffic obj: ms / non-compulsory B | latency obj: ms / non-compulsory B | "
-              "faster by | traffic cost | stopped by time (traffic, latency) |"), "|---|---|---|---|---|---|---|"]
+              "faster by | traffic cost | bound ms | gap ms (traffic, latency) | stopped by time (traffic, latency) |"),
+             "|---|---|---|---|---|---|---|---|---|"]
     print("\n".join(lines), flush=True)
     target = load_target("ethos-u55-256")
     never_slower = True
@@ -119,17 +133,61 @@ def part2(models: list[str] | None, time_limit: float) -> list[str]:
                                  time_limit=time_limit, tiling="off")
                 assert p.metrics.estimated_seconds is not None
                 res[obj] = (p.metrics.estimated_seconds, p.metrics.noncompulsory_bytes, p.solver.stopped_by == "time")
+                bound = _timeline(graph, p, target.name, p.target.level(p.target.compute_level).capacity).lower_bound
             (tt, tb, ts), (lt, lb, ls) = res["traffic"], res["latency"]
             # The guarantee is against the traffic winner of the same search: a search cut
             # short by the wall clock may end elsewhere, so those rows are marked.
             if not (ts or ls):
                 never_slower &= lt <= tt
             lines.append(f"| {m.name} | {budget} | {tt * 1e3:.3f} / {tb:,} | {lt * 1e3:.3f} / {lb:,} | "
-                         f"{100 * (1 - lt / tt):.2f}% | {lb - tb:+,} B | {'yes' if ts else 'no'}, "
+                         f"{100 * (1 - lt / tt):.2f}% | {lb - tb:+,} B | {bound * 1e3:.3f} | "
+                         f"{(tt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | {'yes' if ts else 'no'}, "
                          f"{'yes' if ls else 'no'} |")
             print(lines[-1], flush=True)
     lines.append(f"latency plan never slower (rows not stopped by time): {never_slower}")
     print(lines[-1])
+    return lines
+
+
+def part4(models: list[str] | None, time_limit: float) -> list[str]:
+    """``exact`` for latency against ``exact`` for traffic (module docstring, part 4)."""
+    lines = [("| model | steps | budget | exact traffic: ms / non-compulsory B / status | exact latency: ms / "
+              "non-compulsory B | faster by | traffic cost | latency bound ms | gap ms (traffic, latency) | "
+              "latency status | found by | s (traffic, latency) | stopped by time |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print("\n".join(lines), flush=True)
+    target = load_target("ethos-u55-256")
+    never_slower, proven, rows = True, 0, 0
+    for m in load_manifest():
+        if m.group != "cosma" or (models and m.name not in models):
+            continue
+        graph = load_model(m.path, element_bytes=1, in_place=True)
+        for budget in ("M_R", "M_H"):
+            res = {}
+            for obj in ("traffic", "latency"):
+                t0 = time.perf_counter()
+                p = compile_plan(graph, target=target, capacity=budget, solver="exact", objective=obj,
+                                 time_limit=time_limit, tiling="off")
+                res[obj] = (p, time.perf_counter() - t0)
+            (tp, tw), (lp, lw) = res["traffic"], res["latency"]
+            tt, lt = tp.metrics.estimated_seconds, lp.metrics.estimated_seconds
+            assert tt is not None and lt is not None and lp.solver.latency_bound is not None
+            bound = lp.solver.latency_bound
+            never_slower &= lt <= tt * (1 + 1e-12)
+            rows += 1
+            proven += lp.solver.latency_status in ("optimal", "order-optimal")
+            stopped = ", ".join(x for x, p in (("traffic", tp), ("latency", lp)) if p.solver.stopped_by == "time")
+            lines.append(f"| {m.name} | {len(lp.steps)} | {budget} | {tt * 1e3:.3f} / "
+                         f"{tp.metrics.noncompulsory_bytes:,} / {tp.solver.status} | {lt * 1e3:.3f} / "
+                         f"{lp.metrics.noncompulsory_bytes:,} | {100 * (1 - lt / tt):.2f}% | "
+                         f"{lp.metrics.noncompulsory_bytes - tp.metrics.noncompulsory_bytes:+,} B | "
+                         f"{bound * 1e3:.3f} | "
+                         f"{(tt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | {lp.solver.latency_status} | "
+                         f"{lp.solver.found_by} | {tw:.1f}, {lw:.1f} | {stopped or 'no'} |")
+            print(lines[-1], flush=True)
+    lines.append(f"exact latency plan never slower than exact's traffic plan: {never_slower}; makespan proven "
+                 f"(optimal or order-optimal) in {proven} of {rows} cases")
+    print(lines[-1], flush=True)
     return lines
 
 
@@ -138,13 +196,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", default=None, help="comma-separated suite names for part 2 (default: cosma + nas)")
     ap.add_argument("--time-limit", type=float, default=10.0, help="heuristic time limit per plan (default 10 s)")
     ap.add_argument("--skip-suite", action="store_true", help="part 1 and 3 only")
+    ap.add_argument("--exact", action="store_true", help="part 4: exact for latency vs traffic on the cosma group")
+    ap.add_argument("--skip-part1", action="store_true", help="no MobileNetV2 rows")
+    ap.add_argument("--objective", choices=("traffic", "latency"), default="latency", help="part 1's objective")
+    ap.add_argument("--solver", default="heuristic", help="part 1's solver (heuristic or exact)")
     args = ap.parse_args(argv)
     load = os.getloadavg()
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, load {load[0]:.2f} "
           f"{load[1]:.2f} {load[2]:.2f}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    part1(args.time_limit)
+    names = args.models.split(",") if args.models else None
+    if not args.skip_part1:
+        part1(args.time_limit, args.objective, args.solver)
     if not args.skip_suite:
-        part2(args.models.split(",") if args.models else None, args.time_limit)
+        part2(names, args.time_limit)
+    if args.exact:
+        part4(names, args.time_limit)
+    load = os.getloadavg()
+    print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
     return 0
 
 

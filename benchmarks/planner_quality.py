@@ -14,9 +14,11 @@ Every plan goes through the validator (``stowage.solvers.registry.solve``).
 
     python benchmarks/planner_quality.py --out benchmarks/results/planner_quality [--time-limit 10]
         [--points 6] [--models resnet50,light_squeezenet] [--extra /tmp/wheels/models]
-        [--skip-suite] [--skip-light] [--dim NAME=VALUE ...]
+        [--skip-suite] [--skip-light] [--dim NAME=VALUE ...] [--dim STEM:NAME=VALUE ...]
 
-Writes OUT.csv (one row per run) and OUT.md (the summary for docs/benchmarks.md).
+Writes OUT.csv (one row per run, with the model's package -- ``name version`` from the
+unzipped wheel's ``*.dist-info`` -- and its file inside the wheel) and OUT.md (the summary and
+a per-model table for docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ from stowage.targets.hierarchy import load_target  # noqa: E402
 log = logging.getLogger("benchmarks.planner_quality")
 
 
+def wheel_of(path: Path, folder: Path) -> str:
+    """``name version`` of the wheel a model came from: the ``*.dist-info/METADATA`` in
+    ``folder`` (an unzipped wheel), or ``?`` when there is none."""
+    for meta in sorted(folder.glob("*.dist-info/METADATA")):
+        fields = dict(line.split(": ", 1) for line in meta.read_text(errors="replace").splitlines()[:20]
+                      if ": " in line)
+        return f"{fields.get('Name', '?')} {fields.get('Version', '?')}"
+    return "?"
+
+
 def model_paths(skip_light: bool, skip_suite: bool, extra: list[Path], only: set[str] | None) -> list[tuple[str, Path]]:
     out: list[tuple[str, Path]] = []
     if not skip_light:
@@ -56,7 +68,7 @@ def model_paths(skip_light: bool, skip_suite: bool, extra: list[Path], only: set
     if not skip_suite:
         out += [("suite", p) for p in sorted((ROOT / "models" / "suite").glob("*.onnx"))]
     for folder in extra:
-        out += [("pip", p) for p in sorted(folder.rglob("*.onnx"))]
+        out += [("pip", p) for p in sorted((*folder.rglob("*.onnx"), *folder.rglob("*.tflite")))]
     if only:
         out = [(k, p) for k, p in out if p.stem in only]
     return out
@@ -76,12 +88,23 @@ def capacities(m_r: int, m_p: int, m_h: int, points: int) -> list[tuple[str, int
     return sorted(((label, cap) for cap, label in seen.items()), key=lambda c: c[1])
 
 
+def source_of(kind: str, path: Path, extra: list[Path]) -> tuple[str, str]:
+    """(package, file) of a model: the wheel and the path inside it for ``--extra`` models."""
+    if kind != "pip":
+        return ("onnx (light zoo)" if kind == "light" else "models/suite"), path.name
+    folder = next((f for f in extra if f in path.parents), path.parent)
+    return wheel_of(path, folder), str(path.relative_to(folder))
+
+
 def run(paths: list[tuple[str, Path]], time_limit: float, points: int, rows: list[dict],
-        dims: dict[str, int] | None = None) -> None:
+        dims: dict[str, int] | None = None, extra: list[Path] | None = None) -> None:
     target = load_target("ethos-u55-256")
     for kind, path in paths:
+        package, file = source_of(kind, path, extra or [])
+        mine = {k: v for k, v in (dims or {}).items() if ":" not in k}
+        mine.update({k.split(":", 1)[1]: v for k, v in (dims or {}).items() if k.split(":", 1)[0] == path.stem})
         try:
-            g = fuse_in_place(load_graph(path, element_bytes=1, dims=dict(dims or {})))
+            g = fuse_in_place(load_graph(path, element_bytes=1, dims=mine))
         except Exception as exc:  # noqa: BLE001 - a model the importer cannot read is reported, not fatal
             log.warning("%s: not imported: %s", path.name, str(exc).splitlines()[0][:120])
             continue
@@ -89,7 +112,8 @@ def run(paths: list[tuple[str, Path]], time_limit: float, points: int, rows: lis
             b = target_budgets(g, target, weights)
             for label, cap in capacities(b.m_r, b.m_p, b.m_h, points):
                 prob = Problem(g, target.with_capacity(cap), weights, time_limit=time_limit, seed=0)
-                row: dict = {"set": kind, "model": path.stem, "ops": len(g.computing_ops), "weights": weights,
+                row: dict = {"set": kind, "model": path.stem, "package": package, "file": file,
+                             "ops": len(g.computing_ops), "weights": weights,
                              "point": label, "capacity": cap, "limit": time_limit}
                 try:
                     t0 = time.perf_counter()
@@ -141,6 +165,16 @@ def summary(rows: list[dict]) -> str:
         who = str(r["found_by"]).split(" at ")[0]
         wins[who] = wins.get(who, 0) + 1
     lines.append("- found_by: " + ", ".join(f"{k} {v}" for k, v in sorted(wins.items(), key=lambda kv: -kv[1])))
+    lines += ["", "| package | file | computing ops | runs | auto worse | non-monotone | max wall / limit |",
+              "|---|---|---:|---:|---:|---:|---:|"]
+    per: dict[tuple[str, str], list[dict]] = {}
+    for r in ok:
+        per.setdefault((r.get("package", ""), r.get("file", r["model"])), []).append(r)
+    for (package, file), rs in per.items():
+        nonmono = sum(1 for (s, m, _w), _ in bad if (s, m) == (rs[0]["set"], rs[0]["model"]))
+        lines.append(f"| {package} | `{file}` | {rs[0]['ops']} | {len(rs)} | "
+                     f"{sum(1 for r in rs if r['auto'] > r['best_baseline'])} | {nonmono} | "
+                     f"{max(r['wall'] / r['limit'] for r in rs):.2f} |")
     return "\n".join(lines)
 
 
@@ -154,16 +188,21 @@ def main() -> int:
     ap.add_argument("--skip-suite", action="store_true")
     ap.add_argument("--skip-light", action="store_true")
     ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
-                    help="bind a symbolic input dimension (as stowage compile --dim); names a model lacks are ignored")
+                    help="bind a symbolic input dimension (as stowage compile --dim); names a model lacks are ignored; "
+                         "STEM:NAME=VALUE binds it for the model file STEM.onnx only (overrides NAME=VALUE)")
     args = ap.parse_args()
     dims = {k: int(v) for k, _, v in (d.partition("=") for d in args.dim)}
     logging.basicConfig(level=logging.WARNING)
     only = {m.strip() for m in args.models.split(",") if m.strip()} or None
     rows: list[dict] = []
     started = time.time()
-    run(model_paths(args.skip_light, args.skip_suite, args.extra, only), args.time_limit, args.points, rows, dims)
+    start_stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+    start_load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    run(model_paths(args.skip_light, args.skip_suite, args.extra, only), args.time_limit, args.points, rows, dims,
+        args.extra)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cols = ["set", "model", "ops", "weights", "point", "capacity", "limit", "wall", "auto", "bound", "best_baseline",
+    cols = ["set", "model", "package", "file", "ops", "weights", "point", "capacity", "limit", "wall", "auto", "bound",
+            "best_baseline",
             "status", "found_by", "stopped_by", "error"]
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
@@ -172,7 +211,8 @@ def main() -> int:
             w.writerow({c: r.get(c, "") for c in cols})
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     text = (f"# planner quality\n\n`{' '.join(sys.argv)}`\n\nmachine: {platform.platform()}, {os.cpu_count()} cores, "
-            f"load average at the end {load[0]:.2f}, {time.time() - started:.0f} s\n\n{summary(rows)}\n")
+            f"started {start_stamp}, load average at the start {start_load}, at the end {load[0]:.2f}, "
+            f"{time.time() - started:.0f} s\n\n{summary(rows)}\n")
     args.out.with_suffix(".md").write_text(text)
     print(text)
     return 0

@@ -18,6 +18,11 @@ the estimated time when the target has a compute description, and the planning w
 
     python benchmarks/vela_compare.py --vela /tmp/tfvenv/bin/vela
     python benchmarks/vela_compare.py --models mobilenet_v2_int8 --no-replay
+    python benchmarks/vela_compare.py --vela /tmp/tfvenv/bin/vela --objective latency --solver heuristic
+
+With ``--objective latency`` (issue 15) Stowage plans for the estimated makespan
+(``docs/timing.md``; ``auto`` plans for traffic only, so ``--solver`` defaults to ``heuristic``
+then) and each row adds the latency bound and whether Stowage's estimate is at most Vela's.
 
 Without Vela (``--vela`` not found) the Vela columns are skipped with a message and only the
 256 KiB Stowage rows are made.  Vela runs in a child process in a temporary directory; its
@@ -121,6 +126,7 @@ class StowageRun:
     replay: str            # "bit-exact", "MISMATCH", "-" (not run)
     seconds: float | None  # estimated
     wall: float
+    bound: float | None = None   # solver.latency_bound (latency objective), else the timeline's bound
 
 
 @functools.lru_cache(maxsize=4)
@@ -131,7 +137,8 @@ def _graph(model: Path) -> Any:
 
 
 def plan_stowage(model: Path, target: str, capacity: int, time_limit: float,
-                 reference: dict[str, Any] | None) -> StowageRun | str:
+                 reference: dict[str, Any] | None, solver: str = "auto", objective: str = "traffic"
+                 ) -> StowageRun | str:
     from stowage.api import compile as compile_plan
     from stowage.errors import StowageError
     from stowage.plan.validate import validate
@@ -139,7 +146,8 @@ def plan_stowage(model: Path, target: str, capacity: int, time_limit: float,
 
     t0 = time.perf_counter()
     try:
-        plan = compile_plan(model, target=target, capacity=capacity, tiling="auto", time_limit=time_limit)
+        plan = compile_plan(model, target=target, capacity=capacity, tiling="auto", time_limit=time_limit,
+                            solver=solver, objective=objective)
     except StowageError as exc:
         return f"refused: {str(exc)[:100]}"
     wall = time.perf_counter() - t0
@@ -149,9 +157,15 @@ def plan_stowage(model: Path, target: str, capacity: int, time_limit: float,
     if reference is not None:
         replay = "bit-exact" if Replay(graph, plan, reference).run().ok else "MISMATCH"
     m = plan.metrics
+    bound = plan.solver.latency_bound
+    if bound is None:
+        from stowage.solvers.timing import latency_bound
+        from stowage.targets.hierarchy import load_target
+
+        bound = latency_bound(graph, plan, load_target(target).with_capacity(capacity))
     return StowageRun(capacity, len(plan.cascades), m.noncompulsory_bytes, m.compulsory_bytes,
                       int(m.peak_bytes.get(plan.target.compute_level, 0)), ok, replay,
-                      getattr(m, "estimated_seconds", None), wall)
+                      getattr(m, "estimated_seconds", None), wall, bound)
 
 
 def _ms(s: float | None) -> str:
@@ -165,7 +179,12 @@ def main() -> int:
                     help="model file stems under models/tflite (default: every .tflite there)")
     ap.add_argument("--time-limit", type=float, default=20.0, help="Stowage solver time limit per plan (s)")
     ap.add_argument("--no-replay", action="store_true", help="skip the LiteRT replay of each Stowage plan")
+    ap.add_argument("--objective", choices=("traffic", "latency"), default="traffic",
+                    help="Stowage's objective (latency: docs/timing.md)")
+    ap.add_argument("--solver", default=None,
+                    help="Stowage's solver (default: auto for traffic, heuristic for latency)")
     args = ap.parse_args()
+    solver = args.solver or ("heuristic" if args.objective == "latency" else "auto")
 
     models = sorted((ROOT / "models" / "tflite").glob("*.tflite"))
     if args.models:
@@ -180,11 +199,12 @@ def main() -> int:
     else:
         ver = subprocess.run([vela, "--version"], capture_output=True, text=True, check=False).stdout.strip()
         print(f"vela {ver} ({vela})")
+    print(f"stowage: solver {solver}, objective {args.objective}, time limit {args.time_limit:g} s")
     print()
     print("| model | target | Vela --optimise | Vela SRAM used | Vela off-chip fm read / write B | Vela weights "
           "read B | Vela ms | Stowage capacity | cascades | non-compulsory B | compulsory B | SRAM peak | valid | "
-          "replay | Stowage ms | plan s |")
-    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|")
+          "replay | Stowage ms | bound ms | Stowage <= Vela | plan s |")
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|---:|")
     with tempfile.TemporaryDirectory(prefix="vela_compare_") as tmp:
         for model in models:
             reference = None
@@ -207,13 +227,15 @@ def main() -> int:
                         vcols = f"{v} | | |"
                     else:
                         vcols = "- | - | - | -"
-                    s = plan_stowage(model, target, cap, args.time_limit, reference)
+                    s = plan_stowage(model, target, cap, args.time_limit, reference, solver, args.objective)
                     if isinstance(s, str):
-                        scols = f"{cap:,} | {s} | | | | | | | |"
+                        scols = f"{cap:,} | {s} | | | | | | | | | |"
                     else:
+                        verdict = "-" if not isinstance(v, VelaRun) or s.seconds is None else (
+                            "yes" if s.seconds <= v.seconds else "no")
                         scols = (f"{cap:,} | {s.cascades} | {s.noncompulsory:,} | {s.compulsory:,} | "
                                  f"{s.sram_peak:,} | {'yes' if s.valid else 'NO'} | {s.replay} | {_ms(s.seconds)} | "
-                                 f"{s.wall:.1f}")
+                                 f"{_ms(s.bound)} | {verdict} | {s.wall:.1f}")
                     print(f"| {model.stem} | {target} | {opt} | {vcols} | {scols} |", flush=True)
     print(f"\nload average at end {' / '.join(f'{x:.1f}' for x in os.getloadavg())}; "
           f"{time.perf_counter() - start:.0f} s in all")

@@ -87,6 +87,13 @@ class Buffer:
     ``producer`` is the computing operator that writes it (None for inputs and weights);
     ``consumers`` the computing operators that read it, in file order without repeats.
     ``is_output`` marks buffers that hold a graph output (an input buffer may also be one).
+
+    ``writers`` is empty for a buffer written by one step (its ``producer``).  A Concat run in
+    place (``stowage.ir.concat_inplace``) makes its output buffer the union of its operands: each
+    operand's producer writes its own byte range (``Graph.tensor_offsets``), so the buffer has
+    several writer steps, listed here in file order with ``producer`` (the first) at the head.
+    A step reading the buffer runs after all of them; a later writer runs after the first and
+    must find the slices written before it still there.
     """
 
     id: BufferId
@@ -96,6 +103,14 @@ class Buffer:
     producer: OpIndex | None
     consumers: tuple[OpIndex, ...]
     is_output: bool = False
+    writers: tuple[OpIndex, ...] = ()
+
+    @property
+    def all_writers(self) -> tuple[OpIndex, ...]:
+        """Every step writing the buffer (``writers``, else the producer alone)."""
+        if self.writers:
+            return self.writers
+        return () if self.producer is None else (self.producer,)
 
 
 @dataclass(frozen=True)
@@ -123,10 +138,28 @@ class Graph:
     input_values: Mapping[str, tuple[int | float | bool, ...]] = field(default_factory=dict)
     #: What the importer decided beyond the file's own shapes, one line each (``inspect``).
     import_notes: tuple[str, ...] = ()
+    #: Tensors that are a byte range of their buffer instead of all of it: name -> byte offset.
+    #: The operands of a Concat run in place (``stowage.ir.concat_inplace``) are slices of its
+    #: output's buffer; every other tensor (views included) starts at byte 0 and is not listed.
+    tensor_offsets: Mapping[str, int] = field(default_factory=dict)
+    #: With Concats in place: the same graph without them (``fuse_in_place(..., concat=False)``),
+    #: which ``--tiling auto`` plans below M_R (a slice's producer cannot run in stripes).
+    without_concats: Graph | None = field(default=None, compare=False, repr=False)
+    #: Operators split along their output channels (``stowage.ir.channel_split``): original
+    #: operator name -> number of channel groups.  The plan records it.
+    channel_splits: Mapping[str, int] = field(default_factory=dict)
+    #: Weights made by that split: name -> (model weight, axis, lo, hi), the slice
+    #: ``[lo, hi)`` of the model's initializer along ``axis`` (the simulator and the weight
+    #: blob cut them from the model's data).
+    derived_weights: Mapping[str, tuple[str, int, int, int]] = field(default_factory=dict)
+    #: Operators that are not nodes of the model file: name -> the first output of the node
+    #: whose attributes they take (a channel group), or "" for the Concat joining the groups.
+    derived_nodes: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Freeze the mappings so that the IR really is read-only once built.
-        for name in ("tensors", "tensor_buffer", "dims", "input_values"):
+        for name in ("tensors", "tensor_buffer", "dims", "input_values", "tensor_offsets", "channel_splits",
+                     "derived_weights", "derived_nodes"):
             value = getattr(self, name)
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
@@ -165,6 +198,21 @@ class Graph:
                     seen.setdefault(self.tensor_buffer[name], None)
         return tuple(seen)
 
+    def tensor_offset(self, name: str) -> int:
+        """Byte offset of a tensor inside its buffer (0 unless it is a Concat slice)."""
+        return self.tensor_offsets.get(name, 0)
+
+    def buffer_slices(self, bid: BufferId) -> tuple[tuple[str, int, int], ...]:
+        """``(tensor, offset, bytes)`` of every slice tensor of a buffer, by offset (empty for a
+        buffer without slices).  Tensors of one slice (a producer's result and the in-place
+        result written over it) share an offset; the first of them names the slice."""
+        seen: dict[int, tuple[str, int, int]] = {}
+        for name in self.buffers[bid].tensors:
+            if name in self.tensor_offsets:
+                off = self.tensor_offsets[name]
+                seen.setdefault(off, (name, off, self.tensors[name].bytes))
+        return tuple(seen[o] for o in sorted(seen))
+
     def file_order(self) -> tuple[OpIndex, ...]:
         """Computing operators in file order (a valid topological order after import)."""
         return tuple(op.index for op in self.operators if op.computing)
@@ -173,14 +221,18 @@ class Graph:
         """For each computing op, the computing ops that must run before it."""
         deps: dict[OpIndex, frozenset[OpIndex]] = {}
         for op in self.computing_ops:
-            preds = {
-                self.buffers[b].producer
-                for b in self.op_reads(op)
-                if self.buffers[b].producer is not None
-            }
+            preds: set[OpIndex] = set()
+            for b in self.op_reads(op):
+                buf = self.buffers[b]
+                # All writers of a Concat-in-place buffer (``writers``), else its producer.
+                preds.update(buf.writers or ((buf.producer,) if buf.producer is not None else ()))
+            for b in self.op_writes(op):
+                buf = self.buffers[b]
+                if buf.writers and buf.producer is not None:
+                    preds.add(buf.producer)  # the first writer starts the buffer's lifetime
             preds.update(op.after)
             preds.discard(op.index)
-            deps[op.index] = frozenset(p for p in preds if p is not None)
+            deps[op.index] = frozenset(preds)
         return deps
 
     def is_topological(self, order: Sequence[OpIndex]) -> bool:

@@ -22,7 +22,10 @@ an activation over its input instead.  ``fuse_in_place`` makes that explicit in 
 
 The transform is order-independent (X has no reader but O, so O is its last reader in every
 order) and conservative: inputs, weights, graph outputs and buffers with other readers are
-never overwritten.  ``--in-place off`` skips it and keeps COSMA's definitions (M_R sums an
+never overwritten.  After the elementwise fusion, Concats whose step needs M_R and whose
+producers can write straight into their slices of the result run in place too
+(``stowage.ir.concat_inplace``).
+``--in-place off`` skips both and keeps COSMA's definitions (M_R sums an
 activation's input and output).
 """
 
@@ -32,6 +35,7 @@ import logging
 from dataclasses import replace
 from math import prod
 
+from stowage.ir.concat_inplace import concat_report, fuse_concats
 from stowage.ir.graph import Buffer, Graph, Operator, OpIndex, Tensor, TensorKind
 
 log = logging.getLogger(__name__)
@@ -149,11 +153,18 @@ def _no_larger_step(graph: Graph, op: Operator, host: OpIndex, bufs: dict[int, B
     return True
 
 
-def fuse_in_place(graph: Graph) -> Graph:
+def fuse_in_place(graph: Graph, concat: bool = True) -> Graph:
     """The same graph with every admissible in-place operator fused into its operand's step
-    (see the module docstring); a graph already transformed is returned as is."""
+    (see the module docstring), then, with ``concat``, the Concats whose step needs M_R run in
+    place (``stowage.ir.concat_inplace``; False rebuilds the graph of plans written before that
+    existed, ``PlanOptions.concat_in_place``); a graph already transformed is returned as is."""
     if graph.in_place:
         return graph
+
+    def finish(g: Graph) -> Graph:
+        done = fuse_concats(g) if concat else g
+        return done if done is g else replace(done, without_concats=g)
+
     ops = list(graph.operators)
     bufs = {b.id: b for b in graph.buffers}
     tbuf = dict(graph.tensor_buffer)
@@ -188,7 +199,7 @@ def fuse_in_place(graph: Graph) -> Graph:
         host_of[idx] = host
         fused_count += 1
     if not fused_count:
-        return replace(graph, in_place=True)
+        return finish(replace(graph, in_place=True))
     # Renumber buffers densely, keeping their order: plans and tables index buffers by id.
     old_ids = sorted(bufs)
     new_id = {old: new for new, old in enumerate(old_ids)}
@@ -202,7 +213,9 @@ def fuse_in_place(graph: Graph) -> Graph:
     for op in fused.computing_ops:
         for b in fused.op_reads(op):
             readers.setdefault(b, []).append(op.index)
-    return replace(fused, buffers=tuple(replace(b, consumers=tuple(readers.get(b.id, ()))) for b in buffers))
+    fused = replace(fused, buffers=tuple(replace(b, consumers=tuple(readers.get(b.id, ()))) for b in buffers))
+    # Then Concats whose producers can write into their slices (``stowage.ir.concat_inplace``).
+    return finish(fused)
 
 
 def _consumers_fixed(tensors: dict[str, Tensor], ops: list[Operator]) -> dict[str, Tensor]:
@@ -221,12 +234,15 @@ def _consumers_fixed(tensors: dict[str, Tensor], ops: list[Operator]) -> dict[st
 
 
 def in_place_report(graph: Graph) -> list[tuple[str, str, str]]:
-    """``(fused op, its type, host op)`` for every fused operator, for ``inspect``."""
+    """``(fused op, its type, host op)`` for every fused operator, for ``inspect``; a Concat in
+    place (``stowage.ir.concat_inplace``) is listed with the steps writing its slices."""
     from stowage.ir.qdq import qdq_members
 
     qdq = qdq_members(graph)  # members of folded QDQ groups are not in-place operators
-    return [(op.name, op.op_type, graph.operators[op.fused_into].name)
+    rows = [(op.name, op.op_type, graph.operators[op.fused_into].name)
             for op in graph.operators if op.fused_into is not None and op.index not in qdq]
+    rows += [(name, "Concat", "slices written by " + ", ".join(writers)) for name, writers in concat_report(graph)]
+    return rows
 
 
 __all__ = ["BINARY_IN_PLACE", "UNARY_IN_PLACE", "data_operands", "fuse_in_place", "in_place_report"]

@@ -4,9 +4,14 @@ An operator can run on a band of output rows ``[a, b)`` (a *stripe*) when each o
 spatial operands is needed only on a band of rows too (``RowMap``): a convolution or pooling
 along H needs ``[a*s - p, (b-1)*s - p + k_eff)`` clipped to the tensor, with the rows outside
 it supplied as zero padding at the border; an elementwise operator, a broadcast over H and a
-Concat along channels need the same rows.  Everything else (global pooling, Gemm, Softmax,
-Reshape and Transpose, Resize, ...) needs whole tensors and ends a cascade.  Tensors are NCHW
-with batch 1, rows are axis 2.
+Concat along channels need the same rows; a Resize by an integer factor along H needs the
+rows its output rows interpolate from (``RowMap.kind == "resize"``), a ConvTranspose the input
+rows whose kernel footprint meets the band (``"transposed"``).  A reduction over H and W with
+kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
+runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
+can only end a cascade, since its result is complete after the last band.  Everything else
+(Gemm, Softmax, Reshape and Transpose, Pad, ...) needs whole tensors and ends a cascade.
+Tensors are NCHW with batch 1, rows are axis 2.
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
 by stripe as one step of a *macro graph* (``macro_graph``).  Each buffer it touches is
@@ -19,8 +24,10 @@ the validator's rules 1-7 apply to it unchanged; the rows are checked separately
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from types import MappingProxyType
 
 from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
@@ -34,6 +41,9 @@ _ROWWISE = frozenset({
 })
 _QLINEAR_ROWWISE = frozenset({"QLinearAdd", "QLinearMul", "QLinearSigmoid", "QLinearLeakyRelu"})
 _CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+#: Reductions over H and W that accumulate band by band (``ACCUMULATE``).
+_ACCUMULATE = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax"})
+_QLINEAR_ACCUMULATE = frozenset({"QLinearGlobalAveragePool"})
 #: TFLite builtins (domain ``tflite``; the importer gives them ONNX-style ``strides``,
 #: ``dilations``, ``kernel_shape`` and ``pads`` attributes).
 _TFLITE_CONV_LIKE = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D", "MAX_POOL_2D", "AVERAGE_POOL_2D"})
@@ -43,25 +53,96 @@ _TFLITE_ROWWISE = frozenset({
 })
 
 
+#: RowMap kinds.  ``window``: a convolution-like window (elementwise ops are a window of 1).
+#: ``resize``: output row ``o`` interpolates input rows near ``o / scale`` (``Resize``).
+#: ``accumulate``: the operator reduces its input over H (and W) into a one-row result; its
+#: stripes are bands of the *input* (``need`` is the identity on them) and each one updates
+#: the result, which is complete only after the band holding the last input row.
+#: ``transposed``: a transposed convolution (ConvTranspose), input row ``i`` adding to output
+#: rows ``[i*stride - pad_top, i*stride - pad_top + kernel)``.
+WINDOW, RESIZE, ACCUMULATE, TRANSPOSED = "window", "resize", "accumulate", "transposed"
+#: Resize coordinate transformations whose output rows map to input rows by the integer scale
+#: alone (align_corners and tf_crop_and_resize do not; tf_half_pixel_for_nearest would, but
+#: onnxruntime does not run it, so no plan of it could be simulated).
+RESIZE_COORDS = frozenset({"half_pixel", "pytorch_half_pixel", "asymmetric"})
+NEAREST_MODES = frozenset({"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"})
+
+
 @dataclass(frozen=True)
 class RowMap:
     """Output rows ``[a, b)`` need input rows ``[a*stride - pad_top, (b-1)*stride - pad_top +
-    kernel)`` (``kernel`` is the dilated extent), clipped to ``[0, in_rows)``."""
+    kernel)`` (``kernel`` is the dilated extent), clipped to ``[0, in_rows)`` (kind
+    ``window``).  Kind ``resize``: the rows output rows ``[a, b)`` of a Resize by the integer
+    factor ``scale`` along H read (``mode`` is ``nearest:<coordinate mode>:<nearest mode>`` or
+    ``linear:<coordinate mode>``; linear reads two rows per output row, the halo).  Kind
+    ``transposed``: the input rows whose footprint ``[i*stride - pad_top, ... + kernel)``
+    meets ``[a, b)``.  Kind ``accumulate``: "output rows" are the input rows a band reduces
+    (the identity)."""
 
     stride: int
     kernel: int
     pad_top: int
     in_rows: int
+    kind: str = WINDOW
+    scale: int = 1
+    mode: str = ""
+
+    @property
+    def accumulate(self) -> bool:
+        """Whether the operator reduces these rows, band by band, into one result row."""
+        return self.kind == ACCUMULATE
 
     def need(self, a: int, b: int) -> tuple[int, int, int, int]:
         """``(lo, hi, pad_top, pad_bottom)`` for output rows ``[a, b)``."""
+        if self.kind == RESIZE:
+            return resize_taps(self.mode, self.scale, self.in_rows, a)[0], \
+                resize_taps(self.mode, self.scale, self.in_rows, b - 1)[1], 0, 0
+        if self.kind == TRANSPOSED:
+            # Input rows i with [i*s - p, i*s - p + k) meeting [a, b).
+            lo_t = -(-(a + self.pad_top - self.kernel + 1) // self.stride)
+            hi_t = (b - 1 + self.pad_top) // self.stride + 1
+            return max(lo_t, 0), min(hi_t, self.in_rows), 0, 0
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
         return max(lo, 0), min(hi, self.in_rows), max(0, -lo), max(0, hi - self.in_rows)
 
     def first_needed(self, a: int) -> int:
         """The lowest input row any output row ``>= a`` needs (rows below it can be freed)."""
+        if self.kind == RESIZE:
+            return resize_taps(self.mode, self.scale, self.in_rows, a)[0]
+        if self.kind == TRANSPOSED:
+            return min(self.need(a, a + 1)[0], self.in_rows)
         return max(0, min(a * self.stride - self.pad_top, self.in_rows))
+
+
+def resize_taps(mode: str, scale: int, in_rows: int, o: int) -> tuple[int, int]:
+    """Input rows ``[lo, hi)`` output row ``o`` of a Resize by ``scale`` along H reads, in exact
+    arithmetic (ONNX Resize: ``x = f(o)`` by the coordinate mode, then the nearest row by the
+    nearest mode, or rows ``floor(x)`` and ``floor(x) + 1`` for linear; all clamped to the
+    tensor, as onnxruntime does).  Monotone in ``o``, so a band needs the taps of its ends."""
+    parts = mode.split(":")
+    coord = parts[1] if len(parts) > 1 else "half_pixel"
+    o_f = Fraction(o)
+    if coord == "asymmetric":
+        x = o_f / scale
+    else:  # half_pixel, pytorch_half_pixel (the same when the output has more than one row)
+        x = (o_f + Fraction(1, 2)) / scale - Fraction(1, 2)
+    top = in_rows - 1
+    if parts[0] == "linear":
+        x = min(max(x, Fraction(0)), Fraction(top))
+        i0 = math.floor(x)
+        return i0, min(i0 + 1, top) + 1
+    nearest = parts[2] if len(parts) > 2 else "round_prefer_floor"
+    if nearest == "floor":
+        i = math.floor(x)
+    elif nearest == "ceil":
+        i = math.ceil(x)
+    elif nearest == "round_prefer_ceil":
+        i = math.floor(x + Fraction(1, 2))
+    else:
+        i = math.ceil(x - Fraction(1, 2))
+    i = min(max(i, 0), top)
+    return i, i + 1
 
 
 def _is_rows(t: Tensor) -> bool:
@@ -84,6 +165,92 @@ def _ints(v: object, n: int, default: int) -> list[int]:
     return [default] * n
 
 
+def _text(v: object, default: str) -> str:
+    if isinstance(v, bytes):
+        return v.decode()
+    return v if isinstance(v, str) else default
+
+
+def _accumulate_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A reduction over H (and W) with kept dims, in NCHW: its input in bands, accumulated into
+    the one-row result ``y`` (``ACCUMULATE``)."""
+    std = op.domain in ("", "ai.onnx") and op.op_type in _ACCUMULATE
+    if not (std or (op.domain == "com.microsoft" and op.op_type in _QLINEAR_ACCUMULATE)):
+        return None
+    if graph.layout == "NHWC" or not op.inputs or y.shape[2] != 1:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    if x is None or not _is_rows(x) or x.shape[1] != y.shape[1] or y.shape[3] not in (1, x.shape[3]):
+        return None
+    a = op.attributes
+    if int(a.get("channels_last", 0) or 0):
+        return None
+    if op.op_type.startswith("Reduce"):
+        if not int(a.get("keepdims", 1)):
+            return None
+        axes = a.get("axes")
+        if axes is not None and {int(v) % 4 for v in axes} - {2, 3}:
+            return None
+        if axes is None and len(op.inputs) < 2:
+            return None  # no axes: every axis, channels included
+    elif y.shape[3] != 1:
+        return None
+    return {x.name: RowMap(1, 1, 0, x.shape[2], kind=ACCUMULATE)}
+
+
+def _resize_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A Resize by an integer factor along H, nearest or linear, in NCHW (``RESIZE``).  Resize-10
+    (two inputs: asymmetric coordinates with its own rounding) and the opset-18 ``axes`` /
+    antialias forms are left whole."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Resize" or graph.layout == "NHWC":
+        return None
+    a = op.attributes
+    if len(op.inputs) < 3 or "axes" in a or int(a.get("antialias", 0) or 0):
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    if x is None or not _is_rows(x) or x.shape[:2] != y.shape[:2] or y.shape[2] % x.shape[2]:
+        return None
+    kind = _text(a.get("mode"), "nearest")
+    coord = _text(a.get("coordinate_transformation_mode"), "half_pixel")
+    if coord not in RESIZE_COORDS or kind not in ("nearest", "linear"):
+        return None
+    if kind == "linear":
+        mode = f"linear:{coord}"
+    else:
+        nearest = _text(a.get("nearest_mode"), "round_prefer_floor")
+        if nearest not in NEAREST_MODES:
+            return None
+        mode = f"nearest:{coord}:{nearest}"
+    return {x.name: RowMap(1, 1, 0, x.shape[2], kind=RESIZE, scale=y.shape[2] // x.shape[2], mode=mode)}
+
+
+def _transposed_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A ConvTranspose in NCHW with explicit pads, no ``output_shape`` or ``output_padding``
+    along H, whose kernel is at least its stride (every output row gets a term)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "ConvTranspose" or graph.layout == "NHWC":
+        return None
+    a = op.attributes
+    x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+    w = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
+    if x is None or w is None or not _is_rows(x) or len(w.shape) != 4 or "output_shape" in a:
+        return None
+    if _text(a.get("auto_pad"), "NOTSET") != "NOTSET" or _ints(a.get("output_padding"), 2, 0)[0]:
+        return None
+    k = _ints(a.get("kernel_shape"), 2, w.shape[2])[0]
+    s = _ints(a.get("strides"), 2, 1)[0]
+    d = _ints(a.get("dilations"), 2, 1)[0]
+    pads = _ints(a.get("pads"), 4, 0)
+    k_eff = d * (k - 1) + 1
+    if k_eff < s or y.shape[2] != (x.shape[2] - 1) * s + k_eff - pads[0] - pads[2]:
+        return None
+    return {x.name: RowMap(s, k_eff, pads[0], x.shape[2], kind=TRANSPOSED)}
+
+
+def accumulates(maps: Mapping[str, RowMap] | None) -> bool:
+    """Whether a unit with these row maps reduces its input into a one-row result."""
+    return bool(maps) and any(m.kind == ACCUMULATE for m in maps.values())  # type: ignore[union-attr]
+
+
 def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     """Per spatial operand (tensor name), the rows an output band needs; None when the
     operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
@@ -91,7 +258,7 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     outs = [o for o in op.outputs if o]
     # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
     # domain) but their row semantics are known.
-    known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv"})
+    known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv", *_QLINEAR_ACCUMULATE})
     if len(outs) != 1 or (op.opaque and not known):
         return None
     y = graph.tensors.get(outs[0])
@@ -101,6 +268,9 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     h_out = y.shape[ax]
     t = op.op_type
     a = op.attributes
+    special = _accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
+    if special is not None:
+        return special
     if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
             or (op.domain == "tflite" and t in _TFLITE_CONV_LIKE)):
         x = graph.tensors.get(op.inputs[0]) if op.inputs else None
@@ -207,6 +377,8 @@ def _qdq_unit(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> RowU
 def row_units(graph: Graph, op: Operator) -> list[RowUnit] | None:
     """The units a step's stripes run, in order, or None when the step cannot run on bands."""
     members = graph.step_members(op)
+    if graph.tensor_offsets and any(n in graph.tensor_offsets for m in members for n in (*m.inputs, *m.outputs)):
+        return None  # a Concat in place (ir.concat_inplace): its slices are byte ranges, not rows
     if any(_unplanned(graph, m) for m in members):
         unit = _qdq_unit(graph, op, members)
         return None if unit is None else [unit]
@@ -343,11 +515,17 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
 
 
 __all__ = [
+    "ACCUMULATE",
+    "RESIZE",
+    "TRANSPOSED",
+    "WINDOW",
     "CascadeSpec",
     "RowMap",
     "RowUnit",
+    "accumulates",
     "buffer_row_bytes",
     "macro_graph",
+    "resize_taps",
     "ring_tensor_name",
     "row_axis",
     "row_bytes",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,13 @@ def compile(
     get(solver)  # unknown solver -> a one-line error before any work
     cap = resolve_capacity(capacity, graph, hier, weights_in_sram)
     hier = hier.with_capacity(cap)
+    if weights_in_sram and cap is not None:
+        # An operator whose weights do not fit beside its operands: output-channel groups.
+        from stowage.ir.channel_split import choose_splits, split_channels
+
+        splits = choose_splits(graph, cap, hier.compute.alignment)
+        if splits:
+            graph = split_channels(graph, splits)
     if tiling not in ("auto", "off"):
         raise SolverError(f"tiling must be 'auto' or 'off', got {tiling!r}")
     problem = Problem(graph=graph, target=hier, weights_in_compute_level=weights_in_sram,
@@ -130,16 +138,29 @@ def compile(
     params = _with_objective(solver, params, objective, hier)
     log.info("compiling %s for %s, capacity %s, solver %s, tiling %s", graph.name, hier.name, cap, solver, tiling)
     below = cap is not None and cap < m_r_cached(graph, weights_in_sram, hier.compute.alignment)
+    if below and tiling == "auto" and graph.without_concats is not None:
+        # Tiling cannot stripe the producers of a Concat run in place (their results are byte
+        # ranges of the Concat's buffer, not rows of their own; stowage.ir.tiling.row_units):
+        # below M_R the graph is planned without Concats in place, as before they existed.
+        graph = graph.without_concats
+        problem = dataclasses.replace(problem, graph=graph)
     if tiling == "off" or not below:
         if tiling == "off" or cap is None:
             check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
+        started = time.monotonic()
         whole = solve(problem, solver, params)
-        if tiling == "off" or whole.metrics.noncompulsory_bytes == 0:
+        latency = getattr(params, "objective", "traffic") == "latency"
+        if tiling == "off" or (whole.metrics.noncompulsory_bytes == 0 and not latency):
             return _timed(problem, whole)
-        tiled = _try_tiled(problem, solver, params)
-        # Above M_R a tiled plan is kept only when it moves fewer bytes off-chip.
-        return _timed(problem, tiled if tiled is not None and
-                      tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes else whole)
+        # One time limit for the call: the tiled search gets what the whole-tensor solve left.
+        left = max(1.0, problem.time_limit - (time.monotonic() - started))
+        tiled = _try_tiled(dataclasses.replace(problem, time_limit=left), solver, params)
+        # Above M_R a tiled plan is kept only when it moves fewer bytes off-chip (latency
+        # objective: when it is faster, docs/timing.md; cascades overlap their operators' work).
+        if tiled is not None and (tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes
+                                  if not latency else _faster(tiled, whole)):
+            return _timed(problem, tiled)
+        return _timed(problem, _whole_bound_over_tilings(problem, whole))
     return _timed(problem, _tiled(problem, solver, params))
 
 
@@ -159,11 +180,21 @@ def _with_objective(solver: str, params: Any, objective: str, hier: Hierarchy) -
     if objective == "traffic":
         return params
     if not has:
-        raise SolverError(f"solver '{solver}' does not support --objective latency (solvers that do: heuristic)")
+        from stowage.solvers.registry import objective_solvers
+
+        raise SolverError(f"solver '{solver}' does not support --objective latency (solvers that do: "
+                          f"{', '.join(objective_solvers())})")
     if hier.compute_engine is None:
         raise TargetError(f"target '{hier.name}' has no [compute] table: --objective latency needs clock_hz and "
                           "macs_per_cycle (docs/timing.md)")
     return dataclasses.replace(params, objective="latency")
+
+
+def _faster(a: Plan, b: Plan) -> bool:
+    """Whether plan ``a`` beats ``b`` for the latency objective (estimated time, then traffic)."""
+    inf = float("inf")
+    return ((a.metrics.estimated_seconds or inf), a.metrics.noncompulsory_bytes) < \
+        ((b.metrics.estimated_seconds or inf), b.metrics.noncompulsory_bytes)
 
 
 def _timed(problem: Problem, plan: Plan) -> Plan:
@@ -181,6 +212,26 @@ def _timed(problem: Problem, plan: Plan) -> Plan:
     if not verdict.ok:
         raise SolverError(f"internal error: the timed plan is invalid: {verdict.errors[0].message}")
     return timed
+
+
+def _whole_bound_over_tilings(problem: Problem, plan: Plan) -> Plan:
+    """A whole-tensor plan returned with ``--tiling auto``: its solver's bound holds over
+    whole-tensor plans only (COSMA's model), and a tiled plan could move less, so the bound
+    reported is the smaller of it and the bound over every tiling
+    (``stowage.solvers.tiling.bound``); the whole-tensor one stays in
+    ``solver.whole_tensor_bound``."""
+    from stowage.solvers.tiling.bound import can_tile, tiled_lower_bound
+
+    lb = plan.solver.lower_bound
+    if lb is None or lb == 0 or problem.capacity is None or not can_tile(problem.graph):
+        return plan
+    tiled = tiled_lower_bound(problem.graph, problem.capacity, problem.weights_in_compute_level).bytes
+    if tiled >= lb:
+        return plan
+    traffic = plan.metrics.noncompulsory_bytes
+    status = "optimal" if traffic == tiled else ("feasible" if plan.solver.status == "optimal" else plan.solver.status)
+    return dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, lower_bound=tiled, status=status,
+                                                                whole_tensor_bound=lb))
 
 
 def _tiled(problem: Problem, solver: str, params: Any) -> Plan:

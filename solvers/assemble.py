@@ -46,13 +46,18 @@ from stowage.plan import (
     TargetRef,
     Transfer,
 )
+from stowage.plan.model import PlanSlice
 from stowage.solvers.alloc.exact import check_packing
 from stowage.solvers.alloc.greedy import allocate_offsets
 from stowage.solvers.alloc.interval import Interval, peak_live_at
 from stowage.solvers.alloc.occupancy import Occupancy
+from stowage.solvers.analysis.steps import step_table
 from stowage.solvers.costs import CostModel, home_level
 from stowage.solvers.problem import Problem
 from stowage.targets.hierarchy import Hierarchy
+
+#: Steps between two prunings of the off-chip occupancy while stays are placed.
+PRUNE_EVERY = 32
 
 
 def target_ref(target: Hierarchy) -> TargetRef:
@@ -95,6 +100,12 @@ def _offchip_ranges(graph: Graph, target: Hierarchy, transfers: Sequence[Transfe
             open_ranges[key].transfers.append(i)
         if t.dst != compute:
             dkey = (t.buffer, t.dst)
+            if dkey in open_ranges and graph.buffers[t.buffer].writers:
+                # A Concat-in-place buffer stored again after a later writer (the spill
+                # engine's write-through): the new bytes replace the old copy in its stay.
+                open_ranges[dkey].last = t.step
+                open_ranges[dkey].transfers.append(i)
+                continue
             if dkey in open_ranges:
                 stays.append(open_ranges.pop(dkey))
             open_ranges[dkey] = _OffChipRange(t.buffer, t.dst, t.step, t.step, [i])
@@ -109,11 +120,13 @@ def _offchip_ranges(graph: Graph, target: Hierarchy, transfers: Sequence[Transfe
 class _Placer:
     """First fit of off-chip stays into the levels' occupancy, with the spill-level fallback."""
 
-    def __init__(self, problem: Problem, transfers: list[Transfer]) -> None:
+    def __init__(self, problem: Problem, transfers: list[Transfer], horizon: int | None = None) -> None:
         self.graph, self.target = problem.graph, problem.target
         self.costs = CostModel(self.target)
         self.transfers = transfers
-        self.occupancy = {lv.name: Occupancy(lv.name, lv.capacity, lv.alignment) for lv in self.target.levels}
+        # ``horizon``: stays reaching it become plain ranges (``Occupancy``); valid when every
+        # request comes in order of first step, as ``assemble_plan`` places them.
+        self.occupancy = {lv.name: Occupancy(lv.name, lv.capacity, lv.alignment, horizon) for lv in self.target.levels}
 
     def fix(self, r: _OffChipRange, offset: int) -> Placement:
         self.occupancy[r.level].take(offset, self.graph.buffers[r.buffer].bytes, r.first, r.last)
@@ -150,21 +163,37 @@ class _Placer:
         r.level = level
 
 
-def resident_span(graph: Graph, target: Hierarchy, order: Sequence[OpIndex], buffer_id: int) -> tuple[int, int] | None:
+def resident_span(graph: Graph, target: Hierarchy, order: Sequence[OpIndex], buffer_id: int,
+                  touched: tuple[int, int] | None = None) -> tuple[int, int] | None:
     """The steps ``first..last`` a buffer whose home is the compute level stays there (module
     docstring); ``None`` when its home is elsewhere, or when no step of ``order`` touches it (an
-    unused input or weight needs no room at all)."""
+    unused input or weight needs no room at all).  ``touched`` (the first and last step of
+    ``order`` that reads or writes the buffer, ``_touches``) saves a pass over the order."""
     if home_level(graph, target, buffer_id) != target.compute_level or not order:
         return None
-    touched = [s for s, i in enumerate(order)
-               if buffer_id in graph.op_reads(graph.operators[i]) or buffer_id in graph.op_writes(graph.operators[i])]
-    if not touched:
+    if touched is None:
+        touched = _touches(graph, order).get(buffer_id)
+    if touched is None:
         return None
     b = graph.buffers[buffer_id]
     end = len(order) - 1
     first = 0 if b.kind in (TensorKind.INPUT, TensorKind.WEIGHT) else touched[0]
-    last = end if b.kind is TensorKind.WEIGHT or b.is_output else touched[-1]
+    last = end if b.kind is TensorKind.WEIGHT or b.is_output else touched[1]
     return first, last
+
+
+def _touches(graph: Graph, order: Sequence[OpIndex]) -> dict[int, tuple[int, int]]:
+    """Buffer -> (first, last) step of ``order`` that reads or writes it: one pass over the
+    order for all buffers (asked per buffer, the scan was operators x buffers: quadratic on a
+    target whose compute level is the home of thousands of weights)."""
+    table = step_table(graph, False)
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for s, i in enumerate(order):
+        for b in (*table.reads[i], *table.writes[i]):
+            first.setdefault(b, s)
+            last[b] = s
+    return {b: (f, last[b]) for b, f in first.items()}
 
 
 def _resident_homes(problem: Problem, order: Sequence[OpIndex], compute_placements: list[Interval],
@@ -174,7 +203,11 @@ def _resident_homes(problem: Problem, order: Sequence[OpIndex], compute_placemen
     compute level re-packed when those spans collide with the solver's offsets."""
     graph, target = problem.graph, problem.target
     compute = target.compute_level
-    spans = {b.id: sp for b in graph.buffers if (sp := resident_span(graph, target, order, b.id)) is not None}
+    if not any(home_level(graph, target, b.id) == compute for b in graph.buffers):
+        return compute_placements, transfers
+    touches = _touches(graph, order)
+    spans = {b.id: sp for b in graph.buffers
+             if b.id in touches and (sp := resident_span(graph, target, order, b.id, touches[b.id])) is not None}
     if not spans:
         return compute_placements, transfers
     kept = [t for t in transfers if t.buffer not in spans and t.src != t.dst]
@@ -208,8 +241,9 @@ def compute_metrics(graph: Graph, target: Hierarchy, weights_in_compute_level: b
                     steps_order: Sequence[OpIndex], placements: Iterable[Placement],
                     transfers: Iterable[Transfer]) -> Metrics:
     compute = target.compute_level
-    read_bufs = {b for idx in steps_order for b in graph.op_reads(graph.operators[idx])}
-    written = {b for idx in steps_order for b in graph.op_writes(graph.operators[idx])}
+    table = step_table(graph, weights_in_compute_level)
+    read_bufs = {b for idx in steps_order for b in table.reads[idx]}
+    written = {b for idx in steps_order for b in table.writes[idx]}
     compulsory = 0
     for b in graph.buffers:
         if b.kind is TensorKind.INPUT and b.id in read_bufs:
@@ -255,25 +289,37 @@ def assemble_plan(
     placements: list[Placement] = [
         Placement(p.id, target.compute_level, p.offset, p.first, p.last) for p in compute_ivs  # type: ignore[arg-type]
     ]
-    placer = _Placer(problem, transfers)
-    ranges = _offchip_ranges(graph, target, transfers, end)
     fixed = offchip_offsets or {}
+    # Without fixed offsets every stay is placed in order of first step, so stays reaching the
+    # end (homes, stored outputs) can be merged into plain ranges: scanning them one by one
+    # made placing n stays O(n^2) (issue 14: exact's lowering on 10,000 operators, 9 s).
+    placer = _Placer(problem, transfers, None if fixed else end)
+    ranges = _offchip_ranges(graph, target, transfers, end)
     for r in ranges:
         if (r.buffer, r.level) in fixed:
             placements.append(placer.fix(r, fixed[(r.buffer, r.level)]))
-    for r in ranges:
+    pruned: dict[str, int] = {}
+    for r in ranges:   # in order of first step (homes from step 0 first)
         if (r.buffer, r.level) not in fixed:
+            if r.first >= pruned.get(r.level, 0) + PRUNE_EVERY:
+                # No later range starts before r.first: stays that ended earlier cannot
+                # conflict, and scanning them made placing n spills O(n^2) (issue 14: exact's
+                # lowering on 10,000 operators spent 22 s here).
+                for occ in placer.occupancy.values():
+                    occ.prune(r.first)
+                pruned = dict.fromkeys(placer.occupancy, r.first)
             placements.append(placer.place(r))
 
     buffers = tuple(
         PlanBuffer(b.id, b.tensors, b.bytes,
                    b.kind.value if not (b.is_output and b.kind is TensorKind.ACTIVATION) else "output",
-                   home_level(graph, target, b.id))
+                   home_level(graph, target, b.id),
+                   slices=tuple(PlanSlice(*sl) for sl in graph.buffer_slices(b.id)))
         for b in graph.buffers
     )
+    table = step_table(graph, problem.weights_in_compute_level)
     steps = tuple(
-        PlanStep(graph.operators[i].name, graph.operators[i].op_type,
-                 graph.op_reads(graph.operators[i]), graph.op_writes(graph.operators[i]),
+        PlanStep(graph.operators[i].name, graph.operators[i].op_type, table.reads[i], table.writes[i],
                  index=i, fused=tuple(graph.operators[f].name for f in graph.operators[i].fused))
         for i in order
     )
@@ -286,7 +332,9 @@ def assemble_plan(
         model=ModelRef(graph.source_path, graph.source_sha256),
         target=tref,
         options=PlanOptions(graph.element_bytes, problem.weights_in_compute_level, dict(graph.dims),
-                            in_place=graph.in_place, qdq="fold" if graph.qdq else "off",
+                            in_place=graph.in_place, concat_in_place=graph.without_concats is not None,
+                            channel_split=dict(graph.channel_splits),
+                            qdq="fold" if graph.qdq else "off",
                             input_values=dict(graph.input_values)),
         solver=SolverInfo(solver_name, status,
                           metrics.noncompulsory_bytes if objective is None else objective,

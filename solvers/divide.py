@@ -51,19 +51,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from stowage.ir.graph import Graph, OpIndex
-from stowage.ir.lifetimes import peak_live
 from stowage.plan import Plan
-from stowage.solvers.analysis.schedule import greedy_orders, min_peak_order
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import BASELINES, baseline_order_budget, baseline_plans
+from stowage.solvers.baselines import baseline_order_budget
 from stowage.solvers.budgets import check_capacity
-from stowage.solvers.portfolio import baseline_deadline, keep_best, warm_up_jit
+from stowage.solvers.portfolio import baseline_deadline, keep_best, keep_best_of_baselines, warm_up_jit
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 from stowage.solvers.spill import Config, OutOfTime, SpillEngine, SpillResult, simulate, uses_for
 
 log = logging.getLogger(__name__)
+
+
+#: What follows the search, in units of one whole-order simulation measured at the start of
+#: the run: the plan's assembly (~1.5), the registry's validation (~2.5) and the baselines'
+#: simulations that the portfolio did not already run (~2).  The search stops that much
+#: before the time limit, so the passes that cannot shrink with the limit still end inside
+#: it on a loaded machine (issue 14, on time: on 10,000 operators under load 10 the run took
+#: 24.6 s for a 10 s limit when the search always took 75% of the limit).
+POST_SEARCH_PASSES = 6.0
+#: The registry's validation of the plan, in the same unit: the baselines end before it.
+VALIDATION_PASSES = 2.5
 
 
 @dataclass(frozen=True)
@@ -186,15 +196,20 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
     if wall_deadline is not None:
         deadline = min(deadline, wall_deadline)
     bound = traffic_lower_bound(problem)
-    order = min_peak_order(g, weights_in_compute_level, time_limit=min(params.order_time, 0.4 * problem.time_limit),
-                           seed=problem.seed)
-    minpeak = order
+    sched = min_peak_run_cached(g, weights_in_compute_level,
+                                time_limit=min(params.order_time, 0.4 * problem.time_limit), seed=problem.seed)
+    order = minpeak = sched.order
     orders = [order]
     for o in (*greedy_orders(g, weights_in_compute_level), g.file_order()):
         if o not in orders:
             orders.append(o)
     candidates: list[SpillResult] = []
-    if cap is None or peak_live(g, order, weights_in_compute_level) <= cap:
+    #: Wall seconds of one whole-order simulation on this machine now (measured below): the
+    #: unit of the passes after the search (``POST_SEARCH_PASSES``).
+    t_sim = 0.0
+    #: Set when the clock, not the work, left a stage out (``solver.stopped_by``).
+    skipped = False
+    if cap is None or order_peak(g, order, weights_in_compute_level) <= cap:
         # The exact packer may run: load its kernel now, outside the budgets (the deadline
         # moves by the load time, which is ~0.7 s from numba's disk cache, ~10 s cold).
         t_jit = time.perf_counter()
@@ -210,7 +225,13 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
         for k, o in enumerate(orders):  # the full portfolio on the min-peak order, the default elsewhere
             for cfg in _portfolio(params)[: None if k == 0 else 1]:
                 # The first run has no deadline (some plan must exist), later ones do.
-                res = simulate(problem, o, cfg, deadline=deadline if candidates else None)
+                first = not candidates
+                t0 = time.perf_counter()
+                res = simulate(problem, o, cfg, deadline=None if first else deadline)
+                if first:
+                    # Leave room for what must follow the search, at this machine's speed now.
+                    t_sim = time.perf_counter() - t0
+                    deadline = min(deadline, started + problem.time_limit - POST_SEARCH_PASSES * t_sim)
                 if res is not None:
                     candidates.append(res)
         order = min(candidates, key=lambda r: (r.noncompulsory, r.peak_address)).order
@@ -227,7 +248,8 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
         # raised until the packing fits, while time is left.
         for slack in params.slacks:
             left = deadline - time.perf_counter()
-            if left <= 0:
+            if left <= t_sim:  # a whole-order run would end past the deadline
+                skipped = True
                 break
             res = simulate(problem, order, Config(policy="cost", alloc="bytes", slack=slack,
                                                   pack_time=min(params.pack_time, left), seed=problem.seed),
@@ -240,19 +262,18 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
     if cap is None and best.noncompulsory == 0:
         status = "feasible"
     # A stop by the wall clock: some candidate was cut short or never run (load-dependent).
-    stopped = "time" if time.perf_counter() > deadline else None
-    t_own = time.perf_counter()
+    stopped = "time" if time.perf_counter() > deadline or sched.cut or skipped else None
     own = assemble_plan(problem, best.order, best.placements, best.transfers, name, status, bound, started,
                         offchip_offsets=best.offchip_offsets())
-    t_own = time.perf_counter() - t_own
     plans = [(label or name, own)]
     if best.noncompulsory > 0 and status != "optimal":
         same = min(params.order_time, 0.4 * problem.time_limit) == baseline_order_budget(problem)
-        bases = baseline_plans(problem, minpeak_order=minpeak if same else None,
-                               deadline=baseline_deadline(problem, started, wall_deadline), estimate=t_own)
-        if len(bases) < len(BASELINES):
-            stopped = "time"
-        plans += bases
+        # The baselines may use the room the search left them (POST_SEARCH_PASSES), up to
+        # the validation's share before the limit, or the usual share when that is later.
+        until = max(baseline_deadline(problem, started, wall_deadline),
+                    started + problem.time_limit - VALIDATION_PASSES * t_sim)
+        return keep_best_of_baselines(problem, name, plans, bound, started, stopped,
+                                      minpeak_order=minpeak if same else None, deadline=until, estimate=t_sim)
     return keep_best(problem, name, plans, bound, started, stopped)
 
 
@@ -263,4 +284,5 @@ def divide(problem: Problem, params: DivideParams) -> Plan:
     return plan_divide(problem, params)
 
 
-__all__ = ["DivideParams", "crossing_bytes", "cut_points", "plan_divide", "stitched"]
+__all__ = ["POST_SEARCH_PASSES", "VALIDATION_PASSES", "DivideParams", "crossing_bytes", "cut_points", "plan_divide",
+           "stitched"]

@@ -36,15 +36,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from stowage.ir.graph import OpIndex
-from stowage.ir.lifetimes import peak_live
 from stowage.plan import Plan
-from stowage.solvers.analysis.schedule import greedy_orders, min_peak_order
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import BASELINES, baseline_order_budget, baseline_plans
+from stowage.solvers.baselines import baseline_order_budget, baseline_plans
 from stowage.solvers.budgets import m_r_cached, rounded_graph
-from stowage.solvers.divide import DivideParams, plan_divide
-from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best, warm_up_jit
+from stowage.solvers.divide import POST_SEARCH_PASSES, DivideParams, plan_divide
+from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best, keep_best_of_baselines, warm_up_jit
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 from stowage.solvers.spill import Config, SpillResult, simulate
@@ -103,6 +102,8 @@ class _Search:
         self.minpeak: tuple[OpIndex, ...] | None = None
         self.minpeak_budget = -1.0
         self.started = started
+        #: Wall seconds of the first online simulation (``sim``).
+        self.t_sim: float | None = None
         self.best: SpillResult | None = None
         self.bound = traffic_lower_bound(problem)
         n = len(problem.graph.computing_ops)
@@ -135,8 +136,17 @@ class _Search:
         return False
 
     def sim(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
-        """One simulation; cut short at the deadline once some plan exists."""
-        return simulate(self.p, order, cfg, deadline=None if self.best is None else self.deadline)
+        """One simulation; cut short at the deadline once some plan exists.  The first
+        online one is timed: the search then stops ``POST_SEARCH_PASSES`` such runs before
+        the limit, the room the assembly, the baselines and the validation need at this
+        machine's speed now (``stowage.solvers.divide``; on 10,000 operators they do not
+        shrink with the limit)."""
+        t0 = time.perf_counter()
+        res = simulate(self.p, order, cfg, deadline=None if self.best is None else self.deadline)
+        if self.t_sim is None and cfg.alloc == "online" and res is not None:
+            self.t_sim = time.perf_counter() - t0
+            self.deadline = min(self.deadline, self.started + self.p.time_limit - POST_SEARCH_PASSES * self.t_sim)
+        return res
 
     def run_cfg(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
         cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())), seed=self.p.seed)
@@ -154,12 +164,17 @@ class _Search:
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, 0.4 * self.p.time_limit)
-        self.minpeak = min_peak_order(g, weights_in_compute_level, budget, self.p.seed)
+        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
+        self.minpeak = sched.order
         self.minpeak_budget = budget
         cands = [self.minpeak, g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
-            cands.insert(1, min_peak_order(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed))
+            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed)
+            cands.insert(1, rounded.order)
+            sched = rounded if rounded.cut else sched
+        if sched.cut:   # a wall-clock stop shaped an order: the plan may depend on the load
+            self.hit_wall = True
         cands += greedy_orders(g, weights_in_compute_level)
         seen: set[tuple[OpIndex, ...]] = set()
         out = []
@@ -173,7 +188,7 @@ class _Search:
         orders = self.orders()
         cap = self.p.capacity
         # Stage 2: zero spill when a peak fits and packs.
-        peaks = {o: peak_live(self.p.graph, o, self.p.weights_in_compute_level) for o in orders}
+        peaks = {o: order_peak(self.p.graph, o, self.p.weights_in_compute_level) for o in orders}
         fitting = sorted((o for o in orders if cap is None or peaks[o] <= cap), key=peaks.__getitem__)
         if fitting:
             # The exact packer may run: load its kernel now, outside the budgets (the deadline
@@ -280,11 +295,8 @@ def plan_heuristic(problem: Problem, params: HeuristicParams, name: str, label: 
     stopped = "time" if search.hit_wall else None
     if not (status == "optimal" or (problem.capacity is None and best.noncompulsory == 0)):
         mine = search.minpeak if search.minpeak_budget == baseline_order_budget(problem) else None
-        bases = baseline_plans(problem, minpeak_order=mine, deadline=baseline_deadline(problem, started, wall_deadline),
-                               estimate=t_own)
-        if len(bases) < len(BASELINES):
-            stopped = "time"
-        candidates += bases
+        return keep_best_of_baselines(problem, name, candidates, search.bound, started, stopped, minpeak_order=mine,
+                                      deadline=baseline_deadline(problem, started, wall_deadline), estimate=t_own)
     return keep_best(problem, name, candidates, search.bound, started, stopped)
 
 
@@ -304,8 +316,13 @@ def _keep(kept: list[SpillResult], res: SpillResult) -> None:
 def _fastest(problem: Problem, name: str, label: str, own: Plan, search: _Search, started: float) -> Plan:
     """The candidate with the smallest estimated makespan, then the least traffic: the
     traffic winner ``own``, the kept results and the baselines, each assembled and timed."""
-    from stowage.solvers.timing import estimate
+    from stowage.solvers.timing import estimate, record_latency
 
+    first = estimate(problem.graph, own, problem.target)
+    if first is not None and first.makespan <= first.lower_bound * (1 + 1e-9):
+        # The traffic winner meets the latency bound: no plan of these steps is faster.
+        chosen = keep_best(problem, name, [(label, own)], search.bound, started, "time" if search.hit_wall else None)
+        return record_latency(problem.graph, chosen, problem.target)
     candidates: list[tuple[str, Plan]] = [(label, own)]
     for res in search.kept or ():
         if res is search.best:
@@ -326,8 +343,10 @@ def _fastest(problem: Problem, name: str, label: str, own: Plan, search: _Search
     best = min(scored)[1]
     log.info("%s: latency objective, %d candidates, fastest %s (%.6g s)", name, len(candidates),
              candidates[best][0], min(scored)[0][0])
-    # keep_best with one candidate: the status, bound and found_by are derived as for traffic.
-    return keep_best(problem, name, [candidates[best]], search.bound, started, "time" if search.hit_wall else None)
+    # keep_best with one candidate: the status, bound and found_by are derived as for traffic;
+    # then the timeline with the latency bound (solver.latency_bound, docs/timing.md).
+    chosen = keep_best(problem, name, [candidates[best]], search.bound, started, "time" if search.hit_wall else None)
+    return record_latency(problem.graph, chosen, problem.target)
 
 
 @register("heuristic", HeuristicParams,
@@ -374,6 +393,13 @@ AUTO_WALL_SHARE = 0.9
 #: bound and the gap model on quick orders; ``stowage.solvers.exact.auto.cheap_proofs``); a
 #: decision by size, so that it does not depend on the machine.
 CHEAP_PROOFS_MAX_OPS = 1000
+#: The cheap proofs' work budgets (and wall share) are those of at most this time limit:
+#: exact's budgets grow with the limit, so without a cap ``auto`` at 10 s and at 60 s ran
+#: different proofs and could return different plans with no wall-clock stop in either run;
+#: above this limit (and the scheduler's, ``HeuristicParams.order_time``, reached at 5 s)
+#: ``auto``'s plan depends on the seed only, unless ``solver.stopped_by`` says otherwise
+#: (issue 14, item 6; ``tests/test_load_independent.py``).
+CHEAP_PROOFS_WORK_LIMIT = 10.0
 
 
 def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
@@ -387,7 +413,8 @@ def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
         # OR-Tools is loaded only when auto runs.
         from stowage.solvers.exact.auto import cheap_proofs
 
-        proofs = cheap_proofs(problem, "auto", problem.time_limit, 1, problem.seed, wall_deadline)
+        proofs = cheap_proofs(problem, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed,
+                              wall_deadline)
         if proofs.plan is not None and proofs.plan.solver.status == "optimal":
             return keep_best(problem, "auto", [(proofs.plan.solver.found_by or "exact", proofs.plan)],
                              proofs.bound, started)
@@ -436,6 +463,6 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
 
 
-__all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS",
+__all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
            "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
            "plan_heuristic"]

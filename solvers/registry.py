@@ -68,6 +68,13 @@ def get(name: str) -> SolverSpec:
     return specs[name]
 
 
+def objective_solvers() -> list[str]:
+    """Solvers that take ``--objective latency``: those whose params have an ``objective``
+    field (``heuristic``, ``exact``); the others plan for traffic only."""
+    return [name for name, spec in available().items()
+            if any(f.name == "objective" for f in dataclasses.fields(spec.params_cls))]
+
+
 def make_params(name: str, overrides: dict[str, Any] | None = None) -> Any:
     spec = get(name)
     overrides = dict(overrides or {})

@@ -42,6 +42,7 @@ dma_channels)``.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,8 +55,9 @@ from stowage.targets.hierarchy import Compute, Hierarchy, Level
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PER_LAYER_COLUMNS", "StepTime", "TimedTransfer", "Timeline", "annotate", "estimate", "latency_bound",
-           "op_class", "per_layer_csv", "step_busy_seconds", "transfer_seconds"]
+__all__ = ["PER_LAYER_COLUMNS", "StepTime", "TimeGraph", "TimedTransfer", "Timeline", "annotate", "earliest_starts",
+           "estimate", "latency_bound", "op_class", "per_layer_csv", "record_latency", "recorded_queues", "replay",
+           "step_busy_seconds", "time_graph", "transfer_seconds"]
 
 _CONV = frozenset({"Conv", "QLinearConv", "ConvInteger", "ConvTranspose"})
 _MATMUL = frozenset({"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "QGemm"})
@@ -253,19 +255,94 @@ def _compulsory(plan: Plan, target: Hierarchy) -> Iterable[tuple[int, str, str]]
             yield b.bytes, compute, b.home
 
 
+def _copies_seconds(copies: Iterable[tuple[int, str, str]], target: Hierarchy, engine: Compute) -> list[float] | None:
+    out = []
+    for n, src, dst in copies:
+        t = transfer_seconds(n, target.level(src), target.level(dst), engine)
+        if t is None:
+            return None
+        out.append(t)
+    return out
+
+
+def _ends(plan: Plan, target: Hierarchy, engine: Compute) -> tuple[float, float] | None:
+    """The least time every plan must spend before its first step and after its last one.
+
+    Some step runs first in every order.  A step can be first only when it reads no buffer
+    another step writes; before it starts, every operand it reads from the compute level whose
+    home is elsewhere (a graph input; a weight when weights must be resident) must have been
+    copied in: on ``dma_channels`` channels that takes at least the longest such copy and at
+    least their sum over the channels.  The least of that over the steps that can be first is a
+    valid head.  Likewise some step runs last; it can be last only when no other step reads
+    what it writes, and the graph outputs it writes must then be copied home after it ends: the
+    least over those steps is a valid tail.  (A step that can be first with nothing to load
+    makes the head 0, so the bound never assumes a particular order.)"""
+    compute = target.compute_level
+    by_id = {b.id: b for b in plan.buffers}
+    writers: dict[int, set[int]] = defaultdict(set)
+    readers: dict[int, set[int]] = defaultdict(set)
+    for s, st in enumerate(plan.steps):
+        for b in st.writes:
+            writers[b].add(s)
+        for b in st.reads:
+            readers[b].add(s)
+    channels = engine.dma_channels
+
+    def need(copies: list[tuple[int, str, str]]) -> float | None:
+        ts = _copies_seconds(copies, target, engine)
+        if ts is None:
+            return None
+        return max(max(ts, default=0.0), sum(ts) / channels)
+
+    heads: list[float] = []
+    tails: list[float] = []
+    for s, st in enumerate(plan.steps):
+        if not any(writers[b] - {s} for b in st.reads):
+            ins = []
+            for b in st.reads:
+                pb = by_id.get(b)
+                if pb is None or pb.home is None or pb.home == compute:
+                    continue
+                if pb.kind == "input" or (pb.kind == "weight" and plan.options.weights_in_compute_level):
+                    ins.append((pb.bytes, pb.home, compute))
+            h = need(ins)
+            if h is None:
+                return None
+            heads.append(h)
+        if not any(readers[b] - {s} for b in st.writes):
+            outs = [(by_id[b].bytes, compute, by_id[b].home) for b in st.writes
+                    if b in by_id and by_id[b].kind == "output" and by_id[b].home not in (None, compute)]
+            t = need(outs)  # type: ignore[arg-type]
+            if t is None:
+                return None
+            tails.append(t)
+    return min(heads, default=0.0), min(tails, default=0.0)
+
+
 def latency_bound(graph: Graph, plan: Plan, target: Hierarchy) -> float | None:
-    """``max(sum of step busy times, compulsory copy time / dma_channels)`` (module docstring)."""
+    """``max(head + sum of step busy times + tail, compulsory copy time / dma_channels)``.
+
+    Valid for every order, placement and spill choice of the same graph, setting and target
+    (for a tiled plan: of the same partition into cascades, whose row copies are part of the
+    steps' busy times): the steps run one after another and each is busy for a time that does
+    not depend on the plan (``step_busy_seconds``); the first step waits for its own compulsory
+    loads and the last step's graph outputs are stored after it ends (``_ends``); and every
+    compulsory copy (graph inputs in, graph outputs out, weights in when they must be resident)
+    runs on one of ``dma_channels`` channels."""
     busy = step_busy_seconds(graph, plan, target)
     engine = target.compute_engine
     if busy is None or engine is None:
         return None
-    dma = 0.0
-    for n, src, dst in _compulsory(plan, target):
-        t = transfer_seconds(n, target.level(src), target.level(dst), engine)
-        if t is None:
-            return None
-        dma += t
-    return max(sum(b for b, _, _, _ in busy), dma / engine.dma_channels)
+    dma = _copies_seconds(_compulsory(plan, target), target, engine)
+    ends = _ends(plan, target, engine)
+    if dma is None or ends is None:
+        return None
+    # Summed in the order a stall-free timeline adds them (head, each step, tail), so that a
+    # plan meeting the bound shows a gap of exactly 0, not -1e-18.
+    path = ends[0]
+    for b, _, _, _ in busy:
+        path += b
+    return max(path + ends[1], sum(dma) / engine.dma_channels)
 
 
 class _Bytes:
@@ -384,7 +461,244 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
         prev_end = end
     done = [t for t in timed if t is not None]
     makespan = max([prev_end, *(t.end for t in done)])
-    return Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound)
+    greedy = Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound)
+    if plan.transfers and all(t.channel is not None and t.start is not None for t in plan.transfers):
+        # A plan that records its DMA schedule (the exact latency model's) keeps it when it is
+        # faster than the queue in plan order; one that records this very queue (an earlier
+        # estimate's) needs no replay.
+        queues = recorded_queues(plan, engine.dma_channels)
+        if queues is not None and queues != _queues(greedy, engine.dma_channels):
+            recorded = replay(graph, plan, target, queues)
+            if recorded is not None and recorded.makespan < greedy.makespan * (1 - 1e-12):
+                return recorded
+    return greedy
+
+
+def _queues(tl: Timeline, channels: int) -> list[list[int]]:
+    """The DMA queues of a timeline: per channel, its copies by start (then plan index)."""
+    queues: list[list[tuple[float, int]]] = [[] for _ in range(channels)]
+    for t in tl.transfers:
+        queues[t.channel].append((t.start, t.index))
+    return [[i for _, i in sorted(q)] for q in queues]
+
+
+@dataclass(frozen=True)
+class TimeGraph:
+    """The time model of one plan as precedences, for schedules other than plan order.
+
+    Nodes ``0 .. len(busy) - 1`` are the steps, ``len(busy) + i`` is ``plan.transfers[i]``;
+    ``duration[v]`` is the busy time of a step or the time of a copy; a node starts no earlier
+    than every node of ``preds[v]`` has ended.  The edges are exactly the rules ``estimate``
+    applies (module docstring) except the DMA queue: steps in plan order; a step after its
+    ``before`` copies and after the release of the bytes it writes into; a copy after the
+    event that made its source valid (the writing step or the copy that brought it there) and
+    after the release of its destination bytes (every copy from or to an earlier placement of
+    the level sharing a byte, and the last step of such a compute-level placement).  Which
+    copies share a channel and in which order is the schedule's choice (``replay``, the exact
+    latency model), so ``estimate``'s own timeline is one feasible schedule of this graph."""
+
+    busy: tuple[float, ...]
+    duration: tuple[float, ...]
+    preds: tuple[tuple[int, ...], ...]
+    channels: int
+
+    @property
+    def nsteps(self) -> int:
+        return len(self.busy)
+
+
+def time_graph(graph: Graph, plan: Plan, target: Hierarchy) -> TimeGraph | None:
+    """The plan's ``TimeGraph`` (None when its time is unknown, as for ``estimate``)."""
+    busy = step_busy_seconds(graph, plan, target)
+    engine = target.compute_engine
+    if busy is None or engine is None:
+        return None
+    by_level = {lv.name: lv for lv in target.levels}
+    size = {b.id: b.bytes for b in plan.buffers}
+    compute = target.compute_level
+    durations: list[float] = []
+    for t in plan.transfers:
+        d = transfer_seconds(size[t.buffer], by_level[t.src], by_level[t.dst], engine)
+        if d is None:
+            return None
+        durations.append(d)
+    n = len(plan.steps)
+    pls: dict[tuple[int, str], list[Placement]] = defaultdict(list)
+    for p in plan.placements:
+        pls[(p.buffer, p.level)].append(p)
+
+    def covering(b: int, level: str, s: int) -> Placement | None:
+        return next((p for p in pls.get((b, level), ()) if p.first <= s <= p.last), None)
+
+    ending: dict[int, list[Placement]] = defaultdict(list)
+    for p in plan.placements:
+        ending[p.last].append(p)
+    before: dict[int, list[int]] = defaultdict(list)
+    after: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(plan.transfers):
+        (before if t.phase == "before" else after)[t.step].append(i)
+    preds: list[set[int]] = [set() for _ in range(n + len(plan.transfers))]
+    valid: dict[tuple[int, str], int] = {}           # the node that last made (buffer, level) valid
+    touched: dict[Placement, set[int]] = defaultdict(set)
+    released: dict[str, list[tuple[int, int, frozenset[int], int]]] = defaultdict(list)  # lo, hi, copies, step
+    acquire: dict[Placement, tuple[frozenset[int], int]] = {}
+
+    def free_after(p: Placement) -> tuple[frozenset[int], int]:
+        """The copy nodes and the latest step node whose ends free ``p``'s bytes."""
+        if p not in acquire:
+            lo, hi = p.offset, p.offset + size[p.buffer]
+            copies: set[int] = set()
+            last = -1
+            for a, b, cs, st in released[p.level]:
+                if a < hi and lo < b:
+                    copies |= cs
+                    last = max(last, st)
+            acquire[p] = (frozenset(copies), last)
+        return acquire[p]
+
+    def wait_free(v: int, p: Placement) -> None:
+        copies, last = free_after(p)
+        preds[v] |= copies
+        if last >= 0:
+            preds[v].add(last)
+
+    def copy(i: int, s: int) -> None:
+        t = plan.transfers[i]
+        v = n + i
+        src_p, dst_p = covering(t.buffer, t.src, s), covering(t.buffer, t.dst, s)
+        if (t.buffer, t.src) in valid:
+            preds[v].add(valid[(t.buffer, t.src)])
+        if dst_p is not None:
+            wait_free(v, dst_p)
+        valid[(t.buffer, t.dst)] = v
+        for p in (src_p, dst_p):
+            if p is not None:
+                touched[p].add(v)
+
+    for s, step in enumerate(plan.steps):
+        if s:
+            preds[s].add(s - 1)
+        for i in before.get(s, ()):
+            copy(i, s)
+            preds[s].add(n + i)
+        for bid in step.writes:
+            q = covering(bid, compute, s)
+            if q is not None and q.first == s:
+                wait_free(s, q)
+        for bid in step.writes:
+            valid[(bid, compute)] = s
+        for i in after.get(s, ()):
+            copy(i, s)
+        for p in ending.get(s, ()):
+            cs = frozenset(touched.get(p, ()))
+            st = s if (p.level == compute or not cs) else -1
+            lo, hi = p.offset, p.offset + size[p.buffer]
+            if p in acquire:
+                # An earlier placement inside p's bytes freed them before p was acquired, and
+                # p's release comes after its acquisition (its first step or copy waited for
+                # it): whoever waits for p's release waits for that one too (transitively).
+                released[p.level] = [r for r in released[p.level] if not (lo <= r[0] and r[1] <= hi)]
+            released[p.level].append((lo, hi, cs, st))
+    for v, ps in enumerate(preds):
+        ps.discard(v)
+    return TimeGraph(busy=tuple(b for b, _, _, _ in busy), duration=tuple(durations),
+                     preds=tuple(tuple(sorted(ps)) for ps in preds), channels=engine.dma_channels)
+
+
+def earliest_starts(tg: TimeGraph, queues: Sequence[Sequence[int]],
+                    duration: Sequence[float] | None = None) -> list[float] | None:
+    """The earliest start of every node when channel ``k`` runs the copies ``queues[k]`` (plan
+    transfer indices) in that order: the longest path through the time graph plus the queue
+    chains.  None when the queues do not cover every copy once or create a cycle (a queue
+    order that contradicts a precedence).  ``duration`` replaces ``tg``'s node durations
+    (the exact model's integer grid uses it)."""
+    n, m = tg.nsteps, len(tg.duration)
+    dur = list(duration) if duration is not None else [*tg.busy, *tg.duration]
+    if sorted(i for q in queues for i in q) != list(range(m)):
+        return None
+    preds = [list(p) for p in tg.preds]
+    for q in queues:
+        for a, b in itertools.pairwise(q):
+            preds[n + b].append(n + a)
+    succ: list[list[int]] = [[] for _ in preds]
+    indeg = [len(p) for p in preds]
+    for v, ps in enumerate(preds):
+        for u in ps:
+            succ[u].append(v)
+    start = [0.0] * len(preds)
+    ready = [v for v, d in enumerate(indeg) if d == 0]
+    seen = 0
+    while ready:
+        u = ready.pop()
+        seen += 1
+        end = start[u] + dur[u]
+        for v in succ[u]:
+            if end > start[v]:
+                start[v] = end
+            indeg[v] -= 1
+            if indeg[v] == 0:
+                ready.append(v)
+    return start if seen == len(preds) else None
+
+
+def replay(graph: Graph, plan: Plan, target: Hierarchy, queues: Sequence[Sequence[int]] | None = None
+           ) -> Timeline | None:
+    """The timeline of ``plan`` with a given DMA schedule: channel ``k`` runs ``queues[k]`` in
+    order, every step and copy as early as the time graph allows.  Without ``queues``, the
+    schedule the plan records (each transfer's ``channel``, in order of ``start``).  None when
+    the time is unknown or the schedule is not one of this plan and target (a channel beyond
+    ``dma_channels``, a copy without a time, a queue order contradicting a precedence)."""
+    tg = time_graph(graph, plan, target)
+    if tg is None:
+        return None
+    if queues is None:
+        queues = recorded_queues(plan, tg.channels)
+        if queues is None:
+            return None
+    if len(queues) > tg.channels:
+        return None
+    starts = earliest_starts(tg, queues)
+    if starts is None:
+        return None
+    return _timeline_of(graph, plan, target, tg, starts, queues)
+
+
+def recorded_queues(plan: Plan, channels: int) -> list[list[int]] | None:
+    """The DMA queues a timed plan records (None when a transfer has no time or channel, or
+    a channel is beyond ``channels``)."""
+    queues: list[list[tuple[float, int]]] = [[] for _ in range(channels)]
+    for i, t in enumerate(plan.transfers):
+        if t.channel is None or t.start is None or not 0 <= t.channel < channels:
+            return None
+        queues[t.channel].append((t.start, i))
+    return [[i for _, i in sorted(q)] for q in queues]
+
+
+def _timeline_of(graph: Graph, plan: Plan, target: Hierarchy, tg: TimeGraph, starts: Sequence[float],
+                 queues: Sequence[Sequence[int]]) -> Timeline:
+    n = tg.nsteps
+    size = {b.id: b.bytes for b in plan.buffers}
+    busy = step_busy_seconds(graph, plan, target)
+    assert busy is not None  # tg exists
+    channel = {i: k for k, q in enumerate(queues) for i in q}
+    timed = tuple(TimedTransfer(i, channel[i], starts[n + i], starts[n + i] + tg.duration[i])
+                  for i in range(len(tg.duration)))
+    moved: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for t in plan.transfers:
+        moved[t.step][t.src] += size[t.buffer]
+        moved[t.step][t.dst] += size[t.buffer]
+    steps = []
+    prev = 0.0
+    for s, step in enumerate(plan.steps):
+        b, comp, macs, cls = busy[s]
+        steps.append(StepTime(step=s, op=step.op, op_type=step.op_type, op_class=cls, macs=macs, compute=comp,
+                              busy=b, start=starts[s], end=starts[s] + b, stall=starts[s] - prev,
+                              moved=moved.get(s, {})))
+        prev = starts[s] + b
+    makespan = max([prev, *(t.end for t in timed)])
+    bound = latency_bound(graph, plan, target)
+    assert bound is not None
+    return Timeline(steps=tuple(steps), transfers=timed, makespan=makespan, lower_bound=bound)
 
 
 def annotate(plan: Plan, timeline: Timeline | None) -> Plan:
@@ -398,6 +712,22 @@ def annotate(plan: Plan, timeline: Timeline | None) -> Plan:
         for i, t in enumerate(plan.transfers)
     )
     return replace(plan, transfers=transfers, metrics=replace(plan.metrics, estimated_seconds=timeline.makespan))
+
+
+def record_latency(graph: Graph, plan: Plan, target: Hierarchy, timeline: Timeline | None = None,
+                   proven: bool = False) -> Plan:
+    """``plan`` timed by ``timeline`` (default: ``estimate``) with ``solver.latency_bound`` (the
+    bound valid for every plan, ``latency_bound``) and ``solver.latency_status``: ``optimal``
+    when the makespan meets the bound, ``order-optimal`` when ``proven`` (the exact latency
+    model proved no timing of this order, placements and copies faster), else ``feasible``.
+    The plan as it is when its time is unknown."""
+    tl = timeline if timeline is not None else estimate(graph, plan, target)
+    if tl is None:
+        return plan
+    timed = annotate(plan, tl)
+    bound = tl.lower_bound
+    status = "optimal" if tl.makespan <= bound * (1 + 1e-9) else ("order-optimal" if proven else "feasible")
+    return replace(timed, solver=replace(timed.solver, latency_bound=bound, latency_status=status))
 
 
 #: ``compile --per-layer`` columns, before one ``bytes_<level>`` column per level.

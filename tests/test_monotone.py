@@ -10,9 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from stowage.errors import CapacityError
 from stowage.ir.lifetimes import m_r, peak_live
 from stowage.ir.onnx_import import import_model
 from stowage.plan.validate import validate
@@ -102,3 +103,51 @@ def test_keep_best_prefers_less_traffic_then_the_first():
     assert tie.solver.found_by == ("own" if b.metrics.peak_bytes["sram"] <= a.metrics.peak_bytes["sram"]
                                    else "baseline-x")
     assert keep_best(prob, "auto", [("own", worse)], 0, 0.0, "time").solver.stopped_by == "time"
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=random_graphs(max_ops=10), weights=st.booleans(), share=st.floats(0, 1), levels=st.sampled_from([1, 2, 3]))
+def test_lazy_baselines_pick_what_assembling_all_four_picks(g, weights, share, levels):
+    # keep_best_of_baselines assembles a baseline only when its simulation beats the best plan
+    # so far; the answer must be keep_best's over all four assembled plans (one-level
+    # targets, where the compute level is every buffer's home, take the eager path).
+    from stowage.solvers.baselines import baseline_plans
+    from stowage.solvers.portfolio import keep_best_of_baselines
+    from stowage.targets.hierarchy import Hierarchy, Level
+
+    lo, hi = m_r(g, weights), peak_live(g, None, weights)
+    cap = lo + int(share * (hi - lo))
+    if levels == 1:   # the outputs' home is the compute level: the assembler rewrites them
+        target = Hierarchy("outputs-stay", (Level("sram", cap), Level("dram", None)), "sram", "dram", "dram", "sram")
+    else:
+        target = two_level(cap) if levels == 2 else three_level(cap, 64)
+    prob = Problem(g, target, weights, time_limit=1.0)
+    try:
+        own = solve(prob, "baseline-fileorder-greedy")      # any valid plan as "the planner's own"
+    except CapacityError:
+        assume(False)                                        # outputs that cannot stay resident
+    own = replace(own, metrics=replace(own.metrics, noncompulsory_bytes=own.metrics.noncompulsory_bytes + 1))
+    try:
+        eager = keep_best(prob, "x", [("own", own), *baseline_plans(prob)], 0, 0.0)
+    except CapacityError:
+        assume(False)                                        # a baseline's outputs cannot stay
+    lazy = keep_best_of_baselines(prob, "x", [("own", own)], 0, 0.0)
+    assert (lazy.solver.found_by, lazy.metrics, lazy.steps, lazy.placements, lazy.transfers) == \
+        (eager.solver.found_by, eager.metrics, eager.steps, eager.placements, eager.transfers)
+    assert validate(g, lazy).ok or lazy.solver.found_by == "own"
+
+
+def test_simulate_memo_returns_what_a_fresh_run_returns():
+    from stowage.solvers.spill import Config, SpillEngine, simulate
+
+    g = fanout_graph()
+    prob = Problem(g, two_level(48, 16), time_limit=1.0)
+    order = g.file_order()
+    cfg = Config(policy="greedy", alloc="online")
+    first = simulate(prob, order, cfg)
+    assert simulate(prob, order, cfg) is first            # memoised: online runs depend on nothing else
+    eng = SpillEngine(prob, order, cfg)
+    eng.run()
+    assert eng.finish() == first
+    other = simulate(prob, order, Config(policy="belady", alloc="online"))
+    assert other is not first

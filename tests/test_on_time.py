@@ -17,11 +17,15 @@ from stowage.ir.lifetimes import m_r
 from stowage.ir.onnx_import import import_model
 from stowage.plan.json_format import plan_from_dict, plan_to_dict
 from stowage.solvers.problem import Problem
-from stowage.solvers.registry import solve
+from stowage.solvers.registry import available, solve
 from tests.spill_cases import fanout_graph, two_level
 
-#: What the issue promises, and the factor allowed on top of it for a loaded test machine.
-SLACK_SHARE, SLACK_SECONDS, LOAD_MARGIN = 0.1, 2.0, 2.0
+#: What the issue promises, and the factor allowed on top of it for a loaded test machine:
+#: ``benchmarks/on_time.py`` measured at most 0.92 of the promise at load average 5-6 on the
+#: 2-core VM (10,000 operators, ``auto``: 8.96-10.59 s for 10 s, 4.12-5.91 s for 4 s;
+#: docs/benchmarks.md); the margin was 2.0 while the linear passes ignored the limit
+#: (24.6 s for 10 s at load 10-13).
+SLACK_SHARE, SLACK_SECONDS, LOAD_MARGIN = 0.1, 2.0, 1.5
 
 
 def layered_graph(n: int, seed: int = 0) -> Graph:
@@ -61,12 +65,14 @@ def allowed(limit: float) -> float:
 
 
 @pytest.mark.slow
-def test_auto_on_a_10000_operator_graph_returns_on_time():
+@pytest.mark.parametrize("limit", [10.0, 4.0])
+def test_auto_on_a_10000_operator_graph_returns_on_time(limit):
     g = layered_graph(10_000)
     assert len(g.computing_ops) == 10_000
-    # 10 s: the linear costs of one pass over 10,000 operators (scheduler model, a simulation,
-    # assembly, validation) do not shrink with the limit (docs/solvers.md, "On time and load").
-    limit = 10.0
+    # The passes that cannot shrink with the limit (one simulation, the assembly, the
+    # validation) are measured against one simulation's wall time at the start and the search
+    # stops early enough for them (``stowage.solvers.divide.POST_SEARCH_PASSES``).
+    available()    # importing the solver modules (OR-Tools...) is the process's start, not the run
     prob = Problem(g, two_level(m_r(g, False)), time_limit=limit)
     t0 = time.perf_counter()
     plan = solve(prob, "auto")    # validated inside solve (part of the wall time)

@@ -249,10 +249,12 @@ def test_latency_columns_are_typed_seconds_and_none_without_compute(tmp_path):
     from models.build import TINY_PATH
 
     # The tiny CNN at M_P (48 KiB, nothing spilled) on ethos-u55-256: the estimate is the
-    # latency bound (the steps' busy times, 154.711 us) plus the input load the first step
-    # waits for (128 ns + 12,288 B / 0.5 GB/s = 24.704 us) and the output store after the last
-    # (128 ns + one 128 B burst / 0.5 GB/s = 0.384 us); tests/test_report_timeline.py has the
-    # same numbers.  A target without [compute] has unknown time: None, not 0.
+    # steps' busy times (154.711 us) plus the input load the first step waits for (128 ns +
+    # 12,288 B / 0.5 GB/s = 24.704 us) and the output store after the last (128 ns + one 128 B
+    # burst / 0.5 GB/s = 0.384 us), which is also the latency bound (docs/timing.md: every
+    # first step waits for its load, every last step's output is stored after it);
+    # tests/test_report_timeline.py has the same numbers.  A target without [compute] has
+    # unknown time: None, not 0.
     plain = tmp_path / "plain.toml"
     plain.write_text(
         'name = "plain"\ncompute_level = "sram"\n[homes]\nweights = "dram"\ninputs = "dram"\noutputs = "dram"\n'
@@ -262,8 +264,8 @@ def test_latency_columns_are_typed_seconds_and_none_without_compute(tmp_path):
                 results_dir=tmp_path / "r", executor="serial", report=False)
     timed, untimed = res.rows
     assert timed["noncompulsory_bytes"] == 0 and isinstance(timed["estimated_seconds"], float)
-    assert timed["latency_bound"] == pytest.approx(154.71123076923077e-6, rel=1e-12)
-    assert timed["estimated_seconds"] == pytest.approx(timed["latency_bound"] + 24.704e-6 + 0.384e-6, rel=1e-12)
+    assert timed["latency_bound"] == pytest.approx(154.71123076923077e-6 + 24.704e-6 + 0.384e-6, rel=1e-12)
+    assert timed["estimated_seconds"] == pytest.approx(timed["latency_bound"], rel=1e-12)
     assert untimed["status"] != "error" and untimed["estimated_seconds"] is None and untimed["latency_bound"] is None
     with open(tmp_path / "r" / "results.csv", newline="") as fh:
         raw = list(csv.DictReader(fh))

@@ -42,6 +42,7 @@ import jinja2
 
 from stowage.errors import StowageError
 from stowage.ir.graph import Graph
+from stowage.ir.tiling import accumulates, row_maps
 from stowage.plan import Placement, Plan, plan_to_json
 from stowage.plan.files import write_output_set
 from stowage.plan.model import Cascade, CascadeTensor
@@ -341,6 +342,13 @@ class StripeInfo:
     row_transfers_before: int
     row_transfers_after: int
     row_transfers_end: int
+    #: ``STRIPE_FLAGS`` bits: an accumulating reduction's band (``ACCUMULATE``), its first
+    #: (``FIRST``: reset the accumulators) and its last (``LAST``: write the result row).
+    flags: int = 0
+
+
+#: Stripe flag bits (``<P>_STRIPE_<NAME>``, ``docs/c-header.md``).
+STRIPE_FLAGS = {"ACCUMULATE": 1, "FIRST": 2, "LAST": 4}
 
 
 @dataclass(frozen=True)
@@ -487,6 +495,24 @@ def _is_macro_graph(graph: Graph) -> bool:
     return any(op.op_type == "Cascade" and op.domain == "stowage" for op in graph.operators)
 
 
+def _slice_offset(plan: Plan, graph: Graph | None, s: int, b: int) -> int:
+    """Where step ``s`` writes into buffer ``b``: 0, or for a producer of a Concat run in place
+    (``PlanBuffer.slices``) the byte offset of its slice, which only the graph can tell."""
+    if not plan.buffers[b].slices:
+        return 0
+    if graph is None:
+        raise EmitError(f"buffer {b} holds the slices of a Concat run in place: the step writing each slice "
+                        "needs the model (stowage emit --model MODEL)")
+    st = plan.steps[s]
+    idx = st.index if st.index is not None else next(
+        (op.index for op in graph.computing_ops if op.name == st.op), None)
+    if idx is None:
+        return 0
+    offs = {graph.tensor_offset(n) for m in graph.step_members(graph.operators[idx]) for n in m.outputs
+            if n in graph.tensor_offsets and graph.tensor_buffer.get(n) == b}
+    return min(offs, default=0)
+
+
 def build_schedule(plan: Plan, graph: Graph | None = None, separate_io: bool = False) -> Schedule:
     """Resolve every operand and transfer of ``plan`` to a level index and an offset.
 
@@ -570,8 +596,8 @@ def build_schedule(plan: Plan, graph: Graph | None = None, separate_io: bool = F
         writes = []
         for b in st.writes:
             li, off = loc(res.destination(b, compute, s, f"step {s} ({st.op}) writes"))
-            writes.append(Operand(b, li, off))
             step_loc[(s, b)] = (li, off)
+            writes.append(Operand(b, li, off + _slice_offset(plan, graph, s, b)))
         first_after = len(transfers)
         run_transfers(s, "after")
         steps.append(StepInfo(s, st.op, st.op_type, nodes[s], tuple(reads), tuple(writes),
@@ -740,8 +766,17 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                                           home_of=tensors[si]))
             if op.op_type not in op_types:
                 op_types.append(op.op_type)
+            flags = 0
+            if accumulates(row_maps(g, op)) and len(ins) == 1:
+                # A reduction over H: every band adds to the accumulators, the first resets
+                # them, the last (its band ends at the operand's last row) writes the result.
+                flags = STRIPE_FLAGS["ACCUMULATE"]
+                if ins[0].lo == 0:
+                    flags |= STRIPE_FLAGS["FIRST"]
+                if ins[0].hi == tensors[ins[0].tensor].rows:
+                    flags |= STRIPE_FLAGS["LAST"]
             stripes.append(StripeInfo(k, stp.op, op.name, op.op_type, stp.out_lo, stp.out_hi, ins, output,
-                                      stp.pad_top, stp.pad_bottom, before, after, len(rows)))
+                                      stp.pad_top, stp.pad_bottom, before, after, len(rows), flags))
         cascades.append(CascadeInfo(s, c.stripe_rows, t_begin, len(tensors), st_begin, len(stripes)))
     return replace(sch, cascades=tuple(cascades), cascade_tensors=tuple(tensors), stripes=tuple(stripes),
                    row_transfers=tuple(rows), op_types=tuple(op_types))
@@ -795,6 +830,7 @@ def weight_data(graph: Graph, computed: Iterable[str] = ()) -> dict[str, bytes]:
     except (OSError, onnx.onnx_cpp2py_export.checker.ValidationError) as exc:
         raise EmitError(f"cannot read the weights of {path}: {exc}") from None
     out: dict[str, bytes] = {}
+    arrays: dict[str, Any] = {}
 
     def add(t: onnx.TensorProto) -> None:
         if uses_external_data(t):
@@ -809,6 +845,7 @@ def weight_data(graph: Graph, computed: Iterable[str] = ()) -> dict[str, bytes]:
         if arr.dtype.kind in "OSU":
             raise EmitError(f"weight '{t.name}' holds strings; the blob holds numbers only")
         out[t.name] = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        arrays[t.name] = arr
 
     for init in model.graph.initializer:
         add(init)
@@ -820,6 +857,11 @@ def weight_data(graph: Graph, computed: Iterable[str] = ()) -> dict[str, bytes]:
                     t.CopyFrom(a.t)
                     t.name = node.output[0]
                     add(t)
+    # Weights cut from an initializer by a channel split (stowage.ir.channel_split).
+    for name, (src, axis, lo, hi) in graph.derived_weights.items():
+        if src in arrays:
+            part = np.take(arrays[src], np.arange(lo, hi), axis=axis)
+            out[name] = np.ascontiguousarray(part).astype(part.dtype.newbyteorder("<"), copy=False).tobytes()
     missing = [n for n in dict.fromkeys(computed) if n not in out]
     if missing:
         for name, arr in _fold_constants(model, path, missing).items():
@@ -965,7 +1007,8 @@ def schedule_to_dict(sch: Schedule, prefix: str) -> dict[str, Any]:
              "out": [s.out_lo, s.out_hi], "inputs": [tile(t) for t in s.inputs], "output": tile(s.output),
              "pad": [s.pad_top, s.pad_bottom],
              "row_transfers_before": [s.row_transfers_before, s.row_transfers_after],
-             "row_transfers_after": [s.row_transfers_after, s.row_transfers_end]} for i, s in enumerate(sch.stripes)]
+             "row_transfers_after": [s.row_transfers_after, s.row_transfers_end],
+             "flags": [k.lower() for k, v in STRIPE_FLAGS.items() if s.flags & v]} for i, s in enumerate(sch.stripes)]
         out["row_transfers"] = [
             {"index": i, "stripe": r.stripe, "kind": r.kind, "tensor": r.tensor, "rows": [r.lo, r.hi],
              "home_level": names[r.home_level], "home_addr": r.home_addr, "ring": tile(r.ring)}
@@ -1121,6 +1164,8 @@ def _struct_specs(P: str) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
             ("u32", "row_transfers_after", "_row_transfers[after .. end) run after it"),
             ("u32", "row_transfers_end", ""),
             ("u32", "cascade", ""),
+            ("u32", "flags", (f"{P}_STRIPE_ACCUMULATE | _FIRST | _LAST: a band of a reduction over H "
+                              "(docs/c-header.md), else 0")),
         ]),
         "tile": ("Rows [lo, hi) of a cascade tensor: rows0 rows at addr0, the others (a ring's wrap) at addr1.", [
             ("addr", "addr0", ""),
@@ -1255,7 +1300,7 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
             "tiles_begin": u(begin), "num_inputs": u(len(sp.inputs)), "pad_top": u(sp.pad_top),
             "pad_bottom": u(sp.pad_bottom), "row_transfers_before": u(sp.row_transfers_before),
             "row_transfers_after": u(sp.row_transfers_after), "row_transfers_end": u(sp.row_transfers_end),
-            "cascade": u(sp.cascade),
+            "cascade": u(sp.cascade), "flags": u(sp.flags),
         }) + cm(f"{i}: {c_comment(sp.op_name)} rows {sp.out_lo}..{sp.out_hi}"))
     row_transfers = [S["row_transfer"].row({
         "home_addr": u(r.home_addr), "addr0": u(r.ring.addr0), "addr1": u(r.ring.addr1), "stripe": u(r.stripe),
@@ -1324,6 +1369,7 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         "kinds": [(kind_ids[k], i) for i, k in enumerate(KINDS)],
         "transfer_kinds": [(xfer_ids[k], i) for i, k in enumerate(TRANSFER_KINDS)],
         "hold_modes": [(hold_ids[k], i) for i, k in enumerate(HOLDER_MODES)],
+        "stripe_flags": [(f"{P}_STRIPE_{k}", v) for k, v in STRIPE_FLAGS.items()],
         "regions": [(region_ids[k], i) for i, k in enumerate(REGIONS)],
         "structs": [s.render(p, P) for s in structs.values()],
         "tables": tables,

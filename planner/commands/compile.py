@@ -171,6 +171,12 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, params=params, on_progress=progress.status,
                             in_place=args.in_place == "on", tiling=args.tiling, qdq=args.qdq,
                             objective=args.objective)
+    if graph.without_concats is not None and not plan.options.concat_in_place:
+        graph = graph.without_concats  # tiled below M_R without Concats in place (stowage.compile)
+    if plan.options.channel_split:
+        from stowage.ir.channel_split import split_channels
+
+        graph = split_channels(graph, plan.options.channel_split)  # weights cut to fit (stowage.compile)
     # The time summary and --per-layer text are computed before any file is written.
     timing, csv_text = _timing(graph, plan, load_target_from_args(args).with_capacity(
         plan.target.level(plan.target.compute_level).capacity), args.per_layer is not None)  # type: ignore[union-attr]
@@ -189,7 +195,7 @@ def run(args: argparse.Namespace) -> int:
         from stowage.commands._common import print_json
 
         summary = summary_json(graph.name, plan, (mr, mh, mp), written, time.perf_counter() - t0)
-        summary["time"] = timing
+        summary["time"] = {**timing, "latency_status": plan.solver.latency_status}
         print_json(summary)
         return 0
     print(f"model {graph.name}: {len(plan.steps)} steps, target {plan.target.name}, "
@@ -202,9 +208,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         ms = {k: v * 1e3 for k, v in timing.items()}
         print(f"time: estimated {ms['estimated_seconds']:.3f} ms, bound {ms['bound_seconds']:.3f} ms, "
-              f"gap {ms['gap_seconds']:.3f} ms, stall {ms['stall_seconds']:.3f} ms (objective {args.objective})")
+              f"gap {ms['gap_seconds']:.3f} ms, stall {ms['stall_seconds']:.3f} ms (objective {args.objective}"
+              + (f", {s.latency_status}" if s.latency_status else "") + ")")
     print("peak: " + ", ".join(f"{lv} {_fmt(v)}" for lv, v in m.peak_bytes.items()))
-    print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}, "
+    whole = (f" (whole-tensor plans: {_fmt(s.whole_tensor_bound)})"
+             if s.whole_tensor_bound is not None else "")
+    print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}{whole}, "
           f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, "
           f"total {time.perf_counter() - t0:.2f}s")
     print("wrote " + ", ".join(str(p) for p in written))

@@ -49,7 +49,15 @@ def load_model_for_plan(args: argparse.Namespace, plan: Any) -> Any:
         # The plan says how it was made: its steps are those of the fused graph.
         from stowage.ir.inplace import fuse_in_place
 
-        graph = fuse_in_place(graph)
+        graph = fuse_in_place(graph, concat=plan.options.concat_in_place)
+    if plan.options.channel_split:
+        from stowage.errors import PlanFormatError
+        from stowage.ir.channel_split import split_channels
+
+        try:
+            graph = split_channels(graph, plan.options.channel_split)
+        except ValueError as exc:
+            raise PlanFormatError(f"plan file: options.channel_split: {exc}") from None
     if plan.model.sha256 and graph.source_sha256 and plan.model.sha256 != graph.source_sha256:
         print(f"stowage: warning: {args.model} is not the model the plan was made from "
               f"(sha256 {graph.source_sha256[:12]}... vs {plan.model.sha256[:12]}... in the plan)",

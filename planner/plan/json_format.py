@@ -20,6 +20,7 @@ from stowage.plan.files import write_text_atomic
 from stowage.plan.model import (
     BUFFER_KINDS,
     FORMAT,
+    LATENCY_STATUSES,
     PHASES,
     READABLE_VERSIONS,
     RING_MODES,
@@ -34,6 +35,7 @@ from stowage.plan.model import (
     Plan,
     PlanBuffer,
     PlanOptions,
+    PlanSlice,
     PlanStep,
     RowTransfer,
     SolverInfo,
@@ -68,14 +70,17 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
             "weights_in_compute_level": plan.options.weights_in_compute_level,
             "dims": dict(plan.options.dims),
             "in_place": plan.options.in_place,
+            # Only when a Concat runs in place, so that other plans stay byte for byte as before.
+            **({"concat_in_place": True} if plan.options.concat_in_place else {}),
+            **({"channel_split": dict(plan.options.channel_split)} if plan.options.channel_split else {}),
             "qdq": plan.options.qdq,
             # Only when values were fixed, so that other plans stay byte for byte as before.
             **({"input_values": {k: list(v) for k, v in plan.options.input_values.items()}}
                if plan.options.input_values else {}),
         },
         "solver": {k: v for k, v in asdict(plan.solver).items()
-                   if k not in ("found_by", "stopped_by") or v is not None},
-        "buffers": [asdict(b) for b in plan.buffers],
+                   if k not in _OPTIONAL_SOLVER_KEYS or v is not None},
+        "buffers": [_buffer_dict(b) for b in plan.buffers],
         "steps": [_step_dict(s) for s in plan.steps],
         "placements": [asdict(p) for p in plan.placements],
         # start / end / channel only on a timed plan (optional keys, docs/timing.md).
@@ -94,6 +99,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 _TIME_KEYS = ("start", "end", "channel")
+#: Solver keys written only when set, so that older plans stay byte for byte as before.
+_OPTIONAL_SOLVER_KEYS = ("found_by", "stopped_by", "latency_bound", "latency_status", "whole_tensor_bound")
 
 
 def _time(x: _Reader, key: str) -> float | None:
@@ -118,6 +125,13 @@ def _cascade_dict(c: Cascade) -> dict[str, Any]:
                      "dma": [[x.direction, x.tensor, x.lo, x.hi, x.level] for x in s.transfers]}
                     for s in c.stripes],
     }
+
+
+def _buffer_dict(b: PlanBuffer) -> dict[str, Any]:
+    d = asdict(b)
+    if not b.slices:
+        del d["slices"]  # optional key: plans without a Concat in place stay as before
+    return d
 
 
 def _step_dict(step: PlanStep) -> dict[str, Any]:
@@ -223,6 +237,11 @@ def _input_values(r: _Reader) -> dict[str, tuple[int | float | bool, ...]]:
     return out
 
 
+def _channel_split(r: _Reader) -> dict[str, int]:
+    """``options.channel_split``: operator name -> channel groups (>= 2)."""
+    return {k: _Reader(v, f"{r.path}.{k}").int_(2) for k, v in r.obj().items()}
+
+
 def plan_from_dict(data: Any) -> Plan:
     r = _Reader(data, "$")
     fmt = r.key("format").str_()
@@ -255,8 +274,10 @@ def plan_from_dict(data: Any) -> Plan:
         weights_in_compute_level=o.key("weights_in_compute_level").bool_(),
         dims=dims,
         in_place=o.opt("in_place", False).bool_() if version >= 2 else False,
+        concat_in_place=o.opt("concat_in_place", False).bool_() if version >= 2 else False,
         qdq=o.opt("qdq", "off").str_(choices=("fold", "off")) if version >= 2 else "off",
         input_values=_input_values(o.opt("input_values", {})),
+        channel_split=_channel_split(o.opt("channel_split", {})),
     )
     s = r.key("solver")
     solver = SolverInfo(
@@ -268,6 +289,9 @@ def plan_from_dict(data: Any) -> Plan:
         seconds=s.opt("seconds", 0.0).num(),
         found_by=s.opt("found_by").str_(nullable=True),
         stopped_by=s.opt("stopped_by").str_(nullable=True),
+        latency_bound=_time(s, "latency_bound"),
+        latency_status=s.opt("latency_status").str_(nullable=True, choices=LATENCY_STATUSES),
+        whole_tensor_bound=s.opt("whole_tensor_bound").int_(0, nullable=True),
     )
     buffers = []
     for i, b in enumerate(r.key("buffers").list_()):
@@ -280,6 +304,8 @@ def plan_from_dict(data: Any) -> Plan:
             bytes=b.key("bytes").int_(),
             kind=b.key("kind").str_(choices=BUFFER_KINDS),
             home=b.key("home").str_(nullable=True, choices=tuple(level_names)),
+            slices=tuple(PlanSlice(tensor=x.key("tensor").str_(), offset=x.key("offset").int_(),
+                                   bytes=x.key("bytes").int_()) for x in b.opt("slices", []).list_()),
         ))
     nbuf = len(buffers)
 

@@ -21,6 +21,8 @@ READABLE_VERSIONS = (1, 2)
 PHASES = ("before", "after")
 BUFFER_KINDS = ("input", "output", "weight", "activation")
 STATUSES = ("optimal", "feasible", "infeasible", "unknown", "reference")
+#: ``SolverInfo.latency_status`` values.
+LATENCY_STATUSES = ("optimal", "order-optimal", "feasible")
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,13 @@ class PlanOptions:
     #: Whether the graph was planned with in-place operators fused (``--in-place on``);
     #: ``validate`` and ``simulate`` rebuild the same graph from it.  False for version 1.
     in_place: bool = False
+    #: Whether Concats were run in place too (``stowage.ir.concat_inplace``; the plan has
+    #: buffers with ``slices``).  False in plans written before that existed, whose in-place
+    #: graph had no Concat in place: ``validate`` and ``simulate`` rebuild the same graph.
+    concat_in_place: bool = False
+    #: Operators split along their output channels to fit the capacity with their weights
+    #: (``stowage.ir.channel_split``): name -> number of channel groups; empty when none.
+    channel_split: Mapping[str, int] = field(default_factory=dict)
     #: ``"fold"`` when the graph was planned with its QDQ groups folded into int8 steps
     #: (``--qdq fold``, ``stowage.ir.qdq``), ``"off"`` when as written (and for older plans).
     qdq: str = "off"
@@ -67,6 +76,7 @@ class PlanOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", MappingProxyType(dict(self.dims)))
         object.__setattr__(self, "input_values", MappingProxyType(dict(self.input_values)))
+        object.__setattr__(self, "channel_split", MappingProxyType(dict(self.channel_split)))
 
 
 @dataclass(frozen=True)
@@ -87,6 +97,29 @@ class SolverInfo:
     #: ``"time"`` when a wall-clock stop (not a work budget) ended the search, so the same
     #: seed may give another plan on another machine or load; ``None`` otherwise.
     stopped_by: str | None = None
+    #: With the latency objective (``docs/timing.md``): a lower bound in seconds on the
+    #: estimated makespan (``metrics.estimated_seconds``) of every plan with these steps: every
+    #: whole-tensor plan of the graph, setting and target (any order, placement, spills), or for
+    #: a tiled plan every plan of its partition into cascades; ``None`` otherwise.
+    latency_bound: float | None = None
+    #: With the latency objective: ``"optimal"`` (the makespan meets ``latency_bound``),
+    #: ``"order-optimal"`` (no timing of this plan's order, placements and copies is faster,
+    #: proven on the latency model's time grid) or ``"feasible"``; ``None`` otherwise.
+    latency_status: str | None = None
+    #: A plan without cascades returned with ``--tiling auto``: its solver's bound over
+    #: whole-tensor plans (COSMA's model), when the bound over every tiling (``lower_bound``)
+    #: is smaller: ``status`` is then "optimal" only if the plan meets the tiled bound.
+    whole_tensor_bound: int | None = None
+
+
+@dataclass(frozen=True)
+class PlanSlice:
+    """A tensor that is bytes ``[offset, offset + bytes)`` of its buffer: an operand of a
+    Concat run in place, written there by its producer (``stowage.ir.concat_inplace``)."""
+
+    tensor: str
+    offset: int
+    bytes: int
 
 
 @dataclass(frozen=True)
@@ -96,6 +129,8 @@ class PlanBuffer:
     bytes: int
     kind: str
     home: str | None
+    #: The buffer's slices, by offset (empty: every tensor is the whole buffer).
+    slices: tuple[PlanSlice, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,9 @@ as in ``docs/plan-format.md``:
 8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
    is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
    are exactly what the operator's attributes need, every output row is produced once, every
-   streamed output row is stored once after it is produced, rings fit their buffers;
+   streamed output row is stored once after it is produced, rings fit their buffers; a
+   reduction over H reduces every input row once, in order, and its one result row is
+   readable only after its last band;
 9. (timed plans, ``docs/timing.md``) every transfer has a start, an end and a channel or none
    does; on one channel copies do not overlap in time; a copy out of a level starts after the
    copy that brought the buffer there ended; a copy into a placement starts after every copy
@@ -38,6 +40,7 @@ from __future__ import annotations
 import bisect
 import heapq
 import itertools
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -123,6 +126,11 @@ class _Checker:
         self.nsteps = len(plan.steps)
         self.index: dict[tuple[int, str], tuple[list[int], list[Placement]]] = {}
         self.final_valid: set[Placement] = set()
+        self.slice_offsets: dict[int, frozenset[int]] = {}
+        #: Concat in place (``replay``): the slices (offsets) a placement holds while not all
+        #: are written, and per buffer the slices its writers have written so far.
+        self.held: dict[Placement, frozenset[int]] = {}
+        self.slices_written: dict[int, set[int]] = defaultdict(set)
 
     # -- message helpers -------------------------------------------------------------
     def fail(self, rule: int, step: int | None, buffers: tuple[int, ...], text: str) -> None:
@@ -226,8 +234,69 @@ class _Checker:
                 if prod is not None and prod not in ran:
                     self.fail(1, s, (b,), f"reads {self.buf(b)} before its producer "
                               f"'{g.operators[prod].name}' has run")
+                    continue
+                # A Concat in place: every writer of a slice runs before any reader.
+                late = [w for w in g.buffers[b].writers if w not in ran and w != op_idx]
+                if late:
+                    self.fail(1, s, (b,), f"reads {self.buf(b)} before '{g.operators[late[0]].name}' has "
+                              "written its slice (Concat in place)")
             ran.add(op_idx)
+        self.check_slices()
         return True
+
+    # -- rule 1: the layout of a Concat run in place ---------------------------------
+    def check_slices(self) -> None:
+        """Each Concat whose operands are slices of its result (``Graph.tensor_offsets``):
+        recompute the layout from the node and the shapes (every axis before the Concat axis
+        of size 1, operand ``i`` at the bytes of the operands before it, the bytes adding up
+        to the result's), and compare it with the graph's offsets and the plan's ``slices``."""
+        g, p = self.graph, self.plan
+        expected: dict[int, list[tuple[int, int]]] = {}
+        for op in g.operators:
+            if op.op_type != "Concat" or not op.inputs or not all(i in g.tensor_offsets for i in op.inputs if i):
+                continue
+            out = next((o for o in op.outputs if o), "")
+            y = g.tensors.get(out)
+            bid = g.tensor_buffer.get(out)
+            if y is None or bid is None:
+                continue
+            rank = len(y.shape)
+            axis = int(op.attributes.get("axis", 0))
+            axis = axis % rank if rank else 0
+            problem = ""
+            if any(d != 1 for d in y.shape[:axis]):
+                problem = f"axis {axis} of shape {list(y.shape)} is not contiguous (an axis before it is not 1)"
+            layout: list[tuple[int, int]] = []
+            off = 0
+            for name in op.inputs:
+                x = g.tensors[name]
+                if g.tensor_buffer.get(name) != bid:
+                    problem = problem or f"operand '{name}' is not in the result's buffer"
+                if (len(x.shape) != rank or x.shape[:axis] != y.shape[:axis]
+                        or x.shape[axis + 1:] != y.shape[axis + 1:]):
+                    problem = problem or f"operand '{name}' has shape {list(x.shape)}, not a slice of {list(y.shape)}"
+                if g.tensor_offsets[name] != off:
+                    problem = problem or (f"operand '{name}' is at byte {g.tensor_offsets[name]} of the result, "
+                                          f"the operands before it end at byte {off}")
+                layout.append((off, x.bytes))
+                off += x.bytes
+            if off != y.bytes or y.bytes != g.buffers[bid].bytes:
+                problem = problem or f"the operands add up to {off} bytes, the result has {y.bytes}"
+            if problem:
+                self.fail(1, None, (bid,), f"Concat '{op.name}' in place: {problem}")
+            expected[bid] = layout
+        for pb in p.buffers:
+            want = expected.get(pb.id, [])
+            got = [(sl.offset, sl.bytes) for sl in pb.slices]
+            if got != want:
+                self.fail(1, None, (pb.id,), f"{self.buf(pb.id)} has slices {got} (offset, bytes) in the plan but "
+                          f"{want} in the graph (plan made with another --in-place setting?)")
+            for sl in pb.slices:
+                if g.tensor_buffer.get(sl.tensor) != pb.id or g.tensor_offsets.get(sl.tensor) != sl.offset:
+                    self.fail(1, None, (pb.id,), f"{self.buf(pb.id)}: slice '{sl.tensor}' is not at byte "
+                              f"{sl.offset} of this buffer in the graph")
+        #: Per buffer with slices, the offsets of all its slices.
+        self.slice_offsets = {bid: frozenset(o for o, _ in lay) for bid, lay in expected.items()}
 
     # -- rule 4: placements ---------------------------------------------------------
     def check_placements(self) -> None:
@@ -312,6 +381,10 @@ class _Checker:
     def replay(self) -> None:
         g, p = self.graph, self.plan
         valid: set[Placement] = set()
+        # Concat in place: the slices (offsets) a placement holds while not all are written,
+        # and per buffer the slices its writers have written so far.
+        self.held = {}
+        self.slices_written = defaultdict(set)
         for start in p.placements:
             pb = p.buffers[start.buffer]
             if start.first == 0 and pb.kind in ("input", "weight") and start.level == pb.home:
@@ -353,6 +426,8 @@ class _Checker:
                 if pl is None:
                     self.fail(2, s, (b,), f"writes {self.buf(b)}, which has no {self.compute} placement "
                               "covering the step")
+                elif b in self.slice_offsets:
+                    self._write_slices(s, b, pl, valid)
                 else:
                     valid.add(pl)
             self._transfers(s, transfers.get((s, "after"), ()), valid)
@@ -360,6 +435,7 @@ class _Checker:
                 self.final_valid = set(valid)
             for ended in ends.get(s, ()):
                 valid.discard(ended)
+                self.held.pop(ended, None)
         # Rule 5: outputs end valid at home (placements valid after the last step's
         # ``after`` transfers).
         for gb in g.buffers:
@@ -386,13 +462,56 @@ class _Checker:
             dst = self.placement_at(t.buffer, t.dst, s)
             if src is None:
                 self.fail(3, s, (t.buffer,), f"{what}: no {t.src} placement covers the step")
-            elif src not in valid:
+            elif src not in valid and not self.held.get(src):
                 self.fail(3, s, (t.buffer,), f"{what}: the {t.src} copy at [{src.offset}, "
                           f"{src.offset + self.nbytes(t.buffer)}) holds no valid data at this point")
             if dst is None:
                 self.fail(3, s, (t.buffer,), f"{what}: no {t.dst} placement covers the step")
             elif src is not None and src in valid:
                 valid.add(dst)
+                self.held.pop(dst, None)
+            elif src is not None and self.held.get(src):
+                # A Concat-in-place buffer between its writers: the copy holds the same slices.
+                self.held[dst] = self.held[src]
+                valid.discard(dst)
+
+    def _write_slices(self, s: int, b: int, pl: Placement, valid: set[Placement]) -> None:
+        """Step ``s`` writes into buffer ``b``, whose tensors are slices of a Concat run in
+        place.  A producer writes its slice (the offsets of its members' results in the
+        graph); it must find every slice written before still in this placement (nothing
+        overwrote it, it was not dropped or reloaded without it).  A step writing no slice
+        (the Concat itself, and in-place operators over its whole result) completes it."""
+        g = self.graph
+        op_idx = self.step_op[s] if s < len(self.step_op) else None
+        everything = self.slice_offsets[b]
+        mine: set[int] = set()
+        if op_idx is not None:
+            for m in g.step_members(g.operators[op_idx]):
+                mine.update(g.tensor_offsets[n] for n in m.outputs
+                            if n in g.tensor_offsets and g.tensor_buffer.get(n) == b)
+        prior = everything if pl in valid else self.held.get(pl, frozenset())
+        if not mine:
+            if prior != everything:
+                missing = sorted(everything - prior)
+                self.fail(3, s, (b,), f"writes {self.buf(b)} in {pl.level} at [{pl.offset}, "
+                          f"{pl.offset + self.nbytes(b)}), which does not hold the slices at offsets {missing} "
+                          "(Concat in place: all slices must be there)")
+            valid.add(pl)
+            self.held.pop(pl, None)
+            return
+        lost = sorted(self.slices_written[b] - prior - mine)
+        if lost:
+            self.fail(3, s, (b,), f"writes its slice of {self.buf(b)} into {pl.level} at [{pl.offset}, "
+                      f"{pl.offset + self.nbytes(b)}), which no longer holds the slices at offsets {lost} "
+                      "written by earlier steps (Concat in place: overwritten, or not reloaded)")
+        self.slices_written[b] |= mine
+        held = frozenset(prior | mine)
+        if held >= everything:
+            valid.add(pl)
+            self.held.pop(pl, None)
+        else:
+            valid.discard(pl)
+            self.held[pl] = held
 
     # -- rules 6 and 7 -----------------------------------------------------------------
     def check_metrics(self, metrics: Metrics) -> None:
@@ -595,6 +714,82 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     return need
 
 
+_ACCUMULATE = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "QLinearGlobalAveragePool"})
+
+
+@dataclass(frozen=True)
+class _Special:
+    """An operator whose stripes are not a window over its operand (recomputed here from the
+    node): ``accumulate`` reduces operand ``x`` over H, band by band, into a one-row result;
+    ``resize`` scales H by the integer ``scale`` with ONNX Resize's ``mode``, ``coord`` and
+    ``nearest`` attributes."""
+
+    kind: str
+    x: str
+    in_rows: int
+    scale: int = 1
+    mode: str = ""
+    coord: str = ""
+    nearest: str = ""
+    kernel: int = 1
+    pad_top: int = 0
+
+    def transposed_rows(self, a: int, b: int) -> tuple[int, int]:
+        """Input rows of a ConvTranspose whose kernel footprint ``[i*s - p, i*s - p + k)``
+        meets output rows ``[a, b)`` (``scale`` is the stride)."""
+        hit = [i for i in range(self.in_rows)
+               if i * self.scale - self.pad_top < b and i * self.scale - self.pad_top + self.kernel > a]
+        return (hit[0], hit[-1] + 1) if hit else (0, 0)
+
+    def taps(self, o: int) -> tuple[int, int]:
+        """Input rows ``[lo, hi)`` output row ``o`` of the Resize reads (ONNX's formulas, with
+        onnxruntime's clamping to the tensor)."""
+        s, top = self.scale, self.in_rows - 1
+        if self.coord == "asymmetric":
+            x = o / s
+        else:
+            x = (o + 0.5) / s - 0.5
+        if self.mode == "linear":
+            i0 = math.floor(min(max(x, 0.0), float(top)))
+            return i0, min(i0 + 1, top) + 1
+        i = {"floor": math.floor(x), "ceil": math.ceil(x), "round_prefer_ceil": math.floor(x + 0.5)}.get(
+            self.nearest, math.ceil(x - 0.5))
+        i = min(max(i, 0), top)
+        return i, i + 1
+
+
+def _text(v: object, default: str) -> str:
+    return v.decode() if isinstance(v, bytes) else v if isinstance(v, str) else default
+
+
+def _special(graph: Graph, op: Operator) -> _Special | None:
+    """The accumulating or resizing row semantics of ``op``, or None (a window, or no bands)."""
+    outs = [o for o in op.outputs if o]
+    x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+    y = graph.tensors.get(outs[0]) if len(outs) == 1 else None
+    if x is None or y is None or not _is_rows(x.shape) or not _is_rows(y.shape) or _row_axis(graph) != 2:
+        return None
+    from stowage.ir.tiling import row_maps
+
+    if row_maps(graph, op) is None:   # which operators have bands (reported by ``_need``); the rows are ours
+        return None
+    if op.op_type in _ACCUMULATE and y.shape[2] == 1 and y.shape[1] == x.shape[1]:
+        return _Special("accumulate", x.name, x.shape[2])
+    if op.op_type == "ConvTranspose":
+        w = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
+        a = op.attributes
+        kh = _attr_ints(a.get("kernel_shape"), 2, w.shape[2] if w is not None and len(w.shape) == 4 else 1)[0]
+        d = _attr_ints(a.get("dilations"), 2, 1)[0]
+        return _Special("transposed", x.name, x.shape[2], _attr_ints(a.get("strides"), 2, 1)[0],
+                        kernel=d * (kh - 1) + 1, pad_top=_attr_ints(a.get("pads"), 4, 0)[0])
+    if op.op_type == "Resize" and y.shape[2] % x.shape[2] == 0:
+        a = op.attributes
+        return _Special("resize", x.name, x.shape[2], y.shape[2] // x.shape[2], _text(a.get("mode"), "nearest"),
+                        _text(a.get("coordinate_transformation_mode"), "half_pixel"),
+                        _text(a.get("nearest_mode"), "round_prefer_floor"))
+    return None
+
+
 class _RowReplay:
     """Rule 8 for cascade ``k``: the stripe program replayed row by row.
 
@@ -642,6 +837,9 @@ class _RowReplay:
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
         self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
         self.stored: dict[str, dict[int, int]] = defaultdict(dict)              # tensor -> row -> stripe
+        # Accumulating reductions: op -> input rows reduced so far; result tensor -> its op.
+        self.reduced: dict[int, int] = {}
+        self.partial: dict[str, tuple[int, str, int]] = {}                       # result -> (op, x, H)
 
     def fail(self, text: str, buffers: tuple[int, ...] = ()) -> None:
         self.count += 1
@@ -713,6 +911,11 @@ class _RowReplay:
         """Why row ``r`` of tensor ``name`` is not readable now, or None when it is."""
         ct = self.holder(name)
         inside = self.made_inside(name)
+        if name in self.partial:
+            op_i, x, h = self.partial[name]
+            if self.reduced.get(op_i, 0) < h:
+                return (f"it is the result of a reduction still accumulating (rows [{self.reduced.get(op_i, 0)}, {h}) "
+                        f"of '{x}' not reduced yet)")
         if ct is None:
             if inside:
                 return "it is not one of the cascade's tensors"
@@ -815,6 +1018,10 @@ class _RowReplay:
 
     # (a) and (b): the rows read are present and exactly what the operator needs
     def reads(self, where: str, op: Operator, st: Stripe) -> None:
+        sp = _special(self.g, op)
+        if sp is not None:
+            self.special_reads(where, op, st, sp)
+            return
         need = _need(self.g, op)
         if not isinstance(need, str) and self.int8_of:
             need = {self.int8_of.get(name, name): v for name, v in need.items()}
@@ -852,11 +1059,65 @@ class _RowReplay:
             self.fail(f"{where}: pads [{st.pad_top}, {st.pad_bottom}] for output rows [{st.out_lo}, "
                       f"{st.out_hi}), the operator's attributes give [{want_pads[0]}, {want_pads[1]}]")
 
+    def special_reads(self, where: str, op: Operator, st: Stripe, sp: _Special) -> None:
+        """(a) and (b) for an accumulating reduction (its stripes read consecutive bands of its
+        operand, each row once, and update row 0 of its result) and a Resize (the rows its
+        output rows interpolate from, no padding)."""
+        x = self.int8_of.get(sp.x, sp.x)
+        listed = {name: (lo, hi) for name, lo, hi in st.inputs}
+        for name in listed.keys() - {x}:
+            self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
+        got = listed.get(x)
+        if (st.pad_top, st.pad_bottom) != (0, 0):
+            self.fail(f"{where}: pads [{st.pad_top}, {st.pad_bottom}], a {op.op_type} stripe has none")
+        if sp.kind == "accumulate":
+            start = self.reduced.get(op.index, 0)
+            out = self.result.get(op.index, "")
+            self.partial[out] = (op.index, x, sp.in_rows)
+            if (st.out_lo, st.out_hi) != (0, 1):
+                self.fail(f"{where}: writes rows [{st.out_lo}, {st.out_hi}) of '{out}'; a reduction over H "
+                          "updates its one row [0, 1) with every band")
+            if got is None or not start == got[0] < got[1] <= sp.in_rows:
+                self.fail(f"{where}: reduces rows {list(got) if got else 'none'} of '{x}', the next band must start "
+                          f"at row {start} (every row of it reduced once, in order, {sp.in_rows} rows)")
+                if got is None or got[0] >= got[1]:
+                    return
+            self.reduced[op.index] = max(start, got[1])
+        elif sp.kind == "transposed":
+            lo, hi = sp.transposed_rows(st.out_lo, st.out_hi)
+            if got != (lo, hi):
+                self.fail(f"{where}: reads rows {list(got) if got else 'none'} of '{x}', output rows "
+                          f"[{st.out_lo}, {st.out_hi}) of the ConvTranspose (stride {sp.scale}, kernel "
+                          f"{sp.kernel}, pad {sp.pad_top}) need rows [{lo}, {hi})")
+            if got is None:
+                return
+        else:
+            lo, hi = sp.taps(st.out_lo)[0], sp.taps(st.out_hi - 1)[1]
+            if got != (lo, hi):
+                self.fail(f"{where}: reads rows {list(got) if got else 'none'} of '{x}', output rows "
+                          f"[{st.out_lo}, {st.out_hi}) of the {sp.mode} Resize (x{sp.scale}, {sp.coord}) need "
+                          f"rows [{lo}, {hi})")
+            if got is None:
+                return
+        for r in range(got[0], got[1]):
+            why = self.present(x, r)
+            if why is not None:
+                ct = self.holder(x)
+                self.fail(f"{where}: reads row {r} of '{x}', but {why}", (ct.buffer,) if ct else ())
+                break
+
     # (c) every output row produced once; the writes land in the tensor's holder
     def writes(self, where: str, i: int, op: Operator, st: Stripe) -> None:
         out = self.result.get(op.index, "")
         if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
             return  # reported by reads()
+        if out in self.partial and self.partial[out][0] == op.index:
+            _op, _x, h_in = self.partial[out]
+            if self.reduced.get(op.index, 0) < h_in or (st.out_lo, st.out_hi) != (0, 1):
+                return  # still accumulating: row 0 is not a result yet
+            if 0 in self.produced[op.index]:
+                self.fail(f"{where}: completes '{out}' again (first completed by stripe {self.produced[op.index][0]})")
+                return
         h = self.rows_of(out)
         if not 0 <= st.out_lo < st.out_hi <= h:
             self.fail(f"{where}: writes rows [{st.out_lo}, {st.out_hi}) of '{out}', which has {h} rows")
@@ -884,6 +1145,12 @@ class _RowReplay:
             out = self.result.get(m.index, "")
             if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
                 continue
+            if out in self.partial and self.partial[out][0] == m.index:
+                _op, x, h_in = self.partial[out]
+                if self.reduced.get(m.index, 0) < h_in:
+                    self.fail(f"operator {m.name}: rows [{self.reduced.get(m.index, 0)}, {h_in}) of '{x}' are never "
+                              f"reduced, so '{out}' is never complete")
+                    continue
             missing = [r for r in range(self.rows_of(out)) if r not in self.produced[m.index]]
             if missing:
                 self.fail(f"operator {m.name}: rows {_ranges(missing)} of '{out}' are never produced")
@@ -974,7 +1241,14 @@ def validate(graph: Graph, plan: Plan, target: TargetLike | None = None) -> Verd
     if plan.options.in_place and not graph.in_place:
         from stowage.ir.inplace import fuse_in_place
 
-        graph = fuse_in_place(graph)
+        graph = fuse_in_place(graph, concat=plan.options.concat_in_place)
+    if plan.options.channel_split and dict(graph.channel_splits) != dict(plan.options.channel_split):
+        from stowage.ir.channel_split import split_channels
+
+        try:
+            graph = split_channels(graph, plan.options.channel_split)
+        except ValueError as exc:
+            return Verdict(False, (Violation(1, None, (), f"options.channel_split: {exc}"),), recompute_metrics(plan))
     model_graph = graph
     if plan.cascades:
         # A tiled plan's steps, buffers and placements are those of the macro graph its

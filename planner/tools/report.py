@@ -260,6 +260,8 @@ def run_comparison(
     infeasible budget, an unknown name, a crash) becomes a ``Run`` with its error.
     ``on_run`` is called before each run; ``on_progress`` gets the solvers' own progress lines
     (``Problem.on_progress``)."""
+    from stowage.plan.validate import validate
+    from stowage.solvers.portfolio import monotone_over
     from stowage.solvers.problem import Problem
     from stowage.solvers.registry import get, solve
 
@@ -267,6 +269,9 @@ def run_comparison(
         get(name)  # unknown names are a user error before anything runs
     caps = resolve_capacities(capacity_specs, graph, target, weights_in_compute_level)
     runs: list[Run] = []
+    # Each solver's plans so far: a plan for a smaller capacity is a candidate at a larger
+    # one (``monotone_over``), so along increasing capacities no curve rises (issue 14).
+    solved: dict[str, list[tuple[str, Plan]]] = {name: [] for name in solvers}
     total = len(caps) * len(solvers)
     for cap in caps:
         problem = Problem(graph=graph, target=target.with_capacity(cap.bytes),
@@ -280,6 +285,11 @@ def run_comparison(
             error: str | None = None
             try:
                 plan = solve(problem, name)
+                own = plan
+                plan = monotone_over(problem, plan, solved[name])
+                if plan is not own and not validate(graph, plan).ok:   # never expected: keep the solver's
+                    plan = own
+                solved[name].append((cap.label, own))
             except StowageError as exc:
                 error = str(exc)
             except Exception as exc:  # noqa: BLE001 - a comparison records a crash and goes on

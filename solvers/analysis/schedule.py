@@ -27,7 +27,8 @@ import time
 from dataclasses import dataclass, replace
 
 from stowage.ir.graph import Graph, OpIndex
-from stowage.ir.lifetimes import op_buffers
+from stowage.solvers.analysis.steps import step_table
+from stowage.solvers.cache import graph_cached
 
 log = logging.getLogger(__name__)
 
@@ -74,9 +75,10 @@ def build_model(graph: Graph, weights_in_compute_level: bool) -> ScheduleModel:
     buf_bytes: list[int] = []
     buf_ops: list[list[int]] = []
     op_bufs: list[tuple[int, ...]] = []
+    needs = step_table(graph, weights_in_compute_level).needs
     for i, idx in enumerate(ops):
         mine = []
-        for b in op_buffers(graph, graph.operators[idx], weights_in_compute_level):
+        for b in needs[idx]:
             if b not in buf_local:
                 buf_local[b] = len(buf_bytes)
                 buf_bytes.append(graph.buffers[b].bytes)
@@ -194,12 +196,31 @@ def greedy_order(model: ScheduleModel, rule: int = 0) -> list[int]:
     return order
 
 
+def model_for(graph: Graph, weights_in_compute_level: bool) -> ScheduleModel:
+    """``build_model``, memoised per graph (``solvers.cache``): the min-peak scheduler, the
+    greedy orders of the planners and the baselines all start from the same model, and on a
+    10,000-operator graph each build cost 0.3-0.5 s (issue 14, on time)."""
+    return graph_cached("schedule.model", graph, weights_in_compute_level,
+                        lambda: build_model(graph, weights_in_compute_level))
+
+
+def _forward_greedy(graph: Graph, weights_in_compute_level: bool) -> tuple[tuple[int, ...], ...]:
+    """The three forward list-scheduling orders (local ids), memoised per graph: both
+    ``greedy_orders`` and the scheduler's first stage need them, and each costs a pass of
+    operators x ready operators."""
+    def compute() -> tuple[tuple[int, ...], ...]:
+        model = model_for(graph, weights_in_compute_level)
+        return tuple(tuple(greedy_order(model, r)) for r in (0, 1, 2))
+
+    return graph_cached("schedule.greedy", graph, weights_in_compute_level, compute)
+
+
 def greedy_orders(graph: Graph, weights_in_compute_level: bool) -> list[tuple[OpIndex, ...]]:
     """The three list-scheduling variants (rules 0, 1, 2 of ``greedy_order``) as graph orders:
     cheap alternatives to the min-peak order that the planners also simulate, since a lower
     peak does not always mean less traffic."""
-    model = build_model(graph, weights_in_compute_level)
-    return [_to_graph_order(model, greedy_order(model, r)) for r in (0, 1, 2)]
+    model = model_for(graph, weights_in_compute_level)
+    return [_to_graph_order(model, list(o)) for o in _forward_greedy(graph, weights_in_compute_level)]
 
 
 # -- state-space search (exact DP and beam) -------------------------------------------------
@@ -364,7 +385,7 @@ def exact_min_peak_order(graph: Graph, weights_in_compute_level: bool, time_limi
     """The exact DP (bounded by the state caps and ``time_limit``), seeded with the greedy
     orders as upper bound.  Returns ``(order, proven_optimal)``; when the DP gives up, the
     best greedy/file order and ``False``."""
-    model = build_model(graph, weights_in_compute_level)
+    model = model_for(graph, weights_in_compute_level)
     order, proven = _exact(model, time.perf_counter() + time_limit)
     return _to_graph_order(model, order), proven
 
@@ -390,9 +411,12 @@ def reversed_model(model: ScheduleModel) -> ScheduleModel:
 REVERSED_GREEDY_MAX_OPS = 3000
 
 
-def _best_greedy(model: ScheduleModel) -> list[int]:
+def _best_greedy(model: ScheduleModel, forward: tuple[tuple[int, ...], ...] | None = None) -> list[int]:
+    """The best of file order and the list-scheduling orders; ``forward`` (the three forward
+    orders of this model, when the caller has them memoised) saves recomputing them."""
     rev = reversed_model(model)
-    cands = ([list(range(model.n))] + [greedy_order(model, r) for r in (0, 1, 2)]
+    fwd = [list(o) for o in forward] if forward is not None else [greedy_order(model, r) for r in (0, 1, 2)]
+    cands = ([list(range(model.n))] + fwd
              + ([greedy_order(rev, r)[::-1] for r in (0, 1, 2)] if model.n <= REVERSED_GREEDY_MAX_OPS else []))
     return min(cands, key=lambda o: _score(local_live_bytes(model, o)))
 
@@ -424,53 +448,106 @@ def min_peak_order_ex(graph: Graph, weights_in_compute_level: bool, time_limit: 
     ``safety_stop=False`` drops the deadline, so only the work budgets and the DP's state caps
     bound the search and the result cannot depend on the machine's speed or load (tests,
     reproducible benchmarks)."""
+    run = min_peak_run(graph, weights_in_compute_level, time_limit, seed, safety_stop=safety_stop)
+    return run.order, run.proven
+
+
+@dataclass(frozen=True)
+class MinPeakRun:
+    """A min-peak order, whether it is proven optimal, and whether a wall-clock stop (the
+    safety deadline, or the exact DP's wall share) cut some stage short -- then another
+    machine or load could have given another order (``solver.stopped_by``)."""
+
+    order: tuple[OpIndex, ...]
+    proven: bool
+    cut: bool
+
+
+def min_peak_run(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
+                 seed: int = 0, *, safety_stop: bool = True) -> MinPeakRun:
+    """The stages of the module docstring, as ``min_peak_order_ex``, with ``MinPeakRun.cut``."""
     t0 = time.perf_counter()
     deadline = t0 + max(0.0, time_limit) if safety_stop else math.inf
-    model = build_model(graph, weights_in_compute_level)
+    model = model_for(graph, weights_in_compute_level)
     n = model.n
     if n == 0:
-        return (), True
-    best = _best_greedy(model)
+        return MinPeakRun((), True, False)
+    best = _best_greedy(model, _forward_greedy(graph, weights_in_compute_level))
     best_score = _score(local_live_bytes(model, best))
     lb = _lower_bound(model)
     if best_score[0] <= lb:
-        return _to_graph_order(model, best), True
+        return MinPeakRun(_to_graph_order(model, best), True, False)
+    cut = False
 
     # Beam search with growing width (deterministic widths; the deadline is a safety stop).
     width = 4
     max_width = max(4, min(256, int(BEAM_WORK_PER_SECOND * time_limit) // n))
-    while width <= max_width and time.perf_counter() < deadline:
+    while width <= max_width:
+        if time.perf_counter() >= deadline:
+            cut = True
+            break
         found, _ = _search(model, width, None, deadline)
-        if found is not None:
+        if found is None:       # a beam always completes unless the deadline stopped it
+            cut = True
+        else:
             sc = _score(local_live_bytes(model, found))
             if sc < best_score:
                 best, best_score = found, sc
         log.debug("beam width %d: peak %d at %.2fs", width, best_score[0], time.perf_counter() - t0)
         width *= 4
     if best_score[0] <= lb:
-        return _to_graph_order(model, best), True
+        return MinPeakRun(_to_graph_order(model, best), True, cut)
 
     # Exact DP, pruned by the best peak so far; it gives up on its own state caps.
     if n <= 5000:
         dp_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
         found, complete = _search(model, None, best_score[0], dp_deadline)
         if found is not None:
-            return _to_graph_order(model, found), True
+            return MinPeakRun(_to_graph_order(model, found), True, cut)
         if complete:
-            return _to_graph_order(model, best), True
+            return MinPeakRun(_to_graph_order(model, best), True, cut)
+        cut = cut or time.perf_counter() > dp_deadline
         log.debug("exact DP gave up at %.2fs", time.perf_counter() - t0)
 
     # Seeded local search.
     moves = min(5000, max(100, int(LS_WORK_PER_SECOND * time_limit) // n))
     improved = _local_search(model, best, moves, seed, deadline)
+    cut = cut or time.perf_counter() > deadline
     sc = _score(local_live_bytes(model, improved))
     if sc < best_score:
         best, best_score = improved, sc
-    log.info("min_peak_order: %d ops, peak %d (bound %d) in %.2fs", n, best_score[0], lb,
-             time.perf_counter() - t0)
-    return _to_graph_order(model, best), best_score[0] <= lb
+    log.info("min_peak_order: %d ops, peak %d (bound %d) in %.2fs%s", n, best_score[0], lb,
+             time.perf_counter() - t0, " (cut by the wall clock)" if cut else "")
+    return MinPeakRun(_to_graph_order(model, best), best_score[0] <= lb, cut)
 
 
-__all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "LS_WORK_PER_SECOND", "ScheduleModel",
-           "build_model", "exact_min_peak_order", "greedy_order", "greedy_orders", "local_live_bytes", "local_peak",
-           "min_peak_order", "min_peak_order_ex", "reversed_model"]
+def order_peak(graph: Graph, order: tuple[OpIndex, ...], weights_in_compute_level: bool) -> int:
+    """``ir.lifetimes.peak_live`` of a graph order, on the memoised model (the same numbers,
+    without another pass over every step's buffers)."""
+    model = model_for(graph, weights_in_compute_level)
+    local = graph_cached("schedule.local", graph, weights_in_compute_level,
+                         lambda: {idx: i for i, idx in enumerate(model.ops)})
+    return local_peak(model, [local[idx] for idx in order])
+
+
+def min_peak_run_cached(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
+                        seed: int = 0) -> MinPeakRun:
+    """``min_peak_run`` memoised like ``min_peak_order_cached`` (which returns its order)."""
+    return graph_cached("schedule.min_peak", graph, (weights_in_compute_level, time_limit, seed),
+                        lambda: min_peak_run(graph, weights_in_compute_level, time_limit, seed))
+
+
+def min_peak_order_cached(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
+                          seed: int = 0) -> tuple[OpIndex, ...]:
+    """``min_peak_order``, memoised per graph, setting, budget and seed: ``auto`` above M_R
+    plans twice (at the capacity and at M_R) and the planners' baselines want the same order;
+    on 10,000 operators each computation costs 1-2 s of the limit (issue 14, on time).  Within
+    one process the order is then the same for every caller, also when the first one's
+    safety stop cut it short (``docs/solvers.md``, "On time and load")."""
+    return min_peak_run_cached(graph, weights_in_compute_level, time_limit, seed).order
+
+
+__all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "LS_WORK_PER_SECOND", "MinPeakRun",
+           "ScheduleModel", "build_model", "exact_min_peak_order", "greedy_order", "greedy_orders", "local_live_bytes",
+           "local_peak", "min_peak_order", "min_peak_order_cached", "min_peak_order_ex", "min_peak_run",
+           "min_peak_run_cached", "model_for", "order_peak", "reversed_model"]

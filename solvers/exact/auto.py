@@ -10,11 +10,16 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
    optimum without addresses (``residency_model``, a compact gap model) packed into
    addresses; a bound for every plan when the graph has a single topological order.  Steps
-   1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time;
+   1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time; then
+   the cut bound (``cut_bound``), a bound over all orders from one minimum cut per tight
+   operator: the least pressure any order leaves at it (up to ``CUT_MAX_OPS`` operators);
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
-4. the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
+4. the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
+   decisions (a before b, or b before a) whose leaves cover every order -- valid for all
+   orders, and the one bound that sees the order-dependent pressure of NAS cells; then the
+   chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
    tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
    the gap model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
@@ -23,7 +28,11 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    cumulative capacity only), hinted with the incumbent and floored at the bound: its proven
    bound is a lower bound for the full problem, and its optimum is packed into addresses for
    the residency it chose; a packing that fits makes the relaxed optimum a true optimum;
-7. with time left, the full model with addresses (order free up to ``AUTO_JOINT_MAX_OPS``
+7. unless proven: above ``AUTO_JOINT_MAX_OPS`` operators, where the order-free model cannot
+   take the whole graph, the order LNS (``lns.search``): windows of the incumbent's order
+   re-ordered and re-planned by the joint model with everything outside fixed (until
+   ``LNS_WALL_SHARE`` of the limit at most, so that the full model gets time);
+8. with time left, the full model with addresses (order free up to ``AUTO_JOINT_MAX_OPS``
    operators, the incumbent's order above) tries to improve the incumbent.
 
 After every phase two post-conditions are checked: the incumbent is a feasible model
@@ -61,7 +70,10 @@ from stowage.errors import InfeasibleError, SolverError, StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.exact import lns
 from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
+from stowage.solvers.exact.cut_bound import cut_bound
+from stowage.solvers.exact.disjunctive_bound import disjunctive_bound
 from stowage.solvers.exact.joint_data import (
     JointSolution,
     check_solution,
@@ -91,7 +103,8 @@ log = logging.getLogger(__name__)
 #: runs with the full time limit, as a user's ``--solver heuristic`` would (up to 75% of it).
 #: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
 AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
-                     "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "full": 0.25}
+                     "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "lns": 0.35, "full": 0.25,
+                     "disjunctive": 0.1}
 
 #: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
 #: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
@@ -107,6 +120,26 @@ IMPROVE_EVALS = 200
 #: heuristic (phases 1-2): the heuristic stops at 75% of the limit after its own start, so
 #: the two together stay inside the limit minus exact's reserve.
 PRE_REFERENCE_SHARE = 0.15
+
+#: Evaluations of the crossing bound per second of the disjunctive bound's work budget
+#: (``AUTO_WORK_BUDGETS["disjunctive"]``): the budget is counted in evaluations, not seconds,
+#: so that the bound does not depend on the machine's speed or load (230-600 evaluations per
+#: second on a 600-operator NAS graph on the reference 2-core VM, loaded or not).
+DISJUNCTIVE_EVALS_PER_SECOND = 200
+
+#: The cut bound scans every (operator, buffer) pair in Python and solves a maximum flow per
+#: tight operator: skipped above this many operators (by size, not by the machine's speed).
+CUT_MAX_OPS = 3000
+
+#: Wall-clock share of the time limit by which the order LNS (phase 7) stops, whatever its
+#: work budget says: the full model comes after it.
+LNS_WALL_SHARE = 0.85
+
+#: Wall-clock share of the time limit by which the chain-cut IP (phase 4) stops.  Where it
+#: proves something it closes in well under a second (the Transformer: 0.15 s); where it
+#: does not (PNASNet-5 at M_R: LP bound 0 after 30 s) it would otherwise take the time the
+#: order LNS needs.
+CHAIN_WALL_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -155,8 +188,13 @@ class AutoPipeline:
             Phase("cover bound", self.cover, "a bound over all orders (crossing-cover IP)", None, wall_share=pre),
             Phase("gap model on quick orders", self.quick_gaps,
                   "plans for good orders; a bound when the graph has one order", wall_share=pre),
+            Phase("cut bound", self.cut, "a bound over all orders (the least pressure at each operator, by "
+                  "minimum cuts)", wall_share=pre, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
-            Phase("chain bound", self.chain, "an order-aware bound along a chain of tight operators"),
+            Phase("disjunctive bound", self.disjunctive, "a bound over all orders (the crossing bound on a tree "
+                  "of order decisions)", 0.1),
+            Phase("chain bound", self.chain, "an order-aware bound along a chain of tight operators",
+                  wall_share=CHAIN_WALL_SHARE),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -168,6 +206,10 @@ class AutoPipeline:
                   and self.best.order != self.order_before_warm),
             Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
                   0.1, when=lambda: self.data.exact),
+            Phase("order LNS", self.order_lns, "better orders: windows of the incumbent's order re-ordered and "
+                  "re-planned by the joint model", 0.2,
+                  when=lambda: len(self.data.ops) > AUTO_JOINT_MAX_OPS and self.best is not None,
+                  wall_share=LNS_WALL_SHARE),
             Phase("full model", self.full_model, "better plans (and, up to 40 operators, the bound) from the "
                   "joint model with addresses", 0.2),
         ]
@@ -322,6 +364,21 @@ class AutoPipeline:
         if order is not None:
             self.offer(solution_from_plan(self.data, plan, order), "heuristic")
 
+    def cut(self) -> None:
+        """The minimum-cut bound (``cut_bound``); cut short by the wall clock, it still holds."""
+        res = cut_bound(self.data, self.deadline)
+        if not res.complete:
+            self.hit_wall = True
+        self.raise_bound(res.bound, "cut bound")
+
+    def disjunctive(self) -> None:
+        """The crossing bound branched on order decisions (``disjunctive_bound``)."""
+        evals = max(10, round(self.work("disjunctive") * DISJUNCTIVE_EVALS_PER_SECOND))
+        res = disjunctive_bound(self.data, evals, self.deadline - 0.05)
+        if res.evals < evals and not res.exhausted and time.perf_counter() >= self.deadline - 0.05:
+            self.hit_wall = True
+        self.raise_bound(res.bound, "disjunctive bound")
+
     def chain(self) -> None:
         """The chain-cut IP: a bound that sees buffers live in some orders only."""
         hint = self.best if self.best is not None else None
@@ -421,6 +478,20 @@ class AutoPipeline:
         self.raise_bound(res.bound, "no-address model")
         if res.solution is not None:
             self.pack(res.solution, "exact: no-address model")
+
+    def order_lns(self) -> None:
+        """Large-neighbourhood search over the incumbent's order (``lns.search``): plans only,
+        no bound (the windows restrict the order)."""
+        assert self.best is not None
+
+        def pack(sol: JointSolution) -> JointSolution | None:
+            return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), self.work("pack"))), self.seed)
+
+        res = lns.search(self.data, self.best, self.lb, self.work("lns"), self.deadline - 0.1, self.workers,
+                         self.seed, pack)
+        if res.hit_wall:
+            self.hit_wall = True
+        self.offer(res.solution, "exact: order LNS")
 
     def full_model(self) -> None:
         """The model with addresses: order free up to 40 operators, else the incumbent's order."""

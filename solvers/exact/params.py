@@ -32,6 +32,9 @@ class ExactParams:
     """random seed; default: the problem's seed"""
     deterministic: bool = True
     """same answer for the same seed and workers (CP-SAT interleaved search)"""
+    objective: str = "traffic"
+    """traffic | latency (the fastest timing of exact's plan and the heuristic's, proven for the fixed order by
+    stowage.solvers.exact.latency_model; docs/timing.md)"""
 
 
 @dataclass(frozen=True)

@@ -86,6 +86,10 @@ def exact(problem: Problem, params: ExactParams) -> Plan:
     time_limit = problem.time_limit if params.time_limit is None else params.time_limit
     workers = params.workers or problem.workers or default_workers()
     seed = problem.seed if params.seed is None else params.seed
+    if params.objective == "latency":
+        from stowage.solvers.exact.latency_model import solve_latency
+
+        return solve_latency(problem, params, started, time_limit, workers, seed, exact)
     if params.mode == "auto":
         return solve_auto(problem, params, started, time_limit, workers, seed)
     budget = min(5.0, 0.25 * time_limit)

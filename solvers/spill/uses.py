@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 
 from stowage.ir.graph import Graph, OpIndex
-from stowage.ir.lifetimes import op_buffers
+from stowage.solvers.analysis.steps import step_table
 from stowage.solvers.cache import graph_cached
 
 INF = math.inf
@@ -19,11 +19,12 @@ class Uses:
     same order (a search simulates one order with many configurations)."""
 
     def __init__(self, graph: Graph, order: Sequence[OpIndex], weights_in_compute_level: bool) -> None:
-        self.needs: list[tuple[int, ...]] = []
+        table = step_table(graph, weights_in_compute_level)
+        self.needs: list[tuple[int, ...]] = [table.needs[idx] for idx in order]
+        #: The buffers each step writes (same indexing as ``needs``).
+        self.writes: list[frozenset[int]] = [table.written[idx] for idx in order]
         self.uses: dict[int, list[int]] = {}
-        for s, idx in enumerate(order):
-            bs = op_buffers(graph, graph.operators[idx], weights_in_compute_level)
-            self.needs.append(bs)
+        for s, bs in enumerate(self.needs):
             for b in bs:
                 self.uses.setdefault(b, []).append(s)
 

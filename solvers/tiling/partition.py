@@ -1,19 +1,26 @@
-"""Which steps run as cascades, and in bands of how many rows: a DP over cut points.
+"""Which steps run as cascades, and in bands of how many rows: DPs over cut points.
 
 Along the file order of the (in-place fused) graph, a segment ``[i..j]`` of row-tileable steps
-is a candidate cascade; its cost at a capacity is its peak as one step (``Program.footprint``:
-whole operands and results, rings, weights when resident) plus the *bystanders*, buffers live
-across the segment in that order that it does not touch.  Two passes:
+is a candidate cascade; its cost at a capacity is its peak as one step (whole operands and
+results, rings, weights when resident) plus the *bystanders*, buffers live across the segment
+in that order that it does not touch.  A segment's bands are ``h`` rows of its end tensor, or
+``h`` rows of its tallest tensor when that is finer than one end row (``ladder``).  Three
+searches:
 
-1. ``min_peak``: the partition minimising the largest segment peak (band height 1, the least
-   memory), which says whether any plan without spills exists in this order;
-2. ``fewest_stripes``: among partitions whose every segment fits the capacity, the one with
+1. ``fewest_stripes``: among partitions whose every segment fits the capacity, the one with
    the fewest stripes, each cascade taking the tallest band that fits (Vela keeps the largest
-   stripe that fits: fewer commands, better utilisation).
+   stripe that fits: fewer commands, better utilisation); branch and bound, exact;
+2. ``least_traffic``: when no such partition exists, the one moving the fewest bytes through
+   off-chip memory at its cuts (a DP over cut states, in rounds of longer cascades);
+3. ``min_peak``: the partition minimising the largest segment peak (finest bands), the
+   fallback whose bystanders the whole-tensor planner spills: when even it does not fit with
+   its bystanders, only each cascade's own footprint must fit, which the caller checks.
 
-When even the min-peak partition does not fit with its bystanders, the whole-tensor planner
-run afterwards on the macro graph spills bystanders; only each cascade's own footprint must
-fit then, which the caller checks.
+The searches are deterministic: a segment's footprint for any boundary modes comes from one
+memoised stripe walk (``stowage.solvers.tiling.footprint``), and a work budget
+(``WORK_BUDGET``, ``OutOfWork``) ends a search the same way on an idle and a loaded machine.
+The wall-clock ``deadline`` stays as a safety net (``OutOfTime``; ``stopped_by = "time"``,
+which the plan records).
 """
 
 from __future__ import annotations
@@ -22,11 +29,13 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import combinations
 
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
-from stowage.ir.tiling import rows, step_row_maps
+from stowage.ir.tiling import accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
 
 log = logging.getLogger(__name__)
@@ -41,6 +50,17 @@ HEIGHTS = (1, 2, 4, 8, 16)
 #: traffic with 8; but with 2 the tiny CNN at 3/4 of M_R on ethos-u65-256 finds no plan (3 do).
 #: The state with the most bytes off-chip is kept besides these.
 MAX_STATES = 4
+#: Work one search (``fewest_stripes``, ``least_traffic``) may do before it stops with
+#: ``OutOfWork``, in operand rows walked (``footprint.walk_windows``: per band of a walk, one
+#: per row unit plus one per operand it reads in rows): a budget, not a clock, so the same
+#: command gives the same plan on an idle and a loaded machine.  MobileNetV2 needs at most
+#: ~600,000 (least traffic at 144 KiB); DenseNet-121 at 256 KiB completes the 8-step round
+#: only (``ROUNDS``).
+WORK_BUDGET = 1_000_000
+#: Longest cascades of each round of ``least_traffic``: a round that completes within the work
+#: budget replaces the previous round's partition (graphs with long-lived tensors, DenseNet,
+#: cannot afford every 16-step segment).
+ROUNDS = (4, 8, 12, MAX_LEN)
 
 
 @dataclass(frozen=True)
@@ -52,33 +72,58 @@ class Segment:
     dram: frozenset[BufferId] = frozenset()
     #: Bytes those row transfers move (each row once per direction and cascade).
     traffic: int = 0
+    #: 0: bands of ``stripe_rows`` rows of the end tensor; else of a tensor that tall (the
+    #: cascade's tallest), finer than one end row before a stride-2 step.
+    pace_rows: int = 0
 
 
 class OutOfTime(Exception):
-    """A search passed ``Partitioner.deadline``."""
+    """A search passed ``Partitioner.deadline`` (the wall-clock safety net)."""
+
+
+class OutOfWork(Exception):
+    """A search used up ``Partitioner.work`` stripe walks (deterministic)."""
 
 
 class Partitioner:
     """Segment costs for one graph, setting and alignment, memoised."""
 
-    def __init__(self, graph: Graph, weights: bool, alignment: int = 1, deadline: float | None = None) -> None:
-        #: ``time.monotonic()`` after which the searches give up (``OutOfTime``): the DP over
-        #: off-chip cut states grows with the tensors live across cuts (DenseNet's
-        #: concatenations), and a compile must stay within its time limit.
+    def __init__(self, graph: Graph, weights: bool, alignment: int = 1, deadline: float | None = None,
+                 work: int | None = WORK_BUDGET) -> None:
+        #: ``time.monotonic()`` after which the searches give up (``OutOfTime``): a safety net
+        #: for a compile's time limit on an overloaded machine; the work budget normally ends
+        #: a search first.
         self.deadline = deadline
+        #: Work (member stripes walked) a search may do before ``OutOfWork`` (None:
+        #: unbounded); ``spent`` counts it for the current search, ``walks`` the walks made.
+        self.work = work
+        self.spent = 0
+        self.walks = 0
+        #: The longest cascades the last ``least_traffic`` searched completely.
+        self.reach = MAX_LEN
+        #: ``"time"`` once the deadline ended a search (the caller records it in the plan).
+        self.stopped_by: str | None = None
+        self._windows: dict[tuple[int, int, int, int], Windows | None] = {}
+        self._own: dict[tuple[int, int, int, int, frozenset[BufferId]], int | None] = {}
+        self._ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self.g, self.weights, self.align = graph, weights, max(1, alignment)
         self.order = graph.file_order()
         self.n = len(self.order)
-        self.tileable = [step_row_maps(graph, graph.operators[i]) is not None for i in self.order]
+        self.pos = {op: p for p, op in enumerate(self.order)}
+        #: Each step's row units (``ir.tiling.row_units``; None: it needs whole tensors).
+        self.units = [row_units(graph, graph.operators[i]) for i in self.order]
+        self.tileable = [u is not None for u in self.units]
+        self._rowb: dict[BufferId, int] = {}
         lt = lifetimes(graph, self.order, weights)
         self.first, self.last = dict(lt.first), dict(lt.last)
         self.touch: list[set[BufferId]] = []
         for i in self.order:
             op = graph.operators[i]
             self.touch.append({*graph.op_reads(op), *graph.op_writes(op)})
-        self.dmemo: dict[tuple[int, int, int, frozenset[BufferId]], tuple[int, tuple[OpIndex, ...]] | None] = {}
         self._by: dict[tuple[int, int], frozenset[BufferId]] = {}
-        self._whole: dict[tuple[int, int, frozenset[BufferId]], int] = {}
+        self._whole: dict[tuple[int, int], tuple[int, dict[BufferId, int]]] = {}
+        self._parts_memo: dict[tuple[int, int], tuple[list[BufferId], list[BufferId], set[BufferId],
+                                                      dict[BufferId, int], int]] = {}
         self._outside: dict[tuple[int, int], dict[BufferId, bool]] = {}
         # Buffers live just before each position (made earlier, still needed there or later).
         self.live_at: list[frozenset[BufferId]] = []
@@ -115,57 +160,126 @@ class Partitioner:
         return self._outside[key]
 
     def program(self, i: int, j: int, h: int, record: bool = False,
-                dram: frozenset[BufferId] = frozenset()) -> Program:
-        return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record, dram=dram)
+                dram: frozenset[BufferId] = frozenset(), pace: int = 0) -> Program:
+        return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record, dram=dram,
+                              pace_rows=pace)
 
-    def cascade(self, i: int, j: int, h: int, dram: frozenset[BufferId] = frozenset(),
-                off_chip: frozenset[BufferId] = frozenset()) -> Segment | None:
-        """Segment ``[i..j]`` in bands of ``h`` rows; ``dram``: intermediates it streams from or
-        to off-chip memory; ``off_chip``: buffers already off-chip while it runs (not
-        bystanders in the compute level)."""
-        key = (i, j, h, dram)
-        if key not in self.dmemo:
+    def ladder(self, i: int, j: int) -> list[tuple[int, int]]:
+        """Band choices ``(stripe_rows, pace_rows)`` for segment ``[i..j]``, least memory first:
+        bands finer than one end row (``h`` rows of the tallest member, for each ``h`` in
+        ``HEIGHTS`` under the ratio of the tallest to the end), then ``HEIGHTS`` rows of the end."""
+        key = (i, j)
+        if key not in self._ladder:
+            g = self.g
+            heights = [0]
+            for p in range(i, j + 1):
+                heights += [rows(g, g.tensors[u.output]) for u in self.units[p] or ()]
+            heights.append(self._end_rows(self.order[j]))
+            end = self._end_rows(self.order[j])
+            tallest = max(heights)
+            fine = [(h, tallest) for h in HEIGHTS if h * end < tallest] if 0 < end < tallest else []
+            self._ladder[key] = fine + [(h, 0) for h in HEIGHTS]
+        return self._ladder[key]
+
+    def windows(self, i: int, j: int, h: int, pace: int = 0) -> Windows | None:
+        """The memoised walk of ``[i..j]`` (None: not tileable); counts against the budgets."""
+        key = (i, j, h, pace)
+        if key not in self._windows:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise OutOfTime("the tiling search ran out of time")
+            cost = self._weight(i, j) * -(-max(pace, self._end_rows(self.order[j])) // h)
+            if self.work is not None and self.spent + cost > self.work:
+                raise OutOfWork(f"the tiling search used its work budget ({self.work} member stripes)")
+            self.spent += cost
+            self.walks += 1
             try:
-                p = self.program(i, j, h, dram=dram)
+                if not all(self.tileable[i:j + 1]):
+                    raise NotTileable("a step needs whole tensors")
+                self._windows[key] = walk_windows(self.g, tuple(self.order[i:j + 1]), h, pace, self.outside(i, j),
+                                                  self.weights, self.align, self._parts(i, j)[2], self.row_bytes)
             except NotTileable:
-                self.dmemo[key] = None
-            else:
-                self.dmemo[key] = (self._footprint(p), p.ops)
-        got = self.dmemo[key]
-        if got is None:
+                self._windows[key] = None
+        return self._windows[key]
+
+    def _weight(self, i: int, j: int) -> int:
+        """Work of one band of ``[i..j]``: per row unit, one plus its operands read in rows
+        (a walk's cost per band grows with both: DenseNet's concatenations read dozens)."""
+        return sum(1 + len(u.maps) for us in self.units[i:j + 1] for u in us or ())
+
+    def own(self, i: int, j: int, h: int, dram: frozenset[BufferId] = frozenset(), pace: int = 0) -> int | None:
+        """Footprint of ``[i..j]`` as one step, bystanders aside (None: no such program)."""
+        key = (i, j, h, pace, dram)
+        if key not in self._own:
+            w = self.windows(i, j, h, pace)
+            self._own[key] = None if w is None else w.quick(dram)
+        return self._own[key]
+
+    def cascade(self, i: int, j: int, h: int, dram: frozenset[BufferId] = frozenset(),
+                off_chip: frozenset[BufferId] = frozenset(), pace: int = 0) -> Segment | None:
+        """Segment ``[i..j]`` in bands of ``h`` rows (of a ``pace``-row tensor, 0: the end);
+        ``dram``: intermediates it streams from or to off-chip memory; ``off_chip``: buffers
+        already off-chip while it runs (not bystanders in the compute level)."""
+        own = self.own(i, j, h, dram, pace)
+        if own is None:
             return None
-        own, ops = got
-        return Segment(ops, h, own + self.bystanders(i, j, off_chip), dram)
+        return Segment(tuple(self.order[i:j + 1]), h, own + self.bystanders(i, j, off_chip), dram, pace_rows=pace)
 
-    def _whole_bytes(self, i: int, j: int, dram: frozenset[BufferId]) -> int:
-        """A lower bound on a cascade's footprint that needs no walk: the buffers it must hold
-        whole (made outside and read inside, or made inside and read outside, not streamed)."""
-        key = (i, j, dram)
+    def _bound(self, i: int, j: int, dram: frozenset[BufferId]) -> int:
+        """A lower bound on the footprint of ``[i..j]`` in any bands that needs no walk: its
+        whole buffers (``Windows.footprint``'s modes) plus, per buffer held in rows, the rows
+        one stripe of its widest reader needs (a ring holds at least what one read takes).
+        Each buffer's part is independent of the others': a base plus one delta per buffer
+        off-chip."""
+        key = (i, j)
         if key not in self._whole:
+            reads, writes, spatial, least, fixed = self._parts(i, j)
             g, out = self.g, self.outside(i, j)
-            inside = set(self.order[i:j + 1])
-            total = 0
-            for b in set().union(*self.touch[i:j + 1]):
-                buf = g.buffers[b]
-                if buf.kind is TensorKind.WEIGHT or b in dram:
-                    continue
-                made_here = buf.producer in inside
-                if made_here and (out.get(b, False)) and not buf.is_output:
-                    total += self._a(buf.bytes)
-                elif not made_here and buf.kind is not TensorKind.INPUT:
-                    total += self._a(buf.bytes)
-            self._whole[key] = total
-        return self._whole[key]
 
-    def _footprint(self, p: Program) -> int:
-        g = self.g
-        parts = [g.buffers[b].bytes for b in (*p.whole_in, *p.whole_out)]
-        parts += [r * _row(g, b) for b, r in (*p.rings.items(), *p.streamed.items())]
-        if self.weights:
-            parts += [g.buffers[b].bytes for b in p.weights(g)]
-        return sum(self._a(x) for x in parts) + sum(g.operators[i].extra_bytes for i in p.ops)
+            def part_of(b: BufferId, off: bool) -> int:
+                buf = g.buffers[b]
+                if b in writes:
+                    return least[b] if off or not out.get(b, False) else self._a(buf.bytes)
+                streamed = off or (buf.kind is TensorKind.INPUT and not out.get(b, False) and not buf.is_output
+                                   and b in spatial)
+                return least[b] if streamed else self._a(buf.bytes)
+
+            base = fixed + sum(part_of(b, False) for b in (*reads, *writes))
+            delta = {b: part_of(b, True) - part_of(b, False) for b in (*reads, *writes)}
+            self._whole[key] = (base, {b: d for b, d in delta.items() if d})
+        base, delta = self._whole[key]
+        return base + sum(delta.get(b, 0) for b in dram)
+
+    def _parts(self, i: int, j: int) -> tuple[list[BufferId], list[BufferId], set[BufferId], dict[BufferId, int], int]:
+        """What ``_bound`` sums for ``[i..j]``: non-weight buffers read from outside and written
+        inside, those read in rows, the least ring bytes of each, and the fixed bytes."""
+        key = (i, j)
+        if key not in self._parts_memo:
+            g = self.g
+            written: set[BufferId] = set()
+            reads: list[BufferId] = []
+            weights: set[BufferId] = set()
+            least_rows: dict[BufferId, int] = {}
+            for p in range(i, j + 1):
+                op = g.operators[self.order[p]]
+                for b in g.op_reads(op):
+                    if g.buffers[b].kind is TensorKind.WEIGHT:
+                        weights.add(b)
+                    elif b not in written and b not in reads:
+                        reads.append(b)
+                written.update(g.op_writes(op))
+                for u in self.units[p] or ():
+                    for name, rm in u.maps.items():
+                        b = g.tensor_buffer[name]
+                        full = rm.in_rows >= rm.kernel + rm.pad_top + rm.stride   # an unclipped stripe exists
+                        least_rows[b] = max(least_rows.get(b, 1), rm.kernel if full else 1)
+            reads = [b for b in reads if b not in written]
+            writes = sorted(written)
+            least = {b: self._a(least_rows.get(b, 1) * self.row_bytes(b)) for b in (*reads, *writes)}
+            fixed = sum(g.operators[self.order[p]].extra_bytes for p in range(i, j + 1))
+            if self.weights:
+                fixed += sum(self._a(g.buffers[b].bytes) for b in weights)
+            self._parts_memo[key] = (reads, writes, set(least_rows), least, fixed)
+        return self._parts_memo[key]
 
     def _movable(self, b: BufferId) -> bool:
         """Whether a buffer may cross a cascade boundary off-chip: an intermediate activation
@@ -177,7 +291,35 @@ class Partitioner:
         """The partition with the least off-chip row traffic whose every segment fits
         ``capacity``, where a cut may send the intermediates crossing it through off-chip memory
         (stored row by row by the cascade making them, loaded by each cascade reading them);
-        ties go to fewer stripes.  A DP over (cut, set of crossing buffers off-chip)."""
+        ties go to fewer stripes.  A DP over (cut, set of crossing buffers off-chip), in rounds
+        of longer cascades (``ROUNDS``, walks memoised across rounds): when the work budget
+        ends a round, the last complete round's partition stands (``OutOfWork`` when none
+        completed).  ``reach`` says which round that was.  The wall clock ends it the same
+        way after the first round, setting ``stopped_by``."""
+        self.spent = 0
+        found: list[Segment] | None = None
+        rounds = sorted({min(r, MAX_LEN) for r in ROUNDS})
+        for k, length in enumerate(rounds):
+            try:
+                segs = self._least_traffic(capacity, length)
+            except OutOfWork:
+                if k == 0:
+                    self.reach = length   # the fallback's cascades stay as short as this round's
+                    raise
+                log.info("tiling: the work budget ended the search at cascades of %d steps", rounds[k - 1])
+                return found
+            except OutOfTime:
+                if k == 0:
+                    raise
+                self.stopped_by = "time"   # the last complete round stands, but the clock chose it
+                log.warning("tiling: the wall clock ended the search at cascades of %d steps", rounds[k - 1])
+                return found
+            self.reach = length
+            if segs is not None:
+                found = segs
+        return found
+
+    def _least_traffic(self, capacity: int, max_len: int) -> list[Segment] | None:
         g = self.g
         written = [{b for b in self.touch[p] if g.buffers[b].producer == self.order[p]} for p in range(self.n)]
         start: frozenset[BufferId] = frozenset()
@@ -197,24 +339,28 @@ class Partitioner:
             for d_in, (traffic, stripes, _seg, _prev) in list(best[i].items()):
                 made: set[BufferId] = set()
                 reads: set[BufferId] = set()
-                for j in range(i, min(self.n, i + MAX_LEN)):
+                for j in range(i, min(self.n, i + max_len)):
                     if j > i and not (self.tileable[i] and self.tileable[j]):
                         break
                     made |= written[j]
                     reads |= self.touch[j] - made
                     outgoing = frozenset(b for b in made if self.last.get(b, -1) > j and self._movable(b))
                     loads = frozenset(d_in & reads)
-                    for out_dram in ((False, True) if outgoing else (False,)):
-                        dram = loads | (outgoing if out_dram else frozenset())
-                        seg = self._fit(i, j, capacity, dram, d_in)
+                    crossing = self.live_at[j + 1] if j + 1 < self.n else frozenset()
+                    h0, p0 = self.ladder(i, j)[0]
+                    least = 1 if i == j else self._stripes(Segment(tuple(self.order[i:j + 1]), h0, 0, pace_rows=p0))
+                    for sent in _subsets(outgoing):
+                        dram = loads | sent
+                        moved = sum(g.buffers[b].bytes for b in dram)
+                        d_out = frozenset((d_in & crossing) | sent)
+                        cur = best[j + 1].get(d_out)
+                        if cur is not None and (traffic + moved, stripes + least) >= cur[:2]:
+                            continue  # cannot beat what reaches this state already: no walk
+                        seg = self._fit(i, j, capacity, dram, d_in, finest=True)
                         if seg is None:
                             continue
-                        moved = sum(g.buffers[b].bytes for b in dram)
                         seg = replace(seg, traffic=moved)
-                        crossing = self.live_at[j + 1] if j + 1 < self.n else frozenset()
-                        d_out = frozenset((d_in & crossing) | (outgoing if out_dram else frozenset()))
                         val = (traffic + moved, stripes + self._stripes(seg), seg, d_in)
-                        cur = best[j + 1].get(d_out)
                         if cur is None or val[:2] < cur[:2]:
                             best[j + 1][d_out] = val
         if not best[self.n]:
@@ -225,15 +371,22 @@ class Partitioner:
         while j > 0:
             _t, _s, seg, prev = best[j][d]
             assert seg is not None
+            if seg.stripe_rows:
+                # The DP judged feasibility in the finest bands (one walk per segment); the
+                # chosen cascades get the tallest band that fits with the same boundaries.
+                i = j - len(seg.ops)
+                tall = self._fit(i, j - 1, capacity, seg.dram, prev)
+                assert tall is not None
+                seg = replace(tall, traffic=seg.traffic)
             segs.append(seg)
             j -= len(seg.ops)
             d = prev
         return segs[::-1]
 
     def _fit(self, i: int, j: int, capacity: int, dram: frozenset[BufferId],
-             off_chip: frozenset[BufferId]) -> Segment | None:
-        """The segment with the tallest band that fits, or None (a plain step when nothing of
-        it is off-chip and it fits whole)."""
+             off_chip: frozenset[BufferId], finest: bool = False) -> Segment | None:
+        """The segment with the tallest band that fits (``finest``: the finest band, if it
+        fits), or None (a plain step when nothing of it is off-chip and it fits whole)."""
         if i == j and not dram:
             seg = self.plain(i)
             seg = replace(seg, peak=seg.peak - self.bystanders(i, i) + self.bystanders(i, i, off_chip))
@@ -243,48 +396,66 @@ class Partitioner:
                 return None
         if self.bystanders(i, j, off_chip) > capacity:
             return None
-        if self._whole_bytes(i, j, dram) + self.bystanders(i, j, off_chip) > capacity:
+        if self._bound(i, j, dram) + self.bystanders(i, j, off_chip) > capacity:
             return None  # its whole operands and results alone do not fit, whatever the bands
-        return self._tallest_fit(lambda h: self.cascade(i, j, h, dram, off_chip), capacity)
+        ladder = self.ladder(i, j)
+        return self._tallest_fit(lambda e: self.cascade(i, j, e[0], dram, off_chip, e[1]),
+                                 ladder[:1] if finest else ladder, capacity)
 
     @staticmethod
-    def _tallest_fit(make: Callable[[int], Segment | None], capacity: int) -> Segment | None:
-        """The tallest band in ``HEIGHTS`` whose segment fits, by bisection: a taller band
-        never needs less memory (its rings hold at least as many rows), so at most three of the
-        five heights are walked."""
-        lo, hi = 0, len(HEIGHTS) - 1
+    def _tallest_fit(make: Callable[[tuple[int, int]], Segment | None], ladder: list[tuple[int, int]],
+                     capacity: int, finest_first: bool = True) -> Segment | None:
+        """The tallest band of ``ladder`` whose segment fits, by bisection, since a taller band
+        never needs less memory (its rings hold at least as many rows).  ``finest_first``: try
+        the finest band first (when it does not fit, nothing does: one walk; what a tight
+        capacity wants), else start in the middle (what a roomy one wants)."""
         best: Segment | None = None
+        lo, hi = 0, len(ladder) - 1
+        if finest_first:
+            best = make(ladder[0])
+            if best is None or best.peak > capacity:
+                return None
+            lo = 1
         while lo <= hi:
             mid = (lo + hi) // 2
-            seg = make(HEIGHTS[mid])
+            seg = make(ladder[mid])
             if seg is not None and seg.peak <= capacity:
                 best, lo = seg, mid + 1
             else:
                 hi = mid - 1
         return best
 
-    def candidates(self, j: int) -> list[int]:
+    def candidates(self, j: int, max_len: int = MAX_LEN) -> list[int]:
         """Segment starts ``i`` for a segment ending at ``j`` (longer ones need tileable steps)."""
         out = [j]
         i = j - 1
-        while i >= 0 and j - i < MAX_LEN and self.tileable[i] and self.tileable[j]:
+        while i >= 0 and j - i < max_len and self.tileable[i] and self.tileable[j]:
             out.append(i)
             i -= 1
         return out
 
     def min_peak(self, bystanders: bool = True) -> tuple[int, list[Segment]]:
-        """The partition with the smallest largest peak (1-row bands); ``bystanders=False``
-        counts each segment's own footprint only (the planner may spill the rest)."""
+        """The partition with the smallest largest peak (each segment in its finest bands);
+        ``bystanders=False`` counts each segment's own footprint only (the planner may spill
+        the rest).  Cascades are at most ``reach`` steps long (what ``least_traffic`` could
+        afford)."""
         inf = (float("inf"), 0)
         best: list[tuple[float, int]] = [(0, 0)] + [inf] * self.n
         arg: list[Segment | None] = [None] * (self.n + 1)
         for j in range(self.n):
-            for i in self.candidates(j):
+            for i in self.candidates(j, self.reach):
                 if best[i][0] == float("inf"):
                     continue
-                seg: Segment | None = self.plain(i) if i == j else self.cascade(i, j, 1)
+                if i < j:
+                    # Branch and bound: a segment whose least footprint (no walk) cannot improve
+                    # on what reaches ``j + 1`` already is not walked.
+                    least = self._bound(i, j, frozenset()) + (self.bystanders(i, j) if bystanders else 0)
+                    if (max(best[i][0], least), best[i][1] + 1) >= best[j + 1]:
+                        continue
+                h, pace = self.ladder(i, j)[0]
+                seg: Segment | None = self.plain(i) if i == j else self.cascade(i, j, h, pace=pace)
                 if i == j and self.tileable[i]:
-                    alt = self.cascade(i, j, 1)   # a single step streaming a graph input or output
+                    alt = self.cascade(i, j, h, pace=pace)   # a single step streaming a graph input or output
                     if alt is not None and seg is not None and alt.peak < seg.peak:
                         seg = alt
                 if seg is None:
@@ -297,13 +468,20 @@ class Partitioner:
 
     def fewest_stripes(self, capacity: int) -> list[Segment] | None:
         """Among partitions whose every segment fits ``capacity``, the one with fewest stripes
-        (plain steps count one); None when none fits."""
+        (plain steps count one); None when none fits.  A segment that cannot beat the best
+        partition of its prefix found so far, even in the tallest band, is not walked (branch
+        and bound: the result is the DP's)."""
+        self.spent = 0
         inf = float("inf")
         best: list[float] = [0.0] + [inf] * self.n
         arg: list[Segment | None] = [None] * (self.n + 1)
         for j in range(self.n):
+            end = self._end_rows(self.order[j])
             for i in self.candidates(j):
                 if best[i] == inf:
+                    continue
+                least = 1 if i == j else (j - i + 1) * -(-end // HEIGHTS[-1])
+                if best[i] + least >= best[j + 1]:
                     continue
                 seg = self._tallest(i, j, capacity)
                 if seg is None:
@@ -322,16 +500,31 @@ class Partitioner:
                 return seg if seg.peak <= capacity else None
         if self.bystanders(i, j) > capacity:
             return None
-        if self._whole_bytes(i, j, frozenset()) + self.bystanders(i, j) > capacity:
+        if self._bound(i, j, frozenset()) + self.bystanders(i, j) > capacity:
             return None
-        return self._tallest_fit(lambda h: self.cascade(i, j, h), capacity)
+        return self._tallest_fit(lambda e: self.cascade(i, j, e[0], pace=e[1]), self.ladder(i, j), capacity,
+                                 finest_first=False)
+
+    def _end_rows(self, op: OpIndex) -> int:
+        """Rows of the tensor a segment ending at step ``op`` is banded by."""
+        units = self.units[self.pos[op]]
+        if not units:
+            return 0
+        if accumulates(units[-1].maps):
+            # A reduction over H (``stripe_program``): its bands are rows of its input.
+            return next(iter(units[-1].maps.values())).in_rows
+        return rows(self.g, self.g.tensors[units[-1].output])
+
+    def row_bytes(self, b: BufferId) -> int:
+        """Bytes of one row of buffer ``b``, memoised (0 for one that is never held in rows)."""
+        if b not in self._rowb:
+            self._rowb[b] = _row_bytes(self.g, b)
+        return self._rowb[b]
 
     def _stripes(self, seg: Segment) -> int:
         if not seg.stripe_rows:
             return 1
-        end = self.g.operators[seg.ops[-1]]
-        member = self.g.step_members(end)[-1]
-        h = rows(self.g, self.g.tensors[next(o for o in member.outputs if o)])
+        h = seg.pace_rows or self._end_rows(seg.ops[-1])
         return len(seg.ops) * -(-h // seg.stripe_rows)
 
     def _unwind(self, arg: list[Segment | None]) -> list[Segment]:
@@ -345,10 +538,22 @@ class Partitioner:
         return segs[::-1]
 
 
-def _row(graph: Graph, b: BufferId) -> int:
-    from stowage.ir.tiling import buffer_row_bytes
+def _row_bytes(graph: Graph, b: BufferId) -> int:
+    """Bytes of one row of buffer ``b`` (0 for a buffer that is not 4-D: it is never held in rows)."""
+    try:
+        return buffer_row_bytes(graph, b)
+    except ValueError:
+        return 0
 
-    return buffer_row_bytes(graph, b)
+
+def _subsets(outgoing: frozenset[BufferId]) -> list[frozenset[BufferId]]:
+    """Which of the tensors leaving a segment go off-chip: every subset of up to three (so
+    only the cheapest one need be streamed), else none, all, or one of them."""
+    items = sorted(outgoing)
+    if len(items) <= 3:
+        return [frozenset(c) for k in range(len(items) + 1) for c in combinations(items, k)]
+    return [frozenset(), outgoing, *(frozenset((b,)) for b in items)]
 
 
-__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "OutOfTime", "Partitioner", "Segment"]
+__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "ROUNDS", "WORK_BUDGET", "OutOfTime", "OutOfWork", "Partitioner",
+           "Segment"]

@@ -8,6 +8,10 @@ rows written and still needed (by a later member's next band, by an in-place rew
 not happened yet, or by a store that has not run): the ring needs the largest such window,
 which is the exact row liveness of the design notes, residual lags included (a tensor read by
 two members at different offsets stays live for the lag between them).
+
+A cascade ending in a reduction over H (``ACCUMULATE``) walks the reduction's *input* rows
+instead: each of its stripes reduces the next band and writes row ``[0, 1)`` of its result,
+which is complete (and, when it streams, stored) after the last band.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import RowMap, accumulates, buffer_row_bytes, row_units, rows
 from stowage.plan import RowTransfer, Stripe
 
 
@@ -57,7 +61,7 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset()) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -65,7 +69,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     read nowhere else pass through rings from and to their home level.  ``record=False`` only
     sizes the rings (the partition search evaluates thousands of candidates).  ``dram``:
     intermediate buffers that cross a cascade boundary off-chip: the cascade making one
-    stores its rows as it goes, one reading it loads them (non-compulsory traffic)."""
+    stores its rows as it goes, one reading it loads them (non-compulsory traffic).
+    ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
+    that many rows, each member producing its proportional share per band."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
@@ -80,7 +86,13 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     tb = graph.tensor_buffer
     out_of = unit_out
     producer = {out_of[m.index]: m.index for m in members}
-    rows_of = {m.index: rows(graph, graph.tensors[out_of[m.index]]) for m in members}
+    # A reduction accumulating over H (``ACCUMULATE``) runs on bands of its input and its
+    # one-row result is complete only after the last band: it can only end a cascade.  Its
+    # "rows" here are the input rows it has reduced.
+    acc = {m.index: next(iter(maps[m.index].values())).in_rows for m in members if accumulates(maps[m.index])}
+    if any(i != members[-1].index for i in acc):
+        raise NotTileable("a reduction over H must end its cascade")
+    rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
     # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
     maker: dict[BufferId, OpIndex] = {}
@@ -123,6 +135,15 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             whole_out.append(b)
         else:
             rings[b] = 0
+    for b in maker:
+        # A whole buffer holds each tensor in its own NCHW layout: an in-place chain that
+        # changes the element size (Conv -> QuantizeLinear -> DequantizeLinear unfolded, one
+        # buffer) would write a narrow row over wide rows not yet rewritten.  Rings are safe
+        # (one slot size for every tensor of the buffer); a buffer read outside may be whole
+        # (whatever ``dram`` says: the partition search walks with everything in rows).
+        widths = {graph.tensors[out_of[m.index]].bytes for m in members if tb[out_of[m.index]] == b}
+        if len(widths) > 1 and outside_readers.get(b, False):
+            raise NotTileable(f"{graph.buffers[b].tensors[0]}: an in-place chain changes its width")
 
     end = out_of[members[-1].index]
     h_end = rows_of[members[-1].index]
@@ -163,11 +184,19 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             if low > base[b]:
                 base[b] = low
 
-    for a in range(0, h_end, stripe_rows):
-        hi_end = min(a + stripe_rows, h_end)
+    # Bands of ``stripe_rows`` rows of the end tensor, or with ``pace_rows`` of a tensor that
+    # tall (the cascade's tallest): every member then keeps pace with it, so the layers before
+    # a stride-2 step run in bands finer than one end row (smaller rings there).
+    pace = max(pace_rows, h_end)
+    for a in range(0, pace, stripe_rows):
+        hi_pace = min(a + stripe_rows, pace)
+        hi_end = h_end if hi_pace == pace else hi_pace * h_end // pace
         want: dict[OpIndex, int] = {members[-1].index: hi_end}
         for m in reversed(members):
-            if m.index not in want:
+            if pace_rows:
+                r = rows_of[m.index]
+                want[m.index] = max(want.get(m.index, 0), r if hi_pace == pace else hi_pace * r // pace)
+            if not want.get(m.index):
                 continue
             for name, rm in maps[m.index].items():
                 p = producer.get(name)
@@ -202,17 +231,21 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                     loaded[b] = hi
             ob = tb[out_of[m.index]]
             done[m.index] = hi_o
+            # An accumulating stripe updates the one row of its result, complete (and stored,
+            # when it streams) after the last band.
+            w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
             if ob in held:
                 # A band is written whole before any of it is read or stored.
-                span[ob] = max(span[ob], hi_o - lo_o)
-            if ob in streamed and last_writer[ob] == m.index:
-                moves.append(RowTransfer(graph.buffers[ob].tensors[0], lo_o, hi_o, "", "store"))
-                store_bytes += (hi_o - lo_o) * buffer_row_bytes(graph, ob)
+                span[ob] = max(span[ob], w_hi - w_lo)
+            if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
+                moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
+                store_bytes += (w_hi - w_lo) * buffer_row_bytes(graph, ob)
             if record:
-                stripes.append(Stripe(op=m.index, out_lo=lo_o, out_hi=hi_o, inputs=tuple(inputs),
+                stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
                                       pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
             for b in touched_by[m.index]:
-                span[b] = max(span[b], made(b) - base[b])
+                if b != ob or m.index not in acc:
+                    span[b] = max(span[b], made(b) - base[b])
             release(touched_by[m.index])
     for m in members:
         if done[m.index] != rows_of[m.index]:

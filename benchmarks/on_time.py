@@ -1,0 +1,126 @@
+"""Benchmark (issue 14, item 3): do the solvers return on time on a 10,000-operator graph?
+
+The promise (``docs/solvers.md``, "On time and load"): every solver returns within
+``time_limit`` + 10% + 2 s of wall time, validation included.  This script plans the random
+layered graph of ``tests/test_on_time.py`` (Relu / Add / Concat, a window of 8 recent
+tensors) at M_R on a two-level target, once per (solver, time limit), each run on a freshly
+built graph (so no per-graph memo carries over between runs), and records the wall time of
+``stowage.solvers.registry.solve`` (the solver, its assembly and the validator), the
+traffic, ``found_by`` and ``stopped_by``, the process's CPU seconds (what the run costs
+without contention: the solvers here are single-threaded, except CP-SAT's workers inside
+``exact``) and the load average before and after the run.
+The solver modules are imported once before the first run (a process start cost, not the
+solver's).
+
+    python benchmarks/on_time.py [--ops 10000] [--limits 10,4] [--solvers auto,divide,heuristic]
+        [--repeat 1] [--out benchmarks/results/on_time]
+
+Writes OUT.csv (one row per run) and OUT.md (the table for docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from stowage.errors import StowageError  # noqa: E402
+from stowage.ir.lifetimes import m_r  # noqa: E402
+from stowage.solvers.problem import Problem  # noqa: E402
+from stowage.solvers.registry import available, solve  # noqa: E402
+from tests.spill_cases import two_level  # noqa: E402
+from tests.test_on_time import layered_graph  # noqa: E402
+
+log = logging.getLogger("benchmarks.on_time")
+
+
+def promise(limit: float) -> float:
+    """The wall time a solver may take for ``limit``: ``limit`` + 10% + 2 s."""
+    return 1.1 * limit + 2.0
+
+
+def load() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+
+def one_run(ops: int, solver: str, limit: float, seed: int) -> dict:
+    g = layered_graph(ops, seed=seed)
+    prob = Problem(g, two_level(m_r(g, False)), time_limit=limit)
+    before = load()
+    c0 = time.process_time()
+    t0 = time.perf_counter()
+    try:
+        plan = solve(prob, solver)
+    except StowageError as exc:     # e.g. minpeak below its peak: a refusal, on time or not
+        wall = time.perf_counter() - t0
+        return {"solver": solver, "ops": len(g.computing_ops), "limit": limit, "wall": round(wall, 2),
+                "cpu": round(time.process_time() - c0, 2), "promise": round(promise(limit), 2),
+                "met": wall <= promise(limit), "traffic": -1,
+                "found_by": f"error: {str(exc)[:60]}", "stopped_by": "", "load_before": round(before, 2),
+                "load_after": round(load(), 2), "utc": time.strftime("%H:%M:%S", time.gmtime())}
+    wall = time.perf_counter() - t0
+    return {"solver": solver, "ops": len(g.computing_ops), "limit": limit, "wall": round(wall, 2),
+            "cpu": round(time.process_time() - c0, 2), "promise": round(promise(limit), 2),
+            "met": wall <= promise(limit),
+            "traffic": plan.metrics.noncompulsory_bytes, "found_by": plan.solver.found_by,
+            "stopped_by": plan.solver.stopped_by or "", "load_before": round(before, 2), "load_after": round(load(), 2),
+            "utc": time.strftime("%H:%M:%S", time.gmtime())}
+
+
+def table(rows: list[dict]) -> str:
+    lines = [("| solver | limit s | wall s | CPU s | promise s | met | non-compulsory B | found_by | stopped_by | "
+              "load 1-min before / after | UTC |"),
+             "|---|---:|---:|---:|---:|---|---:|---|---|---|---|"]
+    for r in rows:
+        met = "yes" if r["met"] else "**no**"
+        lines.append(f"| {r['solver']} | {r['limit']:g} | {r['wall']:.2f} | {r['cpu']:.2f} | {r['promise']:.1f} | "
+                     f"{met} | {r['traffic']:,} | {r['found_by']} | {r['stopped_by'] or '-'} | "
+                     f"{r['load_before']:.2f} / {r['load_after']:.2f} | {r['utc']} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--ops", type=int, default=10_000)
+    ap.add_argument("--limits", default="10,4")
+    ap.add_argument("--solvers", default="auto,divide,heuristic")
+    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "on_time")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    available()    # import the solver modules (OR-Tools, numba...) before the first clock starts
+    started = time.time()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
+    load_start = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    rows = []
+    for _ in range(args.repeat):
+        for limit in (float(x) for x in args.limits.split(",")):
+            for solver in (s.strip() for s in args.solvers.split(",") if s.strip()):
+                row = one_run(args.ops, solver, limit, args.seed)
+                rows.append(row)
+                print(row, flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out.with_suffix(".csv"), "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    text = (f"# on time, {args.ops} operators\n\n`{' '.join(sys.argv)}`\n\nmachine: {platform.platform()}, "
+            f"{os.cpu_count()} cores; started {stamp}, load average (1/5/15 min) {load_start} at the start, "
+            f"{load_end} at the end, {time.time() - started:.0f} s\n\n{table(rows)}\n")
+    args.out.with_suffix(".md").write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,211 @@
+"""A lower bound on non-compulsory traffic valid for every plan Stowage can make, tiled or not.
+
+COSMA's bounds (``stowage.solvers.exact``) hold over whole-tensor plans only: a cascade can keep
+a tensor on chip as a ring of a few rows where the whole-tensor model must spill it, so a
+whole-tensor bound is *not* a bound once ``--tiling auto`` may tile.  This module gives one
+that is, for any order, any partition into cascades, any band heights and any spill choice.
+
+**The plan space it covers.**  Every operator runs from the compute level (the targets'
+compute engines read and write only that level), either in one step on whole tensors, or in
+stripes inside a cascade.  Each intermediate buffer ``t`` (made by a step, read by steps, not a
+graph input, output or weight) has one form: *whole* (one buffer of ``bytes(t)``, allocated from
+its producer's step through its last reader's, possibly spilled and reloaded), or a *ring*
+(its producer and every reader in one cascade), or it leaves the chip (stored off-chip, whole or
+row by row, and loaded back by a reader).
+
+**Local minimum footprints.**  While step ``i`` runs, at some instant it holds, of each buffer
+``b`` it touches, at least ``m_i(b)`` bytes:
+
+- a weight: all of it when weights live in the compute level, else nothing;
+- in a step that cannot run in stripes: the whole buffer;
+- in a step that can: the rows one output row needs (``RowMap.need``), at the output row that
+  needs the most, for a buffer it reads; one row for a buffer it writes; the whole buffer for
+  an operand every stripe reads whole (a broadcast scale).  An operand whose rows accumulate
+  over stripes (a reduction) needs only one row.
+
+``F_i = sum_b m_i(b) + extra`` is then a lower bound on the compute-level bytes of step ``i``.
+
+**The bound.**  ``t`` moves no bytes only if it is whole everywhere, which needs
+``bytes(t) + F_i - m_i(t) <= C`` at every step ``i`` touching it, or a ring, which needs every
+step touching it to run in stripes and ``R + F_i - m_i(t) <= C`` with ``R = max_i m_i(t)`` (one
+ring serves all its readers).  When neither holds, some reader ``c`` gets rows of ``t`` from
+off-chip memory that were first stored there: at least ``2 * read_c(t)`` bytes, with
+``read_c`` the bytes of the rows ``c`` needs.  Transfers of distinct buffers are distinct, so
+the sum over such buffers of ``2 * min_c read_c(t)`` is a lower bound on the non-compulsory
+bytes of every plan.  (Were stripes ever cut along a second axis, or compute engines to read
+off-chip memory in place, ``m_i`` would have to shrink with them.)  It is weak (it sees one
+step at a time) but cheap and never false; ``tests/test_tiling_bound.py`` checks it against
+the planners on random graphs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
+from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
+
+
+@dataclass(frozen=True)
+class TiledBound:
+    """``bytes``: the bound; ``forced``: the buffers it counts (none can stay on chip)."""
+
+    bytes: int
+    forced: tuple[BufferId, ...]
+
+
+def _rows_per_output_row(rm: RowMap, out_rows: int) -> int:
+    """Input rows one output row needs at the output row that needs the most."""
+    most = 1
+    for r in range(out_rows):
+        lo, hi, _, _ = rm.need(r, r + 1)
+        most = max(most, hi - lo)
+    return most
+
+
+def _rows_read(rm: RowMap, out_rows: int) -> int:
+    """Distinct input rows all output rows need together."""
+    covered: set[int] = set()
+    for r in range(out_rows):
+        lo, hi, _, _ = rm.need(r, r + 1)
+        covered.update(range(lo, hi))
+    return max(1, len(covered))
+
+
+def _accumulates(rm: RowMap) -> bool:
+    """Whether the map consumes rows over several stripes into one output row (a reduction):
+    then one stripe needs only one of them at a time."""
+    return bool(getattr(rm, "accumulate", False))
+
+
+def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferId, int], dict[BufferId, int], bool]:
+    """``(m, read, tileable)``: the least bytes step ``op`` holds of each buffer it touches,
+    the bytes of each buffer it reads (distinct rows), and whether it can run in stripes."""
+    tb = graph.tensor_buffer
+    reads, writes = graph.op_reads(op), graph.op_writes(op)
+    m: dict[BufferId, int] = {}
+    read: dict[BufferId, int] = {}
+    units = row_units(graph, op)
+    for b in (*reads, *writes):
+        buf = graph.buffers[b]
+        if buf.kind is TensorKind.WEIGHT:
+            m[b] = buf.bytes if weights else 0
+        elif units is None:
+            m[b] = buf.bytes
+        read.setdefault(b, buf.bytes)
+    if units is None:
+        return m, read, False
+    row_need: dict[BufferId, int] = {}
+    row_read: dict[BufferId, int] = {}
+    for u in units:
+        for name, rm in u.maps.items():
+            b = tb[name]
+            if graph.buffers[b].kind is TensorKind.WEIGHT:
+                continue
+            rb = buffer_row_bytes(graph, b)
+            out_rows = rows(graph, graph.tensors[u.output])
+            need = 1 if _accumulates(rm) else _rows_per_output_row(rm, out_rows)
+            row_need[b] = max(row_need.get(b, 0), need * rb)
+            read_rows = rm.in_rows if _accumulates(rm) else _rows_read(rm, out_rows)
+            row_read[b] = max(row_read.get(b, 0), read_rows * rb)
+    for b in (*reads, *writes):
+        buf = graph.buffers[b]
+        if buf.kind is TensorKind.WEIGHT:
+            continue
+        if b in row_need:
+            m[b] = row_need[b]
+            read[b] = min(buf.bytes, row_read[b])
+        elif b in writes:
+            m[b] = buffer_row_bytes(graph, b)
+        else:
+            m[b] = buf.bytes  # read whole by every stripe
+    for b in writes:
+        if graph.buffers[b].kind is not TensorKind.WEIGHT:
+            m[b] = max(m[b], buffer_row_bytes(graph, b))
+    return m, read, True
+
+
+def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
+    """Bit sets (over positions in file order) of each step's ancestors and descendants, and
+    the position of each step.  File order is topological, so one pass each way suffices."""
+    pos = {op.index: k for k, op in enumerate(steps)}
+    deps = graph.op_dependencies()
+    anc: dict[int, int] = {}
+    for op in steps:
+        bits = 0
+        for d in deps[op.index]:
+            if d in pos:
+                bits |= anc[d] | (1 << pos[d])
+        anc[op.index] = bits
+    succ: dict[int, list[int]] = {op.index: [] for op in steps}
+    for op in steps:
+        for d in deps[op.index]:
+            if d in succ:
+                succ[d].append(op.index)
+    desc: dict[int, int] = {}
+    for op in reversed(steps):
+        bits = 0
+        for s in succ[op.index]:
+            bits |= desc[s] | (1 << pos[s])
+        desc[op.index] = bits
+    return anc, desc, pos
+
+
+def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> TiledBound:
+    """The bound of the module docstring at compute-level capacity ``capacity``.
+
+    Two facts about the steps *between* a buffer's producer ``p`` and its readers (descendants
+    of ``p`` and ancestors of a reader: every order runs them after ``p`` and before that
+    reader) tighten it, still for every order: a whole buffer is resident while they run
+    (``bytes(t) + F_s <= C``), and a ring puts them in its cascade, one macro step holding the
+    weights of all its members at once (``stowage.solvers.tiling.program.Program.footprint``),
+    so ``R + sum of their distinct weights + max_s (F_s - weights_s - m_s(t)) <= C``."""
+    steps = [op for op in graph.operators if op.computing]
+    needs = {op.index: _step_needs(graph, op, weights_in_compute_level) for op in steps}
+    extra = {op.index: sum(mm.extra_bytes for mm in graph.step_members(op)) for op in steps}
+    foot = {i: sum(m.values()) + extra[i] for i, (m, _, _) in needs.items()}
+    wts = {i: {b for b in m if graph.buffers[b].kind is TensorKind.WEIGHT} if weights_in_compute_level else set()
+           for i, (m, _, _) in needs.items()}
+    anc, desc, _ = _closures(graph, steps)
+    at = [op.index for op in steps]
+    users: dict[BufferId, list[int]] = {}
+    for op in steps:
+        for b in needs[op.index][0]:
+            users.setdefault(b, []).append(op.index)
+    total = 0
+    forced: list[BufferId] = []
+    for b, us in users.items():
+        buf = graph.buffers[b]
+        if buf.kind is not TensorKind.ACTIVATION or buf.is_output or buf.producer is None:
+            continue
+        readers = [i for i in us if b not in graph.op_writes(graph.operators[i])]
+        if not readers:
+            continue
+        up = 0
+        for r in readers:
+            up |= anc[r]
+        between_bits = 0
+        for w in (i for i in us if i not in readers):
+            between_bits |= desc[w] & up
+        between = [at[k] for k in range(len(at)) if between_bits >> k & 1 and at[k] not in us]
+        whole = (all(buf.bytes + foot[i] - needs[i][0][b] <= capacity for i in us)
+                 and all(buf.bytes + foot[s] <= capacity for s in between))
+        if whole:
+            continue
+        members = [*us, *between]
+        if all(needs[i][2] for i in members):
+            ring = max(needs[i][0][b] for i in us)
+            weights = sum(graph.buffers[w].bytes for w in set().union(*(wts[i] for i in members)))
+            rest = max(foot[i] - sum(graph.buffers[w].bytes for w in wts[i]) - needs[i][0].get(b, 0)
+                       for i in members)
+            if ring + weights + rest <= capacity:
+                continue
+        total += 2 * min(needs[i][1][b] for i in readers)
+        forced.append(b)
+    return TiledBound(total, tuple(forced))
+
+
+def can_tile(graph: Graph) -> bool:
+    """Whether any step can run in stripes.  When none can, every plan is a whole-tensor plan
+    and COSMA's bounds hold as they are."""
+    return any(row_units(graph, op) is not None for op in graph.operators if op.computing)

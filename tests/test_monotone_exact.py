@@ -1,0 +1,89 @@
+"""Monotone in capacity for every solver, ``exact`` included (issue 14, item 2).
+
+A plan found at a smaller capacity is a candidate at a larger one
+(``stowage.solvers.portfolio.monotone_over``); ``stowage compare`` passes each solver's plans
+of the capacities before along, so its curves never rise, whatever stopped a search.  The
+relabelled plans are judged by the validator at the larger capacity."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from stowage.ir.lifetimes import m_r, peak_live
+from stowage.plan.validate import validate
+from stowage.solvers.portfolio import monotone_over
+from stowage.solvers.problem import Problem
+from stowage.solvers.registry import solve
+from stowage.tools.report import run_comparison
+from tests.spill_cases import fanout_graph, random_graphs, two_level
+
+
+def test_a_worse_plan_at_a_larger_capacity_is_replaced_by_the_smaller_ones():
+    # fanout (tests/spill_cases.py): M_R = 48, one reload of x (16 B) below 64.  Pretend
+    # exact did worse at 56 than at 48: the 48 plan, relabelled for 56, wins and is valid.
+    g = fanout_graph()
+    small = solve(Problem(g, two_level(48, 16), time_limit=2.0, workers=1), "exact")
+    prob = Problem(g, two_level(56, 16), time_limit=2.0, workers=1)
+    large = solve(prob, "exact")
+    worse = replace(large, metrics=replace(large.metrics, noncompulsory_bytes=10_000),
+                    solver=replace(large.solver, status="feasible"))
+    got = monotone_over(prob, worse, [("48 B", small)])
+    assert got.metrics.noncompulsory_bytes == small.metrics.noncompulsory_bytes == 16
+    assert got.solver.found_by.endswith(" at 48 B")
+    assert got.solver.name == "exact"
+    assert got.target.level("sram").capacity == 56
+    assert validate(g, got).ok
+    # Not better: the solver's own plan stays, untouched.
+    assert monotone_over(prob, large, [("48 B", small)]) is large
+
+
+def test_candidates_that_do_not_fit_are_skipped():
+    g = fanout_graph()
+    prob = Problem(g, two_level(48, 16), time_limit=1.0)
+    own = solve(prob, "auto")
+    naive = solve(Problem(g, two_level(48, 16), time_limit=1.0), "naive")   # ignores the capacity
+    larger = solve(Problem(g, two_level(64, 16), time_limit=1.0), "auto")  # a larger capacity
+    assert naive.metrics.peak_bytes["sram"] > 48
+    assert monotone_over(prob, own, [("naive", naive), ("64 B", larger)]) is own
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=random_graphs(max_ops=6), weights=st.booleans(), shares=st.lists(st.floats(0, 1), min_size=2, max_size=3))
+def test_exact_in_compare_never_rises_with_capacity(g, weights, shares):
+    lo, hi = m_r(g, weights), peak_live(g, None, weights)
+    caps = sorted({lo + int(s * (hi - lo)) for s in shares})
+    comp = run_comparison(g, two_level(None), [str(c) for c in caps], ["exact"],
+                          weights_in_compute_level=weights, time_limit=1.0)
+    traffic = []
+    for run in comp.runs:
+        assert run.plan is not None, run.error
+        assert validate(g, run.plan).ok
+        assert run.plan.target.level("sram").capacity == run.capacity.bytes
+        traffic.append(run.plan.metrics.noncompulsory_bytes)
+    assert traffic == sorted(traffic, reverse=True)
+
+
+def test_compare_passes_the_smaller_capacities_plans_along(monkeypatch):
+    # A solver that does worse at 56 B than at 48 B (its plan's traffic inflated at 56):
+    # compare shows the 48 B plan at 56 B, relabelled, validated, ``found_by`` saying so.
+    from stowage.solvers import registry
+
+    real = registry.solve
+
+    def worse_at_56(problem, name, params=None, validate=True):
+        plan = real(problem, name, params, validate)
+        if problem.capacity == 56:
+            plan = replace(plan, metrics=replace(plan.metrics, noncompulsory_bytes=10_000))
+        return plan
+
+    monkeypatch.setattr(registry, "solve", worse_at_56)
+    g = fanout_graph()
+    comp = run_comparison(g, two_level(None, 16), ["48", "56", "64"], ["exact"], time_limit=2.0)
+    got = {r.capacity.bytes: r.plan for r in comp.runs}
+    assert [got[c].metrics.noncompulsory_bytes for c in (48, 56, 64)] == [16, 16, 0]
+    assert got[56].solver.found_by.endswith(" at 48 B"), got[56].solver.found_by
+    assert got[56].target.level("sram").capacity == 56
+    assert validate(g, got[56]).ok

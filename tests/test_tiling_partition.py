@@ -1,0 +1,230 @@
+"""The choice of cascades (``stowage.solvers.tiling.partition``): hand-checked partitions of
+small conv chains, the one-walk footprint table against real stripe programs, determinism
+under a work budget, and traffic monotone in capacity where the DP is exact."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from stowage.api import compile as compile_plan
+from stowage.ir.graph import Graph, TensorKind
+from stowage.ir.inplace import fuse_in_place
+from stowage.ir.onnx_import import import_model
+from stowage.ir.tiling import buffer_row_bytes
+from stowage.plan.validate import validate
+from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.tiling import partition
+from stowage.solvers.tiling.partition import OutOfWork, Partitioner
+from stowage.solvers.tiling.program import NotTileable, stripe_program
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def chain(channels: list[int], strides: list[int], h: int = 16, w: int = 8, residual: bool = False) -> Graph:
+    """x (1 x channels[0] x h x w, one byte per element) -> 3x3 convs (pads 1) with the given
+    output channels and strides -> y; ``residual``: an Add of the first conv's result to the
+    last one's (both must then have the same shape)."""
+    rng = np.random.default_rng(0)
+    nodes, inits, cur = [], [], "x"
+    for i, s in enumerate(strides):
+        inits.append(numpy_helper.from_array(
+            rng.standard_normal((channels[i + 1], channels[i], 3, 3)).astype(np.float32), f"w{i}"))
+        out = f"t{i}" if i < len(strides) - 1 or residual else "y"
+        nodes.append(helper.make_node("Conv", [cur, f"w{i}"], [out], name=f"conv{i}", pads=[1, 1, 1, 1],
+                                      strides=[s, s], kernel_shape=[3, 3]))
+        cur = out
+    if residual:
+        nodes.append(helper.make_node("Add", [cur, "t0"], ["y"], name="add"))
+    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                             [1, channels[0], h, w])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return fuse_in_place(import_model(model, element_bytes=1))
+
+
+def names(g: Graph, bufs: frozenset[int]) -> list[str]:
+    return sorted(g.buffers[b].tensors[0] for b in bufs)
+
+
+def test_bands_paced_by_the_tallest_tensor_hold_three_rows_before_a_stride_2_conv() -> None:
+    """x (4 x 16 x 8) -> 3x3 s1 -> t0 (4 x 16 x 8) -> 3x3 s2 -> y (4 x 8 x 4).  Rows: x and t0
+    32 B, y 16 B.  Banded by y's rows, one y row needs two new t0 rows: x holds 4 rows, t0 3,
+    y 1: 128 + 96 + 16 = 240 B.  Paced by t0's 16 rows, every band makes one t0 row: x holds
+    3, t0 3 (the stride-2 reader's window), y 1: 96 + 96 + 16 = 208 B."""
+    g = chain([4, 4, 4], [1, 2])
+    part = Partitioner(g, False, 1)
+    assert part.ladder(0, 1)[:2] == [(1, 16), (1, 0)]
+    x, t0, y = (g.tensor_buffer[n] for n in ("x", "t0", "y"))
+    assert part.windows(0, 1, 1, 16).held == {x: (3, 32), t0: (3, 32), y: (1, 16)}
+    assert part.windows(0, 1, 1, 0).held == {x: (4, 32), t0: (3, 32), y: (1, 16)}
+    assert part.own(0, 1, 1, pace=16) == 208
+    assert part.own(0, 1, 1) == 240
+    # The finest band is what the smallest-peak partition uses.
+    peak, segs = part.min_peak()
+    assert peak == 208 and [(s.ops, s.stripe_rows, s.pace_rows) for s in segs] == [((0, 1), 1, 16)]
+
+
+def test_least_traffic_cuts_through_the_narrowest_tensor() -> None:
+    """4 -> 8 -> 2 -> 8 -> 4 channels, 16 x 8, 3x3 s1 convs.  The four as one cascade in 1-row
+    bands need 544 B (its least zero-traffic capacity).  Below it, the cut goes through t1 (2
+    channels: 256 B), stored by the first half and loaded by the second: 512 B, not through an
+    8-channel tensor (2,048 B).  The halves need 304 B (x 3 rows x 32 + t0 3 x 64 + t1's
+    staging row 16) and 272 B (t1 3 x 16 + t2 3 x 64 + y 1 x 32)."""
+    g = chain([4, 8, 2, 8, 4], [1, 1, 1, 1])
+    part = Partitioner(g, False, 1)
+    t1 = g.tensor_buffer["t1"]
+    assert part.own(0, 1, 1, frozenset({t1})) == 304
+    assert part.own(2, 3, 1, frozenset({t1})) == 272
+    zero, _ = part.min_peak()
+    assert zero == 544
+    assert part.fewest_stripes(544) is not None and part.fewest_stripes(543) is None
+    for cap in (543, 304):
+        segs = part.least_traffic(cap)
+        assert segs is not None
+        assert [s.ops for s in segs] == [(0, 1), (2, 3)]
+        assert [names(g, s.dram) for s in segs] == [["t1"], ["t1"]]
+        assert [s.traffic for s in segs] == [256, 256]
+        assert all(s.peak <= cap for s in segs)
+    # At 543 B the second half fits in 2-row bands (the tallest that fits is kept).
+    assert [s.stripe_rows for s in part.least_traffic(543) or []] == [2, 2]
+    # Below the first half's 304 B a second, dearer cut is needed.
+    tighter = part.least_traffic(303)
+    assert tighter is not None and sum(s.traffic for s in tighter) > 512
+
+
+def test_compile_below_the_zero_traffic_capacity_moves_the_narrow_tensor() -> None:
+    """The same chain compiled at 543 B (every size above is a multiple of the target's 4-byte
+    alignment): the validator accepts the plan, which moves exactly t1's rows off-chip and
+    back (512 B) besides the compulsory input and output rows (512 B each)."""
+    g = chain([4, 8, 2, 8, 4], [1, 1, 1, 1])
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=543, time_limit=5)
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    assert len(plan.cascades) == 2
+    assert plan.metrics.noncompulsory_bytes == 512
+    assert plan.metrics.compulsory_bytes == 1024
+
+
+def _footprint_by_walk(g: Graph, part: Partitioner, i: int, j: int, h: int, pace: int,
+                       dram: frozenset[int]) -> int | None:
+    """The footprint of the real stripe program with these modes (each part aligned)."""
+    try:
+        p = stripe_program(g, tuple(part.order[i:j + 1]), h, part.outside(i, j), record=False, dram=dram,
+                           pace_rows=pace)
+    except NotTileable:
+        return None
+    parts = [g.buffers[b].bytes for b in (*p.whole_in, *p.whole_out)]
+    parts += [r * buffer_row_bytes(g, b) for b, r in (*p.rings.items(), *p.streamed.items())]
+    return sum(align_up(x, part.align) for x in parts) + sum(g.operators[o].extra_bytes for o in p.ops)
+
+
+@pytest.mark.parametrize("channels, strides, residual", [([3, 4, 4, 6, 4], [1, 2, 1, 1], False),
+                                                        ([3, 4, 4, 4], [2, 1, 1], True)])
+def test_one_walk_gives_the_footprint_of_every_boundary_choice(channels: list[int], strides: list[int],
+                                                               residual: bool) -> None:
+    """Property: for every segment, band and set of intermediates off-chip, the footprint
+    summed from one walk with everything held in rows equals the real program's, and the
+    lower bound used for pruning never exceeds it."""
+    g = chain(channels, strides, h=20, w=6, residual=residual)
+    part = Partitioner(g, False, 16)
+    movable = [b.id for b in g.buffers if b.kind is TensorKind.ACTIVATION and not b.is_output]
+    checked = 0
+    for i in range(part.n):
+        for j in range(i, part.n):
+            for h, pace in part.ladder(i, j)[:4]:
+                for k in range(len(movable) + 1):
+                    for dram in map(frozenset, itertools.combinations(movable, k)):
+                        touched = set().union(*part.touch[i:j + 1])
+                        if not dram <= touched:
+                            continue
+                        want = _footprint_by_walk(g, part, i, j, h, pace, dram)
+                        assert part.own(i, j, h, dram, pace) == want, (i, j, h, pace, names(g, dram))
+                        if want is not None:
+                            assert part._bound(i, j, dram) <= want
+                            checked += 1
+    assert checked > 50
+
+
+def test_traffic_is_monotone_in_capacity_where_the_dp_is_exact() -> None:
+    """On a chain at most one intermediate crosses each cut, so the DP keeps every state (no
+    beam) and is exact over its partitions; a partition that fits a capacity fits every larger
+    one, so the least traffic never grows with the capacity."""
+    g = chain([4, 8, 2, 8, 4, 8, 4], [1, 1, 1, 1, 1, 1])
+    part = Partitioner(g, False, 1, work=None)
+    zero, _ = part.min_peak()
+    floor, _ = part.min_peak(bystanders=False)
+    traffic = []
+    for cap in range(zero, 96, -8):
+        segs = part.fewest_stripes(cap)
+        if segs is None:
+            segs = part.least_traffic(cap)
+        if segs is None:
+            break
+        traffic.append(sum(s.traffic for s in segs))
+    assert len(traffic) > 20 and traffic[0] == 0 and traffic[-1] > 0
+    assert traffic == sorted(traffic)
+    assert floor <= zero
+
+
+def test_the_work_budget_stops_a_search() -> None:
+    """Work is counted in operand rows walked: per band, one per row unit plus one per operand
+    it reads in rows, so a walk of one conv step of 16 rows in 1-row bands is 2 x 16 = 32, of
+    two steps 64.  A budget of 40 allows the first walk (step 0 alone) but not the second
+    (steps 0 and 1: 32 + 64 > 40)."""
+    g = chain([4, 8, 2, 8, 4], [1, 1, 1, 1])
+    part = Partitioner(g, False, 1, work=40)
+    with pytest.raises(OutOfWork):
+        part.least_traffic(543)
+    assert (part.walks, part.spent) == (1, 32)
+    unbounded = Partitioner(g, False, 1, work=None)
+    assert unbounded.least_traffic(543) is not None and unbounded.spent > 40
+
+
+def test_the_same_plan_with_a_tiny_and_a_huge_time_limit_when_the_budget_ends_the_search(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """A work budget, not the clock, ends the search: the same partition and traffic whatever
+    the time limit, and the plan does not claim a wall-clock stop."""
+    g = chain([4, 8, 2, 8, 4, 8, 4], [1, 1, 1, 1, 1, 1])
+    monkeypatch.setattr(partition, "WORK_BUDGET", 4)   # the zero-traffic search needs more
+    plans = []
+    for limit in (1.0, 120.0):
+        with caplog.at_level(logging.WARNING, logger="stowage.solvers.tiling.plan"):
+            plans.append(compile_plan(g, target="mcu-cortex-m7", capacity=900, time_limit=limit))
+    assert any("work budget" in r.getMessage() for r in caplog.records)
+    a, b = plans
+    assert validate(g, a).ok and validate(g, b).ok
+    assert a.cascades == b.cascades
+    assert a.metrics.noncompulsory_bytes == b.metrics.noncompulsory_bytes
+    assert a.solver.stopped_by is None and b.solver.stopped_by is None
+
+
+def test_a_wall_clock_stop_is_recorded() -> None:
+    """With no time at all the searches stop at once; the fallback partition (smallest
+    cascades) is still planned, and the plan says the clock cut the search."""
+    g = chain([4, 8, 2, 8, 4, 8, 4], [1, 1, 1, 1, 1, 1])   # M_R 1,536 B; the least peak 832 B
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=900, time_limit=1e-9)
+    assert validate(g, plan).ok
+    assert plan.solver.stopped_by == "time"
+
+
+@pytest.mark.slow
+def test_mobilenet_v2_partitions_below_the_zero_traffic_capacity() -> None:
+    """The suite's MobileNetV2 at 8-bit, activations only, ethos-u55-256 alignment: no traffic
+    at 160 KiB (the first cascade paced by its 112-row layers), and at 64 KiB only 56x56x24,
+    28x28x32 and 14x14x96 tensors cross through DRAM (388,864 B; 821,632 before)."""
+    from stowage.ir.onnx_import import load_graph
+
+    g = fuse_in_place(load_graph(ROOT / "models" / "suite" / "mobilenet_v2.onnx", element_bytes=1))
+    part = Partitioner(g, False, 16)
+    assert part.fewest_stripes(160 * 1024) is not None
+    segs = part.least_traffic(64 * 1024)
+    assert segs is not None
+    assert sum(s.traffic for s in segs) == 388_864
+    assert segs[0].pace_rows == 112 and segs[0].stripe_rows == 1
+    assert part.walks < partition.WORK_BUDGET
