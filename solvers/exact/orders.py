@@ -26,7 +26,9 @@ def sink_order(order: Sequence[OpIndex], preds: Preds) -> tuple[OpIndex, ...]:
     the encoder output, computed for all six layers right after the encoder) keeps that
     result live across everything in between.  Sinking it keeps one shared input live
     instead of many derived results (on the Transformer at M_R it roughly halves the
-    min-peak order's peak).  Deterministic and O(n^2) list moves."""
+    min-peak order's peak).  Deterministic; list moves are O(n) each (in C), and the search
+    for the first consumer starts at the operator's own position: the list stays topological
+    after every move, so no consumer lies before it (10,000 operators: 7 s -> well under 1 s)."""
     succs: dict[OpIndex, list[OpIndex]] = {op: [] for op in order}
     for op, ps in preds.items():
         for p in ps:
@@ -36,9 +38,10 @@ def sink_order(order: Sequence[OpIndex], preds: Preds) -> tuple[OpIndex, ...]:
     for op in reversed(tuple(order)):
         if not succs[op]:
             continue
-        out.remove(op)
+        i0 = out.index(op)
+        del out[i0]
         later = set(succs[op])
-        j = next(i for i, o in enumerate(out) if o in later)
+        j = next(i for i in range(i0, len(out)) if out[i] in later)
         out.insert(j, op)
     return tuple(out)
 
