@@ -68,6 +68,21 @@ def cases(which: str, names: list[str]):
                 yield p.stem, p, target
 
 
+def skip_phases(skip: set[str]) -> set[str]:
+    """Drop the named phases from exact's pipeline (``AutoPipeline.phases``) for this process,
+    for A/B runs (``--without``); returns the names that are not phases (nothing is dropped
+    then)."""
+    if not skip:
+        return set()
+    from stowage.solvers.exact.auto import AutoPipeline
+
+    phases = AutoPipeline.phases
+    unknown = skip - {ph.name for ph in phases(AutoPipeline.__new__(AutoPipeline))}
+    if not unknown:
+        AutoPipeline.phases = lambda self: [ph for ph in phases(self) if ph.name not in skip]  # type: ignore[method-assign]
+    return unknown
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--set", choices=("cosma", "light"), default="cosma")
@@ -80,14 +95,9 @@ def main() -> int:
     ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
     args = ap.parse_args()
     skip = {n for n in args.without.split(",") if n}
-    if skip:
-        from stowage.solvers.exact.auto import AutoPipeline
-
-        phases = AutoPipeline.phases
-        unknown = skip - {ph.name for ph in phases(AutoPipeline.__new__(AutoPipeline))}
-        if unknown:
-            ap.error(f"unknown phases: {sorted(unknown)}")
-        AutoPipeline.phases = lambda self: [ph for ph in phases(self) if ph.name not in skip]  # type: ignore[method-assign]
+    unknown = skip_phases(skip)
+    if unknown:
+        ap.error(f"unknown phases: {sorted(unknown)}")
     names = [m for m in args.models.split(",") if m]
     has_heur = "heuristic" in available()
     rep = "| same plan |" if args.repeat > 1 else "|"

@@ -29,7 +29,6 @@ import argparse
 import csv
 import os
 import platform
-import random
 import statistics
 import subprocess
 import sys
@@ -41,12 +40,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # OR-Tools before anything that may import pulp/highspy (both ship a libhighs).
-from onnx import TensorProto  # noqa: E402
+from exact_bench import skip_phases  # noqa: E402  (benchmarks/, next to this script)
 from ortools.sat.python import cp_model  # noqa: E402,F401
 
 from models.build import load_manifest  # noqa: E402
 from stowage.errors import StowageError  # noqa: E402
-from stowage.ir.build import RawNode, RawTensor, build_graph  # noqa: E402
 from stowage.ir.graph import Graph  # noqa: E402
 from stowage.ir.inplace import fuse_in_place  # noqa: E402
 from stowage.ir.onnx_import import load_graph  # noqa: E402
@@ -65,33 +63,15 @@ def gap(nc: int, lb: int | None) -> float | None:
 
 
 def nas_like(seed: int, cells: int = 4, branches: int = 4) -> Graph:
-    """A NAS-style network (the same generator as ``tests/test_exact_lns.py``): per cell,
-    ``branches`` branches of a weighted operator and one more on the two previous cells'
-    outputs (or the previous branch), summed pairwise and concatenated; 8-bit tensors.
+    """A NAS-style network, the generator of ``tests/test_exact_lns.py`` (one definition):
+    per cell, ``branches`` branches of a weighted operator and one more on the two previous
+    cells' outputs (or the previous branch), summed pairwise and concatenated; 8-bit tensors.
     4 cells of 4 branches: 44 operators."""
-    rng = random.Random(seed)
-    sizes, weights, nodes = {"x": 384}, {}, []
-    prev = prev2 = "x"
-    k = 0
-    for c in range(cells):
-        outs: list[str] = []
-        for _b in range(branches):
-            src = rng.choice([prev, prev2, *outs[-1:]])
-            weights[f"w{k}"] = rng.choice([256, 512, 768, 1024])
-            sizes[f"t{k}"] = rng.choice([128, 256, 384])
-            nodes.append((f"conv{k}", [src, f"w{k}"], [f"t{k}"]))
-            sizes[f"t{k + 1}"] = rng.choice([128, 256])
-            nodes.append((f"op{k + 1}", [f"t{k}"], [f"t{k + 1}"]))
-            outs.append(f"t{k + 1}")
-            k += 2
-        sizes[f"a{c}"] = sizes[f"b{c}"] = 256
-        sizes[f"cat{c}"] = 384
-        nodes += [(f"add{c}a", outs[:2], [f"a{c}"]), (f"add{c}b", outs[2:], [f"b{c}"]),
-                  (f"concat{c}", [f"a{c}", f"b{c}"], [f"cat{c}"])]
-        prev2, prev = prev, f"cat{c}"
-    tensors = [RawTensor(n, (sz,), TensorProto.UINT8) for n, sz in {**sizes, **weights}.items()]
-    raw = [RawNode(name, "Add", tuple(i), tuple(o)) for name, i, o in nodes]
-    return build_graph(f"nas_like_{seed}", tensors, raw, ["x"], [prev], initializers=list(weights), element_bytes=1)
+    from dataclasses import replace
+
+    from tests.test_exact_lns import nas_like as build
+
+    return replace(build(seed, cells, branches), name=f"nas_like_{seed}")
 
 
 def main() -> int:
@@ -106,14 +86,9 @@ def main() -> int:
     ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
     args = ap.parse_args()
     skip = {n for n in args.without.split(",") if n}
-    if skip:
-        from stowage.solvers.exact.auto import AutoPipeline
-
-        phases = AutoPipeline.phases
-        unknown = skip - {ph.name for ph in phases(AutoPipeline.__new__(AutoPipeline))}
-        if unknown:
-            ap.error(f"unknown phases: {sorted(unknown)}")
-        AutoPipeline.phases = lambda self: [ph for ph in phases(self) if ph.name not in skip]  # type: ignore[method-assign]
+    unknown = skip_phases(skip)
+    if unknown:
+        ap.error(f"unknown phases: {sorted(unknown)}")
     names = {m for m in args.models.split(",") if m}
     target = load_target("ethos-u55-256")
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

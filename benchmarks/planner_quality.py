@@ -31,6 +31,7 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,8 +97,30 @@ def source_of(kind: str, path: Path, extra: list[Path]) -> tuple[str, str]:
     return wheel_of(path, folder), str(path.relative_to(folder))
 
 
+def run_exact(prob: Problem, row: dict, exact_limit: float) -> None:
+    """``exact`` on ``prob`` with ``exact_limit`` seconds, into ``row`` (``exact_*`` columns).
+    Not run where ``auto``'s plan is proven optimal: no plan has less traffic, so ``exact``'s
+    traffic is taken as ``auto``'s (conservative for the auto-vs-exact gap: an ``exact`` run
+    cut short could only do worse)."""
+    if row["status"] == "optimal":
+        row.update(exact=row["auto"], exact_bound=row["bound"], exact_status="optimal", exact_wall=0.0,
+                   exact_found_by="(not run: auto proven optimal)", exact_stopped_by="")
+        return
+    try:
+        t0 = time.perf_counter()
+        plan = solve(replace(prob, time_limit=exact_limit), "exact")
+        row.update(exact=plan.metrics.noncompulsory_bytes, exact_bound=plan.solver.lower_bound,
+                   exact_status=plan.solver.status, exact_wall=round(time.perf_counter() - t0, 3),
+                   exact_found_by=plan.solver.found_by, exact_stopped_by=plan.solver.stopped_by or "")
+    except StowageError as exc:
+        row["exact_error"] = str(exc)[:120]
+
+
 def run(paths: list[tuple[str, Path]], time_limit: float, points: int, rows: list[dict],
-        dims: dict[str, int] | None = None, extra: list[Path] | None = None) -> None:
+        dims: dict[str, int] | None = None, extra: list[Path] | None = None,
+        exact_limit: float | None = None) -> None:
+    """``exact_limit``: also run ``exact`` (that many seconds) at M_R and M_H where the best
+    baseline spills (``run_exact``)."""
     target = load_target("ethos-u55-256")
     for kind, path in paths:
         package, file = source_of(kind, path, extra or [])
@@ -124,11 +147,55 @@ def run(paths: list[tuple[str, Path]], time_limit: float, points: int, rows: lis
                                stopped_by=plan.solver.stopped_by or "")
                     bases = {n: solve(prob, n).metrics.noncompulsory_bytes for n in BASELINES}
                     row["best_baseline"] = min(bases.values())
+                    if exact_limit and label in ("M_R", "M_H") and row["best_baseline"] > 0:
+                        run_exact(prob, row, exact_limit)
                 except StowageError as exc:
                     row["error"] = str(exc)[:120]
                 rows.append(row)
                 log.info("%s", row)
                 print(row, flush=True)
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def exact_summary(rows: list[dict]) -> str:
+    """auto vs exact (``--exact``): per set, the mean reduction vs the best baseline of each
+    over the same cases (M_R and M_H where the best baseline spills and exact returned a plan),
+    the difference in points, and the cases where their traffic differs."""
+    cases = [r for r in rows if "exact" in r]
+    if not cases:
+        return "- auto vs exact: no case (no spilling baseline at M_R/M_H, or exact found no plan)"
+    head = ("- auto vs exact at M_R and M_H where the best baseline spills; reduction = 1 - traffic / the best "
+            "baseline's; exact is not run where auto is proven optimal (its traffic is then auto's):")
+    cols = ("| set | cases | exact run | auto mean reduction | exact mean reduction | exact - auto (points) "
+            "| auto < exact | auto > exact |")
+    lines = [head, "", cols, "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for kind in sorted({r["set"] for r in cases}):
+        rs = [r for r in cases if r["set"] == kind]
+        a = sum(1 - r["auto"] / r["best_baseline"] for r in rs) / len(rs)
+        e = sum(1 - r["exact"] / r["best_baseline"] for r in rs) / len(rs)
+        ran = sum(1 for r in rs if not str(r["exact_found_by"]).startswith("(not run"))
+        better = sum(1 for r in rs if r["auto"] < r["exact"])
+        worse = sum(1 for r in rs if r["auto"] > r["exact"])
+        lines.append(f"| {kind} | {len(rs)} | {ran} | {pct(a)} | {pct(e)} | {100 * (e - a):+.1f} "
+                     f"| {better} | {worse} |")
+    diff = [r for r in cases if r["auto"] != r["exact"]]
+    cols = ("| set | model | weights | point | best baseline B | auto B | auto found_by | exact B | exact bound B "
+            "| exact found_by | exact status | exact wall s | exact - auto (points) |")
+    lines += ["", cols, "|---|---|---|---|---:|---:|---|---:|---:|---|---|---:|---:|"]
+    for r in sorted(diff, key=lambda r: (r["exact"] - r["auto"]) / r["best_baseline"]):
+        status = f"{r['exact_status']}{' (time)' if r['exact_stopped_by'] else ''}"
+        gap = 100 * (r["auto"] - r["exact"]) / r["best_baseline"]
+        lines.append(f"| {r['set']} | {r['model']} | {r['weights']} | {r['point']} | {r['best_baseline']} "
+                     f"| {r['auto']} | {r['found_by']} | {r['exact']} | {r['exact_bound']} | {r['exact_found_by']} "
+                     f"| {status} | {r['exact_wall']} | {gap:+.1f} |")
+    errs = [r for r in rows if "exact_error" in r]
+    if errs:
+        lines.append("\n- exact errors: " + "; ".join(f"{r['model']} {r['weights']} {r['point']}: {r['exact_error']}"
+                                                   for r in errs))
+    return "\n".join(lines)
 
 
 def summary(rows: list[dict]) -> str:
@@ -187,6 +254,10 @@ def main() -> int:
     ap.add_argument("--extra", type=Path, action="append", default=[])
     ap.add_argument("--skip-suite", action="store_true")
     ap.add_argument("--skip-light", action="store_true")
+    ap.add_argument("--exact", action="store_true",
+                    help="also run exact at M_R and M_H where the best baseline spills, and compare its mean "
+                         "reduction vs the best baseline with auto's (use --points 1 for M_R and M_H only)")
+    ap.add_argument("--exact-limit", type=float, default=20.0, help="exact's time limit in seconds (with --exact)")
     ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                     help="bind a symbolic input dimension (as stowage compile --dim); names a model lacks are ignored; "
                          "STEM:NAME=VALUE binds it for the model file STEM.onnx only (overrides NAME=VALUE)")
@@ -199,11 +270,14 @@ def main() -> int:
     start_stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     start_load = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     run(model_paths(args.skip_light, args.skip_suite, args.extra, only), args.time_limit, args.points, rows, dims,
-        args.extra)
+        args.extra, args.exact_limit if args.exact else None)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     cols = ["set", "model", "package", "file", "ops", "weights", "point", "capacity", "limit", "wall", "auto", "bound",
             "best_baseline",
             "status", "found_by", "stopped_by", "error"]
+    if args.exact:
+        cols += ["exact", "exact_bound", "exact_status", "exact_wall", "exact_found_by", "exact_stopped_by",
+                 "exact_error"]
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
@@ -212,7 +286,8 @@ def main() -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else ("?",)
     text = (f"# planner quality\n\n`{' '.join(sys.argv)}`\n\nmachine: {platform.platform()}, {os.cpu_count()} cores, "
             f"started {start_stamp}, load average at the start {start_load}, at the end {load[0]:.2f}, "
-            f"{time.time() - started:.0f} s\n\n{summary(rows)}\n")
+            f"{time.time() - started:.0f} s\n\n{summary(rows)}\n"
+            + (f"\n{exact_summary(rows)}\n" if args.exact else ""))
     args.out.with_suffix(".md").write_text(text)
     print(text)
     return 0

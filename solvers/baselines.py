@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
@@ -117,19 +119,8 @@ def baseline_plans(problem: Problem, params: BaselineParams | None = None,
     take as long as the previous one, the first ``estimate`` seconds -- and fewer than four
     plans then come back (the caller says so in ``solver.stopped_by``)."""
     params = params or BaselineParams()
-    orders: dict[str, tuple[OpIndex, ...]] = {}
-    if minpeak_order is not None:
-        orders["minpeak"] = minpeak_order
-    out: list[tuple[str, Plan]] = []
-    for (order_kind, policy, _what), name in zip(_TABLE, BASELINES, strict=True):
-        t0 = time.perf_counter()
-        if deadline is not None and t0 + estimate > deadline:
-            return out
-        if order_kind not in orders:
-            orders[order_kind] = _order(problem, params, order_kind)
-        out.append((name, _run(problem, params, order_kind, policy, name, orders[order_kind])))
-        estimate = time.perf_counter() - t0
-    return out
+    return _each(problem, params, minpeak_order, deadline, estimate,
+                 lambda kind, policy, name, order: _run(problem, params, kind, policy, name, order))
 
 
 def baseline_results(problem: Problem, params: BaselineParams | None = None,
@@ -140,17 +131,30 @@ def baseline_results(problem: Problem, params: BaselineParams | None = None,
     that wins (``stowage.solvers.portfolio.keep_best_of_baselines``; on 10,000 operators an
     assembly costs about as much as a simulation)."""
     params = params or BaselineParams()
+    return _each(problem, params, minpeak_order, deadline, estimate,
+                 lambda kind, policy, name, order: _simulated(problem, params, policy, order))
+
+
+_T = TypeVar("_T")
+
+
+def _each(problem: Problem, params: BaselineParams, minpeak_order: tuple[OpIndex, ...] | None,
+          deadline: float | None, estimate: float,
+          make: Callable[[str, str, str, tuple[OpIndex, ...]], _T]) -> list[tuple[str, _T]]:
+    """``make(order kind, policy, name, order)`` for each baseline in ``BASELINES`` order, the
+    orders computed once, skipping the rest when the next would pass ``deadline`` (each is
+    expected to take as long as the previous one, the first ``estimate`` seconds)."""
     orders: dict[str, tuple[OpIndex, ...]] = {}
     if minpeak_order is not None:
         orders["minpeak"] = minpeak_order
-    out: list[tuple[str, SpillResult]] = []
+    out: list[tuple[str, _T]] = []
     for (order_kind, policy, _what), name in zip(_TABLE, BASELINES, strict=True):
         t0 = time.perf_counter()
         if deadline is not None and t0 + estimate > deadline:
             return out
         if order_kind not in orders:
             orders[order_kind] = _order(problem, params, order_kind)
-        out.append((name, _simulated(problem, params, policy, orders[order_kind])))
+        out.append((name, make(order_kind, policy, name, orders[order_kind])))
         estimate = time.perf_counter() - t0
     return out
 

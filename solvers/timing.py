@@ -45,7 +45,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
@@ -360,6 +360,28 @@ class _Bytes:
         self.ranges.append((lo, hi, t))
 
 
+def _plan_index(plan: Plan) -> tuple[Callable[[int, str, int], Placement | None], dict[int, list[Placement]],
+                                     dict[int, list[int]], dict[int, list[int]]]:
+    """What both time models look up in a plan: the placement of (buffer, level) covering a
+    step, the placements ending at each step, and each step's transfers before and after it
+    (indices into ``plan.transfers``)."""
+    pls: dict[tuple[int, str], list[Placement]] = defaultdict(list)
+    for p in plan.placements:
+        pls[(p.buffer, p.level)].append(p)
+
+    def covering(b: int, level: str, s: int) -> Placement | None:
+        return next((p for p in pls.get((b, level), ()) if p.first <= s <= p.last), None)
+
+    ending: dict[int, list[Placement]] = defaultdict(list)
+    for p in plan.placements:
+        ending[p.last].append(p)
+    before: dict[int, list[int]] = defaultdict(list)
+    after: dict[int, list[int]] = defaultdict(list)
+    for i, t in enumerate(plan.transfers):
+        (before if t.phase == "before" else after)[t.step].append(i)
+    return covering, ending, before, after
+
+
 def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     """The timeline of ``plan`` on ``target`` (module docstring), or None when the target has no
     ``[compute]`` table or a bandwidth a copy or a step needs is unknown.
@@ -376,21 +398,7 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     by_level = {lv.name: lv for lv in target.levels}
     size = {b.id: b.bytes for b in plan.buffers}
     compute = target.compute_level
-    # Placements by (buffer, level), for "the placement covering step s".
-    pls: dict[tuple[int, str], list[Placement]] = defaultdict(list)
-    for p in plan.placements:
-        pls[(p.buffer, p.level)].append(p)
-
-    def covering(b: int, level: str, s: int) -> Placement | None:
-        return next((p for p in pls.get((b, level), ()) if p.first <= s <= p.last), None)
-
-    ending: dict[int, list[Placement]] = defaultdict(list)
-    for p in plan.placements:
-        ending[p.last].append(p)
-    before: dict[int, list[int]] = defaultdict(list)
-    after: dict[int, list[int]] = defaultdict(list)
-    for i, t in enumerate(plan.transfers):
-        (before if t.phase == "before" else after)[t.step].append(i)
+    covering, ending, before, after = _plan_index(plan)
 
     if any(transfer_seconds(1, by_level[t.src], by_level[t.dst], engine) is None for t in plan.transfers):
         return None
@@ -523,20 +531,7 @@ def time_graph(graph: Graph, plan: Plan, target: Hierarchy) -> TimeGraph | None:
             return None
         durations.append(d)
     n = len(plan.steps)
-    pls: dict[tuple[int, str], list[Placement]] = defaultdict(list)
-    for p in plan.placements:
-        pls[(p.buffer, p.level)].append(p)
-
-    def covering(b: int, level: str, s: int) -> Placement | None:
-        return next((p for p in pls.get((b, level), ()) if p.first <= s <= p.last), None)
-
-    ending: dict[int, list[Placement]] = defaultdict(list)
-    for p in plan.placements:
-        ending[p.last].append(p)
-    before: dict[int, list[int]] = defaultdict(list)
-    after: dict[int, list[int]] = defaultdict(list)
-    for i, t in enumerate(plan.transfers):
-        (before if t.phase == "before" else after)[t.step].append(i)
+    covering, ending, before, after = _plan_index(plan)
     preds: list[set[int]] = [set() for _ in range(n + len(plan.transfers))]
     valid: dict[tuple[int, str], int] = {}           # the node that last made (buffer, level) valid
     touched: dict[Placement, set[int]] = defaultdict(set)

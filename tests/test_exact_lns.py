@@ -26,6 +26,7 @@ from stowage.solvers.exact.residency_model import solve_residency
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
 from stowage.targets.hierarchy import load_target
+from tests.test_exact import topo_orders
 
 
 def make_graph(sizes: dict[str, int], nodes: list[tuple[str, list[str], list[str]]], inputs: list[str],
@@ -194,23 +195,6 @@ def random_dag(rng: random.Random, n_ops: int, with_weights: bool) -> Graph:
     consumed = {t for _, ins, _ in nodes for t in ins}
     outputs = [t for t in avail if t not in consumed] or [avail[-1]]
     return make_graph(sizes, nodes, ["x"], outputs, weights)
-
-
-def topo_orders(graph: Graph) -> list[tuple[int, ...]]:
-    deps = graph.op_dependencies()
-    ops = list(graph.file_order())
-    out: list[tuple[int, ...]] = []
-
-    def rec(done: list[int]) -> None:
-        if len(done) == len(ops):
-            out.append(tuple(done))
-            return
-        for op in ops:
-            if op not in done and deps[op] <= set(done):
-                rec(done + [op])
-
-    rec([])
-    return out
 
 
 @pytest.mark.slow

@@ -36,30 +36,65 @@ from stowage.targets.hierarchy import Hierarchy
 log = logging.getLogger(__name__)
 
 
+def _least_stripe(part: Partitioner, i: int) -> tuple[int, str] | None:
+    """The least footprint of step ``i`` run in stripes on its own, in its finest band, with every
+    intermediate it reads in rows or makes crossing off-chip (a broadcast operand read whole, as
+    an SE block's one-row scale, stays whole: a stripe cannot read it row by row), and what
+    dominates it; None when the step cannot run in stripes."""
+    if not part.tileable[i]:
+        return None
+    h, pace = part.ladder(i, i)[0]
+    w = part.windows(i, i, h, pace)
+    if w is None:
+        return None
+    dram = frozenset(b for b in part.touch[i] if part._movable(b) and b not in w.read_whole)
+    own = w.quick(dram)
+    if own is None:
+        return None
+    # The largest part: the rows one band needs of the buffer held in the most bytes, or a
+    # buffer read whole, or the weights.
+    g = part.g
+    parts = [(part._a(r * rb), f"{r} row{'s' if r > 1 else ''} of '{g.buffers[b].tensors[0]}' ({rb} bytes each)")
+             for b, (r, rb) in w.held.items() if b in dram or b not in w.read_whole and b in w.reads]
+    parts += [(part._a(g.buffers[b].bytes), f"'{g.buffers[b].tensors[0]}' read whole") for b in w.read_whole]
+    if w.fixed:
+        parts.append((w.fixed, "its weights and working memory"))
+    big = max(parts, default=(0, ""))
+    return own, f"{big[1]}, {big[0]} bytes" if big[1] else ""
+
+
 def _floor_error(part: Partitioner, cap: int, untiled: int, timed_out: bool = False) -> CapacityError:
-    """Why no tiled plan fits: the step whose least footprint (one 1-row stripe, its
-    intermediates through off-chip memory, or whole when it cannot be striped) is largest."""
+    """Why no tiled plan fits: the step whose least footprint is largest, each step taking the
+    smaller of its whole footprint and one stripe of its finest band with its intermediates
+    through off-chip memory (``_least_stripe``), and what dominates it."""
     g = part.g
     worst: tuple[int, str] = (0, "")
     for i in range(part.n):
         op = g.operators[part.order[i]]
-        dram = frozenset(b for b in part.touch[i] if part._movable(b))
-        seg = part.cascade(i, i, 1, dram, frozenset(part.live_at[i])) if part.tileable[i] else None
-        if seg is not None:
-            own, what = seg.peak, f"one 1-row stripe of operator '{op.name}' ({op.op_type})"
+        whole = part.plain(i).peak - part.bystanders(i, i)
+        striped = _least_stripe(part, i)
+        if striped is not None and striped[0] <= whole:
+            own = striped[0]
+            h, pace = part.ladder(i, i)[0]
+            band = f"{h}-row" if not pace else f"{h}-row (of a {pace}-row tensor)"
+            what = (f"operator '{op.name}' ({op.op_type}) needs {own} bytes in one {band} stripe with its "
+                    f"intermediates through off-chip memory ({striped[1]})")
+        elif striped is not None:
+            own = whole
+            what = f"operator '{op.name}' ({op.op_type}) needs {own} bytes even run whole (its stripes need more)"
         else:
-            own = part.plain(i).peak - part.bystanders(i, i)
-            what = f"operator '{op.name}' ({op.op_type}), which cannot run in stripes,"
+            own = whole
+            what = f"operator '{op.name}' ({op.op_type}), which needs whole tensors, needs {own} bytes"
         if own > worst[0]:
             worst = (own, what)
     if worst[0] <= cap:
         # Every step fits on its own: what failed is the search for a partition.
         why = ("the search for cascade boundaries through off-chip memory ran out of time (raise --time-limit)"
-               if timed_out else "no partition into cascades fits")
+               if timed_out else "no partition into cascades fits with the tensors live across its cuts")
         return CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and no tiled plan was found: "
                              f"{why}")
     return CapacityError(f"capacity {cap} bytes is below M_R = {untiled} bytes and too small even when tiled: "
-                         f"{worst[1]} needs {worst[0]} bytes")
+                         f"{worst[1]}")
 
 
 def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]]:
