@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 from ortools.graph.python import max_flow
 
+from stowage.ir.graph import OpIndex
 from stowage.solvers.analysis.reach import bits, reach_bitsets
 from stowage.solvers.exact.joint_data import JointData
 
@@ -83,30 +84,37 @@ class _Buf:
     movable: bool
 
 
+def buffer_facts(data: JointData, pos: dict[OpIndex, int]) -> tuple[list[int], list[_Buf]]:
+    """Each position's footprint (the bytes of the buffers its operator touches, plus its
+    scratch) and the buffers that may cross an operator they do not touch (sized, with a
+    consumer besides the producer, or two readers of an input): what both order-free bounds
+    (this one and ``stowage.solvers.exact.disjunctive_bound``) read."""
+    foot = [0] * len(pos)
+    for op, extra in data.scratch:
+        foot[pos[op]] += extra
+    bufs = []
+    for k, mb in enumerate(data.buffers):
+        users = [pos[u] for u in mb.users]
+        for u in users:
+            foot[u] += mb.size
+        p = pos[mb.producer] if mb.producer is not None else -1
+        cs = tuple(u for u in users if u != p)
+        if mb.size <= 0 or not cs or (p < 0 and len(cs) < 2):
+            continue                    # never crosses an operator it does not touch
+        mask = 0
+        for u in users:
+            mask |= 1 << u
+        bufs.append(_Buf(k, p, cs, mask, mb.size, mb.reload_cost + mb.store_cost, mb.reload_src is not None))
+    return foot, bufs
+
+
 class _Dag:
     def __init__(self, data: JointData) -> None:
         ops = list(data.ops)
-        self.n = n = len(ops)
+        self.n = len(ops)
         self.pos, self.anc, self.desc = reach_bitsets(ops, data.pred_map().__getitem__)
         self.preds = [[self.pos[p] for p in data.pred_map()[op]] for op in ops]
-        foot = [0] * n
-        for op, extra in data.scratch:
-            foot[self.pos[op]] += extra
-        bufs = []
-        for k, mb in enumerate(data.buffers):
-            users = [self.pos[u] for u in mb.users]
-            for u in users:
-                foot[u] += mb.size
-            p = self.pos[mb.producer] if mb.producer is not None else -1
-            cs = tuple(u for u in users if u != p)
-            if mb.size <= 0 or not cs or (p < 0 and len(cs) < 2):
-                continue
-            mask = 0
-            for u in users:
-                mask |= 1 << u
-            bufs.append(_Buf(k, p, cs, mask, mb.size, mb.reload_cost + mb.store_cost, mb.reload_src is not None))
-        self.footprint = foot
-        self.bufs = bufs
+        self.footprint, self.bufs = buffer_facts(data, self.pos)
 
     def possible(self, o: int) -> list[_Buf]:
         """Buffers that cross ``o`` in some order (``o`` does not touch them)."""

@@ -48,6 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from stowage.solvers.analysis.reach import bits, reach_bitsets
+from stowage.solvers.exact.cut_bound import buffer_facts
 from stowage.solvers.exact.joint_data import JointData
 
 log = logging.getLogger(__name__)
@@ -115,27 +116,13 @@ class _Instance:
         ops = list(data.ops)
         self.n = n = len(ops)
         self.pos, self.anc, self.desc = reach_bitsets(ops, data.pred_map().__getitem__)
-        foot = [0] * n
-        for op, extra in data.scratch:
-            foot[self.pos[op]] += extra
-        prod, cons, umask, size, cost, movable = [], [], [], [], [], []
-        for mb in data.buffers:
-            users = [self.pos[u] for u in mb.users]
-            for u in users:
-                foot[u] += mb.size
-            p = self.pos[mb.producer] if mb.producer is not None else -1
-            cs = tuple(u for u in users if u != p)
-            if mb.size <= 0 or not cs or (p < 0 and len(cs) < 2):
-                continue                    # never crosses an operator it does not touch
-            mask = 0
-            for u in users:
-                mask |= 1 << u
-            prod.append(p)
-            cons.append(cs)
-            umask.append(mask)
-            size.append(mb.size)
-            cost.append(mb.reload_cost + mb.store_cost)
-            movable.append(mb.reload_src is not None)
+        foot, facts = buffer_facts(data, self.pos)
+        prod = [b.producer for b in facts]
+        cons = [b.consumers for b in facts]
+        umask = [b.users for b in facts]
+        size = [b.size for b in facts]
+        cost = [b.cost for b in facts]
+        movable = [b.movable for b in facts]
         self.footprint = foot
         self.prod, self.cons, self.umask = prod, cons, umask
         self.size = np.array(size, dtype=np.int64)

@@ -54,9 +54,15 @@ def _least_stripe(part: Partitioner, i: int) -> tuple[int, str] | None:
     # The largest part: the rows one band needs of the buffer held in the most bytes, or a
     # buffer read whole, or the weights.
     g = part.g
-    parts = [(part._a(r * rb), f"{r} row{'s' if r > 1 else ''} of '{g.buffers[b].tensors[0]}' ({rb} bytes each)")
-             for b, (r, rb) in w.held.items() if b in dram or b not in w.read_whole and b in w.reads]
-    parts += [(part._a(g.buffers[b].bytes), f"'{g.buffers[b].tensors[0]}' read whole") for b in w.read_whole]
+    parts: list[tuple[int, str]] = []
+    for b in (*w.reads, *w.writes):
+        name = g.buffers[b].tensors[0]
+        io = g.buffers[b].kind is TensorKind.INPUT or g.buffers[b].is_output
+        if b in w.held and (b in dram or io):
+            r, rb = w.held[b]
+            parts.append((part._a(r * rb), f"{r} row{'s' if r > 1 else ''} of '{name}' ({rb} bytes each)"))
+        else:
+            parts.append((part._a(g.buffers[b].bytes), f"'{name}' whole"))
     if w.fixed:
         parts.append((w.fixed, "its weights and working memory"))
     big = max(parts, default=(0, ""))
