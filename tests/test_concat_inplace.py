@@ -384,3 +384,12 @@ def test_random_branchy_graphs_plan_validate_and_simulate(tmp_path, seed: int) -
     # (Over seeds 0-29, 70 of these 180 plans move the Concat's buffer off-chip and back.)
     if seed in (0, 1):
         assert moved, "expected the half-written Concat result to be spilled"
+
+
+def test_inspect_counts_concats_in_place_apart(tmp_path, capsys) -> None:
+    """The inception block: ar's Relu is fused into its conv's step, and the Concat is written
+    in place by its three producers; inspect says so in two counts, not one."""
+    path = save(inception_model(), tmp_path / "inc.onnx")
+    assert cli.main(["inspect", str(path)]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if "in-place operators" in ln)
+    assert "fused into their operand's step, 1 Concat(s) written in place by their producers" in line

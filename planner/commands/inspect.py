@@ -24,6 +24,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "with --json, the rows as 'per_op'")
 
 
+def _in_place_summary(fused_ops: list[tuple[str, str, str]]) -> str:
+    """``N fused into their operand's step``, and the Concats run in place apart (their
+    producers write their slices; nothing is fused into anything)."""
+    concats = sum(1 for _, _, into in fused_ops if into.startswith("slices written by "))
+    text = f"{len(fused_ops) - concats} fused into their operand's step"
+    return text + (f", {concats} Concat(s) written in place by their producers" if concats else "")
+
+
 def per_op_rows(graph: Graph, fused: Graph | None = None) -> list[dict[str, Any]]:
     """One row per operator that does work (the steps and the in-place operators fused into
     them; views and constant folds are free and left out), in file order.
@@ -125,8 +133,7 @@ def run(args: argparse.Namespace) -> int:
         ("M_R without weights", f"{s.m_r_without_weights:,}"),
         ("M_R, in place off / on", (f"{both['off'][0]:,} / {both['on'][0]:,} with weights, "
                                     f"{both['off'][1]:,} / {both['on'][1]:,} without")),
-        ("in-place operators", f"{len(fused_ops)} fused into their operand's step"
-         + ("" if args.in_place == "on" else " with --in-place on")),
+        ("in-place operators", _in_place_summary(fused_ops) + ("" if args.in_place == "on" else " with --in-place on")),
         ("QDQ groups folded (int8 steps)", qdq_summary(raw) if raw.qdq else "not folded (--qdq off)"),
         ("peak live, file order, with weights", f"{s.peak_live_file_order_with_weights:,}"),
         ("peak live, file order, without weights", f"{s.peak_live_file_order_without_weights:,}"),

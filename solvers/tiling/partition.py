@@ -114,6 +114,7 @@ class Partitioner:
         self.units = [row_units(graph, graph.operators[i]) for i in self.order]
         self.tileable = [u is not None for u in self.units]
         self._rowb: dict[BufferId, int] = {}
+        self._mov: dict[BufferId, bool] = {}
         lt = lifetimes(graph, self.order, weights)
         self.first, self.last = dict(lt.first), dict(lt.last)
         self.touch: list[set[BufferId]] = []
@@ -283,9 +284,15 @@ class Partitioner:
 
     def _movable(self, b: BufferId) -> bool:
         """Whether a buffer may cross a cascade boundary off-chip: an intermediate activation
-        (graph inputs and outputs have homes of their own; weights stay where they are)."""
-        buf = self.g.buffers[b]
-        return buf.kind is TensorKind.ACTIVATION and not buf.is_output
+        (graph inputs and outputs have homes of their own; weights stay where they are) of more
+        than one row.  A one-row tensor (a reduction's result, an SE block's scale) stays on
+        chip: a reader broadcasting it reads it whole, which no stripe can load row by row, and
+        its one row is all a ring of it would hold, so storing it would only add traffic."""
+        if b not in self._mov:
+            buf = self.g.buffers[b]
+            self._mov[b] = (buf.kind is TensorKind.ACTIVATION and not buf.is_output
+                            and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes)
+        return self._mov[b]
 
     def least_traffic(self, capacity: int) -> list[Segment] | None:
         """The partition with the least off-chip row traffic whose every segment fits
