@@ -8,13 +8,19 @@ from M_R to M_P (``M_R..M_P:N``, plus M_H), run ``auto`` and the four baselines 
 
 * auto vs the best baseline (never worse, by construction: ``stowage.solvers.portfolio``);
 * monotonicity: auto's non-compulsory traffic never increases along the capacities;
-* wall time vs the limit (the promise: ``time_limit`` + 10% + 2 s) and ``solver.stopped_by``.
+* wall time vs the limit (the promise: ``time_limit`` + 10% + 2 s) and ``solver.stopped_by``;
+* with ``--exact``: ``exact`` (``--exact-limit`` seconds, default 20) at M_R and M_H where the
+  best baseline spills, and per set auto's and exact's mean reduction vs the best baseline
+  (1 - traffic / best baseline's) over the same cases, the difference in points, and a table
+  of the cases where their traffic differs (issue 14: auto within 3 points of exact).
+  ``exact`` is not run where auto's plan is proven optimal (its traffic is then auto's).
 
 Every plan goes through the validator (``stowage.solvers.registry.solve``).
 
     python benchmarks/planner_quality.py --out benchmarks/results/planner_quality [--time-limit 10]
         [--points 6] [--models resnet50,light_squeezenet] [--extra /tmp/wheels/models]
         [--skip-suite] [--skip-light] [--dim NAME=VALUE ...] [--dim STEM:NAME=VALUE ...]
+        [--exact [--exact-limit 20]]   # with --points 1: M_R and M_H only
 
 Writes OUT.csv (one row per run, with the model's package -- ``name version`` from the
 unzipped wheel's ``*.dist-info`` -- and its file inside the wheel) and OUT.md (the summary and
@@ -191,6 +197,8 @@ def exact_summary(rows: list[dict]) -> str:
         lines.append(f"| {r['set']} | {r['model']} | {r['weights']} | {r['point']} | {r['best_baseline']} "
                      f"| {r['auto']} | {r['found_by']} | {r['exact']} | {r['exact_bound']} | {r['exact_found_by']} "
                      f"| {status} | {r['exact_wall']} | {gap:+.1f} |")
+    if not diff:
+        lines.append("| (none: auto's traffic equals exact's in every case) |" + " |" * 12)
     errs = [r for r in rows if "exact_error" in r]
     if errs:
         lines.append("\n- exact errors: " + "; ".join(f"{r['model']} {r['weights']} {r['point']}: {r['exact_error']}"
