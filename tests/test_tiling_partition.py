@@ -228,3 +228,85 @@ def test_mobilenet_v2_partitions_below_the_zero_traffic_capacity() -> None:
     assert sum(s.traffic for s in segs) == 388_864
     assert segs[0].pace_rows == 112 and segs[0].stripe_rows == 1
     assert part.walks < partition.WORK_BUDGET
+
+
+def se_block(c_in: int = 4, c: int = 8, h: int = 16) -> Graph:
+    """in (4 x 16 x 16) -> conv1 3x3 -> relu (in place: x, 8 x 16 x 16, 128 B rows) -> gap ->
+    fc 1x1 -> sigmoid (s, 8 x 1 x 1: one row of 8 B) -> mul (x * s: m) -> conv2 1x1 -> out, one
+    byte per element: a squeeze-excitation block, x read by the reduction and again by the Mul."""
+    rng = np.random.default_rng(7)
+
+    def w(name: str, shape: tuple[int, ...]) -> TensorProto:
+        return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
+
+    nodes = [
+        helper.make_node("Conv", ["in", "w1"], ["c1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["x"], name="relu"),
+        helper.make_node("GlobalAveragePool", ["x"], ["g"], name="gap"),
+        helper.make_node("Conv", ["g", "w2"], ["z"], name="fc", kernel_shape=[1, 1]),
+        helper.make_node("Sigmoid", ["z"], ["s"], name="sigmoid"),
+        helper.make_node("Mul", ["x", "s"], ["m"], name="mul"),
+        helper.make_node("Conv", ["m", "w3"], ["out"], name="conv2", kernel_shape=[1, 1]),
+    ]
+    inits = [w("w1", (c, c_in, 3, 3)), w("w2", (c, c, 1, 1)), w("w3", (c_in, c, 1, 1))]
+    graph = helper.make_graph(nodes, "se", [helper.make_tensor_value_info("in", TensorProto.FLOAT, [1, c_in, h, h])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, c_in, h, h])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return fuse_in_place(import_model(model, element_bytes=1))
+
+
+def test_below_every_stripe_the_error_names_the_stripe_not_the_se_mul() -> None:
+    """Least footprints, each step alone with its intermediates off-chip: conv1 3 rows of in
+    (3 x 64) + 1 row of x (128) = 320 B; gap 128 + 8; fc 8 + 8; mul 128 + s whole (8, a
+    broadcast operand read whole) + 128 = 264; conv2 128 + 64.  So below 320 B the error
+    names conv1 and its input rows; it used to name the Mul as a step that cannot run in
+    stripes (its 1-row scale sent off-chip, which no stripe can read, left only the whole
+    step: 2,048 + 8 + 2,048 B)."""
+    from stowage.errors import CapacityError
+
+    g = se_block()
+    with pytest.raises(CapacityError) as err:
+        compile_plan(g, target="mcu-cortex-m7", capacity=319, time_limit=5)
+    msg = str(err.value)
+    assert "operator 'conv1' (Conv) needs 320 bytes in one 1-row stripe" in msg
+    assert "3 rows of 'in' (64 bytes each), 192 bytes" in msg
+    assert "mul" not in msg and "cannot run in stripes" not in msg
+    # At the floor it plans: x crosses through DRAM to the reduction's and to the Mul's
+    # cascades, m to conv2's (x stored once, loaded twice, m stored and loaded: 5 x 2,048).
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=320, time_limit=5)
+    assert validate(g, plan).ok
+    assert plan.metrics.noncompulsory_bytes == 5 * 2048
+
+
+def test_one_row_tensors_never_cross_a_cut_off_chip() -> None:
+    """At 328 B conv1 + gap run as one cascade (in 3 x 64 + x's staging row 128 + g 8) and mul
+    + conv2 as another (x 128 + s 8 + m 128 + out 64): x crosses through DRAM (stored once,
+    loaded once: 2 x 2,048 B).  The reduction's one-row result g and the scale s stay on chip:
+    a stripe reads a broadcast operand whole, and storing one row saves no ring."""
+    g = se_block()
+    part = Partitioner(g, False, 1)
+    one_row = {g.tensor_buffer[n] for n in ("g", "z")}
+    assert not any(part._movable(b) for b in one_row)
+    segs = part.least_traffic(328)
+    assert segs is not None
+    assert [(s.ops, s.stripe_rows) for s in segs] == [((0, 2), 1), ((3,), 0), ((5, 6), 1)]   # op indices
+    assert [names(g, s.dram) for s in segs] == [["c1"], [], ["c1"]]
+    assert sum(s.traffic for s in segs) == 2 * 2048
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=328, time_limit=5)
+    assert validate(g, plan).ok and plan.metrics.noncompulsory_bytes == 2 * 2048
+    assert not any(t.tensor in ("g", "z") and t.mode == "streamed" for c in plan.cascades for t in c.tensors)
+
+
+def test_stripe_counts_are_the_walks() -> None:
+    """conv1 + its in-place relu + gap in 1-row bands of the reduction's 16 input rows: three
+    row units, 16 stripes each (48, not 2 steps x 16); mul + conv2: 32.  Before a walk the count
+    is a lower bound: 16 bands of the end member plus one stripe per other unit (18)."""
+    g = se_block()
+    part = Partitioner(g, False, 1)
+    seg = partition.Segment(tuple(part.order[0:2]), 1, 0)   # steps 0..1: conv1 (+ relu), gap
+    assert part._stripes(seg) == 18
+    c1 = g.tensor_buffer["c1"]
+    assert part.cascade(0, 1, 1, frozenset({c1})) is not None
+    assert part._stripes(seg) == 48 == len(part.program(0, 1, 1, record=True, dram=frozenset({c1})).stripes)
+    assert part.cascade(3, 4, 1, frozenset({c1})) is not None   # steps 3..4: mul, conv2
+    assert part._stripes(partition.Segment(tuple(part.order[3:5]), 1, 0)) == 32

@@ -39,6 +39,8 @@ class Windows:
     reads: tuple[BufferId, ...]
     writes: tuple[BufferId, ...]
     fixed: int  # working memory of the steps, plus their weights when resident
+    #: Member stripes of the walk (``Program.count``).
+    count: int = 0
     #: The footprint with nothing off-chip, and what each buffer going off-chip adds (each
     #: buffer's part is independent of the others', so the footprint of any ``dram`` set is
     #: ``base`` plus its members' deltas: ``quick``).
@@ -114,7 +116,7 @@ def walk_windows(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int, pace_
     fixed = sum(graph.operators[i].extra_bytes for i in ops)
     if weights:
         fixed += sum(align_up(graph.buffers[b].bytes, align) for b in weight_set)
-    w = Windows(ops, stripe_rows, pace_rows, held, read_whole, tuple(reads), writes, fixed)
+    w = Windows(ops, stripe_rows, pace_rows, held, read_whole, tuple(reads), writes, fixed, p.count)
     base = w.footprint(graph, outside, frozenset(), align)
     assert base is not None
     delta: dict[BufferId, int] = {}

@@ -487,7 +487,8 @@ class Partitioner:
             for i in self.candidates(j):
                 if best[i] == inf:
                     continue
-                least = 1 if i == j else (j - i + 1) * -(-end // HEIGHTS[-1])
+                # The fewest stripes it can run (``_stripes``' bound, in the tallest band).
+                least = 1 if i == j else -(-end // HEIGHTS[-1]) + self._n_units(i, j) - 1
                 if best[i] + least >= best[j + 1]:
                     continue
                 seg = self._tallest(i, j, capacity)
@@ -529,10 +530,21 @@ class Partitioner:
         return self._rowb[b]
 
     def _stripes(self, seg: Segment) -> int:
+        """Stripes of a segment: 1 for a plain step, else the member stripes its walk runs
+        (in-place members and accumulating reductions included, members with fewer rows than
+        the bands running fewer), or before any walk a lower bound: every band runs the end
+        member, every other row unit runs at least once."""
         if not seg.stripe_rows:
             return 1
-        h = seg.pace_rows or self._end_rows(seg.ops[-1])
-        return len(seg.ops) * -(-h // seg.stripe_rows)
+        i, j = self.pos[seg.ops[0]], self.pos[seg.ops[-1]]
+        w = self._windows.get((i, j, seg.stripe_rows, seg.pace_rows))
+        if w is not None:
+            return w.count
+        h = max(seg.pace_rows, self._end_rows(seg.ops[-1]))
+        return -(-h // seg.stripe_rows) + self._n_units(i, j) - 1
+
+    def _n_units(self, i: int, j: int) -> int:
+        return sum(len(u or ()) for u in self.units[i:j + 1])
 
     def _unwind(self, arg: list[Segment | None]) -> list[Segment]:
         segs: list[Segment] = []

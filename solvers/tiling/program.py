@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RowMap, accumulates, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import RESIZE, TRANSPOSED, RowMap, accumulates, buffer_row_bytes, row_units, rows
 from stowage.plan import RowTransfer, Stripe
 
 
@@ -40,6 +40,9 @@ class Program:
     whole_out: tuple[BufferId, ...]
     load_bytes: int
     store_bytes: int
+    #: Member stripes of the walk (as many as ``stripes`` holds when recorded): the partition
+    #: search's count, exact for in-place members and for members with fewer rows than the end.
+    count: int = 0
 
     def ring_bytes(self, graph: Graph) -> int:
         return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
@@ -155,16 +158,33 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     span = dict.fromkeys(held, 0)
     stripes: list[Stripe] = []
     load_bytes = store_bytes = 0
+    count = 0
 
     def made(b: BufferId) -> int:
         return loaded[b] if b in loaded else done[maker[b]]
 
+    row_b: dict[BufferId, int] = {}
+
+    def row_bytes_of(b: BufferId) -> int:
+        if b not in row_b:
+            row_b[b] = buffer_row_bytes(graph, b)
+        return row_b[b]
+
+    # The walk is the partition search's inner loop (thousands of walks; DenseNet's
+    # concatenations read dozens of operands per stripe): each member's operands with their
+    # row maps, and for a window map (every kind but resize and transposed) its stride,
+    # padding, extent and input rows, so ``need`` and ``first_needed`` are inlined below.
+    def fast(rm: RowMap) -> tuple[int, int, int, int]:
+        return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED) else (0, 0, 0, 0)
+
+    operands = {m.index: [(name, tb[name], rm, producer.get(name), rm.kernel > 1 or rm.stride > 1 or rm.pad_top != 0,
+                           *fast(rm)) for name, rm in maps[m.index].items()] for m in members}
     # Per held buffer: its readers' row maps, and the in-place members that rewrite it.
-    read_maps: dict[BufferId, list[tuple[OpIndex, RowMap]]] = {b: [] for b in held}
+    read_maps: dict[BufferId, list[tuple[OpIndex, RowMap, int, int, int, int]]] = {b: [] for b in held}
     for m in members:
         for name, rm in maps[m.index].items():
             if tb[name] in read_maps:
-                read_maps[tb[name]].append((m.index, rm))
+                read_maps[tb[name]].append((m.index, rm, *fast(rm)))
     rewriters = {b: [m.index for m in members if tb[out_of[m.index]] == b and m.index != maker[b]]
                  for b in held if b in maker}
     touched_by = {m.index: {tb[n] for n in maps[m.index] if tb[n] in held}
@@ -174,13 +194,21 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         """Raise the lowest live row of ``bufs``: only a member's own operands and result can
         change when it runs (its readers' next band, its rewrite, the rows it made)."""
         for b in bufs:
-            low = made(b)
-            for c, rm in read_maps[b]:
-                if done[c] < rows_of[c]:
-                    low = min(low, rm.first_needed(done[c]))
+            low = loaded[b] if b in loaded else done[maker[b]]
+            for c, rm, st, pt, _k, inr in read_maps[b]:
+                d = done[c]
+                if d < rows_of[c]:
+                    if st:   # RowMap.first_needed of a window map
+                        v = d * st - pt
+                        v = 0 if v < 0 else inr if v > inr else v
+                    else:
+                        v = rm.first_needed(d)
+                    if v < low:
+                        low = v
             # Rows an in-place member has yet to rewrite (a store follows the last writer at once).
             for r in rewriters.get(b, ()):
-                low = min(low, done[r])
+                if done[r] < low:
+                    low = done[r]
             if low > base[b]:
                 base[b] = low
 
@@ -188,6 +216,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     # tall (the cascade's tallest): every member then keeps pace with it, so the layers before
     # a stride-2 step run in bands finer than one end row (smaller rings there).
     pace = max(pace_rows, h_end)
+    rewrites_host = [(m.index, maker[tb[out_of[m.index]]]) for m in members if m.index != maker[tb[out_of[m.index]]]]
     for a in range(0, pace, stripe_rows):
         hi_pace = min(a + stripe_rows, pace)
         hi_end = h_end if hi_pace == pace else hi_pace * h_end // pace
@@ -196,21 +225,27 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             if pace_rows:
                 r = rows_of[m.index]
                 want[m.index] = max(want.get(m.index, 0), r if hi_pace == pace else hi_pace * r // pace)
-            if not want.get(m.index):
+            w_m = want.get(m.index)
+            if not w_m:
                 continue
-            for name, rm in maps[m.index].items():
-                p = producer.get(name)
+            for _name, _b, rm, p, _padded, st, pt, k, inr in operands[m.index]:
                 if p is not None:
-                    want[p] = max(want.get(p, 0), rm.need(0, want[m.index])[1])
+                    if st:   # RowMap.need(0, w_m)[1] of a window map
+                        hi = (w_m - 1) * st - pt + k
+                        hi = inr if hi > inr else hi
+                    else:
+                        hi = rm.need(0, w_m)[1]
+                    if hi > want.get(p, 0):
+                        want[p] = hi
         for m in members:
             # A member nothing later in the cascade reads (a result that leaves) keeps pace
             # with the end tensor.
-            want.setdefault(m.index, math.ceil(hi_end * rows_of[m.index] / h_end))
+            if m.index not in want:
+                want[m.index] = math.ceil(hi_end * rows_of[m.index] / h_end)
         # An in-place member rewrites what its host made: never behind it.
-        for m in members:
-            w = tb[out_of[m.index]]
-            if m.index != maker[w]:
-                want[m.index] = max(want[m.index], want[maker[w]])
+        for mi, host in rewrites_host:
+            if want[host] > want[mi]:
+                want[mi] = want[host]
         for m in members:
             lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
             if hi_o <= lo_o:
@@ -218,19 +253,27 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             inputs: list[tuple[str, int, int]] = []
             moves: list[RowTransfer] = []
             pad_t = pad_b = 0
-            for name, rm in maps[m.index].items():
-                lo, hi, pt, pb = rm.need(lo_o, hi_o)
-                inputs.append((name, lo, hi))
-                if rm.kernel > 1 or rm.stride > 1 or rm.pad_top:
-                    pad_t, pad_b = pt, pb
-                b = tb[name]
+            for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
+                if record:
+                    lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
+                    inputs.append((name, lo, hi))
+                    if padded:
+                        pad_t, pad_b = p_t, p_b
+                elif b not in loaded:
+                    continue   # only loads matter when sizing rings
+                elif st:   # RowMap.need(lo_o, hi_o)[1] of a window map
+                    hi = (hi_o - 1) * st - pt + k
+                    hi = inr if hi > inr else hi
+                else:
+                    hi = rm.need(lo_o, hi_o)[1]
                 if b in loaded and hi > loaded[b]:
-                    home_rows = (loaded[b], hi)
-                    moves.append(RowTransfer(graph.buffers[b].tensors[0], home_rows[0], home_rows[1], "", "load"))
-                    load_bytes += (hi - loaded[b]) * buffer_row_bytes(graph, b)
+                    if record:
+                        moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
+                    load_bytes += (hi - loaded[b]) * row_bytes_of(b)
                     loaded[b] = hi
             ob = tb[out_of[m.index]]
             done[m.index] = hi_o
+            count += 1
             # An accumulating stripe updates the one row of its result, complete (and stored,
             # when it streams) after the last band.
             w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
@@ -239,13 +282,15 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                 span[ob] = max(span[ob], w_hi - w_lo)
             if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
                 moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
-                store_bytes += (w_hi - w_lo) * buffer_row_bytes(graph, ob)
+                store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
             if record:
                 stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
                                       pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
             for b in touched_by[m.index]:
                 if b != ob or m.index not in acc:
-                    span[b] = max(span[b], made(b) - base[b])
+                    v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
+                    if v > span[b]:
+                        span[b] = v
             release(touched_by[m.index])
     for m in members:
         if done[m.index] != rows_of[m.index]:
@@ -256,7 +301,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         streamed[b] = max(1, span[b])
     return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
                    streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
-                   load_bytes=load_bytes, store_bytes=store_bytes)
+                   load_bytes=load_bytes, store_bytes=store_bytes, count=count)
 
 
 __all__ = ["NotTileable", "Program", "stripe_program"]
