@@ -416,8 +416,10 @@ def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
         proofs = cheap_proofs(problem, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed,
                               wall_deadline)
         if proofs.plan is not None and proofs.plan.solver.status == "optimal":
+            # Proven optimal, but a wall-clock stop (a packer's, the scheduler's) may have
+            # chosen which optimal plan: say so.
             return keep_best(problem, "auto", [(proofs.plan.solver.found_by or "exact", proofs.plan)],
-                             proofs.bound, started)
+                             proofs.bound, started, "time" if proofs.hit_wall else None)
     kind, hparams = choose(problem)
     # The search's share of the limit counts from auto's start, the cheap proofs included.
     stop = started + 0.75 * problem.time_limit

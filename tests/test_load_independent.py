@@ -100,3 +100,17 @@ def test_auto_plan_depends_on_the_seed_not_the_limit(g, weights, share, seed):
         assert same(a, b)
     else:  # pragma: no cover - tiny graphs end on their work budgets
         assert "time" in (a.solver.stopped_by, b.solver.stopped_by)
+
+
+@pytest.mark.parametrize("factor", [2.0, 5.0])
+def test_cheap_proofs_on_a_slow_machine_give_the_same_plan_or_say_time(fast_clock, factor):
+    """The 40-operator case that exact's cheap proofs solve (0 B, proven): a packer's or the
+    scheduler's wall-clock stop may pick another optimal placement on a slow machine; then
+    the plan must say ``stopped_by=time`` (it did not: the proven-optimal path dropped it)."""
+    g = layered_graph(40, seed=2)
+    prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=10.0, seed=1)
+    idle = solve(prob, "auto")
+    assert idle.solver.stopped_by is None and idle.solver.status == "optimal"
+    fast_clock(factor)
+    loaded = solve(prob, "auto")
+    assert same(idle, loaded) or loaded.solver.stopped_by == "time"

@@ -550,13 +550,17 @@ def _greedy(buffers: Sequence[Lifetime], capacity: int | None, bound: int, at: i
     return AllocationResult(offs, status, peak, min(bound, peak), elapsed(), why)
 
 
-def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limit: float) -> dict[int, int] | None:
+def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limit: float,
+               on_cut: Callable[[], None] | None = None) -> dict[int, int] | None:
     """Offsets (by interval id) within ``capacity`` from the exact packer, or None (none found
     in time, or proven impossible).  Sizes and the capacity are counted in alignment units, so
-    every offset is aligned (conservative by less than one unit for the topmost buffer)."""
+    every offset is aligned (conservative by less than one unit for the topmost buffer).
+    ``on_cut`` is called when time ran out before a packing or a proof."""
     a = max(1, alignment)
     units = [Interval(iv.id, iv.first, iv.last, -(-iv.size // a)) for iv in ivs]
     res = solve_allocation(units, capacity // a, time_limit)
     if res.offsets is None:
+        if res.status == "unknown" and on_cut is not None:
+            on_cut()
         return None
     return {iv.id: off * a for iv, off in zip(ivs, res.offsets)}

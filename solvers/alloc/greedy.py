@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -116,12 +116,14 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
 
 
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,
-                     time_limit: float = 1.0, seed: int = 0) -> dict[int, int] | None:
+                     time_limit: float = 1.0, seed: int = 0,
+                     on_cut: Callable[[], None] | None = None) -> dict[int, int] | None:
     """Offsets (by interval id) minimising the peak address; ``None`` when ``capacity`` is set
     and no packing within it was found.  With a capacity the search stops at the first
     packing that fits (it does not go on shrinking the peak below the capacity), and returns
     ``None`` at once when the peak live bytes alone exceed it.  Deterministic for a seed (the move budget is fixed;
-    the time limit is a safety stop)."""
+    the time limit is a safety stop, and ``on_cut`` is called when it ends the search: the
+    result may then differ on another machine or load, which the caller reports)."""
     t0 = time.perf_counter()
     ivs = list(intervals)
     if len({iv.id for iv in ivs}) != len(ivs):
@@ -153,8 +155,10 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     assert best_order is not None
     deadline = t0 + max(0.0, time_limit)
     if best_peak > bound:
-        best_order, best_off, best_peak = _improve(ivs, adj, align, best_order, best_off, best_peak,
-                                                   bound, seed, deadline)
+        best_order, best_off, best_peak, cut = _improve(ivs, adj, align, best_order, best_off, best_peak,
+                                                        bound, seed, deadline)
+        if cut and on_cut is not None:
+            on_cut()
     log.debug("allocate_offsets: %d intervals, peak %d, bound %d, %.3fs", len(ivs), best_peak, bound,
               time.perf_counter() - t0)
     if capacity is not None and best_peak > capacity:
@@ -164,17 +168,20 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
 
 def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: list[int],
              off: list[int], peak: int, bound: int, seed: int, deadline: float,
-             ) -> tuple[list[int], list[int], int]:
+             ) -> tuple[list[int], list[int], int, bool]:
     """Seeded local search over the placement order.  A move either pulls a buffer that
     reaches the peak address (or one of its conflicts) to the front, or swaps two random
-    positions; the re-packed order is kept when its peak is not worse."""
+    positions; the re-packed order is kept when its peak is not worse.  The last value says
+    whether the deadline, not the move budget or the bound, ended it."""
     rng = random.Random(seed)
     n = len(ivs)
     moves = min(3000, max(200, 2_000_000 // max(1, sum(len(a) for a in adj) + n)))
     fits = (False, True)
     for it in range(moves):
-        if peak <= bound or (it % 8 == 0 and time.perf_counter() > deadline):
+        if peak <= bound:
             break
+        if it % 8 == 0 and time.perf_counter() > deadline:
+            return order, off, peak, True
         cand = list(order)
         r = rng.random()
         if r < 0.6:
@@ -192,7 +199,7 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
         c_off, c_peak = _pack(cand, ivs, adj, align, fit)
         if c_peak <= peak:
             order, off, peak = cand, c_off, c_peak
-    return order, off, peak
+    return order, off, peak, False
 
 
 __all__ = ["Interval", "allocate_offsets", "peak_address"]

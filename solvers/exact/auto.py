@@ -333,6 +333,10 @@ class AutoPipeline:
     def infeasible(self) -> InfeasibleError:
         return InfeasibleError(infeasible_message(self.problem, self.data))
 
+    def _wall_hit(self) -> None:
+        """A packer's wall-clock stop decided a result: the plan says ``stopped_by=time``."""
+        self.hit_wall = True
+
     def pack(self, sol: JointSolution, source: str) -> None:
         """Give addresses to a no-address solution better than the incumbent."""
         if self.best_value is not None and traffic_of(self.data, sol) >= self.best_value:
@@ -341,7 +345,7 @@ class AutoPipeline:
             # The packers are bounded by the wall clock: a fixed share, so that failed
             # packings (fragmentation) cannot eat the time of the later phases.
             wall = min(0.5 * self.left(), self.work("pack"))
-            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed), source)
+            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed, on_cut=self._wall_hit), source)
 
     # -- phases --------------------------------------------------------------------------
     def cover(self) -> None:
@@ -353,7 +357,7 @@ class AutoPipeline:
 
     def quick_gaps(self) -> None:
         """The gap model on the min-peak and file orders (each sunk first)."""
-        for order in best_orders(self.problem, min(1.0, self.work("order")), self.preds):
+        for order in best_orders(self.problem, min(1.0, self.work("order")), self.preds, on_cut=self._wall_hit):
             if self.proven() or self.left() <= 0.05:
                 return
             self.gap_model(order, "gap", None)
@@ -510,7 +514,8 @@ class AutoPipeline:
         assert self.best is not None
 
         def pack(sol: JointSolution) -> JointSolution | None:
-            return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), self.work("pack"))), self.seed)
+            return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), self.work("pack"))), self.seed,
+                                 on_cut=self._wall_hit)
 
         res = lns.search(self.data, self.best, self.lb, self.work("lns"), self.deadline - 0.1, self.workers,
                          self.seed, pack)

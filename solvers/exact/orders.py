@@ -8,10 +8,10 @@ buffer's life (``window_orders``).  Every order produced here is topological.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from stowage.ir.graph import OpIndex
-from stowage.solvers.analysis.schedule import min_peak_order
+from stowage.solvers.analysis.schedule import min_peak_run
 from stowage.solvers.exact.joint_data import JointData
 from stowage.solvers.problem import Problem
 
@@ -86,14 +86,17 @@ def window_orders(data: JointData, order: Sequence[OpIndex]) -> list[tuple[OpInd
 
 
 def best_orders(problem: Problem, budget: float | None = None,
-                preds: Preds | None = None) -> list[tuple[OpIndex, ...]]:
+                preds: Preds | None = None, on_cut: Callable[[], None] | None = None) -> list[tuple[OpIndex, ...]]:
     """Good orders for greedy warm starts and the gap model: the min-peak order and the file
     order; with ``preds``, each sunk (``sink_order``) first.  ``budget`` is the scheduler's
     work budget (its beam widths and local-search moves scale with it), so pass a value that
-    depends on the time limit only, never on the time left."""
+    depends on the time limit only, never on the time left.  ``on_cut`` is called when the
+    scheduler's wall-clock safety stop cut it (the order may then differ under another load)."""
     budget = min(2.0, problem.time_limit) if budget is None else max(0.01, budget)
-    base = [tuple(min_peak_order(problem.graph, problem.weights_in_compute_level, budget, problem.seed)),
-            problem.graph.file_order()]
+    run = min_peak_run(problem.graph, problem.weights_in_compute_level, budget, problem.seed)
+    if run.cut and on_cut is not None:
+        on_cut()
+    base = [tuple(run.order), problem.graph.file_order()]
     orders: list[tuple[OpIndex, ...]] = []
     for order in base:
         for cand in ((sink_order(order, preds), order) if preds is not None else (order,)):

@@ -9,17 +9,21 @@ the exact packer on what time is left.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 from stowage.solvers.alloc.exact import exact_pack
 from stowage.solvers.alloc.greedy import allocate_offsets
-from stowage.solvers.alloc.interval import Interval
+from stowage.solvers.alloc.interval import Interval, peak_live
 from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, check_solution, tighten
 
 
-def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0) -> JointSolution | None:
+def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0,
+                  on_cut: Callable[[], None] | None = None) -> JointSolution | None:
     """Give addresses to the residency of ``sol`` (its order and segments are kept; offsets
     are ignored): the offline packer first, then -- byte-granular targets only -- the exact
-    packer for the rest of the time.  None when no packing within the capacity was found."""
+    packer for the rest of the time.  None when no packing within the capacity was found.
+    ``on_cut`` is called when a wall-clock stop, not the packers' own budgets, decided the
+    result (``solver.stopped_by``)."""
     t0 = time.perf_counter()
     sol = tighten(data, sol)
     size = {mb.id: mb.size for mb in data.buffers}
@@ -31,11 +35,14 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
     for op, _off in sol.scratch_offsets or tuple((op, 0) for op in extra):
         items.append(("s", op, step[op], step[op], extra[op]))
     ivs = [Interval(i, first, last, sz) for i, (_kind, _key, first, last, sz) in enumerate(items)]
-    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed)
+    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed,
+                            on_cut=on_cut)
     if offs is None:
         left = time_limit - (time.perf_counter() - t0)
         if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
-            offs = exact_pack(ivs, data.alignment, data.capacity, left)
+            offs = exact_pack(ivs, data.alignment, data.capacity, left, on_cut=on_cut)
+        elif on_cut is not None and peak_live(ivs) <= data.capacity:
+            on_cut()  # the exact packer skipped for want of time: with more it might have packed
     if offs is None:
         return None
     segs = tuple(Segment(key, first, last, offs[i]) for i, (kind, key, first, last, _sz) in enumerate(items)
