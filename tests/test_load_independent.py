@@ -114,3 +114,14 @@ def test_cheap_proofs_on_a_slow_machine_give_the_same_plan_or_say_time(fast_cloc
     fast_clock(factor)
     loaded = solve(prob, "auto")
     assert same(idle, loaded) or loaded.solver.stopped_by == "time"
+
+
+def test_a_min_peak_baseline_cut_by_the_clock_says_so(fast_clock):
+    """The min-peak baselines' order has a wall-clock safety stop; a clock 1000x fast fires it,
+    and the baseline's plan then says ``stopped_by=time`` (file-order baselines never do)."""
+    g = layered_graph(200, seed=3)
+    prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=2.0, seed=1)
+    assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by is None
+    fast_clock(1000.0)
+    assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by == "time"
+    assert solve(prob, "baseline-fileorder-greedy").solver.stopped_by is None
