@@ -52,6 +52,7 @@ from dataclasses import dataclass
 
 from stowage.ir.graph import Graph, OpIndex
 from stowage.plan import Plan
+from stowage.solvers.alloc.greedy import wall_cuts
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
@@ -190,6 +191,7 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
     winning baseline.  ``wall_deadline`` (a ``time.perf_counter`` value) stops the search
     earlier than its own share of the limit."""
     started = time.perf_counter()
+    cuts = wall_cuts()
     g, weights_in_compute_level, cap = problem.graph, problem.weights_in_compute_level, problem.capacity
     check_capacity(g, cap, weights_in_compute_level, problem.target.compute.alignment)
     deadline = started + max(0.05, 0.75 * problem.time_limit)
@@ -262,7 +264,8 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
     if cap is None and best.noncompulsory == 0:
         status = "feasible"
     # A stop by the wall clock: some candidate was cut short or never run (load-dependent).
-    stopped = "time" if time.perf_counter() > deadline or sched.cut or skipped else None
+    stopped = ("time" if time.perf_counter() > deadline or sched.cut or skipped or wall_cuts() > cuts
+               else None)
     own = assemble_plan(problem, best.order, best.placements, best.transfers, name, status, bound, started,
                         offchip_offsets=best.offchip_offsets())
     plans = [(label or name, own)]

@@ -37,6 +37,7 @@ from dataclasses import dataclass, replace
 
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
+from stowage.solvers.alloc.greedy import wall_cuts
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
@@ -281,6 +282,7 @@ def plan_heuristic(problem: Problem, params: HeuristicParams, name: str, label: 
     ``wall_deadline`` (a ``time.perf_counter`` value) stops the search earlier than its own
     share of the limit."""
     started = time.perf_counter()
+    cuts = wall_cuts()
     search = _Search(problem, params, started, wall_deadline)
     best = search.search()
     status = "optimal" if problem.capacity is not None and best.noncompulsory <= search.bound else "feasible"
@@ -292,7 +294,8 @@ def plan_heuristic(problem: Problem, params: HeuristicParams, name: str, label: 
     candidates = [(label or name, own)]
     if params.objective == "latency":
         return _fastest(problem, name, label or name, own, search, started)
-    stopped = "time" if search.hit_wall else None
+    # The search's own clock, or a packing's safety stop (``alloc.greedy.wall_cuts``).
+    stopped = "time" if search.hit_wall or wall_cuts() > cuts else None
     if not (status == "optimal" or (problem.capacity is None and best.noncompulsory == 0)):
         mine = search.minpeak if search.minpeak_budget == baseline_order_budget(problem) else None
         return keep_best_of_baselines(problem, name, candidates, search.bound, started, stopped, minpeak_order=mine,

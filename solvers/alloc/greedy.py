@@ -115,6 +115,17 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
     return [by_size, by_breadth, by_conflict, by_area, by_start]
 
 
+#: How many times this process's packings were ended by their wall-clock safety stop.  A
+#: planner reads it before and after its search (``wall_cuts``): when it grew, a packing --
+#: and so the plan -- may differ on another machine or load (``solver.stopped_by``).
+_WALL_CUTS = [0]
+
+
+def wall_cuts() -> int:
+    """The count of ``allocate_offsets`` searches ended by their safety stop so far."""
+    return _WALL_CUTS[0]
+
+
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,
                      time_limit: float = 1.0, seed: int = 0,
                      on_cut: Callable[[], None] | None = None) -> dict[int, int] | None:
@@ -157,8 +168,10 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     if best_peak > bound:
         best_order, best_off, best_peak, cut = _improve(ivs, adj, align, best_order, best_off, best_peak,
                                                         bound, seed, deadline)
-        if cut and on_cut is not None:
-            on_cut()
+        if cut:
+            _WALL_CUTS[0] += 1
+            if on_cut is not None:
+                on_cut()
     log.debug("allocate_offsets: %d intervals, peak %d, bound %d, %.3fs", len(ivs), best_peak, bound,
               time.perf_counter() - t0)
     if capacity is not None and best_peak > capacity:
@@ -202,4 +215,4 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
     return order, off, peak, False
 
 
-__all__ = ["Interval", "allocate_offsets", "peak_address"]
+__all__ = ["Interval", "allocate_offsets", "peak_address", "wall_cuts"]
