@@ -68,6 +68,20 @@ def cases(which: str, names: list[str]):
                 yield p.stem, p, target
 
 
+def add_without(ap: argparse.ArgumentParser) -> None:
+    """``--without PHASES``: drop phases of exact's pipeline for an A/B run (``apply_without``)."""
+    ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
+
+
+def apply_without(ap: argparse.ArgumentParser, without: str) -> set[str]:
+    """Drop the ``--without`` phases (an argparse error names unknown ones); the set dropped."""
+    skip = {n for n in without.split(",") if n}
+    unknown = skip_phases(skip)
+    if unknown:
+        ap.error(f"unknown phases: {sorted(unknown)}")
+    return skip
+
+
 def skip_phases(skip: set[str]) -> set[str]:
     """Drop the named phases from exact's pipeline (``AutoPipeline.phases``) for this process,
     for A/B runs (``--without``); returns the names that are not phases (nothing is dropped
@@ -92,12 +106,9 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=1,
                     help="run exact this many times per case and report whether the plans are identical "
                          "(order, placements, transfers): the determinism check")
-    ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
+    add_without(ap)
     args = ap.parse_args()
-    skip = {n for n in args.without.split(",") if n}
-    unknown = skip_phases(skip)
-    if unknown:
-        ap.error(f"unknown phases: {sorted(unknown)}")
+    apply_without(ap, args.without)
     names = [m for m in args.models.split(",") if m]
     has_heur = "heuristic" in available()
     rep = "| same plan |" if args.repeat > 1 else "|"

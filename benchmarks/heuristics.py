@@ -21,7 +21,6 @@ import csv
 import logging
 import os
 import platform
-import random
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import onnx  # noqa: E402
-from onnx import TensorProto, helper  # noqa: E402
 
 from stowage.errors import CapacityError  # noqa: E402
 from stowage.ir.lifetimes import m_r  # noqa: E402
@@ -55,33 +53,11 @@ def model_paths(only: set[str] | None) -> list[Path]:
 
 def random_layered_model(n: int, seed: int) -> onnx.ModelProto:
     """A random DAG of ``n`` ops: Relu / Add / Concat over [1, w] tensors, each op reading
-    recent tensors (a window of 8) so that the graph has residual-like and branchy parts."""
-    rng = random.Random(seed)
-    widths = {"x": 64}
-    names = ["x"]
-    nodes = []
-    for i in range(n):
-        recent = names[-8:]
-        a = rng.choice(recent)
-        out = f"t{i}"
-        r = rng.random()
-        same = [m for m in recent if widths[m] == widths[a] and m != a]
-        if r < 0.3 and same:
-            nodes.append(helper.make_node("Add", [a, rng.choice(same)], [out], name=f"n{i}"))
-            widths[out] = widths[a]
-        elif r < 0.45 and widths[a] <= 256:
-            b = rng.choice(recent)
-            nodes.append(helper.make_node("Concat", [a, b], [out], name=f"n{i}", axis=1))
-            widths[out] = widths[a] + widths[b]
-        else:
-            nodes.append(helper.make_node("Relu", [a], [out], name=f"n{i}"))
-            widths[out] = widths[a]
-        names.append(out)
-    consumed = {i for nd in nodes for i in nd.input}
-    outs = [t for t in names[1:] if t not in consumed]
-    vi = lambda t: helper.make_tensor_value_info(t, TensorProto.FLOAT, [1, widths[t]])  # noqa: E731
-    g = helper.make_graph(nodes, f"random{n}", [vi("x")], [vi(t) for t in outs])
-    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    recent tensors (a window of 8) so that the graph has residual-like and branchy parts
+    (``tests.test_on_time.layered_model``, one definition)."""
+    from tests.test_on_time import layered_model
+
+    return layered_model(n, seed, name=f"random{n}")
 
 
 def run_models(paths: list[Path], time_limit: float, rows: list[dict]) -> None:

@@ -40,7 +40,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 # OR-Tools before anything that may import pulp/highspy (both ship a libhighs).
-from exact_bench import skip_phases  # noqa: E402  (benchmarks/, next to this script)
+from exact_bench import add_without, apply_without  # noqa: E402  (benchmarks/, next to this script)
 from ortools.sat.python import cp_model  # noqa: E402,F401
 
 from models.build import load_manifest  # noqa: E402
@@ -83,12 +83,9 @@ def main() -> int:
     ap.add_argument("--settings", default="acts,weights", help="acts, weights or both")
     ap.add_argument("--out", default="", help="also write the rows as CSV here")
     ap.add_argument("--synthetic", default="", help="comma-separated seeds of nas_like networks to plan instead")
-    ap.add_argument("--without", default="", help="comma-separated phase names of exact's pipeline to skip")
+    add_without(ap)
     args = ap.parse_args()
-    skip = {n for n in args.without.split(",") if n}
-    unknown = skip_phases(skip)
-    if unknown:
-        ap.error(f"unknown phases: {sorted(unknown)}")
+    skip = apply_without(ap, args.without)
     names = {m for m in args.models.split(",") if m}
     target = load_target("ethos-u55-256")
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())

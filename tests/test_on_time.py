@@ -28,10 +28,10 @@ from tests.spill_cases import fanout_graph, two_level
 SLACK_SHARE, SLACK_SECONDS, LOAD_MARGIN = 0.1, 2.0, 1.5
 
 
-def layered_graph(n: int, seed: int = 0) -> Graph:
+def layered_model(n: int, seed: int = 0, name: str = "layered") -> onnx.ModelProto:
     """A random DAG of ``n`` Relu / Add / Concat operators over [1, w] tensors, each reading
-    recent tensors (a window of 8): residual-like and branchy parts, like
-    ``benchmarks/heuristics.py``'s large graphs."""
+    recent tensors (a window of 8): residual-like and branchy parts.  Also the large graphs
+    of ``benchmarks/heuristics.py``."""
     rng = random.Random(seed)
     widths = {"x": 64}
     names = ["x"]
@@ -56,8 +56,13 @@ def layered_graph(n: int, seed: int = 0) -> Graph:
     consumed = {i for nd in nodes for i in nd.input}
     outs = [m for m in names[1:] if m not in consumed]
     v = lambda m: helper.make_tensor_value_info(m, TensorProto.FLOAT, [1, widths[m]])  # noqa: E731
-    g = helper.make_graph(nodes, "layered", [v("x")], [v(m) for m in outs])
-    return import_model(helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)]), element_bytes=1)
+    g = helper.make_graph(nodes, name, [v("x")], [v(m) for m in outs])
+    return helper.make_model(g, opset_imports=[onnx.helper.make_opsetid("", 17)])
+
+
+def layered_graph(n: int, seed: int = 0) -> Graph:
+    """``layered_model`` imported at 8-bit sizes."""
+    return import_model(layered_model(n, seed), element_bytes=1)
 
 
 def allowed(limit: float) -> float:

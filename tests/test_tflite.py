@@ -24,6 +24,7 @@ from stowage.ir.graph import TensorKind
 from stowage.ir.lifetimes import lifetimes, m_r
 from stowage.ir.onnx_import import load_graph
 from stowage.ir.tflite_import import _same_pads, is_tflite
+from tests.test_cli_errors import assert_one_line_error
 from tflite_writer import tiny_int8_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,16 +44,6 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     code = cli.main(list(argv))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def assert_one_line_error(code: int, out: str, err: str, *fragments: str) -> None:
-    assert code == 2
-    assert out == ""
-    lines = err.strip("\n").split("\n")
-    assert len(lines) == 1, err
-    assert lines[0].startswith("stowage: error: ")
-    for f in fragments:
-        assert f in lines[0], (f, lines[0])
 
 
 # --------------------------------------------------------------------------------------------

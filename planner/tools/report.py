@@ -34,10 +34,10 @@ import logging
 import os
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from stowage.errors import CapacityError, StowageError
 from stowage.format import axis_unit, fmt_int
@@ -497,37 +497,20 @@ def plot_traffic_curves(cmp: Comparison) -> bytes:
     xunit, xscale = _axis_unit(max(caps))
     yunit, yscale = _axis_unit(max(ymax, 1))
     markers = "osD^v<>ph*"
-    drawn: dict[tuple[tuple[int, int], ...], str] = {}
-    for i, name in enumerate(cmp.solvers):
-        pts: list[tuple[int, int]] = []
-        for r in cmp.runs:
-            traffic = r.noncompulsory  # None exactly when the run has no plan (not r.ok)
-            if r.solver == name and traffic is not None and r.respects_capacity:
-                pts.append((r.capacity.bytes, traffic))
-        pts.sort()
-        if not pts:
-            continue
-        # Solvers often tie; hollow markers of decreasing size and distinct dash patterns
-        # keep every curve visible where they coincide, and the legend names the twin.
-        twin = drawn.setdefault(tuple(pts), name)
-        label = name if twin == name else f"{name} (same as {twin})"
-        ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
-                label=_plain(label), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
-                markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
+    traffic_curves: dict[str, list[tuple[int, float]]] = {}
+    for name in cmp.solvers:
+        # ``noncompulsory`` is None exactly when the run has no plan (not r.ok).
+        traffic_curves[name] = sorted((r.capacity.bytes, r.noncompulsory) for r in cmp.runs
+                                      if r.solver == name and r.noncompulsory is not None and r.respects_capacity)
+    _plot_curves(ax, cmp.solvers, traffic_curves, markers, xscale, yscale)
     for c in cmp.capacities:
         if c.spec.upper() in ("M_R", "M_H", "M_P"):
             ax.axvline(c.bytes / xscale, color="#bbbbbb", linewidth=0.8, linestyle=":")
             ax.annotate(c.spec.upper(), (c.bytes / xscale, 0.02), xycoords=("data", "axes fraction"),
                         fontsize=8, color="#666666", ha="left", va="bottom", xytext=(3, 0),
                         textcoords="offset points")
-    ax.set_xlabel(f"compute-level capacity ({xunit})")
-    ax.set_ylabel(f"non-compulsory traffic ({yunit})")
-    ax.set_ylim(bottom=0)
-    ax.grid(alpha=0.25)
-    ax.set_title(_plain(f"{cmp.model} on {cmp.target.name}: spill + reload traffic"), fontsize=10)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=8, frameon=False)
-    return _png(fig)
+    return _capacity_curve_png(fig, ax, xunit, f"non-compulsory traffic ({yunit})",
+                               f"{cmp.model} on {cmp.target.name}: spill + reload traffic")
 
 
 def _time_unit(seconds: float) -> tuple[str, float]:
@@ -632,8 +615,21 @@ def plot_latency_curves(cmp: Comparison) -> bytes:
     xunit, xscale = _axis_unit(max(caps))
     yunit, yscale = _time_unit(top)
     markers = "osD^v<>ph*"
+    _plot_curves(ax, cmp.solvers, curves, markers, xscale, yscale)
+    if bounds:
+        ax.plot([b[0] / xscale for b in bounds], [b[1] / yscale for b in bounds], color="#666666",
+                linestyle=":", linewidth=1.2, label="latency lower bound")
+    return _capacity_curve_png(fig, ax, xunit, f"estimated time ({yunit})",
+                               f"{cmp.model} on {cmp.target.name}: estimated time")
+
+
+def _plot_curves(ax: Any, solvers: Sequence[str], curves: Mapping[str, Sequence[tuple[int, float]]], markers: str,
+                 xscale: float, yscale: float) -> None:
+    """One line per solver with points (capacity, value).  Solvers often tie; hollow markers
+    of decreasing size and distinct dash patterns keep every curve visible where they
+    coincide, and the legend names the twin."""
     drawn: dict[tuple[tuple[int, float], ...], str] = {}
-    for i, name in enumerate(cmp.solvers):
+    for i, name in enumerate(solvers):
         pts = curves.get(name)
         if not pts:
             continue
@@ -642,14 +638,15 @@ def plot_latency_curves(cmp: Comparison) -> bytes:
         ax.plot([p[0] / xscale for p in pts], [p[1] / yscale for p in pts], marker=markers[i % len(markers)],
                 label=_plain(label), linewidth=1.4, linestyle=("-", "--", "-.", ":")[i % 4],
                 markersize=max(4, 11 - 2 * i), markerfacecolor="none", markeredgewidth=1.4, alpha=0.9)
-    if bounds:
-        ax.plot([b[0] / xscale for b in bounds], [b[1] / yscale for b in bounds], color="#666666",
-                linestyle=":", linewidth=1.2, label="latency lower bound")
+
+
+def _capacity_curve_png(fig: Any, ax: Any, xunit: str, ylabel: str, title: str) -> bytes:
+    """The axes both capacity curves share (traffic and time against capacity), as a PNG."""
     ax.set_xlabel(f"compute-level capacity ({xunit})")
-    ax.set_ylabel(f"estimated time ({yunit})")
+    ax.set_ylabel(ylabel)
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.25)
-    ax.set_title(_plain(f"{cmp.model} on {cmp.target.name}: estimated time"), fontsize=10)
+    ax.set_title(_plain(title), fontsize=10)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=8, frameon=False)
     return _png(fig)
