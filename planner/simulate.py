@@ -436,11 +436,12 @@ class Memory:
 
 
 def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, axis: int,
-              lo: int, hi: int) -> list[np.ndarray] | str:
+              lo: int, hi: int, slots: Mapping[int, int] | None = None) -> list[np.ndarray] | str:
     """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of the 4-D tensor ``t`` (rows
     on ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1) in its holder ``ct`` in ``level``
     at ``step``, or why there are none.  A ring holds row ``r`` at byte
-    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``)."""
+    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``); a staging buffer
+    (mode ``staged``) holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
     name = t.name
     if len(t.shape) != 4 or t.shape[0] != 1:
         return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
@@ -460,7 +461,7 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
             return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
         whole = mem.view(pl, t.bytes).reshape(outer, h, inner)
         return [whole[:, r, :] for r in range(lo, hi)]
-    if ct.mode not in ("ring", "streamed"):
+    if ct.mode not in ("ring", "streamed", "staged"):
         return f"'{name}' has holder mode '{ct.mode}'"
     if ct.ring_rows <= 0 or ct.row_bytes < rb:
         return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
@@ -468,7 +469,12 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
     space = mem.view(pl)
     views = []
     for r in range(lo, hi):
-        off = (r % ct.ring_rows) * ct.row_bytes
+        if ct.mode == "staged":
+            if slots is None or r not in slots:
+                return f"row {r} of '{name}' is not staged by the stripe's loads"
+            off = slots[r] * ct.row_bytes
+        else:
+            off = (r % ct.ring_rows) * ct.row_bytes
         if off + rb > space.size:
             return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
         views.append(space[off:off + rb].reshape(outer, inner))
@@ -491,7 +497,7 @@ class Simulator:
             # A ring's bytes are the plan's: its ``ring_rows`` only say how rows are laid out
             # in them, and execution shows whether they are enough (rows overwritten too
             # early, or slots past the buffer's end).
-            rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+            rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed", "staged")}
             if len(plan.buffers) == len(graph.buffers) and any(
                     plan.buffers[b].bytes != graph.buffers[b].bytes for b in rings if 0 <= b < len(graph.buffers)):
                 graph = dataclasses.replace(graph, buffers=tuple(
@@ -506,11 +512,13 @@ class Simulator:
         self.outputs = tuple(self.orig.outputs)
         self.cascade_at = {c.step: c for c in plan.cascades}
         #: Buffers holding rings: their bytes are rows, not a tensor (checked row by row).
-        self.ring_bufs = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+        self.ring_bufs = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed", "staged")}
         #: Context added to corruption messages (the stripe being run).
         self.where = ""
         #: Per ring buffer, the tensor whose rows it holds now (in-place results share rings).
         self.ring_content: dict[int, str] = {}
+        #: Per staging buffer (mode ``staged``), the slot of each row the current stripe loaded.
+        self.stage: dict[int, dict[int, int]] = {}
         self.rng = np.random.default_rng(seed)
         self.runner = NodeRunner(model)
         self.nodes = _node_by_output(model)
@@ -939,6 +947,7 @@ class Simulator:
                 raise PlanFormatError(f"step {s}: stripe {j} names operator index {st.op}, not in the model")
             op = g.operators[st.op]
             self.where = f", stripe {j} ({op.op_type} '{op.name}', rows [{st.out_lo}, {st.out_hi}))"
+            self.stage.clear()   # staged rows live for one stripe (CascadeTensor mode ``staged``)
             for rt in st.transfers:
                 if rt.direction == "load":
                     self._row_transfer(mem, s, casc, holders, rt, filled)
@@ -958,7 +967,7 @@ class Simulator:
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(C, W * element size)`` of rows ``[lo, hi)`` of tensor
         ``name`` in its holder ``ct`` (compute level), or why there are none."""
-        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi)
+        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi, self.stage.get(ct.buffer))
 
     def _read_rows(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                    name: str, lo: int, hi: int) -> tuple[np.ndarray, bool, list[np.ndarray] | None, int | None]:
@@ -1241,9 +1250,14 @@ class Simulator:
                       rt: RowTransfer, filled: set[Placement]) -> None:
         what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
         ct = self._holder(casc, holders, rt.tensor)
-        if ct is None or ct.mode != "streamed":
+        if ct is None or ct.mode not in ("streamed", "staged") or (ct.mode == "staged" and rt.direction != "load"):
             self.corrupt(s, None, f"{what}: the tensor is not streamed in this cascade")
             return
+        if ct.mode == "staged":
+            # The stripe's j-th loaded row goes to slot j of the staging buffer.
+            stage = self.stage.setdefault(ct.buffer, {})
+            for r in range(rt.lo, rt.hi):
+                stage[r] = len(stage)
         home_bid = self.orig.tensor_buffer[rt.tensor]
         level = rt.level or ct.level or self.plan.buffers[home_bid].home
         home = mem.find(home_bid, level, s) if level else None

@@ -273,7 +273,8 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                 raise CapacityError(f"tensor '{tname}' would stream through its home, but target '{target.name}' "
                                     "keeps it in the compute level")
             home_of[tname] = home
-            tensors.append(CascadeTensor(tname, "streamed", ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
+            mode = "staged" if b in p.staged else "streamed"
+            tensors.append(CascadeTensor(tname, mode, ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
             lv = plan.target.level(home)
             covered = [pl for pl in placements if pl.buffer == b and pl.level == home]
             if not covered:
