@@ -715,7 +715,10 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                                              ring_rows, home_level, home_offset))
             return index[name]
 
-        def tile(ti: int, lo: int, hi: int, what: str, where: str = where) -> TileInfo:
+        stage: dict[int, dict[int, int]] = {}   # staged holder buffer -> row -> slot, for the current stripe
+
+        def tile(ti: int, lo: int, hi: int, what: str, where: str = where,
+                 stage: dict[int, dict[int, int]] = stage) -> TileInfo:
             t = tensors[ti]
             if not 0 <= lo <= hi <= t.rows:
                 raise EmitError(f"{where}: {what} rows [{lo}, {hi}) of '{t.tensor}', which has {t.rows} rows")
@@ -737,7 +740,6 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
             return TileInfo(ti, lo, hi, *ring_tile(t.base, t.ring_rows, t.row_stride, lo, hi))
 
         content: dict[int, str] = {}  # holder buffer -> the tensor whose rows it holds now
-        stage: dict[int, dict[int, int]] = {}   # staged tensor -> row -> slot, for the current stripe
         st_begin = len(stripes)
         for j, stp in enumerate(c.stripes):
             stage.clear()

@@ -936,7 +936,8 @@ class _RowReplay:
                 self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
                           f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
             if ct.mode == "staged" and self.made_inside(ct.tensor):
-                self.fail(f"tensor '{ct.tensor}' is staged, but the cascade makes it (staging only loads)", (ct.buffer,))
+                self.fail(f"tensor '{ct.tensor}' is staged, but the cascade makes it (staging only loads)",
+                          (ct.buffer,))
                 ok = False
             if ct.mode in ("streamed", "staged") and ct.level not in self.chk.levels:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))

@@ -360,4 +360,4 @@ def staged_loads(reads: list[tuple[int, tuple[tuple[int, int], ...]]]) -> tuple[
     return max([1, *(len(rs) for rs in by_stripe.values())]), {at: m for at, m in loads.items() if m}
 
 
-__all__ = ["NotTileable", "Program", "stripe_program", "staged_loads"]
+__all__ = ["NotTileable", "Program", "staged_loads", "stripe_program"]
