@@ -161,9 +161,9 @@ class Partitioner:
         return self._outside[key]
 
     def program(self, i: int, j: int, h: int, record: bool = False,
-                dram: frozenset[BufferId] = frozenset(), pace: int = 0) -> Program:
+                dram: frozenset[BufferId] = frozenset(), pace: int = 0, stage: bool = True) -> Program:
         return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record, dram=dram,
-                              pace_rows=pace)
+                              pace_rows=pace, stage=stage)
 
     def ladder(self, i: int, j: int) -> list[tuple[int, int]]:
         """Band choices ``(stripe_rows, pace_rows)`` for segment ``[i..j]``, least memory first:

@@ -67,7 +67,7 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -77,7 +77,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     intermediate buffers that cross a cascade boundary off-chip: the cascade making one
     stores its rows as it goes, one reading it loads them (non-compulsory traffic).
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
-    that many rows, each member producing its proportional share per band."""
+    that many rows, each member producing its proportional share per band.  ``stage``: a
+    loaded buffer a dilated member reads is staged (``staged_loads``) when that holds fewer
+    rows than its ring; False keeps every such buffer in a ring (each row loaded once)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
@@ -320,7 +322,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     for b, reads in gathered.items():
         # Staging (each stripe loads every row it reads) when it holds fewer rows than the ring.
         n_rows, loads = staged_loads(reads)
-        if n_rows >= streamed[b]:
+        if not stage or n_rows >= streamed[b]:
             continue
         staged.add(b)
         streamed[b] = n_rows
