@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import re
 from functools import cache
 from pathlib import Path
 
@@ -20,12 +21,14 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
+from stowage.backend.emit import HOLDER_MODES, STRIPE_FLAGS, EmitError, build_schedule, emit_c
 from stowage.ir.graph import Graph
 from stowage.ir.tiling import DILATED, WINDOW, RowMap, row_maps
 from stowage.plan import Plan
 from stowage.plan.validate import _tap_runs, validate
 from stowage.simulate import simulate
 from stowage.solvers.tiling.program import staged_loads
+from test_emit import needs_gcc, replay
 
 #: (dilation, pad, stride) of each 3x3 convolution (each followed by a Relu, in place).
 LAYERS = ((2, 2, 1), (3, 3, 1), (2, 2, 2))
@@ -340,3 +343,44 @@ def test_staging_row_from_an_earlier_stripe_is_not_held(tmp: str) -> None:
     assert any(f"cascade {k}, stripe {j}" in m and "loads do not stage it" in m for m in msgs), msgs
     assert not simulate(path, g, bad).ok
 
+
+
+# -- the C header -------------------------------------------------------------------------------
+@needs_gcc
+def test_staged_plan_replays_in_c(tmp: str, tmp_path: Path) -> None:
+    """The C replay (tests/c/replay.c) runs the stripe tables of a plan with staging byte by
+    byte: every row a stripe reads must hold its producer's signature, at the tile address the
+    header gives (the staged rows in the slots their loads filled); dilated stripes say so."""
+    path = Path(tmp) / "qop.onnx"
+    if not path.exists():
+        onnx.save(_qop_model(), path)
+    # Weights in SRAM: the replay also checks whole-tensor transfers (it needs some).
+    plan = compile_plan(path, target="mcu-cortex-m7", capacity=600, time_limit=5, weights_in_sram=True)
+    g = load_model(path, in_place=True)
+    assert plan.transfers and any(t.mode == "staged" for c in plan.cascades for t in c.tensors)
+    files = emit_c(plan, g)
+    r = replay(files, tmp_path / "ok")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("replay ok")
+    sch = build_schedule(plan, g)
+    taps = [s for s in sch.stripes if s.flags & STRIPE_FLAGS["TAPS"]]
+    assert taps and all(s.op_type == "QLinearConv" for s in taps)
+    assert any(len({t.tensor for t in s.inputs}) < len(s.inputs) for s in taps), "several tiles of one operand"
+    assert "staged" in HOLDER_MODES and f"_STRIPE_TAPS {STRIPE_FLAGS['TAPS']}" in re.sub(r"\s+", " ", files["plan.h"])
+    # A stripe whose staged loads are dropped: the validator and the emitter refuse it.
+    k, c = next((k, c) for k, c in enumerate(plan.cascades) if any(t.mode == "staged" for t in c.tensors))
+    staged = {t.tensor for t in c.tensors if t.mode == "staged"}
+    j = next(j for j, s in enumerate(c.stripes) if sum(x.tensor in staged for x in s.transfers) > 1)
+    st = c.stripes[j]
+    bad = _with_stripe(plan, k, j, transfers=tuple(x for x in st.transfers if x.tensor not in staged))
+    assert not validate(g, bad).ok
+    with pytest.raises(EmitError, match=r"reads rows \[\d+, \d+\) of '.*', which its loads do not stage"):
+        emit_c(bad, g)
+    # Loads that stage the stripe's rows in another order: the emitter takes the slots they
+    # give, the tiles point at them, but the replay finds the rows where the loads put them.
+    loads = [x for x in st.transfers if x.tensor in staged]
+    swapped = _with_stripe(plan, k, j, transfers=(*loads[::-1], *(x for x in st.transfers if x not in loads)))
+    v = validate(g, swapped)
+    assert v.ok, v.summary()   # any order of loads is a valid staging
+    r = replay(emit_c(swapped, g), tmp_path / "swapped")
+    assert r.returncode == 0, r.stderr
