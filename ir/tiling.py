@@ -6,7 +6,8 @@ along H needs ``[a*s - p, (b-1)*s - p + k_eff)`` clipped to the tensor, with the
 it supplied as zero padding at the border; an elementwise operator, a broadcast over H and a
 Concat along channels need the same rows; a Resize by an integer factor along H needs the
 rows its output rows interpolate from (``RowMap.kind == "resize"``), a ConvTranspose the input
-rows whose kernel footprint meets the band (``"transposed"``).  A reduction over H and W with
+rows whose kernel footprint meets the band (``"transposed"``), a dilated Conv or QLinearConv
+only its taps' rows (``"dilated"``: ``RowMap.runs``).  A reduction over H and W with
 kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else

@@ -17,8 +17,10 @@ as in ``docs/plan-format.md``:
 6. compulsory / non-compulsory traffic (recomputed here);
 7. the plan's ``metrics`` equal the recomputed ones;
 8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
-   is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
-   are exactly what the operator's attributes need, every output row is produced once, every
+   is present (in its ring slot, written earlier in the cascade, or loaded; in a staging
+   buffer, loaded by the stripe itself), the rows and pads are exactly what the operator's
+   attributes need (a dilated convolution: the runs of its taps' rows), every output row is
+   produced once, every
    streamed output row is stored once after it is produced, rings fit their buffers; a
    reduction over H reduces every input row once, in order, and its one result row is
    readable only after its last band;

@@ -9,6 +9,9 @@ not happened yet, or by a store that has not run): the ring needs the largest su
 which is the exact row liveness of the design notes, residual lags included (a tensor read by
 two members at different offsets stays live for the lag between them).
 
+A loaded buffer a dilated convolution reads sparsely is *staged* instead of held in a ring
+when that holds fewer rows (``staged_loads``): each stripe loads the rows it reads.
+
 A cascade ending in a reduction over H (``ACCUMULATE``) walks the reduction's *input* rows
 instead: each of its stripes reduces the next band and writes row ``[0, 1)`` of its result,
 which is complete (and, when it streams, stored) after the last band.
