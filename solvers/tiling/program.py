@@ -186,7 +186,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
 
     # The walk is the partition search's inner loop (thousands of walks; DenseNet's
     # concatenations read dozens of operands per stripe): each member's operands with their
-    # row maps, and for a window map (every kind but resize and transposed) its stride,
+    # row maps, and for a window map (every kind but resize, transposed and dilated) its stride,
     # padding, extent and input rows, so ``need`` and ``first_needed`` are inlined below.
     def fast(rm: RowMap) -> tuple[int, int, int, int]:
         return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED, DILATED) \
