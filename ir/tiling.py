@@ -6,7 +6,8 @@ along H needs ``[a*s - p, (b-1)*s - p + k_eff)`` clipped to the tensor, with the
 it supplied as zero padding at the border; an elementwise operator, a broadcast over H and a
 Concat along channels need the same rows; a Resize by an integer factor along H needs the
 rows its output rows interpolate from (``RowMap.kind == "resize"``), a ConvTranspose the input
-rows whose kernel footprint meets the band (``"transposed"``).  A reduction over H and W with
+rows whose kernel footprint meets the band (``"transposed"``), a dilated Conv or QLinearConv
+only its taps' rows (``"dilated"``: ``RowMap.runs``).  A reduction over H and W with
 kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else
@@ -60,7 +61,13 @@ _TFLITE_ROWWISE = frozenset({
 #: the result, which is complete only after the band holding the last input row.
 #: ``transposed``: a transposed convolution (ConvTranspose), input row ``i`` adding to output
 #: rows ``[i*stride - pad_top, i*stride - pad_top + kernel)``.
-WINDOW, RESIZE, ACCUMULATE, TRANSPOSED = "window", "resize", "accumulate", "transposed"
+#: ``dilated``: a Conv or QLinearConv (NCHW) with dilation ``d > 1`` along H: output row ``o``
+#: reads only the rows of its taps, ``o*stride - pad_top + i*d`` for ``i`` in ``0..taps-1``
+#: inside the tensor (``runs``), not the whole dilated extent.
+WINDOW, RESIZE, ACCUMULATE, TRANSPOSED, DILATED = "window", "resize", "accumulate", "transposed", "dilated"
+#: Operators whose dilated rows read sparsely (``DILATED``): zero padding (the input's zero
+#: point for QLinearConv), so the rows between and outside the taps are never read.
+_SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
 #: Resize coordinate transformations whose output rows map to input rows by the integer scale
 #: alone (align_corners and tf_crop_and_resize do not; tf_half_pixel_for_nearest would, but
 #: onnxruntime does not run it, so no plan of it could be simulated).
@@ -77,7 +84,8 @@ class RowMap:
     ``linear:<coordinate mode>``; linear reads two rows per output row, the halo).  Kind
     ``transposed``: the input rows whose footprint ``[i*stride - pad_top, ... + kernel)``
     meets ``[a, b)``.  Kind ``accumulate``: "output rows" are the input rows a band reduces
-    (the identity)."""
+    (the identity).  Kind ``dilated``: a window with ``dilation`` between its ``kernel`` extent's
+    taps, read sparsely: ``runs`` are the rows a band reads, ``need`` their hull."""
 
     stride: int
     kernel: int
@@ -86,6 +94,41 @@ class RowMap:
     kind: str = WINDOW
     scale: int = 1
     mode: str = ""
+    #: Rows between two taps (kind ``dilated``; ``kernel`` is ``dilation * (taps - 1) + 1``).
+    dilation: int = 1
+    #: Output rows (kind ``dilated``: which taps ever come inside the tensor; 0: unknown).
+    out_rows: int = 0
+
+    @property
+    def taps(self) -> int:
+        """Kernel taps along H (1 for every kind but ``window`` and ``dilated``)."""
+        return (self.kernel - 1) // self.dilation + 1
+
+    def runs(self, a: int, b: int) -> tuple[tuple[int, int], ...]:
+        """The rows output rows ``[a, b)`` read, as ascending disjoint runs ``[lo, hi)``: for a
+        ``dilated`` map, tap ``i`` reads ``[a*s - p + i*d, (b-1)*s - p + i*d + 1)`` clipped to the
+        tensor (every ``s``-th row of it; runs of taps that touch are merged); for every other
+        kind the one run ``need`` gives.  A tap's run starts and ends at rows it reads."""
+        if self.kind != DILATED:
+            lo, hi = self.need(a, b)[:2]
+            return ((lo, hi),) if hi > lo else ()
+        s, p, d = self.stride, self.pad_top, self.dilation
+        out: list[tuple[int, int]] = []
+        for i in range(self.taps):
+            lo = a * s - p + i * d
+            last = (b - 1) * s - p + i * d
+            if lo < 0:   # the tap's first row inside the tensor (its rows are ``s`` apart)
+                lo %= s
+            if last >= self.in_rows:
+                last -= -(-(last - self.in_rows + 1) // s) * s
+            hi = last + 1
+            if hi <= lo:
+                continue
+            if out and lo <= out[-1][1]:
+                out[-1] = (out[-1][0], max(out[-1][1], hi))
+            else:
+                out.append((lo, hi))
+        return tuple(out)
 
     @property
     def accumulate(self) -> bool:
@@ -102,6 +145,13 @@ class RowMap:
             lo_t = -(-(a + self.pad_top - self.kernel + 1) // self.stride)
             hi_t = (b - 1 + self.pad_top) // self.stride + 1
             return max(lo_t, 0), min(hi_t, self.in_rows), 0, 0
+        if self.kind == DILATED:
+            # The hull of the tap rows; pads are the dense window's (its rows outside the tensor).
+            lo_d = a * self.stride - self.pad_top
+            hi_d = (b - 1) * self.stride - self.pad_top + self.kernel
+            r = self.runs(a, b)
+            lo_h = r[0][0] if r else max(0, min(lo_d, self.in_rows))
+            return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
         return max(lo, 0), min(hi, self.in_rows), max(0, -lo), max(0, hi - self.in_rows)
@@ -112,6 +162,17 @@ class RowMap:
             return resize_taps(self.mode, self.scale, self.in_rows, a)[0]
         if self.kind == TRANSPOSED:
             return min(self.need(a, a + 1)[0], self.in_rows)
+        if self.kind == DILATED:
+            # Per tap, the first output row >= a whose tap row is inside the tensor.
+            s, p, d = self.stride, self.pad_top, self.dilation
+            low = self.in_rows
+            last = self.out_rows or a + self.in_rows + p
+            for i in range(self.taps):
+                o = max(a, -(-(p - i * d) // s))
+                r = o * s - p + i * d
+                if o < last and 0 <= r < low:
+                    low = r
+            return low
         return max(0, min(a * self.stride - self.pad_top, self.in_rows))
 
 
@@ -292,6 +353,10 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         rm = RowMap(stride=s, kernel=d * (k - 1) + 1, pad_top=pads[0], in_rows=x.shape[ax])
         if (h_out - 1) * s - pads[0] + rm.kernel > x.shape[ax] + pads[2]:
             return None  # the attribute pads do not describe this output height
+        if d > 1 and k > 1 and t in _SPARSE_TAPS and ax == 2:
+            rm = replace(rm, kind=DILATED, dilation=d, out_rows=h_out)
+            if any(not rm.runs(o, o + 1) for o in range(h_out)):
+                return None  # an output row made of padding alone: no rows to read
         return {x.name: rm}
     rowwise = ((op.domain in ("", "ai.onnx") and t in _ROWWISE)
                or (op.domain == "com.microsoft" and t in _QLINEAR_ROWWISE)
@@ -516,6 +581,7 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
 
 __all__ = [
     "ACCUMULATE",
+    "DILATED",
     "RESIZE",
     "TRANSPOSED",
     "WINDOW",

@@ -368,6 +368,24 @@ def _with_h_pads(node: onnx.NodeProto, top: int, bottom: int) -> onnx.NodeProto:
     return out
 
 
+def _tap_node(node: onnx.NodeProto, h: int) -> onnx.NodeProto:
+    """A dilated convolution ``node`` run on its gathered tap rows (``Simulator._stripe``):
+    ``h`` output rows from ``taps * h`` rows, tap ``i``'s rows at ``i*h``: H dilation ``h``,
+    H stride 1 and no H pads (W as in the model)."""
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    a = {at.name: helper.get_attribute_value(at) for at in node.attribute}
+    pads = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
+    strides = [int(v) for v in a.get("strides", [1, 1])]
+    dil = [int(v) for v in a.get("dilations", [1, 1])]
+    del out.attribute[:]
+    out.attribute.extend(at for at in node.attribute if at.name not in ("pads", "strides", "dilations", "auto_pad"))
+    out.attribute.append(helper.make_attribute("pads", [0, pads[1], 0, pads[3]]))
+    out.attribute.append(helper.make_attribute("strides", [1, strides[1]]))
+    out.attribute.append(helper.make_attribute("dilations", [h, dil[1]]))
+    return out
+
+
 def resize_band(run: Callable[[np.ndarray], np.ndarray], band: np.ndarray, lo: int, scale: int,
                 out_lo: int, out_hi: int) -> np.ndarray:
     """Output rows ``[out_lo, out_hi)`` of a Resize by the integer factor ``scale`` along H,
@@ -436,11 +454,12 @@ class Memory:
 
 
 def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, axis: int,
-              lo: int, hi: int) -> list[np.ndarray] | str:
+              lo: int, hi: int, slots: Mapping[int, int] | None = None) -> list[np.ndarray] | str:
     """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of the 4-D tensor ``t`` (rows
     on ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1) in its holder ``ct`` in ``level``
     at ``step``, or why there are none.  A ring holds row ``r`` at byte
-    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``)."""
+    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``); a staging buffer
+    (mode ``staged``) holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
     name = t.name
     if len(t.shape) != 4 or t.shape[0] != 1:
         return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
@@ -460,7 +479,7 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
             return f"'{name}' ({t.bytes} B) does not fit its buffer {ct.buffer} ({mem.sizes[ct.buffer]} B)"
         whole = mem.view(pl, t.bytes).reshape(outer, h, inner)
         return [whole[:, r, :] for r in range(lo, hi)]
-    if ct.mode not in ("ring", "streamed"):
+    if ct.mode not in ("ring", "streamed", "staged"):
         return f"'{name}' has holder mode '{ct.mode}'"
     if ct.ring_rows <= 0 or ct.row_bytes < rb:
         return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
@@ -468,7 +487,12 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
     space = mem.view(pl)
     views = []
     for r in range(lo, hi):
-        off = (r % ct.ring_rows) * ct.row_bytes
+        if ct.mode == "staged":
+            if slots is None or r not in slots:
+                return f"row {r} of '{name}' is not staged by the stripe's loads"
+            off = slots[r] * ct.row_bytes
+        else:
+            off = (r % ct.ring_rows) * ct.row_bytes
         if off + rb > space.size:
             return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
         views.append(space[off:off + rb].reshape(outer, inner))
@@ -491,7 +515,7 @@ class Simulator:
             # A ring's bytes are the plan's: its ``ring_rows`` only say how rows are laid out
             # in them, and execution shows whether they are enough (rows overwritten too
             # early, or slots past the buffer's end).
-            rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+            rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed", "staged")}
             if len(plan.buffers) == len(graph.buffers) and any(
                     plan.buffers[b].bytes != graph.buffers[b].bytes for b in rings if 0 <= b < len(graph.buffers)):
                 graph = dataclasses.replace(graph, buffers=tuple(
@@ -506,11 +530,14 @@ class Simulator:
         self.outputs = tuple(self.orig.outputs)
         self.cascade_at = {c.step: c for c in plan.cascades}
         #: Buffers holding rings: their bytes are rows, not a tensor (checked row by row).
-        self.ring_bufs = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+        self.ring_bufs = {ct.buffer for c in plan.cascades for ct in c.tensors
+                          if ct.mode in ("ring", "streamed", "staged")}
         #: Context added to corruption messages (the stripe being run).
         self.where = ""
         #: Per ring buffer, the tensor whose rows it holds now (in-place results share rings).
         self.ring_content: dict[int, str] = {}
+        #: Per staging buffer (mode ``staged``), the slot of each row the current stripe loaded.
+        self.stage: dict[int, dict[int, int]] = {}
         self.rng = np.random.default_rng(seed)
         self.runner = NodeRunner(model)
         self.nodes = _node_by_output(model)
@@ -939,6 +966,7 @@ class Simulator:
                 raise PlanFormatError(f"step {s}: stripe {j} names operator index {st.op}, not in the model")
             op = g.operators[st.op]
             self.where = f", stripe {j} ({op.op_type} '{op.name}', rows [{st.out_lo}, {st.out_hi}))"
+            self.stage.clear()   # staged rows live for one stripe (CascadeTensor mode ``staged``)
             for rt in st.transfers:
                 if rt.direction == "load":
                     self._row_transfer(mem, s, casc, holders, rt, filled)
@@ -958,7 +986,7 @@ class Simulator:
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(C, W * element size)`` of rows ``[lo, hi)`` of tensor
         ``name`` in its holder ``ct`` (compute level), or why there are none."""
-        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi)
+        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi, self.stage.get(ct.buffer))
 
     def _read_rows(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                    name: str, lo: int, hi: int) -> tuple[np.ndarray, bool, list[np.ndarray] | None, int | None]:
@@ -1017,12 +1045,53 @@ class Simulator:
     def _stripe(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                 st: Stripe, op: Operator, filled: set[Placement]) -> None:
         before = len(self.corruptions)
-        spatial = {name: (lo, hi) for name, lo, hi in st.inputs}
+        runs: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for name, lo, hi in st.inputs:
+            runs[name].append((lo, hi))
+        spatial = {name: (rs[0][0], rs[-1][1]) for name, rs in runs.items()}
         clean = True
         read_back: list[tuple[str, int | None, list[np.ndarray], np.ndarray]] = []
+        group = self._group_members(op)
+        # A folded QDQ group runs its DequantizeLinear -> core -> QuantizeLinear members on the
+        # band, the float rows between them living only here (they have no buffer).
+        chain = group if group is not None else (op,)
+        taps = self._taps(chain, spatial)
+
+        def gather(name: str, conv: Operator, geo: tuple[int, int, int, int], fill: np.ndarray) -> np.ndarray:
+            """A dilated convolution's operand for the stripe: per tap ``i`` and output row
+            ``o`` of the band, the row ``o*s - p + i*d`` (``fill``, the padding value, outside
+            the tensor) at row ``i*h + (o - out_lo)``, read from the runs the stripe lists."""
+            nonlocal clean
+            s_h, kh, d, p = geo
+            h = st.out_hi - st.out_lo
+            x = self.graph.tensors[name]
+            have: dict[int, np.ndarray] = {}
+            for lo, hi in runs[name]:
+                value, ok, views, hb = self._read_rows(mem, s, casc, holders, name, lo, hi)
+                clean = clean and ok
+                if views is not None:
+                    read_back.append((name, hb, views, np.stack(views, axis=1) if views else np.zeros(0, np.uint8)))
+                for r in range(lo, hi):
+                    have[r] = value[:, :, r - lo, :]
+            out = np.empty((1, x.shape[1], kh * h, x.shape[3]), dtype=np_dtype(x.dtype))
+            out[:] = fill
+            for i in range(kh):
+                for j in range(h):
+                    r = (st.out_lo + j) * s_h - p + i * d
+                    if not 0 <= r < x.shape[2]:
+                        continue
+                    if r not in have:
+                        self.corrupt(s, None, f"'{conv.name}' needs row {r} of '{name}' (tap {i} of output row "
+                                     f"{st.out_lo + j}), which the stripe does not read")
+                        clean = False
+                        have[r] = self.ref_value(name)[:, :, r, :]
+                    out[:, :, i * h + j, :] = have[r]
+            return out
 
         def operand(name: str) -> np.ndarray:
             nonlocal clean
+            if taps is not None and name == taps[1]:
+                return gather(name, taps[0], taps[2], taps[3])
             if name in spatial:
                 lo, hi = spatial[name]
                 value, ok, views, hb = self._read_rows(mem, s, casc, holders, name, lo, hi)
@@ -1033,10 +1102,6 @@ class Simulator:
             clean = clean and ok
             return value
 
-        group = self._group_members(op)
-        # A folded QDQ group runs its DequantizeLinear -> core -> QuantizeLinear members on the
-        # band, the float rows between them living only here (they have no buffer).
-        chain = group if group is not None else (op,)
         values: dict[str, np.ndarray] = {}
         out = ""
         failed: str | None = None
@@ -1046,7 +1111,9 @@ class Simulator:
             node = self.node_of(m)
             ins: list[np.ndarray | None] = [None if not n else values[n] if n in values else operand(n)
                                             for n in node.input]
-            if m.op_type in _CONV_LIKE:
+            if taps is not None and m is taps[0]:
+                node = _tap_node(node, st.out_hi - st.out_lo)
+            elif m.op_type in _CONV_LIKE:
                 node = _with_h_pads(node, st.pad_top, st.pad_bottom)
             wanted = self.wanted(node)
             if len(wanted) != 1:
@@ -1140,6 +1207,37 @@ class Simulator:
                 if not np.array_equal(now, old):
                     self.corrupt(s, hb, f"writing rows [{st.out_lo}, {st.out_hi}) of '{out}' overwrote operand "
                                  f"rows {spatial[name]} of '{name}' (buffer {hb})")
+
+    def _taps(self, chain: tuple[Operator, ...], spatial: Mapping[str, tuple[int, int]]
+              ) -> tuple[Operator, str, tuple[int, int, int, int], np.ndarray] | None:
+        """For a dilated Conv or QLinearConv in ``chain`` (NCHW, dilation > 1 along H, more
+        than one tap, from the node's attributes): the convolution, the operand whose rows the
+        stripe reads (through a group's DequantizeLinear), ``(stride, taps, dilation, pad_top)``
+        along H, and the padding value (0; QLinearConv's input zero point; a group's
+        DequantizeLinear's zero point, which dequantizes to 0)."""
+        for m in chain:
+            if m.op_type not in ("Conv", "QLinearConv") or not m.inputs:
+                continue
+            a = {at.name: [int(v) for v in helper.get_attribute_value(at)] for at in self.node_of(m).attribute
+                 if at.name in ("dilations", "kernel_shape", "strides", "pads")}
+            d = a.get("dilations", [1])[0]
+            w = self.graph.tensors.get(m.inputs[3 if m.op_type == "QLinearConv" else 1])
+            kh = a["kernel_shape"][0] if "kernel_shape" in a else (w.shape[2] if w is not None else 1)
+            if d <= 1 or kh <= 1:
+                return None
+            name, zp = m.inputs[0], m.inputs[2] if m.op_type == "QLinearConv" and len(m.inputs) > 2 else ""
+            producers = {o: c for c in chain for o in c.outputs if o}
+            if name not in spatial and name in producers and producers[name].op_type == "DequantizeLinear":
+                dq = producers[name]
+                name, zp = dq.inputs[0], dq.inputs[2] if len(dq.inputs) > 2 else ""
+            x = self.graph.tensors[name]
+            fill = np.zeros((), np_dtype(x.dtype))
+            if zp:
+                z = self.ref_value(zp)
+                fill = z.reshape(1, -1, 1, 1) if z.size > 1 else z.reshape(())
+            geo = (a.get("strides", [1])[0], kh, d, a.get("pads", [0])[0])
+            return m, name, geo, fill
+        return None
 
     def _row_kind(self, m: Operator) -> str | None:
         """``RESIZE`` or ``ACCUMULATE`` when ``m``'s stripes are not windows (``docs/tiling.md``)."""
@@ -1241,9 +1339,14 @@ class Simulator:
                       rt: RowTransfer, filled: set[Placement]) -> None:
         what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
         ct = self._holder(casc, holders, rt.tensor)
-        if ct is None or ct.mode != "streamed":
+        if ct is None or ct.mode not in ("streamed", "staged") or (ct.mode == "staged" and rt.direction != "load"):
             self.corrupt(s, None, f"{what}: the tensor is not streamed in this cascade")
             return
+        if ct.mode == "staged":
+            # The stripe's j-th loaded row goes to slot j of the staging buffer.
+            stage = self.stage.setdefault(ct.buffer, {})
+            for r in range(rt.lo, rt.hi):
+                stage[r] = len(stage)
         home_bid = self.orig.tensor_buffer[rt.tensor]
         level = rt.level or ct.level or self.plan.buffers[home_bid].home
         home = mem.find(home_bid, level, s) if level else None

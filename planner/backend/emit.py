@@ -42,7 +42,7 @@ import jinja2
 
 from stowage.errors import StowageError
 from stowage.ir.graph import Graph
-from stowage.ir.tiling import accumulates, row_maps
+from stowage.ir.tiling import DILATED, accumulates, row_maps
 from stowage.plan import Placement, Plan, plan_to_json
 from stowage.plan.files import write_output_set
 from stowage.plan.model import Cascade, CascadeTensor
@@ -201,7 +201,7 @@ def c_uint(value: int) -> str:
 #: transfers of tiled plans are ``load`` (rows of a streamed input) or ``store``.
 TRANSFER_KINDS = ("load", "spill", "reload", "store")
 #: How a tensor a cascade touches is held (``stowage.plan.model.RING_MODES``).
-HOLDER_MODES = ("whole", "ring", "streamed")
+HOLDER_MODES = ("whole", "ring", "streamed", "staged")
 #: ``LevelInfo.region``: a memory level, or (``--separate-io``) one graph input's or output's
 #: own region, whose bytes the application owns.
 REGIONS = ("memory", "input", "output")
@@ -348,7 +348,7 @@ class StripeInfo:
 
 
 #: Stripe flag bits (``<P>_STRIPE_<NAME>``, ``docs/c-header.md``).
-STRIPE_FLAGS = {"ACCUMULATE": 1, "FIRST": 2, "LAST": 4}
+STRIPE_FLAGS = {"ACCUMULATE": 1, "FIRST": 2, "LAST": 4, "TAPS": 8}
 
 
 @dataclass(frozen=True)
@@ -701,7 +701,7 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                     raise EmitError(f"{where}: ring of '{name}' has {ct.ring_rows} rows of {ct.row_bytes} bytes "
                                     f"(a row is {ch * wb} bytes)")
                 row_stride, chan_stride, ring_rows = ct.row_bytes, wb, ct.ring_rows
-                if mode == "streamed":
+                if mode in ("streamed", "staged"):
                     lvl = ct.level or plan.buffers[own].home
                     if lvl is None:
                         raise EmitError(f"{where}: streamed tensor '{name}' has no home level")
@@ -715,7 +715,10 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                                              ring_rows, home_level, home_offset))
             return index[name]
 
-        def tile(ti: int, lo: int, hi: int, what: str, where: str = where) -> TileInfo:
+        stage: dict[int, dict[int, int]] = {}   # staged holder buffer -> row -> slot, for the current stripe
+
+        def tile(ti: int, lo: int, hi: int, what: str, where: str = where,
+                 stage: dict[int, dict[int, int]] = stage) -> TileInfo:
             t = tensors[ti]
             if not 0 <= lo <= hi <= t.rows:
                 raise EmitError(f"{where}: {what} rows [{lo}, {hi}) of '{t.tensor}', which has {t.rows} rows")
@@ -724,11 +727,22 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
             if hi - lo > t.ring_rows:
                 raise EmitError(f"{where}: {what} {hi - lo} rows of '{t.tensor}' at once, its ring holds "
                                 f"{t.ring_rows}")
+            if t.mode == "staged":
+                # The stripe's j-th loaded row is in slot j (loads assign the slots first).
+                slots = stage.setdefault(t.buffer, {})   # in-place results share the staging
+                if what == "loads":
+                    for r in range(lo, hi):
+                        slots[r] = len(slots)
+                if any(slots.get(r) != slots.get(lo, -1) + r - lo for r in range(lo, hi)) or len(slots) > t.ring_rows:
+                    raise EmitError(f"{where}: {what} rows [{lo}, {hi}) of '{t.tensor}', which its loads do not "
+                                    f"stage in consecutive slots of its {t.ring_rows}")
+                return TileInfo(ti, lo, hi, t.base + slots[lo] * t.row_stride, hi - lo, 0)
             return TileInfo(ti, lo, hi, *ring_tile(t.base, t.ring_rows, t.row_stride, lo, hi))
 
         content: dict[int, str] = {}  # holder buffer -> the tensor whose rows it holds now
         st_begin = len(stripes)
         for j, stp in enumerate(c.stripes):
+            stage.clear()
             if not 0 <= stp.op < len(g.operators):
                 raise EmitError(f"{where}: stripe {j} names operator index {stp.op}, not in the model")
             op = g.operators[stp.op]
@@ -775,6 +789,9 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                     flags |= STRIPE_FLAGS["FIRST"]
                 if ins[0].hi == tensors[ins[0].tensor].rows:
                     flags |= STRIPE_FLAGS["LAST"]
+            if any(rm.kind == DILATED for rm in (row_maps(g, op) or {}).values()):
+                # A dilated convolution: its operand's tiles are the runs of its taps' rows.
+                flags |= STRIPE_FLAGS["TAPS"]
             stripes.append(StripeInfo(k, stp.op, op.name, op.op_type, stp.out_lo, stp.out_hi, ins, output,
                                       stp.pad_top, stp.pad_bottom, before, after, len(rows), flags))
         cascades.append(CascadeInfo(s, c.stripe_rows, t_begin, len(tensors), st_begin, len(stripes)))

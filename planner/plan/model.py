@@ -173,7 +173,7 @@ class Transfer:
     channel: int | None = None
 
 
-RING_MODES = ("ring", "whole", "streamed")
+RING_MODES = ("ring", "whole", "streamed", "staged")
 
 
 @dataclass(frozen=True)
@@ -214,7 +214,11 @@ class CascadeTensor:
     row_bytes`` of it; a row is the tensor's ``[:, :, r, :]`` slice, channel-major);
     ``whole``: the tensor's own buffer (``buffer``), read and written row by row in place;
     ``streamed``: the whole tensor stays in ``level`` (its home) and moves through a ring
-    (``buffer``, ``ring_rows``) by row transfers."""
+    (``buffer``, ``ring_rows``) by row transfers; ``staged``: as streamed (loads only), but the
+    buffer is a staging area of ``ring_rows`` slots: each stripe reading the tensor loads every
+    row it reads, the ``j``-th row its loads move into slot ``j`` (byte ``j * row_bytes``), and
+    nothing staged survives into the next stripe (a dilated convolution's tap rows,
+    ``docs/tiling.md``)."""
 
     tensor: str
     mode: str

@@ -17,8 +17,10 @@ as in ``docs/plan-format.md``:
 6. compulsory / non-compulsory traffic (recomputed here);
 7. the plan's ``metrics`` equal the recomputed ones;
 8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
-   is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
-   are exactly what the operator's attributes need, every output row is produced once, every
+   is present (in its ring slot, written earlier in the cascade, or loaded; in a staging
+   buffer, loaded by the stripe itself), the rows and pads are exactly what the operator's
+   attributes need (a dilated convolution: the runs of its taps' rows), every output row is
+   produced once, every
    streamed output row is stored once after it is produced, rings fit their buffers; a
    reduction over H reduces every input row once, in order, and its one result row is
    readable only after its last band;
@@ -714,6 +716,38 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     return need
 
 
+def _tap_runs(graph: Graph, op: Operator, a: int, b: int) -> tuple[tuple[int, int], ...] | None:
+    """The rows output rows ``[a, b)`` of a dilated Conv or QLinearConv (NCHW, dilation > 1
+    along H, more than one tap) read, recomputed by enumerating its taps: per tap, the rows
+    ``o*s - p + i*d`` of the band inside the tensor span ``[first, last + 1)``; spans that meet
+    or overlap are one run.  None for every other operator (its rows are one window)."""
+    if op.op_type not in ("Conv", "QLinearConv") or _row_axis(graph) != 2 or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    at = op.attributes
+    w_at = 3 if op.op_type == "QLinearConv" else 1
+    w = graph.tensors.get(op.inputs[w_at]) if len(op.inputs) > w_at else None
+    kh = _attr_ints(at["kernel_shape"], 2, 1)[0] if "kernel_shape" in at else (
+        w.shape[2] if w is not None and len(w.shape) == 4 else 1)
+    d = _attr_ints(at.get("dilations"), 2, 1)[0]
+    if x is None or not _is_rows(x.shape) or d <= 1 or kh <= 1:
+        return None
+    s = _attr_ints(at.get("strides"), 2, 1)[0]
+    p = _attr_ints(at.get("pads"), 4, 0)[0]
+    h = x.shape[2]
+    runs: list[tuple[int, int]] = []
+    for i in range(kh):
+        hit = [o * s - p + i * d for o in range(a, b) if 0 <= o * s - p + i * d < h]
+        if not hit:
+            continue
+        lo, hi = hit[0], hit[-1] + 1
+        if runs and lo <= runs[-1][1]:
+            runs[-1] = (runs[-1][0], max(runs[-1][1], hi))
+        else:
+            runs.append((lo, hi))
+    return tuple(runs)
+
+
 _ACCUMULATE = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "QLinearGlobalAveragePool"})
 
 
@@ -834,6 +868,7 @@ class _RowReplay:
             if b is not None:
                 self.holder_by_buffer.setdefault(b, ct)
         self.slots: dict[int, dict[int, tuple[int, str]]] = defaultdict(dict)   # plan buffer -> slot
+        self.stage: dict[int, dict[int, int]] = defaultdict(dict)               # staging buffer -> row -> slot
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
         self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
         self.stored: dict[str, dict[int, int]] = defaultdict(dict)              # tensor -> row -> stripe
@@ -902,7 +937,11 @@ class _RowReplay:
             if have < ct.ring_rows * ct.row_bytes:
                 self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
                           f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
-            if ct.mode == "streamed" and ct.level not in self.chk.levels:
+            if ct.mode == "staged" and self.made_inside(ct.tensor):
+                self.fail(f"tensor '{ct.tensor}' is staged, but the cascade makes it (staging only loads)",
+                          (ct.buffer,))
+                ok = False
+            if ct.mode in ("streamed", "staged") and ct.level not in self.chk.levels:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))
                 ok = False
         return ok
@@ -922,6 +961,8 @@ class _RowReplay:
             return None if 0 <= r < self.rows_of(name) else "the tensor has no such row"
         if not 0 <= r < self.rows_of(name):
             return "the tensor has no such row"
+        if ct.mode == "staged":
+            return None if r in self.stage[ct.buffer] else "this stripe's loads do not stage it"
         if ct.mode == "whole":
             if not inside:
                 return None
@@ -947,6 +988,7 @@ class _RowReplay:
             self.fail(f"stripe {i}: operator {name} is not an operator of the cascade")
             return
         where = f"stripe {i} ({op.name})"
+        self.stage.clear()   # staged rows live for one stripe
         # loads before the stripe
         for x in st.transfers:
             if x.direction == "load":
@@ -962,7 +1004,8 @@ class _RowReplay:
     def streamed(self, where: str, x: RowTransfer, inside: bool) -> CascadeTensor | None:
         ct = self.c.tensor(x.tensor)
         what = "load" if x.direction == "load" else "store"
-        if ct is None or ct.mode != "streamed" or self.made_inside(x.tensor) != inside:
+        if (ct is None or ct.mode not in ("streamed", "staged") or self.made_inside(x.tensor) != inside
+                or (ct.mode == "staged" and inside)):
             kind = "output made in the cascade" if inside else "input of the cascade"
             self.fail(f"{where}: {what} of rows [{x.lo}, {x.hi}) of '{x.tensor}', which is not a streamed {kind}")
             return None
@@ -984,6 +1027,17 @@ class _RowReplay:
                     self.fail(f"{where}: loads row {missing[0]} of '{x.tensor}' from {x.level}, where no earlier "
                               "cascade stored it", (ct.buffer,))
                     return
+            if ct.mode == "staged":
+                # The stripe's j-th loaded row goes to slot j; nothing survives the stripe.
+                stage = self.stage[ct.buffer]
+                if len(stage) + x.hi - x.lo > ct.ring_rows:
+                    self.fail(f"{where}: loads {len(stage) + x.hi - x.lo} rows of '{x.tensor}' into a staging of "
+                              f"{ct.ring_rows} rows", (ct.buffer,))
+                for r in range(x.lo, x.hi):
+                    if r in stage:
+                        self.fail(f"{where}: stages row {r} of '{x.tensor}' twice", (ct.buffer,))
+                    stage[r] = len(stage)
+                return
             for r in range(x.lo, x.hi):
                 self.slots[ct.buffer][r % ct.ring_rows] = (r, ct.tensor)
 
@@ -1029,17 +1083,35 @@ class _RowReplay:
             self.fail(f"{where}: the operator cannot run on row bands ({need})")
             return
         listed: dict[str, tuple[int, int]] = {}
+        runs_of: dict[str, list[tuple[int, int]]] = defaultdict(list)
         for name, lo, hi in st.inputs:
             listed[name] = (lo, hi)
+            runs_of[name].append((lo, hi))
         for name in listed.keys() - need.keys():
             self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
         want_pads = (0, 0)
+        taps = _tap_runs(self.g, op, st.out_lo, st.out_hi)
         for name, (s, k_eff, p_top, h_in) in need.items():
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
             lo, hi = max(0, lo_raw), min(h_in, hi_raw)
             if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE:
                 want_pads = (max(0, -lo_raw), max(0, hi_raw - h_in))
+            if taps is not None:
+                # A dilated read: exactly its taps' runs (the pads stay the dense window's).
+                if tuple(runs_of.get(name, ())) != taps:
+                    self.fail(f"{where}: reads rows {runs_of.get(name, [])} of '{name}', output rows "
+                              f"[{st.out_lo}, {st.out_hi}) of the dilated {op.op_type} read the runs {list(taps)}")
+                for r in sorted({r for r_lo, r_hi in runs_of.get(name, ()) for r in range(r_lo, r_hi)}):
+                    why = self.present(name, r)
+                    if why is not None:
+                        ct = self.holder(name)
+                        self.fail(f"{where}: reads row {r} of '{name}', but {why}", (ct.buffer,) if ct else ())
+                        break
+                continue
+            if len(runs_of.get(name, ())) > 1:
+                self.fail(f"{where}: reads '{name}' in {len(runs_of[name])} runs; only a dilated convolution's "
+                          "taps read several")
             got = listed.get(name)
             if got is None:
                 self.fail(f"{where}: output rows [{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi}) of "
@@ -1201,7 +1273,7 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
         if unknown:
             return f"cascade {k}: tensor '{unknown[0]}' is not in the graph"
         rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "ring"}
-        streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "streamed"}
+        streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode in ("streamed", "staged")}
         specs.append(CascadeSpec(tuple(c.ops), rings, streamed))
     try:
         return macro_graph(graph, specs)[0]

@@ -58,8 +58,7 @@ def _rows_per_output_row(rm: RowMap, out_rows: int) -> int:
     """Input rows one output row needs at the output row that needs the most."""
     most = 1
     for r in range(out_rows):
-        lo, hi, _, _ = rm.need(r, r + 1)
-        most = max(most, hi - lo)
+        most = max(most, sum(hi - lo for lo, hi in rm.runs(r, r + 1)))   # a dilated read: its taps' rows
     return most
 
 
@@ -67,8 +66,8 @@ def _rows_read(rm: RowMap, out_rows: int) -> int:
     """Distinct input rows all output rows need together."""
     covered: set[int] = set()
     for r in range(out_rows):
-        lo, hi, _, _ = rm.need(r, r + 1)
-        covered.update(range(lo, hi))
+        for lo, hi in rm.runs(r, r + 1):
+            covered.update(range(lo, hi))
     return max(1, len(covered))
 
 

@@ -33,7 +33,7 @@ from itertools import combinations
 
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
-from stowage.ir.tiling import accumulates, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
@@ -161,9 +161,9 @@ class Partitioner:
         return self._outside[key]
 
     def program(self, i: int, j: int, h: int, record: bool = False,
-                dram: frozenset[BufferId] = frozenset(), pace: int = 0) -> Program:
+                dram: frozenset[BufferId] = frozenset(), pace: int = 0, stage: bool = True) -> Program:
         return stripe_program(self.g, tuple(self.order[i:j + 1]), h, self.outside(i, j), record=record, dram=dram,
-                              pace_rows=pace)
+                              pace_rows=pace, stage=stage)
 
     def ladder(self, i: int, j: int) -> list[tuple[int, int]]:
         """Band choices ``(stripe_rows, pace_rows)`` for segment ``[i..j]``, least memory first:
@@ -272,7 +272,8 @@ class Partitioner:
                     for name, rm in u.maps.items():
                         b = g.tensor_buffer[name]
                         full = rm.in_rows >= rm.kernel + rm.pad_top + rm.stride   # an unclipped stripe exists
-                        least_rows[b] = max(least_rows.get(b, 1), rm.kernel if full else 1)
+                        # A dilated read may need only its taps' rows (``RowMap.runs``): one.
+                        least_rows[b] = max(least_rows.get(b, 1), rm.kernel if full and rm.kind != DILATED else 1)
             reads = [b for b in reads if b not in written]
             writes = sorted(written)
             least = {b: self._a(least_rows.get(b, 1) * self.row_bytes(b)) for b in (*reads, *writes)}

@@ -194,14 +194,42 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
 
 
 def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any) -> Plan:
-    from stowage.solvers.registry import solve
-
-    g = problem.graph
     programs: list[Program] = []
+    roomy: list[Program] = []
     for s in segs:
         if s.stripe_rows:
             i, j = part.order.index(s.ops[0]), part.order.index(s.ops[-1])
-            programs.append(part.program(i, j, s.stripe_rows, record=True, dram=s.dram, pace=s.pace_rows))
+            p = part.program(i, j, s.stripe_rows, record=True, dram=s.dram, pace=s.pace_rows)
+            programs.append(p)
+            roomy.append(_unstaged(problem, part, s, p, i, j))
+    if any(a is not b for a, b in zip(roomy, programs)):
+        # Rings instead of staging where the capacity leaves room (each row loaded once); the
+        # staged programs when the macro graph does not fit so.
+        try:
+            return _plan_programs(problem, roomy, solver, params)
+        except CapacityError:
+            pass
+    return _plan_programs(problem, programs, solver, params)
+
+
+def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: int, j: int) -> Program:
+    """``p`` with rings for its staged buffers (``stripe_program(stage=False)``: each row
+    loaded once, not once per stripe reading it) when the segment still fits the capacity
+    with them (its peak as the search judged it, plus the rings' extra rows), else ``p``.
+    The search judges segments with staging, the least memory; this spends the room left."""
+    if not p.staged or problem.capacity is None:
+        return p
+    alt = part.program(i, j, s.stripe_rows, record=True, dram=s.dram, pace=s.pace_rows, stage=False)
+    align = problem.target.compute.alignment
+    extra = sum(align_up(alt.streamed[b] * buffer_row_bytes(part.g, b), align)
+                - align_up(p.streamed[b] * buffer_row_bytes(part.g, b), align) for b in p.staged)
+    return alt if s.peak + extra <= problem.capacity else p
+
+
+def _plan_programs(problem: Problem, programs: list[Program], solver: str, params: Any) -> Plan:
+    from stowage.solvers.registry import solve
+
+    g = problem.graph
     specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed) for p in programs]
     macro, ring_of = macro_graph(g, specs)
     align = problem.target.compute.alignment
@@ -273,7 +301,8 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                 raise CapacityError(f"tensor '{tname}' would stream through its home, but target '{target.name}' "
                                     "keeps it in the compute level")
             home_of[tname] = home
-            tensors.append(CascadeTensor(tname, "streamed", ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
+            mode = "staged" if b in p.staged else "streamed"
+            tensors.append(CascadeTensor(tname, mode, ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
             lv = plan.target.level(home)
             covered = [pl for pl in placements if pl.buffer == b and pl.level == home]
             if not covered:

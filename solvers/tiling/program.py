@@ -9,6 +9,9 @@ not happened yet, or by a store that has not run): the ring needs the largest su
 which is the exact row liveness of the design notes, residual lags included (a tensor read by
 two members at different offsets stays live for the lag between them).
 
+A loaded buffer a dilated convolution reads sparsely is *staged* instead of held in a ring
+when that holds fewer rows (``staged_loads``): each stripe loads the rows it reads.
+
 A cascade ending in a reduction over H (``ACCUMULATE``) walks the reduction's *input* rows
 instead: each of its stripes reduces the next band and writes row ``[0, 1)`` of its result,
 which is complete (and, when it streams, stored) after the last band.
@@ -17,10 +20,10 @@ which is complete (and, when it streams, stored) after the last band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RESIZE, TRANSPOSED, RowMap, accumulates, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import DILATED, RESIZE, TRANSPOSED, RowMap, accumulates, buffer_row_bytes, row_units, rows
 from stowage.plan import RowTransfer, Stripe
 
 
@@ -43,6 +46,9 @@ class Program:
     #: Member stripes of the walk (as many as ``stripes`` holds when recorded): the partition
     #: search's count, exact for in-place members and for members with fewer rows than the end.
     count: int = 0
+    #: Streamed buffers held as staging (``staged_loads``: a dilated member's tap rows loaded
+    #: per stripe), not as a ring.
+    staged: frozenset[BufferId] = frozenset()
 
     def ring_bytes(self, graph: Graph) -> int:
         return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
@@ -64,7 +70,7 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -74,7 +80,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     intermediate buffers that cross a cascade boundary off-chip: the cascade making one
     stores its rows as it goes, one reading it loads them (non-compulsory traffic).
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
-    that many rows, each member producing its proportional share per band."""
+    that many rows, each member producing its proportional share per band.  ``stage``: a
+    loaded buffer a dilated member reads is staged (``staged_loads``) when that holds fewer
+    rows than its ring; False keeps every such buffer in a ring (each row loaded once)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
@@ -153,6 +161,12 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     done = {m.index: 0 for m in members}
     # Rows loaded so far, for streamed buffers made outside (those made here are stored).
     loaded = {b: 0 for b in streamed if b not in written}
+    # Loaded buffers a dilated member reads sparsely: the rows each stripe reads of them, and
+    # the rows the high-water loading moves, to choose between a ring and staging
+    # (``staged_loads``) after the walk.
+    gathered: dict[BufferId, list[tuple[int, tuple[tuple[int, int], ...]]]] = {
+        b: [] for b in loaded if any(rm.kind == DILATED and tb[n] == b for c in maps.values() for n, rm in c.items())}
+    ring_loads = dict.fromkeys(gathered, 0)
     held = {**rings, **streamed}
     base = dict.fromkeys(held, 0)
     span = dict.fromkeys(held, 0)
@@ -172,10 +186,11 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
 
     # The walk is the partition search's inner loop (thousands of walks; DenseNet's
     # concatenations read dozens of operands per stripe): each member's operands with their
-    # row maps, and for a window map (every kind but resize and transposed) its stride,
+    # row maps, and for a window map (every kind but resize, transposed and dilated) its stride,
     # padding, extent and input rows, so ``need`` and ``first_needed`` are inlined below.
     def fast(rm: RowMap) -> tuple[int, int, int, int]:
-        return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED) else (0, 0, 0, 0)
+        return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED, DILATED) \
+            else (0, 0, 0, 0)
 
     operands = {m.index: [(name, tb[name], rm, producer.get(name), rm.kernel > 1 or rm.stride > 1 or rm.pad_top != 0,
                            *fast(rm)) for name, rm in maps[m.index].items()] for m in members}
@@ -254,9 +269,14 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             moves: list[RowTransfer] = []
             pad_t = pad_b = 0
             for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
+                if b in gathered:
+                    gathered[b].append((count, rm.runs(lo_o, hi_o)))
                 if record:
                     lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
-                    inputs.append((name, lo, hi))
+                    if rm.kind == DILATED:
+                        inputs.extend((name, r_lo, r_hi) for r_lo, r_hi in rm.runs(lo_o, hi_o))
+                    else:
+                        inputs.append((name, lo, hi))
                     if padded:
                         pad_t, pad_b = p_t, p_b
                 elif b not in loaded:
@@ -270,6 +290,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                     if record:
                         moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
                     load_bytes += (hi - loaded[b]) * row_bytes_of(b)
+                    if b in ring_loads:
+                        ring_loads[b] += hi - loaded[b]
                     loaded[b] = hi
             ob = tb[out_of[m.index]]
             done[m.index] = hi_o
@@ -299,9 +321,48 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         rings[b] = max(1, span[b])
     for b in streamed:
         streamed[b] = max(1, span[b])
+    staged: set[BufferId] = set()
+    for b, reads in gathered.items():
+        # Staging (each stripe loads every row it reads) when it holds fewer rows than the ring.
+        n_rows, loads = staged_loads(reads)
+        if not stage or n_rows >= streamed[b]:
+            continue
+        staged.add(b)
+        streamed[b] = n_rows
+        load_bytes += (sum(hi - lo for moves in loads.values() for lo, hi in moves) - ring_loads[b]) * row_bytes_of(b)
+        if record:
+            name = graph.buffers[b].tensors[0]
+            for at, st_at in enumerate(stripes):
+                moves_at = tuple(RowTransfer(name, lo, hi, "", "load") for lo, hi in loads.get(at, ()))
+                kept = tuple(x for x in st_at.transfers if x.tensor != name)
+                if moves_at or len(kept) != len(st_at.transfers):
+                    stripes[at] = replace(st_at, transfers=(*moves_at, *kept))
     return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
                    streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
-                   load_bytes=load_bytes, store_bytes=store_bytes, count=count)
+                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, staged=frozenset(staged))
 
 
-__all__ = ["NotTileable", "Program", "stripe_program"]
+def staged_loads(reads: list[tuple[int, tuple[tuple[int, int], ...]]]) -> tuple[int, dict[int, list[tuple[int, int]]]]:
+    """Staging of a loaded buffer that a dilated member reads sparsely (mode ``staged``):
+    before every stripe reading it, the rows that stripe reads are loaded, in ascending runs,
+    into slots ``0, 1, ...`` of the staging buffer (nothing is kept from one stripe to the
+    next).  A ring (row ``r`` in slot ``r mod rows``) must hold the rows between the taps too,
+    or rows whose slots collide (rows 24 apart cannot share a ring of 2, 3 or 4 rows);
+    staging holds only the taps' rows, at the price of loading a row once per stripe reading
+    it.  ``reads``: per stripe (its index in the walk) the runs of rows it reads.  Returns
+    the staging rows (the most one stripe loads) and per stripe index its loads."""
+    by_stripe: dict[int, set[int]] = {}
+    for at, runs in reads:
+        by_stripe.setdefault(at, set()).update(r for lo, hi in runs for r in range(lo, hi))
+    loads: dict[int, list[tuple[int, int]]] = {}
+    for at, rs in by_stripe.items():
+        moves = loads.setdefault(at, [])
+        for r in sorted(rs):
+            if moves and moves[-1][1] == r:
+                moves[-1] = (moves[-1][0], r + 1)
+            else:
+                moves.append((r, r + 1))
+    return max([1, *(len(rs) for rs in by_stripe.values())]), {at: m for at, m in loads.items() if m}
+
+
+__all__ = ["NotTileable", "Program", "staged_loads", "stripe_program"]
