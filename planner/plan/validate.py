@@ -902,6 +902,13 @@ class _RowReplay:
             if have < ct.ring_rows * ct.row_bytes:
                 self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
                           f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
+            host = next((h for h in self.c.tensors if h.mode == "ring" and h.buffer == ct.buffer
+                         and self.g.tensor_buffer.get(h.tensor) == h.buffer), None)
+            if (ct.mode == "ring" and self.g.tensor_buffer.get(ct.tensor) != ct.buffer and host is not None
+                    and (host.ring_rows, host.row_bytes) != (ct.ring_rows, ct.row_bytes)):
+                self.fail(f"tensor '{ct.tensor}' shares the ring of '{host.tensor}' with {ct.ring_rows} rows of "
+                          f"{ct.row_bytes} bytes, that ring has {host.ring_rows} rows of {host.row_bytes}", (ct.buffer,))
+                ok = False
             if ct.mode == "streamed" and ct.level not in self.chk.levels:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))
                 ok = False
@@ -1127,6 +1134,10 @@ class _RowReplay:
             self.fail(f"{where}: writes '{out}', which is not one of the cascade's tensors")
             return
         b = self.g.tensor_buffer[out]
+        if ct.mode == "ring" and ct.buffer != b and not self.writes_over_operand(op, st, ct.buffer):
+            self.fail(f"{where}: writes '{out}' into the ring of another tensor (buffer {ct.buffer}); only an "
+                      "elementwise operator may, over the rows of its operand held there", (ct.buffer,))
+            return
         done = self.produced[op.index]
         for r in range(st.out_lo, st.out_hi):
             if r in done:
@@ -1139,6 +1150,21 @@ class _RowReplay:
                 self.rows[b][r] = out
             else:
                 self.slots[ct.buffer][r % ct.ring_rows] = (r, out)
+
+    def writes_over_operand(self, op: Operator, st: Stripe, buffer: int) -> bool:
+        """Whether ``op`` (a folded group's core) is an elementwise in-place operator
+        (``stowage.ir.inplace.data_operands``) whose stripe ``st`` reads rows ``[out_lo,
+        out_hi)`` of a data operand held in ring ``buffer``: element ``i`` of each row it
+        writes there needs element ``i`` of the row it replaces only."""
+        from stowage.ir.inplace import data_operands
+
+        listed = {name: (lo, hi) for name, lo, hi in st.inputs}
+        for name in data_operands(op):
+            x = self.int8_of.get(name, name)
+            h = self.holder(x)
+            if h is not None and h.mode == "ring" and h.buffer == buffer and listed.get(x) == (st.out_lo, st.out_hi):
+                return True
+        return False
 
     def finish(self) -> None:
         for m in self.members.values():
@@ -1200,9 +1226,21 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
         unknown = [t.tensor for t in c.tensors if t.tensor not in graph.tensor_buffer]
         if unknown:
             return f"cascade {k}: tensor '{unknown[0]}' is not in the graph"
-        rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "ring"}
+        # A ring in another tensor's ring buffer is a declared alias (an elementwise result
+        # written over its operand's rows, ``stowage.solvers.tiling.alias``): the host must be
+        # a ring of this cascade held in its own buffer; rule 8 checks the rows and the writer.
+        own = {t.buffer for t in c.tensors if t.mode == "ring" and graph.tensor_buffer[t.tensor] == t.buffer}
+        aliases: dict[int, int] = {}
+        for t in c.tensors:
+            if t.mode == "ring" and graph.tensor_buffer[t.tensor] != t.buffer:
+                if t.buffer not in own:
+                    return (f"cascade {k}: tensor '{t.tensor}' is a ring in buffer {t.buffer}, which holds no ring "
+                            "of the cascade")
+                aliases[graph.tensor_buffer[t.tensor]] = t.buffer
+        rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors
+                 if t.mode == "ring" and graph.tensor_buffer[t.tensor] not in aliases}
         streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "streamed"}
-        specs.append(CascadeSpec(tuple(c.ops), rings, streamed))
+        specs.append(CascadeSpec(tuple(c.ops), rings, streamed, aliases))
     try:
         return macro_graph(graph, specs)[0]
     except (KeyError, ValueError, IndexError, ZeroDivisionError) as exc:

@@ -35,6 +35,7 @@ from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.tiling.alias import ring_aliases
 from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
 
@@ -274,7 +275,15 @@ class Partitioner:
                         full = rm.in_rows >= rm.kernel + rm.pad_top + rm.stride   # an unclipped stripe exists
                         least_rows[b] = max(least_rows.get(b, 1), rm.kernel if full else 1)
             reads = [b for b in reads if b not in written]
-            writes = sorted(written)
+            # A result written over its operand's ring (``alias``) adds no bytes; the ring it
+            # shares holds at least what its readers need too.
+            out = self.outside(i, j)
+            units = [(self.order[p], u) for p in range(i, j + 1) for u in self.units[p] or ()]
+            aliases = ring_aliases(g, units, {b for b in written if not out.get(b, False)
+                                              and not g.buffers[b].is_output})
+            for yb, xb in aliases.items():
+                least_rows[xb] = max(least_rows.get(xb, 1), least_rows.get(yb, 1))
+            writes = sorted(written - aliases.keys())
             least = {b: self._a(least_rows.get(b, 1) * self.row_bytes(b)) for b in (*reads, *writes)}
             fixed = sum(g.operators[self.order[p]].extra_bytes for p in range(i, j + 1))
             if self.weights:

@@ -17,11 +17,13 @@ which is complete (and, when it streams, stored) after the last band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import RESIZE, TRANSPOSED, RowMap, accumulates, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import RESIZE, TRANSPOSED, RowMap, RowUnit, accumulates, buffer_row_bytes, row_units, rows
 from stowage.plan import RowTransfer, Stripe
+from stowage.solvers.tiling.alias import ring_aliases
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Program:
     #: Member stripes of the walk (as many as ``stripes`` holds when recorded): the partition
     #: search's count, exact for in-place members and for members with fewer rows than the end.
     count: int = 0
+    #: Result buffers written over an operand's ring (``stowage.solvers.tiling.alias``): buffer
+    #: -> the ring buffer (in ``rings``) whose slots hold its rows.
+    aliases: Mapping[BufferId, BufferId] = field(default_factory=dict)
 
     def ring_bytes(self, graph: Graph) -> int:
         return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
@@ -64,7 +69,7 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, in_place: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -74,10 +79,12 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     intermediate buffers that cross a cascade boundary off-chip: the cascade making one
     stores its rows as it goes, one reading it loads them (non-compulsory traffic).
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
-    that many rows, each member producing its proportional share per band."""
+    that many rows, each member producing its proportional share per band.  ``in_place``:
+    elementwise results may be written over their operand's ring (``alias``; ``aliases``)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
+    unit_list: list[tuple[OpIndex, RowUnit]] = []
     for i in ops:
         units = row_units(graph, graph.operators[i])
         if units is None:
@@ -86,7 +93,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             maps[u.op.index] = dict(u.maps)
             members.append(u.op)
             unit_out[u.op.index] = u.output
-    tb = graph.tensor_buffer
+            unit_list.append((i, u))
+    tb: Mapping[str, BufferId] = graph.tensor_buffer
     out_of = unit_out
     producer = {out_of[m.index]: m.index for m in members}
     # A reduction accumulating over H (``ACCUMULATE``) runs on bands of its input and its
@@ -97,16 +105,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         raise NotTileable("a reduction over H must end its cascade")
     rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
-    # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
-    maker: dict[BufferId, OpIndex] = {}
-    last_writer: dict[BufferId, OpIndex] = {}
-    for m in members:
-        maker.setdefault(tb[out_of[m.index]], m.index)
-        last_writer[tb[out_of[m.index]]] = m.index
-    readers: dict[BufferId, list[OpIndex]] = {}
-    for m in members:
-        for name in maps[m.index]:
-            readers.setdefault(tb[name], []).append(m.index)
+    read_in_rows = {tb[name] for m in members for name in maps[m.index]}
 
     streamed: dict[BufferId, int] = {}
     rings: dict[BufferId, int] = {}
@@ -117,10 +116,10 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         if b in written or buf.kind is TensorKind.WEIGHT:
             continue  # weights: read whole by every stripe, counted only when resident (``weights``)
         if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
-                and not buf.is_output and b in readers):
+                and not buf.is_output and b in read_in_rows):
             streamed[b] = 0
         elif b in dram:
-            if b not in readers:
+            if b not in read_in_rows:
                 raise NotTileable(f"{buf.tensors[0]} is off-chip but read whole")
             streamed[b] = 0
         else:
@@ -138,6 +137,22 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             whole_out.append(b)
         else:
             rings[b] = 0
+    # An elementwise result written over its operand's ring rows (``alias``): its tensors
+    # live in the operand's buffer for the walk, as a fused in-place operator's do.
+    aliases = ring_aliases(graph, unit_list, rings) if in_place else {}
+    if aliases:
+        remap = dict(graph.tensor_buffer)
+        for yb, xb in aliases.items():
+            del rings[yb]
+            for t in graph.buffers[yb].tensors:
+                remap[t] = xb
+        tb = remap
+    # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
+    maker: dict[BufferId, OpIndex] = {}
+    last_writer: dict[BufferId, OpIndex] = {}
+    for m in members:
+        maker.setdefault(tb[out_of[m.index]], m.index)
+        last_writer[tb[out_of[m.index]]] = m.index
     for b in maker:
         # A whole buffer holds each tensor in its own NCHW layout: an in-place chain that
         # changes the element size (Conv -> QuantizeLinear -> DequantizeLinear unfolded, one
@@ -301,7 +316,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         streamed[b] = max(1, span[b])
     return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
                    streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
-                   load_bytes=load_bytes, store_bytes=store_bytes, count=count)
+                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, aliases=aliases)
 
 
 __all__ = ["NotTileable", "Program", "stripe_program"]
