@@ -907,7 +907,8 @@ class _RowReplay:
             if (ct.mode == "ring" and self.g.tensor_buffer.get(ct.tensor) != ct.buffer and host is not None
                     and (host.ring_rows, host.row_bytes) != (ct.ring_rows, ct.row_bytes)):
                 self.fail(f"tensor '{ct.tensor}' shares the ring of '{host.tensor}' with {ct.ring_rows} rows of "
-                          f"{ct.row_bytes} bytes, that ring has {host.ring_rows} rows of {host.row_bytes}", (ct.buffer,))
+                          f"{ct.row_bytes} bytes, that ring has {host.ring_rows} rows of {host.row_bytes}",
+                          (ct.buffer,))
                 ok = False
             if ct.mode == "streamed" and ct.level not in self.chk.levels:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))

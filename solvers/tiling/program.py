@@ -69,7 +69,8 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, in_place: bool = True) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, in_place: bool = True,
+                   interleave: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -232,6 +233,55 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     # a stride-2 step run in bands finer than one end row (smaller rings there).
     pace = max(pace_rows, h_end)
     rewrites_host = [(m.index, maker[tb[out_of[m.index]]]) for m in members if m.index != maker[tb[out_of[m.index]]]]
+    # Rows a member makes per band on average (at least one): its share of a band.
+    quota = {m.index: max(1, -(-stripe_rows * rows_of[m.index] // pace)) for m in members}
+
+    def _run(m: Operator, lo_o: int, hi_o: int) -> None:
+        """Member ``m`` makes rows ``[lo_o, hi_o)``: its stripe, loads, store and windows."""
+        nonlocal load_bytes, store_bytes, count
+        inputs: list[tuple[str, int, int]] = []
+        moves: list[RowTransfer] = []
+        pad_t = pad_b = 0
+        for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
+            if record:
+                lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
+                inputs.append((name, lo, hi))
+                if padded:
+                    pad_t, pad_b = p_t, p_b
+            elif b not in loaded:
+                continue   # only loads matter when sizing rings
+            elif st:   # RowMap.need(lo_o, hi_o)[1] of a window map
+                hi = (hi_o - 1) * st - pt + k
+                hi = inr if hi > inr else hi
+            else:
+                hi = rm.need(lo_o, hi_o)[1]
+            if b in loaded and hi > loaded[b]:
+                if record:
+                    moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
+                load_bytes += (hi - loaded[b]) * row_bytes_of(b)
+                loaded[b] = hi
+        ob = tb[out_of[m.index]]
+        done[m.index] = hi_o
+        count += 1
+        # An accumulating stripe updates the one row of its result, complete (and stored,
+        # when it streams) after the last band.
+        w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
+        if ob in held:
+            # A band is written whole before any of it is read or stored.
+            span[ob] = max(span[ob], w_hi - w_lo)
+        if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
+            moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
+            store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
+        if record:
+            stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
+                                  pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
+        for b in touched_by[m.index]:
+            if b != ob or m.index not in acc:
+                v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
+                if v > span[b]:
+                    span[b] = v
+        release(touched_by[m.index])
+
     for a in range(0, pace, stripe_rows):
         hi_pace = min(a + stripe_rows, pace)
         hi_end = h_end if hi_pace == pace else hi_pace * h_end // pace
@@ -261,52 +311,36 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         for mi, host in rewrites_host:
             if want[host] > want[mi]:
                 want[mi] = want[host]
-        for m in members:
-            lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
-            if hi_o <= lo_o:
-                continue
-            inputs: list[tuple[str, int, int]] = []
-            moves: list[RowTransfer] = []
-            pad_t = pad_b = 0
-            for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
-                if record:
-                    lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
-                    inputs.append((name, lo, hi))
-                    if padded:
-                        pad_t, pad_b = p_t, p_b
-                elif b not in loaded:
-                    continue   # only loads matter when sizing rings
-                elif st:   # RowMap.need(lo_o, hi_o)[1] of a window map
-                    hi = (hi_o - 1) * st - pt + k
-                    hi = inr if hi > inr else hi
-                else:
-                    hi = rm.need(lo_o, hi_o)[1]
-                if b in loaded and hi > loaded[b]:
-                    if record:
-                        moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
-                    load_bytes += (hi - loaded[b]) * row_bytes_of(b)
-                    loaded[b] = hi
-            ob = tb[out_of[m.index]]
-            done[m.index] = hi_o
-            count += 1
-            # An accumulating stripe updates the one row of its result, complete (and stored,
-            # when it streams) after the last band.
-            w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
-            if ob in held:
-                # A band is written whole before any of it is read or stored.
-                span[ob] = max(span[ob], w_hi - w_lo)
-            if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
-                moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
-                store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
-            if record:
-                stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
-                                      pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
-            for b in touched_by[m.index]:
-                if b != ob or m.index not in acc:
-                    v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
-                    if v > span[b]:
-                        span[b] = v
-            release(touched_by[m.index])
+        # The members run in passes, each making at most its share of a band (``quota``) and
+        # only rows whose operand rows exist: where a band's wants lead by several rows (the
+        # first band, a stride-2 reader's two rows), rows are made and consumed one share at a
+        # time instead of all at once, so fewer are live together.  Without ``interleave`` one
+        # pass makes every wanted row.
+        moved = True
+        while moved:
+            moved = False
+            for m in members:
+                lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
+                if hi_o <= lo_o:
+                    continue
+                if interleave:
+                    q = quota[m.index]
+                    if hi_o > lo_o + q:
+                        hi_o = lo_o + q
+                    for _name, _b, rm, p, _padded, st, pt, k, _inr in operands[m.index]:
+                        if p is None or done[p] >= rm.in_rows:
+                            continue
+                        if st:   # the largest hi with RowMap.need(lo_o, hi)[1] <= done[p]
+                            top = (done[p] + pt - k) // st + 1
+                            if top < hi_o:
+                                hi_o = top
+                        else:
+                            while hi_o > lo_o and rm.need(lo_o, hi_o)[1] > done[p]:
+                                hi_o -= 1
+                    if hi_o <= lo_o:
+                        continue
+                moved = True
+                _run(m, lo_o, hi_o)
     for m in members:
         if done[m.index] != rows_of[m.index]:
             raise NotTileable(f"{m.name}: {done[m.index]} of {rows_of[m.index]} rows produced")
