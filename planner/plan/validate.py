@@ -833,7 +833,15 @@ class _RowReplay:
             b = graph.tensor_buffer.get(ct.tensor)
             if b is not None:
                 self.holder_by_buffer.setdefault(b, ct)
-        self.slots: dict[int, dict[int, tuple[int, str]]] = defaultdict(dict)   # plan buffer -> slot
+        # plan buffer -> byte offset of a ring row -> (row, tensor, bytes): rings sharing a
+        # buffer (``stowage.solvers.tiling.program.share_rings``) lay rows out differently, so
+        # a row written evicts every row whose bytes it meets.
+        self.slots: dict[int, dict[int, tuple[int, str, int]]] = defaultdict(dict)
+        layouts: dict[int, set[int]] = defaultdict(set)
+        for ct in c.tensors:
+            if ct.mode in ("ring", "streamed"):
+                layouts[ct.buffer].add(ct.row_bytes)
+        self.mixed = {b for b, sizes in layouts.items() if len(sizes) > 1}
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
         self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
         self.stored: dict[str, dict[int, int]] = defaultdict(dict)              # tensor -> row -> stripe
@@ -902,14 +910,6 @@ class _RowReplay:
             if have < ct.ring_rows * ct.row_bytes:
                 self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
                           f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
-            host = next((h for h in self.c.tensors if h.mode == "ring" and h.buffer == ct.buffer
-                         and self.g.tensor_buffer.get(h.tensor) == h.buffer), None)
-            if (ct.mode == "ring" and self.g.tensor_buffer.get(ct.tensor) != ct.buffer and host is not None
-                    and (host.ring_rows, host.row_bytes) != (ct.ring_rows, ct.row_bytes)):
-                self.fail(f"tensor '{ct.tensor}' shares the ring of '{host.tensor}' with {ct.ring_rows} rows of "
-                          f"{ct.row_bytes} bytes, that ring has {host.ring_rows} rows of {host.row_bytes}",
-                          (ct.buffer,))
-                ok = False
             if ct.mode == "streamed" and ct.level not in self.chk.levels:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))
                 ok = False
@@ -938,15 +938,29 @@ class _RowReplay:
                 return "it is not produced yet"
             return None if got == name else f"it was rewritten by '{got}'"
         slot = r % ct.ring_rows
-        held = self.slots[ct.buffer].get(slot)
+        held = self.slots[ct.buffer].get(slot * ct.row_bytes)
+        other = held is not None and self.g.tensor_buffer.get(held[1]) != self.g.tensor_buffer.get(name)
+        if other and held is not None:
+            # Another tensor's row in a ring sharing this buffer's bytes.
+            return f"ring slot {slot} of '{ct.tensor}' holds row {held[0]} of '{held[1]}', which shares its bytes"
         if held is None or held[0] < r:
             return ("it is not produced yet" if inside else "it was never loaded") + \
                 (f" (ring slot {slot} holds row {held[0]})" if held else "")
         if held[0] > r:
             return f"ring slot {slot} of '{ct.tensor}' ({ct.ring_rows} rows) holds row {held[0]}: overwritten"
-        if inside and held[1] != name:
+        if held[1] != name and (inside or held[1] != ct.tensor):
             return f"ring slot {slot} holds that row of '{held[1]}'"
         return None
+
+    def put(self, ct: CascadeTensor, r: int, tensor: str) -> None:
+        """Row ``r`` of ``tensor`` written (or loaded) into its slot of ring ``ct``."""
+        slots = self.slots[ct.buffer]
+        off = (r % ct.ring_rows) * ct.row_bytes
+        if ct.buffer in self.mixed:
+            for o, (_r, _t, n) in list(slots.items()):
+                if o < off + ct.row_bytes and off < o + n:
+                    del slots[o]
+        slots[off] = (r, tensor, ct.row_bytes)
 
     def stripe(self, i: int, st: Stripe) -> None:
         op = self.members.get(st.op)
@@ -993,7 +1007,7 @@ class _RowReplay:
                               "cascade stored it", (ct.buffer,))
                     return
             for r in range(x.lo, x.hi):
-                self.slots[ct.buffer][r % ct.ring_rows] = (r, ct.tensor)
+                self.put(ct, r, ct.tensor)
 
     def store(self, where: str, i: int, x: RowTransfer) -> None:
         ct = self.streamed(where, x, inside=True)
@@ -1002,7 +1016,7 @@ class _RowReplay:
         b = self.g.tensor_buffer[ct.tensor]
         final = self.final_tensor(b)
         for r in range(x.lo, x.hi):
-            held = self.slots[ct.buffer].get(r % ct.ring_rows)
+            held = self.slots[ct.buffer].get((r % ct.ring_rows) * ct.row_bytes)
             if held is None or held[0] != r or held[1] != final:
                 got = "nothing" if held is None else f"row {held[0]} of '{held[1]}'"
                 self.fail(f"{where}: stores row {r} of '{x.tensor}', but its ring slot {r % ct.ring_rows} "
@@ -1135,10 +1149,11 @@ class _RowReplay:
             self.fail(f"{where}: writes '{out}', which is not one of the cascade's tensors")
             return
         b = self.g.tensor_buffer[out]
-        if ct.mode == "ring" and ct.buffer != b and not self.writes_over_operand(op, st, ct.buffer):
-            self.fail(f"{where}: writes '{out}' into the ring of another tensor (buffer {ct.buffer}); only an "
-                      "elementwise operator may, over the rows of its operand held there", (ct.buffer,))
-            return
+        if ct.mode != "whole":
+            clash = self.clash(op, st, ct)
+            if clash is not None:
+                self.fail(f"{where}: {clash}", (ct.buffer,))
+                return
         done = self.produced[op.index]
         for r in range(st.out_lo, st.out_hi):
             if r in done:
@@ -1150,22 +1165,31 @@ class _RowReplay:
             if ct.mode == "whole":
                 self.rows[b][r] = out
             else:
-                self.slots[ct.buffer][r % ct.ring_rows] = (r, out)
+                self.put(ct, r, out)
 
-    def writes_over_operand(self, op: Operator, st: Stripe, buffer: int) -> bool:
-        """Whether ``op`` (a folded group's core) is an elementwise in-place operator
-        (``stowage.ir.inplace.data_operands``) whose stripe ``st`` reads rows ``[out_lo,
-        out_hi)`` of a data operand held in ring ``buffer``: element ``i`` of each row it
-        writes there needs element ``i`` of the row it replaces only."""
+    def clash(self, op: Operator, st: Stripe, ct: CascadeTensor) -> str | None:
+        """Why stripe ``st`` may not write its rows into ring ``ct``, or None: a row it writes
+        must not meet the bytes of a row it reads, unless it is that row's own slot and
+        ``op`` (a folded group's core) is an elementwise in-place operator
+        (``stowage.ir.inplace.data_operands``) of that operand, whose element ``i`` needs
+        element ``i`` of the row it replaces only (a fused ReLU over its Conv's rows, a
+        residual Add over its projection's, ``stowage.solvers.tiling.alias``)."""
         from stowage.ir.inplace import data_operands
 
-        listed = {name: (lo, hi) for name, lo, hi in st.inputs}
-        for name in data_operands(op):
-            x = self.int8_of.get(name, name)
-            h = self.holder(x)
-            if h is not None and h.mode == "ring" and h.buffer == buffer and listed.get(x) == (st.out_lo, st.out_hi):
-                return True
-        return False
+        elementwise = {self.int8_of.get(n, n) for n in data_operands(op)}
+        for name, lo, hi in st.inputs:
+            h = self.holder(name)
+            if h is None or h.mode == "whole" or h.buffer != ct.buffer or h.ring_rows < 1:
+                continue
+            for rr in range(lo, hi):
+                o_r = (rr % h.ring_rows) * h.row_bytes
+                for r in range(st.out_lo, st.out_hi):
+                    o_w = (r % ct.ring_rows) * ct.row_bytes
+                    if o_w < o_r + h.row_bytes and o_r < o_w + ct.row_bytes and not (
+                            r == rr and o_w == o_r and name in elementwise):
+                        return (f"writes row {r} of its result over row {rr} of '{name}', which it reads "
+                                f"(buffer {ct.buffer}, bytes [{o_w}, {o_w + ct.row_bytes}))")
+        return None
 
     def finish(self) -> None:
         for m in self.members.values():

@@ -229,8 +229,9 @@ class Partitioner:
     def _bound(self, i: int, j: int, dram: frozenset[BufferId]) -> int:
         """A lower bound on the footprint of ``[i..j]`` in any bands that needs no walk: its
         whole buffers (``Windows.footprint``'s modes) plus, per buffer held in rows, the rows
-        one stripe of its widest reader needs (a ring holds at least what one read takes).
-        Each buffer's part is independent of the others': a base plus one delta per buffer
+        one stripe of its widest reader needs (a ring holds at least what one read takes), the
+        interior rings of one row counted once, at the largest (they may share bytes).  Each
+        buffer's part is independent of the others': a base plus one delta per buffer
         off-chip."""
         key = (i, j)
         if key not in self._whole:
@@ -245,8 +246,13 @@ class Partitioner:
                                    and b in spatial)
                 return least[b] if streamed else self._a(buf.bytes)
 
-            base = fixed + sum(part_of(b, False) for b in (*reads, *writes))
-            delta = {b: part_of(b, True) - part_of(b, False) for b in (*reads, *writes)}
+            # Interior rings one row deep may share bytes (``program.share_rings``): together
+            # they hold at least the largest of them.
+            sharable = {b for b in writes if not out.get(b, False) and not g.buffers[b].is_output
+                        and least[b] <= self._a(self.row_bytes(b))}
+            base = fixed + sum(part_of(b, False) for b in (*reads, *writes) if b not in sharable)
+            base += max((least[b] for b in sharable), default=0)
+            delta = {b: part_of(b, True) - part_of(b, False) for b in (*reads, *writes) if b not in sharable}
             self._whole[key] = (base, {b: d for b, d in delta.items() if d})
         base, delta = self._whole[key]
         return base + sum(delta.get(b, 0) for b in dram)

@@ -17,7 +17,7 @@ which is complete (and, when it streams, stored) after the last band.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
@@ -48,9 +48,13 @@ class Program:
     #: Result buffers written over an operand's ring (``stowage.solvers.tiling.alias``): buffer
     #: -> the ring buffer (in ``rings``) whose slots hold its rows.
     aliases: Mapping[BufferId, BufferId] = field(default_factory=dict)
+    #: Rings (in ``rings``, with their own rows) held in the bytes of another ring, the host
+    #: (``share_rings``): ring -> host.  A host's ring is the largest of its group.
+    shared: Mapping[BufferId, BufferId] = field(default_factory=dict)
 
     def ring_bytes(self, graph: Graph) -> int:
-        return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
+        return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items())
+                   if b not in self.shared)
 
     def footprint(self, graph: Graph, weights: bool) -> int:
         """Compute-level bytes of the cascade as one step: whole operands and results plus rings."""
@@ -70,7 +74,7 @@ class NotTileable(Exception):
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
                    dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, in_place: bool = True,
-                   interleave: bool = True) -> Program:
+                   interleave: bool = True, share: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -81,7 +85,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     stores its rows as it goes, one reading it loads them (non-compulsory traffic).
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
     that many rows, each member producing its proportional share per band.  ``in_place``:
-    elementwise results may be written over their operand's ring (``alias``; ``aliases``)."""
+    elementwise results may be written over their operand's ring (``alias``; ``aliases``).
+    ``interleave``: members make a band's rows one share at a time (see the band loop).
+    ``share``: rings whose live intervals never meet share bytes (``share_rings``)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
@@ -172,6 +178,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     held = {**rings, **streamed}
     base = dict.fromkeys(held, 0)
     span = dict.fromkeys(held, 0)
+    opened = dict.fromkeys(rings, -1)
+    lives: dict[BufferId, list[tuple[int, int]]] = {b: [] for b in rings}
     stripes: list[Stripe] = []
     load_bytes = store_bytes = 0
     count = 0
@@ -281,6 +289,16 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                 if v > span[b]:
                     span[b] = v
         release(touched_by[m.index])
+        # Live intervals of the rings (``share``): a ring goes live at the stripe writing
+        # into it while empty, and dies at the stripe after which it holds no needed row.
+        for b in touched_by[m.index]:
+            if b in opened:
+                if done[maker[b]] > base[b]:
+                    if opened[b] < 0:
+                        opened[b] = count
+                elif opened[b] >= 0:
+                    lives[b].append((opened[b], count))
+                    opened[b] = -1
 
     for a in range(0, pace, stripe_rows):
         hi_pace = min(a + stripe_rows, pace)
@@ -348,9 +366,58 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         rings[b] = max(1, span[b])
     for b in streamed:
         streamed[b] = max(1, span[b])
+    for b, at in opened.items():
+        if at >= 0:
+            lives[b].append((at, count))
+    shared = share_rings(rings, lives, row_bytes_of) if share else {}
     return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
                    streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
-                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, aliases=aliases)
+                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, aliases=aliases,
+                   shared=shared)
 
 
-__all__ = ["NotTileable", "Program", "stripe_program"]
+
+
+def share_rings(rings: Mapping[BufferId, int], lives: Mapping[BufferId, list[tuple[int, int]]],
+                row_bytes: Callable[[BufferId], int]) -> dict[BufferId, BufferId]:
+    """Rings that may share bytes: ring -> the ring whose bytes it uses.
+
+    A ring whose rows are all consumed soon after they are made (a depthwise convolution's
+    output, read by the 1x1 projection right after it) is empty between those stripes: its
+    live intervals (``lives``, stripe indices, both ends included: the stripe writing into it
+    while empty, the stripe after which it holds no needed row) are many and short.  Two rings
+    whose intervals never meet may use the same bytes, each with its own row layout; a stripe
+    reading one and writing the other makes both live at that stripe, so they never share.
+    Rings live from start to end (one interval) keep their own bytes.  The groups are chosen
+    greedily, largest ring first, each joining the first group none of whose members it
+    meets; a group's bytes are its first (largest) member's, the host."""
+    cands = sorted((b for b in rings if len(lives[b]) > 1), key=lambda b: (-rings[b] * row_bytes(b), b))
+    groups: list[tuple[BufferId, list[tuple[int, int]]]] = []
+    out: dict[BufferId, BufferId] = {}
+    for b in cands:
+        mine = lives[b]
+        for k, (host, taken) in enumerate(groups):
+            if not _meet(mine, taken):
+                out[b] = host
+                groups[k] = (host, sorted(taken + mine))
+                break
+        else:
+            groups.append((b, list(mine)))
+    return out
+
+
+def _meet(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+    """Whether two sorted lists of disjoint closed intervals share a point."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        (a0, a1), (b0, b1) = a[i], b[j]
+        if a0 <= b1 and b0 <= a1:
+            return True
+        if a1 < b1:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
+__all__ = ["NotTileable", "Program", "share_rings", "stripe_program"]
