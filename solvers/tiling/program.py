@@ -334,11 +334,12 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         # first band, a stride-2 reader's two rows), rows are made and consumed one share at a
         # time instead of all at once, so fewer are live together.  Without ``interleave`` one
         # pass makes every wanted row.
-        moved = True
-        while moved:
-            moved = False
+        left = True
+        while left:
+            moved = left = False
             for m in members:
-                lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
+                lo_o = done[m.index]
+                hi_o = target = min(want[m.index], rows_of[m.index])
                 if hi_o <= lo_o:
                     continue
                 if interleave:
@@ -355,10 +356,13 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                         else:
                             while hi_o > lo_o and rm.need(lo_o, hi_o)[1] > done[p]:
                                 hi_o -= 1
+                    if hi_o < target:
+                        left = True   # another pass makes the rest
                     if hi_o <= lo_o:
                         continue
                 moved = True
                 _run(m, lo_o, hi_o)
+            left = left and moved
     for m in members:
         if done[m.index] != rows_of[m.index]:
             raise NotTileable(f"{m.name}: {done[m.index]} of {rows_of[m.index]} rows produced")
