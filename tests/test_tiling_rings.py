@@ -16,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from helpers import save
 from stowage.api import compile as compile_plan
+from stowage.backend.emit import emit_c
 from stowage.ir.graph import Graph
 from stowage.ir.inplace import fuse_in_place
 from stowage.ir.lifetimes import m_r
@@ -26,11 +27,21 @@ from stowage.plan.validate import validate
 from stowage.simulate import simulate
 from stowage.solvers.tiling.alias import ring_aliases
 from stowage.solvers.tiling.program import _meet, share_rings, stripe_program
+from test_emit import needs_gcc, replay
 
 W = 8   # columns of every tensor
 
 
-def _model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], c_in: int, h: int) -> onnx.ModelProto:
+def _model(nodes: list[onnx.NodeProto], inits: list[onnx.TensorProto], c_in: int, h: int,
+           tail: bool = False) -> onnx.ModelProto:
+    """``tail``: the last conv's result ``z`` is averaged (``g``, 4 x 1 x 1) and a Softmax
+    (whole tensors) makes ``y`` from it, so the plan copies ``y`` to its home as a whole
+    tensor (tests/c/replay.c needs a transfer)."""
+    if tail:
+        nodes = [*nodes[:-1], helper.make_node(nodes[-1].op_type, list(nodes[-1].input), ["z"], name=nodes[-1].name,
+                                               **{a.name: helper.get_attribute_value(a) for a in nodes[-1].attribute}),
+                 helper.make_node("GlobalAveragePool", ["z"], ["g"], name="gap"),
+                 helper.make_node("Softmax", ["g"], ["y"], name="soft", axis=1)]
     g = helper.make_graph(nodes, "rings", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c_in, h, W])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
@@ -44,7 +55,7 @@ def _conv(rng: np.random.Generator, name: str, x: str, y: str, c_in: int, c_out:
     return helper.make_node("Conv", [x, f"w_{name}"], [y], name=name, pads=[p, p, p, p], kernel_shape=[k, k])
 
 
-def residual_model(h: int = 16) -> onnx.ModelProto:
+def residual_model(h: int = 16, tail: bool = False) -> onnx.ModelProto:
     """x (4 x h x 8) -> e = Relu(conv 1x1, 8 ch) -> d = Relu(conv 3x3, 8 ch) -> p = conv 1x1
     (4 ch) -> a = p + x -> y = conv 1x1 (4 ch): an inverted residual block and one more conv, so
     the Add's result is read inside the cascade.  One byte per element: e and d rows are 64 B,
@@ -55,10 +66,10 @@ def residual_model(h: int = 16) -> onnx.ModelProto:
              _conv(rng, "cd", "e", "d0", 8, 8, 3, inits), helper.make_node("Relu", ["d0"], ["d"], name="rd"),
              _conv(rng, "cp", "d", "p", 8, 4, 1, inits), helper.make_node("Add", ["p", "x"], ["a"], name="add"),
              _conv(rng, "co", "a", "y", 4, 4, 1, inits)]
-    return _model(nodes, inits, 4, h)
+    return _model(nodes, inits, 4, h, tail)
 
 
-def transient_model(h: int = 16) -> onnx.ModelProto:
+def transient_model(h: int = 16, tail: bool = False) -> onnx.ModelProto:
     """x (4 x h x 8) -> t0 = conv 3x3 (8 ch) -> t1 = conv 1x1 (4 ch) -> t2 = conv 3x3 (4 ch) ->
     y = conv 1x1 (4 ch).  t0 (64 B rows) and t2 (32 B rows) are each read by a 1x1 conv right
     after they are made: one-row rings, empty between those stripes.  t1 is read by a 3x3 conv:
@@ -67,7 +78,7 @@ def transient_model(h: int = 16) -> onnx.ModelProto:
     inits: list[onnx.TensorProto] = []
     nodes = [_conv(rng, "c0", "x", "t0", 4, 8, 3, inits), _conv(rng, "c1", "t0", "t1", 8, 4, 1, inits),
              _conv(rng, "c2", "t1", "t2", 4, 4, 3, inits), _conv(rng, "c3", "t2", "y", 4, 4, 1, inits)]
-    return _model(nodes, inits, 4, h)
+    return _model(nodes, inits, 4, h, tail)
 
 
 def _graph(model: onnx.ModelProto) -> Graph:
@@ -148,6 +159,7 @@ def _compiled(model: onnx.ModelProto, frac: float) -> tuple[Graph, Plan]:
     g = fuse_in_place(import_model(model))
     plan = compile_plan(g, target="mcu-cortex-m7", capacity=int(m_r(g, False) * frac), time_limit=5)
     assert plan.cascades and len(plan.cascades) == 1
+    assert validate(g, plan).ok
     return g, plan
 
 
@@ -201,3 +213,18 @@ def test_a_non_elementwise_writer_over_its_operand_is_rejected() -> None:
     assert not v.ok
     assert any("writes row" in e.message and "over row" in e.message and "of 'd', which it reads" in e.message
                for e in v.errors if e.rule == 8), v.summary()
+
+
+@needs_gcc
+@pytest.mark.parametrize("which", ["residual", "transient"])
+def test_shared_rings_replay_in_c(tmp_path: Path, which: str) -> None:
+    """plan.h / plan.c address each tensor of a shared ring with its own layout; the C replay
+    (tests/c/replay.c) checks every row read holds what its producer wrote there."""
+    model = residual_model(tail=True) if which == "residual" else transient_model(tail=True)
+    g = fuse_in_place(import_model(model))
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=int(m_r(g, False) * 0.3), time_limit=5)
+    assert validate(g, plan).ok and plan.transfers
+    assert any(t.mode == "ring" and g.tensor_buffer[t.tensor] != t.buffer for c in plan.cascades for t in c.tensors)
+    r = replay(emit_c(plan, g, weights=False), tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("replay ok:")
