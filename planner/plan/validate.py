@@ -19,7 +19,10 @@ as in ``docs/plan-format.md``:
 8. (tiled plans) each cascade's stripe program, replayed row by row: every row a stripe reads
    is present (in its ring slot, written earlier in the cascade, or loaded), the rows and pads
    are exactly what the operator's attributes need, every output row is produced once, every
-   streamed output row is stored once after it is produced, rings fit their buffers; a
+   streamed output row is stored once after it is produced, rings fit their buffers (rings
+   declared in another ring's buffer share its bytes: a row written evicts every row whose
+   bytes it meets, and a stripe writes over a row it reads only as an elementwise in-place
+   operator rewriting that row); a
    reduction over H reduces every input row once, in order, and its one result row is
    readable only after its last band;
 9. (timed plans, ``docs/timing.md``) every transfer has a start, an end and a channel or none
