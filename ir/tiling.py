@@ -473,15 +473,18 @@ def row_bytes(t: Tensor, axis: int = 2) -> int:
 class CascadeSpec:
     """Steps ``ops`` (contiguous in file order) run stripe by stripe as one macro step.
     ``rings``: interior buffers held as a ring of that many rows; ``streamed``: graph inputs or
-    outputs kept in their home level and moved through a ring of that many rows.  Every other
-    buffer the steps touch is whole."""
+    outputs kept in their home level and moved through a ring of that many rows.  ``aliases``:
+    interior buffers whose rows an elementwise operator writes over an operand's ring (buffer ->
+    that ring's buffer, in ``rings``; ``stowage.solvers.tiling.alias``): no step of the macro
+    graph touches them.  Every other buffer the steps touch is whole."""
 
     ops: tuple[OpIndex, ...]
     rings: Mapping[BufferId, int] = field(default_factory=dict)
     streamed: Mapping[BufferId, int] = field(default_factory=dict)
+    aliases: Mapping[BufferId, BufferId] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("rings", "streamed"):
+        for name in ("rings", "streamed", "aliases"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 
@@ -503,7 +506,8 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
     topological), named ``cascade<k>:<first op>``, op type ``Cascade``: it reads the whole
     buffers made outside it (and the weights its steps read), and writes its whole results and
     its rings.  A ring buffer keeps its id with ``rows * row_bytes`` bytes; a streamed buffer
-    keeps its id (untouched by any step: rule 8 checks its rows) and its ring is a new buffer.
+    keeps its id (untouched by any step: rule 8 checks its rows) and its ring is a new buffer;
+    so does a buffer written over another's ring (``CascadeSpec.aliases``).
     """
     ops = list(graph.operators)
     bufs = list(graph.buffers)
@@ -523,6 +527,8 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
             if b not in written and b not in spec.streamed:
                 ins.append(graph.buffers[b].tensors[0])
         for b in dict.fromkeys(bb for i in spec.ops for bb in graph.op_writes(graph.operators[i])):
+            if b in spec.aliases:
+                continue  # its rows live in another ring: untouched, like a streamed buffer
             if b in spec.rings:
                 bufs[b] = replace(bufs[b], bytes=spec.rings[b] * buffer_row_bytes(graph, b))
                 ring_of[(k, b)] = b

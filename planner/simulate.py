@@ -1200,8 +1200,11 @@ class Simulator:
         # The stripe's operand rows must survive its writes, except rows an in-place
         # operator rewrites (same holder).
         if len(self.corruptions) == before:
+            # A declared ring alias (the result's ring is its operand's buffer,
+            # ``stowage.solvers.tiling.alias``) rewrites those rows too.
+            alias = ct.mode == "ring" and ct.buffer != self.orig.tensor_buffer.get(out)
             for name, hb, rviews, old in read_back:
-                if hb == ct.buffer and op.fused_into is not None:
+                if hb == ct.buffer and (op.fused_into is not None or alias):
                     continue
                 now = np.stack(rviews, axis=1) if rviews else old
                 if not np.array_equal(now, old):

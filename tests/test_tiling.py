@@ -52,14 +52,24 @@ def test_row_maps_from_the_graph() -> None:
 
 
 def test_ring_sizes_are_the_exact_row_liveness() -> None:
-    """The design notes' measured minima: a 3x3 stride-1 consumer of 1-row stripes needs a
-    3-row ring of its input, a stride-2 one 4 rows."""
+    """A 3x3 reader of 1-row stripes needs a 3-row ring of its input, stride 1 or 2: the
+    stride-2 conv's output row r reads rows 2r-1..2r+1, and its producer makes the next two
+    rows (one band's share) only after it, so at most 3 are live.  The design notes measured
+    4 for stride 2: their walk made the first band's lead (rows 0..3, which the stride-1 conv
+    after it needs for its first row) in one stripe, as ``interleave=False`` still does."""
     g = import_model(conv_chain((1, 2, 1)), element_bytes=1)
     ops = g.file_order()
     prog = stripe_program(g, ops, 1, {b.id: False for b in g.buffers})
     t0, t1 = g.tensor_buffer["t0"], g.tensor_buffer["t1"]
-    # t0 is read by the stride-2 conv: 4 rows; t1 by a stride-1 conv: 3 rows.
-    assert prog.rings == {t0: 4, t1: 3}
+    # t0 is read by the stride-2 conv: 3 rows; t1 by a stride-1 conv: 3 rows.
+    assert prog.rings == {t0: 3, t1: 3}
+    one_pass = stripe_program(g, ops, 1, {b.id: False for b in g.buffers}, interleave=False)
+    assert one_pass.rings == {t0: 4, t1: 3}
+    # The first band's lead, in shares: conv0 makes rows [0, 2) then [2, 4) (its share of a
+    # 1-row band of the 8-row end is 2 rows), conv1 row 0 between them.
+    firsts = [(s.op, s.out_lo, s.out_hi) for s in prog.stripes[:5]]
+    assert firsts == [(0, 0, 2), (1, 0, 1), (0, 2, 4), (1, 1, 2), (2, 0, 1)]
+    assert [(s.op, s.out_lo, s.out_hi) for s in one_pass.stripes[:3]] == [(0, 0, 4), (1, 0, 2), (2, 0, 1)]
     # x (the graph input) and y (the output) are streamed through rings from and to DRAM.
     assert set(prog.streamed) == {g.tensor_buffer["x"], g.tensor_buffer["y"]}
     # Every output row of every conv is produced exactly once.

@@ -220,7 +220,9 @@ def _qdq_model(h: int = 12, w: int = 6, c: int = 4) -> onnx.ModelProto:
 MODELS = {"float": (_float_model, (1500, 1000, 700)), "qop": (_qop_model, (500, 300)),
           "qdq": (_qdq_model, (500, 300))}
 #: Those where a loaded operand is staged (elsewhere the room left keeps it in a ring).
-STAGED = {("float", 1500), ("float", 700), ("qop", 300), ("qdq", 300)}
+# (With the smaller rings of ``share_rings`` and the share-at-a-time walk the float model at
+# 1000 B plans in 2 cascades with staging, 4,032 B, against 3 cascades and rings, 4,512 B.)
+STAGED = {("float", 1500), ("float", 1000), ("float", 700), ("qop", 300), ("qdq", 300)}
 
 
 @cache
@@ -260,21 +262,24 @@ def test_tiled_dilated_plans_validate_and_simulate(tmp: str, kind: str, capacity
         assert r.outputs and all(o.exact for o in r.outputs), "int8 stripes are bit-exact"
 
 
-@pytest.mark.parametrize(("kind", "capacity"), [("float", 1000), ("qop", 500)])
+@pytest.mark.parametrize(("kind", "capacity"), [("float", 750), ("qop", 500)])
 def test_rings_replace_staging_where_the_capacity_leaves_room(tmp: str, kind: str, capacity: int,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The search judges segments with staging (least memory); the chosen cascades put a staged
     buffer back into a ring (each row loaded once) when there is room.  Without that pass the
-    same capacity gives a staged plan moving more bytes (float at 1000 B: 6,240 against 4,512;
-    QOp at 500 B: 1,008 against 576, measured when this was written)."""
+    same capacity gives a staged plan moving more bytes (float at 750 B: 8,640 against 6,720,
+    where one cascade keeps its staging; QOp at 500 B: 1,008 against 576, measured when this
+    was written)."""
     import stowage.solvers.tiling.plan as tiled
 
+    def n_staged(p: Plan) -> int:
+        return sum(t.mode == "staged" for c in p.cascades for t in c.tensors)
+
     path, g, plan = _planned(tmp, kind, capacity)
-    assert not any(t.mode == "staged" for c in plan.cascades for t in c.tensors)
     assert _sparse_stripes(g, plan)
     monkeypatch.setattr(tiled, "_unstaged", lambda problem, part, s, p, i, j: p)
     staged = compile_plan(path, target="mcu-cortex-m7", capacity=capacity, time_limit=5)
-    assert any(t.mode == "staged" for c in staged.cascades for t in c.tensors)
+    assert n_staged(staged) > n_staged(plan)
     assert validate(g, staged).ok and validate(g, plan).ok
     assert plan.metrics.noncompulsory_bytes < staged.metrics.noncompulsory_bytes
     assert simulate(path, g, staged).ok

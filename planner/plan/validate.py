@@ -20,8 +20,10 @@ as in ``docs/plan-format.md``:
    is present (in its ring slot, written earlier in the cascade, or loaded; in a staging
    buffer, loaded by the stripe itself), the rows and pads are exactly what the operator's
    attributes need (a dilated convolution: the runs of its taps' rows), every output row is
-   produced once, every
-   streamed output row is stored once after it is produced, rings fit their buffers; a
+   produced once, every streamed output row is stored once after it is produced, rings fit
+   their buffers (rings declared in another ring's buffer share its bytes: a row written
+   evicts every row whose bytes it meets, and a stripe writes over a row it reads only as an
+   elementwise in-place operator rewriting that row); a
    reduction over H reduces every input row once, in order, and its one result row is
    readable only after its last band;
 9. (timed plans, ``docs/timing.md``) every transfer has a start, an end and a channel or none
@@ -867,7 +869,15 @@ class _RowReplay:
             b = graph.tensor_buffer.get(ct.tensor)
             if b is not None:
                 self.holder_by_buffer.setdefault(b, ct)
-        self.slots: dict[int, dict[int, tuple[int, str]]] = defaultdict(dict)   # plan buffer -> slot
+        # plan buffer -> byte offset of a ring row -> (row, tensor, bytes): rings sharing a
+        # buffer (``stowage.solvers.tiling.program.share_rings``) lay rows out differently, so
+        # a row written evicts every row whose bytes it meets.
+        self.slots: dict[int, dict[int, tuple[int, str, int]]] = defaultdict(dict)
+        layouts: dict[int, set[int]] = defaultdict(set)
+        for ct in c.tensors:
+            if ct.mode in ("ring", "streamed"):
+                layouts[ct.buffer].add(ct.row_bytes)
+        self.mixed = {b for b, sizes in layouts.items() if len(sizes) > 1}
         self.stage: dict[int, dict[int, int]] = defaultdict(dict)               # staging buffer -> row -> slot
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
         self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
@@ -971,15 +981,29 @@ class _RowReplay:
                 return "it is not produced yet"
             return None if got == name else f"it was rewritten by '{got}'"
         slot = r % ct.ring_rows
-        held = self.slots[ct.buffer].get(slot)
+        held = self.slots[ct.buffer].get(slot * ct.row_bytes)
+        other = held is not None and self.g.tensor_buffer.get(held[1]) != self.g.tensor_buffer.get(name)
+        if other and held is not None:
+            # Another tensor's row in a ring sharing this buffer's bytes.
+            return f"ring slot {slot} of '{ct.tensor}' holds row {held[0]} of '{held[1]}', which shares its bytes"
         if held is None or held[0] < r:
             return ("it is not produced yet" if inside else "it was never loaded") + \
                 (f" (ring slot {slot} holds row {held[0]})" if held else "")
         if held[0] > r:
             return f"ring slot {slot} of '{ct.tensor}' ({ct.ring_rows} rows) holds row {held[0]}: overwritten"
-        if inside and held[1] != name:
+        if held[1] != name and (inside or held[1] != ct.tensor):
             return f"ring slot {slot} holds that row of '{held[1]}'"
         return None
+
+    def put(self, ct: CascadeTensor, r: int, tensor: str) -> None:
+        """Row ``r`` of ``tensor`` written (or loaded) into its slot of ring ``ct``."""
+        slots = self.slots[ct.buffer]
+        off = (r % ct.ring_rows) * ct.row_bytes
+        if ct.buffer in self.mixed:
+            for o, (_r, _t, n) in list(slots.items()):
+                if o < off + ct.row_bytes and off < o + n:
+                    del slots[o]
+        slots[off] = (r, tensor, ct.row_bytes)
 
     def stripe(self, i: int, st: Stripe) -> None:
         op = self.members.get(st.op)
@@ -1039,7 +1063,7 @@ class _RowReplay:
                     stage[r] = len(stage)
                 return
             for r in range(x.lo, x.hi):
-                self.slots[ct.buffer][r % ct.ring_rows] = (r, ct.tensor)
+                self.put(ct, r, ct.tensor)
 
     def store(self, where: str, i: int, x: RowTransfer) -> None:
         ct = self.streamed(where, x, inside=True)
@@ -1048,7 +1072,7 @@ class _RowReplay:
         b = self.g.tensor_buffer[ct.tensor]
         final = self.final_tensor(b)
         for r in range(x.lo, x.hi):
-            held = self.slots[ct.buffer].get(r % ct.ring_rows)
+            held = self.slots[ct.buffer].get((r % ct.ring_rows) * ct.row_bytes)
             if held is None or held[0] != r or held[1] != final:
                 got = "nothing" if held is None else f"row {held[0]} of '{held[1]}'"
                 self.fail(f"{where}: stores row {r} of '{x.tensor}', but its ring slot {r % ct.ring_rows} "
@@ -1199,6 +1223,11 @@ class _RowReplay:
             self.fail(f"{where}: writes '{out}', which is not one of the cascade's tensors")
             return
         b = self.g.tensor_buffer[out]
+        if ct.mode != "whole":
+            clash = self.clash(op, st, ct)
+            if clash is not None:
+                self.fail(f"{where}: {clash}", (ct.buffer,))
+                return
         done = self.produced[op.index]
         for r in range(st.out_lo, st.out_hi):
             if r in done:
@@ -1210,7 +1239,31 @@ class _RowReplay:
             if ct.mode == "whole":
                 self.rows[b][r] = out
             else:
-                self.slots[ct.buffer][r % ct.ring_rows] = (r, out)
+                self.put(ct, r, out)
+
+    def clash(self, op: Operator, st: Stripe, ct: CascadeTensor) -> str | None:
+        """Why stripe ``st`` may not write its rows into ring ``ct``, or None: a row it writes
+        must not meet the bytes of a row it reads, unless it is that row's own slot and
+        ``op`` (a folded group's core) is an elementwise in-place operator
+        (``stowage.ir.inplace.data_operands``) of that operand, whose element ``i`` needs
+        element ``i`` of the row it replaces only (a fused ReLU over its Conv's rows, a
+        residual Add over its projection's, ``stowage.solvers.tiling.alias``)."""
+        from stowage.ir.inplace import data_operands
+
+        elementwise = {self.int8_of.get(n, n) for n in data_operands(op)}
+        for name, lo, hi in st.inputs:
+            h = self.holder(name)
+            if h is None or h.mode == "whole" or h.buffer != ct.buffer or h.ring_rows < 1:
+                continue
+            for rr in range(lo, hi):
+                o_r = (rr % h.ring_rows) * h.row_bytes
+                for r in range(st.out_lo, st.out_hi):
+                    o_w = (r % ct.ring_rows) * ct.row_bytes
+                    if o_w < o_r + h.row_bytes and o_r < o_w + ct.row_bytes and not (
+                            r == rr and o_w == o_r and name in elementwise):
+                        return (f"writes row {r} of its result over row {rr} of '{name}', which it reads "
+                                f"(buffer {ct.buffer}, bytes [{o_w}, {o_w + ct.row_bytes}))")
+        return None
 
     def finish(self) -> None:
         for m in self.members.values():
@@ -1272,9 +1325,21 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
         unknown = [t.tensor for t in c.tensors if t.tensor not in graph.tensor_buffer]
         if unknown:
             return f"cascade {k}: tensor '{unknown[0]}' is not in the graph"
-        rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode == "ring"}
+        # A ring in another tensor's ring buffer is a declared alias (an elementwise result
+        # written over its operand's rows, ``stowage.solvers.tiling.alias``): the host must be
+        # a ring of this cascade held in its own buffer; rule 8 checks the rows and the writer.
+        own = {t.buffer for t in c.tensors if t.mode == "ring" and graph.tensor_buffer[t.tensor] == t.buffer}
+        aliases: dict[int, int] = {}
+        for t in c.tensors:
+            if t.mode == "ring" and graph.tensor_buffer[t.tensor] != t.buffer:
+                if t.buffer not in own:
+                    return (f"cascade {k}: tensor '{t.tensor}' is a ring in buffer {t.buffer}, which holds no ring "
+                            "of the cascade")
+                aliases[graph.tensor_buffer[t.tensor]] = t.buffer
+        rings = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors
+                 if t.mode == "ring" and graph.tensor_buffer[t.tensor] not in aliases}
         streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode in ("streamed", "staged")}
-        specs.append(CascadeSpec(tuple(c.ops), rings, streamed))
+        specs.append(CascadeSpec(tuple(c.ops), rings, streamed, aliases))
     try:
         return macro_graph(graph, specs)[0]
     except (KeyError, ValueError, IndexError, ZeroDivisionError) as exc:

@@ -19,7 +19,8 @@ row by row, and loaded back by a reader).
 - a weight: all of it when weights live in the compute level, else nothing;
 - in a step that cannot run in stripes: the whole buffer;
 - in a step that can: the rows one output row needs (``RowMap.need``), at the output row that
-  needs the most, for a buffer it reads; one row for a buffer it writes; the whole buffer for
+  needs the most, for a buffer it reads; one row for a buffer it writes (none for an
+  elementwise result it may write over an operand's rows, a ring alias); the whole buffer for
   an operand every stripe reads whole (a broadcast scale).  An operand whose rows accumulate
   over stripes (a reduction) needs only one row.
 
@@ -44,6 +45,7 @@ from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
+from stowage.solvers.tiling.alias import alias_operands
 
 
 @dataclass(frozen=True)
@@ -121,6 +123,12 @@ def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferI
     for b in writes:
         if graph.buffers[b].kind is not TensorKind.WEIGHT:
             m[b] = max(m[b], buffer_row_bytes(graph, b))
+    # An elementwise result that may be written over its operand's rows (a ring alias,
+    # ``stowage.solvers.tiling.alias``) needs no bytes of its own in this step.
+    for u in units:
+        yb = tb.get(u.output)
+        if yb is not None and yb in m and alias_operands(graph, op.index, u):
+            m[yb] = 0
     return m, read, True
 
 

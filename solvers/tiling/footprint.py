@@ -112,7 +112,8 @@ def walk_windows(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int, pace_
     held_set = frozenset(b for b in reads if b in spatial) | frozenset(b for b in written if outside.get(b, False))
     p = stripe_program(graph, ops, stripe_rows, dict(outside), record=False, dram=held_set, pace_rows=pace_rows)
     held = {b: (r, row(b)) for b, r in (*p.rings.items(), *p.streamed.items())}
-    writes = tuple(b for b in (*p.rings, *p.streamed, *p.whole_out) if b in written)
+    # A ring held in another ring's bytes (``program.share_rings``) adds none of its own.
+    writes = tuple(b for b in (*p.rings, *p.streamed, *p.whole_out) if b in written and b not in p.shared)
     fixed = sum(graph.operators[i].extra_bytes for i in ops)
     if weights:
         fixed += sum(align_up(graph.buffers[b].bytes, align) for b in weight_set)

@@ -35,6 +35,7 @@ from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.tiling.alias import ring_aliases
 from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
 
@@ -228,8 +229,9 @@ class Partitioner:
     def _bound(self, i: int, j: int, dram: frozenset[BufferId]) -> int:
         """A lower bound on the footprint of ``[i..j]`` in any bands that needs no walk: its
         whole buffers (``Windows.footprint``'s modes) plus, per buffer held in rows, the rows
-        one stripe of its widest reader needs (a ring holds at least what one read takes).
-        Each buffer's part is independent of the others': a base plus one delta per buffer
+        one stripe of its widest reader needs (a ring holds at least what one read takes), the
+        interior rings of one row counted once, at the largest (they may share bytes).  Each
+        buffer's part is independent of the others': a base plus one delta per buffer
         off-chip."""
         key = (i, j)
         if key not in self._whole:
@@ -244,8 +246,13 @@ class Partitioner:
                                    and b in spatial)
                 return least[b] if streamed else self._a(buf.bytes)
 
-            base = fixed + sum(part_of(b, False) for b in (*reads, *writes))
-            delta = {b: part_of(b, True) - part_of(b, False) for b in (*reads, *writes)}
+            # Interior rings one row deep may share bytes (``program.share_rings``): together
+            # they hold at least the largest of them.
+            sharable = {b for b in writes if not out.get(b, False) and not g.buffers[b].is_output
+                        and least[b] <= self._a(self.row_bytes(b))}
+            base = fixed + sum(part_of(b, False) for b in (*reads, *writes) if b not in sharable)
+            base += max((least[b] for b in sharable), default=0)
+            delta = {b: part_of(b, True) - part_of(b, False) for b in (*reads, *writes) if b not in sharable}
             self._whole[key] = (base, {b: d for b, d in delta.items() if d})
         base, delta = self._whole[key]
         return base + sum(delta.get(b, 0) for b in dram)
@@ -275,7 +282,15 @@ class Partitioner:
                         # A dilated read may need only its taps' rows (``RowMap.runs``): one.
                         least_rows[b] = max(least_rows.get(b, 1), rm.kernel if full and rm.kind != DILATED else 1)
             reads = [b for b in reads if b not in written]
-            writes = sorted(written)
+            # A result written over its operand's ring (``alias``) adds no bytes; the ring it
+            # shares holds at least what its readers need too.
+            out = self.outside(i, j)
+            units = [(self.order[p], u) for p in range(i, j + 1) for u in self.units[p] or ()]
+            aliases = ring_aliases(g, units, {b for b in written if not out.get(b, False)
+                                              and not g.buffers[b].is_output})
+            for yb, xb in aliases.items():
+                least_rows[xb] = max(least_rows.get(xb, 1), least_rows.get(yb, 1))
+            writes = sorted(written - aliases.keys())
             least = {b: self._a(least_rows.get(b, 1) * self.row_bytes(b)) for b in (*reads, *writes)}
             fixed = sum(g.operators[self.order[p]].extra_bytes for p in range(i, j + 1))
             if self.weights:

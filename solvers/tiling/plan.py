@@ -230,7 +230,8 @@ def _plan_programs(problem: Problem, programs: list[Program], solver: str, param
     from stowage.solvers.registry import solve
 
     g = problem.graph
-    specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed) for p in programs]
+    specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed, aliases={**p.aliases, **p.shared})
+             for p in programs]
     macro, ring_of = macro_graph(g, specs)
     align = problem.target.compute.alignment
     need = m_r_cached(macro, problem.weights_in_compute_level, align)
@@ -277,8 +278,15 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
         for b in p.whole_in + p.whole_out:
             tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "whole", b))
         for b, rows in p.rings.items():
-            tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, b)], rows,
-                                         buffer_row_bytes(graph, b)))
+            # A ring sharing another's bytes (``program.share_rings``) is declared in the host's
+            # buffer with its own rows.
+            tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, p.shared.get(b, b))],
+                                         rows, buffer_row_bytes(graph, b)))
+        # A result written over its operand's ring: declared as a ring in that ring's buffer,
+        # with its rows and row bytes (``stowage.solvers.tiling.alias``).
+        for b, host in p.aliases.items():
+            tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, p.shared.get(host, host))],
+                                         p.rings[host], buffer_row_bytes(graph, host)))
         for b, rows in p.streamed.items():
             kind = graph.buffers[b].kind
             home: str | None

@@ -20,11 +20,23 @@ which is complete (and, when it streams, stored) after the last band.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
-from stowage.ir.tiling import DILATED, RESIZE, TRANSPOSED, RowMap, accumulates, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import (
+    DILATED,
+    RESIZE,
+    TRANSPOSED,
+    RowMap,
+    RowUnit,
+    accumulates,
+    buffer_row_bytes,
+    row_units,
+    rows,
+)
 from stowage.plan import RowTransfer, Stripe
+from stowage.solvers.tiling.alias import ring_aliases
 
 
 @dataclass(frozen=True)
@@ -49,9 +61,16 @@ class Program:
     #: Streamed buffers held as staging (``staged_loads``: a dilated member's tap rows loaded
     #: per stripe), not as a ring.
     staged: frozenset[BufferId] = frozenset()
+    #: Result buffers written over an operand's ring (``stowage.solvers.tiling.alias``): buffer
+    #: -> the ring buffer (in ``rings``) whose slots hold its rows.
+    aliases: Mapping[BufferId, BufferId] = field(default_factory=dict)
+    #: Rings (in ``rings``, with their own rows) held in the bytes of another ring, the host
+    #: (``share_rings``): ring -> host.  A host's ring is the largest of its group.
+    shared: Mapping[BufferId, BufferId] = field(default_factory=dict)
 
     def ring_bytes(self, graph: Graph) -> int:
-        return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items()))
+        return sum(r * buffer_row_bytes(graph, b) for b, r in (*self.rings.items(), *self.streamed.items())
+                   if b not in self.shared)
 
     def footprint(self, graph: Graph, weights: bool) -> int:
         """Compute-level bytes of the cascade as one step: whole operands and results plus rings."""
@@ -70,7 +89,8 @@ class NotTileable(Exception):
 
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
-                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True) -> Program:
+                   dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True,
+                   in_place: bool = True, interleave: bool = True, share: bool = True) -> Program:
     """The program of steps ``ops`` (contiguous in file order) in bands of ``stripe_rows`` rows.
 
     ``outside_readers[b]``: whether buffer ``b`` is read by a step outside the cascade (then a
@@ -82,10 +102,14 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
     that many rows, each member producing its proportional share per band.  ``stage``: a
     loaded buffer a dilated member reads is staged (``staged_loads``) when that holds fewer
-    rows than its ring; False keeps every such buffer in a ring (each row loaded once)."""
+    rows than its ring; False keeps every such buffer in a ring (each row loaded once).
+    ``in_place``: elementwise results may be written over their operand's ring (``alias``;
+    ``aliases``).  ``interleave``: members make a band's rows one share at a time (see the
+    band loop).  ``share``: rings whose live intervals never meet share bytes (``share_rings``)."""
     members: list[Operator] = []
     maps: dict[OpIndex, dict[str, RowMap]] = {}
     unit_out: dict[OpIndex, str] = {}
+    unit_list: list[tuple[OpIndex, RowUnit]] = []
     for i in ops:
         units = row_units(graph, graph.operators[i])
         if units is None:
@@ -94,7 +118,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             maps[u.op.index] = dict(u.maps)
             members.append(u.op)
             unit_out[u.op.index] = u.output
-    tb = graph.tensor_buffer
+            unit_list.append((i, u))
+    tb: Mapping[str, BufferId] = graph.tensor_buffer
     out_of = unit_out
     producer = {out_of[m.index]: m.index for m in members}
     # A reduction accumulating over H (``ACCUMULATE``) runs on bands of its input and its
@@ -105,16 +130,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         raise NotTileable("a reduction over H must end its cascade")
     rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
-    # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
-    maker: dict[BufferId, OpIndex] = {}
-    last_writer: dict[BufferId, OpIndex] = {}
-    for m in members:
-        maker.setdefault(tb[out_of[m.index]], m.index)
-        last_writer[tb[out_of[m.index]]] = m.index
-    readers: dict[BufferId, list[OpIndex]] = {}
-    for m in members:
-        for name in maps[m.index]:
-            readers.setdefault(tb[name], []).append(m.index)
+    read_in_rows = {tb[name] for m in members for name in maps[m.index]}
 
     streamed: dict[BufferId, int] = {}
     rings: dict[BufferId, int] = {}
@@ -125,10 +141,10 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         if b in written or buf.kind is TensorKind.WEIGHT:
             continue  # weights: read whole by every stripe, counted only when resident (``weights``)
         if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
-                and not buf.is_output and b in readers):
+                and not buf.is_output and b in read_in_rows):
             streamed[b] = 0
         elif b in dram:
-            if b not in readers:
+            if b not in read_in_rows:
                 raise NotTileable(f"{buf.tensors[0]} is off-chip but read whole")
             streamed[b] = 0
         else:
@@ -146,6 +162,22 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             whole_out.append(b)
         else:
             rings[b] = 0
+    # An elementwise result written over its operand's ring rows (``alias``): its tensors
+    # live in the operand's buffer for the walk, as a fused in-place operator's do.
+    aliases = ring_aliases(graph, unit_list, rings) if in_place else {}
+    if aliases:
+        remap = dict(graph.tensor_buffer)
+        for yb, xb in aliases.items():
+            del rings[yb]
+            for t in graph.buffers[yb].tensors:
+                remap[t] = xb
+        tb = remap
+    # The first member writing a buffer makes its rows; later ones (in-place) rewrite them.
+    maker: dict[BufferId, OpIndex] = {}
+    last_writer: dict[BufferId, OpIndex] = {}
+    for m in members:
+        maker.setdefault(tb[out_of[m.index]], m.index)
+        last_writer[tb[out_of[m.index]]] = m.index
     for b in maker:
         # A whole buffer holds each tensor in its own NCHW layout: an in-place chain that
         # changes the element size (Conv -> QuantizeLinear -> DequantizeLinear unfolded, one
@@ -170,6 +202,8 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     held = {**rings, **streamed}
     base = dict.fromkeys(held, 0)
     span = dict.fromkeys(held, 0)
+    opened = dict.fromkeys(rings, -1)
+    lives: dict[BufferId, list[tuple[int, int]]] = {b: [] for b in rings}
     stripes: list[Stripe] = []
     load_bytes = store_bytes = 0
     count = 0
@@ -232,6 +266,72 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     # a stride-2 step run in bands finer than one end row (smaller rings there).
     pace = max(pace_rows, h_end)
     rewrites_host = [(m.index, maker[tb[out_of[m.index]]]) for m in members if m.index != maker[tb[out_of[m.index]]]]
+    # Rows a member makes per band on average (at least one): its share of a band.
+    quota = {m.index: max(1, -(-stripe_rows * rows_of[m.index] // pace)) for m in members}
+
+    def _run(m: Operator, lo_o: int, hi_o: int) -> None:
+        """Member ``m`` makes rows ``[lo_o, hi_o)``: its stripe, loads, store and windows."""
+        nonlocal load_bytes, store_bytes, count
+        inputs: list[tuple[str, int, int]] = []
+        moves: list[RowTransfer] = []
+        pad_t = pad_b = 0
+        for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
+            if b in gathered:
+                gathered[b].append((count, rm.runs(lo_o, hi_o)))
+            if record:
+                lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
+                if rm.kind == DILATED:
+                    inputs.extend((name, r_lo, r_hi) for r_lo, r_hi in rm.runs(lo_o, hi_o))
+                else:
+                    inputs.append((name, lo, hi))
+                if padded:
+                    pad_t, pad_b = p_t, p_b
+            elif b not in loaded:
+                continue   # only loads matter when sizing rings
+            elif st:   # RowMap.need(lo_o, hi_o)[1] of a window map
+                hi = (hi_o - 1) * st - pt + k
+                hi = inr if hi > inr else hi
+            else:
+                hi = rm.need(lo_o, hi_o)[1]
+            if b in loaded and hi > loaded[b]:
+                if record:
+                    moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
+                load_bytes += (hi - loaded[b]) * row_bytes_of(b)
+                if b in ring_loads:
+                    ring_loads[b] += hi - loaded[b]
+                loaded[b] = hi
+        ob = tb[out_of[m.index]]
+        done[m.index] = hi_o
+        count += 1
+        # An accumulating stripe updates the one row of its result, complete (and stored,
+        # when it streams) after the last band.
+        w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
+        if ob in held:
+            # A band is written whole before any of it is read or stored.
+            span[ob] = max(span[ob], w_hi - w_lo)
+        if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
+            moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
+            store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
+        if record:
+            stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
+                                  pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
+        for b in touched_by[m.index]:
+            if b != ob or m.index not in acc:
+                v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
+                if v > span[b]:
+                    span[b] = v
+        release(touched_by[m.index])
+        # Live intervals of the rings (``share``): a ring goes live at the stripe writing
+        # into it while empty, and dies at the stripe after which it holds no needed row.
+        for b in touched_by[m.index]:
+            if b in opened:
+                if done[maker[b]] > base[b]:
+                    if opened[b] < 0:
+                        opened[b] = count
+                elif opened[b] >= 0:
+                    lives[b].append((opened[b], count))
+                    opened[b] = -1
+
     for a in range(0, pace, stripe_rows):
         hi_pace = min(a + stripe_rows, pace)
         hi_end = h_end if hi_pace == pace else hi_pace * h_end // pace
@@ -261,59 +361,40 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
         for mi, host in rewrites_host:
             if want[host] > want[mi]:
                 want[mi] = want[host]
-        for m in members:
-            lo_o, hi_o = done[m.index], min(want[m.index], rows_of[m.index])
-            if hi_o <= lo_o:
-                continue
-            inputs: list[tuple[str, int, int]] = []
-            moves: list[RowTransfer] = []
-            pad_t = pad_b = 0
-            for name, b, rm, _p, padded, st, pt, k, inr in operands[m.index]:
-                if b in gathered:
-                    gathered[b].append((count, rm.runs(lo_o, hi_o)))
-                if record:
-                    lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
-                    if rm.kind == DILATED:
-                        inputs.extend((name, r_lo, r_hi) for r_lo, r_hi in rm.runs(lo_o, hi_o))
-                    else:
-                        inputs.append((name, lo, hi))
-                    if padded:
-                        pad_t, pad_b = p_t, p_b
-                elif b not in loaded:
-                    continue   # only loads matter when sizing rings
-                elif st:   # RowMap.need(lo_o, hi_o)[1] of a window map
-                    hi = (hi_o - 1) * st - pt + k
-                    hi = inr if hi > inr else hi
-                else:
-                    hi = rm.need(lo_o, hi_o)[1]
-                if b in loaded and hi > loaded[b]:
-                    if record:
-                        moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
-                    load_bytes += (hi - loaded[b]) * row_bytes_of(b)
-                    if b in ring_loads:
-                        ring_loads[b] += hi - loaded[b]
-                    loaded[b] = hi
-            ob = tb[out_of[m.index]]
-            done[m.index] = hi_o
-            count += 1
-            # An accumulating stripe updates the one row of its result, complete (and stored,
-            # when it streams) after the last band.
-            w_lo, w_hi = (0, 1) if m.index in acc else (lo_o, hi_o)
-            if ob in held:
-                # A band is written whole before any of it is read or stored.
-                span[ob] = max(span[ob], w_hi - w_lo)
-            if ob in streamed and last_writer[ob] == m.index and (m.index not in acc or hi_o == rows_of[m.index]):
-                moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
-                store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
-            if record:
-                stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
-                                      pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
-            for b in touched_by[m.index]:
-                if b != ob or m.index not in acc:
-                    v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
-                    if v > span[b]:
-                        span[b] = v
-            release(touched_by[m.index])
+        # The members run in passes, each making at most its share of a band (``quota``) and
+        # only rows whose operand rows exist: where a band's wants lead by several rows (the
+        # first band, a stride-2 reader's two rows), rows are made and consumed one share at a
+        # time instead of all at once, so fewer are live together.  Without ``interleave`` one
+        # pass makes every wanted row.
+        left = True
+        while left:
+            moved = left = False
+            for m in members:
+                lo_o = done[m.index]
+                hi_o = target = min(want[m.index], rows_of[m.index])
+                if hi_o <= lo_o:
+                    continue
+                if interleave:
+                    q = quota[m.index]
+                    if hi_o > lo_o + q:
+                        hi_o = lo_o + q
+                    for _name, _b, rm, p, _padded, st, pt, k, _inr in operands[m.index]:
+                        if p is None or done[p] >= rm.in_rows:
+                            continue
+                        if st:   # the largest hi with RowMap.need(lo_o, hi)[1] <= done[p]
+                            top = (done[p] + pt - k) // st + 1
+                            if top < hi_o:
+                                hi_o = top
+                        else:
+                            while hi_o > lo_o and rm.need(lo_o, hi_o)[1] > done[p]:
+                                hi_o -= 1
+                    if hi_o < target:
+                        left = True   # another pass makes the rest
+                    if hi_o <= lo_o:
+                        continue
+                moved = True
+                _run(m, lo_o, hi_o)
+            left = left and moved
     for m in members:
         if done[m.index] != rows_of[m.index]:
             raise NotTileable(f"{m.name}: {done[m.index]} of {rows_of[m.index]} rows produced")
@@ -337,9 +418,14 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                 kept = tuple(x for x in st_at.transfers if x.tensor != name)
                 if moves_at or len(kept) != len(st_at.transfers):
                     stripes[at] = replace(st_at, transfers=(*moves_at, *kept))
+    for b, at in opened.items():
+        if at >= 0:
+            lives[b].append((at, count))
+    shared = share_rings(rings, lives, row_bytes_of) if share else {}
     return Program(ops=ops, stripe_rows=stripe_rows, end=end, stripes=tuple(stripes), rings=rings,
                    streamed=streamed, whole_in=tuple(whole_in), whole_out=tuple(whole_out),
-                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, staged=frozenset(staged))
+                   load_bytes=load_bytes, store_bytes=store_bytes, count=count, staged=frozenset(staged),
+                   aliases=aliases, shared=shared)
 
 
 def staged_loads(reads: list[tuple[int, tuple[tuple[int, int], ...]]]) -> tuple[int, dict[int, list[tuple[int, int]]]]:
@@ -365,4 +451,46 @@ def staged_loads(reads: list[tuple[int, tuple[tuple[int, int], ...]]]) -> tuple[
     return max([1, *(len(rs) for rs in by_stripe.values())]), {at: m for at, m in loads.items() if m}
 
 
-__all__ = ["NotTileable", "Program", "staged_loads", "stripe_program"]
+def share_rings(rings: Mapping[BufferId, int], lives: Mapping[BufferId, list[tuple[int, int]]],
+                row_bytes: Callable[[BufferId], int]) -> dict[BufferId, BufferId]:
+    """Rings that may share bytes: ring -> the ring whose bytes it uses.
+
+    A ring whose rows are all consumed soon after they are made (a depthwise convolution's
+    output, read by the 1x1 projection right after it) is empty between those stripes: its
+    live intervals (``lives``, stripe indices, both ends included: the stripe writing into it
+    while empty, the stripe after which it holds no needed row) are many and short.  Two rings
+    whose intervals never meet may use the same bytes, each with its own row layout; a stripe
+    reading one and writing the other makes both live at that stripe, so they never share.
+    Rings live from start to end (one interval) keep their own bytes.  The groups are chosen
+    greedily, largest ring first, each joining the first group none of whose members it
+    meets; a group's bytes are its first (largest) member's, the host."""
+    cands = sorted((b for b in rings if len(lives[b]) > 1), key=lambda b: (-rings[b] * row_bytes(b), b))
+    groups: list[tuple[BufferId, list[tuple[int, int]]]] = []
+    out: dict[BufferId, BufferId] = {}
+    for b in cands:
+        mine = lives[b]
+        for k, (host, taken) in enumerate(groups):
+            if not _meet(mine, taken):
+                out[b] = host
+                groups[k] = (host, sorted(taken + mine))
+                break
+        else:
+            groups.append((b, list(mine)))
+    return out
+
+
+def _meet(a: list[tuple[int, int]], b: list[tuple[int, int]]) -> bool:
+    """Whether two sorted lists of disjoint closed intervals share a point."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        (a0, a1), (b0, b1) = a[i], b[j]
+        if a0 <= b1 and b0 <= a1:
+            return True
+        if a1 < b1:
+            i += 1
+        else:
+            j += 1
+    return False
+
+
+__all__ = ["NotTileable", "Program", "share_rings", "staged_loads", "stripe_program"]
