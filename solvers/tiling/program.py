@@ -62,6 +62,22 @@ class NotTileable(Exception):
     """The steps cannot run as one cascade (an operator needs whole tensors)."""
 
 
+@dataclass(frozen=True)
+class _Member:
+    """One row unit of the walk.  ``index`` is its position in the cascade, the walk's key: a
+    Split is one unit per result, all of one operator (``op``).  ``output`` is named in its
+    stripes when the operator has several results."""
+
+    index: int
+    op: Operator
+    output: str
+    several: bool
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
                    dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0) -> Program:
@@ -75,17 +91,18 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     stores its rows as it goes, one reading it loads them (non-compulsory traffic).
     ``pace_rows`` (0: the end tensor's rows): bands are ``stripe_rows`` rows of a tensor of
     that many rows, each member producing its proportional share per band."""
-    members: list[Operator] = []
-    maps: dict[OpIndex, dict[str, RowMap]] = {}
-    unit_out: dict[OpIndex, str] = {}
+    members: list[_Member] = []
+    maps: dict[int, dict[str, RowMap]] = {}
+    unit_out: dict[int, str] = {}
     for i in ops:
         units = row_units(graph, graph.operators[i])
         if units is None:
             raise NotTileable(graph.operators[i].name)
         for u in units:
-            maps[u.op.index] = dict(u.maps)
-            members.append(u.op)
-            unit_out[u.op.index] = u.output
+            key = len(members)
+            maps[key] = dict(u.maps)
+            members.append(_Member(key, u.op, u.output, len([o for o in u.op.outputs if o]) > 1))
+            unit_out[key] = u.output
     tb = graph.tensor_buffer
     out_of = unit_out
     producer = {out_of[m.index]: m.index for m in members}
@@ -225,6 +242,12 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             if pace_rows:
                 r = rows_of[m.index]
                 want[m.index] = max(want.get(m.index, 0), r if hi_pace == pace else hi_pace * r // pace)
+            if m.index not in want:
+                # A member nothing later in the cascade reads (a result that leaves) keeps pace
+                # with the end tensor.  Set before its producers are visited, so that its
+                # operands' rows are made in time (a side branch ending in a whole result, as
+                # YOLOv5's CSP bottlenecks have).
+                want[m.index] = math.ceil(hi_end * rows_of[m.index] / h_end)
             w_m = want.get(m.index)
             if not w_m:
                 continue
@@ -237,11 +260,6 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                         hi = rm.need(0, w_m)[1]
                     if hi > want.get(p, 0):
                         want[p] = hi
-        for m in members:
-            # A member nothing later in the cascade reads (a result that leaves) keeps pace
-            # with the end tensor.
-            if m.index not in want:
-                want[m.index] = math.ceil(hi_end * rows_of[m.index] / h_end)
         # An in-place member rewrites what its host made: never behind it.
         for mi, host in rewrites_host:
             if want[host] > want[mi]:
@@ -284,8 +302,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                 moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
                 store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
             if record:
-                stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
-                                      pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
+                stripes.append(Stripe(op=m.op.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
+                                      pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves),
+                                      output=m.output if m.several else ""))
             for b in touched_by[m.index]:
                 if b != ob or m.index not in acc:
                     v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
