@@ -112,7 +112,9 @@ class RowMap:
             return max(lo_t, 0), min(hi_t, self.in_rows), 0, 0
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
-        return max(lo, 0), min(hi, self.in_rows), max(0, -lo), max(0, hi - self.in_rows)
+        # A band wholly in a border (a Pad's zero rows) reads no rows: its pads are its rows.
+        return (min(max(lo, 0), self.in_rows), max(min(hi, self.in_rows), 0),
+                max(0, min(hi, 0) - lo), max(0, hi - max(lo, self.in_rows)))
 
     def first_needed(self, a: int) -> int:
         """The lowest input row any output row ``>= a`` needs (rows below it can be freed)."""

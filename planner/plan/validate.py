@@ -1087,9 +1087,11 @@ class _RowReplay:
         for name, (s, k_eff, p_top, h_in) in need.items():
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
-            lo, hi = max(0, lo_raw), min(h_in, hi_raw)
+            lo, hi = min(max(0, lo_raw), h_in), max(min(h_in, hi_raw), 0)
             if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE:
-                want_pads = (max(0, -lo_raw), max(0, hi_raw - h_in))
+                # The rows of the window above row 0 and below the last row (all of them for
+                # a band wholly inside a Pad's border).
+                want_pads = (max(0, min(hi_raw, 0) - lo_raw), max(0, hi_raw - max(lo_raw, h_in)))
             got = listed.get(name)
             if got is None:
                 self.fail(f"{where}: output rows [{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi}) of "
