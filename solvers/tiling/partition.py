@@ -598,5 +598,5 @@ def _subsets(outgoing: frozenset[BufferId]) -> list[frozenset[BufferId]]:
     return [frozenset(), outgoing, *(frozenset((b,)) for b in items)]
 
 
-__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "RESCUE_BUDGET", "ROUNDS", "WORK_BUDGET", "OutOfTime", "OutOfWork", "Partitioner",
-           "Segment"]
+__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "RESCUE_BUDGET", "ROUNDS", "WORK_BUDGET", "OutOfTime", "OutOfWork",
+           "Partitioner", "Segment"]
