@@ -364,3 +364,29 @@ def test_a_split_stripe_naming_the_other_result_is_caught(split_plan) -> None:
     stripes[j] = unnamed
     v = validate(g, _with_cascade(plan, k, dataclasses.replace(c, stripes=tuple(stripes))))
     assert any("a stripe of it must name one" in e.message for e in v.errors), v.summary()
+
+
+def test_a_side_result_nobody_later_reads_gets_its_rows_in_time() -> None:
+    """x -> 1x1 conv0 (t) -> 3x3 conv1 (y1, a graph output nothing in the cascade reads) and
+    1x1 conv2 (y2, the end).  The walk back from the end asks t for one row per band; conv1,
+    keeping pace with the end, needs two rows of t in the first band (its window), so conv0
+    must make them first: before the fix, conv1's first stripe read row 1 of t unmade (as a
+    YOLOv5 CSP bottleneck's side branch did on ddddocr's detector)."""
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["t"], name="conv0", kernel_shape=[1, 1]),
+        helper.make_node("Conv", ["t", "w1"], ["y1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["t", "w2"], ["y"], name="conv2", kernel_shape=[1, 1]),
+    ]
+    m = _model(nodes, [_w("w0", (4, 4, 1, 1)), _w("w1", (4, 4, 3, 3)), _w("w2", (4, 4, 1, 1))], [1, 4, 16, 8], 13)
+    m.graph.output.append(helper.make_tensor_value_info("y1", TensorProto.FLOAT, None))
+    g = import_model(m, element_bytes=1)
+    prog = stripe_program(g, g.file_order(), 1, {b.id: False for b in g.buffers})
+    c0, c1, c2 = (_op(g, n).index for n in ("conv0", "conv1", "conv2"))
+    assert [(s.op, s.out_lo, s.out_hi, s.inputs) for s in prog.stripes[:3]] == [
+        (c0, 0, 2, (("x", 0, 2),)), (c1, 0, 1, (("t", 0, 2),)), (c2, 0, 1, (("t", 0, 1),))]
+    made = {"x": 16}
+    for s in prog.stripes:
+        for name, _lo, hi in s.inputs:
+            assert hi <= made.get(name, 0), f"stripe of op {s.op} reads row {hi - 1} of {name} before it is made"
+        out = g.operators[s.op].outputs[0]
+        made[out] = max(made.get(out, 0), s.out_hi)
