@@ -61,12 +61,6 @@ WORK_BUDGET = 1_000_000
 #: budget replaces the previous round's partition (graphs with long-lived tensors, DenseNet,
 #: cannot afford every 16-step segment).
 ROUNDS = (4, 8, 12, MAX_LEN)
-#: Work ``least_traffic`` may spend in all when no round that completed within
-#: ``WORK_BUDGET`` found a partition (the model would be refused): its later rounds continue
-#: up to this budget.  A model that plans within the budget is not affected.  Measured (2-core
-#: VM): ddddocr's 416x416 ``common_det.onnx`` at 256 KiB, 8-bit, needs the 16-step round (its
-#: YOLOv5 neck's Upsample -> Concat runs as cascades of 13 and 14 steps), 2.8 M work, 6 s.
-RESCUE_BUDGET = 4 * WORK_BUDGET
 
 
 @dataclass(frozen=True)
@@ -307,35 +301,18 @@ class Partitioner:
         ties go to fewer stripes.  A DP over (cut, set of crossing buffers off-chip), in rounds
         of longer cascades (``ROUNDS``, walks memoised across rounds): when the work budget
         ends a round, the last complete round's partition stands (``OutOfWork`` when none
-        completed).  ``reach`` says which round that was.  While no completed round has found
-        a partition, the budget is ``RESCUE_BUDGET`` instead.  The wall clock ends it the same
+        completed).  ``reach`` says which round that was.  The wall clock ends it the same
         way after the first round, setting ``stopped_by``."""
         self.spent = 0
         found: list[Segment] | None = None
         rounds = sorted({min(r, MAX_LEN) for r in ROUNDS})
-        budget = self.work
-        try:
-            return self._rounds(capacity, rounds, found)
-        finally:
-            self.work = budget
-
-    def _rounds(self, capacity: int, rounds: list[int], found: list[Segment] | None) -> list[Segment] | None:
-        """``least_traffic``'s rounds (it restores ``work``, which a rescue raises)."""
-        k = 0
-        while k < len(rounds):
-            length = rounds[k]
+        for k, length in enumerate(rounds):
             try:
                 segs = self._least_traffic(capacity, length)
             except OutOfWork:
                 if k == 0:
                     self.reach = length   # the fallback's cascades stay as short as this round's
                     raise
-                if found is None and self.work is not None and self.work < RESCUE_BUDGET:
-                    # Nothing planned yet: rather than refuse, go on with a larger budget (the
-                    # walks made so far are memoised, so the round restarts cheaply).
-                    log.info("tiling: no partition within the work budget; continuing up to %d", RESCUE_BUDGET)
-                    self.work = RESCUE_BUDGET
-                    continue
                 log.info("tiling: the work budget ended the search at cascades of %d steps", rounds[k - 1])
                 return found
             except OutOfTime:
@@ -347,7 +324,6 @@ class Partitioner:
             self.reach = length
             if segs is not None:
                 found = segs
-            k += 1
         return found
 
     def _least_traffic(self, capacity: int, max_len: int) -> list[Segment] | None:
@@ -598,5 +574,5 @@ def _subsets(outgoing: frozenset[BufferId]) -> list[frozenset[BufferId]]:
     return [frozenset(), outgoing, *(frozenset((b,)) for b in items)]
 
 
-__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "RESCUE_BUDGET", "ROUNDS", "WORK_BUDGET", "OutOfTime", "OutOfWork",
-           "Partitioner", "Segment"]
+__all__ = ["HEIGHTS", "MAX_LEN", "MAX_STATES", "ROUNDS", "WORK_BUDGET", "OutOfTime", "OutOfWork", "Partitioner",
+           "Segment"]
