@@ -16,6 +16,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from stowage.api import compile as compile_plan
+from stowage.backend.emit import build_schedule, emit_c
 from stowage.ir.inplace import fuse_in_place
 from stowage.ir.onnx_import import import_model, load_graph
 from stowage.ir.operand_values import operand_attributes
@@ -25,6 +26,7 @@ from stowage.plan.json_format import plan_from_json, plan_to_json
 from stowage.plan.validate import validate
 from stowage.simulate import simulate
 from stowage.solvers.tiling.program import stripe_program
+from test_emit import needs_gcc, replay
 
 RNG = np.random.default_rng(7)
 
@@ -390,3 +392,17 @@ def test_a_side_result_nobody_later_reads_gets_its_rows_in_time() -> None:
             assert hi <= made.get(name, 0), f"stripe of op {s.op} reads row {hi - 1} of {name} before it is made"
         out = g.operators[s.op].outputs[0]
         made[out] = max(made.get(out, 0), s.out_hi)
+
+
+@needs_gcc
+def test_plan_h_of_split_and_slice_plans_replays_in_c(split_plan, slice_plan, tmp_path) -> None:
+    """The C tables of both tiled plans: a Split stripe's output tile is the result it names,
+    and the C replay (tests/c/replay.c) checks every row each stripe reads and writes."""
+    for (_path, g, plan), name in ((split_plan, "split"), (slice_plan, "slice")):
+        sch = build_schedule(plan, g)
+        outs = [sch.cascade_tensors[s.output.tensor].tensor for s in sch.stripes if s.op_type == "Split"]
+        if name == "split":
+            assert set(outs) == {"s0", "s1"}
+        r = replay(emit_c(plan, g), tmp_path / name)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "replay ok" in r.stdout
