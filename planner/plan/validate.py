@@ -1088,7 +1088,7 @@ class _RowReplay:
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
             lo, hi = min(max(0, lo_raw), h_in), max(min(h_in, hi_raw), 0)
-            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE:
+            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type == "Pad":
                 # The rows of the window above row 0 and below the last row (all of them for
                 # a band wholly inside a Pad's border).
                 want_pads = (max(0, min(hi_raw, 0) - lo_raw), max(0, hi_raw - max(lo_raw, h_in)))

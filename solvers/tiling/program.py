@@ -275,7 +275,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                 if record:
                     lo, hi, p_t, p_b = rm.need(lo_o, hi_o)
                     inputs.append((name, lo, hi))
-                    if padded:
+                    if padded or p_b:   # p_b alone: a Pad adding rows below only
                         pad_t, pad_b = p_t, p_b
                 elif b not in loaded:
                     continue   # only loads matter when sizing rings
