@@ -50,6 +50,7 @@ from stowage.ir.files import read_model_bytes
 from stowage.ir.graph import Graph
 from stowage.ir.onnx_shapes import add_hints, compare_declared, propagate, shapes_by_execution, take_declared
 from stowage.ir.onnx_values import InputValue, Specialized, specialize
+from stowage.ir.operand_values import constant_ints, operand_attributes
 
 log = logging.getLogger(__name__)
 
@@ -585,7 +586,10 @@ def _raw_node(
     index: int = 0,
     dropped: frozenset[str] | set[str] = frozenset(),
     alternates: Sequence[onnx.NodeProto] = (),
+    consts: Mapping[str, tuple[int, ...]] | None = None,
 ) -> RawNode:
+    """``consts``: the graph's small integer constants, whose values become the attribute
+    form of a Slice's or Pad's operands (``stowage.ir.operand_values``)."""
     opaque = False
     reason = None
     extra = 0
@@ -610,7 +614,8 @@ def _raw_node(
         domain=node.domain,
         inputs=_node_inputs(node),
         outputs=tuple("" if o in dropped else o for o in node.output),
-        attributes={a.name: _attr_value(a) for a in node.attribute},
+        attributes={**{a.name: _attr_value(a) for a in node.attribute},
+                    **(operand_attributes(node, consts) if consts else {})},
         opaque=opaque,
         opaque_reason=reason,
         extra_bytes=extra,
@@ -821,8 +826,9 @@ def import_model(
             + "; bind symbolic dims with --dim NAME=VALUE, or input values with --input-value NAME=VALUE"
         )
     with stage("building graph"):
+        consts = constant_ints(g)
         nodes = [
-            _raw_node(n, shapes, i, dropped, [a.node[i] for a in alternates])
+            _raw_node(n, shapes, i, dropped, [a.node[i] for a in alternates], consts)
             for i, n in enumerate(g.node)
         ]
         init_names = [t.name for t in g.initializer] + [t.values.name for t in g.sparse_initializer]

@@ -7,11 +7,17 @@ it supplied as zero padding at the border; an elementwise operator, a broadcast 
 Concat along channels need the same rows; a Resize by an integer factor along H needs the
 rows its output rows interpolate from (``RowMap.kind == "resize"``), a ConvTranspose the input
 rows whose kernel footprint meets the band (``"transposed"``), a dilated Conv or QLinearConv
-only its taps' rows (``"dilated"``: ``RowMap.runs``).  A reduction over H and W with
+only its taps' rows (``"dilated"``: ``RowMap.runs``).  A Split along channels makes each
+of its results from the same rows (one ``RowUnit`` per result); a Slice reads the same rows when it
+cuts channels or W, and rows ``start + o*step`` when it cuts H (a window of one row with stride
+``step`` and a negative top pad ``-start``); a constant Pad along H shifts the rows by its top pad
+and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads);
+Upsample is the deprecated Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with
 kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else
-(Gemm, Softmax, Reshape and Transpose, Pad, ...) needs whole tensors and ends a cascade.
+(Gemm, Softmax, Reshape and Transpose, an edge or reflect Pad, ...) needs whole tensors and
+ends a cascade.
 Tensors are NCHW with batch 1, rows are axis 2.
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
@@ -73,6 +79,8 @@ _SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
 #: onnxruntime does not run it, so no plan of it could be simulated).
 RESIZE_COORDS = frozenset({"half_pixel", "pytorch_half_pixel", "asymmetric"})
 NEAREST_MODES = frozenset({"floor", "ceil", "round_prefer_floor", "round_prefer_ceil"})
+#: Upsample's modes as Resize modes (``RowMap.mode``).
+UPSAMPLE_MODES = {"nearest": "nearest:asymmetric:floor", "linear": "linear:asymmetric"}
 
 
 @dataclass(frozen=True)
@@ -154,7 +162,9 @@ class RowMap:
             return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
-        return max(lo, 0), min(hi, self.in_rows), max(0, -lo), max(0, hi - self.in_rows)
+        # A band wholly in a border (a Pad's zero rows) reads no rows: its pads are its rows.
+        return (min(max(lo, 0), self.in_rows), max(min(hi, self.in_rows), 0),
+                max(0, min(hi, 0) - lo), max(0, hi - max(lo, self.in_rows)))
 
     def first_needed(self, a: int) -> int:
         """The lowest input row any output row ``>= a`` needs (rows below it can be freed)."""
@@ -262,10 +272,19 @@ def _accumulate_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] 
 def _resize_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
     """A Resize by an integer factor along H, nearest or linear, in NCHW (``RESIZE``).  Resize-10
     (two inputs: asymmetric coordinates with its own rounding) and the opset-18 ``axes`` /
-    antialias forms are left whole."""
-    if op.domain not in ("", "ai.onnx") or op.op_type != "Resize" or graph.layout == "NHWC":
+    antialias forms are left whole.  Upsample (opsets 7-9) is the same map with asymmetric
+    coordinates and, for nearest, rounding down (``UPSAMPLE_MODES``; onnxruntime runs it so)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type not in ("Resize", "Upsample") or graph.layout == "NHWC":
         return None
     a = op.attributes
+    if op.op_type == "Upsample":
+        x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+        kind = _text(a.get("mode"), "nearest")
+        if (x is None or not _is_rows(x) or x.shape[:2] != y.shape[:2] or y.shape[2] % x.shape[2]
+                or kind not in UPSAMPLE_MODES):
+            return None
+        return {x.name: RowMap(1, 1, 0, x.shape[2], kind=RESIZE, scale=y.shape[2] // x.shape[2],
+                               mode=UPSAMPLE_MODES[kind])}
     if len(op.inputs) < 3 or "axes" in a or int(a.get("antialias", 0) or 0):
         return None
     x = graph.tensors.get(op.inputs[0])
@@ -307,6 +326,95 @@ def _transposed_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] 
     return {x.name: RowMap(s, k_eff, pads[0], x.shape[2], kind=TRANSPOSED)}
 
 
+def _channel_axis(graph: Graph) -> tuple[int, int]:
+    """The channel axis of a 4-D activation, as a non-negative and a negative index."""
+    return (1, -3) if row_axis(graph) == 2 else (3, -1)
+
+
+def _split_map(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """A Split along channels (ONNX ``Split``, NCHW): every result has the operand's rows, so
+    each is made from the same band of it (``row_units`` gives one unit per result)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Split" or graph.layout == "NHWC" or not op.inputs:
+        return None
+    if int(op.attributes.get("axis", 0)) not in _channel_axis(graph):
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    outs = [graph.tensors.get(o) for o in op.outputs if o]
+    if x is None or not _is_rows(x) or not outs:
+        return None
+    if any(y is None or not _is_rows(y) or y.shape[2] != x.shape[2] for y in outs):
+        return None
+    return {x.name: RowMap(1, 1, 0, x.shape[2])}
+
+
+def slice_rows(a: Mapping[str, object], shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``(start, step, count)`` of the rows (axis 2) a Slice with attribute-form operands ``a``
+    (``starts``, ``ends``, ``axes``, ``steps``; ``stowage.ir.operand_values``) takes from a
+    tensor of ``shape``, with ONNX's clamping; ``(0, 1, H)`` when it does not cut H; None when
+    the values are unknown or it reverses H."""
+    starts, ends = a.get("starts"), a.get("ends")
+    if not isinstance(starts, (list, tuple)) or not isinstance(ends, (list, tuple)) or len(starts) != len(ends):
+        return None
+    axes = a.get("axes", tuple(range(len(starts))))
+    steps = a.get("steps", (1,) * len(starts))
+    if not isinstance(axes, (list, tuple)) or not isinstance(steps, (list, tuple)) \
+            or not len(axes) == len(steps) == len(starts):
+        return None
+    h = shape[2]
+    found = (0, 1, h)
+    for ax, st, en, step in zip(axes, starts, ends, steps):
+        if int(ax) % len(shape) != 2:
+            continue
+        step = int(step)
+        if step <= 0:
+            return None
+        st, en = int(st), int(en)
+        st = min(max(st + h if st < 0 else st, 0), h)
+        en = min(max(en + h if en < 0 else en, 0), h)
+        found = (st, step, max(0, -(-(en - st) // step)))
+    return found
+
+
+def _slice_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A Slice of a 4-D NCHW activation with known operands: output row ``o`` is input row
+    ``start + o*step`` (a window of one row, stride ``step``, top pad ``-start``; the identity
+    when it cuts only channels or W)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Slice" or graph.layout == "NHWC" or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    if x is None or not _is_rows(x):
+        return None
+    cut = slice_rows(op.attributes, x.shape)
+    if cut is None or cut[2] != y.shape[2] or y.shape[2] == 0:
+        return None
+    start, step, _ = cut
+    return {x.name: RowMap(stride=step, kernel=1, pad_top=-start, in_rows=x.shape[2])}
+
+
+def pad_rows(a: Mapping[str, object], rank: int) -> tuple[int, int] | None:
+    """``(top, bottom)`` rows a constant Pad with attribute-form ``pads`` adds along axis 2
+    (negative: rows cut), or None when it is not a constant Pad with known pads."""
+    pads = a.get("pads")
+    if _text(a.get("mode"), "constant") != "constant" or not isinstance(pads, (list, tuple)) or len(pads) != 2 * rank:
+        return None
+    return int(pads[2]), int(pads[2 + rank])
+
+
+def _pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A constant Pad of a 4-D NCHW activation with known pads: output row ``o`` is input row
+    ``o - top``, and the rows outside the input are the stripe's border pads (a window of one
+    row with top pad ``top``)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Pad" or graph.layout == "NHWC" or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    if x is None or not _is_rows(x):
+        return None
+    tb = pad_rows(op.attributes, 4)
+    if tb is None or y.shape[2] != x.shape[2] + tb[0] + tb[1] or y.shape[2] <= 0:
+        return None
+    return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[2])}
+
+
 def accumulates(maps: Mapping[str, RowMap] | None) -> bool:
     """Whether a unit with these row maps reduces its input into a one-row result."""
     return bool(maps) and any(m.kind == ACCUMULATE for m in maps.values())  # type: ignore[union-attr]
@@ -320,6 +428,9 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
     # domain) but their row semantics are known.
     known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv", *_QLINEAR_ACCUMULATE})
+    split = _split_map(graph, op)
+    if split is not None:
+        return split   # several results, one map (each result is a unit of its own: row_units)
     if len(outs) != 1 or (op.opaque and not known):
         return None
     y = graph.tensors.get(outs[0])
@@ -329,7 +440,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     h_out = y.shape[ax]
     t = op.op_type
     a = op.attributes
-    special = _accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
+    special = (_accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
+               or _slice_map(graph, op, y) or _pad_map(graph, op, y))
     if special is not None:
         return special
     if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
@@ -390,7 +502,8 @@ class RowUnit:
     """What one stripe runs: operator ``op`` (a step's operator, a fused in-place operator, or
     the core of a folded QDQ group, which runs its DequantizeLinear -> core -> QuantizeLinear
     members on the band), writing rows of ``output`` from rows of the spatial operands in
-    ``maps``."""
+    ``maps``.  An operator with several results (a Split) is one unit per result, in order,
+    each with the same maps: a stripe writes one tensor (``Stripe.output`` names it)."""
 
     op: Operator
     output: str
@@ -451,9 +564,9 @@ def row_units(graph: Graph, op: Operator) -> list[RowUnit] | None:
     for m in members:
         rm = row_maps(graph, m)
         outs = [o for o in m.outputs if o]
-        if rm is None or len(outs) != 1:
+        if rm is None or not outs:
             return None
-        units.append(RowUnit(m, outs[0], rm))
+        units.extend(RowUnit(m, o, rm) for o in outs)   # several only for a Split (row_maps)
     return units
 
 
@@ -590,6 +703,7 @@ __all__ = [
     "DILATED",
     "RESIZE",
     "TRANSPOSED",
+    "UPSAMPLE_MODES",
     "WINDOW",
     "CascadeSpec",
     "RowMap",
@@ -597,6 +711,7 @@ __all__ = [
     "accumulates",
     "buffer_row_bytes",
     "macro_graph",
+    "pad_rows",
     "resize_taps",
     "ring_tensor_name",
     "row_axis",
@@ -604,5 +719,6 @@ __all__ = [
     "row_maps",
     "row_units",
     "rows",
+    "slice_rows",
     "step_row_maps",
 ]

@@ -55,7 +55,7 @@ from onnx import TensorProto, helper, numpy_helper
 from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
-from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED
+from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
@@ -384,6 +384,57 @@ def _tap_node(node: onnx.NodeProto, h: int) -> onnx.NodeProto:
     out.attribute.append(helper.make_attribute("strides", [1, strides[1]]))
     out.attribute.append(helper.make_attribute("dilations", [h, dil[1]]))
     return out
+
+
+def _band_operands(node: onnx.NodeProto, ins: list[np.ndarray | None], st: Stripe, lo: int,
+                   shape: tuple[int, ...]) -> tuple[onnx.NodeProto, list[np.ndarray | None]]:
+    """A Slice or constant Pad node and its operands set to run on one band: the operand's rows
+    from ``lo`` (NCHW ``shape``) are the band's, so a Slice along H starts at the band's first
+    row of its output (``out_lo * step + start - lo``) and takes ``out_hi - out_lo`` rows; a
+    Pad's H pads become the stripe's border pads.  Values given as inputs (Slice-10, Pad-11)
+    are replaced in copies of the operand arrays, attribute forms (Slice-1, Pad-2) in a copy of
+    the node; W and channel values are untouched."""
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+    out = onnx.NodeProto()
+    out.CopyFrom(node)
+    ins = list(ins)
+    h = shape[2]
+
+    def put(name: str, pos: int, values: list[int]) -> None:
+        if name in attrs:
+            keep = [a for a in out.attribute if a.name != name]
+            del out.attribute[:]
+            out.attribute.extend(keep)
+            out.attribute.append(helper.make_attribute(name, values))
+        else:
+            old = ins[pos]
+            ins[pos] = np.asarray(values, dtype=old.dtype if old is not None else np.int64)
+
+    def got(name: str, pos: int) -> list[int] | None:
+        if name in attrs:
+            return [int(v) for v in attrs[name]]
+        v = ins[pos] if pos < len(ins) else None
+        return None if v is None else [int(x) for x in np.asarray(v).reshape(-1)]
+
+    if node.op_type == "Pad":
+        pads = got("pads", 1)
+        if pads is not None and len(pads) == 8:
+            pads[2], pads[6] = st.pad_top, st.pad_bottom
+            put("pads", 1, pads)
+        return out, ins
+    starts, ends = got("starts", 1), got("ends", 2)
+    if starts is None or ends is None:
+        return out, ins
+    axes = got("axes", 3) or list(range(len(starts)))
+    steps = got("steps", 4) or [1] * len(starts)
+    for k, axis in enumerate(axes):
+        if axis % len(shape) == 2:
+            first = starts[k] + h if starts[k] < 0 else starts[k]
+            first = min(max(first, 0), h) + st.out_lo * steps[k] - lo
+            starts[k], ends[k] = first, first + (st.out_hi - st.out_lo - 1) * steps[k] + 1
+    put("starts", 1, starts)
+    put("ends", 2, ends)
+    return out, ins
 
 
 def resize_band(run: Callable[[np.ndarray], np.ndarray], band: np.ndarray, lo: int, scale: int,
@@ -1115,9 +1166,17 @@ class Simulator:
                 node = _tap_node(node, st.out_hi - st.out_lo)
             elif m.op_type in _CONV_LIKE:
                 node = _with_h_pads(node, st.pad_top, st.pad_bottom)
+            elif m.op_type in ("Slice", "Pad") and m.domain in ("", "ai.onnx") and self._row_kind(m) == WINDOW:
+                node, ins = _band_operands(node, ins, st, self._band_lo(chain, spatial, m),
+                                           self.graph.tensors[m.inputs[0]].shape)
             wanted = self.wanted(node)
-            if len(wanted) != 1:
-                raise PlanFormatError(f"step {s}: stripe of '{m.name}' has {len(wanted)} results, not one")
+            pick = 0
+            if len(wanted) != 1 or st.output:
+                # A Split's stripe writes the one result it names (Stripe.output).
+                if st.output not in wanted:
+                    raise PlanFormatError(f"step {s}: stripe of '{m.name}' names result '{st.output}', not one of "
+                                          f"{wanted}")
+                pick = wanted.index(st.output)
             kind = self._row_kind(m)
             if failed is None and not pending:
                 try:
@@ -1136,10 +1195,10 @@ class Simulator:
                             if got.dtype.kind == "f" and group is not None:
                                 float_core = (wanted[0], got)
                     else:
-                        values[wanted[0]] = self.runner.run(node, ins, self.out_types(node))[0]
+                        values[wanted[pick]] = self.runner.run(node, ins, self.out_types(node))[pick]
                 except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
                     failed = str(exc).splitlines()[0][:160]
-            out = wanted[0]
+            out = wanted[pick]
         if pending and failed is None:
             # The band went into the kernel's accumulators (one value per channel, as an NPU's
             # accumulator registers); the result row is written after the last band.
@@ -1243,7 +1302,8 @@ class Simulator:
         return None
 
     def _row_kind(self, m: Operator) -> str | None:
-        """``RESIZE`` or ``ACCUMULATE`` when ``m``'s stripes are not windows (``docs/tiling.md``)."""
+        """``RESIZE``, ``TRANSPOSED`` or ``ACCUMULATE`` when ``m``'s stripes are not windows
+        (``docs/tiling.md``), ``WINDOW`` when they are, None when ``m`` has no row bands."""
         from stowage.ir.tiling import accumulates, row_maps
 
         maps = row_maps(self.orig, m)
@@ -1251,7 +1311,7 @@ class Simulator:
             return None
         if accumulates(maps):
             return ACCUMULATE
-        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED)), None)
+        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED)), WINDOW)
 
     def _band_lo(self, chain: tuple[Operator, ...], spatial: Mapping[str, tuple[int, int]], m: Operator) -> int:
         """The first row of the band ``m``'s first operand holds (through a group's DQ)."""

@@ -747,6 +747,9 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: stripe {j} names operator index {stp.op}, not in the model")
             op = g.operators[stp.op]
             out = [o for o in op.outputs if o]
+            if stp.output:
+                # One result of several (a Split): the output tile's tensor says which.
+                out = [stp.output] if stp.output in out else []
             if len(out) == 1 and out[0] not in g.tensor_buffer:
                 # The core of a folded QDQ group: the stripe writes the group's int8 result.
                 from stowage.ir.tiling import row_units

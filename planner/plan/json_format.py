@@ -122,7 +122,9 @@ def _cascade_dict(c: Cascade) -> dict[str, Any]:
         "stripes": [{"op": s.op, "out": [s.out_lo, s.out_hi],
                      "in": [[t, lo, hi] for t, lo, hi in s.inputs],
                      "pad": [s.pad_top, s.pad_bottom],
-                     "dma": [[x.direction, x.tensor, x.lo, x.hi, x.level] for x in s.transfers]}
+                     "dma": [[x.direction, x.tensor, x.lo, x.hi, x.level] for x in s.transfers],
+                     # which result, only for an operator with several (a Split)
+                     **({"result": s.output} if s.output else {})}
                     for s in c.stripes],
     }
 
@@ -396,7 +398,8 @@ def _read_cascade(c: _Reader, nbuf: int, nsteps: int, levels: tuple[str, ...]) -
             moves.append(RowTransfer(tensor=items[1].str_(), lo=lo, hi=hi, level=items[4].str_(choices=levels),
                                      direction=items[0].str_(choices=("load", "store"))))
         stripes.append(Stripe(op=s.key("op").int_(), out_lo=out_lo, out_hi=out_hi, inputs=tuple(inputs),
-                              pad_top=pad_top, pad_bottom=pad_bottom, transfers=tuple(moves)))
+                              pad_top=pad_top, pad_bottom=pad_bottom, transfers=tuple(moves),
+                              output=s.opt("result", "").str_()))
     return Cascade(step=step, ops=tuple(x.int_() for x in c.key("ops").list_()), end=c.key("end").str_(),
                    stripe_rows=c.key("stripe_rows").int_(1), tensors=tuple(tensors), stripes=tuple(stripes))
 

@@ -196,7 +196,9 @@ class Stripe:
     it writes rows ``[out_lo, out_hi)`` of its output after reading rows ``[lo, hi)`` of each
     spatial operand named in ``inputs`` (operands without rows, such as weights or a per-channel
     scale, are read whole), with ``pad_top`` / ``pad_bottom`` rows of zero padding, non-zero
-    only at the tensor's border.  ``transfers`` run around it: loads before, stores after."""
+    only at the tensor's border.  ``transfers`` run around it: loads before, stores after.
+    ``output`` names the result it writes when the operator has several (a Split: one stripe
+    per result and band); empty for an operator with one result."""
 
     op: int
     out_lo: int
@@ -205,6 +207,7 @@ class Stripe:
     pad_top: int
     pad_bottom: int
     transfers: tuple[RowTransfer, ...] = ()
+    output: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,9 +46,9 @@ import heapq
 import itertools
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
@@ -683,7 +683,9 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     """Per spatial operand of ``op``: ``(stride, dilated kernel, pads top, input rows)``,
     recomputed from the node's attributes; a string says why the operator has no row bands."""
     outs = [o for o in op.outputs if o]
-    if len(outs) != 1 or outs[0] not in graph.tensors or not _is_rows(graph.tensors[outs[0]].shape):
+    several = op.op_type == "Split" and len(outs) > 1   # every result has the operand's rows
+    if (len(outs) != 1 and not several) or any(o not in graph.tensors or not _is_rows(graph.tensors[o].shape)
+                                               for o in outs):
         return "its result is not one NCHW tensor of batch 1"
     from stowage.ir.tiling import row_maps
 
@@ -692,6 +694,15 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     ax = _row_axis(graph)
     h_out = graph.tensors[outs[0]].shape[ax]
     a = op.attributes
+    if op.op_type in ("Slice", "Pad"):
+        x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+        if x is None or not _is_rows(x.shape):
+            return "its operand is not an NCHW tensor of batch 1"
+        shift = _slice_shift(a, x.shape) if op.op_type == "Slice" else _pad_shift(a)
+        if shift is None:
+            return f"the {op.op_type}'s operands along H are unknown"
+        step, first = shift
+        return {x.name: (step, 1, -first, x.shape[ax])}
     if op.op_type in _CONV_LIKE:
         x = graph.tensors.get(op.inputs[0]) if op.inputs else None
         if x is None or not _is_rows(x.shape):
@@ -748,6 +759,36 @@ def _tap_runs(graph: Graph, op: Operator, a: int, b: int) -> tuple[tuple[int, in
         else:
             runs.append((lo, hi))
     return tuple(runs)
+
+
+def _slice_shift(a: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """``(step, first row)`` a Slice (attribute form: ``starts``, ``ends``, ``axes``, ``steps``)
+    takes along H, from ONNX's definition (a negative start counts from the end, clamped to
+    the tensor); ``(1, 0)`` when it does not cut H; None for unknown values or a reversal."""
+    starts, axes, steps = a.get("starts"), a.get("axes"), a.get("steps")
+    if not isinstance(starts, (list, tuple)):
+        return None
+    axes = range(len(starts)) if axes is None else axes
+    steps = [1] * len(starts) if steps is None else steps
+    for axis, start, step in zip(axes, starts, steps):
+        if int(axis) in (2, 2 - len(shape)):
+            if int(step) < 1:
+                return None
+            h = shape[2]
+            first = int(start) + h if int(start) < 0 else int(start)
+            return int(step), min(max(first, 0), h)
+    return 1, 0
+
+
+def _pad_shift(a: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(1, -top)`` for a constant Pad adding ``top`` rows above (attribute form ``pads``:
+    begins of N, C, H, W, then ends)."""
+    pads = a.get("pads")
+    mode = a.get("mode", "constant")
+    if (mode.decode() if isinstance(mode, bytes) else mode) != "constant" or not isinstance(pads, (list, tuple)) \
+            or len(pads) != 8:
+        return None
+    return 1, -int(pads[2])
 
 
 _ACCUMULATE = frozenset({"GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "QLinearGlobalAveragePool"})
@@ -818,6 +859,10 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
         d = _attr_ints(a.get("dilations"), 2, 1)[0]
         return _Special("transposed", x.name, x.shape[2], _attr_ints(a.get("strides"), 2, 1)[0],
                         kernel=d * (kh - 1) + 1, pad_top=_attr_ints(a.get("pads"), 4, 0)[0])
+    if op.op_type == "Upsample" and y.shape[2] % x.shape[2] == 0:
+        # The deprecated Resize: asymmetric coordinates, nearest rounds down (onnxruntime).
+        return _Special("resize", x.name, x.shape[2], y.shape[2] // x.shape[2], _text(op.attributes.get("mode"),
+                        "nearest"), "asymmetric", "floor")
     if op.op_type == "Resize" and y.shape[2] % x.shape[2] == 0:
         a = op.attributes
         return _Special("resize", x.name, x.shape[2], y.shape[2] // x.shape[2], _text(a.get("mode"), "nearest"),
@@ -843,6 +888,8 @@ class _RowReplay:
         # is one unit named by its core, reading the DQs' int8 inputs and writing the Q's output.
         self.members: dict[int, Operator] = {}
         self.result: dict[int, str] = {}
+        #: Every result of an operator with several (a Split: each stripe names the one it writes).
+        self.results: dict[int, tuple[str, ...]] = {}
         self.int8_of: dict[str, str] = {}        # a group's float operand -> the int8 tensor it came from
         for i in c.ops:
             if 0 <= i < len(graph.operators):
@@ -855,6 +902,8 @@ class _RowReplay:
                     for m in step:
                         self.members[m.index] = m
                         self.result[m.index] = next((o for o in m.outputs if o), "")
+                        if len([o for o in m.outputs if o]) > 1:
+                            self.results[m.index] = tuple(o for o in m.outputs if o)
                     continue
                 qs = [m for m in step if m.op_type == "QuantizeLinear"]
                 core = [m for m in step if m.op_type not in ("DequantizeLinear", "QuantizeLinear")]
@@ -880,7 +929,7 @@ class _RowReplay:
         self.mixed = {b for b, sizes in layouts.items() if len(sizes) > 1}
         self.stage: dict[int, dict[int, int]] = defaultdict(dict)               # staging buffer -> row -> slot
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
-        self.produced: dict[int, dict[int, int]] = defaultdict(dict)            # op -> row -> stripe
+        self.produced: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)  # (op, result) -> row -> stripe
         self.stored: dict[str, dict[int, int]] = defaultdict(dict)              # tensor -> row -> stripe
         # Accumulating reductions: op -> input rows reduced so far; result tensor -> its op.
         self.reduced: dict[int, int] = {}
@@ -904,10 +953,11 @@ class _RowReplay:
         t = self.g.tensors.get(name)
         if t is None:
             return False
-        if name in self.result.values():
+        made = [*self.result.values(), *(o for outs in self.results.values() for o in outs)]
+        if name in made:
             return True
         b = self.g.tensor_buffer.get(name)
-        return b is not None and any(self.g.tensor_buffer.get(o) == b for o in self.result.values())
+        return b is not None and any(self.g.tensor_buffer.get(o) == b for o in made)
 
     def rows_of(self, name: str) -> int:
         return self.g.tensors[name].shape[_row_axis(self.g)]
@@ -1089,9 +1139,9 @@ class _RowReplay:
         """The last tensor the cascade's operators write into graph buffer ``b``."""
         last = ""
         for idx in sorted(self.members):
-            o = self.result.get(idx, "")
-            if o and self.g.tensor_buffer.get(o) == b:
-                last = o
+            for o in self.results.get(idx, (self.result.get(idx, ""),)):
+                if o and self.g.tensor_buffer.get(o) == b:
+                    last = o
         return last
 
     # (a) and (b): the rows read are present and exactly what the operator needs
@@ -1118,9 +1168,11 @@ class _RowReplay:
         for name, (s, k_eff, p_top, h_in) in need.items():
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
-            lo, hi = max(0, lo_raw), min(h_in, hi_raw)
-            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE:
-                want_pads = (max(0, -lo_raw), max(0, hi_raw - h_in))
+            lo, hi = min(max(0, lo_raw), h_in), max(min(h_in, hi_raw), 0)
+            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type == "Pad":
+                # The rows of the window above row 0 and below the last row (all of them for
+                # a band wholly inside a Pad's border).
+                want_pads = (max(0, min(hi_raw, 0) - lo_raw), max(0, hi_raw - max(lo_raw, h_in)))
             if taps is not None:
                 # A dilated read: exactly its taps' runs (the pads stay the dense window's).
                 if tuple(runs_of.get(name, ())) != taps:
@@ -1205,14 +1257,22 @@ class _RowReplay:
     # (c) every output row produced once; the writes land in the tensor's holder
     def writes(self, where: str, i: int, op: Operator, st: Stripe) -> None:
         out = self.result.get(op.index, "")
+        several = self.results.get(op.index)
+        if several is not None or st.output:
+            if several is None or st.output not in several:
+                self.fail(f"{where}: names result '{st.output}'; the operator's results are "
+                          f"{list(several or (out,))}" + (" (a stripe of it must name one)" if several else ""))
+                return
+            out = st.output
         if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
             return  # reported by reads()
         if out in self.partial and self.partial[out][0] == op.index:
             _op, _x, h_in = self.partial[out]
             if self.reduced.get(op.index, 0) < h_in or (st.out_lo, st.out_hi) != (0, 1):
                 return  # still accumulating: row 0 is not a result yet
-            if 0 in self.produced[op.index]:
-                self.fail(f"{where}: completes '{out}' again (first completed by stripe {self.produced[op.index][0]})")
+            if 0 in self.produced[(op.index, out)]:
+                self.fail(f"{where}: completes '{out}' again (first completed by stripe "
+                          f"{self.produced[(op.index, out)][0]})")
                 return
         h = self.rows_of(out)
         if not 0 <= st.out_lo < st.out_hi <= h:
@@ -1228,7 +1288,7 @@ class _RowReplay:
             if clash is not None:
                 self.fail(f"{where}: {clash}", (ct.buffer,))
                 return
-        done = self.produced[op.index]
+        done = self.produced[(op.index, out)]
         for r in range(st.out_lo, st.out_hi):
             if r in done:
                 self.fail(f"{where}: produces row {r} of '{out}' again (first produced by stripe {done[r]})",
@@ -1267,18 +1327,18 @@ class _RowReplay:
 
     def finish(self) -> None:
         for m in self.members.values():
-            out = self.result.get(m.index, "")
-            if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
-                continue
-            if out in self.partial and self.partial[out][0] == m.index:
-                _op, x, h_in = self.partial[out]
-                if self.reduced.get(m.index, 0) < h_in:
-                    self.fail(f"operator {m.name}: rows [{self.reduced.get(m.index, 0)}, {h_in}) of '{x}' are never "
-                              f"reduced, so '{out}' is never complete")
+            for out in self.results.get(m.index, (self.result.get(m.index, ""),)):
+                if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
                     continue
-            missing = [r for r in range(self.rows_of(out)) if r not in self.produced[m.index]]
-            if missing:
-                self.fail(f"operator {m.name}: rows {_ranges(missing)} of '{out}' are never produced")
+                if out in self.partial and self.partial[out][0] == m.index:
+                    _op, x, h_in = self.partial[out]
+                    if self.reduced.get(m.index, 0) < h_in:
+                        self.fail(f"operator {m.name}: rows [{self.reduced.get(m.index, 0)}, {h_in}) of '{x}' are "
+                                  f"never reduced, so '{out}' is never complete")
+                        continue
+                missing = [r for r in range(self.rows_of(out)) if r not in self.produced[(m.index, out)]]
+                if missing:
+                    self.fail(f"operator {m.name}: rows {_ranges(missing)} of '{out}' are never produced")
         for ct in self.c.tensors:
             if ct.mode == "streamed" and self.made_inside(ct.tensor):
                 missing = [r for r in range(self.rows_of(ct.tensor)) if r not in self.stored[ct.tensor]]

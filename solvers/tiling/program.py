@@ -87,6 +87,22 @@ class NotTileable(Exception):
     """The steps cannot run as one cascade (an operator needs whole tensors)."""
 
 
+@dataclass(frozen=True)
+class _Member:
+    """One row unit of the walk.  ``index`` is its position in the cascade, the walk's key: a
+    Split is one unit per result, all of one operator (``op``).  ``output`` is named in its
+    stripes when the operator has several results."""
+
+    index: int
+    op: Operator
+    output: str
+    several: bool
+
+    @property
+    def name(self) -> str:
+        return self.op.name
+
+
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
                    dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True,
@@ -106,18 +122,19 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     ``in_place``: elementwise results may be written over their operand's ring (``alias``;
     ``aliases``).  ``interleave``: members make a band's rows one share at a time (see the
     band loop).  ``share``: rings whose live intervals never meet share bytes (``share_rings``)."""
-    members: list[Operator] = []
-    maps: dict[OpIndex, dict[str, RowMap]] = {}
-    unit_out: dict[OpIndex, str] = {}
+    members: list[_Member] = []
+    maps: dict[int, dict[str, RowMap]] = {}
+    unit_out: dict[int, str] = {}
     unit_list: list[tuple[OpIndex, RowUnit]] = []
     for i in ops:
         units = row_units(graph, graph.operators[i])
         if units is None:
             raise NotTileable(graph.operators[i].name)
         for u in units:
-            maps[u.op.index] = dict(u.maps)
-            members.append(u.op)
-            unit_out[u.op.index] = u.output
+            key = len(members)
+            maps[key] = dict(u.maps)
+            members.append(_Member(key, u.op, u.output, len([o for o in u.op.outputs if o]) > 1))
+            unit_out[key] = u.output
             unit_list.append((i, u))
     tb: Mapping[str, BufferId] = graph.tensor_buffer
     out_of = unit_out
@@ -269,7 +286,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     # Rows a member makes per band on average (at least one): its share of a band.
     quota = {m.index: max(1, -(-stripe_rows * rows_of[m.index] // pace)) for m in members}
 
-    def _run(m: Operator, lo_o: int, hi_o: int) -> None:
+    def _run(m: _Member, lo_o: int, hi_o: int) -> None:
         """Member ``m`` makes rows ``[lo_o, hi_o)``: its stripe, loads, store and windows."""
         nonlocal load_bytes, store_bytes, count
         inputs: list[tuple[str, int, int]] = []
@@ -284,7 +301,7 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                     inputs.extend((name, r_lo, r_hi) for r_lo, r_hi in rm.runs(lo_o, hi_o))
                 else:
                     inputs.append((name, lo, hi))
-                if padded:
+                if padded or p_b:   # p_b alone: a Pad adding rows below only
                     pad_t, pad_b = p_t, p_b
             elif b not in loaded:
                 continue   # only loads matter when sizing rings
@@ -313,8 +330,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             moves.append(RowTransfer(graph.buffers[ob].tensors[0], w_lo, w_hi, "", "store"))
             store_bytes += (w_hi - w_lo) * row_bytes_of(ob)
         if record:
-            stripes.append(Stripe(op=m.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
-                                  pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves)))
+            stripes.append(Stripe(op=m.op.index, out_lo=w_lo, out_hi=w_hi, inputs=tuple(inputs),
+                                  pad_top=pad_t, pad_bottom=pad_b, transfers=tuple(moves),
+                                  output=m.output if m.several else ""))
         for b in touched_by[m.index]:
             if b != ob or m.index not in acc:
                 v = (loaded[b] if b in loaded else done[maker[b]]) - base[b]
@@ -340,6 +358,12 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             if pace_rows:
                 r = rows_of[m.index]
                 want[m.index] = max(want.get(m.index, 0), r if hi_pace == pace else hi_pace * r // pace)
+            if m.index not in want:
+                # A member nothing later in the cascade reads (a result that leaves) keeps pace
+                # with the end tensor.  Set before its producers are visited, so that its
+                # operands' rows are made in time (a side branch ending in a whole result, as
+                # YOLOv5's CSP bottlenecks have).
+                want[m.index] = math.ceil(hi_end * rows_of[m.index] / h_end)
             w_m = want.get(m.index)
             if not w_m:
                 continue
@@ -352,11 +376,6 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                         hi = rm.need(0, w_m)[1]
                     if hi > want.get(p, 0):
                         want[p] = hi
-        for m in members:
-            # A member nothing later in the cascade reads (a result that leaves) keeps pace
-            # with the end tensor.
-            if m.index not in want:
-                want[m.index] = math.ceil(hi_end * rows_of[m.index] / h_end)
         # An in-place member rewrites what its host made: never behind it.
         for mi, host in rewrites_host:
             if want[host] > want[mi]:

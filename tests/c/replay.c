@@ -44,7 +44,8 @@ static unsigned char *mem[M(NUM_LEVELS) > 0 ? M(NUM_LEVELS) : 1];
 static const unsigned char *blob; /* weights.bin, when given */
 static uint64_t row_bytes_moved;
 /* Table sizes as variables: a count of 0 in a comparison would be a -Wtype-limits warning. */
-static const uint32_t num_weights = M(NUM_WEIGHTS), num_cascades = M(NUM_CASCADES), num_stripes = M(NUM_STRIPES);
+static const uint32_t num_weights = M(NUM_WEIGHTS), num_cascades = M(NUM_CASCADES), num_stripes = M(NUM_STRIPES),
+                      num_transfers = M(NUM_TRANSFERS);
 
 /* The byte buffer b must hold at position j: differs between buffers and along a buffer. */
 static unsigned char sig(uint32_t b, uint64_t j)
@@ -337,7 +338,7 @@ int main(int argc, char **argv)
         }
         run_transfers(s, st->transfers_after, st->transfers_end);
     }
-    for (i = 0; i < M(NUM_TRANSFERS); ++i)
+    for (i = 0; i < num_transfers; ++i)
         moved += T(transfers)[i].bytes;
     for (b = 0; b < M(NUM_BUFFERS); ++b) {
         const T(buffer_t) *bf = &T(buffers)[b];
