@@ -207,7 +207,8 @@ def _memory(level: Level, engine: Compute) -> block_model.Memory | None:
 
 def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch: block_model.BlockArch,
                 fm: tuple[Level, block_model.Memory], const: tuple[Level, block_model.Memory],
-                formats: Mapping[str, str], stream_room: int | None) -> tuple[float, float, dict[str, float]] | None:
+                formats: Mapping[str, str], stream_room: int | None, slack: tuple[float, int]
+                ) -> tuple[float, float, dict[str, float], tuple[float, int]] | None:
     """Busy and compute time of a step whose every member the block model describes (None
     otherwise), and the seconds each level spends on its accesses.
 
@@ -228,7 +229,14 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
     copy's writes and the engine's re-reads.  It needs ``stream_room`` bytes (free above the
     plan's highest address) for the double buffer (None: never); each member gets the faster
     of the two (Vela likewise buffers per operation).  Fully connected layers are read in place,
-    as Vela does."""
+    as Vela does.
+
+    **Prefetch under the previous operation** (Vela's ``slack_buffering_cycles``): the first
+    slice's copy may run while the operation before it computes -- during its last slice when
+    that one streamed in slices, else during all of it -- when the room holds both operations'
+    buffers.  ``slack`` is ``(seconds, buffer bytes)`` the previous operation leaves (the caller
+    passes the previous step's; infinite for the bound, which holds for every order); the
+    returned one is this step's last member's."""
     busy = comp = 0.0
     per_level: dict[str, float] = defaultdict(float)
     fm_level, fm_mem = fm
@@ -259,27 +267,35 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
         if refetch:
             times[const_level.name] += refetch / c_rd
         t = max(t_npu, *times.values())
+        next_slack = (t_npu, 0)
         if stream_room is not None and const_bytes and q.kind in (block_model.CONV, block_model.DEPTHWISE):
             cout = q.ofm.shape.c
             slice_c = min(cout, max(arch.ofm_split_depth, cost.config.ofm_block.c))
             n_slices = -(-cout // slice_c)
             slice_bytes = -(-const_bytes * slice_c // cout)
-            if (2 * slice_bytes if n_slices > 1 else const_bytes) <= stream_room:
+            buffer = 2 * slice_bytes if n_slices > 1 else const_bytes
+            if buffer <= stream_room:
                 lat = const_mem.latency / engine.clock_hz
                 full = lat + const_bytes / min(c_rd, fm_wr)
                 first = lat + slice_bytes / min(c_rd, fm_wr)
-                last_c = cout - (n_slices - 1) * slice_c
-                npu = max(full + t_npu * last_c / cout, t_npu + first) if n_slices > 1 else t_npu + full
+                tail = t_npu * (cout - (n_slices - 1) * slice_c) / cout
+                hide = slack[0] if buffer + slack[1] <= stream_room else 0.0
+                if n_slices > 1:    # double buffer: max(full - slack + tail, op + max(first - slack, 0))
+                    npu = max(full - hide + tail, t_npu + max(first - hide, 0.0))
+                else:               # one buffer: the copy, less what ran under the previous operation
+                    npu = t_npu + full - min(first, hide)
                 fm_t = times[fm_level.name] + const_bytes / fm_wr + refetch / fm_rd
                 ts = max(npu, fm_t)
                 if ts < t:
                     t = ts
                     times = defaultdict(float, {fm_level.name: fm_t, const_level.name: full})
+                    next_slack = (tail if n_slices > 1 else t_npu, buffer)
+        slack = next_slack
         busy += t
         comp += t_npu
         for name, x in times.items():
             per_level[name] += x
-    return busy, comp, per_level
+    return busy, comp, per_level, slack
 
 
 def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
@@ -313,12 +329,16 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool =
             blocks = (engine.blocks, (compute, fm_mem), (const_level, const_mem), block_ops.feature_map_formats(graph),
                       room)
     out: list[tuple[float, float, int, str]] = []
+    slack = (0.0, 0)
     for s, step in enumerate(plan.steps):
         members = _members(graph, plan, s)
         comp, macs, cls = _engine_seconds(graph, members, engine)
-        modelled = _block_step(graph, members, engine, *blocks) if blocks is not None and members else None
+        if bound:
+            slack = (float("inf"), 0)
+        modelled = _block_step(graph, members, engine, *blocks, slack) if blocks is not None and members else None
+        slack = (comp, 0)
         if modelled is not None:
-            busy_b, comp, level_t = modelled
+            busy_b, comp, level_t, slack = modelled
             rows: dict[str, int] = defaultdict(int)
             for c in plan.cascades:
                 if c.step == s:
