@@ -23,6 +23,7 @@ element counts; ``stowage.solvers.timing`` turns them into seconds and bytes per
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -418,10 +419,12 @@ def _conv_cycles(arch: BlockArch, q: Query, cfg: BlockConfig) -> int:
     return int(total)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def op_cost(arch: BlockArch, q: Query) -> OpCost | None:
     """Vela's cycles and element accesses of one operation (``npu_performance.measure_cycle_cost``
     and ``measure_element_access`` with the block of ``find_block_config``); None when no block
-    fits (the caller keeps the efficiency model)."""
+    fits (the caller keeps the efficiency model).  Cached: the block search is the slow part of a
+    timeline, and a plan's steps repeat the same operations estimate after estimate."""
     cfg = find_block_config(arch, q)
     if cfg is None:
         return None
