@@ -17,9 +17,12 @@ kind is one Vela compiles to a block operation and its feature maps are 8- or 16
 
 A fused activation (TFLite's ``fused_activation_function``, or an ONNX activation fused into a
 modelled operator's step) runs in the operator's output stage, as in Vela: ``relu`` for the
-ReLU family, ``lut`` for sigmoid, tanh and hard-swish (a lookup table).  Every other operator
-(``SOFTMAX``, ``CONCATENATION``, ``PAD``, ``QuantizeLinear``, ...) has no block model, and a step
-with such a member keeps the efficiency model for the whole step.
+ReLU family, ``lut`` for sigmoid, tanh and hard-swish (a lookup table).  The ``DequantizeLinear`` and
+``QuantizeLinear`` of a folded QDQ group (``stowage.ir.qdq``) cost nothing: the group is one
+integer operation on the integer tensors.  Every other operator (``SOFTMAX``, ``CONCATENATION``,
+``PAD``, an unfolded ``QuantizeLinear``, ...) has no block model: such a member gets the
+efficiency model (``stowage.solvers.timing._block_step``), and a step with no modelled member
+keeps the efficiency model's step rule.
 """
 
 from __future__ import annotations
@@ -44,6 +47,33 @@ ONNX_ACTIVATIONS = {"Relu": "relu", "Clip": "relu", "LeakyRelu": "lut", "Sigmoid
                     "HardSigmoid": "lut", "HardSwish": "lut", "QLinearSigmoid": "lut", "QLinearLeakyRelu": "lut"}
 
 _BITS = {"int8": 8, "uint8": 8, "int16": 16, "uint16": 16}
+
+
+_QDQ = ("DequantizeLinear", "QuantizeLinear")
+
+
+def folded_qdq(graph: Graph, op: Operator) -> bool:
+    """Whether ``op`` is the ``DequantizeLinear`` or ``QuantizeLinear`` of a folded QDQ group
+    (``stowage.ir.qdq``): its float side has no buffer, the integer kernel of the group's core
+    operator does its work (an NPU dequantizes on reading and requantizes in its output stage)."""
+    if op.op_type not in _QDQ or op.domain not in ("", "ai.onnx", "com.microsoft"):
+        return False
+    side = op.outputs[0] if op.op_type == "DequantizeLinear" and op.outputs else (op.inputs[0] if op.inputs else "")
+    return bool(side) and side in graph.tensors and side not in graph.tensor_buffer
+
+
+def integer_sides(graph: Graph) -> dict[str, str]:
+    """For each float tensor of a folded QDQ group, the integer tensor an integer kernel reads
+    or writes in its place: a ``DequantizeLinear``'s output -> its input, a ``QuantizeLinear``'s
+    input -> its output (``stowage.ir.qdq``: the float side has no buffer)."""
+    out: dict[str, str] = {}
+    for op in graph.operators:
+        if folded_qdq(graph, op) and op.inputs and op.outputs:
+            if op.op_type == "DequantizeLinear":
+                out[op.outputs[0]] = op.inputs[0]
+            else:
+                out.setdefault(op.inputs[0], op.outputs[0])
+    return out
 
 
 def block_kind(op: Operator) -> str | None:
@@ -91,7 +121,8 @@ def _pair(attrs: Mapping[str, object], key: str) -> tuple[int, int]:
 
 
 def query(graph: Graph, op: Operator, feature_map: bm.Memory, const: bm.Memory,
-          formats: Mapping[str, str], activation: str | None = None) -> tuple[bm.Query, int, int, int] | None:
+          formats: Mapping[str, str], activation: str | None = None, sides: Mapping[str, str] | None = None
+          ) -> tuple[bm.Query, int, int, int] | None:
     """The block-model query of ``op`` with its feature maps in ``feature_map`` and its weights
     read from ``const``, plus the element sizes of its weights and of its bias/scales and their
     bytes (what one pass over its constants reads; 0 without them); None when
@@ -104,8 +135,12 @@ def query(graph: Graph, op: Operator, feature_map: bm.Memory, const: bm.Memory,
     layout = "NHWC" if tflite else "NCHW"
     t = op.op_type
     attrs = op.attributes
-    ins = [graph.tensors.get(n) if n else None for n in op.inputs]
-    outs = [graph.tensors.get(n) for n in op.outputs if n]
+    # In a folded QDQ group the core operator's float operands have no buffer: the integer
+    # kernel reads the DequantizeLinears' inputs and writes the QuantizeLinears' outputs.
+    # (``sides``: ``integer_sides(graph)``).
+    sides = sides or {}
+    ins = [graph.tensors.get(sides.get(n, n)) if n else None for n in op.inputs]
+    outs = [graph.tensors.get(sides.get(n, n)) for n in op.outputs if n]
     if not outs or outs[0] is None or not ins:
         return None
     qlinear = t in ("QLinearConv", "QLinearMatMul", "QGemm")
@@ -231,6 +266,15 @@ def feature_map_formats(graph: Graph) -> dict[str, str]:
     views: dict[int, int] = {}
     for b in graph.tensor_buffer.values():
         views[b] = views.get(b, 0) + 1
+    readers: dict[str, list[Operator]] = {}
+    writers: dict[str, Operator] = {}
+    for op in graph.operators:
+        for n in op.inputs:
+            if n:
+                readers.setdefault(n, []).append(op)
+        for n in op.outputs:
+            if n:
+                writers[n] = op
     out: dict[str, str] = {}
     for name, tensor in graph.tensors.items():
         if tensor.kind is not TensorKind.ACTIVATION or len(tensor.shape) != 4:
@@ -240,10 +284,25 @@ def feature_map_formats(graph: Graph) -> dict[str, str]:
         if buf is None or views.get(buf, 0) > 1 or graph.buffers[buf].is_output:
             out[name] = bm.NHWC
             continue
-        idx = [*([tensor.producer] if tensor.producer is not None else []), *tensor.consumers]
-        ops = [graph.operators[i] for i in idx]
-        out[name] = bm.NHCWB16 if ops and all(block_kind(o) is not None for o in ops) else bm.NHWC
+        ops = [*([writers[name]] if name in writers else []), *readers.get(name, [])]
+        out[name] = bm.NHCWB16 if ops and all(_npu_side(graph, o, readers, writers) for o in ops) else bm.NHWC
     return out
 
 
-__all__ = ["ONNX_ACTIVATIONS", "block_kind", "feature_map_formats", "query"]
+def _npu_side(graph: Graph, op: Operator, readers: Mapping[str, list[Operator]],
+              writers: Mapping[str, Operator]) -> bool:
+    """Whether ``op`` runs on the block model's NPU: a modelled kind, or the Q/DQ of a folded
+    group whose core operator is one."""
+    if block_kind(op) is not None:
+        return True
+    if not folded_qdq(graph, op):
+        return False
+    if op.op_type == "DequantizeLinear":
+        core = readers.get(op.outputs[0], [])
+    else:
+        w = writers.get(op.inputs[0])
+        core = [w] if w is not None else []
+    return bool(core) and all(block_kind(o) is not None for o in core)
+
+
+__all__ = ["ONNX_ACTIVATIONS", "block_kind", "feature_map_formats", "folded_qdq", "integer_sides", "query"]

@@ -49,7 +49,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from stowage.ir.graph import Graph, Operator
+from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.plan import Placement, Plan, Transfer
 from stowage.solvers import block_model, block_ops
 from stowage.targets.hierarchy import Compute, Hierarchy, Level
@@ -193,7 +193,9 @@ def _engine_seconds(graph: Graph, members: Sequence[Operator], engine: Compute) 
         seconds += m.cost / rate
         if m.cost_unit == "MACs":
             macs += m.cost
-    return seconds, macs, op_class(graph, members[0]) if members else "other"
+    # The class of the step's own operator (not of a folded QDQ group's leading DequantizeLinear).
+    own = [m for m in members if not block_ops.folded_qdq(graph, m)] or list(members)
+    return seconds, macs, op_class(graph, own[0]) if own else "other"
 
 
 def _memory(level: Level, engine: Compute) -> block_model.Memory | None:
@@ -207,10 +209,14 @@ def _memory(level: Level, engine: Compute) -> block_model.Memory | None:
 
 def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch: block_model.BlockArch,
                 fm: tuple[Level, block_model.Memory], const: tuple[Level, block_model.Memory],
-                formats: Mapping[str, str], stream_room: int | None, slack: tuple[float, int]
+                formats: Mapping[str, str], sides: Mapping[str, str], stream_room: int | None,
+                slack: tuple[float, int]
                 ) -> tuple[float, float, dict[str, float], tuple[float, int]] | None:
-    """Busy and compute time of a step whose every member the block model describes (None
-    otherwise), and the seconds each level spends on its accesses.
+    """Busy and compute time of a step with at least one member the block model describes (None
+    otherwise), and the seconds each level spends on its accesses.  A member it does not
+    describe (a float graph input's ``QuantizeLinear`` in a cascade, ...) gets the efficiency
+    model with its own operands and results read and written once; the ``DequantizeLinear`` and
+    ``QuantizeLinear`` of a folded QDQ group cost nothing (the group is one integer operation).
 
     Per member, Vela's per-operation rule (``npu_performance.estimate_full_op_performance``):
     the larger of its NPU cycles and, per level, its block-wise accesses -- the input re-read
@@ -243,19 +249,39 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
     const_level, const_mem = const
     fm_rd, fm_wr = fm_level.read_bandwidth or 1.0, fm_level.write_bandwidth or 1.0
     c_rd = const_level.read_bandwidth or 1.0
+    members = [m for m in members if not block_ops.folded_qdq(graph, m)]   # the integer kernel's own work
+    any_modelled = False    # a step with no modelled member keeps the efficiency model
     for i, m in enumerate(members):
         nxt = members[i + 1] if i + 1 < len(members) else None
         if i > 0 and m.domain != "tflite" and m.op_type in block_ops.ONNX_ACTIVATIONS \
                 and block_ops.block_kind(members[i - 1]) not in (None, block_model.ELEMENTWISE):
             continue
         act = block_ops.ONNX_ACTIVATIONS.get(nxt.op_type) if nxt is not None and nxt.domain != "tflite" else None
-        got = block_ops.query(graph, m, fm_mem, const_mem, formats, act)
-        if got is None:
-            return None
+        got = block_ops.query(graph, m, fm_mem, const_mem, formats, act, sides)
+        cost = block_model.op_cost(arch, got[0]) if got is not None else None
+        if got is None or cost is None:
+            # A member the block model does not describe (a float graph input's QuantizeLinear
+            # in a cascade, ...): the efficiency model, its own operands and results once.
+            t_eff = m.cost / (engine.macs_per_cycle * engine.efficiency_of(m.op_type, op_class(graph, m))
+                              * engine.clock_hz)
+            acc: dict[str, float] = defaultdict(float)
+            for names, bw in ((m.inputs, fm_rd), (m.outputs, fm_wr)):
+                for n in names:
+                    tt = graph.tensors.get(sides.get(n, n)) if n else None
+                    if tt is None or tt.name not in graph.tensor_buffer:
+                        continue
+                    if tt.kind is TensorKind.WEIGHT and const_level.name != fm_level.name:
+                        acc[const_level.name] += tt.bytes / c_rd
+                    else:
+                        acc[fm_level.name] += tt.bytes / bw
+            busy += max(t_eff, *acc.values(), 0.0)
+            comp += t_eff
+            for name, x in acc.items():
+                per_level[name] += x
+            slack = (t_eff, 0)
+            continue
+        any_modelled = True
         q, wbytes, bbytes, const_bytes = got
-        cost = block_model.op_cost(arch, q)
-        if cost is None:
-            return None
         t_npu = cost.cycles / engine.clock_hz
         fm_read = cost.ifm_read * q.ifm.bits / 8 * cost.ifm_scale
         if q.ifm2 is not None:
@@ -295,6 +321,8 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
         comp += t_npu
         for name, x in times.items():
             per_level[name] += x
+    if not any_modelled:
+        return None
     return busy, comp, per_level, slack
 
 
@@ -327,7 +355,7 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool =
             room = (1 << 62) if (bound or compute.capacity is None) else max(compute.capacity - top, 0)
         if fm_mem is not None and const_mem is not None:
             blocks = (engine.blocks, (compute, fm_mem), (const_level, const_mem), block_ops.feature_map_formats(graph),
-                      room)
+                      block_ops.integer_sides(graph), room)
     out: list[tuple[float, float, int, str]] = []
     slack = (0.0, 0)
     for s, step in enumerate(plan.steps):
