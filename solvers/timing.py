@@ -49,8 +49,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
-from stowage.ir.graph import Graph, Operator
+from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.plan import Placement, Plan, Transfer
+from stowage.solvers import block_model, block_ops
 from stowage.targets.hierarchy import Compute, Hierarchy, Level
 
 log = logging.getLogger(__name__)
@@ -192,13 +193,150 @@ def _engine_seconds(graph: Graph, members: Sequence[Operator], engine: Compute) 
         seconds += m.cost / rate
         if m.cost_unit == "MACs":
             macs += m.cost
-    return seconds, macs, op_class(graph, members[0]) if members else "other"
+    # The class of the step's own operator (not of a folded QDQ group's leading DequantizeLinear).
+    own = [m for m in members if not block_ops.folded_qdq(graph, m)] or list(members)
+    return seconds, macs, op_class(graph, own[0]) if own else "other"
 
 
-def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy) -> list[tuple[float, float, int, str]] | None:
+def _memory(level: Level, engine: Compute) -> block_model.Memory | None:
+    """A level as the block model sees it: bytes per compute-clock cycle (the read bandwidth,
+    as Vela uses one figure per memory), first-access latency in cycles and burst length."""
+    if level.read_bandwidth is None or level.write_bandwidth is None:
+        return None
+    return block_model.Memory(bytes_per_cycle=level.read_bandwidth / engine.clock_hz,
+                              latency=_latency(level, engine) * engine.clock_hz, burst=level.burst_bytes or 1)
+
+
+def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch: block_model.BlockArch,
+                fm: tuple[Level, block_model.Memory], const: tuple[Level, block_model.Memory],
+                formats: Mapping[str, str], sides: Mapping[str, str], stream_room: int | None,
+                slack: tuple[float, int]
+                ) -> tuple[float, float, dict[str, float], tuple[float, int]] | None:
+    """Busy and compute time of a step with at least one member the block model describes (None
+    otherwise), and the seconds each level spends on its accesses.  A member it does not
+    describe (a float graph input's ``QuantizeLinear`` in a cascade, ...) gets the efficiency
+    model with its own operands and results read and written once; the ``DequantizeLinear`` and
+    ``QuantizeLinear`` of a folded QDQ group cost nothing (the group is one integer operation).
+
+    Per member, Vela's per-operation rule (``npu_performance.estimate_full_op_performance``):
+    the larger of its NPU cycles and, per level, its block-wise accesses -- the input re-read
+    once per block of output channels and the weights once per block of output positions, the
+    feature-map streams scaled by their burst efficiency -- over that level's bandwidth.  The
+    members of a step (a cascade's operators, a fused activation) run one after another, so the
+    step's busy time is the sum over its members.  An ONNX activation fused after a modelled
+    operator runs in that operator's output stage (Vela fuses it) and costs nothing itself.
+
+    **Weight streaming** (Vela's buffered weights, ``scheduler.propose_weight_buffering`` and the
+    double-buffer rule of ``estimate_full_op_performance``): a convolution whose weights are read
+    in place from a slower level may instead have them copied once, in slices of one OFM block's
+    depth, into a double buffer in the compute level, the copy of slice ``k + 1`` overlapping the
+    computation of slice ``k``: ``max(all slices' copy + the last slice's compute, compute + the
+    first slice's copy)`` (one slice: copy, then compute), the compute level also taking the
+    copy's writes and the engine's re-reads.  It needs ``stream_room`` bytes (free above the
+    plan's highest address) for the double buffer (None: never); each member gets the faster
+    of the two (Vela likewise buffers per operation).  Fully connected layers are read in place,
+    as Vela does.
+
+    **Prefetch under the previous operation** (Vela's ``slack_buffering_cycles``): the first
+    slice's copy may run while the operation before it computes -- during its last slice when
+    that one streamed in slices, else during all of it -- when the room holds both operations'
+    buffers.  ``slack`` is ``(seconds, buffer bytes)`` the previous operation leaves (the caller
+    passes the previous step's; infinite for the bound, which holds for every order); the
+    returned one is this step's last member's."""
+    busy = comp = 0.0
+    per_level: dict[str, float] = defaultdict(float)
+    fm_level, fm_mem = fm
+    const_level, const_mem = const
+    fm_rd, fm_wr = fm_level.read_bandwidth or 1.0, fm_level.write_bandwidth or 1.0
+    c_rd = const_level.read_bandwidth or 1.0
+    members = [m for m in members if not block_ops.folded_qdq(graph, m)]   # the integer kernel's own work
+    any_modelled = False    # a step with no modelled member keeps the efficiency model
+    for i, m in enumerate(members):
+        nxt = members[i + 1] if i + 1 < len(members) else None
+        if i > 0 and m.domain != "tflite" and m.op_type in block_ops.ONNX_ACTIVATIONS \
+                and block_ops.block_kind(members[i - 1]) not in (None, block_model.ELEMENTWISE):
+            continue
+        act = block_ops.ONNX_ACTIVATIONS.get(nxt.op_type) if nxt is not None and nxt.domain != "tflite" else None
+        got = block_ops.query(graph, m, fm_mem, const_mem, formats, act, sides)
+        cost = block_model.op_cost(arch, got[0]) if got is not None else None
+        if got is None or cost is None:
+            # A member the block model does not describe (a float graph input's QuantizeLinear
+            # in a cascade, ...): the efficiency model, its own operands and results once.
+            t_eff = m.cost / (engine.macs_per_cycle * engine.efficiency_of(m.op_type, op_class(graph, m))
+                              * engine.clock_hz)
+            acc: dict[str, float] = defaultdict(float)
+            for names, bw in ((m.inputs, fm_rd), (m.outputs, fm_wr)):
+                for n in names:
+                    tt = graph.tensors.get(sides.get(n, n)) if n else None
+                    if tt is None or tt.name not in graph.tensor_buffer:
+                        continue
+                    if tt.kind is TensorKind.WEIGHT and const_level.name != fm_level.name:
+                        acc[const_level.name] += tt.bytes / c_rd
+                    else:
+                        acc[fm_level.name] += tt.bytes / bw
+            busy += max(t_eff, *acc.values(), 0.0)
+            comp += t_eff
+            for name, x in acc.items():
+                per_level[name] += x
+            slack = (t_eff, 0)
+            continue
+        any_modelled = True
+        q, wbytes, bbytes, const_bytes = got
+        t_npu = cost.cycles / engine.clock_hz
+        fm_read = cost.ifm_read * q.ifm.bits / 8 * cost.ifm_scale
+        if q.ifm2 is not None:
+            fm_read += cost.ifm2_read * q.ifm2.bits / 8 * cost.ifm2_scale
+        fm_write = cost.ofm_write * q.ofm.bits / 8 * cost.ofm_scale
+        refetch = cost.weight_read * wbytes + cost.scale_read * bbytes
+        times: dict[str, float] = defaultdict(float)
+        times[fm_level.name] += fm_read / fm_rd + fm_write / fm_wr
+        if refetch:
+            times[const_level.name] += refetch / c_rd
+        t = max(t_npu, *times.values())
+        next_slack = (t_npu, 0)
+        if stream_room is not None and const_bytes and q.kind in (block_model.CONV, block_model.DEPTHWISE):
+            cout = q.ofm.shape.c
+            slice_c = min(cout, max(arch.ofm_split_depth, cost.config.ofm_block.c))
+            n_slices = -(-cout // slice_c)
+            slice_bytes = -(-const_bytes * slice_c // cout)
+            buffer = 2 * slice_bytes if n_slices > 1 else const_bytes
+            if buffer <= stream_room:
+                lat = const_mem.latency / engine.clock_hz
+                full = lat + const_bytes / min(c_rd, fm_wr)
+                first = lat + slice_bytes / min(c_rd, fm_wr)
+                tail = t_npu * (cout - (n_slices - 1) * slice_c) / cout
+                hide = slack[0] if buffer + slack[1] <= stream_room else 0.0
+                if n_slices > 1:    # double buffer: max(full - slack + tail, op + max(first - slack, 0))
+                    npu = max(full - hide + tail, t_npu + max(first - hide, 0.0))
+                else:               # one buffer: the copy, less what ran under the previous operation
+                    npu = t_npu + full - min(first, hide)
+                fm_t = times[fm_level.name] + const_bytes / fm_wr + refetch / fm_rd
+                ts = max(npu, fm_t)
+                if ts < t:
+                    t = ts
+                    times = defaultdict(float, {fm_level.name: fm_t, const_level.name: full})
+                    next_slack = (tail if n_slices > 1 else t_npu, buffer)
+        slack = next_slack
+        busy += t
+        comp += t_npu
+        for name, x in times.items():
+            per_level[name] += x
+    if not any_modelled:
+        return None
+    return busy, comp, per_level, slack
+
+
+def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
+                      ) -> list[tuple[float, float, int, str]] | None:
     """Per step ``(busy, compute, MACs, class)``; None when the target has no compute engine or
     a bandwidth the access terms need is unknown.  Depends only on the graph, the options and
-    the target (not on the order or offsets), which is what makes ``latency_bound`` a bound."""
+    the target (not on the order or offsets), which is what makes ``latency_bound`` a bound.
+
+    With ``[compute.blocks]`` a step whose members the block model describes gets Vela's
+    per-operation times (``_block_step``); every other step the efficiency model: its members'
+    work at ``macs_per_cycle x efficiency``, overlapped with each operand read once.  With
+    ``bound`` the busy times hold for every plan of the graph: weight streaming is assumed to
+    have room (``_block_step``), which only makes a step faster."""
     engine = target.compute_engine
     if engine is None:
         return None
@@ -206,10 +344,44 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy) -> list[tuple
     by_level = {lv.name: lv for lv in target.levels}
     kinds = {b.id: b for b in plan.buffers}
     in_place_weights = not plan.options.weights_in_compute_level
+    blocks = None
+    if engine.blocks is not None:
+        const_level = by_level.get(target.weights_home, compute) if in_place_weights else compute
+        fm_mem, const_mem = _memory(compute, engine), _memory(const_level, engine)
+        room: int | None = None
+        if in_place_weights and const_level.name != compute.name:
+            top = max((p.offset + kinds[p.buffer].bytes for p in plan.placements
+                       if p.level == compute.name and p.buffer in kinds), default=0)
+            room = (1 << 62) if (bound or compute.capacity is None) else max(compute.capacity - top, 0)
+        if fm_mem is not None and const_mem is not None:
+            blocks = (engine.blocks, (compute, fm_mem), (const_level, const_mem), block_ops.feature_map_formats(graph),
+                      block_ops.integer_sides(graph), room)
     out: list[tuple[float, float, int, str]] = []
+    slack = (0.0, 0)
     for s, step in enumerate(plan.steps):
         members = _members(graph, plan, s)
         comp, macs, cls = _engine_seconds(graph, members, engine)
+        if bound:
+            slack = (float("inf"), 0)
+        modelled = _block_step(graph, members, engine, *blocks, slack) if blocks is not None and members else None
+        slack = (comp, 0)
+        if modelled is not None:
+            busy_b, comp, level_t, slack = modelled
+            rows: dict[str, int] = defaultdict(int)
+            for c in plan.cascades:
+                if c.step == s:
+                    for st in c.stripes:
+                        for x in st.transfers:
+                            ct = c.tensor(x.tensor)
+                            rows[x.level] += (x.hi - x.lo) * (ct.row_bytes if ct else 0)
+            for name, n in rows.items():
+                lv = by_level.get(name)
+                if lv is None or lv.read_bandwidth is None or lv.write_bandwidth is None:
+                    return None
+                # A cascade's row copies overlap its operators, within the level's bandwidth.
+                busy_b = max(busy_b, level_t.get(name, 0.0) + n / min(lv.read_bandwidth, lv.write_bandwidth))
+            out.append((busy_b, comp, macs, cls))
+            continue
         read: dict[str, int] = defaultdict(int)
         written: dict[str, int] = defaultdict(int)
         for b in step.reads:
@@ -329,7 +501,7 @@ def latency_bound(graph: Graph, plan: Plan, target: Hierarchy) -> float | None:
     loads and the last step's graph outputs are stored after it ends (``_ends``); and every
     compulsory copy (graph inputs in, graph outputs out, weights in when they must be resident)
     runs on one of ``dma_channels`` channels."""
-    busy = step_busy_seconds(graph, plan, target)
+    busy = step_busy_seconds(graph, plan, target, bound=True)
     engine = target.compute_engine
     if busy is None or engine is None:
         return None

@@ -22,7 +22,9 @@ if new), so a derived file can change one capacity without repeating the rest.
 
 Time (optional, ``docs/timing.md``): a ``[compute]`` table describes the compute engine --
 ``clock_hz``, ``macs_per_cycle``, ``dma_channels``, an ``[compute.efficiency]`` table per
-operator class (``OP_CLASSES``) and an ``[compute.op_types]`` table per ONNX op type -- and a
+operator class (``OP_CLASSES``), an ``[compute.op_types]`` table per ONNX op type, and for an
+Ethos-U class NPU a ``[compute.blocks]`` table of block parameters (``stowage.targets.blocks``:
+Vela's block-configuration cycle model replaces the efficiencies where it applies) -- and a
 level may give ``latency_cycles`` (or ``latency_s``) and ``burst_bytes``.  A target without
 ``[compute]`` still plans; its estimated time is unknown (``None``), never invented.
 
@@ -49,6 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from stowage.errors import TargetError
+from stowage.targets.blocks import BlockArch, parse_blocks
 
 #: Every size (capacity, ``--capacity``, MiniMalloc sizes and offsets) is below this: 256 TiB is
 #: beyond any memory a planner targets, and int64 arithmetic (numpy, the numba search) has
@@ -188,13 +191,17 @@ class Compute:
     A step's compute time is ``cost / (macs_per_cycle * efficiency * clock_hz)``, where the
     efficiency is the op type's entry in ``op_types`` if any, else its class's entry in
     ``efficiency``, else 1.0 (``stowage.solvers.timing``).  ``dma_channels`` copies run at
-    once; copies on one channel run one after another."""
+    once; copies on one channel run one after another.  With ``blocks`` (an Ethos-U class NPU)
+    an operator the block model describes gets Vela's cycles instead
+    (``stowage.solvers.block_model``)."""
 
     clock_hz: float
     macs_per_cycle: int
     dma_channels: int = 1
     efficiency: Mapping[str, float] = field(default_factory=dict)
     op_types: Mapping[str, float] = field(default_factory=dict)
+    #: ``[compute.blocks]``: the NPU's block parameters (None: the efficiency model only).
+    blocks: BlockArch | None = None
 
     def __post_init__(self) -> None:
         # Plain dicts (copies): a target is pickled to sweep workers and turned into JSON by
@@ -205,7 +212,7 @@ class Compute:
     def __hash__(self) -> int:
         # Targets are hashed as cache keys; a mapping proxy is not hashable, its items are.
         return hash((self.clock_hz, self.macs_per_cycle, self.dma_channels,
-                     tuple(sorted(self.efficiency.items())), tuple(sorted(self.op_types.items()))))
+                     tuple(sorted(self.efficiency.items())), tuple(sorted(self.op_types.items())), self.blocks))
 
     def efficiency_of(self, op_type: str, op_class: str) -> float:
         """The fraction of ``macs_per_cycle`` an operator of this type and class achieves."""
@@ -267,7 +274,7 @@ class Hierarchy:
 _LEVEL_KEYS = {"name", "capacity", "alignment", "read_bandwidth", "write_bandwidth", "writable",
                "latency_cycles", "latency_s", "burst_bytes"}
 _TOP_KEYS = {"name", "description", "source", "compute_level", "extends", "homes", "levels", "compute"}
-_COMPUTE_KEYS = {"clock_hz", "macs_per_cycle", "dma_channels", "efficiency", "op_types"}
+_COMPUTE_KEYS = {"clock_hz", "macs_per_cycle", "dma_channels", "efficiency", "op_types", "blocks"}
 _HOME_KEYS = {"weights", "inputs", "outputs"}
 
 
@@ -386,7 +393,10 @@ def _parse_compute(where: str, raw: Any, base: Compute | None) -> Compute:
         if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", op_type):
             raise _err(where, f"compute.op_types.{op_type:.40}", "not an ONNX op type name")
         per_type[op_type] = _real(where, f"compute.op_types.{op_type}", v, 1.0)
-    return Compute(clock, macs, channels, eff, per_type)
+    blocks = base.blocks if base else None
+    if "blocks" in raw:
+        blocks = parse_blocks(raw["blocks"], lambda key, msg: _err(where, key, msg))
+    return Compute(clock, macs, channels, eff, per_type, blocks)
 
 
 def _toml_depth(text: str) -> int:
