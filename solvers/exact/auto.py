@@ -24,7 +24,7 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    the gap model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
    order (sunk, then as is), and the descent again if the incumbent's order changed; then,
-   above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic._auto_once``: its cheap
+   above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
    proofs, heuristic and baselines) on the same problem at M_R, whose plan is a plan at every
    larger capacity; it is offered as the incumbent (a warm start for the models below) and
    kept as a candidate for the final answer, so exact's traffic is at most ``auto``'s at M_R
@@ -508,7 +508,7 @@ class AutoPipeline:
         for a smaller capacity is one for a larger).  Offered as the incumbent and kept as a
         candidate for the final answer (``_final``), so ``exact``'s traffic above M_R is at most
         ``auto``'s at M_R whenever neither run was cut by the wall clock."""
-        from stowage.solvers.heuristic import _auto_once
+        from stowage.solvers.heuristic import auto_once
         from stowage.solvers.portfolio import at_capacity
 
         if self.left() <= 0.1:
@@ -518,7 +518,7 @@ class AutoPipeline:
                          self.problem.target.compute.alignment)
         at_low = replace(self.problem, target=self.problem.target.with_capacity(low), seed=self.seed)
         try:
-            sub = _auto_once(at_low, self.deadline)
+            sub = auto_once(at_low, self.deadline)
         except StowageError as exc:      # no plan at M_R (a solver error): nothing to offer
             log.info("exact: no plan at M_R: %s", exc)
             return
