@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
-from stowage.solvers.analysis.schedule import min_peak_order, min_peak_run
+from stowage.solvers.analysis.schedule import MinPeakRun, min_peak_run_cached
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.problem import Problem
@@ -56,8 +56,22 @@ class BaselineParams:
 def _order(problem: Problem, params: BaselineParams, order_kind: str) -> tuple[OpIndex, ...]:
     if order_kind == "fileorder":
         return problem.graph.file_order()
-    return min_peak_order(problem.graph, problem.weights_in_compute_level,
-                          time_limit=baseline_order_budget(problem, params), seed=problem.seed)
+    return minpeak_run(problem, params).order
+
+
+def minpeak_run(problem: Problem, params: BaselineParams | None = None) -> MinPeakRun:
+    """The min-peak baselines' order and whether a wall-clock stop cut it (``MinPeakRun.cut``),
+    memoised per graph, setting, budget and seed (``min_peak_run_cached``, the memo the
+    planners' own min-peak order comes from).  The memo keeps the cut flag, so a later call in
+    the same process that reuses an order a loaded machine cut short says so too
+    (``solver.stopped_by = "time"``), instead of passing a load-dependent order as its own."""
+    return min_peak_run_cached(problem.graph, problem.weights_in_compute_level,
+                               baseline_order_budget(problem, params), problem.seed)
+
+
+def minpeak_order_cut(problem: Problem, params: BaselineParams | None = None) -> bool:
+    """Whether the min-peak baselines' order (``minpeak_run``) was cut by the wall clock."""
+    return minpeak_run(problem, params).cut
 
 
 def _simulated(problem: Problem, params: BaselineParams, policy: str, order: tuple[OpIndex, ...]) -> SpillResult:
@@ -99,8 +113,7 @@ def _register(order_kind: str, policy: str, what: str) -> str:
             return _run(problem, params, order_kind, policy, name)
         # The min-peak order's work budget has a wall-clock safety stop: when it fired, the
         # order (and so the plan) may differ under another load, and the plan says so.
-        run = min_peak_run(problem.graph, problem.weights_in_compute_level, baseline_order_budget(problem, params),
-                           problem.seed)
+        run = minpeak_run(problem, params)
         plan = _run(problem, params, order_kind, policy, name, run.order)
         return replace(plan, solver=replace(plan.solver, stopped_by="time")) if run.cut else plan
 
@@ -173,4 +186,4 @@ def baseline_order_budget(problem: Problem, params: BaselineParams | None = None
 
 
 __all__ = ["BASELINES", "BaselineParams", "baseline_order_budget", "baseline_plan", "baseline_plans",
-           "baseline_results"]
+           "baseline_results", "minpeak_order_cut", "minpeak_run"]

@@ -405,8 +405,9 @@ CHEAP_PROOFS_MAX_OPS = 1000
 CHEAP_PROOFS_WORK_LIMIT = 10.0
 
 
-def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
-    """Exact's cheap proofs (small graphs, bounded capacity), then -- unless they proved their
+def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
+    """``auto``'s single pass at the problem's capacity (``exact`` runs it at M_R too, its phase
+    "plan at M_R"): exact's cheap proofs (small graphs, bounded capacity), then -- unless they proved their
     plan optimal -- ``heuristic`` or ``divide`` by ``choose``, each keeping the baselines'
     plans as candidates; the best plan with the best bound.  ``found_by`` says which planner
     (or baseline, or exact phase) won."""
@@ -445,13 +446,13 @@ def _auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
 @register("auto", AutoParams, "the default: heuristic, or divide for large graphs / short time limits; "
                               "never worse than a baseline or than its own plan at M_R")
 def auto(problem: Problem, params: AutoParams) -> Plan:
-    """``_auto_once`` at the problem's capacity and, above M_R, at M_R too (a plan for a
+    """``auto_once`` at the problem's capacity and, above M_R, at M_R too (a plan for a
     smaller capacity is a plan for a larger one): so for one seed ``auto``'s traffic at any
     capacity is at most its traffic at M_R, as long as neither run was cut by the wall clock
     (``solver.stopped_by`` says when one was).  ``found_by`` gets `` at M_R`` when that plan
     won."""
     started = time.perf_counter()
-    plan = _auto_once(problem, None)
+    plan = auto_once(problem, None)
     cap = problem.capacity
     stopped = plan.solver.stopped_by
     own = plan.solver.found_by or "auto"
@@ -460,7 +461,7 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
         low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
         deadline = started + AUTO_WALL_SHARE * problem.time_limit
         if low < cap and time.perf_counter() < deadline:
-            sub = _auto_once(replace(problem, target=problem.target.with_capacity(low)), deadline)
+            sub = auto_once(replace(problem, target=problem.target.with_capacity(low)), deadline)
             stopped = stopped or sub.solver.stopped_by
             candidates.append((f"{sub.solver.found_by or 'auto'} at M_R", at_capacity(sub, problem)))
         elif low < cap:
@@ -469,5 +470,5 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
 
 
 __all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
-           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "choose", "heuristic",
+           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_once", "choose", "heuristic",
            "plan_heuristic"]

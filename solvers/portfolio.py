@@ -31,7 +31,7 @@ from stowage.plan import Plan
 from stowage.solvers.alloc.exact import solve_allocation
 from stowage.solvers.alloc.interval import Interval
 from stowage.solvers.assemble import target_ref
-from stowage.solvers.baselines import BASELINES, baseline_plan, baseline_results
+from stowage.solvers.baselines import BASELINES, baseline_plan, baseline_results, minpeak_order_cut
 from stowage.solvers.costs import home_level
 from stowage.solvers.problem import Problem
 
@@ -149,7 +149,8 @@ def keep_best_of_baselines(problem: Problem, name: str, candidates: Sequence[tup
                            estimate: float = 0.0) -> Plan:
     """``keep_best`` over ``candidates`` and the four baselines' plans
     (``stowage.solvers.baselines.baseline_results``, same skipping rule: ``deadline``,
-    ``estimate``; a skipped baseline sets ``stopped_by = "time"``).  A baseline is assembled
+    ``estimate``; a skipped baseline, or a min-peak order of their own that the wall clock cut,
+    sets ``stopped_by = "time"``).  A baseline is assembled
     only when its simulation beats the best plan so far on ``plan_key``: the assembler keeps
     the engine's traffic and compute offsets (the off-chip offsets too, which the engine
     reserved), so a simulation's (traffic, peak address) is its plan's -- unless some buffer's
@@ -158,6 +159,10 @@ def keep_best_of_baselines(problem: Problem, name: str, candidates: Sequence[tup
     about one simulation's time per losing baseline (issue 14, on time)."""
     results = baseline_results(problem, minpeak_order=minpeak_order, deadline=deadline, estimate=estimate)
     if len(results) < len(BASELINES):
+        stopped_by = "time"
+    if minpeak_order is None and any("minpeak" in who for who, _ in results) and minpeak_order_cut(problem):
+        # The baselines' own min-peak order (memoised, possibly by an earlier call) was cut
+        # by the wall clock: a candidate's order depends on the load.
         stopped_by = "time"
     lazy = not _has_compute_homes(problem)
     cands = list(candidates)

@@ -119,9 +119,46 @@ def test_cheap_proofs_on_a_slow_machine_give_the_same_plan_or_say_time(fast_cloc
 def test_a_min_peak_baseline_cut_by_the_clock_says_so(fast_clock):
     """The min-peak baselines' order has a wall-clock safety stop; a clock 1000x fast fires it,
     and the baseline's plan then says ``stopped_by=time`` (file-order baselines never do)."""
-    g = layered_graph(200, seed=3)
+    # 30 operators: the scheduler ends by work in ~0.07 s (200 operators took 1.3-1.9 s of the
+    # 2 s budget at load 5-7, so its DP's wall share cut it on the "idle" clock too).
+    g = layered_graph(30, seed=3)
     prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=2.0, seed=1)
     assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by is None
+    # The order is memoised per graph object: the same graph reuses the uncut order (the same
+    # plan, rightly without the flag); a new one runs the scheduler under the fast clock.
+    fresh = layered_graph(30, seed=3)
+    prob2 = Problem(fresh, prob.target, time_limit=2.0, seed=1)
     fast_clock(1000.0)
-    assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by == "time"
-    assert solve(prob, "baseline-fileorder-greedy").solver.stopped_by is None
+    assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by is None
+    assert solve(prob2, "baseline-minpeak-greedy").solver.stopped_by == "time"
+    assert solve(prob2, "baseline-fileorder-greedy").solver.stopped_by is None
+
+
+def test_a_memoised_order_cut_in_one_call_says_time_in_a_later_call(fast_clock, monkeypatch):
+    """The min-peak order is memoised per graph (``min_peak_run_cached``) with its cut flag.
+    A call under a loaded machine (a clock 1000x fast) memoises a cut order; a later call on
+    an idle machine reuses it, and its plan must say ``stopped_by=time`` too: for the baseline
+    itself, and for a planner keeping the baselines as candidates
+    (``portfolio.keep_best_of_baselines``, which before this dropped the baselines' own cut)."""
+    import time as time_module
+    from dataclasses import replace
+
+    from stowage.solvers.portfolio import keep_best_of_baselines
+
+    g = layered_graph(30, seed=3)
+    prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=2.0, seed=1)
+    own = solve(prob, "baseline-fileorder-belady")
+    own = replace(own, metrics=replace(own.metrics, noncompulsory_bytes=own.metrics.noncompulsory_bytes + 1))
+    real = time_module.perf_counter
+    fast_clock(1000.0)
+    loaded = solve(prob, "baseline-minpeak-belady")          # computes and memoises a cut order
+    assert loaded.solver.stopped_by == "time"
+    monkeypatch.setattr(time_module, "perf_counter", real)   # the idle machine again
+    assert solve(prob, "baseline-minpeak-belady").solver.stopped_by == "time"
+    best = keep_best_of_baselines(prob, "x", [("own", own)], 0, real())
+    assert best.solver.stopped_by == "time"
+    # Without a cut anywhere (a new graph object: nothing memoised) no flag.
+    g2 = layered_graph(30, seed=3)
+    prob2 = Problem(g2, prob.target, time_limit=2.0, seed=1)
+    assert solve(prob2, "baseline-minpeak-belady").solver.stopped_by is None   # 0.07 s of work, 2 s budget
+    assert keep_best_of_baselines(prob2, "x", [("own", own)], 0, real()).solver.stopped_by is None

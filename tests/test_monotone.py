@@ -74,7 +74,7 @@ def test_auto_keeps_the_plan_at_m_r_when_it_is_better(monkeypatch):
     # Make the run at the larger capacity worse on purpose (file-order Belady, which reloads
     # more) and check that auto then returns its plan at M_R, relabelled and valid.
     g = fanout_graph()
-    real = heuristic_module._auto_once
+    real = heuristic_module.auto_once
 
     def worse_above_m_r(problem, wall_deadline):
         if problem.capacity is not None and problem.capacity > 48:
@@ -83,7 +83,7 @@ def test_auto_keeps_the_plan_at_m_r_when_it_is_better(monkeypatch):
             return replace(plan, metrics=bad, solver=replace(plan.solver, found_by="heuristic"))
         return real(problem, wall_deadline)
 
-    monkeypatch.setattr(heuristic_module, "_auto_once", worse_above_m_r)
+    monkeypatch.setattr(heuristic_module, "auto_once", worse_above_m_r)
     plan = heuristic_module.auto(Problem(g, two_level(56, 16), time_limit=1.0), heuristic_module.AutoParams())
     assert plan.solver.found_by == "heuristic at M_R"
     assert plan.metrics.noncompulsory_bytes == 16

@@ -87,3 +87,44 @@ def test_compare_passes_the_smaller_capacities_plans_along(monkeypatch):
     assert got[56].solver.found_by.endswith(" at 48 B"), got[56].solver.found_by
     assert got[56].target.level("sram").capacity == 56
     assert validate(g, got[56]).ok
+
+
+def test_exact_above_m_r_takes_autos_plan_at_m_r_as_a_candidate():
+    # fanout at 56 B (M_R = 48 B): the phase "plan at M_R" runs auto's single pass at 48 B
+    # (one reload of x, 16 B, proven there), relabels it for 56 B and offers it; with nothing
+    # else run, exact's answer is that plan, named so, and valid at 56 B.
+    import time
+
+    from stowage.solvers.exact.auto import AutoPipeline
+    from stowage.solvers.exact.params import ExactParams
+
+    g = fanout_graph()
+    prob = Problem(g, two_level(56, 16), time_limit=2.0, workers=1)
+    pipe = AutoPipeline(prob, ExactParams(), time.perf_counter(), 2.0, 1, 0)
+    assert pipe.above_m_r()
+    pipe.plan_at_m_r()
+    assert pipe.m_r_plan is not None and pipe.m_r_plan.target.level("sram").capacity == 56
+    assert pipe.best_value == 16 and pipe.best_source.endswith(" at M_R")
+    plan = pipe._final(None)
+    assert plan.solver.name == "exact" and plan.solver.found_by.endswith(" at M_R")
+    assert plan.metrics.noncompulsory_bytes == 16
+    assert validate(g, plan).ok
+    # At M_R itself, or with an incumbent that moves nothing, the phase does not run.
+    assert not AutoPipeline(replace(prob, target=two_level(48, 16)), ExactParams(), time.perf_counter(), 2.0, 1,
+                            0).above_m_r()
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(g=random_graphs(max_ops=10), weights=st.booleans(), share=st.floats(0, 1), seed=st.integers(0, 2))
+def test_single_exact_and_auto_compiles_never_move_more_than_auto_at_m_r(g, weights, share, seed):
+    # The guarantee of one compile above M_R: exact (its phase "plan at M_R") and auto (its
+    # run at M_R) each move at most what auto moves at M_R, unless a wall-clock stop says so.
+    lo, hi = m_r(g, weights), peak_live(g, None, weights)
+    cap = lo + int(share * (hi - lo))
+    at_mr = solve(Problem(g, two_level(lo), weights, time_limit=2.0, seed=seed, workers=1), "auto")
+    prob = Problem(g, two_level(cap), weights, time_limit=2.0, seed=seed, workers=1)
+    for name in ("exact", "auto"):
+        plan = solve(prob, name)
+        assert plan.metrics.noncompulsory_bytes >= (plan.solver.lower_bound or 0)
+        if "time" not in (plan.solver.stopped_by, at_mr.solver.stopped_by):
+            assert plan.metrics.noncompulsory_bytes <= at_mr.metrics.noncompulsory_bytes, (name, plan.solver.found_by)

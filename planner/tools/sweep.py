@@ -58,6 +58,7 @@ from typing import Any
 
 from stowage.errors import StowageError, TargetError
 from stowage.solvers.budgets import resolve_capacity, target_budgets
+from stowage.tools.sweep_monotone import Chains
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,11 @@ RESULT_COLUMNS = (
     "model", "target", "capacity_spec", "solver", "capacity_bytes", "status",
     "noncompulsory_bytes", "compulsory_bytes", "traffic_bytes", "peak_bytes", "compute_peak_bytes",
     "objective", "lower_bound", "gap", "gap_ratio", "estimated_seconds", "latency_bound", "seconds", "worker",
-    "attempts", "same_as", "error",
+    "attempts", "same_as", "plan_from", "error",
 )
+#: The header of tables written before ``plan_from`` (cells took no plans from smaller
+#: capacities then, so their traffic could rise with the capacity): refused with a message.
+PRE_PLAN_FROM_COLUMNS = tuple(c for c in RESULT_COLUMNS if c != "plan_from")
 #: The header of tables written before the latency columns (``estimated_seconds``,
 #: ``latency_bound``): refused with a message that says so, since a resumed sweep would mix
 #: rows with and without them under one header.
@@ -348,6 +352,7 @@ def typed_row(raw: dict[str, str]) -> dict[str, Any]:
     except (ValueError, TypeError, AttributeError):
         row["peak_bytes"] = None
     row["same_as"] = raw.get("same_as") or None
+    row["plan_from"] = raw.get("plan_from") or None
     return row
 
 
@@ -621,6 +626,11 @@ def _parse_line(line: bytes) -> list[str] | None:
 
 
 def _check_header(path: Path, first_line: bytes) -> None:
+    if first_line.decode("utf-8", "replace").rstrip("\r\n") == ",".join(PRE_PLAN_FROM_COLUMNS):
+        raise ResultsDirError(
+            f"{path} was written by an older stowage (no plan_from column: its cells did not take the plans "
+            "of smaller capacities); use another results folder"
+        )
     if first_line.decode("utf-8", "replace").rstrip("\r\n") == ",".join(PRE_LATENCY_COLUMNS):
         raise ResultsDirError(
             f"{path} was written by an older stowage (no estimated_seconds and latency_bound columns); "
@@ -951,7 +961,12 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
     # Identical capacities (M_R..M_P:4 on a model whose M_R = M_P) are planned once: the other
     # cells of the group get a copy of its row, marked ``same_as``.  A representative comes
     # before its duplicates in grid order, so when it is not in the table it is planned now.
-    same = duplicate_groups(cells, options)
+    capacities = cell_capacities(cells, options)
+    same = duplicate_groups(cells, options, capacities)
+    # Monotone in capacity: a cell's row is final once every smaller capacity of its chain
+    # has its row (``sweep_monotone``); rows in the table are final already.
+    chains = Chains(capacity_chains(cells, capacities, same),
+                    {c: finished[c.key] for c in cells if c.key in finished})
     plan_cells: list[Cell] = []
     copies: dict[Cell, list[Cell]] = {}
     from_table: list[tuple[Cell, dict[str, str], Cell]] = []
@@ -963,6 +978,12 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
             from_table.append((c, finished[rep.key], rep))
         else:
             copies.setdefault(rep, []).append(c)
+    # Each chain's cells in increasing capacity (solvers still interleaved), so that a
+    # finished cell waits for few smaller ones; the order changes no result.
+    position = {c: i for i, c in enumerate(cells)}
+    models = {m: i for i, m in enumerate(dict.fromkeys(c.model for c in cells))}
+    targets = {t: i for i, t in enumerate(dict.fromkeys(c.target for c in cells))}
+    plan_cells.sort(key=lambda c: (models[c.model], targets[c.target], capacities.get(c, -1), position[c]))
     n_workers = workers or (os.cpu_count() or 1)
     log.info("sweep: %d cells (%d already done), executor %s", len(cells), skipped, executor)
 
@@ -991,9 +1012,11 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
             record(copy_row(table_row, c, rep))
         for cell, row in stream:
             planned += 1
-            record(row)
-            for dup in copies.get(cell, ()):
-                record(copy_row(row, dup, cell))
+            for done, final in chains.add(cell, row):
+                assert isinstance(done, Cell)
+                record(final)
+                for dup in copies.get(done, ()):
+                    record(copy_row(final, dup, done))
     finally:
         close = getattr(stream, "close", None)
         if close is not None:
@@ -1021,17 +1044,14 @@ def _run_locked(out: Path, cells: list[Cell], options: SweepOptions, executor: s
                        failed_this_run=failed_now, planned=planned)
 
 
-def duplicate_groups(cells: Sequence[Cell], options: SweepOptions) -> dict[Cell, Cell]:
-    """For every cell whose capacity resolves to the same bytes as an earlier cell of the same
-    model, target and solver, that earlier cell (its *representative*, planned in its stead;
-    a plan is deterministic for the options, so a copy of its row is what planning again would
-    give).  Capacities are resolved here, in the parent, with the resolver the workers use
-    (forked local workers inherit the parsed models); a model or capacity that cannot be
-    resolved is left alone (its own cell reports the error)."""
+def cell_capacities(cells: Sequence[Cell], options: SweepOptions) -> dict[Cell, int]:
+    """Each cell's capacity in bytes, resolved here, in the parent, with the resolver the
+    workers use (forked local workers inherit the parsed models).  A model or capacity that
+    cannot be resolved, or an unbounded capacity, is left out (its own cell reports any
+    error)."""
     from stowage.targets.hierarchy import load_target
 
-    first: dict[tuple[str, str, str, int], Cell] = {}
-    out: dict[Cell, Cell] = {}
+    out: dict[Cell, int] = {}
     targets: dict[str, Any] = {}
     unusable: set[str] = set()  # models that do not import: tried once, not once per cell
     for c in cells:
@@ -1049,13 +1069,42 @@ def duplicate_groups(cells: Sequence[Cell], options: SweepOptions) -> dict[Cell,
                                            options.weights_in_compute_level)
         except Exception:  # noqa: BLE001 - the cell itself will report what is wrong
             continue
-        if nbytes is None:
+        if nbytes is not None:
+            out[c] = int(nbytes)
+    return out
+
+
+def duplicate_groups(cells: Sequence[Cell], options: SweepOptions,
+                     capacities: Mapping[Cell, int] | None = None) -> dict[Cell, Cell]:
+    """For every cell whose capacity resolves to the same bytes as an earlier cell of the same
+    model, target and solver, that earlier cell (its *representative*, planned in its stead;
+    a plan is deterministic for the options, so a copy of its row is what planning again would
+    give).  ``capacities``: ``cell_capacities(cells, options)``, computed here when not given;
+    a cell it lacks is left alone."""
+    nbytes = cell_capacities(cells, options) if capacities is None else capacities
+    first: dict[tuple[str, str, str, int], Cell] = {}
+    out: dict[Cell, Cell] = {}
+    for c in cells:
+        if c not in nbytes:
             continue
-        key = (c.model, c.target, c.solver, int(nbytes))
-        rep = first.setdefault(key, c)
+        rep = first.setdefault((c.model, c.target, c.solver, nbytes[c]), c)
         if rep is not c:
             out[c] = rep
     return out
+
+
+def capacity_chains(cells: Sequence[Cell], capacities: Mapping[Cell, int],
+                    same: Mapping[Cell, Cell]) -> dict[tuple[str, str, str], list[Cell]]:
+    """The cells of each (model, target, solver) in increasing capacity, one per distinct
+    capacity (``same``'s duplicates follow their representative): along a chain a cell takes
+    the plans of the cells before it as candidates (``stowage.tools.sweep_monotone``)."""
+    chains: dict[tuple[str, str, str], list[Cell]] = {}
+    for c in cells:
+        if c in capacities and c not in same:
+            chains.setdefault((c.model, c.target, c.solver), []).append(c)
+    for ids in chains.values():
+        ids.sort(key=lambda c: capacities[c])
+    return chains
 
 
 def copy_row(row: Mapping[str, Any], cell: Cell, rep: Cell) -> dict[str, Any]:

@@ -184,7 +184,7 @@ def write_sweep_report(rows: list[Row], out: Path) -> list[Path]:
             md.append(f"Refused ({len(bad)} cells, marked x on the plot): "
                       + ", ".join(f"{solver} at {fmt_bytes(c)}" for c, solver in bad))
         headers = ("capacity", "bytes", "solver", "status", "non-compulsory", "compulsory", "compute peak",
-                   "gap (B)", "gap ratio", "est. ms", "bound ms", "s", "same as", "error")
+                   "gap (B)", "gap ratio", "est. ms", "bound ms", "s", "same as", "plan from", "error")
         md += ["", "| " + " | ".join(headers) + " |", "|---" * len(headers) + "|"]
         body.append("<table><tr>" + "".join(f"<th>{h}</th>" for h in headers) + "</tr>")
         for r in grp:
@@ -192,7 +192,7 @@ def write_sweep_report(rows: list[Row], out: Path) -> list[Path]:
                      _int(r.get("noncompulsory_bytes")), _int(r.get("compulsory_bytes")),
                      _int(r.get("compute_peak_bytes")), _int(r.get("gap")), _ratio(r.get("gap_ratio")),
                      _ms(r.get("estimated_seconds")), _ms(r.get("latency_bound")), _secs(r.get("seconds")),
-                     r.get("same_as") or "", r.get("error") or ""]
+                     r.get("same_as") or "", r.get("plan_from") or "", r.get("error") or ""]
             md.append("| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |")
             body.append("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in cells) + "</tr>")
         body.append("</table>")

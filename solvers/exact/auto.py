@@ -23,7 +23,12 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
    the gap model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
-   order (sunk, then as is), and the descent again if the incumbent's order changed;
+   order (sunk, then as is), and the descent again if the incumbent's order changed; then,
+   above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
+   proofs, heuristic and baselines) on the same problem at M_R, whose plan is a plan at every
+   larger capacity; it is offered as the incumbent (a warm start for the models below) and
+   kept as a candidate for the final answer, so exact's traffic is at most ``auto``'s at M_R
+   (monotone in capacity against M_R, issue 14);
 6. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its proven
    bound is a lower bound for the full problem, and its optimum is packed into addresses for
@@ -73,6 +78,7 @@ from stowage.errors import InfeasibleError, SolverError, StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
+from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.exact import lns
 from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
 from stowage.solvers.exact.cut_bound import cut_bound
@@ -144,6 +150,11 @@ LNS_WALL_SHARE = 0.85
 #: order LNS needs.
 CHAIN_WALL_SHARE = 0.6
 
+#: Wall-clock share of the time limit (from exact's start) by which the plan at M_R (phase 5,
+#: above M_R) must end: ``auto``'s pass at M_R has its own work budgets, this is its safety
+#: stop, leaving the models after it the rest.  A run it cuts says ``stopped_by = "time"``.
+M_R_WALL_SHARE = 0.7
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -189,6 +200,9 @@ class AutoPipeline:
         self.lb = traffic_lower_bound(problem) if problem.capacity is not None else 0
         self.how = "traffic bound"
         self.reference_plan: Plan | None = None
+        #: ``auto``'s plan at M_R relabelled for this capacity (``plan_at_m_r``), a candidate
+        #: for the final answer like the reference plan.
+        self.m_r_plan: Plan | None = None
         self.order_before_warm: tuple[OpIndex, ...] | None = None
         self.incumbent_order: tuple[OpIndex, ...] | None = None
         #: The wall clock ended the run or skipped a phase (``solver.stopped_by = "time"``).
@@ -217,6 +231,8 @@ class AutoPipeline:
             Phase("window descent again", self.improve, "better orders near a new incumbent's", 0.1,
                   when=lambda: self.incumbent_order is not None and self.best is not None
                   and self.best.order != self.order_before_warm),
+            Phase("plan at M_R", self.plan_at_m_r, "auto's plan at M_R, a plan at this larger capacity: "
+                  "never more traffic than at M_R", None, when=self.above_m_r, wall_share=M_R_WALL_SHARE),
             Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
                   0.1, when=lambda: self.data.exact),
             Phase("order LNS", self.order_lns, "better orders: windows of the incumbent's order re-ordered and "
@@ -289,22 +305,32 @@ class AutoPipeline:
                               f"above the incumbent's traffic {self.best_value}")
 
     def _final(self, plan: Plan | None) -> Plan:
-        """The best candidate: exact's plan, or the reference heuristic plan when that has
-        less non-compulsory traffic (when the model could not read the heuristic's plan back
+        """The best candidate: exact's plan, or the reference heuristic plan or ``auto``'s plan
+        at M_R when one has less non-compulsory traffic (when the model could not read it back
         as a solution), under exact's name with exact's proven bound and ``found_by`` saying
-        that the heuristic found it."""
-        ref = self.reference_plan
-        if ref is None or (plan is not None
-                           and plan.metrics.noncompulsory_bytes <= ref.metrics.noncompulsory_bytes):
-            if plan is None:
-                raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
-            return plan
-        value = ref.metrics.noncompulsory_bytes
+        who found it (``heuristic``, ``... at M_R``).  Ties keep exact's plan, then the
+        reference."""
+        others = [(who, p) for who, p in (("heuristic", self.reference_plan), (self._m_r_label(), self.m_r_plan))
+                  if p is not None]
+        best_who, best = None, plan
+        for who, cand in others:
+            if best is None or cand.metrics.noncompulsory_bytes < best.metrics.noncompulsory_bytes:
+                best_who, best = who, cand
+        if best is None:
+            raise SolverError(f"exact: no plan found within {self.time_limit:g}s (raise the time limit)")
+        if best_who is None:
+            return best
+        value = best.metrics.noncompulsory_bytes
         status = "optimal" if value <= self.lb else "feasible"
-        log.info("exact[auto]: the reference heuristic plan (%d) is the best candidate", value)
-        info = replace(ref.solver, name="exact", status=status, lower_bound=self.lb,
-                       seconds=time.perf_counter() - self.started, found_by="heuristic")
-        return replace(ref, solver=info)
+        log.info("exact[auto]: the plan of %s (%d) is the best candidate", best_who, value)
+        info = replace(best.solver, name="exact", status=status, lower_bound=self.lb,
+                       seconds=time.perf_counter() - self.started, found_by=best_who)
+        return replace(best, solver=info)
+
+    def _m_r_label(self) -> str:
+        """``found_by`` of the plan at M_R: who found it there, `` at M_R``."""
+        sub = self.m_r_plan
+        return f"{(sub.solver.found_by if sub is not None else None) or 'auto'} at M_R"
 
     # -- state ---------------------------------------------------------------------------
     def left(self) -> float:
@@ -389,6 +415,8 @@ class AutoPipeline:
             log.info("exact: reference heuristic failed: %s", exc)
             return
         self.reference_plan = plan
+        if plan.solver.stopped_by is not None:
+            self.hit_wall = True          # the heuristic's own clock shaped a candidate
         order = plan_order(self.problem, plan)
         if order is not None:
             self.offer(solution_from_plan(self.data, plan, order), "heuristic")
@@ -463,6 +491,43 @@ class AutoPipeline:
                                  min(self.work("warm"), 0.8 * self.left()),
                                  tuple(n for n in WARM_START_SOLVERS if n != "heuristic")):
             self.offer(start.solution, start.source)
+
+    def above_m_r(self) -> bool:
+        """Whether the capacity is above M_R (aligned, as ``--capacity M_R`` resolves it) and
+        the incumbent still moves bytes: then ``auto``'s plan at M_R is worth a try."""
+        cap = self.problem.capacity
+        if cap is None or not self.params.warm_start or (self.best_value is not None and self.best_value == 0):
+            return False
+        return m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
+                          self.problem.target.compute.alignment) < cap
+
+    def plan_at_m_r(self) -> None:
+        """``auto``'s single pass on this problem at M_R (the same time limit and seed, so its
+        work budgets are those of ``--solver auto --capacity M_R``; this phase's wall share is
+        only a safety stop), relabelled with this capacity (``portfolio.at_capacity``: a plan
+        for a smaller capacity is one for a larger).  Offered as the incumbent and kept as a
+        candidate for the final answer (``_final``), so ``exact``'s traffic above M_R is at most
+        ``auto``'s at M_R whenever neither run was cut by the wall clock."""
+        from stowage.solvers.heuristic import auto_once
+        from stowage.solvers.portfolio import at_capacity
+
+        if self.left() <= 0.1:
+            self.hit_wall = True          # skipped for want of wall time: it might have won
+            return
+        low = m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
+                         self.problem.target.compute.alignment)
+        at_low = replace(self.problem, target=self.problem.target.with_capacity(low), seed=self.seed)
+        try:
+            sub = auto_once(at_low, self.deadline)
+        except StowageError as exc:      # no plan at M_R (a solver error): nothing to offer
+            log.info("exact: no plan at M_R: %s", exc)
+            return
+        if sub.solver.stopped_by is not None:
+            self.hit_wall = True
+        self.m_r_plan = at_capacity(sub, self.problem)
+        order = plan_order(self.problem, self.m_r_plan)
+        if order is not None:
+            self.offer(solution_from_plan(self.data, self.m_r_plan, order), self._m_r_label())
 
     def gap_sunk_incumbent(self) -> None:
         assert self.best is not None
@@ -602,4 +667,4 @@ def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit
     return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
 
 
-__all__ = ["AUTO_WORK_BUDGETS", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
+__all__ = ["AUTO_WORK_BUDGETS", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
