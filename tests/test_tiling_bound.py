@@ -22,16 +22,30 @@ def _chain():
 
 def test_hand_checked_bound_on_a_conv_chain() -> None:
     """Least footprints (activations only): conv0 3 rows of x + 1 row of t0 = 96 + 32 = 128;
-    conv1 3 rows of t0 + 1 row of t1 = 96 + 16 = 112; conv2 3 rows of t1 + 1 row of y = 64.
-    t0 as a ring of 3 rows needs 96 + 128 - 32 = 192 at conv0, whole 512 + 96 = 608; t1 as a
-    ring 48 + 112 - 16 = 144, whole 128 + 96 = 224.  Forced off-chip: t0 below 192 (conv1
-    reads its 16 rows: 2 x 512 B), t1 also below 144 (2 x 128 B)."""
+    conv1 3 rows of t0 + 1 row of t1 = 96 + 16 = 112; conv2 3 rows of t1 + 1 row of y
+    (16 B) = 64.  Every step is an articulation step, so the cascades cut the chain into runs
+    (``stowage.solvers.tiling.runs``), each holding every ring at once:
+    - one run: x 96 + t0 96 + t1 48 + y 16 = 256: nothing moves from 256 B up;
+    - conv0..conv1, then conv2: 96 + 96 + 16 = 208 with t1 crossing (conv2 reads its 8 rows:
+      2 x 128 B), 320 with t1 whole: 256 B from 208 to 255;
+    - conv0, then conv1..conv2: t0 whole needs 96 + 512 beside conv0, so it crosses
+      (conv1 reads its 16 rows: 2 x 512 B), and conv1..conv2 needs 96 + 48 + 16 = 160;
+    - each step alone, both crossing: 1,280 B, down to conv0's 128.
+    The per-buffer argument alone (``forced``) proves t0 off-chip only below 192 and t1 below
+    144 (its one-step rings: 96 + 128 - 32 and 48 + 112 - 16)."""
     g = _chain()
-    assert tiled_lower_bound(g, 192, False).bytes == 0
-    b = tiled_lower_bound(g, 191, False)
-    assert b.bytes == 1024 and b.forced == (g.tensor_buffer["t0"],)
-    assert tiled_lower_bound(g, 144, False).bytes == 1024
-    assert tiled_lower_bound(g, 143, False).bytes == 1024 + 256
+    t0, t1 = g.tensor_buffer["t0"], g.tensor_buffer["t1"]
+    assert tiled_lower_bound(g, 256, False).bytes == 0
+    b = tiled_lower_bound(g, 255, False)
+    assert (b.bytes, b.forced, b.runs, b.crossing) == (256, (), 256, (t1,))
+    assert tiled_lower_bound(g, 208, False).bytes == 256
+    b = tiled_lower_bound(g, 207, False)
+    assert (b.bytes, b.forced, b.crossing) == (1024, (), (t0,))
+    assert tiled_lower_bound(g, 192, False).forced == ()
+    assert tiled_lower_bound(g, 191, False).forced == (t0,)
+    assert tiled_lower_bound(g, 160, False).bytes == 1024
+    assert tiled_lower_bound(g, 159, False).bytes == 1024 + 256
+    assert tiled_lower_bound(g, 143, False).forced == (t0, t1)
 
 
 def test_weights_in_the_compute_level_count_whole() -> None:
@@ -56,10 +70,11 @@ def test_a_stride_2_pointwise_reader_reads_half_the_rows() -> None:
     graph = helper.make_graph(nodes, "p", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w0, w1])
     g = import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), element_bytes=1)
-    # c0: 3 rows of x + 1 of t = 128; t's ring (1 row for c1) 32 + 96 = 128 -> forced below 128.
-    assert tiled_lower_bound(g, 128, False).bytes == 0
+    # One cascade of c0 and c1 holds 3 rows of x, 1 of t and 1 of y (16 B): 96 + 32 + 16 =
+    # 144; run apart, t whole needs 512 + 96 beside c0: it crosses below 144.
+    assert tiled_lower_bound(g, 144, False).bytes == 0
     # c1 reads rows 0, 2, ..., 14 of t: 8 rows x 32 B.
-    assert tiled_lower_bound(g, 127, False).bytes == 2 * 8 * 32
+    assert tiled_lower_bound(g, 143, False).bytes == 2 * 8 * 32
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -153,16 +168,24 @@ def test_graphs_nothing_can_tile_keep_their_whole_tensor_bounds() -> None:
 
 def test_steps_between_a_producer_and_its_reader_join_its_cascade() -> None:
     """x -> c0 -> t0 -> c1 -> t1 -> c2 -> t2 -> Add(t0, t2): c2 runs between t0's producer and
-    its last reader in every order.  With weights (144 B each, every tensor 512 B, 32 B a
-    row): a ring of t0 needs a cascade holding all three weights, 96 + 432 + 128 (c2's 3 rows
-    of t1 and 1 of t2) = 656; whole, t0 must sit beside c2's 272 B: 784.  Below 656 t0 leaves
-    the chip: c1 and the Add read all of it, 2 x 512 B."""
+    its last reader in every order, and every step is an articulation step.  With weights
+    (144 B each, every tensor 512 B, 32 B a row), one cascade of all four steps holds: 3 rows
+    of x (96), 3 rows of t0 (c1's window, 96), 3 of t1 (96), the three weights (432), and the
+    Add's result y, which may be written over t0's or t2's rows (an in-place Add), so y, t0
+    and t2 count once, at the largest (96): 96 + 96 + 96 + 432 = 720.  Without it, t0 whole
+    beside c0 needs 512 + 96 + 144: t0 crosses, c1 and the Add read all of it, 2 x 512 B.
+    The per-buffer argument alone proves it only below 656 (the steps' rings one at a time)."""
     g = _skip()
-    assert tiled_lower_bound(g, 656, True).bytes == 0
-    b = tiled_lower_bound(g, 655, True)
-    assert b.forced == (g.tensor_buffer["t0"],) and b.bytes == 1024
-    # Activations only, the same ring needs 96 + 128 (c2: 96 + 32) = 224 at most.
-    assert tiled_lower_bound(g, 224, False).bytes == 0
+    t0 = g.tensor_buffer["t0"]
+    assert tiled_lower_bound(g, 720, True).bytes == 0
+    b = tiled_lower_bound(g, 719, True)
+    assert (b.bytes, b.forced, b.crossing) == (1024, (), (t0,))
+    assert tiled_lower_bound(g, 656, True).forced == ()
+    assert tiled_lower_bound(g, 655, True).forced == (t0,)
+    # Activations only: 96 + 96 + 96 = 288 (the per-buffer argument: 224).
+    assert tiled_lower_bound(g, 288, False).bytes == 0
+    assert tiled_lower_bound(g, 287, False).bytes == 1024
+    assert tiled_lower_bound(g, 224, False).forced == ()
 
 
 def _skip(h: int = 16, stride: int = 1):

@@ -44,14 +44,20 @@ from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
+from stowage.solvers.tiling.runs import run_bound
 
 
 @dataclass(frozen=True)
 class TiledBound:
-    """``bytes``: the bound; ``forced``: the buffers it counts (none can stay on chip)."""
+    """``bytes``: the bound; ``forced``: the buffers the per-buffer argument counts (none can
+    stay on chip); ``runs``: the part the run bound adds (``stowage.solvers.tiling.runs``),
+    ``crossing`` one cheapest choice of tensors it sends off-chip (a witness: other plans may
+    send others at no lower cost)."""
 
     bytes: int
     forced: tuple[BufferId, ...]
+    runs: int = 0
+    crossing: tuple[BufferId, ...] = ()
 
 
 def _rows_per_output_row(rm: RowMap, out_rows: int) -> int:
@@ -202,7 +208,8 @@ def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: boo
                 continue
         total += 2 * min(needs[i][1][b] for i in readers)
         forced.append(b)
-    return TiledBound(total, tuple(forced))
+    run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced))
+    return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing)
 
 
 def can_tile(graph: Graph) -> bool:

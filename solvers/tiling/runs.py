@@ -1,0 +1,276 @@
+"""The run bound: which tensors must cross off-chip memory because no partition into cascades
+can hold the steps around them (part of ``stowage.solvers.tiling.bound``).
+
+The per-buffer bound of ``bound`` looks at one buffer and one step (or one small cascade) at
+a time.  On MobileNetV2 every such test passes below 128 KiB, yet plans move bytes there: a
+cascade holds a ring of *every* tensor between its members at once, so a cascade long enough
+to avoid a large cut is too big, and the cut tensors a shorter one leaves whole sit beside
+it.  This module turns that into a bound valid for every plan the plan format allows.
+
+**Articulation steps.**  ``a`` is an articulation step when every other step is its
+ancestor or its descendant.  Articulation steps are totally ordered (file order), and every
+order runs them in that order.  MobileNetV2, EfficientNet-B0 and the backbones of the suite
+CNNs are chains of them (a residual block's steps are all comparable); a branchy head (LR-ASPP)
+leaves its branch steps out.  Number them ``a_0 < a_1 < ... < a_{m-1}``; link ``k`` joins
+``a_k`` and ``a_{k+1}``.
+
+**Facts every plan satisfies** (a plan: any order of steps, any partition of the steps into
+cascades, each cascade a convex set, since the macro graph is acyclic; any band heights):
+
+1. The cascade ``K`` of ``a_i`` meets the articulation steps in an interval ``a_i..a_j`` (two
+   members and convexity put every articulation step between them in ``K``) and contains the
+   hull ``H(i, j)``: every step that is a descendant of ``a_i`` and an ancestor of ``a_j``.
+   So the cascades cut the articulation steps into *runs*; link ``k`` is *joined* when
+   ``a_k``, ``a_{k+1}`` share a cascade.
+2. ``L(t)``, the links a tensor ``t`` spans: links ``k`` with ``t``'s producer ``p <= a_k``
+   (equal or an ancestor) and some reader ``c >= a_{k+1}``.  ``L(t)`` is an interval.  If a
+   link of ``L(t)`` is not joined, ``t`` is not inside one cascade (``p`` and ``c`` in one
+   cascade would put ``a_k`` and ``a_{k+1}`` in it), so ``t`` is whole on chip from ``p``'s
+   cascade to its last reader's, or it crosses off-chip memory.  Crossing costs at least
+   ``2 * min_c read_c(t)`` non-compulsory bytes (stored once, loaded by a reader), as in
+   ``bound``; each crossing buffer counts once, however many links it spans.
+3. For a run ``a_i..a_j`` with cascade ``K``: a tensor ``t`` whose ``L(t)`` holds link
+   ``i - 1`` or link ``j`` (both unjoined) and that does not cross is whole and resident
+   while ``K`` runs: its producer is ``<= a_j`` (so its cascade is ``K`` or runs before) and a
+   reader is ``>= a_i`` (so its cascade is ``K`` or runs after).
+4. ``K``'s footprint is at least the sum, over the buffers its hull's steps touch, of the
+   most any of those steps needs of it at once (``bound``'s ``m_i(b)``: rows of a read, one
+   row of a write, the whole of a broadcast operand or of an operand of a step that cannot
+   run in stripes, weights whole when they live in the compute level), with each tensor of
+   fact 3 counted whole, plus the resident tensors of fact 3 it does not touch, plus the
+   largest working memory of one of its steps.  A cascade holds every one of its buffers
+   (ring, streamed window or whole) in its own bytes for the whole macro step (the macro
+   graph's buffers, ``stowage.ir.tiling.macro_graph``).  The one exception allowed for is
+   in-place execution: a step running an operator that may write over an operand
+   (``stowage.ir.inplace.data_operands``: elementwise, as a residual Add writing into the
+   skip's ring) may put its result in that operand's bytes, so buffers linked by such a
+   step of the hull count as one group, at the largest term of the group.  A run whose
+   footprint exceeds the capacity is impossible.
+
+**The bound.**  Minimise, over every partition of ``a_0..a_{m-1}`` into runs and every choice
+of crossing tensors, the crossing cost subject to facts 3-4 for every run.  Every plan gives
+one such choice (its runs, its crossing tensors), so the minimum is at most its traffic.  A
+DP over the run boundaries computes it exactly: its state is the run's first articulation
+step and which tensors spanning the link before it cross (decided once, when their first
+unjoined link is met, so each is paid once).  To keep the state small at most ``TRACKED``
+tensors per link are tracked, the costliest; an untracked tensor is treated as crossing for
+free (a relaxation, so still a bound).  Tensors ``bound`` already proves must cross are
+crossing and paid there, not here.
+
+**What would break it.**  Rings sized per instant (two rings of one cascade sharing bytes at
+different times) or in-place execution of operators outside ``data_operands`` would need
+fact 4 to sum per instant or to group more buffers; compute engines reading off-chip memory
+in place would make crossing cheaper than a store and a load; splitting one operator's
+weights across cascades would break "weights whole".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from itertools import combinations
+
+from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
+from stowage.ir.inplace import data_operands
+
+#: Tensors tracked per link by the DP (the costliest); the rest cross for free in it.
+TRACKED = 6
+
+#: ``(m, read, tileable)`` of a step, as ``bound._step_needs`` gives it.
+Needs = tuple[dict[BufferId, int], dict[BufferId, int], bool]
+
+
+@dataclass(frozen=True)
+class RunBound:
+    """``bytes``: the least crossing cost over every partition into runs; ``crossing``: the
+    tensors one least-cost choice sends off-chip (one witness, not a set every plan sends);
+    ``articulations``: how many articulation steps the runs cut; ``runs``: the runs of that
+    choice, as ``(first, last)`` positions of articulation steps in file order."""
+
+    bytes: int
+    crossing: tuple[BufferId, ...]
+    articulations: int
+    runs: tuple[tuple[int, int], ...] = ()
+
+
+def _alias_pairs(graph: Graph, op: Operator) -> list[tuple[BufferId, BufferId]]:
+    """Buffers step ``op`` may put in one another's bytes: the result of a member that may run
+    in place and each activation operand it may overwrite."""
+    tb = graph.tensor_buffer
+    pairs: list[tuple[BufferId, BufferId]] = []
+    for member in graph.step_members(op):
+        outs = [tb[o] for o in member.outputs if o and o in tb]
+        for d in data_operands(member):
+            if d in tb and graph.buffers[tb[d]].kind is TensorKind.ACTIVATION:
+                pairs += [(w, tb[d]) for w in outs if w != tb[d]]
+    # A folded QDQ group or a fused chain: its results may land in any operand it overwrites.
+    return pairs
+
+
+class _Groups:
+    """Union-find over buffers."""
+
+    def __init__(self) -> None:
+        self.parent: dict[BufferId, BufferId] = {}
+
+    def find(self, b: BufferId) -> BufferId:
+        root = b
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while b != root:
+            self.parent[b], b = root, self.parent.get(b, b)
+        return root
+
+    def union(self, a: BufferId, b: BufferId) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[ra] = rb
+
+
+@dataclass(frozen=True)
+class _RunTerms:
+    """Fact 4 for one hull, ready for any set of whole tensors: ``base`` is the footprint with
+    none whole (one term per alias group: its largest), ``top[g]`` group ``g``'s largest term
+    and ``root[b]`` the group of buffer ``b``."""
+
+    base: int
+    top: Mapping[BufferId, int]
+    root: Mapping[BufferId, BufferId]
+
+    def footprint(self, whole: Mapping[BufferId, int]) -> int:
+        """With the tensors ``whole`` (buffer -> bytes) whole.  Within an alias group the whole
+        tensors are in their own bytes (a whole buffer shares bytes only as one graph buffer)
+        and a ring or window of the group may lie inside them or in another one's: the group
+        needs the larger of its whole bytes and its largest other term (a whole member's term
+        is at most its bytes, so the group's largest term serves)."""
+        sums: dict[BufferId, int] = {}
+        for b, v in whole.items():
+            r = self.root.get(b, b)
+            sums[r] = sums.get(r, 0) + v
+        return self.base + sum(max(v, self.top.get(r, 0)) - self.top.get(r, 0) for r, v in sums.items())
+
+
+def _run_terms(terms: Mapping[BufferId, int], groups: _Groups, extra: int,
+               boundary: tuple[BufferId, ...]) -> _RunTerms:
+    top: dict[BufferId, int] = {}
+    for b, v in terms.items():
+        r = groups.find(b)
+        if v > top.get(r, 0):
+            top[r] = v
+    return _RunTerms(sum(top.values()) + extra, top, {b: groups.find(b) for b in boundary})
+
+
+def articulations(graph: Graph, steps: list[Operator], anc: Mapping[int, int], desc: Mapping[int, int]) -> list[int]:
+    """Positions (in ``steps``, file order) of the steps comparable with every other step."""
+    full = (1 << len(steps)) - 1
+    return [k for k, op in enumerate(steps) if (anc[op.index] | desc[op.index] | 1 << k) == full]
+
+
+def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping[int, Needs],
+              anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId]) -> RunBound:
+    """The bound of the module docstring.  ``anc``/``desc``: bit sets over positions in
+    ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones)."""
+    pos = {op.index: k for k, op in enumerate(steps)}
+    arts = articulations(graph, steps, anc, desc)
+    m = len(arts)
+    if m < 2:
+        return RunBound(0, (), m)
+    art_bit = [1 << k for k in arts]
+
+    def le(x: int, k: int) -> bool:  # step at position x <= articulation k
+        return x == arts[k] or bool(anc[steps[arts[k]].index] >> x & 1)
+
+    def ge(x: int, k: int) -> bool:  # step at position x >= articulation k
+        return x == arts[k] or bool(desc[steps[arts[k]].index] >> x & 1)
+
+    # Tensors spanning links (fact 2) and their crossing costs.
+    users: dict[BufferId, list[int]] = {}
+    for op in steps:
+        for b in needs[op.index][0]:
+            users.setdefault(b, []).append(op.index)
+    span: dict[BufferId, tuple[int, int]] = {}
+    cost: dict[BufferId, int] = {}
+    for b, us in users.items():
+        buf = graph.buffers[b]
+        if (buf.kind is not TensorKind.ACTIVATION or buf.is_output or buf.producer is None or buf.writers
+                or b in skip or buf.producer not in pos):
+            continue
+        readers = [i for i in us if b not in graph.op_writes(graph.operators[i])]
+        if not readers:
+            continue
+        p = pos[buf.producer]
+        lo = next((k for k in range(m) if le(p, k)), m)
+        hi = max((k for k in range(m - 1) for c in readers if ge(pos[c], k + 1)), default=-1)
+        if lo <= hi:
+            span[b] = (lo, hi)
+            cost[b] = 2 * min(needs[i][1][b] for i in readers)
+    # Track the costliest TRACKED tensors on every link.
+    tracked: set[BufferId] = set()
+    load = [0] * (m - 1)
+    for b in sorted(span, key=lambda x: (-cost[x], x)):
+        lo, hi = span[b]
+        if all(load[k] < TRACKED for k in range(lo, hi + 1)):
+            tracked.add(b)
+            for k in range(lo, hi + 1):
+                load[k] += 1
+    on_link: list[tuple[BufferId, ...]] = [tuple(sorted(b for b in tracked if span[b][0] <= k <= span[b][1]))
+                                           for k in range(m - 1)]
+    aliasable = {x for op in steps for pr in _alias_pairs(graph, op) for x in pr}
+    extra = {op.index: sum(mm.extra_bytes for mm in graph.step_members(op)) for op in steps}
+
+    inf = 1 << 62
+    # best[i][crossing among on_link[i-1]] = (cost, witness)
+    best: list[dict[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]] = [
+        {} for _ in range(m + 1)]
+    best[0][frozenset()] = (0, (), ())
+    for i in range(m):
+        if not best[i]:
+            continue
+        left = on_link[i - 1] if i > 0 else ()
+        terms: dict[BufferId, int] = {}
+        groups = _Groups()
+        hull = 0
+        work = 0
+        for j in range(i, m):
+            # Grow the hull to H(i, j): descendants of a_i that are ancestors of a_j.
+            aj = steps[arts[j]].index
+            bits = (anc[aj] | art_bit[j]) & (desc[steps[arts[i]].index] | art_bit[i])
+            new = bits & ~hull
+            hull = bits
+            while new:
+                low = new & -new
+                s = steps[low.bit_length() - 1]
+                new ^= low
+                for b, v in needs[s.index][0].items():
+                    if v > terms.get(b, 0):
+                        terms[b] = v
+                for a, c in _alias_pairs(graph, s):
+                    groups.union(a, c)
+                work = max(work, extra[s.index])
+            # Fact 4 is not monotone in j (merging alias groups lowers it), its part over
+            # buffers no step may overwrite and weights is: past the capacity, stop.
+            if sum(v for b, v in terms.items() if b not in aliasable) + work > capacity:
+                break
+            right = on_link[j] if j < m - 1 else ()
+            fresh = [b for b in right if b not in left]
+            rt = _run_terms(terms, groups, work, (*left, *right))
+            for crossing_left, (c0, wit0, runs0) in best[i].items():
+                for r in range(len(fresh) + 1):
+                    for chosen in combinations(fresh, r):
+                        crossing = crossing_left | frozenset(chosen)
+                        whole = {b: graph.buffers[b].bytes for b in (*left, *right) if b not in crossing}
+                        if rt.footprint(whole) > capacity:
+                            continue
+                        c = c0 + sum(cost[b] for b in chosen)
+                        key = frozenset(b for b in crossing if b in right)
+                        if c < best[j + 1].get(key, (inf,))[0]:
+                            best[j + 1][key] = (c, (*wit0, *chosen), (*runs0, (arts[i], arts[j])))
+    if not best[m]:
+        # No partition of the articulation steps fits at all: no plan exists at this capacity
+        # (every plan gives one); any bound is then vacuous, so claim nothing.
+        return RunBound(0, (), m)
+    c, wit, runs = min(best[m].values())
+    return RunBound(c, tuple(sorted(wit)), m, runs)
+
+
+__all__ = ["TRACKED", "RunBound", "articulations", "run_bound"]
