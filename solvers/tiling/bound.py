@@ -42,6 +42,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stowage.ir.channel_split import split_spec
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
 from stowage.solvers.tiling.runs import run_bound
@@ -84,6 +85,23 @@ def _accumulates(rm: RowMap) -> bool:
     return bool(getattr(rm, "accumulate", False))
 
 
+def _least_weights(graph: Graph, op: Operator) -> dict[BufferId, int]:
+    """The least bytes of each weight a step holds when weights live in the compute level: all
+    of it, except a weight that output-channel groups may cut (``stowage.ir.channel_split``:
+    with ``--weights-in-sram`` an operator whose step does not fit becomes groups, each
+    holding its slice), of which one channel's slice."""
+    tb = graph.tensor_buffer
+    least: dict[BufferId, int] = {}
+    for member in graph.step_members(op):
+        spec = split_spec(graph, member)
+        for pos, _ in spec.cut if spec is not None else ():
+            name = member.inputs[pos]
+            if name in tb and graph.buffers[tb[name]].kind is TensorKind.WEIGHT:
+                b = tb[name]
+                least[b] = min(least.get(b, graph.buffers[b].bytes), graph.buffers[b].bytes // spec.channels)
+    return least
+
+
 def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferId, int], dict[BufferId, int], bool]:
     """``(m, read, tileable)``: the least bytes step ``op`` holds of each buffer it touches,
     the bytes of each buffer it reads (distinct rows), and whether it can run in stripes."""
@@ -92,10 +110,11 @@ def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferI
     m: dict[BufferId, int] = {}
     read: dict[BufferId, int] = {}
     units = row_units(graph, op)
+    least = _least_weights(graph, op) if weights else {}
     for b in (*reads, *writes):
         buf = graph.buffers[b]
         if buf.kind is TensorKind.WEIGHT:
-            m[b] = buf.bytes if weights else 0
+            m[b] = least.get(b, buf.bytes) if weights else 0
         elif units is None:
             m[b] = buf.bytes
         read.setdefault(b, buf.bytes)
@@ -201,9 +220,12 @@ def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: boo
         members = [*us, *between]
         if all(needs[i][2] for i in members):
             ring = max(needs[i][0][b] for i in us)
-            weights = sum(graph.buffers[w].bytes for w in set().union(*(wts[i] for i in members)))
-            rest = max(foot[i] - sum(graph.buffers[w].bytes for w in wts[i]) - needs[i][0].get(b, 0)
-                       for i in members)
+            held: dict[BufferId, int] = {}
+            for i in members:
+                for w in wts[i]:
+                    held[w] = max(held.get(w, 0), needs[i][0][w])
+            weights = sum(held.values())
+            rest = max(foot[i] - sum(needs[i][0][w] for w in wts[i]) - needs[i][0].get(b, 0) for i in members)
             if ring + weights + rest <= capacity:
                 continue
         total += 2 * min(needs[i][1][b] for i in readers)
