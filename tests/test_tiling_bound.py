@@ -97,6 +97,27 @@ def test_a_stride_2_pointwise_reader_reads_half_the_rows() -> None:
     assert tiled_lower_bound(g, 143, False).bytes == 2 * 8 * 32
 
 
+def test_a_dilated_conv_needs_only_its_taps() -> None:
+    """A 3x3 conv with dilation 2 (pads 2) reads rows r - 2, r and r + 2 for output row r: a
+    sparse-tap kernel may load just those 3 rows, not the 5-row window.  x 1x4x16x8 -> dil
+    conv -> t -> 1x1 conv -> y (32 B rows): one cascade holds 3 rows of x, 1 of t, 1 of y =
+    160.  Below it t whole needs 512 + 96 beside the first conv: it crosses, 2 x 512 B."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(4)
+    w0 = numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w0")
+    w1 = numpy_helper.from_array(rng.standard_normal((4, 4, 1, 1)).astype(np.float32), "w1")
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["t"], name="c0", pads=[2] * 4, kernel_shape=[3, 3],
+                              dilations=[2, 2]),
+             helper.make_node("Conv", ["t", "w1"], ["y"], name="c1", kernel_shape=[1, 1])]
+    graph = helper.make_graph(nodes, "dil", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w0, w1])
+    g = import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), element_bytes=1)
+    assert tiled_lower_bound(g, 160, False).bytes == 0
+    assert tiled_lower_bound(g, 159, False).bytes == 1024
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=4), h=st.sampled_from([8, 12, 16]),
        frac=st.floats(0.05, 1.2), weights=st.booleans())

@@ -94,16 +94,26 @@ class RunBound:
 
 
 def _alias_pairs(graph: Graph, op: Operator) -> list[tuple[BufferId, BufferId]]:
-    """Buffers step ``op`` may put in one another's bytes: the result of a member that may run
-    in place and each activation operand it may overwrite."""
+    """Buffers step ``op`` may put in one another's bytes: each result and each activation
+    operand it reaches through members that may write over their operands
+    (``data_operands``), also through the unplanned tensors inside a folded QDQ group
+    (DequantizeLinear -> Add -> QuantizeLinear may write the int8 sum over an int8 operand)."""
     tb = graph.tensor_buffer
-    pairs: list[tuple[BufferId, BufferId]] = []
+    flows: dict[str, set[str]] = {}
     for member in graph.step_members(op):
-        outs = [tb[o] for o in member.outputs if o and o in tb]
         for d in data_operands(member):
-            if d in tb and graph.buffers[tb[d]].kind is TensorKind.ACTIVATION:
-                pairs += [(w, tb[d]) for w in outs if w != tb[d]]
-    # A folded QDQ group or a fused chain: its results may land in any operand it overwrites.
+            flows.setdefault(d, set()).update(o for o in member.outputs if o)
+    pairs: list[tuple[BufferId, BufferId]] = []
+    for src in flows:
+        if src not in tb or graph.buffers[tb[src]].kind is not TensorKind.ACTIVATION:
+            continue
+        seen, todo = {src}, [src]
+        while todo:
+            for nxt in flows.get(todo.pop(), ()):
+                if nxt not in seen:
+                    seen.add(nxt)
+                    todo.append(nxt)
+        pairs += [(tb[t], tb[src]) for t in seen if t != src and t in tb and tb[t] != tb[src]]
     return pairs
 
 
