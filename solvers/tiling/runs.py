@@ -66,6 +66,7 @@ weights across cascades would break "weights whole".
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
@@ -74,7 +75,12 @@ from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.inplace import data_operands
 
 #: Tensors tracked per link by the DP (the costliest); the rest cross for free in it.
-TRACKED = 6
+TRACKED = 4
+#: Run evaluations the DP may make; past it the run bound claims nothing (deterministic,
+#: unlike a clock).  (MobileNetV2 needs a few thousand; past it, about 2 s of CPU.)
+WORK = 300_000
+
+log = logging.getLogger(__name__)
 
 #: ``(m, read, tileable)`` of a step, as ``bound._step_needs`` gives it.
 Needs = tuple[dict[BufferId, int], dict[BufferId, int], bool]
@@ -117,11 +123,18 @@ def _alias_pairs(graph: Graph, op: Operator) -> list[tuple[BufferId, BufferId]]:
     return pairs
 
 
-class _Groups:
-    """Union-find over buffers."""
+class _Hull:
+    """Fact 4 for a growing hull: the most each step needs of each buffer, alias groups
+    (union-find) with their largest term, and the footprint for any set of whole tensors."""
 
-    def __init__(self) -> None:
+    def __init__(self, aliasable: frozenset[BufferId]) -> None:
         self.parent: dict[BufferId, BufferId] = {}
+        self.term: dict[BufferId, int] = {}
+        self.top: dict[BufferId, int] = {}
+        self.total = 0      # sum of the groups' largest terms
+        self.mono = 0       # sum of the terms of buffers no step may overwrite (monotone)
+        self.work = 0       # the largest working memory of one step
+        self.aliasable = aliasable
 
     def find(self, b: BufferId) -> BufferId:
         root = b
@@ -131,21 +144,26 @@ class _Groups:
             self.parent[b], b = root, self.parent.get(b, b)
         return root
 
-    def union(self, a: BufferId, b: BufferId) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            self.parent[ra] = rb
-
-
-@dataclass(frozen=True)
-class _RunTerms:
-    """Fact 4 for one hull, ready for any set of whole tensors: ``base`` is the footprint with
-    none whole (one term per alias group: its largest), ``top[g]`` group ``g``'s largest term
-    and ``root[b]`` the group of buffer ``b``."""
-
-    base: int
-    top: Mapping[BufferId, int]
-    root: Mapping[BufferId, BufferId]
+    def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int) -> None:
+        for b, v in m.items():
+            old = self.term.get(b, 0)
+            if v <= old:
+                continue
+            self.term[b] = v
+            if b not in self.aliasable:
+                self.mono += v - old
+            r = self.find(b)
+            if v > self.top.get(r, 0):
+                self.total += v - self.top.get(r, 0)
+                self.top[r] = v
+        for a, c in pairs:
+            ra, rc = self.find(a), self.find(c)
+            if ra != rc:
+                ta, tc = self.top.pop(ra, 0), self.top.get(rc, 0)
+                self.parent[ra] = rc
+                self.top[rc] = max(ta, tc)
+                self.total += max(ta, tc) - ta - tc
+        self.work = max(self.work, extra)
 
     def footprint(self, whole: Mapping[BufferId, int]) -> int:
         """With the tensors ``whole`` (buffer -> bytes) whole.  Within an alias group the whole
@@ -155,19 +173,21 @@ class _RunTerms:
         is at most its bytes, so the group's largest term serves)."""
         sums: dict[BufferId, int] = {}
         for b, v in whole.items():
-            r = self.root.get(b, b)
+            r = self.find(b)
             sums[r] = sums.get(r, 0) + v
-        return self.base + sum(max(v, self.top.get(r, 0)) - self.top.get(r, 0) for r, v in sums.items())
+        return self.total + self.work + sum(max(0, v - self.top.get(r, 0)) for r, v in sums.items())
 
 
-def _run_terms(terms: Mapping[BufferId, int], groups: _Groups, extra: int,
-               boundary: tuple[BufferId, ...]) -> _RunTerms:
-    top: dict[BufferId, int] = {}
-    for b, v in terms.items():
-        r = groups.find(b)
-        if v > top.get(r, 0):
-            top[r] = v
-    return _RunTerms(sum(top.values()) + extra, top, {b: groups.find(b) for b in boundary})
+def _undominated(states: Mapping[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]
+                 ) -> list[tuple[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]]:
+    """The states no other one dominates: one crossing a superset of the tensors (so keeping
+    fewer of them whole, which never makes a run larger) at no greater cost."""
+    items = sorted(states.items(), key=lambda kv: (kv[1][0], -len(kv[0])))
+    kept: list[tuple[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]] = []
+    for k, v in items:
+        if not any(k2 >= k for k2, _ in kept):
+            kept.append((k, v))
+    return kept
 
 
 def articulations(graph: Graph, steps: list[Operator], anc: Mapping[int, int], desc: Mapping[int, int]) -> list[int]:
@@ -225,11 +245,22 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                 load[k] += 1
     on_link: list[tuple[BufferId, ...]] = [tuple(sorted(b for b in tracked if span[b][0] <= k <= span[b][1]))
                                            for k in range(m - 1)]
-    aliasable = {x for op in steps for pr in _alias_pairs(graph, op) for x in pr}
+    pairs = {op.index: _alias_pairs(graph, op) for op in steps}
+    aliasable = frozenset(x for prs in pairs.values() for pr in prs for x in pr)
     extra = {op.index: sum(mm.extra_bytes for mm in graph.step_members(op)) for op in steps}
 
+    # One run of every articulation step (and everything between): nothing is cut.
+    everything = _Hull(aliasable)
+    span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0])
+    for op in steps:
+        if span_all >> pos[op.index] & 1:
+            everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index])
+    if everything.footprint({}) <= capacity:
+        return RunBound(0, (), m, ((arts[0], arts[-1]),))
+
     inf = 1 << 62
-    # best[i][crossing among on_link[i-1]] = (cost, witness)
+    evaluations = 0
+    # best[i][crossing among on_link[i-1]] = (cost, witness, runs)
     best: list[dict[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]] = [
         {} for _ in range(m + 1)]
     best[0][frozenset()] = (0, (), ())
@@ -237,39 +268,36 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         if not best[i]:
             continue
         left = on_link[i - 1] if i > 0 else ()
-        terms: dict[BufferId, int] = {}
-        groups = _Groups()
-        hull = 0
-        work = 0
+        hull = _Hull(aliasable)
+        bits_in = 0
         for j in range(i, m):
             # Grow the hull to H(i, j): descendants of a_i that are ancestors of a_j.
             aj = steps[arts[j]].index
             bits = (anc[aj] | art_bit[j]) & (desc[steps[arts[i]].index] | art_bit[i])
-            new = bits & ~hull
-            hull = bits
+            new = bits & ~bits_in
+            bits_in = bits
             while new:
                 low = new & -new
                 s = steps[low.bit_length() - 1]
                 new ^= low
-                for b, v in needs[s.index][0].items():
-                    if v > terms.get(b, 0):
-                        terms[b] = v
-                for a, c in _alias_pairs(graph, s):
-                    groups.union(a, c)
-                work = max(work, extra[s.index])
-            # Fact 4 is not monotone in j (merging alias groups lowers it), its part over
-            # buffers no step may overwrite and weights is: past the capacity, stop.
-            if sum(v for b, v in terms.items() if b not in aliasable) + work > capacity:
+                hull.add_step(needs[s.index][0], pairs[s.index], extra[s.index])
+            # Fact 4 is not monotone in j (merging alias groups lowers it); its part over
+            # buffers no step may overwrite (weights among them) is: past the capacity, stop.
+            if hull.mono + hull.work > capacity:
                 break
             right = on_link[j] if j < m - 1 else ()
             fresh = [b for b in right if b not in left]
-            rt = _run_terms(terms, groups, work, (*left, *right))
-            for crossing_left, (c0, wit0, runs0) in best[i].items():
+            for crossing_left, (c0, wit0, runs0) in _undominated(best[i]):
                 for r in range(len(fresh) + 1):
                     for chosen in combinations(fresh, r):
+                        evaluations += 1
+                        if evaluations > WORK:
+                            log.warning("tiled bound: the run bound used its work budget (%d runs); "
+                                        "reporting the per-buffer bound alone", WORK)
+                            return RunBound(0, (), m)
                         crossing = crossing_left | frozenset(chosen)
                         whole = {b: graph.buffers[b].bytes for b in (*left, *right) if b not in crossing}
-                        if rt.footprint(whole) > capacity:
+                        if hull.footprint(whole) > capacity:
                             continue
                         c = c0 + sum(cost[b] for b in chosen)
                         key = frozenset(b for b in crossing if b in right)
@@ -283,4 +311,4 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     return RunBound(c, tuple(sorted(wit)), m, runs)
 
 
-__all__ = ["TRACKED", "RunBound", "articulations", "run_bound"]
+__all__ = ["TRACKED", "WORK", "RunBound", "articulations", "run_bound"]
