@@ -116,7 +116,9 @@ def _least_weights(graph: Graph, op: Operator) -> dict[BufferId, int]:
     least: dict[BufferId, int] = {}
     for member in graph.step_members(op):
         spec = split_spec(graph, member)
-        for pos, _ in spec.cut if spec is not None else ():
+        if spec is None:
+            continue
+        for pos, _ in spec.cut:
             name = member.inputs[pos]
             if name in tb and graph.buffers[tb[name]].kind is TensorKind.WEIGHT:
                 b = tb[name]
@@ -253,8 +255,31 @@ def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: boo
                 continue
         total += 2 * min(needs[i][1][b] for i in readers)
         forced.append(b)
-    run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced))
+    run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced), _barriers(graph, steps, needs, desc))
     return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing)
+
+
+def _barriers(graph: Graph, steps: list[Operator],
+              needs: dict[int, tuple[dict[BufferId, int], dict[BufferId, int], bool]],
+              desc: dict[int, int]) -> frozenset[BufferId]:
+    """Activations no ring of fewer than all their rows can serve (``runs``, fact 5): reduced
+    over H by a step (``RowMap.accumulate``) that a reader reading every row depends on.  A
+    squeeze-excitation Mul runs after the pool's last band, so when it starts every row of
+    its operand is made and none is read yet."""
+    pos = {op.index: k for k, op in enumerate(steps)}
+    reduced: dict[BufferId, list[int]] = {}
+    for op in steps:
+        for u in row_units(graph, op) or ():
+            for name, rm in u.maps.items():
+                if _accumulates(rm):
+                    reduced.setdefault(graph.tensor_buffer[name], []).append(op.index)
+    out: set[BufferId] = set()
+    for b, reducers in reduced.items():
+        buf = graph.buffers[b]
+        full = [c for c in buf.consumers if c in pos and needs[c][1].get(b, 0) >= buf.bytes]
+        if buf.kind is TensorKind.ACTIVATION and any(desc[r] >> pos[c] & 1 for r in reducers for c in full):
+            out.add(b)
+    return frozenset(out)
 
 
 def can_tile(graph: Graph) -> bool:

@@ -76,9 +76,11 @@ from stowage.ir.inplace import data_operands
 
 #: Tensors tracked per link by the DP (the costliest); the rest cross for free in it.
 TRACKED = 4
+#: Barrier tensors (fact 5) decided inside one run, the costliest; the rest cross for free.
+INSIDE = 2
 #: Run evaluations the DP may make; past it the run bound claims nothing (deterministic,
-#: unlike a clock).  (MobileNetV2 needs a few thousand; past it, about 2 s of CPU.)
-WORK = 300_000
+#: unlike a clock).  (MobileNetV2 needs a few thousand, EfficientNet-B0 at 256 KiB ~400,000: 2 s of CPU.)
+WORK = 500_000
 
 log = logging.getLogger(__name__)
 
@@ -190,18 +192,44 @@ def _undominated(states: Mapping[frozenset[BufferId], tuple[int, tuple[BufferId,
     return kept
 
 
-def articulations(graph: Graph, steps: list[Operator], anc: Mapping[int, int], desc: Mapping[int, int]) -> list[int]:
-    """Positions (in ``steps``, file order) of the steps comparable with every other step."""
-    full = (1 << len(steps)) - 1
-    return [k for k, op in enumerate(steps) if (anc[op.index] | desc[op.index] | 1 << k) == full]
+def articulations(steps: list[Operator], anc: Mapping[int, int], desc: Mapping[int, int],
+                  kept: int | None = None) -> list[int]:
+    """Positions (in ``steps``, file order) of the steps of ``kept`` (a bit set; all when None)
+    comparable with every other step of it."""
+    full = (1 << len(steps)) - 1 if kept is None else kept
+    return [k for k, op in enumerate(steps)
+            if full >> k & 1 and (anc[op.index] | desc[op.index] | 1 << k) & full == full]
+
+
+def kept_steps(steps: list[Operator], anc: Mapping[int, int], desc: Mapping[int, int]) -> int:
+    """Steps to reason about (a bit set): all of them but a few side branches, left out when
+    that makes more articulation steps.  Leaving steps out is sound (module docstring, fact
+    1): a cascade meets the kept steps in a convex set of their order (the graph's own), so
+    the argument holds on them with the graph's ancestry, only with fewer terms.  Greedy,
+    the steps incomparable with the most others first (LR-ASPP's low-level classifier,
+    parallel to the whole high-level path, makes 96 steps articulation steps when left out)."""
+    n = len(steps)
+    kept = (1 << n) - 1
+    best = len(articulations(steps, anc, desc, kept))
+    apart = sorted((k for k in range(n) if (anc[steps[k].index] | desc[steps[k].index] | 1 << k) != kept),
+                   key=lambda k: (-(n - bin(anc[steps[k].index] | desc[steps[k].index]).count("1")), k))
+    for k in apart[:64]:
+        trial = kept & ~(1 << k)
+        count = len(articulations(steps, anc, desc, trial))
+        if count > best:
+            kept, best = trial, count
+    return kept
 
 
 def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping[int, Needs],
-              anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId]) -> RunBound:
+              anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId],
+              barrier: frozenset[BufferId] = frozenset()) -> RunBound:
     """The bound of the module docstring.  ``anc``/``desc``: bit sets over positions in
-    ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones)."""
+    ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones);
+    ``barrier``: buffers that are never a ring of fewer than all their rows (fact 5)."""
     pos = {op.index: k for k, op in enumerate(steps)}
-    arts = articulations(graph, steps, anc, desc)
+    kept = kept_steps(steps, anc, desc)
+    arts = articulations(steps, anc, desc, kept)
     m = len(arts)
     if m < 2:
         return RunBound(0, (), m)
@@ -243,6 +271,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
             tracked.add(b)
             for k in range(lo, hi + 1):
                 load[k] += 1
+    walls = [b for b in barrier if b in span]
     on_link: list[tuple[BufferId, ...]] = [tuple(sorted(b for b in tracked if span[b][0] <= k <= span[b][1]))
                                            for k in range(m - 1)]
     pairs = {op.index: _alias_pairs(graph, op) for op in steps}
@@ -251,7 +280,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
 
     # One run of every articulation step (and everything between): nothing is cut.
     everything = _Hull(aliasable)
-    span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0])
+    span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0]) & kept
     for op in steps:
         if span_all >> pos[op.index] & 1:
             everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index])
@@ -273,7 +302,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         for j in range(i, m):
             # Grow the hull to H(i, j): descendants of a_i that are ancestors of a_j.
             aj = steps[arts[j]].index
-            bits = (anc[aj] | art_bit[j]) & (desc[steps[arts[i]].index] | art_bit[i])
+            bits = (anc[aj] | art_bit[j]) & (desc[steps[arts[i]].index] | art_bit[i]) & kept
             new = bits & ~bits_in
             bits_in = bits
             while new:
@@ -286,23 +315,39 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
             if hull.mono + hull.work > capacity:
                 break
             right = on_link[j] if j < m - 1 else ()
+            # Fact 5: barrier tensors spanning only joined links of this run are whole in it
+            # unless they cross (the costliest few tracked; the rest cross for free).
+            inside = sorted((b for b in walls if i <= span[b][0] and span[b][1] <= j - 1),
+                            key=lambda x: (-cost[x], x))[:INSIDE]
             fresh = [b for b in right if b not in left]
+            # The tensors decided inside the run leave no state: only their cheapest feasible
+            # choice matters, so their subsets are tried cheapest first.
+            inner = sorted((sub for r in range(len(inside) + 1) for sub in combinations(inside, r)),
+                           key=lambda sub: sum(cost[b] for b in sub))
             for crossing_left, (c0, wit0, runs0) in _undominated(best[i]):
                 for r in range(len(fresh) + 1):
                     for chosen in combinations(fresh, r):
+                        base_cross = crossing_left | frozenset(chosen)
+                        loosest = {b: graph.buffers[b].bytes for b in (*left, *right)
+                                   if b not in base_cross and b not in inside}
                         evaluations += 1
-                        if evaluations > WORK:
-                            log.warning("tiled bound: the run bound used its work budget (%d runs); "
-                                        "reporting the per-buffer bound alone", WORK)
-                            return RunBound(0, (), m)
-                        crossing = crossing_left | frozenset(chosen)
-                        whole = {b: graph.buffers[b].bytes for b in (*left, *right) if b not in crossing}
-                        if hull.footprint(whole) > capacity:
-                            continue
-                        c = c0 + sum(cost[b] for b in chosen)
-                        key = frozenset(b for b in crossing if b in right)
-                        if c < best[j + 1].get(key, (inf,))[0]:
-                            best[j + 1][key] = (c, (*wit0, *chosen), (*runs0, (arts[i], arts[j])))
+                        if hull.footprint(loosest) > capacity:
+                            continue  # infeasible even with every inside tensor crossing
+                        for sub in inner:
+                            evaluations += 1
+                            if evaluations > WORK:
+                                log.warning("tiled bound: the run bound used its work budget (%d runs); "
+                                            "reporting the per-buffer bound alone", WORK)
+                                return RunBound(0, (), m)
+                            crossing = crossing_left | frozenset(chosen) | frozenset(sub)
+                            whole = {b: graph.buffers[b].bytes for b in (*left, *right, *inside) if b not in crossing}
+                            if hull.footprint(whole) > capacity:
+                                continue
+                            c = c0 + sum(cost[b] for b in (*chosen, *sub))
+                            key = frozenset(b for b in crossing if b in right)
+                            if c < best[j + 1].get(key, (inf,))[0]:
+                                best[j + 1][key] = (c, (*wit0, *chosen, *sub), (*runs0, (arts[i], arts[j])))
+                            break
     if not best[m]:
         # No partition of the articulation steps fits at all: no plan exists at this capacity
         # (every plan gives one); any bound is then vacuous, so claim nothing.
@@ -311,4 +356,4 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     return RunBound(c, tuple(sorted(wit)), m, runs)
 
 
-__all__ = ["TRACKED", "WORK", "RunBound", "articulations", "run_bound"]
+__all__ = ["TRACKED", "WORK", "RunBound", "articulations", "kept_steps", "run_bound"]
