@@ -118,6 +118,73 @@ def test_a_dilated_conv_needs_only_its_taps() -> None:
     assert tiled_lower_bound(g, 159, False).bytes == 1024
 
 
+def test_a_squeeze_excitation_operand_is_whole_or_crosses() -> None:
+    """``se_block``: in (64 B rows) -> conv1 + ReLU -> x (2,048 B, 128 B rows) -> global pool
+    -> fc + sigmoid -> s (8 B) -> Mul(x, s) -> m -> 1x1 conv2 -> out.  The Mul runs after the
+    pool's last band, so when it starts all of x is made and none of it read: x is whole
+    wherever it lives, or crosses (fact 5).  Beside conv1 that is 3 rows of in + x = 192 +
+    2,048 = 2,240 B (the rest fits beside it: pool .. conv2 hold x, g and a row of out);
+    below it x crosses, read whole by the pool and the Mul: 2 x 2,048.  The per-buffer
+    argument alone sees a 1-row ring of x and proves nothing."""
+    from tests.test_tiling_partition import se_block
+
+    g = se_block()
+    x = g.tensor_buffer["x"]
+    assert tiled_lower_bound(g, 2240, False).bytes == 0
+    b = tiled_lower_bound(g, 2239, False)
+    assert (b.bytes, b.forced, b.crossing) == (4096, (), (x,))
+    assert tiled_lower_bound(g, 600, False).forced == ()
+
+
+def test_a_side_branch_is_left_out_to_find_articulation_steps() -> None:
+    """x -> c0 -> t0 -> c1 -> c2 -> c3 -> Add(., side(t0)): the side conv is parallel to c1..c3,
+    so only c0 and the Add are comparable with every step.  Left out, c0..c3 and the Add are
+    articulation steps of the rest (a cascade meets the kept steps in a convex set)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stowage.solvers.tiling.bound import _closures
+    from stowage.solvers.tiling.runs import articulations, kept_steps
+
+    rng = np.random.default_rng(5)
+    w = [numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), f"w{i}") for i in range(5)]
+    conv = [helper.make_node("Conv", [a, f"w{i}"], [o], name=f"c{i}", pads=[1] * 4, kernel_shape=[3, 3])
+            for i, (a, o) in enumerate([("x", "t0"), ("t0", "t1"), ("t1", "t2"), ("t2", "t3"), ("t0", "ts")])]
+    nodes = [*conv, helper.make_node("Add", ["t3", "ts"], ["y"], name="add")]
+    graph = helper.make_graph(nodes, "side", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], w)
+    g = import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), element_bytes=1)
+    steps = [op for op in g.operators if op.computing]
+    anc, desc, _ = _closures(g, steps)
+    names = [op.name for op in steps]
+    assert [names[k] for k in articulations(steps, anc, desc)] == ["c0", "add"]
+    kept = kept_steps(steps, anc, desc)
+    assert [names[k] for k in articulations(steps, anc, desc, kept)] == ["c0", "c1", "c2", "c3", "add"]
+    # One cascade of the kept steps: 3 rows of x, t0, t1, t2 (96 each) and the Add's group
+    # {t3, ts, y}, whose largest term is a row (32): 416.  The side conv's own needs are not
+    # counted (it may run in any cascade), so this is all the bound can say of one run.
+    assert tiled_lower_bound(g, 416, False).bytes == 0
+    assert tiled_lower_bound(g, 415, False).bytes > 0
+
+
+def test_a_graph_with_concats_in_place_is_bounded_without_them_too() -> None:
+    """Found by the random DAGs: a Concat run in place makes its producers write byte ranges
+    of its buffer (no stripes), but below M_R ``stowage.compile`` plans the model without
+    Concats in place, where they stripe: at 376 B that plan moves 192 B, while the
+    per-buffer argument on the in-place graph claimed 772 B.  The bound is the smaller of
+    the two graphs' bounds."""
+    from stowage.ir.inplace import fuse_in_place
+    from stowage.solvers.tiling.bound import _bound
+
+    g = fuse_in_place(_random_dag(654584, 7, 8, 2))
+    assert g.without_concats is not None
+    assert _bound(g, 376, False).bytes == 772  # valid only for plans with the Concat in place
+    plan = compile_plan(g, "ethos-u55-256", capacity=376, time_limit=5)
+    assert not plan.options.concat_in_place and plan.metrics.noncompulsory_bytes == 192
+    assert tiled_lower_bound(g, 376, False) == _bound(g.without_concats, 376, False)
+    assert tiled_lower_bound(g, 376, False).bytes <= 192
+
+
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(strides=st.lists(st.sampled_from([1, 2]), min_size=2, max_size=4), h=st.sampled_from([8, 12, 16]),
        frac=st.floats(0.05, 1.2), weights=st.booleans())

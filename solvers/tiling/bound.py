@@ -66,7 +66,7 @@ class TiledBound:
     send others at no lower cost)."""
 
     bytes: int
-    forced: tuple[BufferId, ...]
+    forced: tuple[BufferId, ...]  # buffers of ``graph.without_concats`` when that bound is used
     runs: int = 0
     crossing: tuple[BufferId, ...] = ()
 
@@ -202,7 +202,19 @@ def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict
 
 
 def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> TiledBound:
-    """The bound of the module docstring at compute-level capacity ``capacity``.
+    """The bound of the module docstring at compute-level capacity ``capacity``, over the plans
+    of ``graph`` and, when it runs Concats in place, of the same model without them
+    (``Graph.without_concats``: ``stowage.compile`` plans that one below M_R, where its
+    producers can run in stripes): the smaller of the two bounds."""
+    own = _bound(graph, capacity, weights_in_compute_level)
+    if graph.without_concats is None or own.bytes == 0:
+        return own
+    plain = _bound(graph.without_concats, capacity, weights_in_compute_level)
+    return plain if plain.bytes < own.bytes else own
+
+
+def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> TiledBound:
+    """The bound over the plans of ``graph`` as it is.
 
     Two facts about the steps *between* a buffer's producer ``p`` and its readers (descendants
     of ``p`` and ancestors of a reader: every order runs them after ``p`` and before that

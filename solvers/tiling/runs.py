@@ -284,7 +284,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     for op in steps:
         if span_all >> pos[op.index] & 1:
             everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index])
-    if everything.footprint({}) <= capacity:
+    if everything.footprint({b: graph.buffers[b].bytes for b in walls}) <= capacity:
         return RunBound(0, (), m, ((arts[0], arts[-1]),))
 
     inf = 1 << 62
