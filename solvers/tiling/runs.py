@@ -10,18 +10,21 @@ it.  This module turns that into a bound valid for every plan the plan format al
 **Articulation steps.**  ``a`` is an articulation step when every other step is its
 ancestor or its descendant.  Articulation steps are totally ordered (file order), and every
 order runs them in that order.  MobileNetV2, EfficientNet-B0 and the backbones of the suite
-CNNs are chains of them (a residual block's steps are all comparable); a branchy head (LR-ASPP)
-leaves its branch steps out.  Number them ``a_0 < a_1 < ... < a_{m-1}``; link ``k`` joins
-``a_k`` and ``a_{k+1}``.
+CNNs are chains of them (a residual block's steps are all comparable).  A few side branches
+may be left out first (``kept_steps``): the argument holds on any subset of the steps with
+the graph's own ancestry, since a cascade meets it in a convex set of it too.  Leaving out
+LR-ASPP's low-level classifier, parallel to the whole high-level path, makes 115 of its 117
+steps articulation steps instead of 21.  Number them ``a_0 < a_1 < ... < a_{m-1}``; link
+``k`` joins ``a_k`` and ``a_{k+1}``.
 
 **Facts every plan satisfies** (a plan: any order of steps, any partition of the steps into
 cascades, each cascade a convex set, since the macro graph is acyclic; any band heights):
 
 1. The cascade ``K`` of ``a_i`` meets the articulation steps in an interval ``a_i..a_j`` (two
    members and convexity put every articulation step between them in ``K``) and contains the
-   hull ``H(i, j)``: every step that is a descendant of ``a_i`` and an ancestor of ``a_j``.
-   So the cascades cut the articulation steps into *runs*; link ``k`` is *joined* when
-   ``a_k``, ``a_{k+1}`` share a cascade.
+   hull ``H(i, j)``: every kept step that is a descendant of ``a_i`` and an ancestor of
+   ``a_j``.  So the cascades cut the articulation steps into *runs*; link ``k`` is *joined*
+   when ``a_k``, ``a_{k+1}`` share a cascade.
 2. ``L(t)``, the links a tensor ``t`` spans: links ``k`` with ``t``'s producer ``p <= a_k``
    (equal or an ancestor) and some reader ``c >= a_{k+1}``.  ``L(t)`` is an interval.  If a
    link of ``L(t)`` is not joined, ``t`` is not inside one cascade (``p`` and ``c`` in one
@@ -36,26 +39,35 @@ cascades, each cascade a convex set, since the macro graph is acyclic; any band 
 4. ``K``'s footprint is at least the sum, over the buffers its hull's steps touch, of the
    most any of those steps needs of it at once (``bound``'s ``m_i(b)``: rows of a read, one
    row of a write, the whole of a broadcast operand or of an operand of a step that cannot
-   run in stripes, weights whole when they live in the compute level), with each tensor of
-   fact 3 counted whole, plus the resident tensors of fact 3 it does not touch, plus the
-   largest working memory of one of its steps.  A cascade holds every one of its buffers
-   (ring, streamed window or whole) in its own bytes for the whole macro step (the macro
-   graph's buffers, ``stowage.ir.tiling.macro_graph``).  The one exception allowed for is
-   in-place execution: a step running an operator that may write over an operand
+   run in stripes, weights when they live in the compute level), with each tensor of facts 3
+   and 5 counted whole, plus the resident tensors it does not touch, plus the largest
+   working memory of one of its steps.  A cascade holds every one of its buffers (ring,
+   streamed window or whole) in its own bytes for the whole macro step (the macro graph's
+   buffers, ``stowage.ir.tiling.macro_graph``).  The one exception allowed for is in-place
+   execution: a step running an operator that may write over an operand
    (``stowage.ir.inplace.data_operands``: elementwise, as a residual Add writing into the
    skip's ring) may put its result in that operand's bytes, so buffers linked by such a
-   step of the hull count as one group, at the largest term of the group.  A run whose
-   footprint exceeds the capacity is impossible.
+   step of the hull count as one group, needing the larger of its whole tensors' bytes (a
+   whole buffer shares bytes only as one graph buffer) and its largest other term.  A run
+   whose footprint exceeds the capacity is impossible.
+5. *Barrier tensors* (``bound._barriers``): a tensor reduced over H by a step
+   (``RowMap.accumulate``, a global pool) that a reader of every row depends on (a
+   squeeze-excitation Mul).  That reader starts after the pool's last band, when every row
+   is made and none of them read by it, so the tensor is whole wherever it lives (a ring
+   would hold all its rows) or crosses.  In a run that holds all of ``L(t)``'s links it is
+   therefore whole too, unless it crosses.
 
 **The bound.**  Minimise, over every partition of ``a_0..a_{m-1}`` into runs and every choice
-of crossing tensors, the crossing cost subject to facts 3-4 for every run.  Every plan gives
+of crossing tensors, the crossing cost subject to facts 3-5 for every run.  Every plan gives
 one such choice (its runs, its crossing tensors), so the minimum is at most its traffic.  A
 DP over the run boundaries computes it exactly: its state is the run's first articulation
 step and which tensors spanning the link before it cross (decided once, when their first
-unjoined link is met, so each is paid once).  To keep the state small at most ``TRACKED``
-tensors per link are tracked, the costliest; an untracked tensor is treated as crossing for
-free (a relaxation, so still a bound).  Tensors ``bound`` already proves must cross are
-crossing and paid there, not here.
+unjoined link is met, so each is paid once; a barrier tensor inside one run is decided
+there, cheapest choice first, and leaves no state).  To keep the state small at most
+``TRACKED`` tensors per link and ``INSIDE`` barrier tensors per run are tracked, the
+costliest; an untracked tensor is treated as crossing for free (a relaxation, so still a
+bound).  Past ``WORK`` run evaluations the run bound claims nothing.  Tensors ``bound``
+already proves must cross are crossing and paid there, not here.
 
 **What would break it.**  Rings sized per instant (two rings of one cascade sharing bytes at
 different times) or in-place execution of operators outside ``data_operands`` would need
