@@ -96,9 +96,10 @@ def _rows_read(rm: RowMap, out_rows: int, dilation: int = 1) -> int:
 
 
 def _dilation(op: Operator) -> int:
-    """The operator's dilation along H (1 when it has none)."""
+    """The operator's dilation along H (1 when it has none), read as ``ir.tiling``'s row maps
+    read it (their ``kernel`` is the dilated extent)."""
     d = op.attributes.get("dilations")
-    return int(d[0]) if isinstance(d, (list, tuple)) and d else 1
+    return int(d[0]) if isinstance(d, (list, tuple)) and len(d) >= 2 else 1
 
 
 def _accumulates(rm: RowMap) -> bool:
