@@ -25,6 +25,7 @@ from stowage.ir.tiling import CascadeSpec, buffer_row_bytes, macro_graph
 from stowage.plan import Cascade, CascadeTensor, Metrics, Placement, Plan
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.budgets import m_r_cached
+from stowage.solvers.cache import graph_cached
 from stowage.solvers.costs import CostModel
 from stowage.solvers.problem import Problem
 from stowage.solvers.tiling import partition
@@ -248,8 +249,10 @@ def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
     """``plan`` with the lower bound valid over every tiling (``stowage.solvers.tiling.bound``),
     and ``optimal`` when its traffic meets it."""
     traffic = plan.metrics.noncompulsory_bytes
-    bound = 0 if problem.capacity is None else tiled_lower_bound(
-        problem.graph, problem.capacity, problem.weights_in_compute_level).bytes
+    cap, weights = problem.capacity, problem.weights_in_compute_level
+    # Each candidate partition's plan asks for the same bound (seconds on EfficientNet-B0).
+    bound = 0 if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
+                                               lambda: tiled_lower_bound(problem.graph, cap, weights).bytes)
     if bound > traffic:  # a defect of the bound: never report it (tests/test_tiling_bound.py)
         log.error("tiling: the tiled lower bound %d exceeds a valid plan's traffic %d; reporting the plan's",
                   bound, traffic)
