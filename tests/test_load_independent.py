@@ -38,6 +38,16 @@ def between(g, share: float, weights: bool = False) -> int:
     return lo + int(share * (hi - lo))
 
 
+def _needs_an_uncut_run(plan) -> None:
+    """These tests compare a run on today's clock with one on a fast clock: the first must end
+    on its work budgets.  On a machine loaded enough for a safety stop to fire in it (the
+    min-peak scheduler's exact DP has a 30% wall share of a 0.5-2 s budget), the plan says
+    ``stopped_by=time`` -- the promise holds -- but there is nothing to compare: skip."""
+    assert plan.solver.stopped_by in (None, "time")
+    if plan.solver.stopped_by == "time":
+        pytest.skip("the machine is loaded: a wall-clock safety stop fired in the reference run (the plan says so)")
+
+
 @pytest.fixture
 def fast_clock(monkeypatch):
     """``time.perf_counter`` running ``factor`` times fast from the moment it is switched on."""
@@ -71,9 +81,9 @@ def test_auto_on_a_slow_machine_gives_the_same_plan_or_says_time(fast_clock):
     g = layered_graph(12, seed=1)
     prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=10.0, seed=1)
     idle = solve(prob, "auto")
+    _needs_an_uncut_run(idle)
     fast_clock(4.0)       # a machine 4x slower: 10 s of limit is 2.5 s of today's work
     loaded = solve(prob, "auto")
-    assert idle.solver.stopped_by is None
     if loaded.solver.stopped_by is None:     # ~0.1 s of work: inside 2.5 s unless overloaded
         assert same(idle, loaded)
     else:
@@ -110,7 +120,8 @@ def test_cheap_proofs_on_a_slow_machine_give_the_same_plan_or_say_time(fast_cloc
     g = layered_graph(40, seed=2)
     prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=10.0, seed=1)
     idle = solve(prob, "auto")
-    assert idle.solver.stopped_by is None and idle.solver.status == "optimal"
+    assert idle.solver.status == "optimal"
+    _needs_an_uncut_run(idle)
     fast_clock(factor)
     loaded = solve(prob, "auto")
     assert same(idle, loaded) or loaded.solver.stopped_by == "time"
@@ -123,7 +134,7 @@ def test_a_min_peak_baseline_cut_by_the_clock_says_so(fast_clock):
     # 2 s budget at load 5-7, so its DP's wall share cut it on the "idle" clock too).
     g = layered_graph(30, seed=3)
     prob = Problem(g, two_level(between(g, 1 / 3)), time_limit=2.0, seed=1)
-    assert solve(prob, "baseline-minpeak-greedy").solver.stopped_by is None
+    _needs_an_uncut_run(solve(prob, "baseline-minpeak-greedy"))
     # The order is memoised per graph object: the same graph reuses the uncut order (the same
     # plan, rightly without the flag); a new one runs the scheduler under the fast clock.
     fresh = layered_graph(30, seed=3)
