@@ -313,3 +313,59 @@ def test_stripe_counts_are_the_walks() -> None:
     assert part._stripes(seg) == 48 == len(part.program(0, 1, 1, record=True, dram=frozenset({c1})).stripes)
     assert part.cascade(3, 4, 1, frozenset({c1})) is not None   # steps 3..4: mul, conv2
     assert part._stripes(partition.Segment(tuple(part.order[3:5]), 1, 0)) == 32
+
+
+def head_graph() -> Graph:
+    """x (1 x 4 x 16 x 8, one byte per element) -> 3x3 conv0 -> a (4 ch); three 1-channel 3x3
+    convs of a -> b0, b1, b2 (128 B each), read only by a Concat along W whose result a
+    Transpose reads (both whole-tensor steps, last in file order: a detector's heads, as
+    ddddocr's); a -> conv1 -> c (16 ch, 2,048 B) -> conv2 -> d (4 ch) -> conv3 -> y."""
+    rng = np.random.default_rng(0)
+    nodes, inits = [], []
+
+    def conv(name: str, src: str, dst: str, c_in: int, c_out: int) -> None:
+        inits.append(numpy_helper.from_array(rng.standard_normal((c_out, c_in, 3, 3)).astype(np.float32),
+                                             f"w_{name}"))
+        nodes.append(helper.make_node("Conv", [src, f"w_{name}"], [dst], name=name, pads=[1, 1, 1, 1],
+                                      kernel_shape=[3, 3]))
+
+    conv("conv0", "x", "a", 4, 4)
+    for k in range(3):
+        conv(f"head{k}", "a", f"b{k}", 4, 1)
+    conv("conv1", "a", "c", 4, 16)
+    conv("conv2", "c", "d", 16, 4)
+    conv("conv3", "d", "y", 4, 4)
+    nodes.append(helper.make_node("Concat", ["b0", "b1", "b2"], ["bc"], name="cat", axis=3))
+    nodes.append(helper.make_node("Transpose", ["bc"], ["z"], name="tr", perm=[0, 1, 3, 2]))
+    graph = helper.make_graph(nodes, "heads", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                               helper.make_tensor_value_info("z", TensorProto.FLOAT, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return fuse_in_place(import_model(model, element_bytes=1))
+
+
+def test_a_buffer_a_whole_tensor_step_reads_never_goes_off_chip() -> None:
+    """At 800 B the heads b0..b2 must stay on chip until the Concat (a whole-tensor step cannot
+    load rows), so c (2,048 B) goes through DRAM: conv0..conv1 in 1-row bands store c, conv2
+    loads it and stores d (c 3 rows x 128 + d's staging row 32 + the heads 384 bystanders =
+    800 B), conv3 loads d: 2,048 + 2,560 + 512 = 5,120 B.  Sending a head off-chip instead is
+    cheaper (128 B) and keeps c inside a cascade, but no later step can load it: such states
+    are dead ends.  Before they were excluded they filled the beam (``MAX_STATES`` cheapest
+    plus the roomiest) before conv3, pushing out {d}, the one state that can finish, and the
+    search found no partition (ddddocr's detector at 256 KiB after the tiling merge)."""
+    g = head_graph()
+    part = Partitioner(g, False, 1)
+    heads = frozenset(g.tensor_buffer[f"b{k}"] for k in range(3))
+    assert all(part._movable(b) and not part._sendable(b) for b in heads)
+    assert part._sendable(g.tensor_buffer["c"])
+    segs = part.least_traffic(800)
+    assert segs is not None
+    assert [[g.operators[o].name for o in s.ops] for s in segs] == [
+        ["conv0", "head0", "head1", "head2", "conv1"], ["conv2"], ["conv3"], ["cat"], ["tr"]]
+    assert [names(g, s.dram) for s in segs] == [["c"], ["c", "d"], ["d"], [], []]
+    assert [s.traffic for s in segs] == [2048, 2560, 512, 0, 0]
+    assert segs[1].peak == 800
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=800, time_limit=5)
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    assert plan.metrics.noncompulsory_bytes == 5120

@@ -116,6 +116,7 @@ class Partitioner:
         self.tileable = [u is not None for u in self.units]
         self._rowb: dict[BufferId, int] = {}
         self._mov: dict[BufferId, bool] = {}
+        self._send: dict[BufferId, bool] = {}
         lt = lifetimes(graph, self.order, weights)
         self.first, self.last = dict(lt.first), dict(lt.last)
         self.touch: list[set[BufferId]] = []
@@ -310,6 +311,17 @@ class Partitioner:
                             and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes)
         return self._mov[b]
 
+    def _sendable(self, b: BufferId) -> bool:
+        """Whether a cascade may store ``b`` off-chip for later steps: it is ``_movable`` and
+        every step reading it runs in stripes.  A step that needs whole tensors (a plain step:
+        ddddocr's head Concat) cannot load a buffer row by row, so a state with ``b`` off-chip
+        before it is a dead end; kept, such states fill ``least_traffic``'s beam
+        (``MAX_STATES``) and push out the states that can finish."""
+        if b not in self._send:
+            self._send[b] = self._movable(b) and all(self.tileable[self.pos[c]]
+                                                     for c in self.g.buffers[b].consumers if c in self.pos)
+        return self._send[b]
+
     def least_traffic(self, capacity: int) -> list[Segment] | None:
         """The partition with the least off-chip row traffic whose every segment fits
         ``capacity``, where a cut may send the intermediates crossing it through off-chip memory
@@ -367,7 +379,7 @@ class Partitioner:
                         break
                     made |= written[j]
                     reads |= self.touch[j] - made
-                    outgoing = frozenset(b for b in made if self.last.get(b, -1) > j and self._movable(b))
+                    outgoing = frozenset(b for b in made if self.last.get(b, -1) > j and self._sendable(b))
                     loads = frozenset(d_in & reads)
                     crossing = self.live_at[j + 1] if j + 1 < self.n else frozenset()
                     h0, p0 = self.ladder(i, j)[0]
