@@ -109,6 +109,13 @@ def test_exact_above_m_r_takes_autos_plan_at_m_r_as_a_candidate():
     assert plan.solver.name == "exact" and plan.solver.found_by.endswith(" at M_R")
     assert plan.metrics.noncompulsory_bytes == 16
     assert validate(g, plan).ok
+    # The cheap proofs at M_R (before the reference heuristic) prove 16 B at 48 B: the same
+    # candidate, proven there, so the later phase is not needed.
+    early = AutoPipeline(prob, ExactParams(), time.perf_counter(), 2.0, 1, 0)
+    early.cheap_at_m_r()
+    assert early.m_r_proven and early.best_value == 16
+    assert early.m_r_plan is not None and early.m_r_plan.target.level("sram").capacity == 56
+    assert validate(g, early._final(None)).ok
     # At M_R itself, or with an incumbent that moves nothing, the phase does not run.
     assert not AutoPipeline(replace(prob, target=two_level(48, 16)), ExactParams(), time.perf_counter(), 2.0, 1,
                             0).above_m_r()
