@@ -13,7 +13,7 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time; then
    the cut bound (``cut_bound``), a bound over all orders from one minimum cut per tight
    operator: the least pressure any order leaves at it (up to ``CUT_MAX_OPS`` operators);
-   Above M_R, ``auto``'s cheap proofs at M_R follow in the same wall share: their plan is a
+   Above M_R, ``auto``'s cheap proofs at M_R follow (``M_R_CHEAP_WALL_SHARE``): their plan is a
    plan at this capacity, offered as the incumbent, and where they prove M_R it is the very
    plan ``auto`` returns there (the *plan at M_R* of step 5 is then not needed);
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
@@ -158,6 +158,13 @@ CHAIN_WALL_SHARE = 0.6
 #: stop, leaving the models after it the rest.  A run it cuts says ``stopped_by = "time"``.
 M_R_WALL_SHARE = 0.7
 
+#: Wall-clock share of the time limit (from exact's start) by which ``auto``'s cheap proofs at
+#: M_R (above M_R, before the reference heuristic) must end: a second cheap-proof window after
+#: exact's own (``PRE_REFERENCE_SHARE``), so that they still run when exact's own used theirs
+#: (densenet121 at a 4 s limit).  The reference heuristic then starts by 30% of the limit at
+#: the latest and ends by 105%; the passes after it stop at exact's final deadline.
+M_R_CHEAP_WALL_SHARE = 2 * PRE_REFERENCE_SHARE
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -225,7 +232,7 @@ class AutoPipeline:
                   "minimum cuts)", wall_share=pre, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("cheap proofs at M_R", self.cheap_at_m_r, "auto's cheap proofs at M_R: a plan at this larger "
                   "capacity, often proven at M_R in a fraction of a second", None, when=self.above_m_r,
-                  wall_share=pre),
+                  wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
             Phase("disjunctive bound", self.disjunctive, "a bound over all orders (the crossing bound on a tree "
                   "of order decisions)", 0.1),
@@ -705,4 +712,4 @@ def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit
     return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
 
 
-__all__ = ["AUTO_WORK_BUDGETS", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
+__all__ = ["AUTO_WORK_BUDGETS", "M_R_CHEAP_WALL_SHARE", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
