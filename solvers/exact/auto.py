@@ -712,4 +712,5 @@ def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit
     return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
 
 
-__all__ = ["AUTO_WORK_BUDGETS", "M_R_CHEAP_WALL_SHARE", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
+__all__ = ["AUTO_WORK_BUDGETS", "M_R_CHEAP_WALL_SHARE", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase",
+           "cheap_proofs", "solve_auto"]
