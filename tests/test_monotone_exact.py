@@ -109,6 +109,24 @@ def test_exact_above_m_r_takes_autos_plan_at_m_r_as_a_candidate():
     assert plan.solver.name == "exact" and plan.solver.found_by.endswith(" at M_R")
     assert plan.metrics.noncompulsory_bytes == 16
     assert validate(g, plan).ok
+    # The cheap proofs at M_R (before the reference heuristic) find the same 16 B plan at 48 B
+    # but prove only a bound of 0 there, so the later phase "plan at M_R" still runs.
+    early = AutoPipeline(prob, ExactParams(), time.perf_counter(), 2.0, 1, 0)
+    early.cheap_at_m_r()
+    assert not early.m_r_proven and early.best_value == 16
+    assert early.m_r_plan is not None and early.m_r_plan.target.level("sram").capacity == 56
+    assert validate(g, early._final(None)).ok
+    # Where the cheap proofs do prove M_R (a 40-operator layered graph: 0 B at M_R = 640 B),
+    # their plan is auto's at M_R and the later phase is skipped.
+    from tests.test_on_time import layered_graph
+
+    lg = layered_graph(40, seed=0)
+    lo, hi = m_r(lg, False), peak_live(lg, None, False)
+    proven = AutoPipeline(Problem(lg, two_level(lo + (hi - lo) // 5), time_limit=2.0, workers=1), ExactParams(),
+                          time.perf_counter(), 2.0, 1, 0)
+    proven.cheap_at_m_r()
+    assert lo == 640 and proven.m_r_proven and proven.best_value == 0
+    assert proven.best_source.endswith(" at M_R") and validate(lg, proven._final(None)).ok
     # At M_R itself, or with an incumbent that moves nothing, the phase does not run.
     assert not AutoPipeline(replace(prob, target=two_level(48, 16)), ExactParams(), time.perf_counter(), 2.0, 1,
                             0).above_m_r()

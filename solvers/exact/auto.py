@@ -13,6 +13,9 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time; then
    the cut bound (``cut_bound``), a bound over all orders from one minimum cut per tight
    operator: the least pressure any order leaves at it (up to ``CUT_MAX_OPS`` operators);
+   Above M_R, ``auto``'s cheap proofs at M_R follow (``M_R_CHEAP_WALL_SHARE``): their plan is a
+   plan at this capacity, offered as the incumbent, and where they prove M_R it is the very
+   plan ``auto`` returns there (the *plan at M_R* of step 5 is then not needed);
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
@@ -155,6 +158,13 @@ CHAIN_WALL_SHARE = 0.6
 #: stop, leaving the models after it the rest.  A run it cuts says ``stopped_by = "time"``.
 M_R_WALL_SHARE = 0.7
 
+#: Wall-clock share of the time limit (from exact's start) by which ``auto``'s cheap proofs at
+#: M_R (above M_R, before the reference heuristic) must end: a second cheap-proof window after
+#: exact's own (``PRE_REFERENCE_SHARE``), so that they still run when exact's own used theirs
+#: (densenet121 at a 4 s limit).  The reference heuristic then starts by 30% of the limit at
+#: the latest and ends by 105%; the passes after it stop at exact's final deadline.
+M_R_CHEAP_WALL_SHARE = 2 * PRE_REFERENCE_SHARE
+
 
 @dataclass(frozen=True)
 class Phase:
@@ -203,6 +213,9 @@ class AutoPipeline:
         #: ``auto``'s plan at M_R relabelled for this capacity (``plan_at_m_r``), a candidate
         #: for the final answer like the reference plan.
         self.m_r_plan: Plan | None = None
+        #: The cheap proofs at M_R proved their plan optimal there, uncut: it is then the very
+        #: plan ``auto`` returns at M_R, and the later phase "plan at M_R" is not needed.
+        self.m_r_proven = False
         self.order_before_warm: tuple[OpIndex, ...] | None = None
         self.incumbent_order: tuple[OpIndex, ...] | None = None
         #: The wall clock ended the run or skipped a phase (``solver.stopped_by = "time"``).
@@ -217,6 +230,9 @@ class AutoPipeline:
                   "plans for good orders; a bound when the graph has one order", wall_share=pre),
             Phase("cut bound", self.cut, "a bound over all orders (the least pressure at each operator, by "
                   "minimum cuts)", wall_share=pre, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
+            Phase("cheap proofs at M_R", self.cheap_at_m_r, "auto's cheap proofs at M_R: a plan at this larger "
+                  "capacity, often proven at M_R in a fraction of a second", None, when=self.above_m_r,
+                  wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
             Phase("disjunctive bound", self.disjunctive, "a bound over all orders (the crossing bound on a tree "
                   "of order decisions)", 0.1),
@@ -232,7 +248,8 @@ class AutoPipeline:
                   when=lambda: self.incumbent_order is not None and self.best is not None
                   and self.best.order != self.order_before_warm),
             Phase("plan at M_R", self.plan_at_m_r, "auto's plan at M_R, a plan at this larger capacity: "
-                  "never more traffic than at M_R", None, when=self.above_m_r, wall_share=M_R_WALL_SHARE),
+                  "never more traffic than at M_R", None, when=lambda: self.above_m_r() and not self.m_r_proven,
+                  wall_share=M_R_WALL_SHARE),
             Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
                   0.1, when=lambda: self.data.exact),
             Phase("order LNS", self.order_lns, "better orders: windows of the incumbent's order re-ordered and "
@@ -501,6 +518,41 @@ class AutoPipeline:
         return m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
                           self.problem.target.compute.alignment) < cap
 
+    def _take_m_r(self, sub: Plan) -> None:
+        """Keep ``sub`` (a plan at M_R) relabelled for this capacity as a final candidate and
+        offer it as the incumbent."""
+        from stowage.solvers.portfolio import at_capacity
+
+        self.m_r_plan = at_capacity(sub, self.problem)
+        order = plan_order(self.problem, self.m_r_plan)
+        if order is not None:
+            self.offer(solution_from_plan(self.data, self.m_r_plan, order), self._m_r_label())
+
+    def _at_m_r(self) -> Problem:
+        low = m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
+                         self.problem.target.compute.alignment)
+        return replace(self.problem, target=self.problem.target.with_capacity(low), seed=self.seed)
+
+    def cheap_at_m_r(self) -> None:
+        """``auto``'s cheap proofs at M_R (``cheap_proofs`` with ``auto``'s work budget), before
+        the reference heuristic and inside the cheap proofs' wall share: where they prove M_R
+        (densenet121 with weights: 0.4 s), their plan is the one ``auto`` returns at M_R, so
+        it is offered here, while the whole limit is still ahead, and the later phase "plan at
+        M_R" is skipped.  Cut or skipped by the wall clock, that later phase still runs."""
+        from stowage.solvers.heuristic import CHEAP_PROOFS_MAX_OPS, CHEAP_PROOFS_WORK_LIMIT
+
+        # auto runs its cheap proofs up to the same size (``heuristic.auto_once``).
+        if self.left() <= 0.05 or len(self.problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
+            return
+        proofs = cheap_proofs(self._at_m_r(), "auto", min(self.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, self.seed,
+                              self.deadline)
+        if proofs.plan is None:
+            return
+        self._take_m_r(proofs.plan)
+        self.m_r_proven = proofs.plan.solver.status == "optimal" and not proofs.hit_wall
+        if proofs.hit_wall and self.m_r_plan is not None and self.best_source == self._m_r_label():
+            self.hit_wall = True          # a cut at M_R chose the incumbent
+
     def plan_at_m_r(self) -> None:
         """``auto``'s single pass on this problem at M_R (the same time limit and seed, so its
         work budgets are those of ``--solver auto --capacity M_R``; this phase's wall share is
@@ -509,25 +561,18 @@ class AutoPipeline:
         candidate for the final answer (``_final``), so ``exact``'s traffic above M_R is at most
         ``auto``'s at M_R whenever neither run was cut by the wall clock."""
         from stowage.solvers.heuristic import auto_once
-        from stowage.solvers.portfolio import at_capacity
 
         if self.left() <= 0.1:
             self.hit_wall = True          # skipped for want of wall time: it might have won
             return
-        low = m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
-                         self.problem.target.compute.alignment)
-        at_low = replace(self.problem, target=self.problem.target.with_capacity(low), seed=self.seed)
         try:
-            sub = auto_once(at_low, self.deadline)
+            sub = auto_once(self._at_m_r(), self.deadline)
         except StowageError as exc:      # no plan at M_R (a solver error): nothing to offer
             log.info("exact: no plan at M_R: %s", exc)
             return
         if sub.solver.stopped_by is not None:
             self.hit_wall = True
-        self.m_r_plan = at_capacity(sub, self.problem)
-        order = plan_order(self.problem, self.m_r_plan)
-        if order is not None:
-            self.offer(solution_from_plan(self.data, self.m_r_plan, order), self._m_r_label())
+        self._take_m_r(sub)
 
     def gap_sunk_incumbent(self) -> None:
         assert self.best is not None
@@ -667,4 +712,5 @@ def solve_auto(problem: Problem, params: ExactParams, started: float, time_limit
     return AutoPipeline(problem, params, started, time_limit, workers, seed).run()
 
 
-__all__ = ["AUTO_WORK_BUDGETS", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase", "cheap_proofs", "solve_auto"]
+__all__ = ["AUTO_WORK_BUDGETS", "M_R_CHEAP_WALL_SHARE", "M_R_WALL_SHARE", "AutoPipeline", "CheapProofs", "Phase",
+           "cheap_proofs", "solve_auto"]
