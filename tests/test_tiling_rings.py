@@ -228,3 +228,38 @@ def test_shared_rings_replay_in_c(tmp_path: Path, which: str) -> None:
     r = replay(emit_c(plan, g, weights=False), tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("replay ok:")
+
+
+def hard_swish_model(h: int = 16) -> onnx.ModelProto:
+    """x (4 x h x 8) -> c = conv 3x3 (4 ch) -> s = c + 3 -> k = Clip(s, 0, 6) -> m = c * k ->
+    y = conv 1x1: a hard swish as Paddle exports it (PP-OCR's detector).  The in-place pass
+    fuses the Clip and the Mul into the Add's step, so c's only reader *step* is the Add's,
+    but its Mul reads c after the Add: the Add must not write over c's ring."""
+    rng = np.random.default_rng(7)
+    inits: list[onnx.TensorProto] = [numpy_helper.from_array(np.array(3.0, np.float32), "three"),
+                                     numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
+                                     numpy_helper.from_array(np.array(6.0, np.float32), "hi")]
+    nodes = [_conv(rng, "cc", "x", "c", 4, 4, 3, inits), helper.make_node("Add", ["c", "three"], ["s"], name="add3"),
+             helper.make_node("Clip", ["s", "lo", "hi"], ["k"], name="clip"),
+             helper.make_node("Mul", ["c", "k"], ["m"], name="mul"), _conv(rng, "co", "m", "y", 4, 4, 1, inits)]
+    return _model(nodes, inits, 4, 16)
+
+
+def test_an_operand_another_member_of_its_step_reads_later_is_not_written_over(tmp_path: Path) -> None:
+    """PP-OCRv4 det's tiled plan was refused as invalid after the Add alias landed ("reads row
+    0 of 'p2o.Add.11', but ring slot 0 ... holds row 0 of 'p2o.Clip.3'"): the alias rule
+    checked the operand's reader steps, not the step's members."""
+    model = hard_swish_model()
+    g = fuse_in_place(import_model(model))
+    step = next(op for op in g.operators if op.name == "add3")
+    assert {g.operators[f].name for f in step.fused} == {"clip", "mul"}, "the Clip and the Mul join the Add's step"
+    assert [g.operators[i].name for i in g.buffers[g.tensor_buffer["c"]].consumers] == ["add3"]
+    units = [(op.index, u) for op in g.operators if op.computing for u in row_units(g, op) or ()]
+    rings = {b.id for b in g.buffers if b.kind.name == "ACTIVATION" and not b.is_output}
+    assert g.tensor_buffer["c"] not in ring_aliases(g, units, rings).values()
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=int(m_r(g, False) * 0.3), time_limit=5)
+    assert plan.cascades
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    res = simulate(save(model, tmp_path / "m.onnx"), g, plan)
+    assert res.ok, res.first_problem

@@ -15,7 +15,8 @@ The rule is the whole-tensor rule's, row by row:
 * the operator is elementwise with two data operands (``ir.inplace.data_operands``) and reads
   ``X`` through an identity row map (output rows ``[a, b)`` need rows ``[a, b)``);
 * ``X`` has the result's shape and element size (its rows are the result's rows, byte for
-  byte), is an activation whose only reader is the operator's step, and is made in the
+  byte), is an activation whose only reader is the operator (its step, and no other member
+  of that step: an operator fused into it in place may read ``X`` later), and is made in the
   cascade; the other operand is another buffer;
 * both would be rings of the cascade: neither is a graph output, read outside the cascade,
   nor crosses its boundary off-chip.
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
 
-from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
+from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
 from stowage.ir.inplace import BINARY_IN_PLACE, QLINEAR_BINARY
 from stowage.ir.tiling import WINDOW, RowUnit
 
@@ -70,6 +71,14 @@ def alias_operands(graph: Graph, step: OpIndex, unit: RowUnit,
                 or xt.bytes != yt.bytes or xt.dtype != yt.dtype
                 or any(graph.tensors[t].bytes > xt.bytes for t in ybuf.tensors)):
             continue
+        # Read by this step alone is not enough: the step's other members (operators fused
+        # into it in place) may read X after this unit wrote over it (a hard swish
+        # x * clip(x + 3) / 6 fused into its Conv's step: the Add must not overwrite x).
+        xs = set(xbuf.tensors)
+        members = graph.step_members(graph.operators[step])
+        if any(m.index != unit.op.index and xs.intersection(m.inputs) and not _feeds_only(m, unit, members)
+               for m in members):
+            continue
         found.append((xbuf.bytes, xb))
     return [xb for _, xb in sorted(found, key=lambda f: -f[0])]
 
@@ -94,6 +103,15 @@ def ring_aliases(graph: Graph, units: Sequence[tuple[OpIndex, RowUnit]], rings: 
         if xb is not None:
             alias[yb] = alias.get(xb, xb)
     return alias
+
+
+def _feeds_only(m: Operator, unit: RowUnit, members: Sequence[Operator]) -> bool:
+    """Whether member ``m`` is a folded QDQ group's DequantizeLinear whose results only the
+    unit's core reads (then it reads ``X`` for the core, row by row, before the core writes)."""
+    if m.op_type != "DequantizeLinear":
+        return False
+    outs = {o for o in m.outputs if o}
+    return all(o.index == unit.op.index for o in members if outs.intersection(o.inputs))
 
 
 __all__ = ["alias_operands", "elementwise_binary", "ring_aliases"]
