@@ -387,6 +387,17 @@ def overloads(data: JointData, dag: _Dag, order: list[int], spilled: frozenset[i
     return sorted(out, key=lambda ev: (-ev[0], ev[1]))
 
 
+def fixed_group_bound(data: JointData, group: list[OpIndex], work: float, wall: float, seed: int = 0) -> int:
+    """The proven bound of the group IP over the operators ``group`` alone (no row
+    generation, no cut bounds added): for tests and for reading what a group proves."""
+    if not data.capacity_given or not group:
+        return 0
+    dag = _Dag(data)
+    ip = _GroupIP(data, dag, sorted(dag.pos[op] for op in group))
+    ip.build()
+    return max(0, ip.solve(wall, work, 1, seed).bound)
+
+
 def group_bound(data: JointData, work: float, deadline: float, operators: tuple[OperatorBound, ...] = (),
                 workers: int = 1, seed: int = 0, dag: _Dag | None = None,
                 incumbent: tuple[OpIndex, ...] | None = None, target: int | None = None,
@@ -478,4 +489,5 @@ def group_bound(data: JointData, work: float, deadline: float, operators: tuple[
                       hit_wall, seconds)
 
 
-__all__ = ["ADD_PER_ROUND", "MAX_GROUP", "GroupBound", "group_bound", "order_from", "overloads", "separate"]
+__all__ = ["ADD_PER_ROUND", "MAX_GROUP", "GroupBound", "fixed_group_bound", "group_bound", "order_from", "overloads",
+           "separate"]
