@@ -88,6 +88,12 @@ ADD_PER_ROUND = 2
 #: where it did not (CP-SAT's time on these IPs varies by 10x between similar groups).
 ROUND_SHARE = 0.3
 
+#: Movable buffers smaller than this share of the capacity are left out of the IP (their
+#: rows and their spill cost): dropping terms of a capacity row only relaxes it, so the
+#: bound stays valid and loses at most their few bytes.  With weights in the compute level,
+#: PNASNet-5's 1-108 B constants shared by dozens of operators made the IP's LP flat.
+SMALL_SHARE = 1e-4
+
 #: Largest group: each group operator brings one boolean per operator unrelated to it.
 MAX_GROUP = 24
 
@@ -143,7 +149,8 @@ class _GroupIP:
         self.x: dict[tuple[int, int], cp_model.IntVar] = {}
         self.spilled: dict[int, cp_model.IntVar] = {}
         self.costs: dict[int, int] = {}
-        self.possible = [dag.possible(g) for g in group]
+        small = SMALL_SHARE * data.capacity
+        self.possible = [[b for b in dag.possible(g) if not (b.movable and b.size < small)] for g in group]
         members = 0
         for g in group:
             members |= 1 << g
