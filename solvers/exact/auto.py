@@ -16,7 +16,12 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
-4. the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
+4. with weights in the compute level, the order of the heuristic's plan without them
+   (``activations_order``), planned with the gap model; the group bound (``group_bound``):
+   an IP over a group of operators whose buffer sets overlap (which operators run before
+   each, what crosses it, what is off-chip there), grown by row generation from the cut
+   bound's operators -- valid for all orders, and each round's order is planned;
+   the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
    decisions (a before b, or b before a) whose leaves cover every order -- valid for all
    orders, and the one bound that sees the order-dependent pressure of NAS cells; then the
    chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
@@ -101,7 +106,7 @@ log = logging.getLogger(__name__)
 
 #: Work budget of each phase, as a fraction of the time limit (CP-SAT deterministic seconds,
 #: or the scheduler's and heuristics' own work units, per second of limit).  These are not
-#: shares of one pie: they sum to 1.5, because most phases end well before their budget (a
+#: shares of one pie: they sum to 2.2, because most phases end well before their budget (a
 #: model proven optimal, a descent with no improving move) and the wall-clock deadline stops
 #: whatever runs when the limit is reached.  The reference heuristic is not in the table: it
 #: runs with the full time limit, as a user's ``--solver heuristic`` would (up to 75% of it).
@@ -444,8 +449,8 @@ class AutoPipeline:
     def group(self) -> None:
         """The group bound (``group_bound``): row generation over groups of operators whose
         buffer sets overlap, from the cut bound's operators (the cut bound is run again here,
-        with this phase's deadline, when the cheap proofs' wall share cut it); each closed
-        round's order is planned with the gap model and offered."""
+        with this phase's deadline, when the cheap proofs' wall share cut it); each round's
+        order is planned with the gap model and offered."""
         cut = self.cut_result
         if cut is None or not cut.complete:
             cut = cut_bound(self.data, self.deadline)

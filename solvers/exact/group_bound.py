@@ -44,16 +44,24 @@ disjoint from ``U`` (and from each other) add to it (``GroupBound.bound``).
 
 Which group (``group_bound``): row generation.  Start from the operators with a positive
 cut bound (or the operator with the largest footprint); solve; read the IP's order
-(``order_keys``: each operator after the group operators it follows) and its spilled set;
-in that order, find the operators where the operands plus the crossing buffers that were
-*not* spilled exceed the capacity -- the places where the IP's cheap order is no plan -- and
-add the worst ``ADD_PER_ROUND`` of them.  Stop when no operator is over, when the group
-has ``MAX_GROUP`` operators, or when the work budget is spent.  On PNASNet-5 at M_R this
-finds the stem ReLU and max-pool after the Slice chain and the cell's ReLU, and the bound
-meets the plan (5,916,348 B): the plan is optimal.
+(``order_from``: each operator after the group operators it follows, inside a segment in the
+incumbent's order) and its spilled set.  Add the worst ``ADD_PER_ROUND`` operators that the
+solution overloads in EVERY order that keeps each operator between the same two group
+operators, counting the buffers it did not spill as resident (``separate``: one minimum cut
+each, the cut bound's closure with the other segments fixed) -- their rows cut the solution
+off; when there are none, those over capacity in the completion itself (``overloads``: two
+operators of one segment can each fit alone but not together).  Stop when nothing is over,
+the group has ``MAX_GROUP`` operators, the bound reaches ``target``, or the work budget is
+spent; a round that does not close within ``ROUND_SHARE`` of the budget left still gives a
+bound and a solution, and when nothing is added it is solved again on the rest.  On
+PNASNet-5 at M_R the group grows from the three stem Slice/Pad operators to twelve (the stem
+ReLU and max-pool, the cell's first convolution and ReLU, ...), and its bound meets the
+heuristic's plan, 5,916,348 B: the plan is optimal.
 
-The IP's order (``GroupBound.order``) is also an order to plan with: the pipeline evaluates
-it with the gap model (``residency_model``) like its other candidate orders.
+The IP's orders (every round's, ``evaluate``; the last in ``GroupBound.order``) are also
+orders to plan with: the pipeline plans them with the gap model (``residency_model``) like
+its other candidate orders.  On PNASNet-5 at M_H and NASNet-A at M_H one of them is a plan
+that meets the bound.
 
 Determinism: every solve gets a CP-SAT deterministic-time budget (``work``) and the group
 depends only on the instance and the solutions, so the result does not depend on the
@@ -415,9 +423,9 @@ def group_bound(data: JointData, work: float, deadline: float, operators: tuple[
     add to the group's bound when disjoint from it.  ``incumbent``: an order of the
     operators (the best plan's) that completes the IP's order inside its segments
     (``order_from``).  ``target``: stop once the bound reaches it (the incumbent's traffic:
-    proven optimal).  ``evaluate``: called with the order of every closed round's solution
+    proven optimal).  ``evaluate``: called with the order of every round's solution
     (``order_from``); returns the traffic of the best plan known after planning with it (or
-    None), which lowers ``target`` -- on PNASNet-5 at M_H that order is the optimal plan's."""
+    None), which lowers ``target`` -- on PNASNet-5 at M_H such an order is the optimal plan's."""
     t0 = time.perf_counter()
     if not data.capacity_given or not data.ops:
         return GroupBound(0, 0, (), 0, True, None, 0.0, False, 0.0)
@@ -471,7 +479,7 @@ def group_bound(data: JointData, work: float, deadline: float, operators: tuple[
             break
         order = order_from(dag, members, ans.before, rank)
         last = order
-        if ans.closed and evaluate is not None:
+        if evaluate is not None:
             got = evaluate(tuple(data.ops[v] for v in order))
             if got is not None:
                 target = got if target is None else min(target, got)
