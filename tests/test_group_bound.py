@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from stowage.plan.validate import validate
 from stowage.solvers.budgets import target_budgets
-from stowage.solvers.exact.cut_bound import _Dag, cut_bound
+from stowage.solvers.exact.cut_bound import CutDag, cut_bound
 from stowage.solvers.exact.group_bound import fixed_group_bound, group_bound, order_from, separate
 from stowage.solvers.exact.joint_data import joint_data
 from stowage.solvers.exact.params import ExactParams
@@ -58,7 +58,7 @@ def test_exact_proves_two_branches_with_the_group_bound() -> None:
 def test_order_from_follows_the_before_sets_and_stays_topological() -> None:
     g = two_branches()
     data = joint_data(problem(g, 80), "joint")
-    dag = _Dag(data)
+    dag = CutDag(data)
     names = {g.operators[o].name: dag.pos[o] for o in g.file_order()}
     group = sorted([names["a2"], names["b1"]])
     # b1 before a2, and a1 before b1: a1, b1, a2, then the rest.
@@ -77,7 +77,7 @@ def test_separation_finds_the_operator_the_solution_overloads() -> None:
     # a1 and j fit.
     g = two_branches()
     data = joint_data(problem(g, 80), "joint")
-    dag = _Dag(data)
+    dag = CutDag(data)
     pos = {g.operators[o].name: dag.pos[o] for o in g.file_order()}
     order = [pos[n] for n in ("a1", "a2", "b1", "b2", "j")]
     x = next(b.k for b in dag.bufs if b.producer < 0)

@@ -122,7 +122,11 @@ def buffer_facts(data: JointData, pos: dict[OpIndex, int]) -> tuple[list[int], l
     return foot, bufs
 
 
-class _Dag:
+class CutDag:
+    """The DAG facts both the cut bound and the group bound read: positions, closed ancestor
+    and descendant bitsets, direct predecessors, footprints and the buffers that may cross an
+    operator (``buffer_facts``)."""
+
     def __init__(self, data: JointData) -> None:
         ops = list(data.ops)
         self.n = len(ops)
@@ -149,7 +153,7 @@ class _Dag:
         return out
 
 
-def _min_closure(dag: _Dag, o: int, bufs: list[_Buf], weight: list[int], fixed_before: int | None = None,
+def min_closure(dag: CutDag, o: int, bufs: list[_Buf], weight: list[int], fixed_before: int | None = None,
                  fixed_after: int | None = None) -> int:
     """min over predecessor-closed sets D of unrelated operators of sum_b weight_b *
     [b crosses o when D runs before o], as a minimum cut.  Node 0 source, 1 sink, then one
@@ -245,7 +249,7 @@ def _min_closure(dag: _Dag, o: int, bufs: list[_Buf], weight: list[int], fixed_b
     return const + int(flow.optimal_flow()) - sum(from_source.values())
 
 
-def operator_bound(dag: _Dag, o: int, capacity: int,
+def operator_bound(dag: CutDag, o: int, capacity: int,
                    bufs: list[_Buf] | None = None) -> tuple[int, list[_Buf], int]:
     """(the bound at ``o`` over every order, the movable buffers it is paid on, cuts run).
     ``bufs``: ``dag.possible(o)`` when the caller has it."""
@@ -266,7 +270,7 @@ def operator_bound(dag: _Dag, o: int, capacity: int,
         weight = [min(c_k * b.size, b.cost * s_k) if b.movable else c_k * b.size for b in bufs]
         if sum(weight) >= MAX_WEIGHT:
             continue                   # capacities would overflow the flow's int64: no bound here
-        total = c_k * over + _min_closure(dag, o, bufs, weight)
+        total = c_k * over + min_closure(dag, o, bufs, weight)
         cuts += 1
         if total > 0:
             best = max(best, -(-total // s_k))      # traffic is an integer: round up
@@ -276,10 +280,10 @@ def operator_bound(dag: _Dag, o: int, capacity: int,
 def min_crossing_bytes(data: JointData, op: int) -> int:
     """The fewest bytes crossing operator ``op`` over every order (one minimum cut with each
     buffer weighted by its size): the quantity the bound minimises, for tests and reports."""
-    dag = _Dag(data)
+    dag = CutDag(data)
     o = dag.pos[op]
     bufs = dag.possible(o)
-    return _min_closure(dag, o, bufs, [b.size for b in bufs])
+    return min_closure(dag, o, bufs, [b.size for b in bufs])
 
 
 def disjoint_sum(found: tuple[OperatorBound, ...], extra: tuple[int, int] | None = None) -> int:
@@ -299,14 +303,14 @@ def disjoint_sum(found: tuple[OperatorBound, ...], extra: tuple[int, int] | None
     return total
 
 
-def cut_bound(data: JointData, deadline: float, dag: _Dag | None = None) -> CutBound:
+def cut_bound(data: JointData, deadline: float, dag: CutDag | None = None) -> CutBound:
     """The sum of per-operator cut bounds over a disjoint selection (module docstring).
     Operators are bounded in decreasing order of the bytes that may be live at them, so that a
     scan cut short by ``deadline`` has bounded the most promising ones."""
     t0 = time.perf_counter()
     if not data.capacity_given or not data.ops:
         return CutBound(0, 0, 0, 0, True, 0.0)
-    dag = dag if dag is not None else _Dag(data)
+    dag = dag if dag is not None else CutDag(data)
     found: list[OperatorBound] = []
     cuts = 0
     complete = True
@@ -343,4 +347,5 @@ def _chosen(found: tuple[OperatorBound, ...]) -> int:
     return chosen
 
 
-__all__ = ["CutBound", "OperatorBound", "cut_bound", "disjoint_sum", "min_crossing_bytes", "operator_bound"]
+__all__ = ["CutBound", "CutDag", "OperatorBound", "cut_bound", "disjoint_sum", "min_closure", "min_crossing_bytes",
+           "operator_bound"]

@@ -82,7 +82,7 @@ from ortools.sat.python import cp_model
 
 from stowage.ir.graph import OpIndex
 from stowage.solvers.analysis.reach import bits
-from stowage.solvers.exact.cut_bound import OperatorBound, _Dag, _min_closure, disjoint_sum
+from stowage.solvers.exact.cut_bound import CutDag, OperatorBound, disjoint_sum, min_closure
 from stowage.solvers.exact.joint_data import JointData
 from stowage.solvers.exact.joint_model import configure
 
@@ -151,7 +151,7 @@ class _GroupIP:
     its bounds stay valid; it has the same optimum, since a down-set of the kept operators
     closed under the reduced rows extends to a down-set of all (its predecessor closure)."""
 
-    def __init__(self, data: JointData, dag: _Dag, group: list[int]) -> None:
+    def __init__(self, data: JointData, dag: CutDag, group: list[int]) -> None:
         self.data, self.dag, self.group = data, dag, group
         self.model = cp_model.CpModel()
         self.x: dict[tuple[int, int], cp_model.IntVar] = {}
@@ -293,7 +293,7 @@ class _GroupIP:
         return tuple(out)
 
 
-def order_from(dag: _Dag, group: list[int], before: tuple[int, ...], rank: list[int]) -> list[int]:
+def order_from(dag: CutDag, group: list[int], before: tuple[int, ...], rank: list[int]) -> list[int]:
     """A topological order (positions) that follows an IP solution: an operator's key is the
     number of group operators it does not run before (a group operator: the number that run
     before it, plus one half); Kahn's algorithm takes the smallest (key, ``rank``) among the
@@ -326,7 +326,7 @@ def order_from(dag: _Dag, group: list[int], before: tuple[int, ...], rank: list[
     return out
 
 
-def separate(data: JointData, dag: _Dag, group: list[int], order: list[int],
+def separate(data: JointData, dag: CutDag, group: list[int], order: list[int],
              spilled: frozenset[int]) -> list[tuple[int, int]]:
     """(excess bytes, position) of the operators outside ``group`` that are over the
     capacity in EVERY order that keeps the group operators where ``order`` has them (each
@@ -365,13 +365,13 @@ def separate(data: JointData, dag: _Dag, group: list[int], order: list[int],
         room = data.capacity - dag.footprint[v]
         if sum(weight) <= room:
             continue
-        least = _min_closure(dag, v, bufs, weight, before, after)
+        least = min_closure(dag, v, bufs, weight, before, after)
         if least > room:
             out.append((least - room, v))
     return sorted(out, key=lambda ev: (-ev[0], ev[1]))
 
 
-def overloads(data: JointData, dag: _Dag, order: list[int], spilled: frozenset[int]) -> list[tuple[int, int]]:
+def overloads(data: JointData, dag: CutDag, order: list[int], spilled: frozenset[int]) -> list[tuple[int, int]]:
     """(excess bytes, position) of the operators where, in ``order`` (positions), the
     operands plus the crossing buffers not in ``spilled`` exceed the capacity; worst first.
     The fallback of ``separate``: an operator over in one completion of the IP's order (not
@@ -407,14 +407,14 @@ def fixed_group_bound(data: JointData, group: list[OpIndex], work: float, wall: 
     generation, no cut bounds added): for tests and for reading what a group proves."""
     if not data.capacity_given or not group:
         return 0
-    dag = _Dag(data)
+    dag = CutDag(data)
     ip = _GroupIP(data, dag, sorted(dag.pos[op] for op in group))
     ip.build()
     return max(0, ip.solve(wall, work, 1, seed).bound)
 
 
 def group_bound(data: JointData, work: float, deadline: float, operators: tuple[OperatorBound, ...] = (),
-                workers: int = 1, seed: int = 0, dag: _Dag | None = None,
+                workers: int = 1, seed: int = 0, dag: CutDag | None = None,
                 incumbent: tuple[OpIndex, ...] | None = None, target: int | None = None,
                 evaluate: Callable[[tuple[OpIndex, ...]], int | None] | None = None) -> GroupBound:
     """Row generation over groups (module docstring) for at most ``work`` CP-SAT
@@ -429,7 +429,7 @@ def group_bound(data: JointData, work: float, deadline: float, operators: tuple[
     t0 = time.perf_counter()
     if not data.capacity_given or not data.ops:
         return GroupBound(0, 0, (), 0, True, None, 0.0, False, 0.0)
-    dag = dag if dag is not None else _Dag(data)
+    dag = dag if dag is not None else CutDag(data)
     rank = list(range(dag.n))
     if incumbent is not None:
         for t, op in enumerate(incumbent):
