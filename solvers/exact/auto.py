@@ -439,7 +439,7 @@ class AutoPipeline:
             return
         order = plan_order(self.problem, plan)
         if order is not None and self.problem.graph.is_topological(order):
-            self.gap_model(order, "gap", None)
+            self.gap_model(order, "gap", None, snug=True)
 
     def cut(self) -> None:
         """The minimum-cut bound (``cut_bound``); cut short by the wall clock, it still holds."""
@@ -466,7 +466,7 @@ class AutoPipeline:
 
         def evaluate(order: tuple[OpIndex, ...]) -> int | None:
             if self.left() > 0.1:
-                self.gap_model(order, "gap", None)
+                self.gap_model(order, "gap", None, snug=True)
             return self.best_value
 
         res = group_bound(self.data, self.work("group"), self.deadline - 0.05, cut.found, self.workers, self.seed,
@@ -555,13 +555,16 @@ class AutoPipeline:
         assert order is not None and self.best is not None
         self.gap_model(order, "gap_warm", self.best if self.best.order == order else None)
 
-    def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None) -> None:
+    def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None,
+                  snug: bool = False) -> None:
         """The order's no-address optimum (gap model), packed into addresses; its bound holds
-        for every plan when the order is the graph's only one.  When that residency beats the
+        for every plan when the order is the graph's only one.  With ``snug`` (the orders of
+        the group bound and the activations-only order), when that residency beats the
         incumbent but does not pack, the gap model with aligned sizes (``aligned``: small
         buffers reloaded at each use) is packed instead: a little more traffic, fewer
         fragments (PNASNet-5 with weights at M_R: 5,929,817 B where the raw residency of
-        5,916,402 B did not pack)."""
+        5,916,402 B did not pack).  Not in the cheap proofs: a second packer run there is one
+        more wall-clock stop that can make a proven plan say ``stopped_by=time``."""
         only = unique_order(self.data, order)
         res = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, self.lb, hint,
                               work=self.work(phase))
@@ -573,7 +576,7 @@ class AutoPipeline:
             return
         before = self.best_value
         self.pack(res.solution, "exact: gap model")
-        if self.best_value == before and (before is None or res.value < before) and self.left() > 0.1:
+        if snug and self.best_value == before and (before is None or res.value < before) and self.left() > 0.1:
             snug = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, 0, None,
                                    work=self.work(phase), aligned=True)
             if snug.solution is not None:
