@@ -577,10 +577,10 @@ class AutoPipeline:
         before = self.best_value
         self.pack(res.solution, "exact: gap model")
         if snug and self.best_value == before and (before is None or res.value < before) and self.left() > 0.1:
-            snug = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, 0, None,
-                                   work=self.work(phase), aligned=True)
-            if snug.solution is not None:
-                self.pack(snug.solution, "exact: gap model")
+            packable = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, 0, None,
+                                       work=self.work(phase), aligned=True)
+            if packable.solution is not None:
+                self.pack(packable.solution, "exact: gap model")
 
     def relaxed_joint(self) -> None:
         """The order-free model without addresses: a bound for every plan; its solution is

@@ -208,11 +208,11 @@ class _GroupIP:
         m, dag, grp = self.model, self.dag, self.group
         for i, j in itertools.combinations(range(len(grp)), 2):
             gi, gj = grp[i], grp[j]
-            z: Lit
+            pairs: list[tuple[int, int, cp_model.LiteralT | None]]
             if (dag.anc[gj] >> gi) & 1 or (dag.anc[gi] >> gj) & 1:
                 first, second = (i, j) if (dag.anc[gj] >> gi) & 1 else (j, i)
-                a, b = grp[first], grp[second]
-                if any((dag.desc[a] >> g) & 1 and (dag.anc[b] >> g) & 1 for g in grp):
+                ga, gb = grp[first], grp[second]
+                if any((dag.desc[ga] >> g) & 1 and (dag.anc[gb] >> g) & 1 for g in grp):
                     continue                      # a -> g -> b: implied by the two links
                 pairs = [(first, second, None)]
             else:
