@@ -19,7 +19,12 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
-4. the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
+4. with weights in the compute level, the order of the heuristic's plan without them
+   (``activations_order``), planned with the gap model; the group bound (``group_bound``):
+   an IP over a group of operators whose buffer sets overlap (which operators run before
+   each, what crosses it, what is off-chip there), grown by row generation from the cut
+   bound's operators -- valid for all orders, and each round's order is planned;
+   the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
    decisions (a before b, or b before a) whose leaves cover every order -- valid for all
    orders, and the one bound that sees the order-dependent pressure of NAS cells; then the
    chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
@@ -84,8 +89,9 @@ from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.exact import lns
 from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
-from stowage.solvers.exact.cut_bound import cut_bound
+from stowage.solvers.exact.cut_bound import CutBound, cut_bound
 from stowage.solvers.exact.disjunctive_bound import disjunctive_bound
+from stowage.solvers.exact.group_bound import group_bound
 from stowage.solvers.exact.joint_data import (
     JointSolution,
     check_solution,
@@ -109,14 +115,14 @@ log = logging.getLogger(__name__)
 
 #: Work budget of each phase, as a fraction of the time limit (CP-SAT deterministic seconds,
 #: or the scheduler's and heuristics' own work units, per second of limit).  These are not
-#: shares of one pie: they sum to 1.5, because most phases end well before their budget (a
+#: shares of one pie: they sum to 2.2, because most phases end well before their budget (a
 #: model proven optimal, a descent with no improving move) and the wall-clock deadline stops
 #: whatever runs when the limit is reached.  The reference heuristic is not in the table: it
 #: runs with the full time limit, as a user's ``--solver heuristic`` would (up to 75% of it).
 #: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
 AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
                      "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "lns": 0.35, "full": 0.25,
-                     "disjunctive": 0.1}
+                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1}
 
 #: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
 #: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
@@ -142,6 +148,11 @@ DISJUNCTIVE_EVALS_PER_SECOND = 200
 #: The cut bound scans every (operator, buffer) pair in Python and solves a maximum flow per
 #: tight operator: skipped above this many operators (by size, not by the machine's speed).
 CUT_MAX_OPS = 3000
+
+#: Wall-clock share of the time limit by which the group bound (phase 4) stops, whatever its
+#: work budget says (on PNASNet-5 its rounds took 8 deterministic seconds, 35 s of wall
+#: time at load 6 on the 2-core VM).
+GROUP_WALL_SHARE = 0.9
 
 #: Wall-clock share of the time limit by which the order LNS (phase 7) stops, whatever its
 #: work budget says: the full model comes after it.
@@ -217,6 +228,8 @@ class AutoPipeline:
         #: plan ``auto`` returns at M_R, and the later phase "plan at M_R" is not needed.
         self.m_r_proven = False
         self.order_before_warm: tuple[OpIndex, ...] | None = None
+        #: The cut bound's result (``group_bound`` starts from its per-operator bounds).
+        self.cut_result: CutBound | None = None
         self.incumbent_order: tuple[OpIndex, ...] | None = None
         #: The wall clock ended the run or skipped a phase (``solver.stopped_by = "time"``).
         self.hit_wall = False
@@ -234,10 +247,20 @@ class AutoPipeline:
                   "capacity, often proven at M_R in a fraction of a second", None, when=self.above_m_r,
                   wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
+            Phase("chain bound", lambda: self.chain((False,)), "an order-aware bound along a chain of tight "
+                  "operators (those tight in every order: small, and it closes fast where it proves)",
+                  wall_share=CHAIN_WALL_SHARE),
+            Phase("activations-only order", self.activations_order, "plans for the order of the heuristic's plan "
+                  "of the same problem without weights in the compute level", 0.1,
+                  when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
+                  and self.problem.capacity is not None),
+            Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
+                  "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
+                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
             Phase("disjunctive bound", self.disjunctive, "a bound over all orders (the crossing bound on a tree "
                   "of order decisions)", 0.1),
-            Phase("chain bound", self.chain, "an order-aware bound along a chain of tight operators",
-                  wall_share=CHAIN_WALL_SHARE),
+            Phase("wide chain bound", lambda: self.chain((True,)), "the chain bound with operators tight in "
+                  "some orders", wall_share=CHAIN_WALL_SHARE),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -438,12 +461,65 @@ class AutoPipeline:
         if order is not None:
             self.offer(solution_from_plan(self.data, plan, order), "heuristic")
 
+    def activations_order(self) -> None:
+        """With weights in the compute level: the order of the heuristic's plan for the same
+        problem without them (its time limit the work budget ``acts``), planned with the gap
+        model.  Weights add small buffers that steer the heuristic's own order away from the
+        one the activations need: PNASNet-5 at M_R, 13,383,262 B from the heuristic with
+        weights, 5,929,817 B in the order it finds without them."""
+        spec = available().get("heuristic")
+        if spec is None:
+            return
+        limit = self.work("acts")
+        if limit > self.left():
+            self.hit_wall = True
+            limit = self.left()
+        if limit <= 0.1:
+            return
+        light = replace(self.problem, weights_in_compute_level=False, time_limit=limit, seed=self.seed)
+        try:
+            plan = spec.fn(light, spec.params_cls())
+        except StowageError as exc:
+            log.info("exact: activations-only heuristic failed: %s", exc)
+            return
+        order = plan_order(self.problem, plan)
+        if order is not None and self.problem.graph.is_topological(order):
+            self.gap_model(order, "gap", None, snug=True)
+
     def cut(self) -> None:
         """The minimum-cut bound (``cut_bound``); cut short by the wall clock, it still holds."""
         res = cut_bound(self.data, self.deadline)
+        self.cut_result = res
         if not res.complete:
             self.hit_wall = True
         self.raise_bound(res.bound, "cut bound")
+
+    def group(self) -> None:
+        """The group bound (``group_bound``): row generation over groups of operators whose
+        buffer sets overlap, from the cut bound's operators (the cut bound is run again here,
+        with this phase's deadline, when the cheap proofs' wall share cut it); each round's
+        order is planned with the gap model and offered."""
+        cut = self.cut_result
+        if cut is None or not cut.complete:
+            cut = cut_bound(self.data, self.deadline)
+            self.cut_result = cut
+            if not cut.complete:
+                self.hit_wall = True
+            self.raise_bound(cut.bound, "cut bound")
+            if self.proven():
+                return
+
+        def evaluate(order: tuple[OpIndex, ...]) -> int | None:
+            if self.left() > 0.1:
+                self.gap_model(order, "gap", None, snug=True)
+            return self.best_value
+
+        res = group_bound(self.data, self.work("group"), self.deadline - 0.05, cut.found, self.workers, self.seed,
+                          incumbent=self.best.order if self.best is not None else None,
+                          target=self.best_value, evaluate=evaluate)
+        if res.hit_wall:
+            self.hit_wall = True
+        self.raise_bound(res.bound, "group bound")
 
     def disjunctive(self) -> None:
         """The crossing bound branched on order decisions (``disjunctive_bound``)."""
@@ -453,15 +529,18 @@ class AutoPipeline:
             self.hit_wall = True
         self.raise_bound(res.bound, "disjunctive bound")
 
-    def chain(self) -> None:
-        """The chain-cut IP: a bound that sees buffers live in some orders only."""
+    def chain(self, variants: tuple[bool, ...] = (False, True)) -> None:
+        """The chain-cut IP: a bound that sees buffers live in some orders only.
+        ``variants``: ``sometimes_tight`` of each run -- the small chain runs before the
+        group bound (on the Transformer it proves optimality in 0.2 s, on the NAS networks it
+        finds no tight operator), the wide one after the disjunctive bound."""
         hint = self.best if self.best is not None else None
         # One worker on purpose: the IP is small and closes through its LP (full
         # linearization); interleaved multi-worker search spends its turns on other subsolvers
         # (the Transformer at M_R closes in 0.15 s with one worker, not in 3 s with two).
         if len(self.data.ops) * len(self.data.buffers) > CHAIN_MAX_PAIRS:
             return
-        for sometimes in (False, True):       # the small chain first, then the wider one
+        for sometimes in variants:            # the small chain first, then the wider one
             if self.proven() or self.left() <= 0.05:
                 return
             wall = min(self.left(), max(0.05, 2 * self.work("chain")))
@@ -586,9 +665,16 @@ class AutoPipeline:
         assert order is not None and self.best is not None
         self.gap_model(order, "gap_warm", self.best if self.best.order == order else None)
 
-    def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None) -> None:
+    def gap_model(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None,
+                  snug: bool = False) -> None:
         """The order's no-address optimum (gap model), packed into addresses; its bound holds
-        for every plan when the order is the graph's only one."""
+        for every plan when the order is the graph's only one.  With ``snug`` (the orders of
+        the group bound and the activations-only order), when that residency beats the
+        incumbent but does not pack, the gap model with aligned sizes (``aligned``: small
+        buffers reloaded at each use) is packed instead: a little more traffic, fewer
+        fragments (PNASNet-5 with weights at M_R: 5,929,817 B where the raw residency of
+        5,916,402 B did not pack).  Not in the cheap proofs: a second packer run there is one
+        more wall-clock stop that can make a proven plan say ``stopped_by=time``."""
         only = unique_order(self.data, order)
         res = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, self.lb, hint,
                               work=self.work(phase))
@@ -596,8 +682,15 @@ class AutoPipeline:
             raise self.infeasible()
         if only:
             self.raise_bound(res.bound, "gap model (the only order)")
-        if res.solution is not None and res.value is not None:
-            self.pack(res.solution, "exact: gap model")
+        if res.solution is None or res.value is None:
+            return
+        before = self.best_value
+        self.pack(res.solution, "exact: gap model")
+        if snug and self.best_value == before and (before is None or res.value < before) and self.left() > 0.1:
+            packable = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, 0, None,
+                                       work=self.work(phase), aligned=True)
+            if packable.solution is not None:
+                self.pack(packable.solution, "exact: gap model")
 
     def relaxed_joint(self) -> None:
         """The order-free model without addresses: a bound for every plan; its solution is

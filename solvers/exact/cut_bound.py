@@ -59,11 +59,24 @@ MAX_WEIGHT = 1 << 60
 
 
 @dataclass(frozen=True)
+class OperatorBound:
+    """The cut bound of one operator: ``value`` (byte-hops), its ``position`` in
+    ``data.ops``, and ``mask``, the bitset (over indices of ``data.buffers``) of the movable
+    buffers that may cross it -- the buffers its traffic is paid on."""
+
+    value: int
+    position: int
+    mask: int
+
+
+@dataclass(frozen=True)
 class CutBound:
     """``bound``: proven lower bound on non-compulsory byte-hops over every order;
     ``best_single``: the largest single-operator bound; ``operators``: how many operators
     the sum adds; ``cuts``: maximum flows solved; ``complete``: every operator was bounded
-    (else the deadline stopped the scan; the bound is still valid)."""
+    (else the deadline stopped the scan; the bound is still valid); ``found``: every
+    positive per-operator bound (``group_bound`` starts from them and adds the disjoint
+    ones to its own)."""
 
     bound: int
     best_single: int
@@ -71,6 +84,7 @@ class CutBound:
     cuts: int
     complete: bool
     seconds: float
+    found: tuple[OperatorBound, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,11 @@ def buffer_facts(data: JointData, pos: dict[OpIndex, int]) -> tuple[list[int], l
     return foot, bufs
 
 
-class _Dag:
+class CutDag:
+    """The DAG facts both the cut bound and the group bound read: positions, closed ancestor
+    and descendant bitsets, direct predecessors, footprints and the buffers that may cross an
+    operator (``buffer_facts``)."""
+
     def __init__(self, data: JointData) -> None:
         ops = list(data.ops)
         self.n = len(ops)
@@ -116,9 +134,12 @@ class _Dag:
         self.preds = [[self.pos[p] for p in data.pred_map()[op]] for op in ops]
         self.footprint, self.bufs = buffer_facts(data, self.pos)
 
-    def possible(self, o: int) -> list[_Buf]:
-        """Buffers that cross ``o`` in some order (``o`` does not touch them)."""
-        anc, desc = self.anc[o], self.desc[o]
+    def possible(self, o: int, before: int | None = None, after: int | None = None) -> list[_Buf]:
+        """Buffers that cross ``o`` in some order (``o`` does not touch them).  ``before`` /
+        ``after``: bitsets of operators that run before / after ``o`` (default: its ancestors
+        and descendants; ``group_bound`` passes larger, consistent ones)."""
+        anc = self.anc[o] if before is None else before
+        desc = self.desc[o] if after is None else after
         out = []
         for b in self.bufs:
             if (b.users >> o) & 1:
@@ -132,11 +153,16 @@ class _Dag:
         return out
 
 
-def _min_closure(dag: _Dag, o: int, bufs: list[_Buf], weight: list[int]) -> int:
+def min_closure(dag: CutDag, o: int, bufs: list[_Buf], weight: list[int], fixed_before: int | None = None,
+                 fixed_after: int | None = None) -> int:
     """min over predecessor-closed sets D of unrelated operators of sum_b weight_b *
     [b crosses o when D runs before o], as a minimum cut.  Node 0 source, 1 sink, then one
-    node per unrelated operator and per indicator."""
-    anc, desc = dag.anc[o], dag.desc[o]
+    node per unrelated operator and per indicator.  ``fixed_before`` / ``fixed_after``:
+    operators fixed to run before / after ``o`` (default its ancestors / descendants; larger
+    sets must be closed under predecessors / successors, and ``bufs`` must be
+    ``dag.possible`` under them)."""
+    anc = dag.anc[o] if fixed_before is None else fixed_before
+    desc = dag.desc[o] if fixed_after is None else fixed_after
     free = ((1 << dag.n) - 1) & ~anc & ~desc & ~(1 << o)
     node: dict[int, int] = {}
     for v in bits(free):
@@ -223,9 +249,11 @@ def _min_closure(dag: _Dag, o: int, bufs: list[_Buf], weight: list[int]) -> int:
     return const + int(flow.optimal_flow()) - sum(from_source.values())
 
 
-def operator_bound(dag: _Dag, o: int, capacity: int) -> tuple[int, list[_Buf], int]:
-    """(the bound at ``o`` over every order, the movable buffers it is paid on, cuts run)."""
-    bufs = dag.possible(o)
+def operator_bound(dag: CutDag, o: int, capacity: int,
+                   bufs: list[_Buf] | None = None) -> tuple[int, list[_Buf], int]:
+    """(the bound at ``o`` over every order, the movable buffers it is paid on, cuts run).
+    ``bufs``: ``dag.possible(o)`` when the caller has it."""
+    bufs = dag.possible(o) if bufs is None else bufs
     over = dag.footprint[o] - capacity
     if over + sum(b.size for b in bufs) <= 0:
         return 0, [b for b in bufs if b.movable], 0
@@ -242,7 +270,7 @@ def operator_bound(dag: _Dag, o: int, capacity: int) -> tuple[int, list[_Buf], i
         weight = [min(c_k * b.size, b.cost * s_k) if b.movable else c_k * b.size for b in bufs]
         if sum(weight) >= MAX_WEIGHT:
             continue                   # capacities would overflow the flow's int64: no bound here
-        total = c_k * over + _min_closure(dag, o, bufs, weight)
+        total = c_k * over + min_closure(dag, o, bufs, weight)
         cuts += 1
         if total > 0:
             best = max(best, -(-total // s_k))      # traffic is an integer: round up
@@ -252,44 +280,72 @@ def operator_bound(dag: _Dag, o: int, capacity: int) -> tuple[int, list[_Buf], i
 def min_crossing_bytes(data: JointData, op: int) -> int:
     """The fewest bytes crossing operator ``op`` over every order (one minimum cut with each
     buffer weighted by its size): the quantity the bound minimises, for tests and reports."""
-    dag = _Dag(data)
+    dag = CutDag(data)
     o = dag.pos[op]
     bufs = dag.possible(o)
-    return _min_closure(dag, o, bufs, [b.size for b in bufs])
+    return min_closure(dag, o, bufs, [b.size for b in bufs])
 
 
-def cut_bound(data: JointData, deadline: float) -> CutBound:
-    """The sum of per-operator cut bounds over a disjoint selection (module docstring)."""
+def disjoint_sum(found: tuple[OperatorBound, ...], extra: tuple[int, int] | None = None) -> int:
+    """The best sum over a greedy selection (largest first) of bounds whose buffer masks are
+    pairwise disjoint: ``found`` and ``extra`` (a (value, mask) pair such as a group's,
+    ``group_bound``).  A plan pays each buffer's traffic once, so bounds paid on disjoint
+    buffer sets add up; never below the largest single one."""
+    items = [(f.value, f.position, f.mask) for f in found]
+    if extra is not None:
+        items.append((extra[0], -1, extra[1]))
+    total, used = 0, 0
+    for value, _o, mask in sorted(items, key=lambda f: (-f[0], f[1])):
+        if value <= 0 or mask & used:
+            continue
+        used |= mask
+        total += value
+    return total
+
+
+def cut_bound(data: JointData, deadline: float, dag: CutDag | None = None) -> CutBound:
+    """The sum of per-operator cut bounds over a disjoint selection (module docstring).
+    Operators are bounded in decreasing order of the bytes that may be live at them, so that a
+    scan cut short by ``deadline`` has bounded the most promising ones."""
     t0 = time.perf_counter()
     if not data.capacity_given or not data.ops:
         return CutBound(0, 0, 0, 0, True, 0.0)
-    dag = _Dag(data)
-    found: list[tuple[int, int, int]] = []      # (bound, position, movable-buffer mask)
+    dag = dag if dag is not None else CutDag(data)
+    found: list[OperatorBound] = []
     cuts = 0
     complete = True
-    for o in range(dag.n):
+    possible = [dag.possible(o) for o in range(dag.n)]
+    promise = sorted(range(dag.n), key=lambda o: (-(dag.footprint[o] + sum(b.size for b in possible[o])), o))
+    for o in promise:
         if time.perf_counter() > deadline:
             complete = False
             break
-        value, movable, c = operator_bound(dag, o, data.capacity)
+        value, movable, c = operator_bound(dag, o, data.capacity, possible[o])
         cuts += c
         if value > 0:
             mask = 0
             for b in movable:
                 mask |= 1 << b.k
-            found.append((value, o, mask))
-    total, used, chosen = 0, 0, 0
-    for value, _o, mask in sorted(found, key=lambda f: (-f[0], f[1])):
-        if mask & used:
-            continue
-        used |= mask
-        total += value
-        chosen += 1
-    best = max((f[0] for f in found), default=0)
+            found.append(OperatorBound(value, o, mask))
+    found.sort(key=lambda f: f.position)
+    total = disjoint_sum(tuple(found))
+    chosen = _chosen(tuple(found))
+    best = max((f.value for f in found), default=0)
     seconds = time.perf_counter() - t0
     log.info("cut bound %d (best operator %d, %d operators added, %d cuts, %.2fs%s)", total, best, chosen, cuts,
              seconds, "" if complete else ", cut by the deadline")
-    return CutBound(total, best, chosen, cuts, complete, seconds)
+    return CutBound(total, best, chosen, cuts, complete, seconds, tuple(found))
 
 
-__all__ = ["CutBound", "cut_bound", "min_crossing_bytes", "operator_bound"]
+def _chosen(found: tuple[OperatorBound, ...]) -> int:
+    """How many operators ``disjoint_sum`` adds (for the log and ``CutBound.operators``)."""
+    used, chosen = 0, 0
+    for f in sorted(found, key=lambda f: (-f.value, f.position)):
+        if not f.mask & used:
+            used |= f.mask
+            chosen += 1
+    return chosen
+
+
+__all__ = ["CutBound", "CutDag", "OperatorBound", "cut_bound", "disjoint_sum", "min_closure", "min_crossing_bytes",
+           "operator_bound"]

@@ -36,6 +36,13 @@ from stowage.solvers.exact.joint_model import configure
 log = logging.getLogger(__name__)
 
 
+#: With ``aligned``, movable buffers under this many (aligned) bytes are reloaded at every
+#: use instead of staying resident between uses: a few bytes of traffic each, and no small
+#: islands that keep a full operator's large operands from packing (PNASNet-5 with weights
+#: at M_R: its 1-108 B constants are read by dozens of operators across the network).
+SMALL_RELOAD = 256
+
+
 @dataclass(frozen=True)
 class ResidencyResult:
     """``value``/``solution``: best found (None when none); ``bound``: proven lower bound on
@@ -59,18 +66,29 @@ def unique_order(data: JointData, order: Sequence[OpIndex]) -> bool:
 
 def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float, workers: int = 1,
                     seed: int = 0, floor: int = 0, hint: JointSolution | None = None,
-                    work: float | None = None) -> ResidencyResult:
+                    work: float | None = None, aligned: bool = False) -> ResidencyResult:
     """Solve the gap model for ``order``.  ``time_limit``: wall seconds; ``work``: CP-SAT
     deterministic time (``joint_model.configure``).  ``floor``: a known lower bound on the traffic (a
     valid cut that lets CP-SAT stop as soon as it reaches it).  ``hint``: a solution with
-    the same order whose residency is used as a warm start."""
+    the same order whose residency is used as a warm start.  ``aligned``: count every buffer
+    and scratch area rounded up to the compute alignment, as the packer places them, but for
+    the padding of one operand of each step (the topmost buffer needs none: the aligned
+    M_R's rule) -- no longer a relaxation (its bound is not one), but a residency that packs
+    more often where small buffers (weights of a few bytes, each taking 16) sit beside a full
+    operator (PNASNet-5 with weights at M_R)."""
     t0 = time.perf_counter()
     order = tuple(order)
     n = len(order)
     step = {op: s for s, op in enumerate(order)}
     fixed = [0] * n
+    pad = [0] * n                   # per step: the largest padding of an operand (aligned only)
+
+    def counted(size: int) -> int:
+        return -(-size // data.alignment) * data.alignment if aligned else size
+
     for op, extra in data.scratch:
-        fixed[step[op]] += extra
+        fixed[step[op]] += counted(extra)
+        pad[step[op]] = max(pad[step[op]], counted(extra) - extra)
     m = cp_model.CpModel()
     # gaps[k] = (buffer index, from touch a, to touch c, keep var or None when forced)
     gaps: list[tuple[int, int, int, cp_model.IntVar | None]] = []
@@ -78,21 +96,25 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
     cost_terms = []
     for k, mb in enumerate(data.buffers):
         touches = sorted({step[u] for u in mb.users})
+        size = counted(mb.size)
         for t in touches:
-            fixed[t] += mb.size
+            fixed[t] += size
+            pad[t] = max(pad[t], size - mb.size)
         stored = None
         for a, c in itertools.pairwise(touches):
             if c == a + 1:
                 continue
             if mb.reload_src is None or mb.size == 0:
                 for t in range(a + 1, c):
-                    fixed[t] += mb.size
+                    fixed[t] += size
                 gaps.append((k, a, c, None))
                 continue
             keep = m.new_bool_var(f"keep[{mb.id},{a}]")
+            if aligned and size < SMALL_RELOAD:
+                m.add(keep == 0)          # reloaded at each use: no small island in the way
             gaps.append((k, a, c, keep))
             for t in range(a + 1, c):
-                spanning[t].append((mb.size, keep))
+                spanning[t].append((size, keep))
             if mb.reload_cost:
                 cost_terms.append(mb.reload_cost * (1 - keep))
             if mb.store_cost:
@@ -101,7 +123,7 @@ def solve_residency(data: JointData, order: Sequence[OpIndex], time_limit: float
                     cost_terms.append(mb.store_cost * stored)
                 m.add_implication(keep.negated(), stored)
     for t in range(n):
-        room = data.capacity - fixed[t]
+        room = data.capacity - fixed[t] + pad[t]
         if room < 0:
             return ResidencyResult("infeasible", None, 0, None, time.perf_counter() - t0)
         if spanning[t] and sum(sz for sz, _ in spanning[t]) > room:
