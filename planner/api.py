@@ -225,7 +225,13 @@ def _whole_bound_over_tilings(problem: Problem, plan: Plan) -> Plan:
     lb = plan.solver.lower_bound
     if lb is None or lb == 0 or problem.capacity is None or not can_tile(problem.graph):
         return plan
-    tiled = tiled_lower_bound(problem.graph, problem.capacity, problem.weights_in_compute_level).bytes
+    # A safety net for the time limit (the run bound ends on its work budget); a bound the
+    # clock cut is still valid, smaller, and the plan says so (``stopped_by``).
+    deadline = time.monotonic() + max(1.0, 0.25 * problem.time_limit)
+    tb = tiled_lower_bound(problem.graph, problem.capacity, problem.weights_in_compute_level, deadline)
+    if tb.cut and not plan.solver.stopped_by:
+        plan = dataclasses.replace(plan, solver=dataclasses.replace(plan.solver, stopped_by="time"))
+    tiled = tb.bytes
     if tiled >= lb:
         return plan
     traffic = plan.metrics.noncompulsory_bytes

@@ -51,7 +51,7 @@ planners on random ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from stowage.ir.channel_split import split_spec
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
@@ -71,6 +71,9 @@ class TiledBound:
     forced: tuple[BufferId, ...]  # buffers of ``graph.without_concats`` when that bound is used
     runs: int = 0
     crossing: tuple[BufferId, ...] = ()
+    #: The wall clock ended the run bound (``runs.RunBound.cut``): ``runs`` is 0 and the
+    #: bound, still valid, depends on load.
+    cut: bool = False
 
 
 def _rows_per_output_row(rm: RowMap, out_rows: int) -> int:
@@ -195,19 +198,22 @@ def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict
     return anc, desc, pos
 
 
-def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> TiledBound:
+def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
+                      deadline: float | None = None) -> TiledBound:
     """The bound of the module docstring at compute-level capacity ``capacity``, over the plans
     of ``graph`` and, when it runs Concats in place, of the same model without them
     (``Graph.without_concats``: ``stowage.compile`` plans that one below M_R, where its
     producers can run in stripes): the smaller of the two bounds."""
-    own = _bound(graph, capacity, weights_in_compute_level)
+    own = _bound(graph, capacity, weights_in_compute_level, deadline)
     if graph.without_concats is None or own.bytes == 0:
         return own
-    plain = _bound(graph.without_concats, capacity, weights_in_compute_level)
-    return plain if plain.bytes < own.bytes else own
+    plain = _bound(graph.without_concats, capacity, weights_in_compute_level, deadline)
+    best = plain if plain.bytes < own.bytes else own
+    return replace(best, cut=own.cut or plain.cut)
 
 
-def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> TiledBound:
+def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
+           deadline: float | None = None) -> TiledBound:
     """The bound over the plans of ``graph`` as it is.
 
     Two facts about the steps *between* a buffer's producer ``p`` and its readers (descendants
@@ -261,8 +267,9 @@ def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool) -> Tiled
                 continue
         total += 2 * min(needs[i][1][b] for i in readers)
         forced.append(b)
-    run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced), _barriers(graph, steps, needs, desc))
-    return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing)
+    run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced), _barriers(graph, steps, needs, desc),
+                    deadline)
+    return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing, run.cut)
 
 
 def _barriers(graph: Graph, steps: list[Operator],

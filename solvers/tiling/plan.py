@@ -251,8 +251,14 @@ def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
     traffic = plan.metrics.noncompulsory_bytes
     cap, weights = problem.capacity, problem.weights_in_compute_level
     # Each candidate partition's plan asks for the same bound (seconds on EfficientNet-B0).
-    bound = 0 if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
-                                               lambda: tiled_lower_bound(problem.graph, cap, weights).bytes)
+    # The run bound's DP ends on its work budget; the end of the time limit is its safety net
+    # (seconds on DenseNet-121), and a bound the clock cut says so in ``stopped_by``.
+    deadline = time.monotonic() + max(0.0, problem.time_limit)
+    tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
+                                               lambda: tiled_lower_bound(problem.graph, cap, weights, deadline))
+    bound = 0 if tb is None else tb.bytes
+    if tb is not None and tb.cut and not plan.solver.stopped_by:
+        plan = replace(plan, solver=replace(plan.solver, stopped_by="time"))
     if bound > traffic:  # a defect of the bound: never report it (tests/test_tiling_bound.py)
         log.error("tiling: the tiled lower bound %d exceeds a valid plan's traffic %d; reporting the plan's",
                   bound, traffic)

@@ -82,6 +82,7 @@ weights across cascades would break "weights whole".
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
@@ -115,6 +116,9 @@ class RunBound:
     crossing: tuple[BufferId, ...]
     articulations: int
     runs: tuple[tuple[int, int], ...] = ()
+    #: The wall-clock ``deadline`` (a safety net for the compile's time limit), not the work
+    #: budget, ended the DP: the run bound then claims nothing, and the value depends on load.
+    cut: bool = False
 
 
 def _alias_pairs(graph: Graph, op: Operator) -> list[tuple[BufferId, BufferId]]:
@@ -277,7 +281,7 @@ def sharable_rings(graph: Graph, steps: list[Operator]) -> frozenset[BufferId]:
 
 def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping[int, Needs],
               anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId],
-              barrier: frozenset[BufferId] = frozenset()) -> RunBound:
+              barrier: frozenset[BufferId] = frozenset(), deadline: float | None = None) -> RunBound:
     """The bound of the module docstring.  ``anc``/``desc``: bit sets over positions in
     ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones);
     ``barrier``: buffers that are never a ring of fewer than all their rows (fact 5)."""
@@ -394,6 +398,10 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                                 log.warning("tiled bound: the run bound used its work budget (%d runs); "
                                             "reporting the per-buffer bound alone", WORK)
                                 return RunBound(0, (), m)
+                            if deadline is not None and evaluations % 1024 == 0 and time.monotonic() > deadline:
+                                log.warning("tiled bound: the wall clock ended the run bound after %d runs; "
+                                            "reporting the per-buffer bound alone", evaluations)
+                                return RunBound(0, (), m, cut=True)
                             crossing = crossing_left | frozenset(chosen) | frozenset(sub)
                             whole = {b: graph.buffers[b].bytes for b in (*left, *right, *inside) if b not in crossing}
                             if hull.footprint(whole) > capacity:
