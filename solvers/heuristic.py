@@ -452,12 +452,29 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     (``solver.stopped_by`` says when one was).  ``found_by`` gets `` at M_R`` when that plan
     won."""
     started = time.perf_counter()
-    plan = auto_once(problem, None)
     cap = problem.capacity
-    stopped = plan.solver.stopped_by
+    # Above M_R, exact's cheap proofs at M_R first, in a window of their own: where they prove
+    # M_R (densenet121 with weights, 0.3 s) their plan is exactly ``auto_once`` at M_R, which
+    # the run at M_R after the pass at the capacity came too late to reach at short limits.
+    early: Plan | None = None
+    early_cut = False
+    if cap is not None and len(problem.graph.computing_ops) <= CHEAP_PROOFS_MAX_OPS:
+        low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+        if low < cap:
+            from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE, cheap_proofs
+
+            at_low = replace(problem, target=problem.target.with_capacity(low))
+            proofs = cheap_proofs(at_low, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed,
+                                  started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
+            if proofs.plan is not None and proofs.plan.solver.status == "optimal":
+                early, early_cut = proofs.plan, proofs.hit_wall
+    plan = auto_once(problem, None if early is None else started + AUTO_WALL_SHARE * problem.time_limit)
+    stopped = plan.solver.stopped_by or ("time" if early_cut else None)
     own = plan.solver.found_by or "auto"
     candidates = [(own, plan)]
-    if cap is not None and plan.solver.status != "optimal" and plan.metrics.noncompulsory_bytes > 0:
+    if early is not None:
+        candidates.append((f"{early.solver.found_by or 'exact'} at M_R", at_capacity(early, problem)))
+    elif cap is not None and plan.solver.status != "optimal" and plan.metrics.noncompulsory_bytes > 0:
         low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
         deadline = started + AUTO_WALL_SHARE * problem.time_limit
         if low < cap and time.perf_counter() < deadline:
