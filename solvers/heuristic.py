@@ -35,6 +35,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from stowage.errors import StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.alloc.greedy import wall_cuts
@@ -464,10 +465,16 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
             from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE, cheap_proofs
 
             at_low = replace(problem, target=problem.target.with_capacity(low))
-            proofs = cheap_proofs(at_low, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed,
-                                  started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
-            if proofs.plan is not None and proofs.plan.solver.status == "optimal":
-                early, early_cut = proofs.plan, proofs.hit_wall
+            try:
+                proofs = cheap_proofs(at_low, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1,
+                                      problem.seed, started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
+            except StowageError as exc:
+                # M_R may hold no plan at all (a one-level target whose homes need more): the
+                # pass at the capacity decides.
+                log.info("auto: no plan at M_R = %d bytes: %s", low, exc)
+            else:
+                if proofs.plan is not None and proofs.plan.solver.status == "optimal":
+                    early, early_cut = proofs.plan, proofs.hit_wall
     plan = auto_once(problem, None if early is None else started + AUTO_WALL_SHARE * problem.time_limit)
     stopped = plan.solver.stopped_by or ("time" if early_cut else None)
     own = plan.solver.found_by or "auto"
