@@ -34,8 +34,8 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
-from stowage.errors import StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.alloc.greedy import wall_cuts
@@ -49,6 +49,9 @@ from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best,
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 from stowage.solvers.spill import Config, SpillResult, simulate
+
+if TYPE_CHECKING:   # OR-Tools is loaded only when auto runs
+    from stowage.solvers.exact.auto import CheapProofs
 
 log = logging.getLogger(__name__)
 
@@ -406,6 +409,23 @@ CHEAP_PROOFS_MAX_OPS = 1000
 CHEAP_PROOFS_WORK_LIMIT = 10.0
 
 
+def auto_cheap_proofs(problem: Problem, wall_deadline: float | None,
+                      time_limit: float | None = None) -> CheapProofs | None:
+    """``auto``'s run of exact's cheap proofs (``stowage.solvers.exact.auto.cheap_proofs``):
+    bounded capacity, graphs up to ``CHEAP_PROOFS_MAX_OPS`` computing operators (else None),
+    the work budgets of at most ``CHEAP_PROOFS_WORK_LIMIT`` seconds of ``time_limit`` (the
+    problem's by default), one worker.  ``auto`` runs them at the capacity and at M_R, and
+    ``exact`` at M_R (its phase "cheap proofs at M_R"), so that theirs is the plan ``auto``
+    returns there."""
+    if problem.capacity is None or len(problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
+        return None
+    # OR-Tools is loaded only when auto runs.
+    from stowage.solvers.exact.auto import cheap_proofs
+
+    limit = problem.time_limit if time_limit is None else time_limit
+    return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline)
+
+
 def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
     """``auto``'s single pass at the problem's capacity (``exact`` runs it at M_R too, its phase
     "plan at M_R"): exact's cheap proofs (small graphs, bounded capacity), then -- unless they proved their
@@ -413,13 +433,8 @@ def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
     plans as candidates; the best plan with the best bound.  ``found_by`` says which planner
     (or baseline, or exact phase) won."""
     started = time.perf_counter()
-    proofs = None
-    if problem.capacity is not None and len(problem.graph.computing_ops) <= CHEAP_PROOFS_MAX_OPS:
-        # OR-Tools is loaded only when auto runs.
-        from stowage.solvers.exact.auto import cheap_proofs
-
-        proofs = cheap_proofs(problem, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed,
-                              wall_deadline)
+    proofs = auto_cheap_proofs(problem, wall_deadline)
+    if proofs is not None:
         if proofs.plan is not None and proofs.plan.solver.status == "optimal":
             # Proven optimal, but a wall-clock stop (a packer's, the scheduler's) may have
             # chosen which optimal plan: say so.
@@ -459,30 +474,25 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     # the run at M_R after the pass at the capacity came too late to reach at short limits.
     early: Plan | None = None
     early_cut = False
-    if cap is not None and len(problem.graph.computing_ops) <= CHEAP_PROOFS_MAX_OPS:
-        low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
-        if low < cap:
-            from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE, cheap_proofs
+    low = None if cap is None else m_r_cached(problem.graph, problem.weights_in_compute_level,
+                                               problem.target.compute.alignment)
+    if low is not None and cap is not None and low < cap:
+        from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE
 
-            at_low = replace(problem, target=problem.target.with_capacity(low))
-            try:
-                proofs = cheap_proofs(at_low, "auto", min(problem.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1,
-                                      problem.seed, started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
-            except StowageError as exc:
-                # M_R may hold no plan at all (a one-level target whose homes need more): the
-                # pass at the capacity decides.
-                log.info("auto: no plan at M_R = %d bytes: %s", low, exc)
-            else:
-                if proofs.plan is not None and proofs.plan.solver.status == "optimal":
-                    early, early_cut = proofs.plan, proofs.hit_wall
+        # No plan when M_R holds none (a one-level target whose homes need more): the pass
+        # at the capacity decides.
+        proofs = auto_cheap_proofs(replace(problem, target=problem.target.with_capacity(low)),
+                                   started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
+        if proofs is not None and proofs.plan is not None and proofs.plan.solver.status == "optimal":
+            early, early_cut = proofs.plan, proofs.hit_wall
     plan = auto_once(problem, None if early is None else started + AUTO_WALL_SHARE * problem.time_limit)
     stopped = plan.solver.stopped_by or ("time" if early_cut else None)
     own = plan.solver.found_by or "auto"
     candidates = [(own, plan)]
     if early is not None:
         candidates.append((f"{early.solver.found_by or 'exact'} at M_R", at_capacity(early, problem)))
-    elif cap is not None and plan.solver.status != "optimal" and plan.metrics.noncompulsory_bytes > 0:
-        low = m_r_cached(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+    elif (low is not None and cap is not None and plan.solver.status != "optimal"
+          and plan.metrics.noncompulsory_bytes > 0):
         deadline = started + AUTO_WALL_SHARE * problem.time_limit
         if low < cap and time.perf_counter() < deadline:
             sub = auto_once(replace(problem, target=problem.target.with_capacity(low)), deadline)
@@ -494,5 +504,5 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
 
 
 __all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
-           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_once", "choose", "heuristic",
-           "plan_heuristic"]
+           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs", "auto_once",
+           "choose", "heuristic", "plan_heuristic"]

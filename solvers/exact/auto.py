@@ -618,14 +618,12 @@ class AutoPipeline:
         (densenet121 with weights: 0.4 s), their plan is the one ``auto`` returns at M_R, so
         it is offered here, while the whole limit is still ahead, and the later phase "plan at
         M_R" is skipped.  Cut or skipped by the wall clock, that later phase still runs."""
-        from stowage.solvers.heuristic import CHEAP_PROOFS_MAX_OPS, CHEAP_PROOFS_WORK_LIMIT
+        from stowage.solvers.heuristic import auto_cheap_proofs
 
-        # auto runs its cheap proofs up to the same size (``heuristic.auto_once``).
-        if self.left() <= 0.05 or len(self.problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
+        if self.left() <= 0.05:
             return
-        proofs = cheap_proofs(self._at_m_r(), "auto", min(self.time_limit, CHEAP_PROOFS_WORK_LIMIT), 1, self.seed,
-                              self.deadline)
-        if proofs.plan is None:
+        proofs = auto_cheap_proofs(self._at_m_r(), self.deadline, self.time_limit)
+        if proofs is None or proofs.plan is None:
             return
         self._take_m_r(proofs.plan)
         self.m_r_proven = proofs.plan.solver.status == "optimal" and not proofs.hit_wall
@@ -794,7 +792,12 @@ def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers:
     plan = None
     if pipe.best is not None:
         status = "optimal" if pipe.proven() else "feasible"
-        plan = lower_solution(problem, pipe.data, pipe.best, solver_name, status, pipe.lb, started, pipe.best_source)
+        try:
+            plan = lower_solution(problem, pipe.data, pipe.best, solver_name, status, pipe.lb, started,
+                                  pipe.best_source)
+        except StowageError as exc:   # e.g. M_R on a one-level target whose homes need more
+            log.info("%s: cheap proofs gave no plan: %s", solver_name, exc)
+            return CheapProofs(None, 0, "none")
     log.info("%s: cheap proofs: bound %d (%s), plan %s", solver_name, pipe.lb, pipe.how, pipe.best_value)
     return CheapProofs(plan, pipe.lb, pipe.how, pipe.hit_wall)
 

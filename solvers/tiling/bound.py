@@ -93,12 +93,6 @@ def _rows_read(rm: RowMap, out_rows: int) -> int:
     return max(1, len(covered))
 
 
-def _accumulates(rm: RowMap) -> bool:
-    """Whether the map consumes rows over several stripes into one output row (a reduction):
-    then one stripe needs only one of them at a time."""
-    return bool(getattr(rm, "accumulate", False))
-
-
 def _least_weights(graph: Graph, op: Operator) -> dict[BufferId, int]:
     """The least bytes of each weight a step holds when weights live in the compute level: all
     of it, except a weight that output-channel groups may cut (``stowage.ir.channel_split``:
@@ -145,9 +139,9 @@ def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferI
                 continue
             rb = buffer_row_bytes(graph, b)
             out_rows = rows(graph, graph.tensors[u.output])
-            need = 1 if _accumulates(rm) else _rows_per_output_row(rm, out_rows)
+            need = 1 if rm.accumulate else _rows_per_output_row(rm, out_rows)
             row_need[b] = max(row_need.get(b, 0), need * rb)
-            read_rows = rm.in_rows if _accumulates(rm) else _rows_read(rm, out_rows)
+            read_rows = rm.in_rows if rm.accumulate else _rows_read(rm, out_rows)
             row_read[b] = max(row_read.get(b, 0), read_rows * rb)
     for b in (*reads, *writes):
         buf = graph.buffers[b]
@@ -284,7 +278,7 @@ def _barriers(graph: Graph, steps: list[Operator],
     for op in steps:
         for u in row_units(graph, op) or ():
             for name, rm in u.maps.items():
-                if _accumulates(rm):
+                if rm.accumulate:
                     reduced.setdefault(graph.tensor_buffer[name], []).append(op.index)
     out: set[BufferId] = set()
     for b, reducers in reduced.items():
