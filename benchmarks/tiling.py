@@ -67,7 +67,7 @@ def main() -> int:
             try:
                 plan = compile_plan(g, capacity=cap, time_limit=args.time_limit)
             except StowageError as exc:
-                print(f"| {name} | {cap:,} | {mr:,} | - | - | refused: {str(exc)[:90]} | | | | "
+                print(f"| {name} | {cap:,} | {mr:,} | - | - | refused: {str(exc).replace('|', chr(92) + '|')} | | | | "
                       f"{time.perf_counter() - t0:.1f} |", flush=True)
                 continue
             dt = time.perf_counter() - t0
