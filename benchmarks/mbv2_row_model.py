@@ -32,12 +32,17 @@ Two accountings of the traffic a cut plan moves:
 
 Both accountings judge the same per-instant peaks, so the corrected minimum is what the row
 model itself allows once every byte is paid.  ``--check`` walks the chosen corrected plan's
-segments with stowage's own stripe walk (``solvers/tiling/program.py``): its static
-footprint (every ring at its largest window, as plans allocate them) and the per-instant sum
-of its live rows (``stowage.solvers.tiling.slots``), against the row model's peak.
+segments with stowage's own stripe walk (``solvers/tiling/program.py``, the partition
+search's finest band): its static footprint (every ring at its largest window, as plans
+allocate them), the most bytes of rows live at one stripe (``stowage.solvers.tiling.slots``)
+and those rows packed as small buffers; then it runs the corrected DP again with segments
+judged by stowage's walk counted per instant (a cut sending only what its segment makes, as
+stowage's partition search does) and packs that plan's rows (``--exact-pack``: the exact
+packer tries where the greedy one misses the capacity).
 
     python benchmarks/mbv2_row_model.py                      # the table, 256..64 KiB
     python benchmarks/mbv2_row_model.py --kib 64 --check     # + stowage's walk of the plan
+    python benchmarks/mbv2_row_model.py --kib 64 --check --exact-pack 60
 """
 
 from __future__ import annotations
@@ -372,10 +377,12 @@ class StowageWalk:
         self._memo: dict[tuple[int, int, frozenset[int], frozenset[int]], dict[str, int | str]] = {}
 
     def measure(self, i: int, j: int, in_dram: frozenset[str], send: frozenset[str],
-                pack: bool = False) -> dict[str, int | str]:
+                pack: bool = False, capacity: int = 0, exact_seconds: float = 0.0) -> dict[str, int | str]:
         """``static`` (rings at their largest window), ``instant`` (rows live at one stripe)
-        and, with ``pack``, ``packed`` (those rows packed), in bytes; ``error`` when stowage
-        cannot run the segment so."""
+        and, with ``pack``, ``packed`` (those rows packed greedily), in bytes; ``error`` when
+        stowage cannot run the segment so.  ``exact_seconds``: when the greedy packing misses
+        ``capacity``, the exact packer (``solvers.alloc.exact``) tries that long (``exact``:
+        what it found)."""
         from stowage.solvers.tiling.program import NotTileable
         from stowage.solvers.tiling.slots import pack_rows, row_lifetimes
 
@@ -409,6 +416,15 @@ class StowageWalk:
             res["instant"] = lives.peak + whole_b + by
             if pack:
                 res["packed"] = pack_rows(lives)[0] + whole_b + by
+                if exact_seconds > 0 and capacity and int(res["packed"]) > capacity:
+                    from stowage.solvers.alloc.exact import solve_allocation
+                    from stowage.solvers.alloc.interval import Interval
+
+                    ivs = [Interval(k, r.first, r.last, r.size) for k, r in enumerate(lives.rows)]
+                    got = solve_allocation(ivs, capacity - whole_b - by, exact_seconds)
+                    res["exact"] = ("fits" if got.offsets is not None else
+                                    "proven impossible" if got.status == "infeasible" else
+                                    f"none found in {exact_seconds:g} s")
         self._memo[key] = res
         return res
 
@@ -417,7 +433,8 @@ class StowageWalk:
         v = r.get("instant")
         return v if isinstance(v, int) else 1 << 60
 
-    def table(self, cuts: Sequence[Cut]) -> list[dict[str, int | str]]:
+    def table(self, cuts: Sequence[Cut], capacity: int = 0,
+              exact_seconds: float = 0.0) -> list[dict[str, int | str]]:
         """One row per segment of ``cuts``: the row model's peak and stowage's three figures."""
         rows = []
         d: frozenset[str] = frozenset()
@@ -425,7 +442,8 @@ class StowageWalk:
             nxt = self.m.crossing(c.last + 1) if c.last < self.m.n - 1 else frozenset()
             send = frozenset(c.sent) - d
             row_pk, _ = self.m.corrected_segment(c.first, c.last, d, send)
-            r = dict(self.measure(c.first, c.last, d, send, pack=True))
+            r = dict(self.measure(c.first, c.last, d, send, pack=True, capacity=capacity,
+                                  exact_seconds=exact_seconds))
             r["seg"], r["row_model"] = f"{c.first}..{c.last}", row_pk
             rows.append(r)
             d = (d & nxt) | send
@@ -435,17 +453,17 @@ class StowageWalk:
 MODEL = ROOT / "models" / "suite" / "mobilenet_v2.onnx"
 
 
-def _print_check(walk: StowageWalk, what: str, cuts: Sequence[Cut]) -> None:
+def _print_check(walk: StowageWalk, what: str, cuts: Sequence[Cut], capacity: int, exact_seconds: float) -> None:
     print(f"\nstowage's stripe walk of {what} (bytes):\n")
     print("| segment | band | row model peak | stowage: static rings | stowage: live rows per instant "
-          "| stowage: rows packed per instant |")
-    print("|---|---|---:|---:|---:|---:|")
-    for r in walk.table(cuts):
+          "| stowage: rows packed (greedy) | exact packer within the capacity |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    for r in walk.table(cuts, capacity, exact_seconds):
         if "error" in r:
-            print(f"| {r['seg']} | | {r['row_model']:,} | whole tensors ({r['error']}) | | |")
+            print(f"| {r['seg']} | | {r['row_model']:,} | whole tensors ({r['error']}) | | | |")
         else:
             print(f"| {r['seg']} | {r['band']} | {r['row_model']:,} | {r['static']:,} | {r['instant']:,} "
-                  f"| {r['packed']:,} |")
+                  f"| {r['packed']:,} | {r.get('exact', '')} |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,6 +471,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 192, 160, 128, 112, 96, 80, 64])
     ap.add_argument("--stripe", type=int, default=1, help="stripe rows of each segment's end tensor (notes: 1)")
     ap.add_argument("--check", action="store_true", help="walk the corrected plans with stowage's stripe walk")
+    ap.add_argument("--exact-pack", type=float, default=0.0, metavar="SEC",
+                    help="with --check: seconds for the exact packer on a segment the greedy packing misses")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     m = RowModel(MODEL, args.stripe)
@@ -475,14 +495,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         walk = StowageWalk(m)
         for kib, cor in plans.items():
-            _print_check(walk, f"the corrected plan at {kib} KiB", cor.cuts)
+            _print_check(walk, f"the corrected plan at {kib} KiB", cor.cuts, kib * 1024, 0.0)
             inst = m.corrected(kib * 1024, walk.instant, made_only=True)
             if inst is None:
                 print(f"\nno plan at {kib} KiB with stowage's walk counted per instant")
                 continue
             print(f"\ncorrected accounting, segments judged by stowage's walk counted per instant, a cut sending "
                   f"only what its segment makes: {inst.traffic:,} B at {kib} KiB: {m.describe(inst.cuts)}")
-            _print_check(walk, f"that plan at {kib} KiB", inst.cuts)
+            _print_check(walk, f"that plan at {kib} KiB", inst.cuts, kib * 1024, args.exact_pack)
     return 0
 
 
