@@ -54,6 +54,7 @@ def test_bands_paced_by_t0_hold_192_bytes_per_instant_not_208() -> None:
     assert pack_rows(lives)[0] == 192
 
 
+@pytest.mark.slow
 def test_mobilenet_v2_blocks_3_and_4_hold_51072_bytes_per_instant_against_61376_in_rings() -> None:
     """Blocks 3 and 4 of the suite's MobileNetV2 (8-bit) as one cascade, block 2's result
     loaded and block 4's stored, paced by the 56-row layers: its rings take 61,376 B
@@ -90,6 +91,7 @@ def test_mobilenet_v2_blocks_3_and_4_hold_51072_bytes_per_instant_against_61376_
     assert all(span[r] == last_read[r] for r in span)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("channels,strides,residual", [
     ([4, 8, 2, 8, 4], [1, 1, 1, 1], False),
     ([3, 6, 6, 5], [2, 1, 2], False),
