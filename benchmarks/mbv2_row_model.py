@@ -395,7 +395,12 @@ class StowageWalk:
         key = (i, j, dram, off)
         got = self._memo.get(key)
         if got is not None and (not pack or "packed" in got):
-            return got
+            packed = got.get("packed")
+            if (exact_seconds > 0 and capacity and isinstance(packed, int) and packed > capacity
+                    and "exact" not in got):
+                got = {k: v for k, v in got.items() if k != "packed"}
+            else:
+                return got
         by = part.bystanders(i, j, off)
         if i == j and not dram:
             whole = part.plain(i).peak - part.bystanders(i, i) + by

@@ -1,7 +1,8 @@
 """The design notes' MobileNetV2 row model (``benchmarks/mbv2_row_model.py``): its reference
 accounting reproduces issue 12's goal figures, the corrected one pays what the same plan
-really moves, and its own least plan at 64 KiB pays the goal's figure in full.  The sums are hand-checked from tensor sizes (8-bit): 56x56x24 = 75,264 B,
-28x28x32 = 25,088 B, 14x14x64 = 12,544 B, 14x14x96 = 18,816 B."""
+really moves, and its own least plan at 64 KiB pays the goal's figure in full.  The sums are
+hand-checked from tensor sizes (8-bit): 56x56x24 = 75,264 B, 28x28x32 = 25,088 B, 14x14x64 =
+12,544 B, 14x14x96 = 18,816 B."""
 
 from __future__ import annotations
 

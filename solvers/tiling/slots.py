@@ -111,9 +111,11 @@ def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
     return RowLifetimes(rows, peak, at)
 
 
-def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 2.0) -> tuple[int, dict[int, int]]:
+def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0) -> tuple[int, dict[int, int]]:
     """Offsets for every row of ``lives`` (index in ``lives.rows`` -> byte offset in one region)
-    with the interval allocator, and the region's size: at least ``lives.peak``."""
+    with the interval allocator, and the region's size: at least ``lives.peak``.  The
+    allocator's move budget ends its search; ``time_limit`` is only its safety stop, generous
+    so that the result does not depend on the machine's load."""
     ivs = [Interval(i, r.first, r.last, r.size) for i, r in enumerate(lives.rows)]
     off = allocate_offsets(ivs, alignment, time_limit=time_limit)
     assert off is not None  # no capacity given: always packs
