@@ -429,9 +429,9 @@ class StowageWalk:
                     from stowage.solvers.alloc.interval import Interval
 
                     ivs = [Interval(k, r.first, r.last, r.size) for k, r in enumerate(lives.rows)]
-                    got = solve_allocation(ivs, capacity - whole_b - by, exact_seconds)
-                    res["exact"] = ("fits" if got.offsets is not None else
-                                    "proven impossible" if got.status == "infeasible" else
+                    fit = solve_allocation(ivs, capacity - whole_b - by, exact_seconds)
+                    res["exact"] = ("fits" if fit.offsets is not None else
+                                    "proven impossible" if fit.status == "infeasible" else
                                     f"none found in {exact_seconds:g} s")
         self._memo[key] = res
         return res
