@@ -38,7 +38,8 @@ allocate them), the most bytes of rows live at one stripe (``stowage.solvers.til
 and those rows packed as small buffers; then it runs the corrected DP again with segments
 judged by stowage's walk counted per instant (a cut sending only what its segment makes, as
 stowage's partition search does) and packs that plan's rows (``--exact-pack``: the exact
-packer tries where the greedy one misses the capacity).
+packer tries where the greedy one misses the capacity).  It first prints what stowage's
+least-traffic search (``Partitioner.least_traffic``, fixed rings, work unbounded) finds.
 
     python benchmarks/mbv2_row_model.py                      # the table, 256..64 KiB
     python benchmarks/mbv2_row_model.py --kib 64 --check     # + stowage's walk of the plan
@@ -502,6 +503,13 @@ def main(argv: list[str] | None = None) -> int:
             plans[kib] = cor
     if args.check:
         walk = StowageWalk(m)
+        for kib in args.kib:
+            static = walk.part.least_traffic(kib * 1024)
+            print(f"\nstowage's least-traffic search at {kib} KiB, rings at their largest window, work unbounded, "
+                  f"cascades up to {walk.part.reach} steps: "
+                  + ("no partition" if static is None else
+                     f"{sum(sg.traffic for sg in static):,} B, cascades "
+                     + "; ".join(f"{walk.part.pos[sg.ops[0]]}..{walk.part.pos[sg.ops[-1]]}" for sg in static)))
         for kib, cor in plans.items():
             _print_check(walk, f"the corrected plan at {kib} KiB", cor.cuts, kib * 1024, 0.0)
             inst = m.corrected(kib * 1024, walk.instant, made_only=True)
