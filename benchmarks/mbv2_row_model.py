@@ -29,6 +29,8 @@ Two accountings of the traffic a cut plan moves:
     from its whole copy), and read once per later segment that streams it back.  A cut may
     send any subset of the tensors crossing it (a superset of the reference's choices), and a
     tensor stays in DRAM once there.  The DP state is the set of crossing tensors in DRAM.
+    It drops one phantom of the notes' walk: Flatten's result (a view, made by no fused op,
+    1,280 B) counted whole beside every segment.
 
 Both accountings judge the same per-instant peaks, so the corrected minimum is what the row
 model itself allows once every byte is paid.  ``--check`` walks the chosen corrected plan's
