@@ -1,0 +1,126 @@
+"""Row lifetimes of a stripe program: what a cascade holds *per instant*, and a packing of it.
+
+A plan holds every ring at its largest window for the whole cascade (``docs/tiling.md``,
+"Static rings"): row ``r`` of a ring sits in slot ``r mod ring_rows``, so a slot a ring needs
+for a few stripes is reserved for all of them.  The design notes' row model sums the rows live
+*at each instant* instead.  This module measures that sum for stowage's own programs, so the
+two accountings can be compared on the same cascade, and packs the rows as small buffers with
+lifetimes ``[made, last read]`` (stripe indices, inclusive) with the interval allocator
+(``stowage.solvers.alloc.greedy``): the footprint a plan addressing rows by slot, not by ring
+modulo, could reach.  Plans do not address rows by slot yet; this is the measurement.
+
+When a row lives, stripe by stripe (the validator's order within a stripe: loads, then the
+operator reads its operands and writes its band, then stores):
+- a row is *made* by the stripe that writes it or the load that brings it;
+- it is *live* through the last stripe that reads it, stores it, or rewrites it in place (a
+  fused ReLU over its Conv's row, a residual Add over its operand's ring: ``Program.aliases``,
+  one row of bytes for both tensors);
+- a staged row (``Program.staged``) lives for its one stripe.
+A row read and a row written by the same stripe are live at once (an operator reads while it
+writes), so they never share bytes; a row whose last reader is stripe ``k`` and a row made at
+``k + 1`` may.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stowage.ir.graph import BufferId, Graph
+from stowage.ir.tiling import buffer_row_bytes
+from stowage.solvers.alloc.greedy import allocate_offsets
+from stowage.solvers.alloc.interval import Interval, peak_live_at
+from stowage.solvers.tiling.program import Program
+
+
+@dataclass(frozen=True)
+class RowLife:
+    """Row ``row`` of buffer ``buffer`` (the ring holding it: an alias's host) needs
+    ``size`` bytes from stripe ``first`` to stripe ``last`` (inclusive).  ``visit``
+    distinguishes the loads of a staged row (each stripe's own copy)."""
+
+    buffer: BufferId
+    row: int
+    visit: int
+    first: int
+    last: int
+    size: int
+
+
+@dataclass(frozen=True)
+class RowLifetimes:
+    """Every row a program holds in rows (rings, streamed windows, staging), and the most
+    bytes of them live at one stripe (``peak``, at stripe ``at``)."""
+
+    rows: tuple[RowLife, ...]
+    peak: int
+    at: int | None
+
+
+def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
+    """The lifetimes of every row ``program`` holds in rows (it must be recorded:
+    ``stripe_program(..., record=True)``)."""
+    if program.count and not program.stripes:
+        raise ValueError("the program was not recorded (stripe_program(..., record=True))")
+    held: set[BufferId] = {*program.rings, *program.streamed}
+    alias: Mapping[BufferId, BufferId] = program.aliases
+
+    def holder(name: str) -> BufferId | None:
+        b = graph.tensor_buffer.get(name)
+        if b is None:
+            return None
+        b = alias.get(b, b)
+        return b if b in held else None
+
+    span: dict[tuple[BufferId, int, int], list[int]] = {}
+    visits: dict[tuple[BufferId, int], int] = {}
+
+    def touch(b: BufferId, r: int, k: int, make: bool = False) -> None:
+        if b in program.staged:
+            if make:
+                visits[(b, r)] = visits.get((b, r), 0) + 1
+            key = (b, r, visits.get((b, r), 0))
+        else:
+            key = (b, r, 0)
+        got = span.get(key)
+        if got is None:
+            span[key] = [k, k]
+        else:
+            got[1] = max(got[1], k)
+
+    for k, st in enumerate(program.stripes):
+        for x in st.transfers:
+            b = holder(x.tensor)
+            if b is not None:
+                for r in range(x.lo, x.hi):
+                    touch(b, r, k, make=x.direction == "load")
+        for name, lo, hi in st.inputs:
+            b = holder(name)
+            if b is not None:
+                for r in range(lo, hi):
+                    touch(b, r, k)
+        op = graph.operators[st.op]
+        out = st.output or op.outputs[0]
+        b = holder(out)
+        if b is not None:
+            for r in range(st.out_lo, st.out_hi):
+                touch(b, r, k)
+    rows = tuple(RowLife(b, r, v, f, last, buffer_row_bytes(graph, b))
+                 for (b, r, v), (f, last) in sorted(span.items()))
+    peak, at = peak_live_at(rows)
+    return RowLifetimes(rows, peak, at)
+
+
+def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0) -> tuple[int, dict[int, int]]:
+    """Offsets for every row of ``lives`` (index in ``lives.rows`` -> byte offset in one region)
+    with the interval allocator, and the region's size: at least ``lives.peak``.  The
+    allocator's move budget ends its search; ``time_limit`` is only its safety stop, generous
+    so that the result does not depend on the machine's load."""
+    ivs = [Interval(i, r.first, r.last, r.size) for i, r in enumerate(lives.rows)]
+    off = allocate_offsets(ivs, alignment, time_limit=time_limit)
+    assert off is not None  # no capacity given: always packs
+    top = max((off[iv.id] + iv.size for iv in ivs), default=0)
+    return top, off
+
+
+__all__ = ["RowLife", "RowLifetimes", "pack_rows", "row_lifetimes"]
