@@ -78,13 +78,20 @@ def _queues_of(tl: Timeline, channels: int) -> list[list[int]]:
 
 
 def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work: float, workers: int = 1,
-                  seed: int = 0, deterministic: bool = True) -> Schedule | None:
+                  seed: int = 0, deterministic: bool = True,
+                  hint_queues: Sequence[Sequence[int]] | None = None) -> Schedule | None:
     """The fastest DMA schedule of ``plan`` within the limits (``wall`` seconds, ``work`` CP-SAT
-    deterministic time); None when its time is unknown."""
+    deterministic time); None when its time is unknown.  ``hint_queues`` (per channel, plan
+    transfer indices: the residency model's queues) is a second warm start, used when its
+    replay is faster than ``estimate``'s."""
     tg = time_graph(graph, plan, target)
     warm = estimate(graph, plan, target)
     if tg is None or warm is None:
         return None
+    if hint_queues:
+        alt = replay(graph, plan, target, hint_queues)
+        if alt is not None and alt.makespan < warm.makespan:
+            warm = alt
     n, m = tg.nsteps, len(tg.duration)
     if m == 0 or warm.makespan <= 0:
         return Schedule(warm, True, False)        # steps only: back to back is the one timing
@@ -189,6 +196,10 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
                 fast.placements != traffic.placements:
             candidates.append((fast.solver.found_by or "heuristic (latency)", fast))
     hit_wall = traffic.solver.stopped_by == "time"
+    hints: dict[int, Sequence[Sequence[int]]] = {}
+    if getattr(params, "latency_residency", True):
+        hit_wall = _residency_candidates(problem, candidates, hints, started, time_limit, workers, seed,
+                                         getattr(params, "deterministic", True)) or hit_wall
     scheduled: list[Plan] = []
     for k, (who, plan) in enumerate(candidates):
         left = time_limit - (time.perf_counter() - started)
@@ -197,7 +208,8 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
         share = max(0.05, 0.9 * left / (len(candidates) - k))
         wall = max(share, min(1.5 * share, 0.95 * left))
         sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=share, workers=workers,
-                              seed=seed, deterministic=getattr(params, "deterministic", True))
+                              seed=seed, deterministic=getattr(params, "deterministic", True),
+                              hint_queues=hints.get(k))
         hit_wall = hit_wall or (sched is not None and sched.hit_wall)
         timed = with_latency(problem.graph, plan, problem.target, sched)
         scheduled.append(replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}")))
@@ -209,6 +221,47 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
     return replace(best, solver=replace(best.solver, name="exact", status=status, lower_bound=bound,
                                         seconds=time.perf_counter() - started,
                                         stopped_by="time" if hit_wall else best.solver.stopped_by))
+
+
+#: Share of the time limit, as CP-SAT work, for the residency model (``latency_residency``),
+#: split between the candidate orders it runs on.
+RESIDENCY_SHARE = 0.2
+
+
+def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]], hints: dict[int, Any],
+                          started: float, time_limit: float, workers: int, seed: int, deterministic: bool) -> bool:
+    """Add to ``candidates`` the residency model's plan for each whole-tensor candidate order
+    (``latency_residency.residency_for_latency``: which buffers to spill and when, chosen for
+    time), and its DMA queues to ``hints`` (by candidate index).  Work budgets are fixed
+    shares of the limit (deterministic); the wall clock, up to what is left, is the safety
+    stop.  Returns whether the wall clock cut a run."""
+    from stowage.solvers.exact.latency_residency import residency_for_latency
+
+    orders = []
+    refs = []
+    for who, plan in candidates:
+        order = tuple(st.op for st in plan.steps)
+        if not plan.cascades and order not in orders:
+            orders.append(order)
+            refs.append((who, plan))
+    hit_wall = False
+    for who, plan in refs:
+        work = RESIDENCY_SHARE * time_limit / len(refs)
+        left = time_limit - (time.perf_counter() - started)
+        if left < 0.1:
+            hit_wall = True
+            break
+        wall = max(min(work, 0.5 * left), min(1.5 * work, 0.5 * left))
+        got = residency_for_latency(problem, plan, wall=wall, work=work, workers=workers, seed=seed,
+                                    deterministic=deterministic)
+        if got is None:
+            continue
+        hit_wall = hit_wall or got.hit_wall
+        same = any(got.plan.transfers == p.transfers and got.plan.placements == p.placements for _, p in candidates)
+        if not same:
+            hints[len(candidates)] = got.queues
+            candidates.append((f"residency model on the order of {who}", got.plan))
+    return hit_wall
 
 
 def latency_of_tiled(problem: Problem, plan: Plan, solver: str) -> Plan:
