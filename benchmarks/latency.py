@@ -20,9 +20,10 @@ Part 2 -- ``--objective latency`` vs ``traffic`` with ``heuristic`` on the COSMA
 
 Part 3 -- the cost of a timeline: median wall time of ``estimate`` over 5 runs per plan.
 
-Part 4 -- ``exact`` (``--objective latency``: ``stowage.solvers.exact.latency_model``) against
-``exact`` for traffic on the COSMA group (``models/suite.toml`` group ``cosma``, 8-bit,
-activations only, whole tensors) at M_R and M_H on ``ethos-u55-256``: estimated time, traffic,
+Part 4 -- ``exact`` (``--objective latency``: ``stowage.solvers.exact.latency_model``), before
+(``latency_residency=false``) and after the residency model, against ``exact`` for traffic on
+the COSMA group (``models/suite.toml`` group ``cosma``, 8-bit, activations only, whole tensors)
+at M_R and M_H on ``ethos-u55-256`` (``--part4-target``): estimated time, traffic,
 the latency bound and gap of both plans, and what is proven about the latency plan's makespan
 (``solver.latency_status``: ``optimal`` = meets the bound, ``order-optimal`` = no timing of its
 order, placements and copies is faster).
@@ -34,6 +35,7 @@ of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exa
     python benchmarks/latency.py --skip-suite         # part 1 and 3 only (< 1 minute)
     python benchmarks/latency.py --models resnet50,darts --time-limit 5
     python benchmarks/latency.py --skip-suite --exact --time-limit 10   # parts 1, 3 and 4
+    python benchmarks/latency.py --skip-part1 --skip-suite --exact --part4-target ethos-u65-256
 """
 
 from __future__ import annotations
@@ -149,43 +151,54 @@ def part2(models: list[str] | None, time_limit: float) -> list[str]:
     return lines
 
 
-def part4(models: list[str] | None, time_limit: float) -> list[str]:
-    """``exact`` for latency against ``exact`` for traffic (module docstring, part 4)."""
-    lines = [("| model | steps | budget | exact traffic: ms / non-compulsory B / status | exact latency: ms / "
-              "non-compulsory B | faster by | traffic cost | latency bound ms | gap ms (traffic, latency) | "
-              "latency status | found by | s (traffic, latency) | stopped by time |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def part4(models: list[str] | None, time_limit: float, target_name: str = "ethos-u55-256") -> list[str]:
+    """``exact`` for latency against ``exact`` for traffic (module docstring, part 4): the
+    latency plan before the residency model (``latency_residency=false``: the DMA schedule of
+    fixed plans only) and after it (the default: CP-SAT also chooses which buffers to spill and
+    when, ``stowage.solvers.exact.latency_residency``)."""
+    lines = [("| model | steps | budget | exact traffic: ms / non-compulsory B / status | latency before: ms / B | "
+              "latency after: ms / B | after vs traffic | after vs before | latency bound ms | gap ms (traffic, "
+              "before, after) | status after | found by (after) | s (traffic, before, after) | stopped by time |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(f"part 4: {target_name}", flush=True)
     print("\n".join(lines), flush=True)
-    target = load_target("ethos-u55-256")
-    never_slower, proven, rows = True, 0, 0
+    target = load_target(target_name)
+    never_slower, never_slower_before, proven, rows, faster = True, True, 0, 0, 0
     for m in load_manifest():
         if m.group != "cosma" or (models and m.name not in models):
             continue
         graph = load_model(m.path, element_bytes=1, in_place=True)
         for budget in ("M_R", "M_H"):
             res = {}
-            for obj in ("traffic", "latency"):
+            for key, obj, params in (("traffic", "traffic", None), ("before", "latency", {"latency_residency": False}),
+                                     ("after", "latency", None)):
                 t0 = time.perf_counter()
                 p = compile_plan(graph, target=target, capacity=budget, solver="exact", objective=obj,
-                                 time_limit=time_limit, tiling="off")
-                res[obj] = (p, time.perf_counter() - t0)
-            (tp, tw), (lp, lw) = res["traffic"], res["latency"]
-            tt, lt = tp.metrics.estimated_seconds, lp.metrics.estimated_seconds
-            assert tt is not None and lt is not None and lp.solver.latency_bound is not None
+                                 time_limit=time_limit, tiling="off", params=params)
+                res[key] = (p, time.perf_counter() - t0)
+            (tp, tw), (bp, bw), (lp, lw) = res["traffic"], res["before"], res["after"]
+            tt, bt, lt = tp.metrics.estimated_seconds, bp.metrics.estimated_seconds, lp.metrics.estimated_seconds
+            assert tt is not None and bt is not None and lt is not None and lp.solver.latency_bound is not None
             bound = lp.solver.latency_bound
             never_slower &= lt <= tt * (1 + 1e-12)
+            never_slower_before &= lt <= bt * (1 + 1e-12)
+            faster += lt < bt * (1 - 1e-9)
             rows += 1
             proven += lp.solver.latency_status in ("optimal", "order-optimal")
-            stopped = ", ".join(x for x, p in (("traffic", tp), ("latency", lp)) if p.solver.stopped_by == "time")
+            stopped = ", ".join(x for x, p in (("traffic", tp), ("before", bp), ("after", lp))
+                                if p.solver.stopped_by == "time")
             lines.append(f"| {m.name} | {len(lp.steps)} | {budget} | {tt * 1e3:.3f} / "
-                         f"{tp.metrics.noncompulsory_bytes:,} / {tp.solver.status} | {lt * 1e3:.3f} / "
-                         f"{lp.metrics.noncompulsory_bytes:,} | {100 * (1 - lt / tt):.2f}% | "
-                         f"{lp.metrics.noncompulsory_bytes - tp.metrics.noncompulsory_bytes:+,} B | "
-                         f"{bound * 1e3:.3f} | "
-                         f"{(tt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | {lp.solver.latency_status} | "
-                         f"{lp.solver.found_by} | {tw:.1f}, {lw:.1f} | {stopped or 'no'} |")
+                         f"{tp.metrics.noncompulsory_bytes:,} / {tp.solver.status} | {bt * 1e3:.3f} / "
+                         f"{bp.metrics.noncompulsory_bytes:,} | {lt * 1e3:.3f} / {lp.metrics.noncompulsory_bytes:,} | "
+                         f"{100 * (1 - lt / tt):.2f}% "
+                         f"({lp.metrics.noncompulsory_bytes - tp.metrics.noncompulsory_bytes:+,} B) | "
+                         f"{100 * (1 - lt / bt):.3f}% | {bound * 1e3:.3f} | "
+                         f"{(tt - bound) * 1e3:.3f}, {(bt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | "
+                         f"{lp.solver.latency_status} | {lp.solver.found_by} | {tw:.1f}, {bw:.1f}, {lw:.1f} | "
+                         f"{stopped or 'no'} |")
             print(lines[-1], flush=True)
-    lines.append(f"exact latency plan never slower than exact's traffic plan: {never_slower}; makespan proven "
+    lines.append(f"after never slower than exact's traffic plan: {never_slower}; never slower than before: "
+                 f"{never_slower_before}; faster than before in {faster} of {rows}; makespan proven "
                  f"(optimal or order-optimal) in {proven} of {rows} cases")
     print(lines[-1], flush=True)
     return lines
@@ -200,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-part1", action="store_true", help="no MobileNetV2 rows")
     ap.add_argument("--objective", choices=("traffic", "latency"), default="latency", help="part 1's objective")
     ap.add_argument("--solver", default="heuristic", help="part 1's solver (heuristic or exact)")
+    ap.add_argument("--part4-target", default="ethos-u55-256", help="part 4's target (default ethos-u55-256)")
     args = ap.parse_args(argv)
     load = os.getloadavg()
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, load {load[0]:.2f} "
@@ -210,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_suite:
         part2(names, args.time_limit)
     if args.exact:
-        part4(names, args.time_limit)
+        part4(names, args.time_limit, args.part4_target)
     load = os.getloadavg()
     print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

@@ -177,14 +177,21 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
     the smallest makespan wins, then the least traffic, then the smaller peak.
 
     The candidates are exact's own plan for traffic (``traffic_solver`` with the same params
-    and ``objective = traffic``, on 55% of the limit) and the heuristic's latency plan (15%: the
-    fastest by ``estimate`` of its best results and the baselines).  Each is warm-started from
-    its own timeline, and the traffic plan is a candidate, so the result is never slower than
-    exact's traffic plan.  The traffic status and bound (``solver.status``,
+    and ``objective = traffic``, on the whole limit, as a standalone run) and the heuristic's latency plan (15%: the
+    fastest by ``estimate`` of its best results and the baselines), and, with
+    ``params.latency_residency`` (the default) and no candidate at the latency bound already,
+    the residency model's plan for each whole-tensor candidate's order
+    (``latency_residency``: which buffers to spill and when, chosen for time; 15% of the limit
+    as work), its DMA queues a second warm start.  Each fixed candidate's schedule gets 10% of
+    the limit as work, each residency plan's 5%.  Each is warm-started from its own timeline,
+    and the traffic plan is a candidate, so the result is never slower than exact's traffic
+    plan, nor than without the residency model.  The traffic status and bound (``solver.status``,
     ``solver.lower_bound``) stay those of exact's proof, judged on the chosen plan's traffic."""
     from stowage.solvers.heuristic import HeuristicParams, plan_heuristic
 
-    traffic = traffic_solver(problem, replace(params, objective="traffic", time_limit=0.55 * time_limit))
+    # The whole limit, as a standalone ``exact`` run gets it: its work budgets scale with the
+    # limit, so the same plan comes back, and the latency plan is never slower than it.
+    traffic = traffic_solver(problem, replace(params, objective="traffic", time_limit=time_limit))
     bound = traffic.solver.lower_bound
     candidates = [(traffic.solver.found_by or "exact", traffic)]
     left = time_limit - (time.perf_counter() - started)
@@ -196,23 +203,29 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
                 fast.placements != traffic.placements:
             candidates.append((fast.solver.found_by or "heuristic (latency)", fast))
     hit_wall = traffic.solver.stopped_by == "time"
-    hints: dict[int, Sequence[Sequence[int]]] = {}
-    if getattr(params, "latency_residency", True):
-        hit_wall = _residency_candidates(problem, candidates, hints, started, time_limit, workers, seed,
-                                         getattr(params, "deterministic", True)) or hit_wall
-    scheduled: list[Plan] = []
-    for k, (who, plan) in enumerate(candidates):
-        left = time_limit - (time.perf_counter() - started)
+    deterministic = getattr(params, "deterministic", True)
+
+    def schedule(who: str, plan: Plan, work: float, hint: Sequence[Sequence[int]] | None = None) -> Plan:
         # A work budget (deterministic: same seed, same schedule on any load); the wall clock,
         # up to what is left of the limit, is only its safety stop.
-        share = max(0.05, 0.9 * left / (len(candidates) - k))
-        wall = max(share, min(1.5 * share, 0.95 * left))
-        sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=share, workers=workers,
-                              seed=seed, deterministic=getattr(params, "deterministic", True),
-                              hint_queues=hints.get(k))
+        nonlocal hit_wall
+        left = time_limit - (time.perf_counter() - started)
+        wall = max(0.05, min(1.5 * work, 0.95 * left))
+        sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=work, workers=workers,
+                              seed=seed, deterministic=deterministic, hint_queues=hint)
         hit_wall = hit_wall or (sched is not None and sched.hit_wall)
         timed = with_latency(problem.graph, plan, problem.target, sched)
-        scheduled.append(replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}")))
+        return replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}"))
+
+    scheduled = [schedule(who, plan, SCHEDULE_SHARE * time_limit) for who, plan in candidates]
+    fastest = min(scheduled, key=_key)
+    at_bound = fastest.solver.latency_status == "optimal"
+    if getattr(params, "latency_residency", True) and not at_bound:
+        found: list[tuple[str, Plan, Sequence[Sequence[int]]]] = []
+        hit_wall = _residency_candidates(problem, candidates, found, started, time_limit, workers, seed,
+                                         deterministic) or hit_wall
+        scheduled += [schedule(who, plan, RESIDENCY_SCHEDULE_SHARE * time_limit, hint)
+                      for who, plan, hint in found]
     best = min(scheduled, key=_key)
     got = best.metrics.noncompulsory_bytes
     status = "optimal" if bound is not None and got <= bound else "feasible"
@@ -223,18 +236,22 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
                                         stopped_by="time" if hit_wall else best.solver.stopped_by))
 
 
-#: Share of the time limit, as CP-SAT work, for the residency model (``latency_residency``),
-#: split between the candidate orders it runs on.
-RESIDENCY_SHARE = 0.2
+#: Shares of the time limit, as CP-SAT work (deterministic): the DMA schedule of each fixed
+#: candidate; the residency model (``latency_residency``), split between the candidate orders
+#: it runs on; the DMA schedule of each plan it proposes.
+SCHEDULE_SHARE = 0.1
+RESIDENCY_SHARE = 0.15
+RESIDENCY_SCHEDULE_SHARE = 0.05
 
 
-def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]], hints: dict[int, Any],
-                          started: float, time_limit: float, workers: int, seed: int, deterministic: bool) -> bool:
-    """Add to ``candidates`` the residency model's plan for each whole-tensor candidate order
+def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]],
+                          found: list[tuple[str, Plan, Sequence[Sequence[int]]]], started: float, time_limit: float,
+                          workers: int, seed: int, deterministic: bool) -> bool:
+    """Append to ``found`` the residency model's plan for each whole-tensor candidate order
     (``latency_residency.residency_for_latency``: which buffers to spill and when, chosen for
-    time), and its DMA queues to ``hints`` (by candidate index).  Work budgets are fixed
-    shares of the limit (deterministic); the wall clock, up to what is left, is the safety
-    stop.  Returns whether the wall clock cut a run."""
+    time) with its DMA queues, unless it equals a candidate.  Work budgets are fixed shares of
+    the limit (deterministic); the wall clock, at most half of what is left, is the safety
+    stop.  Returns whether the wall clock cut a run (or left no time for one)."""
     from stowage.solvers.exact.latency_residency import residency_for_latency
 
     orders = []
@@ -251,16 +268,14 @@ def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]], 
         if left < 0.1:
             hit_wall = True
             break
-        wall = max(min(work, 0.5 * left), min(1.5 * work, 0.5 * left))
+        wall = min(1.5 * work, 0.5 * left)
         got = residency_for_latency(problem, plan, wall=wall, work=work, workers=workers, seed=seed,
                                     deterministic=deterministic)
         if got is None:
             continue
         hit_wall = hit_wall or got.hit_wall
-        same = any(got.plan.transfers == p.transfers and got.plan.placements == p.placements for _, p in candidates)
-        if not same:
-            hints[len(candidates)] = got.queues
-            candidates.append((f"residency model on the order of {who}", got.plan))
+        if not any(got.plan.transfers == p.transfers and got.plan.placements == p.placements for _, p in candidates):
+            found.append((f"residency model on the order of {who}", got.plan, got.queues))
     return hit_wall
 
 
