@@ -28,6 +28,11 @@ the latency bound and gap of both plans, and what is proven about the latency pl
 (``solver.latency_status``: ``optimal`` = meets the bound, ``order-optimal`` = no timing of its
 order, placements and copies is faster).
 
+Part 5 -- the same comparison (exact's traffic plan, ``exact --objective latency`` before and
+after the residency model) on seeded random graphs of 5-12 ``Relu`` / ``Add`` / ``MatMul``
+operators on a toy engine (10 ns per element, DRAM at 1 GB/s, one and two DMA channels) at M_R
+and M_H: synthetic, to show what the residency model does where whole-tensor plans have slack.
+
 Part 1 plans with ``--objective latency`` by default (``--objective traffic`` for the figures
 of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exact``).
 
@@ -36,6 +41,7 @@ of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exa
     python benchmarks/latency.py --models resnet50,darts --time-limit 5
     python benchmarks/latency.py --skip-suite --exact --time-limit 10   # parts 1, 3 and 4
     python benchmarks/latency.py --skip-part1 --skip-suite --exact --part4-target ethos-u65-256
+    python benchmarks/latency.py --skip-part1 --skip-suite --random 30 --time-limit 2   # part 5
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -59,7 +66,7 @@ from stowage.api import load_model  # noqa: E402
 from stowage.ir.graph import Graph  # noqa: E402
 from stowage.plan import Plan  # noqa: E402
 from stowage.solvers.timing import Timeline, estimate  # noqa: E402
-from stowage.targets.hierarchy import load_target  # noqa: E402
+from stowage.targets.hierarchy import Hierarchy, load_target  # noqa: E402
 
 MBV2 = ROOT / "models" / "int8" / "mobilenet_v2_int8_qop.onnx"
 VELA = {"ethos-u55-256": 12.10e-3, "ethos-u65-256": 4.20e-3}
@@ -204,6 +211,104 @@ def part4(models: list[str] | None, time_limit: float, target_name: str = "ethos
     return lines
 
 
+def _random_graph(rng: random.Random, n_ops: int) -> Graph:
+    """A random DAG of ``Relu`` / ``Add`` / ``MatMul`` (with a weight) over ``[1, w]`` float
+    tensors, w in {8, 16, 32}, each op reading recent tensors (residual-like reuse), imported at
+    8-bit elements; the last tensor and any unused one are graph outputs."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stowage.ir.onnx_import import import_model
+
+    widths = {"x": rng.choice((8, 16, 32))}
+    nodes, inits, used = [], [], set()
+    for i in range(n_ops):
+        names = list(widths)
+        kind = rng.choice(("relu", "add", "matmul", "matmul"))
+        a = rng.choice(names[-4:])
+        out = f"t{i}"
+        if kind == "add":
+            same = [m for m in names if widths[m] == widths[a] and m != a]
+            if same:
+                b = rng.choice(same)
+                nodes.append(helper.make_node("Add", [a, b], [out], name=f"add{i}"))
+                used |= {a, b}
+                widths[out] = widths[a]
+                continue
+            kind = "relu"
+        if kind == "relu":
+            nodes.append(helper.make_node("Relu", [a], [out], name=f"relu{i}"))
+            widths[out] = widths[a]
+        else:
+            w_out = rng.choice((8, 16, 32))
+            w = f"W{i}"
+            inits.append(numpy_helper.from_array(np.ones((widths[a], w_out), np.float32), w))
+            nodes.append(helper.make_node("MatMul", [a, w], [out], name=f"matmul{i}"))
+            widths[out] = w_out
+        used.add(a)
+    outs = [n for n in widths if n != "x" and (n not in used or n == f"t{n_ops - 1}")]
+    vi = lambda t: helper.make_tensor_value_info(t, TensorProto.FLOAT, [1, widths[t]])  # noqa: E731
+    model = helper.make_model(helper.make_graph(nodes, "random", [vi("x")], [vi(o) for o in outs], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    return import_model(model, element_bytes=1)
+
+
+def _toy(channels: int) -> Hierarchy:
+    """1 MAC per cycle at 100 MHz (10 ns per element), SRAM at 64 GB/s, DRAM at 1 GB/s."""
+    from stowage.targets.hierarchy import Compute, Level
+
+    engine = Compute(clock_hz=1e8, macs_per_cycle=1, dma_channels=channels, efficiency={"elementwise": 1.0})
+    return Hierarchy(name=f"toy-{channels}ch", levels=(Level("sram", None, 1, 64e9, 64e9),
+                                                       Level("dram", None, 1, 1e9, 1e9)),
+                     compute_level="sram", weights_home="dram", inputs_home="dram", outputs_home="dram",
+                     compute_engine=engine)
+
+
+def part5(count: int, time_limit: float, seed: int = 0) -> list[str]:
+    """Random graphs (``_random_graph``, 5-12 operators, seeded) on the toy engine with one and
+    two DMA channels at M_R and M_H: ``exact --objective latency`` before
+    (``latency_residency=false``) and after the residency model, against exact's traffic plan."""
+    rng = random.Random(seed)
+    lines = [("| case | ops | target | budget | traffic: ns / B | before: ns / B | after: ns / B | after vs before | "
+              "bound ns | found by (after) | stopped by time |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(f"part 5: {count} random graphs, seed {seed}", flush=True)
+    print("\n".join(lines), flush=True)
+    faster, slower, rows, gains, traffic_up = 0, 0, 0, [], 0
+    for case in range(count):
+        n_ops = rng.randint(5, 12)
+        graph = _random_graph(rng, n_ops)
+        for channels in (1, 2):
+            target = _toy(channels)
+            for budget in ("M_R", "M_H"):
+                res = {}
+                for key, obj, params in (("traffic", "traffic", None),
+                                         ("before", "latency", {"latency_residency": False}),
+                                         ("after", "latency", None)):
+                    res[key] = compile_plan(graph, target=target, capacity=budget, solver="exact", objective=obj,
+                                            time_limit=time_limit, tiling="off", in_place=False, params=params)
+                tp, bp, lp = res["traffic"], res["before"], res["after"]
+                tt, bt, lt = tp.metrics.estimated_seconds, bp.metrics.estimated_seconds, lp.metrics.estimated_seconds
+                assert tt is not None and bt is not None and lt is not None
+                rows += 1
+                slower += lt > bt * (1 + 1e-12)
+                if lt < bt * (1 - 1e-9):
+                    faster += 1
+                    gains.append(1 - lt / bt)
+                    traffic_up += lp.metrics.noncompulsory_bytes > bp.metrics.noncompulsory_bytes
+                stopped = ", ".join(k for k, p in res.items() if p.solver.stopped_by == "time")
+                lines.append(f"| {case} | {n_ops} | {target.name} | {budget} | {tt * 1e9:.0f} / "
+                             f"{tp.metrics.noncompulsory_bytes} | {bt * 1e9:.0f} / {bp.metrics.noncompulsory_bytes} | "
+                             f"{lt * 1e9:.0f} / {lp.metrics.noncompulsory_bytes} | {100 * (1 - lt / bt):.2f}% | "
+                             f"{(lp.solver.latency_bound or 0) * 1e9:.0f} | {lp.solver.found_by} | {stopped or 'no'} |")
+                print(lines[-1], flush=True)
+    mean = 100 * sum(gains) / len(gains) if gains else 0.0
+    lines.append(f"after faster than before in {faster} of {rows} (mean {mean:.2f}% where faster, max "
+                 f"{100 * max(gains, default=0.0):.2f}%; {traffic_up} of them with more traffic); slower in {slower}")
+    print(lines[-1], flush=True)
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=None, help="comma-separated suite names for part 2 (default: cosma + nas)")
@@ -214,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--objective", choices=("traffic", "latency"), default="latency", help="part 1's objective")
     ap.add_argument("--solver", default="heuristic", help="part 1's solver (heuristic or exact)")
     ap.add_argument("--part4-target", default="ethos-u55-256", help="part 4's target (default ethos-u55-256)")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="part 5: N random graphs on a toy engine, exact latency before/after the residency model")
     args = ap.parse_args(argv)
     load = os.getloadavg()
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, load {load[0]:.2f} "
@@ -225,6 +332,8 @@ def main(argv: list[str] | None = None) -> int:
         part2(names, args.time_limit)
     if args.exact:
         part4(names, args.time_limit, args.part4_target)
+    if args.random:
+        part5(args.random, args.time_limit)
     load = os.getloadavg()
     print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
