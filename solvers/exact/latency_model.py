@@ -177,21 +177,19 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
     the smallest makespan wins, then the least traffic, then the smaller peak.
 
     The candidates are exact's own plan for traffic (``traffic_solver`` with the same params
-    and ``objective = traffic``, on the whole limit, as a standalone run) and the heuristic's latency plan (15%: the
-    fastest by ``estimate`` of its best results and the baselines), and, with
-    ``params.latency_residency`` (the default) and no candidate at the latency bound already,
-    the residency model's plan for each whole-tensor candidate's order
-    (``latency_residency``: which buffers to spill and when, chosen for time; 15% of the limit
-    as work), its DMA queues a second warm start.  Each fixed candidate's schedule gets 10% of
-    the limit as work, each residency plan's 5%.  Each is warm-started from its own timeline,
-    and the traffic plan is a candidate, so the result is never slower than exact's traffic
-    plan, nor than without the residency model.  The traffic status and bound (``solver.status``,
+    and ``objective = traffic``, on 55% of the limit) and the heuristic's latency plan (15%: the
+    fastest by ``estimate`` of its best results and the baselines), each scheduled on its share
+    of what is left; then, with ``params.latency_residency`` (the default), when no candidate
+    meets the latency bound and the time left holds its work budget (15% of the limit), the
+    residency model's plan for each whole-tensor candidate's order (``latency_residency``:
+    which buffers to spill and when, chosen for time), scheduled with 5% of the limit and its
+    DMA queues as a second warm start.  Each is warm-started from its own timeline, and the
+    traffic plan is a candidate, so the result is never slower than exact's traffic plan, nor
+    than without the residency model.  The traffic status and bound (``solver.status``,
     ``solver.lower_bound``) stay those of exact's proof, judged on the chosen plan's traffic."""
     from stowage.solvers.heuristic import HeuristicParams, plan_heuristic
 
-    # The whole limit, as a standalone ``exact`` run gets it: its work budgets scale with the
-    # limit, so the same plan comes back, and the latency plan is never slower than it.
-    traffic = traffic_solver(problem, replace(params, objective="traffic", time_limit=time_limit))
+    traffic = traffic_solver(problem, replace(params, objective="traffic", time_limit=0.55 * time_limit))
     bound = traffic.solver.lower_bound
     candidates = [(traffic.solver.found_by or "exact", traffic)]
     left = time_limit - (time.perf_counter() - started)
@@ -205,27 +203,32 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
     hit_wall = traffic.solver.stopped_by == "time"
     deterministic = getattr(params, "deterministic", True)
 
-    def schedule(who: str, plan: Plan, work: float, hint: Sequence[Sequence[int]] | None = None) -> Plan:
-        # A work budget (deterministic: same seed, same schedule on any load); the wall clock,
-        # up to what is left of the limit, is only its safety stop.
+    def schedule(who: str, plan: Plan, work: float, wall: float,
+                 hint: Sequence[Sequence[int]] | None = None) -> Plan:
         nonlocal hit_wall
-        left = time_limit - (time.perf_counter() - started)
-        wall = max(0.05, min(1.5 * work, 0.95 * left))
         sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=work, workers=workers,
                               seed=seed, deterministic=deterministic, hint_queues=hint)
         hit_wall = hit_wall or (sched is not None and sched.hit_wall)
         timed = with_latency(problem.graph, plan, problem.target, sched)
         return replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}"))
 
-    scheduled = [schedule(who, plan, SCHEDULE_SHARE * time_limit) for who, plan in candidates]
-    fastest = min(scheduled, key=_key)
-    at_bound = fastest.solver.latency_status == "optimal"
+    scheduled: list[Plan] = []
+    for k, (who, plan) in enumerate(candidates):
+        left = time_limit - (time.perf_counter() - started)
+        # A work budget; the wall clock, up to what is left of the limit, is only its safety stop.
+        share = max(0.05, 0.9 * left / (len(candidates) - k))
+        scheduled.append(schedule(who, plan, share, max(share, min(1.5 * share, 0.95 * left))))
+    at_bound = min(scheduled, key=_key).solver.latency_status == "optimal"
     if getattr(params, "latency_residency", True) and not at_bound:
+        # After today's candidates, in the time they left (they stop on work budgets, usually
+        # early): so the result is never slower than without the residency model.
         found: list[tuple[str, Plan, Sequence[Sequence[int]]]] = []
         hit_wall = _residency_candidates(problem, candidates, found, started, time_limit, workers, seed,
                                          deterministic) or hit_wall
-        scheduled += [schedule(who, plan, RESIDENCY_SCHEDULE_SHARE * time_limit, hint)
-                      for who, plan, hint in found]
+        for who, plan, hint in found:
+            work = RESIDENCY_SCHEDULE_SHARE * time_limit
+            left = time_limit - (time.perf_counter() - started)
+            scheduled.append(schedule(who, plan, work, max(0.05, min(1.5 * work, 0.95 * left)), hint))
     best = min(scheduled, key=_key)
     got = best.metrics.noncompulsory_bytes
     status = "optimal" if bound is not None and got <= bound else "feasible"
@@ -236,10 +239,9 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
                                         stopped_by="time" if hit_wall else best.solver.stopped_by))
 
 
-#: Shares of the time limit, as CP-SAT work (deterministic): the DMA schedule of each fixed
-#: candidate; the residency model (``latency_residency``), split between the candidate orders
-#: it runs on; the DMA schedule of each plan it proposes.
-SCHEDULE_SHARE = 0.1
+#: Shares of the time limit, as CP-SAT work (deterministic): the residency model
+#: (``latency_residency``), split between the candidate orders it runs on, and the DMA
+#: schedule of each plan it proposes.
 RESIDENCY_SHARE = 0.15
 RESIDENCY_SCHEDULE_SHARE = 0.05
 
@@ -250,8 +252,9 @@ def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]],
     """Append to ``found`` the residency model's plan for each whole-tensor candidate order
     (``latency_residency.residency_for_latency``: which buffers to spill and when, chosen for
     time) with its DMA queues, unless it equals a candidate.  Work budgets are fixed shares of
-    the limit (deterministic); the wall clock, at most half of what is left, is the safety
-    stop.  Returns whether the wall clock cut a run (or left no time for one)."""
+    the limit (deterministic); a run starts only when that much time is left, and the wall
+    clock (at most 80% of what is left) is its safety stop.  Returns whether the wall clock cut
+    a run or left no time for one."""
     from stowage.solvers.exact.latency_residency import residency_for_latency
 
     orders = []
@@ -265,10 +268,10 @@ def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]],
     for who, plan in refs:
         work = RESIDENCY_SHARE * time_limit / len(refs)
         left = time_limit - (time.perf_counter() - started)
-        if left < 0.1:
-            hit_wall = True
+        if left < work:
+            hit_wall = True     # the clock, not a work budget, decided: say so (stopped_by)
             break
-        wall = min(1.5 * work, 0.5 * left)
+        wall = min(1.5 * work, 0.8 * left)
         got = residency_for_latency(problem, plan, wall=wall, work=work, workers=workers, seed=seed,
                                     deterministic=deterministic)
         if got is None:
