@@ -96,11 +96,11 @@ def test_spilling_the_early_tensor_hides_its_store_under_the_long_matmul():
     assert validate(g, annotate(got.plan, tl)).ok
 
 
-def test_exact_latency_takes_the_residency_plan_when_it_is_faster():
-    """The same graph through ``exact --objective latency`` with the greedy baseline's order
-    forced on it (mode fixed-schedule takes the best warm start's order; the joint model may
-    find an order without a spill, which is only faster): never slower than without the
-    residency model, and the plan passes the validator with its times (rule 9)."""
+def test_exact_latency_with_the_residency_model_is_never_slower_on_the_hand_case():
+    """The same graph through ``exact --objective latency`` with and without the residency
+    model (``latency_residency``): exact's own order may avoid the spill altogether, so this
+    checks only the guarantee -- with the model, never slower -- and that both plans pass the
+    validator with their times (rule 9)."""
     g = _which_spill()
     target = toy(64)
     plans = {}
