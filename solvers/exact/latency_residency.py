@@ -174,7 +174,7 @@ class LatencyResidencyModel:
             top = min(data.capacity, max(top, 1))
         self.top = top
         m = self.model = cp_model.CpModel()
-        # A horizon from the hint's own timeline in this model (``_hint_times``), so it is feasible.
+        # A horizon from the hint's own timeline in this model (``_hint_schedule``), so it is feasible.
         self.segs: dict[int, list[_Seg]] = {}
         self.copies: list[_Copy] = []
         hint_sol = hint
