@@ -20,12 +20,18 @@ Part 2 -- ``--objective latency`` vs ``traffic`` with ``heuristic`` on the COSMA
 
 Part 3 -- the cost of a timeline: median wall time of ``estimate`` over 5 runs per plan.
 
-Part 4 -- ``exact`` (``--objective latency``: ``stowage.solvers.exact.latency_model``) against
-``exact`` for traffic on the COSMA group (``models/suite.toml`` group ``cosma``, 8-bit,
-activations only, whole tensors) at M_R and M_H on ``ethos-u55-256``: estimated time, traffic,
+Part 4 -- ``exact`` (``--objective latency``: ``stowage.solvers.exact.latency_model``), before
+(``latency_residency=false``) and after the residency model, against ``exact`` for traffic on
+the COSMA group (``models/suite.toml`` group ``cosma``, 8-bit, activations only, whole tensors)
+at M_R and M_H on ``ethos-u55-256`` (``--part4-target``): estimated time, traffic,
 the latency bound and gap of both plans, and what is proven about the latency plan's makespan
 (``solver.latency_status``: ``optimal`` = meets the bound, ``order-optimal`` = no timing of its
 order, placements and copies is faster).
+
+Part 5 -- the same comparison (exact's traffic plan, ``exact --objective latency`` before and
+after the residency model) on seeded random graphs of 5-12 ``Relu`` / ``Add`` / ``MatMul``
+operators on a toy engine (10 ns per element, DRAM at 1 GB/s, one and two DMA channels) at M_R
+and M_H: synthetic, to show what the residency model does where whole-tensor plans have slack.
 
 Part 1 plans with ``--objective latency`` by default (``--objective traffic`` for the figures
 of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exact``).
@@ -34,6 +40,8 @@ of the traffic objective); ``--solver`` picks its solver (``heuristic`` or ``exa
     python benchmarks/latency.py --skip-suite         # part 1 and 3 only (< 1 minute)
     python benchmarks/latency.py --models resnet50,darts --time-limit 5
     python benchmarks/latency.py --skip-suite --exact --time-limit 10   # parts 1, 3 and 4
+    python benchmarks/latency.py --skip-part1 --skip-suite --exact --part4-target ethos-u65-256
+    python benchmarks/latency.py --skip-part1 --skip-suite --random 30 --time-limit 2   # part 5
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import sys
 import time
@@ -57,7 +66,7 @@ from stowage.api import load_model  # noqa: E402
 from stowage.ir.graph import Graph  # noqa: E402
 from stowage.plan import Plan  # noqa: E402
 from stowage.solvers.timing import Timeline, estimate  # noqa: E402
-from stowage.targets.hierarchy import load_target  # noqa: E402
+from stowage.targets.hierarchy import Hierarchy, load_target  # noqa: E402
 
 MBV2 = ROOT / "models" / "int8" / "mobilenet_v2_int8_qop.onnx"
 VELA = {"ethos-u55-256": 12.10e-3, "ethos-u65-256": 4.20e-3}
@@ -149,44 +158,153 @@ def part2(models: list[str] | None, time_limit: float) -> list[str]:
     return lines
 
 
-def part4(models: list[str] | None, time_limit: float) -> list[str]:
-    """``exact`` for latency against ``exact`` for traffic (module docstring, part 4)."""
-    lines = [("| model | steps | budget | exact traffic: ms / non-compulsory B / status | exact latency: ms / "
-              "non-compulsory B | faster by | traffic cost | latency bound ms | gap ms (traffic, latency) | "
-              "latency status | found by | s (traffic, latency) | stopped by time |"),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+def part4(models: list[str] | None, time_limit: float, target_name: str = "ethos-u55-256") -> list[str]:
+    """``exact`` for latency against ``exact`` for traffic (module docstring, part 4): the
+    latency plan before the residency model (``latency_residency=false``: the DMA schedule of
+    fixed plans only) and after it (the default: CP-SAT also chooses which buffers to spill and
+    when, ``stowage.solvers.exact.latency_residency``)."""
+    lines = [("| model | steps | budget | exact traffic: ms / non-compulsory B / status | latency before: ms / B | "
+              "latency after: ms / B | after vs traffic | after vs before | latency bound ms | gap ms (traffic, "
+              "before, after) | status after | found by (after) | s (traffic, before, after) | stopped by time |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(f"part 4: {target_name}", flush=True)
     print("\n".join(lines), flush=True)
-    target = load_target("ethos-u55-256")
-    never_slower, proven, rows = True, 0, 0
+    target = load_target(target_name)
+    never_slower, never_slower_before, proven, rows, faster = True, True, 0, 0, 0
     for m in load_manifest():
         if m.group != "cosma" or (models and m.name not in models):
             continue
         graph = load_model(m.path, element_bytes=1, in_place=True)
         for budget in ("M_R", "M_H"):
             res = {}
-            for obj in ("traffic", "latency"):
+            for key, obj, params in (("traffic", "traffic", None), ("before", "latency", {"latency_residency": False}),
+                                     ("after", "latency", None)):
                 t0 = time.perf_counter()
                 p = compile_plan(graph, target=target, capacity=budget, solver="exact", objective=obj,
-                                 time_limit=time_limit, tiling="off")
-                res[obj] = (p, time.perf_counter() - t0)
-            (tp, tw), (lp, lw) = res["traffic"], res["latency"]
-            tt, lt = tp.metrics.estimated_seconds, lp.metrics.estimated_seconds
-            assert tt is not None and lt is not None and lp.solver.latency_bound is not None
+                                 time_limit=time_limit, tiling="off", params=params)
+                res[key] = (p, time.perf_counter() - t0)
+            (tp, tw), (bp, bw), (lp, lw) = res["traffic"], res["before"], res["after"]
+            tt, bt, lt = tp.metrics.estimated_seconds, bp.metrics.estimated_seconds, lp.metrics.estimated_seconds
+            assert tt is not None and bt is not None and lt is not None and lp.solver.latency_bound is not None
             bound = lp.solver.latency_bound
             never_slower &= lt <= tt * (1 + 1e-12)
+            never_slower_before &= lt <= bt * (1 + 1e-12)
+            faster += lt < bt * (1 - 1e-9)
             rows += 1
             proven += lp.solver.latency_status in ("optimal", "order-optimal")
-            stopped = ", ".join(x for x, p in (("traffic", tp), ("latency", lp)) if p.solver.stopped_by == "time")
+            stopped = ", ".join(x for x, p in (("traffic", tp), ("before", bp), ("after", lp))
+                                if p.solver.stopped_by == "time")
             lines.append(f"| {m.name} | {len(lp.steps)} | {budget} | {tt * 1e3:.3f} / "
-                         f"{tp.metrics.noncompulsory_bytes:,} / {tp.solver.status} | {lt * 1e3:.3f} / "
-                         f"{lp.metrics.noncompulsory_bytes:,} | {100 * (1 - lt / tt):.2f}% | "
-                         f"{lp.metrics.noncompulsory_bytes - tp.metrics.noncompulsory_bytes:+,} B | "
-                         f"{bound * 1e3:.3f} | "
-                         f"{(tt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | {lp.solver.latency_status} | "
-                         f"{lp.solver.found_by} | {tw:.1f}, {lw:.1f} | {stopped or 'no'} |")
+                         f"{tp.metrics.noncompulsory_bytes:,} / {tp.solver.status} | {bt * 1e3:.3f} / "
+                         f"{bp.metrics.noncompulsory_bytes:,} | {lt * 1e3:.3f} / {lp.metrics.noncompulsory_bytes:,} | "
+                         f"{100 * (1 - lt / tt):.2f}% "
+                         f"({lp.metrics.noncompulsory_bytes - tp.metrics.noncompulsory_bytes:+,} B) | "
+                         f"{100 * (1 - lt / bt):.3f}% | {bound * 1e3:.3f} | "
+                         f"{(tt - bound) * 1e3:.3f}, {(bt - bound) * 1e3:.3f}, {(lt - bound) * 1e3:.3f} | "
+                         f"{lp.solver.latency_status} | {lp.solver.found_by} | {tw:.1f}, {bw:.1f}, {lw:.1f} | "
+                         f"{stopped or 'no'} |")
             print(lines[-1], flush=True)
-    lines.append(f"exact latency plan never slower than exact's traffic plan: {never_slower}; makespan proven "
+    lines.append(f"after never slower than exact's traffic plan: {never_slower}; never slower than before: "
+                 f"{never_slower_before}; faster than before in {faster} of {rows}; makespan proven "
                  f"(optimal or order-optimal) in {proven} of {rows} cases")
+    print(lines[-1], flush=True)
+    return lines
+
+
+def _random_graph(rng: random.Random, n_ops: int) -> Graph:
+    """A random DAG of ``Relu`` / ``Add`` / ``MatMul`` (with a weight) over ``[1, w]`` float
+    tensors, w in {8, 16, 32}, each op reading recent tensors (residual-like reuse), imported at
+    8-bit elements; the last tensor and any unused one are graph outputs."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from stowage.ir.onnx_import import import_model
+
+    widths = {"x": rng.choice((8, 16, 32))}
+    nodes, inits, used = [], [], set()
+    for i in range(n_ops):
+        names = list(widths)
+        kind = rng.choice(("relu", "add", "matmul", "matmul"))
+        a = rng.choice(names[-4:])
+        out = f"t{i}"
+        if kind == "add":
+            same = [m for m in names if widths[m] == widths[a] and m != a]
+            if same:
+                b = rng.choice(same)
+                nodes.append(helper.make_node("Add", [a, b], [out], name=f"add{i}"))
+                used |= {a, b}
+                widths[out] = widths[a]
+                continue
+            kind = "relu"
+        if kind == "relu":
+            nodes.append(helper.make_node("Relu", [a], [out], name=f"relu{i}"))
+            widths[out] = widths[a]
+        else:
+            w_out = rng.choice((8, 16, 32))
+            w = f"W{i}"
+            inits.append(numpy_helper.from_array(np.ones((widths[a], w_out), np.float32), w))
+            nodes.append(helper.make_node("MatMul", [a, w], [out], name=f"matmul{i}"))
+            widths[out] = w_out
+        used.add(a)
+    outs = [n for n in widths if n != "x" and (n not in used or n == f"t{n_ops - 1}")]
+    vi = lambda t: helper.make_tensor_value_info(t, TensorProto.FLOAT, [1, widths[t]])  # noqa: E731
+    model = helper.make_model(helper.make_graph(nodes, "random", [vi("x")], [vi(o) for o in outs], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+    return import_model(model, element_bytes=1)
+
+
+def _toy(channels: int) -> Hierarchy:
+    """1 MAC per cycle at 100 MHz (10 ns per element), SRAM at 64 GB/s, DRAM at 1 GB/s."""
+    from stowage.targets.hierarchy import Compute, Level
+
+    engine = Compute(clock_hz=1e8, macs_per_cycle=1, dma_channels=channels, efficiency={"elementwise": 1.0})
+    return Hierarchy(name=f"toy-{channels}ch", levels=(Level("sram", None, 1, 64e9, 64e9),
+                                                       Level("dram", None, 1, 1e9, 1e9)),
+                     compute_level="sram", weights_home="dram", inputs_home="dram", outputs_home="dram",
+                     compute_engine=engine)
+
+
+def part5(count: int, time_limit: float, seed: int = 0) -> list[str]:
+    """Random graphs (``_random_graph``, 5-12 operators, seeded) on the toy engine with one and
+    two DMA channels at M_R and M_H: ``exact --objective latency`` before
+    (``latency_residency=false``) and after the residency model, against exact's traffic plan."""
+    rng = random.Random(seed)
+    lines = [("| case | ops | target | budget | traffic: ns / B | before: ns / B | after: ns / B | after vs before | "
+              "bound ns | found by (after) | stopped by time |"),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    print(f"part 5: {count} random graphs, seed {seed}", flush=True)
+    print("\n".join(lines), flush=True)
+    faster, slower, rows, gains, traffic_up = 0, 0, 0, [], 0
+    for case in range(count):
+        n_ops = rng.randint(5, 12)
+        graph = _random_graph(rng, n_ops)
+        for channels in (1, 2):
+            target = _toy(channels)
+            for budget in ("M_R", "M_H"):
+                res = {}
+                for key, obj, params in (("traffic", "traffic", None),
+                                         ("before", "latency", {"latency_residency": False}),
+                                         ("after", "latency", None)):
+                    res[key] = compile_plan(graph, target=target, capacity=budget, solver="exact", objective=obj,
+                                            time_limit=time_limit, tiling="off", in_place=False, params=params)
+                tp, bp, lp = res["traffic"], res["before"], res["after"]
+                tt, bt, lt = tp.metrics.estimated_seconds, bp.metrics.estimated_seconds, lp.metrics.estimated_seconds
+                assert tt is not None and bt is not None and lt is not None
+                rows += 1
+                slower += lt > bt * (1 + 1e-12)
+                if lt < bt * (1 - 1e-9):
+                    faster += 1
+                    gains.append(1 - lt / bt)
+                    traffic_up += lp.metrics.noncompulsory_bytes > bp.metrics.noncompulsory_bytes
+                stopped = ", ".join(k for k, p in res.items() if p.solver.stopped_by == "time")
+                lines.append(f"| {case} | {n_ops} | {target.name} | {budget} | {tt * 1e9:.0f} / "
+                             f"{tp.metrics.noncompulsory_bytes} | {bt * 1e9:.0f} / {bp.metrics.noncompulsory_bytes} | "
+                             f"{lt * 1e9:.0f} / {lp.metrics.noncompulsory_bytes} | {100 * (1 - lt / bt):.2f}% | "
+                             f"{(lp.solver.latency_bound or 0) * 1e9:.0f} | {lp.solver.found_by} | {stopped or 'no'} |")
+                print(lines[-1], flush=True)
+    mean = 100 * sum(gains) / len(gains) if gains else 0.0
+    lines.append(f"after faster than before in {faster} of {rows} (mean {mean:.2f}% where faster, max "
+                 f"{100 * max(gains, default=0.0):.2f}%; {traffic_up} of them with more traffic); slower in {slower}")
     print(lines[-1], flush=True)
     return lines
 
@@ -200,6 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--skip-part1", action="store_true", help="no MobileNetV2 rows")
     ap.add_argument("--objective", choices=("traffic", "latency"), default="latency", help="part 1's objective")
     ap.add_argument("--solver", default="heuristic", help="part 1's solver (heuristic or exact)")
+    ap.add_argument("--part4-target", default="ethos-u55-256", help="part 4's target (default ethos-u55-256)")
+    ap.add_argument("--random", type=int, default=0, metavar="N",
+                    help="part 5: N random graphs on a toy engine, exact latency before/after the residency model")
     args = ap.parse_args(argv)
     load = os.getloadavg()
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} cores, load {load[0]:.2f} "
@@ -210,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_suite:
         part2(names, args.time_limit)
     if args.exact:
-        part4(names, args.time_limit)
+        part4(names, args.time_limit, args.part4_target)
+    if args.random:
+        part5(args.random, args.time_limit)
     load = os.getloadavg()
     print(f"# load at end {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")

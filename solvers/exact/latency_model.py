@@ -78,13 +78,20 @@ def _queues_of(tl: Timeline, channels: int) -> list[list[int]]:
 
 
 def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work: float, workers: int = 1,
-                  seed: int = 0, deterministic: bool = True) -> Schedule | None:
+                  seed: int = 0, deterministic: bool = True,
+                  hint_queues: Sequence[Sequence[int]] | None = None) -> Schedule | None:
     """The fastest DMA schedule of ``plan`` within the limits (``wall`` seconds, ``work`` CP-SAT
-    deterministic time); None when its time is unknown."""
+    deterministic time); None when its time is unknown.  ``hint_queues`` (per channel, plan
+    transfer indices: the residency model's queues) is a second warm start, used when its
+    replay is faster than ``estimate``'s."""
     tg = time_graph(graph, plan, target)
     warm = estimate(graph, plan, target)
     if tg is None or warm is None:
         return None
+    if hint_queues:
+        alt = replay(graph, plan, target, hint_queues)
+        if alt is not None and alt.makespan < warm.makespan:
+            warm = alt
     n, m = tg.nsteps, len(tg.duration)
     if m == 0 or warm.makespan <= 0:
         return Schedule(warm, True, False)        # steps only: back to back is the one timing
@@ -171,9 +178,14 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
 
     The candidates are exact's own plan for traffic (``traffic_solver`` with the same params
     and ``objective = traffic``, on 55% of the limit) and the heuristic's latency plan (15%: the
-    fastest by ``estimate`` of its best results and the baselines).  Each is warm-started from
-    its own timeline, and the traffic plan is a candidate, so the result is never slower than
-    exact's traffic plan.  The traffic status and bound (``solver.status``,
+    fastest by ``estimate`` of its best results and the baselines), each scheduled on its share
+    of what is left; then, with ``params.latency_residency`` (the default), when no candidate
+    meets the latency bound and the time left holds its work budget (15% of the limit), the
+    residency model's plan for each whole-tensor candidate's order (``latency_residency``:
+    which buffers to spill and when, chosen for time), scheduled with 5% of the limit and its
+    DMA queues as a second warm start.  Each is warm-started from its own timeline, and the
+    traffic plan is a candidate, so the result is never slower than exact's traffic plan, nor
+    than without the residency model.  The traffic status and bound (``solver.status``,
     ``solver.lower_bound``) stay those of exact's proof, judged on the chosen plan's traffic."""
     from stowage.solvers.heuristic import HeuristicParams, plan_heuristic
 
@@ -189,18 +201,34 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
                 fast.placements != traffic.placements:
             candidates.append((fast.solver.found_by or "heuristic (latency)", fast))
     hit_wall = traffic.solver.stopped_by == "time"
+    deterministic = getattr(params, "deterministic", True)
+
+    def schedule(who: str, plan: Plan, work: float, wall: float,
+                 hint: Sequence[Sequence[int]] | None = None) -> Plan:
+        nonlocal hit_wall
+        sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=work, workers=workers,
+                              seed=seed, deterministic=deterministic, hint_queues=hint)
+        hit_wall = hit_wall or (sched is not None and sched.hit_wall)
+        timed = with_latency(problem.graph, plan, problem.target, sched)
+        return replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}"))
+
     scheduled: list[Plan] = []
     for k, (who, plan) in enumerate(candidates):
         left = time_limit - (time.perf_counter() - started)
-        # A work budget (deterministic: same seed, same schedule on any load); the wall clock,
-        # up to what is left of the limit, is only its safety stop.
+        # A work budget; the wall clock, up to what is left of the limit, is only its safety stop.
         share = max(0.05, 0.9 * left / (len(candidates) - k))
-        wall = max(share, min(1.5 * share, 0.95 * left))
-        sched = best_schedule(problem.graph, plan, problem.target, wall=wall, work=share, workers=workers,
-                              seed=seed, deterministic=getattr(params, "deterministic", True))
-        hit_wall = hit_wall or (sched is not None and sched.hit_wall)
-        timed = with_latency(problem.graph, plan, problem.target, sched)
-        scheduled.append(replace(timed, solver=replace(timed.solver, found_by=f"exact: latency schedule of {who}")))
+        scheduled.append(schedule(who, plan, share, max(share, min(1.5 * share, 0.95 * left))))
+    at_bound = min(scheduled, key=_key).solver.latency_status == "optimal"
+    if getattr(params, "latency_residency", True) and not at_bound:
+        # After today's candidates, in the time they left (they stop on work budgets, usually
+        # early): so the result is never slower than without the residency model.
+        found: list[tuple[str, Plan, Sequence[Sequence[int]]]] = []
+        hit_wall = _residency_candidates(problem, candidates, found, started, time_limit, workers, seed,
+                                         deterministic) or hit_wall
+        for who, plan, hint in found:
+            work = RESIDENCY_SCHEDULE_SHARE * time_limit
+            left = time_limit - (time.perf_counter() - started)
+            scheduled.append(schedule(who, plan, work, max(0.05, min(1.5 * work, 0.95 * left)), hint))
     best = min(scheduled, key=_key)
     got = best.metrics.noncompulsory_bytes
     status = "optimal" if bound is not None and got <= bound else "feasible"
@@ -209,6 +237,49 @@ def solve_latency(problem: Problem, params: Any, started: float, time_limit: flo
     return replace(best, solver=replace(best.solver, name="exact", status=status, lower_bound=bound,
                                         seconds=time.perf_counter() - started,
                                         stopped_by="time" if hit_wall else best.solver.stopped_by))
+
+
+#: Shares of the time limit, as CP-SAT work (deterministic): the residency model
+#: (``latency_residency``), split between the candidate orders it runs on, and the DMA
+#: schedule of each plan it proposes.
+RESIDENCY_SHARE = 0.15
+RESIDENCY_SCHEDULE_SHARE = 0.05
+
+
+def _residency_candidates(problem: Problem, candidates: list[tuple[str, Plan]],
+                          found: list[tuple[str, Plan, Sequence[Sequence[int]]]], started: float, time_limit: float,
+                          workers: int, seed: int, deterministic: bool) -> bool:
+    """Append to ``found`` the residency model's plan for each whole-tensor candidate order
+    (``latency_residency.residency_for_latency``: which buffers to spill and when, chosen for
+    time) with its DMA queues, unless it equals a candidate.  Work budgets are fixed shares of
+    the limit (deterministic); a run starts only when that much time is left, and the wall
+    clock (at most 80% of what is left) is its safety stop.  Returns whether the wall clock cut
+    a run or left no time for one."""
+    from stowage.solvers.exact.latency_residency import residency_for_latency
+
+    orders = []
+    refs = []
+    for who, plan in candidates:
+        order = tuple(st.op for st in plan.steps)
+        if not plan.cascades and order not in orders:
+            orders.append(order)
+            refs.append((who, plan))
+    hit_wall = False
+    for who, plan in refs:
+        work = RESIDENCY_SHARE * time_limit / len(refs)
+        left = time_limit - (time.perf_counter() - started)
+        if left < work:
+            hit_wall = True     # the clock, not a work budget, decided: say so (stopped_by)
+            break
+        wall = min(1.5 * work, 0.8 * left)
+        got = residency_for_latency(problem, plan, wall=wall, work=work, workers=workers, seed=seed,
+                                    deterministic=deterministic)
+        if got is None:
+            continue
+        hit_wall = hit_wall or got.hit_wall
+        if not any(got.plan.transfers == p.transfers and got.plan.placements == p.placements for _, p in candidates):
+            found.append((f"residency model on the order of {who}", got.plan, got.queues))
+    return hit_wall
 
 
 def latency_of_tiled(problem: Problem, plan: Plan, solver: str) -> Plan:

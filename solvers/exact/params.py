@@ -35,6 +35,9 @@ class ExactParams:
     objective: str = "traffic"
     """traffic | latency (the fastest timing of exact's plan and the heuristic's, proven for the fixed order by
     stowage.solvers.exact.latency_model; docs/timing.md)"""
+    latency_residency: bool = True
+    """with objective latency: also let CP-SAT choose which buffers to spill and when, for time, on the candidates'
+    orders (stowage.solvers.exact.latency_residency); false keeps only the DMA schedule of fixed plans"""
 
 
 @dataclass(frozen=True)
