@@ -666,6 +666,18 @@ class Simulator:
             node = self.node_of(op)
             if all(o in self.shadow for o in node.output if o):
                 continue
+            if op.op_type in ("Shape", "Size") and op.inputs and op.inputs[0] not in self.shadow:
+                # A Shape (Size) of an activation with a known shape folds to its shape
+                # (``stowage.ir.build``): computed from the shape, as onnxruntime would.
+                dims = np.array(self.graph.tensors[op.inputs[0]].shape, dtype=np.int64)
+                if op.op_type == "Size":
+                    self.shadow[outs[0]] = np.array(int(np.prod(dims)), dtype=np.int64)
+                else:
+                    n = len(dims)
+                    lo, hi = int(op.attributes.get("start", 0)), int(op.attributes.get("end", n))
+                    lo, hi = (lo + n if lo < 0 else lo), (hi + n if hi < 0 else hi)
+                    self.shadow[outs[0]] = dims[max(0, min(lo, n)):max(0, min(hi, n))]
+                continue
             ins = [self.shadow[i] if i else None for i in node.input]
             for name, value in zip(self.wanted(node), self.runner.run(node, ins, self.out_types(node))):
                 self.shadow[name] = value

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+from stowage.ir.columns import mixed_buffer
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
@@ -308,7 +309,8 @@ class Partitioner:
         if b not in self._mov:
             buf = self.g.buffers[b]
             self._mov[b] = (buf.kind is TensorKind.ACTIVATION and not buf.is_output
-                            and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes)
+                            and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes
+                            and not mixed_buffer(self.g, b))
         return self._mov[b]
 
     def _sendable(self, b: BufferId) -> bool:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from stowage.ir.columns import mixed_buffer
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
 from stowage.ir.tiling import (
     DILATED,
@@ -153,11 +154,22 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     rings: dict[BufferId, int] = {}
     whole_in: list[BufferId] = []
     whole_out: list[BufferId] = []
+    # A buffer mixing row layouts (a flattening Reshape's view of an NCHW map, read in columns
+    # by a detection head's Concat: ``columns.mixed_buffer``) has no common row: it is whole,
+    # made before the cascade reading its view in rows.
+    mixed = {b for b in (*written, *read_in_rows) if mixed_buffer(graph, b)}
+    for b in mixed:
+        if b in written and b in read_in_rows:
+            raise NotTileable(f"{graph.buffers[b].tensors[0]}: its views have different rows")
+        if b in dram:
+            raise NotTileable(f"{graph.buffers[b].tensors[0]}: its views have different rows, it cannot cross in rows")
     for b in dict.fromkeys(b for i in ops for b in graph.op_reads(graph.operators[i])):
         buf = graph.buffers[b]
         if b in written or buf.kind is TensorKind.WEIGHT:
             continue  # weights: read whole by every stripe, counted only when resident (``weights``)
-        if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
+        if b in mixed:
+            whole_in.append(b)
+        elif (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
                 and not buf.is_output and b in read_in_rows):
             streamed[b] = 0
         elif b in dram:
@@ -168,7 +180,11 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             whole_in.append(b)
     for b in dict.fromkeys(tb[out_of[m.index]] for m in members):
         buf = graph.buffers[b]
-        if b in dram:
+        if b in mixed:
+            if not outside_readers.get(b, False):
+                raise NotTileable(f"{buf.tensors[0]}: its views have different rows")
+            whole_out.append(b)
+        elif b in dram:
             streamed[b] = 0
         elif buf.is_output:
             if stream and not outside_readers.get(b, False):
