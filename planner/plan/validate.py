@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stowage.ir.columns import column_tensors
-from stowage.ir.graph import Graph, Operator, TensorKind
+from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
 from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
 
@@ -1068,7 +1068,7 @@ class _RowReplay:
             got = self.rows[self.g.tensor_buffer[name]].get(r)
             if got is None:
                 return "it is not produced yet"
-            return None if got == name else f"it was rewritten by '{got}'"
+            return None if got == name or self.views_alike(got, name) else f"it was rewritten by '{got}'"
         slot = r % ct.ring_rows
         held = self.slots[ct.buffer].get(slot * ct.row_bytes)
         other = held is not None and self.g.tensor_buffer.get(held[1]) != self.g.tensor_buffer.get(name)
@@ -1080,9 +1080,30 @@ class _RowReplay:
                 (f" (ring slot {slot} holds row {held[0]})" if held else "")
         if held[0] > r:
             return f"ring slot {slot} of '{ct.tensor}' ({ct.ring_rows} rows) holds row {held[0]}: overwritten"
-        if held[1] != name and (inside or held[1] != ct.tensor):
+        if held[1] != name and (inside or held[1] != ct.tensor) and not self.views_alike(name, held[1]):
             return f"ring slot {slot} holds that row of '{held[1]}'"
         return None
+
+    def view_root(self, name: str) -> str:
+        """The tensor whose bytes ``name`` reinterprets through views (Reshape and the like,
+        which run no kernel), else ``name``."""
+        if not hasattr(self, "_view_src"):
+            self._view_src = {op.outputs[0]: op.inputs[0] for op in self.g.operators
+                              if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
+                              and self.g.tensor_buffer.get(op.inputs[0]) == self.g.tensor_buffer.get(op.outputs[0])}
+        for _ in range(64):
+            if name not in self._view_src:
+                break
+            name = self._view_src[name]
+        return name
+
+    def views_alike(self, a: str, b: str) -> bool:
+        """Whether tensors ``a`` and ``b`` are views of one another's bytes with the same rows
+        (a Reshape of a column tensor that keeps its last axis: the DFL's ``(1, 64, N)`` ->
+        ``(1, 4, 16, N)``): a row of one is that row of the other."""
+        return (self.view_root(a) == self.view_root(b) and _has_rows(self.g, a) and _has_rows(self.g, b)
+                and _rows(self.g, a) == _rows(self.g, b)
+                and self.g.tensors[a].bytes // _rows(self.g, a) == self.g.tensors[b].bytes // _rows(self.g, b))
 
     def put(self, ct: CascadeTensor, r: int, tensor: str) -> None:
         """Row ``r`` of ``tensor`` written (or loaded) into its slot of ring ``ct``."""
