@@ -272,6 +272,23 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     touched_by = {m.index: {tb[n] for n in maps[m.index] if tb[n] in held}
                   | ({tb[out_of[m.index]]} if tb[out_of[m.index]] in held else set()) for m in members}
 
+    def lowest_needed(b: BufferId) -> int:
+        """The lowest row of loaded buffer ``b`` a reader of the cascade reads from now on."""
+        low = rows_of_buffer.get(b, 1 << 30)
+        for c, rm, st, pt, _k, inr in read_maps[b]:
+            d = done[c]
+            if d < rows_of[c]:
+                if st:
+                    v = d * st - pt
+                    v = 0 if v < 0 else inr if v > inr else v
+                else:
+                    v = rm.first_needed(d)
+                if v < low:
+                    low = v
+        return low
+
+    rows_of_buffer = {b: max(rm.in_rows for _c, rm, *_ in read_maps[b]) for b in loaded if read_maps.get(b)}
+
     def release(bufs: set[BufferId]) -> None:
         """Raise the lowest live row of ``bufs``: only a member's own operands and result can
         change when it runs (its readers' next band, its rewrite, the rows it made)."""
@@ -327,6 +344,15 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             else:
                 hi = rm.need(lo_o, hi_o)[1]
             if b in loaded and hi > loaded[b]:
+                if b not in gathered:
+                    # Rows no reader of the cascade will read (those a Slice skips, above the
+                    # first it takes or between its taken rows) are never loaded: the load
+                    # starts at the lowest row any reader still needs.
+                    low = lowest_needed(b)
+                    if low > loaded[b]:
+                        loaded[b] = min(low, hi)
+                        if base[b] < loaded[b]:
+                            base[b] = loaded[b]
                 if record:
                     moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
                 load_bytes += (hi - loaded[b]) * row_bytes_of(b)
