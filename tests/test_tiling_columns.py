@@ -43,7 +43,8 @@ def _f(name: str, a: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(a.astype(np.float32), name)
 
 
-def _head_nodes(conv: str = "Conv") -> list[onnx.NodeProto]:
+def _head_nodes() -> list[onnx.NodeProto]:
+    """Flatten a and b, Concat along N, Split on channels into box (4) and cls (2)."""
     return [
         helper.make_node("Reshape", ["a", "sa"], ["fa"], name="flat_a"),
         helper.make_node("Reshape", ["b", "sb"], ["fb"], name="flat_b"),
@@ -76,7 +77,8 @@ def head_model() -> onnx.ModelProto:
              _ints("sa", [1, 6, 64]), _ints("sb", [1, 6, 16]), _ints("sizes", [4, 2]), _ints("s4", [1, 2, 2, N]),
              _f("wd", np.array([0.0, 1.0]).reshape(1, 2, 1, 1)), _ints("s3", [1, 2, N]),
              _ints("st", [0]), _ints("en", [1]), _ints("ax", [1]),
-             _f("anchors", rng.standard_normal((1, 1, N))), _f("stride", np.r_[np.full(64, 8.0), np.full(16, 16.0)][None])]
+             _f("anchors", rng.standard_normal((1, 1, N))),
+             _f("stride", np.r_[np.full(64, 8.0), np.full(16, 16.0)][None])]
     g = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
@@ -89,7 +91,6 @@ def int8_head_model() -> onnx.ModelProto:
     maps a (1x6x8x8) and b (1x6x4x4); flatten, Concat along N and Split on int8 bytes; the
     Sigmoid, Softmax and 1x1 DFL conv each between a DequantizeLinear and a QuantizeLinear;
     int8 result y (1x4x80)."""
-    rng = np.random.default_rng(11)
     s = _f("s", np.array(0.05))
     z = numpy_helper.from_array(np.array(0, dtype=np.int8), "z")
 
@@ -114,7 +115,6 @@ def int8_head_model() -> onnx.ModelProto:
     ]
     inits = [s, z, wq, _ints("sa", [1, 6, 64]), _ints("sb", [1, 6, 16]), _ints("sizes", [4, 2]),
              _ints("s4", [1, 2, 2, N]), _ints("s3", [1, 2, N])]
-    del rng
     g = helper.make_graph(nodes, "qhead", [helper.make_tensor_value_info("a", TensorProto.INT8, [1, 6, 8, 8]),
                                            helper.make_tensor_value_info("b", TensorProto.INT8, [1, 6, 4, 4])],
                           [helper.make_tensor_value_info("y", TensorProto.INT8, None)], inits)
@@ -164,10 +164,10 @@ def test_a_softmax_over_n_needs_whole_tensors() -> None:
 
 
 # -- the stripe program --------------------------------------------------------------------
-def test_stripes_of_the_head_hand_checked() -> None:
+def test_stripes_of_the_head_hand_checked(tmp_path) -> None:
     """Bands of 16 positions of the head after the two convs (a and b whole, made before):
     5 bands; the Concat's band 4 reads a's rows [64, 64) (none) and b's [0, 16)."""
-    g = load_model(_save(head_model(), Path("/tmp") / "stowage_head_rows.onnx"), element_bytes=1, in_place=True)
+    g = load_model(_save(head_model(), tmp_path / "head.onnx"), element_bytes=1, in_place=True)
     ops = tuple(op.index for op in g.computing_ops if op.name not in ("conv_a", "conv_b"))
     outside = {b.id: b.id in (g.tensor_buffer["a"], g.tensor_buffer["b"]) for b in g.buffers}
     prog = stripe_program(g, ops, 16, outside)
