@@ -569,7 +569,7 @@ def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         k = tuple(a.get("kernel_shape", w.shape[2:] if w is not None else ()))
         if (rank != 4 or k != (1, 1) or tuple(a.get("strides", (1, 1))) != (1, 1)
                 or tuple(a.get("pads", (0, 0, 0, 0))) != (0, 0, 0, 0) or tuple(a.get("dilations", (1, 1))) != (1, 1)
-                or str(a.get("auto_pad", "NOTSET")) not in ("NOTSET", "b'NOTSET'")):
+                or _text(a.get("auto_pad"), "NOTSET") != "NOTSET"):
             return None
         data = data[:1]
     else:

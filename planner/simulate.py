@@ -551,6 +551,11 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
         views.append(space[off:off + rb].reshape(outer, inner))
     return views
 
+#: Elementwise operators whose constant operands broadcast against the last axis: on a column
+#: stripe (``stowage.ir.columns``) a constant along ``N`` is taken at the band's positions.
+_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "PRelu", "Pow", "Where"})
+
+
 class Simulator:
     def __init__(self, model: onnx.ModelProto, graph: Graph, plan: Plan, base_dir: Path, seed: int = 0) -> None:
         if plan.options.element_bytes is not None:
@@ -1175,8 +1180,8 @@ class Simulator:
             else:
                 value, ok = self._read(mem, s, name)
                 y = self.orig.tensors.get(next((o for o in op.outputs if o), ""))
-                if (y is not None and y.name in column_tensors(self.orig) and value.ndim >= 2
-                        and value.shape[-1] == y.shape[-1] > 1):
+                if (y is not None and y.name in column_tensors(self.orig) and value.ndim >= 1
+                        and value.shape[-1] == y.shape[-1] > 1 and op.op_type in _BROADCASTING):
                     # A constant along N read by a column stripe (YOLO's anchor points and
                     # strides): the kernel takes the band's positions of it.
                     value = value[..., st.out_lo:st.out_hi]
