@@ -329,3 +329,27 @@ def test_skipping_slices_plan_valid_and_match_ort(tmp_path, start, end, step, ca
     assert v.metrics.compulsory_bytes <= taken * 128 + y_bytes
     r = simulate(path, g, plan)
     assert r.ok, r.first_problem
+
+
+# -- a Shape of a tensor with a known shape is a constant ----------------------------------------
+def test_a_shape_of_a_known_tensor_folds_and_simulates(tmp_path) -> None:
+    """x -> Relu -> r; Shape(r) -> Gather(1) -> Mul(r, channels) -> y: the Shape reads no
+    data, so it folds into a weight (no step keeps r whole for it), and the simulator
+    computes it from the shape (y = 4 * relu(x))."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["sh"], name="shape"),
+             helper.make_node("Gather", ["sh", "one"], ["c"], name="gather", axis=0),
+             helper.make_node("Cast", ["c"], ["cf"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["r", "cf"], ["y"], name="mul")]
+    g0 = helper.make_graph(nodes, "shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_ints("one", [1])])
+    m = helper.make_model(g0, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    path = _save(m, tmp_path / "shape.onnx")
+    g = load_model(path, in_place=True)
+    shape = _op(g, "shape")
+    assert not shape.computing and g.tensors["sh"].kind.name == "WEIGHT" and g.tensors["cf"].kind.name == "WEIGHT"
+    assert [op.name for op in g.computing_ops] == ["relu", "mul"]
+    plan = compile_plan(g, time_limit=5)
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
