@@ -70,6 +70,17 @@ def _is_view(node: RawNode, used: set[str]) -> bool:
     return True
 
 
+def _static_shape(node: RawNode, raw: Mapping[str, RawTensor]) -> bool:
+    """Whether ``node`` is a ``Shape`` or ``Size`` of a tensor whose shape is known: its result
+    is a constant (read from the shape, not the data), so it folds into a weight.  Kept as a
+    step it would read its operand whole and keep it resident (YOLOv8's head asks the shape
+    of its ``(1, 64, N)`` box logits, which then could not be held in rows)."""
+    if node.op_type not in ("Shape", "Size") or not node.inputs or not node.inputs[0]:
+        return False
+    t = raw.get(node.inputs[0])
+    return t is not None and all(isinstance(d, int) and d >= 0 for d in t.shape)
+
+
 def build_graph(
     name: str,
     tensors: Iterable[RawTensor],
@@ -109,7 +120,7 @@ def build_graph(
         if node.op_type in _NEVER_FOLD or node.opaque or node.domain not in ("", "ai.onnx"):
             continue
         ins = [x for x in node.inputs if x]
-        if node.op_type == "Constant" or (ins and all(x in weights for x in ins)):
+        if node.op_type == "Constant" or (ins and all(x in weights for x in ins)) or _static_shape(node, raw):
             folded.add(i)
             weights.update(o for o in node.outputs if o)
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import MappingProxyType
 
+from stowage.ir.columns import column_tensors, has_rows, row_axis_of
 from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
 
 #: Operators that only combine the same rows of their operands.
@@ -70,7 +71,11 @@ _TFLITE_ROWWISE = frozenset({
 #: ``dilated``: a Conv or QLinearConv (NCHW) with dilation ``d > 1`` along H: output row ``o``
 #: reads only the rows of its taps, ``o*stride - pad_top + i*d`` for ``i`` in ``0..taps-1``
 #: inside the tensor (``runs``), not the whole dilated extent.
+#: ``concat``: one piece of a Concat along the rows (a detection head's Concat along ``N``,
+#: ``stowage.ir.columns``): output row ``o`` is the piece's row ``o - offset`` (``pad_top`` is
+#: the offset), and the output rows outside the piece read none of it and are no padding.
 WINDOW, RESIZE, ACCUMULATE, TRANSPOSED, DILATED = "window", "resize", "accumulate", "transposed", "dilated"
+CONCAT = "concat"
 #: Operators whose dilated rows read sparsely (``DILATED``): zero padding (the input's zero
 #: point for QLinearConv), so the rows between and outside the taps are never read.
 _SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
@@ -162,6 +167,9 @@ class RowMap:
             return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
+        if self.kind == CONCAT:   # the rows of this piece in the band; the rest are other pieces'
+            lo_c = min(max(lo, 0), self.in_rows)
+            return lo_c, max(min(hi, self.in_rows), lo_c), 0, 0
         # A band wholly in a border (a Pad's zero rows) reads no rows: its pads are its rows.
         return (min(max(lo, 0), self.in_rows), max(min(hi, self.in_rows), 0),
                 max(0, min(hi, 0) - lo), max(0, hi - max(lo, self.in_rows)))
@@ -226,8 +234,9 @@ def row_axis(graph: Graph) -> int:
 
 
 def rows(graph: Graph, t: Tensor) -> int:
-    """Rows of a 4-D activation (its height)."""
-    return t.shape[row_axis(graph)]
+    """Rows of an activation: its height, or its last axis for a column tensor
+    (``stowage.ir.columns``)."""
+    return t.shape[row_axis_of(graph, t)]
 
 
 def _ints(v: object, n: int, default: int) -> list[int]:
@@ -425,6 +434,9 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
     with one row) are read whole by every stripe."""
     outs = [o for o in op.outputs if o]
+    cols = column_tensors(graph)
+    if cols and any(n in cols for n in (*op.inputs, *outs)):
+        return column_maps(graph, op)
     # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
     # domain) but their row semantics are known.
     known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv", *_QLINEAR_ACCUMULATE})
@@ -492,6 +504,85 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
               or (ax == 2 and x.shape[-2:] == (1, 1)[: len(x.shape)])
               or (ax == 1 and len(x.shape) == 1)):
             continue  # broadcast over the rows (a scale, a zero point): read whole
+        else:
+            return None
+    return maps or None
+
+
+def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """Row maps of an operator on column tensors (rows along the last axis ``N``,
+    ``stowage.ir.columns``), or None when it needs whole tensors.  Every supported operator
+    treats each position ``n`` on its own, so an output band reads the same band of each
+    operand, except a Concat along ``N``, whose piece ``k`` (starting at output row
+    ``offset_k``) gives output rows ``[offset_k, offset_k + N_k)`` (``CONCAT``): elementwise
+    operators (an operand with one position, rank below 2 or a weight is read whole), a
+    Concat or Split along another axis, a Transpose keeping the last axis, a Softmax over
+    another axis (the DFL's softmax over its bins), a Slice of other axes and a 1x1 Conv of
+    stride 1 without padding (per position)."""
+    if op.domain not in ("", "ai.onnx") or op.opaque:
+        return None
+    cols = column_tensors(graph)
+    outs = [o for o in op.outputs if o]
+    if not outs or any(o not in cols for o in outs):
+        return None
+    y = graph.tensors[outs[0]]
+    n, rank = y.shape[-1], len(y.shape)
+    if any(graph.tensors[o].shape[-1] != n for o in outs):
+        return None
+    t, a = op.op_type, op.attributes
+    data = [x for x in op.inputs if x and x in graph.tensors and graph.tensors[x].kind is not TensorKind.WEIGHT]
+    if t == "Concat" and int(a.get("axis", 0)) % rank == rank - 1:
+        maps: dict[str, RowMap] = {}
+        off = 0
+        for name in op.inputs:
+            x = graph.tensors.get(name) if name else None
+            if x is None or name not in cols or len(x.shape) != rank:
+                return None
+            if x.shape[-1]:
+                if name in maps:
+                    return None   # one tensor as two pieces: one map per operand name
+                maps[name] = RowMap(1, 1, off, x.shape[-1], kind=CONCAT)
+            off += x.shape[-1]
+        return maps if off == n else None
+    if t in _ROWWISE or t == "Concat" or t == "Split":
+        if t == "Split" and int(a.get("axis", 0)) % rank == rank - 1:
+            return None
+        if t == "Concat" and len(outs) != 1:
+            return None
+    elif t == "Transpose":
+        perm = a.get("perm")
+        if not isinstance(perm, (list, tuple)) or len(perm) != rank or int(perm[-1]) != rank - 1:
+            return None
+    elif t in ("Softmax", "LogSoftmax"):
+        if int(a.get("axis", -1)) % rank == rank - 1:
+            return None
+    elif t == "Slice":
+        starts = a.get("starts")
+        if not isinstance(starts, (list, tuple)):
+            return None   # operands computed at run time
+        axes = a.get("axes", tuple(range(len(starts))))
+        if not isinstance(axes, (list, tuple)) or any(int(v) % rank == rank - 1 for v in axes):
+            return None   # a Slice along N itself: not done yet (docs/tiling.md)
+        data = data[:1]
+    elif t == "Conv":
+        w = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
+        k = tuple(a.get("kernel_shape", w.shape[2:] if w is not None else ()))
+        if (rank != 4 or k != (1, 1) or tuple(a.get("strides", (1, 1))) != (1, 1)
+                or tuple(a.get("pads", (0, 0, 0, 0))) != (0, 0, 0, 0) or tuple(a.get("dilations", (1, 1))) != (1, 1)
+                or _text(a.get("auto_pad"), "NOTSET") != "NOTSET"):
+            return None
+        data = data[:1]
+    else:
+        return None
+    maps = {}
+    for name in data:
+        x = graph.tensors[name]
+        if name in cols and x.shape[-1] == n:
+            maps[name] = RowMap(1, 1, 0, n)
+        elif len(x.shape) < 2 or x.shape[-1] == 1 or t not in _ROWWISE:
+            if t not in _ROWWISE:
+                return None
+            continue   # broadcast along N (a scalar, a per-channel constant): read whole
         else:
             return None
     return maps or None
@@ -607,8 +698,10 @@ def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
 
 
 def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
-    ax = row_axis(graph)
-    return max(row_bytes(graph.tensors[n], ax) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n]))
+    """Bytes of the widest row among the tensors of buffer ``bid`` (each along its own row
+    axis; a buffer mixing row layouts, ``columns.mixed_buffer``, is never held in rows)."""
+    ts = [graph.tensors[n] for n in graph.buffers[bid].tensors]
+    return max(row_bytes(t, row_axis_of(graph, t)) for t in ts if has_rows(graph, t))
 
 
 def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict[tuple[int, BufferId], BufferId]]:
@@ -700,6 +793,7 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
 
 __all__ = [
     "ACCUMULATE",
+    "CONCAT",
     "DILATED",
     "RESIZE",
     "TRANSPOSED",
@@ -710,6 +804,7 @@ __all__ = [
     "RowUnit",
     "accumulates",
     "buffer_row_bytes",
+    "column_maps",
     "macro_graph",
     "pad_rows",
     "resize_taps",

@@ -53,6 +53,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
+from stowage.ir.columns import column_tensors, row_axis_of
 from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
 from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
@@ -506,13 +507,14 @@ class Memory:
 
 def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, axis: int,
               lo: int, hi: int, slots: Mapping[int, int] | None = None) -> list[np.ndarray] | str:
-    """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of the 4-D tensor ``t`` (rows
-    on ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1) in its holder ``ct`` in ``level``
+    """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of the tensor ``t`` (rows on
+    ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1; the last axis of a column tensor,
+    ``stowage.ir.columns``, outer = the leading axes, inner = one element) in its holder ``ct`` in ``level``
     at ``step``, or why there are none.  A ring holds row ``r`` at byte
     ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``); a staging buffer
     (mode ``staged``) holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
     name = t.name
-    if len(t.shape) != 4 or t.shape[0] != 1:
+    if not 2 <= len(t.shape) <= 4 or t.shape[0] != 1 or not 0 < axis < len(t.shape):
         return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
     h = t.shape[axis]
     outer = int(np.prod(t.shape[1:axis], dtype=np.int64))
@@ -548,6 +550,11 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
             return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
         views.append(space[off:off + rb].reshape(outer, inner))
     return views
+
+#: Elementwise operators whose constant operands broadcast against the last axis: on a column
+#: stripe (``stowage.ir.columns``) a constant along ``N`` is taken at the band's positions.
+_BROADCASTING = frozenset({"Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "PRelu", "Pow", "Where"})
+
 
 class Simulator:
     def __init__(self, model: onnx.ModelProto, graph: Graph, plan: Plan, base_dir: Path, seed: int = 0) -> None:
@@ -665,6 +672,18 @@ class Simulator:
                 continue  # computing ops and views run in the replay
             node = self.node_of(op)
             if all(o in self.shadow for o in node.output if o):
+                continue
+            if op.op_type in ("Shape", "Size") and op.inputs and op.inputs[0] not in self.shadow:
+                # A Shape (Size) of an activation with a known shape folds to its shape
+                # (``stowage.ir.build``): computed from the shape, as onnxruntime would.
+                dims = np.array(self.graph.tensors[op.inputs[0]].shape, dtype=np.int64)
+                if op.op_type == "Size":
+                    self.shadow[outs[0]] = np.array(int(np.prod(dims)), dtype=np.int64)
+                else:
+                    n = len(dims)
+                    lo, hi = int(op.attributes.get("start", 0)), int(op.attributes.get("end", n))
+                    lo, hi = (lo + n if lo < 0 else lo), (hi + n if hi < 0 else hi)
+                    self.shadow[outs[0]] = dims[max(0, min(lo, n)):max(0, min(hi, n))]
                 continue
             ins = [self.shadow[i] if i else None for i in node.input]
             for name, value in zip(self.wanted(node), self.runner.run(node, ins, self.out_types(node))):
@@ -1037,25 +1056,35 @@ class Simulator:
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(C, W * element size)`` of rows ``[lo, hi)`` of tensor
         ``name`` in its holder ``ct`` (compute level), or why there are none."""
-        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], 2, lo, hi, self.stage.get(ct.buffer))
+        return row_views(mem, self.compute, s, ct, self.graph.tensors[name], self._axis(name), lo, hi,
+                         self.stage.get(ct.buffer))
+
+    def _axis(self, name: str) -> int:
+        """The axis ``name``'s rows run along (H, or the last axis of a column tensor)."""
+        return row_axis_of(self.orig, self.orig.tensors[name]) if name in self.orig.tensors else 2
+
+    def _band(self, name: str, value: np.ndarray, lo: int, hi: int) -> np.ndarray:
+        """Rows ``[lo, hi)`` of ``value``, a value of tensor ``name``."""
+        return value[(slice(None),) * self._axis(name) + (slice(lo, hi),)]
 
     def _read_rows(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                    name: str, lo: int, hi: int) -> tuple[np.ndarray, bool, list[np.ndarray] | None, int | None]:
         """Rows ``[lo, hi)`` of ``name`` as ``(1, C, hi - lo, W)``, checked row by row against
         the shadow: (value, correct, the byte views read, holder buffer)."""
         t = self.graph.tensors[name]
-        want_val = self.ref_value(name)[:, :, lo:hi, :]
+        want_val = self._band(name, self.ref_value(name), lo, hi)
         ct = self._holder(casc, holders, name)
         if ct is None:
             # Not held by the cascade (no rows): read whole, as a whole-tensor step.
             value, ok = self._read(mem, s, name)
-            return np.ascontiguousarray(value[:, :, lo:hi, :]), ok, None, None
+            return np.ascontiguousarray(self._band(name, value, lo, hi)), ok, None, None
         views = self._row_views(mem, s, ct, name, lo, hi)
         if isinstance(views, str):
             self.corrupt(s, ct.buffer, f"reads rows [{lo}, {hi}) of '{name}': {views}")
             return np.ascontiguousarray(want_val), False, None, ct.buffer
-        c, w = t.shape[1], t.shape[3]
-        got = np.stack(views, axis=1) if views else np.zeros((c, 0, t.bytes // t.shape[2] // c), np.uint8)
+        ax = self._axis(name)
+        c = int(np.prod(t.shape[:ax], dtype=np.int64))
+        got = np.stack(views, axis=1) if views else np.zeros((c, 0, t.bytes // t.shape[ax] // c), np.uint8)
         want = np.ascontiguousarray(want_val).view(np.uint8).reshape(got.shape)
         ok = bool(np.array_equal(got, want))
         if not ok:
@@ -1065,7 +1094,7 @@ class Simulator:
             self.corrupt(s, ct.buffer, f"read of row {r} of tensor '{name}' ({ct.mode}, buffer {ct.buffer}) found "
                          f"it corrupted ({bad_rows.size} of {hi - lo} rows [{lo}, {hi}) wrong): "
                          f"{self._diff(row_got, row_want)}")
-        value = np.ascontiguousarray(got).view(np_dtype(t.dtype)).reshape(1, c, hi - lo, w)
+        value = np.ascontiguousarray(got).view(np_dtype(t.dtype)).reshape(want_val.shape)
         return value, ok, views, ct.buffer
 
     def _band_close(self, got: np.ndarray, want: np.ndarray) -> bool:
@@ -1150,6 +1179,12 @@ class Simulator:
                     read_back.append((name, hb, views, np.stack(views, axis=1) if views else np.zeros(0, np.uint8)))
             else:
                 value, ok = self._read(mem, s, name)
+                y = self.orig.tensors.get(next((o for o in op.outputs if o), ""))
+                if (y is not None and y.name in column_tensors(self.orig) and value.ndim >= 1
+                        and value.shape[-1] == y.shape[-1] > 1 and op.op_type in _BROADCASTING):
+                    # A constant along N read by a column stripe (YOLO's anchor points and
+                    # strides): the kernel takes the band's positions of it.
+                    value = value[..., st.out_lo:st.out_hi]
             clean = clean and ok
             return value
 
@@ -1203,7 +1238,7 @@ class Simulator:
             # The band went into the kernel's accumulators (one value per channel, as an NPU's
             # accumulator registers); the result row is written after the last band.
             return
-        want = np.ascontiguousarray(self.ref_value(out)[:, :, st.out_lo:st.out_hi, :])
+        want = np.ascontiguousarray(self._band(out, self.ref_value(out), st.out_lo, st.out_hi))
         if failed is not None:
             self.corrupt(s, None, f"the operator failed on its rows: {failed}")
             value, clean = want, False
@@ -1230,7 +1265,7 @@ class Simulator:
                 if close:
                     # Float kernels on fewer rows may round differently: the shadow follows
                     # the plan's values (the final outputs are compared within tolerance).
-                    self.shadow[out][:, :, st.out_lo:st.out_hi, :] = value
+                    self._band(out, self.shadow[out], st.out_lo, st.out_hi)[...] = value
                 else:
                     self.corrupt(s, None, f"rows [{st.out_lo}, {st.out_hi}) of '{out}' computed from correct operand "
                                  f"rows {[(n, lo, hi) for n, lo, hi in st.inputs]} with pads "
@@ -1419,10 +1454,11 @@ class Simulator:
         # The bytes the ring holds are those of the buffer's last writer (in-place results).
         name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
         t = self.graph.tensors[name]
-        if len(t.shape) != 4 or not 0 <= rt.lo <= rt.hi <= t.shape[2]:
+        ax = self._axis(name)
+        if not 2 <= len(t.shape) <= 4 or ax >= len(t.shape) or not 0 <= rt.lo <= rt.hi <= t.shape[ax]:
             self.corrupt(s, home_bid, f"{what}: rows outside the tensor (shape {list(t.shape)})")
             return
-        c, h = t.shape[1], t.shape[2]
+        c, h = int(np.prod(t.shape[:ax], dtype=np.int64)), t.shape[ax]
         whole = mem.view(home, t.bytes).reshape(c, h, t.bytes // h // c)
         views = self._row_views(mem, s, ct, name, rt.lo, rt.hi)
         if isinstance(views, str):

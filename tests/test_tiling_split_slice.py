@@ -256,9 +256,13 @@ def test_stripes_of_a_slice_read_every_other_row() -> None:
     assert pad[0] == (0, 3, (("a", 0, 2),), 1, 0)
     # The last band is wholly in the Pad's bottom border: it reads no rows of a.
     assert pad[-1] == (18, 19, (("a", 16, 16),), 0, 1)
-    # x streams in rows as the stripes need them, each row loaded once.
+    # x streams in rows as the stripes need them, each row loaded once, and only rows read
+    # (loads start at the lowest row a reader still needs, docs/tiling.md): rows [1, 6) for
+    # the first stripe (the taken rows 1, 3, 5 and the rows 2, 4 between them in its band),
+    # then rows 7, 9, ..., 31 one a stripe: 5 + 13 = 18 rows, not 32.
     loads = [(x.lo, x.hi) for s in prog.stripes for x in s.transfers if x.direction == "load"]
-    assert loads[0] == (0, 6) and sum(hi - lo for lo, hi in loads) == 32
+    assert loads[0] == (1, 6) and loads[1:] == [(r, r + 1) for r in range(7, 32, 2)]
+    assert sum(hi - lo for lo, hi in loads) == 18
 
 
 # -- tiled plans, validated and executed ---------------------------------------------------

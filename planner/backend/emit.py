@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import zlib
 from collections.abc import Callable, Iterable, Sequence
@@ -41,6 +42,7 @@ from typing import Any
 import jinja2
 
 from stowage.errors import StowageError
+from stowage.ir.columns import column_tensors
 from stowage.ir.graph import Graph
 from stowage.ir.tiling import DILATED, accumulates, row_maps
 from stowage.plan import Placement, Plan, plan_to_json
@@ -678,7 +680,8 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
             if name in index:
                 return index[name]
             t = g.tensors.get(name)
-            if t is None or len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0:
+            column = t is not None and name in column_tensors(g)
+            if t is None or (not column and (len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0)):
                 raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape) if t else '?'})")
             own = g.tensor_buffer[name]
             ct = c.tensor(name) or holders.get(own)
@@ -690,7 +693,11 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: tensor '{name}' is held in buffer {holder}, which the step does not "
                                 "read or write")
             li, base = step_loc[(s, holder)]
-            ch, h = t.shape[1], t.shape[2]
+            # A column tensor (rows along its last axis, ``stowage.ir.columns``) is laid out
+            # as ``(outer, N)``: its "channels" are the leading axes, a row one position.
+            ch, h = (math.prod(t.shape[:-1]), t.shape[-1]) if column else (t.shape[1], t.shape[2])
+            if ch * h == 0:
+                raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape)})")
             wb = t.bytes // (ch * h)
             home_level, home_offset = None, 0
             if mode == "whole":

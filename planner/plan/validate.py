@@ -50,7 +50,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stowage.ir.graph import Graph, Operator, TensorKind
+from stowage.ir.columns import column_tensors
+from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
 from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
 
@@ -679,18 +680,55 @@ def _is_rows(shape: tuple[int, ...]) -> bool:
     return len(shape) == 4 and shape[0] == 1
 
 
+def _has_rows(graph: Graph, name: str) -> bool:
+    """Whether tensor ``name`` has rows: an NCHW tensor of batch 1, or a column tensor (rows
+    along its last axis, ``stowage.ir.columns``: a layout fact of the graph, like its layout)."""
+    t = graph.tensors.get(name)
+    return t is not None and (name in column_tensors(graph) or _is_rows(t.shape))
+
+
+def _rows(graph: Graph, name: str) -> int:
+    """Rows of tensor ``name``: its last axis for a column tensor, else its H."""
+    t = graph.tensors[name]
+    return t.shape[-1] if name in column_tensors(graph) else t.shape[_row_axis(graph)]
+
+
+def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
+    """``_need`` for an operator on column tensors, recomputed from the shapes: a Concat along
+    the last axis reads piece ``k`` at output rows ``[offset_k, offset_k + N_k)`` (a window of
+    one row with top offset ``offset_k``; the rows outside it are other pieces', no padding),
+    every other banded operator (per position ``n``) the same rows of every column operand."""
+    cols = column_tensors(graph)
+    y = graph.tensors[next(o for o in op.outputs if o)]
+    rank = len(y.shape)
+    if op.op_type == "Concat" and int(op.attributes.get("axis", 0)) % rank == rank - 1:
+        need: dict[str, tuple[int, int, int, int]] = {}
+        off = 0
+        for name in op.inputs:
+            x = graph.tensors[name]
+            if x.shape[-1]:
+                need[name] = (1, 1, off, x.shape[-1])
+            off += x.shape[-1]
+        if off != y.shape[-1]:
+            return "its pieces do not add up to its result"
+        return need
+    return {name: (1, 1, 0, y.shape[-1]) for name in op.inputs
+            if name in cols and graph.tensors[name].shape[-1] == y.shape[-1]}
+
+
 def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
     """Per spatial operand of ``op``: ``(stride, dilated kernel, pads top, input rows)``,
     recomputed from the node's attributes; a string says why the operator has no row bands."""
     outs = [o for o in op.outputs if o]
     several = op.op_type == "Split" and len(outs) > 1   # every result has the operand's rows
-    if (len(outs) != 1 and not several) or any(o not in graph.tensors or not _is_rows(graph.tensors[o].shape)
-                                               for o in outs):
+    if (len(outs) != 1 and not several) or any(not _has_rows(graph, o) for o in outs):
         return "its result is not one NCHW tensor of batch 1"
     from stowage.ir.tiling import row_maps
 
     if row_maps(graph, op) is None:   # only which operators have bands; the rows are ours
         return f"{op.op_type} needs whole tensors"
+    if any(n in column_tensors(graph) for n in (*op.inputs, *outs)):
+        return _column_need(graph, op)
     ax = _row_axis(graph)
     h_out = graph.tensors[outs[0]].shape[ax]
     a = op.attributes
@@ -844,7 +882,8 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
     outs = [o for o in op.outputs if o]
     x = graph.tensors.get(op.inputs[0]) if op.inputs else None
     y = graph.tensors.get(outs[0]) if len(outs) == 1 else None
-    if x is None or y is None or not _is_rows(x.shape) or not _is_rows(y.shape) or _row_axis(graph) != 2:
+    if (x is None or y is None or not _is_rows(x.shape) or not _is_rows(y.shape) or _row_axis(graph) != 2
+            or x.name in column_tensors(graph) or y.name in column_tensors(graph)):
         return None
     from stowage.ir.tiling import row_maps
 
@@ -960,7 +999,7 @@ class _RowReplay:
         return b is not None and any(self.g.tensor_buffer.get(o) == b for o in made)
 
     def rows_of(self, name: str) -> int:
-        return self.g.tensors[name].shape[_row_axis(self.g)]
+        return _rows(self.g, name)
 
     def run(self) -> None:
         if not self.check_tensors():
@@ -981,11 +1020,11 @@ class _RowReplay:
                 continue
             if ct.mode == "whole":
                 continue
-            if not _is_rows(t.shape):
+            if not _has_rows(self.g, ct.tensor):
                 self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no rows (shape {list(t.shape)})", (ct.buffer,))
                 ok = False
                 continue
-            want = t.bytes // t.shape[_row_axis(self.g)]
+            want = t.bytes // _rows(self.g, ct.tensor)
             if ct.row_bytes != want:
                 self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row of it is "
                           f"{want} bytes", (ct.buffer,))
@@ -1029,7 +1068,7 @@ class _RowReplay:
             got = self.rows[self.g.tensor_buffer[name]].get(r)
             if got is None:
                 return "it is not produced yet"
-            return None if got == name else f"it was rewritten by '{got}'"
+            return None if got == name or self.views_alike(got, name) else f"it was rewritten by '{got}'"
         slot = r % ct.ring_rows
         held = self.slots[ct.buffer].get(slot * ct.row_bytes)
         other = held is not None and self.g.tensor_buffer.get(held[1]) != self.g.tensor_buffer.get(name)
@@ -1041,9 +1080,30 @@ class _RowReplay:
                 (f" (ring slot {slot} holds row {held[0]})" if held else "")
         if held[0] > r:
             return f"ring slot {slot} of '{ct.tensor}' ({ct.ring_rows} rows) holds row {held[0]}: overwritten"
-        if held[1] != name and (inside or held[1] != ct.tensor):
+        if held[1] != name and (inside or held[1] != ct.tensor) and not self.views_alike(name, held[1]):
             return f"ring slot {slot} holds that row of '{held[1]}'"
         return None
+
+    def view_root(self, name: str) -> str:
+        """The tensor whose bytes ``name`` reinterprets through views (Reshape and the like,
+        which run no kernel), else ``name``."""
+        if not hasattr(self, "_view_src"):
+            self._view_src = {op.outputs[0]: op.inputs[0] for op in self.g.operators
+                              if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
+                              and self.g.tensor_buffer.get(op.inputs[0]) == self.g.tensor_buffer.get(op.outputs[0])}
+        for _ in range(64):
+            if name not in self._view_src:
+                break
+            name = self._view_src[name]
+        return name
+
+    def views_alike(self, a: str, b: str) -> bool:
+        """Whether tensors ``a`` and ``b`` are views of one another's bytes with the same rows
+        (a Reshape of a column tensor that keeps its last axis: the DFL's ``(1, 64, N)`` ->
+        ``(1, 4, 16, N)``): a row of one is that row of the other."""
+        return (self.view_root(a) == self.view_root(b) and _has_rows(self.g, a) and _has_rows(self.g, b)
+                and _rows(self.g, a) == _rows(self.g, b)
+                and self.g.tensors[a].bytes // _rows(self.g, a) == self.g.tensors[b].bytes // _rows(self.g, b))
 
     def put(self, ct: CascadeTensor, r: int, tensor: str) -> None:
         """Row ``r`` of ``tensor`` written (or loaded) into its slot of ring ``ct``."""
@@ -1169,7 +1229,8 @@ class _RowReplay:
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
             lo, hi = min(max(0, lo_raw), h_in), max(min(h_in, hi_raw), 0)
-            if (s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type == "Pad":
+            if ((s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type == "Pad") \
+                    and op.op_type != "Concat":
                 # The rows of the window above row 0 and below the last row (all of them for
                 # a band wholly inside a Pad's border).
                 want_pads = (max(0, min(hi_raw, 0) - lo_raw), max(0, hi_raw - max(lo_raw, h_in)))
@@ -1264,7 +1325,7 @@ class _RowReplay:
                           f"{list(several or (out,))}" + (" (a stripe of it must name one)" if several else ""))
                 return
             out = st.output
-        if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+        if not _has_rows(self.g, out):
             return  # reported by reads()
         if out in self.partial and self.partial[out][0] == op.index:
             _op, _x, h_in = self.partial[out]
@@ -1328,7 +1389,7 @@ class _RowReplay:
     def finish(self) -> None:
         for m in self.members.values():
             for out in self.results.get(m.index, (self.result.get(m.index, ""),)):
-                if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+                if not _has_rows(self.g, out):
                     continue
                 if out in self.partial and self.partial[out][0] == m.index:
                     _op, x, h_in = self.partial[out]

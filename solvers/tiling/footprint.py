@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from stowage.ir.columns import mixed_buffer
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.tiling import buffer_row_bytes, row_units
 from stowage.solvers.alloc.interval import align_up
@@ -105,11 +106,13 @@ def walk_windows(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int, pace_
             weight_set.add(b)
         elif b not in written:
             reads.append(b)
-    read_whole = frozenset(b for b in reads if b not in spatial)
+    # A buffer mixing row layouts (``columns.mixed_buffer``) is whole wherever it is read.
+    read_whole = frozenset(b for b in reads if b not in spatial or mixed_buffer(graph, b))
     # Held in rows: every operand read in rows (streamed), and every result read outside
     # (streamed out); a result read only inside is a ring anyway (the same window, without a
     # store per stripe).
-    held_set = frozenset(b for b in reads if b in spatial) | frozenset(b for b in written if outside.get(b, False))
+    held_set = (frozenset(b for b in reads if b not in read_whole)
+                | frozenset(b for b in written if outside.get(b, False) and not mixed_buffer(graph, b)))
     p = stripe_program(graph, ops, stripe_rows, dict(outside), record=False, dram=held_set, pace_rows=pace_rows)
     held = {b: (r, row(b)) for b, r in (*p.rings.items(), *p.streamed.items())}
     # A ring held in another ring's bytes (``program.share_rings``) adds none of its own.
@@ -122,7 +125,7 @@ def walk_windows(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int, pace_
     assert base is not None
     delta: dict[BufferId, int] = {}
     for b in (*w.reads, *w.writes):
-        if b not in read_whole:
+        if b not in read_whole and b in held:
             one = w.footprint(graph, outside, frozenset((b,)), align)
             if one is not None and one != base:
                 delta[b] = one - base

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import combinations
 
+from stowage.ir.columns import column_tensors, mixed_buffer
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
@@ -45,6 +46,10 @@ log = logging.getLogger(__name__)
 MAX_LEN = 16
 #: Band heights tried, tallest kept when it fits.
 HEIGHTS = (1, 2, 4, 8, 16)
+#: A column cascade's (``stowage.ir.columns``) bands are ``HEIGHTS`` groups of
+#: ``positions // COLUMN_BANDS`` positions (at least one): a position is one element per channel,
+#: so a group of 16 of YOLOv8's 2,100 costs 16 x 82 B, and walks run 16x fewer bands.
+COLUMN_BANDS = 128
 #: States (sets of intermediates off-chip) kept per cut by ``least_traffic``.
 #: Measured (idle 2-core VM): MobileNetV2 at 160/128/96/64 KiB gives the same traffic with 2,
 #: 4 or 8 states; DenseNet-121 at 256 KiB takes 28 s with 2 and 211 s with 8, for 11% less
@@ -181,7 +186,12 @@ class Partitioner:
             end = self._end_rows(self.order[j])
             tallest = max(heights)
             fine = [(h, tallest) for h in HEIGHTS if h * end < tallest] if 0 < end < tallest else []
-            self._ladder[key] = fine + [(h, 0) for h in HEIGHTS]
+            # A column cascade (rows along N, ``stowage.ir.columns``: a detection head's 2,100
+            # positions of a few dozen bytes each) bands by groups of positions: its finest
+            # band is 1/COLUMN_BANDS of them, so a walk runs at most that many bands.
+            units = self.units[j] or ()
+            group = (max(1, end // COLUMN_BANDS) if units and units[-1].output in column_tensors(g) else 1)
+            self._ladder[key] = fine + [(h * group, 0) for h in HEIGHTS]
         return self._ladder[key]
 
     def windows(self, i: int, j: int, h: int, pace: int = 0) -> Windows | None:
@@ -308,7 +318,8 @@ class Partitioner:
         if b not in self._mov:
             buf = self.g.buffers[b]
             self._mov[b] = (buf.kind is TensorKind.ACTIVATION and not buf.is_output
-                            and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes)
+                            and self.row_bytes(b) > 0 and self.row_bytes(b) < buf.bytes
+                            and not mixed_buffer(self.g, b))
         return self._mov[b]
 
     def _sendable(self, b: BufferId) -> bool:

@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
+from stowage.ir.columns import mixed_buffer
 from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
 from stowage.ir.tiling import (
     DILATED,
@@ -153,11 +154,22 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     rings: dict[BufferId, int] = {}
     whole_in: list[BufferId] = []
     whole_out: list[BufferId] = []
+    # A buffer mixing row layouts (a flattening Reshape's view of an NCHW map, read in columns
+    # by a detection head's Concat: ``columns.mixed_buffer``) has no common row: it is whole,
+    # made before the cascade reading its view in rows.
+    mixed = {b for b in (*written, *read_in_rows) if mixed_buffer(graph, b)}
+    for b in mixed:
+        if b in written and b in read_in_rows:
+            raise NotTileable(f"{graph.buffers[b].tensors[0]}: its views have different rows")
+        if b in dram:
+            raise NotTileable(f"{graph.buffers[b].tensors[0]}: its views have different rows, it cannot cross in rows")
     for b in dict.fromkeys(b for i in ops for b in graph.op_reads(graph.operators[i])):
         buf = graph.buffers[b]
         if b in written or buf.kind is TensorKind.WEIGHT:
             continue  # weights: read whole by every stripe, counted only when resident (``weights``)
-        if (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
+        if b in mixed:
+            whole_in.append(b)
+        elif (stream and buf.kind is TensorKind.INPUT and not outside_readers.get(b, False)
                 and not buf.is_output and b in read_in_rows):
             streamed[b] = 0
         elif b in dram:
@@ -168,7 +180,11 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             whole_in.append(b)
     for b in dict.fromkeys(tb[out_of[m.index]] for m in members):
         buf = graph.buffers[b]
-        if b in dram:
+        if b in mixed:
+            if not outside_readers.get(b, False):
+                raise NotTileable(f"{buf.tensors[0]}: its views have different rows")
+            whole_out.append(b)
+        elif b in dram:
             streamed[b] = 0
         elif buf.is_output:
             if stream and not outside_readers.get(b, False):
@@ -256,6 +272,23 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     touched_by = {m.index: {tb[n] for n in maps[m.index] if tb[n] in held}
                   | ({tb[out_of[m.index]]} if tb[out_of[m.index]] in held else set()) for m in members}
 
+    def lowest_needed(b: BufferId) -> int:
+        """The lowest row of loaded buffer ``b`` a reader of the cascade reads from now on."""
+        low = rows_of_buffer.get(b, 1 << 30)
+        for c, rm, st, pt, _k, inr in read_maps[b]:
+            d = done[c]
+            if d < rows_of[c]:
+                if st:
+                    v = d * st - pt
+                    v = 0 if v < 0 else inr if v > inr else v
+                else:
+                    v = rm.first_needed(d)
+                if v < low:
+                    low = v
+        return low
+
+    rows_of_buffer = {b: max(rm.in_rows for _c, rm, *_ in read_maps[b]) for b in loaded if read_maps.get(b)}
+
     def release(bufs: set[BufferId]) -> None:
         """Raise the lowest live row of ``bufs``: only a member's own operands and result can
         change when it runs (its readers' next band, its rewrite, the rows it made)."""
@@ -311,6 +344,15 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
             else:
                 hi = rm.need(lo_o, hi_o)[1]
             if b in loaded and hi > loaded[b]:
+                if b not in gathered:
+                    # Rows no reader of the cascade will read (those a Slice skips, above the
+                    # first it takes or between its taken rows) are never loaded: the load
+                    # starts at the lowest row any reader still needs.
+                    low = lowest_needed(b)
+                    if low > loaded[b]:
+                        loaded[b] = min(low, hi)
+                        if base[b] < loaded[b]:
+                            base[b] = loaded[b]
                 if record:
                     moves.append(RowTransfer(graph.buffers[b].tensors[0], loaded[b], hi, "", "load"))
                 load_bytes += (hi - loaded[b]) * row_bytes_of(b)

@@ -1,0 +1,174 @@
+"""Which tensors tile along their *last* axis ("columns") instead of H.
+
+A detection head (YOLOv8's) flattens each feature map ``(1, C, H, W)`` into ``(1, C, H*W)``
+and concatenates the maps along that last axis ``N``; everything after it (Split and Slice
+along C, Sigmoid, the DFL's Reshape -> Transpose -> Softmax over its 16 bins -> 1x1 Conv, the
+box arithmetic, the final Concat along C) treats every position ``n`` on its own.  Those
+tensors have no H rows (or, for the DFL's ``(1, 16, 4, N)``, an H of 4 that the Transpose
+mixes with C), but they do have rows along ``N``: row ``n`` is ``t[..., n]``, its leading
+axes in C order (``rows * row_bytes`` is the tensor, as for an NCHW row ``t[:, :, h, :]``).
+
+The set is grown from its seeds, the rank-3 Concats along the last axis (so transformers'
+``(1, seq, hidden)`` activations, which meet no such Concat, keep their whole-tensor plans),
+through the operators that treat every last-axis position on its own (``_PER_COLUMN``):
+a tensor joins when an operator it shares with a column tensor is one of those and it has
+the same last dimension (batch 1, rank 2 to 4).  A view (Reshape, Squeeze, Unsqueeze,
+Flatten) joins its operand only when it keeps the last axis: the Reshape that flattens
+``(1, C, H, W)`` changes the row structure (one H row is ``W`` columns, laid out
+channel-major rather than column-major), so a buffer holding both is *mixed*
+(``mixed_buffer``) and can only be whole.
+
+This is a layout fact of the graph, like ``Graph.layout``: the planner, the validator, the
+simulator and the C header all read a tensor's row axis from ``row_axis_of``.
+"""
+
+from __future__ import annotations
+
+import math
+import weakref
+from collections.abc import Callable
+
+from stowage.ir.graph import BufferId, Graph, Operator, Tensor, TensorKind
+
+#: Elementwise operators (same positions of every operand, broadcasts over leading axes).
+_ELEMENTWISE = frozenset({
+    "Relu", "Clip", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "LeakyRelu", "Elu", "Selu", "Celu",
+    "Softplus", "Gelu", "Mish", "Neg", "Abs", "Exp", "Sqrt", "Reciprocal", "Erf", "QuantizeLinear",
+    "DequantizeLinear", "Cast", "Add", "Sub", "Mul", "Div", "Max", "Min", "Sum", "PRelu", "Identity",
+})
+_VIEWS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten"})
+
+_CACHE: dict[int, tuple[weakref.ref[Graph], frozenset[str]]] = {}
+
+
+def _batch1(t: Tensor) -> bool:
+    return 2 <= len(t.shape) <= 4 and t.shape[0] == 1 and t.kind is not TensorKind.WEIGHT and t.shape[-1] > 1
+
+
+def _axis(op: Operator, rank: int) -> int:
+    return int(op.attributes.get("axis", 0)) % rank if rank else 0
+
+
+def _last_kept(op: Operator, graph: Graph) -> bool:
+    """Whether ``op`` treats every position of its (first) operand's last axis on its own and
+    keeps that axis last in its results (``_PER_COLUMN``)."""
+    t = op.op_type
+    if op.domain not in ("", "ai.onnx"):
+        return False
+    x = graph.tensors.get(op.inputs[0]) if op.inputs and op.inputs[0] else None
+    if x is None or not x.shape:
+        return False
+    rank = len(x.shape)
+    if t in _ELEMENTWISE or t in _VIEWS:
+        return True
+    if t in ("Concat", "Split", "Softmax", "LogSoftmax"):
+        # A Concat along the last axis joins its pieces' columns end to end (``row_maps``).
+        return t == "Concat" or _axis(op, rank) != rank - 1
+    if t == "Transpose":
+        perm = op.attributes.get("perm")
+        return isinstance(perm, (list, tuple)) and len(perm) == rank and int(perm[-1]) == rank - 1
+    if t == "Slice":
+        axes = op.attributes.get("axes")
+        starts = op.attributes.get("starts")
+        if not isinstance(starts, (list, tuple)):
+            return False
+        axes = tuple(range(len(starts))) if axes is None else axes
+        return all(int(a) % rank != rank - 1 for a in axes)
+    if t == "Conv" and rank == 4:
+        a = op.attributes
+        w = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
+        k = tuple(a.get("kernel_shape", w.shape[2:] if w is not None else ()))
+        return (k == (1, 1) and tuple(a.get("strides", (1, 1))) == (1, 1)
+                and tuple(a.get("pads", (0, 0, 0, 0))) == (0, 0, 0, 0) and tuple(a.get("dilations", (1, 1))) == (1, 1))
+    return False
+
+
+def _seeds(graph: Graph) -> set[str]:
+    out: set[str] = set()
+    for op in graph.operators:
+        if op.op_type != "Concat" or op.domain not in ("", "ai.onnx") or len(op.outputs) != 1:
+            continue
+        y = graph.tensors.get(op.outputs[0])
+        if y is None or len(y.shape) != 3 or not _batch1(y) or _axis(op, 3) != 2:
+            continue
+        xs = [graph.tensors.get(n) for n in op.inputs if n]
+        if all(x is not None and len(x.shape) == 3 and x.shape[:2] == y.shape[:2] for x in xs):
+            out.add(y.name)
+            out.update(x.name for x in xs if x is not None)
+    return out
+
+
+def _compute(graph: Graph) -> frozenset[str]:
+    if graph.layout == "NHWC":
+        return frozenset()
+    cols = _seeds(graph)
+    if not cols:
+        return frozenset()
+    ops = [op for op in graph.operators if _last_kept(op, graph)]
+    changed = True
+    while changed:
+        changed = False
+        for op in ops:
+            names = [n for n in (*op.inputs, *op.outputs) if n and n in graph.tensors]
+            hit = [n for n in names if n in cols]
+            if not hit:
+                continue
+            last = graph.tensors[hit[0]].shape[-1]
+            for n in names:
+                t = graph.tensors[n]
+                if n in cols or not _batch1(t) or t.shape[-1] != last:
+                    continue
+                if op.op_type in _VIEWS and math.prod(t.shape) != math.prod(graph.tensors[hit[0]].shape):
+                    continue
+                if op.op_type == "Concat" and len(t.shape) != len(graph.tensors[hit[0]].shape):
+                    continue
+                cols.add(n)
+                changed = True
+    return frozenset(cols)
+
+
+def column_tensors(graph: Graph) -> frozenset[str]:
+    """The tensors of ``graph`` tiled along their last axis (memoised per graph object)."""
+    hit = _CACHE.get(id(graph))
+    if hit is not None and hit[0]() is graph:
+        return hit[1]
+    value = _compute(graph)
+    key = id(graph)
+
+    def forget(_ref: weakref.ref[Graph], key: int = key) -> None:
+        _CACHE.pop(key, None)
+
+    try:
+        _CACHE[key] = (weakref.ref(graph, forget), value)
+    except TypeError:
+        pass
+    return value
+
+
+def row_axis_of(graph: Graph, t: Tensor) -> int:
+    """The axis ``t``'s rows run along: its last for a column tensor, else H (2 in NCHW, 1 in
+    NHWC)."""
+    if t.name in column_tensors(graph):
+        return len(t.shape) - 1
+    return 1 if graph.layout == "NHWC" else 2
+
+
+def has_rows(graph: Graph, t: Tensor) -> bool:
+    """Whether ``t`` can be held in rows: a column tensor, or a 4-D activation of batch 1."""
+    return t.name in column_tensors(graph) or (len(t.shape) == 4 and t.shape[0] == 1)
+
+
+def mixed_buffer(graph: Graph, bid: BufferId, rows_of: Callable[[Tensor], int] | None = None) -> bool:
+    """Whether buffer ``bid`` holds a column tensor and a tensor with other rows (a flattening
+    Reshape's view of an NCHW map): its rows have no common layout, so it is whole wherever
+    it is read or written in rows."""
+    cols = column_tensors(graph)
+    names = graph.buffers[bid].tensors
+    if not cols or not any(n in cols for n in names):
+        return False
+    kinds = {(n in cols, graph.tensors[n].shape[row_axis_of(graph, graph.tensors[n])])
+             for n in names if has_rows(graph, graph.tensors[n])}
+    return len(kinds) > 1
+
+
+__all__ = ["column_tensors", "has_rows", "mixed_buffer", "row_axis_of"]

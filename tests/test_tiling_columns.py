@@ -1,0 +1,355 @@
+"""A YOLO-like detection head in bands along its last axis (``stowage.ir.columns``), and
+streamed loads that skip the rows a Slice does not take.
+
+The head, built here: two feature maps (8x8 and 4x4, 6 channels) flattened to ``(1, 6, N)``
+and concatenated along ``N`` (80 positions), split on channels into box logits (4) and class
+logits (2, through a Sigmoid), the box logits viewed as ``(1, 2, 2, N)``, transposed, put
+through a Softmax over their 2 bins and a 1x1 "DFL" conv, a Slice, anchor arithmetic with
+constants along ``N`` and a final Concat on channels.  Hand-checked row maps, stripes, ring
+rows and bytes; tiled plans valid and executed against ONNX Runtime (fp32 within tolerance,
+an int8 QDQ version bit-exact); mutants caught by the validator and the simulator; the C
+tables replayed."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from stowage.api import compile as compile_plan
+from stowage.api import load_model
+from stowage.backend.emit import emit_c
+from stowage.ir.columns import column_tensors, mixed_buffer, row_axis_of
+from stowage.ir.onnx_import import import_model
+from stowage.ir.tiling import CONCAT, RowMap, buffer_row_bytes, row_maps, row_units, rows
+from stowage.plan import Cascade, Plan
+from stowage.plan.validate import validate
+from stowage.simulate import simulate
+from stowage.solvers.tiling.program import stripe_program
+from test_emit import needs_gcc, replay
+
+N = 8 * 8 + 4 * 4   # 80 positions: 64 from the 8x8 map, then 16 from the 4x4 map
+
+
+def _ints(name: str, v: list[int]) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(v, dtype=np.int64), name)
+
+
+def _f(name: str, a: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(a.astype(np.float32), name)
+
+
+def _head_nodes() -> list[onnx.NodeProto]:
+    """Flatten a and b, Concat along N, Split on channels into box (4) and cls (2)."""
+    return [
+        helper.make_node("Reshape", ["a", "sa"], ["fa"], name="flat_a"),
+        helper.make_node("Reshape", ["b", "sb"], ["fb"], name="flat_b"),
+        helper.make_node("Concat", ["fa", "fb"], ["cat"], name="cat_n", axis=2),
+        helper.make_node("Split", ["cat", "sizes"], ["box", "cls"], name="split", axis=1),
+    ]
+
+
+def head_model() -> onnx.ModelProto:
+    """The fp32 head (module docstring): x (1x4x8x8) -> 3x3 conv -> a (1x6x8x8) -> stride-2
+    3x3 conv -> b (1x6x4x4); y is (1x3x80)."""
+    rng = np.random.default_rng(3)
+    nodes = [
+        helper.make_node("Conv", ["x", "w0"], ["a"], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["a", "w1"], ["b"], name="conv_b", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                         strides=[2, 2]),
+        *_head_nodes(),
+        helper.make_node("Sigmoid", ["cls"], ["score"], name="sig"),
+        helper.make_node("Reshape", ["box", "s4"], ["box4"], name="view4"),
+        helper.make_node("Transpose", ["box4"], ["boxt"], name="perm", perm=[0, 2, 1, 3]),
+        helper.make_node("Softmax", ["boxt"], ["soft"], name="softmax", axis=1),
+        helper.make_node("Conv", ["soft", "wd"], ["dfl"], name="dfl"),
+        helper.make_node("Reshape", ["dfl", "s3"], ["dist"], name="view3"),
+        helper.make_node("Slice", ["dist", "st", "en", "ax"], ["lt"], name="slice_lt"),
+        helper.make_node("Sub", ["anchors", "lt"], ["xy"], name="sub"),
+        helper.make_node("Mul", ["xy", "stride"], ["xys"], name="mul"),
+        helper.make_node("Concat", ["xys", "score"], ["y"], name="cat_c", axis=1),
+    ]
+    inits = [_f("w0", rng.standard_normal((6, 4, 3, 3)) * 0.3), _f("w1", rng.standard_normal((6, 6, 3, 3)) * 0.3),
+             _ints("sa", [1, 6, 64]), _ints("sb", [1, 6, 16]), _ints("sizes", [4, 2]), _ints("s4", [1, 2, 2, N]),
+             _f("wd", np.array([0.0, 1.0]).reshape(1, 2, 1, 1)), _ints("s3", [1, 2, N]),
+             _ints("st", [0]), _ints("en", [1]), _ints("ax", [1]),
+             _f("anchors", rng.standard_normal((1, 1, N))),
+             _f("stride", np.r_[np.full(64, 8.0), np.full(16, 16.0)][None])]
+    g = helper.make_graph(nodes, "head", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+def int8_head_model() -> onnx.ModelProto:
+    """The head on int8 tensors (QDQ form, folded into int8 steps by ``compile``): int8 input
+    maps a (1x6x8x8) and b (1x6x4x4); flatten, Concat along N and Split on int8 bytes; the
+    Sigmoid, Softmax and 1x1 DFL conv each between a DequantizeLinear and a QuantizeLinear;
+    int8 result y (1x4x80)."""
+    s = _f("s", np.array(0.05))
+    z = numpy_helper.from_array(np.array(0, dtype=np.int8), "z")
+
+    def dq(x: str, y: str) -> onnx.NodeProto:
+        return helper.make_node("DequantizeLinear", [x, "s", "z"], [y], name=f"dq_{y}")
+
+    def q(x: str, y: str) -> onnx.NodeProto:
+        return helper.make_node("QuantizeLinear", [x, "s", "z"], [y], name=f"q_{y}")
+
+    wq = numpy_helper.from_array(np.array([1, 3], dtype=np.int8).reshape(1, 2, 1, 1), "wq")
+    nodes = [
+        *_head_nodes(),
+        dq("cls", "cls_f"), helper.make_node("Sigmoid", ["cls_f"], ["score_f"], name="sig"), q("score_f", "score"),
+        helper.make_node("Reshape", ["box", "s4"], ["box4"], name="view4"),
+        helper.make_node("Transpose", ["box4"], ["boxt"], name="perm", perm=[0, 2, 1, 3]),
+        dq("boxt", "boxt_f"), helper.make_node("Softmax", ["boxt_f"], ["soft_f"], name="softmax", axis=1),
+        q("soft_f", "soft"),
+        dq("soft", "soft_d"), helper.make_node("DequantizeLinear", ["wq", "s", "z"], ["wd"], name="dq_w"),
+        helper.make_node("Conv", ["soft_d", "wd"], ["dfl_f"], name="dfl"), q("dfl_f", "dfl"),
+        helper.make_node("Reshape", ["dfl", "s3"], ["dist"], name="view3"),
+        helper.make_node("Concat", ["dist", "score"], ["y"], name="cat_c", axis=1),
+    ]
+    inits = [s, z, wq, _ints("sa", [1, 6, 64]), _ints("sb", [1, 6, 16]), _ints("sizes", [4, 2]),
+             _ints("s4", [1, 2, 2, N]), _ints("s3", [1, 2, N])]
+    g = helper.make_graph(nodes, "qhead", [helper.make_tensor_value_info("a", TensorProto.INT8, [1, 6, 8, 8]),
+                                           helper.make_tensor_value_info("b", TensorProto.INT8, [1, 6, 4, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT8, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+def _op(g, name: str):
+    return next(op for op in g.operators if op.name == name)
+
+
+# -- which tensors are columns, and their row maps -------------------------------------------
+def test_the_head_after_the_flatten_is_in_columns_and_the_backbone_is_not() -> None:
+    g = import_model(head_model(), element_bytes=1)
+    cols = column_tensors(g)
+    assert {"fa", "fb", "cat", "box", "cls", "box4", "boxt", "soft", "dfl", "dist", "lt", "y"} <= cols
+    assert not {"x", "a", "b"} & cols          # NCHW maps keep their H rows
+    assert row_axis_of(g, g.tensors["boxt"]) == 3 and row_axis_of(g, g.tensors["a"]) == 2
+    assert rows(g, g.tensors["cat"]) == N and rows(g, g.tensors["boxt"]) == N
+    # One row of the (1, 6, 80) Concat is its 6 channels at one position: 6 bytes at 8-bit.
+    assert buffer_row_bytes(g, g.tensor_buffer["cat"]) == 6
+    # The flatten's view shares a's bytes with other rows (8 of 48 B vs 80 of 6 B): mixed.
+    assert g.tensor_buffer["fa"] == g.tensor_buffer["a"] and mixed_buffer(g, g.tensor_buffer["a"])
+    assert not mixed_buffer(g, g.tensor_buffer["box"])   # (1, 4, 80) and its (1, 2, 2, 80) view
+
+
+def test_concat_along_n_reads_each_piece_at_its_offset() -> None:
+    g = import_model(head_model(), element_bytes=1)
+    maps = row_maps(g, _op(g, "cat_n"))
+    assert maps == {"fa": RowMap(1, 1, 0, 64, kind=CONCAT), "fb": RowMap(1, 1, 64, 16, kind=CONCAT)}
+    # Positions 60..69 are a's 60..63 and b's 0..5; 0..15 read none of b; no padding either way.
+    assert maps["fa"].need(60, 70) == (60, 64, 0, 0) and maps["fb"].need(60, 70) == (0, 6, 0, 0)
+    assert maps["fb"].need(0, 16) == (0, 0, 0, 0) and maps["fa"].need(64, 80) == (64, 64, 0, 0)
+    # Every other head operator reads the same positions of its column operands.
+    for name, operand in (("perm", "box4"), ("softmax", "boxt"), ("dfl", "soft"), ("slice_lt", "dist")):
+        assert row_maps(g, _op(g, name)) == {operand: RowMap(1, 1, 0, N)}, name
+    assert [u.output for u in row_units(g, _op(g, "split"))] == ["box", "cls"]
+
+
+def test_a_softmax_over_n_needs_whole_tensors() -> None:
+    m = head_model()
+    next(n for n in m.graph.node if n.name == "softmax").attribute[0].i = 3   # over the positions
+    g = import_model(m)
+    assert row_maps(g, _op(g, "softmax")) is None
+    assert row_maps(g, _op(g, "perm")) is not None
+
+
+# -- the stripe program --------------------------------------------------------------------
+def test_stripes_of_the_head_hand_checked(tmp_path) -> None:
+    """Bands of 16 positions of the head after the two convs (a and b whole, made before):
+    5 bands; the Concat's band 4 reads a's rows [64, 64) (none) and b's [0, 16)."""
+    g = load_model(_save(head_model(), tmp_path / "head.onnx"), element_bytes=1, in_place=True)
+    ops = tuple(op.index for op in g.computing_ops if op.name not in ("conv_a", "conv_b"))
+    outside = {b.id: b.id in (g.tensor_buffer["a"], g.tensor_buffer["b"]) for b in g.buffers}
+    prog = stripe_program(g, ops, 16, outside)
+    cat = [(s.out_lo, s.out_hi, s.inputs, s.pad_top, s.pad_bottom) for s in prog.stripes
+           if s.op == _op(g, "cat_n").index]
+    assert cat == [(lo, lo + 16, (("fa", min(lo, 64), min(lo + 16, 64)), ("fb", max(lo - 64, 0), max(lo - 48, 0))),
+                    0, 0) for lo in range(0, N, 16)]
+    assert cat[3][2] == (("fa", 48, 64), ("fb", 0, 0)) and cat[4][2] == (("fa", 64, 64), ("fb", 0, 16))
+    # Every ring holds one band (16 positions); y streams out 16 positions at a time.
+    # A row is a position's channels, 1 B each: cat 6, box 4 (its (1, 2, 2, N) view the same
+    # 4), cls 2, the transposed bins 4, the DFL's 2, the Slice's 1 (Sub and Mul in place).
+    rb = {g.buffers[b].tensors[0]: (r, buffer_row_bytes(g, b)) for b, r in prog.rings.items()}
+    assert rb == {"cat": (16, 6), "box": (16, 4), "cls": (16, 2), "boxt": (16, 4), "soft": (16, 4),
+                  "dfl": (16, 2), "lt": (16, 1)}
+    assert prog.streamed == {g.tensor_buffer["y"]: 16}
+    stores = [(x.lo, x.hi) for s in prog.stripes for x in s.transfers if x.direction == "store"]
+    assert stores == [(lo, lo + 16) for lo in range(0, N, 16)]
+    # y (1, 3, 80) at 8-bit: 3 bytes a position, all 240 stored once; nothing loaded.
+    assert (prog.store_bytes, prog.load_bytes) == (3 * N, 0)
+    # a and b are whole: their rows are the flatten's other layout.
+    assert set(prog.whole_in) == {g.tensor_buffer["a"], g.tensor_buffer["b"]}
+
+
+def _save(m: onnx.ModelProto, path: Path) -> Path:
+    onnx.save(m, path)
+    return path
+
+
+# -- tiled plans, validated and executed ---------------------------------------------------
+@pytest.fixture(scope="module")
+def head_plan(tmp_path_factory):
+    path = _save(head_model(), tmp_path_factory.mktemp("head") / "head.onnx")
+    g = load_model(path, in_place=True)
+    plan = compile_plan(g, capacity=2000, time_limit=10)   # M_R is 3,840 B
+    return path, g, plan
+
+
+def test_head_below_m_r_is_tiled_valid_and_matches_ort(head_plan) -> None:
+    path, g, plan = head_plan
+    banded = {g.operators[s.op].op_type for c in plan.cascades for s in c.stripes}
+    assert {"Concat", "Split", "Transpose", "Softmax", "Conv", "Slice"} <= banded
+    assert validate(g, plan).ok
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
+    assert r.outputs and all(o.close for o in r.outputs)
+
+
+def test_int8_head_is_bit_exact_in_bands(tmp_path) -> None:
+    path = _save(int8_head_model(), tmp_path / "qhead.onnx")
+    g = load_model(path, in_place=True, qdq="fold")
+    plan = compile_plan(path, capacity=900, time_limit=10)
+    banded = {g.operators[s.op].op_type for c in plan.cascades for s in c.stripes}
+    assert {"Concat", "Split", "Transpose"} <= banded, banded
+    assert validate(load_model(path, in_place=True, qdq="fold"), plan).ok
+    r = simulate(path, load_model(path, in_place=True, qdq="fold"), plan)
+    assert r.ok, r.first_problem
+    assert r.outputs and all(o.exact for o in r.outputs)
+
+
+def _with_cascade(plan: Plan, k: int, c: Cascade) -> Plan:
+    cs = list(plan.cascades)
+    cs[k] = c
+    return dataclasses.replace(plan, cascades=tuple(cs))
+
+
+def _concat_stripe(g, plan: Plan, piece: str):
+    return next((k, c, j) for k, c in enumerate(plan.cascades) for j, s in enumerate(c.stripes)
+                if g.operators[s.op].name == "cat_n" and any(n == piece and hi > lo for n, lo, hi in s.inputs))
+
+
+def test_a_concat_stripe_reading_the_wrong_piece_rows_is_caught(head_plan) -> None:
+    path, g, plan = head_plan
+    k, c, j = _concat_stripe(g, plan, "fb")
+    st = c.stripes[j]
+    shifted = tuple((n, lo + 1, hi + 1) if n == "fa" and hi > lo else (n, lo - 1, hi - 1) if hi > lo and lo > 0
+                    else (n, lo, hi) for n, lo, hi in st.inputs)
+    if shifted == st.inputs:   # the band holds b's row 0: read a's row too many instead
+        shifted = tuple((n, lo, hi + 1) if n == "fb" else (n, lo, hi) for n, lo, hi in st.inputs)
+    stripes = list(c.stripes)
+    stripes[j] = dataclasses.replace(st, inputs=shifted)
+    bad = _with_cascade(plan, k, dataclasses.replace(c, stripes=tuple(stripes)))
+    v = validate(g, bad)
+    assert not v.ok and any("need rows" in e.message for e in v.errors), v.summary()
+    assert not simulate(path, g, bad).ok
+
+
+def test_a_dropped_concat_stripe_and_a_ring_overrun_are_caught(head_plan) -> None:
+    path, g, plan = head_plan
+    k, c, j = _concat_stripe(g, plan, "fa")
+    dropped = _with_cascade(plan, k, dataclasses.replace(c, stripes=c.stripes[:j] + c.stripes[j + 1:]))
+    v = validate(g, dropped)
+    assert not v.ok, "a band of the Concat never made"
+    assert not simulate(path, g, dropped).ok
+    # At 3,000 B the head runs in 16-position bands: a ring of 15 overruns.
+    plan = compile_plan(g, capacity=3000, time_limit=10)
+    k, c = next((k, c) for k, c in enumerate(plan.cascades) if any(t.tensor == "cat" for t in c.tensors))
+    ring = next(i for i, t in enumerate(c.tensors) if t.tensor == "cat" and t.mode == "ring")
+    assert c.tensors[ring].ring_rows == c.stripe_rows == 16
+    ts = list(c.tensors)
+    ts[ring] = dataclasses.replace(ts[ring], ring_rows=15)
+    small = _with_cascade(plan, k, dataclasses.replace(c, tensors=tuple(ts)))
+    v = validate(g, small)
+    assert not v.ok, "a ring smaller than its band"
+    assert not simulate(path, g, small).ok
+
+
+@needs_gcc
+def test_plan_h_of_the_tiled_head_replays_in_c(head_plan, tmp_path) -> None:
+    _path, g, plan = head_plan
+    r = replay(emit_c(plan, g), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "replay ok" in r.stdout
+
+
+# -- a streamed Slice loads only the rows it takes --------------------------------------------
+def slice_model(start: int, end: int, step: int) -> onnx.ModelProto:
+    """x (1x4x24x8) -> Slice rows start:end:step -> 1x1 conv -> y."""
+    rng = np.random.default_rng(5)
+    nodes = [helper.make_node("Slice", ["x", "st", "en", "ax", "sp"], ["s"], name="slice"),
+             helper.make_node("Conv", ["s", "w"], ["y"], name="conv", kernel_shape=[1, 1])]
+    inits = [_ints("st", [start]), _ints("en", [end]), _ints("ax", [2]), _ints("sp", [step]),
+             _f("w", rng.standard_normal((4, 4, 1, 1)))]
+    g = helper.make_graph(nodes, "s", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 24, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+def test_a_slice_of_the_last_rows_loads_only_them() -> None:
+    """Rows 21:23 of 24 in one 2-row band: x's load is rows [21, 23), 2 rows of 32 B at 8-bit,
+    through a ring of 2 rows (it used to load rows [0, 23) through a ring of 23)."""
+    g = load_model(import_model(slice_model(21, 23, 1), element_bytes=1), in_place=True)
+    prog = stripe_program(g, g.file_order(), 2, {b.id: False for b in g.buffers})
+    loads = [(x.tensor, x.lo, x.hi) for s in prog.stripes for x in s.transfers if x.direction == "load"]
+    assert loads == [("x", 21, 23)]
+    assert prog.load_bytes == 2 * 32 and prog.streamed[g.tensor_buffer["x"]] == 2
+
+
+def test_a_step_two_slice_in_one_row_bands_skips_the_rows_it_drops() -> None:
+    g = load_model(import_model(slice_model(0, 24, 2), element_bytes=1), in_place=True)
+    prog = stripe_program(g, g.file_order(), 1, {b.id: False for b in g.buffers})
+    loads = [(x.lo, x.hi) for s in prog.stripes for x in s.transfers if x.direction == "load"]
+    assert loads == [(r, r + 1) for r in range(0, 24, 2)]
+    assert prog.load_bytes == 12 * 32 and prog.streamed[g.tensor_buffer["x"]] == 1
+
+
+@pytest.mark.parametrize("start,end,step,cap", [(21, 23, 1, 1000), (0, 24, 2, 400), (1, 24, 3, 400)])
+def test_skipping_slices_plan_valid_and_match_ort(tmp_path, start, end, step, cap) -> None:
+    path = _save(slice_model(start, end, step), tmp_path / "s.onnx")
+    g = load_model(path, in_place=True)
+    plan = compile_plan(g, capacity=cap, time_limit=10)
+    assert plan.cascades
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    # Compulsory loads are the rows taken, once each (fp32: 128 B a row), plus y's stores.
+    taken = len(range(start, end, step))
+    y_bytes = g.tensors["y"].bytes
+    assert v.metrics.compulsory_bytes <= taken * 128 + y_bytes
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
+
+
+# -- a Shape of a tensor with a known shape is a constant ----------------------------------------
+def test_a_shape_of_a_known_tensor_folds_and_simulates(tmp_path) -> None:
+    """x -> Relu -> r; Shape(r) -> Gather(1) -> Mul(r, channels) -> y: the Shape reads no
+    data, so it folds into a weight (no step keeps r whole for it), and the simulator
+    computes it from the shape (y = 4 * relu(x))."""
+    nodes = [helper.make_node("Relu", ["x"], ["r"], name="relu"),
+             helper.make_node("Shape", ["r"], ["sh"], name="shape"),
+             helper.make_node("Gather", ["sh", "one"], ["c"], name="gather", axis=0),
+             helper.make_node("Cast", ["c"], ["cf"], name="cast", to=TensorProto.FLOAT),
+             helper.make_node("Mul", ["r", "cf"], ["y"], name="mul")]
+    g0 = helper.make_graph(nodes, "shape", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [_ints("one", [1])])
+    m = helper.make_model(g0, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    path = _save(m, tmp_path / "shape.onnx")
+    g = load_model(path, in_place=True)
+    shape = _op(g, "shape")
+    assert not shape.computing and g.tensors["sh"].kind.name == "WEIGHT" and g.tensors["cf"].kind.name == "WEIGHT"
+    assert [op.name for op in g.computing_ops] == ["relu", "mul"]
+    plan = compile_plan(g, time_limit=5)
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
