@@ -1094,7 +1094,8 @@ def per_layer_csv(graph: Graph, plan: Plan, timeline: Timeline | None) -> str:
     compute time, the busy time (compute or memory, whichever is longer), start and end, the
     stall before it, its weight streams (bytes of weight slices copied, the seconds of those
     copies, the NPU's wait for them inside the busy time), and the bytes its
-    ``before``/``after`` copies move in or out of each level.  Times are empty when the target has no compute description (unknown, not 0)."""
+    ``before``/``after`` copies move in or out of each level.  Times are empty when the target
+    has no compute description (unknown, not 0)."""
     import csv
     import io
 
