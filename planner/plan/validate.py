@@ -706,8 +706,8 @@ class _Checker:
                     self.fail(9, step, (bid,), f"the weight loads of {op} cover channels 0-{nxt} of its {cout}")
         # Channels: weight loads and transfers share no channel time.
         lanes: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
-        for i, (a, e, ch) in enumerate(times):
-            lanes[ch].append((a, e, f"transfer {i}"))
+        for i, (t_a, t_e, ch) in enumerate(times):
+            lanes[ch].append((t_a, t_e, f"transfer {i}"))
         for i, w in enumerate(ws):
             lanes[w.channel].append((w.start, w.end, f"weight load {i} ({w.op})"))
         for ch, lane in lanes.items():
