@@ -771,8 +771,9 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
             want = start - st.hide
             ch = min(range(len(channels)), key=lambda k: (max(channels[k], want), k))
             t0 = max(channels[ch], want)
-            ls, le, rs, re = _double_buffer(-st.hide if t0 <= want else t0 - start, st.copies, st.reads)
-            if t0 > want:
+            late = t0 - want > 1e-12 * max(1.0, abs(want))     # not just the last bits of a sum
+            ls, le, rs, re = _double_buffer(t0 - start if late else -st.hide, st.copies, st.reads)
+            if late:
                 shift += max(re[-1], st.floor) - st.duration
             channels[ch] = start + le[-1]
             dma += sum(st.copies)
