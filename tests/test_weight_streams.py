@@ -13,6 +13,7 @@ everything else below is worked out by hand.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,7 +43,7 @@ def conv_chain(hw: int, chans: tuple[int, ...], extra_output: bool = False) -> o
     inits = [nh.from_array(np.array(0.05, np.float32), "s"), nh.from_array(np.array(0, np.int8), "zp")]
     nodes = []
     prev = "x"
-    for i, (ci, co) in enumerate(zip(chans, chans[1:], strict=False)):
+    for i, (ci, co) in enumerate(itertools.pairwise(chans)):
         w = (np.arange(co * ci) % 7 - 3).astype(np.int8).reshape(co, ci, 1, 1)
         inits += [nh.from_array(w, f"w{i}"), nh.from_array(np.array(0.02, np.float32), f"ws{i}"),
                   nh.from_array(np.array(0, np.int8), f"wz{i}"), nh.from_array(np.zeros(co, np.int32), f"b{i}")]
@@ -169,7 +170,7 @@ def test_validator_catches_a_load_that_ends_after_its_reader_starts(chain):
 
 def test_validator_catches_two_loads_overlapping_on_one_channel(chain):
     _, plan, graph = chain
-    w0, w1 = plan.weight_loads[:2]
+    w0 = plan.weight_loads[0]
     early = _mutant(plan, 1, start=w0.start + 1 * US)      # still before its reading, but during load 0
     assert any("overlap in time on channel 0" in m for m in _rule9(graph, early))
 
@@ -232,7 +233,7 @@ def test_per_layer_csv_reports_the_weight_streams(chain):
 
 
 def test_the_c_header_has_the_weight_load_table(chain, tmp_path):
-    path, plan, graph = chain
+    path, plan, _ = chain
     sch = build_schedule(plan, load_model(path))
     assert [(w.dst_offset, w.bytes, w.start_ns, w.end_ns, w.wait_read) for w in sch.weight_loads[:3]] == [
         (plan.weight_loads[0].offset, 4352, 32_896, 41_728, None),
