@@ -18,7 +18,7 @@ import argparse
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--time-limit", type=float, default=20.0)
     args = ap.parse_args(argv)
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f}, "
+    print(f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load {os.getloadavg()[0]:.2f}, "
           f"time limit {args.time_limit:g} s")
     print("| model | target | SRAM | cascades | est. ms | bound ms | weight loads | weight MB | "
           "weight DMA ms | NPU wait for weights ms | DMA busy ms | valid | compile s |")
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{est * 1e3:.4f} | {bound * 1e3 if bound is not None else float('nan'):.4f} | {len(loads)} | "
                       f"{sum(w.bytes for w in loads) / 1e6:.3f} | {wdma * 1e3:.4f} | {wait * 1e3:.4f} | "
                       f"{dma * 1e3:.4f} | {'yes' if ok else 'NO'} | {secs:.1f} |", flush=True)
-    print(f"# load at end {os.getloadavg()[0]:.2f}, {datetime.now(timezone.utc):%H:%M} UTC")
+    print(f"# load at end {os.getloadavg()[0]:.2f}, {datetime.now(UTC):%H:%M} UTC")
     return 0
 
 
