@@ -528,7 +528,8 @@ def timeline_lanes(run: Run, dma_channels: int = 1) -> list[tuple[str, list[tupl
     ``(start, end, "step")`` box per step and one ``(start, end, "stall")`` box per wait before
     a step, then ``DMA n`` per channel (``dma_channels`` of the target, so an idle channel
     still shows as an empty lane) with one box per copy, labelled by its kind (load, store,
-    spill, reload, move; ``weights`` for a streamed weight slice).  Kept apart from the drawing so tests can check it exactly."""
+    spill, reload, move; ``weights`` for a streamed weight slice).  Kept apart from the
+    drawing so tests can check it exactly."""
     from stowage.plan.tables import transfer_kinds
 
     assert run.plan is not None and run.timeline is not None
