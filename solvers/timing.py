@@ -407,7 +407,7 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
                     npu = t_npu + full - min(first, hide)
                 fm_t = times[fm_level.name] + const_bytes / fm_wr + refetch / fm_rd
                 ts = max(npu, fm_t)
-                if ts < t:
+                if ts < t * (1 - 1e-9):    # faster, not a tie broken by the last bits of a sum
                     t = ts
                     times = defaultdict(float, {fm_level.name: fm_t, const_level.name: full})
                     next_slack = (tail if n_slices > 1 else t_npu, buffer)
