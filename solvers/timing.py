@@ -33,6 +33,13 @@ objective of ``heuristic``.  ``docs/timing.md`` states the model; in short:
   A step starts when the previous one has ended, its ``before`` copies have ended and the
   bytes of the placements it writes into are free.
 
+* **Weight streams.**  On a target with ``[compute.blocks]`` whose weights are read at home,
+  the slices the block model streams into a double buffer above the plan's placements are
+  copies too (``WeightLoad``, ``Timeline.weight_loads``): queued on the DMA channels in plan
+  order with the activations' copies, each operator's first slice issued under the previous
+  operator (Vela's slack), the NPU reading a slice once its copy has ended (``_double_buffer``);
+  a stream the channel delays delays its step.
+
 The lower bound (``latency_bound``) holds for every order and placement of the same graph,
 options and target: the steps' busy times do not depend on the plan, and every compulsory copy
 (graph inputs in, graph outputs out, weights in when they must be resident) must run on some
