@@ -542,20 +542,24 @@ def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
 
 def _place_streams(plan: Plan, compute: Level, streams: list[tuple[_Stream, ...]]) -> list[tuple[_Stream, ...]]:
     """Each double buffer's address: above the plan's highest byte of the compute level,
-    alternately at the bottom and at the top of the room that leaves, so that a buffer whose
+    alternately at the bottom and at the top of a window that leaves, so that a buffer whose
     first slice is copied while the previous operation still reads its own (``hide`` > 0:
     ``_block_step`` allows it only when both buffers fit in the room) shares no byte with it.
-    Buffers further apart in time may share bytes: the one before has been read by then."""
+    Buffers further apart in time may share bytes: the one before has been read by then.  The
+    window is as small as that allows (the largest buffer, and the largest pair of buffers
+    one of which is prefetched under the other), so the bytes to allocate stay few."""
     if not any(streams):
         return streams
     size = {b.id: b.bytes for b in plan.buffers}
     top = max((p.offset + size[p.buffer] for p in plan.placements
                if p.level == compute.name and p.buffer in size), default=0)
     lo = _align(top, compute.alignment)
+    flat = [st for sts in streams for st in sts]
+    window = max([*(st.buffer for st in flat),
+                  *(a.buffer + b.buffer for a, b in itertools.pairwise(flat) if b.hide > 0)])
+    end = lo + window
     if compute.capacity is not None:
-        end = compute.capacity // compute.alignment * compute.alignment
-    else:
-        end = lo + 2 * max(st.buffer for sts in streams for st in sts)
+        end = min(end, compute.capacity // compute.alignment * compute.alignment)
     out: list[tuple[_Stream, ...]] = []
     side = 0
     for sts in streams:

@@ -84,11 +84,11 @@ def test_two_convolutions_by_hand(chain):
         ("conv1", 0, 64, 16640), ("conv1", 64, 128, 16640)]
     assert all((w.src, w.dst, w.channel) == ("dram", "sram", 0) for w in ws)
     assert {w.buffer for w in ws[:4]} == {b.id for b in plan.buffers if "w0" in b.tensors}
-    # The double buffers sit above every placement: conv0's at the bottom of that room (halves
-    # of 4,352 B), conv1's at its top (262,144 - 2 x 16,640), so conv1's first slice can be
-    # copied while conv0 still reads its own.
+    # The double buffers sit above every placement: conv0's at the bottom of a window of 8,704
+    # + 33,280 B (halves of 4,352 B), conv1's at its top (halves of 16,640 B), so conv1's first
+    # slice can be copied while conv0 still reads its own.
     lo = _top(plan)
-    assert [w.offset for w in ws] == [lo, lo + 4352, lo, lo + 4352, 262_144 - 33_280, 262_144 - 16_640]
+    assert [w.offset for w in ws] == [lo, lo + 4352, lo, lo + 4352, lo + 8704, lo + 8704 + 16_640]
     # The input x (16,384 B) first: 128 ns + 16,384 B / 0.5 GB/s = 32.896 us.  Then conv0's
     # slices back to back: 128 ns + 4,352 x 2 ns = 8.832 us, then 8.704 us each; the NPU reads
     # each as soon as it has arrived (8.704 us of conv0's 34.816 us per slice, shorter than a
@@ -239,10 +239,11 @@ def test_the_c_header_has_the_weight_load_table(chain, tmp_path):
         (plan.weight_loads[0].offset, 4352, 32_896, 41_728, None),
         (plan.weight_loads[1].offset, 4352, 41_728, 50_432, None),
         (plan.weight_loads[0].offset, 4352, 50_432, 59_136, 0)]     # half 0 again: after slice 0's reading
-    assert sch.weight_stream_extent == 262_144
+    extent = _top(plan) + 8704 + 33_280
+    assert sch.weight_stream_extent == extent
     files = emit_c(plan, load_model(path), prefix="net")
     header = files["plan.h"]
-    assert "#define NET_NUM_WEIGHT_LOADS 6u" in header and "#define NET_WEIGHT_STREAM_EXTENT 262144u" in header
+    assert "#define NET_NUM_WEIGHT_LOADS 6u" in header and f"#define NET_WEIGHT_STREAM_EXTENT {extent}u" in header
     assert "NET_NUM_TRANSFERS" in header and "NET_SRAM_EXTENT" in header     # existing names kept
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
