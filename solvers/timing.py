@@ -487,7 +487,7 @@ def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
             slack = (float("inf"), 0)
         found: list[_Stream] = []
         modelled = _block_step(graph, members, engine, *blocks, slack, exact=not bound, alignment=compute.alignment,
-                               streams=found) if blocks is not None and members else None
+                               streams=None if bound else found) if blocks is not None and members else None
         streams.append(tuple(found) if modelled is not None else ())
         slack = (comp, 0)
         if modelled is not None:
