@@ -33,6 +33,13 @@ objective of ``heuristic``.  ``docs/timing.md`` states the model; in short:
   A step starts when the previous one has ended, its ``before`` copies have ended and the
   bytes of the placements it writes into are free.
 
+* **Weight streams.**  On a target with ``[compute.blocks]`` whose weights are read at home,
+  the slices the block model streams into a double buffer above the plan's placements are
+  copies too (``WeightLoad``, ``Timeline.weight_loads``): queued on the DMA channels in plan
+  order with the activations' copies, each operator's first slice issued under the previous
+  operator (Vela's slack), the NPU reading a slice once its copy has ended (``_double_buffer``);
+  a stream the channel delays delays its step.
+
 The lower bound (``latency_bound``) holds for every order and placement of the same graph,
 options and target: the steps' busy times do not depend on the plan, and every compulsory copy
 (graph inputs in, graph outputs out, weights in when they must be resident) must run on some
@@ -50,7 +57,7 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 
 from stowage.ir.graph import Graph, Operator, TensorKind
-from stowage.plan import Placement, Plan, Transfer
+from stowage.plan import Placement, Plan, Transfer, WeightLoad
 from stowage.solvers import block_model, block_ops
 from stowage.targets.hierarchy import Compute, Hierarchy, Level
 
@@ -136,6 +143,11 @@ class StepTime:
     end: float
     stall: float
     moved: Mapping[str, int] = field(default_factory=dict)   # bytes copied in or out of each level
+    #: Weight streams (``WeightLoad``): the bytes the step's weight slices move, the seconds of
+    #: their copies, and the NPU's wait for them (within ``busy``).
+    weight_bytes: int = 0
+    weight_dma: float = 0.0
+    weight_stall: float = 0.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "moved", MappingProxyType(dict(self.moved)))
@@ -157,6 +169,8 @@ class Timeline:
     transfers: tuple[TimedTransfer, ...]
     makespan: float
     lower_bound: float
+    #: Every weight slice the engine streams through the DMA (empty when none does).
+    weight_loads: tuple[WeightLoad, ...] = ()
 
     @property
     def stall(self) -> float:
@@ -207,10 +221,79 @@ def _memory(level: Level, engine: Compute) -> block_model.Memory | None:
                               latency=_latency(level, engine) * engine.clock_hz, burst=level.burst_bytes or 1)
 
 
+def _align(n: int, alignment: int) -> int:
+    return -(-n // alignment) * alignment if alignment > 1 else n
+
+
+@dataclass(frozen=True)
+class _Stream:
+    """One member of a step that streams its weights (``_block_step``), as the timeline needs
+    it: the member ``op`` and its weight tensor, the weights' level ``src``; ``offset`` its start
+    after the step's (when nothing delays it); the first copy is issued ``hide`` before that.
+    Per slice: output ``channels`` ``(lo, hi)``, ``nbytes``, the ``copies``' and the NPU's
+    ``reads``' seconds.  The double buffer: halves of ``half`` bytes, ``buffer`` in all, at
+    ``base`` in the compute level (``_place_streams``).  ``floor``: the member's time bound by
+    its compute-level accesses; ``duration``: its time with nothing delaying a copy."""
+
+    op: str
+    weight: str
+    src: str
+    offset: float
+    hide: float
+    channels: tuple[tuple[int, int], ...]
+    nbytes: tuple[int, ...]
+    copies: tuple[float, ...]
+    reads: tuple[float, ...]
+    half: int
+    buffer: int
+    floor: float
+    duration: float
+    base: int = 0
+
+
+def _double_buffer(t0: float, copies: Sequence[float], reads: Sequence[float]
+                   ) -> tuple[list[float], list[float], list[float], list[float]]:
+    """The schedule of a double-buffered weight stream, relative to the operation's start (0):
+    the starts and ends of each slice's copy and of the NPU's reading of it.  The copies run
+    one after another on one channel from ``t0``; with two or more slices slice ``k`` goes to
+    half ``k mod 2``, so its copy also waits until slice ``k - 2`` has been read; the NPU reads
+    slice ``k`` once its copy has ended, after slice ``k - 1``, and not before 0.  (One slice:
+    one buffer, the copy then the reading.)  Vela's closed form ``max(all copies - slack + the
+    last slice's reading, the readings + max(first copy - slack, 0))`` assumes the copies never
+    wait for a free half; they do when both halves are full, e.g. after the first slices were
+    copied under the previous operation, or when a short last slice's copy ends before the
+    slice before it has been read: then this schedule is slower (``docs/timing.md``, "Weight
+    streams")."""
+    ls: list[float] = []
+    le: list[float] = []
+    rs: list[float] = []
+    re: list[float] = []
+    for k, (d, p) in enumerate(zip(copies, reads, strict=True)):
+        start = t0 if k == 0 else le[-1]
+        if k >= 2:
+            start = max(start, re[k - 2])
+        ls.append(start)
+        le.append(start + d)
+        r = max(le[-1], re[-1] if re else 0.0, 0.0)
+        rs.append(r)
+        re.append(r + p)
+    return ls, le, rs, re
+
+
+def _weight_tensor(graph: Graph, op: Operator, sides: Mapping[str, str]) -> str | None:
+    """The weight tensor a streamed operator reads (its largest constant operand with a buffer;
+    in a folded QDQ group the integer weight the ``DequantizeLinear`` reads)."""
+    names = [sides.get(n, n) for n in op.inputs if n]
+    ws = [graph.tensors[n] for n in names if n in graph.tensors and n in graph.tensor_buffer
+          and graph.tensors[n].kind is TensorKind.WEIGHT]
+    return max(ws, key=lambda t: t.bytes).name if ws else None
+
+
 def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch: block_model.BlockArch,
                 fm: tuple[Level, block_model.Memory], const: tuple[Level, block_model.Memory],
                 formats: Mapping[str, str], sides: Mapping[str, str], stream_room: int | None,
-                slack: tuple[float, int]
+                slack: tuple[float, int], *, exact: bool = True, alignment: int = 1,
+                streams: list[_Stream] | None = None
                 ) -> tuple[float, float, dict[str, float], tuple[float, int]] | None:
     """Busy and compute time of a step with at least one member the block model describes (None
     otherwise), and the seconds each level spends on its accesses.  A member it does not
@@ -242,7 +325,12 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
     that one streamed in slices, else during all of it -- when the room holds both operations'
     buffers.  ``slack`` is ``(seconds, buffer bytes)`` the previous operation leaves (the caller
     passes the previous step's; infinite for the bound, which holds for every order); the
-    returned one is this step's last member's."""
+    returned one is this step's last member's.
+
+    With ``exact`` (every plan's timeline) a streamed member takes the time of its double
+    buffer's schedule (``_double_buffer``), which the recorded weight loads follow; without it
+    (the bound) Vela's closed form, which is never slower.  The halves of the double buffer
+    are ``alignment``-aligned.  ``streams`` collects each streamed member's ``_Stream``."""
     busy = comp = 0.0
     per_level: dict[str, float] = defaultdict(float)
     fm_level, fm_mem = fm
@@ -294,28 +382,49 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
             times[const_level.name] += refetch / c_rd
         t = max(t_npu, *times.values())
         next_slack = (t_npu, 0)
+        stream: _Stream | None = None
         if stream_room is not None and const_bytes and q.kind in (block_model.CONV, block_model.DEPTHWISE):
             cout = q.ofm.shape.c
             slice_c = min(cout, max(arch.ofm_split_depth, cost.config.ofm_block.c))
             n_slices = -(-cout // slice_c)
             slice_bytes = -(-const_bytes * slice_c // cout)
-            buffer = 2 * slice_bytes if n_slices > 1 else const_bytes
+            half = _align(slice_bytes if n_slices > 1 else const_bytes, alignment)
+            buffer = 2 * half if n_slices > 1 else half
             if buffer <= stream_room:
                 lat = const_mem.latency / engine.clock_hz
-                full = lat + const_bytes / min(c_rd, fm_wr)
-                first = lat + slice_bytes / min(c_rd, fm_wr)
+                bw = min(c_rd, fm_wr)
+                full = lat + const_bytes / bw
+                first = lat + slice_bytes / bw
                 tail = t_npu * (cout - (n_slices - 1) * slice_c) / cout
                 hide = slack[0] if buffer + slack[1] <= stream_room else 0.0
-                if n_slices > 1:    # double buffer: max(full - slack + tail, op + max(first - slack, 0))
+                # The slices: output channels [lo, hi), their share of the constant bytes, the
+                # copy (the first one pays the latency) and the NPU's time on them.
+                chans = tuple((k * slice_c, min(cout, (k + 1) * slice_c)) for k in range(n_slices))
+                nbytes = tuple(-(-const_bytes * hi // cout) - (-(-const_bytes * lo // cout)) for lo, hi in chans)
+                copies = tuple((lat if k == 0 else 0.0) + b / bw for k, b in enumerate(nbytes))
+                reads = tuple(t_npu * (hi - lo) / cout for lo, hi in chans)
+                if exact:
+                    # The double buffer's own schedule (``_double_buffer``), the first copy
+                    # issued ``hide`` before the operation starts: never faster than Vela's
+                    # closed form below, the same when the last slice is a full one.
+                    npu = _double_buffer(-hide, copies, reads)[3][-1]
+                elif n_slices > 1:  # double buffer: max(full - slack + tail, op + max(first - slack, 0))
                     npu = max(full - hide + tail, t_npu + max(first - hide, 0.0))
                 else:               # one buffer: the copy, less what ran under the previous operation
                     npu = t_npu + full - min(first, hide)
                 fm_t = times[fm_level.name] + const_bytes / fm_wr + refetch / fm_rd
                 ts = max(npu, fm_t)
-                if ts < t:
+                if ts < t * (1 - 1e-9):    # faster, not a tie broken by the last bits of a sum
                     t = ts
                     times = defaultdict(float, {fm_level.name: fm_t, const_level.name: full})
                     next_slack = (tail if n_slices > 1 else t_npu, buffer)
+                    weight = _weight_tensor(graph, m, sides)
+                    if weight is not None:
+                        stream = _Stream(op=m.name, weight=weight, src=const_level.name, offset=busy, hide=hide,
+                                         channels=chans, nbytes=nbytes, copies=copies, reads=reads, half=half,
+                                         buffer=buffer, floor=fm_t, duration=ts)
+        if stream is not None and streams is not None:
+            streams.append(stream)
         slack = next_slack
         busy += t
         comp += t_npu
@@ -328,6 +437,13 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
 
 def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
                       ) -> list[tuple[float, float, int, str]] | None:
+    """Per step ``(busy, compute, MACs, class)`` (``_step_times``, which says how)."""
+    got = _step_times(graph, plan, target, bound)
+    return None if got is None else got[0]
+
+
+def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
+                ) -> tuple[list[tuple[float, float, int, str]], list[tuple[_Stream, ...]]] | None:
     """Per step ``(busy, compute, MACs, class)``; None when the target has no compute engine or
     a bandwidth the access terms need is unknown.  Depends only on the graph, the options and
     the target (not on the order or offsets), which is what makes ``latency_bound`` a bound.
@@ -336,7 +452,10 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool =
     per-operation times (``_block_step``); every other step the efficiency model: its members'
     work at ``macs_per_cycle x efficiency``, overlapped with each operand read once.  With
     ``bound`` the busy times hold for every plan of the graph: weight streaming is assumed to
-    have room (``_block_step``), which only makes a step faster."""
+    have room (``_block_step``), which only makes a step faster.
+
+    Also, per step, the members that stream their weights (``_Stream``, empty without), their
+    double buffers placed above the plan's highest compute-level address (``_place_streams``)."""
     engine = target.compute_engine
     if engine is None:
         return None
@@ -352,18 +471,24 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool =
         if in_place_weights and const_level.name != compute.name:
             top = max((p.offset + kinds[p.buffer].bytes for p in plan.placements
                        if p.level == compute.name and p.buffer in kinds), default=0)
-            room = (1 << 62) if (bound or compute.capacity is None) else max(compute.capacity - top, 0)
+            lo = _align(top, compute.alignment)
+            room = (1 << 62) if (bound or compute.capacity is None) else \
+                max(compute.capacity // compute.alignment * compute.alignment - lo, 0)
         if fm_mem is not None and const_mem is not None:
             blocks = (engine.blocks, (compute, fm_mem), (const_level, const_mem), block_ops.feature_map_formats(graph),
                       block_ops.integer_sides(graph), room)
     out: list[tuple[float, float, int, str]] = []
+    streams: list[tuple[_Stream, ...]] = []
     slack = (0.0, 0)
     for s, step in enumerate(plan.steps):
         members = _members(graph, plan, s)
         comp, macs, cls = _engine_seconds(graph, members, engine)
         if bound:
             slack = (float("inf"), 0)
-        modelled = _block_step(graph, members, engine, *blocks, slack) if blocks is not None and members else None
+        found: list[_Stream] = []
+        modelled = _block_step(graph, members, engine, *blocks, slack, exact=not bound, alignment=compute.alignment,
+                               streams=None if bound else found) if blocks is not None and members else None
+        streams.append(tuple(found) if modelled is not None else ())
         slack = (comp, 0)
         if modelled is not None:
             busy_b, comp, level_t, slack = modelled
@@ -412,6 +537,37 @@ def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool =
             t = read.get(name, 0) / (lv.read_bandwidth or 1.0) + written.get(name, 0) / (lv.write_bandwidth or 1.0)
             busy = max(busy, t)
         out.append((busy, comp, macs, cls))
+    return out, _place_streams(plan, compute, streams)
+
+
+def _place_streams(plan: Plan, compute: Level, streams: list[tuple[_Stream, ...]]) -> list[tuple[_Stream, ...]]:
+    """Each double buffer's address: above the plan's highest byte of the compute level,
+    alternately at the bottom and at the top of a window that leaves, so that a buffer whose
+    first slice is copied while the previous operation still reads its own (``hide`` > 0:
+    ``_block_step`` allows it only when both buffers fit in the room) shares no byte with it.
+    Buffers further apart in time may share bytes: the one before has been read by then.  The
+    window is as small as that allows (the largest buffer, and the largest pair of buffers
+    one of which is prefetched under the other), so the bytes to allocate stay few."""
+    if not any(streams):
+        return streams
+    size = {b.id: b.bytes for b in plan.buffers}
+    top = max((p.offset + size[p.buffer] for p in plan.placements
+               if p.level == compute.name and p.buffer in size), default=0)
+    lo = _align(top, compute.alignment)
+    flat = [st for sts in streams for st in sts]
+    window = max([*(st.buffer for st in flat),
+                  *(a.buffer + b.buffer for a, b in itertools.pairwise(flat) if b.hide > 0)])
+    end = lo + window
+    if compute.capacity is not None:
+        end = min(end, compute.capacity // compute.alignment * compute.alignment)
+    out: list[tuple[_Stream, ...]] = []
+    side = 0
+    for sts in streams:
+        placed = []
+        for st in sts:
+            placed.append(replace(st, base=lo if side == 0 else end - st.buffer))
+            side ^= 1
+        out.append(tuple(placed))
     return out
 
 
@@ -560,10 +716,11 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
 
     ``graph`` is the graph the plan's steps index (the model's graph, fused or not: steps are
     matched by operator index); ``target`` the hierarchy with its levels' bandwidths."""
-    busy = step_busy_seconds(graph, plan, target)
+    got = _step_times(graph, plan, target)
     engine = target.compute_engine
-    if busy is None or engine is None:
+    if got is None or engine is None:
         return None
+    busy, streams = got
     bound = latency_bound(graph, plan, target)
     if bound is None:
         return None  # a level's bandwidth is unknown: the time is unknown, never invented
@@ -609,6 +766,40 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
                 touched[p] = max(touched.get(p, 0.0), end)
         return end
 
+    buf_of = {name: b.id for b in plan.buffers for name in b.tensors}
+    loads: list[WeightLoad] = []
+
+    def run_streams(s: int, ready: float) -> tuple[float, float, float, int]:
+        """Queue step ``s``'s weight streams (it starts at ``ready``) on the DMA channels: each
+        member's first copy is issued ``hide`` before the member starts, on the channel free
+        first, once the copies queued before it have ended.  Returns how much later the step
+        ends than with nothing delaying a copy, the seconds of weight copies, the NPU's wait
+        for slices (its member's double-buffer schedule less its reading) and the bytes."""
+        shift = dma = wait = 0.0
+        nbytes = 0
+        for st in streams[s]:
+            start = ready + st.offset + shift
+            want = start - st.hide
+            ch = min(range(len(channels)), key=lambda k: (max(channels[k], want), k))
+            t0 = max(channels[ch], want)
+            late = t0 - want > 1e-12 * max(1.0, abs(want))     # not just the last bits of a sum
+            ls, le, rs, re = _double_buffer(t0 - start if late else -st.hide, st.copies, st.reads)
+            if late:
+                shift += max(re[-1], st.floor) - st.duration
+            channels[ch] = start + le[-1]
+            dma += sum(st.copies)
+            wait += re[-1] - sum(st.reads)
+            nbytes += sum(st.nbytes)
+            bid = buf_of.get(st.weight)
+            if bid is None:
+                continue
+            for k, (lo, hi) in enumerate(st.channels):
+                loads.append(WeightLoad(step=s, op=st.op, buffer=bid, src=st.src, dst=compute, channels_lo=lo,
+                                        channels_hi=hi, bytes=st.nbytes[k],
+                                        offset=st.base + (k % 2) * st.half, channel=ch, start=start + ls[k],
+                                        end=start + le[k], read_start=start + rs[k], read_end=start + re[k]))
+        return shift, dma, wait, nbytes
+
     steps: list[StepTime] = []
     prev_end = 0.0
     for s, step in enumerate(plan.steps):
@@ -619,7 +810,8 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
             q = covering(bid, compute, s)
             if q is not None and q.first == s:
                 ready = max(ready, bytes_free(q))
-        end = ready + busy[s][0]
+        shift, w_dma, w_stall, w_bytes = run_streams(s, ready)
+        end = ready + busy[s][0] + shift
         for bid in step.writes:
             valid[(bid, compute)] = end
         moved: dict[str, int] = defaultdict(int)
@@ -635,13 +827,19 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
                 released = max(released, end)
             free[p.level].release(p.offset, p.offset + size[p.buffer], released)
         steps.append(StepTime(step=s, op=step.op, op_type=step.op_type, op_class=busy[s][3], macs=busy[s][2],
-                              compute=busy[s][1], busy=busy[s][0], start=ready, end=end,
-                              stall=ready - prev_end, moved=moved))
+                              compute=busy[s][1], busy=busy[s][0] + shift, start=ready, end=end,
+                              stall=ready - prev_end, moved=moved, weight_bytes=w_bytes, weight_dma=w_dma,
+                              weight_stall=w_stall))
         log.debug("step %d (%s): %.3g..%.3g s", s, step.op, ready, end)
         prev_end = end
     done = [t for t in timed if t is not None]
-    makespan = max([prev_end, *(t.end for t in done)])
-    greedy = Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound)
+    makespan = max([prev_end, *(t.end for t in done), *(w.end for w in loads)])
+    greedy = Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound,
+                      weight_loads=tuple(sorted(loads, key=lambda w: (w.start, w.step))))
+    if loads:
+        # The weight streams share the DMA channels in plan order; a recorded schedule (the
+        # exact latency model's) does not include them, so it is not replayed.
+        return greedy
     if plan.transfers and all(t.channel is not None and t.start is not None for t in plan.transfers):
         # A plan that records its DMA schedule (the exact latency model's) keeps it when it is
         # faster than the queue in plan order; one that records this very queue (an earlier
@@ -872,13 +1070,14 @@ def annotate(plan: Plan, timeline: Timeline | None) -> Plan:
     """``plan`` with each transfer's channel, start and end and ``metrics.estimated_seconds``
     from ``timeline`` (None: the same plan with unknown time)."""
     if timeline is None:
-        return replace(plan, metrics=replace(plan.metrics, estimated_seconds=None))
+        return replace(plan, metrics=replace(plan.metrics, estimated_seconds=None), weight_loads=())
     by_index = {t.index: t for t in timeline.transfers}
     transfers = tuple(
         replace(t, channel=by_index[i].channel, start=by_index[i].start, end=by_index[i].end) if i in by_index else t
         for i, t in enumerate(plan.transfers)
     )
-    return replace(plan, transfers=transfers, metrics=replace(plan.metrics, estimated_seconds=timeline.makespan))
+    return replace(plan, transfers=transfers, metrics=replace(plan.metrics, estimated_seconds=timeline.makespan),
+                   weight_loads=timeline.weight_loads)
 
 
 def record_latency(graph: Graph, plan: Plan, target: Hierarchy, timeline: Timeline | None = None,
@@ -899,14 +1098,16 @@ def record_latency(graph: Graph, plan: Plan, target: Hierarchy, timeline: Timeli
 
 #: ``compile --per-layer`` columns, before one ``bytes_<level>`` column per level.
 PER_LAYER_COLUMNS = ("step", "operator", "op_type", "class", "macs", "compute_s", "busy_s", "start_s", "end_s",
-                     "stall_s")
+                     "stall_s", "weight_bytes", "weight_dma_s", "weight_stall_s")
 
 
 def per_layer_csv(graph: Graph, plan: Plan, timeline: Timeline | None) -> str:
     """One row per step, like Vela's per-layer performance table: the operator, its MACs, the
     compute time, the busy time (compute or memory, whichever is longer), start and end, the
-    stall before it, and the bytes its ``before``/``after`` copies move in or out of each
-    level.  Times are empty when the target has no compute description (unknown, not 0)."""
+    stall before it, its weight streams (bytes of weight slices copied, the seconds of those
+    copies, the NPU's wait for them inside the busy time), and the bytes its
+    ``before``/``after`` copies move in or out of each level.  Times are empty when the target
+    has no compute description (unknown, not 0)."""
     import csv
     import io
 
@@ -934,5 +1135,6 @@ def per_layer_csv(graph: Graph, plan: Plan, timeline: Timeline | None) -> str:
         cls = op_class(graph, members[0]) if members else ""
         cells = ["" if st is None else f"{v:.9g}" for v in
                  ((st.compute, st.busy, st.start, st.end, st.stall) if st is not None else (0, 0, 0, 0, 0))]
-        w.writerow([s, step.op, step.op_type, cls, macs, *cells, *(moved[s].get(lv, 0) for lv in levels)])
+        weights = ["", "", ""] if st is None else [st.weight_bytes, f"{st.weight_dma:.9g}", f"{st.weight_stall:.9g}"]
+        w.writerow([s, step.op, step.op_type, cls, macs, *cells, *weights, *(moved[s].get(lv, 0) for lv in levels)])
     return buf.getvalue()

@@ -225,4 +225,6 @@ def test_a_folded_qdq_model_times_as_its_qoperator_form():
                         tiling="off", time_limit=3).metrics.estimated_seconds for form in ("qdq", "qop")]
     assert got[0] is not None and got[1] is not None
     assert got[0] == pytest.approx(got[1], rel=1e-12)
-    assert got[1] == pytest.approx(4.187e-3, rel=1e-3)
+    # 4.1875 ms with Vela's closed form for the weight streams; 4.2001 ms with the double
+    # buffer's own schedule, where a copy waits for a free half (docs/timing.md, "Weight streams").
+    assert got[1] == pytest.approx(4.2001e-3, rel=1e-4)

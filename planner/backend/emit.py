@@ -32,7 +32,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 from importlib import resources
@@ -267,6 +267,32 @@ class TransferInfo:
 
 
 @dataclass(frozen=True)
+class WeightLoadInfo:
+    """One weight slice the engine streams (``stowage.plan.WeightLoad``), in issue order: the
+    weights (and bias) of output channels ``[channels_lo, channels_hi)`` of ``buffer`` (at
+    ``src_offset`` of level ``src``: the whole weight's home) copied as ``bytes`` bytes into
+    ``dst_offset`` of ``dst`` on DMA ``channel``; step ``step`` reads it.  Times are
+    nanoseconds from the start of the run; ``wait_read``: the load whose slice must have been
+    read before this one may overwrite its bytes (``NONE32``: none)."""
+
+    step: int
+    buffer: int
+    src: int
+    src_offset: int
+    dst: int
+    dst_offset: int
+    bytes: int
+    channels_lo: int
+    channels_hi: int
+    channel: int
+    start_ns: int
+    end_ns: int
+    read_start_ns: int
+    read_end_ns: int
+    wait_read: int | None
+
+
+@dataclass(frozen=True)
 class WeightInfo:
     buffer: int
     level: int
@@ -388,6 +414,14 @@ class Schedule:
     cascade_tensors: tuple[CascadeTensorInfo, ...] = ()
     stripes: tuple[StripeInfo, ...] = ()
     row_transfers: tuple[RowTransferInfo, ...] = ()
+    weight_loads: tuple[WeightLoadInfo, ...] = ()
+
+    @property
+    def weight_stream_extent(self) -> int:
+        """Bytes of the compute level to allocate when the engine streams weights: its extent
+        and every weight slice's landing bytes (the double buffers sit above the placements)."""
+        ext = self.levels[self.compute_level].extent
+        return max([ext, *(w.dst_offset + w.bytes for w in self.weight_loads)])
 
     @property
     def traffic_bytes(self) -> int:
@@ -414,6 +448,7 @@ class Schedule:
         values += [p.offset for p in self.placements]
         values += [o.offset for s in self.steps for o in (*s.reads, *s.writes)]
         values += [max(t.src_offset, t.dst_offset) for t in self.transfers]
+        values += [max(w.src_offset, w.dst_offset + w.bytes) for w in self.weight_loads]
         values += [max(t.base, t.home_offset, t.channel_stride, t.row_stride) + t.channels * t.plane_bytes
                    for t in self.cascade_tensors]
         return 32 if max(values, default=0) < 1 << 32 else 64
@@ -648,10 +683,34 @@ def build_schedule(plan: Plan, graph: Graph | None = None, separate_io: bool = F
         compulsory_bytes=plan.metrics.compulsory_bytes, noncompulsory_bytes=plan.metrics.noncompulsory_bytes,
         plan_sha256=hashlib.sha256(plan_to_json(plan).encode("utf-8")).hexdigest(), separate_io=separate_io,
     )
+    if plan.weight_loads:
+        sch = replace(sch, weight_loads=_weight_loads(plan, buffers, level_ix))
     if plan.cascades:
         assert model_graph is not None
         sch = _add_stripes(sch, plan, model_graph, step_loc, res, loc)
     return sch
+
+
+def _weight_loads(plan: Plan, buffers: Sequence[BufferInfo], level_ix: Mapping[str, int]
+                  ) -> tuple[WeightLoadInfo, ...]:
+    """The plan's weight loads in issue order (by start), each with the earlier load into
+    bytes it shares whose slice must have been read first (the other half of a double buffer
+    two slices back, or the buffer of an earlier operation)."""
+    ws = sorted(plan.weight_loads, key=lambda w: (w.start, w.step, w.channels_lo))
+    out: list[WeightLoadInfo] = []
+    for k, w in enumerate(ws):
+        b = buffers[w.buffer]
+        if b.home is None or b.home_offset is None:
+            raise EmitError(f"weight load {k} streams buffer {w.buffer}, which has no home")
+        wait = next((j for j in range(k - 1, -1, -1) if ws[j].dst == w.dst
+                     and ws[j].offset < w.offset + w.bytes and w.offset < ws[j].offset + ws[j].bytes), None)
+        out.append(WeightLoadInfo(step=w.step, buffer=w.buffer, src=b.home, src_offset=b.home_offset,
+                                  dst=level_ix[w.dst], dst_offset=w.offset, bytes=w.bytes,
+                                  channels_lo=w.channels_lo, channels_hi=w.channels_hi, channel=w.channel,
+                                  start_ns=round(w.start * 1e9), end_ns=round(w.end * 1e9),
+                                  read_start_ns=round(w.read_start * 1e9), read_end_ns=round(w.read_end * 1e9),
+                                  wait_read=wait))
+    return tuple(out)
 
 
 def _level_name(i: int, real: Sequence[LevelInfo], regions: Sequence[LevelInfo]) -> str:
@@ -1020,6 +1079,14 @@ def schedule_to_dict(sch: Schedule, prefix: str) -> dict[str, Any]:
         "totals": {"compulsory_bytes": sch.compulsory_bytes, "noncompulsory_bytes": sch.noncompulsory_bytes,
                    "traffic_bytes": sch.traffic_bytes, "peak_bytes": {lv.name: lv.peak for lv in sch.levels}},
     }
+    if sch.weight_loads:
+        out["weight_stream_extent"] = sch.weight_stream_extent
+        out["weight_loads"] = [
+            {"index": k, "step": w.step, "buffer": w.buffer, "src": names[w.src], "src_offset": w.src_offset,
+             "dst": names[w.dst], "dst_offset": w.dst_offset, "bytes": w.bytes,
+             "channels": [w.channels_lo, w.channels_hi], "channel": w.channel, "start_ns": w.start_ns,
+             "end_ns": w.end_ns, "read_ns": [w.read_start_ns, w.read_end_ns], "wait_read": w.wait_read}
+            for k, w in enumerate(sch.weight_loads)]
     if sch.cascades:
         out["cascades"] = [{"step": c.step, "stripe_rows": c.stripe_rows, "tensors": [c.tensors_begin, c.tensors_end],
                             "stripes": [c.stripes_begin, c.stripes_end]} for c in sch.cascades]
@@ -1054,7 +1121,7 @@ def _template(name: str) -> jinja2.Template:
     return env.from_string(text)
 
 
-_SIZES = {"u8": 1, "u16": 2, "u32": 4}
+_SIZES = {"u8": 1, "u16": 2, "u32": 4, "u64": 8}
 
 
 @dataclass(frozen=True)
@@ -1080,7 +1147,7 @@ class _Struct:
         return _Struct(name, comment, tuple(ordered), total + pad)
 
     def render(self, p: str, P: str) -> str:
-        ctype = {"addr": f"{p}_addr_t", "u32": "uint32_t", "u16": "uint16_t", "u8": "uint8_t"}
+        ctype = {"addr": f"{p}_addr_t", "u64": "uint64_t", "u32": "uint32_t", "u16": "uint16_t", "u8": "uint8_t"}
         lines = [f"/* {self.comment} */", f"typedef struct {p}_{self.name} {{"]
         for kind, name, comment in self.fields:
             lines.append(f"    {ctype[kind]} {name};" + (f" /* {comment} */" if comment else ""))
@@ -1201,6 +1268,25 @@ def _struct_specs(P: str) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
             ("u32", "lo", ""),
             ("u32", "hi", ""),
             ("u32", "rows0", ""),
+        ]),
+        "weight_load": (("A weight slice the engine streams into the compute level, in issue order "
+                         "(docs/c-header.md, Weight streams)."), [
+            ("u64", "start_ns", "the copy's start, ns from the start of the run (the plan's timeline)"),
+            ("u64", "end_ns", "its end"),
+            ("u64", "read_start_ns", "when step reads the slice"),
+            ("u64", "read_end_ns", ""),
+            ("addr", "src_offset", "the whole weight's offset in src_level (its home)"),
+            ("addr", "dst_offset", "where the slice lands in dst_level"),
+            ("addr", "bytes", "bytes of the slice: the weights and bias of its output channels"),
+            ("u32", "step", "the step that reads it"),
+            ("u32", "buffer", "the weight's buffer"),
+            ("u32", "channels_lo", "output channels [channels_lo, channels_hi) of the weight"),
+            ("u32", "channels_hi", ""),
+            ("u32", "wait_read", (f"issue only after weight load wait_read has been read (its bytes), "
+                                  f"{P}_NONE32: none")),
+            ("u8", "channel", "DMA channel"),
+            ("u8", "src_level", ""),
+            ("u8", "dst_level", "the compute level"),
         ]),
         "row_transfer": ("Rows [lo, hi) of a streamed tensor between its home copy and its ring.", [
             ("addr", "home_addr", ("row lo, channel 0 of the home copy (row stride width_bytes, "
@@ -1336,6 +1422,15 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
     }) + cm(f"{i}: {r.kind} {c_comment(sch.cascade_tensors[r.tensor].tensor)}")
         for i, r in enumerate(sch.row_transfers)]
 
+    weight_loads = [S["weight_load"].row({
+        "start_ns": u(w.start_ns), "end_ns": u(w.end_ns), "read_start_ns": u(w.read_start_ns),
+        "read_end_ns": u(w.read_end_ns), "src_offset": u(w.src_offset), "dst_offset": u(w.dst_offset),
+        "bytes": u(w.bytes), "step": u(w.step), "buffer": u(w.buffer), "channels_lo": u(w.channels_lo),
+        "channels_hi": u(w.channels_hi), "wait_read": f"{P}_NONE32" if w.wait_read is None else u(w.wait_read),
+        "channel": u(w.channel), "src_level": lv(w.src), "dst_level": lv(w.dst),
+    }) + cm(f"{i}: {c_comment(names[w.buffer])} channels {w.channels_lo}..{w.channels_hi}")
+        for i, w in enumerate(sch.weight_loads)]
+
     def zero(name: str) -> str:
         return "{" + ", ".join("0u" for _ in structs[name].fields) + "}"
 
@@ -1365,13 +1460,15 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         table("tile", "tiles", "Input and output tiles of every stripe.", tiles),
         table("row_transfer", "row_transfers", "Row transfers of streamed tensors, in execution order.",
               row_transfers),
+        table("weight_load", "weight_loads", "Weight slices streamed through the DMA, in issue order.",
+              weight_loads),
     ]
     counts = {
         "LEVELS": len(sch.levels), "BUFFERS": len(sch.buffers), "STEPS": len(sch.steps), "OPERANDS": len(operands),
         "TRANSFERS": len(sch.transfers), "PLACEMENTS": len(sch.placements), "WEIGHTS": len(sch.weights),
         "OP_TYPES": len(sch.op_types), "CASCADES": len(sch.cascades), "CASCADE_TENSORS": len(sch.cascade_tensors),
         "STRIPES": len(sch.stripes), "TILES": len(tiles), "ROW_TRANSFERS": len(sch.row_transfers),
-        "IO_REGIONS": len(sch.levels) - len(real_levels),
+        "IO_REGIONS": len(sch.levels) - len(real_levels), "WEIGHT_LOADS": len(sch.weight_loads),
     }
     wl = sch.weight_level
     return {
@@ -1392,6 +1489,7 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         "io_buffers": [(f"{P}_{io_parts[b.id]}_BUFFER", b.id, c_comment(b.name)) for b in io],
         "level_sizes": [(f"{P}_{part}", c_uint(x.extent), c_uint(x.alignment)) for part, x in zip(parts, sch.levels)],
         "weight_blob": (c_uint(blob.get(wl, 0)) if wl is not None else "0u", lv(wl)),
+        "weight_stream_extent": c_uint(sch.weight_stream_extent),
         "op_enum": list(enumerate(op_ids)),
         "kinds": [(kind_ids[k], i) for i, k in enumerate(KINDS)],
         "transfer_kinds": [(xfer_ids[k], i) for i, k in enumerate(TRANSFER_KINDS)],

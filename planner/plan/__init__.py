@@ -30,6 +30,7 @@ from stowage.plan.model import (
     Stripe,
     TargetRef,
     Transfer,
+    WeightLoad,
 )
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "Stripe",
     "TargetRef",
     "Transfer",
+    "WeightLoad",
     "load_plan",
     "plan_from_dict",
     "plan_from_json",

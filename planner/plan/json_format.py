@@ -42,6 +42,7 @@ from stowage.plan.model import (
     Stripe,
     TargetRef,
     Transfer,
+    WeightLoad,
 )
 
 
@@ -95,6 +96,9 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     }
     if plan.cascades:
         d["cascades"] = [_cascade_dict(c) for c in plan.cascades]
+    if plan.weight_loads:
+        # Only on a timed plan whose engine streams weights (docs/timing.md, "Weight streams").
+        d["weight_loads"] = [asdict(w) for w in plan.weight_loads]
     return _plain(d)
 
 
@@ -350,9 +354,38 @@ def plan_from_dict(data: Any) -> Plan:
     )
     cascades = tuple(_read_cascade(c, nbuf, len(steps), tuple(level_names))
                      for c in r.opt("cascades", []).list_()) if version >= 2 else ()
+    weight_loads = tuple(_read_weight_load(w, nbuf, len(steps), tuple(level_names))
+                         for w in r.opt("weight_loads", []).list_())
     return Plan(model=model, target=target, options=options, solver=solver, buffers=tuple(buffers),
                 steps=steps, placements=tuple(placements), transfers=transfers, metrics=metrics,
-                format=fmt, version=version, cascades=cascades)
+                format=fmt, version=version, cascades=cascades, weight_loads=weight_loads)
+
+
+def _read_weight_load(w: _Reader, nbuf: int, nsteps: int, levels: tuple[str, ...]) -> WeightLoad:
+    """One ``weight_loads`` entry (optional key of version 2, ``docs/plan-format.md``)."""
+    buf = w.key("buffer")
+    bid = buf.int_()
+    if bid >= nbuf:
+        raise buf.fail(f"unknown buffer id {bid} (the plan has {nbuf} buffers)")
+    st = w.key("step")
+    step = st.int_()
+    if step >= nsteps:
+        raise st.fail(f"unknown step {step} (the plan has {nsteps} steps)")
+    lo, hi = w.key("channels_lo").int_(), w.key("channels_hi").int_()
+    if hi <= lo:
+        raise w.key("channels_hi").fail(f"must be above channels_lo ({lo}), got {hi}")
+
+    def t(key: str) -> float:
+        v = _time(w, key)
+        if v is None:
+            raise w.key(key).fail("must be a finite number of seconds >= 0, got null")
+        return v
+
+    return WeightLoad(step=step, op=w.key("op").str_(), buffer=bid, src=w.key("src").str_(choices=levels),
+                      dst=w.key("dst").str_(choices=levels), channels_lo=lo, channels_hi=hi,
+                      bytes=w.key("bytes").int_(minimum=1), offset=w.key("offset").int_(),
+                      channel=w.key("channel").int_(), start=t("start"), end=t("end"),
+                      read_start=t("read_start"), read_end=t("read_end"))
 
 
 def _pair(rd: _Reader) -> tuple[int, int]:

@@ -173,6 +173,36 @@ class Transfer:
     channel: int | None = None
 
 
+@dataclass(frozen=True)
+class WeightLoad:
+    """One slice of an operator's weights streamed into the compute level (``docs/timing.md``,
+    "Weight streams"): the engine reads its weights through the DMA into a double buffer in
+    the compute level, one slice (the weights and bias of output channels ``[channels_lo,
+    channels_hi)``, ``bytes`` bytes) at a time, as Vela's buffered weights do.
+
+    The copy runs on DMA ``channel`` from ``start`` to ``end`` from ``src`` (the weights' home)
+    into ``[offset, offset + bytes)`` of ``dst`` (the compute level); step ``step`` reads the
+    slice (its operator ``op``, weight buffer ``buffer``) from ``read_start`` to ``read_end``.
+    Only timed plans have them, and only when weights are not planned into the compute level
+    (``options.weights_in_compute_level`` off): the bytes lie above every placement the plan
+    makes there, so the plan's placements do not list them."""
+
+    step: int
+    op: str
+    buffer: int
+    src: str
+    dst: str
+    channels_lo: int
+    channels_hi: int
+    bytes: int
+    offset: int
+    channel: int
+    start: float
+    end: float
+    read_start: float
+    read_end: float
+
+
 RING_MODES = ("ring", "whole", "streamed", "staged")
 
 
@@ -277,6 +307,9 @@ class Plan:
     #: whole tensors.  Its steps, buffers (rings included) and placements are those of the
     #: *macro graph* (``stowage.ir.tiling.macro_graph``) the cascades define.
     cascades: tuple[Cascade, ...] = ()
+    #: Timed plans on a target whose engine streams weights (``WeightLoad``): every weight
+    #: slice copied into the compute level, in order of ``start``.  Empty otherwise.
+    weight_loads: tuple[WeightLoad, ...] = ()
 
     @property
     def traffic_bytes(self) -> int:

@@ -31,7 +31,12 @@ as in ``docs/plan-format.md``:
    copy that brought the buffer there ended; a copy into a placement starts after every copy
    from or to an earlier placement sharing a byte with it ended (no time x address overlap);
    ``metrics.estimated_seconds`` is at least the last copy's end.  (Step times are not in the
-   plan; ``stowage.solvers.timing`` derives them.)
+   plan; ``stowage.solvers.timing`` derives them.)  Weight streams (``plan.weight_loads``):
+   each slice is a weight its step reads, copied from its home into free bytes of the compute
+   level, ending before the step reads it; no slice is copied into bytes a slice still being
+   read holds; the engine reads one slice at a time in step order; an operator's slices cover
+   its output channels once; weight loads share no channel time with each other or with the
+   transfers (``check_weight_loads``).
 
 Replay order within step ``s``: placements with ``first == s`` begin (empty, except the home
 placement of an input or weight, ``first == 0``, which holds its data from the start), the
@@ -539,6 +544,13 @@ class _Checker:
         transfer is timed."""
         ts = self.plan.transfers
         if not any(t.start is not None or t.end is not None or t.channel is not None for t in ts):
+            if self.plan.weight_loads:
+                if ts:
+                    t = ts[0]
+                    self.fail(9, t.step, (t.buffer,), f"the plan has weight loads but transfer 0 of "
+                              f"{self.buf(t.buffer)} has no start, end or channel")
+                    return
+                self.check_weight_loads([])
             return
         eps = 1e-12
         times: list[tuple[float, float, int]] = []   # (start, end, channel) per transfer
@@ -552,6 +564,7 @@ class _Checker:
                           f"end {t.end}, channel {t.channel} (need 0 <= start <= end, channel >= 0)")
                 return
             times.append((t.start, t.end, t.channel))
+        self.check_weight_loads(times)
         by_channel: dict[int, list[int]] = defaultdict(list)
         for i, (_, _, ch) in enumerate(times):
             by_channel[ch].append(i)
@@ -603,6 +616,127 @@ class _Checker:
         last = max(e for _, e, _ in times)
         if est is not None and est + eps < last:
             self.fail(9, None, (), f"metrics.estimated_seconds is {est:.6g}, but a copy ends at {last:.6g} s")
+
+    def check_weight_loads(self, times: Sequence[tuple[float, float, int]]) -> None:
+        """Rule 9 for weight streams (``plan.weight_loads``, ``docs/timing.md``): each slice is a
+        weight the step reads, copied from its home into the compute level, inside the level
+        and on no byte of a placement live at the step or the one before (under which it may
+        be prefetched); its copy ends before the step starts reading it; no slice is copied
+        into bytes another slice still being read holds; the engine reads one slice at a time,
+        steps in order; a streamed operator's slices cover its output channels once, in order;
+        the weight loads and ``times`` (the transfers' start, end, channel) share no channel
+        time; ``metrics.estimated_seconds`` is at least every load's and reading's end."""
+        ws = self.plan.weight_loads
+        if not ws:
+            return
+        eps = 1e-12
+        if self.plan.options.weights_in_compute_level:
+            self.fail(9, ws[0].step, (ws[0].buffer,), "the plan streams weights although they are planned "
+                      "into the compute level (options.weights_in_compute_level)")
+            return
+        caps = {lv.name: (lv.capacity, lv.alignment) for lv in self.plan.target.levels}
+        live: dict[tuple[str, int], list[Placement]] = defaultdict(list)
+        for p in self.plan.placements:
+            for st in range(p.first, p.last + 1):
+                live[(p.level, st)].append(p)
+        for k, w in enumerate(ws):
+            name = f"weight load {k} ({w.op}, channels {w.channels_lo}-{w.channels_hi})"
+            if not (0 <= w.buffer < len(self.plan.buffers) and 0 <= w.step < self.nsteps
+                    and w.src in caps and w.dst in caps):
+                self.fail(9, None, (), f"{name} names an unknown buffer, step or level")
+                return
+            pb = self.plan.buffers[w.buffer]
+            if pb.kind != "weight" or w.src != pb.home or w.dst != self.compute:
+                self.fail(9, w.step, (w.buffer,), f"{name} copies {self.buf(w.buffer)} ({pb.kind}, home "
+                          f"{pb.home}) from {w.src} to {w.dst}: a weight from its home into {self.compute}")
+                continue
+            if w.buffer not in self.plan.steps[w.step].reads:
+                self.fail(9, w.step, (w.buffer,), f"{name}: the step does not read {self.buf(w.buffer)}")
+            if not (0 <= w.start <= w.end <= w.read_start <= w.read_end) or w.channel < 0 or w.bytes < 1:
+                self.fail(9, w.step, (w.buffer,), f"{name}: copied {w.start:.6g}-{w.end:.6g} s, read "
+                          f"{w.read_start:.6g}-{w.read_end:.6g} s, channel {w.channel} (need 0 <= start <= end "
+                          "<= read_start <= read_end: the step reads a slice only after its copy ended)")
+            cap, align = caps[w.dst]
+            if w.offset % align or (cap is not None and w.offset + w.bytes > cap):
+                self.fail(9, w.step, (w.buffer,), f"{name} lands at [{w.offset}, {w.offset + w.bytes}) of "
+                          f"{w.dst}: outside the level (capacity {cap}) or not {align}-aligned")
+            for st in {w.step, max(w.step - 1, 0)}:
+                for p in live.get((w.dst, st), ()):
+                    if p.offset < w.offset + w.bytes and w.offset < p.offset + self.nbytes(p.buffer):
+                        self.fail(9, w.step, (w.buffer, p.buffer), f"{name} lands at [{w.offset}, "
+                                  f"{w.offset + w.bytes}) of {w.dst}, on {self.buf(p.buffer)} placed there at "
+                                  f"{self.step_name(st)}")
+                        break
+        # Bytes: a slice is not copied into bytes a slice still being read holds.
+        order = sorted(range(len(ws)), key=lambda i: (ws[i].start, i))
+        active: list[int] = []
+        for b in order:
+            wb = ws[b]
+            active = [a for a in active if ws[a].read_end > wb.start + eps]
+            for a in active:
+                wa = ws[a]
+                if wa.dst == wb.dst and wa.offset < wb.offset + wb.bytes and wb.offset < wa.offset + wa.bytes:
+                    self.fail(9, wb.step, (wb.buffer, wa.buffer), f"weight load {b} ({wb.op}) is copied into "
+                              f"[{wb.offset}, {wb.offset + wb.bytes}) of {wb.dst} at {wb.start:.6g} s, while weight "
+                              f"load {a} ({wa.op}) in those bytes is read until {wa.read_end:.6g} s")
+            active.append(b)
+        # The engine: one slice at a time, steps in order.
+        reads = sorted(range(len(ws)), key=lambda i: (ws[i].read_start, ws[i].read_end, i))
+        for a, b in itertools.pairwise(reads):
+            if ws[b].read_start + eps < ws[a].read_end or ws[b].step < ws[a].step:
+                self.fail(9, ws[b].step, (ws[b].buffer,), f"weight loads {a} and {b}: the engine reads slices "
+                          f"{ws[a].read_start:.6g}-{ws[a].read_end:.6g} s (step {ws[a].step}) and "
+                          f"{ws[b].read_start:.6g}-{ws[b].read_end:.6g} s (step {ws[b].step}), "
+                          "not one after another in step order")
+        # The slices of one streamed operator: its output channels once, in order of reading.
+        streams: dict[tuple[int, str, int], list[int]] = defaultdict(list)
+        for i in reads:
+            streams[(ws[i].step, ws[i].op, ws[i].buffer)].append(i)
+        for (step, op, bid), idx in streams.items():
+            nxt = 0
+            for i in idx:
+                if ws[i].channels_lo != nxt:
+                    self.fail(9, step, (bid,), f"weight load {i} ({op}) reads channels {ws[i].channels_lo}-"
+                              f"{ws[i].channels_hi} after channels up to {nxt}: the slices must cover the "
+                              "output channels once, in order")
+                    break
+                nxt = ws[i].channels_hi
+            else:
+                cout = self._output_channels(op, bid)
+                if cout is not None and nxt != cout:
+                    self.fail(9, step, (bid,), f"the weight loads of {op} cover channels 0-{nxt} of its {cout}")
+        # Channels: weight loads and transfers share no channel time.
+        lanes: dict[int, list[tuple[float, float, str]]] = defaultdict(list)
+        for i, (t_a, t_e, ch) in enumerate(times):
+            lanes[ch].append((t_a, t_e, f"transfer {i}"))
+        for i, w in enumerate(ws):
+            lanes[w.channel].append((w.start, w.end, f"weight load {i} ({w.op})"))
+        for ch, lane in lanes.items():
+            lane.sort()
+            a0, a1, an = lane[0]        # the interval that ends last so far
+            for b0, b1, bn in lane[1:]:
+                if b0 + eps < a1 and ("weight" in an or "weight" in bn):
+                    self.fail(9, None, (), f"{an} and {bn} overlap in time on channel {ch} "
+                              f"({a0:.6g}-{a1:.6g} s and {b0:.6g} s)")
+                if b1 > a1:
+                    a0, a1, an = b0, b1, bn
+        est = self.plan.metrics.estimated_seconds
+        last = max(max(w.end, w.read_end) for w in ws)
+        if est is None or est + eps < last:
+            self.fail(9, None, (), f"metrics.estimated_seconds is {est}, but a weight slice is read until "
+                      f"{last:.6g} s")
+
+    def _output_channels(self, op: str, bid: int) -> int | None:
+        """The output channels of a weight (None when the graph does not say): dim 0 of a
+        convolution's weight (OIHW, TFLite's OHWI), the last of a TFLite depthwise one."""
+        names = self.plan.buffers[bid].tensors
+        tensor = self.graph.tensors.get(names[0]) if names else None
+        node = next((o for o in self.graph.operators if o.name == op), None)
+        if tensor is None or node is None or not tensor.shape:
+            return None
+        if node.domain == "tflite" and node.op_type == "DEPTHWISE_CONV_2D":
+            return tensor.shape[-1]
+        return tensor.shape[0]
 
     # -- rule 8: the rows of tiled cascades ---------------------------------------------
     def check_rows(self, graph: Graph) -> None:

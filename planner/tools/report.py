@@ -79,6 +79,7 @@ TRANSFER_COLOURS = {
     "spill": SPILL_FACE,
     "reload": RELOAD_FACE,
     "move": "#999999",
+    "weights": "#CC79A7",
 }
 STEP_COLOUR = "#56B4E9"
 STALL_COLOUR = "#D55E00"
@@ -527,7 +528,8 @@ def timeline_lanes(run: Run, dma_channels: int = 1) -> list[tuple[str, list[tupl
     ``(start, end, "step")`` box per step and one ``(start, end, "stall")`` box per wait before
     a step, then ``DMA n`` per channel (``dma_channels`` of the target, so an idle channel
     still shows as an empty lane) with one box per copy, labelled by its kind (load, store,
-    spill, reload, move).  Kept apart from the drawing so tests can check it exactly."""
+    spill, reload, move; ``weights`` for a streamed weight slice).  Kept apart from the
+    drawing so tests can check it exactly."""
     from stowage.plan.tables import transfer_kinds
 
     assert run.plan is not None and run.timeline is not None
@@ -542,6 +544,12 @@ def timeline_lanes(run: Run, dma_channels: int = 1) -> list[tuple[str, list[tupl
     dma: list[list[tuple[float, float, str]]] = [[] for _ in range(nch)]
     for t in sorted(tl.transfers, key=lambda t: (t.channel, t.start, t.index)):
         dma[t.channel].append((t.start, t.end, kinds[t.index]))
+    for w in tl.weight_loads:   # weight slices streamed on the same channels (docs/timing.md)
+        while w.channel >= len(dma):
+            dma.append([])
+        dma[w.channel].append((w.start, w.end, "weights"))
+    for boxes in dma:
+        boxes.sort(key=lambda b: b[:2])
     return [("compute", compute), *((f"DMA {c}", boxes) for c, boxes in enumerate(dma))]
 
 
