@@ -35,6 +35,10 @@ class ExactParams:
     objective: str = "traffic"
     """traffic | latency (the fastest timing of exact's plan and the heuristic's, proven for the fixed order by
     stowage.solvers.exact.latency_model; docs/timing.md)"""
+    partition: str = "model"
+    """tiled plans (below M_R): model (the CP-SAT partition model over candidate cascades, in the file and the
+    min-peak order, besides the heuristic partitions; docs/tiling.md) | heuristic (the heuristic partition search
+    only)"""
 
 
 @dataclass(frozen=True)

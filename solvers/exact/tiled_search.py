@@ -62,17 +62,18 @@ def _search(problem: Problem, part: Partitioner, heuristic: list[list[Segment]],
 
 
 def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], end: float
-                     ) -> tuple[list[tuple[Partitioner, list[Segment]]], int | None]:
-    """Partitions to plan besides the heuristic's (with their partitioners), and the proven
+                     ) -> tuple[list[tuple[Partitioner, list[Segment], str]], int | None]:
+    """Partitions to plan besides the heuristic's (with their partitioners and who found them,
+    ``found_by``'s prefix), and the proven
     bound on cut traffic over the candidate sets (None when no model ran to a solution)."""
     from stowage.solvers.analysis.schedule import min_peak_order_ex
     from stowage.solvers.tiling.plan import choose_candidates
 
     wall = MODEL_WALL_SHARE * max(1.0, end - time.monotonic())
-    out: list[tuple[Partitioner, list[Segment]]] = []
+    out: list[tuple[Partitioner, list[Segment], str]] = []
     bounds: list[int | None] = []
     found, bound = _search(problem, part, heuristic, wall)
-    out += [(part, s) for s in found]
+    out += [(part, s, "tiling model") for s in found]
     bounds.append(bound)
     order, _proven = min_peak_order_ex(problem.graph, problem.weights_in_compute_level, ORDER_BUDGET,
                                        problem.seed, safety_stop=False)
@@ -83,9 +84,9 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
             alt_heuristic = choose_candidates(problem, alt)
         except CapacityError:
             alt_heuristic = []
-        out += [(alt, s) for s in alt_heuristic]
+        out += [(alt, s, "tiling (min-peak order)") for s in alt_heuristic]
         found, alt_bound = _search(problem, alt, alt_heuristic, wall)
-        out += [(alt, s) for s in found]
+        out += [(alt, s, "tiling model (min-peak order)") for s in found]
         bounds.append(alt_bound)
         if alt.stopped_by:
             part.stopped_by = alt.stopped_by

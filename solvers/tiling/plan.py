@@ -19,7 +19,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from stowage.errors import CapacityError
+from stowage.errors import CapacityError, SolverError
 from stowage.ir.graph import Graph, TensorKind
 from stowage.ir.tiling import CascadeSpec, buffer_row_bytes, macro_graph
 from stowage.plan import Cascade, CascadeTensor, Metrics, Placement, Plan
@@ -164,22 +164,25 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     best: Plan | None = None
     error: CapacityError | None = None
     latency = getattr(params, "objective", "traffic") == "latency"
-    candidates = [(part, segs) for segs in choose_candidates(problem, part)]
+    candidates = [(part, segs, "tiling") for segs in choose_candidates(problem, part)]
     partition_bound: int | None = None
-    if solver == "exact" and not latency and problem.capacity is not None \
-            and not _zero_traffic([s for _p, s in candidates], problem.capacity):
+    how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
+    if how not in ("model", "heuristic"):
+        raise SolverError(f"exact: unknown partition '{how}'; choose model or heuristic")
+    if how == "model" and not latency and problem.capacity is not None \
+            and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
         # The exact solver chooses the cascades too: the CP-SAT partition model over candidate
         # cascades, in the file order and a second (min-peak) order (docs/tiling.md).
         from stowage.solvers.exact.tiled_search import exact_candidates
 
-        extra, partition_bound = exact_candidates(problem, part, [s for _p, s in candidates], end)
-        candidates = extra + candidates
+        extra, partition_bound = exact_candidates(problem, part, [s for _p, s, _w in candidates], end)
+        candidates = candidates + extra   # ties keep the heuristic's plan
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
-        candidates += [(part, s) for s in latency_partitions(problem, part, [s for _p, s in candidates])]
+        candidates += [(part, s, "tiling") for s in latency_partitions(problem, part, [s for _p, s, _w in candidates])]
     seen: set[tuple[tuple[tuple[int, ...], int, int, frozenset[int]], ...]] = set()
-    for cpart, segs in candidates:
+    for cpart, segs, source in candidates:
         key = tuple((s.ops, s.stripe_rows, s.pace_rows, s.dram) for s in segs)
         if key in seen:
             continue   # the same partition from two searches: planned once
@@ -190,6 +193,9 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         except CapacityError as exc:
             error = exc
             continue
+        if source != "tiling" and plan.solver.found_by:
+            # Which search chose the cascades: the partition model, or another order's.
+            plan = replace(plan, solver=replace(plan.solver, found_by=source + plan.solver.found_by[len("tiling"):]))
         if latency:  # time the attached plan (docs/timing.md)
             from stowage.solvers.exact.latency_model import latency_key, latency_of_tiled
 
