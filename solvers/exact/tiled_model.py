@@ -153,13 +153,15 @@ def _fits_somehow(c: Candidate, cap: int, movable: frozenset[BufferId]) -> bool:
 
 
 def enumerate_candidates(part: Partitioner, cap: int, work: int = CANDIDATE_WORK,
-                         must: tuple[tuple[int, int, bool], ...] = ()) -> tuple[list[Candidate], bool]:
+                         must: tuple[tuple[int, int, bool], ...] = (),
+                         deadline: float | None = None) -> tuple[list[Candidate], bool]:
     """Candidates of ``part``'s order at capacity ``cap``, runs of 1, 2, ... steps (shortest
-    first, so the budget cuts the longest), and whether the enumeration completed.  ``must``:
-    keys (``Candidate.key``) always included (the warm start's)."""
+    first, so the budget cuts the longest), and whether the enumeration completed (the work
+    budget, or ``deadline``, a wall-clock safety net, ended it otherwise).  ``must``: keys
+    (``Candidate.key``) always included (the warm start's)."""
     movable = sendable(part)
     old_work, old_spent, old_deadline = part.work, part.spent, part.deadline
-    part.work, part.spent, part.deadline = work, 0, None
+    part.work, part.spent, part.deadline = work, 0, deadline
     out: dict[tuple[int, int, bool], Candidate] = {}
     complete = True
     try:
@@ -187,9 +189,13 @@ def enumerate_candidates(part: Partitioner, cap: int, work: int = CANDIDATE_WORK
                         raise
                     if c2 is not None and _fits_somehow(c2, cap, movable):
                         out[(i, j, False)] = c2
-    except (OutOfWork, OutOfTime):
+    except OutOfWork:
         complete = False
         log.info("tiled model: the candidate budget ended the enumeration (%d candidates)", len(out))
+    except OutOfTime:
+        complete = False
+        part.stopped_by = "time"
+        log.warning("tiled model: the wall clock ended the enumeration (%d candidates)", len(out))
     finally:
         part.work, part.spent, part.deadline = None, 0, None
         for (i, j, plain) in must:
@@ -246,6 +252,7 @@ class TiledPartitionModel:
         self.traffic = sum(traffic) if traffic else 0
         self.stripes = sum(stripes)
         self.weight = sum(c.stripes for c in candidates) + 1
+        self.timed = False
         m.minimize(self.traffic * self.weight + self.stripes)
 
     def hint(self, segs: list[Segment]) -> bool:
@@ -273,6 +280,8 @@ class TiledPartitionModel:
         solver = cp_model.CpSolver()
         configure(solver, wall, work, workers, seed)
         status = solver.solve(self.model)
+        #: Whether the wall clock (a safety net) rather than the work limit ended the search.
+        self.timed = status != cp_model.OPTIMAL and solver.wall_time >= 0.95 * wall
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None
         chosen = [c for c, x in zip(self.cands, self.x) if solver.boolean_value(x)]
@@ -314,19 +323,22 @@ def cut_traffic(segs: list[Segment]) -> int:
     return sum(s.traffic for s in segs)
 
 
-def exact_partition(part: Partitioner, cap: int, warm: list[Segment] | None, wall: float, workers: int,
+def exact_partition(part: Partitioner, cap: int, warm: list[Segment] | None, deadline: float, workers: int,
                     seed: int, work: int = CANDIDATE_WORK, model_work: float = MODEL_WORK) -> PartitionResult | None:
     """The model's partition of ``part``'s order at ``cap`` (warm-started with ``warm``), or
-    None when it has no candidate partition.  ``wall``: seconds, a safety net (the work
-    budgets end it first on a normal load)."""
+    None when it has no candidate partition.  ``deadline`` (``time.monotonic()``): a
+    wall-clock safety net for the enumeration and the solve (the work budgets end them first
+    on a normal load); when it ends either, ``part.stopped_by`` is ``"time"``."""
     started = time.monotonic()
     pos = part.pos
     must = tuple((pos[s.ops[0]], pos[s.ops[-1]], s.stripe_rows == 0) for s in warm or ())
-    cands, complete = enumerate_candidates(part, cap, work, must)
+    cands, complete = enumerate_candidates(part, cap, work, must, deadline)
     model = TiledPartitionModel(part, cap, cands)
     hinted = model.hint(warm) if warm else False
-    left = max(0.5, wall - (time.monotonic() - started))
+    left = max(0.5, deadline - time.monotonic())
     got = model.solve(left, model_work, workers, seed)
+    if model.timed:
+        part.stopped_by = "time"   # the wall clock, not the deterministic work limit, ended the solve
     log.info("tiled model: %d candidates (%s), hint %s, %.1fs", len(cands), "complete" if complete else "budget",
              "kept" if hinted else "none", time.monotonic() - started)
     if got is None:

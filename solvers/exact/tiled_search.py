@@ -32,9 +32,13 @@ from stowage.solvers.tiling.partition import Partitioner, Segment
 
 log = logging.getLogger(__name__)
 
-#: Share of the time limit each order's model may take on the wall clock (a safety net: the
-#: work budgets, ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end it first).
-MODEL_WALL_SHARE = 0.2
+#: Share of the time left that the partition models (both orders together, the min-peak
+#: order's heuristic search included) may take on the wall clock: a safety net (the work
+#: budgets, ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end them first); the
+#: rest is for planning the macro graphs.
+MODEL_WALL_SHARE = 0.4
+#: The min-peak order is tried only while this share of the models' window is left.
+ALT_ORDER_SHARE = 0.5
 #: Work budget of the min-peak order's search (its ``time_limit`` argument, which sets beam
 #: widths and local-search moves; no wall-clock stop).
 ORDER_BUDGET = 2.0
@@ -47,12 +51,12 @@ def _warm(cands: list[list[Segment]], cap: int) -> list[Segment] | None:
     return min(ok, key=lambda segs: sum(s.traffic for s in segs)) if ok else None
 
 
-def _search(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], wall: float
+def _search(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], deadline: float
             ) -> tuple[list[list[Segment]], int | None]:
     cap = problem.capacity
     assert cap is not None
     workers = problem.workers or default_workers()
-    res = exact_partition(part, cap, _warm(heuristic, cap), wall, workers, problem.seed)
+    res = exact_partition(part, cap, _warm(heuristic, cap), deadline, workers, problem.seed)
     if res is None:
         return [], None
     log.info("tiled model (%s order): cut traffic %d, bound %d (%s, %d candidates%s)",
@@ -69,23 +73,30 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
     from stowage.solvers.analysis.schedule import min_peak_order_ex
     from stowage.solvers.tiling.plan import choose_candidates
 
-    wall = MODEL_WALL_SHARE * max(1.0, end - time.monotonic())
+    now = time.monotonic()
+    window = MODEL_WALL_SHARE * max(1.0, end - now)
+    deadline = now + window
     out: list[tuple[Partitioner, list[Segment], str]] = []
     bounds: list[int | None] = []
-    found, bound = _search(problem, part, heuristic, wall)
+    # The file order's model first, in at most half the window (the min-peak order's turn next).
+    found, bound = _search(problem, part, heuristic, now + ALT_ORDER_SHARE * window)
     out += [(part, s, "tiling model") for s in found]
     bounds.append(bound)
+    if time.monotonic() > now + ALT_ORDER_SHARE * window:
+        log.warning("tiled model: no time left for the min-peak order")
+        part.stopped_by = "time"
+        return out, bound   # the bound over the file order's candidates, the set searched
     order, _proven = min_peak_order_ex(problem.graph, problem.weights_in_compute_level, ORDER_BUDGET,
                                        problem.seed, safety_stop=False)
     if tuple(order) != part.order:
         alt = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
-                          deadline=time.monotonic() + wall, work=partition.WORK_BUDGET, order=tuple(order))
+                          deadline=deadline, work=partition.WORK_BUDGET, order=tuple(order))
         try:
             alt_heuristic = choose_candidates(problem, alt)
         except CapacityError:
             alt_heuristic = []
         out += [(alt, s, "tiling (min-peak order)") for s in alt_heuristic]
-        found, alt_bound = _search(problem, alt, alt_heuristic, wall)
+        found, alt_bound = _search(problem, alt, alt_heuristic, deadline)
         out += [(alt, s, "tiling model (min-peak order)") for s in found]
         bounds.append(alt_bound)
         if alt.stopped_by:

@@ -187,6 +187,9 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         if key in seen:
             continue   # the same partition from two searches: planned once
         seen.add(key)
+        if source != "tiling" and best is not None and not latency \
+                and sum(s.traffic for s in segs) >= best.metrics.noncompulsory_bytes:
+            continue   # its cut traffic alone is no better than a plan in hand: no macro solve
         try:
             left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
             plan = _plan_partition(left, cpart, segs, solver, params)
