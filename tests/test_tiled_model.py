@@ -61,7 +61,7 @@ def test_the_model_beats_the_beam_of_the_dp() -> None:
     conv10 and pool11 load t0 (72 B) and t8 (12 B) and store t9 (12 B): 108 B there, 276 B in
     all.  The model runs pool8 and add9 as one cascade storing t8 and t9 (24 B), then conv10
     and pool11 loading t0 (72 B): 96 B there, 264 B in all, proven optimal over its
-    candidates.  Warm-started with the DP's partition it finds the same."""
+    candidates.  Warm-started with the DP's partition it finds 264 B too."""
     g = _seed6()
     part = Partitioner(g, False, 1)
     assert part.fewest_stripes(140) is None
@@ -70,11 +70,13 @@ def test_the_model_beats_the_beam_of_the_dp() -> None:
     for warm in (None, dp):
         res = _model(g, 140, warm)
         assert (res.traffic, res.bound, res.status) == (264, 264, "optimal")
-        ops = [[g.operators[o].name for o in s.ops] for s in res.segments]
-        k = ops.index(["pool8", "add9"])
-        assert ops[k + 1] == ["conv10", "pool11"]
-        assert names(g, res.segments[k].dram) == ["t8", "t9"] and names(g, res.segments[k + 1].dram) == ["t0"]
         assert all(s.peak <= 140 for s in res.segments)
+        ops = [[g.operators[o].name for o in s.ops] for s in res.segments]
+        if warm is None:
+            k = ops.index(["pool8", "add9"])
+            assert ops[k + 1] == ["conv10", "pool11"]
+            assert names(g, res.segments[k].dram) == ["t8", "t9"]
+            assert names(g, res.segments[k + 1].dram) == ["t0"]
 
 
 def test_compile_exact_plans_the_model_partition_and_the_validator_accepts_it() -> None:
