@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 #: order's heuristic search included) may take on the wall clock: a safety net (the work
 #: budgets, ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end them first); the
 #: rest is for planning the macro graphs.
-MODEL_WALL_SHARE = 0.4
+MODEL_WALL_SHARE = 0.3
 #: The min-peak order is tried only while this share of the models' window is left.
 ALT_ORDER_SHARE = 0.5
 #: Work budget of the min-peak order's search (its ``time_limit`` argument, which sets beam
