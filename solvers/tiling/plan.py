@@ -9,6 +9,10 @@
 3. the stripe programs are attached to the plan with the home placements of streamed graph
    inputs and outputs and their row transfers (compulsory traffic, counted in the metrics).
 
+With ``--solver exact`` the exact solver chooses cascades too: a CP-SAT partition model over
+candidate cascades in the file and the min-peak order (``stowage.solvers.exact.tiled_search``)
+adds its partitions to the heuristic's, and the plan moving the fewest bytes is kept.
+
 The plan is then checked by the one validator, rows included.
 """
 
