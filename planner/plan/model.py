@@ -110,6 +110,12 @@ class SolverInfo:
     #: whole-tensor plans (COSMA's model), when the bound over every tiling (``lower_bound``)
     #: is smaller: ``status`` is then "optimal" only if the plan meets the tiled bound.
     whole_tensor_bound: int | None = None
+    #: A tiled plan of ``--solver exact``: CP-SAT's proven lower bound on the cut traffic (the
+    #: bytes its partition moves through off-chip memory at cascade boundaries) over every
+    #: partition into its candidate cascades, in the orders it searched
+    #: (``stowage.solvers.exact.tiled_model``).  Valid for that candidate set only, not over
+    #: every tiling: ``lower_bound`` stays the bound over every tiling.
+    partition_bound: int | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,10 @@ class ExactParams:
     latency_residency: bool = True
     """with objective latency: also let CP-SAT choose which buffers to spill and when, for time, on the candidates'
     orders (stowage.solvers.exact.latency_residency); false keeps only the DMA schedule of fixed plans"""
+    partition: str = "model"
+    """tiled plans (below M_R): model (the CP-SAT partition model over candidate cascades, in the file and the
+    min-peak order, besides the heuristic partitions; docs/tiling.md) | heuristic (the heuristic partition search
+    only)"""
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,9 @@ def finish(problem: Problem, data: JointData, result: SolveResult, starts: list[
                                  "(modes: joint, fixed-schedule, min-peak)")
 def exact(problem: Problem, params: ExactParams) -> Plan:
     started = time.perf_counter()
+    if params.partition not in ("model", "heuristic"):
+        # Read by tiled plans only (``stowage.solvers.tiling.plan``), checked everywhere.
+        raise SolverError(f"exact: unknown partition '{params.partition}'; choose model or heuristic")
     time_limit = problem.time_limit if params.time_limit is None else params.time_limit
     workers = params.workers or problem.workers or default_workers()
     seed = problem.seed if params.seed is None else params.seed

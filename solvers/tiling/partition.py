@@ -95,7 +95,7 @@ class Partitioner:
     """Segment costs for one graph, setting and alignment, memoised."""
 
     def __init__(self, graph: Graph, weights: bool, alignment: int = 1, deadline: float | None = None,
-                 work: int | None = WORK_BUDGET) -> None:
+                 work: int | None = WORK_BUDGET, order: tuple[OpIndex, ...] | None = None) -> None:
         #: ``time.monotonic()`` after which the searches give up (``OutOfTime``): a safety net
         #: for a compile's time limit on an overloaded machine; the work budget normally ends
         #: a search first.
@@ -112,8 +112,17 @@ class Partitioner:
         self._windows: dict[tuple[int, int, int, int], Windows | None] = {}
         self._own: dict[tuple[int, int, int, int, frozenset[BufferId]], int | None] = {}
         self._ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._safe: dict[tuple[int, int], bool] = {}
+        self._deps: dict[OpIndex, frozenset[OpIndex]] | None = None
+        self._succs: dict[OpIndex, set[OpIndex]] = {}
         self.g, self.weights, self.align = graph, weights, max(1, alignment)
-        self.order = graph.file_order()
+        #: The operator order the cut points run along: the file order, or another topological
+        #: order (``order``; ``stowage.solvers.exact.tiled_model`` offers the min-peak one).
+        #: In another order a run of steps is a cascade only when ``macro_safe`` (the macro
+        #: graph puts a cascade at its first step's index, and its file order must stay
+        #: topological).
+        self.order = graph.file_order() if order is None else tuple(order)
+        self.file = self.order == graph.file_order()
         self.n = len(self.order)
         self.pos = {op: p for p, op in enumerate(self.order)}
         #: Each step's row units (``ir.tiling.row_units``; None: it needs whole tensors).
@@ -208,11 +217,43 @@ class Partitioner:
             try:
                 if not all(self.tileable[i:j + 1]):
                     raise NotTileable("a step needs whole tensors")
+                if not self.macro_safe(i, j):
+                    raise NotTileable("the macro graph of this run would not be in topological file order")
                 self._windows[key] = walk_windows(self.g, tuple(self.order[i:j + 1]), h, pace, self.outside(i, j),
                                                   self.weights, self.align, self._parts(i, j)[2], self.row_bytes)
             except NotTileable:
                 self._windows[key] = None
         return self._windows[key]
+
+    def macro_safe(self, i: int, j: int) -> bool:
+        """Whether steps ``[i..j]`` of this order may be one cascade: always in file order; in
+        another order, when its first step has the smallest index of the run, every step
+        outside it that a member depends on has a smaller index and every step depending on a
+        member a larger one.  ``macro_graph`` puts the cascade at its first step's index, so
+        then every edge of the macro graph (cascade to cascade included: a predecessor
+        cascade's first index is at most its member's, below this first index) still goes
+        from a smaller index to a larger one, and the file order stays topological."""
+        if self.file or i == j:
+            return True
+        key = (i, j)
+        if key not in self._safe:
+            ops = self.order[i:j + 1]
+            members, first = set(ops), ops[0]
+            ok = first == min(ops)
+            if ok:
+                if self._deps is None:
+                    self._deps = self.g.op_dependencies()
+                    self._succs = {}
+                    for op, ps in self._deps.items():
+                        for q in ps:
+                            self._succs.setdefault(q, set()).add(op)
+                for m in ops:
+                    if any(q not in members and q > first for q in self._deps.get(m, ())) or \
+                            any(c not in members and c < first for c in self._succs.get(m, ())):
+                        ok = False
+                        break
+            self._safe[key] = ok
+        return self._safe[key]
 
     def _weight(self, i: int, j: int) -> int:
         """Work of one band of ``[i..j]``: per row unit, one plus its operands read in rows

@@ -9,6 +9,10 @@
 3. the stripe programs are attached to the plan with the home placements of streamed graph
    inputs and outputs and their row transfers (compulsory traffic, counted in the metrics).
 
+With ``--solver exact`` the exact solver chooses cascades too: a CP-SAT partition model over
+candidate cascades in the file and the min-peak order (``stowage.solvers.exact.tiled_search``)
+adds its partitions to the heuristic's, and the plan moving the fewest bytes is kept.
+
 The plan is then checked by the one validator, rows included.
 """
 
@@ -19,7 +23,7 @@ import time
 from dataclasses import replace
 from typing import Any
 
-from stowage.errors import CapacityError
+from stowage.errors import CapacityError, SolverError
 from stowage.ir.graph import Graph, TensorKind
 from stowage.ir.tiling import CascadeSpec, buffer_row_bytes, macro_graph
 from stowage.plan import Cascade, CascadeTensor, Metrics, Placement, Plan
@@ -164,18 +168,41 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     best: Plan | None = None
     error: CapacityError | None = None
     latency = getattr(params, "objective", "traffic") == "latency"
-    candidates = choose_candidates(problem, part)
+    candidates = [(part, segs, "tiling") for segs in choose_candidates(problem, part)]
+    partition_bound: int | None = None
+    how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
+    if how not in ("model", "heuristic"):
+        raise SolverError(f"exact: unknown partition '{how}'; choose model or heuristic")
+    if how == "model" and not latency and problem.capacity is not None \
+            and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
+        # The exact solver chooses the cascades too: the CP-SAT partition model over candidate
+        # cascades, in the file order and a second (min-peak) order (docs/tiling.md).
+        from stowage.solvers.exact.tiled_search import exact_candidates
+
+        extra, partition_bound = exact_candidates(problem, part, [s for _p, s, _w in candidates], end)
+        candidates = candidates + extra   # ties keep the heuristic's plan
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
-        candidates += latency_partitions(problem, part, candidates)
-    for segs in candidates:
+        candidates += [(part, s, "tiling") for s in latency_partitions(problem, part, [s for _p, s, _w in candidates])]
+    seen: set[tuple[tuple[tuple[int, ...], int, int, frozenset[int]], ...]] = set()
+    for cpart, segs, source in candidates:
+        key = tuple((s.ops, s.stripe_rows, s.pace_rows, s.dram) for s in segs)
+        if key in seen:
+            continue   # the same partition from two searches: planned once
+        seen.add(key)
+        if source != "tiling" and best is not None and not latency \
+                and sum(s.traffic for s in segs) >= best.metrics.noncompulsory_bytes:
+            continue   # its cut traffic alone is no better than a plan in hand: no macro solve
         try:
             left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
-            plan = _plan_partition(left, part, segs, solver, params)
+            plan = _plan_partition(left, cpart, segs, solver, params)
         except CapacityError as exc:
             error = exc
             continue
+        if source != "tiling" and plan.solver.found_by:
+            # Which search chose the cascades: the partition model, or another order's.
+            plan = replace(plan, solver=replace(plan.solver, found_by=source + plan.solver.found_by[len("tiling"):]))
         if latency:  # time the attached plan (docs/timing.md)
             from stowage.solvers.exact.latency_model import latency_key, latency_of_tiled
 
@@ -187,11 +214,19 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     if best is None:
         assert error is not None
         raise error
+    if partition_bound is not None:
+        best = replace(best, solver=replace(best.solver, partition_bound=partition_bound))
     if part.stopped_by and not best.solver.stopped_by:
         # The wall clock, not the work budget, cut the choice of cascades: on a less loaded
         # machine the same command may choose others.
         best = replace(best, solver=replace(best.solver, stopped_by=part.stopped_by))
     return best
+
+
+def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
+    """Whether the search found a partition moving nothing at its cuts whose every segment fits
+    with its bystanders (``fewest_stripes``): nothing is left for the exact model to improve."""
+    return any(all(not s.dram and s.peak <= cap for s in segs) for segs in candidates)
 
 
 def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any) -> Plan:

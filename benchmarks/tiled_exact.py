@@ -1,0 +1,81 @@
+"""``--solver exact`` below M_R: the CP-SAT partition model against the heuristic partition.
+
+For each (model, capacity) it compiles twice with ``--solver exact``, ``--param
+partition=heuristic`` (the heuristic partition search, the macro graph planned by exact: the
+behaviour before the partition model) and ``partition=model`` (the CP-SAT partition model in
+the file and min-peak orders, ``stowage.solvers.exact.tiled_model``), and prints one markdown
+row per run: non-compulsory bytes, the bound over every tiling (``solver.lower_bound``) and the
+gap to it, the model's bound on cut traffic over its candidate partitions
+(``solver.partition_bound``), which order's partition won, validity (the one validator, run
+again here) and wall seconds.  8-bit sizes, activations only, ethos-u55-256.
+
+    python benchmarks/tiled_exact.py                       # the issue's table
+    python benchmarks/tiled_exact.py --cases mobilenet_v2:64 --time-limit 60
+    python benchmarks/tiled_exact.py --cases /tmp/wheels/x_ddddocr/ddddocr/common_det.onnx:256
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CASES = ("mobilenet_v2:128", "mobilenet_v2:96", "mobilenet_v2:64", "efficientnet_b0:256", "efficientnet_b0:128",
+         "lraspp_mobilenet_v3:256", "lraspp_mobilenet_v3:128", "densenet121:256",
+         "/tmp/wheels/x_ddddocr/ddddocr/common_det.onnx:256")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="*", default=list(CASES), help="MODEL:KiB (a suite name or an ONNX path)")
+    ap.add_argument("--time-limit", type=float, default=60.0)
+    ap.add_argument("--modes", nargs="*", default=["heuristic", "model"])
+    args = ap.parse_args()
+
+    from stowage.api import compile as compile_plan
+    from stowage.api import load_model
+    from stowage.errors import StowageError
+    from stowage.plan.validate import validate
+
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; machine: {os.cpu_count()} cores, load "
+          f"{os.getloadavg()[0]:.2f}; target ethos-u55-256; 8-bit; activations only; --solver exact "
+          f"--time-limit {args.time_limit:g}")
+    print("| model | capacity | partition | non-compulsory B | bound (every tiling) | gap | "
+          "cut-traffic bound (candidates) | found by | valid | seconds |")
+    print("|---|---:|---|---:|---:|---:|---:|---|---|---:|")
+    for case in args.cases:
+        name, kib = case.rsplit(":", 1)
+        path = Path(name) if name.endswith(".onnx") else ROOT / "models" / "suite" / f"{name}.onnx"
+        cap = int(kib) * 1024
+        for mode in args.modes:
+            # A fresh graph per run: the bounds cached per graph (``graph_cached``) would
+            # otherwise make the second run look faster.
+            g = load_model(path, element_bytes=1, in_place=True, qdq="fold")
+            t0 = time.perf_counter()
+            try:
+                plan = compile_plan(g, capacity=cap, solver="exact", time_limit=args.time_limit,
+                                    params={"partition": mode})
+            except StowageError as exc:
+                print(f"| {path.stem} | {kib} KiB | {mode} | refused: {str(exc)[:80]} | | | | | | "
+                      f"{time.perf_counter() - t0:.1f} |", flush=True)
+                continue
+            dt = time.perf_counter() - t0
+            judged = g.without_concats if g.without_concats is not None and not plan.options.concat_in_place else g
+            ok = validate(judged, plan).ok
+            s, traffic = plan.solver, plan.metrics.noncompulsory_bytes
+            lb = s.lower_bound
+            gap = "-" if lb is None else f"{traffic - lb:,}"
+            pb = "-" if s.partition_bound is None else f"{s.partition_bound:,}"
+            print(f"| {path.stem} | {kib} KiB | {mode} | {traffic:,} | {'-' if lb is None else f'{lb:,}'} | {gap} | "
+                  f"{pb} | {s.found_by} | {'yes' if ok else 'NO'} | {dt:.1f}{' (time)' if s.stopped_by else ''} |",
+                  flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,112 @@
+"""``--solver exact`` below M_R: the partitions the exact solver adds to the heuristic's.
+
+``plan_tiled`` calls ``exact_candidates`` when the heuristic partition search found no
+partition without cut traffic.  It runs the CP-SAT partition model
+(``stowage.solvers.exact.tiled_model``) in two orders:
+
+1. the file order, warm-started with the heuristic's least-traffic partition;
+2. the min-peak order (``stowage.solvers.analysis.schedule.min_peak_order_ex``, work budgets
+   only, so the order does not depend on load), when it differs from the file order: its
+   own heuristic partitions (``choose_candidates`` on a ``Partitioner`` of that order) and
+   its model.  A run of that order is a cascade only where the macro graph stays in
+   topological file order (``Partitioner.macro_safe``); residual blocks the order keeps
+   together may be one cascade, as in the file order.
+
+Every partition found is returned with its partitioner; ``plan_tiled`` plans each on its
+macro graph and keeps the plan moving the fewest bytes (so the result is never worse than the
+heuristic's).  The bound returned is the smallest of the models' proven bounds on cut
+traffic: valid over the union of their candidate sets, and only there
+(``solver.partition_bound``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from stowage.errors import CapacityError
+from stowage.solvers.exact.tiled_model import exact_partition
+from stowage.solvers.problem import Problem, default_workers
+from stowage.solvers.tiling import partition
+from stowage.solvers.tiling.partition import Partitioner, Segment
+
+log = logging.getLogger(__name__)
+
+#: Share of the time left that the partition models (both orders together, the min-peak
+#: order's heuristic search included) may take on the wall clock: a safety net (the work
+#: budgets, ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end them first); the
+#: rest is for planning the macro graphs.
+MODEL_WALL_SHARE = 0.3
+#: The min-peak order is tried only while this share of the models' window is left.
+ALT_ORDER_SHARE = 0.5
+#: Work budget of the min-peak order's search (its ``time_limit`` argument, which sets beam
+#: widths and local-search moves; no wall-clock stop).
+ORDER_BUDGET = 2.0
+
+
+def _warm(cands: list[list[Segment]], cap: int) -> list[Segment] | None:
+    """The heuristic's partition whose every segment fits with its bystanders (the
+    least-traffic one), the model's warm start; None when there is none."""
+    ok = [segs for segs in cands if all(s.peak <= cap for s in segs)]
+    return min(ok, key=lambda segs: sum(s.traffic for s in segs)) if ok else None
+
+
+def _search(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], deadline: float
+            ) -> tuple[list[list[Segment]], int | None]:
+    cap = problem.capacity
+    assert cap is not None
+    workers = problem.workers or default_workers()
+    res = exact_partition(part, cap, _warm(heuristic, cap), deadline, workers, problem.seed)
+    if res is None:
+        return [], None
+    log.info("tiled model (%s order): cut traffic %d, bound %d (%s, %d candidates%s)",
+             "file" if part.file else "min-peak", res.traffic, res.bound, res.status, res.candidates,
+             "" if res.complete else ", budget-limited")
+    return [list(res.segments)], res.bound
+
+
+def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], end: float
+                     ) -> tuple[list[tuple[Partitioner, list[Segment], str]], int | None]:
+    """Partitions to plan besides the heuristic's (with their partitioners and who found them,
+    ``found_by``'s prefix), and the proven
+    bound on cut traffic over the candidate sets (None when no model ran to a solution)."""
+    from stowage.solvers.analysis.schedule import min_peak_order_ex
+    from stowage.solvers.tiling.plan import choose_candidates
+
+    now = time.monotonic()
+    window = MODEL_WALL_SHARE * max(1.0, end - now)
+    deadline = now + window
+    out: list[tuple[Partitioner, list[Segment], str]] = []
+    bounds: list[int | None] = []
+    # The file order's model first, in at most half the window (the min-peak order's turn next).
+    found, bound = _search(problem, part, heuristic, now + ALT_ORDER_SHARE * window)
+    out += [(part, s, "tiling model") for s in found]
+    bounds.append(bound)
+    if time.monotonic() > now + ALT_ORDER_SHARE * window:
+        log.warning("tiled model: no time left for the min-peak order")
+        part.stopped_by = "time"
+        return out, bound   # the bound over the file order's candidates, the set searched
+    order, _proven = min_peak_order_ex(problem.graph, problem.weights_in_compute_level, ORDER_BUDGET,
+                                       problem.seed, safety_stop=False)
+    if tuple(order) != part.order:
+        alt = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
+                          deadline=deadline, work=partition.WORK_BUDGET, order=tuple(order))
+        try:
+            alt_heuristic = choose_candidates(problem, alt)
+        except CapacityError:
+            alt_heuristic = []
+        out += [(alt, s, "tiling (min-peak order)") for s in alt_heuristic]
+        found, alt_bound = _search(problem, alt, alt_heuristic, deadline)
+        out += [(alt, s, "tiling model (min-peak order)") for s in found]
+        bounds.append(alt_bound)
+        if alt.stopped_by:
+            part.stopped_by = alt.stopped_by
+    else:
+        log.info("tiled model: the min-peak order is the file order")
+    # A bound over both candidate sets is the smaller of the two; a model that ended without
+    # one leaves its set unbounded, so then nothing is claimed.
+    known = [b for b in bounds if b is not None]
+    return out, (min(known) if known and len(known) == len(bounds) else None)
+
+
+__all__ = ["MODEL_WALL_SHARE", "ORDER_BUDGET", "exact_candidates"]
