@@ -111,3 +111,17 @@ def test_no_relaxation_exceeds_the_cheapest_cover_of_any_order(seed: int, n_ops:
         assert cover <= gap.value, seq                     # the gap model pays every spill at least once
         for name, value in bounds.items():
             assert value <= cover, (name, value, cover, seq)
+
+
+def test_cheap_proofs_stop_at_a_bound_without_packing() -> None:
+    # exact above M_R asks auto's cheap proofs at M_R to stop once their bound reaches its
+    # incumbent: no plan at M_R can then be cheaper.  Here the cover bound proves 48 at once.
+    from stowage.solvers.exact.auto import cheap_proofs
+
+    p = problem(reloaded_twice(), 112)
+    full = cheap_proofs(p, "auto", 10.0, 1, 0)
+    assert full.plan is not None and full.plan.solver.status == "optimal"
+    assert (full.bound, full.plan.metrics.noncompulsory_bytes) == (48, 48)
+    early = cheap_proofs(p, "auto", 10.0, 1, 0, stop_at=48)
+    assert (early.plan, early.bound, early.how) == (None, 48, "cover bound")
+    assert cheap_proofs(p, "auto", 10.0, 1, 0, stop_at=49).plan is not None    # 48 < 49: packed

@@ -228,6 +228,8 @@ class AutoPipeline:
         #: The cheap proofs at M_R proved their plan optimal there, uncut: it is then the very
         #: plan ``auto`` returns at M_R, and the later phase "plan at M_R" is not needed.
         self.m_r_proven = False
+        #: A lower bound at M_R reached the incumbent's traffic: no plan at M_R can beat it.
+        self.m_r_moot = False
         self.order_before_warm: tuple[OpIndex, ...] | None = None
         #: The cut bound's result (``group_bound`` starts from its per-operator bounds).
         self.cut_result: CutBound | None = None
@@ -668,7 +670,8 @@ class AutoPipeline:
         """Whether the capacity is above M_R (aligned, as ``--capacity M_R`` resolves it) and
         the incumbent still moves bytes: then ``auto``'s plan at M_R is worth a try."""
         cap = self.problem.capacity
-        if cap is None or not self.params.warm_start or (self.best_value is not None and self.best_value == 0):
+        if (cap is None or not self.params.warm_start or self.m_r_moot
+                or (self.best_value is not None and self.best_value == 0)):
             return False
         return m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
                           self.problem.target.compute.alignment) < cap
@@ -698,7 +701,15 @@ class AutoPipeline:
 
         if self.left() <= 0.05:
             return
-        proofs = auto_cheap_proofs(self._at_m_r(), self.deadline, self.time_limit)
+        proofs = auto_cheap_proofs(self._at_m_r(), self.deadline, self.time_limit, stop_at=self.best_value)
+        if proofs is not None and self.best_value is not None and proofs.bound >= self.best_value:
+            # Every plan at M_R moves at least the incumbent's traffic (the Transformer with
+            # weights at M_H: 828,426 B at M_R by the cover bound, 211,988 B here): no plan at
+            # M_R can win, and exact's traffic is at most auto's there whatever it is.
+            log.info("exact: every plan at M_R moves at least %d >= the incumbent's %d: no plan at M_R needed",
+                     proofs.bound, self.best_value)
+            self.m_r_moot = True
+            return
         if proofs is None or proofs.plan is None:
             return
         self._take_m_r(proofs.plan)
@@ -845,14 +856,16 @@ class CheapProofs:
 
 
 def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers: int, seed: int,
-                 wall_deadline: float | None = None) -> CheapProofs:
+                 wall_deadline: float | None = None, stop_at: int | None = None) -> CheapProofs:
     """Run only the cheap proofs (the cover bound, the gap model on the quick orders), on the
     same work budgets as inside ``exact`` and under the same wall share
     (``PRE_REFERENCE_SHARE`` of the limit, or less with ``wall_deadline``).  For ``auto``
     (issue 14): where these prove optimality (most of the suite, in a small share of the
     limit) it returns the proven plan, and it always reports the best bound it has.  A user
     error in the instance (``StowageError``) gives no proof: the caller's own planner then
-    reports it."""
+    reports it.  ``stop_at``: once the bound reaches it, stop and return the bound without a
+    plan (``exact`` above M_R passes its incumbent's traffic: a plan at M_R that cannot be
+    cheaper is not worth packing)."""
     started = time.perf_counter()
     try:
         pipe = AutoPipeline(problem, ExactParams(), started, time_limit, workers, seed)
@@ -861,6 +874,8 @@ def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers:
         for phase in pipe.phases()[:2]:
             if pipe.proven():
                 break
+            if stop_at is not None and pipe.lb >= stop_at:
+                return CheapProofs(None, pipe.lb, pipe.how, pipe.hit_wall)
             share = phase.wall_share if phase.wall_share is not None else PRE_REFERENCE_SHARE
             pipe.deadline = min(pipe.final_deadline, started + share * time_limit)
             if phase.min_left is None or pipe.left() > phase.min_left:
