@@ -8,14 +8,19 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    start) and the crossing-cover IP (``cover_bound``); an incumbent at the bound is optimal
    at once;
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
-   optimum without addresses (``residency_model``, a compact gap model) packed into
-   addresses; a bound for every plan when the graph has a single topological order.  Steps
-   1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time; then
-   the cut bound (``cut_bound``), a bound over all orders from one minimum cut per tight
-   operator: the least pressure any order leaves at it (up to ``CUT_MAX_OPS`` operators);
-   Above M_R, ``auto``'s cheap proofs at M_R follow (``M_R_CHEAP_WALL_SHARE``): their plan is a
-   plan at this capacity, offered as the incumbent, and where they prove M_R it is the very
-   plan ``auto`` returns there (the *plan at M_R* of step 5 is then not needed);
+   optimum without addresses (``residency_model``, a compact gap model), every order first,
+   then packed into addresses best first; a bound for every plan when the graph has a single
+   topological order.  Steps 1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the
+   limit in wall time; then the cut bound (``cut_bound``), a bound over all orders from one
+   minimum cut per tight operator: the least pressure any order leaves at it (up to
+   ``CUT_MAX_OPS`` operators).  The rest runs in a second window, until
+   ``M_R_CHEAP_WALL_SHARE`` of the limit: the quick orders and packings the first one left;
+   above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this capacity, offered
+   as the incumbent, and where they prove M_R it is the very plan ``auto`` returns there (the
+   *plan at M_R* of step 5 is then not needed; neither is run once a bound at M_R reaches the
+   incumbent, ``m_r_moot``); then the small chain bound of step 4, which needs no reference:
+   where it proves the incumbent optimal (the Transformer with weights at M_H) the reference
+   heuristic, 75% of the limit, is not run;
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
@@ -26,10 +31,12 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    bound's operators -- valid for all orders, and each round's order is planned;
    the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
    decisions (a before b, or b before a) whose leaves cover every order -- valid for all
-   orders, and the one bound that sees the order-dependent pressure of NAS cells; then the
-   chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
-   tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
-   the gap model;
+   orders, and the one bound that sees the order-dependent pressure of NAS cells (both are
+   skipped where they cannot raise the bound: ``relaxations_can_pay``, ``relaxed_cover``);
+   then the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
+   tight operators (the small chain again only if its run before the reference was cut
+   short), then a descent over ``window_orders`` of the incumbent's order scored by the gap
+   model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
    order (sunk, then as is), and the descent again if the incumbent's order changed; then,
    above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
