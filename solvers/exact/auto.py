@@ -464,6 +464,10 @@ class AutoPipeline:
         while self.quick_left and not self.proven() and self.left() > 0.05:
             order = self.quick_left[0]
             res = self.residency(order, "gap", None)
+            if res.solution is not None and res.value is not None and res.value <= self.lb:
+                self.pack(res.solution, "exact: gap model")    # at the bound: optimal if it packs
+                if self.proven():
+                    return
             if res.solution is not None and res.value is not None:
                 self.quick_found.append((res.value, len(self.quick_found), res.solution))
             elif self.left() <= 0.05:
