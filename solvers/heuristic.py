@@ -410,20 +410,21 @@ CHEAP_PROOFS_WORK_LIMIT = 10.0
 
 
 def auto_cheap_proofs(problem: Problem, wall_deadline: float | None,
-                      time_limit: float | None = None) -> CheapProofs | None:
+                      time_limit: float | None = None, stop_at: int | None = None) -> CheapProofs | None:
     """``auto``'s run of exact's cheap proofs (``stowage.solvers.exact.auto.cheap_proofs``):
     bounded capacity, graphs up to ``CHEAP_PROOFS_MAX_OPS`` computing operators (else None),
     the work budgets of at most ``CHEAP_PROOFS_WORK_LIMIT`` seconds of ``time_limit`` (the
     problem's by default), one worker.  ``auto`` runs them at the capacity and at M_R, and
     ``exact`` at M_R (its phase "cheap proofs at M_R"), so that theirs is the plan ``auto``
-    returns there."""
+    returns there.  ``stop_at``: ``cheap_proofs``'s early stop at a bound (exact's incumbent)."""
     if problem.capacity is None or len(problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
         return None
     # OR-Tools is loaded only when auto runs.
     from stowage.solvers.exact.auto import cheap_proofs
 
     limit = problem.time_limit if time_limit is None else time_limit
-    return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline)
+    return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline,
+                        stop_at)
 
 
 def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:

@@ -41,7 +41,8 @@ def between(g, share: float, weights: bool = False) -> int:
 def _needs_an_uncut_run(plan) -> None:
     """These tests compare a run on today's clock with one on a fast clock: the first must end
     on its work budgets.  On a machine loaded enough for a safety stop to fire in it (the
-    min-peak scheduler's exact DP has a 30% wall share of a 0.5-2 s budget), the plan says
+    min-peak scheduler's safety deadline of a 0.5-2 s budget; its exact DP no longer has a
+    wall share of its own, ``tests/test_minpeak_work.py``), the plan says
     ``stopped_by=time`` -- the promise holds -- but there is nothing to compare: skip."""
     assert plan.solver.stopped_by in (None, "time")
     if plan.solver.stopped_by == "time":

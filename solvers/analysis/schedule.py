@@ -36,6 +36,16 @@ log = logging.getLogger(__name__)
 DP_MAX_LAYER_STATES = 5_000
 #: Largest total number of states the exact DP expands before giving up.
 DP_MAX_TOTAL_STATES = 100_000
+#: The exact DP's work budget per second of the scheduler's time limit, in states kept
+#: (``_Work.states``; at most ``DP_MAX_TOTAL_STATES``).  Calibrated on the 2-core reference VM:
+#: 25,000-45,000 states per second at load average 10 (graphs of 40-676 operators, suite and
+#: synthetic), three to four times that idle, so the budget ends the DP in about a third of
+#: the limit at load 2-3 -- what its former wall share (30% of the time left) allowed on an idle
+#: machine, but counted in work: the same graph and limit stop it at the same state on any
+#: machine, and the wall clock (the scheduler's deadline) is only the safety net (issue 14,
+#: item 6: a 40-operator graph's DP needs 11,322 states, which the 30% wall share of a 0.5 s
+#: budget cut at load 2-3).
+DP_STATES_PER_SECOND = 30_000
 #: Work budgets per second of time limit, calibrated on the 2-core reference machine so that
 #: the deterministic budgets end well inside the limit: beam width x ops, and local-search
 #: moves x ops.
@@ -266,9 +276,18 @@ def _unwind(path: tuple | None) -> list[int]:
     return out
 
 
+@dataclass
+class _Work:
+    """What a search did: ``states`` kept over all layers (the DP's work unit), and whether
+    the wall clock (``clock``), not a budget, stopped it."""
+
+    states: int = 0
+    clock: bool = False
+
+
 def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline: float,
             max_layer: int = DP_MAX_LAYER_STATES, max_total: int = DP_MAX_TOTAL_STATES,
-            ) -> tuple[list[int] | None, bool]:
+            work: _Work | None = None) -> tuple[list[int] | None, bool]:
     """Layered search over executed-op sets.
 
     ``width=None`` is the exact DP: every distinct set is kept (the one with the smallest
@@ -283,8 +302,10 @@ def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline
     start = _State(0, 0, 0, frozenset(i for i in range(n) if not model.preds[i]), None)
     layer = [start]
     total = 0
+    work = work if work is not None else _Work()
     for _depth in range(n):
         if time.perf_counter() > deadline:
+            work.clock = True
             return None, False
         children: dict[int, _State] = {}
         for st in layer:
@@ -320,6 +341,7 @@ def _search(model: ScheduleModel, width: int | None, upper: int | None, deadline
             return None, width is None
         layer = list(children.values())
         total += len(layer)
+        work.states = total
         if width is None:
             if len(layer) > max_layer or total > max_total:
                 log.debug("exact DP gave up at depth %d (%d states in layer)", _depth, len(layer))
@@ -452,11 +474,18 @@ def min_peak_order_ex(graph: Graph, weights_in_compute_level: bool, time_limit: 
     return run.order, run.proven
 
 
+def dp_budget(time_limit: float) -> int:
+    """The exact DP's state budget for a scheduler time limit (``DP_STATES_PER_SECOND``)."""
+    return max(0, min(DP_MAX_TOTAL_STATES, int(DP_STATES_PER_SECOND * max(0.0, time_limit))))
+
+
 @dataclass(frozen=True)
 class MinPeakRun:
-    """A min-peak order, whether it is proven optimal, and whether a wall-clock stop (the
-    safety deadline, or the exact DP's wall share) cut some stage short -- then another
-    machine or load could have given another order (``solver.stopped_by``)."""
+    """A min-peak order, whether it is proven optimal, and whether the wall clock (the
+    scheduler's safety deadline) cut some stage short -- then another machine or load could
+    have given another order (``solver.stopped_by``).  Every stage has a work budget (beam
+    widths, the DP's states, local-search moves), so without a cut the order depends on the
+    graph, the limit and the seed only."""
 
     order: tuple[OpIndex, ...]
     proven: bool
@@ -498,16 +527,18 @@ def min_peak_run(graph: Graph, weights_in_compute_level: bool, time_limit: float
     if best_score[0] <= lb:
         return MinPeakRun(_to_graph_order(model, best), True, cut)
 
-    # Exact DP, pruned by the best peak so far; it gives up on its own state caps.
+    # Exact DP, pruned by the best peak so far; it gives up on its state caps and its work
+    # budget (``dp_budget``); the scheduler's deadline is only its safety stop.
     if n <= 5000:
-        dp_deadline = time.perf_counter() + 0.3 * max(0.0, deadline - time.perf_counter())
-        found, complete = _search(model, None, best_score[0], dp_deadline)
+        dp = _Work()
+        found, complete = _search(model, None, best_score[0], deadline, max_total=dp_budget(time_limit), work=dp)
         if found is not None:
             return MinPeakRun(_to_graph_order(model, found), True, cut)
         if complete:
             return MinPeakRun(_to_graph_order(model, best), True, cut)
-        cut = cut or time.perf_counter() > dp_deadline
-        log.debug("exact DP gave up at %.2fs", time.perf_counter() - t0)
+        cut = cut or dp.clock
+        log.debug("exact DP gave up after %d states at %.2fs%s", dp.states, time.perf_counter() - t0,
+                  " (the wall clock)" if dp.clock else "")
 
     # Seeded local search.
     moves = min(5000, max(100, int(LS_WORK_PER_SECOND * time_limit) // n))
@@ -547,7 +578,7 @@ def min_peak_order_cached(graph: Graph, weights_in_compute_level: bool, time_lim
     return min_peak_run_cached(graph, weights_in_compute_level, time_limit, seed).order
 
 
-__all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "LS_WORK_PER_SECOND", "MinPeakRun",
-           "ScheduleModel", "build_model", "exact_min_peak_order", "greedy_order", "greedy_orders", "local_live_bytes",
-           "local_peak", "min_peak_order", "min_peak_order_cached", "min_peak_order_ex", "min_peak_run",
-           "min_peak_run_cached", "model_for", "order_peak", "reversed_model"]
+__all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "DP_STATES_PER_SECOND",
+           "LS_WORK_PER_SECOND", "MinPeakRun", "ScheduleModel", "build_model", "dp_budget", "exact_min_peak_order",
+           "greedy_order", "greedy_orders", "local_live_bytes", "local_peak", "min_peak_order", "min_peak_order_cached",
+           "min_peak_order_ex", "min_peak_run", "min_peak_run_cached", "model_for", "order_peak", "reversed_model"]

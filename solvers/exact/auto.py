@@ -8,14 +8,19 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    start) and the crossing-cover IP (``cover_bound``); an incumbent at the bound is optimal
    at once;
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
-   optimum without addresses (``residency_model``, a compact gap model) packed into
-   addresses; a bound for every plan when the graph has a single topological order.  Steps
-   1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the limit in wall time; then
-   the cut bound (``cut_bound``), a bound over all orders from one minimum cut per tight
-   operator: the least pressure any order leaves at it (up to ``CUT_MAX_OPS`` operators);
-   Above M_R, ``auto``'s cheap proofs at M_R follow (``M_R_CHEAP_WALL_SHARE``): their plan is a
-   plan at this capacity, offered as the incumbent, and where they prove M_R it is the very
-   plan ``auto`` returns there (the *plan at M_R* of step 5 is then not needed);
+   optimum without addresses (``residency_model``, a compact gap model), every order first,
+   then packed into addresses best first; a bound for every plan when the graph has a single
+   topological order.  Steps 1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the
+   limit in wall time; then the cut bound (``cut_bound``), a bound over all orders from one
+   minimum cut per tight operator: the least pressure any order leaves at it (up to
+   ``CUT_MAX_OPS`` operators).  The rest runs in a second window, until
+   ``M_R_CHEAP_WALL_SHARE`` of the limit: the quick orders and packings the first one left;
+   above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this capacity, offered
+   as the incumbent, and where they prove M_R it is the very plan ``auto`` returns there (the
+   *plan at M_R* of step 5 is then not needed; neither is run once a bound at M_R reaches the
+   incumbent, ``m_r_moot``); then the small chain bound of step 4, which needs no reference:
+   where it proves the incumbent optimal (the Transformer with weights at M_H) the reference
+   heuristic, 75% of the limit, is not run;
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
@@ -26,10 +31,12 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    bound's operators -- valid for all orders, and each round's order is planned;
    the disjunctive bound (``disjunctive_bound``): the crossing bound on a tree of order
    decisions (a before b, or b before a) whose leaves cover every order -- valid for all
-   orders, and the one bound that sees the order-dependent pressure of NAS cells; then the
-   chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
-   tight operators, then a descent over ``window_orders`` of the incumbent's order scored by
-   the gap model;
+   orders, and the one bound that sees the order-dependent pressure of NAS cells (both are
+   skipped where they cannot raise the bound: ``relaxations_can_pay``, ``relaxed_cover``);
+   then the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
+   tight operators (the small chain again only if its run before the reference was cut
+   short), then a descent over ``window_orders`` of the incumbent's order scored by the gap
+   model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
    order (sunk, then as is), and the descent again if the incumbent's order changed; then,
    above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
@@ -89,7 +96,7 @@ from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.exact import lns
 from stowage.solvers.exact.cover_bound import chain_bound, cover_bound
-from stowage.solvers.exact.cut_bound import CutBound, cut_bound
+from stowage.solvers.exact.cut_bound import CutBound, CutDag, cut_bound
 from stowage.solvers.exact.disjunctive_bound import disjunctive_bound
 from stowage.solvers.exact.group_bound import group_bound
 from stowage.solvers.exact.joint_data import (
@@ -106,7 +113,8 @@ from stowage.solvers.exact.lower import infeasible_message, lower_solution
 from stowage.solvers.exact.orders import best_orders, sink_order, window_orders
 from stowage.solvers.exact.pack import pack_solution
 from stowage.solvers.exact.params import AUTO_JOINT_MAX_OPS, ExactParams
-from stowage.solvers.exact.residency_model import solve_residency, unique_order
+from stowage.solvers.exact.relaxed_cover import cheapest_cover
+from stowage.solvers.exact.residency_model import ResidencyResult, solve_residency, unique_order
 from stowage.solvers.exact.warm_start import WARM_START_SOLVERS, plan_order, warm_starts
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import available
@@ -122,7 +130,7 @@ log = logging.getLogger(__name__)
 #: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
 AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
                      "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "lns": 0.35, "full": 0.25,
-                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1}
+                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1, "relaxed_cover": 0.02}
 
 #: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
 #: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
@@ -227,10 +235,22 @@ class AutoPipeline:
         #: The cheap proofs at M_R proved their plan optimal there, uncut: it is then the very
         #: plan ``auto`` returns at M_R, and the later phase "plan at M_R" is not needed.
         self.m_r_proven = False
+        #: A lower bound at M_R reached the incumbent's traffic: no plan at M_R can beat it.
+        self.m_r_moot = False
         self.order_before_warm: tuple[OpIndex, ...] | None = None
         #: The cut bound's result (``group_bound`` starts from its per-operator bounds).
         self.cut_result: CutBound | None = None
         self.incumbent_order: tuple[OpIndex, ...] | None = None
+        #: Chain-bound variants (``sometimes_tight``) already run to their end, not cut short
+        #: by a phase's wall share: running them again would give the same bound.
+        self.chain_done: set[bool] = set()
+        #: ``relaxations_can_pay``'s answers, per (incumbent order, bound).
+        self.can_pay: dict[tuple[tuple[OpIndex, ...], int], bool] = {}
+        self._dag: CutDag | None = None
+        #: The quick orders (``quick_gaps``) not yet solved with the gap model, and the
+        #: residencies solved but not yet packed: (traffic, rank, solution).
+        self.quick_left: list[tuple[OpIndex, ...]] = []
+        self.quick_found: list[tuple[int, int, JointSolution]] = []
         #: The wall clock ended the run or skipped a phase (``solver.stopped_by = "time"``).
         self.hit_wall = False
 
@@ -243,13 +263,20 @@ class AutoPipeline:
                   "plans for good orders; a bound when the graph has one order", wall_share=pre),
             Phase("cut bound", self.cut, "a bound over all orders (the least pressure at each operator, by "
                   "minimum cuts)", wall_share=pre, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
+            Phase("gap model on the other quick orders", self.quick_gaps_rest, "the quick orders and packings "
+                  "the cheap proofs' window left, in the window before the reference",
+                  when=lambda: bool(self.quick_left or self.quick_found), wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("cheap proofs at M_R", self.cheap_at_m_r, "auto's cheap proofs at M_R: a plan at this larger "
                   "capacity, often proven at M_R in a fraction of a second", None, when=self.above_m_r,
                   wall_share=M_R_CHEAP_WALL_SHARE),
+            Phase("chain bound before the reference", lambda: self.chain((False,)), "the chain bound (below) "
+                  "while the cheap proofs' window lasts: where it proves the incumbent optimal the reference "
+                  "heuristic is not needed (the Transformer with weights at M_H: 0.6 s, where the reference takes "
+                  "75% of the limit)", wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
             Phase("chain bound", lambda: self.chain((False,)), "an order-aware bound along a chain of tight "
-                  "operators (those tight in every order: small, and it closes fast where it proves)",
-                  wall_share=CHAIN_WALL_SHARE),
+                  "operators (those tight in every order: small, and it closes fast where it proves); only when "
+                  "the run before the reference was cut short", wall_share=CHAIN_WALL_SHARE),
             Phase("activations-only order", self.activations_order, "plans for the order of the heuristic's plan "
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
@@ -422,11 +449,39 @@ class AutoPipeline:
         self.raise_bound(cb.bound, "cover bound")
 
     def quick_gaps(self) -> None:
-        """The gap model on the min-peak and file orders (each sunk first)."""
-        for order in best_orders(self.problem, min(1.0, self.work("order")), self.preds, on_cut=self._wall_hit):
-            if self.proven() or self.left() <= 0.05:
-                return
-            self.gap_model(order, "gap", None)
+        """The gap model on the min-peak and file orders (each sunk first): first every order's
+        no-address optimum (cheap), then the packings, best residency first -- a packing is
+        the costly part (on the Transformer with weights at M_H, 0.8 s for the first order's
+        665,625 B where the second order's 211,988 B is the optimum), and one that fits makes
+        every worse one moot.  What the phase's wall share leaves undone waits in
+        ``quick_left`` and ``quick_found`` (``quick_gaps_rest``)."""
+        self.quick_left = best_orders(self.problem, min(1.0, self.work("order")), self.preds, on_cut=self._wall_hit)
+        self.quick_gaps_rest()
+
+    def quick_gaps_rest(self) -> None:
+        """The quick orders not yet solved, then the residencies not yet packed (all of them
+        at first; after a cut, the rest, in the wider window before the reference heuristic)."""
+        while self.quick_left and not self.proven() and self.left() > 0.05:
+            order = self.quick_left[0]
+            res = self.residency(order, "gap", None)
+            if res.solution is not None and res.value is not None and res.value <= self.lb:
+                self.pack(res.solution, "exact: gap model")    # at the bound: optimal if it packs
+                if self.proven():
+                    return
+            if res.solution is not None and res.value is not None:
+                self.quick_found.append((res.value, len(self.quick_found), res.solution))
+            elif self.left() <= 0.05:
+                break                     # cut by the window: solved again in the next one
+            self.quick_left = self.quick_left[1:]
+        while self.quick_found and not self.proven() and self.left() > 0.05:
+            self.quick_found.sort(key=lambda f: (f[0], f[1]))
+            value, _, sol = self.quick_found[0]
+            before = self.best_value
+            if before is None or value < before:
+                self.pack(sol, "exact: gap model")
+                if self.best_value == before and self.left() <= 0.05:
+                    break                 # the window cut its packing: packed again in the next one
+            self.quick_found = self.quick_found[1:]
 
     def reference_limit(self) -> float:
         """The reference heuristic's time limit: exact's own, so that it is the very run of
@@ -486,9 +541,33 @@ class AutoPipeline:
         if order is not None and self.problem.graph.is_topological(order):
             self.gap_model(order, "gap", None, snug=True)
 
+    def dag(self) -> CutDag:
+        """The DAG facts of the cut, group and cover computations, built once per run."""
+        if self._dag is None:
+            self._dag = CutDag(self.data)
+        return self._dag
+
+    def relaxations_can_pay(self) -> bool:
+        """Whether the group and disjunctive bounds can still raise the bound: not when the
+        incumbent's order has a spill set, each spill paid once, that makes every operator fit
+        and costs at most the bound already proven (``relaxed_cover``: that point is feasible in
+        both relaxations, so neither can exceed its cost).  A rule about the instance and the
+        incumbent, decided by a deterministic work budget; an undecided test runs the bounds."""
+        if self.best is None:
+            return True
+        key = (self.best.order, self.lb)
+        if key not in self.can_pay:
+            cover = cheapest_cover(self.data, self.best.order, self.lb, self.work("relaxed_cover"),
+                                   max(0.01, min(self.left(), 4 * self.work("relaxed_cover"))), self.seed, self.dag())
+            self.can_pay[key] = cover is None
+            if cover is not None:
+                log.info("exact: the incumbent's order fits with spills of %d <= bound %d paid once: the group and "
+                         "disjunctive bounds cannot raise the bound", cover, self.lb)
+        return self.can_pay[key]
+
     def cut(self) -> None:
         """The minimum-cut bound (``cut_bound``); cut short by the wall clock, it still holds."""
-        res = cut_bound(self.data, self.deadline)
+        res = cut_bound(self.data, self.deadline, self.dag())
         self.cut_result = res
         if not res.complete:
             self.hit_wall = True
@@ -501,13 +580,15 @@ class AutoPipeline:
         order is planned with the gap model and offered."""
         cut = self.cut_result
         if cut is None or not cut.complete:
-            cut = cut_bound(self.data, self.deadline)
+            cut = cut_bound(self.data, self.deadline, self.dag())
             self.cut_result = cut
             if not cut.complete:
                 self.hit_wall = True
             self.raise_bound(cut.bound, "cut bound")
             if self.proven():
                 return
+        if not self.relaxations_can_pay():
+            return
 
         def evaluate(order: tuple[OpIndex, ...]) -> int | None:
             if self.left() > 0.1:
@@ -515,14 +596,17 @@ class AutoPipeline:
             return self.best_value
 
         res = group_bound(self.data, self.work("group"), self.deadline - 0.05, cut.found, self.workers, self.seed,
-                          incumbent=self.best.order if self.best is not None else None,
+                          dag=self.dag(), incumbent=self.best.order if self.best is not None else None,
                           target=self.best_value, evaluate=evaluate)
         if res.hit_wall:
             self.hit_wall = True
         self.raise_bound(res.bound, "group bound")
 
     def disjunctive(self) -> None:
-        """The crossing bound branched on order decisions (``disjunctive_bound``)."""
+        """The crossing bound branched on order decisions (``disjunctive_bound``), unless it
+        cannot raise the bound (``relaxations_can_pay``)."""
+        if not self.relaxations_can_pay():
+            return
         evals = max(10, round(self.work("disjunctive") * DISJUNCTIVE_EVALS_PER_SECOND))
         res = disjunctive_bound(self.data, evals, self.deadline - 0.05)
         if res.evals < evals and not res.exhausted and time.perf_counter() >= self.deadline - 0.05:
@@ -543,12 +627,17 @@ class AutoPipeline:
         for sometimes in variants:            # the small chain first, then the wider one
             if self.proven() or self.left() <= 0.05:
                 return
-            wall = min(self.left(), max(0.05, 2 * self.work("chain")))
+            if sometimes in self.chain_done:
+                continue
+            full = max(0.05, 2 * self.work("chain"))
+            wall = min(self.left(), full)
             cb = chain_bound(self.data, max(0.05, wall), 1, self.seed, work=self.work("chain"), hint=hint,
                              sometimes_tight=sometimes)
             if cb.infeasible:
                 raise self.infeasible()
             self.raise_bound(cb.bound, "chain bound")
+            if cb.optimal or wall >= full:
+                self.chain_done.add(sometimes)   # not cut short by a phase's window
 
     def improve(self) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
@@ -592,7 +681,8 @@ class AutoPipeline:
         """Whether the capacity is above M_R (aligned, as ``--capacity M_R`` resolves it) and
         the incumbent still moves bytes: then ``auto``'s plan at M_R is worth a try."""
         cap = self.problem.capacity
-        if cap is None or not self.params.warm_start or (self.best_value is not None and self.best_value == 0):
+        if (cap is None or not self.params.warm_start or self.m_r_moot
+                or (self.best_value is not None and self.best_value == 0)):
             return False
         return m_r_cached(self.problem.graph, self.problem.weights_in_compute_level,
                           self.problem.target.compute.alignment) < cap
@@ -622,7 +712,15 @@ class AutoPipeline:
 
         if self.left() <= 0.05:
             return
-        proofs = auto_cheap_proofs(self._at_m_r(), self.deadline, self.time_limit)
+        proofs = auto_cheap_proofs(self._at_m_r(), self.deadline, self.time_limit, stop_at=self.best_value)
+        if proofs is not None and self.best_value is not None and proofs.bound >= self.best_value:
+            # Every plan at M_R moves at least the incumbent's traffic (the Transformer with
+            # weights at M_H: 828,426 B at M_R by the cover bound, 211,988 B here): no plan at
+            # M_R can win, and exact's traffic is at most auto's there whatever it is.
+            log.info("exact: every plan at M_R moves at least %d >= the incumbent's %d: no plan at M_R needed",
+                     proofs.bound, self.best_value)
+            self.m_r_moot = True
+            return
         if proofs is None or proofs.plan is None:
             return
         self._take_m_r(proofs.plan)
@@ -673,13 +771,7 @@ class AutoPipeline:
         fragments (PNASNet-5 with weights at M_R: 5,929,817 B where the raw residency of
         5,916,402 B did not pack).  Not in the cheap proofs: a second packer run there is one
         more wall-clock stop that can make a proven plan say ``stopped_by=time``."""
-        only = unique_order(self.data, order)
-        res = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, self.lb, hint,
-                              work=self.work(phase))
-        if res.status == "infeasible" and only:
-            raise self.infeasible()
-        if only:
-            self.raise_bound(res.bound, "gap model (the only order)")
+        res = self.residency(order, phase, hint)
         if res.solution is None or res.value is None:
             return
         before = self.best_value
@@ -689,6 +781,18 @@ class AutoPipeline:
                                        work=self.work(phase), aligned=True)
             if packable.solution is not None:
                 self.pack(packable.solution, "exact: gap model")
+
+    def residency(self, order: tuple[OpIndex, ...], phase: str, hint: JointSolution | None) -> ResidencyResult:
+        """The order's no-address optimum (``solve_residency`` on the phase's work budget); a
+        bound for every plan when the order is the graph's only one."""
+        only = unique_order(self.data, order)
+        res = solve_residency(self.data, order, max(0.01, self.left()), self.workers, self.seed, self.lb, hint,
+                              work=self.work(phase))
+        if res.status == "infeasible" and only:
+            raise self.infeasible()
+        if only:
+            self.raise_bound(res.bound, "gap model (the only order)")
+        return res
 
     def relaxed_joint(self) -> None:
         """The order-free model without addresses: a bound for every plan; its solution is
@@ -763,14 +867,16 @@ class CheapProofs:
 
 
 def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers: int, seed: int,
-                 wall_deadline: float | None = None) -> CheapProofs:
+                 wall_deadline: float | None = None, stop_at: int | None = None) -> CheapProofs:
     """Run only the cheap proofs (the cover bound, the gap model on the quick orders), on the
     same work budgets as inside ``exact`` and under the same wall share
     (``PRE_REFERENCE_SHARE`` of the limit, or less with ``wall_deadline``).  For ``auto``
     (issue 14): where these prove optimality (most of the suite, in a small share of the
     limit) it returns the proven plan, and it always reports the best bound it has.  A user
     error in the instance (``StowageError``) gives no proof: the caller's own planner then
-    reports it."""
+    reports it.  ``stop_at``: once the bound reaches it, stop and return the bound without a
+    plan (``exact`` above M_R passes its incumbent's traffic: a plan at M_R that cannot be
+    cheaper is not worth packing)."""
     started = time.perf_counter()
     try:
         pipe = AutoPipeline(problem, ExactParams(), started, time_limit, workers, seed)
@@ -779,6 +885,8 @@ def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers:
         for phase in pipe.phases()[:2]:
             if pipe.proven():
                 break
+            if stop_at is not None and pipe.lb >= stop_at:
+                return CheapProofs(None, pipe.lb, pipe.how, pipe.hit_wall)
             share = phase.wall_share if phase.wall_share is not None else PRE_REFERENCE_SHARE
             pipe.deadline = min(pipe.final_deadline, started + share * time_limit)
             if phase.min_left is None or pipe.left() > phase.min_left:
