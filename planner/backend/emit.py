@@ -690,7 +690,11 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: tensor '{name}' is held in buffer {holder}, which the step does not "
                                 "read or write")
             li, base = step_loc[(s, holder)]
-            ch, h = t.shape[1], t.shape[2]
+            if g.layout == "NHWC":
+                # A TFLite tensor: a row ``[:, r]`` is ``W * C`` contiguous bytes (one "channel").
+                ch, h = 1, t.shape[1]
+            else:
+                ch, h = t.shape[1], t.shape[2]
             wb = t.bytes // (ch * h)
             home_level, home_offset = None, 0
             if mode == "whole":
