@@ -287,3 +287,18 @@ def test_fused_hard_swish_is_the_convolutions_lut_output_stage(model: Path, grap
     assert block_ops.tflite_fused_activation(fused, with_act, hs, arch) is None
     no_lut = dataclasses.replace(arch, shram_reserved_end_banks=0)
     assert block_ops.tflite_fused_activation(fused, conv, hs, no_lut) is None
+
+
+@pytest.mark.slow
+def test_mobilenet_v3_latency_plan_replays() -> None:
+    """MobileNetV3-small's squeeze-and-excitation blocks: with MEAN in bands, a cascade could
+    start at the 1-row convolutions after a MEAN and reach the MUL that reads their 1-row scale
+    whole (a broadcast over H), whose stripes the band walk ran before the scale was made (the
+    replay found it poisoned, the validator did not look).  Such a run is no cascade now
+    (``stripe_program``), and the validator checks whole reads of tensors made in a cascade."""
+    path = Path(__file__).resolve().parent.parent / "models" / "tflite" / "mobilenet_v3_small_int8.tflite"
+    plan = stowage.compile(path, target="ethos-u55-256", capacity="256KiB", solver="heuristic",
+                           objective="latency", time_limit=20)
+    assert plan.metrics.noncompulsory_bytes == 0 and plan.cascades
+    r = simulate_tflite(path, load_graph(path), plan)
+    assert r.ok, r.first_problem

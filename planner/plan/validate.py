@@ -1196,8 +1196,26 @@ class _RowReplay:
                     last = o
         return last
 
+    def whole_reads(self, where: str, op: Operator, spatial: set[str]) -> None:
+        """An operand the stripe reads whole (not a spatial one: a broadcast over H, such as a
+        squeeze-and-excitation scale of one row) that a member of the cascade makes: every row
+        of it must be present already."""
+        made = set(self.result.values()) | {o for outs in self.results.values() for o in outs}
+        for name in dict.fromkeys(n for n in op.inputs if n):
+            name = self.int8_of.get(name, name)
+            if name in spatial or name not in made or name not in self.g.tensors \
+                    or not _is_rows(self.g.tensors[name].shape):
+                continue
+            for r in range(self.rows_of(name)):
+                why = self.present(name, r)
+                if why is not None:
+                    ct = self.holder(name)
+                    self.fail(f"{where}: reads '{name}' whole, but its row {r}: {why}", (ct.buffer,) if ct else ())
+                    break
+
     # (a) and (b): the rows read are present and exactly what the operator needs
     def reads(self, where: str, op: Operator, st: Stripe) -> None:
+        self.whole_reads(where, op, {name for name, _lo, _hi in st.inputs})
         sp = _special(self.g, op)
         if sp is not None:
             self.special_reads(where, op, st, sp)

@@ -148,6 +148,13 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
     read_in_rows = {tb[name] for m in members for name in maps[m.index]}
+    # A member reading whole (a broadcast over H: a squeeze-and-excitation scale of one row) a
+    # tensor another member makes needs all of it before its first stripe, which the band walk
+    # does not order: such a run is no cascade.
+    for m in members:
+        for name in m.op.inputs:
+            if name in producer and producer[name] != m.index and name not in maps[m.index]:
+                raise NotTileable(f"{m.op.name} reads '{name}' whole, made in the cascade")
 
     streamed: dict[BufferId, int] = {}
     rings: dict[BufferId, int] = {}
