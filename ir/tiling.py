@@ -18,7 +18,9 @@ runs on bands of its *input* and accumulates into its one-row result (``"accumul
 can only end a cascade, since its result is complete after the last band.  Everything else
 (Gemm, Softmax, Reshape and Transpose, an edge or reflect Pad, ...) needs whole tensors and
 ends a cascade.
-Tensors are NCHW with batch 1, rows are axis 2.
+Tensors are NCHW with batch 1, rows are axis 2; a TFLite graph is NHWC, rows are axis 1, and its
+SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MEAN and dilated convolutions have the
+same maps as their ONNX counterparts (``_tflite_*_map``).
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
 by stripe as one step of a *macro graph* (``macro_graph``).  Each buffer it touches is

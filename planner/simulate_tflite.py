@@ -28,7 +28,11 @@ so a ``.tflite`` plan is proven the other way round:
    holders (whole, ring or streamed; in-place results share their operand's holder) and
    compares them with the reference rows; it writes its result rows from the reference and
    checks its operand rows survived; its stores copy ring rows home, checked first.  Every
-   member of a cascade must make every row of its result exactly once.
+   member of a cascade must make every row of its result exactly once.  A dilated convolution
+   reads its taps' runs only (``RowMap.runs``), each from its holder; a staged operand's rows
+   are in the slots its stripe's loads gave them; a SPLIT / SPLIT_V stripe writes the result
+   it names (``Stripe.output``); a MEAN's stripes read consecutive bands of its operand and
+   its one result row is written after the last band (the partial sums are the kernel's).
 
 What this proves: every byte an operator needs is where the plan says when the operator runs
 (for a stripe, every row its window covers), no placement, transfer or ring slot clobbers a
@@ -484,8 +488,10 @@ class Replay:
                 need[name] = list(rm.runs(st.out_lo, st.out_hi)) if rm.kind == DILATED else [(lo, hi)]
                 pads = (max(pads[0], top), max(pads[1], bottom))
         if dict(declared) != need or (st.pad_top, st.pad_bottom) != pads:
-            self.corrupt(s, None, f"the stripe reads rows {sorted(declared.items())} with pads "
-                         f"{st.pad_top}/{st.pad_bottom}, but its operator's window needs {sorted(need.items())} "
+            def shown(rows: Mapping[str, list[tuple[int, int]]]) -> list[tuple[str, object]]:
+                return sorted((n, r[0] if len(r) == 1 else r) for n, r in rows.items())
+            self.corrupt(s, None, f"the stripe reads rows {shown(declared)} with pads "
+                         f"{st.pad_top}/{st.pad_bottom}, but its operator's window needs {shown(need)} "
                          f"with pads {pads[0]}/{pads[1]}")
         before = len(self.corruptions)
         read_back: list[tuple[str, CascadeTensor, int, list[np.ndarray]]] = []
