@@ -42,7 +42,9 @@ def _plan(path: Path, capacity: int, replay: bool) -> dict[str, object]:
     try:
         plan = stowage.compile(path, target="ethos-u55-256", capacity=capacity, time_limit=20)
     except CapacityError as exc:
-        return {"error": str(exc).split(":")[0][:60]}
+        text = str(exc)
+        at = text.find("operator '")
+        return {"error": text[at:at + 70] if at >= 0 else text[:70]}   # which operator stops it
     wall = time.monotonic() - t0
     g = load_graph(path)
     ok = validate(g, plan).ok
@@ -57,8 +59,8 @@ def _plan(path: Path, capacity: int, replay: bool) -> dict[str, object]:
 
 
 def _least(path: Path, hi: int) -> int | None:
-    """The least capacity in bytes (to 64 B) at which ``compile`` returns a plan, by bisection
-    below ``hi`` (which must plan)."""
+    """The least capacity in bytes (to 1 B below 100 kB, else to 64 B) at which ``compile``
+    returns a plan, by bisection below ``hi`` (which must plan)."""
     import stowage
     from stowage.errors import CapacityError
 
@@ -71,10 +73,10 @@ def _least(path: Path, hi: int) -> int | None:
 
     if not plans(hi):
         return None
-    lo = 64
+    lo, res = 64, (1 if hi < 100_000 else 64)
     if plans(lo):
         return lo
-    while hi - lo > 64:
+    while hi - lo > res:
         mid = (lo + hi) // 2
         if plans(mid):
             hi = mid
