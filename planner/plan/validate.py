@@ -965,6 +965,8 @@ class _RowReplay:
                 for m in step:
                     if m.op_type == "DequantizeLinear" and m.inputs and m.outputs:
                         self.int8_of[m.outputs[0]] = m.inputs[0]
+        #: The tensors the cascade's members make (``whole_reads``; filled on first use).
+        self._made: set[str] | None = None
         self.holder_by_buffer: dict[int, CascadeTensor] = {}
         for ct in c.tensors:
             b = graph.tensor_buffer.get(ct.tensor)
@@ -1200,7 +1202,9 @@ class _RowReplay:
         """An operand the stripe reads whole (not a spatial one: a broadcast over H, such as a
         squeeze-and-excitation scale of one row) that a member of the cascade makes: every row
         of it must be present already."""
-        made = set(self.result.values()) | {o for outs in self.results.values() for o in outs}
+        if self._made is None:
+            self._made = set(self.result.values()) | {o for outs in self.results.values() for o in outs}
+        made = self._made
         for name in dict.fromkeys(n for n in op.inputs if n):
             name = self.int8_of.get(name, name)
             if name in spatial or name not in made or name not in self.g.tensors \
