@@ -302,3 +302,18 @@ def test_mobilenet_v3_latency_plan_replays() -> None:
     assert plan.metrics.noncompulsory_bytes == 0 and plan.cascades
     r = simulate_tflite(path, load_graph(path), plan)
     assert r.ok, r.first_problem
+
+
+@pytest.mark.slow
+def test_validator_rejects_a_whole_read_before_its_rows_are_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With ``stripe_program``'s refusal switched off, the cascade of the SE block above comes
+    back; the one validator (rule 8's whole reads) rejects it, so ``compile`` returns no plan."""
+    from stowage.errors import SolverError
+    from stowage.solvers.tiling import program
+
+    monkeypatch.setattr(program, "whole_read_inside", lambda *a: None)
+    path = Path(__file__).resolve().parent.parent / "models" / "tflite" / "mobilenet_v3_small_int8.tflite"
+    with pytest.raises(SolverError, match=r"stripe 0 \(MUL_66\): reads 'MobileNetV3Small_1/Mul_5' whole, but its "
+                                          r"row 0: it is not produced yet"):
+        stowage.compile(path, target="ethos-u55-256", capacity="256KiB", solver="heuristic", objective="latency",
+                        time_limit=20)
