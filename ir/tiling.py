@@ -228,8 +228,9 @@ def row_axis(graph: Graph) -> int:
 
 
 def rows(graph: Graph, t: Tensor) -> int:
-    """Rows of a 4-D activation (its height)."""
-    return t.shape[row_axis(graph)]
+    """Rows of a 4-D activation (its height); 1 for a tensor of another rank (a TFLite MEAN's
+    2-D result: one row, complete after the reduction's last band)."""
+    return t.shape[row_axis(graph)] if len(t.shape) == 4 else 1
 
 
 def _ints(v: object, n: int, default: int) -> list[int]:
@@ -527,15 +528,16 @@ def _tflite_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] 
 
 
 def _tflite_mean_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
-    """A TFLite ``MEAN`` over H and W (axes 1 and 2 of NHWC) with ``keep_dims``: its input in
-    bands, accumulated into the one-row result (``ACCUMULATE``), as ONNX ReduceMean."""
+    """A TFLite ``MEAN`` over H and W (axes 1 and 2 of NHWC): its input in bands, accumulated
+    into the one-row result (``ACCUMULATE``), as ONNX ReduceMean; with ``keep_dims`` false the
+    result is ``(1, C)``, one row all the same (complete after the last band, read whole)."""
     if op.domain != "tflite" or op.op_type != "MEAN" or graph.layout != "NHWC" or not op.inputs:
         return None
     axis = _tflite_operand(op, "axis")
     x = graph.tensors.get(op.inputs[0])
-    if axis is None or x is None or not _is_rows(x) or not op.attributes.get("keep_dims"):
+    if axis is None or x is None or not _is_rows(x) or {v % 4 for v in axis} != {1, 2}:
         return None
-    if {v % 4 for v in axis} != {1, 2} or y.shape != (1, 1, 1, x.shape[3]):
+    if y.shape != ((1, 1, 1, x.shape[3]) if op.attributes.get("keep_dims") else (1, x.shape[3])):
         return None
     return {x.name: RowMap(1, 1, 0, x.shape[1], kind=ACCUMULATE)}
 
@@ -559,6 +561,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     if len(outs) != 1 or (op.opaque and not known):
         return None
     y = graph.tensors.get(outs[0])
+    if y is not None and op.domain == "tflite" and op.op_type == "MEAN":
+        return _tflite_mean_map(graph, op, y)   # its result may be 2-D (``keep_dims`` false)
     if y is None or not _is_rows(y):
         return None
     ax = row_axis(graph)
@@ -734,8 +738,11 @@ def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
 
 
 def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
+    """Bytes of one row of buffer ``bid``: its widest 4-D tensor's row; the whole buffer when
+    no tensor of it is 4-D (a TFLite MEAN's 2-D result, one row)."""
     ax = row_axis(graph)
-    return max(row_bytes(graph.tensors[n], ax) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n]))
+    shaped = [row_bytes(graph.tensors[n], ax) for n in graph.buffers[bid].tensors if _is_rows(graph.tensors[n])]
+    return max(shaped) if shaped else graph.buffers[bid].bytes
 
 
 def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict[tuple[int, BufferId], BufferId]]:

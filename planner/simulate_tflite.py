@@ -396,7 +396,7 @@ class Replay:
         self.where = ""
         for m in members.values():
             for out in [o for o in m.outputs if o] or [""]:
-                if out not in g.tensors or len(g.tensors[out].shape) != 4:
+                if out not in g.tensors or (len(g.tensors[out].shape) != 4 and not accumulates(row_maps(g, m))):
                     self.corrupt(s, None, f"operator '{m.name}' ({m.op_type}) in the cascade has no result rows")
                     continue
                 missing = [r for r in range(self._rows(g.tensors[out])[1]) if r not in made[(m.index, out)]]
@@ -407,6 +407,8 @@ class Replay:
     def _rows(self, t: Tensor) -> tuple[int, int, int]:
         """``(outer, rows, inner)``: a 4-D tensor as bytes ``(outer, H, inner)``, so row ``r``
         is ``[:, r, :]`` (NHWC: outer 1, a row is ``W * C`` contiguous bytes; NCHW: outer C)."""
+        if len(t.shape) != 4:
+            return 1, 1, t.bytes   # a MEAN's (1, C) result: one row
         ax = row_axis(self.orig)
         h = t.shape[ax]
         outer = int(np.prod(t.shape[1:ax], dtype=np.int64))
@@ -564,7 +566,8 @@ class Replay:
         # A store writes home what the ring holds: the rows of the buffer's last writer.
         name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
         t = self.orig.tensors[name]
-        if len(t.shape) != 4 or not 0 <= rt.lo <= rt.hi <= self._rows(t)[1]:
+        flat = len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C) result: one row
+        if (len(t.shape) != 4 and not flat) or not 0 <= rt.lo <= rt.hi <= self._rows(t)[1]:
             self.corrupt(s, home_bid, f"{what}: rows outside the tensor (shape {list(t.shape)})")
             return
         outer, h, inner = self._rows(t)

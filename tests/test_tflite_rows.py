@@ -31,9 +31,10 @@ from stowage.simulate_tflite import Replay, reference_run, simulate_tflite
 from stowage.solvers import block_model, block_ops
 from stowage.solvers.timing import step_busy_seconds
 from stowage.targets.hierarchy import load_target
-from test_emit import needs_gcc, replay
+from test_emit import GCC, needs_gcc, replay
 from tflite_writer import rows_int8_model
 
+GCC_FOUND = GCC is not None
 #: The graph's M_R (the PAD's 1,024 B operand and 1,216 B result) and its least tiled capacity.
 M_R, LEAST = 2240, 224
 
@@ -317,3 +318,24 @@ def test_validator_rejects_a_whole_read_before_its_rows_are_made(monkeypatch: py
                                           r"row 0: it is not produced yet"):
         stowage.compile(path, target="ethos-u55-256", capacity="256KiB", solver="heuristic", objective="latency",
                         time_limit=20)
+
+
+@pytest.mark.parametrize("capacity", [300, LEAST])
+def test_a_mean_without_kept_dims_ends_a_cascade(tmp_path: Path, capacity: int) -> None:
+    """MEAN with ``keep_dims`` false (a 2-D ``(1, C)`` result, as Keras' global pooling
+    converts; MobileNetV2's last MEAN, EfficientNet-B0's squeeze-and-excitation): the same
+    accumulating bands, its one row written after the last band; valid, bit-exact, and the C
+    replay accepts its tables (``channels`` 1, ``rows`` 1)."""
+    path = tmp_path / "rows_flat.tflite"
+    path.write_bytes(rows_int8_model(keep_dims=False))
+    g = load_graph(path)
+    assert g.tensors["m"].shape == (1, 3)
+    assert row_maps(g, _op(g, "MEAN_10")) == {"e": RowMap(1, 1, 0, 7, kind=ACCUMULATE)}
+    plan = stowage.compile(path, target="ethos-u55-256", capacity=capacity)
+    _k, c = _find(plan, 10)
+    assert [s.inputs for s in c.stripes if s.op == 10][-1][0][2] == 7   # its last band ends at row 7
+    r = simulate_tflite(path, g, plan)
+    assert r.ok, r.first_problem
+    if GCC_FOUND:
+        rr = replay(emit_c(plan, fuse_in_place(g)), tmp_path / "c")
+        assert rr.returncode == 0 and "replay ok" in rr.stdout, rr.stdout + rr.stderr

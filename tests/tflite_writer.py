@@ -176,7 +176,7 @@ def tiny_int8_model(seed: int = 0, custom: bool = False, version: int = 3, subgr
     return write_model(tensors, ops, inputs=[0], outputs=[15], version=version, subgraphs=subgraphs)
 
 
-def rows_int8_model(seed: int = 0) -> bytes:
+def rows_int8_model(seed: int = 0, keep_dims: bool = True) -> bytes:
     """An int8 NHWC graph of the TFLite operators whose rows tiling maps (issue 12), which
     LiteRT runs::
 
@@ -190,7 +190,8 @@ def rows_int8_model(seed: int = 0) -> bytes:
         c + v1 -> ADD (e, 1x7x4x3) -> MEAN over H, W keeping dims (m, 1x1x1x3: an output)
 
     Operators that only move values (PAD, STRIDED_SLICE, SPLIT, SPLIT_V) keep their operand's
-    scale and zero point, as LiteRT requires."""
+    scale and zero point, as LiteRT requires.  ``keep_dims`` False: the MEAN's result is
+    ``m (1x3)``, 2-D, as Keras' global average pooling converts."""
     rng = np.random.default_rng(seed)
 
     def w(shape: tuple[int, ...]) -> np.ndarray:
@@ -234,7 +235,7 @@ def rows_int8_model(seed: int = 0) -> bytes:
         T("v1", (1, 7, 4, 3), scale=[s_q], zero_point=[1]),                                     # 27
         T("e", (1, 7, 4, 3), scale=[s_e], zero_point=[0]),                                      # 28
         T("mean/axis", (2,), INT32, data=ints(1, 2)),                                           # 29
-        T("m", (1, 1, 1, 3), scale=[s_m], zero_point=[0]),                                      # 30
+        T("m", (1, 1, 1, 3) if keep_dims else (1, 3), scale=[s_m], zero_point=[0]),             # 30
     ]
     conv = {"StrideW": 1, "StrideH": 1, "FusedActivationFunction": 0}
     slice_opts = {"BeginMask": 0, "EndMask": 0, "EllipsisMask": 0, "NewAxisMask": 0, "ShrinkAxisMask": 0}
@@ -252,6 +253,6 @@ def rows_int8_model(seed: int = 0) -> bytes:
         Op("STRIDED_SLICE", [19, 20, 21, 22], [23], "StridedSliceOptions", slice_opts),
         Op("SPLIT_V", [16, 24, 25], [26, 27], "SplitVOptions", {"NumSplits": 2}),
         Op("ADD", [23, 27], [28], "AddOptions", {"FusedActivationFunction": 0}),
-        Op("MEAN", [28, 29], [30], "ReducerOptions", {"KeepDims": True}),
+        Op("MEAN", [28, 29], [30], "ReducerOptions", {"KeepDims": keep_dims}),
     ]
     return write_model(tensors, ops, inputs=[0], outputs=[30, 26])

@@ -678,7 +678,8 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
             if name in index:
                 return index[name]
             t = g.tensors.get(name)
-            if t is None or len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0:
+            flat = t is not None and g.layout == "NHWC" and len(t.shape) == 2 and t.shape[0] == 1   # MEAN's (1, C)
+            if t is None or (not flat and (len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0)):
                 raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape) if t else '?'})")
             own = g.tensor_buffer[name]
             ct = c.tensor(name) or holders.get(own)
@@ -690,7 +691,9 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: tensor '{name}' is held in buffer {holder}, which the step does not "
                                 "read or write")
             li, base = step_loc[(s, holder)]
-            if g.layout == "NHWC":
+            if flat:
+                ch, h = 1, 1
+            elif g.layout == "NHWC":
                 # A TFLite tensor: a row ``[:, r]`` is ``W * C`` contiguous bytes (one "channel").
                 ch, h = 1, t.shape[1]
             else:

@@ -889,19 +889,22 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
     outs = [o for o in op.outputs if o]
     x = graph.tensors.get(op.inputs[0]) if op.inputs else None
     y = graph.tensors.get(outs[0]) if len(outs) == 1 else None
-    if x is None or y is None or not _is_rows(x.shape) or not _is_rows(y.shape):
+    if x is None or y is None or not _is_rows(x.shape):
         return None
     from stowage.ir.tiling import row_maps
 
-    if row_maps(graph, op) is None:   # which operators have bands (reported by ``_need``); the rows are ours
-        return None
     if _row_axis(graph) != 2:
-        # TFLite's MEAN over H and W (NHWC axes 1 and 2) keeping dims: a reduction into one row.
+        # TFLite's MEAN over H and W (NHWC axes 1 and 2): a reduction into one row, kept 4-D
+        # with ``keep_dims``, else ``(1, C)``.
         axis = op.attributes.get("axis")
+        one = (1, 1, 1, x.shape[3]) if op.attributes.get("keep_dims") else (1, x.shape[3])
         if (op.domain == "tflite" and op.op_type == "MEAN" and isinstance(axis, (list, tuple))
-                and sorted(int(v) % 4 for v in axis) == [1, 2] and y.shape == (1, 1, 1, x.shape[3])):
+                and sorted(int(v) % 4 for v in axis) == [1, 2] and y.shape == one
+                and row_maps(graph, op) is not None):
             return _Special("accumulate", x.name, x.shape[1])
         return None
+    if not _is_rows(y.shape) or row_maps(graph, op) is None:
+        return None   # which operators have bands (reported by ``_need``); the rows are ours
     if op.op_type in _ACCUMULATE and y.shape[2] == 1 and y.shape[1] == x.shape[1]:
         return _Special("accumulate", x.name, x.shape[2])
     if op.op_type == "ConvTranspose":
@@ -1014,7 +1017,8 @@ class _RowReplay:
         return b is not None and any(self.g.tensor_buffer.get(o) == b for o in made)
 
     def rows_of(self, name: str) -> int:
-        return self.g.tensors[name].shape[_row_axis(self.g)]
+        shape = self.g.tensors[name].shape
+        return shape[_row_axis(self.g)] if len(shape) == 4 else 1   # a TFLite MEAN's 2-D result: one row
 
     def run(self) -> None:
         if not self.check_tensors():
@@ -1035,11 +1039,12 @@ class _RowReplay:
                 continue
             if ct.mode == "whole":
                 continue
-            if not _is_rows(t.shape):
+            flat = _row_axis(self.g) == 1 and len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C): one row
+            if not _is_rows(t.shape) and not flat:
                 self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no rows (shape {list(t.shape)})", (ct.buffer,))
                 ok = False
                 continue
-            want = t.bytes // t.shape[_row_axis(self.g)]
+            want = t.bytes // self.rows_of(ct.tensor)
             if ct.row_bytes != want:
                 self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row of it is "
                           f"{want} bytes", (ct.buffer,))
@@ -1338,7 +1343,7 @@ class _RowReplay:
                           f"{list(several or (out,))}" + (" (a stripe of it must name one)" if several else ""))
                 return
             out = st.output
-        if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+        if out not in self.g.tensors or not (_is_rows(self.g.tensors[out].shape) or out in self.partial):
             return  # reported by reads()
         if out in self.partial and self.partial[out][0] == op.index:
             _op, _x, h_in = self.partial[out]
@@ -1402,7 +1407,7 @@ class _RowReplay:
     def finish(self) -> None:
         for m in self.members.values():
             for out in self.results.get(m.index, (self.result.get(m.index, ""),)):
-                if out not in self.g.tensors or not _is_rows(self.g.tensors[out].shape):
+                if out not in self.g.tensors or not (_is_rows(self.g.tensors[out].shape) or out in self.partial):
                     continue
                 if out in self.partial and self.partial[out][0] == m.index:
                     _op, x, h_in = self.partial[out]

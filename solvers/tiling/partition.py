@@ -587,10 +587,9 @@ class Partitioner:
 
 def _row_bytes(graph: Graph, b: BufferId) -> int:
     """Bytes of one row of buffer ``b`` (0 for a buffer that is not 4-D: it is never held in rows)."""
-    try:
-        return buffer_row_bytes(graph, b)
-    except ValueError:
+    if not any(len(graph.tensors[n].shape) == 4 for n in graph.buffers[b].tensors):
         return 0
+    return buffer_row_bytes(graph, b)
 
 
 def _subsets(outgoing: frozenset[BufferId]) -> list[frozenset[BufferId]]:
