@@ -53,6 +53,8 @@ def _vela_table(vela: str, model: Path, accel: str, system: str, mode: str, lega
     head = rows[0]
     agg: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
     for r in rows[1:]:
+        if r == head or len(r) != len(head):
+            continue    # a repeated header (one table per subgraph) or a summary line
         cls = CLASS.get(_tflite_name(r[0]), r[0])   # legacy prints TFLite names, Regor CamelCase
         agg[cls][0] += float(r[head.index("NPU")])
         agg[cls][1] += float(r[head.index("Op Cycles")])

@@ -5,7 +5,8 @@ COSMA's model keeps an operator's operands and results in distinct bytes, so a R
 an activation over its input instead.  ``fuse_in_place`` makes that explicit in the IR:
 
 * an **in-place operator** O (a unary elementwise op, Q/DQ, or a binary elementwise op whose
-  result has the shape of one operand) whose operand X is read by O alone, was produced by a
+  result has the shape of one operand; in a TFLite graph the activations Vela fuses,
+  ``TFLITE_UNARY_IN_PLACE``) whose operand X is read by O alone, was produced by a
   computing operator P and is an ordinary activation, writes its result Y over X: X and Y
   become one buffer (a declared in-place alias, like a view) and O runs in P's step, right
   after P (``Operator.fused``), so the step's operands are P's plus O's other operands and its
@@ -55,6 +56,13 @@ BINARY_IN_PLACE: frozenset[str] = frozenset({
 #: onnxruntime's com.microsoft quantized elementwise ops: ``(A, A_scale, A_zp, B, ...)``.
 QLINEAR_BINARY: frozenset[str] = frozenset({"QLinearAdd", "QLinearMul"})
 _QLINEAR_UNARY: frozenset[str] = frozenset({"QLinearSigmoid", "QLinearLeakyRelu"})
+#: TFLite builtins (domain ``tflite``) that run in place: the activations Arm Vela fuses into
+#: the operation producing their operand (the lookup-table ones through ``is_nop`` and
+#: ``fuse_activation_function_with_prev``, the ReLU family as pass packing's post-operations;
+#: ``stowage.solvers.timing`` times them so).  Binary TFLite operators stay steps of their own.
+TFLITE_UNARY_IN_PLACE: frozenset[str] = frozenset({
+    "HARD_SWISH", "RELU", "RELU6", "RELU_N1_TO_1", "RELU_0_TO_1", "LOGISTIC", "TANH", "LEAKY_RELU",
+})
 
 
 def data_operands(op: Operator) -> tuple[str, ...]:
@@ -71,6 +79,8 @@ def data_operands(op: Operator) -> tuple[str, ...]:
             return (ins[0], ins[3])
         if op.op_type in _QLINEAR_UNARY:
             return ins[:1]
+    if op.domain == "tflite" and op.op_type in TFLITE_UNARY_IN_PLACE:
+        return ins[:1]
     return ()
 
 
@@ -245,4 +255,5 @@ def in_place_report(graph: Graph) -> list[tuple[str, str, str]]:
     return rows
 
 
-__all__ = ["BINARY_IN_PLACE", "UNARY_IN_PLACE", "data_operands", "fuse_in_place", "in_place_report"]
+__all__ = ["BINARY_IN_PLACE", "TFLITE_UNARY_IN_PLACE", "UNARY_IN_PLACE", "data_operands", "fuse_in_place",
+           "in_place_report"]

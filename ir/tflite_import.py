@@ -19,7 +19,12 @@ the file:
   their names: ``padding: SAME``, ``fused_activation_function: RELU6``).  Convolutions and pools
   also get ONNX-style ``kernel_shape``, ``strides``, ``dilations`` and explicit ``pads``
   ``[top, left, bottom, right]`` (SAME resolved as TFLite does: the odd pixel at the bottom and
-  right) and ``layout: NHWC``.  ``RESHAPE`` and ``SQUEEZE`` (and ``EXPAND_DIMS``) are views: their
+  right) and ``layout: NHWC``.  The small constant integer operands of ``SPLIT``, ``SPLIT_V``,
+  ``STRIDED_SLICE``, ``SLICE``, ``PAD``/``PADV2`` and ``MEAN`` become attributes too
+  (``OPERAND_ATTRIBUTES``: ``axis``, ``size_splits``, ``begin``/``end``/``strides``, ``size``,
+  ``paddings`` flattened, ``axis``), as the ONNX importer does for Slice and Pad
+  (``stowage.ir.operand_values``): tiling reads which rows they take from them.  ``RESHAPE`` and
+  ``SQUEEZE`` (and ``EXPAND_DIMS``) are views: their
   output is the input's bytes (one buffer, no step).  ``CUSTOM`` operators and the control-flow
   builtins are opaque.
 * **cost**: MACs for ``CONV_2D``, ``DEPTHWISE_CONV_2D``, ``TRANSPOSE_CONV``, ``FULLY_CONNECTED`` and
@@ -43,6 +48,8 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from stowage.errors import ModelError
 from stowage.ir.build import RawNode, RawTensor, build_graph
@@ -95,6 +102,22 @@ _ELEMENTWISE = frozenset({"ADD", "SUB", "MUL", "DIV", "MAXIMUM", "MINIMUM", "REL
                           "LOGISTIC", "TANH", "HARD_SWISH", "LEAKY_RELU", "PRELU", "SOFTMAX", "QUANTIZE",
                           "DEQUANTIZE", "SQUARED_DIFFERENCE", "EXP", "GELU", "ABS", "NEG", "SQRT", "RSQRT"})
 _POOLS = frozenset({"AVERAGE_POOL_2D", "MAX_POOL_2D", "L2_POOL_2D"})
+#: Constants longer than this are not the operand lists of a 4-D SPLIT, SLICE, PAD or MEAN.
+MAX_OPERAND_ELEMENTS = 16
+#: Per builtin, its small constant integer operands recorded as attributes (operand position,
+#: attribute name), so that tiling (``stowage.ir.tiling`` row maps) and the validator know
+#: which rows it reads; the values of an operand computed at run time are simply not recorded.
+OPERAND_ATTRIBUTES: Mapping[str, tuple[tuple[int, str], ...]] = {
+    "SPLIT": ((0, "axis"),),
+    "SPLIT_V": ((1, "size_splits"), (2, "axis")),
+    "STRIDED_SLICE": ((1, "begin"), (2, "end"), (3, "strides")),
+    "SLICE": ((1, "begin"), (2, "size")),
+    "PAD": ((1, "paddings"),),
+    "PADV2": ((1, "paddings"),),
+    "MEAN": ((1, "axis"),),
+}
+#: TensorType codes of integer operands (INT32, INT64).
+_INT_TYPES = {2: np.int32, 4: np.int64}
 
 #: ``progress(label)`` returns a context manager shown while a stage runs.
 Progress = Callable[[str], AbstractContextManager[Any]]
@@ -333,6 +356,27 @@ def _parse_model(data: bytes, origin: str) -> TfliteModel:
 
     index = {n: i for i, n in enumerate(names)}
 
+    def const_ints(idx: int) -> tuple[int, ...] | None:
+        """The values of a small constant INT32/INT64 tensor (at most ``MAX_OPERAND_ELEMENTS``),
+        or None: not constant, another type, or too long."""
+        if idx < 0 or idx >= ntensors or idx not in constant:
+            return None
+        t = sg.Tensors(idx)
+        dt = _INT_TYPES.get(t.Type())
+        b = t.Buffer()
+        if dt is None or not 0 < b < nbuffers:
+            return None
+        buf = model.Buffers(b)
+        if buf.DataLength() <= 0:
+            return None   # the >2 GiB offset form holds weights, not operand lists
+        raw = buf.DataAsNumpy()
+        if not isinstance(raw, np.ndarray) or raw.size % np.dtype(dt).itemsize:
+            return None
+        vals = raw.view(dt)
+        if vals.size > MAX_OPERAND_ELEMENTS:
+            return None
+        return tuple(int(v) for v in vals)
+
     def tensor_name(idx: int) -> str:
         if idx < 0:
             return ""  # an omitted optional input
@@ -368,6 +412,11 @@ def _parse_model(data: bytes, origin: str) -> TfliteModel:
         if op_type == "CUSTOM":
             oc = model.OperatorCodes(oi)
             attrs["custom_code"] = (oc.CustomCode() or b"").decode("utf-8", "replace")
+        for pos, attr in OPERAND_ATTRIBUTES.get(op_type, ()):
+            if pos < op.InputsLength():
+                vals = const_ints(int(op.Inputs(pos)))
+                if vals is not None and attr not in attrs:
+                    attrs[attr] = list(vals)
         in_shapes = [raw[index[n]].shape if n else None for n in ins]
         out_shapes = [raw[index[n]].shape if n else None for n in outs]
         if op_type in ("CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV") or op_type in _POOLS:
@@ -441,5 +490,6 @@ def load_graph(
     return import_tflite(tm, p.stem, element_bytes=element_bytes, source_path=str(p), source_sha256=sha)
 
 
-__all__ = ["DOMAIN", "SCHEMA_VERSION", "TFLITE_IDENTIFIER", "TfliteModel", "import_tflite", "is_tflite",
+__all__ = ["DOMAIN", "MAX_OPERAND_ELEMENTS", "OPERAND_ATTRIBUTES", "SCHEMA_VERSION", "TFLITE_IDENTIFIER", "TfliteModel",
+           "import_tflite", "is_tflite",
            "load_graph", "parse_model"]

@@ -18,7 +18,9 @@ runs on bands of its *input* and accumulates into its one-row result (``"accumul
 can only end a cascade, since its result is complete after the last band.  Everything else
 (Gemm, Softmax, Reshape and Transpose, an edge or reflect Pad, ...) needs whole tensors and
 ends a cascade.
-Tensors are NCHW with batch 1, rows are axis 2.
+Tensors are NCHW with batch 1, rows are axis 2; a TFLite graph is NHWC, rows are axis 1, and its
+SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MEAN and dilated convolutions have the
+same maps as their ONNX counterparts (``_tflite_*_map``).
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
 by stripe as one step of a *macro graph* (``macro_graph``).  Each buffer it touches is
@@ -235,8 +237,9 @@ def row_axis(graph: Graph) -> int:
 
 def rows(graph: Graph, t: Tensor) -> int:
     """Rows of an activation: its height, or its last axis for a column tensor
-    (``stowage.ir.columns``)."""
-    return t.shape[row_axis_of(graph, t)]
+    (``stowage.ir.columns``); 1 for a tensor of another rank (a TFLite MEAN's 2-D result: one
+    row, complete after the reduction's last band)."""
+    return t.shape[row_axis_of(graph, t)] if has_rows(graph, t) else 1
 
 
 def _ints(v: object, n: int, default: int) -> list[int]:
@@ -424,6 +427,130 @@ def _pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
     return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[2])}
 
 
+# -- TFLite builtins (NHWC: rows are axis 1, channels axis 3) ------------------------------
+#: TFLite convolutions with zero padding (the input's zero point when quantized), so a dilated
+#: one reads only its taps' rows (``DILATED``).
+_TFLITE_SPARSE_TAPS = frozenset({"CONV_2D", "DEPTHWISE_CONV_2D"})
+
+
+def _tflite_operand(op: Operator, name: str) -> list[int] | None:
+    """A constant integer operand the TFLite importer recorded as an attribute
+    (``stowage.ir.tflite_import.OPERAND_ATTRIBUTES``), or None when it is unknown."""
+    v = op.attributes.get(name)
+    if isinstance(v, (list, tuple)) and all(isinstance(x, int) for x in v):
+        return [int(x) for x in v]
+    return None
+
+
+def _tflite_split_map(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """A TFLite ``SPLIT`` (operands: axis, x) or ``SPLIT_V`` (x, size_splits, axis) along
+    channels (axis 3 of NHWC): every result has the operand's rows (``row_units``: one unit per
+    result), as the ONNX Split."""
+    if op.domain != "tflite" or op.op_type not in ("SPLIT", "SPLIT_V") or graph.layout != "NHWC":
+        return None
+    axis = _tflite_operand(op, "axis")
+    at = 1 if op.op_type == "SPLIT" else 0
+    if axis is None or len(axis) != 1 or len(op.inputs) <= at or axis[0] % 4 != 3:
+        return None
+    x = graph.tensors.get(op.inputs[at])
+    outs = [graph.tensors.get(o) for o in op.outputs if o]
+    if x is None or not _is_rows(x) or not outs:
+        return None
+    if any(y is None or not _is_rows(y) or y.shape[1] != x.shape[1] for y in outs):
+        return None
+    return {x.name: RowMap(1, 1, 0, x.shape[1])}
+
+
+def tflite_slice_rows(op: Operator, shape: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """``(start, step, count)`` of the rows (axis 1, NHWC) a TFLite ``STRIDED_SLICE`` or
+    ``SLICE`` takes from a tensor of ``shape``, by LiteRT's rules (``strided_slice.h``: a set
+    ``begin_mask`` / ``end_mask`` bit takes the axis from its start / to its end, a negative
+    index counts from the end, both clamped to the axis); ``(0, 1, H)`` when it does not cut H;
+    None when its operands are unknown, it reverses H, or it uses the ellipsis, new-axis,
+    shrink-axis or offset forms (which change the rank or the meaning of ``end``)."""
+    a = op.attributes
+    rank = len(shape)
+    begin = _tflite_operand(op, "begin")
+    if begin is None or len(begin) != rank or rank < 2:
+        return None
+    h = shape[1]
+    if op.op_type == "SLICE":
+        size = _tflite_operand(op, "size")
+        if size is None or len(size) != rank:
+            return None
+        st = begin[1]
+        n = h - st if size[1] == -1 else size[1]
+        if not 0 <= st <= h or n < 0 or st + n > h:
+            return None
+        return st, 1, n
+    end, strides = _tflite_operand(op, "end"), _tflite_operand(op, "strides")
+    if end is None or strides is None or len(end) != rank or len(strides) != rank:
+        return None
+    if any(int(a.get(k, 0) or 0) for k in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask")) or a.get("offset"):
+        return None
+    step = strides[1]
+    if step <= 0:
+        return None
+    bm, em = int(a.get("begin_mask", 0) or 0), int(a.get("end_mask", 0) or 0)
+    st = 0 if bm & 2 else begin[1]
+    en = h if em & 2 else end[1]
+    st = min(max(st + h if st < 0 else st, 0), h)
+    en = min(max(en + h if en < 0 else en, 0), h)
+    return st, step, max(0, -(-(en - st) // step))
+
+
+def _tflite_slice_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A TFLite ``STRIDED_SLICE`` or ``SLICE`` of a 4-D NHWC activation with known operands:
+    output row ``o`` is input row ``start + o*step`` (the identity when it cuts only W or C)."""
+    if op.domain != "tflite" or op.op_type not in ("STRIDED_SLICE", "SLICE") or graph.layout != "NHWC":
+        return None
+    x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+    if x is None or not _is_rows(x):
+        return None
+    cut = tflite_slice_rows(op, x.shape)
+    if cut is None or cut[2] != y.shape[1] or y.shape[1] == 0:
+        return None
+    start, step, _ = cut
+    return {x.name: RowMap(stride=step, kernel=1, pad_top=-start, in_rows=x.shape[1])}
+
+
+def tflite_pad_rows(op: Operator) -> tuple[int, int] | None:
+    """``(top, bottom)`` rows a TFLite ``PAD`` / ``PADV2`` of a 4-D tensor adds along H (its
+    ``paddings`` operand, ``[[before, after]] * 4`` flattened), or None when unknown."""
+    pads = _tflite_operand(op, "paddings")
+    if pads is None or len(pads) != 8 or min(pads) < 0:
+        return None
+    return pads[2], pads[3]
+
+
+def _tflite_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A TFLite ``PAD`` or ``PADV2`` (a constant: zero, the zero point, or PADV2's value) of a
+    4-D NHWC activation with known paddings: output row ``o`` is input row ``o - top`` and the
+    rows outside the input are the stripe's border pads, as the ONNX constant Pad."""
+    if op.domain != "tflite" or op.op_type not in ("PAD", "PADV2") or graph.layout != "NHWC" or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    tb = tflite_pad_rows(op)
+    if x is None or not _is_rows(x) or tb is None or y.shape[1] != x.shape[1] + tb[0] + tb[1]:
+        return None
+    return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[1])}
+
+
+def _tflite_mean_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A TFLite ``MEAN`` over H and W (axes 1 and 2 of NHWC): its input in bands, accumulated
+    into the one-row result (``ACCUMULATE``), as ONNX ReduceMean; with ``keep_dims`` false the
+    result is ``(1, C)``, one row all the same (complete after the last band, read whole)."""
+    if op.domain != "tflite" or op.op_type != "MEAN" or graph.layout != "NHWC" or not op.inputs:
+        return None
+    axis = _tflite_operand(op, "axis")
+    x = graph.tensors.get(op.inputs[0])
+    if axis is None or x is None or not _is_rows(x) or {v % 4 for v in axis} != {1, 2}:
+        return None
+    if y.shape != ((1, 1, 1, x.shape[3]) if op.attributes.get("keep_dims") else (1, x.shape[3])):
+        return None
+    return {x.name: RowMap(1, 1, 0, x.shape[1], kind=ACCUMULATE)}
+
+
 def accumulates(maps: Mapping[str, RowMap] | None) -> bool:
     """Whether a unit with these row maps reduces its input into a one-row result."""
     return bool(maps) and any(m.kind == ACCUMULATE for m in maps.values())  # type: ignore[union-attr]
@@ -440,12 +567,14 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
     # domain) but their row semantics are known.
     known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv", *_QLINEAR_ACCUMULATE})
-    split = _split_map(graph, op)
+    split = _split_map(graph, op) or _tflite_split_map(graph, op)
     if split is not None:
         return split   # several results, one map (each result is a unit of its own: row_units)
     if len(outs) != 1 or (op.opaque and not known):
         return None
     y = graph.tensors.get(outs[0])
+    if y is not None and op.domain == "tflite" and op.op_type == "MEAN":
+        return _tflite_mean_map(graph, op, y)   # its result may be 2-D (``keep_dims`` false)
     if y is None or not _is_rows(y):
         return None
     ax = row_axis(graph)
@@ -453,7 +582,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     t = op.op_type
     a = op.attributes
     special = (_accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
-               or _slice_map(graph, op, y) or _pad_map(graph, op, y))
+               or _slice_map(graph, op, y) or _pad_map(graph, op, y) or _tflite_slice_map(graph, op, y)
+               or _tflite_pad_map(graph, op, y) or _tflite_mean_map(graph, op, y))
     if special is not None:
         return special
     if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
@@ -477,7 +607,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         rm = RowMap(stride=s, kernel=d * (k - 1) + 1, pad_top=pads[0], in_rows=x.shape[ax])
         if (h_out - 1) * s - pads[0] + rm.kernel > x.shape[ax] + pads[2]:
             return None  # the attribute pads do not describe this output height
-        if d > 1 and k > 1 and t in _SPARSE_TAPS and ax == 2:
+        sparse = (t in _SPARSE_TAPS and ax == 2) or (op.domain == "tflite" and t in _TFLITE_SPARSE_TAPS)
+        if d > 1 and k > 1 and sparse:
             rm = replace(rm, kind=DILATED, dilation=d, out_rows=h_out)
             if any(not rm.runs(o, o + 1) for o in range(h_out)):
                 return None  # an output row made of padding alone: no rows to read
@@ -699,9 +830,11 @@ def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
 
 def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
     """Bytes of the widest row among the tensors of buffer ``bid`` (each along its own row
-    axis; a buffer mixing row layouts, ``columns.mixed_buffer``, is never held in rows)."""
-    ts = [graph.tensors[n] for n in graph.buffers[bid].tensors]
-    return max(row_bytes(t, row_axis_of(graph, t)) for t in ts if has_rows(graph, t))
+    axis; a buffer mixing row layouts, ``columns.mixed_buffer``, is never held in rows); the
+    whole buffer when no tensor of it has rows (a TFLite MEAN's 2-D result, one row)."""
+    shaped = [row_bytes(graph.tensors[n], row_axis_of(graph, graph.tensors[n]))
+              for n in graph.buffers[bid].tensors if has_rows(graph, graph.tensors[n])]
+    return max(shaped) if shaped else graph.buffers[bid].bytes
 
 
 def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict[tuple[int, BufferId], BufferId]]:
@@ -816,4 +949,6 @@ __all__ = [
     "rows",
     "slice_rows",
     "step_row_maps",
+    "tflite_pad_rows",
+    "tflite_slice_rows",
 ]

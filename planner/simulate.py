@@ -514,10 +514,13 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
     ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``); a staging buffer
     (mode ``staged``) holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
     name = t.name
-    if not 2 <= len(t.shape) <= 4 or t.shape[0] != 1 or not 0 < axis < len(t.shape):
+    if axis == 0 and len(t.shape) == 2 and t.shape[0] == 1:
+        h, outer = 1, 1   # one row: a TFLite MEAN's (1, C) result (simulate_tflite passes axis 0)
+    elif not 2 <= len(t.shape) <= 4 or t.shape[0] != 1 or not 0 < axis < len(t.shape):
         return f"tensor '{name}' (shape {list(t.shape)}) has no rows"
-    h = t.shape[axis]
-    outer = int(np.prod(t.shape[1:axis], dtype=np.int64))
+    else:
+        h = t.shape[axis]
+        outer = int(np.prod(t.shape[1:axis], dtype=np.int64))
     inner = t.bytes // h // outer
     if not 0 <= lo <= hi <= h:
         return f"rows [{lo}, {hi}) of '{name}' are outside its {h} rows"

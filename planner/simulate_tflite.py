@@ -28,7 +28,11 @@ so a ``.tflite`` plan is proven the other way round:
    holders (whole, ring or streamed; in-place results share their operand's holder) and
    compares them with the reference rows; it writes its result rows from the reference and
    checks its operand rows survived; its stores copy ring rows home, checked first.  Every
-   member of a cascade must make every row of its result exactly once.
+   member of a cascade must make every row of its result exactly once.  A dilated convolution
+   reads its taps' runs only (``RowMap.runs``), each from its holder; a staged operand's rows
+   are in the slots its stripe's loads gave them; a SPLIT / SPLIT_V stripe writes the result
+   it names (``Stripe.output``); a MEAN's stripes read consecutive bands of its operand and
+   its one result row is written after the last band (the partial sums are the kernel's).
 
 What this proves: every byte an operator needs is where the plan says when the operator runs
 (for a stripe, every row its window covers), no placement, transfer or ring slot clobbers a
@@ -51,7 +55,7 @@ import numpy as np
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
-from stowage.ir.tiling import row_axis, row_maps
+from stowage.ir.tiling import DILATED, accumulates, row_axis, row_maps
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe, Transfer
 from stowage.simulate import Corruption, Memory, OutputCheck, SimResult, row_views
 
@@ -139,7 +143,7 @@ class Replay:
         #: The model's graph; ``graph`` is the graph of the plan's steps (the same one for a
         #: plan of whole tensors).
         self.orig = graph
-        rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed")}
+        rings = {ct.buffer for c in plan.cascades for ct in c.tensors if ct.mode in ("ring", "streamed", "staged")}
         if plan.cascades:
             from stowage.plan.validate import plan_graph
 
@@ -164,6 +168,8 @@ class Replay:
         self.ring_bufs = rings
         #: Per ring buffer, the tensor whose rows it holds now (in-place results share rings).
         self.ring_content: dict[int, str] = {}
+        #: Per staging buffer (mode ``staged``), the slot of each row the current stripe loaded.
+        self.stage: dict[int, dict[int, int]] = {}
         #: Context of corruption messages: the stripe being replayed.
         self.where = ""
         #: Runs per operator of the model (every one must run exactly once).
@@ -365,7 +371,8 @@ class Replay:
             for m in g.step_members(g.operators[i]):
                 members[m.index] = m
                 self.ran[m.index] += 1
-        made: dict[int, dict[int, int]] = defaultdict(dict)   # operator -> row -> stripe
+        made: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)   # (operator, result) -> row -> stripe
+        reduced: dict[int, int] = {}   # an accumulating reduction -> the input rows it has reduced
         for j, st in enumerate(casc.stripes):
             op = members.get(st.op)
             if op is None:
@@ -375,29 +382,33 @@ class Replay:
                 continue
             self.where = f", stripe {j} ({op.op_type} '{op.name}', rows [{st.out_lo}, {st.out_hi}))"
             self.stripes += 1
+            self.stage.clear()   # staged rows live for one stripe (CascadeTensor mode ``staged``)
             for rt in st.transfers:
                 if rt.direction == "load":
                     self._row_transfer(mem, s, casc, holders, rt, filled)
                 elif rt.direction != "store":
                     self.corrupt(s, None, f"row transfer of '{rt.tensor}' has direction '{rt.direction}'")
-            self._stripe(mem, s, casc, holders, st, op, filled, made[op.index], j)
+            out = _result(op, st.output)
+            self._stripe(mem, s, casc, holders, st, op, filled, made[(op.index, out or "")], j, reduced)
             for rt in st.transfers:
                 if rt.direction == "store":
                     self._row_transfer(mem, s, casc, holders, rt, filled)
         self.where = ""
         for m in members.values():
-            out = _result(m)
-            if out is None or out not in g.tensors or len(g.tensors[out].shape) != 4:
-                self.corrupt(s, None, f"operator '{m.name}' ({m.op_type}) in the cascade has no result rows")
-                continue
-            missing = [r for r in range(self._rows(g.tensors[out])[1]) if r not in made[m.index]]
-            if missing:
-                self.corrupt(s, None, f"operator '{m.name}' never made {len(missing)} row(s) of '{out}' "
-                             f"(first: row {missing[0]})")
+            for out in [o for o in m.outputs if o] or [""]:
+                if out not in g.tensors or (len(g.tensors[out].shape) != 4 and not accumulates(row_maps(g, m))):
+                    self.corrupt(s, None, f"operator '{m.name}' ({m.op_type}) in the cascade has no result rows")
+                    continue
+                missing = [r for r in range(self._rows(g.tensors[out])[1]) if r not in made[(m.index, out)]]
+                if missing:
+                    self.corrupt(s, None, f"operator '{m.name}' never made {len(missing)} row(s) of '{out}' "
+                                 f"(first: row {missing[0]})")
 
     def _rows(self, t: Tensor) -> tuple[int, int, int]:
         """``(outer, rows, inner)``: a 4-D tensor as bytes ``(outer, H, inner)``, so row ``r``
         is ``[:, r, :]`` (NHWC: outer 1, a row is ``W * C`` contiguous bytes; NCHW: outer C)."""
+        if len(t.shape) != 4:
+            return 1, 1, t.bytes   # a MEAN's (1, C) result: one row
         ax = row_axis(self.orig)
         h = t.shape[ax]
         outer = int(np.prod(t.shape[1:ax], dtype=np.int64))
@@ -411,7 +422,9 @@ class Replay:
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of ``name`` in its
         holder ``ct`` (compute level), or why there are none."""
-        return row_views(mem, self.compute, s, ct, self.orig.tensors[name], row_axis(self.orig), lo, hi)
+        t = self.orig.tensors[name]
+        return row_views(mem, self.compute, s, ct, t, row_axis(self.orig) if len(t.shape) == 4 else 0, lo, hi,
+                         self.stage.get(ct.buffer))
 
     def _ref_rows(self, name: str, lo: int, hi: int) -> np.ndarray:
         outer, h, inner = self._rows(self.orig.tensors[name])
@@ -435,12 +448,16 @@ class Replay:
         return False
 
     def _stripe(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
-                st: Stripe, op: Operator, filled: set[Placement], made: dict[int, int], j: int) -> None:
+                st: Stripe, op: Operator, filled: set[Placement], made: dict[int, int], j: int,
+                reduced: dict[int, int]) -> None:
         g = self.orig
-        out = _result(op)
+        out = _result(op, st.output)
         maps = row_maps(g, op)
         if out is None or maps is None or out not in g.tensors:
-            self.corrupt(s, None, f"{op.op_type} '{op.name}' cannot run on row bands")
+            several = [o for o in op.outputs if o]
+            self.corrupt(s, None, f"{op.op_type} '{op.name}' cannot run on row bands" if maps is None or
+                         len(several) < 2 else f"the stripe of {op.op_type} '{op.name}' names result "
+                         f"'{st.output}', not one of {several}")
             return
         h_out = self._rows(g.tensors[out])[1]
         if not 0 <= st.out_lo < st.out_hi <= h_out:
@@ -448,16 +465,36 @@ class Replay:
             return
         # The rows the operator's window needs (a kernel reads them whatever the stripe
         # declares): a stripe declaring fewer (a missing halo row) or other pads is wrong.
-        need: dict[str, tuple[int, int]] = {}
+        need: dict[str, list[tuple[int, int]]] = {}
         pads = (0, 0)
-        for name, rm in maps.items():
-            lo, hi, top, bottom = rm.need(st.out_lo, st.out_hi)
-            need[name] = (lo, hi)
-            pads = (max(pads[0], top), max(pads[1], bottom))
-        declared = {name: (lo, hi) for name, lo, hi in st.inputs}
-        if declared != need or (st.pad_top, st.pad_bottom) != pads:
-            self.corrupt(s, None, f"the stripe reads rows {sorted(declared.items())} with pads "
-                         f"{st.pad_top}/{st.pad_bottom}, but its operator's window needs {sorted(need.items())} "
+        declared: dict[str, list[tuple[int, int]]] = defaultdict(list)
+        for name, lo, hi in st.inputs:
+            declared[name].append((lo, hi))
+        pending = False
+        if accumulates(maps):
+            # A reduction over H (a MEAN): consecutive bands of its operand, each updating the
+            # kernel's accumulators; its one result row is written after the last band.
+            (name, rm), = maps.items()
+            start = reduced.get(op.index, 0)
+            got = declared.get(name, [])
+            band = got[0] if len(got) == 1 and start == got[0][0] < got[0][1] <= rm.in_rows else (start, rm.in_rows)
+            need[name] = [band]
+            reduced[op.index] = band[1]
+            pending = band[1] < rm.in_rows
+            if (st.out_lo, st.out_hi) != (0, 1):
+                self.corrupt(s, None, f"writes rows [{st.out_lo}, {st.out_hi}) of '{out}'; a reduction over H "
+                             "updates its one row [0, 1) with every band")
+        else:
+            for name, rm in maps.items():
+                lo, hi, top, bottom = rm.need(st.out_lo, st.out_hi)
+                # A dilated convolution reads its taps' runs only (``RowMap.runs``).
+                need[name] = list(rm.runs(st.out_lo, st.out_hi)) if rm.kind == DILATED else [(lo, hi)]
+                pads = (max(pads[0], top), max(pads[1], bottom))
+        if dict(declared) != need or (st.pad_top, st.pad_bottom) != pads:
+            def shown(rows: Mapping[str, list[tuple[int, int]]]) -> list[tuple[str, object]]:
+                return sorted((n, r[0] if len(r) == 1 else r) for n, r in rows.items())
+            self.corrupt(s, None, f"the stripe reads rows {shown(declared)} with pads "
+                         f"{st.pad_top}/{st.pad_bottom}, but its operator's window needs {shown(need)} "
                          f"with pads {pads[0]}/{pads[1]}")
         before = len(self.corruptions)
         read_back: list[tuple[str, CascadeTensor, int, list[np.ndarray]]] = []
@@ -465,17 +502,19 @@ class Replay:
             if name not in need:
                 self._read(mem, s, name)   # weights, a per-channel scale: whole
                 continue
-            lo, hi = need[name]
             ct = self._holder(casc, holders, name)
             if ct is None:
                 self._read(mem, s, name)   # made outside the cascade and resident whole
                 continue
-            views = self._row_views(mem, s, ct, name, lo, hi)
-            if isinstance(views, str):
-                self.corrupt(s, ct.buffer, f"reads rows [{lo}, {hi}) of '{name}': {views}")
-                continue
-            if self._check_rows(s, ct, name, lo, views, "read of"):
-                read_back.append((name, ct, lo, views))
+            for lo, hi in need[name]:
+                views = self._row_views(mem, s, ct, name, lo, hi)
+                if isinstance(views, str):
+                    self.corrupt(s, ct.buffer, f"reads rows [{lo}, {hi}) of '{name}': {views}")
+                    continue
+                if self._check_rows(s, ct, name, lo, views, "read of"):
+                    read_back.append((name, ct, lo, views))
+        if pending:
+            return      # the band is in the accumulators: no result row yet
         ct = self._holder(casc, holders, out)
         if ct is None:
             self.corrupt(s, None, f"result '{out}' has no holder in the cascade")
@@ -502,17 +541,23 @@ class Replay:
             for name, hct, lo, views in read_back:
                 if hct.buffer == ct.buffer and op.fused_into is not None:
                     continue
-                if not np.array_equal(np.stack(views, axis=1), self._ref_rows(name, lo, lo + len(views))):
+                if views and not np.array_equal(np.stack(views, axis=1), self._ref_rows(name, lo, lo + len(views))):
                     self.corrupt(s, hct.buffer, f"writing rows [{st.out_lo}, {st.out_hi}) of '{out}' overwrote "
-                                 f"operand rows {need[name]} of '{name}' (buffer {hct.buffer})")
+                                 f"operand rows [{lo}, {lo + len(views)}) of '{name}' (buffer {hct.buffer})")
 
     def _row_transfer(self, mem: Memory, s: int, casc: Cascade, holders: Mapping[int, CascadeTensor],
                       rt: RowTransfer, filled: set[Placement]) -> None:
         what = f"{rt.direction} of rows [{rt.lo}, {rt.hi}) of '{rt.tensor}'"
         ct = self._holder(casc, holders, rt.tensor)
-        if ct is None or ct.mode != "streamed" or rt.tensor not in self.orig.tensor_buffer:
+        if ct is None or ct.mode not in ("streamed", "staged") or rt.tensor not in self.orig.tensor_buffer \
+                or (ct.mode == "staged" and rt.direction != "load"):
             self.corrupt(s, None, f"{what}: the tensor is not streamed in this cascade")
             return
+        if ct.mode == "staged":
+            # The stripe's j-th loaded row goes to slot j of the staging buffer.
+            stage = self.stage.setdefault(ct.buffer, {})
+            for r in range(rt.lo, rt.hi):
+                stage[r] = len(stage)
         home_bid = self.orig.tensor_buffer[rt.tensor]
         level = rt.level or ct.level or self.plan.buffers[home_bid].home
         home = mem.find(home_bid, level, s) if level else None
@@ -522,7 +567,8 @@ class Replay:
         # A store writes home what the ring holds: the rows of the buffer's last writer.
         name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
         t = self.orig.tensors[name]
-        if len(t.shape) != 4 or not 0 <= rt.lo <= rt.hi <= self._rows(t)[1]:
+        flat = len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C) result: one row
+        if (len(t.shape) != 4 and not flat) or not 0 <= rt.lo <= rt.hi <= self._rows(t)[1]:
             self.corrupt(s, home_bid, f"{what}: rows outside the tensor (shape {list(t.shape)})")
             return
         outer, h, inner = self._rows(t)
@@ -556,10 +602,13 @@ class Replay:
         return out
 
 
-def _result(op: Operator) -> str | None:
-    """The one result of an operator that runs on row bands (None: it has several)."""
+def _result(op: Operator, named: str = "") -> str | None:
+    """The result a stripe of ``op`` writes: its one result, or, for an operator with several
+    (a Split), the one the stripe names (``Stripe.output``); None when that is not one of them."""
     outs = [o for o in op.outputs if o]
-    return outs[0] if len(outs) == 1 else None
+    if len(outs) == 1 and named in ("", outs[0]):
+        return outs[0]
+    return named if len(outs) > 1 and named in outs else None
 
 
 def simulate_tflite(model_path: str | Path, graph: Graph, plan: Plan, seed: int = 0) -> SimResult:

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 
 from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.solvers import block_model as bm
+from stowage.targets.blocks import BlockArch
 
 _TFL_CONV = {"CONV_2D": bm.CONV, "DEPTHWISE_CONV_2D": bm.DEPTHWISE}
 _TFL_BINARY = {"ADD": "add", "SUB": "sub", "MUL": "mul", "MAXIMUM": "", "MINIMUM": ""}
@@ -101,6 +102,48 @@ def block_kind(op: Operator) -> str | None:
     if t in _ONNX_BINARY or t in ONNX_ACTIVATIONS:
         return bm.ELEMENTWISE
     return None
+
+
+#: TFLite activations Vela runs as a lookup table (``lut.convert_to_lut``): 8-bit operand and
+#: result of one type (``convert_to_lut8``, ``convert_lrelu``), HARD_SWISH also 16-bit.
+_TFL_LUT_TYPES = {"HARD_SWISH": ("int8", "uint8", "int16")}
+
+
+def tflite_fused_activation(graph: Graph, prev: Operator, op: Operator, arch: BlockArch) -> str | None:
+    """``"lut"`` or ``"relu"`` when the TFLite activation ``op`` runs in the output stage of
+    ``prev`` as Vela fuses it, else None.  Vela 5.2's rules (``tflite_graph_optimiser.py``):
+    a lookup-table activation (HARD_SWISH, LOGISTIC, TANH, LEAKY_RELU: ``convert_hardswish_to_lut``,
+    ``convert_tanh_sigmoid_to_lut``, ``convert_lrelu_to_lut`` make it an ``is_nop`` Add with a
+    LUT) moves into the operation producing its operand (``fuse_activation_function_with_prev``)
+    when that one runs on the NPU with a block type (``block_kind``), its result has this one
+    reader, it has no activation of its own, and the SHRAM keeps banks apart for the table
+    (``shram_reserved_unused_banks``: ``shram_reserved_end_banks`` here); the ReLU family is
+    packed into the producing operation's pass as a post-operation (``pass_packing.py``,
+    ``npu_post_ops``) under the same conditions.  (Vela gives a ReLU whose operand and result
+    scales differ a pass of its own, ``fixup_relus_with_differing_ifm_ofm_scaling``; the IR
+    keeps no scales, so that case is timed as fused too.)"""
+    act = _TFL_UNARY.get(op.op_type)
+    if op.domain != "tflite" or prev.domain != "tflite" or act is None or not op.inputs:
+        return None
+    x_name = op.inputs[0]
+    outs = [o for o in op.outputs if o]
+    if x_name not in prev.outputs or len(outs) != 1 or block_kind(prev) is None:
+        return None
+    if str(prev.attributes.get("fused_activation_function", "NONE")) != "NONE":
+        return None
+    if sum(x_name in o.inputs for o in graph.operators) != 1:
+        return None
+    x, y = graph.tensors.get(x_name), graph.tensors.get(outs[0])
+    if x is None or y is None:
+        return None
+    if act == "lut":
+        if arch.shram_reserved_end_banks <= 0:
+            return None
+        if x.dtype != y.dtype or x.dtype not in _TFL_LUT_TYPES.get(op.op_type, ("int8", "uint8")):
+            return None
+    elif x.dtype not in _BITS:
+        return None
+    return act
 
 
 def _nhwc(shape: Sequence[int], layout: str) -> bm.Shape | None:
@@ -261,11 +304,16 @@ def _numel(shape: Sequence[int]) -> int:
 def feature_map_formats(graph: Graph) -> dict[str, str]:
     """Each activation tensor's layout in the compute level, as Vela chooses it: the NPU's brick
     format ``NHCWB16`` for a 4-D tensor between block operations, ``NHWC`` for a graph input or
-    output and for a tensor another kind of operator (or a view: a reshape) reads or writes
+    output and for a tensor another kind of operator (or a view: a reshape; an in-place result
+    shares its operand's bytes without being a view) reads or writes
     (Vela's ``scheduler.avoid_nhcwb16_for_ofm`` and the CPU/NPU boundary rules, simplified)."""
+    # An in-place result (``stowage.ir.inplace``) is the operation's own output, not a view:
+    # Vela's fused activation writes one OFM in the operation's format.
+    in_place = {o for op in graph.operators if op.fused_into is not None for o in op.outputs if o}
     views: dict[int, int] = {}
-    for b in graph.tensor_buffer.values():
-        views[b] = views.get(b, 0) + 1
+    for name, b in graph.tensor_buffer.items():
+        if name not in in_place:
+            views[b] = views.get(b, 0) + 1
     readers: dict[str, list[Operator]] = {}
     writers: dict[str, Operator] = {}
     for op in graph.operators:
@@ -305,4 +353,5 @@ def _npu_side(graph: Graph, op: Operator, readers: Mapping[str, list[Operator]],
     return bool(core) and all(block_kind(o) is not None for o in core)
 
 
-__all__ = ["ONNX_ACTIVATIONS", "block_kind", "feature_map_formats", "folded_qdq", "integer_sides", "query"]
+__all__ = ["ONNX_ACTIVATIONS", "block_kind", "feature_map_formats", "folded_qdq", "integer_sides", "query",
+           "tflite_fused_activation"]

@@ -307,7 +307,9 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
     feature-map streams scaled by their burst efficiency -- over that level's bandwidth.  The
     members of a step (a cascade's operators, a fused activation) run one after another, so the
     step's busy time is the sum over its members.  An ONNX activation fused after a modelled
-    operator runs in that operator's output stage (Vela fuses it) and costs nothing itself.
+    operator runs in that operator's output stage (Vela fuses it) and costs nothing itself; so
+    does a TFLite activation right after the operator making its operand, under Vela's own
+    conditions (``block_ops.tflite_fused_activation``).
 
     **Weight streaming** (Vela's buffered weights, ``scheduler.propose_weight_buffering`` and the
     double-buffer rule of ``estimate_full_op_performance``): a convolution whose weights are read
@@ -344,7 +346,11 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
         if i > 0 and m.domain != "tflite" and m.op_type in block_ops.ONNX_ACTIVATIONS \
                 and block_ops.block_kind(members[i - 1]) not in (None, block_model.ELEMENTWISE):
             continue
+        if i > 0 and block_ops.tflite_fused_activation(graph, members[i - 1], m, arch) is not None:
+            continue    # in the previous member's output stage (Vela's fused activation)
         act = block_ops.ONNX_ACTIVATIONS.get(nxt.op_type) if nxt is not None and nxt.domain != "tflite" else None
+        if nxt is not None and nxt.domain == "tflite":
+            act = block_ops.tflite_fused_activation(graph, m, nxt, arch) or act
         got = block_ops.query(graph, m, fm_mem, const_mem, formats, act, sides)
         cost = block_model.op_cost(arch, got[0]) if got is not None else None
         if got is None or cost is None:

@@ -174,3 +174,85 @@ def tiny_int8_model(seed: int = 0, custom: bool = False, version: int = 3, subgr
         Op("FULLY_CONNECTED", [12, 13, 14], [15], "FullyConnectedOptions", {"FusedActivationFunction": 0}),
     ]
     return write_model(tensors, ops, inputs=[0], outputs=[15], version=version, subgraphs=subgraphs)
+
+
+def rows_int8_model(seed: int = 0, keep_dims: bool = True) -> bytes:
+    """An int8 NHWC graph of the TFLite operators whose rows tiling maps (issue 12), which
+    LiteRT runs::
+
+        x (1x16x8x4) -> CONV_2D 3x3 SAME (a, 1x16x8x8) -> HARD_SWISH (h)
+          -> PAD rows 1 above, 2 below (p, 1x19x8x8)
+          -> CONV_2D 3x3 VALID, dilation 2 (q, 1x15x4x8)
+          -> STRIDED_SLICE rows 1:15:2 (r, 1x7x4x8)
+          -> SPLIT on channels into s0, s1 (1x7x4x4 each)
+        s0 -> DEPTHWISE_CONV_2D 3x3 SAME, dilation 2 (d, 1x7x4x4) -> STRIDED_SLICE channels 1:4 (c)
+        s1 -> SPLIT_V on channels [1, 3] (v0: an output, v1)
+        c + v1 -> ADD (e, 1x7x4x3) -> MEAN over H, W keeping dims (m, 1x1x1x3: an output)
+
+    Operators that only move values (PAD, STRIDED_SLICE, SPLIT, SPLIT_V) keep their operand's
+    scale and zero point, as LiteRT requires.  ``keep_dims`` False: the MEAN's result is
+    ``m (1x3)``, 2-D, as Keras' global average pooling converts."""
+    rng = np.random.default_rng(seed)
+
+    def w(shape: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(-127, 128, shape).astype(np.int8)
+
+    def bias(n: int) -> np.ndarray:
+        return rng.integers(-300, 300, n).astype(np.int32)
+
+    def ints(*v: int) -> np.ndarray:
+        return np.array(v, np.int32)
+
+    s_x, s_a, s_h, s_q, s_d, s_e, s_m = 0.03, 0.05, 0.04, 0.06, 0.05, 0.07, 0.02
+    tensors = [
+        T("x", (1, 16, 8, 4), scale=[s_x], zero_point=[-2]),                                    # 0
+        T("c0/w", (8, 3, 3, 4), data=w((8, 3, 3, 4)), scale=[0.01] * 8, zero_point=[0] * 8),     # 1
+        T("c0/b", (8,), INT32, data=bias(8), scale=[s_x * 0.01] * 8, zero_point=[0] * 8),        # 2
+        T("a", (1, 16, 8, 8), scale=[s_a], zero_point=[3]),                                     # 3
+        T("h", (1, 16, 8, 8), scale=[s_h], zero_point=[-20]),                                   # 4
+        T("pads", (4, 2), INT32, data=ints(0, 0, 1, 2, 0, 0, 0, 0)),                            # 5
+        T("p", (1, 19, 8, 8), scale=[s_h], zero_point=[-20]),                                   # 6
+        T("c1/w", (8, 3, 3, 8), data=w((8, 3, 3, 8)), scale=[0.004] * 8, zero_point=[0] * 8),    # 7
+        T("c1/b", (8,), INT32, data=bias(8), scale=[s_h * 0.004] * 8, zero_point=[0] * 8),       # 8
+        T("q", (1, 15, 4, 8), scale=[s_q], zero_point=[1]),                                     # 9
+        T("ss/begin", (4,), INT32, data=ints(0, 1, 0, 0)),                                      # 10
+        T("ss/end", (4,), INT32, data=ints(1, 15, 4, 8)),                                       # 11
+        T("ss/strides", (4,), INT32, data=ints(1, 2, 1, 1)),                                    # 12
+        T("r", (1, 7, 4, 8), scale=[s_q], zero_point=[1]),                                      # 13
+        T("split/axis", (), INT32, data=ints(3)),                                               # 14
+        T("s0", (1, 7, 4, 4), scale=[s_q], zero_point=[1]),                                     # 15
+        T("s1", (1, 7, 4, 4), scale=[s_q], zero_point=[1]),                                     # 16
+        T("dw/w", (1, 3, 3, 4), data=w((1, 3, 3, 4)), scale=[0.02] * 4, zero_point=[0] * 4, qdim=3),  # 17
+        T("dw/b", (4,), INT32, data=bias(4), scale=[s_q * 0.02] * 4, zero_point=[0] * 4),        # 18
+        T("d", (1, 7, 4, 4), scale=[s_d], zero_point=[-4]),                                     # 19
+        T("sc/begin", (4,), INT32, data=ints(0, 0, 0, 1)),                                      # 20
+        T("sc/end", (4,), INT32, data=ints(1, 7, 4, 4)),                                        # 21
+        T("sc/strides", (4,), INT32, data=ints(1, 1, 1, 1)),                                    # 22
+        T("c", (1, 7, 4, 3), scale=[s_d], zero_point=[-4]),                                     # 23
+        T("sv/sizes", (2,), INT32, data=ints(1, 3)),                                            # 24
+        T("sv/axis", (), INT32, data=ints(-1)),                                                 # 25
+        T("v0", (1, 7, 4, 1), scale=[s_q], zero_point=[1]),                                     # 26
+        T("v1", (1, 7, 4, 3), scale=[s_q], zero_point=[1]),                                     # 27
+        T("e", (1, 7, 4, 3), scale=[s_e], zero_point=[0]),                                      # 28
+        T("mean/axis", (2,), INT32, data=ints(1, 2)),                                           # 29
+        T("m", (1, 1, 1, 3) if keep_dims else (1, 3), scale=[s_m], zero_point=[0]),             # 30
+    ]
+    conv = {"StrideW": 1, "StrideH": 1, "FusedActivationFunction": 0}
+    slice_opts = {"BeginMask": 0, "EndMask": 0, "EllipsisMask": 0, "NewAxisMask": 0, "ShrinkAxisMask": 0}
+    ops = [
+        Op("CONV_2D", [0, 1, 2], [3], "Conv2DOptions", {"Padding": 0, **conv, "DilationWFactor": 1,
+                                                         "DilationHFactor": 1}),
+        Op("HARD_SWISH", [3], [4], "HardSwishOptions", {}),
+        Op("PAD", [4, 5], [6], "PadOptions", {}),
+        Op("CONV_2D", [6, 7, 8], [9], "Conv2DOptions", {"Padding": 1, **conv, "DilationWFactor": 2,
+                                                         "DilationHFactor": 2}),
+        Op("STRIDED_SLICE", [9, 10, 11, 12], [13], "StridedSliceOptions", slice_opts),
+        Op("SPLIT", [14, 13], [15, 16], "SplitOptions", {"NumSplits": 2}),
+        Op("DEPTHWISE_CONV_2D", [15, 17, 18], [19], "DepthwiseConv2DOptions",
+           {"Padding": 0, **conv, "DepthMultiplier": 1, "DilationWFactor": 2, "DilationHFactor": 2}),
+        Op("STRIDED_SLICE", [19, 20, 21, 22], [23], "StridedSliceOptions", slice_opts),
+        Op("SPLIT_V", [16, 24, 25], [26, 27], "SplitVOptions", {"NumSplits": 2}),
+        Op("ADD", [23, 27], [28], "AddOptions", {"FusedActivationFunction": 0}),
+        Op("MEAN", [28, 29], [30], "ReducerOptions", {"KeepDims": keep_dims}),
+    ]
+    return write_model(tensors, ops, inputs=[0], outputs=[30, 26])

@@ -740,7 +740,9 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 return index[name]
             t = g.tensors.get(name)
             column = t is not None and name in column_tensors(g)
-            if t is None or (not column and (len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0)):
+            flat = t is not None and g.layout == "NHWC" and len(t.shape) == 2 and t.shape[0] == 1   # MEAN's (1, C)
+            if t is None or (not column and not flat
+                             and (len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0)):
                 raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape) if t else '?'})")
             own = g.tensor_buffer[name]
             ct = c.tensor(name) or holders.get(own)
@@ -752,9 +754,17 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: tensor '{name}' is held in buffer {holder}, which the step does not "
                                 "read or write")
             li, base = step_loc[(s, holder)]
-            # A column tensor (rows along its last axis, ``stowage.ir.columns``) is laid out
-            # as ``(outer, N)``: its "channels" are the leading axes, a row one position.
-            ch, h = (math.prod(t.shape[:-1]), t.shape[-1]) if column else (t.shape[1], t.shape[2])
+            if column:
+                # A column tensor (rows along its last axis, ``stowage.ir.columns``) is laid
+                # out as ``(outer, N)``: its "channels" are the leading axes, a row one position.
+                ch, h = math.prod(t.shape[:-1]), t.shape[-1]
+            elif flat:
+                ch, h = 1, 1
+            elif g.layout == "NHWC":
+                # A TFLite tensor: a row ``[:, r]`` is ``W * C`` contiguous bytes (one "channel").
+                ch, h = 1, t.shape[1]
+            else:
+                ch, h = t.shape[1], t.shape[2]
             if ch * h == 0:
                 raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape)})")
             wb = t.bytes // (ch * h)

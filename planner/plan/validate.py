@@ -822,9 +822,12 @@ def _has_rows(graph: Graph, name: str) -> bool:
 
 
 def _rows(graph: Graph, name: str) -> int:
-    """Rows of tensor ``name``: its last axis for a column tensor, else its H."""
+    """Rows of tensor ``name``: its last axis for a column tensor, its H for a 4-D one, else 1
+    (a TFLite MEAN's 2-D result: one row, complete after the reduction's last band)."""
     t = graph.tensors[name]
-    return t.shape[-1] if name in column_tensors(graph) else t.shape[_row_axis(graph)]
+    if name in column_tensors(graph):
+        return t.shape[-1]
+    return t.shape[_row_axis(graph)] if len(t.shape) == 4 else 1
 
 
 def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
@@ -854,7 +857,7 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     """Per spatial operand of ``op``: ``(stride, dilated kernel, pads top, input rows)``,
     recomputed from the node's attributes; a string says why the operator has no row bands."""
     outs = [o for o in op.outputs if o]
-    several = op.op_type == "Split" and len(outs) > 1   # every result has the operand's rows
+    several = op.op_type in ("Split", "SPLIT", "SPLIT_V") and len(outs) > 1   # every result has the operand's rows
     if (len(outs) != 1 and not several) or any(not _has_rows(graph, o) for o in outs):
         return "its result is not one NCHW tensor of batch 1"
     from stowage.ir.tiling import row_maps
@@ -871,6 +874,15 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
         if x is None or not _is_rows(x.shape):
             return "its operand is not an NCHW tensor of batch 1"
         shift = _slice_shift(a, x.shape) if op.op_type == "Slice" else _pad_shift(a)
+        if shift is None:
+            return f"the {op.op_type}'s operands along H are unknown"
+        step, first = shift
+        return {x.name: (step, 1, -first, x.shape[ax])}
+    if op.op_type in ("STRIDED_SLICE", "SLICE", "PAD", "PADV2") and op.domain == "tflite":
+        x = graph.tensors.get(op.inputs[0]) if op.inputs else None
+        if x is None or not _is_rows(x.shape):
+            return "its operand is not an NHWC tensor of batch 1"
+        shift = _tflite_pad_shift(a) if op.op_type.startswith("PAD") else _tflite_slice_shift(op.op_type, a, x.shape)
         if shift is None:
             return f"the {op.op_type}'s operands along H are unknown"
         step, first = shift
@@ -901,25 +913,61 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     return need
 
 
+def _tflite_slice_shift(op_type: str, a: Mapping[str, Any], shape: tuple[int, ...]) -> tuple[int, int] | None:
+    """``(step, first row)`` a TFLite ``STRIDED_SLICE`` or ``SLICE`` takes along H (axis 1 of
+    NHWC), from LiteRT's ``strided_slice_logic.h`` (``StartForAxis``: a set bit of
+    ``begin_mask`` starts the axis at 0, a negative start counts from the end, then clamped to
+    ``[0, H]``); ``SLICE``'s ``begin``.  None for unknown operands, a reversal and the
+    ellipsis / new-axis / shrink-axis / offset forms."""
+    begin = a.get("begin")
+    if not isinstance(begin, (list, tuple)) or len(begin) != len(shape):
+        return None
+    h = shape[1]
+    if op_type == "SLICE":
+        return (1, int(begin[1])) if 0 <= int(begin[1]) <= h else None
+    strides = a.get("strides")
+    if not isinstance(strides, (list, tuple)) or len(strides) != len(shape) or int(strides[1]) < 1:
+        return None
+    if a.get("offset") or any(a.get(m) for m in ("ellipsis_mask", "new_axis_mask", "shrink_axis_mask")):
+        return None
+    first = 0 if int(a.get("begin_mask", 0) or 0) >> 1 & 1 else int(begin[1])
+    if first < 0:
+        first += h
+    return int(strides[1]), min(max(first, 0), h)
+
+
+def _tflite_pad_shift(a: Mapping[str, Any]) -> tuple[int, int] | None:
+    """``(1, -top)`` for a TFLite ``PAD`` / ``PADV2`` adding ``top`` rows above (``paddings``:
+    ``[before, after]`` per axis of NHWC, flattened: H's before is element 2)."""
+    pads = a.get("paddings")
+    if not isinstance(pads, (list, tuple)) or len(pads) != 8 or int(pads[2]) < 0:
+        return None
+    return 1, -int(pads[2])
+
+
 def _tap_runs(graph: Graph, op: Operator, a: int, b: int) -> tuple[tuple[int, int], ...] | None:
-    """The rows output rows ``[a, b)`` of a dilated Conv or QLinearConv (NCHW, dilation > 1
-    along H, more than one tap) read, recomputed by enumerating its taps: per tap, the rows
+    """The rows output rows ``[a, b)`` of a dilated Conv or QLinearConv (NCHW), or a dilated
+    TFLite ``CONV_2D`` / ``DEPTHWISE_CONV_2D`` (NHWC; weights ``[., KH, KW, .]``), with dilation
+    > 1 along H and more than one tap, read, recomputed by enumerating its taps: per tap, the rows
     ``o*s - p + i*d`` of the band inside the tensor span ``[first, last + 1)``; spans that meet
     or overlap are one run.  None for every other operator (its rows are one window)."""
-    if op.op_type not in ("Conv", "QLinearConv") or _row_axis(graph) != 2 or not op.inputs:
+    tfl = op.domain == "tflite" and op.op_type in ("CONV_2D", "DEPTHWISE_CONV_2D") and _row_axis(graph) == 1
+    if not tfl and (op.op_type not in ("Conv", "QLinearConv") or _row_axis(graph) != 2):
+        return None
+    if not op.inputs:
         return None
     x = graph.tensors.get(op.inputs[0])
     at = op.attributes
     w_at = 3 if op.op_type == "QLinearConv" else 1
     w = graph.tensors.get(op.inputs[w_at]) if len(op.inputs) > w_at else None
     kh = _attr_ints(at["kernel_shape"], 2, 1)[0] if "kernel_shape" in at else (
-        w.shape[2] if w is not None and len(w.shape) == 4 else 1)
+        w.shape[1 if tfl else 2] if w is not None and len(w.shape) == 4 else 1)
     d = _attr_ints(at.get("dilations"), 2, 1)[0]
     if x is None or not _is_rows(x.shape) or d <= 1 or kh <= 1:
         return None
     s = _attr_ints(at.get("strides"), 2, 1)[0]
     p = _attr_ints(at.get("pads"), 4, 0)[0]
-    h = x.shape[2]
+    h = x.shape[_row_axis(graph)]
     runs: list[tuple[int, int]] = []
     for i in range(kh):
         hit = [o * s - p + i * d for o in range(a, b) if 0 <= o * s - p + i * d < h]
@@ -1016,13 +1064,23 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
     outs = [o for o in op.outputs if o]
     x = graph.tensors.get(op.inputs[0]) if op.inputs else None
     y = graph.tensors.get(outs[0]) if len(outs) == 1 else None
-    if (x is None or y is None or not _is_rows(x.shape) or not _is_rows(y.shape) or _row_axis(graph) != 2
+    if (x is None or y is None or not _is_rows(x.shape)
             or x.name in column_tensors(graph) or y.name in column_tensors(graph)):
         return None
     from stowage.ir.tiling import row_maps
 
-    if row_maps(graph, op) is None:   # which operators have bands (reported by ``_need``); the rows are ours
+    if _row_axis(graph) != 2:
+        # TFLite's MEAN over H and W (NHWC axes 1 and 2): a reduction into one row, kept 4-D
+        # with ``keep_dims``, else ``(1, C)``.
+        axis = op.attributes.get("axis")
+        one = (1, 1, 1, x.shape[3]) if op.attributes.get("keep_dims") else (1, x.shape[3])
+        if (op.domain == "tflite" and op.op_type == "MEAN" and isinstance(axis, (list, tuple))
+                and sorted(int(v) % 4 for v in axis) == [1, 2] and y.shape == one
+                and row_maps(graph, op) is not None):
+            return _Special("accumulate", x.name, x.shape[1])
         return None
+    if not _is_rows(y.shape) or row_maps(graph, op) is None:
+        return None   # which operators have bands (reported by ``_need``); the rows are ours
     if op.op_type in _ACCUMULATE and y.shape[2] == 1 and y.shape[1] == x.shape[1]:
         return _Special("accumulate", x.name, x.shape[2])
     if op.op_type == "ConvTranspose":
@@ -1086,6 +1144,8 @@ class _RowReplay:
                 for m in step:
                     if m.op_type == "DequantizeLinear" and m.inputs and m.outputs:
                         self.int8_of[m.outputs[0]] = m.inputs[0]
+        #: The tensors the cascade's members make (``whole_reads``; filled on first use).
+        self._made: set[str] | None = None
         self.holder_by_buffer: dict[int, CascadeTensor] = {}
         for ct in c.tensors:
             b = graph.tensor_buffer.get(ct.tensor)
@@ -1154,11 +1214,12 @@ class _RowReplay:
                 continue
             if ct.mode == "whole":
                 continue
-            if not _has_rows(self.g, ct.tensor):
+            flat = _row_axis(self.g) == 1 and len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C): one row
+            if not _has_rows(self.g, ct.tensor) and not flat:
                 self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no rows (shape {list(t.shape)})", (ct.buffer,))
                 ok = False
                 continue
-            want = t.bytes // _rows(self.g, ct.tensor)
+            want = t.bytes // self.rows_of(ct.tensor)
             if ct.row_bytes != want:
                 self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row of it is "
                           f"{want} bytes", (ct.buffer,))
@@ -1338,8 +1399,28 @@ class _RowReplay:
                     last = o
         return last
 
+    def whole_reads(self, where: str, op: Operator, spatial: set[str]) -> None:
+        """An operand the stripe reads whole (not a spatial one: a broadcast over H, such as a
+        squeeze-and-excitation scale of one row) that a member of the cascade makes: every row
+        of it must be present already."""
+        if self._made is None:
+            self._made = set(self.result.values()) | {o for outs in self.results.values() for o in outs}
+        made = self._made
+        for name in dict.fromkeys(n for n in op.inputs if n):
+            name = self.int8_of.get(name, name)
+            if name in spatial or name not in made or name not in self.g.tensors \
+                    or not _is_rows(self.g.tensors[name].shape):
+                continue
+            for r in range(self.rows_of(name)):
+                why = self.present(name, r)
+                if why is not None:
+                    ct = self.holder(name)
+                    self.fail(f"{where}: reads '{name}' whole, but its row {r}: {why}", (ct.buffer,) if ct else ())
+                    break
+
     # (a) and (b): the rows read are present and exactly what the operator needs
     def reads(self, where: str, op: Operator, st: Stripe) -> None:
+        self.whole_reads(where, op, {name for name, _lo, _hi in st.inputs})
         sp = _special(self.g, op)
         if sp is not None:
             self.special_reads(where, op, st, sp)
@@ -1363,7 +1444,7 @@ class _RowReplay:
             lo_raw = st.out_lo * s - p_top
             hi_raw = (st.out_hi - 1) * s - p_top + k_eff
             lo, hi = min(max(0, lo_raw), h_in), max(min(h_in, hi_raw), 0)
-            if ((s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type == "Pad") \
+            if ((s, k_eff, p_top) != (1, 1, 0) or op.op_type in _CONV_LIKE or op.op_type in ("Pad", "PAD", "PADV2")) \
                     and op.op_type != "Concat":
                 # The rows of the window above row 0 and below the last row (all of them for
                 # a band wholly inside a Pad's border).
@@ -1459,7 +1540,7 @@ class _RowReplay:
                           f"{list(several or (out,))}" + (" (a stripe of it must name one)" if several else ""))
                 return
             out = st.output
-        if not _has_rows(self.g, out):
+        if not (_has_rows(self.g, out) or out in self.partial):
             return  # reported by reads()
         if out in self.partial and self.partial[out][0] == op.index:
             _op, _x, h_in = self.partial[out]
@@ -1523,7 +1604,7 @@ class _RowReplay:
     def finish(self) -> None:
         for m in self.members.values():
             for out in self.results.get(m.index, (self.result.get(m.index, ""),)):
-                if not _has_rows(self.g, out):
+                if not (_has_rows(self.g, out) or out in self.partial):
                     continue
                 if out in self.partial and self.partial[out][0] == m.index:
                     _op, x, h_in = self.partial[out]

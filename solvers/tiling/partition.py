@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import combinations
 
-from stowage.ir.columns import column_tensors, mixed_buffer
+from stowage.ir.columns import column_tensors, has_rows, mixed_buffer
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
@@ -638,11 +638,11 @@ class Partitioner:
 
 
 def _row_bytes(graph: Graph, b: BufferId) -> int:
-    """Bytes of one row of buffer ``b`` (0 for a buffer that is not 4-D: it is never held in rows)."""
-    try:
-        return buffer_row_bytes(graph, b)
-    except ValueError:
+    """Bytes of one row of buffer ``b`` (0 for a buffer no tensor of which has rows, neither 4-D
+    nor a column tensor, ``stowage.ir.columns``: it is never held in rows)."""
+    if not any(has_rows(graph, graph.tensors[n]) for n in graph.buffers[b].tensors):
         return 0
+    return buffer_row_bytes(graph, b)
 
 
 def _subsets(outgoing: frozenset[BufferId]) -> list[frozenset[BufferId]]:

@@ -20,7 +20,7 @@ which is complete (and, when it streams, stored) after the last band.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from stowage.ir.columns import mixed_buffer
@@ -104,6 +104,19 @@ class _Member:
         return self.op.name
 
 
+def whole_read_inside(members: Sequence[_Member], maps: Mapping[int, Mapping[str, RowMap]],
+                      producer: Mapping[str, int]) -> str | None:
+    """Why the members cannot be one cascade because one of them reads whole (a broadcast
+    over H: a squeeze-and-excitation scale of one row) a tensor another member makes, or None.
+    Such a reader needs all of it before its first stripe, which the band walk (ordered by the
+    rows stripes read) does not ensure."""
+    for m in members:
+        for name in m.op.inputs:
+            if name in producer and producer[name] != m.index and name not in maps[m.index]:
+                return f"{m.op.name} reads '{name}' whole, made in the cascade"
+    return None
+
+
 def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                    outside_readers: dict[BufferId, bool], stream: bool = True, record: bool = True,
                    dram: frozenset[BufferId] = frozenset(), pace_rows: int = 0, stage: bool = True,
@@ -149,6 +162,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
     read_in_rows = {tb[name] for m in members for name in maps[m.index]}
+    why = whole_read_inside(members, maps, producer)
+    if why is not None:
+        raise NotTileable(why)
 
     streamed: dict[BufferId, int] = {}
     rings: dict[BufferId, int] = {}
