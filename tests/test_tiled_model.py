@@ -74,7 +74,8 @@ def test_the_model_beats_the_beam_of_the_dp() -> None:
         ops = [[g.operators[o].name for o in s.ops] for s in res.segments]
         if warm is None:
             k = ops.index(["pool8", "add9"])
-            assert ops[k + 1] == ["conv10", "pool11"]
+            # Which equally cheap cascade gap12 joins (the 1-row global pool) is CP-SAT's choice.
+            assert ops[k + 1][:2] == ["conv10", "pool11"]
             assert names(g, res.segments[k].dram) == ["t8", "t9"]
             assert names(g, res.segments[k + 1].dram) == ["t0"]
 
