@@ -42,7 +42,7 @@ from stowage.solvers.alloc.greedy import wall_cuts
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import baseline_order_budget, baseline_plans
+from stowage.solvers.baselines import baseline_order_budget, baseline_plans, baseline_results
 from stowage.solvers.budgets import m_r_cached, rounded_graph
 from stowage.solvers.divide import POST_SEARCH_PASSES, DivideParams, plan_divide
 from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best, keep_best_of_baselines, warm_up_jit
@@ -414,16 +414,18 @@ def auto_cheap_proofs(problem: Problem, wall_deadline: float | None,
     """``auto``'s run of exact's cheap proofs (``stowage.solvers.exact.auto.cheap_proofs``):
     bounded capacity, graphs up to ``CHEAP_PROOFS_MAX_OPS`` computing operators (else None),
     the work budgets of at most ``CHEAP_PROOFS_WORK_LIMIT`` seconds of ``time_limit`` (the
-    problem's by default), one worker.  ``auto`` runs them at the capacity and at M_R, and
+    problem's by default), one worker, ``AUTO_CHEAP_WALL_SHARE`` of that limit as their wall
+    share (``stowage.solvers.exact.auto``).  ``auto`` runs them at the capacity and at M_R, and
     ``exact`` at M_R (its phase "cheap proofs at M_R"), so that theirs is the plan ``auto``
     returns there."""
     if problem.capacity is None or len(problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
         return None
     # OR-Tools is loaded only when auto runs.
-    from stowage.solvers.exact.auto import cheap_proofs
+    from stowage.solvers.exact.auto import AUTO_CHEAP_WALL_SHARE, cheap_proofs
 
     limit = problem.time_limit if time_limit is None else time_limit
-    return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline)
+    return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline,
+                        AUTO_CHEAP_WALL_SHARE)
 
 
 def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
@@ -469,6 +471,15 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     won."""
     started = time.perf_counter()
     cap = problem.capacity
+    # The four baselines first, with no deadline (milliseconds to a second up to
+    # ``LARGE_GRAPH`` operators; their online runs are memoised, so the planners' own
+    # comparisons with them below cost nothing more): the final choice keeps them all, so
+    # never worse than a baseline holds on a loaded machine too.  A skipping rule by the
+    # wall clock (``portfolio.baseline_deadline``) let densenet121 with weights at 4 s and
+    # load 7 return 2,811,648 B where a baseline moves 2,309,632 B.  ``divide``'s graphs keep
+    # that rule (10,000 operators: a simulation takes seconds).
+    base = (baseline_results(problem) if cap is not None and len(problem.graph.computing_ops) <= LARGE_GRAPH
+            else None)
     # Above M_R, exact's cheap proofs at M_R first, in a window of their own: where they prove
     # M_R (densenet121 with weights, 0.3 s) their plan is exactly ``auto_once`` at M_R, which
     # the run at M_R after the pass at the capacity came too late to reach at short limits.
@@ -477,12 +488,10 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     low = None if cap is None else m_r_cached(problem.graph, problem.weights_in_compute_level,
                                                problem.target.compute.alignment)
     if low is not None and cap is not None and low < cap:
-        from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE
-
         # No plan when M_R holds none (a one-level target whose homes need more): the pass
-        # at the capacity decides.
-        proofs = auto_cheap_proofs(replace(problem, target=problem.target.with_capacity(low)),
-                                   started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
+        # at the capacity decides.  No wall deadline of auto's own: the proofs' wall share
+        # (``AUTO_CHEAP_WALL_SHARE``, from their start) is the one they have at M_R itself.
+        proofs = auto_cheap_proofs(replace(problem, target=problem.target.with_capacity(low)), None)
         if proofs is not None and proofs.plan is not None and proofs.plan.solver.status == "optimal":
             early, early_cut = proofs.plan, proofs.hit_wall
     plan = auto_once(problem, None if early is None else started + AUTO_WALL_SHARE * problem.time_limit)
@@ -500,7 +509,10 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
             candidates.append((f"{sub.solver.found_by or 'auto'} at M_R", at_capacity(sub, problem)))
         elif low < cap:
             stopped = "time"
-    return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
+    if base is None:
+        return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
+    return keep_best_of_baselines(problem, "auto", candidates, plan.solver.lower_bound, started, stopped,
+                                  results=base)
 
 
 __all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
