@@ -85,7 +85,9 @@ def test_auto_keeps_the_plan_at_m_r_when_it_is_better(monkeypatch):
 
     monkeypatch.setattr(heuristic_module, "auto_once", worse_above_m_r)
     plan = heuristic_module.auto(Problem(g, two_level(56, 16), time_limit=1.0), heuristic_module.AutoParams())
-    assert plan.solver.found_by == "heuristic at M_R"
+    # The cheap proofs' plan at M_R (kept proven or not) or the pass at M_R: both are auto's
+    # plans at M_R, and both move the 16 B of the hand-checked case.
+    assert plan.solver.found_by in ("heuristic at M_R", "exact: gap model at M_R")
     assert plan.metrics.noncompulsory_bytes == 16
     assert plan.target.level("sram").capacity == 56
     assert validate(g, plan).ok

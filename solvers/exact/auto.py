@@ -184,7 +184,7 @@ M_R_CHEAP_WALL_SHARE = 2 * PRE_REFERENCE_SHARE
 #: the wall share uncapped every capacity is proven in 0.7-2.6 s).  The same share at M_R
 #: and above it, so that the proofs at M_R that ``auto`` runs above M_R are those it runs
 #: at M_R itself.
-AUTO_CHEAP_WALL_SHARE = M_R_CHEAP_WALL_SHARE
+AUTO_CHEAP_WALL_SHARE = 0.5
 
 
 @dataclass(frozen=True)
