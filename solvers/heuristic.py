@@ -65,12 +65,20 @@ log = logging.getLogger(__name__)
 #: Graphs with more computing operators than this get the reduced portfolio.
 LARGE_GRAPH = 2000
 
+#: The min-peak scheduler's budget is at most this share of the time limit (and
+#: ``HeuristicParams.order_time``).  Half, so that from a 4 s limit on (the quick protocol)
+#: the budget is the min-peak baselines' (``baselines.baseline_order_budget``: 2 s) and the
+#: memoised order serves both: ``auto`` runs the baselines first, and at 40% (1.6 s) it
+#: computed a second min-peak order of its own, 1.4 s of 578-operator PNASNet-5 at load 9.
+ORDER_SHARE = 0.5
+
 
 @dataclass(frozen=True)
 class HeuristicParams:
     """Options of the heuristic planner.
 
-    ``order_time``: seconds for the min-peak scheduler (at most 40% of the time limit).
+    ``order_time``: seconds for the min-peak scheduler (at most ``ORDER_SHARE`` of the time
+    limit).
     ``betas``: distance exponents tried by the cost-aware policy.
     ``slacks``: capacity fractions held back, in turn, until the offline packing fits.
     ``improve_iters``: local-search iterations (0 = none); a work budget, not a time.
@@ -175,7 +183,7 @@ class _Search:
     # -- stages -------------------------------------------------------------------------
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
-        budget = min(self.params.order_time, 0.4 * self.p.time_limit)
+        budget = min(self.params.order_time, ORDER_SHARE * self.p.time_limit)
         sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
         self.minpeak = sched.order
         self.minpeak_budget = budget
@@ -389,7 +397,7 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
     * a time limit under 2 s -> ``heuristic`` with the reduced portfolio and a short local
       search;
     * otherwise the full ``heuristic``.
-    The scheduler gets at most 40% of the time limit in every case."""
+    The scheduler gets at most ``ORDER_SHARE`` of the time limit in every case."""
     n = len(problem.graph.computing_ops)
     if n > LARGE_GRAPH or problem.time_limit < SECONDS_PER_OP * n:
         return "divide", None
@@ -415,7 +423,7 @@ CHEAP_PROOFS_MAX_OPS = 1000
 #: The cheap proofs' work budgets (and wall share) are those of at most this time limit:
 #: exact's budgets grow with the limit, so without a cap ``auto`` at 10 s and at 60 s ran
 #: different proofs and could return different plans with no wall-clock stop in either run;
-#: above this limit (and the scheduler's, ``HeuristicParams.order_time``, reached at 5 s)
+#: above this limit (and the scheduler's, ``HeuristicParams.order_time``, reached at 4 s)
 #: ``auto``'s plan depends on the seed only, unless ``solver.stopped_by`` says otherwise
 #: (issue 14, item 6; ``tests/test_load_independent.py``).
 CHEAP_PROOFS_WORK_LIMIT = 10.0
@@ -536,5 +544,6 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
 
 
 __all__ = ["AUTO_SEARCH_SHARE", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
-           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs", "auto_once",
+           "LARGE_GRAPH", "ORDER_SHARE", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
+           "auto_once",
            "choose", "heuristic", "plan_heuristic"]
