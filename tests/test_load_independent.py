@@ -7,7 +7,7 @@ Two ways to change what the wall clock sees without changing the work:
 * a clock that runs 4x fast (``time.perf_counter`` patched): every deadline comes 4x sooner
   in work, as on a machine 4x slower -- the same command on a loaded machine;
 * two very different time limits (10 s and 60 s) above the ones that size ``auto``'s work
-  budgets (``HeuristicParams.order_time`` at 4 s, ``CHEAP_PROOFS_WORK_LIMIT`` at 10 s): the
+  budgets (``HeuristicParams.order_time`` at 5 s, ``CHEAP_PROOFS_WORK_LIMIT`` at 10 s): the
   work is the same, only the wall-clock safety stops move.
 
 Plans are compared whole (order, placements, transfers); every one went through the
