@@ -11,12 +11,21 @@ are monotone by construction) -- and the table counts:
 * pairs above M_R: capacities whose traffic is higher than ``auto``'s at M_R of the same
   model and setting (what a compile above M_R can guarantee by also planning at M_R);
 * runs whose plan says ``stopped_by = time`` (a wall-clock stop: the guarantees hold only
-  without one) and the wall time against the limit.
+  without one) and the wall time against the limit; runs past the promise (``time_limit`` +
+  10% + 2 s);
+* never worse: runs whose traffic is above the best of the four baselines at that capacity
+  (the baselines run once per capacity; milliseconds to a second).
+
+``--exact-models STEM,...`` runs the solvers other than ``auto`` on those models only (a subset
+when a full ``exact`` sweep would take too long). ``--dim STEM:NAME=VALUE`` binds a dimension
+of one model only (PP-OCRv4 rec and det both name their input ``x``). The model's package
+(``name version`` of the unzipped wheel's ``*.dist-info``) is a column of the per-model table.
 
 Every plan goes through the validator (``stowage.solvers.registry.solve``).
 
     python benchmarks/monotone.py MODEL_OR_FOLDER ... [--solvers auto,exact] [--points 6]
-        [--time-limit 10] [--dim NAME=VALUE ...] [--out benchmarks/results/monotone]
+        [--time-limit 10] [--workers 1] [--exact-models STEM,...] [--dim [STEM:]NAME=VALUE ...]
+        [--out benchmarks/results/monotone]
 
 Writes OUT.csv (one row per run) and OUT.md (the summary and the violating pairs).
 """
@@ -37,11 +46,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planner_quality import capacities  # noqa: E402
+from planner_quality import capacities, wheel_of  # noqa: E402
 
 from stowage.errors import StowageError  # noqa: E402
 from stowage.ir.inplace import fuse_in_place  # noqa: E402
 from stowage.ir.onnx_import import load_graph  # noqa: E402
+from stowage.solvers.baselines import BASELINES  # noqa: E402
 from stowage.solvers.budgets import target_budgets  # noqa: E402
 from stowage.solvers.problem import Problem  # noqa: E402
 from stowage.solvers.registry import solve  # noqa: E402
@@ -57,32 +67,79 @@ def model_files(paths: list[str]) -> list[Path]:
     return out
 
 
-def run(models: list[Path], solvers: list[str], points: int, time_limit: float, dims: dict[str, int]) -> list[dict]:
+def package_of(path: Path) -> str:
+    """``name version`` of the unzipped wheel ``path`` is in (the nearest parent folder with a
+    ``*.dist-info``), ``models/suite`` / ``onnx (light zoo)`` for those sets, else ``?``."""
+    if path.parent.name == "suite" and path.parent.parent.name == "models":
+        return "models/suite"
+    if path.parent.name == "light" and "onnx" in path.parts:
+        return "onnx (light zoo)"
+    for folder in path.parents:
+        wheel = wheel_of(path, folder)
+        if wheel != "?":
+            return wheel
+    return "?"
+
+
+def model_dims(dims: dict[str, int], stem: str) -> dict[str, int]:
+    """The dimensions for one model: every ``NAME=VALUE``, then its own ``STEM:NAME=VALUE``."""
+    mine = {k: v for k, v in dims.items() if ":" not in k}
+    mine.update({k.split(":", 1)[1]: v for k, v in dims.items() if k.split(":", 1)[0] == stem})
+    return mine
+
+
+def run(models: list[Path], solvers: list[str], points: int, time_limit: float, dims: dict[str, int],
+        workers: int = 1, exact_models: set[str] | None = None) -> list[dict]:
+    """One row per (model, setting, capacity, solver); ``exact_models`` (None = all) limits the
+    solvers other than ``auto`` to those model stems.  Each row has the best baseline's
+    traffic at its capacity (``best_baseline``)."""
     target = load_target("ethos-u55-256")
     rows: list[dict] = []
     for path in models:
         try:
-            g = fuse_in_place(load_graph(path, element_bytes=1, dims=dims))
+            g = fuse_in_place(load_graph(path, element_bytes=1, dims=model_dims(dims, path.stem)))
         except Exception as exc:  # noqa: BLE001 - a model the importer cannot read is reported, not fatal
             log.warning("%s: not imported: %s", path.name, str(exc).splitlines()[0][:120])
             continue
+        package = package_of(path)
+        mine = [s for s in solvers if s == "auto" or exact_models is None or path.stem in exact_models]
         for weights in (False, True):
             b = target_budgets(g, target, weights)
-            for (label, cap), solver in itertools.product(capacities(b.m_r, b.m_p, b.m_h, points), solvers):
-                row: dict = {"model": path.stem, "ops": len(g.computing_ops), "weights": weights, "point": label,
-                             "capacity": cap, "solver": solver, "limit": time_limit}
+            for label, cap in capacities(b.m_r, b.m_p, b.m_h, points):
+                prob = Problem(g, target.with_capacity(cap), weights, time_limit=time_limit, seed=0, workers=workers)
                 try:
-                    t0 = time.perf_counter()
-                    plan = solve(Problem(g, target.with_capacity(cap), weights, time_limit=time_limit, seed=0),
-                                 solver)
-                    row.update(wall=round(time.perf_counter() - t0, 3), traffic=plan.metrics.noncompulsory_bytes,
-                               bound=plan.solver.lower_bound, status=plan.solver.status,
-                               found_by=plan.solver.found_by or "", stopped_by=plan.solver.stopped_by or "")
-                except StowageError as exc:
-                    row["error"] = str(exc)[:120]
-                rows.append(row)
-                print(row, flush=True)
+                    best_base: int | None = min(solve(prob, n).metrics.noncompulsory_bytes for n in BASELINES)
+                except StowageError:
+                    best_base = None
+                for solver in mine:
+                    row: dict = {"model": path.stem, "package": package, "ops": len(g.computing_ops),
+                                 "weights": weights, "point": label, "capacity": cap, "solver": solver,
+                                 "limit": time_limit, "best_baseline": best_base}
+                    try:
+                        t0 = time.perf_counter()
+                        plan = solve(prob, solver)
+                        row.update(wall=round(time.perf_counter() - t0, 3), traffic=plan.metrics.noncompulsory_bytes,
+                                   bound=plan.solver.lower_bound, status=plan.solver.status,
+                                   found_by=plan.solver.found_by or "", stopped_by=plan.solver.stopped_by or "")
+                    except StowageError as exc:
+                        row["error"] = str(exc)[:120]
+                    rows.append(row)
+                    print(row, flush=True)
     return rows
+
+
+def past_limit(row: dict) -> bool:
+    """Past the promise of issue 14: ``time_limit`` + 10% + 2 s of wall time."""
+    return row["wall"] > 1.1 * row["limit"] + 2.0
+
+
+def worse_than_baseline(row: dict) -> bool:
+    return row.get("best_baseline") is not None and row["traffic"] > row["best_baseline"]
+
+
+def _violations(rs: list[dict]) -> list[tuple[dict, dict]]:
+    rs = sorted(rs, key=lambda r: r["capacity"])
+    return [(a, b) for a, b in itertools.pairwise(rs) if b["traffic"] > a["traffic"]]
 
 
 def summary(rows: list[dict], solvers: list[str]) -> str:
@@ -91,9 +148,9 @@ def summary(rows: list[dict], solvers: list[str]) -> str:
     for r in ok:
         seqs.setdefault((r["model"], r["weights"], r["solver"]), []).append(r)
     auto_mr = {(r["model"], r["weights"]): r["traffic"] for r in ok if r["solver"] == "auto" and r["point"] == "M_R"}
-    header = ("| solver | runs | violating pairs | sequences with one | above auto at M_R | stopped_by=time | "
-              "max wall / limit |")
-    lines = [header, "|---|---:|---:|---:|---:|---:|---:|"]
+    header = ("| solver | models | runs | violating pairs | sequences with one | above auto at M_R | "
+              "worse than best baseline | stopped_by=time | past limit + 10% + 2 s | max wall / limit |")
+    lines = [header, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     details: list[str] = []
     for solver in solvers:
         mine = [r for r in ok if r["solver"] == solver]
@@ -101,8 +158,7 @@ def summary(rows: list[dict], solvers: list[str]) -> str:
         for (model, weights, s), rs in seqs.items():
             if s != solver:
                 continue
-            rs.sort(key=lambda r: r["capacity"])
-            bad = [(a, b) for a, b in itertools.pairwise(rs) if b["traffic"] > a["traffic"]]
+            bad = _violations(rs)
             pairs += len(bad)
             bad_seqs += bool(bad)
             for a, b in bad:
@@ -111,12 +167,32 @@ def summary(rows: list[dict], solvers: list[str]) -> str:
                                f"{', stopped_by=time' if b['stopped_by'] else ''})")
             ref = auto_mr.get((model, weights))
             above += sum(1 for r in rs if ref is not None and r["point"] != "M_R" and r["traffic"] > ref)
+        for r in mine:
+            if worse_than_baseline(r):
+                details.append(f"- {solver}, {r['model']}, weights={r['weights']}, {r['point']}: {r['traffic']:,} B "
+                               f"> best baseline {r['best_baseline']:,} B")
+            if past_limit(r):
+                details.append(f"- {solver}, {r['model']}, weights={r['weights']}, {r['point']}: {r['wall']} s "
+                               f"past the limit {r['limit']} s + 10% + 2 s")
         walls = [r["wall"] / r["limit"] for r in mine]
-        lines.append(f"| {solver} | {len(mine)} | {pairs} | {bad_seqs} of "
+        lines.append(f"| {solver} | {len({r['model'] for r in mine})} | {len(mine)} | {pairs} | {bad_seqs} of "
                      f"{sum(1 for k in seqs if k[2] == solver)} | {above} | "
-                     f"{sum(1 for r in mine if r['stopped_by'])} | {max(walls) if walls else 0:.2f} |")
+                     f"{sum(1 for r in mine if worse_than_baseline(r))} | "
+                     f"{sum(1 for r in mine if r['stopped_by'])} | {sum(1 for r in mine if past_limit(r))} | "
+                     f"{max(walls) if walls else 0:.2f} |")
+    per_model = [("| package | model | ops | solver | runs | violating pairs | worse than best baseline | "
+                  "stopped_by=time | max wall / limit |"), "|---|---|---:|---|---:|---:|---:|---:|---:|"]
+    for key in sorted({(r["package"], r["model"], r["solver"]) for r in ok},
+                      key=lambda k: (k[0], k[1], solvers.index(k[2]))):
+        rs = [r for r in ok if (r["package"], r["model"], r["solver"]) == key]
+        pairs = sum(len(_violations([r for r in rs if r["weights"] == w])) for w in (False, True))
+        per_model.append(f"| {key[0]} | {key[1]} | {rs[0]['ops']} | {key[2]} | {len(rs)} | {pairs} | "
+                         f"{sum(1 for r in rs if worse_than_baseline(r))} | {sum(1 for r in rs if r['stopped_by'])} | "
+                         f"{max(r['wall'] / r['limit'] for r in rs):.2f} |")
     errors = [r for r in rows if "error" in r]
-    return "\n".join(lines + ["", f"errors: {len(errors)}", "", "Violating pairs:", ""] + (details or ["- none"]))
+    head = "Violations (pairs, worse than a baseline, past the limit):"
+    return "\n".join(lines + ["", f"errors: {len(errors)}", "", head, ""] + (details or ["- none"])
+                     + ["", "Per model:", ""] + per_model)
 
 
 def main() -> int:
@@ -125,25 +201,32 @@ def main() -> int:
     ap.add_argument("--solvers", default="auto,exact", help="comma-separated (default auto,exact)")
     ap.add_argument("--points", type=int, default=6, help="M_R..M_P points (plus M_H; default 6)")
     ap.add_argument("--time-limit", type=float, default=10.0)
-    ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE")
+    ap.add_argument("--workers", type=int, default=1, help="solver workers (default 1: one process per run)")
+    ap.add_argument("--exact-models", default="", help="comma-separated stems: run the solvers other than auto "
+                                                       "on these models only (default: every model)")
+    ap.add_argument("--dim", action="append", default=[], metavar="[STEM:]NAME=VALUE")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "monotone")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)}
+    dims = {k: int(v) for k, _, v in (d.rpartition("=") for d in args.dim)}
     solvers = [s.strip() for s in args.solvers.split(",") if s.strip()]
     if "auto" not in solvers:
         solvers.insert(0, "auto")      # the reference of "above auto at M_R"
     t0 = time.perf_counter()
-    rows = run(model_files(args.models), solvers, args.points, args.time_limit, dims)
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    exact_models = {m.strip() for m in args.exact_models.split(",") if m.strip()} or None
+    rows = run(model_files(args.models), solvers, args.points, args.time_limit, dims, args.workers, exact_models)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "ops", "weights", "point", "capacity", "solver", "limit", "wall", "traffic", "bound",
-              "status", "found_by", "stopped_by", "error"]
+    fields = ["model", "package", "ops", "weights", "point", "capacity", "solver", "limit", "wall", "traffic",
+              "best_baseline", "bound", "status", "found_by", "stopped_by", "error"]
     with open(args.out.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    text = (f"`python benchmarks/monotone.py {' '.join(sys.argv[1:])}` ({platform.node()}, load {load:.1f}, "
+    text = (f"`python benchmarks/monotone.py {' '.join(sys.argv[1:])}` ({platform.node()}, started "
+            f"{time.strftime('%H:%M:%S', time.gmtime(time.time() - (time.perf_counter() - t0)))} UTC, "
+            f"load at the start {load0:.1f}, at the end {load:.1f}, "
             f"{time.perf_counter() - t0:.0f} s)\n\n{summary(rows, solvers)}\n")
     args.out.with_suffix(".md").write_text(text)
     print(text)

@@ -42,10 +42,17 @@ from stowage.solvers.alloc.greedy import wall_cuts
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
-from stowage.solvers.baselines import baseline_order_budget, baseline_plans
+from stowage.solvers.baselines import baseline_order_budget, baseline_plans, baseline_results
 from stowage.solvers.budgets import m_r_cached, rounded_graph
 from stowage.solvers.divide import POST_SEARCH_PASSES, DivideParams, plan_divide
-from stowage.solvers.portfolio import at_capacity, baseline_deadline, keep_best, keep_best_of_baselines, warm_up_jit
+from stowage.solvers.portfolio import (
+    at_capacity,
+    baseline_deadline,
+    keep_best,
+    keep_best_of_baselines,
+    plan_key,
+    warm_up_jit,
+)
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import register
 from stowage.solvers.spill import Config, SpillResult, simulate
@@ -58,12 +65,21 @@ log = logging.getLogger(__name__)
 #: Graphs with more computing operators than this get the reduced portfolio.
 LARGE_GRAPH = 2000
 
+#: The min-peak scheduler's budget is at most this share of the time limit (and
+#: ``HeuristicParams.order_time``).  Half was tried, so that from a 4 s limit on the budget
+#: is the min-peak baselines' (2 s) and one memoised order serves both (``auto`` runs the
+#: baselines first): it saved one 578-operator order on PNASNet-5 (1.4 s at load 9), but
+#: the aligned order of the 2 s budget no longer fit M_P there (with weights: 6,370,272 B
+#: at M_P where 40% gives 0 B, at load 2.5), so the share stays 40%.
+ORDER_SHARE = 0.4
+
 
 @dataclass(frozen=True)
 class HeuristicParams:
     """Options of the heuristic planner.
 
-    ``order_time``: seconds for the min-peak scheduler (at most 40% of the time limit).
+    ``order_time``: seconds for the min-peak scheduler (at most ``ORDER_SHARE`` of the time
+    limit).
     ``betas``: distance exponents tried by the cost-aware policy.
     ``slacks``: capacity fractions held back, in turn, until the offline packing fits.
     ``improve_iters``: local-search iterations (0 = none); a work budget, not a time.
@@ -168,7 +184,7 @@ class _Search:
     # -- stages -------------------------------------------------------------------------
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
-        budget = min(self.params.order_time, 0.4 * self.p.time_limit)
+        budget = min(self.params.order_time, ORDER_SHARE * self.p.time_limit)
         sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
         self.minpeak = sched.order
         self.minpeak_budget = budget
@@ -382,7 +398,7 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
     * a time limit under 2 s -> ``heuristic`` with the reduced portfolio and a short local
       search;
     * otherwise the full ``heuristic``.
-    The scheduler gets at most 40% of the time limit in every case."""
+    The scheduler gets at most ``ORDER_SHARE`` of the time limit in every case."""
     n = len(problem.graph.computing_ops)
     if n > LARGE_GRAPH or problem.time_limit < SECONDS_PER_OP * n:
         return "divide", None
@@ -394,6 +410,11 @@ def choose(problem: Problem) -> tuple[str, HeuristicParams | None]:
 #: Share of the time limit (wall clock, from ``auto``'s start) after which the run at M_R
 #: (``auto`` above M_R) is cut short; the rest is for assembling and validating the plan.
 AUTO_WALL_SHARE = 0.9
+#: Share of the time limit (wall clock, from ``auto``'s start: the baselines and the proofs at
+#: M_R come first) by which the pass at the capacity ends when a pass at M_R may follow; the
+#: heuristic's own stop (75% from its start) alone let auto take 1.9x a 4 s limit at load 7
+#: once the proofs before it got their own wall share (``AUTO_CHEAP_WALL_SHARE``).
+AUTO_SEARCH_SHARE = 0.75
 
 
 #: Up to this many computing operators ``auto`` first runs exact's cheap proofs (the cover
@@ -414,17 +435,18 @@ def auto_cheap_proofs(problem: Problem, wall_deadline: float | None,
     """``auto``'s run of exact's cheap proofs (``stowage.solvers.exact.auto.cheap_proofs``):
     bounded capacity, graphs up to ``CHEAP_PROOFS_MAX_OPS`` computing operators (else None),
     the work budgets of at most ``CHEAP_PROOFS_WORK_LIMIT`` seconds of ``time_limit`` (the
-    problem's by default), one worker.  ``auto`` runs them at the capacity and at M_R, and
+    problem's by default), one worker, ``AUTO_CHEAP_WALL_SHARE`` of that limit as their wall
+    share (``stowage.solvers.exact.auto``).  ``auto`` runs them at the capacity and at M_R, and
     ``exact`` at M_R (its phase "cheap proofs at M_R"), so that theirs is the plan ``auto``
     returns there.  ``stop_at``: ``cheap_proofs``'s early stop at a bound (exact's incumbent)."""
     if problem.capacity is None or len(problem.graph.computing_ops) > CHEAP_PROOFS_MAX_OPS:
         return None
     # OR-Tools is loaded only when auto runs.
-    from stowage.solvers.exact.auto import cheap_proofs
+    from stowage.solvers.exact.auto import AUTO_CHEAP_WALL_SHARE, cheap_proofs
 
     limit = problem.time_limit if time_limit is None else time_limit
     return cheap_proofs(problem, "auto", min(limit, CHEAP_PROOFS_WORK_LIMIT), 1, problem.seed, wall_deadline,
-                        stop_at)
+                        stop_at=stop_at, wall_share=AUTO_CHEAP_WALL_SHARE)
 
 
 def auto_once(problem: Problem, wall_deadline: float | None) -> Plan:
@@ -470,6 +492,15 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     won."""
     started = time.perf_counter()
     cap = problem.capacity
+    # The four baselines first, with no deadline (milliseconds to a second up to
+    # ``LARGE_GRAPH`` operators; their online runs are memoised, so the planners' own
+    # comparisons with them below cost nothing more): the final choice keeps them all, so
+    # never worse than a baseline holds on a loaded machine too.  A skipping rule by the
+    # wall clock (``portfolio.baseline_deadline``) let densenet121 with weights at 4 s and
+    # load 7 return 2,811,648 B where a baseline moves 2,309,632 B.  ``divide``'s graphs keep
+    # that rule (10,000 operators: a simulation takes seconds).
+    base = (baseline_results(problem) if cap is not None and len(problem.graph.computing_ops) <= LARGE_GRAPH
+            else None)
     # Above M_R, exact's cheap proofs at M_R first, in a window of their own: where they prove
     # M_R (densenet121 with weights, 0.3 s) their plan is exactly ``auto_once`` at M_R, which
     # the run at M_R after the pass at the capacity came too late to reach at short limits.
@@ -478,22 +509,28 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
     low = None if cap is None else m_r_cached(problem.graph, problem.weights_in_compute_level,
                                                problem.target.compute.alignment)
     if low is not None and cap is not None and low < cap:
-        from stowage.solvers.exact.auto import M_R_CHEAP_WALL_SHARE
-
         # No plan when M_R holds none (a one-level target whose homes need more): the pass
-        # at the capacity decides.
-        proofs = auto_cheap_proofs(replace(problem, target=problem.target.with_capacity(low)),
-                                   started + M_R_CHEAP_WALL_SHARE * problem.time_limit)
-        if proofs is not None and proofs.plan is not None and proofs.plan.solver.status == "optimal":
+        # at the capacity decides.  No wall deadline of auto's own: the proofs' wall share
+        # (``AUTO_CHEAP_WALL_SHARE``, from their start) is the one they have at M_R itself.
+        proofs = auto_cheap_proofs(replace(problem, target=problem.target.with_capacity(low)), None)
+        if proofs is not None and proofs.plan is not None:
             early, early_cut = proofs.plan, proofs.hit_wall
-    plan = auto_once(problem, None if early is None else started + AUTO_WALL_SHARE * problem.time_limit)
-    stopped = plan.solver.stopped_by or ("time" if early_cut else None)
+    proven = early is not None and early.solver.status == "optimal"
+    # The pass at the capacity ends by ``AUTO_SEARCH_SHARE`` of the limit from auto's start
+    # (the baselines and the proofs at M_R included), or ``AUTO_WALL_SHARE`` when M_R is
+    # proven and no pass at M_R follows.
+    plan = auto_once(problem, started + (AUTO_WALL_SHARE if proven else AUTO_SEARCH_SHARE) * problem.time_limit)
+    stopped = plan.solver.stopped_by
     own = plan.solver.found_by or "auto"
     candidates = [(own, plan)]
     if early is not None:
-        candidates.append((f"{early.solver.found_by or 'exact'} at M_R", at_capacity(early, problem)))
-    elif (low is not None and cap is not None and plan.solver.status != "optimal"
-          and plan.metrics.noncompulsory_bytes > 0):
+        # Proven or not, the proofs' plan at M_R is a plan here (free: it is made already).
+        label = f"{early.solver.found_by or 'exact'} at M_R"
+        candidates.append((label, at_capacity(early, problem)))
+        if early_cut and plan_key(candidates[-1][1]) < plan_key(plan):
+            stopped = "time"      # a wall-clock cut at M_R shaped the better candidate
+    if (not proven and low is not None and cap is not None and plan.solver.status != "optimal"
+            and plan.metrics.noncompulsory_bytes > 0):
         deadline = started + AUTO_WALL_SHARE * problem.time_limit
         if low < cap and time.perf_counter() < deadline:
             sub = auto_once(replace(problem, target=problem.target.with_capacity(low)), deadline)
@@ -501,9 +538,13 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
             candidates.append((f"{sub.solver.found_by or 'auto'} at M_R", at_capacity(sub, problem)))
         elif low < cap:
             stopped = "time"
-    return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
+    if base is None:
+        return keep_best(problem, "auto", candidates, plan.solver.lower_bound, started, stopped)
+    return keep_best_of_baselines(problem, "auto", candidates, plan.solver.lower_bound, started, stopped,
+                                  results=base)
 
 
-__all__ = ["AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
-           "LARGE_GRAPH", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs", "auto_once",
+__all__ = ["AUTO_SEARCH_SHARE", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
+           "LARGE_GRAPH", "ORDER_SHARE", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
+           "auto_once",
            "choose", "heuristic", "plan_heuristic"]

@@ -34,6 +34,7 @@ from stowage.solvers.assemble import target_ref
 from stowage.solvers.baselines import BASELINES, baseline_plan, baseline_results, minpeak_order_cut
 from stowage.solvers.costs import home_level
 from stowage.solvers.problem import Problem
+from stowage.solvers.spill import SpillResult
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,8 @@ def _has_compute_homes(problem: Problem) -> bool:
 def keep_best_of_baselines(problem: Problem, name: str, candidates: Sequence[tuple[str, Plan]], bound: int | None,
                            started: float, stopped_by: str | None = None, *,
                            minpeak_order: tuple[int, ...] | None = None, deadline: float | None = None,
-                           estimate: float = 0.0) -> Plan:
+                           estimate: float = 0.0,
+                           results: Sequence[tuple[str, SpillResult]] | None = None) -> Plan:
     """``keep_best`` over ``candidates`` and the four baselines' plans
     (``stowage.solvers.baselines.baseline_results``, same skipping rule: ``deadline``,
     ``estimate``; a skipped baseline, or a min-peak order of their own that the wall clock cut,
@@ -156,8 +158,11 @@ def keep_best_of_baselines(problem: Problem, name: str, candidates: Sequence[tup
     reserved), so a simulation's (traffic, peak address) is its plan's -- unless some buffer's
     home is the compute level, and then every baseline is assembled.  The result is the plan
     ``keep_best`` would return over all four assembled plans; on 10,000 operators this saves
-    about one simulation's time per losing baseline (issue 14, on time)."""
-    results = baseline_results(problem, minpeak_order=minpeak_order, deadline=deadline, estimate=estimate)
+    about one simulation's time per losing baseline (issue 14, on time).  ``results``: the
+    baselines' simulations when the caller already ran them (``auto`` runs all four first,
+    with no deadline, so that never worse than a baseline does not depend on the load)."""
+    if results is None:
+        results = baseline_results(problem, minpeak_order=minpeak_order, deadline=deadline, estimate=estimate)
     if len(results) < len(BASELINES):
         stopped_by = "time"
     if minpeak_order is None and any("minpeak" in who for who, _ in results) and minpeak_order_cut(problem):
