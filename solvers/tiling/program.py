@@ -288,13 +288,13 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     touched_by = {m.index: {tb[n] for n in maps[m.index] if tb[n] in held}
                   | ({tb[out_of[m.index]]} if tb[out_of[m.index]] in held else set()) for m in members}
 
-    def lowest_needed(b: BufferId) -> int:
-        """The lowest row of loaded buffer ``b`` a reader of the cascade reads from now on."""
-        low = rows_of_buffer.get(b, 1 << 30)
+    def first_read(b: BufferId, low: int) -> int:
+        """The lowest row of ``b`` a reader of the cascade that has bands left reads from now
+        on, or ``low`` when that is lower."""
         for c, rm, st, pt, _k, inr in read_maps[b]:
             d = done[c]
             if d < rows_of[c]:
-                if st:
+                if st:   # RowMap.first_needed of a window map
                     v = d * st - pt
                     v = 0 if v < 0 else inr if v > inr else v
                 else:
@@ -303,23 +303,17 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
                     low = v
         return low
 
+    def lowest_needed(b: BufferId) -> int:
+        """The lowest row of loaded buffer ``b`` a reader of the cascade reads from now on."""
+        return first_read(b, rows_of_buffer.get(b, 1 << 30))
+
     rows_of_buffer = {b: max(rm.in_rows for _c, rm, *_ in read_maps[b]) for b in loaded if read_maps.get(b)}
 
     def release(bufs: set[BufferId]) -> None:
         """Raise the lowest live row of ``bufs``: only a member's own operands and result can
         change when it runs (its readers' next band, its rewrite, the rows it made)."""
         for b in bufs:
-            low = loaded[b] if b in loaded else done[maker[b]]
-            for c, rm, st, pt, _k, inr in read_maps[b]:
-                d = done[c]
-                if d < rows_of[c]:
-                    if st:   # RowMap.first_needed of a window map
-                        v = d * st - pt
-                        v = 0 if v < 0 else inr if v > inr else v
-                    else:
-                        v = rm.first_needed(d)
-                    if v < low:
-                        low = v
+            low = first_read(b, loaded[b] if b in loaded else done[maker[b]])
             # Rows an in-place member has yet to rewrite (a store follows the last writer at once).
             for r in rewriters.get(b, ()):
                 if done[r] < low:
