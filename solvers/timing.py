@@ -843,8 +843,17 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     greedy = Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound,
                       weight_loads=tuple(sorted(loads, key=lambda w: (w.start, w.step))))
     if loads:
-        # The weight streams share the DMA channels in plan order; a recorded schedule (the
-        # exact latency model's) does not include them, so it is not replayed.
+        # A plan that records a schedule of its transfers and weight loads (the exact latency
+        # model's, ``stream_timing``) keeps it when it is faster than the queue in plan order.
+        if plan.weight_loads and all(t.channel is not None and t.start is not None for t in plan.transfers):
+            from stowage.solvers import stream_timing
+
+            net = stream_timing.stream_net(graph, plan, target)
+            queues = stream_timing.recorded_queues(net, plan) if net is not None else None
+            if queues is not None and net is not None and queues != stream_timing.estimate_queues(net, greedy):
+                recorded = stream_timing.replay(graph, plan, target, queues, net)
+                if recorded is not None and recorded.makespan < greedy.makespan * (1 - 1e-12):
+                    return recorded
         return greedy
     if plan.transfers and all(t.channel is not None and t.start is not None for t in plan.transfers):
         # A plan that records its DMA schedule (the exact latency model's) keeps it when it is
