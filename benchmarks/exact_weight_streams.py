@@ -8,8 +8,8 @@ with weight streams was timed with before), the latency bound, ``solver.latency_
 ``solver.status``, the weight slices, the validator's verdict and the wall time.  Cases: the
 contention case of ``tests/test_weight_streams.py`` (two int8 1x1 convolutions whose first
 result is also a graph output, ethos-u55-256) and MobileNetV2-1.0-224 int8 (the TFLite file
-Vela reads, and onnxruntime's QOperator ONNX file) on ethos-u55-256 and ethos-u65-256 at 8 MiB (whole tensors, ``--tiling off``) and
-256 KiB (``--tiling auto``).  Run it at two commits to compare:
+Vela reads, and onnxruntime's QOperator ONNX file) on ethos-u55-256 and ethos-u65-256 at 8 MiB
+(whole tensors, ``--tiling off``) and 256 KiB (``--tiling auto``).  Run it at two commits to compare:
 
     python benchmarks/exact_weight_streams.py --time-limit 10
 """
@@ -31,13 +31,13 @@ for p in (ROOT, ROOT / "tests", ROOT / "benchmarks"):
         sys.path.insert(0, str(p))
 
 import onnx  # noqa: E402
+from weight_streams import planned_graph  # noqa: E402
 
 from stowage.api import compile as compile_plan  # noqa: E402
 from stowage.api import load_model  # noqa: E402
 from stowage.plan.validate import validate  # noqa: E402
 from stowage.solvers.timing import estimate  # noqa: E402
 from stowage.targets.hierarchy import load_target  # noqa: E402
-from weight_streams import planned_graph  # noqa: E402
 
 MODELS = {"MobileNetV2 int8 (tflite)": ROOT / "models" / "tflite" / "mobilenet_v2_int8.tflite",
           "MobileNetV2 int8 (onnx qop)": ROOT / "models" / "int8" / "mobilenet_v2_int8_qop.onnx"}
