@@ -179,3 +179,27 @@ def test_validator_catches_a_stream_model_without_the_byte_rule(tmp_path):
     bad = stream_timing.replay(graph, plain, hier, queues, broken)
     assert bad is not None and bad.makespan <= good.makespan
     assert any("is read until" in m for m in _rule9(graph, timing.annotate(plain, bad)))
+
+
+@pytest.mark.parametrize(("target", "hw", "chans", "extra"), [
+    ("ethos-u55-256", 16, (64, 256, 128), True),
+    ("ethos-u65-256", 16, (64, 256, 128), True),      # two DMA channels
+    ("ethos-u55-256", 8, (32, 128, 256, 64), True),
+    ("ethos-u65-256", 24, (16, 96, 192, 96), False),
+])
+def test_exact_schedules_are_valid_never_slower_and_above_the_bound(tmp_path, target, hw, chans, extra):
+    # Judged by the validator and by the time model itself: the recorded schedule is what
+    # estimate replays, it is never slower than the queue in plan order, never below the bound.
+    path = tmp_path / "m.onnx"
+    onnx.save(conv_chain(hw, chans, extra_output=extra), path)
+    plan = compile_plan(path, target=target, tiling="off", time_limit=4, solver="exact", objective="latency")
+    graph = plan_graph(load_model(path), plan)
+    hier = load_target(target)
+    assert plan.weight_loads and validate(graph, plan).ok
+    tl = timing.estimate(graph, plan, hier)
+    plain = timing.estimate(graph, _untimed(plan), hier)
+    assert tl is not None and plain is not None
+    assert tl.makespan == pytest.approx(plan.metrics.estimated_seconds, rel=1e-12)
+    assert tl.makespan <= plain.makespan * (1 + 1e-12)
+    assert tl.makespan >= plan.solver.latency_bound * (1 - 1e-12)
+    assert {w.channel for w in plan.weight_loads} <= set(range(hier.compute_engine.dma_channels))
