@@ -19,6 +19,11 @@ spill whose data is not ready yet.  This model chooses the queues:
   in the compute level, after its last step).
 * **Memory.**  The plan's placements are kept, so the capacity holds at every step; time x
   address exclusivity is the precedence above (validator rule 9 checks it independently).
+* **Weight streams.**  When the engine streams weights (``timing.estimate``'s
+  ``weight_loads``), the steps' times depend on when their slices arrive: the model is then
+  ``stream_timing.StreamNet``'s constraints (each stream one interval on a channel, sharing
+  the ``NoOverlap`` with the copies; the double buffer's precedences; a step ends after its
+  last slice is read), so CP-SAT orders slices and copies together (``_stream_schedule``).
 * **Objective.**  The makespan.  Traffic is fixed by the plan: the tie-break between
   candidate plans (``solve_latency``) is their traffic.
 
@@ -83,7 +88,8 @@ def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work
     """The fastest DMA schedule of ``plan`` within the limits (``wall`` seconds, ``work`` CP-SAT
     deterministic time); None when its time is unknown.  ``hint_queues`` (per channel, plan
     transfer indices: the residency model's queues) is a second warm start, used when its
-    replay is faster than ``estimate``'s."""
+    replay is faster than ``estimate``'s.  A plan whose engine streams weights gets the model
+    with the streams (``_stream_schedule``), warm-started from ``estimate`` only."""
     tg = time_graph(graph, plan, target)
     warm = estimate(graph, plan, target)
     if tg is None or warm is None:
