@@ -38,7 +38,9 @@ objective of ``heuristic``.  ``docs/timing.md`` states the model; in short:
   copies too (``WeightLoad``, ``Timeline.weight_loads``): queued on the DMA channels in plan
   order with the activations' copies, each operator's first slice issued under the previous
   operator (Vela's slack), the NPU reading a slice once its copy has ended (``_double_buffer``);
-  a stream the channel delays delays its step.
+  a stream the channel delays delays its step.  Other queue orders of the copies and the
+  streams: ``stream_timing`` (the exact latency model's schedule; a plan recording one keeps
+  it here when it is faster).
 
 The lower bound (``latency_bound``) holds for every order and placement of the same graph,
 options and target: the steps' busy times do not depend on the plan, and every compulsory copy
