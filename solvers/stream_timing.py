@@ -12,7 +12,7 @@ points, so that any queue order (``replay``) or a CP-SAT model
 * per step, its start ``S`` and end ``E`` (``E >= S + busy``), the ``TimeGraph``'s edges
   between steps and copies (a node waits for the *end* of each predecessor);
 * per transfer, its start (its end is start + its copy time);
-* per streamed member (``timing._Stream``), its start ``M`` and end ``F``, and per slice the
+* per streamed member (``timing.Stream``), its start ``M`` and end ``F``, and per slice the
   start of its copy ``L_k`` and of its reading ``R_k``: the member starts ``offset`` into its
   step, after the members before it; ``L_0 >= M - hide`` (Vela's prefetch under the previous
   operator); ``L_k >= L_{k-1} + copy_{k-1}`` (one DMA command, in order); ``R_k >= M``,
@@ -42,12 +42,12 @@ from stowage.ir.graph import Graph
 from stowage.plan import Plan, WeightLoad
 from stowage.solvers.timing import (
     StepTime,
+    Stream,
     TimedTransfer,
     Timeline,
-    _plan_index,
-    _step_times,
-    _Stream,
     latency_bound,
+    plan_index,
+    step_times,
     time_graph,
 )
 from stowage.targets.hierarchy import Hierarchy
@@ -59,12 +59,12 @@ __all__ = ["Span", "StreamNet", "earliest", "estimate_queues", "recorded_queues"
 
 @dataclass(frozen=True)
 class Span:
-    """One streamed member of step ``step``: its ``_Stream``, the nodes of its start and end
+    """One streamed member of step ``step``: its ``Stream``, the nodes of its start and end
     (``member_start``, ``member_end``) and, per slice, of its copy's and its reading's start.
     On the DMA it occupies one channel from ``loads[0]`` to ``loads[-1] + copies[-1]``."""
 
     step: int
-    stream: _Stream
+    stream: Stream
     member_start: int
     member_end: int
     loads: tuple[int, ...]
@@ -108,7 +108,7 @@ class StreamNet:
 def stream_net(graph: Graph, plan: Plan, target: Hierarchy) -> StreamNet | None:
     """The plan's ``StreamNet``; None when its time is unknown (as for ``estimate``)."""
     tg = time_graph(graph, plan, target)
-    got = _step_times(graph, plan, target)
+    got = step_times(graph, plan, target)
     if tg is None or got is None:
         return None
     busy, streams = got
@@ -234,7 +234,7 @@ def replay(graph: Graph, plan: Plan, target: Hierarchy, queues: Sequence[Sequenc
                                     channel=channel[m + j], start=t[sp.loads[k]], end=t[sp.loads[k]] + st.copies[k],
                                     read_start=t[sp.reads[k]], read_end=t[sp.reads[k]] + st.reads[k]))
     size = {b.id: b.bytes for b in plan.buffers}
-    _, _, before, after = _plan_index(plan)
+    _, _, before, after = plan_index(plan)
     from stowage.solvers.timing import step_busy_seconds
 
     busy = step_busy_seconds(graph, plan, target)
