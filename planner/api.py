@@ -210,9 +210,9 @@ def _timed(problem: Problem, plan: Plan) -> Plan:
     timed = annotate(plan, timeline)
     was, status = plan.metrics.estimated_seconds, plan.solver.latency_status
     if status is not None and was is not None and timeline.makespan > was * (1 + 1e-9):
-        # The solver's proof was about a DMA schedule without the weight streams (the exact
-        # latency model's time graph has none); the plan's timeline with them is slower, so
-        # only the bound can still say it is optimal (docs/timing.md, "Weight streams").
+        # The solver's proof was about another timeline than the plan's own (before the exact
+        # latency model scheduled weight streams, its time graph had none); the plan's is
+        # slower, so only the bound can still say it is optimal (docs/timing.md).
         bound = plan.solver.latency_bound
         status = "optimal" if bound is not None and timeline.makespan <= bound * (1 + 1e-9) else "feasible"
         timed = dataclasses.replace(timed, solver=dataclasses.replace(timed.solver, latency_status=status))

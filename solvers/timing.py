@@ -38,7 +38,9 @@ objective of ``heuristic``.  ``docs/timing.md`` states the model; in short:
   copies too (``WeightLoad``, ``Timeline.weight_loads``): queued on the DMA channels in plan
   order with the activations' copies, each operator's first slice issued under the previous
   operator (Vela's slack), the NPU reading a slice once its copy has ended (``_double_buffer``);
-  a stream the channel delays delays its step.
+  a stream the channel delays delays its step.  Other queue orders of the copies and the
+  streams: ``stream_timing`` (the exact latency model's schedule; a plan recording one keeps
+  it here when it is faster).
 
 The lower bound (``latency_bound``) holds for every order and placement of the same graph,
 options and target: the steps' busy times do not depend on the plan, and every compulsory copy
@@ -63,9 +65,28 @@ from stowage.targets.hierarchy import Compute, Hierarchy, Level
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PER_LAYER_COLUMNS", "StepTime", "TimeGraph", "TimedTransfer", "Timeline", "annotate", "earliest_starts",
-           "estimate", "latency_bound", "op_class", "per_layer_csv", "record_latency", "recorded_queues", "replay",
-           "step_busy_seconds", "time_graph", "transfer_seconds"]
+__all__ = [
+    "PER_LAYER_COLUMNS",
+    "StepTime",
+    "Stream",
+    "TimeGraph",
+    "TimedTransfer",
+    "Timeline",
+    "annotate",
+    "earliest_starts",
+    "estimate",
+    "latency_bound",
+    "op_class",
+    "per_layer_csv",
+    "plan_index",
+    "record_latency",
+    "recorded_queues",
+    "replay",
+    "step_busy_seconds",
+    "step_times",
+    "time_graph",
+    "transfer_seconds",
+]
 
 _CONV = frozenset({"Conv", "QLinearConv", "ConvInteger", "ConvTranspose"})
 _MATMUL = frozenset({"MatMul", "MatMulInteger", "QLinearMatMul", "Gemm", "QGemm"})
@@ -226,7 +247,7 @@ def _align(n: int, alignment: int) -> int:
 
 
 @dataclass(frozen=True)
-class _Stream:
+class Stream:
     """One member of a step that streams its weights (``_block_step``), as the timeline needs
     it: the member ``op`` and its weight tensor, the weights' level ``src``; ``offset`` its start
     after the step's (when nothing delays it); the first copy is issued ``hide`` before that.
@@ -293,7 +314,7 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
                 fm: tuple[Level, block_model.Memory], const: tuple[Level, block_model.Memory],
                 formats: Mapping[str, str], sides: Mapping[str, str], stream_room: int | None,
                 slack: tuple[float, int], *, exact: bool = True, alignment: int = 1,
-                streams: list[_Stream] | None = None
+                streams: list[Stream] | None = None
                 ) -> tuple[float, float, dict[str, float], tuple[float, int]] | None:
     """Busy and compute time of a step with at least one member the block model describes (None
     otherwise), and the seconds each level spends on its accesses.  A member it does not
@@ -332,7 +353,7 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
     With ``exact`` (every plan's timeline) a streamed member takes the time of its double
     buffer's schedule (``_double_buffer``), which the recorded weight loads follow; without it
     (the bound) Vela's closed form, which is never slower.  The halves of the double buffer
-    are ``alignment``-aligned.  ``streams`` collects each streamed member's ``_Stream``."""
+    are ``alignment``-aligned.  ``streams`` collects each streamed member's ``Stream``."""
     busy = comp = 0.0
     per_level: dict[str, float] = defaultdict(float)
     fm_level, fm_mem = fm
@@ -388,7 +409,7 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
             times[const_level.name] += refetch / c_rd
         t = max(t_npu, *times.values())
         next_slack = (t_npu, 0)
-        stream: _Stream | None = None
+        stream: Stream | None = None
         if stream_room is not None and const_bytes and q.kind in (block_model.CONV, block_model.DEPTHWISE):
             cout = q.ofm.shape.c
             slice_c = min(cout, max(arch.ofm_split_depth, cost.config.ofm_block.c))
@@ -426,7 +447,7 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
                     next_slack = (tail if n_slices > 1 else t_npu, buffer)
                     weight = _weight_tensor(graph, m, sides)
                     if weight is not None:
-                        stream = _Stream(op=m.name, weight=weight, src=const_level.name, offset=busy, hide=hide,
+                        stream = Stream(op=m.name, weight=weight, src=const_level.name, offset=busy, hide=hide,
                                          channels=chans, nbytes=nbytes, copies=copies, reads=reads, half=half,
                                          buffer=buffer, floor=fm_t, duration=ts)
         if stream is not None and streams is not None:
@@ -443,13 +464,13 @@ def _block_step(graph: Graph, members: Sequence[Operator], engine: Compute, arch
 
 def step_busy_seconds(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
                       ) -> list[tuple[float, float, int, str]] | None:
-    """Per step ``(busy, compute, MACs, class)`` (``_step_times``, which says how)."""
-    got = _step_times(graph, plan, target, bound)
+    """Per step ``(busy, compute, MACs, class)`` (``step_times``, which says how)."""
+    got = step_times(graph, plan, target, bound)
     return None if got is None else got[0]
 
 
-def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
-                ) -> tuple[list[tuple[float, float, int, str]], list[tuple[_Stream, ...]]] | None:
+def step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
+                ) -> tuple[list[tuple[float, float, int, str]], list[tuple[Stream, ...]]] | None:
     """Per step ``(busy, compute, MACs, class)``; None when the target has no compute engine or
     a bandwidth the access terms need is unknown.  Depends only on the graph, the options and
     the target (not on the order or offsets), which is what makes ``latency_bound`` a bound.
@@ -460,7 +481,7 @@ def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
     ``bound`` the busy times hold for every plan of the graph: weight streaming is assumed to
     have room (``_block_step``), which only makes a step faster.
 
-    Also, per step, the members that stream their weights (``_Stream``, empty without), their
+    Also, per step, the members that stream their weights (``Stream``, empty without), their
     double buffers placed above the plan's highest compute-level address (``_place_streams``)."""
     engine = target.compute_engine
     if engine is None:
@@ -484,14 +505,14 @@ def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
             blocks = (engine.blocks, (compute, fm_mem), (const_level, const_mem), block_ops.feature_map_formats(graph),
                       block_ops.integer_sides(graph), room)
     out: list[tuple[float, float, int, str]] = []
-    streams: list[tuple[_Stream, ...]] = []
+    streams: list[tuple[Stream, ...]] = []
     slack = (0.0, 0)
     for s, step in enumerate(plan.steps):
         members = _members(graph, plan, s)
         comp, macs, cls = _engine_seconds(graph, members, engine)
         if bound:
             slack = (float("inf"), 0)
-        found: list[_Stream] = []
+        found: list[Stream] = []
         modelled = _block_step(graph, members, engine, *blocks, slack, exact=not bound, alignment=compute.alignment,
                                streams=None if bound else found) if blocks is not None and members else None
         streams.append(tuple(found) if modelled is not None else ())
@@ -546,7 +567,7 @@ def _step_times(graph: Graph, plan: Plan, target: Hierarchy, bound: bool = False
     return out, _place_streams(plan, compute, streams)
 
 
-def _place_streams(plan: Plan, compute: Level, streams: list[tuple[_Stream, ...]]) -> list[tuple[_Stream, ...]]:
+def _place_streams(plan: Plan, compute: Level, streams: list[tuple[Stream, ...]]) -> list[tuple[Stream, ...]]:
     """Each double buffer's address: above the plan's highest byte of the compute level,
     alternately at the bottom and at the top of a window that leaves, so that a buffer whose
     first slice is copied while the previous operation still reads its own (``hide`` > 0:
@@ -566,7 +587,7 @@ def _place_streams(plan: Plan, compute: Level, streams: list[tuple[_Stream, ...]
     end = lo + window
     if compute.capacity is not None:
         end = min(end, compute.capacity // compute.alignment * compute.alignment)
-    out: list[tuple[_Stream, ...]] = []
+    out: list[tuple[Stream, ...]] = []
     side = 0
     for sts in streams:
         placed = []
@@ -694,7 +715,7 @@ class _Bytes:
         self.ranges.append((lo, hi, t))
 
 
-def _plan_index(plan: Plan) -> tuple[Callable[[int, str, int], Placement | None], dict[int, list[Placement]],
+def plan_index(plan: Plan) -> tuple[Callable[[int, str, int], Placement | None], dict[int, list[Placement]],
                                      dict[int, list[int]], dict[int, list[int]]]:
     """What both time models look up in a plan: the placement of (buffer, level) covering a
     step, the placements ending at each step, and each step's transfers before and after it
@@ -722,7 +743,7 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
 
     ``graph`` is the graph the plan's steps index (the model's graph, fused or not: steps are
     matched by operator index); ``target`` the hierarchy with its levels' bandwidths."""
-    got = _step_times(graph, plan, target)
+    got = step_times(graph, plan, target)
     engine = target.compute_engine
     if got is None or engine is None:
         return None
@@ -733,7 +754,7 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     by_level = {lv.name: lv for lv in target.levels}
     size = {b.id: b.bytes for b in plan.buffers}
     compute = target.compute_level
-    covering, ending, before, after = _plan_index(plan)
+    covering, ending, before, after = plan_index(plan)
 
     if any(transfer_seconds(1, by_level[t.src], by_level[t.dst], engine) is None for t in plan.transfers):
         return None
@@ -843,8 +864,17 @@ def estimate(graph: Graph, plan: Plan, target: Hierarchy) -> Timeline | None:
     greedy = Timeline(steps=tuple(steps), transfers=tuple(done), makespan=makespan, lower_bound=bound,
                       weight_loads=tuple(sorted(loads, key=lambda w: (w.start, w.step))))
     if loads:
-        # The weight streams share the DMA channels in plan order; a recorded schedule (the
-        # exact latency model's) does not include them, so it is not replayed.
+        # A plan that records a schedule of its transfers and weight loads (the exact latency
+        # model's, ``stream_timing``) keeps it when it is faster than the queue in plan order.
+        if plan.weight_loads and all(t.channel is not None and t.start is not None for t in plan.transfers):
+            from stowage.solvers import stream_timing
+
+            net = stream_timing.stream_net(graph, plan, target)
+            queues = stream_timing.recorded_queues(net, plan) if net is not None else None
+            if queues is not None and net is not None and queues != stream_timing.estimate_queues(net, greedy):
+                recorded = stream_timing.replay(graph, plan, target, queues, net)
+                if recorded is not None and recorded.makespan < greedy.makespan * (1 - 1e-12):
+                    return recorded
         return greedy
     if plan.transfers and all(t.channel is not None and t.start is not None for t in plan.transfers):
         # A plan that records its DMA schedule (the exact latency model's) keeps it when it is
@@ -907,7 +937,7 @@ def time_graph(graph: Graph, plan: Plan, target: Hierarchy) -> TimeGraph | None:
             return None
         durations.append(d)
     n = len(plan.steps)
-    covering, ending, before, after = _plan_index(plan)
+    covering, ending, before, after = plan_index(plan)
     preds: list[set[int]] = [set() for _ in range(n + len(plan.transfers))]
     valid: dict[tuple[int, str], int] = {}           # the node that last made (buffer, level) valid
     touched: dict[Placement, set[int]] = defaultdict(set)

@@ -19,6 +19,11 @@ spill whose data is not ready yet.  This model chooses the queues:
   in the compute level, after its last step).
 * **Memory.**  The plan's placements are kept, so the capacity holds at every step; time x
   address exclusivity is the precedence above (validator rule 9 checks it independently).
+* **Weight streams.**  When the engine streams weights (``timing.estimate``'s
+  ``weight_loads``), the steps' times depend on when their slices arrive: the model is then
+  ``stream_timing.StreamNet``'s constraints (each stream one interval on a channel, sharing
+  the ``NoOverlap`` with the copies; the double buffer's precedences; a step ends after its
+  last slice is read), so CP-SAT orders slices and copies together (``_stream_schedule``).
 * **Objective.**  The makespan.  Traffic is fixed by the plan: the tie-break between
   candidate plans (``solve_latency``) is their traffic.
 
@@ -83,11 +88,17 @@ def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work
     """The fastest DMA schedule of ``plan`` within the limits (``wall`` seconds, ``work`` CP-SAT
     deterministic time); None when its time is unknown.  ``hint_queues`` (per channel, plan
     transfer indices: the residency model's queues) is a second warm start, used when its
-    replay is faster than ``estimate``'s."""
+    replay is faster than ``estimate``'s.  A plan whose engine streams weights gets the model
+    with the streams (``_stream_schedule``), warm-started from ``estimate`` only."""
     tg = time_graph(graph, plan, target)
     warm = estimate(graph, plan, target)
     if tg is None or warm is None:
         return None
+    if warm.weight_loads:
+        # The engine streams weights through the DMA: its steps' times depend on when the
+        # slices arrive, so the schedule is the stream model's (``stream_timing``).  The
+        # residency model's queues (``hint_queues``) hold the transfers only: not a warm start.
+        return _stream_schedule(graph, plan, target, warm, wall, work, workers, seed, deterministic)
     if hint_queues:
         alt = replay(graph, plan, target, hint_queues)
         if alt is not None and alt.makespan < warm.makespan:
@@ -155,6 +166,87 @@ def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work
              "%.2fs", n, m, tg.channels, "optimal" if proven else "feasible", found.makespan, warm.makespan, unit,
              seconds)
     best = found if found.makespan < warm.makespan else warm
+    return Schedule(best, proven, not proven and seconds >= 0.95 * wall)
+
+
+def _stream_schedule(graph: Graph, plan: Plan, target: Hierarchy, warm: Timeline, wall: float, work: float,
+                     workers: int, seed: int, deterministic: bool) -> Schedule:
+    """``best_schedule`` for a plan with weight streams: the constraints of
+    ``stream_timing.StreamNet`` on the integer grid (every lag rounded up, a negative one
+    towards zero), the activations' copies and the streams (one interval per stream, from its
+    first copy's start to its last copy's end) sharing the channels' ``NoOverlap``, so CP-SAT
+    chooses the queue order of slices and copies together.  Warm-started from ``warm``
+    (``estimate``'s timeline, its queues replayed on the grid); the answer is the replay of the
+    best queues with the real times, kept only when faster than ``warm``."""
+    from stowage.solvers import stream_timing
+
+    net = stream_timing.stream_net(graph, plan, target)
+    queues0 = stream_timing.estimate_queues(net, warm) if net is not None else None
+    if net is None or queues0 is None or warm.makespan <= 0:
+        log.info("latency model: the weight streams are not this plan's; keeping estimate's timeline")
+        return Schedule(warm, False, False)
+    n = net.nsteps
+    m = len(net.durations)
+    items = m + len(net.spans)
+    unit = warm.makespan / GRID
+    lags = [math.ceil(lag / unit) for _, _, lag in net.edges]
+    item_lag = [math.ceil(net.item_end(i)[1] / unit) for i in range(items)]
+    hint = stream_timing.earliest(net, queues0, lags, item_lag)
+    assert hint is not None, "estimate's queues are a schedule of its own stream constraints"
+    horizon = int(max([hint[2 * n - 1], *(hint[net.item_end(i)[0]] + item_lag[i] for i in range(items))]))
+    model = cp_model.CpModel()
+    t = [model.new_int_var(0, horizon, f"t{v}") for v in range(net.nodes)]
+    for (u, v, _), lag in zip(net.edges, lags, strict=True):
+        model.add(t[v] >= t[u] + lag)
+    makespan = model.new_int_var(0, horizon, "makespan")
+    model.add(makespan >= t[2 * n - 1])
+    starts = [t[net.item_start(i)] for i in range(items)]
+    ends = [t[net.item_end(i)[0]] + item_lag[i] for i in range(items)]
+    sizes = [model.new_int_var(0, horizon, f"d{i}") for i in range(items)]
+    for i in range(items):
+        model.add(makespan >= ends[i])
+    k = net.channels
+    on: list[list[Any]] = []
+    if k == 1:
+        model.add_no_overlap([model.new_interval_var(starts[i], sizes[i], ends[i], f"q{i}") for i in range(items)])
+    else:
+        per_channel: list[list[Any]] = [[] for _ in range(k)]
+        for i in range(items):
+            lits = [model.new_bool_var(f"x{i}_{c}") for c in range(k)]
+            model.add_exactly_one(lits)
+            for c in range(k):
+                per_channel[c].append(model.new_optional_interval_var(starts[i], sizes[i], ends[i], lits[c],
+                                                                      f"q{i}_{c}"))
+            on.append(lits)
+        for ivs in per_channel:
+            model.add_no_overlap(ivs)
+        model.add_cumulative([model.new_interval_var(starts[i], sizes[i], ends[i], f"a{i}") for i in range(items)],
+                             [1] * items, k)
+    model.minimize(makespan)
+    for v in range(net.nodes):
+        model.add_hint(t[v], int(hint[v]))
+    channel_of = {i: c for c, q in enumerate(queues0) for i in q}
+    for i, lits in enumerate(on):
+        for c, lit in enumerate(lits):
+            model.add_hint(lit, channel_of[i] == c)
+    solver = cp_model.CpSolver()
+    configure(solver, wall, work, workers, seed, deterministic)
+    t0 = time.perf_counter()
+    status = solver.solve(model)
+    seconds = time.perf_counter() - t0
+    if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        log.info("latency model (weight streams): no answer in %.2fs; keeping the warm start", seconds)
+        return Schedule(warm, False, seconds >= 0.95 * wall)
+    queues: list[list[int]] = [[] for _ in range(k)]
+    for i in sorted(range(items), key=lambda i: (solver.value(starts[i]), i)):
+        c = 0 if k == 1 else next(c for c, lit in enumerate(on[i]) if solver.boolean_value(lit))
+        queues[c].append(i)
+    found = stream_timing.replay(graph, plan, target, queues, net)
+    proven = status == cp_model.OPTIMAL and found is not None
+    log.info("latency model: %d steps, %d copies, %d weight streams, %d channel(s): %s %s s (warm start %.6g s, "
+             "grid %.3g s) in %.2fs", n, m, len(net.spans), k, "optimal" if proven else "feasible",
+             f"{found.makespan:.6g}" if found is not None else "none", warm.makespan, unit, seconds)
+    best = found if found is not None and found.makespan < warm.makespan else warm
     return Schedule(best, proven, not proven and seconds >= 0.95 * wall)
 
 
