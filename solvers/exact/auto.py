@@ -69,9 +69,12 @@ model infeasible); the plan then says ``found_by = "heuristic"``.  Only an optim
 steps 1-2 skips the reference, and nothing beats it.  The caveat is shared with the
 heuristic's own determinism: a run that hits its wall-clock stop (an overloaded machine, or a
 limit too short for the graph) may differ from run to run.  On graphs so large that the passes
-after the reference would overrun the limit (thousands of operators), the reference gets a
-shorter limit (``AutoPipeline.reference_limit``), so the promise holds only where the
-heuristic's own search is not cut by its clock.
+after the reference would overrun the limit (thousands of operators), the reference gets the
+wall time left until exact's final deadline (``AutoPipeline.reference_limit``) and keeps the
+room for the passes after it by its own measured simulation time; the read-back of its plan
+is skipped when no phase after it has time (``READBACK_UNITS``), and a reference plan that
+stays the incumbent is returned as it is, not lowered again.  So the promise holds only where
+the heuristic's own search is not cut by its clock.
 
 **Determinism.**  Every phase gets a *work* budget that is a fixed fraction of the time limit
 (``AUTO_WORK_BUDGETS``) -- CP-SAT's deterministic time for the models, the scheduler's and
