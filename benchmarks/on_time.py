@@ -13,7 +13,11 @@ The solver modules are imported once before the first run (a process start cost,
 solver's).
 
     python benchmarks/on_time.py [--ops 10000] [--limits 10,4] [--solvers auto,divide,heuristic]
-        [--repeat 1] [--out benchmarks/results/on_time]
+        [--repeat 1] [--busy 0] [--out benchmarks/results/on_time]
+
+``--busy N`` starts N busy-loop processes (one core's worth of load each, as in
+``benchmarks/load_independence.py``) for the whole run, so that a loaded machine can be
+reproduced: on the 2-core VM, 8 of them give a load average of about 8-10.
 
 Writes OUT.csv (one row per run) and OUT.md (the table for docs/benchmarks.md).
 """
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import logging
+import multiprocessing as mp
 import os
 import platform
 import sys
@@ -40,6 +45,12 @@ from tests.spill_cases import two_level  # noqa: E402
 from tests.test_on_time import layered_graph  # noqa: E402
 
 log = logging.getLogger("benchmarks.on_time")
+
+
+def _busy(stop_at: float) -> None:
+    """Spin until the wall-clock time ``stop_at``: one core's worth of load."""
+    while time.time() < stop_at:
+        pass
 
 
 def promise(limit: float) -> float:
@@ -94,10 +105,17 @@ def main() -> int:
     ap.add_argument("--solvers", default="auto,divide,heuristic")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--busy", type=int, default=0, help="busy-loop processes competing for the cores (0: none)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "on_time")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     available()    # import the solver modules (OR-Tools, numba...) before the first clock starts
+    procs = [mp.get_context("fork").Process(target=_busy, args=(time.time() + 3600,), daemon=True)
+             for _ in range(args.busy)]
+    for p in procs:
+        p.start()
+    if procs:
+        time.sleep(20)    # let the load average rise to the busy loops' level
     started = time.time()
     stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(started))
     load_start = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
@@ -108,6 +126,9 @@ def main() -> int:
                 row = one_run(args.ops, solver, limit, args.seed)
                 rows.append(row)
                 print(row, flush=True)
+    for p in procs:
+        p.terminate()
+        p.join()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out.with_suffix(".csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -115,7 +136,8 @@ def main() -> int:
         w.writerows(rows)
     load_end = " / ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     text = (f"# on time, {args.ops} operators\n\n`{' '.join(sys.argv)}`\n\nmachine: {platform.platform()}, "
-            f"{os.cpu_count()} cores; started {stamp}, load average (1/5/15 min) {load_start} at the start, "
+            f"{os.cpu_count()} cores, {args.busy} busy-loop processes; started {stamp}, "
+            f"load average (1/5/15 min) {load_start} at the start, "
             f"{load_end} at the end, {time.time() - started:.0f} s\n\n{table(rows)}\n")
     args.out.with_suffix(".md").write_text(text)
     print(text)

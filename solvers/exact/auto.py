@@ -69,9 +69,12 @@ model infeasible); the plan then says ``found_by = "heuristic"``.  Only an optim
 steps 1-2 skips the reference, and nothing beats it.  The caveat is shared with the
 heuristic's own determinism: a run that hits its wall-clock stop (an overloaded machine, or a
 limit too short for the graph) may differ from run to run.  On graphs so large that the passes
-after the reference would overrun the limit (thousands of operators), the reference gets a
-shorter limit (``AutoPipeline.reference_limit``), so the promise holds only where the
-heuristic's own search is not cut by its clock.
+after the reference would overrun the limit (thousands of operators), the reference gets the
+wall time left until exact's final deadline (``AutoPipeline.reference_limit``) and keeps the
+room for the passes after it by its own measured simulation time; the read-back of its plan
+is skipped when no phase after it has time (``READBACK_UNITS``), and a reference plan that
+stays the incumbent is returned as it is, not lowered again.  So the promise holds only where
+the heuristic's own search is not cut by its clock.
 
 **Determinism.**  Every phase gets a *work* budget that is a fixed fraction of the time limit
 (``AUTO_WORK_BUDGETS``) -- CP-SAT's deterministic time for the models, the scheduler's and
@@ -212,8 +215,23 @@ class Phase:
 
 
 #: Post-reference passes (read back, check, lower, validate) in units of the model data's
-#: build time; measured 2.5 s after a 0.65 s build on 10,000 operators: about 4.
+#: build time; measured 2.5 s after a 0.65 s build on 10,000 operators: about 4.  Where they
+#: fit in a tenth of the limit, the reference heuristic gets the whole limit (the very run of
+#: ``--solver heuristic``); above, the limit that is left (``AutoPipeline.reference_limit``).
 POST_REFERENCE_FACTOR = 4.0
+
+#: Reading the reference heuristic's plan back as a model solution and checking it, in units
+#: of the model data's build time (``AutoPipeline.data_seconds``, measured at the start of the
+#: run, so at this machine's load): 1.7-1.9 on 10,000 operators, idle or at load 8 on the
+#: 2-core VM.  The read-back only serves the phases after the reference; with less wall time
+#: left than this it is skipped, and the reference plan itself is the answer (what the
+#: read-back would have become, as nothing after it has time to improve it).
+READBACK_UNITS = 2.5
+
+#: The least share of the limit the reference heuristic gets on graphs where it does not get
+#: the whole limit (``reference_limit``): it needs some plan, and its first simulation has no
+#: deadline anyway.
+REFERENCE_MIN_SHARE = 0.25
 
 
 class AutoPipeline:
@@ -266,6 +284,13 @@ class AutoPipeline:
         self.hit_wall = False
         #: The four baselines' simulations, run first (``run``; ``_best_baseline``).
         self.base_results: list[tuple[str, SpillResult]] | None = None
+        #: The reference heuristic's plan read back as a model solution (``reference``): while
+        #: it is the incumbent, the reference plan itself is the answer (no lowering).
+        self.reference_solution: JointSolution | None = None
+        #: The last solution ``check_solution`` passed (by identity): ``offer`` and
+        #: ``check_invariants`` see the same incumbent again and again, and one check is
+        #: 0.3-0.5 s on 10,000 operators.
+        self._verified: JointSolution | None = None
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -367,6 +392,13 @@ class AutoPipeline:
             self.offer(greedy_solution(self.data, self.problem.graph.file_order()), "exact: greedy")
         if self.best is None:
             return self._final(None)
+        if (self.best is self.reference_solution and self.reference_plan is not None
+                and self.reference_plan.metrics.noncompulsory_bytes <= (self.best_value or 0)):
+            # The incumbent is the reference plan read back: that plan is the answer as it is
+            # (lowering the read-back costs a plan assembly, 0.5-1.4 s on 10,000 operators).
+            log.info("exact[auto]: the reference heuristic's plan is the incumbent, lower bound %d (%s)",
+                     self.lb, self.how)
+            return self._final(None)
         status = "optimal" if self.proven() else "feasible"
         log.info("exact[auto]: traffic %d, lower bound %d (%s), %s, found by %s", self.best_value, self.lb,
                  self.how, status, self.best_source)
@@ -378,7 +410,7 @@ class AutoPipeline:
         """The post-condition of every phase: a feasible incumbent, and a bound below it."""
         if self.best is None:
             return
-        why = check_solution(self.data, self.best)
+        why = self._check(self.best)
         if why is not None:
             raise SolverError(f"exact: internal error after phase '{phase}': the incumbent is infeasible: {why}")
         if self.best_value is not None and self.lb > self.best_value:
@@ -453,10 +485,19 @@ class AutoPipeline:
     def proven(self) -> bool:
         return self.best_value is not None and self.best_value <= self.lb
 
+    def _check(self, sol: JointSolution) -> str | None:
+        """``check_solution``, run once per solution object (``_verified``)."""
+        if sol is self._verified:
+            return None
+        why = check_solution(self.data, sol)
+        if why is None:
+            self._verified = sol
+        return why
+
     def offer(self, sol: JointSolution | None, source: str) -> None:
         """Make ``sol`` the incumbent when it is feasible and better; ``source`` is what
         found it (``found_by`` of the plan, when it stays the incumbent)."""
-        if sol is None or check_solution(self.data, sol) is not None:
+        if sol is None or self._check(sol) is not None:
             return
         if self.best is None or score_of(self.data, sol) < score_of(self.data, self.best):
             self.best, self.best_value, self.best_source = sol, traffic_of(self.data, sol), source
@@ -529,14 +570,20 @@ class AutoPipeline:
     def reference_limit(self) -> float:
         """The reference heuristic's time limit: exact's own, so that it is the very run of
         ``--solver heuristic`` -- except on graphs so large that the passes after it (about
-        ``POST_REFERENCE_FACTOR`` times the model data's build time) would overrun the limit;
-        there it gets what they leave, at least half the limit.  On such graphs the heuristic is
-        cut by its wall clock anyway (10,000 operators: exact took 18.8 s for a 10 s limit and
-        6.7 s for 4 s before this; ``benchmarks/on_time.py``)."""
+        ``POST_REFERENCE_FACTOR`` times the model data's build time) would not fit in a tenth
+        of the limit; there it gets the wall time left until exact's final deadline (at least
+        ``REFERENCE_MIN_SHARE`` of the limit).  The heuristic itself keeps the room for the
+        passes after it, measured at run time: it times its first whole-order simulation and
+        ends its search ``divide.POST_SEARCH_PASSES`` such simulations before its limit (its
+        assembly takes ~1.5 of them; exact's validation, ~2.5, follows), and the read-back
+        after it is skipped when it would not leave time for another phase (``READBACK_UNITS``).
+        On such graphs the heuristic is cut by its wall clock anyway.  A fixed half of the
+        limit (the rule before) let exact take 9.5 s for a 4 s limit on 10,000 operators at
+        load 8 (``benchmarks/on_time.py``)."""
         post = POST_REFERENCE_FACTOR * self.data_seconds
         if post <= 0.1 * self.time_limit:
             return self.time_limit
-        return max(0.5 * self.time_limit, self.time_limit - post)
+        return max(REFERENCE_MIN_SHARE * self.time_limit, self.final_deadline - time.perf_counter())
 
     def reference(self) -> None:
         """The plan of a standalone ``heuristic`` run on this problem: the same parameters
@@ -555,9 +602,19 @@ class AutoPipeline:
         self.reference_plan = plan
         if plan.solver.stopped_by is not None:
             self.hit_wall = True          # the heuristic's own clock shaped a candidate
+        if self.left() <= READBACK_UNITS * self.data_seconds:
+            # No time for a phase after the read-back: the reference plan is the answer
+            # (``_final``), as the read-back would have been.
+            log.info("exact: %.2f s left, the read-back needs ~%.2f s: the reference plan is the answer",
+                     self.left(), READBACK_UNITS * self.data_seconds)
+            self.hit_wall = True
+            return
         order = plan_order(self.problem, plan)
         if order is not None:
-            self.offer(solution_from_plan(self.data, plan, order), "heuristic")
+            sol = solution_from_plan(self.data, plan, order, check=False)
+            self.offer(sol, "heuristic")
+            if sol is not None and self.best is sol:
+                self.reference_solution = sol
 
     def activations_order(self) -> None:
         """With weights in the compute level: the order of the heuristic's plan for the same
