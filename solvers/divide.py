@@ -219,8 +219,9 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
         deadline += time.perf_counter() - t_jit
         pack = min(params.pack_time, max(0.05, deadline - time.perf_counter()))
         res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed,
-                                              exact_pack=max(0.05, min(0.2 * problem.time_limit,
-                                                                       deadline - time.perf_counter()))))
+                                              exact_pack=max(0.05, 0.2 * problem.time_limit),
+                                              exact_pack_wall=max(0.05, min(0.2 * problem.time_limit,
+                                                                            deadline - time.perf_counter()))))
         if res is not None and res.noncompulsory == 0:
             candidates.append(res)
     if not candidates:

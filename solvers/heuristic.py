@@ -223,7 +223,9 @@ class _Search:
             self.offer(self.sim(o, Config(policy="cost", alloc="bytes",
                                           pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
                                           seed=self.p.seed,
-                                          exact_pack=max(0.05, min(0.2 * self.p.time_limit, self.time_left())))))
+                                          exact_pack=max(0.05, 0.2 * self.p.time_limit),
+                                          exact_pack_wall=max(0.05, min(0.2 * self.p.time_limit,
+                                                                        self.time_left())))))
             if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
                 break
         if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):

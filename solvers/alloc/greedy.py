@@ -115,15 +115,21 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
     return [by_size, by_breadth, by_conflict, by_area, by_start]
 
 
-#: How many times this process's packings were ended by their wall-clock safety stop.  A
-#: planner reads it before and after its search (``wall_cuts``): when it grew, a packing --
-#: and so the plan -- may differ on another machine or load (``solver.stopped_by``).
+#: How many times this process's packings -- this packer's and the exact packer's
+#: (``alloc.exact``) -- were ended by their wall-clock safety stop.  A planner reads it
+#: before and after its search (``wall_cuts``): when it grew, a packing -- and so the plan --
+#: may differ on another machine or load (``solver.stopped_by``).
 _WALL_CUTS = [0]
 
 
 def wall_cuts() -> int:
-    """The count of ``allocate_offsets`` searches ended by their safety stop so far."""
+    """The count of ``allocate_offsets`` and exact-packer searches ended by their safety stop so far."""
     return _WALL_CUTS[0]
+
+
+def note_wall_cut() -> None:
+    """Count one packing ended by its wall-clock safety stop (``wall_cuts``)."""
+    _WALL_CUTS[0] += 1
 
 
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,
@@ -215,4 +221,4 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
     return order, off, peak, False
 
 
-__all__ = ["Interval", "allocate_offsets", "peak_address", "wall_cuts"]
+__all__ = ["Interval", "allocate_offsets", "note_wall_cut", "peak_address", "wall_cuts"]

@@ -480,8 +480,11 @@ class AutoPipeline:
         if self.left() > 0.02:
             # The packers are bounded by the wall clock: a fixed share, so that failed
             # packings (fragmentation) cannot eat the time of the later phases.
+            # The exact packer's node budget is the phase's work (``work``), the same on
+            # every machine; the wall share is only its safety net.
             wall = min(0.5 * self.left(), self.work("pack"))
-            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed, on_cut=self._wall_hit), source)
+            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed, on_cut=self._wall_hit,
+                                     work=max(0.05, self.work("pack"))), source)
 
     # -- phases --------------------------------------------------------------------------
     def cover(self) -> None:
@@ -863,7 +866,7 @@ class AutoPipeline:
 
         def pack(sol: JointSolution) -> JointSolution | None:
             return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), self.work("pack"))), self.seed,
-                                 on_cut=self._wall_hit)
+                                 on_cut=self._wall_hit, work=max(0.05, self.work("pack")))
 
         res = lns.search(self.data, self.best, self.lb, self.work("lns"), self.deadline - 0.1, self.workers,
                          self.seed, pack)

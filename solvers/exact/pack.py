@@ -18,12 +18,14 @@ from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, 
 
 
 def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0,
-                  on_cut: Callable[[], None] | None = None) -> JointSolution | None:
+                  on_cut: Callable[[], None] | None = None, work: float | None = None) -> JointSolution | None:
     """Give addresses to the residency of ``sol`` (its order and segments are kept; offsets
-    are ignored): the offline packer first, then -- byte-granular targets only -- the exact
-    packer for the rest of the time.  None when no packing within the capacity was found.
-    ``on_cut`` is called when a wall-clock stop, not the packers' own budgets, decided the
-    result (``solver.stopped_by``)."""
+    are ignored): the offline packer first, then the exact packer (sizes in alignment units).
+    None when no packing within the capacity was found.  ``work``: seconds of work for the
+    exact packer's node budget (``alloc.exact.node_budget``; ``None``: ``time_limit``), so
+    pass one that does not depend on the time left; ``time_limit`` is the wall-clock safety
+    net of both packers.  ``on_cut`` is called when a wall-clock stop, not the packers' own
+    budgets, decided the result (``solver.stopped_by``)."""
     t0 = time.perf_counter()
     sol = tighten(data, sol)
     size = {mb.id: mb.size for mb in data.buffers}
@@ -40,7 +42,8 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
     if offs is None:
         left = time_limit - (time.perf_counter() - t0)
         if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
-            offs = exact_pack(ivs, data.alignment, data.capacity, left, on_cut=on_cut)
+            offs = exact_pack(ivs, data.alignment, data.capacity, left, on_cut=on_cut,
+                              work=time_limit if work is None else work)
         elif on_cut is not None and peak_live(ivs) <= data.capacity:
             on_cut()  # the exact packer skipped for want of time: with more it might have packed
     if offs is None:

@@ -23,10 +23,13 @@ class Config:
     ``beta``: distance exponent of the ``cost`` policy (0 = pure least traffic).
     ``slack``: fraction of the capacity held back in ``bytes`` mode so that the offline
     packing has room for fragmentation.  ``pack_time``: seconds for that packing.
-    ``exact_pack``: seconds for the exact (MiniMalloc-style) packer when the offline packer
-    finds no packing within the capacity (0 = never); worth it where one packing decides
-    between zero spill and spilling (the M_P order's lifetimes often pack exactly at M_P when
-    the greedy packer ends 6-10% above it)."""
+    ``exact_pack``: seconds of work for the exact (MiniMalloc-style) packer when the offline
+    packer finds no packing within the capacity (0 = never): its node budget
+    (``alloc.exact.node_budget``), so give it a value that does not depend on the time left;
+    worth it where one packing decides between zero spill and spilling (the M_P order's
+    lifetimes often pack exactly at M_P when the greedy packer ends 6-10% above it).
+    ``exact_pack_wall``: that packer's wall-clock safety net in seconds (0 = ``exact_pack``);
+    a packing it cuts counts in ``alloc.greedy.wall_cuts`` (``solver.stopped_by``)."""
 
     policy: str = "belady"
     alloc: str = "online"
@@ -36,6 +39,7 @@ class Config:
     pack_time: float = 0.5
     seed: int = 0
     exact_pack: float = 0.0
+    exact_pack_wall: float = 0.0
 
     def check(self) -> None:
         """Raise ``ValueError`` for a policy, allocation mode or fit this engine does not know."""
