@@ -37,15 +37,18 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
     for op, _off in sol.scratch_offsets or tuple((op, 0) for op in extra):
         items.append(("s", op, step[op], step[op], extra[op]))
     ivs = [Interval(i, first, last, sz) for i, (_kind, _key, first, last, sz) in enumerate(items)]
-    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed,
-                            on_cut=on_cut)
-    if offs is None:
+    work = time_limit if work is None else work
+    # Both packers' budgets are counted in work (the offline packer's moves, the exact
+    # packer's nodes), so the packing does not depend on the load; the wall is the safety net.
+    # The wall is the safety net: the offline packer's up to all of it (its moves end it in
+    # about a tenth, idle), the exact packer's what is left.
+    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, time_limit), seed=seed,
+                            on_cut=on_cut, work=0.3 * work)
+    if offs is None and peak_live(ivs) <= data.capacity:
+        # Always tried (its node budget decides, not the time the offline packer left), with
+        # at least 0.05 s of safety net; sizes in alignment units (spill.exact_pack).
         left = time_limit - (time.perf_counter() - t0)
-        if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
-            offs = exact_pack(ivs, data.alignment, data.capacity, left, on_cut=on_cut,
-                              work=time_limit if work is None else work)
-        elif on_cut is not None and peak_live(ivs) <= data.capacity:
-            on_cut()  # the exact packer skipped for want of time: with more it might have packed
+        offs = exact_pack(ivs, data.alignment, data.capacity, max(0.05, left), on_cut=on_cut, work=work)
     if offs is None:
         return None
     segs = tuple(Segment(key, first, last, offs[i]) for i, (kind, key, first, last, _sz) in enumerate(items)
