@@ -142,3 +142,23 @@ def test_peak_mode_probes_share_the_nodes_not_the_time(engine: str, step_clock) 
     step_clock(0.05)
     slow = solve_allocation(bufs, None, 30.0, engine=engine, minimize_peak=True, nodes=20_000)
     assert (slow.offsets, slow.nodes, slow.stopped_by) == (idle.offsets, idle.nodes, "")
+
+
+def test_the_offline_packers_moves_are_capped_by_work_not_by_its_stop(step_clock) -> None:
+    # The exact pipeline gives the offline packer 30% of its packing work: at 2,000,000
+    # conflict-list entries per second, a few moves on H's 316 buffers instead of the default
+    # 200-3,000 -- the same number on any machine, so a slow clock does not change the packing.
+    from stowage.solvers.alloc.greedy import ENTRIES_PER_SECOND, allocate_offsets
+
+    assert ENTRIES_PER_SECOND == 2_000_000
+    bufs = read_csv(H)
+    ivs = [Interval(i, b.first, b.last, b.size) for i, b in enumerate(bufs)]
+    fast = allocate_offsets(ivs, 1, None, time_limit=30.0, work=0.01)
+    before = greedy.wall_cuts()
+    step_clock(0.05)
+    slow = allocate_offsets(ivs, 1, None, time_limit=30.0, work=0.01)
+    assert slow == fast and greedy.wall_cuts() == before
+    # Without the cap the default move budget meets a 1 s stop on a clock of 0.5 s per reading.
+    step_clock(0.5)
+    allocate_offsets(ivs, 1, None, time_limit=1.0)
+    assert greedy.wall_cuts() == before + 1
