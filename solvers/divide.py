@@ -218,9 +218,11 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
         warm_up_jit()
         deadline += time.perf_counter() - t_jit
         pack = min(params.pack_time, max(0.05, deadline - time.perf_counter()))
-        res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack, seed=problem.seed,
-                                              exact_pack=max(0.05, min(0.2 * problem.time_limit,
-                                                                       deadline - time.perf_counter()))))
+        res = simulate(problem, order, Config(policy="cost", alloc="bytes", pack_time=pack,
+                                              pack_work=params.pack_time, seed=problem.seed,
+                                              exact_pack=max(0.05, 0.2 * problem.time_limit),
+                                              exact_pack_wall=max(0.05, min(0.2 * problem.time_limit,
+                                                                            deadline - time.perf_counter()))))
         if res is not None and res.noncompulsory == 0:
             candidates.append(res)
     if not candidates:
@@ -254,7 +256,8 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
                 skipped = True
                 break
             res = simulate(problem, order, Config(policy="cost", alloc="bytes", slack=slack,
-                                                  pack_time=min(params.pack_time, left), seed=problem.seed),
+                                                  pack_time=min(params.pack_time, left),
+                                                  pack_work=params.pack_time, seed=problem.seed),
                            deadline=deadline)
             if res is not None:
                 candidates.append(res)

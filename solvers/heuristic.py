@@ -170,7 +170,8 @@ class _Search:
         return res
 
     def run_cfg(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
-        cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())), seed=self.p.seed)
+        cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
+                      pack_work=self.params.pack_time, seed=self.p.seed)
         if cfg.alloc == "online":
             return self.sim(order, cfg)
         for slack in self.params.slacks:
@@ -222,8 +223,11 @@ class _Search:
             # spill and spilling (the greedy packer can end several % above peak live).
             self.offer(self.sim(o, Config(policy="cost", alloc="bytes",
                                           pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
+                                          pack_work=self.params.pack_time,
                                           seed=self.p.seed,
-                                          exact_pack=max(0.05, min(0.2 * self.p.time_limit, self.time_left())))))
+                                          exact_pack=max(0.05, 0.2 * self.p.time_limit),
+                                          exact_pack_wall=max(0.05, min(0.2 * self.p.time_limit,
+                                                                        self.time_left())))))
             if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
                 break
         if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):

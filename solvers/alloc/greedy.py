@@ -115,26 +115,43 @@ def _initial_orders(ivs: Sequence[Interval], adj: list[list[int]]) -> list[list[
     return [by_size, by_breadth, by_conflict, by_area, by_start]
 
 
-#: How many times this process's packings were ended by their wall-clock safety stop.  A
-#: planner reads it before and after its search (``wall_cuts``): when it grew, a packing --
-#: and so the plan -- may differ on another machine or load (``solver.stopped_by``).
+#: How many times this process's packings -- this packer's and the exact packer's
+#: (``alloc.exact``) -- were ended by their wall-clock safety stop.  A planner reads it
+#: before and after its search (``wall_cuts``): when it grew, a packing -- and so the plan --
+#: may differ on another machine or load (``solver.stopped_by``).
 _WALL_CUTS = [0]
 
 
 def wall_cuts() -> int:
-    """The count of ``allocate_offsets`` searches ended by their safety stop so far."""
+    """The count of ``allocate_offsets`` and exact-packer searches ended by their safety stop so far."""
     return _WALL_CUTS[0]
+
+
+def note_wall_cut() -> None:
+    """Count one packing ended by its wall-clock safety stop (``wall_cuts``)."""
+    _WALL_CUTS[0] += 1
+
+
+#: The local search's work per second of ``allocate_offsets(work=...)``, in conflict-list
+#: entries re-packed (one move re-packs every interval against its conflicts: the sum of the
+#: conflict lists plus the intervals).  ``_pack`` runs 4-6 million entries/s at load 5 on the
+#: 2-core reference VM (densenet121's zero-spill packings, 134-444 intervals), so a third of
+#: that keeps the move budget inside the time it stands for up to a threefold slowdown.
+ENTRIES_PER_SECOND = 2_000_000
 
 
 def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity: int | None = None,
                      time_limit: float = 1.0, seed: int = 0,
-                     on_cut: Callable[[], None] | None = None) -> dict[int, int] | None:
+                     on_cut: Callable[[], None] | None = None, work: float | None = None) -> dict[int, int] | None:
     """Offsets (by interval id) minimising the peak address; ``None`` when ``capacity`` is set
     and no packing within it was found.  With a capacity the search stops at the first
     packing that fits (it does not go on shrinking the peak below the capacity), and returns
     ``None`` at once when the peak live bytes alone exceed it.  Deterministic for a seed (the move budget is fixed;
     the time limit is a safety stop, and ``on_cut`` is called when it ends the search: the
-    result may then differ on another machine or load, which the caller reports)."""
+    result may then differ on another machine or load, which the caller reports).  ``work``:
+    seconds of work that cap the move budget (``ENTRIES_PER_SECOND``), for a caller whose
+    safety stop is shorter than the default budget takes (``exact.pack.pack_solution``: the
+    exact packer follows, and a 0.06 s stop cut the local search every time, idle too)."""
     t0 = time.perf_counter()
     ivs = list(intervals)
     if len({iv.id for iv in ivs}) != len(ivs):
@@ -167,7 +184,7 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
     deadline = t0 + max(0.0, time_limit)
     if best_peak > bound:
         best_order, best_off, best_peak, cut = _improve(ivs, adj, align, best_order, best_off, best_peak,
-                                                        bound, seed, deadline)
+                                                        bound, seed, deadline, work)
         if cut:
             _WALL_CUTS[0] += 1
             if on_cut is not None:
@@ -180,7 +197,7 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
 
 
 def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: list[int],
-             off: list[int], peak: int, bound: int, seed: int, deadline: float,
+             off: list[int], peak: int, bound: int, seed: int, deadline: float, work: float | None = None,
              ) -> tuple[list[int], list[int], int, bool]:
     """Seeded local search over the placement order.  A move either pulls a buffer that
     reaches the peak address (or one of its conflicts) to the front, or swaps two random
@@ -188,7 +205,10 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
     whether the deadline, not the move budget or the bound, ended it."""
     rng = random.Random(seed)
     n = len(ivs)
-    moves = min(3000, max(200, 2_000_000 // max(1, sum(len(a) for a in adj) + n)))
+    entries = max(1, sum(len(a) for a in adj) + n)
+    moves = min(3000, max(200, 2_000_000 // entries))
+    if work is not None:
+        moves = min(moves, int(ENTRIES_PER_SECOND * max(0.0, work)) // entries)
     fits = (False, True)
     for it in range(moves):
         if peak <= bound:
@@ -215,4 +235,4 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
     return order, off, peak, False
 
 
-__all__ = ["Interval", "allocate_offsets", "peak_address", "wall_cuts"]
+__all__ = ["ENTRIES_PER_SECOND", "Interval", "allocate_offsets", "note_wall_cut", "peak_address", "wall_cuts"]

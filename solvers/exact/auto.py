@@ -521,8 +521,12 @@ class AutoPipeline:
         if self.left() > 0.02:
             # The packers are bounded by the wall clock: a fixed share, so that failed
             # packings (fragmentation) cannot eat the time of the later phases.
-            wall = min(0.5 * self.left(), self.work("pack"))
-            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed, on_cut=self._wall_hit), source)
+            # The packers' budgets are the phase's work (``work``), the same on every
+            # machine; the wall share is only their safety net (twice the work: room for a
+            # loaded machine).
+            wall = min(0.5 * self.left(), 2 * self.work("pack"))
+            self.offer(pack_solution(self.data, sol, max(0.05, wall), self.seed, on_cut=self._wall_hit,
+                                     work=max(0.05, self.work("pack"))), source)
 
     # -- phases --------------------------------------------------------------------------
     def cover(self) -> None:
@@ -919,8 +923,8 @@ class AutoPipeline:
         assert self.best is not None
 
         def pack(sol: JointSolution) -> JointSolution | None:
-            return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), self.work("pack"))), self.seed,
-                                 on_cut=self._wall_hit)
+            return pack_solution(self.data, sol, max(0.05, min(0.5 * self.left(), 2 * self.work("pack"))), self.seed,
+                                 on_cut=self._wall_hit, work=max(0.05, self.work("pack")))
 
         res = lns.search(self.data, self.best, self.lb, self.work("lns"), self.deadline - 0.1, self.workers,
                          self.seed, pack)

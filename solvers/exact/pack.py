@@ -18,12 +18,14 @@ from stowage.solvers.exact.joint_data import JointData, JointSolution, Segment, 
 
 
 def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: int = 0,
-                  on_cut: Callable[[], None] | None = None) -> JointSolution | None:
+                  on_cut: Callable[[], None] | None = None, work: float | None = None) -> JointSolution | None:
     """Give addresses to the residency of ``sol`` (its order and segments are kept; offsets
-    are ignored): the offline packer first, then -- byte-granular targets only -- the exact
-    packer for the rest of the time.  None when no packing within the capacity was found.
-    ``on_cut`` is called when a wall-clock stop, not the packers' own budgets, decided the
-    result (``solver.stopped_by``)."""
+    are ignored): the offline packer first, then the exact packer (sizes in alignment units).
+    None when no packing within the capacity was found.  ``work``: seconds of work for the
+    exact packer's node budget (``alloc.exact.node_budget``; ``None``: ``time_limit``), so
+    pass one that does not depend on the time left; ``time_limit`` is the wall-clock safety
+    net of both packers.  ``on_cut`` is called when a wall-clock stop, not the packers' own
+    budgets, decided the result (``solver.stopped_by``)."""
     t0 = time.perf_counter()
     sol = tighten(data, sol)
     size = {mb.id: mb.size for mb in data.buffers}
@@ -35,14 +37,18 @@ def pack_solution(data: JointData, sol: JointSolution, time_limit: float, seed: 
     for op, _off in sol.scratch_offsets or tuple((op, 0) for op in extra):
         items.append(("s", op, step[op], step[op], extra[op]))
     ivs = [Interval(i, first, last, sz) for i, (_kind, _key, first, last, sz) in enumerate(items)]
-    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, 0.3 * time_limit), seed=seed,
-                            on_cut=on_cut)
-    if offs is None:
+    work = time_limit if work is None else work
+    # Both packers' budgets are counted in work (the offline packer's moves, the exact
+    # packer's nodes), so the packing does not depend on the load; the wall is the safety net.
+    # The wall is the safety net: the offline packer's up to all of it (its moves end it in
+    # about a tenth, idle), the exact packer's what is left.
+    offs = allocate_offsets(ivs, data.alignment, data.capacity, time_limit=max(0.05, time_limit), seed=seed,
+                            on_cut=on_cut, work=0.3 * work)
+    if offs is None and peak_live(ivs) <= data.capacity:
+        # Always tried (its node budget decides, not the time the offline packer left), with
+        # at least 0.05 s of safety net; sizes in alignment units (spill.exact_pack).
         left = time_limit - (time.perf_counter() - t0)
-        if left > 0.05:  # sizes in alignment units at alignment > 1 (spill.exact_pack)
-            offs = exact_pack(ivs, data.alignment, data.capacity, left, on_cut=on_cut)
-        elif on_cut is not None and peak_live(ivs) <= data.capacity:
-            on_cut()  # the exact packer skipped for want of time: with more it might have packed
+        offs = exact_pack(ivs, data.alignment, data.capacity, max(0.05, left), on_cut=on_cut, work=work)
     if offs is None:
         return None
     segs = tuple(Segment(key, first, last, offs[i]) for i, (kind, key, first, last, _sz) in enumerate(items)

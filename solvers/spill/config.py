@@ -22,11 +22,17 @@ class Config:
     offline packing).  ``fit``: gap choice of the online arena, ``best`` (TFLite) or ``first``.
     ``beta``: distance exponent of the ``cost`` policy (0 = pure least traffic).
     ``slack``: fraction of the capacity held back in ``bytes`` mode so that the offline
-    packing has room for fragmentation.  ``pack_time``: seconds for that packing.
-    ``exact_pack``: seconds for the exact (MiniMalloc-style) packer when the offline packer
-    finds no packing within the capacity (0 = never); worth it where one packing decides
-    between zero spill and spilling (the M_P order's lifetimes often pack exactly at M_P when
-    the greedy packer ends 6-10% above it)."""
+    packing has room for fragmentation.  ``pack_time``: seconds for that packing (its
+    wall-clock safety stop).  ``pack_work``: seconds of work that cap its move budget
+    (``alloc.greedy.ENTRIES_PER_SECOND``; 0 = the packer's default budget), so give it a value
+    that does not depend on the time left: the packing is then the same at any load.
+    ``exact_pack``: seconds of work for the exact (MiniMalloc-style) packer when the offline
+    packer finds no packing within the capacity (0 = never): its node budget
+    (``alloc.exact.node_budget``), so give it a value that does not depend on the time left;
+    worth it where one packing decides between zero spill and spilling (the M_P order's
+    lifetimes often pack exactly at M_P when the greedy packer ends 6-10% above it).
+    ``exact_pack_wall``: that packer's wall-clock safety net in seconds (0 = ``exact_pack``);
+    a packing it cuts counts in ``alloc.greedy.wall_cuts`` (``solver.stopped_by``)."""
 
     policy: str = "belady"
     alloc: str = "online"
@@ -34,8 +40,10 @@ class Config:
     beta: float = 1.0
     slack: float = 0.0
     pack_time: float = 0.5
+    pack_work: float = 0.0
     seed: int = 0
     exact_pack: float = 0.0
+    exact_pack_wall: float = 0.0
 
     def check(self) -> None:
         """Raise ``ValueError`` for a policy, allocation mode or fit this engine does not know."""

@@ -18,9 +18,10 @@ def pack(problem: Problem, placements: Sequence[Interval], cfg: Config) -> dict[
     align = problem.target.compute.alignment
     cap = problem.capacity
     ivs = [Interval(i, p.first, p.last, p.size) for i, p in enumerate(placements)]
-    offsets = allocate_offsets(ivs, alignment=align, capacity=cap, time_limit=cfg.pack_time, seed=cfg.seed)
+    offsets = allocate_offsets(ivs, alignment=align, capacity=cap, time_limit=cfg.pack_time, seed=cfg.seed,
+                               work=cfg.pack_work or None)
     if offsets is None and cap is not None and cfg.exact_pack > 0:
-        offsets = exact_pack(ivs, align, cap, cfg.exact_pack)
+        offsets = exact_pack(ivs, align, cap, cfg.exact_pack_wall or cfg.exact_pack, work=cfg.exact_pack)
     return offsets
 
 
