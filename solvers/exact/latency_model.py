@@ -82,6 +82,22 @@ def _queues_of(tl: Timeline, channels: int) -> list[list[int]]:
     return [[i for _, i in sorted(q)] for q in queues]
 
 
+def _solve_hinted(model: Any, on: Sequence[Sequence[Any]], queues: Sequence[Sequence[int]], wall: float,
+                  work: float, workers: int, seed: int, deterministic: bool) -> tuple[Any, Any, float]:
+    """Hint each copy's channel literals from the warm start's ``queues`` and solve ``model``
+    under the work budget (``configure``; the wall clock its safety stop): (solver, status,
+    seconds).  Both latency models (with and without weight streams) end so."""
+    channel_of = {i: c for c, q in enumerate(queues) for i in q}
+    for i, lits in enumerate(on):
+        for c, lit in enumerate(lits):
+            model.add_hint(lit, channel_of[i] == c)
+    solver = cp_model.CpSolver()
+    configure(solver, wall, work, workers, seed, deterministic)
+    t0 = time.perf_counter()
+    status = solver.solve(model)
+    return solver, status, time.perf_counter() - t0
+
+
 def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work: float, workers: int = 1,
                   seed: int = 0, deterministic: bool = True,
                   hint_queues: Sequence[Sequence[int]] | None = None) -> Schedule | None:
@@ -141,16 +157,8 @@ def best_schedule(graph: Graph, plan: Plan, target: Hierarchy, wall: float, work
     model.minimize(makespan)
     for v in range(n + m):
         model.add_hint(start[v], int(hint[v]))
-    channel_of = {i: c for c, q in enumerate(hint_queues) for i in q}
-    for i, lits in enumerate(on):
-        for c, lit in enumerate(lits):
-            model.add_hint(lit, channel_of[i] == c)
     model.add_hint(makespan, horizon)
-    solver = cp_model.CpSolver()
-    configure(solver, wall, work, workers, seed, deterministic)
-    t0 = time.perf_counter()
-    status = solver.solve(model)
-    seconds = time.perf_counter() - t0
+    solver, status, seconds = _solve_hinted(model, on, hint_queues, wall, work, workers, seed, deterministic)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         log.info("latency model: no answer in %.2fs; keeping the warm start", seconds)
         return Schedule(warm, False, seconds >= 0.95 * wall)
@@ -225,15 +233,7 @@ def _stream_schedule(graph: Graph, plan: Plan, target: Hierarchy, warm: Timeline
     model.minimize(makespan)
     for v in range(net.nodes):
         model.add_hint(t[v], int(hint[v]))
-    channel_of = {i: c for c, q in enumerate(queues0) for i in q}
-    for i, lits in enumerate(on):
-        for c, lit in enumerate(lits):
-            model.add_hint(lit, channel_of[i] == c)
-    solver = cp_model.CpSolver()
-    configure(solver, wall, work, workers, seed, deterministic)
-    t0 = time.perf_counter()
-    status = solver.solve(model)
-    seconds = time.perf_counter() - t0
+    solver, status, seconds = _solve_hinted(model, on, queues0, wall, work, workers, seed, deterministic)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         log.info("latency model (weight streams): no answer in %.2fs; keeping the warm start", seconds)
         return Schedule(warm, False, seconds >= 0.95 * wall)
