@@ -811,12 +811,16 @@ class CascadeSpec:
     outputs kept in their home level and moved through a ring of that many rows.  ``aliases``:
     interior buffers whose rows an elementwise operator writes over an operand's ring (buffer ->
     that ring's buffer, in ``rings``; ``stowage.solvers.tiling.alias``): no step of the macro
-    graph touches them.  Every other buffer the steps touch is whole."""
+    graph touches them.  Every other buffer the steps touch is whole.  ``region`` (bytes, 0:
+    none): the cascade addresses its rows by slot (``CascadeTensor.slots``): the rows of every
+    ring, alias and streamed buffer live in one new buffer of that many bytes, and none of
+    those buffers is touched by a step of the macro graph (their row counts say nothing)."""
 
     ops: tuple[OpIndex, ...]
     rings: Mapping[BufferId, int] = field(default_factory=dict)
     streamed: Mapping[BufferId, int] = field(default_factory=dict)
     aliases: Mapping[BufferId, BufferId] = field(default_factory=dict)
+    region: int = 0
 
     def __post_init__(self) -> None:
         for name in ("rings", "streamed", "aliases"):
@@ -826,6 +830,11 @@ class CascadeSpec:
 def ring_tensor_name(graph: Graph, k: int, bid: BufferId) -> str:
     """The macro graph's tensor for the staging ring of a streamed buffer in cascade ``k``."""
     return f"{graph.buffers[bid].tensors[0]}@ring{k}"
+
+
+def region_tensor_name(graph: Graph, k: int, first: OpIndex) -> str:
+    """The macro graph's tensor for the row region of slot-addressed cascade ``k``."""
+    return f"{graph.operators[first].name}@rows{k}"
 
 
 def buffer_row_bytes(graph: Graph, bid: BufferId) -> int:
@@ -865,9 +874,12 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
         for b in dict.fromkeys(read):
             if b not in written and b not in spec.streamed:
                 ins.append(graph.buffers[b].tensors[0])
+        region = spec.region > 0
         for b in dict.fromkeys(bb for i in spec.ops for bb in graph.op_writes(graph.operators[i])):
             if b in spec.aliases:
                 continue  # its rows live in another ring: untouched, like a streamed buffer
+            if region and b in spec.rings:
+                continue  # its rows live in the region: untouched, like a streamed buffer
             if b in spec.rings:
                 bufs[b] = replace(bufs[b], bytes=spec.rings[b] * buffer_row_bytes(graph, b))
                 ring_of[(k, b)] = b
@@ -877,7 +889,18 @@ def macro_graph(graph: Graph, specs: Sequence[CascadeSpec]) -> tuple[Graph, dict
                 stored_by[b] = spec.ops[0]
             else:
                 outs.append(graph.buffers[b].tensors[0])
-        for b, nrows in spec.streamed.items():
+        if region:
+            name = region_tensor_name(graph, k, spec.ops[0])
+            nb = len(bufs)
+            tensors[name] = Tensor(name=name, shape=(spec.region,), dtype="uint8", bytes=spec.region,
+                                   kind=TensorKind.ACTIVATION, producer=spec.ops[0])
+            bufs.append(Buffer(id=nb, tensors=(name,), bytes=spec.region, kind=TensorKind.ACTIVATION,
+                               producer=spec.ops[0], consumers=()))
+            tbuf[name] = nb
+            for b in (*spec.rings, *spec.streamed, *spec.aliases):
+                ring_of[(k, b)] = nb
+            outs.append(name)
+        for b, nrows in spec.streamed.items() if not region else ():
             name = ring_tensor_name(graph, k, b)
             nbytes = nrows * buffer_row_bytes(graph, b)
             nb = len(bufs)
@@ -940,6 +963,7 @@ __all__ = [
     "column_maps",
     "macro_graph",
     "pad_rows",
+    "region_tensor_name",
     "resize_taps",
     "ring_tensor_name",
     "row_axis",

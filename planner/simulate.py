@@ -511,8 +511,9 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
     ``axis``: 2 in NCHW, outer = C; 1 in NHWC, outer = 1; the last axis of a column tensor,
     ``stowage.ir.columns``, outer = the leading axes, inner = one element) in its holder ``ct`` in ``level``
     at ``step``, or why there are none.  A ring holds row ``r`` at byte
-    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``); a staging buffer
-    (mode ``staged``) holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
+    ``(r mod ring_rows) * row_bytes`` of its buffer (``docs/tiling.md``), or at byte
+    ``ct.slots[r]`` when its cascade addresses rows by slot; a staging buffer (mode ``staged``)
+    holds it in the slot ``slots[r]`` the current stripe's loads gave it."""
     name = t.name
     if axis == 0 and len(t.shape) == 2 and t.shape[0] == 1:
         h, outer = 1, 1   # one row: a TFLite MEAN's (1, C) result (simulate_tflite passes axis 0)
@@ -537,7 +538,7 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
         return [whole[:, r, :] for r in range(lo, hi)]
     if ct.mode not in ("ring", "streamed", "staged"):
         return f"'{name}' has holder mode '{ct.mode}'"
-    if ct.ring_rows <= 0 or ct.row_bytes < rb:
+    if (ct.ring_rows <= 0 and not ct.slots) or ct.row_bytes < rb:
         return (f"ring of '{name}' in buffer {ct.buffer} has {ct.ring_rows} rows of {ct.row_bytes} B "
                 f"(a row is {rb} B)")
     space = mem.view(pl)
@@ -548,7 +549,9 @@ def row_views(mem: Memory, level: str, step: int, ct: CascadeTensor, t: Tensor, 
                 return f"row {r} of '{name}' is not staged by the stripe's loads"
             off = slots[r] * ct.row_bytes
         else:
-            off = (r % ct.ring_rows) * ct.row_bytes
+            off = ct.row_offset(r)
+            if off < 0:
+                return f"row {r} of '{name}' has no slot in its cascade's row region (buffer {ct.buffer})"
         if off + rb > space.size:
             return f"row {r} of '{name}' at byte {off} of ring buffer {ct.buffer} overruns its {space.size} bytes"
         views.append(space[off:off + rb].reshape(outer, inner))
@@ -1062,6 +1065,11 @@ class Simulator:
         return row_views(mem, self.compute, s, ct, self.graph.tensors[name], self._axis(name), lo, hi,
                          self.stage.get(ct.buffer))
 
+    def _content_key(self, ct: CascadeTensor) -> int:
+        """``ring_content``'s key for holder ``ct``: its buffer, or for a slot-addressed tensor
+        (every ring of its cascade in one region) its own graph buffer."""
+        return self.orig.tensor_buffer[ct.tensor] if ct.slots else ct.buffer
+
     def _axis(self, name: str) -> int:
         """The axis ``name``'s rows run along (H, or the last axis of a column tensor)."""
         return row_axis_of(self.orig, self.orig.tensors[name]) if name in self.orig.tensors else 2
@@ -1293,15 +1301,19 @@ class Simulator:
         if pl is not None and ct.mode == "whole":
             filled.add(pl)
             self.current[ct.buffer] = out
-        self.ring_content[ct.buffer] = out
+        self.ring_content[self._content_key(ct)] = out
         # The stripe's operand rows must survive its writes, except rows an in-place
         # operator rewrites (same holder).
         if len(self.corruptions) == before:
             # A declared ring alias (the result's ring is its operand's buffer,
-            # ``stowage.solvers.tiling.alias``) rewrites those rows too.
-            alias = ct.mode == "ring" and ct.buffer != self.orig.tensor_buffer.get(out)
+            # ``stowage.solvers.tiling.alias``) rewrites those rows too.  In a cascade
+            # addressing rows by slot every ring shares the region: an alias is a holder with
+            # the same slots.
+            alias = ct.mode == "ring" and ct.buffer != self.orig.tensor_buffer.get(out) and not ct.slots
             for name, hb, rviews, old in read_back:
-                if hb == ct.buffer and (op.fused_into is not None or alias):
+                h_in = self._holder(casc, holders, name) if ct.slots else None
+                slot_alias = h_in is not None and h_in.slots == ct.slots
+                if hb == ct.buffer and (op.fused_into is not None or alias or slot_alias):
                     continue
                 now = np.stack(rviews, axis=1) if rviews else old
                 if not np.array_equal(now, old):
@@ -1455,7 +1467,7 @@ class Simulator:
             self.corrupt(s, home_bid, f"{what}: {self.buf(home_bid)} has no {level} placement")
             return
         # The bytes the ring holds are those of the buffer's last writer (in-place results).
-        name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
+        name = self.ring_content.get(self._content_key(ct), rt.tensor) if rt.direction == "store" else rt.tensor
         t = self.graph.tensors[name]
         ax = self._axis(name)
         if not 2 <= len(t.shape) <= 4 or ax >= len(t.shape) or not 0 <= rt.lo <= rt.hi <= t.shape[ax]:
@@ -1473,7 +1485,7 @@ class Simulator:
             else:
                 whole[:, rt.lo + k, :] = v
         if rt.direction == "load":
-            self.ring_content[ct.buffer] = name
+            self.ring_content[self._content_key(ct)] = name
         else:
             filled.add(home)
             self.current[home_bid] = name

@@ -418,6 +418,11 @@ class Replay:
         ct = casc.tensor(name)
         return ct if ct is not None else holders.get(self.orig.tensor_buffer.get(name, -1))
 
+    def _content_key(self, ct: CascadeTensor) -> int:
+        """``ring_content``'s key: the holder's buffer, or for a slot-addressed tensor (its
+        cascade's rings share one region) its own graph buffer."""
+        return self.orig.tensor_buffer[ct.tensor] if ct.slots else ct.buffer
+
     def _row_views(self, mem: Memory, s: int, ct: CascadeTensor, name: str,
                    lo: int, hi: int) -> list[np.ndarray] | str:
         """Writable byte views ``(outer, inner)`` of rows ``[lo, hi)`` of ``name`` in its
@@ -534,7 +539,7 @@ class Replay:
         if pl is not None and ct.mode == "whole":
             filled.add(pl)
             self.current[ct.buffer] = out
-        self.ring_content[ct.buffer] = out
+        self.ring_content[self._content_key(ct)] = out
         # A kernel writes its rows while it reads: the operand rows must survive, except those
         # an in-place operator rewrites (same holder).
         if len(self.corruptions) == before:
@@ -565,7 +570,7 @@ class Replay:
             self.corrupt(s, home_bid, f"{what}: buffer {home_bid} has no {level} placement")
             return
         # A store writes home what the ring holds: the rows of the buffer's last writer.
-        name = self.ring_content.get(ct.buffer, rt.tensor) if rt.direction == "store" else rt.tensor
+        name = self.ring_content.get(self._content_key(ct), rt.tensor) if rt.direction == "store" else rt.tensor
         t = self.orig.tensors[name]
         flat = len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C) result: one row
         if (len(t.shape) != 4 and not flat) or not 0 <= rt.lo <= rt.hi <= self._rows(t)[1]:
@@ -580,7 +585,7 @@ class Replay:
         if rt.direction == "load":
             for k, v in enumerate(views):
                 v[:] = whole[:, rt.lo + k, :]
-            self.ring_content[ct.buffer] = name
+            self.ring_content[self._content_key(ct)] = name
             return
         self._check_rows(s, ct, name, rt.lo, views, f"{what}: the")
         for k, v in enumerate(views):

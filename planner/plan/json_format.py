@@ -122,7 +122,7 @@ def _time(x: _Reader, key: str) -> float | None:
 def _cascade_dict(c: Cascade) -> dict[str, Any]:
     return {
         "step": c.step, "ops": list(c.ops), "end": c.end, "stripe_rows": c.stripe_rows,
-        "tensors": [asdict(t) for t in c.tensors],
+        "tensors": [_tensor_dict(t) for t in c.tensors],
         # One compact array per stripe: a plan of MobileNetV2 has thousands of them.
         "stripes": [{"op": s.op, "out": [s.out_lo, s.out_hi],
                      "in": [[t, lo, hi] for t, lo, hi in s.inputs],
@@ -132,6 +132,15 @@ def _cascade_dict(c: Cascade) -> dict[str, Any]:
                      **({"result": s.output} if s.output else {})}
                     for s in c.stripes],
     }
+
+
+def _tensor_dict(t: CascadeTensor) -> dict[str, Any]:
+    d = asdict(t)
+    if t.slots:
+        d["slots"] = list(t.slots)
+    else:
+        del d["slots"]  # optional key: ring-addressed cascades stay as before
+    return d
 
 
 def _buffer_dict(b: PlanBuffer) -> dict[str, Any]:
@@ -412,7 +421,8 @@ def _read_cascade(c: _Reader, nbuf: int, nsteps: int, levels: tuple[str, ...]) -
         tensors.append(CascadeTensor(
             tensor=t.key("tensor").str_(), mode=t.key("mode").str_(choices=RING_MODES), buffer=buf,
             ring_rows=t.opt("ring_rows", 0).int_(), row_bytes=t.opt("row_bytes", 0).int_(),
-            level=t.opt("level").str_(nullable=True, choices=levels)))
+            level=t.opt("level").str_(nullable=True, choices=levels),
+            slots=tuple(x.int_(minimum=-1) for x in t.opt("slots", []).list_())))
     stripes = []
     for s in c.key("stripes").list_():
         out_lo, out_hi = _pair(s.key("out"))

@@ -257,7 +257,14 @@ class CascadeTensor:
     buffer is a staging area of ``ring_rows`` slots: each stripe reading the tensor loads every
     row it reads, the ``j``-th row its loads move into slot ``j`` (byte ``j * row_bytes``), and
     nothing staged survives into the next stripe (a dilated convolution's tap rows,
-    ``docs/tiling.md``)."""
+    ``docs/tiling.md``).
+
+    ``slots`` (optional; ``ring`` and ``streamed`` only): the cascade addresses this tensor's
+    rows by slot instead of ring modulo: row ``r`` sits at byte ``slots[r]`` of ``buffer`` (the
+    cascade's row region, shared by all its slot-addressed tensors), ``-1`` for a row the
+    cascade never holds.  The offsets come from packing the rows' lifetimes
+    (``stowage.solvers.tiling.slots``), so two rows may share bytes when never live at once;
+    ``ring_rows`` is then the most rows of the tensor held at one time (informative)."""
 
     tensor: str
     mode: str
@@ -265,6 +272,14 @@ class CascadeTensor:
     ring_rows: int = 0
     row_bytes: int = 0
     level: str | None = None
+    slots: tuple[int, ...] = ()
+
+    def row_offset(self, r: int) -> int:
+        """Byte offset of row ``r`` in ``buffer``: its slot when slot-addressed (``-1``: not
+        held), else ``(r mod ring_rows) * row_bytes`` (``ring_rows`` must be positive)."""
+        if self.slots:
+            return self.slots[r] if 0 <= r < len(self.slots) else -1
+        return (r % self.ring_rows) * self.row_bytes
 
 
 @dataclass(frozen=True)
@@ -282,6 +297,11 @@ class Cascade:
 
     def tensor(self, name: str) -> CascadeTensor | None:
         return next((t for t in self.tensors if t.tensor == name), None)
+
+    @property
+    def slotted(self) -> bool:
+        """Whether the cascade addresses its rows by slot (``CascadeTensor.slots``)."""
+        return any(t.slots for t in self.tensors)
 
 
 @dataclass(frozen=True)

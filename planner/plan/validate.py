@@ -53,12 +53,15 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from stowage.ir.columns import column_tensors
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
 from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
+
+if TYPE_CHECKING:
+    from stowage.ir.tiling import CascadeSpec
 
 __all__ = ["LevelLike", "TargetLike", "Verdict", "Violation", "plan_graph", "recompute_metrics", "validate"]
 
@@ -1160,6 +1163,8 @@ class _RowReplay:
             if ct.mode in ("ring", "streamed"):
                 layouts[ct.buffer].add(ct.row_bytes)
         self.mixed = {b for b, sizes in layouts.items() if len(sizes) > 1}
+        # A slot-addressed region (``CascadeTensor.slots``) lays rows out anywhere.
+        self.mixed |= {ct.buffer for ct in c.tensors if ct.slots}
         self.stage: dict[int, dict[int, int]] = defaultdict(dict)               # staging buffer -> row -> slot
         self.rows: dict[int, dict[int, str]] = defaultdict(dict)                # graph buffer -> row
         self.produced: dict[tuple[int, str], dict[int, int]] = defaultdict(dict)  # (op, result) -> row -> stripe
@@ -1224,10 +1229,13 @@ class _RowReplay:
                 self.fail(f"tensor '{ct.tensor}': row_bytes is {ct.row_bytes}, a row of it is "
                           f"{want} bytes", (ct.buffer,))
                 ok = False
+            have = self.chk.plan.buffers[ct.buffer].bytes
+            if ct.slots or self.c.slotted:
+                ok = self.check_slots(ct, have) and ok
+                continue
             if ct.ring_rows < 1:
                 self.fail(f"tensor '{ct.tensor}': a ring of {ct.ring_rows} rows", (ct.buffer,))
                 ok = False
-            have = self.chk.plan.buffers[ct.buffer].bytes
             if have < ct.ring_rows * ct.row_bytes:
                 self.fail(f"tensor '{ct.tensor}': ring of {ct.ring_rows} rows x {ct.row_bytes} bytes does not fit "
                           f"{self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
@@ -1239,6 +1247,35 @@ class _RowReplay:
                 self.fail(f"tensor '{ct.tensor}' is streamed from unknown level {ct.level}", (ct.buffer,))
                 ok = False
         return ok
+
+    def check_slots(self, ct: CascadeTensor, have: int) -> bool:
+        """A slot-addressed tensor (``CascadeTensor.slots``): a ring or streamed tensor with one
+        slot per row, each inside its region (buffer ``ct.buffer`` of ``have`` bytes).  Whether
+        two rows share a slot while both live is the replay's business (a row written evicts
+        every row whose bytes it meets)."""
+        if ct.mode not in ("ring", "streamed") or not ct.slots:
+            self.fail(f"tensor '{ct.tensor}' ({ct.mode}) has no row slots in a cascade addressing rows by slot"
+                      if not ct.slots else f"tensor '{ct.tensor}' is {ct.mode}: only rings and streamed tensors "
+                      "have row slots", (ct.buffer,))
+            return False
+        h = self.rows_of(ct.tensor)
+        if len(ct.slots) != h:
+            self.fail(f"tensor '{ct.tensor}': {len(ct.slots)} row slots for its {h} rows", (ct.buffer,))
+            return False
+        for r, off in enumerate(ct.slots):
+            if off != -1 and not 0 <= off <= have - ct.row_bytes:
+                self.fail(f"tensor '{ct.tensor}': row {r} at bytes [{off}, {off + ct.row_bytes}) lies outside its "
+                          f"region, {self.chk.buf(ct.buffer)} of {have} bytes", (ct.buffer,))
+                return False
+        return True
+
+    def offset(self, ct: CascadeTensor, r: int) -> int:
+        """Byte offset of row ``r`` in its holder's buffer (its slot, or ring modulo)."""
+        return ct.row_offset(r)
+
+    def slot_name(self, ct: CascadeTensor, r: int) -> str:
+        return (f"the slot of row {r} (byte {ct.row_offset(r)})" if ct.slots
+                else f"ring slot {r % ct.ring_rows}")
 
     def present(self, name: str, r: int) -> str | None:
         """Why row ``r`` of tensor ``name`` is not readable now, or None when it is."""
@@ -1264,6 +1301,8 @@ class _RowReplay:
             if got is None:
                 return "it is not produced yet"
             return None if got == name or self.views_alike(got, name) else f"it was rewritten by '{got}'"
+        if ct.slots:
+            return self.present_slot(ct, name, r, inside)
         slot = r % ct.ring_rows
         held = self.slots[ct.buffer].get(slot * ct.row_bytes)
         other = held is not None and self.g.tensor_buffer.get(held[1]) != self.g.tensor_buffer.get(name)
@@ -1278,6 +1317,28 @@ class _RowReplay:
         if held[1] != name and (inside or held[1] != ct.tensor) and not self.views_alike(name, held[1]):
             return f"ring slot {slot} holds that row of '{held[1]}'"
         return None
+
+    def present_slot(self, ct: CascadeTensor, name: str, r: int, inside: bool) -> str | None:
+        """``present`` for a slot-addressed tensor: its slot must hold exactly that row, put
+        there by its producer or load and not overwritten since (every write evicts the rows
+        whose bytes it meets)."""
+        off = ct.row_offset(r)
+        if off < 0:
+            return f"'{ct.tensor}' has no slot for row {r}"
+        held = self.slots[ct.buffer].get(off)
+        if held is None:
+            done = r in self.produced_rows(name) if inside else False
+            return (("it was overwritten" if done else "it is not produced yet") if inside
+                    else "it was never loaded, or was overwritten") + f" (nothing at byte {off})"
+        same = self.g.tensor_buffer.get(held[1]) == self.g.tensor_buffer.get(name)
+        if not same or held[0] != r:
+            return f"byte {off}, its slot, holds row {held[0]} of '{held[1]}': overwritten or not yet written"
+        if held[1] != name and (inside or held[1] != ct.tensor) and not self.views_alike(name, held[1]):
+            return f"its slot holds that row of '{held[1]}'"
+        return None
+
+    def produced_rows(self, name: str) -> set[int]:
+        return {r for (_op, out), rows in self.produced.items() if out == name for r in rows}
 
     def view_root(self, name: str) -> str:
         """The tensor whose bytes ``name`` reinterprets through views (Reshape and the like,
@@ -1303,7 +1364,10 @@ class _RowReplay:
     def put(self, ct: CascadeTensor, r: int, tensor: str) -> None:
         """Row ``r`` of ``tensor`` written (or loaded) into its slot of ring ``ct``."""
         slots = self.slots[ct.buffer]
-        off = (r % ct.ring_rows) * ct.row_bytes
+        off = ct.row_offset(r)
+        if off < 0:
+            self.fail(f"writes row {r} of '{tensor}', which has no slot", (ct.buffer,))
+            return
         if ct.buffer in self.mixed:
             for o, (_r, _t, n) in list(slots.items()):
                 if o < off + ct.row_bytes and off < o + n:
@@ -1377,10 +1441,10 @@ class _RowReplay:
         b = self.g.tensor_buffer[ct.tensor]
         final = self.final_tensor(b)
         for r in range(x.lo, x.hi):
-            held = self.slots[ct.buffer].get((r % ct.ring_rows) * ct.row_bytes)
+            held = self.slots[ct.buffer].get(ct.row_offset(r))
             if held is None or held[0] != r or held[1] != final:
                 got = "nothing" if held is None else f"row {held[0]} of '{held[1]}'"
-                self.fail(f"{where}: stores row {r} of '{x.tensor}', but its ring slot {r % ct.ring_rows} "
+                self.fail(f"{where}: stores row {r} of '{x.tensor}', but {self.slot_name(ct, r)} "
                           f"holds {got} (the row is stored before it is produced, or after it was overwritten)",
                           (ct.buffer,))
                 return
@@ -1589,12 +1653,12 @@ class _RowReplay:
         elementwise = {self.int8_of.get(n, n) for n in data_operands(op)}
         for name, lo, hi in st.inputs:
             h = self.holder(name)
-            if h is None or h.mode == "whole" or h.buffer != ct.buffer or h.ring_rows < 1:
+            if h is None or h.mode == "whole" or h.buffer != ct.buffer or (h.ring_rows < 1 and not h.slots):
                 continue
             for rr in range(lo, hi):
-                o_r = (rr % h.ring_rows) * h.row_bytes
+                o_r = h.row_offset(rr)
                 for r in range(st.out_lo, st.out_hi):
-                    o_w = (r % ct.ring_rows) * ct.row_bytes
+                    o_w = ct.row_offset(r)
                     if o_w < o_r + h.row_bytes and o_r < o_w + ct.row_bytes and not (
                             r == rr and o_w == o_r and name in elementwise):
                         return (f"writes row {r} of its result over row {rr} of '{name}', which it reads "
@@ -1654,6 +1718,7 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
     from stowage.ir.tiling import CascadeSpec, macro_graph
 
     specs = []
+    regions: dict[int, int] = {}   # slot-addressed cascade -> its row region's buffer in the plan
     for k, c in enumerate(plan.cascades):
         bad = [i for i in c.ops if not 0 <= i < len(graph.operators) or not graph.operators[i].computing]
         if bad or not c.ops:
@@ -1664,6 +1729,13 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
         # A ring in another tensor's ring buffer is a declared alias (an elementwise result
         # written over its operand's rows, ``stowage.solvers.tiling.alias``): the host must be
         # a ring of this cascade held in its own buffer; rule 8 checks the rows and the writer.
+        if c.slotted:
+            got = _slot_spec(graph, plan, k, c)
+            if isinstance(got, str):
+                return got
+            specs.append(got[0])
+            regions[k] = got[1]
+            continue
         own = {t.buffer for t in c.tensors if t.mode == "ring" and graph.tensor_buffer[t.tensor] == t.buffer}
         aliases: dict[int, int] = {}
         for t in c.tensors:
@@ -1677,9 +1749,36 @@ def _macro_graph(graph: Graph, plan: Plan) -> Graph | str:
         streamed = {graph.tensor_buffer[t.tensor]: t.ring_rows for t in c.tensors if t.mode in ("streamed", "staged")}
         specs.append(CascadeSpec(tuple(c.ops), rings, streamed, aliases))
     try:
-        return macro_graph(graph, specs)[0]
+        macro, ring_of = macro_graph(graph, specs)
     except (KeyError, ValueError, IndexError, ZeroDivisionError) as exc:
         return f"the cascades do not describe this graph ({type(exc).__name__}: {exc})"
+    for k, region in regions.items():
+        made = {nb for (kk, _b), nb in ring_of.items() if kk == k}
+        if made != {region}:
+            return (f"cascade {k}: its rows lie in buffer {region}, but its row region is buffer "
+                    f"{sorted(made)[0] if made else '(none)'}")
+    return macro
+
+
+def _slot_spec(graph: Graph, plan: Plan, k: int, c: Cascade) -> tuple[CascadeSpec, int] | str:
+    """The macro step of a cascade addressing rows by slot: every ring and streamed tensor in
+    one row region, a buffer the macro graph adds (``CascadeSpec.region``), or why not."""
+    from stowage.ir.tiling import CascadeSpec
+
+    held = [t for t in c.tensors if t.mode != "whole"]
+    bad = [t for t in held if t.mode not in ("ring", "streamed") or not t.slots]
+    if bad:
+        return (f"cascade {k}: tensor '{bad[0].tensor}' ({bad[0].mode}) has no row slots, but the cascade "
+                "addresses rows by slot (every ring and streamed tensor needs them; staging is not slotted)")
+    regions = {t.buffer for t in held}
+    if len(regions) != 1:
+        return f"cascade {k}: its slot-addressed rows lie in buffers {sorted(regions)}, not in one row region"
+    region = regions.pop()
+    if not 0 <= region < len(plan.buffers) or plan.buffers[region].bytes < 1:
+        return f"cascade {k}: row region buffer {region} is not a buffer of the plan"
+    rings = {graph.tensor_buffer[t.tensor]: max(1, t.ring_rows) for t in held if t.mode == "ring"}
+    streamed = {graph.tensor_buffer[t.tensor]: max(1, t.ring_rows) for t in held if t.mode == "streamed"}
+    return CascadeSpec(tuple(c.ops), rings, streamed, {}, region=plan.buffers[region].bytes), region
 
 
 def plan_graph(graph: Graph, plan: Plan) -> Graph:

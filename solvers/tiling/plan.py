@@ -36,6 +36,7 @@ from stowage.solvers.tiling import partition
 from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.partition import OutOfTime, OutOfWork, Partitioner, Segment
 from stowage.solvers.tiling.program import Program
+from stowage.solvers.tiling.slots import SlotLayout
 from stowage.targets.hierarchy import Hierarchy
 
 log = logging.getLogger(__name__)
@@ -262,12 +263,18 @@ def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: in
     return alt if s.peak + extra <= problem.capacity else p
 
 
-def _plan_programs(problem: Problem, programs: list[Program], solver: str, params: Any) -> Plan:
+def _plan_programs(problem: Problem, programs: list[Program], solver: str, params: Any,
+                   layouts: list[SlotLayout | None] | None = None) -> Plan:
+    """Plan the macro graph of ``programs``; ``layouts[k]``, when given, addresses cascade
+    ``k``'s rows by slot (one row region, ``CascadeSpec.region``) instead of by ring."""
     from stowage.solvers.registry import solve
 
     g = problem.graph
-    specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed, aliases={**p.aliases, **p.shared})
-             for p in programs]
+    lays = layouts or [None] * len(programs)
+    specs = [CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed, aliases=p.aliases, region=lay.region)
+             if lay is not None else
+             CascadeSpec(p.ops, rings=p.rings, streamed=p.streamed, aliases={**p.aliases, **p.shared})
+             for p, lay in zip(programs, lays)]
     macro, ring_of = macro_graph(g, specs)
     align = problem.target.compute.alignment
     need = m_r_cached(macro, problem.weights_in_compute_level, align)
@@ -277,7 +284,7 @@ def _plan_programs(problem: Problem, programs: list[Program], solver: str, param
     log.info("tiling: %d cascades (%s)", len(programs),
              ", ".join(f"{len(p.ops)} steps x {p.stripe_rows} rows" for p in programs))
     macro_plan = solve(replace(problem, graph=macro), solver, params)
-    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target))
+    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target, lays))
 
 
 def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
@@ -303,8 +310,9 @@ def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
 
 
 def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tuple[int, int], int],
-           target: Hierarchy) -> Plan:
-    """The macro plan plus the cascades: stripe programs, streamed home placements, metrics."""
+           target: Hierarchy, layouts: list[SlotLayout | None] | None = None) -> Plan:
+    """The macro plan plus the cascades: stripe programs, streamed home placements, metrics.
+    ``layouts[k]``: cascade ``k`` addresses its rows by slot (``CascadeTensor.slots``)."""
     pos = {st.index: s for s, st in enumerate(plan.steps)}
     placements = list(plan.placements)
     peaks = dict(plan.metrics.peak_bytes)
@@ -319,18 +327,26 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
         step = pos[p.ops[0]]
         tensors: list[CascadeTensor] = []
         home_of: dict[str, str] = {}
+        lay = layouts[k] if layouts else None
         for b in p.whole_in + p.whole_out:
             tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "whole", b))
-        for b, rows in p.rings.items():
+        for b, rows in (p.rings.items() if lay is None else ()):
             # A ring sharing another's bytes (``program.share_rings``) is declared in the host's
             # buffer with its own rows.
             tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, p.shared.get(b, b))],
                                          rows, buffer_row_bytes(graph, b)))
         # A result written over its operand's ring: declared as a ring in that ring's buffer,
         # with its rows and row bytes (``stowage.solvers.tiling.alias``).
-        for b, host in p.aliases.items():
+        for b, host in (p.aliases.items() if lay is None else ()):
             tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, p.shared.get(host, host))],
                                          p.rings[host], buffer_row_bytes(graph, host)))
+        if lay is not None:
+            # Rows by slot: every ring (and a result written over its operand's rows, in the
+            # host's slots) in the cascade's row region, at the offsets the packing chose.
+            for b, host in (*((b, b) for b in p.rings), *p.aliases.items()):
+                tensors.append(CascadeTensor(graph.buffers[b].tensors[0], "ring", ring_of[(k, b)],
+                                             lay.most.get(host, 0), buffer_row_bytes(graph, host),
+                                             slots=_slots_of(graph, lay, host)))
         for b, rows in p.streamed.items():
             kind = graph.buffers[b].kind
             home: str | None
@@ -354,7 +370,11 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                                     "keeps it in the compute level")
             home_of[tname] = home
             mode = "staged" if b in p.staged else "streamed"
-            tensors.append(CascadeTensor(tname, mode, ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
+            if lay is not None:
+                tensors.append(CascadeTensor(tname, mode, ring_of[(k, b)], lay.most.get(b, 0),
+                                             buffer_row_bytes(graph, b), home, slots=_slots_of(graph, lay, b)))
+            else:
+                tensors.append(CascadeTensor(tname, mode, ring_of[(k, b)], rows, buffer_row_bytes(graph, b), home))
             lv = plan.target.level(home)
             covered = [pl for pl in placements if pl.buffer == b and pl.level == home]
             if not covered:
@@ -394,6 +414,17 @@ def attach(graph: Graph, plan: Plan, programs: list[Program], ring_of: dict[tupl
                      found_by=f"tiling + {plan.solver.found_by or plan.solver.name}")
     return replace(plan, placements=tuple(placements), buffers=tuple(buffers), metrics=metrics,
                    cascades=tuple(cascades), solver=solver)
+
+
+def _slots_of(graph: Graph, lay: SlotLayout, b: int) -> tuple[int, ...]:
+    """Buffer ``b``'s row slots in ``lay`` (a buffer none of whose rows the walk held, such as
+    a ring no stripe touches, gets none: ``-1`` per row)."""
+    got = lay.offsets.get(b)
+    if got is not None:
+        return got
+    from stowage.ir.tiling import rows as tensor_rows
+
+    return (-1,) * tensor_rows(graph, graph.tensors[graph.buffers[b].tensors[0]])
 
 
 __all__ = ["attach", "choose_candidates", "plan_tiled"]

@@ -7,7 +7,8 @@ for a few stripes is reserved for all of them.  The design notes' row model sums
 two accountings can be compared on the same cascade, and packs the rows as small buffers with
 lifetimes ``[made, last read]`` (stripe indices, inclusive) with the interval allocator
 (``stowage.solvers.alloc.greedy``): the footprint a plan addressing rows by slot, not by ring
-modulo, could reach.  Plans do not address rows by slot yet; this is the measurement.
+modulo, reaches.  ``slot_layout`` turns such a packing into the row slots a plan records
+(``CascadeTensor.slots``, ``docs/tiling.md`` "Rows by slot").
 
 When a row lives, stripe by stripe (the validator's order within a stripe: loads, then the
 operator reads its operands and writes its band, then stores):
@@ -123,4 +124,44 @@ def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0)
     return top, off
 
 
-__all__ = ["RowLife", "RowLifetimes", "pack_rows", "row_lifetimes"]
+@dataclass(frozen=True)
+class SlotLayout:
+    """Where a slot-addressed cascade keeps its rows: one region of ``region`` bytes, and per
+    buffer held in rows (a ring, an alias's host, a streamed buffer) the byte offset of each of
+    its rows (``-1``: never held), and ``most``, the most rows of it live at one stripe."""
+
+    region: int
+    offsets: Mapping[BufferId, tuple[int, ...]]
+    most: Mapping[BufferId, int]
+    peak: int
+
+
+def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0) -> SlotLayout | None:
+    """The row slots of recorded ``program`` packed by their lifetimes (``pack_rows``), or None
+    when it has no rows or stages a buffer (staging keeps its own per-stripe slots)."""
+    if program.staged:
+        return None
+    lives = row_lifetimes(graph, program)
+    if not lives.rows:
+        return None
+    top, off = pack_rows(lives, time_limit=time_limit)
+    from stowage.ir.tiling import rows as tensor_rows
+
+    table: dict[BufferId, list[int]] = {}
+    events: dict[BufferId, list[tuple[int, int]]] = {}
+    for i, life in enumerate(lives.rows):
+        if life.buffer not in table:
+            table[life.buffer] = [-1] * tensor_rows(graph, graph.tensors[graph.buffers[life.buffer].tensors[0]])
+        table[life.buffer][life.row] = off[i]
+        events.setdefault(life.buffer, []).extend(((life.first, 1), (life.last + 1, -1)))
+    most: dict[BufferId, int] = {}
+    for b, ev in events.items():
+        cur = best = 0
+        for _k, d in sorted(ev):
+            cur += d
+            best = max(best, cur)
+        most[b] = best
+    return SlotLayout(top, {b: tuple(v) for b, v in table.items()}, most, lives.peak)
+
+
+__all__ = ["RowLife", "RowLifetimes", "SlotLayout", "pack_rows", "row_lifetimes", "slot_layout"]
