@@ -324,6 +324,9 @@ class CascadeTensorInfo:
     ring_rows: int
     home_level: int | None
     home_offset: int
+    #: A cascade addressing rows by slot (``CascadeTensor.slots``): row ``r`` at ``base +
+    #: slots[r]`` (-1: never held); empty for ring modulo.
+    slots: tuple[int, ...] = ()
 
     @property
     def plane_bytes(self) -> int:
@@ -333,7 +336,9 @@ class CascadeTensorInfo:
 @dataclass(frozen=True)
 class TileInfo:
     """Rows ``[lo, hi)`` of cascade tensor ``tensor``: ``rows0`` rows at ``addr0``, the rest at
-    ``addr1`` (a ring's wrap, split here so firmware does no modular arithmetic)."""
+    ``addr1`` (a ring's wrap, split here so firmware does no modular arithmetic).  A tile of a
+    slot-addressed tensor lists every row's address instead (``row_addrs``, row ``lo`` first;
+    ``addr0`` is row ``lo``'s, ``rows0`` the rows contiguous from it, ``addr1`` 0)."""
 
     tensor: int
     lo: int
@@ -341,6 +346,7 @@ class TileInfo:
     addr0: int
     rows0: int
     addr1: int
+    row_addrs: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -773,7 +779,7 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 row_stride, chan_stride, ring_rows = wb, h * wb, 0
             else:
                 assert ct is not None
-                if ct.ring_rows <= 0 or ct.row_bytes < ch * wb:
+                if (ct.ring_rows <= 0 and not ct.slots) or ct.row_bytes < ch * wb:
                     raise EmitError(f"{where}: ring of '{name}' has {ct.ring_rows} rows of {ct.row_bytes} bytes "
                                     f"(a row is {ch * wb} bytes)")
                 row_stride, chan_stride, ring_rows = ct.row_bytes, wb, ct.ring_rows
@@ -787,8 +793,11 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                                         f"'{lvl}' covering step {s}")
                     home_level, home_offset = loc(cands[0])
             index[name] = len(tensors)
+            slots = ct.slots if ct is not None and mode != "whole" else ()
+            if slots and len(slots) != h:
+                raise EmitError(f"{where}: tensor '{name}' has {len(slots)} row slots for its {h} rows")
             tensors.append(CascadeTensorInfo(name, mode, holder, own, li, base, ch, h, wb, row_stride, chan_stride,
-                                             ring_rows, home_level, home_offset))
+                                             ring_rows, home_level, home_offset, slots))
             return index[name]
 
         stage: dict[int, dict[int, int]] = {}   # staged holder buffer -> row -> slot, for the current stripe
@@ -800,6 +809,15 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: {what} rows [{lo}, {hi}) of '{t.tensor}', which has {t.rows} rows")
             if t.mode == "whole":
                 return TileInfo(ti, lo, hi, t.base + lo * t.width_bytes, hi - lo, 0)
+            if t.slots:
+                # Rows by slot: each row's own address, resolved here (firmware does no
+                # arithmetic on slots).
+                bad = [r for r in range(lo, hi) if t.slots[r] < 0]
+                if bad:
+                    raise EmitError(f"{where}: {what} row {bad[0]} of '{t.tensor}', which has no slot")
+                addrs = tuple(t.base + t.slots[r] for r in range(lo, hi))
+                run = next((i for i in range(1, len(addrs)) if addrs[i] != addrs[0] + i * t.row_stride), len(addrs))
+                return TileInfo(ti, lo, hi, addrs[0] if addrs else 0, run, 0, addrs)
             if hi - lo > t.ring_rows:
                 raise EmitError(f"{where}: {what} {hi - lo} rows of '{t.tensor}' at once, its ring holds "
                                 f"{t.ring_rows}")
@@ -1055,7 +1073,8 @@ def schedule_to_dict(sch: Schedule, prefix: str) -> dict[str, Any]:
         return {"buffer": o.buffer, "level": names[o.level], "offset": o.offset}
 
     def tile(t: TileInfo) -> dict[str, Any]:
-        return {"tensor": t.tensor, "rows": [t.lo, t.hi], "addr0": t.addr0, "rows0": t.rows0, "addr1": t.addr1}
+        return {"tensor": t.tensor, "rows": [t.lo, t.hi], "addr0": t.addr0, "rows0": t.rows0, "addr1": t.addr1,
+                **({"row_addrs": list(t.row_addrs)} if t.row_addrs else {})}
 
     out: dict[str, Any] = {
         "format": SCHEDULE_FORMAT,
@@ -1250,7 +1269,8 @@ def _struct_specs(P: str) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
             ("u32", "tensor_buffer", "the tensor's own buffer (its home copy when streamed)"),
             ("u32", "channels", ""),
             ("u32", "rows", "H"),
-            ("u32", "ring_rows", "rows the ring holds (row r in slot r mod ring_rows); 0 for whole"),
+            ("u32", "ring_rows", ("rows the ring holds (row r in slot r mod ring_rows); 0 for whole; rows by "
+                                  "slot: the most held at once (tiles then list row addresses)")),
             ("u8", "mode", f"{P}_HOLD_WHOLE, _RING or _STREAMED"),
             ("u8", "level", "the compute level"),
             ("u8", "home_level", f"streamed: the home copy's level, else {P}_LEVEL_NONE"),
@@ -1278,6 +1298,8 @@ def _struct_specs(P: str) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
             ("u32", "lo", ""),
             ("u32", "hi", ""),
             ("u32", "rows0", ""),
+            ("u32", "row_addrs", (f"rows by slot: row lo + i is at _row_addrs[row_addrs + i] (addr0, rows0, "
+                                  f"addr1 then unused); {P}_NONE32 otherwise")),
         ]),
         "weight_load": (("A weight slice the engine streams into the compute level, in issue order "
                          "(docs/c-header.md, Weight streams)."), [
@@ -1308,6 +1330,7 @@ def _struct_specs(P: str) -> dict[str, tuple[str, list[tuple[str, str, str]]]]:
             ("u32", "lo", ""),
             ("u32", "hi", ""),
             ("u32", "rows0", ""),
+            ("u32", "row_addrs", f"rows by slot: the ring side's row addresses in _row_addrs, else {P}_NONE32"),
             ("u8", "kind", f"{P}_TRANSFER_LOAD (home -> ring) or {P}_TRANSFER_STORE (ring -> home)"),
             ("u8", "home_level", ""),
             ("u8", "level", "the ring's level"),
@@ -1409,9 +1432,20 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         "ring_rows": u(t.ring_rows), "mode": hold_ids[t.mode], "level": lv(t.level), "home_level": lv(t.home_level),
     }) + cm(f"{i}: {t.mode} {c_comment(t.tensor)}") for i, t in enumerate(sch.cascade_tensors)]
 
+    row_addrs: list[str] = []
+
+    def addr_table(t: TileInfo) -> str:
+        """The tile's row addresses appended to ``_row_addrs`` (rows by slot), or NONE32."""
+        if not t.row_addrs:
+            return f"{P}_NONE32"
+        at = len(row_addrs)
+        row_addrs.extend(u(a) for a in t.row_addrs)
+        return u(at)
+
     def tile_row(t: TileInfo) -> str:
         return S["tile"].row({"addr0": u(t.addr0), "addr1": u(t.addr1), "tensor": u(t.tensor), "lo": u(t.lo),
-                              "hi": u(t.hi), "rows0": u(t.rows0)}) + cm(c_comment(sch.cascade_tensors[t.tensor].tensor))
+                              "hi": u(t.hi), "rows0": u(t.rows0), "row_addrs": addr_table(t)}) \
+            + cm(c_comment(sch.cascade_tensors[t.tensor].tensor))
 
     tiles: list[str] = []
     stripes = []
@@ -1427,7 +1461,8 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         }) + cm(f"{i}: {c_comment(sp.op_name)} rows {sp.out_lo}..{sp.out_hi}"))
     row_transfers = [S["row_transfer"].row({
         "home_addr": u(r.home_addr), "addr0": u(r.ring.addr0), "addr1": u(r.ring.addr1), "stripe": u(r.stripe),
-        "tensor": u(r.tensor), "lo": u(r.lo), "hi": u(r.hi), "rows0": u(r.ring.rows0), "kind": xfer_ids[r.kind],
+        "tensor": u(r.tensor), "lo": u(r.lo), "hi": u(r.hi), "rows0": u(r.ring.rows0),
+        "row_addrs": addr_table(r.ring), "kind": xfer_ids[r.kind],
         "home_level": lv(r.home_level), "level": lv(sch.cascade_tensors[r.tensor].level),
     }) + cm(f"{i}: {r.kind} {c_comment(sch.cascade_tensors[r.tensor].tensor)}")
         for i, r in enumerate(sch.row_transfers)]
@@ -1472,6 +1507,9 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
               row_transfers),
         table("weight_load", "weight_loads", "Weight slices streamed through the DMA, in issue order.",
               weight_loads),
+        _Table(f"{p}_addr_t", f"{p}_row_addrs", ("Row addresses of the tiles of cascades that address rows by "
+                                                  "slot (a tile's row_addrs indexes its first)."),
+               _rows(row_addrs, "0u")),
     ]
     counts = {
         "LEVELS": len(sch.levels), "BUFFERS": len(sch.buffers), "STEPS": len(sch.steps), "OPERANDS": len(operands),
@@ -1479,6 +1517,7 @@ def _render_parts(sch: Schedule, prefix: str) -> dict[str, Any]:
         "OP_TYPES": len(sch.op_types), "CASCADES": len(sch.cascades), "CASCADE_TENSORS": len(sch.cascade_tensors),
         "STRIPES": len(sch.stripes), "TILES": len(tiles), "ROW_TRANSFERS": len(sch.row_transfers),
         "IO_REGIONS": len(sch.levels) - len(real_levels), "WEIGHT_LOADS": len(sch.weight_loads),
+        "ROW_ADDRS": len(row_addrs),
     }
     wl = sch.weight_level
     return {

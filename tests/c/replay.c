@@ -122,11 +122,19 @@ static void run_transfers(uint32_t s, uint32_t begin, uint32_t end)
 }
 
 /* -- tiled steps ----------------------------------------------------------------------- */
-/* Address of byte x of channel c of the i-th row of tile (addr0, rows0, addr1). */
-static addr_t tile_addr(const T(cascade_tensor_t) *t, addr_t addr0, uint32_t rows0, addr_t addr1, uint32_t i,
-                        uint32_t c)
+/* Address of byte x of channel c of the i-th row of tile (addr0, rows0, addr1), or, for rows by
+   slot (row_addrs != NONE32), of the tile's i-th listed row address. */
+static addr_t tile_addr(const T(cascade_tensor_t) *t, addr_t addr0, uint32_t rows0, addr_t addr1, uint32_t row_addrs,
+                        uint32_t i, uint32_t c)
 {
-    addr_t row = i < rows0 ? addr0 + (addr_t)i * t->row_stride : addr1 + (addr_t)(i - rows0) * t->row_stride;
+    addr_t row;
+    if (row_addrs != M(NONE32)) {
+        if ((uint64_t)row_addrs + i >= M(NUM_ROW_ADDRS))
+            fail("tile row address table overrun:", 0, t->tensor_buffer, "index", (uint64_t)row_addrs + i);
+        row = T(row_addrs)[row_addrs + i];
+    } else {
+        row = i < rows0 ? addr0 + (addr_t)i * t->row_stride : addr1 + (addr_t)(i - rows0) * t->row_stride;
+    }
     return row + (addr_t)c * t->channel_stride;
 }
 
@@ -138,13 +146,13 @@ static uint64_t nchw(const T(cascade_tensor_t) *t, uint32_t r, uint32_t c, uint6
 
 /* check (write == 0) or write (write == 1) rows [lo, hi) of a tile with the tensor's signature */
 static void tile_rows(const char *what, uint32_t s, const T(cascade_tensor_t) *t, uint32_t lo, uint32_t hi,
-                      addr_t addr0, uint32_t rows0, addr_t addr1, int write)
+                      addr_t addr0, uint32_t rows0, addr_t addr1, uint32_t row_addrs, int write)
 {
     uint32_t i, c;
     addr_t x;
     for (i = 0; i < hi - lo; ++i)
         for (c = 0; c < t->channels; ++c) {
-            addr_t a = tile_addr(t, addr0, rows0, addr1, i, c);
+            addr_t a = tile_addr(t, addr0, rows0, addr1, row_addrs, i, c);
             unsigned char *p;
             check_range(what, s, t->tensor_buffer, t->level, a, t->width_bytes);
             p = mem[t->level] + a;
@@ -171,7 +179,7 @@ static void run_row_transfers(uint32_t s, uint32_t stripe, uint32_t begin, uint3
             for (i = 0; i < x->hi - x->lo; ++i)
                 for (c = 0; c < t->channels; ++c) {
                     addr_t h = x->home_addr + (addr_t)i * t->width_bytes + (addr_t)c * t->plane_bytes;
-                    addr_t a = tile_addr(t, x->addr0, x->rows0, x->addr1, i, c), j;
+                    addr_t a = tile_addr(t, x->addr0, x->rows0, x->addr1, x->row_addrs, i, c), j;
                     check_range("row load source of", s, t->tensor_buffer, x->home_level, h, t->width_bytes);
                     check_range("row load destination of", s, t->tensor_buffer, x->level, a, t->width_bytes);
                     for (j = 0; j < t->width_bytes; ++j)
@@ -181,11 +189,11 @@ static void run_row_transfers(uint32_t s, uint32_t stripe, uint32_t begin, uint3
                     memmove(mem[x->level] + a, mem[x->home_level] + h, (size_t)t->width_bytes);
                 }
         } else if (x->kind == M(TRANSFER_STORE)) {
-            tile_rows("row store source of", s, t, x->lo, x->hi, x->addr0, x->rows0, x->addr1, 0);
+            tile_rows("row store source of", s, t, x->lo, x->hi, x->addr0, x->rows0, x->addr1, x->row_addrs, 0);
             for (i = 0; i < x->hi - x->lo; ++i)
                 for (c = 0; c < t->channels; ++c) {
                     addr_t h = x->home_addr + (addr_t)i * t->width_bytes + (addr_t)c * t->plane_bytes;
-                    addr_t a = tile_addr(t, x->addr0, x->rows0, x->addr1, i, c);
+                    addr_t a = tile_addr(t, x->addr0, x->rows0, x->addr1, x->row_addrs, i, c);
                     check_range("row store destination of", s, t->tensor_buffer, x->home_level, h, t->width_bytes);
                     memmove(mem[x->home_level] + h, mem[x->level] + a, (size_t)t->width_bytes);
                 }
@@ -223,12 +231,12 @@ static void run_cascade(uint32_t s, uint32_t k)
         run_row_transfers(s, j, st->row_transfers_before, st->row_transfers_after);
         for (i = 0; i < st->num_inputs; ++i)
             tile_rows("stripe reads", s, &T(cascade_tensors)[tl[i].tensor], tl[i].lo, tl[i].hi, tl[i].addr0,
-                      tl[i].rows0, tl[i].addr1, 0);
+                      tl[i].rows0, tl[i].addr1, tl[i].row_addrs, 0);
         if (out->lo != st->out_lo || out->hi != st->out_hi)
             fail("stripe output tile differs from its rows:", s, T(cascade_tensors)[out->tensor].tensor_buffer,
                  "stripe", j);
         tile_rows("stripe writes", s, &T(cascade_tensors)[out->tensor], out->lo, out->hi, out->addr0, out->rows0,
-                  out->addr1, 1);
+                  out->addr1, out->row_addrs, 1);
         run_row_transfers(s, j, st->row_transfers_after, st->row_transfers_end);
     }
 }
