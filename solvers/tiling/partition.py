@@ -37,6 +37,7 @@ from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.tiling.alias import ring_aliases
+from stowage.solvers.tiling.slotfit import SlotCache, slot_peak
 from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
 
@@ -81,6 +82,8 @@ class Segment:
     #: 0: bands of ``stripe_rows`` rows of the end tensor; else of a tensor that tall (the
     #: cascade's tallest), finer than one end row before a stride-2 step.
     pace_rows: int = 0
+    #: Its rows addressed by slot (``slotfit``): ``peak`` counts their packed region, not rings.
+    slotted: bool = False
 
 
 class OutOfTime(Exception):
@@ -109,6 +112,10 @@ class Partitioner:
         self.reach = MAX_LEN
         #: ``"time"`` once the deadline ended a search (the caller records it in the plan).
         self.stopped_by: str | None = None
+        #: Whether ``_fit`` may address a segment's rows by slot when its rings miss the
+        #: capacity (``slotfit``; the plan's cascades then carry ``CascadeTensor.slots``).
+        self.slot_rows = True
+        self.slot_cache = SlotCache()
         self._windows: dict[tuple[int, int, int, int], Windows | None] = {}
         self._own: dict[tuple[int, int, int, int, frozenset[BufferId]], int | None] = {}
         self._ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
@@ -486,8 +493,18 @@ class Partitioner:
         if self._bound(i, j, dram) + self.bystanders(i, j, off_chip) > capacity:
             return None  # its whole operands and results alone do not fit, whatever the bands
         ladder = self.ladder(i, j)
-        return self._tallest_fit(lambda e: self.cascade(i, j, e[0], dram, off_chip, e[1]),
+        return self._tallest_fit(lambda e: self._fit_band(i, j, e, capacity, dram, off_chip),
                                  ladder[:1] if finest else ladder, capacity)
+
+    def _fit_band(self, i: int, j: int, band: tuple[int, int], capacity: int, dram: frozenset[BufferId],
+                  off_chip: frozenset[BufferId]) -> Segment | None:
+        """``cascade`` in ``band``, addressed by slot (``slotfit``) when its rings miss the
+        capacity and its rows, packed, fit."""
+        seg = self.cascade(i, j, band[0], dram, off_chip, band[1])
+        if seg is None or seg.peak <= capacity or not self.slot_rows:
+            return seg
+        peak = slot_peak(self, i, j, band[0], band[1], dram, seg.peak, self.bystanders(i, j, off_chip), capacity)
+        return seg if peak is None or peak >= seg.peak else replace(seg, peak=peak, slotted=True)
 
     @staticmethod
     def _tallest_fit(make: Callable[[tuple[int, int]], Segment | None], ladder: list[tuple[int, int]],

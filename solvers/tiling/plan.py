@@ -32,7 +32,7 @@ from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.cache import graph_cached
 from stowage.solvers.costs import CostModel
 from stowage.solvers.problem import Problem
-from stowage.solvers.tiling import partition
+from stowage.solvers.tiling import partition, slotfit
 from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.partition import OutOfTime, OutOfWork, Partitioner, Segment
 from stowage.solvers.tiling.program import Program
@@ -233,20 +233,27 @@ def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
 def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any) -> Plan:
     programs: list[Program] = []
     roomy: list[Program] = []
+    layouts: list[SlotLayout | None] = []
     for s in segs:
         if s.stripe_rows:
             i, j = part.order.index(s.ops[0]), part.order.index(s.ops[-1])
             p = part.program(i, j, s.stripe_rows, record=True, dram=s.dram, pace=s.pace_rows)
+            # A segment the search fitted with its rows by slot: the layout it judged.
+            lay = slotfit.layout(part, i, j, s.stripe_rows, s.pace_rows, s.dram) if s.slotted else None
+            if s.slotted and lay is None:
+                raise SolverError(f"tiling: cascade {s.ops[0]}..{s.ops[-1]} was fitted by slot, but its layout is lost")
             programs.append(p)
-            roomy.append(_unstaged(problem, part, s, p, i, j))
+            layouts.append(lay)
+            roomy.append(p if lay is not None else _unstaged(problem, part, s, p, i, j))
+    slotted = layouts if any(x is not None for x in layouts) else None
     if any(a is not b for a, b in zip(roomy, programs)):
         # Rings instead of staging where the capacity leaves room (each row loaded once); the
         # staged programs when the macro graph does not fit so.
         try:
-            return _plan_programs(problem, roomy, solver, params)
+            return _plan_programs(problem, roomy, solver, params, slotted)
         except CapacityError:
             pass
-    return _plan_programs(problem, programs, solver, params)
+    return _plan_programs(problem, programs, solver, params, slotted)
 
 
 def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: int, j: int) -> Program:

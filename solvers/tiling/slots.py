@@ -117,9 +117,21 @@ def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0)
     with the interval allocator, and the region's size: at least ``lives.peak``.  The
     allocator's move budget ends its search; ``time_limit`` is only its safety stop, generous
     so that the result does not depend on the machine's load."""
+    got = pack_rows_within(lives, None, alignment=alignment, time_limit=time_limit)
+    assert got is not None  # no capacity given: always packs
+    return got
+
+
+def pack_rows_within(lives: RowLifetimes, capacity: int | None, work: float | None = None, alignment: int = 1,
+                     time_limit: float = 30.0) -> tuple[int, dict[int, int]] | None:
+    """``pack_rows`` within a region of ``capacity`` bytes: the search stops at the first
+    packing that fits, None when it found none.  ``work``: a smaller move budget (seconds of
+    work, ``alloc.greedy.allocate_offsets``), deterministic, for the partition search, which
+    packs many candidate cascades."""
     ivs = [Interval(i, r.first, r.last, r.size) for i, r in enumerate(lives.rows)]
-    off = allocate_offsets(ivs, alignment, time_limit=time_limit)
-    assert off is not None  # no capacity given: always packs
+    off = allocate_offsets(ivs, alignment, capacity=capacity, time_limit=time_limit, work=work)
+    if off is None:
+        return None
     top = max((off[iv.id] + iv.size for iv in ivs), default=0)
     return top, off
 
@@ -136,15 +148,22 @@ class SlotLayout:
     peak: int
 
 
-def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0) -> SlotLayout | None:
-    """The row slots of recorded ``program`` packed by their lifetimes (``pack_rows``), or None
-    when it has no rows or stages a buffer (staging keeps its own per-stripe slots)."""
+def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0, capacity: int | None = None,
+                work: float | None = None, lives: RowLifetimes | None = None) -> SlotLayout | None:
+    """The row slots of recorded ``program`` packed by their lifetimes (``pack_rows``; with
+    ``capacity``, a region of at most that many bytes), or None when it has no rows, stages a
+    buffer (staging keeps its own per-stripe slots) or no packing within ``capacity`` was
+    found.  ``lives``: ``row_lifetimes(graph, program)`` when the caller has it."""
     if program.staged:
         return None
-    lives = row_lifetimes(graph, program)
-    if not lives.rows:
+    if lives is None:
+        lives = row_lifetimes(graph, program)
+    if not lives.rows or (capacity is not None and lives.peak > capacity):
         return None
-    top, off = pack_rows(lives, time_limit=time_limit)
+    packed = pack_rows_within(lives, capacity, work=work, time_limit=time_limit)
+    if packed is None:
+        return None
+    top, off = packed
     from stowage.ir.tiling import rows as tensor_rows
 
     table: dict[BufferId, list[int]] = {}
@@ -164,4 +183,4 @@ def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0) -> Slo
     return SlotLayout(top, {b: tuple(v) for b, v in table.items()}, most, lives.peak)
 
 
-__all__ = ["RowLife", "RowLifetimes", "SlotLayout", "pack_rows", "row_lifetimes", "slot_layout"]
+__all__ = ["RowLife", "RowLifetimes", "SlotLayout", "pack_rows", "pack_rows_within", "row_lifetimes", "slot_layout"]

@@ -1,0 +1,105 @@
+"""Whether a cascade whose rings do not fit fits with its rows addressed by slot.
+
+A plan holds each ring at its largest window for the whole cascade; addressed by slot
+(``CascadeTensor.slots``, ``docs/tiling.md`` "Rows by slot") the cascade needs only a region
+holding its rows *per instant*, packed by their lifetimes (``stowage.solvers.tiling.slots``).
+The partition search (``Partitioner._fit``) asks here when a segment's ring footprint misses
+the capacity by at most ``SLACK``: the segment's recorded program is walked, its rows' live
+bytes at the busiest stripe bound the region from below (no packing is tried when even that
+misses), and the greedy packer gets a small deterministic move budget (``SEARCH_WORK``) to
+fit the region into what the capacity leaves beside the cascade's whole buffers, weights and
+bystanders.  Every layout found is kept (``layout``), so the plan uses the packing the search
+judged, never a larger one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from stowage.ir.graph import BufferId
+from stowage.solvers.alloc.interval import align_up
+from stowage.solvers.tiling.program import Program
+from stowage.solvers.tiling.slots import SlotLayout, row_lifetimes, slot_layout
+
+if TYPE_CHECKING:
+    from stowage.solvers.tiling.partition import Partitioner
+
+#: Only a segment whose ring footprint is at most this many times the capacity is tried by
+#: slot: MobileNetV2's blocks 5-7 at 64 KiB take 70,784 B in rings (1.08x) and 59,136 B packed;
+#: its stem-to-block-3 segment 83,104 B (1.27x).  Further over, per-instant packing has never
+#: closed the gap on the suite, and each try walks and packs a recorded program.
+SLACK = 1.35
+#: The packer's move budget per try, in seconds of work (``alloc.greedy.ENTRIES_PER_SECOND``):
+#: deterministic, so the search's choice does not depend on load.
+SEARCH_WORK = 0.05
+
+Key = tuple[int, int, int, int, frozenset[BufferId]]
+
+
+@dataclass
+class SlotCache:
+    """A partitioner's memo of slot tries: per segment key ``(i, j, h, pace, dram)`` its base
+    footprint (weights, working memory, whole buffers; None: not slottable), its recorded
+    program, and the smallest layout found."""
+
+    base: dict[Key, int | None] = field(default_factory=dict)
+    programs: dict[Key, Program] = field(default_factory=dict)
+    layouts: dict[Key, SlotLayout] = field(default_factory=dict)
+
+
+def slot_peak(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozenset[BufferId],
+              ring_peak: int, bystanders: int, capacity: int) -> int | None:
+    """The footprint (bystanders included) of segment ``[i..j]`` in bands ``(h, pace)`` with
+    ``dram`` off-chip when its rows are addressed by slot and packed within ``capacity``, or
+    None when that is not tried or no packing fits.  ``ring_peak``: its footprint with rings."""
+    if ring_peak <= capacity or ring_peak > SLACK * capacity:
+        return None
+    w = part.windows(i, j, h, pace)
+    if w is None:
+        return None
+    cache = part.slot_cache
+    key: Key = (i, j, h, pace, dram)
+    if key not in cache.base:
+        # Charged as a second walk of the segment (the recorded one).
+        cost = part._weight(i, j) * -(-max(pace, part._end_rows(part.order[j])) // h)
+        if part.work is not None and part.spent + cost > part.work:
+            from stowage.solvers.tiling.partition import OutOfWork
+
+            raise OutOfWork(f"the tiling search used its work budget ({part.work} member stripes)")
+        part.spent += cost
+        prog = part.program(i, j, h, record=True, dram=dram, pace=pace)
+        if prog.staged:
+            cache.base[key] = None
+        else:
+            g = part.g
+            whole = sum(part._a(g.buffers[b].bytes) for b in (*prog.whole_in, *prog.whole_out))
+            cache.base[key] = w.fixed + whole
+            cache.programs[key] = prog
+    base = cache.base[key]
+    if base is None:
+        return None
+    layouts = cache.layouts
+    room = capacity - bystanders - base
+    room -= room % part.align   # the region's placement is aligned
+    have = layouts.get(key)
+    if have is not None and align_up(have.region, part.align) <= room:
+        return base + align_up(have.region, part.align) + bystanders
+    prog = cache.programs[key]
+    lives = row_lifetimes(part.g, prog)
+    if room <= 0 or lives.peak > room:
+        return None
+    lay = slot_layout(part.g, prog, capacity=room, work=SEARCH_WORK, lives=lives)
+    if lay is None:
+        return None
+    if have is None or lay.region < have.region:
+        layouts[key] = lay
+    return base + align_up(lay.region, part.align) + bystanders
+
+
+def layout(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozenset[BufferId]) -> SlotLayout | None:
+    """The smallest slot layout the search found for that segment (None: none)."""
+    return part.slot_cache.layouts.get((i, j, h, pace, dram))
+
+
+__all__ = ["SEARCH_WORK", "SLACK", "SlotCache", "layout", "slot_peak"]
