@@ -55,7 +55,7 @@ from dataclasses import dataclass, replace
 
 from stowage.ir.channel_split import split_spec
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
-from stowage.ir.tiling import RowMap, buffer_row_bytes, row_units, rows
+from stowage.ir.tiling import WINDOW, RowMap, buffer_row_bytes, row_units, rows
 from stowage.solvers.tiling.alias import alias_operands
 from stowage.solvers.tiling.runs import run_bound
 
@@ -166,6 +166,65 @@ def _step_needs(graph: Graph, op: Operator, weights: bool) -> tuple[dict[BufferI
     return m, read, True
 
 
+def _interior_rows(graph: Graph, op: Operator, b: BufferId) -> list[int]:
+    """Rows ``r`` of buffer ``b`` that step ``op`` writes (every one of its row units writes
+    ``b``) with every window it reads unclipped: at such a row each read needs its whole
+    kernel, the most any row needs (``_rows_per_output_row``).  Empty when a unit is not a
+    plain window map (then no row is known to be such an instant)."""
+    units = row_units(graph, op)
+    if not units:
+        return []
+    tb = graph.tensor_buffer
+    if any(tb.get(u.output) != b for u in units):
+        return []
+    heights = {rows(graph, graph.tensors[u.output]) for u in units}
+    if len(heights) != 1:
+        return []
+    maps = [rm for u in units for rm in u.maps.values()]
+    if any(rm.kind != WINDOW or rm.accumulate for rm in maps):
+        return []
+    (h,) = heights
+    return [r for r in range(h)
+            if all(r * rm.stride - rm.pad_top >= 0 and r * rm.stride - rm.pad_top + rm.kernel <= rm.in_rows
+                   for rm in maps)]
+
+
+def _lags(graph: Graph, steps: list[Operator]) -> dict[tuple[int, BufferId], int]:
+    """``(reader step c, buffer b) -> bytes``: rows of ``b`` that ``c`` still needs, made
+    before, while ``b``'s producer writes a row at which its reads need their whole kernels
+    (``_interior_rows``; the least over such rows).  ``c``'s next output row needs the row
+    being written, so it has not run, and the rows of its window below that row are live:
+    whatever the band heights, the order or the slots, when ``c`` runs in the producer's
+    cascade.  Only plain windows (``WINDOW``; a dilated read, a reduction, a Resize: none)."""
+    tb = graph.tensor_buffer
+    out: dict[tuple[int, BufferId], int] = {}
+    interior: dict[BufferId, list[int]] = {}
+    for c in steps:
+        for u in row_units(graph, c) or ():
+            for name, rm in u.maps.items():
+                b = tb.get(name)
+                if (b is None or rm.kind != WINDOW or rm.accumulate
+                        or graph.buffers[b].kind is not TensorKind.ACTIVATION):
+                    continue
+                prod = graph.buffers[b].producer
+                if prod is None or prod == c.index or not graph.operators[prod].computing:
+                    continue
+                if b not in interior:
+                    interior[b] = _interior_rows(graph, graph.operators[prod], b)
+                out_rows = rows(graph, graph.tensors[u.output])
+                least = None
+                for r in interior[b]:
+                    o = max(0, -(-(r - rm.kernel + 1 + rm.pad_top) // rm.stride))
+                    held = r - max(0, o * rm.stride - rm.pad_top) if o < out_rows else 0
+                    least = held if least is None else min(least, held)
+                    if least <= 0:
+                        break
+                if least:
+                    key = (c.index, b)
+                    out[key] = max(out.get(key, 0), least * buffer_row_bytes(graph, b))
+    return out
+
+
 def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict[int, int], dict[int, int]]:
     """Bit sets (over positions in file order) of each step's ancestors and descendants, and
     the position of each step.  File order is topological, so one pass each way suffices."""
@@ -193,21 +252,27 @@ def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict
 
 
 def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
-                      deadline: float | None = None) -> TiledBound:
+                      deadline: float | None = None, per_instant: bool = True) -> TiledBound:
     """The bound of the module docstring at compute-level capacity ``capacity``, over the plans
     of ``graph`` and, when it runs Concats in place, of the same model without them
     (``Graph.without_concats``: ``stowage.compile`` plans that one below M_R, where its
-    producers can run in stripes): the smaller of the two bounds."""
-    own = _bound(graph, capacity, weights_in_compute_level, deadline)
+    producers can run in stripes): the smaller of the two bounds.
+
+    ``per_instant`` (default): valid also for cascades addressing rows by slot
+    (``CascadeTensor.slots``), whose rows share bytes over time, so a cascade holds per
+    instant only what the step running needs of its rows; False: for plans whose rings are
+    held at their largest window for the whole cascade (the stronger bound of the plans
+    before rows by slot)."""
+    own = _bound(graph, capacity, weights_in_compute_level, deadline, per_instant)
     if graph.without_concats is None or own.bytes == 0:
         return own
-    plain = _bound(graph.without_concats, capacity, weights_in_compute_level, deadline)
+    plain = _bound(graph.without_concats, capacity, weights_in_compute_level, deadline, per_instant)
     best = plain if plain.bytes < own.bytes else own
     return replace(best, cut=own.cut or plain.cut)
 
 
 def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
-           deadline: float | None = None) -> TiledBound:
+           deadline: float | None = None, per_instant: bool = True) -> TiledBound:
     """The bound over the plans of ``graph`` as it is.
 
     Two facts about the steps *between* a buffer's producer ``p`` and its readers (descendants
@@ -223,6 +288,7 @@ def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
     wts = {i: {b for b in m if graph.buffers[b].kind is TensorKind.WEIGHT} if weights_in_compute_level else set()
            for i, (m, _, _) in needs.items()}
     anc, desc, _ = _closures(graph, steps)
+    lags = _lags(graph, steps) if per_instant else {}
     at = [op.index for op in steps]
     users: dict[BufferId, list[int]] = {}
     for op in steps:
@@ -256,13 +322,22 @@ def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
                 for w in wts[i]:
                     held[w] = max(held.get(w, 0), needs[i][0][w])
             weights = sum(held.values())
-            rest = max(foot[i] - sum(needs[i][0][w] for w in wts[i]) - needs[i][0].get(b, 0) for i in members)
+            if per_instant:
+                # Rows by slot: at each step the ring holds at least what that step needs of
+                # it (its term in ``foot``), not its largest window.
+                # Its producer also holds the rows its readers still need (``_lags``).
+                ring = 0
+                lag = max((lags.get((r, b), 0) for r in readers), default=0)
+                rest = max(foot[i] - sum(needs[i][0][w] for w in wts[i]) + (lag if i == buf.producer else 0)
+                           for i in members)
+            else:
+                rest = max(foot[i] - sum(needs[i][0][w] for w in wts[i]) - needs[i][0].get(b, 0) for i in members)
             if ring + weights + rest <= capacity:
                 continue
         total += 2 * min(needs[i][1][b] for i in readers)
         forced.append(b)
     run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced), _barriers(graph, steps, needs, desc),
-                    deadline)
+                    deadline, per_instant=per_instant, lags=lags)
     return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing, run.cut)
 
 

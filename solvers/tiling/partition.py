@@ -37,9 +37,9 @@ from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.tiling.alias import ring_aliases
-from stowage.solvers.tiling.slotfit import SlotCache, slot_peak
 from stowage.solvers.tiling.footprint import Windows, walk_windows
 from stowage.solvers.tiling.program import NotTileable, Program, stripe_program
+from stowage.solvers.tiling.slotfit import SlotCache, slot_peak
 
 log = logging.getLogger(__name__)
 

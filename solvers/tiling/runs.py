@@ -168,7 +168,9 @@ class _Hull:
             self.parent[b], b = root, self.parent.get(b, b)
         return root
 
-    def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int) -> None:
+    def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int,
+                 index: int | None = None) -> None:
+        del index  # every ring counts at its largest window here, whichever step it is
         for b, v in m.items():
             if b in self.sharable:
                 # A ring that may empty between stripes may share bytes with others like it
@@ -213,6 +215,60 @@ class _Hull:
                     default=0)
         return (self.total + self.work + max(0, share)
                 + sum(max(0, v - self.top.get(r, 0)) for r, v in sums.items()))
+
+
+class _Instant:
+    """Fact 4 counted per instant, valid when a cascade addresses its rows by slot
+    (``CascadeTensor.slots``: rows of different tensors share bytes at different stripes).
+    While step ``s`` of the hull runs the cascade holds at least: every weight of the hull
+    (the macro step reads them all: they are resident for all of it), the whole tensors (of
+    facts 3 and 5) in their own bytes, and what ``s`` itself needs of the other buffers it
+    touches (``m_s(b)``) plus its working memory.  The footprint is the largest such sum.
+    It ignores rows of other steps live at that instant (a skip's lag rows), so it is weaker
+    than ``_Hull``; it needs no alias groups (``m_s`` already gives an in-place result no
+    bytes of its own)."""
+
+    def __init__(self, weights: frozenset[BufferId], graph: Graph | None = None,
+                 lags: Mapping[tuple[int, BufferId], int] | None = None) -> None:
+        self.weights = weights
+        self.graph = graph
+        self.lags = lags or {}
+        self.wterm: dict[BufferId, int] = {}
+        self.mono = 0       # the hull's weights (monotone)
+        self.work = 0       # the largest working memory of one step (monotone)
+        self.steps: list[tuple[int, dict[BufferId, int]]] = []   # (what s needs in all, its non-weight terms)
+        self.at: dict[int, int] = {}                              # step index -> position in ``steps``
+        #: Per step, per buffer it makes: the rows a reader in the hull still needs while it
+        #: writes (``bound._lags``), the largest over those readers.
+        self.lag: list[dict[BufferId, int]] = []
+
+    def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int,
+                 index: int | None = None) -> None:
+        del pairs  # in-place results already need no bytes of their own in ``m``
+        own: dict[BufferId, int] = {}
+        for b, v in m.items():
+            if b in self.weights:
+                if v > self.wterm.get(b, 0):
+                    self.mono += v - self.wterm.get(b, 0)
+                    self.wterm[b] = v
+            else:
+                own[b] = v
+                lag = self.lags.get((index, b), 0) if index is not None and self.graph is not None else 0
+                prod = self.graph.buffers[b].producer if lag and self.graph is not None else None
+                if prod is not None and prod in self.at:
+                    got = self.lag[self.at[prod]]
+                    got[b] = max(got.get(b, 0), lag)
+        if index is not None:
+            self.at[index] = len(self.steps)
+        self.steps.append((sum(own.values()) + extra, own))
+        self.lag.append({})
+        self.work = max(self.work, extra)
+
+    def footprint(self, whole: Mapping[BufferId, int]) -> int:
+        """With the tensors ``whole`` (buffer -> bytes) whole and resident."""
+        at = max((t - sum(v for b, v in own.items() if b in whole) + sum(v for b, v in lag.items() if b not in whole)
+                  for (t, own), lag in zip(self.steps, self.lag)), default=0)
+        return self.mono + sum(whole.values()) + max(at, self.work)
 
 
 def _undominated(states: Mapping[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]
@@ -281,10 +337,14 @@ def sharable_rings(graph: Graph, steps: list[Operator]) -> frozenset[BufferId]:
 
 def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping[int, Needs],
               anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId],
-              barrier: frozenset[BufferId] = frozenset(), deadline: float | None = None) -> RunBound:
+              barrier: frozenset[BufferId] = frozenset(), deadline: float | None = None,
+              per_instant: bool = True, lags: Mapping[tuple[int, BufferId], int] | None = None) -> RunBound:
     """The bound of the module docstring.  ``anc``/``desc``: bit sets over positions in
     ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones);
-    ``barrier``: buffers that are never a ring of fewer than all their rows (fact 5)."""
+    ``barrier``: buffers that are never a ring of fewer than all their rows (fact 5).
+    ``per_instant``: fact 4 per instant (``_Instant``), valid for cascades addressing rows by
+    slot; False: every ring at its largest window for the whole cascade (``_Hull``).  ``lags``:
+    ``bound._lags``, the rows a reader still needs while their producer writes (per instant)."""
     pos = {op.index: k for k, op in enumerate(steps)}
     kept = kept_steps(steps, anc, desc)
     arts = articulations(steps, anc, desc, kept)
@@ -338,11 +398,16 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
 
     # One run of every articulation step (and everything between): nothing is cut.
     sharable = sharable_rings(graph, steps)
-    everything = _Hull(aliasable, sharable)
+    wset = frozenset(b for op in steps for b in needs[op.index][0] if graph.buffers[b].kind is TensorKind.WEIGHT)
+
+    def new_hull() -> _Hull | _Instant:
+        return _Instant(wset, graph, lags) if per_instant else _Hull(aliasable, sharable)
+
+    everything = new_hull()
     span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0]) & kept
     for op in steps:
         if span_all >> pos[op.index] & 1:
-            everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index])
+            everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index], op.index)
     if everything.footprint({b: graph.buffers[b].bytes for b in walls}) <= capacity:
         return RunBound(0, (), m, ((arts[0], arts[-1]),))
 
@@ -356,7 +421,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         if not best[i]:
             continue
         left = on_link[i - 1] if i > 0 else ()
-        hull = _Hull(aliasable, sharable)
+        hull = new_hull()
         bits_in = 0
         for j in range(i, m):
             # Grow the hull to H(i, j): descendants of a_i that are ancestors of a_j.
@@ -368,7 +433,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                 low = new & -new
                 s = steps[low.bit_length() - 1]
                 new ^= low
-                hull.add_step(needs[s.index][0], pairs[s.index], extra[s.index])
+                hull.add_step(needs[s.index][0], pairs[s.index], extra[s.index], s.index)
             # Fact 4 is not monotone in j (merging alias groups lowers it); its part over
             # buffers no step may overwrite (weights among them) is: past the capacity, stop.
             if hull.mono + hull.work > capacity:
