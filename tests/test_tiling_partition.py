@@ -223,10 +223,17 @@ def test_mobilenet_v2_partitions_below_the_zero_traffic_capacity() -> None:
 
     g = fuse_in_place(load_graph(ROOT / "models" / "suite" / "mobilenet_v2.onnx", element_bytes=1))
     part = Partitioner(g, False, 16)
+    part.slot_rows = False  # rings only (rows by slot: below)
     assert part.fewest_stripes(128 * 1024) is not None
     segs = part.least_traffic(64 * 1024)
     assert segs is not None
     assert sum(s.traffic for s in segs) == 263_424
+    # With rows by slot (``slotfit``) blocks 5 to 7 run as one cascade (its rings 70,784 B,
+    # its rows packed within 64 KiB): the 14x14x64 crossing after block 7 goes, 238,336 B.
+    slot = Partitioner(g, False, 16)
+    got = slot.least_traffic(64 * 1024)
+    assert got is not None and sum(s.traffic for s in got) == 238_336
+    assert any(s.slotted for s in got) and all(s.peak <= 64 * 1024 for s in got)
     # The stem cascade takes the tallest band that fits: 1 row of its 56-row end, 62,048 B
     # (paced by its 112-row layers it would need 53,536 B).
     assert segs[0].stripe_rows == 1 and segs[0].ops == tuple(part.order[:6]) and segs[0].peak == 62_048

@@ -68,6 +68,9 @@ WORK_BUDGET = 1_000_000
 #: budget replaces the previous round's partition (graphs with long-lived tensors, DenseNet,
 #: cannot afford every 16-step segment).
 ROUNDS = (4, 8, 12, MAX_LEN)
+#: Whether searches may fit a segment with its rows addressed by slot (``slotfit``) when its
+#: rings miss the capacity: ``Partitioner.slot_rows``' default.
+SLOT_ROWS = True
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Partitioner:
         self.stopped_by: str | None = None
         #: Whether ``_fit`` may address a segment's rows by slot when its rings miss the
         #: capacity (``slotfit``; the plan's cascades then carry ``CascadeTensor.slots``).
-        self.slot_rows = True
+        self.slot_rows = SLOT_ROWS
         self.slot_cache = SlotCache()
         self._windows: dict[tuple[int, int, int, int], Windows | None] = {}
         self._own: dict[tuple[int, int, int, int, frozenset[BufferId]], int | None] = {}

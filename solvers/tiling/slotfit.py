@@ -14,6 +14,7 @@ judged, never a larger one.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,10 @@ def slot_peak(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozen
         return None
     cache = part.slot_cache
     key: Key = (i, j, h, pace, dram)
+    if part.deadline is not None and time.monotonic() > part.deadline:
+        from stowage.solvers.tiling.partition import OutOfTime
+
+        raise OutOfTime("the tiling search ran out of time")
     if key not in cache.base:
         # Charged as a second walk of the segment (the recorded one).
         cost = part._weight(i, j) * -(-max(pace, part._end_rows(part.order[j])) // h)

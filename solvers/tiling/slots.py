@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from stowage.ir.graph import BufferId, Graph
-from stowage.ir.tiling import buffer_row_bytes
+from stowage.ir.tiling import buffer_row_bytes, row_units
 from stowage.solvers.alloc.greedy import allocate_offsets
 from stowage.solvers.alloc.interval import Interval, peak_live_at
 from stowage.solvers.tiling.program import Program
@@ -100,8 +100,7 @@ def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
             if b is not None:
                 for r in range(lo, hi):
                     touch(b, r, k)
-        op = graph.operators[st.op]
-        out = st.output or op.outputs[0]
+        out = st.output or _result(graph, st.op)
         b = holder(out)
         if b is not None:
             for r in range(st.out_lo, st.out_hi):
@@ -110,6 +109,19 @@ def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
                  for (b, r, v), (f, last) in sorted(span.items()))
     peak, at = peak_live_at(rows)
     return RowLifetimes(rows, peak, at)
+
+
+def _result(graph: Graph, op_index: int) -> str:
+    """The tensor a stripe of operator ``op_index`` writes: its result, or for the core of a
+    folded QDQ group (``stowage.ir.qdq``: its float result has no buffer) the group's int8
+    result, its row unit's output (as the validator and the emitter resolve it)."""
+    op = graph.operators[op_index]
+    out = next((o for o in op.outputs if o), "")
+    if out in graph.tensor_buffer:
+        return out
+    host = op if op.computing or op.fused_into is None else graph.operators[op.fused_into]
+    unit = next((u for u in row_units(graph, host) or () if u.op.index == op_index), None)
+    return unit.output if unit is not None else out
 
 
 def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0) -> tuple[int, dict[int, int]]:

@@ -45,7 +45,7 @@ static const unsigned char *blob; /* weights.bin, when given */
 static uint64_t row_bytes_moved;
 /* Table sizes as variables: a count of 0 in a comparison would be a -Wtype-limits warning. */
 static const uint32_t num_weights = M(NUM_WEIGHTS), num_cascades = M(NUM_CASCADES), num_stripes = M(NUM_STRIPES),
-                      num_transfers = M(NUM_TRANSFERS);
+                      num_transfers = M(NUM_TRANSFERS), num_row_addrs = M(NUM_ROW_ADDRS);
 
 /* The byte buffer b must hold at position j: differs between buffers and along a buffer. */
 static unsigned char sig(uint32_t b, uint64_t j)
@@ -129,7 +129,7 @@ static addr_t tile_addr(const T(cascade_tensor_t) *t, addr_t addr0, uint32_t row
 {
     addr_t row;
     if (row_addrs != M(NONE32)) {
-        if ((uint64_t)row_addrs + i >= M(NUM_ROW_ADDRS))
+        if ((uint64_t)row_addrs + i >= num_row_addrs)
             fail("tile row address table overrun:", 0, t->tensor_buffer, "index", (uint64_t)row_addrs + i);
         row = T(row_addrs)[row_addrs + i];
     } else {
