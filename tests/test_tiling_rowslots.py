@@ -221,7 +221,8 @@ def test_simulator_runs_the_slotted_plan_bit_exactly(tiny: tuple[Graph, Plan]) -
 
     g, plan = tiny
     res = Simulator(onnx.load(str(TINY)), g, plan, TINY.parent).run()
-    assert res.ok, res.summary()
+    assert res.ok and res.executed, res.first_problem
+    assert res.outputs and all(o.exact for o in res.outputs)
 
 
 def test_simulator_catches_slot_mutants(tiny: tuple[Graph, Plan]) -> None:
@@ -234,3 +235,7 @@ def test_simulator_catches_slot_mutants(tiny: tuple[Graph, Plan]) -> None:
     for name, bad in _mutants(g, plan).items():
         res = Simulator(model, g, bad, TINY.parent).run()
         assert not res.ok, name
+        if name == "shared":
+            # Executed, and the bytes show it: the first row read from the shared slot is wrong.
+            assert res.executed and res.corruptions, res.first_problem
+            assert "corrupted" in res.corruptions[0].message, res.first_problem

@@ -1659,6 +1659,8 @@ class _RowReplay:
                 o_r = h.row_offset(rr)
                 for r in range(st.out_lo, st.out_hi):
                     o_w = ct.row_offset(r)
+                    if o_r < 0 or o_w < 0:
+                        continue  # a row without a slot: reported by the read or the write
                     if o_w < o_r + h.row_bytes and o_r < o_w + ct.row_bytes and not (
                             r == rr and o_w == o_r and name in elementwise):
                         return (f"writes row {r} of its result over row {rr} of '{name}', which it reads "
