@@ -90,16 +90,23 @@ def test_a_slot_plan_of_the_chain_moves_nothing_where_rings_must_cross(cap: int)
     assert tiled_lower_bound(g, cap, False).bytes == 0 == plan.solver.lower_bound
 
 
-def test_the_planner_runs_a_chain_by_slot_where_its_rings_miss() -> None:
-    """conv_chain (1, 2, 1) at 230 B: the planner's first cascade runs by slot."""
-    from stowage.ir.onnx_import import import_model
-    from tests.test_tiling import conv_chain
+def test_the_planner_takes_a_slot_partition_when_it_cuts_less(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A random DAG (``test_tiling_bound``'s Concat case) at 376 B: with rings its best
+    partition moves 192 B; with rows by slot one cascade holds everything, 0 B.  The search
+    runs rings first, then rows by slot on a budget of its own, and plans both."""
+    import stowage.solvers.tiling.partition as partition
+    from stowage.ir.inplace import fuse_in_place as fuse
+    from tests.test_tiling_bound import _random_dag
 
-    g = import_model(conv_chain((1, 2, 1)), element_bytes=1)
-    plan = compile_plan(g, "ethos-u55-256", capacity=230, time_limit=5)
-    assert [c.slotted for c in plan.cascades] == [True, False]
-    assert validate(g, plan).ok
-    assert tiled_lower_bound(g, 230, False).bytes <= plan.metrics.noncompulsory_bytes
+    g = fuse(_random_dag(654584, 7, 8, 2))
+    plan = compile_plan(g, "ethos-u55-256", capacity=376, time_limit=5)
+    assert plan.metrics.noncompulsory_bytes == 0 and [c.slotted for c in plan.cascades] == [True]
+    # Planned below M_R without the Concat in place (``Graph.without_concats``).
+    assert not plan.options.concat_in_place and g.without_concats is not None
+    assert validate(g.without_concats, plan).ok
+    monkeypatch.setattr(partition, "SLOT_ROWS", False)
+    rings = compile_plan(g, "ethos-u55-256", capacity=376, time_limit=5)
+    assert rings.metrics.noncompulsory_bytes == 192 and not any(c.slotted for c in rings.cascades)
 
 
 def test_per_instant_bound_of_the_chain() -> None:
@@ -135,8 +142,18 @@ def test_slots_round_trip_in_the_plan_file() -> None:
 # ---------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Graph, Plan]:
+    """The search's own partition with rows by slot at 4 KiB (its first cascade slotted; it
+    cuts no less than the rings' partition there, so ``compile`` keeps rings), planned."""
+    from stowage.solvers.problem import Problem
+    from stowage.solvers.tiling.plan import _plan_partition
+    from stowage.targets import load_target
+
     g = fuse_in_place(load_graph(str(TINY)))
-    plan = compile_plan(g, capacity=4096, time_limit=5.0, seed=0)
+    part = Partitioner(g, False, 16)
+    segs = part.least_traffic(4096)
+    assert segs is not None
+    problem = Problem(g, load_target("ethos-u55-256").with_capacity(4096), time_limit=5)
+    plan = _plan_partition(problem, part, segs, "auto", None)
     assert plan.cascades[0].slotted and not any(c.slotted for c in plan.cascades[1:])
     assert validate(g, plan).ok
     return g, plan

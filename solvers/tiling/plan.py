@@ -133,7 +133,11 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
         return [segs]
     out: list[list[Segment]] = []
     timed_out = False
+    slots = part.slot_rows
+    streamed: list[Segment] | None = None
     try:
+        # Rings first, as before rows by slot existed: the same budget gives the same plan.
+        part.slot_rows = False
         streamed = part.least_traffic(cap)
         if streamed is not None:
             out.append(streamed)
@@ -144,6 +148,22 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     except OutOfWork:
         log.warning("tiling: the least-traffic search (cuts through off-chip memory) used its work budget "
                     "(%d stripe walks)", part.walks)
+    finally:
+        part.slot_rows = slots
+    if slots and not timed_out and (streamed is None or sum(s.traffic for s in streamed) > 0):
+        # Then with rows by slot (``slotfit``) on a budget of its own: the walks above are
+        # memoised, so it pays for the slot tries and the segments they make feasible.  Its
+        # partition is a candidate when it cuts less; when its budget or the clock ends it
+        # first, the rings' partition stands.
+        reach = part.reach
+        try:
+            by_slot = part.least_traffic(cap)
+            if by_slot is not None and any(s.slotted for s in by_slot) and (
+                    streamed is None or sum(s.traffic for s in by_slot) < sum(s.traffic for s in streamed)):
+                out.insert(0, by_slot)
+        except (OutOfTime, OutOfWork):
+            log.info("tiling: the search with rows by slot did not complete; the rings' partition stands")
+        part.reach = reach
     # The smallest-cascades partition is the fallback whatever the clock or the budget says:
     # without it a capacity below M_R has no plan at all (it walks each segment once).
     part.deadline = None
