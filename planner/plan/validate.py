@@ -1218,6 +1218,10 @@ class _RowReplay:
                 ok = False
                 continue
             if ct.mode == "whole":
+                if ct.slots:
+                    self.fail(f"tensor '{ct.tensor}' is whole: only rings and streamed tensors have row slots",
+                              (ct.buffer,))
+                    ok = False
                 continue
             flat = _row_axis(self.g) == 1 and len(t.shape) == 2 and t.shape[0] == 1   # a MEAN's (1, C): one row
             if not _has_rows(self.g, ct.tensor) and not flat:
@@ -1274,8 +1278,8 @@ class _RowReplay:
         return ct.row_offset(r)
 
     def slot_name(self, ct: CascadeTensor, r: int) -> str:
-        return (f"the slot of row {r} (byte {ct.row_offset(r)})" if ct.slots
-                else f"ring slot {r % ct.ring_rows}")
+        return (f"its slot (byte {ct.row_offset(r)})" if ct.slots
+                else f"its ring slot {r % ct.ring_rows}")
 
     def present(self, name: str, r: int) -> str | None:
         """Why row ``r`` of tensor ``name`` is not readable now, or None when it is."""
