@@ -3,11 +3,14 @@ planner takes a cascade whose rings miss the capacity when its rows, packed by l
 the validator, the simulator and the C replay execute it and refuse its mutants; the bound
 counts rows per instant, so such a plan is never below it.
 
-Two plans are used:
+Plans used:
 - the conv chain x (4 x 16 x 8) -> 3x3 s1 -> t0 -> 3x3 s2 -> y (8-bit; ``test_tiling_slots``):
   one cascade paced by t0's 16 rows needs 208 B in rings and 192 B per instant, so from 192
-  to 207 B it runs by slot and moves nothing, where rings cross t0 (1,024 B);
-- the int8 tiny CNN (models/int8) at 4 KiB, whose first cascade the planner runs by slot.
+  to 207 B, planned by slot, it moves nothing, where rings cross t0 (1,024 B);
+- a random DAG at 376 B, where ``compile`` itself picks a slotted partition (0 B, 192 B with
+  rings);
+- the int8 tiny CNN (models/int8) at 4 KiB: the search's partition with rows by slot (its
+  first cascade slotted), planned, for the simulator and the C replay and their mutants.
 """
 
 from __future__ import annotations
