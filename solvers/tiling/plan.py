@@ -235,7 +235,9 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     if best is None:
         assert error is not None
         raise error
-    if partition_bound is not None:
+    if partition_bound is not None and not any(c.slotted for c in best.cascades):
+        # The model's candidates hold rings: a plan with cascades by slot is no partition into
+        # them, and may cut less than that bound, so it is not reported for such a plan.
         best = replace(best, solver=replace(best.solver, partition_bound=partition_bound))
     if part.stopped_by and not best.solver.stopped_by:
         # The wall clock, not the work budget, cut the choice of cascades: on a less loaded
