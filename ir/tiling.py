@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import MappingProxyType
 
-from stowage.ir.columns import column_tensors, has_rows, row_axis_of
+from stowage.ir.columns import column_tensors, flattened_pieces, has_rows, row_axis_of
 from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
 
 #: Operators that only combine the same rows of their operands.
@@ -76,8 +76,12 @@ _TFLITE_ROWWISE = frozenset({
 #: ``concat``: one piece of a Concat along the rows (a detection head's Concat along ``N``,
 #: ``stowage.ir.columns``): output row ``o`` is the piece's row ``o - offset`` (``pad_top`` is
 #: the offset), and the output rows outside the piece read none of it and are no padding.
+#: ``flatten``: a flattened piece of a Concat along ``N`` (``columns.flattened_pieces``), read
+#: through its NCHW source: output row ``o`` is the piece's position ``o - offset`` (``pad_top``
+#: is the offset), which is in row ``(o - offset) // scale`` of the source (``scale`` is its
+#: ``W``).  As for ``concat``, the output rows outside the piece read none of it.
 WINDOW, RESIZE, ACCUMULATE, TRANSPOSED, DILATED = "window", "resize", "accumulate", "transposed", "dilated"
-CONCAT = "concat"
+CONCAT, FLATTEN = "concat", "flatten"
 #: Operators whose dilated rows read sparsely (``DILATED``): zero padding (the input's zero
 #: point for QLinearConv), so the rows between and outside the taps are never read.
 _SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
@@ -167,6 +171,11 @@ class RowMap:
             r = self.runs(a, b)
             lo_h = r[0][0] if r else max(0, min(lo_d, self.in_rows))
             return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
+        if self.kind == FLATTEN:
+            n = self.in_rows * self.scale
+            lo_p = min(max(a - self.pad_top, 0), n)
+            hi_p = max(min(b - self.pad_top, n), lo_p)
+            return lo_p // self.scale, -(-hi_p // self.scale) if hi_p > lo_p else lo_p // self.scale, 0, 0
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
         if self.kind == CONCAT:   # the rows of this piece in the band; the rest are other pieces'
@@ -182,6 +191,8 @@ class RowMap:
             return resize_taps(self.mode, self.scale, self.in_rows, a)[0]
         if self.kind == TRANSPOSED:
             return min(self.need(a, a + 1)[0], self.in_rows)
+        if self.kind == FLATTEN:
+            return min(max(a - self.pad_top, 0) // self.scale, self.in_rows)
         if self.kind == DILATED:
             # Per tap, the first output row >= a whose tap row is inside the tensor.
             s, p, d = self.stride, self.pad_top, self.dilation
@@ -664,15 +675,19 @@ def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     data = [x for x in op.inputs if x and x in graph.tensors and graph.tensors[x].kind is not TensorKind.WEIGHT]
     if t == "Concat" and int(a.get("axis", 0)) % rank == rank - 1:
         maps: dict[str, RowMap] = {}
+        flat = flattened_pieces(graph)
         off = 0
         for name in op.inputs:
             x = graph.tensors.get(name) if name else None
-            if x is None or name not in cols or len(x.shape) != rank:
+            if x is None or (name not in cols and name not in flat) or len(x.shape) != rank:
                 return None
             if x.shape[-1]:
-                if name in maps:
+                # A flattened piece is read through its NCHW source's H rows (``FLATTEN``).
+                src, w = flat.get(name, (name, 0))
+                if src in maps:
                     return None   # one tensor as two pieces: one map per operand name
-                maps[name] = RowMap(1, 1, off, x.shape[-1], kind=CONCAT)
+                maps[src] = (RowMap(1, 1, off, x.shape[-1] // w, kind=FLATTEN, scale=w) if w
+                             else RowMap(1, 1, off, x.shape[-1], kind=CONCAT))
             off += x.shape[-1]
         return maps if off == n else None
     if t in _ROWWISE or t == "Concat" or t == "Split":
@@ -928,6 +943,7 @@ __all__ = [
     "ACCUMULATE",
     "CONCAT",
     "DILATED",
+    "FLATTEN",
     "RESIZE",
     "TRANSPOSED",
     "UPSAMPLE_MODES",

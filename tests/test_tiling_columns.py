@@ -23,9 +23,9 @@ from onnx import TensorProto, helper, numpy_helper
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
 from stowage.backend.emit import emit_c
-from stowage.ir.columns import column_tensors, mixed_buffer, row_axis_of
+from stowage.ir.columns import column_tensors, flattened_pieces, mixed_buffer, row_axis_of
 from stowage.ir.onnx_import import import_model
-from stowage.ir.tiling import CONCAT, RowMap, buffer_row_bytes, row_maps, row_units, rows
+from stowage.ir.tiling import CONCAT, FLATTEN, RowMap, buffer_row_bytes, row_maps, row_units, rows
 from stowage.plan import Cascade, Plan
 from stowage.plan.validate import validate
 from stowage.simulate import simulate
@@ -131,24 +131,48 @@ def _op(g, name: str):
 def test_the_head_after_the_flatten_is_in_columns_and_the_backbone_is_not() -> None:
     g = import_model(head_model(), element_bytes=1)
     cols = column_tensors(g)
-    assert {"fa", "fb", "cat", "box", "cls", "box4", "boxt", "soft", "dfl", "dist", "lt", "y"} <= cols
+    assert {"cat", "box", "cls", "box4", "boxt", "soft", "dfl", "dist", "lt", "y"} <= cols
     assert not {"x", "a", "b"} & cols          # NCHW maps keep their H rows
+    # The flattening views read only by the Concat along N are flattened pieces, not columns:
+    # their buffers keep a's and b's H rows (W = 8 and 4 positions a row).
+    assert not {"fa", "fb"} & cols and flattened_pieces(g) == {"fa": ("a", 8), "fb": ("b", 4)}
     assert row_axis_of(g, g.tensors["boxt"]) == 3 and row_axis_of(g, g.tensors["a"]) == 2
     assert rows(g, g.tensors["cat"]) == N and rows(g, g.tensors["boxt"]) == N
     # One row of the (1, 6, 80) Concat is its 6 channels at one position: 6 bytes at 8-bit.
     assert buffer_row_bytes(g, g.tensor_buffer["cat"]) == 6
-    # The flatten's view shares a's bytes with other rows (8 of 48 B vs 80 of 6 B): mixed.
-    assert g.tensor_buffer["fa"] == g.tensor_buffer["a"] and mixed_buffer(g, g.tensor_buffer["a"])
+    # a's buffer (a and its view fa) is held in a's rows: 6 channels x 8 = 48 B, not mixed.
+    assert g.tensor_buffer["fa"] == g.tensor_buffer["a"] and not mixed_buffer(g, g.tensor_buffer["a"])
+    assert buffer_row_bytes(g, g.tensor_buffer["a"]) == 48 and buffer_row_bytes(g, g.tensor_buffer["b"]) == 24
     assert not mixed_buffer(g, g.tensor_buffer["box"])   # (1, 4, 80) and its (1, 2, 2, 80) view
 
 
+def test_a_flattening_view_read_elsewhere_stays_a_mixed_column_tensor() -> None:
+    """fa also read by a Sigmoid (not a Concat along N): it stays a column tensor, and a's
+    buffer mixes two row layouts (whole), as before flattened pieces."""
+    m = head_model()
+    m.graph.node.append(helper.make_node("Sigmoid", ["fa"], ["fa_s"], name="side"))
+    m.graph.output.append(helper.make_tensor_value_info("fa_s", TensorProto.FLOAT, None))
+    g = import_model(m, element_bytes=1)
+    assert "fa" in column_tensors(g) and flattened_pieces(g) == {"fb": ("b", 4)}
+    assert mixed_buffer(g, g.tensor_buffer["a"]) and not mixed_buffer(g, g.tensor_buffer["b"])
+    maps = row_maps(g, _op(g, "cat_n"))
+    assert maps == {"fa": RowMap(1, 1, 0, 64, kind=CONCAT), "b": RowMap(1, 1, 64, 4, kind=FLATTEN, scale=4)}
+
+
 def test_concat_along_n_reads_each_piece_at_its_offset() -> None:
+    """A flattened piece is read in its NCHW source's rows: position n of fa is row n // 8 of
+    a, position n of fb row (n - 64) // 4 of b."""
     g = import_model(head_model(), element_bytes=1)
     maps = row_maps(g, _op(g, "cat_n"))
-    assert maps == {"fa": RowMap(1, 1, 0, 64, kind=CONCAT), "fb": RowMap(1, 1, 64, 16, kind=CONCAT)}
-    # Positions 60..69 are a's 60..63 and b's 0..5; 0..15 read none of b; no padding either way.
-    assert maps["fa"].need(60, 70) == (60, 64, 0, 0) and maps["fb"].need(60, 70) == (0, 6, 0, 0)
-    assert maps["fb"].need(0, 16) == (0, 0, 0, 0) and maps["fa"].need(64, 80) == (64, 64, 0, 0)
+    assert maps == {"a": RowMap(1, 1, 0, 8, kind=FLATTEN, scale=8), "b": RowMap(1, 1, 64, 4, kind=FLATTEN, scale=4)}
+    # Positions 60..69 are a's 60..63 (row 7) and b's 0..5 (rows 0 and 1).
+    assert maps["a"].need(60, 70) == (7, 8, 0, 0) and maps["b"].need(60, 70) == (0, 2, 0, 0)
+    # Positions 5..16 cross a's rows 0, 1 and 2; 0..15 read none of b, 64..79 none of a.
+    assert maps["a"].need(5, 17) == (0, 3, 0, 0) and maps["a"].need(8, 16) == (1, 2, 0, 0)
+    assert maps["b"].need(0, 16) == (0, 0, 0, 0) and maps["a"].need(64, 80) == (8, 8, 0, 0)
+    # Rows a later band still needs: a's from position 17 on start at row 2; b's from 70 at row 1.
+    assert maps["a"].first_needed(17) == 2 and maps["a"].first_needed(64) == 8 and maps["b"].first_needed(70) == 1
+    assert maps["b"].first_needed(0) == 0
     # Every other head operator reads the same positions of its column operands.
     for name, operand in (("perm", "box4"), ("softmax", "boxt"), ("dfl", "soft"), ("slice_lt", "dist")):
         assert row_maps(g, _op(g, name)) == {operand: RowMap(1, 1, 0, N)}, name
@@ -166,16 +190,17 @@ def test_a_softmax_over_n_needs_whole_tensors() -> None:
 # -- the stripe program --------------------------------------------------------------------
 def test_stripes_of_the_head_hand_checked(tmp_path) -> None:
     """Bands of 16 positions of the head after the two convs (a and b whole, made before):
-    5 bands; the Concat's band 4 reads a's rows [64, 64) (none) and b's [0, 16)."""
+    5 bands; band k of the Concat reads a's rows [2k, 2k + 2) (8 positions a row), band 4
+    reads a's rows [8, 8) (none) and all 4 rows of b."""
     g = load_model(_save(head_model(), tmp_path / "head.onnx"), element_bytes=1, in_place=True)
     ops = tuple(op.index for op in g.computing_ops if op.name not in ("conv_a", "conv_b"))
     outside = {b.id: b.id in (g.tensor_buffer["a"], g.tensor_buffer["b"]) for b in g.buffers}
     prog = stripe_program(g, ops, 16, outside)
     cat = [(s.out_lo, s.out_hi, s.inputs, s.pad_top, s.pad_bottom) for s in prog.stripes
            if s.op == _op(g, "cat_n").index]
-    assert cat == [(lo, lo + 16, (("fa", min(lo, 64), min(lo + 16, 64)), ("fb", max(lo - 64, 0), max(lo - 48, 0))),
+    assert cat == [(lo, lo + 16, (("a", min(lo, 64) // 8, min(lo + 16, 64) // 8), ("b", 0, 4 if lo == 64 else 0)),
                     0, 0) for lo in range(0, N, 16)]
-    assert cat[3][2] == (("fa", 48, 64), ("fb", 0, 0)) and cat[4][2] == (("fa", 64, 64), ("fb", 0, 16))
+    assert cat[3][2] == (("a", 6, 8), ("b", 0, 0)) and cat[4][2] == (("a", 8, 8), ("b", 0, 4))
     # Every ring holds one band (16 positions); y streams out 16 positions at a time.
     # A row is a position's channels, 1 B each: cat 6, box 4 (its (1, 2, 2, N) view the same
     # 4), cls 2, the transposed bins 4, the DFL's 2, the Slice's 1 (Sub and Mul in place).
@@ -187,8 +212,28 @@ def test_stripes_of_the_head_hand_checked(tmp_path) -> None:
     assert stores == [(lo, lo + 16) for lo in range(0, N, 16)]
     # y (1, 3, 80) at 8-bit: 3 bytes a position, all 240 stored once; nothing loaded.
     assert (prog.store_bytes, prog.load_bytes) == (3 * N, 0)
-    # a and b are whole: their rows are the flatten's other layout.
+    # a and b are whole (read after the cascade): the Concat reads their H rows.
     assert set(prog.whole_in) == {g.tensor_buffer["a"], g.tensor_buffer["b"]}
+
+
+def test_the_flattened_maps_are_rings_inside_the_cascade(tmp_path) -> None:
+    """The whole head, convs included, in bands of 16 positions: conv_a makes 2 rows of a a
+    band (16 positions are 2 rows of 8), conv_b 1 row of b, which the Concat reads only from
+    position 64 on.  a is a ring of 3 rows (conv_b's 3x3 window), 48 B a row; b keeps all 4
+    rows (24 B each) until the last band reads them; x streams in, 32 B a row."""
+    g = load_model(_save(head_model(), tmp_path / "head.onnx"), element_bytes=1, in_place=True)
+    prog = stripe_program(g, tuple(op.index for op in g.computing_ops), 16, {b.id: False for b in g.buffers})
+    by = {name: [(s.out_lo, s.out_hi, s.inputs) for s in prog.stripes if s.op == _op(g, name).index]
+          for name in ("conv_a", "conv_b", "cat_n")}
+    assert by["conv_a"] == [(0, 2, (("x", 0, 3),)), (2, 4, (("x", 1, 5),)), (4, 6, (("x", 3, 7),)),
+                            (6, 8, (("x", 5, 8),))]
+    assert by["conv_b"] == [(r, r + 1, (("a", max(2 * r - 1, 0), 2 * r + 2),)) for r in range(4)]
+    assert [c[2] for c in by["cat_n"]] == [(("a", 0, 2), ("b", 0, 0)), (("a", 2, 4), ("b", 0, 0)),
+                                           (("a", 4, 6), ("b", 0, 0)), (("a", 6, 8), ("b", 0, 0)),
+                                           (("a", 8, 8), ("b", 0, 4))]
+    rb = {g.buffers[b].tensors[0]: (r, buffer_row_bytes(g, b)) for b, r in prog.rings.items()}
+    assert rb["a"] == (3, 48) and rb["b"] == (4, 24) and rb["cat"] == (16, 6)
+    assert not prog.whole_in and prog.streamed[g.tensor_buffer["x"]] == 4
 
 
 def _save(m: onnx.ModelProto, path: Path) -> Path:
@@ -218,9 +263,12 @@ def test_head_below_m_r_is_tiled_valid_and_matches_ort(head_plan) -> None:
 def test_int8_head_is_bit_exact_in_bands(tmp_path) -> None:
     path = _save(int8_head_model(), tmp_path / "qhead.onnx")
     g = load_model(path, in_place=True, qdq="fold")
-    plan = compile_plan(path, capacity=900, time_limit=10)
+    # At 400 B the whole head is one cascade: a and b (480 B whole) stream in as rows.
+    plan = compile_plan(path, capacity=400, time_limit=10)
     banded = {g.operators[s.op].op_type for c in plan.cascades for s in c.stripes}
     assert {"Concat", "Split", "Transpose"} <= banded, banded
+    modes = {t.tensor: t.mode for c in plan.cascades for t in c.tensors}
+    assert modes["a"] == modes["b"] == "streamed"
     assert validate(load_model(path, in_place=True, qdq="fold"), plan).ok
     r = simulate(path, load_model(path, in_place=True, qdq="fold"), plan)
     assert r.ok, r.first_problem
@@ -240,12 +288,13 @@ def _concat_stripe(g, plan: Plan, piece: str):
 
 def test_a_concat_stripe_reading_the_wrong_piece_rows_is_caught(head_plan) -> None:
     path, g, plan = head_plan
-    k, c, j = _concat_stripe(g, plan, "fb")
+    # The flattened pieces are read in their sources' rows (a's 8 and b's 4 positions a row).
+    k, c, j = _concat_stripe(g, plan, "b")
     st = c.stripes[j]
-    shifted = tuple((n, lo + 1, hi + 1) if n == "fa" and hi > lo else (n, lo - 1, hi - 1) if hi > lo and lo > 0
+    shifted = tuple((n, lo + 1, hi + 1) if n == "a" and hi > lo else (n, lo - 1, hi - 1) if hi > lo and lo > 0
                     else (n, lo, hi) for n, lo, hi in st.inputs)
-    if shifted == st.inputs:   # the band holds b's row 0: read a's row too many instead
-        shifted = tuple((n, lo, hi + 1) if n == "fb" else (n, lo, hi) for n, lo, hi in st.inputs)
+    if shifted == st.inputs:   # the band holds b's row 0: read a row of b too many instead
+        shifted = tuple((n, lo, hi + 1) if n == "b" else (n, lo, hi) for n, lo, hi in st.inputs)
     stripes = list(c.stripes)
     stripes[j] = dataclasses.replace(st, inputs=shifted)
     bad = _with_cascade(plan, k, dataclasses.replace(c, stripes=tuple(stripes)))
@@ -256,7 +305,7 @@ def test_a_concat_stripe_reading_the_wrong_piece_rows_is_caught(head_plan) -> No
 
 def test_a_dropped_concat_stripe_and_a_ring_overrun_are_caught(head_plan) -> None:
     path, g, plan = head_plan
-    k, c, j = _concat_stripe(g, plan, "fa")
+    k, c, j = _concat_stripe(g, plan, "a")
     dropped = _with_cascade(plan, k, dataclasses.replace(c, stripes=c.stripes[:j] + c.stripes[j + 1:]))
     v = validate(g, dropped)
     assert not v.ok, "a band of the Concat never made"

@@ -843,7 +843,7 @@ def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, i
         off = 0
         for name in op.inputs:
             x = graph.tensors[name]
-            if x.shape[-1]:
+            if x.shape[-1] and _flat_source(graph, name) is None:   # a flattened piece: ``_flat_need``
                 need[name] = (1, 1, off, x.shape[-1])
             off += x.shape[-1]
         if off != y.shape[-1]:
@@ -851,6 +851,46 @@ def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, i
         return need
     return {name: (1, 1, 0, y.shape[-1]) for name in op.inputs
             if name in cols and graph.tensors[name].shape[-1] == y.shape[-1]}
+
+
+def _flat_source(graph: Graph, name: str) -> tuple[str, int] | None:
+    """``(source, W)`` when ``name`` is a flattened piece of a Concat along ``N`` that is not a
+    column tensor (``stowage.ir.columns.flattened_pieces``), recomputed from the graph: the
+    result of a Reshape or Flatten running no kernel, in its operand's buffer, of shape
+    ``(1, C, H*W)`` for an operand ``(1, C, H, W)``.  Its position ``n`` is row ``n // W`` of
+    the operand, so a stripe reads the operand's H rows."""
+    if name in column_tensors(graph):
+        return None
+    for op in graph.operators:
+        if op.computing or op.op_type not in ("Reshape", "Flatten") or not op.inputs or not op.outputs \
+                or op.outputs[0] != name:
+            continue
+        f, x = graph.tensors.get(op.inputs[0]), graph.tensors.get(name)
+        if (f is None or x is None or not _is_rows(f.shape) or x.shape != (1, f.shape[1], f.shape[2] * f.shape[3])
+                or graph.tensor_buffer.get(f.name) != graph.tensor_buffer.get(name)):
+            return None
+        return f.name, f.shape[3]
+    return None
+
+
+def _flat_need(graph: Graph, op: Operator, a: int, b: int) -> dict[str, tuple[int, int]]:
+    """Per flattened piece of a Concat along ``N`` (``_flat_source``): the rows ``[lo, hi)`` of
+    its NCHW operand that output positions ``[a, b)`` read, by enumerating the positions of the
+    piece in the band (``[0, 0)`` or ``[H, H)`` when the band holds none of it)."""
+    out: dict[str, tuple[int, int]] = {}
+    y = graph.tensors.get(next((o for o in op.outputs if o), ""))
+    if op.op_type != "Concat" or y is None or int(op.attributes.get("axis", 0)) % len(y.shape) != len(y.shape) - 1:
+        return out
+    off = 0
+    for name in op.inputs:
+        x = graph.tensors[name]
+        src = _flat_source(graph, name)
+        if src is not None and x.shape[-1]:
+            h = graph.tensors[src[0]].shape[2]
+            taken = [(o - off) // src[1] for o in range(a, b) if off <= o < off + x.shape[-1]]
+            out[src[0]] = (taken[0], taken[-1] + 1) if taken else ((0, 0) if b <= off else (h, h))
+        off += x.shape[-1]
+    return out
 
 
 def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
@@ -1436,7 +1476,21 @@ class _RowReplay:
         for name, lo, hi in st.inputs:
             listed[name] = (lo, hi)
             runs_of[name].append((lo, hi))
-        for name in listed.keys() - need.keys():
+        flat = _flat_need(self.g, op, st.out_lo, st.out_hi) if op.op_type == "Concat" else {}
+        for name, (lo, hi) in flat.items():
+            # A flattened piece: the H rows of its NCHW operand holding the band's positions.
+            got = listed.get(name)
+            if got != (lo, hi) or len(runs_of.get(name, ())) > 1:
+                self.fail(f"{where}: reads rows {runs_of.get(name, [])} of '{name}', output positions "
+                          f"[{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi}) of it (a flattened piece)")
+                continue
+            for r in range(lo, hi):
+                why = self.present(name, r)
+                if why is not None:
+                    ct = self.holder(name)
+                    self.fail(f"{where}: reads row {r} of '{name}', but {why}", (ct.buffer,) if ct else ())
+                    break
+        for name in listed.keys() - need.keys() - flat.keys():
             self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
         want_pads = (0, 0)
         taps = _tap_runs(self.g, op, st.out_lo, st.out_hi)
