@@ -114,10 +114,12 @@ def _flattened(graph: Graph) -> dict[str, tuple[str, int]]:
         f, x = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
         if (len(f.shape) != 4 or f.shape[0] != 1 or f.kind is TensorKind.WEIGHT or f.shape[2] < 1
                 or x.shape != (1, f.shape[1], f.shape[2] * f.shape[3])
-                or graph.tensor_buffer.get(f.name) != graph.tensor_buffer.get(x.name) or x.kind is not TensorKind.ACTIVATION):
+                or graph.tensor_buffer.get(f.name) != graph.tensor_buffer.get(x.name)
+                or x.kind is not TensorKind.ACTIVATION):
             continue
         readers = [graph.operators[i] for i in x.consumers]
-        if x.name not in viewed and x.name not in graph.outputs and readers and all(_concat_n(graph, r) for r in readers):
+        if (x.name not in viewed and x.name not in graph.outputs and readers
+                and all(_concat_n(graph, r) for r in readers)):
             out[x.name] = (f.name, f.shape[3])
     return out
 
