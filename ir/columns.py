@@ -45,7 +45,8 @@ _ELEMENTWISE = frozenset({
 })
 _VIEWS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
-_CACHE: dict[int, tuple[weakref.ref[Graph], tuple[frozenset[str], dict[str, tuple[str, int]]]]] = {}
+_Facts = tuple[frozenset[str], dict[str, tuple[str, int]], frozenset[str]]
+_CACHE: dict[int, tuple[weakref.ref[Graph], _Facts]] = {}
 
 
 def _batch1(t: Tensor) -> bool:
@@ -98,11 +99,23 @@ def _concat_n(graph: Graph, op: Operator) -> bool:
     return y is not None and len(y.shape) == 3 and _batch1(y) and _axis(op, 3) == 2
 
 
+def _swap_last(graph: Graph, op: Operator) -> bool:
+    """Whether ``op`` is a Transpose ``(0, 2, 1)`` of a ``(1, C, N)`` tensor (a detection head's
+    last step, ``(1, C, N)`` -> ``(1, N, C)``: position-major, one position's C values a row)."""
+    if op.op_type != "Transpose" or op.domain not in ("", "ai.onnx") or len(op.outputs) != 1 or not op.inputs:
+        return False
+    perm = op.attributes.get("perm")
+    x, y = graph.tensors.get(op.inputs[0]), graph.tensors.get(op.outputs[0])
+    return (isinstance(perm, (list, tuple)) and tuple(int(v) for v in perm) == (0, 2, 1) and x is not None
+            and y is not None and len(x.shape) == 3 and x.shape[0] == 1 and y.shape == (1, x.shape[2], x.shape[1])
+            and x.shape[2] > 1 and y.kind is not TensorKind.WEIGHT)
+
+
 def _flattened(graph: Graph) -> dict[str, tuple[str, int]]:
     """The flattened pieces (module docstring): view ``x`` -> ``(its NCHW source, W)``.  ``x``
     is the result of a Reshape or Flatten that runs no kernel (``Operator.computing`` false),
     shares its operand's buffer, has the shape ``(1, C, H*W)`` of its operand ``(1, C, H, W)``,
-    and is read by Concats along its last axis and nothing else."""
+    and is read by Concats along its last axis or Transposes ``(0, 2, 1)`` and nothing else."""
     out: dict[str, tuple[str, int]] = {}
     # A tensor another view reads (no step, so not among its consumers) has readers unknown here.
     viewed = {n for op in graph.operators if not op.computing for n in op.inputs if n}
@@ -119,7 +132,7 @@ def _flattened(graph: Graph) -> dict[str, tuple[str, int]]:
             continue
         readers = [graph.operators[i] for i in x.consumers]
         if (x.name not in viewed and x.name not in graph.outputs and readers
-                and all(_concat_n(graph, r) for r in readers)):
+                and all(_concat_n(graph, r) or _swap_last(graph, r) for r in readers)):
             out[x.name] = (f.name, f.shape[3])
     return out
 
@@ -139,13 +152,13 @@ def _seeds(graph: Graph, flat: dict[str, tuple[str, int]]) -> set[str]:
     return out
 
 
-def _compute(graph: Graph) -> tuple[frozenset[str], dict[str, tuple[str, int]]]:
+def _compute(graph: Graph) -> _Facts:
     if graph.layout == "NHWC":
-        return frozenset(), {}
+        return frozenset(), {}, frozenset()
     flat = _flattened(graph)
     cols = _seeds(graph, flat)
-    if not cols:
-        return frozenset(), {}
+    if not cols and not flat:
+        return frozenset(), {}, frozenset()
     ops = [op for op in graph.operators if _last_kept(op, graph)]
     changed = True
     while changed:
@@ -172,10 +185,14 @@ def _compute(graph: Graph) -> tuple[frozenset[str], dict[str, tuple[str, int]]]:
         if f in cols:
             del flat[x]
             cols.add(x)
-    return frozenset(cols), flat
+    # Position-major results: a Transpose (0, 2, 1) of a column tensor or a flattened piece.
+    swapped = frozenset(op.outputs[0] for op in graph.operators
+                        if op.computing and _swap_last(graph, op) and (op.inputs[0] in cols or op.inputs[0] in flat)
+                        and op.outputs[0] not in cols)
+    return frozenset(cols), flat, swapped
 
 
-def _cached(graph: Graph) -> tuple[frozenset[str], dict[str, tuple[str, int]]]:
+def _cached(graph: Graph) -> _Facts:
     hit = _CACHE.get(id(graph))
     if hit is not None and hit[0]() is graph:
         return hit[1]
@@ -197,6 +214,14 @@ def column_tensors(graph: Graph) -> frozenset[str]:
     return _cached(graph)[0]
 
 
+def transposed_columns(graph: Graph) -> frozenset[str]:
+    """The position-major tensors of ``graph`` (memoised per graph object): the ``(1, N, C)``
+    result of a Transpose ``(0, 2, 1)`` of a column tensor or a flattened piece (a detection
+    head's output, PicoDet's and YOLOv5's).  Their rows run along axis 1: row ``n`` is the C
+    contiguous values of position ``n``."""
+    return _cached(graph)[2]
+
+
 def flattened_pieces(graph: Graph) -> dict[str, tuple[str, int]]:
     """Per flattened piece (module docstring; memoised per graph object), its NCHW source
     tensor and that tensor's width ``W``: position ``n`` of the piece is row ``n // W`` of the
@@ -205,16 +230,19 @@ def flattened_pieces(graph: Graph) -> dict[str, tuple[str, int]]:
 
 
 def row_axis_of(graph: Graph, t: Tensor) -> int:
-    """The axis ``t``'s rows run along: its last for a column tensor, else H (2 in NCHW, 1 in
-    NHWC)."""
+    """The axis ``t``'s rows run along: its last for a column tensor, 1 for a position-major
+    one (``transposed_columns``), else H (2 in NCHW, 1 in NHWC)."""
     if t.name in column_tensors(graph):
         return len(t.shape) - 1
+    if t.name in transposed_columns(graph):
+        return 1
     return 1 if graph.layout == "NHWC" else 2
 
 
 def has_rows(graph: Graph, t: Tensor) -> bool:
     """Whether ``t`` can be held in rows: a column tensor, or a 4-D activation of batch 1."""
-    return t.name in column_tensors(graph) or (len(t.shape) == 4 and t.shape[0] == 1)
+    return (t.name in column_tensors(graph) or t.name in transposed_columns(graph)
+            or (len(t.shape) == 4 and t.shape[0] == 1))
 
 
 def mixed_buffer(graph: Graph, bid: BufferId, rows_of: Callable[[Tensor], int] | None = None) -> bool:
@@ -230,4 +258,4 @@ def mixed_buffer(graph: Graph, bid: BufferId, rows_of: Callable[[Tensor], int] |
     return len(kinds) > 1
 
 
-__all__ = ["column_tensors", "flattened_pieces", "has_rows", "mixed_buffer", "row_axis_of"]
+__all__ = ["column_tensors", "flattened_pieces", "has_rows", "mixed_buffer", "row_axis_of", "transposed_columns"]

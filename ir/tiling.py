@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import MappingProxyType
 
-from stowage.ir.columns import column_tensors, flattened_pieces, has_rows, row_axis_of
+from stowage.ir.columns import column_tensors, flattened_pieces, has_rows, row_axis_of, transposed_columns
 from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
 
 #: Operators that only combine the same rows of their operands.
@@ -572,6 +572,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
     with one row) are read whole by every stripe."""
     outs = [o for o in op.outputs if o]
+    if len(outs) == 1 and outs[0] in transposed_columns(graph):
+        return _swap_map(graph, op)
     cols = column_tensors(graph)
     if cols and any(n in cols for n in (*op.inputs, *outs)):
         return column_maps(graph, op)
@@ -649,6 +651,23 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         else:
             return None
     return maps or None
+
+
+def _swap_map(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """A Transpose ``(0, 2, 1)`` making a position-major ``(1, N, C)`` tensor
+    (``columns.transposed_columns``): output row ``n`` is position ``n`` of its operand, the
+    same row of a column tensor, or row ``n // W`` of a flattened piece's NCHW source
+    (``FLATTEN`` with no offset)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Transpose" or not op.inputs:
+        return None
+    x = op.inputs[0]
+    flat = flattened_pieces(graph).get(x)
+    if flat is not None:
+        src = graph.tensors[flat[0]]
+        return {src.name: RowMap(1, 1, 0, src.shape[2], kind=FLATTEN, scale=flat[1])}
+    if x in column_tensors(graph):
+        return {x: RowMap(1, 1, 0, graph.tensors[x].shape[-1])}
+    return None
 
 
 def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:

@@ -1201,7 +1201,7 @@ class Simulator:
             if taps is not None and name == taps[1]:
                 return gather(name, taps[0], taps[2], taps[3])
             piece = flattened_pieces(self.orig).get(name)
-            if piece is not None and piece[0] in spatial and op.op_type == "Concat":
+            if piece is not None and piece[0] in spatial and op.op_type in ("Concat", "Transpose"):
                 return flattened(name, *piece)
             if name in spatial:
                 lo, hi = spatial[name]

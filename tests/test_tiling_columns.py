@@ -323,6 +323,41 @@ def test_a_dropped_concat_stripe_and_a_ring_overrun_are_caught(head_plan) -> Non
     assert not simulate(path, g, small).ok
 
 
+def test_a_flattened_map_too_small_a_ring_is_caught(head_plan) -> None:
+    """At 2,000 B the head is one cascade with a (8 rows, 48 B each) in a ring of 3 rows: the
+    rows conv_b's 3x3 window needs while the Concat reads 2 rows a band.  In 2 rows, row 0
+    is overwritten before conv_b's second band reads it."""
+    path, g, plan = head_plan
+    k, c = next((k, c) for k, c in enumerate(plan.cascades) if any(t.tensor == "a" and t.mode == "ring"
+                                                                   for t in c.tensors))
+    i = next(i for i, t in enumerate(c.tensors) if t.tensor == "a")
+    assert (c.tensors[i].ring_rows, c.tensors[i].row_bytes) == (3, 192)   # fp32: 6 x 8 x 4 B a row
+    ts = list(c.tensors)
+    ts[i] = dataclasses.replace(ts[i], ring_rows=2)
+    small = _with_cascade(plan, k, dataclasses.replace(c, tensors=tuple(ts)))
+    v = validate(g, small)
+    assert not v.ok and any("'a'" in e.message for e in v.errors), v.summary()
+    assert not simulate(path, g, small).ok
+
+
+def test_a_flattened_map_crossing_off_chip_in_rows_plans_valid_and_matches_ort(tmp_path) -> None:
+    """At 1,000 B (a and b are 768 + 384 B whole in fp32) a crosses off-chip in rows: conv_a's
+    cascade stores its 8 rows, the head's cascade loads them back, each once, one at a time,
+    as the Concat's bands reach them."""
+    path = _save(head_model(), tmp_path / "head.onnx")
+    g = load_model(path, in_place=True)
+    plan = compile_plan(g, capacity=1000, time_limit=10)
+    head = next(c for c in plan.cascades if any(g.operators[i].name == "cat_n" for i in c.ops))
+    loads = [(x.tensor, x.lo, x.hi) for st in head.stripes for x in st.transfers if x.direction == "load"]
+    assert sorted({r for t, lo, hi in loads if t == "a" for r in range(lo, hi)}) == list(range(8))
+    assert sum(hi - lo for t, lo, hi in loads if t == "a") == 8   # each row once
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    assert v.metrics.noncompulsory_bytes > 0
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
+
+
 @needs_gcc
 def test_plan_h_of_the_tiled_head_replays_in_c(head_plan, tmp_path) -> None:
     _path, g, plan = head_plan

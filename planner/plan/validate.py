@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from stowage.ir.columns import column_tensors
+from stowage.ir.columns import column_tensors, transposed_columns
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
 from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
@@ -818,7 +818,7 @@ def _has_rows(graph: Graph, name: str) -> bool:
     """Whether tensor ``name`` has rows: an NCHW tensor of batch 1, or a column tensor (rows
     along its last axis, ``stowage.ir.columns``: a layout fact of the graph, like its layout)."""
     t = graph.tensors.get(name)
-    return t is not None and (name in column_tensors(graph) or _is_rows(t.shape))
+    return t is not None and (name in column_tensors(graph) or name in transposed_columns(graph) or _is_rows(t.shape))
 
 
 def _rows(graph: Graph, name: str) -> int:
@@ -827,6 +827,8 @@ def _rows(graph: Graph, name: str) -> int:
     t = graph.tensors[name]
     if name in column_tensors(graph):
         return t.shape[-1]
+    if name in transposed_columns(graph):
+        return t.shape[1]   # position-major (1, N, C): one position a row
     return t.shape[_row_axis(graph)] if len(t.shape) == 4 else 1
 
 
@@ -879,8 +881,10 @@ def _flat_need(graph: Graph, op: Operator, a: int, b: int) -> dict[str, tuple[in
     piece in the band (``[0, 0)`` or ``[H, H)`` when the band holds none of it)."""
     out: dict[str, tuple[int, int]] = {}
     y = graph.tensors.get(next((o for o in op.outputs if o), ""))
-    if op.op_type != "Concat" or y is None or int(op.attributes.get("axis", 0)) % len(y.shape) != len(y.shape) - 1:
-        return out
+    along_n = op.op_type == "Concat" and y is not None and int(op.attributes.get("axis", 0)) % len(y.shape) == len(
+        y.shape) - 1
+    if y is None or not (along_n or (op.op_type == "Transpose" and op.inputs and len(y.shape) == 3)):
+        return out   # a Transpose (0, 2, 1): one piece at offset 0 (``_need`` checks its perm)
     off = 0
     for name in op.inputs:
         x = graph.tensors[name]
@@ -904,6 +908,13 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
 
     if row_maps(graph, op) is None:   # only which operators have bands; the rows are ours
         return f"{op.op_type} needs whole tensors"
+    if op.op_type == "Transpose" and outs[0] in transposed_columns(graph):
+        # (1, C, N) -> (1, N, C): output row n is position n of the operand (a flattened
+        # piece's rows are ``_flat_need``'s).
+        x = graph.tensors[op.inputs[0]]
+        if tuple(int(v) for v in op.attributes.get("perm", ())) != (0, 2, 1) or len(x.shape) != 3:
+            return "a Transpose other than (0, 2, 1) of a (1, C, N) tensor"
+        return {} if _flat_source(graph, x.name) is not None else {x.name: (1, 1, 0, x.shape[2])}
     if any(n in column_tensors(graph) for n in (*op.inputs, *outs)):
         return _column_need(graph, op)
     ax = _row_axis(graph)
@@ -1476,7 +1487,7 @@ class _RowReplay:
         for name, lo, hi in st.inputs:
             listed[name] = (lo, hi)
             runs_of[name].append((lo, hi))
-        flat = _flat_need(self.g, op, st.out_lo, st.out_hi) if op.op_type == "Concat" else {}
+        flat = _flat_need(self.g, op, st.out_lo, st.out_hi) if op.op_type in ("Concat", "Transpose") else {}
         for name, (lo, hi) in flat.items():
             # A flattened piece: the H rows of its NCHW operand holding the band's positions.
             got = listed.get(name)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import combinations
 
-from stowage.ir.columns import column_tensors, has_rows, mixed_buffer
+from stowage.ir.columns import column_tensors, has_rows, mixed_buffer, transposed_columns
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
@@ -199,7 +199,8 @@ class Partitioner:
             # positions of a few dozen bytes each) bands by groups of positions: its finest
             # band is 1/COLUMN_BANDS of them, so a walk runs at most that many bands.
             units = self.units[j] or ()
-            group = (max(1, end // COLUMN_BANDS) if units and units[-1].output in column_tensors(g) else 1)
+            group = (max(1, end // COLUMN_BANDS) if units and (units[-1].output in column_tensors(g)
+                                                                or units[-1].output in transposed_columns(g)) else 1)
             self._ladder[key] = fine + [(h * group, 0) for h in HEIGHTS]
         return self._ladder[key]
 
