@@ -23,7 +23,9 @@ The one exception is a *flattened piece* (``flattened_pieces``): a flattening vi
 head maps).  It is not a column tensor: its buffer keeps the NCHW map's H rows, and the
 Concat reads its positions ``[h*W, (h+1)*W)`` as row ``h`` of that map
 (``ir.tiling.FLATTEN``), so the map can be a ring, or cross off-chip in rows, instead of
-being whole.
+being whole.  A Transpose ``(0, 2, 1)`` of a column tensor or of a flattened piece (a head's
+``(1, C, N)`` -> ``(1, N, C)`` output) makes a *position-major* tensor
+(``transposed_columns``): its rows run along axis 1, one position's C values each.
 
 This is a layout fact of the graph, like ``Graph.layout``: the planner, the validator, the
 simulator and the C header all read a tensor's row axis from ``row_axis_of``.

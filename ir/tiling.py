@@ -103,8 +103,11 @@ class RowMap:
     ``linear:<coordinate mode>``; linear reads two rows per output row, the halo).  Kind
     ``transposed``: the input rows whose footprint ``[i*stride - pad_top, ... + kernel)``
     meets ``[a, b)``.  Kind ``accumulate``: "output rows" are the input rows a band reduces
-    (the identity).  Kind ``dilated``: a window with ``dilation`` between its ``kernel`` extent's
-    taps, read sparsely: ``runs`` are the rows a band reads, ``need`` their hull."""
+    (the identity).  Kind ``flatten``: a flattened piece at offset ``pad_top`` of a Concat
+    along ``N`` (or of a Transpose ``(0, 2, 1)``, offset 0), read through its NCHW source of
+    ``in_rows`` rows of ``scale`` positions each.  Kind ``dilated``: a window with ``dilation``
+    between its ``kernel`` extent's taps, read sparsely: ``runs`` are the rows a band reads,
+    ``need`` their hull."""
 
     stride: int
     kernel: int

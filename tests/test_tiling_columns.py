@@ -23,7 +23,7 @@ from onnx import TensorProto, helper, numpy_helper
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
 from stowage.backend.emit import emit_c
-from stowage.ir.columns import column_tensors, flattened_pieces, mixed_buffer, row_axis_of
+from stowage.ir.columns import column_tensors, flattened_pieces, mixed_buffer, row_axis_of, transposed_columns
 from stowage.ir.onnx_import import import_model
 from stowage.ir.tiling import CONCAT, FLATTEN, RowMap, buffer_row_bytes, row_maps, row_units, rows
 from stowage.plan import Cascade, Plan
@@ -437,3 +437,87 @@ def test_a_shape_of_a_known_tensor_folds_and_simulates(tmp_path) -> None:
     plan = compile_plan(g, time_limit=5)
     r = simulate(path, g, plan)
     assert r.ok, r.first_problem
+
+
+# -- a position-major head output: Transpose (0, 2, 1) of a flattened map or a column tensor ---------
+def pico_model() -> onnx.ModelProto:
+    """PicoDet's head output, small: x (1x4x8x8) -> 3x3 conv -> a (1x6x8x8) -> Reshape to
+    (1, 6, 64) -> Transpose (0, 2, 1) -> y (1, 64, 6), one position's 6 scores a row."""
+    rng = np.random.default_rng(1)
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["a", "sa"], ["fa"], name="flat_a"),
+             helper.make_node("Transpose", ["fa"], ["y"], name="perm", perm=[0, 2, 1])]
+    g = helper.make_graph(nodes, "pico", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8, 8])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          [_f("w0", rng.standard_normal((6, 4, 3, 3))), _ints("sa", [1, 6, 64])])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+def test_a_transposed_flattened_map_is_position_major_rows_hand_checked(tmp_path) -> None:
+    """y's row n is position n (6 values, 6 B at 8-bit), made from row n // 8 of a: bands of 16
+    positions read 2 rows of a each, a in a ring of 2 rows, y stored 16 rows a band."""
+    g = load_model(_save(pico_model(), tmp_path / "pico.onnx"), element_bytes=1, in_place=True)
+    assert flattened_pieces(g) == {"fa": ("a", 8)} and transposed_columns(g) == {"y"}
+    assert row_axis_of(g, g.tensors["y"]) == 1 and rows(g, g.tensors["y"]) == 64
+    assert buffer_row_bytes(g, g.tensor_buffer["y"]) == 6
+    assert row_maps(g, _op(g, "perm")) == {"a": RowMap(1, 1, 0, 8, kind=FLATTEN, scale=8)}
+    prog = stripe_program(g, tuple(op.index for op in g.computing_ops), 16, {b.id: False for b in g.buffers})
+    perm = [(s.out_lo, s.out_hi, s.inputs, tuple((x.lo, x.hi) for x in s.transfers))
+            for s in prog.stripes if s.op == _op(g, "perm").index]
+    assert perm == [(lo, lo + 16, (("a", lo // 8, lo // 8 + 2),), ((lo, lo + 16),)) for lo in range(0, 64, 16)]
+    assert prog.rings == {g.tensor_buffer["a"]: 2} and prog.streamed[g.tensor_buffer["y"]] == 16
+    assert prog.store_bytes == 64 * 6
+
+
+def test_a_transposed_column_tensor_reads_the_same_positions() -> None:
+    m = head_model()
+    m.graph.node.append(helper.make_node("Transpose", ["y"], ["yt"], name="perm_out", perm=[0, 2, 1]))
+    m.graph.output[0].name = "yt"
+    g = import_model(m, element_bytes=1)
+    assert "y" in column_tensors(g) and transposed_columns(g) == {"yt"}
+    assert row_maps(g, _op(g, "perm_out")) == {"y": RowMap(1, 1, 0, N)}
+    assert buffer_row_bytes(g, g.tensor_buffer["yt"]) == 3   # (1, 80, 3): 3 B a position
+
+
+@pytest.fixture(scope="module")
+def pico_plan(tmp_path_factory):
+    path = _save(pico_model(), tmp_path_factory.mktemp("pico") / "pico.onnx")
+    g = load_model(path, in_place=True)
+    plan = compile_plan(g, capacity=1000, time_limit=10)   # a and y are 1,536 B each in fp32
+    return path, g, plan
+
+
+def test_a_transposed_head_output_plans_in_bands_valid_and_matches_ort(pico_plan) -> None:
+    path, g, plan = pico_plan
+    assert plan.cascades and any(g.operators[s.op].name == "perm" for c in plan.cascades for s in c.stripes)
+    modes = {t.tensor: t.mode for c in plan.cascades for t in c.tensors}
+    assert modes["y"] == "streamed" and modes["a"] == "ring"
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
+    assert r.outputs and all(o.exact for o in r.outputs)   # a Transpose moves bytes only
+
+
+def test_a_transpose_stripe_reading_the_wrong_rows_is_caught(pico_plan) -> None:
+    path, g, plan = pico_plan
+    k, c = next((k, c) for k, c in enumerate(plan.cascades) if any(g.operators[s.op].name == "perm" for s in c.stripes))
+    j = max(j for j, s in enumerate(c.stripes) if g.operators[s.op].name == "perm")
+    st = c.stripes[j]
+    (name, lo, hi), = st.inputs
+    stripes = list(c.stripes)
+    stripes[j] = dataclasses.replace(st, inputs=((name, lo, hi - 1),))   # a row of a too few
+    bad = _with_cascade(plan, k, dataclasses.replace(c, stripes=tuple(stripes)))
+    v = validate(g, bad)
+    assert not v.ok and any("need rows" in e.message for e in v.errors), v.summary()
+    assert not simulate(path, g, bad).ok
+
+
+@needs_gcc
+def test_plan_h_of_the_transposed_head_replays_in_c(pico_plan, tmp_path) -> None:
+    _path, g, plan = pico_plan
+    r = replay(emit_c(plan, g), tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "replay ok" in r.stdout

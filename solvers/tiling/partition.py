@@ -189,8 +189,14 @@ class Partitioner:
         if key not in self._ladder:
             g = self.g
             heights = [0]
+            cols, swapped = column_tensors(g), transposed_columns(g)
             for p in range(i, j + 1):
-                heights += [rows(g, g.tensors[u.output]) for u in self.units[p] or ()]
+                for u in self.units[p] or ():
+                    r = rows(g, g.tensors[u.output])
+                    # A member in columns (thousands of positions: a head output made inside
+                    # a segment ending elsewhere, PicoDet's) paces as its COLUMN_BANDS groups,
+                    # not as thousands of rows: it would make the walk run a band per position.
+                    heights.append(r // max(1, r // COLUMN_BANDS) if u.output in cols or u.output in swapped else r)
             heights.append(self._end_rows(self.order[j]))
             end = self._end_rows(self.order[j])
             tallest = max(heights)
