@@ -54,7 +54,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.columns import column_tensors, flattened_pieces, row_axis_of
-from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
+from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
 from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
@@ -706,6 +706,15 @@ class Simulator:
         on its own: its bytes are those of another tensor of the same buffer."""
         if name not in self.shadow:
             bid = self.graph.tensor_buffer[name]
+            if not hasattr(self, "_view_src"):
+                # A view's bytes are its operand's: in a buffer an in-place chain rewrites
+                # (Split -> Sigmoid in place -> Reshape), not its first tensor's.
+                tb = self.graph.tensor_buffer
+                self._view_src = {op.outputs[0]: op.inputs[0] for op in self.graph.operators
+                                  if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
+                                  and op.inputs[0] in tb and tb[op.inputs[0]] == tb.get(op.outputs[0])}
+            if name in self._view_src:
+                return self.tensor_bytes(self._view_src[name])[: self.graph.tensors[name].bytes]
             cur = self.current.get(bid)
             src = cur if cur is not None and cur in self.shadow else next(
                 n for n in self.graph.buffers[bid].tensors if n in self.shadow)
