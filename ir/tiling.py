@@ -705,10 +705,10 @@ def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
                 return None
             if x.shape[-1]:
                 # A flattened piece is read through its NCHW source's H rows (``FLATTEN``).
-                src, w = flat.get(name, (name, 0))
+                src, width = flat.get(name, (name, 0))
                 if src in maps:
                     return None   # one tensor as two pieces: one map per operand name
-                maps[src] = (RowMap(1, 1, off, x.shape[-1] // w, kind=FLATTEN, scale=w) if w
+                maps[src] = (RowMap(1, 1, off, x.shape[-1] // width, kind=FLATTEN, scale=width) if width
                              else RowMap(1, 1, off, x.shape[-1], kind=CONCAT))
             off += x.shape[-1]
         return maps if off == n else None

@@ -911,10 +911,10 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
     if op.op_type == "Transpose" and outs[0] in transposed_columns(graph):
         # (1, C, N) -> (1, N, C): output row n is position n of the operand (a flattened
         # piece's rows are ``_flat_need``'s).
-        x = graph.tensors[op.inputs[0]]
-        if tuple(int(v) for v in op.attributes.get("perm", ())) != (0, 2, 1) or len(x.shape) != 3:
+        xt = graph.tensors[op.inputs[0]]
+        if tuple(int(v) for v in op.attributes.get("perm", ())) != (0, 2, 1) or len(xt.shape) != 3:
             return "a Transpose other than (0, 2, 1) of a (1, C, N) tensor"
-        return {} if _flat_source(graph, x.name) is not None else {x.name: (1, 1, 0, x.shape[2])}
+        return {} if _flat_source(graph, xt.name) is not None else {xt.name: (1, 1, 0, xt.shape[2])}
     if any(n in column_tensors(graph) for n in (*op.inputs, *outs)):
         return _column_need(graph, op)
     ax = _row_axis(graph)
