@@ -564,3 +564,33 @@ def test_a_transposed_in_place_chain_simulates_from_its_last_rewrite(tmp_path, c
     assert v.ok, v.summary()
     r = simulate(path, g, plan)
     assert r.ok, r.first_problem
+
+
+def test_a_position_major_member_inside_a_segment_paces_as_its_column_groups(tmp_path) -> None:
+    """x (1x4x16x16) -> conv -> a; a flattened and transposed to y (1, 256, 6), an output;
+    conv_b reads a -> z.  The segment [conv_a .. conv_b] ends at z (16 rows) with y made
+    inside it: y paces as its 256 // 128 = 2-position groups (128 bands), not as 256 rows,
+    so its finest bands are rows of a 128-row pace, not a 256-row one (layout_cdla's search
+    spent its work budget walking a band per position)."""
+    rng = np.random.default_rng(4)
+    nodes = [helper.make_node("Conv", ["x", "w0"], ["a"], name="conv_a", kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+             helper.make_node("Reshape", ["a", "sa"], ["fa"], name="flat_a"),
+             helper.make_node("Transpose", ["fa"], ["y"], name="perm", perm=[0, 2, 1]),
+             helper.make_node("Conv", ["a", "w1"], ["z"], name="conv_b", kernel_shape=[1, 1])]
+    g0 = helper.make_graph(nodes, "pace", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 16])],
+                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None),
+                            helper.make_tensor_value_info("z", TensorProto.FLOAT, None)],
+                           [_f("w0", rng.standard_normal((6, 4, 3, 3))), _f("w1", rng.standard_normal((2, 6, 1, 1))),
+                            _ints("sa", [1, 6, 256])])
+    m = helper.make_model(g0, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    g = load_model(_save(m, tmp_path / "pace.onnx"), element_bytes=1, in_place=True)
+    assert transposed_columns(g) == {"y"} and rows(g, g.tensors["y"]) == 256
+    from stowage.solvers.tiling.partition import Partitioner
+
+    part = Partitioner(g, False)
+    names = [g.operators[i].name for i in part.order]
+    i, j = names.index("conv_a"), names.index("conv_b")
+    assert names[i:j + 1] == ["conv_a", "perm", "conv_b"]
+    # 16-row end, 128-row pace: 1, 2 and 4 rows of the pace are finer than one end row.
+    assert part.ladder(i, j) == [(1, 128), (2, 128), (4, 128), (1, 0), (2, 0), (4, 0), (8, 0), (16, 0)]
