@@ -32,7 +32,12 @@ def main() -> int:
     ap.add_argument("--kib", nargs="*", type=int, default=[384, 352, 320, 288, 256])
     ap.add_argument("--simulate", action="store_true", help="also plan fp32 at 4x and simulate it")
     ap.add_argument("--time-limit", type=float, default=10.0)
+    ap.add_argument("--dim", action="append", default=[], metavar="NAME=V",
+                    help="symbolic dims for another model (replace nudenet's batch/height/width)")
+    ap.add_argument("--bytes", nargs="*", type=int, default=[], help="further capacities in bytes")
     args = ap.parse_args()
+    dims = {k: int(v) for k, v in (d.split("=", 1) for d in args.dim)} if args.dim else (
+        DIMS if args.model == MODEL else None)
 
     from stowage.api import compile as compile_plan
     from stowage.api import load_model
@@ -44,9 +49,9 @@ def main() -> int:
     print("| capacity | tiled | cascades | non-compulsory B | compulsory B | SRAM peak | valid | seconds "
           "| fp32 at 4x: simulate | max abs diff |")
     print("|---:|---|---:|---:|---:|---:|---|---:|---|---:|")
-    g8 = load_model(args.model, element_bytes=1, dims=DIMS, in_place=True)
-    for kib in args.kib:
-        cap = kib * 1024
+    g8 = load_model(args.model, element_bytes=1, dims=dims, in_place=True)
+    for cap in [k * 1024 for k in args.kib] + list(args.bytes):
+        kib = f"{cap // 1024}" if cap % 1024 == 0 else f"{cap / 1024:.2f}"
         t0 = time.monotonic()
         try:
             plan = compile_plan(g8, capacity=cap, time_limit=args.time_limit)
@@ -61,7 +66,7 @@ def main() -> int:
         if args.simulate:
             from stowage.simulate import simulate
 
-            g32 = load_model(args.model, dims=DIMS, in_place=True)
+            g32 = load_model(args.model, dims=dims, in_place=True)
             try:
                 p32 = compile_plan(g32, capacity=4 * cap, time_limit=args.time_limit)
                 r = simulate(args.model, g32, p32)

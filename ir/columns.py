@@ -18,6 +18,15 @@ Flatten) joins its operand only when it keeps the last axis: the Reshape that fl
 channel-major rather than column-major), so a buffer holding both is *mixed*
 (``mixed_buffer``) and can only be whole.
 
+The one exception is a *flattened piece* (``flattened_pieces``): a flattening view
+``(1, C, H, W) -> (1, C, H*W)`` read only by Concats along the last axis (YOLOv8's three
+head maps).  It is not a column tensor: its buffer keeps the NCHW map's H rows, and the
+Concat reads its positions ``[h*W, (h+1)*W)`` as row ``h`` of that map
+(``ir.tiling.FLATTEN``), so the map can be a ring, or cross off-chip in rows, instead of
+being whole.  A Transpose ``(0, 2, 1)`` of a column tensor or of a flattened piece (a head's
+``(1, C, N)`` -> ``(1, N, C)`` output) makes a *position-major* tensor
+(``transposed_columns``): its rows run along axis 1, one position's C values each.
+
 This is a layout fact of the graph, like ``Graph.layout``: the planner, the validator, the
 simulator and the C header all read a tensor's row axis from ``row_axis_of``.
 """
@@ -38,7 +47,8 @@ _ELEMENTWISE = frozenset({
 })
 _VIEWS = frozenset({"Reshape", "Squeeze", "Unsqueeze", "Flatten"})
 
-_CACHE: dict[int, tuple[weakref.ref[Graph], frozenset[str]]] = {}
+_Facts = tuple[frozenset[str], dict[str, tuple[str, int]], frozenset[str]]
+_CACHE: dict[int, tuple[weakref.ref[Graph], _Facts]] = {}
 
 
 def _batch1(t: Tensor) -> bool:
@@ -83,7 +93,53 @@ def _last_kept(op: Operator, graph: Graph) -> bool:
     return False
 
 
-def _seeds(graph: Graph) -> set[str]:
+def _concat_n(graph: Graph, op: Operator) -> bool:
+    """Whether ``op`` is a seed: a rank-3 Concat along its last axis, batch 1."""
+    if op.op_type != "Concat" or op.domain not in ("", "ai.onnx") or len(op.outputs) != 1:
+        return False
+    y = graph.tensors.get(op.outputs[0])
+    return y is not None and len(y.shape) == 3 and _batch1(y) and _axis(op, 3) == 2
+
+
+def _swap_last(graph: Graph, op: Operator) -> bool:
+    """Whether ``op`` is a Transpose ``(0, 2, 1)`` of a ``(1, C, N)`` tensor (a detection head's
+    last step, ``(1, C, N)`` -> ``(1, N, C)``: position-major, one position's C values a row)."""
+    if op.op_type != "Transpose" or op.domain not in ("", "ai.onnx") or len(op.outputs) != 1 or not op.inputs:
+        return False
+    perm = op.attributes.get("perm")
+    x, y = graph.tensors.get(op.inputs[0]), graph.tensors.get(op.outputs[0])
+    return (isinstance(perm, (list, tuple)) and tuple(int(v) for v in perm) == (0, 2, 1) and x is not None
+            and y is not None and len(x.shape) == 3 and x.shape[0] == 1 and y.shape == (1, x.shape[2], x.shape[1])
+            and x.shape[2] > 1 and y.kind is not TensorKind.WEIGHT)
+
+
+def _flattened(graph: Graph) -> dict[str, tuple[str, int]]:
+    """The flattened pieces (module docstring): view ``x`` -> ``(its NCHW source, W)``.  ``x``
+    is the result of a Reshape or Flatten that runs no kernel (``Operator.computing`` false),
+    shares its operand's buffer, has the shape ``(1, C, H*W)`` of its operand ``(1, C, H, W)``,
+    and is read by Concats along its last axis or Transposes ``(0, 2, 1)`` and nothing else."""
+    out: dict[str, tuple[str, int]] = {}
+    # A tensor another view reads (no step, so not among its consumers) has readers unknown here.
+    viewed = {n for op in graph.operators if not op.computing for n in op.inputs if n}
+    for op in graph.operators:
+        if op.computing or op.op_type not in ("Reshape", "Flatten") or op.domain not in ("", "ai.onnx"):
+            continue
+        if not op.inputs or not op.outputs or op.inputs[0] not in graph.tensors or op.outputs[0] not in graph.tensors:
+            continue
+        f, x = graph.tensors[op.inputs[0]], graph.tensors[op.outputs[0]]
+        if (len(f.shape) != 4 or f.shape[0] != 1 or f.kind is TensorKind.WEIGHT or f.shape[2] < 1
+                or x.shape != (1, f.shape[1], f.shape[2] * f.shape[3])
+                or graph.tensor_buffer.get(f.name) != graph.tensor_buffer.get(x.name)
+                or x.kind is not TensorKind.ACTIVATION):
+            continue
+        readers = [graph.operators[i] for i in x.consumers]
+        if (x.name not in viewed and x.name not in graph.outputs and readers
+                and all(_concat_n(graph, r) or _swap_last(graph, r) for r in readers)):
+            out[x.name] = (f.name, f.shape[3])
+    return out
+
+
+def _seeds(graph: Graph, flat: dict[str, tuple[str, int]]) -> set[str]:
     out: set[str] = set()
     for op in graph.operators:
         if op.op_type != "Concat" or op.domain not in ("", "ai.onnx") or len(op.outputs) != 1:
@@ -94,16 +150,17 @@ def _seeds(graph: Graph) -> set[str]:
         xs = [graph.tensors.get(n) for n in op.inputs if n]
         if all(x is not None and len(x.shape) == 3 and x.shape[:2] == y.shape[:2] for x in xs):
             out.add(y.name)
-            out.update(x.name for x in xs if x is not None)
+            out.update(x.name for x in xs if x is not None and x.name not in flat)
     return out
 
 
-def _compute(graph: Graph) -> frozenset[str]:
+def _compute(graph: Graph) -> _Facts:
     if graph.layout == "NHWC":
-        return frozenset()
-    cols = _seeds(graph)
-    if not cols:
-        return frozenset()
+        return frozenset(), {}, frozenset()
+    flat = _flattened(graph)
+    cols = _seeds(graph, flat)
+    if not cols and not flat:
+        return frozenset(), {}, frozenset()
     ops = [op for op in graph.operators if _last_kept(op, graph)]
     changed = True
     while changed:
@@ -116,7 +173,7 @@ def _compute(graph: Graph) -> frozenset[str]:
             last = graph.tensors[hit[0]].shape[-1]
             for n in names:
                 t = graph.tensors[n]
-                if n in cols or not _batch1(t) or t.shape[-1] != last:
+                if n in cols or n in flat or not _batch1(t) or t.shape[-1] != last:
                     continue
                 if op.op_type in _VIEWS and math.prod(t.shape) != math.prod(graph.tensors[hit[0]].shape):
                     continue
@@ -124,11 +181,20 @@ def _compute(graph: Graph) -> frozenset[str]:
                     continue
                 cols.add(n)
                 changed = True
-    return frozenset(cols)
+    # A flattened piece whose NCHW source became a column tensor would have two row layouts
+    # in one buffer: it stays a column tensor (a mixed buffer, whole).
+    for x, (f, _w) in list(flat.items()):
+        if f in cols:
+            del flat[x]
+            cols.add(x)
+    # Position-major results: a Transpose (0, 2, 1) of a column tensor or a flattened piece.
+    swapped = frozenset(op.outputs[0] for op in graph.operators
+                        if op.computing and _swap_last(graph, op) and (op.inputs[0] in cols or op.inputs[0] in flat)
+                        and op.outputs[0] not in cols)
+    return frozenset(cols), flat, swapped
 
 
-def column_tensors(graph: Graph) -> frozenset[str]:
-    """The tensors of ``graph`` tiled along their last axis (memoised per graph object)."""
+def _cached(graph: Graph) -> _Facts:
     hit = _CACHE.get(id(graph))
     if hit is not None and hit[0]() is graph:
         return hit[1]
@@ -145,17 +211,40 @@ def column_tensors(graph: Graph) -> frozenset[str]:
     return value
 
 
+def column_tensors(graph: Graph) -> frozenset[str]:
+    """The tensors of ``graph`` tiled along their last axis (memoised per graph object)."""
+    return _cached(graph)[0]
+
+
+def transposed_columns(graph: Graph) -> frozenset[str]:
+    """The position-major tensors of ``graph`` (memoised per graph object): the ``(1, N, C)``
+    result of a Transpose ``(0, 2, 1)`` of a column tensor or a flattened piece (a detection
+    head's output, PicoDet's and YOLOv5's).  Their rows run along axis 1: row ``n`` is the C
+    contiguous values of position ``n``."""
+    return _cached(graph)[2]
+
+
+def flattened_pieces(graph: Graph) -> dict[str, tuple[str, int]]:
+    """Per flattened piece (module docstring; memoised per graph object), its NCHW source
+    tensor and that tensor's width ``W``: position ``n`` of the piece is row ``n // W`` of the
+    source.  Do not modify the result."""
+    return _cached(graph)[1]
+
+
 def row_axis_of(graph: Graph, t: Tensor) -> int:
-    """The axis ``t``'s rows run along: its last for a column tensor, else H (2 in NCHW, 1 in
-    NHWC)."""
+    """The axis ``t``'s rows run along: its last for a column tensor, 1 for a position-major
+    one (``transposed_columns``), else H (2 in NCHW, 1 in NHWC)."""
     if t.name in column_tensors(graph):
         return len(t.shape) - 1
+    if t.name in transposed_columns(graph):
+        return 1
     return 1 if graph.layout == "NHWC" else 2
 
 
 def has_rows(graph: Graph, t: Tensor) -> bool:
     """Whether ``t`` can be held in rows: a column tensor, or a 4-D activation of batch 1."""
-    return t.name in column_tensors(graph) or (len(t.shape) == 4 and t.shape[0] == 1)
+    return (t.name in column_tensors(graph) or t.name in transposed_columns(graph)
+            or (len(t.shape) == 4 and t.shape[0] == 1))
 
 
 def mixed_buffer(graph: Graph, bid: BufferId, rows_of: Callable[[Tensor], int] | None = None) -> bool:
@@ -171,4 +260,4 @@ def mixed_buffer(graph: Graph, bid: BufferId, rows_of: Callable[[Tensor], int] |
     return len(kinds) > 1
 
 
-__all__ = ["column_tensors", "has_rows", "mixed_buffer", "row_axis_of"]
+__all__ = ["column_tensors", "flattened_pieces", "has_rows", "mixed_buffer", "row_axis_of", "transposed_columns"]

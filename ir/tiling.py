@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from types import MappingProxyType
 
-from stowage.ir.columns import column_tensors, has_rows, row_axis_of
+from stowage.ir.columns import column_tensors, flattened_pieces, has_rows, row_axis_of, transposed_columns
 from stowage.ir.graph import Buffer, BufferId, Graph, Operator, OpIndex, Tensor, TensorKind
 
 #: Operators that only combine the same rows of their operands.
@@ -76,8 +76,12 @@ _TFLITE_ROWWISE = frozenset({
 #: ``concat``: one piece of a Concat along the rows (a detection head's Concat along ``N``,
 #: ``stowage.ir.columns``): output row ``o`` is the piece's row ``o - offset`` (``pad_top`` is
 #: the offset), and the output rows outside the piece read none of it and are no padding.
+#: ``flatten``: a flattened piece of a Concat along ``N`` (``columns.flattened_pieces``), read
+#: through its NCHW source: output row ``o`` is the piece's position ``o - offset`` (``pad_top``
+#: is the offset), which is in row ``(o - offset) // scale`` of the source (``scale`` is its
+#: ``W``).  As for ``concat``, the output rows outside the piece read none of it.
 WINDOW, RESIZE, ACCUMULATE, TRANSPOSED, DILATED = "window", "resize", "accumulate", "transposed", "dilated"
-CONCAT = "concat"
+CONCAT, FLATTEN = "concat", "flatten"
 #: Operators whose dilated rows read sparsely (``DILATED``): zero padding (the input's zero
 #: point for QLinearConv), so the rows between and outside the taps are never read.
 _SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
@@ -99,8 +103,11 @@ class RowMap:
     ``linear:<coordinate mode>``; linear reads two rows per output row, the halo).  Kind
     ``transposed``: the input rows whose footprint ``[i*stride - pad_top, ... + kernel)``
     meets ``[a, b)``.  Kind ``accumulate``: "output rows" are the input rows a band reduces
-    (the identity).  Kind ``dilated``: a window with ``dilation`` between its ``kernel`` extent's
-    taps, read sparsely: ``runs`` are the rows a band reads, ``need`` their hull."""
+    (the identity).  Kind ``flatten``: a flattened piece at offset ``pad_top`` of a Concat
+    along ``N`` (or of a Transpose ``(0, 2, 1)``, offset 0), read through its NCHW source of
+    ``in_rows`` rows of ``scale`` positions each.  Kind ``dilated``: a window with ``dilation``
+    between its ``kernel`` extent's taps, read sparsely: ``runs`` are the rows a band reads,
+    ``need`` their hull."""
 
     stride: int
     kernel: int
@@ -167,6 +174,11 @@ class RowMap:
             r = self.runs(a, b)
             lo_h = r[0][0] if r else max(0, min(lo_d, self.in_rows))
             return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
+        if self.kind == FLATTEN:
+            n = self.in_rows * self.scale
+            lo_p = min(max(a - self.pad_top, 0), n)
+            hi_p = max(min(b - self.pad_top, n), lo_p)
+            return lo_p // self.scale, -(-hi_p // self.scale) if hi_p > lo_p else lo_p // self.scale, 0, 0
         lo = a * self.stride - self.pad_top
         hi = (b - 1) * self.stride - self.pad_top + self.kernel
         if self.kind == CONCAT:   # the rows of this piece in the band; the rest are other pieces'
@@ -182,6 +194,8 @@ class RowMap:
             return resize_taps(self.mode, self.scale, self.in_rows, a)[0]
         if self.kind == TRANSPOSED:
             return min(self.need(a, a + 1)[0], self.in_rows)
+        if self.kind == FLATTEN:
+            return min(max(a - self.pad_top, 0) // self.scale, self.in_rows)
         if self.kind == DILATED:
             # Per tap, the first output row >= a whose tap row is inside the tensor.
             s, p, d = self.stride, self.pad_top, self.dilation
@@ -561,6 +575,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     operator cannot run on bands.  Operands not in the result (weights, a per-channel scale
     with one row) are read whole by every stripe."""
     outs = [o for o in op.outputs if o]
+    if len(outs) == 1 and outs[0] in transposed_columns(graph):
+        return _swap_map(graph, op)
     cols = column_tensors(graph)
     if cols and any(n in cols for n in (*op.inputs, *outs)):
         return column_maps(graph, op)
@@ -640,6 +656,23 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     return maps or None
 
 
+def _swap_map(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
+    """A Transpose ``(0, 2, 1)`` making a position-major ``(1, N, C)`` tensor
+    (``columns.transposed_columns``): output row ``n`` is position ``n`` of its operand, the
+    same row of a column tensor, or row ``n // W`` of a flattened piece's NCHW source
+    (``FLATTEN`` with no offset)."""
+    if op.domain not in ("", "ai.onnx") or op.op_type != "Transpose" or not op.inputs:
+        return None
+    x = op.inputs[0]
+    flat = flattened_pieces(graph).get(x)
+    if flat is not None:
+        src = graph.tensors[flat[0]]
+        return {src.name: RowMap(1, 1, 0, src.shape[2], kind=FLATTEN, scale=flat[1])}
+    if x in column_tensors(graph):
+        return {x: RowMap(1, 1, 0, graph.tensors[x].shape[-1])}
+    return None
+
+
 def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     """Row maps of an operator on column tensors (rows along the last axis ``N``,
     ``stowage.ir.columns``), or None when it needs whole tensors.  Every supported operator
@@ -664,15 +697,19 @@ def column_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     data = [x for x in op.inputs if x and x in graph.tensors and graph.tensors[x].kind is not TensorKind.WEIGHT]
     if t == "Concat" and int(a.get("axis", 0)) % rank == rank - 1:
         maps: dict[str, RowMap] = {}
+        flat = flattened_pieces(graph)
         off = 0
         for name in op.inputs:
             x = graph.tensors.get(name) if name else None
-            if x is None or name not in cols or len(x.shape) != rank:
+            if x is None or (name not in cols and name not in flat) or len(x.shape) != rank:
                 return None
             if x.shape[-1]:
-                if name in maps:
+                # A flattened piece is read through its NCHW source's H rows (``FLATTEN``).
+                src, width = flat.get(name, (name, 0))
+                if src in maps:
                     return None   # one tensor as two pieces: one map per operand name
-                maps[name] = RowMap(1, 1, off, x.shape[-1], kind=CONCAT)
+                maps[src] = (RowMap(1, 1, off, x.shape[-1] // width, kind=FLATTEN, scale=width) if width
+                             else RowMap(1, 1, off, x.shape[-1], kind=CONCAT))
             off += x.shape[-1]
         return maps if off == n else None
     if t in _ROWWISE or t == "Concat" or t == "Split":
@@ -951,6 +988,7 @@ __all__ = [
     "ACCUMULATE",
     "CONCAT",
     "DILATED",
+    "FLATTEN",
     "RESIZE",
     "TRANSPOSED",
     "UPSAMPLE_MODES",

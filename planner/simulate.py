@@ -53,8 +53,8 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from stowage.errors import ModelError, PlanFormatError, StowageError
-from stowage.ir.columns import column_tensors, row_axis_of
-from stowage.ir.graph import Graph, Operator, Tensor, TensorKind
+from stowage.ir.columns import column_tensors, flattened_pieces, row_axis_of
+from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
 from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
@@ -709,6 +709,15 @@ class Simulator:
         on its own: its bytes are those of another tensor of the same buffer."""
         if name not in self.shadow:
             bid = self.graph.tensor_buffer[name]
+            if not hasattr(self, "_view_src"):
+                # A view's bytes are its operand's: in a buffer an in-place chain rewrites
+                # (Split -> Sigmoid in place -> Reshape), not its first tensor's.
+                tb = self.graph.tensor_buffer
+                self._view_src = {op.outputs[0]: op.inputs[0] for op in self.graph.operators
+                                  if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
+                                  and op.inputs[0] in tb and tb[op.inputs[0]] == tb.get(op.outputs[0])}
+            if name in self._view_src:
+                return self.tensor_bytes(self._view_src[name])[: self.graph.tensors[name].bytes]
             cur = self.current.get(bid)
             src = cur if cur is not None and cur in self.shadow else next(
                 n for n in self.graph.buffers[bid].tensors if n in self.shadow)
@@ -1179,10 +1188,38 @@ class Simulator:
                     out[:, :, i * h + j, :] = have[r]
             return out
 
+        def flattened(name: str, src: str, w: int) -> np.ndarray:
+            """A flattened piece of the Concat along ``N``: the rows of its NCHW source the
+            stripe reads, flattened to positions ``[lo*W, hi*W)``, cut to the band's."""
+            nonlocal clean
+            off = 0
+            for n in op.inputs:
+                if n == name:
+                    break
+                off += self.orig.tensors[n].shape[-1] if n else 0
+            n_k = self.orig.tensors[name].shape[-1]
+            p_lo = min(max(st.out_lo - off, 0), n_k)
+            p_hi = max(min(st.out_hi - off, n_k), p_lo)
+            lo, hi = spatial[src]
+            value, ok, views, hb = self._read_rows(mem, s, casc, holders, src, lo, hi)
+            if views is not None:
+                read_back.append((src, hb, views, np.stack(views, axis=1) if views else np.zeros(0, np.uint8)))
+            clean = clean and ok
+            flat = value.reshape(value.shape[0], value.shape[1], -1)
+            if not lo * w <= p_lo <= p_hi <= hi * w:
+                self.corrupt(s, None, f"the Concat's positions [{p_lo}, {p_hi}) of '{name}' are not in rows "
+                             f"[{lo}, {hi}) of '{src}' the stripe reads")
+                clean = False
+                return np.ascontiguousarray(self.ref_value(name)[..., p_lo:p_hi])
+            return np.ascontiguousarray(flat[..., p_lo - lo * w:p_hi - lo * w])
+
         def operand(name: str) -> np.ndarray:
             nonlocal clean
             if taps is not None and name == taps[1]:
                 return gather(name, taps[0], taps[2], taps[3])
+            piece = flattened_pieces(self.orig).get(name)
+            if piece is not None and piece[0] in spatial and op.op_type in ("Concat", "Transpose"):
+                return flattened(name, *piece)
             if name in spatial:
                 lo, hi = spatial[name]
                 value, ok, views, hb = self._read_rows(mem, s, casc, holders, name, lo, hi)

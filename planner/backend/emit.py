@@ -42,7 +42,7 @@ from typing import Any
 import jinja2
 
 from stowage.errors import StowageError
-from stowage.ir.columns import column_tensors
+from stowage.ir.columns import column_tensors, transposed_columns
 from stowage.ir.graph import Graph
 from stowage.ir.tiling import DILATED, accumulates, row_maps
 from stowage.plan import Placement, Plan, plan_to_json
@@ -747,7 +747,10 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
             t = g.tensors.get(name)
             column = t is not None and name in column_tensors(g)
             flat = t is not None and g.layout == "NHWC" and len(t.shape) == 2 and t.shape[0] == 1   # MEAN's (1, C)
-            if t is None or (not column and not flat
+            # A position-major (1, N, C) tensor (``columns.transposed_columns``): a row is one
+            # position's C contiguous values, as an NHWC row.
+            swapped = t is not None and name in transposed_columns(g)
+            if t is None or (not column and not flat and not swapped
                              and (len(t.shape) != 4 or t.shape[0] != 1 or t.shape[1] * t.shape[2] == 0)):
                 raise EmitError(f"{where}: tensor '{name}' has no rows (shape {list(t.shape) if t else '?'})")
             own = g.tensor_buffer[name]
@@ -766,6 +769,8 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 ch, h = math.prod(t.shape[:-1]), t.shape[-1]
             elif flat:
                 ch, h = 1, 1
+            elif swapped:
+                ch, h = 1, t.shape[1]
             elif g.layout == "NHWC":
                 # A TFLite tensor: a row ``[:, r]`` is ``W * C`` contiguous bytes (one "channel").
                 ch, h = 1, t.shape[1]

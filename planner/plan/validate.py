@@ -55,7 +55,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from stowage.ir.columns import column_tensors
+from stowage.ir.columns import column_tensors, transposed_columns
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
 from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
@@ -821,7 +821,7 @@ def _has_rows(graph: Graph, name: str) -> bool:
     """Whether tensor ``name`` has rows: an NCHW tensor of batch 1, or a column tensor (rows
     along its last axis, ``stowage.ir.columns``: a layout fact of the graph, like its layout)."""
     t = graph.tensors.get(name)
-    return t is not None and (name in column_tensors(graph) or _is_rows(t.shape))
+    return t is not None and (name in column_tensors(graph) or name in transposed_columns(graph) or _is_rows(t.shape))
 
 
 def _rows(graph: Graph, name: str) -> int:
@@ -830,6 +830,8 @@ def _rows(graph: Graph, name: str) -> int:
     t = graph.tensors[name]
     if name in column_tensors(graph):
         return t.shape[-1]
+    if name in transposed_columns(graph):
+        return t.shape[1]   # position-major (1, N, C): one position a row
     return t.shape[_row_axis(graph)] if len(t.shape) == 4 else 1
 
 
@@ -846,7 +848,7 @@ def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, i
         off = 0
         for name in op.inputs:
             x = graph.tensors[name]
-            if x.shape[-1]:
+            if x.shape[-1] and _flat_source(graph, name) is None:   # a flattened piece: ``_flat_need``
                 need[name] = (1, 1, off, x.shape[-1])
             off += x.shape[-1]
         if off != y.shape[-1]:
@@ -854,6 +856,48 @@ def _column_need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, i
         return need
     return {name: (1, 1, 0, y.shape[-1]) for name in op.inputs
             if name in cols and graph.tensors[name].shape[-1] == y.shape[-1]}
+
+
+def _flat_source(graph: Graph, name: str) -> tuple[str, int] | None:
+    """``(source, W)`` when ``name`` is a flattened piece of a Concat along ``N`` that is not a
+    column tensor (``stowage.ir.columns.flattened_pieces``), recomputed from the graph: the
+    result of a Reshape or Flatten running no kernel, in its operand's buffer, of shape
+    ``(1, C, H*W)`` for an operand ``(1, C, H, W)``.  Its position ``n`` is row ``n // W`` of
+    the operand, so a stripe reads the operand's H rows."""
+    if name in column_tensors(graph):
+        return None
+    for op in graph.operators:
+        if op.computing or op.op_type not in ("Reshape", "Flatten") or not op.inputs or not op.outputs \
+                or op.outputs[0] != name:
+            continue
+        f, x = graph.tensors.get(op.inputs[0]), graph.tensors.get(name)
+        if (f is None or x is None or not _is_rows(f.shape) or x.shape != (1, f.shape[1], f.shape[2] * f.shape[3])
+                or graph.tensor_buffer.get(f.name) != graph.tensor_buffer.get(name)):
+            return None
+        return f.name, f.shape[3]
+    return None
+
+
+def _flat_need(graph: Graph, op: Operator, a: int, b: int) -> dict[str, tuple[int, int]]:
+    """Per flattened piece of a Concat along ``N`` (``_flat_source``): the rows ``[lo, hi)`` of
+    its NCHW operand that output positions ``[a, b)`` read, by enumerating the positions of the
+    piece in the band (``[0, 0)`` or ``[H, H)`` when the band holds none of it)."""
+    out: dict[str, tuple[int, int]] = {}
+    y = graph.tensors.get(next((o for o in op.outputs if o), ""))
+    along_n = op.op_type == "Concat" and y is not None and int(op.attributes.get("axis", 0)) % len(y.shape) == len(
+        y.shape) - 1
+    if y is None or not (along_n or (op.op_type == "Transpose" and op.inputs and len(y.shape) == 3)):
+        return out   # a Transpose (0, 2, 1): one piece at offset 0 (``_need`` checks its perm)
+    off = 0
+    for name in op.inputs:
+        x = graph.tensors[name]
+        src = _flat_source(graph, name)
+        if src is not None and x.shape[-1]:
+            h = graph.tensors[src[0]].shape[2]
+            taken = [(o - off) // src[1] for o in range(a, b) if off <= o < off + x.shape[-1]]
+            out[src[0]] = (taken[0], taken[-1] + 1) if taken else ((0, 0) if b <= off else (h, h))
+        off += x.shape[-1]
+    return out
 
 
 def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | str:
@@ -867,6 +911,13 @@ def _need(graph: Graph, op: Operator) -> dict[str, tuple[int, int, int, int]] | 
 
     if row_maps(graph, op) is None:   # only which operators have bands; the rows are ours
         return f"{op.op_type} needs whole tensors"
+    if op.op_type == "Transpose" and outs[0] in transposed_columns(graph):
+        # (1, C, N) -> (1, N, C): output row n is position n of the operand (a flattened
+        # piece's rows are ``_flat_need``'s).
+        xt = graph.tensors[op.inputs[0]]
+        if tuple(int(v) for v in op.attributes.get("perm", ())) != (0, 2, 1) or len(xt.shape) != 3:
+            return "a Transpose other than (0, 2, 1) of a (1, C, N) tensor"
+        return {} if _flat_source(graph, xt.name) is not None else {xt.name: (1, 1, 0, xt.shape[2])}
     if any(n in column_tensors(graph) for n in (*op.inputs, *outs)):
         return _column_need(graph, op)
     ax = _row_axis(graph)
@@ -1504,7 +1555,21 @@ class _RowReplay:
         for name, lo, hi in st.inputs:
             listed[name] = (lo, hi)
             runs_of[name].append((lo, hi))
-        for name in listed.keys() - need.keys():
+        flat = _flat_need(self.g, op, st.out_lo, st.out_hi) if op.op_type in ("Concat", "Transpose") else {}
+        for name, (lo, hi) in flat.items():
+            # A flattened piece: the H rows of its NCHW operand holding the band's positions.
+            got = listed.get(name)
+            if got != (lo, hi) or len(runs_of.get(name, ())) > 1:
+                self.fail(f"{where}: reads rows {runs_of.get(name, [])} of '{name}', output positions "
+                          f"[{st.out_lo}, {st.out_hi}) need rows [{lo}, {hi}) of it (a flattened piece)")
+                continue
+            for r in range(lo, hi):
+                why = self.present(name, r)
+                if why is not None:
+                    ct = self.holder(name)
+                    self.fail(f"{where}: reads row {r} of '{name}', but {why}", (ct.buffer,) if ct else ())
+                    break
+        for name in listed.keys() - need.keys() - flat.keys():
             self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
         want_pads = (0, 0)
         taps = _tap_runs(self.g, op, st.out_lo, st.out_hi)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from itertools import combinations
 
-from stowage.ir.columns import column_tensors, has_rows, mixed_buffer
+from stowage.ir.columns import column_tensors, has_rows, mixed_buffer, transposed_columns
 from stowage.ir.graph import BufferId, Graph, OpIndex, TensorKind
 from stowage.ir.lifetimes import lifetimes
 from stowage.ir.tiling import DILATED, accumulates, buffer_row_bytes, row_units, rows
@@ -199,8 +199,14 @@ class Partitioner:
         if key not in self._ladder:
             g = self.g
             heights = [0]
+            cols, swapped = column_tensors(g), transposed_columns(g)
             for p in range(i, j + 1):
-                heights += [rows(g, g.tensors[u.output]) for u in self.units[p] or ()]
+                for u in self.units[p] or ():
+                    r = rows(g, g.tensors[u.output])
+                    # A member in columns (thousands of positions: a head output made inside
+                    # a segment ending elsewhere, PicoDet's) paces as its COLUMN_BANDS groups,
+                    # not as thousands of rows: it would make the walk run a band per position.
+                    heights.append(r // max(1, r // COLUMN_BANDS) if u.output in cols or u.output in swapped else r)
             heights.append(self._end_rows(self.order[j]))
             end = self._end_rows(self.order[j])
             tallest = max(heights)
@@ -209,7 +215,8 @@ class Partitioner:
             # positions of a few dozen bytes each) bands by groups of positions: its finest
             # band is 1/COLUMN_BANDS of them, so a walk runs at most that many bands.
             units = self.units[j] or ()
-            group = (max(1, end // COLUMN_BANDS) if units and units[-1].output in column_tensors(g) else 1)
+            group = (max(1, end // COLUMN_BANDS) if units and (units[-1].output in column_tensors(g)
+                                                                or units[-1].output in transposed_columns(g)) else 1)
             self._ladder[key] = fine + [(h * group, 0) for h in HEIGHTS]
         return self._ladder[key]
 
