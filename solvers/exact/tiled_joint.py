@@ -57,7 +57,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ortools.sat.python import cp_model
 
@@ -317,12 +317,12 @@ class JointTiledModel:
             self.model.add_hint(sp, False)
         return True
 
-    def repair(self, segs: Sequence[Segment], wall: float, work: float, workers: int, seed: int) -> int | None:
+    def repair(self, segs: Sequence[Segment], wall: float, work: float, workers: int, seed: int) -> JointResult | None:
         """Warm start from a partition: solve a copy of the model with its candidates and
         off-chip tensors fixed (the whole spills and every offset free: a partition the memory
         sum admits but that does not pack gets the spills that make it pack), and hint every
-        variable of this model with that solution.  Its traffic, or None (no such solution:
-        then the partition alone is hinted)."""
+        variable of this model with that solution.  That solution (its status about the
+        fixed partition), or None (none found: then the partition alone is hinted)."""
         got = self._partition_of(segs)
         if got is None:
             return None
@@ -337,22 +337,27 @@ class JointTiledModel:
         configure(solver, wall, work, workers, seed)
         status = solver.solve(fixed)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            self.timed = status != cp_model.INFEASIBLE and solver.wall_time >= 0.95 * wall
             self.hint(segs)
             return None
         self.model.clear_hints()
         for i in range(len(self.model.proto.variables)):
             v = self.model.get_int_var_from_proto_index(i)
             self.model.add_hint(v, solver.value(v))
-        return 0 if isinstance(self.traffic, int) else round(solver.value(self.traffic))
+        return self._read(solver, status)
 
     def solve(self, wall: float, work: float, workers: int, seed: int) -> JointResult | None:
         """The best solution found and the proven bound; None when CP-SAT found none."""
         solver = cp_model.CpSolver()
         configure(solver, wall, work, workers, seed)
         status = solver.solve(self.model)
-        self.timed = status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE) and solver.wall_time >= 0.95 * wall
+        self.timed = self.timed or (status not in (cp_model.OPTIMAL, cp_model.INFEASIBLE)
+                                    and solver.wall_time >= 0.95 * wall)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             return None
+        return self._read(solver, status)
+
+    def _read(self, solver: cp_model.CpSolver, status: cp_model.CpSolverStatus) -> JointResult:
         chosen = tuple(sorted((c for c, x in zip(self.cands, self.x) if solver.boolean_value(x)), key=lambda c: c.i))
         off = frozenset(b for b, o in self.off.items() if solver.boolean_value(o))
         spills = frozenset(key for key, v in self.spill.items() if solver.boolean_value(v))
@@ -400,23 +405,33 @@ def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], war
     bound = r.bound if r is not None else None
     floor = bound or 0
     packed = JointTiledModel(part, cap, cands, addresses=True, floor=floor)
-    hinted: int | bool | None = None
+    repaired: JointResult | None = None
+    p: JointResult | None = None
+    t1 = time.monotonic()
     if warm:
         # A quarter of the budget places the warm start's partition (spills and offsets).
-        hinted = packed.repair(warm, max(0.5, deadline - time.monotonic()), REPAIR_SHARE * pack_work, workers, seed)
-        if hinted is None:
-            hinted = packed.hint(warm)
-    p = packed.solve(max(0.5, deadline - time.monotonic()), (1 - REPAIR_SHARE) * pack_work, workers, seed)
+        repaired = packed.repair(warm, max(0.5, deadline - t1), REPAIR_SHARE * pack_work, workers, seed)
+        if repaired is None:
+            packed.hint(warm)
+    t2 = time.monotonic()
+    if repaired is not None and bound is not None and repaired.traffic <= bound:
+        # The warm start packs at the relaxation's bound: optimal over the model's plans (and
+        # planned already: no new partition).
+        p = replace(repaired, bound=bound, status="optimal")
+        segs = None
+    else:
+        p = packed.solve(max(0.5, deadline - time.monotonic()), (1 - REPAIR_SHARE) * pack_work, workers, seed)
+        if p is None or (repaired is not None and repaired.traffic <= p.traffic):
+            p = repaired
+        segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
     timed = timed or packed.timed
-    log.info("tiled joint model: %d candidates, %d whole tensors, relaxation %s (bound %s), address model %s "
-             "(traffic %s, %s spills), hint %s, %.1fs", len(cands), len(relax.wholes),
-             "none" if r is None else r.status, bound, "none" if p is None else p.status,
-             None if p is None else p.traffic, None if p is None else len(p.spills),
-             "none" if hinted is None or hinted is False else ("partition" if hinted is True else f"packed, {hinted}"),
-             time.monotonic() - t0)
-    segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
-    return JointOutcome(segs, None if p is None else p.traffic, bound,
-                        "none" if r is None else r.status, timed)
+    log.info("tiled joint model: %d candidates, %d whole tensors; relaxation %s, bound %s (%.1fs); warm start "
+             "%s (%.1fs); address model %s, traffic %s, %s whole spills (%.1fs)", len(cands), len(relax.wholes),
+             "none" if r is None else r.status, bound, t1 - t0,
+             "none" if not warm else ("no packing" if repaired is None else f"packed at {repaired.traffic}"), t2 - t1,
+             "none" if p is None else p.status, None if p is None else p.traffic, None if p is None else len(p.spills),
+             time.monotonic() - t2)
+    return JointOutcome(segs, None if p is None else p.traffic, bound, "none" if r is None else r.status, timed)
 
 
 __all__ = ["PACK_WORK", "RELAX_WORK", "JointOutcome", "JointResult", "JointTiledModel", "Whole",
