@@ -171,6 +171,9 @@ class JointTiledModel:
         for p in range(n):
             m.add(self.ms[p] == sum(self.cands[k].i * self.x[k] for k in cover[p]))
             m.add(self.me[p] == sum((self.cands[k].j + 1) * self.x[k] for k in cover[p]))
+        #: Per position, the bytes it holds (``size * literal`` terms).
+        load: list[list[cp_model.LinearExprT]] = [[] for _ in range(n)]
+        self._load = load
         xs: list[cp_model.IntervalVar] = []
         ys: list[cp_model.IntervalVar] = []
         demands: list[cp_model.LinearExprT] = []
@@ -226,6 +229,7 @@ class JointTiledModel:
                 m.add_implication(w, ob.negated())
             m.add_bool_or([self.x[k] for k in wt.counted_by]).only_enforce_if(w)
             ts = wt.touches
+            keeps: list[cp_model.IntVar] = []
             stored = m.new_bool_var(f"stored[{b}]") if wt.store else None
             y_prev: cp_model.IntVar | None = None
             keep_prev: cp_model.IntVar | None = None
@@ -256,9 +260,15 @@ class JointTiledModel:
                 if stored is not None:
                     m.add_implication(sp, stored)
                 y_prev, keep_prev = yv, keep
+                keeps.append(keep)
             if stored is not None:
                 traffic.append(wt.store * stored)
-        m.add_cumulative(xs, demands, cap)
+            self._resident(m, load, cover, wt, w, keeps)
+        # Memory per position: the bytes of the macro step holding it (a linear row each; the
+        # relaxation's whole memory model, and a redundant one beside the NoOverlap2D).
+        for p in range(n):
+            if load[p]:
+                m.add(sum(load[p]) <= cap)
         if addresses:
             m.add_no_overlap_2d(xs, ys)
         self.traffic: cp_model.LinearExprT = sum(traffic) if traffic else 0
@@ -271,21 +281,53 @@ class JointTiledModel:
               demands: list[cp_model.LinearExprT], t0: int, t1: int, size: int, present: cp_model.IntVar,
               name: str) -> None:
         """A candidate's private rectangle of ``size`` bytes over fixed positions ``[t0, t1)``."""
-        xs.append(m.new_optional_fixed_size_interval_var(t0, t1 - t0, present, f"tx[{name}]"))
-        demands.append(size)
+        for p in range(t0, t1):
+            self._load[p].append(size * present)
         if self.addresses:
+            xs.append(m.new_optional_fixed_size_interval_var(t0, t1 - t0, present, f"tx[{name}]"))
+            demands.append(size)
             yv = m.new_int_var(0, max(0, self.cap - size), f"ya[{name}]")
             ys.append(m.new_optional_fixed_size_interval_var(yv, size, present, f"iy[{name}]"))
 
     def _interval(self, m: cp_model.CpModel, xs: list[cp_model.IntervalVar], ys: list[cp_model.IntervalVar],
                   demands: list[cp_model.LinearExprT], start: cp_model.IntVar, end: cp_model.IntVar, size: int,
                   present: cp_model.IntVar, yv: cp_model.IntVar | None, name: str) -> None:
-        """A whole tensor's residency from macro-step position ``start`` to ``end``."""
+        """A whole tensor's residency from macro-step position ``start`` to ``end`` (a
+        rectangle of the address model; the relaxation counts residency per position)."""
+        if not self.addresses:
+            return
         ln = m.new_int_var(0, self.part.n, f"len[{name}]")
         xs.append(m.new_optional_interval_var(start, ln, end, present, f"tx[{name}]"))
         demands.append(size)
         if yv is not None:
             ys.append(m.new_optional_fixed_size_interval_var(yv, size, present, f"iy[{name}]"))
+
+    def _resident(self, m: cp_model.CpModel, load: list[list[cp_model.LinearExprT]], cover: list[list[int]],
+                  wt: Whole, w: cp_model.IntVar, keeps: list[cp_model.IntVar]) -> None:
+        """Add ``wt``'s bytes to every position of a macro step it is resident in: a position
+        of a touch's macro step (``same``: a chosen candidate covers both), or between two
+        touches whose gap is kept.  Lower bounds suffice (the rows push them down)."""
+        ts = wt.touches
+
+        def same(p: int, t: int) -> cp_model.LinearExpr:
+            return cp_model.LinearExpr.sum([self.x[k] for k in cover[p] if self.cands[k].i <= t <= self.cands[k].j])
+
+        lo = min(self.cands[k].i for k in cover[ts[0]])
+        hi = max(self.cands[k].j for k in cover[ts[-1]])
+        for p in range(lo, hi + 1):
+            if p in ts:
+                load[p].append(wt.size * w)
+                continue
+            r = self.model.new_bool_var(f"res[{wt.buffer},{p}]")
+            load[p].append(wt.size * r)
+            before = [t for t in ts if t < p]
+            after = [t for t in ts if t > p]
+            near = ([before[-1]] if before else []) + ([after[0]] if after else [])
+            for t in near:
+                m.add(same(p, t) + w - r <= 1)
+            if ts[0] < p < ts[-1]:
+                g = max(k for k, t in enumerate(ts) if t < p)
+                m.add(r >= keeps[g])
 
     def _partition_of(self, segs: Sequence[Segment]) -> tuple[set[int], set[BufferId]] | None:
         """The candidates and off-chip tensors of a partition; None when a segment is no
@@ -317,13 +359,19 @@ class JointTiledModel:
             self.model.add_hint(sp, False)
         return True
 
-    def repair(self, segs: Sequence[Segment], wall: float, work: float, workers: int, seed: int) -> JointResult | None:
-        """Warm start from a partition: solve a copy of the model with its candidates and
-        off-chip tensors fixed (the whole spills and every offset free: a partition the memory
-        sum admits but that does not pack gets the spills that make it pack), and hint every
-        variable of this model with that solution.  That solution (its status about the
-        fixed partition), or None (none found: then the partition alone is hinted)."""
-        got = self._partition_of(segs)
+    def repair(self, start: Sequence[Segment] | JointResult, wall: float, work: float, workers: int,
+               seed: int) -> JointResult | None:
+        """Warm start from a partition (segments, or another model's result): solve a copy of
+        the model with its candidates and off-chip tensors fixed (the whole spills and every
+        offset free: a partition the memory sum admits but that does not pack gets the spills
+        that make it pack), and hint every variable of this model with that solution.  That
+        solution (its status about the fixed partition), or None (none found: then the
+        partition alone is hinted)."""
+        if isinstance(start, JointResult):
+            index = {c.key: k for k, c in enumerate(self.cands)}
+            got: tuple[set[int], set[BufferId]] | None = ({index[c.key] for c in start.chosen}, set(start.off))
+        else:
+            got = self._partition_of(start)
         if got is None:
             return None
         chosen, off = got
@@ -338,7 +386,8 @@ class JointTiledModel:
         status = solver.solve(fixed)
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             self.timed = status != cp_model.INFEASIBLE and solver.wall_time >= 0.95 * wall
-            self.hint(segs)
+            for k, x in enumerate(self.x):
+                self.model.add_hint(x, k in chosen)
             return None
         self.model.clear_hints()
         for i in range(len(self.model.proto.variables)):
@@ -398,37 +447,37 @@ def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], war
     if relax.size() > MAX_SIZE:
         log.info("tiled joint model: too large (%d), skipped", relax.size())
         return None
+    wall = lambda: max(0.5, deadline - time.monotonic())  # noqa: E731 (the safety net left)
     if warm:
-        relax.hint(warm)
-    r = relax.solve(max(0.5, deadline - time.monotonic()), relax_work, workers, seed)
+        # Every variable hinted: the warm start's partition with the spills it needs.
+        relax.repair(warm, wall(), REPAIR_SHARE * relax_work, workers, seed)
+    r = relax.solve(wall(), (1 - REPAIR_SHARE) * relax_work, workers, seed)
     timed = relax.timed
     bound = r.bound if r is not None else None
-    floor = bound or 0
-    packed = JointTiledModel(part, cap, cands, addresses=True, floor=floor)
+    packed = JointTiledModel(part, cap, cands, addresses=True, floor=bound or 0)
     repaired: JointResult | None = None
     p: JointResult | None = None
     t1 = time.monotonic()
-    if warm:
-        # A quarter of the budget places the warm start's partition (spills and offsets).
-        repaired = packed.repair(warm, max(0.5, deadline - t1), REPAIR_SHARE * pack_work, workers, seed)
-        if repaired is None:
-            packed.hint(warm)
+    # A quarter of the budget places a partition (spills and offsets): the relaxation's
+    # optimum, else the warm start's.
+    for start in ([r] if r is not None else []) + ([list(warm)] if warm else []):
+        repaired = packed.repair(start, wall(), REPAIR_SHARE * pack_work, workers, seed)
+        if repaired is not None:
+            break
     t2 = time.monotonic()
     if repaired is not None and bound is not None and repaired.traffic <= bound:
-        # The warm start packs at the relaxation's bound: optimal over the model's plans (and
-        # planned already: no new partition).
+        # A partition packs at the relaxation's bound: optimal over the model's plans.
         p = replace(repaired, bound=bound, status="optimal")
-        segs = None
     else:
-        p = packed.solve(max(0.5, deadline - time.monotonic()), (1 - REPAIR_SHARE) * pack_work, workers, seed)
+        p = packed.solve(wall(), (1 - REPAIR_SHARE) * pack_work, workers, seed)
         if p is None or (repaired is not None and repaired.traffic <= p.traffic):
             p = repaired
-        segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
+    segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
     timed = timed or packed.timed
-    log.info("tiled joint model: %d candidates, %d whole tensors; relaxation %s, bound %s (%.1fs); warm start "
+    log.info("tiled joint model: %d candidates, %d whole tensors; relaxation %s, bound %s (%.1fs); a partition "
              "%s (%.1fs); address model %s, traffic %s, %s whole spills (%.1fs)", len(cands), len(relax.wholes),
              "none" if r is None else r.status, bound, t1 - t0,
-             "none" if not warm else ("no packing" if repaired is None else f"packed at {repaired.traffic}"), t2 - t1,
+             "none" if repaired is None else f"packed at {repaired.traffic}", t2 - t1,
              "none" if p is None else p.status, None if p is None else p.traffic, None if p is None else len(p.spills),
              time.monotonic() - t2)
     return JointOutcome(segs, None if p is None else p.traffic, bound, "none" if r is None else r.status, timed)
