@@ -312,8 +312,8 @@ class JointTiledModel:
         def same(p: int, t: int) -> cp_model.LinearExpr:
             return cp_model.LinearExpr.sum([self.x[k] for k in cover[p] if self.cands[k].i <= t <= self.cands[k].j])
 
-        lo = min(self.cands[k].i for k in cover[ts[0]])
-        hi = max(self.cands[k].j for k in cover[ts[-1]])
+        lo = min((self.cands[k].i for k in cover[ts[0]]), default=ts[0])   # no candidate: infeasible anyway
+        hi = max((self.cands[k].j for k in cover[ts[-1]]), default=ts[-1])
         for p in range(lo, hi + 1):
             if p in ts:
                 load[p].append(wt.size * w)
