@@ -82,7 +82,8 @@ def main() -> int:
             jb = "-" if s.joint_bound is None else f"{s.joint_bound:,}"
             jgap = "-" if s.joint_bound is None else f"{traffic - s.joint_bound:,}"
             print(f"| {path.stem} | {kib} KiB | {mode} | {traffic:,} | {'-' if lb is None else f'{lb:,}'} | {gap} | "
-                  f"{pb} | {jb} | {jgap} | {s.found_by} | {'yes' if ok else 'NO'} | {dt:.1f}{' (time)' if s.stopped_by else ''} |",
+                  f"{pb} | {jb} | {jgap} | {s.found_by} | {'yes' if ok else 'NO'} | "
+                  f"{dt:.1f}{' (time)' if s.stopped_by else ''} |",
                   flush=True)
     return 0
 

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
+from stowage.errors import CapacityError
 from stowage.ir.graph import BufferId, Graph
 from stowage.ir.inplace import fuse_in_place
 from stowage.ir.onnx_import import import_model
@@ -233,7 +234,7 @@ def test_exact_plans_with_the_joint_model_are_valid_and_never_worse(seed: int, f
     cap = max(64, int(frac * sum(b.bytes for b in g.buffers)) // 16 * 16)
     try:
         off = compile_plan(g, "ethos-u55-256", capacity=cap, solver="exact", time_limit=30, params={"joint": False})
-    except Exception as exc:  # a capacity no tiled plan reaches: both refuse it
+    except CapacityError as exc:  # a capacity no tiled plan reaches: both refuse it
         with pytest.raises(type(exc)):
             compile_plan(g, "ethos-u55-256", capacity=cap, solver="exact", time_limit=30)
         return

@@ -435,9 +435,10 @@ class JointOutcome:
 def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], warm: Sequence[Segment] | None,
                     deadline: float, workers: int, seed: int, relax_work: float = RELAX_WORK,
                     pack_work: float = PACK_WORK) -> JointOutcome | None:
-    """Solve the relaxation (the bound), then the address model warm-started with ``warm``
-    (the partition model's partition), and return the latter's partition as segments.  None
-    when the model is not built (weights in the compute level, or too large)."""
+    """Place ``warm`` (the partition model's partition) in the address model, solve the
+    relaxation (the bound), then, unless the placed warm start meets the bound, the address
+    model from the better of the two; return its partition as segments.  None when the model
+    is not built (weights in the compute level, or too large)."""
     from stowage.solvers.exact.tiled_model import segments_of
 
     if part.weights or not cands:
@@ -448,36 +449,39 @@ def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], war
         log.info("tiled joint model: too large (%d), skipped", relax.size())
         return None
     wall = lambda: max(0.5, deadline - time.monotonic())  # noqa: E731 (the safety net left)
-    if warm:
-        # Every variable hinted: the warm start's partition with the spills it needs.
-        relax.repair(warm, wall(), REPAIR_SHARE * relax_work, workers, seed)
-    r = relax.solve(wall(), (1 - REPAIR_SHARE) * relax_work, workers, seed)
-    timed = relax.timed
-    bound = r.bound if r is not None else None
-    packed = JointTiledModel(part, cap, cands, addresses=True, floor=bound or 0)
-    repaired: JointResult | None = None
-    p: JointResult | None = None
+    packed = JointTiledModel(part, cap, cands, addresses=True)
+    # First a plan: the warm start's partition placed (spills and offsets) on a quarter of
+    # the address model's budget, so a short wall clock still leaves a packed partition.
+    repaired = packed.repair(list(warm), wall(), REPAIR_SHARE * pack_work, workers, seed) if warm else None
     t1 = time.monotonic()
-    # A quarter of the budget places a partition (spills and offsets): the relaxation's
-    # optimum, else the warm start's.
-    for start in ([r] if r is not None else []) + ([list(warm)] if warm else []):
-        repaired = packed.repair(start, wall(), REPAIR_SHARE * pack_work, workers, seed)
-        if repaired is not None:
-            break
+    # Then the bound: the relaxation, every variable hinted with the warm start's partition.
+    if warm:
+        relax.repair(list(warm), wall(), REPAIR_SHARE * relax_work, workers, seed)
+    r = relax.solve(wall(), (1 - REPAIR_SHARE) * relax_work, workers, seed)
+    bound = r.bound if r is not None else None
     t2 = time.monotonic()
+    p: JointResult | None
     if repaired is not None and bound is not None and repaired.traffic <= bound:
-        # A partition packs at the relaxation's bound: optimal over the model's plans.
+        # The warm start packs at the relaxation's bound: optimal over the model's plans.
         p = replace(repaired, bound=bound, status="optimal")
     else:
-        p = packed.solve(wall(), (1 - REPAIR_SHARE) * pack_work, workers, seed)
+        if bound:
+            packed.model.add(packed.traffic >= bound)
+        if r is not None and (repaired is None or r.traffic < repaired.traffic):
+            # Start from the relaxation's optimum where it packs.
+            better = packed.repair(r, wall(), REPAIR_SHARE * pack_work, workers, seed)
+            if better is not None and (repaired is None or better.traffic < repaired.traffic):
+                repaired = better
+        p = packed.solve(wall(), (1 - 2 * REPAIR_SHARE) * pack_work, workers, seed)
         if p is None or (repaired is not None and repaired.traffic <= p.traffic):
             p = repaired
     segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
+    timed = relax.timed
     timed = timed or packed.timed
-    log.info("tiled joint model: %d candidates, %d whole tensors; relaxation %s, bound %s (%.1fs); a partition "
-             "%s (%.1fs); address model %s, traffic %s, %s whole spills (%.1fs)", len(cands), len(relax.wholes),
-             "none" if r is None else r.status, bound, t1 - t0,
-             "none" if repaired is None else f"packed at {repaired.traffic}", t2 - t1,
+    log.info("tiled joint model: %d candidates, %d whole tensors; warm start %s (%.1fs); relaxation %s, bound %s "
+             "(%.1fs); address model %s, traffic %s, %s whole spills (%.1fs)", len(cands), len(relax.wholes),
+             "none" if repaired is None else f"packed at {repaired.traffic}", t1 - t0,
+             "none" if r is None else r.status, bound, t2 - t1,
              "none" if p is None else p.status, None if p is None else p.traffic, None if p is None else len(p.spills),
              time.monotonic() - t2)
     return JointOutcome(segs, None if p is None else p.traffic, bound, "none" if r is None else r.status, timed)

@@ -115,9 +115,6 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
                      joint: bool = True) -> ExactPartitions:
     """Partitions to plan besides the heuristic's and the proven bounds (``ExactPartitions``);
     ``joint``: also run the joint model on the file order's candidates."""
-    from stowage.solvers.analysis.schedule import min_peak_order_ex
-    from stowage.solvers.tiling.plan import choose_candidates
-
     now = time.monotonic()
     window = MODEL_WALL_SHARE * max(1.0, end - now)
     out: list[tuple[Partitioner, list[Segment], str]] = []
@@ -127,15 +124,31 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
     out += [(part, s, "tiling model") for s in found]
     bounds.append(bound)
     if time.monotonic() > now + ALT_ORDER_SHARE * window:
-        log.warning("tiled model: no time left for the joint model and the min-peak order")
+        log.warning("tiled model: no time left for the min-peak order")
         part.stopped_by = "time"
-        return ExactPartitions(out, bound)   # the bound over the file order's candidates, the set searched
+    else:
+        out += _min_peak_order(problem, part, now + window, bounds)
+    # The joint model last, in its own window (it improves on the partitions above, and its
+    # bound is about the file order's candidates).
     joint_bound: int | None = None
     if joint:
         jfound, joint_bound = _joint(problem, part, res, heuristic, end)
         out += jfound
-    # The min-peak order gets the rest of the models' window, counted from here.
-    deadline = time.monotonic() + (1 - ALT_ORDER_SHARE) * window
+    # A bound over both candidate sets is the smaller of the two; a model that ended without
+    # one (or an order not searched) leaves its set unbounded, so then only the file order's
+    # set is claimed.
+    known = [b for b in bounds if b is not None]
+    return ExactPartitions(out, min(known) if known and len(known) == len(bounds) else None, joint_bound)
+
+
+def _min_peak_order(problem: Problem, part: Partitioner, deadline: float, bounds: list[int | None]
+                    ) -> list[tuple[Partitioner, list[Segment], str]]:
+    """The heuristic's and the partition model's partitions along the min-peak order (when it
+    differs from the file order); appends the model's bound to ``bounds``."""
+    from stowage.solvers.analysis.schedule import min_peak_order_ex
+    from stowage.solvers.tiling.plan import choose_candidates
+
+    out: list[tuple[Partitioner, list[Segment], str]] = []
     order, _proven = min_peak_order_ex(problem.graph, problem.weights_in_compute_level, ORDER_BUDGET,
                                        problem.seed, safety_stop=False)
     if tuple(order) != part.order:
@@ -154,10 +167,7 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
             part.stopped_by = alt.stopped_by
     else:
         log.info("tiled model: the min-peak order is the file order")
-    # A bound over both candidate sets is the smaller of the two; a model that ended without
-    # one leaves its set unbounded, so then nothing is claimed.
-    known = [b for b in bounds if b is not None]
-    return ExactPartitions(out, min(known) if known and len(known) == len(bounds) else None, joint_bound)
+    return out
 
 
 __all__ = ["JOINT_WALL_SHARE", "MODEL_WALL_SHARE", "ORDER_BUDGET", "ExactPartitions", "exact_candidates"]
