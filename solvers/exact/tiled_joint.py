@@ -393,7 +393,8 @@ class JointTiledModel:
         for i in range(len(self.model.proto.variables)):
             v = self.model.get_int_var_from_proto_index(i)
             self.model.add_hint(v, solver.value(v))
-        return self._read(solver, status)
+        # Optimal only for the fixed partition: no status or bound about the model.
+        return replace(self._read(solver, status), bound=0, status="feasible")
 
     def solve(self, wall: float, work: float, workers: int, seed: int) -> JointResult | None:
         """The best solution found and the proven bound; None when CP-SAT found none."""
@@ -435,10 +436,10 @@ class JointOutcome:
 def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], warm: Sequence[Segment] | None,
                     deadline: float, workers: int, seed: int, relax_work: float = RELAX_WORK,
                     pack_work: float = PACK_WORK) -> JointOutcome | None:
-    """Place ``warm`` (the partition model's partition) in the address model, solve the
-    relaxation (the bound), then, unless the placed warm start meets the bound, the address
-    model from the better of the two; return its partition as segments.  None when the model
-    is not built (weights in the compute level, or too large)."""
+    """Solve the relaxation (the bound, hinted with ``warm``, the partition model's
+    partition), place its optimum (else ``warm``) in the address model, and unless that meets
+    the bound solve the address model from it; return its partition as segments.  None when
+    the model is not built (weights in the compute level, or too large)."""
     from stowage.solvers.exact.tiled_model import segments_of
 
     if part.weights or not cands:
@@ -449,39 +450,37 @@ def joint_partition(part: Partitioner, cap: int, cands: Sequence[Candidate], war
         log.info("tiled joint model: too large (%d), skipped", relax.size())
         return None
     wall = lambda: max(0.5, deadline - time.monotonic())  # noqa: E731 (the safety net left)
-    packed = JointTiledModel(part, cap, cands, addresses=True)
-    # First a plan: the warm start's partition placed (spills and offsets) on a quarter of
-    # the address model's budget, so a short wall clock still leaves a packed partition.
-    repaired = packed.repair(list(warm), wall(), REPAIR_SHARE * pack_work, workers, seed) if warm else None
-    t1 = time.monotonic()
-    # Then the bound: the relaxation, every variable hinted with the warm start's partition.
+    # The bound first (the warm start's partition is planned already): the relaxation, every
+    # variable hinted with the warm start's partition and the spills it needs.
     if warm:
         relax.repair(list(warm), wall(), REPAIR_SHARE * relax_work, workers, seed)
     r = relax.solve(wall(), (1 - REPAIR_SHARE) * relax_work, workers, seed)
     bound = r.bound if r is not None else None
+    t1 = time.monotonic()
+    # Then a plan: a partition placed (spills and offsets) on a quarter of the address
+    # model's budget, the relaxation's optimum first, else the warm start's.
+    packed = JointTiledModel(part, cap, cands, addresses=True, floor=bound or 0)
+    repaired: JointResult | None = None
+    for start in ([r] if r is not None else []) + ([list(warm)] if warm else []):
+        repaired = packed.repair(start, wall(), REPAIR_SHARE * pack_work, workers, seed)
+        if repaired is not None:
+            break
     t2 = time.monotonic()
     p: JointResult | None
     if repaired is not None and bound is not None and repaired.traffic <= bound:
-        # The warm start packs at the relaxation's bound: optimal over the model's plans.
+        # A partition packs at the relaxation's bound: optimal over the model's plans.
         p = replace(repaired, bound=bound, status="optimal")
     else:
-        if bound:
-            packed.model.add(packed.traffic >= bound)
-        if r is not None and (repaired is None or r.traffic < repaired.traffic):
-            # Start from the relaxation's optimum where it packs.
-            better = packed.repair(r, wall(), REPAIR_SHARE * pack_work, workers, seed)
-            if better is not None and (repaired is None or better.traffic < repaired.traffic):
-                repaired = better
-        p = packed.solve(wall(), (1 - 2 * REPAIR_SHARE) * pack_work, workers, seed)
+        p = packed.solve(wall(), (1 - REPAIR_SHARE) * pack_work, workers, seed)
         if p is None or (repaired is not None and repaired.traffic <= p.traffic):
             p = repaired
     segs = None if p is None else tuple(segments_of(part, cap, list(p.chosen), p.off))
     timed = relax.timed
     timed = timed or packed.timed
-    log.info("tiled joint model: %d candidates, %d whole tensors; warm start %s (%.1fs); relaxation %s, bound %s "
+    log.info("tiled joint model: %d candidates, %d whole tensors; relaxation %s, bound %s (%.1fs); a partition %s "
              "(%.1fs); address model %s, traffic %s, %s whole spills (%.1fs)", len(cands), len(relax.wholes),
-             "none" if repaired is None else f"packed at {repaired.traffic}", t1 - t0,
-             "none" if r is None else r.status, bound, t2 - t1,
+             "none" if r is None else r.status, bound, t1 - t0,
+             "none" if repaired is None else f"packed at {repaired.traffic}", t2 - t1,
              "none" if p is None else p.status, None if p is None else p.traffic, None if p is None else len(p.spills),
              time.monotonic() - t2)
     return JointOutcome(segs, None if p is None else p.traffic, bound, "none" if r is None else r.status, timed)

@@ -49,7 +49,7 @@ ALT_ORDER_SHARE = 0.5
 #: Share of the time left that the joint model (``tiled_joint``: its relaxation and its address
 #: model) may take on the wall clock, after the file order's partition model: a safety net,
 #: its work budgets (``RELAX_WORK``, ``PACK_WORK``) normally end it first.
-JOINT_WALL_SHARE = 0.3
+JOINT_WALL_SHARE = 0.4
 #: Work budget of the min-peak order's search (its ``time_limit`` argument, which sets beam
 #: widths and local-search moves; no wall-clock stop).
 ORDER_BUDGET = 2.0
