@@ -179,6 +179,8 @@ class JointTiledModel:
         demands: list[cp_model.LinearExprT] = []
         traffic: list[cp_model.LinearExprT] = []
         makers: dict[BufferId, list[cp_model.IntVar]] = {}
+        stores: dict[BufferId, list[cp_model.IntVar]] = {}
+        loads: dict[BufferId, list[cp_model.IntVar]] = {}
         # Candidates: private rectangles, the partition model's off-chip rules and cut traffic.
         for k, c in enumerate(self.cands):
             x = self.x[k]
@@ -211,8 +213,17 @@ class JointTiledModel:
                 traffic.append(g.buffers[b].bytes * y)
                 if g.buffers[b].producer in part.order[c.i:c.j + 1]:
                     makers.setdefault(b, []).append(x)
+                    stores.setdefault(b, []).append(y)
+                if c.i <= part.last[b] <= c.j:
+                    loads.setdefault(b, []).append(y)
         for b, o in self.off.items():
             m.add_bool_or(makers.get(b, [])).only_enforce_if(o)
+            # Cuts for the LP: an off-chip tensor is stored by the candidate making it and
+            # loaded by the one holding its last reader (another: it crosses a cut), so it
+            # costs at least twice its bytes (``y >= x + off - 1`` alone lets x = off = 1/2
+            # cost nothing).
+            m.add(sum(stores.get(b, [])) >= o)
+            m.add(sum(loads.get(b, [])) >= o)
         # Whole tensors: residency intervals between touches, kept or spilled.
         self.whole: dict[BufferId, cp_model.IntVar] = {}
         self.spill: dict[tuple[BufferId, int], cp_model.IntVar] = {}
