@@ -10,6 +10,7 @@ import itertools
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -20,7 +21,8 @@ from stowage.api import load_model
 from stowage.errors import CapacityError
 from stowage.ir.graph import BufferId, Graph
 from stowage.ir.inplace import fuse_in_place
-from stowage.ir.onnx_import import import_model
+from stowage.ir.onnx_import import import_model, load_graph
+from stowage.plan import plan_from_json, plan_to_json
 from stowage.plan.validate import validate
 from stowage.simulate import simulate
 from stowage.solvers.exact.tiled_joint import JointTiledModel, joint_partition, whole_set, wholes
@@ -33,6 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def side_graph() -> Graph:
+    """``side_model`` imported, one byte per element, in-place operators fused."""
+    return fuse_in_place(import_model(side_model(), element_bytes=1))
+
+
+def side_model() -> onnx.ModelProto:
     """x (4 x 16 x 8, 512 B) -> side conv -> t0 (1 channel, 128 B), read only by a Softmax over H
     at the end (a step that needs whole tensors, so t0 can never cross a cut row by row);
     x -> conv0..conv3 -> u0, u1, u2 (8 channels, 1,024 B each), u3 (4 channels, 512 B); then
@@ -53,8 +60,7 @@ def side_graph() -> Graph:
     nodes.append(helper.make_node("Add", [cur, "sm"], ["y"], name="add"))
     graph = helper.make_graph(nodes, "side", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 16, 8])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    return fuse_in_place(import_model(model, element_bytes=1))
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
 def _solve(part: Partitioner, cap: int, addresses: bool):
@@ -100,11 +106,13 @@ def test_the_joint_model_is_the_partition_model_when_nothing_need_spill() -> Non
         assert names(g, r.off) == ["t1"]
 
 
-def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it() -> None:
+def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it(tmp_path: Path) -> None:
     """``side_graph`` compiled with ``--solver exact`` at 800 B (the target's 16-byte alignment
     changes no size): without the joint model (``--param joint=off``) the plan moves 3,072 B;
     with it 2,304 B, found by the joint model, valid, and ``solver.joint_bound`` 2,304 proves
-    it optimal over every plan into its candidates in the file order."""
+    it optimal over every plan into its candidates in the file order.  ``stowage simulate``
+    runs the joint model's plan (t0 spilled whole and reloaded, u2 through DRAM row by row) of
+    the fp32 model against onnxruntime."""
     g = side_graph()
     off = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=30, params={"joint": False})
     on = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=30)
@@ -114,6 +122,19 @@ def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it() 
     for plan in (off, on):
         assert validate(g, plan).ok
         assert plan.solver.lower_bound is not None and plan.solver.lower_bound <= plan.metrics.noncompulsory_bytes
+    # The plan file keeps the bound (an optional key: absent without the joint model).
+    assert plan_from_json(plan_to_json(on)).solver.joint_bound == 2304
+    assert '"joint_bound"' not in plan_to_json(off)
+    # In fp32 (4 bytes per element, every size times 4) at 3,200 B the same plan moves 9,216 B,
+    # and the simulator runs it against onnxruntime.
+    path = tmp_path / "side.onnx"
+    onnx.save(side_model(), path)
+    plan = compile_plan(path, "ethos-u55-256", capacity=3200, solver="exact", time_limit=30)
+    assert plan.metrics.noncompulsory_bytes == 9216 and plan.solver.joint_bound == 9216
+    assert plan.solver.found_by is not None and plan.solver.found_by.startswith("tiling joint model")
+    graph = load_graph(path, dims=dict(plan.options.dims))
+    r = simulate(path, fuse_in_place(graph) if plan.options.in_place else graph, plan)
+    assert r.ok, r.first_problem
 
 
 def _private(part: Partitioner, c: Candidate, off: frozenset[BufferId]) -> int:
