@@ -219,11 +219,14 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         raise error
     if partition_bound is not None:
         best = replace(best, solver=replace(best.solver, partition_bound=partition_bound))
-    if joint_bound is not None:
-        # Valid over the joint model's plans (its candidates, the file order); the plan kept may
-        # lie outside them (another order), so never report more than a valid plan moves.
-        best = replace(best, solver=replace(best.solver,
-                                            joint_bound=min(joint_bound, best.metrics.noncompulsory_bytes)))
+    if joint_bound is not None and joint_bound <= best.metrics.noncompulsory_bytes:
+        best = replace(best, solver=replace(best.solver, joint_bound=joint_bound))
+    elif joint_bound is not None:
+        # Valid over the joint model's plans (its candidates, the file order) only: the plan
+        # kept lies outside them (another order) and moves less, so the bound says nothing
+        # about it and is not reported (never a bound above a valid plan's traffic).
+        log.info("tiling: the plan kept (%d B) beats every plan into the file order's candidates (>= %d B)",
+                 best.metrics.noncompulsory_bytes, joint_bound)
     if part.stopped_by and not best.solver.stopped_by:
         # The wall clock, not the work budget, cut the choice of cascades: on a less loaded
         # machine the same command may choose others.
