@@ -25,25 +25,29 @@ partition model uses):
   spill of an activation also stores it, its bytes once; graph inputs and outputs have a
   home, so no store).  A gap inside one macro step cannot be spilled.  A reload may land at
   another offset;
-* all rectangles in one ``NoOverlap2D`` over (position, address) under the capacity, with a
-  cumulative over the positions as a redundant constraint;
+* all rectangles in one ``NoOverlap2D`` over (position, address) under the capacity, with one
+  linear row per position (the bytes of the macro step holding it: private parts plus every
+  whole tensor resident there, ``_resident``) as a redundant constraint;
 * **objective**: non-compulsory traffic = the partition model's cut traffic (each off-chip
   tensor's bytes once per cascade storing or loading it) + stores + reloads of whole spills.
+  Two LP cuts per off-chip tensor (its maker's candidate stores it, its last reader's loads
+  it) keep the linear relaxation from pricing half-chosen cuts at nothing.
 
-**The relaxation and its bound.**  Without the ``NoOverlap2D`` (addresses free: the
-cumulative only) the same model is a relaxation of every plan whose macro steps are chosen
+**The relaxation and its bound.**  Without the ``NoOverlap2D`` (addresses free: the rows per
+position only) the same model is a relaxation of every plan whose macro steps are chosen
 candidates run in this order, whatever its addresses and reload offsets: at each macro step
 every whole tensor between two touches is either resident or paid for (COSMA's gap argument,
 ``residency_model``), and each candidate's finest band is its least memory.  Its proven bound
 is ``solver.joint_bound``.  It is *not* a bound over every tiling (other orders, longer
 cascades, candidates the work budget left out), and a cascade's row loads that skip rows no
 reader needs (``docs/tiling.md``, "Loads start at the first row read") cost less than the
-tensor's bytes counted here; so the caller never reports it above a valid plan's traffic.
+tensor's bytes counted here; so the caller never reports it above the plan's traffic.
 
 **The plan.**  The address model's partition (its candidates and off-chip tensors) becomes the
 partitioner's segments (``tiled_model.segments_of``, bands re-fitted to the tallest that fits)
 and is planned like every candidate partition: the whole-tensor solver on its macro graph
-(order, offsets and spills again, so its traffic is at most what it finds), stripes attached,
+(order, offsets and spills again: it may do better, or under a short clock worse, than this
+model's packing), stripes attached,
 and the one validator judges the result.  Graphs whose weights live in the compute level are
 not modelled (the weights would be whole tensors shared by cascades).
 
