@@ -215,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
              if s.whole_tensor_bound is not None else "")
     whole += (f" (candidate partitions: cut traffic >= {_fmt(s.partition_bound)})"
               if s.partition_bound is not None else "")
+    whole += (f" (joint model, file order: >= {_fmt(s.joint_bound)})" if s.joint_bound is not None else "")
     print(f"solver {s.name}: {s.status}, bound {_fmt(s.lower_bound) if s.lower_bound is not None else 'none'}{whole}, "
           f"gap {_fmt(gap) if gap is not None else 'unknown'}, solve {s.seconds:.2f}s, "
           f"total {time.perf_counter() - t0:.2f}s")

@@ -105,7 +105,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 _TIME_KEYS = ("start", "end", "channel")
 #: Solver keys written only when set, so that older plans stay byte for byte as before.
 _OPTIONAL_SOLVER_KEYS = ("found_by", "stopped_by", "latency_bound", "latency_status", "whole_tensor_bound",
-                         "partition_bound")
+                         "partition_bound", "joint_bound")
 
 
 def _time(x: _Reader, key: str) -> float | None:
@@ -309,6 +309,7 @@ def plan_from_dict(data: Any) -> Plan:
         latency_status=s.opt("latency_status").str_(nullable=True, choices=LATENCY_STATUSES),
         whole_tensor_bound=s.opt("whole_tensor_bound").int_(0, nullable=True),
         partition_bound=s.opt("partition_bound").int_(0, nullable=True),
+        joint_bound=s.opt("joint_bound").int_(0, nullable=True),
     )
     buffers = []
     for i, b in enumerate(r.key("buffers").list_()):

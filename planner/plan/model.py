@@ -116,6 +116,12 @@ class SolverInfo:
     #: (``stowage.solvers.exact.tiled_model``).  Valid for that candidate set only, not over
     #: every tiling: ``lower_bound`` stays the bound over every tiling.
     partition_bound: int | None = None
+    #: A tiled plan of ``--solver exact``: the joint model's proven lower bound on
+    #: non-compulsory traffic (cut traffic plus whole-tensor spills) over every plan whose
+    #: macro steps are its candidate cascades run in the file order, any addresses
+    #: (``stowage.solvers.exact.tiled_joint``); absent when above the plan's traffic (the plan
+    #: then lies outside that class).  Not over every tiling: ``lower_bound`` stays that.
+    joint_bound: int | None = None
 
 
 @dataclass(frozen=True)

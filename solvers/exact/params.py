@@ -42,6 +42,9 @@ class ExactParams:
     """tiled plans (below M_R): model (the CP-SAT partition model over candidate cascades, in the file and the
     min-peak order, besides the heuristic partitions; docs/tiling.md) | heuristic (the heuristic partition search
     only)"""
+    joint: bool = True
+    """tiled plans with partition model: also pack the file order's candidate cascades jointly with whole tensors
+    and spills in one CP-SAT model (stowage.solvers.exact.tiled_joint; solver.joint_bound); false skips it"""
 
 
 @dataclass(frozen=True)

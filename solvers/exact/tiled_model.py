@@ -104,6 +104,8 @@ class PartitionResult:
     status: str
     candidates: int
     complete: bool   # every run up to MAX_LEN steps was a candidate (the work budget did not end it)
+    #: The candidates themselves (``stowage.solvers.exact.tiled_joint`` packs the same set).
+    pool: tuple[Candidate, ...] = ()
 
 
 def sendable(part: Partitioner) -> frozenset[BufferId]:
@@ -324,9 +326,11 @@ def cut_traffic(segs: list[Segment]) -> int:
 
 
 def exact_partition(part: Partitioner, cap: int, warm: list[Segment] | None, deadline: float, workers: int,
-                    seed: int, work: int = CANDIDATE_WORK, model_work: float = MODEL_WORK) -> PartitionResult | None:
+                    seed: int, work: int = CANDIDATE_WORK, model_work: float = MODEL_WORK,
+                    keep_pool: bool = False) -> PartitionResult | None:
     """The model's partition of ``part``'s order at ``cap`` (warm-started with ``warm``), or
-    None when it has no candidate partition.  ``deadline`` (``time.monotonic()``): a
+    None when it has no candidate partition (``keep_pool``: then a result with no segments,
+    status ``none``, and the candidates, for the joint model).  ``deadline`` (``time.monotonic()``): a
     wall-clock safety net for the enumeration and the solve (the work budgets end them first
     on a normal load); when it ends either, ``part.stopped_by`` is ``"time"``."""
     started = time.monotonic()
@@ -342,13 +346,13 @@ def exact_partition(part: Partitioner, cap: int, warm: list[Segment] | None, dea
     log.info("tiled model: %d candidates (%s), hint %s, %.1fs", len(cands), "complete" if complete else "budget",
              "kept" if hinted else "none", time.monotonic() - started)
     if got is None:
-        return None
+        return PartitionResult((), 0, 0, "none", len(cands), complete, tuple(cands)) if keep_pool else None
     chosen, off, traffic, bound, status = got
     segs = segments_of(part, cap, chosen, off)
     if warm and cut_traffic(warm) <= traffic:
         # Never worse than the warm start by the search's measure (ties keep the heuristic's).
         segs, traffic = list(warm), cut_traffic(warm)
-    return PartitionResult(tuple(segs), traffic, bound, status, len(cands), complete)
+    return PartitionResult(tuple(segs), traffic, bound, status, len(cands), complete, tuple(cands))
 
 
 __all__ = ["CANDIDATE_WORK", "MODEL_WORK", "Candidate", "PartitionResult", "TiledPartitionModel",

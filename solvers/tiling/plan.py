@@ -191,6 +191,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     latency = getattr(params, "objective", "traffic") == "latency"
     candidates = [(part, segs, "tiling") for segs in choose_candidates(problem, part)]
     partition_bound: int | None = None
+    joint_bound: int | None = None
     how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
     if how not in ("model", "heuristic"):
         raise SolverError(f"exact: unknown partition '{how}'; choose model or heuristic")
@@ -200,8 +201,10 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         # cascades, in the file order and a second (min-peak) order (docs/tiling.md).
         from stowage.solvers.exact.tiled_search import exact_candidates
 
-        extra, partition_bound = exact_candidates(problem, part, [s for _p, s, _w in candidates], end)
-        candidates = candidates + extra   # ties keep the heuristic's plan
+        found = exact_candidates(problem, part, [s for _p, s, _w in candidates], end,
+                                 joint=bool(getattr(params, "joint", True)))
+        partition_bound, joint_bound = found.partition_bound, found.joint_bound
+        candidates = candidates + found.partitions   # ties keep the heuristic's plan
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
@@ -239,6 +242,14 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         # The model's candidates hold rings: a plan with cascades by slot is no partition into
         # them, and may cut less than that bound, so it is not reported for such a plan.
         best = replace(best, solver=replace(best.solver, partition_bound=partition_bound))
+    if joint_bound is not None and joint_bound <= best.metrics.noncompulsory_bytes:
+        best = replace(best, solver=replace(best.solver, joint_bound=joint_bound))
+    elif joint_bound is not None:
+        # Valid over the joint model's plans (its candidates, the file order) only: the plan
+        # kept lies outside them (another order) and moves less, so the bound says nothing
+        # about it and is not reported (never a bound above a valid plan's traffic).
+        log.info("tiling: the plan kept (%d B) beats every plan into the file order's candidates (>= %d B)",
+                 best.metrics.noncompulsory_bytes, joint_bound)
     if part.stopped_by and not best.solver.stopped_by:
         # The wall clock, not the work budget, cut the choice of cascades: on a less loaded
         # machine the same command may choose others.
