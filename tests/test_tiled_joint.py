@@ -297,3 +297,35 @@ def test_joint_partition_needs_activations_only() -> None:
     part = Partitioner(g, True, 1)
     cands, _ = enumerate_candidates(part, 4000)
     assert joint_partition(part, 4000, cands, None, float("inf"), 1, 0) is None
+
+
+def test_partial_loads_flags_a_slice_of_rows_and_not_a_full_reader(tmp_path: Path) -> None:
+    """``partial_loads``: a Slice of rows 2:6 of 8 needs only part of its operand (a load of it
+    may move fewer than its bytes, so the joint model's full charge is no bound there); a
+    3x3 pad-1 convolution and the int8 tiny CNN (whose global pools reduce every row) read
+    every row."""
+    from stowage.solvers.exact.tiled_search import partial_loads
+
+    def model(sliced: bool) -> Path:
+        x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 8, 4])
+        w = numpy_helper.from_array(np.ones((2, 2, 3, 3), np.float32), "w")
+        nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1])]
+        inits = [w]
+        if sliced:
+            inits += [numpy_helper.from_array(np.array(v, np.int64), n)
+                      for n, v in (("st", [2]), ("en", [6]), ("ax", [2]))]
+            nodes.append(helper.make_node("Slice", ["c", "st", "en", "ax"], ["y"]))
+            out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+        else:
+            nodes.append(helper.make_node("Relu", ["c"], ["y"]))
+            out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 8, 4])
+        m = helper.make_model(helper.make_graph(nodes, "g", [x], [out], inits),
+                              opset_imports=[helper.make_opsetid("", 17)])
+        p = tmp_path / f"m{int(sliced)}.onnx"
+        onnx.save(m, p)
+        return p
+
+    assert partial_loads(load_model(model(True), element_bytes=1))
+    assert not partial_loads(load_model(model(False), element_bytes=1))
+    tiny = ROOT / "models" / "int8" / "tiny_cnn_int8_qop.onnx"
+    assert not partial_loads(load_model(tiny, element_bytes=1, in_place=True, qdq="fold"))

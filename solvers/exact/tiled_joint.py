@@ -41,7 +41,8 @@ every whole tensor between two touches is either resident or paid for (COSMA's g
 is ``solver.joint_bound``.  It is *not* a bound over every tiling (other orders, longer
 cascades, candidates the work budget left out), and a cascade's row loads that skip rows no
 reader needs (``docs/tiling.md``, "Loads start at the first row read") cost less than the
-tensor's bytes counted here; so the caller never reports it above the plan's traffic.
+tensor's bytes counted here; so the caller withholds it on graphs with such loads
+(``tiled_search.partial_loads``) and never reports it above the plan's traffic.
 
 **The plan.**  The address model's partition (its candidates and off-chip tensors) becomes the
 partitioner's segments (``tiled_model.segments_of``, bands re-fitted to the tallest that fits)

@@ -32,6 +32,7 @@ import time
 from dataclasses import dataclass
 
 from stowage.errors import CapacityError
+from stowage.ir.graph import Graph
 from stowage.solvers.exact.tiled_model import PartitionResult, exact_partition
 from stowage.solvers.problem import Problem, default_workers
 from stowage.solvers.tiling import partition
@@ -138,7 +139,42 @@ def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[S
     # one (or an order not searched) leaves its set unbounded, so then only the file order's
     # set is claimed.
     known = [b for b in bounds if b is not None]
-    return ExactPartitions(out, min(known) if known and len(known) == len(bounds) else None, joint_bound)
+    partition_bound = min(known) if known and len(known) == len(bounds) else None
+    if joint_bound is not None and partial_loads(problem.graph):
+        # The joint model charges an off-chip tensor's bytes in full per load; a cascade that
+        # loads only the rows its readers need (a Slice of rows) costs less, so its optimum is
+        # then not a bound on plan traffic over its candidates: withheld, not overstated.
+        # (``partition_bound`` is defined in the partition search's own measure, which makes
+        # the same full charge: docs/plan-format.md.)
+        log.info("tiled joint model: an operator reads only part of an operand's rows; its bound is withheld")
+        joint_bound = None
+    return ExactPartitions(out, partition_bound, joint_bound)
+
+
+def partial_loads(graph: Graph) -> bool:
+    """Whether some operator's whole result needs only part of an operand's rows (rows
+    skipped at the top or bottom: a Slice along H, a valid-padded window that never reaches
+    the last rows), so a load of that operand may move fewer than its bytes."""
+    from stowage.ir.tiling import row_maps, rows   # the tiling IR is heavy; only tiled plans need it
+
+    for op in graph.operators:
+        if not op.computing:
+            continue
+        maps = row_maps(graph, op)
+        outs = [graph.tensors[o] for o in op.outputs if o and o in graph.tensors]
+        if not maps or len(outs) != 1:
+            continue
+        try:
+            h = rows(graph, outs[0])
+        except (IndexError, ValueError, KeyError):
+            continue
+        for rm in maps.values():
+            if h < 1 or rm.in_rows < 1 or rm.accumulate:   # a reduction reads every row
+                continue
+            lo, hi = rm.need(0, h)[:2]
+            if lo > 0 or hi < rm.in_rows:
+                return True
+    return False
 
 
 def _min_peak_order(problem: Problem, part: Partitioner, deadline: float, bounds: list[int | None]
