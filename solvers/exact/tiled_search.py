@@ -155,7 +155,7 @@ def partial_loads(graph: Graph) -> bool:
     """Whether some operator's whole result needs only part of an operand's rows (rows
     skipped at the top or bottom: a Slice along H, a valid-padded window that never reaches
     the last rows), so a load of that operand may move fewer than its bytes."""
-    from stowage.ir.tiling import row_maps, rows   # the tiling IR is heavy; only tiled plans need it
+    from stowage.ir.tiling import row_maps, rows  # the tiling IR is heavy; only tiled plans need it
 
     for op in graph.operators:
         if not op.computing:
