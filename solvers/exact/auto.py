@@ -745,11 +745,12 @@ class AutoPipeline:
             if cb.optimal or wall >= full:
                 self.chain_done.add(sometimes)   # not cut short by a phase's window
 
-    def improve(self) -> None:
+    def improve(self, max_evals: int = IMPROVE_EVALS) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
         its gap-model optimum; the best is packed into addresses.  The windows around the
         current solution's spills (``spill_steps``) are tried first: within the evaluation
-        budget that is where a shorter life can pay."""
+        budget that is where a shorter life can pay.  ``max_evals``: the evaluation budget
+        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer)."""
         if self.best is None:
             return
         order, value = self.best.order, self.best_value
@@ -758,7 +759,7 @@ class AutoPipeline:
         budget = self.work("improve")
 
         def exhausted() -> bool:
-            return evals >= IMPROVE_EVALS or spent >= budget or self.left() <= 0.1
+            return evals >= max_evals or spent >= budget or self.left() <= 0.1
 
         current = self.best
         while moved and value is not None and value > self.lb and not exhausted():
@@ -775,7 +776,7 @@ class AutoPipeline:
                 if exhausted():
                     break
         self.descent_evals += evals
-        if value is not None and value > self.lb and evals < IMPROVE_EVALS and spent < budget and self.left() <= 0.1:
+        if value is not None and value > self.lb and evals < max_evals and spent < budget and self.left() <= 0.1:
             # Cut by the wall clock, not by its work: on a quieter machine it might have gone on.
             self.hit_wall = True
         log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
