@@ -76,12 +76,12 @@ def test_auto_keeps_the_plan_at_m_r_when_it_is_better(monkeypatch):
     g = fanout_graph()
     real = heuristic_module.auto_once
 
-    def worse_above_m_r(problem, wall_deadline):
+    def worse_above_m_r(problem, wall_deadline, descent_deadline=None):
         if problem.capacity is not None and problem.capacity > 48:
             plan = solve(problem, "naive")
             bad = replace(plan.metrics, noncompulsory_bytes=10_000)
             return replace(plan, metrics=bad, solver=replace(plan.solver, found_by="heuristic"))
-        return real(problem, wall_deadline)
+        return real(problem, wall_deadline, descent_deadline)
 
     monkeypatch.setattr(heuristic_module, "auto_once", worse_above_m_r)
     plan = heuristic_module.auto(Problem(g, two_level(56, 16), time_limit=1.0), heuristic_module.AutoParams())

@@ -113,7 +113,7 @@ from stowage.solvers.exact.joint_data import (
 )
 from stowage.solvers.exact.joint_model import JointCpModel
 from stowage.solvers.exact.lower import infeasible_message, lower_solution
-from stowage.solvers.exact.orders import best_orders, sink_order, window_orders
+from stowage.solvers.exact.orders import best_orders, sink_order, spill_steps, window_orders
 from stowage.solvers.exact.pack import pack_solution
 from stowage.solvers.exact.params import AUTO_JOINT_MAX_OPS, ExactParams
 from stowage.solvers.exact.relaxed_cover import cheapest_cover
@@ -291,6 +291,8 @@ class AutoPipeline:
         #: ``check_invariants`` see the same incumbent again and again, and one check is
         #: 0.3-0.5 s on 10,000 operators.
         self._verified: JointSolution | None = None
+        #: Gap-model evaluations of the window descents so far (``improve``).
+        self.descent_evals = 0
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -743,9 +745,12 @@ class AutoPipeline:
             if cb.optimal or wall >= full:
                 self.chain_done.add(sometimes)   # not cut short by a phase's window
 
-    def improve(self) -> None:
+    def improve(self, max_evals: int = IMPROVE_EVALS) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
-        its gap-model optimum; the best is packed into addresses."""
+        its gap-model optimum; the best is packed into addresses.  The windows around the
+        current solution's spills (``spill_steps``) are tried first: within the evaluation
+        budget that is where a shorter life can pay.  ``max_evals``: the evaluation budget
+        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer)."""
         if self.best is None:
             return
         order, value = self.best.order, self.best_value
@@ -754,20 +759,26 @@ class AutoPipeline:
         budget = self.work("improve")
 
         def exhausted() -> bool:
-            return evals >= IMPROVE_EVALS or spent >= budget or self.left() <= 0.1
+            return evals >= max_evals or spent >= budget or self.left() <= 0.1
 
+        current = self.best
         while moved and value is not None and value > self.lb and not exhausted():
             moved = False
-            for cand in window_orders(self.data, order):
+            for cand in window_orders(self.data, order, spill_steps(self.data, current)):
                 evals += 1
                 res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
                                       work=max(0.01, min(self.work("gap"), budget - spent)))
                 spent += res.work
                 if res.value is not None and res.value < value and res.solution is not None:
                     order, value, found, moved = cand, res.value, res.solution, True
+                    current = res.solution
                     break
                 if exhausted():
                     break
+        self.descent_evals += evals
+        if value is not None and value > self.lb and evals < max_evals and spent < budget and self.left() <= 0.1:
+            # Cut by the wall clock, not by its work: on a quieter machine it might have gone on.
+            self.hit_wall = True
         log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
         if found is not None:
             self.pack(found, "exact: window descent")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from stowage.ir.graph import OpIndex
 from stowage.solvers.analysis.schedule import min_peak_run
-from stowage.solvers.exact.joint_data import JointData
+from stowage.solvers.exact.joint_data import JointData, JointSolution
 from stowage.solvers.problem import Problem
 
 Preds = dict[OpIndex, tuple[OpIndex, ...]]
@@ -46,8 +46,13 @@ def sink_order(order: Sequence[OpIndex], preds: Preds) -> tuple[OpIndex, ...]:
     return tuple(out)
 
 
-def window_orders(data: JointData, order: Sequence[OpIndex]) -> list[tuple[OpIndex, ...]]:
-    """Neighbours of ``order`` that clear a buffer's live window, largest buffers first.
+def window_orders(data: JointData, order: Sequence[OpIndex],
+                  focus: frozenset[int] | None = None) -> list[tuple[OpIndex, ...]]:
+    """Neighbours of ``order`` that clear a buffer's live window, largest buffers first;
+    with ``focus`` (steps of ``order``), the windows that contain a focus step first (each
+    group largest buffers first): ``spill_steps`` of the incumbent, where a shorter life can
+    pay -- on NASNet-A at M_R the improving neighbour is the 55th in size order, the 28th
+    with the spills' steps as the focus.
 
     For a buffer live from step ``a`` to step ``z``: *hoist* the operators inside the window
     that do not depend on the operator at ``a`` to before it, or *sink* those that the
@@ -61,28 +66,68 @@ def window_orders(data: JointData, order: Sequence[OpIndex]) -> list[tuple[OpInd
     step = {op: s for s, op in enumerate(order)}
     order = tuple(order)
     out: list[tuple[OpIndex, ...]] = []
+    later: list[tuple[OpIndex, ...]] = []
+    seen = [0] * (len(order) + 1)       # focus steps before each step
+    for t in range(len(order)):
+        seen[t + 1] = seen[t] + (focus is not None and t in focus)
     for mb in sorted(data.buffers, key=lambda b: (-b.size, b.id)):
         ts = sorted(step[u] for u in mb.users)
         a, z = ts[0], ts[-1]
         if z - a < 2:
             continue
-        desc = {order[a]}
-        for t in range(a + 1, z + 1):
-            if any(p in desc for p in preds[order[t]]):
-                desc.add(order[t])
-        move = [order[t] for t in range(a + 1, z) if order[t] not in desc]
-        if move:
-            ms = set(move)
-            out.append(order[:a] + tuple(move) + tuple(o for o in order[a:] if o not in ms))
-        anc = {order[z]}
-        for t in range(z, a, -1):
-            if order[t] in anc:
-                anc.update(preds[order[t]])
-        move = [order[t] for t in range(a + 1, z) if order[t] not in anc]
-        if move:
-            ms = set(move)
-            out.append(tuple(o for o in order[:z + 1] if o not in ms) + tuple(move) + order[z + 1:])
-    return out
+        near = focus is None or seen[z + 1] > seen[a]
+        _window_moves(order, preds, a, z, out if near else later)
+    return out + later
+
+
+def _window_moves(order: tuple[OpIndex, ...], preds: Preds, a: int, z: int,
+                  out: list[tuple[OpIndex, ...]]) -> None:
+    """Append the hoist and the sink of the window ``[a, z]`` of ``order`` to ``out``."""
+    desc = {order[a]}
+    for t in range(a + 1, z + 1):
+        if any(p in desc for p in preds[order[t]]):
+            desc.add(order[t])
+    move = [order[t] for t in range(a + 1, z) if order[t] not in desc]
+    if move:
+        ms = set(move)
+        out.append(order[:a] + tuple(move) + tuple(o for o in order[a:] if o not in ms))
+    anc = {order[z]}
+    for t in range(z, a, -1):
+        if order[t] in anc:
+            anc.update(preds[order[t]])
+    move = [order[t] for t in range(a + 1, z) if order[t] not in anc]
+    if move:
+        ms = set(move)
+        out.append(tuple(o for o in order[:z + 1] if o not in ms) + tuple(move) + order[z + 1:])
+
+
+def spill_steps(data: JointData, sol: JointSolution) -> frozenset[int]:
+    """The steps of ``sol``'s order at which some buffer is live but not in the compute
+    level (between its segments): where the pressure made the plan pay.  Linear in the
+    steps, buffers and segments (a difference array): it runs before every descent round,
+    also on 10,000-operator graphs."""
+    n = len(sol.order)
+    step = {op: s for s, op in enumerate(sol.order)}
+    diff = [0] * (n + 1)
+    span: dict[int, tuple[int, int]] = {}
+    for mb in data.buffers:
+        ts = [step[u] for u in mb.users]
+        a, z = min(ts), max(ts)
+        span[mb.id] = (a, z)
+        diff[a] += 1
+        diff[z + 1] -= 1
+    for sg in sol.segments:
+        a, z = span.get(sg.buffer, (sg.start, sg.end))
+        lo, hi = max(a, sg.start), min(z, sg.end)
+        if lo <= hi:
+            diff[lo] -= 1
+            diff[hi + 1] += 1
+    hot, live = set(), 0
+    for t in range(n):
+        live += diff[t]
+        if live > 0:
+            hot.add(t)
+    return frozenset(hot)
 
 
 def best_orders(problem: Problem, budget: float | None = None,
@@ -105,4 +150,4 @@ def best_orders(problem: Problem, budget: float | None = None,
     return orders
 
 
-__all__ = ["best_orders", "sink_order", "window_orders"]
+__all__ = ["best_orders", "sink_order", "spill_steps", "window_orders"]
