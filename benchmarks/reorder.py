@@ -12,7 +12,7 @@ plans pass the validator, and whether the wall clock shaped a run (``solver.stop
     python benchmarks/reorder.py --models lraspp_mobilenet_v3 --kib 256
     python benchmarks/reorder.py --models --files det.onnx --dim 'x[0]=1' --dim 'x[2]=320' --dim 'x[3]=320'
 
-Suite models are planned at 8-bit (``--element-bytes 1``), ``--files`` at their own element types
+Suite models are planned at 8-bit, ``--files`` at their own element types or ``--element-bytes``
 (QDQ groups folded), activations only, target ethos-u55-256.
 """
 
@@ -38,6 +38,8 @@ def main() -> int:
     ap.add_argument("--files", nargs="*", default=[], help="ONNX files at their own element types")
     ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                     help="bind a symbolic dimension of the --files (repeatable), as stowage compile --dim")
+    ap.add_argument("--element-bytes", type=int, default=None,
+                    help="plan the --files at this element size (1: 8-bit), as stowage compile --element-bytes")
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 128, 64])
     ap.add_argument("--solver", default="auto", choices=("auto", "heuristic"))
     ap.add_argument("--time-limit", type=float, default=10.0)
@@ -56,7 +58,7 @@ def main() -> int:
     def load(name: str) -> Graph:
         if name in args.models:
             return fuse_in_place(load_graph(ROOT / "models" / "suite" / f"{name}.onnx", element_bytes=1))
-        return load_model(name, dims=dims or None, in_place=True, qdq="fold")
+        return load_model(name, element_bytes=args.element_bytes, dims=dims or None, in_place=True, qdq="fold")
 
     def run(name: str, cap: int, reorder: str) -> tuple[str, Any]:
         g = load(name)
@@ -73,6 +75,7 @@ def main() -> int:
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; machine: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}; target ethos-u55-256; activations only; --solver {args.solver} "
+          f"--element-bytes {args.element_bytes or 'own'} (files) "
           f"--time-limit {args.time_limit:g}")
     print("| model | capacity | file order B | s | reordered B | s | change | found by | valid |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
