@@ -2,7 +2,7 @@
 
 For each model and capacity it compiles twice with the same solver, time limit and seed, once
 with ``--param reorder=`` (the file order only, the planner before ``stowage.solvers.tiling.orders``)
-and once with the default (``reorder=min-peak,branch``), each on a freshly loaded graph (no
+and once with the default (``reorder=min-peak,branch``; ``--reorder``: another list), each on a freshly loaded graph (no
 memoised walk, order or bound carries over), and prints one markdown row: non-compulsory bytes
 and wall seconds of both, which search found the second plan (``solver.found_by``), whether both
 plans pass the validator, and whether the wall clock shaped a run (``solver.stopped_by``, a
@@ -42,6 +42,7 @@ def main() -> int:
                     help="plan the --files at this element size (1: 8-bit), as stowage compile --element-bytes")
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 128, 64])
     ap.add_argument("--solver", default="auto", choices=("auto", "heuristic"))
+    ap.add_argument("--reorder", default="min-peak,branch", help="the second run's --param reorder")
     ap.add_argument("--time-limit", type=float, default=10.0)
     args = ap.parse_args()
 
@@ -75,14 +76,14 @@ def main() -> int:
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; machine: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}; target ethos-u55-256; activations only; --solver {args.solver} "
-          f"--element-bytes {args.element_bytes or 'own'} (files) "
+          f"--element-bytes {args.element_bytes or 'own'} (files); reordered: --param reorder={args.reorder} "
           f"--time-limit {args.time_limit:g}")
     print("| model | capacity | file order B | s | reordered B | s | change | found by | valid |")
     print("|---|---:|---:|---:|---:|---:|---:|---|---|")
     for name in [*args.models, *args.files]:
         for cap in sorted({k * 1024 for k in args.kib}, reverse=True):
             s0, r0 = run(name, cap, "")
-            s1, r1 = run(name, cap, "min-peak,branch")
+            s1, r1 = run(name, cap, args.reorder)
             b0 = f"{r0[0].metrics.noncompulsory_bytes:,}" if r0 else "-"
             b1 = f"{r1[0].metrics.noncompulsory_bytes:,}" if r1 else "-"
             change = ""
