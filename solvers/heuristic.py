@@ -89,7 +89,10 @@ class HeuristicParams:
     ``objective``: ``traffic`` (non-compulsory bytes, then peak address: COSMA's) or
     ``latency`` (the estimated makespan of ``stowage.solvers.timing`` first, traffic as the
     tie-break, among the search's ``LATENCY_CANDIDATES`` best distinct results and the
-    baselines; the traffic winner is among them, so the latency plan is never slower)."""
+    baselines; the traffic winner is among them, so the latency plan is never slower).
+    ``reorder``: below M_R (tiled plans, traffic objective), the orders whose cascades are
+    searched besides the file order's (``stowage.solvers.tiling.orders``: ``min-peak``,
+    ``branch``; empty = the file order only); the plan moving the fewest bytes is kept."""
 
     order_time: float = 2.0
     betas: tuple[float, ...] = (1.0, 2.0, 0.5)
@@ -99,6 +102,7 @@ class HeuristicParams:
     pack_time: float = 0.5
     fast: bool | None = None
     objective: str = "traffic"
+    reorder: tuple[str, ...] = ("min-peak", "branch")
 
 
 def _score(res: SpillResult) -> tuple[int, int]:
@@ -384,8 +388,14 @@ def heuristic(problem: Problem, params: HeuristicParams) -> Plan:
 
 @dataclass(frozen=True)
 class AutoParams:
-    """``auto`` has no options of its own: it runs ``heuristic`` or ``divide`` with settings
-    chosen by graph size and time limit (see ``choose``)."""
+    """``auto`` runs ``heuristic`` or ``divide`` with settings chosen by graph size and time
+    limit (see ``choose``).
+
+    ``reorder``: below M_R (tiled plans, traffic objective), the orders whose cascades are
+    searched besides the file order's (``stowage.solvers.tiling.orders``: ``min-peak``,
+    ``branch``; empty = the file order only); the plan moving the fewest bytes is kept."""
+
+    reorder: tuple[str, ...] = ("min-peak", "branch")
 
 
 #: Seconds of time limit per computing operator below which ``auto`` prefers ``divide``

@@ -331,7 +331,9 @@ def test_a_mean_without_kept_dims_ends_a_cascade(tmp_path: Path, capacity: int) 
     g = load_graph(path)
     assert g.tensors["m"].shape == (1, 3)
     assert row_maps(g, _op(g, "MEAN_10")) == {"e": RowMap(1, 1, 0, 7, kind=ACCUMULATE)}
-    plan = stowage.compile(path, target="ethos-u55-256", capacity=capacity)
+    # The file order's cascades: at 224 B the min-peak order's plan moves less (4,968 B
+    # against 5,024 B) with the MEAN a plain step, and this test is about its bands.
+    plan = stowage.compile(path, target="ethos-u55-256", capacity=capacity, params={"reorder": ()})
     _k, c = _find(plan, 10)
     assert [s.inputs for s in c.stripes if s.op == 10][-1][0][2] == 7   # its last band ends at row 7
     r = simulate_tflite(path, g, plan)

@@ -170,7 +170,8 @@ def test_a_side_branch_is_left_out_to_find_articulation_steps() -> None:
 def test_a_graph_with_concats_in_place_is_bounded_without_them_too() -> None:
     """Found by the random DAGs: a Concat run in place makes its producers write byte ranges
     of its buffer (no stripes), but below M_R ``stowage.compile`` plans the model without
-    Concats in place, where they stripe: at 376 B that plan moves 192 B, while the
+    Concats in place, where they stripe: at 376 B that plan moves 192 B in the file order (0 B
+    in the min-peak order), while the
     per-buffer argument on the in-place graph claimed 772 B.  The bound is the smaller of
     the two graphs' bounds."""
     from stowage.ir.inplace import fuse_in_place

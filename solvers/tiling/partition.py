@@ -101,7 +101,8 @@ class Partitioner:
     """Segment costs for one graph, setting and alignment, memoised."""
 
     def __init__(self, graph: Graph, weights: bool, alignment: int = 1, deadline: float | None = None,
-                 work: int | None = WORK_BUDGET, order: tuple[OpIndex, ...] | None = None) -> None:
+                 work: int | None = WORK_BUDGET, order: tuple[OpIndex, ...] | None = None,
+                 shared: dict[tuple[tuple[OpIndex, ...], int, int], Windows | None] | None = None) -> None:
         #: ``time.monotonic()`` after which the searches give up (``OutOfTime``): a safety net
         #: for a compile's time limit on an overloaded machine; the work budget normally ends
         #: a search first.
@@ -120,6 +121,11 @@ class Partitioner:
         self.slot_rows = SLOT_ROWS
         self.slot_cache = SlotCache()
         self._windows: dict[tuple[int, int, int, int], Windows | None] = {}
+        #: Walks keyed by the run's steps, band and pace, which a partitioner of another order of
+        #: the same graph and setting may pass in (``stowage.solvers.tiling.orders``): a walk
+        #: depends on the steps and their sequence only, not on where they sit in the order, and
+        #: one already made costs no work.
+        self.shared = shared
         self._own: dict[tuple[int, int, int, int, frozenset[BufferId]], int | None] = {}
         self._ladder: dict[tuple[int, int], list[tuple[int, int]]] = {}
         self._safe: dict[tuple[int, int], bool] = {}
@@ -223,7 +229,12 @@ class Partitioner:
     def windows(self, i: int, j: int, h: int, pace: int = 0) -> Windows | None:
         """The memoised walk of ``[i..j]`` (None: not tileable); counts against the budgets."""
         key = (i, j, h, pace)
-        if key not in self._windows:
+        if key in self._windows:
+            return self._windows[key]
+        skey = (tuple(self.order[i:j + 1]), h, pace)
+        if self.shared is not None and skey in self.shared:
+            self._windows[key] = self.shared[skey]
+        else:
             if self.deadline is not None and time.monotonic() > self.deadline:
                 raise OutOfTime("the tiling search ran out of time")
             cost = self._weight(i, j) * -(-max(pace, self._end_rows(self.order[j])) // h)
@@ -240,6 +251,8 @@ class Partitioner:
                                                   self.weights, self.align, self._parts(i, j)[2], self.row_bytes)
             except NotTileable:
                 self._windows[key] = None
+            if self.shared is not None:
+                self.shared[skey] = self._windows[key]
         return self._windows[key]
 
     def macro_safe(self, i: int, j: int) -> bool:

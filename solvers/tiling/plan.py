@@ -9,6 +9,10 @@
 3. the stripe programs are attached to the plan with the home placements of streamed graph
    inputs and outputs and their row transfers (compulsory traffic, counted in the metrics).
 
+With ``auto`` and ``heuristic`` (their ``reorder`` parameter) the same search runs along other
+orders too, the min-peak one and a depth-first one (``stowage.solvers.tiling.orders``), and the
+plan moving the fewest bytes is kept, the file order's on ties.
+
 With ``--solver exact`` the exact solver chooses cascades too: a CP-SAT partition model over
 candidate cascades in the file and the min-peak order (``stowage.solvers.exact.tiled_search``)
 adds its partitions to the heuristic's, and the plan moving the fewest bytes is kept.
@@ -185,7 +189,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     start = time.monotonic()
     end = start + problem.time_limit
     part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
-                       deadline=start + 0.8 * problem.time_limit, work=partition.WORK_BUDGET)
+                       deadline=start + 0.8 * problem.time_limit, work=partition.WORK_BUDGET, shared={})
     best: Plan | None = None
     error: CapacityError | None = None
     latency = getattr(params, "objective", "traffic") == "latency"
@@ -205,6 +209,14 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
                                  joint=bool(getattr(params, "joint", True)))
         partition_bound, joint_bound = found.partition_bound, found.joint_bound
         candidates = candidates + found.partitions   # ties keep the heuristic's plan
+    reorder = tuple(getattr(params, "reorder", ())) if solver in ("auto", "heuristic") else ()
+    if reorder and not latency and problem.capacity is not None \
+            and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
+        # Cascades along other orders too (the min-peak one, a depth-first one whose runs span
+        # a branch's paths): ``stowage.solvers.tiling.orders``; ties keep the file order's plan.
+        from stowage.solvers.tiling.orders import SEARCH_SHARE, reorder_candidates
+
+        candidates += reorder_candidates(problem, part, reorder, start + SEARCH_SHARE * problem.time_limit)
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
