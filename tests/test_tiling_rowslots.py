@@ -108,7 +108,8 @@ def test_the_planner_takes_a_slot_partition_when_it_cuts_less(monkeypatch: pytes
     assert not plan.options.concat_in_place and g.without_concats is not None
     assert validate(g.without_concats, plan).ok
     monkeypatch.setattr(partition, "SLOT_ROWS", False)
-    rings = compile_plan(g, "ethos-u55-256", capacity=376, time_limit=5)
+    # In the file order alone (the min-peak order's rings reach 0 B too: test_tiling_bound).
+    rings = compile_plan(g, "ethos-u55-256", capacity=376, time_limit=5, params={"reorder": ()})
     assert rings.metrics.noncompulsory_bytes == 192 and not any(c.slotted for c in rings.cascades)
 
 
