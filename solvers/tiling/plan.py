@@ -138,6 +138,7 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     out: list[list[Segment]] = []
     timed_out = False
     slots = part.slot_rows
+    work = part.work
     streamed: list[Segment] | None = None
     try:
         # Rings first, as before rows by slot existed: the same budget gives the same plan.
@@ -175,6 +176,29 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     peak, spilled = part.min_peak(bystanders=False)
     if peak <= cap:
         out.append(spilled)
+    if not out and (timed_out or part.stopped_by == "time"):
+        # The clock cut the least-traffic search and the smallest cascades do not fit (a step
+        # that only fits inside a longer cascade, e.g. a Slice of an input read whole on its
+        # own): a refusal would then depend on the machine's load.  Finish that search on its
+        # work budget alone (its walks are memoised and cost nothing again), past the time
+        # limit if need be: a partition at least as far along as an unloaded run's, or the
+        # floor error an unloaded run gives.
+        log.warning("tiling: no partition found before the clock; finishing the least-traffic search on its "
+                    "work budget alone (past the time limit)")
+        part.work = work   # rows by slot allowed: rings alone did not complete either
+        try:
+            late = part.least_traffic(cap)
+            if late is not None:
+                out.append(late)
+        except OutOfWork:
+            log.warning("tiling: the least-traffic search used its work budget (%d stripe walks)", part.walks)
+        finally:
+            part.work = None
+        if not out:
+            # The rounds it completed also lengthen the fallback's cascades (``reach``).
+            peak, spilled = part.min_peak(bystanders=False)
+            if peak <= cap:
+                out.append(spilled)
     if not out:
         raise _floor_error(part, cap, untiled, timed_out)
     log.info("tiling: %d candidate partitions below the zero-traffic capacity", len(out))
