@@ -21,6 +21,9 @@ from typing import Any
 BufferId = int
 OpIndex = int
 
+#: The instance attribute holding a graph's memoised views (``Graph._memo``).
+_MEMO = "_stowage_memo"
+
 
 class TensorKind(str, enum.Enum):
     """Role of a tensor (and of the buffer holding it) in the graph."""
@@ -164,21 +167,52 @@ class Graph:
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
 
-    # -- convenience views (derived, never stored) -------------------------------------
+    # -- convenience views (derived, memoised per graph object) -------------------------
+    # A graph is immutable once built, and solvers ask for the same per-step views tens of
+    # thousands of times (every simulation, the schedulers' models, the assembly, the
+    # validator): on 10,000 operators recomputing them was about a third of a second of CPU
+    # per planning run.  They are computed once per graph object and kept in ``_MEMO`` (an
+    # instance attribute, not a field: ``dataclasses.replace`` and equality ignore it).
+    def _memo(self) -> dict[str, Any]:
+        memo: dict[str, Any] | None = self.__dict__.get(_MEMO)
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, _MEMO, memo)
+        return memo
+
+    def _own(self, op: Operator) -> bool:
+        """True if ``op`` is this graph's operator (memo entries are keyed by index)."""
+        return 0 <= op.index < len(self.operators) and self.operators[op.index] is op
+
     @property
     def computing_ops(self) -> tuple[Operator, ...]:
-        return tuple(op for op in self.operators if op.computing)
+        memo = self._memo()
+        ops: tuple[Operator, ...] | None = memo.get("computing_ops")
+        if ops is None:
+            ops = memo["computing_ops"] = tuple(op for op in self.operators if op.computing)
+        return ops
 
     def step_members(self, op: Operator) -> tuple[Operator, ...]:
         """The operators one step executes, in file order (topological): ``op``, the in-place ops
         fused into it (after it), and the DequantizeLinear/QuantizeLinear members of a folded QDQ
         group (``stowage.ir.qdq``: before and after it)."""
+        if not op.fused:
+            return (op,)
         return tuple(sorted((op, *(self.operators[f] for f in op.fused)), key=lambda m: m.index))
 
     def op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         """Distinct buffers a step reads, in operand order.  For a step with fused in-place
         operators, their operands count too, except the buffer the step itself produced (the
         fused operator rewrites it in place: it is written by the step, not read from before)."""
+        if not self._own(op):
+            return self._op_reads(op)
+        cache: dict[OpIndex, tuple[BufferId, ...]] = self._memo().setdefault("op_reads", {})
+        hit = cache.get(op.index)
+        if hit is None:
+            hit = cache[op.index] = self._op_reads(op)
+        return hit
+
+    def _op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
         written: set[BufferId] = set()
         for member in self.step_members(op):
@@ -191,6 +225,15 @@ class Graph:
         return tuple(seen)
 
     def op_writes(self, op: Operator) -> tuple[BufferId, ...]:
+        if not self._own(op):
+            return self._op_writes(op)
+        cache: dict[OpIndex, tuple[BufferId, ...]] = self._memo().setdefault("op_writes", {})
+        hit = cache.get(op.index)
+        if hit is None:
+            hit = cache[op.index] = self._op_writes(op)
+        return hit
+
+    def _op_writes(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
         for member in self.step_members(op):
             for name in member.outputs:
@@ -215,10 +258,22 @@ class Graph:
 
     def file_order(self) -> tuple[OpIndex, ...]:
         """Computing operators in file order (a valid topological order after import)."""
-        return tuple(op.index for op in self.operators if op.computing)
+        memo = self._memo()
+        order: tuple[OpIndex, ...] | None = memo.get("file_order")
+        if order is None:
+            order = memo["file_order"] = tuple(op.index for op in self.operators if op.computing)
+        return order
 
     def op_dependencies(self) -> dict[OpIndex, frozenset[OpIndex]]:
-        """For each computing op, the computing ops that must run before it."""
+        """For each computing op, the computing ops that must run before it (a fresh dict of a
+        memoised table: callers may change the dict, the frozensets are shared)."""
+        memo = self._memo()
+        deps: dict[OpIndex, frozenset[OpIndex]] | None = memo.get("op_dependencies")
+        if deps is None:
+            deps = memo["op_dependencies"] = self._op_dependencies()
+        return dict(deps)
+
+    def _op_dependencies(self) -> dict[OpIndex, frozenset[OpIndex]]:
         deps: dict[OpIndex, frozenset[OpIndex]] = {}
         for op in self.computing_ops:
             preds: set[OpIndex] = set()
