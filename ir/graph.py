@@ -180,9 +180,15 @@ class Graph:
             object.__setattr__(self, _MEMO, memo)
         return memo
 
-    def _own(self, op: Operator) -> bool:
-        """True if ``op`` is this graph's operator (memo entries are keyed by index)."""
-        return 0 <= op.index < len(self.operators) and self.operators[op.index] is op
+    def _table(self, what: str) -> tuple[tuple[BufferId, ...], ...]:
+        """``op_reads`` or ``op_writes`` of every operator, by index, computed once."""
+        key = _MEMO + "_" + what
+        table: tuple[tuple[BufferId, ...], ...] | None = self.__dict__.get(key)
+        if table is None:
+            fn = self._op_reads if what == "reads" else self._op_writes
+            table = tuple(fn(op) for op in self.operators)
+            object.__setattr__(self, key, table)
+        return table
 
     @property
     def computing_ops(self) -> tuple[Operator, ...]:
@@ -203,14 +209,14 @@ class Graph:
     def op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         """Distinct buffers a step reads, in operand order.  For a step with fused in-place
         operators, their operands count too, except the buffer the step itself produced (the
-        fused operator rewrites it in place: it is written by the step, not read from before)."""
-        if not self._own(op):
-            return self._op_reads(op)
-        cache: dict[OpIndex, tuple[BufferId, ...]] = self._memo().setdefault("op_reads", {})
-        hit = cache.get(op.index)
-        if hit is None:
-            hit = cache[op.index] = self._op_reads(op)
-        return hit
+        fused operator rewrites it in place: it is written by the step, not read from before).
+        Answered from a table for the graph's own operators (an operator object of another
+        graph with the same index is computed afresh)."""
+        table = self.__dict__.get(_MEMO + "_reads") or self._table("reads")
+        i = op.index
+        if 0 <= i < len(table) and self.operators[i] is op:
+            return table[i]
+        return self._op_reads(op)
 
     def _op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
@@ -225,13 +231,12 @@ class Graph:
         return tuple(seen)
 
     def op_writes(self, op: Operator) -> tuple[BufferId, ...]:
-        if not self._own(op):
-            return self._op_writes(op)
-        cache: dict[OpIndex, tuple[BufferId, ...]] = self._memo().setdefault("op_writes", {})
-        hit = cache.get(op.index)
-        if hit is None:
-            hit = cache[op.index] = self._op_writes(op)
-        return hit
+        """Distinct buffers a step writes (its members' results), in output order."""
+        table = self.__dict__.get(_MEMO + "_writes") or self._table("writes")
+        i = op.index
+        if 0 <= i < len(table) and self.operators[i] is op:
+            return table[i]
+        return self._op_writes(op)
 
     def _op_writes(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}

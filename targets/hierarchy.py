@@ -280,9 +280,14 @@ class Hierarchy:
         )
 
     def spill_levels(self) -> tuple[Level, ...]:
-        """Writable levels slower than the compute level, nearest first."""
-        ci = self.index(self.compute_level)
-        return tuple(lv for lv in self.levels[ci + 1:] if lv.writable)
+        """Writable levels slower than the compute level, nearest first (computed once per
+        target object: the spill engine asks at every eviction)."""
+        levels: tuple[Level, ...] | None = self.__dict__.get("_spill_levels")
+        if levels is None:
+            ci = self.index(self.compute_level)
+            levels = tuple(lv for lv in self.levels[ci + 1:] if lv.writable)
+            object.__setattr__(self, "_spill_levels", levels)
+        return levels
 
 
 _LEVEL_KEYS = {"name", "capacity", "alignment", "read_bandwidth", "write_bandwidth", "writable",

@@ -3,6 +3,7 @@ answers as the code it replaced, on small hand-checked cases and on random ones.
 
 * ``Graph``'s per-step views (``op_reads``, ``op_writes``, ``step_members``,
   ``op_dependencies``, ``computing_ops``, ``file_order``) are memoised per graph object;
+* ``alloc.greedy._pack`` reads sizes and ends from lists (same offsets as before);
 * ``Hierarchy.index`` looks names up in a table instead of scanning the levels;
 * ``joint_data.check_solution`` finds overlapping residency boxes by a sweep
   (``boxes_overlap``) instead of a pairwise scan, and must reject exactly the same mutants,
@@ -21,6 +22,8 @@ from hypothesis import strategies as st
 from stowage.errors import TargetError
 from stowage.ir.graph import Graph, Operator
 from stowage.ir.inplace import fuse_in_place
+from stowage.solvers.alloc import greedy
+from stowage.solvers.alloc.interval import Interval, first_fit
 from stowage.solvers.exact.joint_data import (
     JointSolution,
     Segment,
@@ -210,3 +213,42 @@ def test_check_solution_random_offsets_agree_with_the_pairwise_scan() -> None:
         assert why == old_pairwise(boxes)
         seen[why is None] += 1
     assert seen[True] > 0 and seen[False] > 0
+
+
+# -- the greedy packer's inner loop ------------------------------------------------------------------
+def old_pack(order: list[int], ivs: list[Interval], adj: list[list[int]], align: int,
+             best_fit: bool) -> tuple[list[int], int]:
+    offset = [-1] * len(ivs)
+    peak = 0
+    for i in order:
+        size = ivs[i].size
+        if size == 0:
+            offset[i] = 0
+            continue
+        busy = sorted((offset[j], offset[j] + ivs[j].size) for j in adj[i]
+                      if offset[j] >= 0 and ivs[j].size > 0)
+        chosen = first_fit(busy, size, align, presorted=True) if not best_fit else greedy._best_fit(busy, size, align)
+        offset[i] = chosen
+        peak = max(peak, chosen + size)
+    return offset, peak
+
+
+def test_pack_on_a_hand_checked_case() -> None:
+    # Three intervals live together (8 + 4 + 0 B) and one after them (16 B): first-fit puts
+    # the 8 B at 0, the 4 B at 8 (aligned to 4), the empty one at 0, the late one at 0.
+    ivs = [Interval(0, 0, 2, 8), Interval(1, 1, 2, 4), Interval(2, 1, 1, 0), Interval(3, 3, 4, 16)]
+    adj = greedy._conflicts(ivs)
+    assert greedy._pack([0, 1, 2, 3], ivs, adj, 4, False) == ([0, 8, 0, 0], 16)
+    assert greedy._pack([1, 0, 2, 3], ivs, adj, 4, True) == ([4, 0, 0, 0], 16)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 10), st.integers(0, 5), st.integers(0, 40)), min_size=1, max_size=16),
+       st.sampled_from([1, 4, 16]), st.booleans(), st.randoms(use_true_random=False))
+def test_pack_equals_the_old_loop(raw: list[tuple[int, int, int]], align: int, best_fit: bool,
+                                  rng: random.Random) -> None:
+    ivs = [Interval(i, f, f + d, s) for i, (f, d, s) in enumerate(raw)]
+    adj = greedy._conflicts(ivs)
+    order = list(range(len(ivs)))
+    rng.shuffle(order)
+    assert greedy._pack(order, ivs, adj, align, best_fit) == old_pack(order, ivs, adj, align, best_fit)
