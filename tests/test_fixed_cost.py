@@ -7,21 +7,29 @@ answers as the code it replaced, on small hand-checked cases and on random ones.
 * ``Hierarchy.index`` looks names up in a table instead of scanning the levels;
 * ``joint_data.check_solution`` finds overlapping residency boxes by a sweep
   (``boxes_overlap``) instead of a pairwise scan, and must reject exactly the same mutants,
-  with the same message.
+  with the same message;
+* ``stowage.compile`` validates the plan it returns once (the whole-tensor solve and the
+  tiled search no longer validate a plan that ``_timed`` validates again).
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stowage.errors import TargetError
+from stowage.api import compile as compile_plan
+from stowage.api import load_model
+from stowage.errors import SolverError, TargetError
 from stowage.ir.graph import Graph, Operator
 from stowage.ir.inplace import fuse_in_place
+from stowage.plan import Plan
+from stowage.plan import validate as validate_module
+from stowage.solvers import registry
 from stowage.solvers.alloc import greedy
 from stowage.solvers.alloc.interval import Interval, first_fit
 from stowage.solvers.exact.joint_data import (
@@ -252,3 +260,50 @@ def test_pack_equals_the_old_loop(raw: list[tuple[int, int, int]], align: int, b
     order = list(range(len(ivs)))
     rng.shuffle(order)
     assert greedy._pack(order, ivs, adj, align, best_fit) == old_pack(order, ivs, adj, align, best_fit)
+
+
+# -- compile validates the plan it returns once ------------------------------------------------------
+TINY = Path(__file__).resolve().parents[1] / "models" / "tiny_cnn.onnx"
+
+
+def _count_validations(monkeypatch: pytest.MonkeyPatch) -> list[Plan]:
+    """Every plan the validator judges, through both names it is called by."""
+    seen: list[Plan] = []
+    real = validate_module.validate
+
+    def counting(graph: Graph, plan: Plan, target: object = None) -> validate_module.Verdict:
+        seen.append(plan)
+        return real(graph, plan, target)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(validate_module, "validate", counting)
+    monkeypatch.setattr(registry, "run_validator", counting)
+    return seen
+
+
+#: A preset with a compute engine (plans are timed) and a target without one.
+TARGETS = [pytest.param("ethos-u55-256", id="timed"), pytest.param(two_level(None), id="untimed")]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_compile_validates_the_returned_plan_once(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    """With a compute engine the plan returned is the timed one; without one it is the
+    solver's plan: either way it is judged once, and it is valid."""
+    seen = _count_validations(monkeypatch)
+    plan = compile_plan(TINY, target, capacity="M_P", time_limit=5)
+    assert len(seen) == 1 and seen[0] is plan
+    assert validate_module.validate(load_model(TINY), plan).ok
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_compile_still_rejects_an_invalid_solver_plan(monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    """A solver's plan with its first load dropped (a real plan, mutated) is refused with the
+    message the registry's own check gave."""
+    real = registry.solve
+
+    def dropping(problem: Problem, name: str = "auto", params: object = None, validate: bool = True) -> Plan:
+        plan = real(problem, name, params, validate=False)
+        return replace(plan, transfers=plan.transfers[1:])
+
+    monkeypatch.setattr(registry, "solve", dropping)
+    with pytest.raises(SolverError, match="solver 'auto' produced an invalid plan"):
+        compile_plan(TINY, target, capacity="M_P", time_limit=5)
