@@ -1157,6 +1157,9 @@ class _RowReplay:
                         self.int8_of[m.outputs[0]] = m.inputs[0]
         #: The tensors the cascade's members make (``whole_reads``; filled on first use).
         self._made: set[str] | None = None
+        #: ``made_inside``'s sets: the made tensors, and their buffers (filled on first use).
+        self._made_names: set[str] = set()
+        self._made_bufs: set[int] | None = None
         self.holder_by_buffer: dict[int, CascadeTensor] = {}
         for ct in c.tensors:
             b = graph.tensor_buffer.get(ct.tensor)
@@ -1194,14 +1197,21 @@ class _RowReplay:
         return self.holder_by_buffer.get(b) if b is not None else None
 
     def made_inside(self, name: str) -> bool:
+        """Whether a member of the cascade makes ``name`` or another tensor of its buffer.
+        Asked for every row a stripe reads: the made tensors and their buffers (fixed by
+        ``__init__``) are collected once, not per call (issue 14, on time: the list scan was
+        quadratic in the cascade's size)."""
         t = self.g.tensors.get(name)
         if t is None:
             return False
-        made = [*self.result.values(), *(o for outs in self.results.values() for o in outs)]
-        if name in made:
+        if self._made_bufs is None:
+            made = {*self.result.values(), *(o for outs in self.results.values() for o in outs)}
+            self._made_names = made
+            self._made_bufs = {b for o in made if (b := self.g.tensor_buffer.get(o)) is not None}
+        if name in self._made_names:
             return True
         b = self.g.tensor_buffer.get(name)
-        return b is not None and any(self.g.tensor_buffer.get(o) == b for o in made)
+        return b is not None and b in self._made_bufs
 
     def rows_of(self, name: str) -> int:
         return _rows(self.g, name)
