@@ -467,23 +467,27 @@ class _Checker:
                 self.fail(5, None, (gb.id,), f"graph output {self.buf(gb.id)} does not end valid in its home "
                           f"level {home}" + ("" if pl else " (no placement there at the last step)"))
 
+    def _what(self, t: Transfer) -> str:
+        """A transfer as messages name it (built only for a violation: replay runs this loop
+        once per transfer)."""
+        return f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} ({t.phase})"
+
     def _transfers(self, s: int, ts: Iterable[Transfer], valid: set[Placement]) -> None:
         for t in ts:
-            what = f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} ({t.phase})"
             if t.src == t.dst:
-                self.fail(3, s, (t.buffer,), f"{what}: source and destination are the same level")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: source and destination are the same level")
                 continue
             if self.target is not None and not self.target.level(t.dst).writable:
-                self.fail(3, s, (t.buffer,), f"{what}: level {t.dst} is not writable")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: level {t.dst} is not writable")
             src = self.placement_at(t.buffer, t.src, s)
             dst = self.placement_at(t.buffer, t.dst, s)
             if src is None:
-                self.fail(3, s, (t.buffer,), f"{what}: no {t.src} placement covers the step")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: no {t.src} placement covers the step")
             elif src not in valid and not self.held.get(src):
-                self.fail(3, s, (t.buffer,), f"{what}: the {t.src} copy at [{src.offset}, "
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: the {t.src} copy at [{src.offset}, "
                           f"{src.offset + self.nbytes(t.buffer)}) holds no valid data at this point")
             if dst is None:
-                self.fail(3, s, (t.buffer,), f"{what}: no {t.dst} placement covers the step")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: no {t.dst} placement covers the step")
             elif src is not None and src in valid:
                 valid.add(dst)
                 self.held.pop(dst, None)
