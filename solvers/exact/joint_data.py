@@ -354,8 +354,11 @@ def boxes_overlap(boxes: Sequence[tuple[int, int, int, int]]) -> bool:
     overlaps a box that holds its address strictly inside).  A sweep over first steps in
     O(n log n + n * active): the boxes live at the current step are kept sorted by address and
     pairwise disjoint (the first overlap ends the sweep), so a new box can only meet its
-    neighbours; empty boxes are kept apart as sorted points.  On 10,000 operators the pairwise
-    scan it replaces took seconds per check of an incumbent (issue 14, on time)."""
+    neighbours; empty boxes are kept apart as sorted points.  A box with ``hi < lo`` (no caller
+    builds one) answers True: undecided, left to the exact scan.  The pairwise scan it replaces
+    is near-quadratic where boxes live long; on the 10,000-operator graph of
+    ``tests/test_on_time.py`` (16,661 short boxes) it took 0.30 s of CPU per check, the whole
+    ``check_solution`` now 0.11 s (issue 14, on time)."""
     spans: list[tuple[int, int, int]] = []     # (lo, hi, box index) of live non-empty boxes
     points: list[tuple[int, int]] = []         # (address, box index) of live empty boxes
     ending: list[tuple[int, int]] = []         # heap of (last, box index)
