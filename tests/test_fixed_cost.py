@@ -8,8 +8,6 @@ answers as the code it replaced, on small hand-checked cases and on random ones.
 * ``joint_data.check_solution`` finds overlapping residency boxes by a sweep
   (``boxes_overlap``) instead of a pairwise scan, and must reject exactly the same mutants,
   with the same message;
-* below M_R the tiler's fallback partition ignores the clock (it is the only plan), at or above
-  M_R it stops there (a whole-tensor plan exists);
 * ``stowage.compile`` validates the plan it returns once (the whole-tensor solve and the
   tiled search no longer validate a plan that ``_timed`` validates again).
 """
@@ -17,7 +15,6 @@ answers as the code it replaced, on small hand-checked cases and on random ones.
 from __future__ import annotations
 
 import random
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,10 +24,9 @@ from hypothesis import strategies as st
 
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
-from stowage.errors import CapacityError, SolverError, TargetError
+from stowage.errors import SolverError, TargetError
 from stowage.ir.graph import Graph, Operator
 from stowage.ir.inplace import fuse_in_place
-from stowage.ir.lifetimes import m_r
 from stowage.plan import Plan
 from stowage.plan import validate as validate_module
 from stowage.solvers import registry
@@ -45,12 +41,9 @@ from stowage.solvers.exact.joint_data import (
     joint_data,
 )
 from stowage.solvers.problem import Problem
-from stowage.solvers.tiling.partition import Partitioner
-from stowage.solvers.tiling.plan import choose_candidates
 from stowage.targets.hierarchy import load_target
 from tests.spill_cases import random_graphs, three_level, two_level
 from tests.test_exact_lns import make_graph
-from tests.test_tiling_partition import chain as tiling_chain
 
 
 # -- the code these replace, kept here as the reference --------------------------------------------
@@ -314,35 +307,3 @@ def test_compile_still_rejects_an_invalid_solver_plan(monkeypatch: pytest.Monkey
     monkeypatch.setattr(registry, "solve", dropping)
     with pytest.raises(SolverError, match="solver 'auto' produced an invalid plan"):
         compile_plan(TINY, target, capacity="M_P", time_limit=5)
-
-
-# -- tiling above M_R keeps its wall-clock safety net -----------------------------------------------
-def _chain_problem(capacity_of: str) -> tuple[Problem, Partitioner]:
-    g = tiling_chain([4, 8, 2, 8, 4, 8, 4], [1, 1, 1, 1, 1, 1])   # M_R 1,536 B; the least peak 832 B
-    mr = m_r(g, False)
-    cap = {"M_R": mr, "below": 900}[capacity_of]
-    prob = Problem(g, load_target("mcu-cortex-m7").with_capacity(cap), False, time_limit=1.0)
-    # A deadline already passed: every search that checks the clock stops before its first walk.
-    part = Partitioner(g, False, prob.target.compute.alignment, deadline=time.monotonic() - 1.0)
-    return prob, part
-
-
-def test_above_m_r_the_fallback_partition_stops_at_the_clock() -> None:
-    """At M_R a whole-tensor plan exists (``stowage.compile`` tries tiling there only to beat
-    it): with the clock passed no stripe is walked, and the answer is "no tiled plan"."""
-    prob, part = _chain_problem("M_R")
-    try:
-        out = choose_candidates(prob, part)
-    except CapacityError as exc:
-        assert "within the time limit" in str(exc)
-    else:   # a zero-traffic partition of plain steps needs no walk
-        assert out
-    assert part.walks == 0
-
-
-def test_below_m_r_the_fallback_partition_ignores_the_clock() -> None:
-    """Below M_R the smallest-cascades partition is the only plan there is: it is walked and
-    returned even with the clock passed, and the clock's stop is recorded."""
-    prob, part = _chain_problem("below")
-    out = choose_candidates(prob, part)
-    assert out and part.walks > 0 and part.stopped_by == "time"

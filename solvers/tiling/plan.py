@@ -143,27 +143,13 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     except OutOfWork:
         log.warning("tiling: the least-traffic search (cuts through off-chip memory) used its work budget "
                     "(%d stripe walks)", part.walks)
-    # The smallest-cascades partition is the fallback whatever the budget says: without it a
-    # capacity below M_R has no plan at all (it walks each segment once), so there the clock
-    # does not stop it either.  At or above M_R a whole-tensor plan exists (``stowage.compile``
-    # tries tiling there only to beat it), and the wall-clock safety net stays: unbounded, this
-    # walk took 6-8 s of CPU on PNASNet-5 at M_R after a 4 s whole-tensor solve (issue 14, on
-    # time).
+    # The smallest-cascades partition is the fallback whatever the clock or the budget says:
+    # without it a capacity below M_R has no plan at all (it walks each segment once).
+    part.deadline = None
     part.work = None
-    if cap < untiled:
-        part.deadline = None
-    try:
-        peak, spilled = part.min_peak(bystanders=False)
-    except OutOfTime:
-        part.stopped_by = "time"
-        log.warning("tiling: the smallest-cascades partition ran out of time (a whole-tensor plan exists)")
-        peak, spilled = cap + 1, []
+    peak, spilled = part.min_peak(bystanders=False)
     if peak <= cap:
         out.append(spilled)
-    if not out and cap >= untiled:
-        # No tiled candidate in time; the caller keeps its whole-tensor plan (the floor's
-        # message below would walk every step again to name the one that does not fit).
-        raise CapacityError(f"no tiled plan at capacity {cap} bytes (M_R = {untiled} bytes) within the time limit")
     if not out:
         raise _floor_error(part, cap, untiled, timed_out)
     log.info("tiling: %d candidate partitions below the zero-traffic capacity", len(out))
