@@ -5,6 +5,7 @@ answers as the code it replaced, on small hand-checked cases and on random ones.
   ``op_dependencies``, ``computing_ops``, ``file_order``) are memoised per graph object;
 * ``alloc.greedy._pack`` reads sizes and ends from lists (same offsets as before);
 * ``Hierarchy.index`` looks names up in a table instead of scanning the levels;
+  ``lifetimes.op_buffers`` and ``CostModel.spill_rank`` are memoised (same answers);
 * ``joint_data.check_solution`` finds overlapping residency boxes by a sweep
   (``boxes_overlap``) instead of a pairwise scan, and must reject exactly the same mutants,
   with the same message;
@@ -25,13 +26,15 @@ from hypothesis import strategies as st
 from stowage.api import compile as compile_plan
 from stowage.api import load_model
 from stowage.errors import SolverError, TargetError
-from stowage.ir.graph import Graph, Operator
+from stowage.ir.graph import Graph, Operator, TensorKind
 from stowage.ir.inplace import fuse_in_place
+from stowage.ir.lifetimes import op_buffers
 from stowage.plan import Plan
 from stowage.plan import validate as validate_module
 from stowage.solvers import registry
 from stowage.solvers.alloc import greedy
 from stowage.solvers.alloc.interval import Interval, first_fit
+from stowage.solvers.costs import CostModel
 from stowage.solvers.exact.joint_data import (
     JointSolution,
     Segment,
@@ -307,3 +310,27 @@ def test_compile_still_rejects_an_invalid_solver_plan(monkeypatch: pytest.Monkey
     monkeypatch.setattr(registry, "solve", dropping)
     with pytest.raises(SolverError, match="solver 'auto' produced an invalid plan"):
         compile_plan(TINY, target, capacity="M_P", time_limit=5)
+
+
+# -- op_buffers and spill_rank, memoised ---------------------------------------------------------------
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(random_graphs(max_ops=10), st.booleans())
+def test_op_buffers_equals_the_old_computation(graph: Graph, weights: bool) -> None:
+    for _ in range(2):   # cold, then from the memo
+        for op in graph.computing_ops:
+            old: dict[int, None] = {}
+            for b in (*old_op_reads(graph, op), *old_op_writes(graph, op)):
+                if weights or graph.buffers[b].kind is not TensorKind.WEIGHT:
+                    old.setdefault(b, None)
+            assert op_buffers(graph, op, weights) == tuple(old)
+
+
+def test_spill_rank_is_memoised_per_size_and_returns_a_fresh_list() -> None:
+    # sram -> hbm (one hop, capacity 1000) -> ddr (two hops): a 100 B spill ranks hbm first.
+    costs = CostModel(three_level(100, 1000))
+    first = costs.spill_rank(100)
+    assert [lv.name for _, lv in first] == ["hbm", "ddr"]
+    assert [key[0] for key, _ in first] == [200, 400]   # 2 x size x hops
+    first.clear()
+    assert [lv.name for _, lv in costs.spill_rank(100)] == ["hbm", "ddr"]
+    assert costs.spill_candidates(2000) == ("ddr",)      # hbm can never hold 2,000 B
