@@ -21,6 +21,9 @@ from typing import Any
 BufferId = int
 OpIndex = int
 
+#: The instance attribute holding a graph's memoised views (``Graph._memo``).
+_MEMO = "_stowage_memo"
+
 
 class TensorKind(str, enum.Enum):
     """Role of a tensor (and of the buffer holding it) in the graph."""
@@ -164,21 +167,58 @@ class Graph:
             if not isinstance(value, MappingProxyType):
                 object.__setattr__(self, name, MappingProxyType(dict(value)))
 
-    # -- convenience views (derived, never stored) -------------------------------------
+    # -- convenience views (derived, memoised per graph object) -------------------------
+    # A graph is immutable once built, and solvers ask for the same per-step views tens of
+    # thousands of times (every simulation, the schedulers' models, the assembly, the
+    # validator): on 10,000 operators recomputing them was about a third of a second of CPU
+    # per planning run.  They are computed once per graph object and kept in ``_MEMO`` (an
+    # instance attribute, not a field: ``dataclasses.replace`` and equality ignore it).
+    def _memo(self) -> dict[str, Any]:
+        memo: dict[str, Any] | None = self.__dict__.get(_MEMO)
+        if memo is None:
+            memo = {}
+            object.__setattr__(self, _MEMO, memo)
+        return memo
+
+    def _table(self, what: str) -> tuple[tuple[BufferId, ...], ...]:
+        """``op_reads`` or ``op_writes`` of every operator, by index, computed once."""
+        key = _MEMO + "_" + what
+        table: tuple[tuple[BufferId, ...], ...] | None = self.__dict__.get(key)
+        if table is None:
+            fn = self._op_reads if what == "reads" else self._op_writes
+            table = tuple(fn(op) for op in self.operators)
+            object.__setattr__(self, key, table)
+        return table
+
     @property
     def computing_ops(self) -> tuple[Operator, ...]:
-        return tuple(op for op in self.operators if op.computing)
+        memo = self._memo()
+        ops: tuple[Operator, ...] | None = memo.get("computing_ops")
+        if ops is None:
+            ops = memo["computing_ops"] = tuple(op for op in self.operators if op.computing)
+        return ops
 
     def step_members(self, op: Operator) -> tuple[Operator, ...]:
         """The operators one step executes, in file order (topological): ``op``, the in-place ops
         fused into it (after it), and the DequantizeLinear/QuantizeLinear members of a folded QDQ
         group (``stowage.ir.qdq``: before and after it)."""
+        if not op.fused:
+            return (op,)
         return tuple(sorted((op, *(self.operators[f] for f in op.fused)), key=lambda m: m.index))
 
     def op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         """Distinct buffers a step reads, in operand order.  For a step with fused in-place
         operators, their operands count too, except the buffer the step itself produced (the
-        fused operator rewrites it in place: it is written by the step, not read from before)."""
+        fused operator rewrites it in place: it is written by the step, not read from before).
+        Answered from a table for the graph's own operators (an operator object of another
+        graph with the same index is computed afresh)."""
+        table = self.__dict__.get(_MEMO + "_reads") or self._table("reads")
+        i = op.index
+        if 0 <= i < len(table) and self.operators[i] is op:
+            return table[i]
+        return self._op_reads(op)
+
+    def _op_reads(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
         written: set[BufferId] = set()
         for member in self.step_members(op):
@@ -191,6 +231,14 @@ class Graph:
         return tuple(seen)
 
     def op_writes(self, op: Operator) -> tuple[BufferId, ...]:
+        """Distinct buffers a step writes (its members' results), in output order."""
+        table = self.__dict__.get(_MEMO + "_writes") or self._table("writes")
+        i = op.index
+        if 0 <= i < len(table) and self.operators[i] is op:
+            return table[i]
+        return self._op_writes(op)
+
+    def _op_writes(self, op: Operator) -> tuple[BufferId, ...]:
         seen: dict[BufferId, None] = {}
         for member in self.step_members(op):
             for name in member.outputs:
@@ -215,10 +263,22 @@ class Graph:
 
     def file_order(self) -> tuple[OpIndex, ...]:
         """Computing operators in file order (a valid topological order after import)."""
-        return tuple(op.index for op in self.operators if op.computing)
+        memo = self._memo()
+        order: tuple[OpIndex, ...] | None = memo.get("file_order")
+        if order is None:
+            order = memo["file_order"] = tuple(op.index for op in self.operators if op.computing)
+        return order
 
     def op_dependencies(self) -> dict[OpIndex, frozenset[OpIndex]]:
-        """For each computing op, the computing ops that must run before it."""
+        """For each computing op, the computing ops that must run before it (a fresh dict of a
+        memoised table: callers may change the dict, the frozensets are shared)."""
+        memo = self._memo()
+        deps: dict[OpIndex, frozenset[OpIndex]] | None = memo.get("op_dependencies")
+        if deps is None:
+            deps = memo["op_dependencies"] = self._op_dependencies()
+        return dict(deps)
+
+    def _op_dependencies(self) -> dict[OpIndex, frozenset[OpIndex]]:
         deps: dict[OpIndex, frozenset[OpIndex]] = {}
         for op in self.computing_ops:
             preds: set[OpIndex] = set()

@@ -41,7 +41,20 @@ def counts_in_compute_level(graph: Graph, buffer_id: BufferId, weights_in_comput
 
 
 def op_buffers(graph: Graph, op: Operator, weights_in_compute_level: bool) -> tuple[BufferId, ...]:
-    """Distinct buffers an operator needs in the compute level while it runs."""
+    """Distinct buffers an operator needs in the compute level while it runs.  Memoised per
+    graph object and setting (asked once per step by every simulation, M_R and model build)."""
+    memo = graph._memo()
+    key = "op_buffers_weights" if weights_in_compute_level else "op_buffers"
+    table: tuple[tuple[BufferId, ...], ...] | None = memo.get(key)
+    if table is None:
+        table = memo[key] = tuple(_op_buffers(graph, o, weights_in_compute_level) for o in graph.operators)
+    i = op.index
+    if 0 <= i < len(table) and graph.operators[i] is op:
+        return table[i]
+    return _op_buffers(graph, op, weights_in_compute_level)
+
+
+def _op_buffers(graph: Graph, op: Operator, weights_in_compute_level: bool) -> tuple[BufferId, ...]:
     seen: dict[BufferId, None] = {}
     for b in (*graph.op_reads(op), *graph.op_writes(op)):
         if counts_in_compute_level(graph, b, weights_in_compute_level):

@@ -148,10 +148,14 @@ def compile(
         if tiling == "off" or cap is None:
             check_capacity(graph, cap, weights_in_sram, hier.compute.alignment)
         started = time.monotonic()
-        whole = solve(problem, solver, params)
+        # Validated once, as returned (``_timed``): the timed plan is the one judged, and
+        # validating the untimed one as well cost a second full check (0.4 s of CPU on
+        # 10,000 operators; issue 14, on time).
+        whole = solve(problem, solver, params, validate=False)
+        invalid = f"solver '{solver}' produced an invalid plan"
         latency = getattr(params, "objective", "traffic") == "latency"
         if tiling == "off" or (whole.metrics.noncompulsory_bytes == 0 and not latency):
-            return _timed(problem, whole)
+            return _timed(problem, whole, invalid)
         # One time limit for the call: the tiled search gets what the whole-tensor solve left.
         left = max(1.0, problem.time_limit - (time.monotonic() - started))
         tiled = _try_tiled(dataclasses.replace(problem, time_limit=left), solver, params)
@@ -160,8 +164,8 @@ def compile(
         if tiled is not None and (tiled.metrics.noncompulsory_bytes < whole.metrics.noncompulsory_bytes
                                   if not latency else _faster(tiled, whole)):
             return _timed(problem, tiled)
-        return _timed(problem, _whole_bound_over_tilings(problem, whole))
-    return _timed(problem, _tiled(problem, solver, params))
+        return _timed(problem, _whole_bound_over_tilings(problem, whole), invalid)
+    return _timed(problem, _tiled(problem, solver, params, check=False), "the tiled plan is invalid")
 
 
 OBJECTIVES = ("traffic", "latency")
@@ -197,15 +201,21 @@ def _faster(a: Plan, b: Plan) -> bool:
         ((b.metrics.estimated_seconds or inf), b.metrics.noncompulsory_bytes)
 
 
-def _timed(problem: Problem, plan: Plan) -> Plan:
+def _timed(problem: Problem, plan: Plan, invalid: str | None = None) -> Plan:
     """The plan with its timeline (``stowage.solvers.timing``) when the target describes its
     compute engine, checked again by the validator (rule 9 judges the times); else as it is,
-    with ``estimated_seconds`` None."""
+    with ``estimated_seconds`` None.  ``invalid``: the plan has not been validated yet (the
+    caller left it to this one check of the plan returned); a violation raises
+    ``SolverError`` with this text, as the skipped check would have."""
     from stowage.plan.validate import validate
     from stowage.solvers.timing import annotate, estimate
 
     timeline = estimate(problem.graph, plan, problem.target)
     if timeline is None:
+        if invalid is not None:
+            verdict = validate(problem.graph, plan)
+            if not verdict.ok:
+                raise SolverError(f"{invalid}: {verdict.errors[0].message}")
         return plan
     timed = annotate(plan, timeline)
     was, status = plan.metrics.estimated_seconds, plan.solver.latency_status
@@ -218,7 +228,7 @@ def _timed(problem: Problem, plan: Plan) -> Plan:
         timed = dataclasses.replace(timed, solver=dataclasses.replace(timed.solver, latency_status=status))
     verdict = validate(problem.graph, timed)
     if not verdict.ok:
-        raise SolverError(f"internal error: the timed plan is invalid: {verdict.errors[0].message}")
+        raise SolverError(f"{invalid or 'internal error: the timed plan is invalid'}: {verdict.errors[0].message}")
     return timed
 
 
@@ -248,11 +258,15 @@ def _whole_bound_over_tilings(problem: Problem, plan: Plan) -> Plan:
                                                                 whole_tensor_bound=lb))
 
 
-def _tiled(problem: Problem, solver: str, params: Any) -> Plan:
+def _tiled(problem: Problem, solver: str, params: Any, check: bool = True) -> Plan:
+    """The tiled plan, validated unless ``check`` is False (the caller validates the plan it
+    returns: ``_timed(..., invalid=...)``)."""
     from stowage.plan.validate import validate
     from stowage.solvers.tiling.plan import plan_tiled
 
     plan = plan_tiled(problem, solver, params)
+    if not check:
+        return plan
     verdict = validate(problem.graph, plan)
     if not verdict.ok:
         raise SolverError(f"the tiled plan is invalid: {verdict.errors[0].message}")

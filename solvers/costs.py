@@ -48,11 +48,15 @@ class CostModel:
 
     target: Hierarchy
     _hops: dict[str, int] = field(init=False, repr=False, compare=False)
+    #: ``spill_rank`` by size: the spill engine asks at every eviction, for few distinct sizes.
+    _ranks: dict[int, tuple[tuple[tuple[float, float, int], Level], ...]] = field(
+        init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         names = self.target.level_names
         ci = names.index(self.target.compute_level)
         object.__setattr__(self, "_hops", {n: abs(i - ci) for i, n in enumerate(names)})
+        object.__setattr__(self, "_ranks", {})
 
     @property
     def compute_level(self) -> str:
@@ -68,13 +72,17 @@ class CostModel:
 
     def spill_rank(self, size: int) -> list[tuple[tuple[float, float, int], Level]]:
         """Every spill level with its rank key for a ``size``-byte buffer, best first, whether
-        or not it can hold it (the engine keeps the key for its tie-breaks)."""
-        ranked: list[tuple[tuple[float, float, int], Level]] = []
-        for i, lv in enumerate(self.target.spill_levels()):
-            secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
-            ranked.append(((2 * size * self._hops[lv.name], secs, i), lv))
-        ranked.sort(key=lambda kv: kv[0])
-        return ranked
+        or not it can hold it (the engine keeps the key for its tie-breaks).  A fresh list of a
+        ranking memoised per size."""
+        hit = self._ranks.get(size)
+        if hit is None:
+            ranked: list[tuple[tuple[float, float, int], Level]] = []
+            for i, lv in enumerate(self.target.spill_levels()):
+                secs = sum(size / bw if bw else INF for bw in (lv.write_bandwidth, lv.read_bandwidth))
+                ranked.append(((2 * size * self._hops[lv.name], secs, i), lv))
+            ranked.sort(key=lambda kv: kv[0])
+            hit = self._ranks[size] = tuple(ranked)
+        return list(hit)
 
     def spill_candidates(self, size: int) -> tuple[str, ...]:
         """The levels a ``size``-byte spill may go to, best first: writable, slower than the

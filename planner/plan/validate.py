@@ -58,7 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from stowage.ir.columns import column_tensors, transposed_columns
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, TensorKind
 from stowage.plan import Metrics, Placement, Plan, Transfer
-from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, RowTransfer, Stripe
+from stowage.plan.model import RING_MODES, Cascade, CascadeTensor, LevelRef, RowTransfer, Stripe
 
 if TYPE_CHECKING:
     from stowage.ir.tiling import CascadeSpec
@@ -315,10 +315,15 @@ class _Checker:
     def check_placements(self) -> None:
         p = self.plan
         per_level: dict[str, list[Placement]] = defaultdict(list)
+        # Name -> level (the first of a name, as ``TargetRef.level``) and buffer sizes, looked
+        # up once: this loop runs once per placement (20,000+ on 10,000 operators).
+        levels: dict[str, LevelRef] = {}
+        for level_ref in p.target.levels:
+            levels.setdefault(level_ref.name, level_ref)
+        sizes = [b.bytes for b in p.buffers]
         for pl in p.placements:
-            lv = p.target.level(pl.level)
-            assert lv is not None  # checked by _references_ok
-            size = self.nbytes(pl.buffer)
+            lv = levels[pl.level]   # every level name was checked by _references_ok
+            size = sizes[pl.buffer]
             if pl.last >= self.nsteps or pl.first > pl.last:
                 self.fail(4, None, (pl.buffer,), f"{self.buf(pl.buffer)} in {pl.level}: step range "
                           f"[{pl.first}, {pl.last}] is not inside the plan's {self.nsteps} steps")
@@ -350,15 +355,17 @@ class _Checker:
         offset and pairwise disjoint, so a new one can only collide with its neighbours."""
         active: list[tuple[int, int, int]] = []          # (offset, end, placement index)
         ending: list[tuple[int, int]] = []               # heap of (last, placement index)
+        sizes = [b.bytes for b in self.plan.buffers]
+        ends = [pl.offset + sizes[pl.buffer] for pl in pls]
         order = sorted(range(len(pls)), key=lambda i: (pls[i].first, pls[i].offset))
         for i in order:
             pl = pls[i]
             while ending and ending[0][0] < pl.first:
                 _, j = heapq.heappop(ending)
-                k = bisect.bisect_left(active, (pls[j].offset, pls[j].offset + self.nbytes(pls[j].buffer), j))
+                k = bisect.bisect_left(active, (pls[j].offset, ends[j], j))
                 if k < len(active) and active[k][2] == j:
                     active.pop(k)
-            start, end = pl.offset, pl.offset + self.nbytes(pl.buffer)
+            start, end = pl.offset, ends[i]
             if end == start:
                 continue
             k = bisect.bisect_left(active, (start, end, i))
@@ -463,23 +470,27 @@ class _Checker:
                 self.fail(5, None, (gb.id,), f"graph output {self.buf(gb.id)} does not end valid in its home "
                           f"level {home}" + ("" if pl else " (no placement there at the last step)"))
 
+    def _what(self, t: Transfer) -> str:
+        """A transfer as messages name it (built only for a violation: replay runs this loop
+        once per transfer)."""
+        return f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} ({t.phase})"
+
     def _transfers(self, s: int, ts: Iterable[Transfer], valid: set[Placement]) -> None:
         for t in ts:
-            what = f"transfer of {self.buf(t.buffer)} {t.src} -> {t.dst} ({t.phase})"
             if t.src == t.dst:
-                self.fail(3, s, (t.buffer,), f"{what}: source and destination are the same level")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: source and destination are the same level")
                 continue
             if self.target is not None and not self.target.level(t.dst).writable:
-                self.fail(3, s, (t.buffer,), f"{what}: level {t.dst} is not writable")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: level {t.dst} is not writable")
             src = self.placement_at(t.buffer, t.src, s)
             dst = self.placement_at(t.buffer, t.dst, s)
             if src is None:
-                self.fail(3, s, (t.buffer,), f"{what}: no {t.src} placement covers the step")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: no {t.src} placement covers the step")
             elif src not in valid and not self.held.get(src):
-                self.fail(3, s, (t.buffer,), f"{what}: the {t.src} copy at [{src.offset}, "
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: the {t.src} copy at [{src.offset}, "
                           f"{src.offset + self.nbytes(t.buffer)}) holds no valid data at this point")
             if dst is None:
-                self.fail(3, s, (t.buffer,), f"{what}: no {t.dst} placement covers the step")
+                self.fail(3, s, (t.buffer,), f"{self._what(t)}: no {t.dst} placement covers the step")
             elif src is not None and src in valid:
                 valid.add(dst)
                 self.held.pop(dst, None)
@@ -758,9 +769,13 @@ def recompute_metrics(plan: Plan) -> Metrics:
     """Metrics from the plan alone (rule 6), independent of any solver's bookkeeping."""
     levels = [lv.name for lv in plan.target.levels]
     compute = plan.target.compute_level
+    position: dict[str, int] = {}
+    for i, name in enumerate(levels):
+        position.setdefault(name, i)   # the first of a name, as ``list.index``
 
     def hops(a: str, b: str) -> int:
-        return abs(levels.index(a) - levels.index(b))
+        return abs(position[a] - position[b]) if a in position and b in position else \
+            abs(levels.index(a) - levels.index(b))   # an unknown name raises as before
 
     read = {b for st in plan.steps for b in st.reads}
     written = {b for st in plan.steps for b in st.writes}
@@ -1200,6 +1215,9 @@ class _RowReplay:
                         self.int8_of[m.outputs[0]] = m.inputs[0]
         #: The tensors the cascade's members make (``whole_reads``; filled on first use).
         self._made: set[str] | None = None
+        #: ``made_inside``'s sets: the made tensors, and their buffers (filled on first use).
+        self._made_names: set[str] = set()
+        self._made_bufs: set[int] | None = None
         self.holder_by_buffer: dict[int, CascadeTensor] = {}
         for ct in c.tensors:
             b = graph.tensor_buffer.get(ct.tensor)
@@ -1239,14 +1257,21 @@ class _RowReplay:
         return self.holder_by_buffer.get(b) if b is not None else None
 
     def made_inside(self, name: str) -> bool:
+        """Whether a member of the cascade makes ``name`` or another tensor of its buffer.
+        Asked for every row a stripe reads: the made tensors and their buffers (fixed by
+        ``__init__``) are collected once, not per call (issue 14, on time: the list scan was
+        quadratic in the cascade's size)."""
         t = self.g.tensors.get(name)
         if t is None:
             return False
-        made = [*self.result.values(), *(o for outs in self.results.values() for o in outs)]
-        if name in made:
+        if self._made_bufs is None:
+            made = {*self.result.values(), *(o for outs in self.results.values() for o in outs)}
+            self._made_names = made
+            self._made_bufs = {b for o in made if (b := self.g.tensor_buffer.get(o)) is not None}
+        if name in self._made_names:
             return True
         b = self.g.tensor_buffer.get(name)
-        return b is not None and any(self.g.tensor_buffer.get(o) == b for o in made)
+        return b is not None and b in self._made_bufs
 
     def rows_of(self, name: str) -> int:
         return _rows(self.g, name)

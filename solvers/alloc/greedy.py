@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
-from stowage.solvers.alloc.interval import Interval, align_up, first_fit, peak_live
+from stowage.solvers.alloc.interval import Interval, align_up, peak_live
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +56,34 @@ def _pack(order: Sequence[int], ivs: Sequence[Interval], adj: list[list[int]], a
           best_fit: bool) -> tuple[list[int], int]:
     """Place intervals in ``order``: each goes into a gap among already placed conflicting
     intervals (lowest fitting gap, or the tightest one with ``best_fit``), else on top."""
+    # The hot loop of every offline packing (10 passes and up to thousands of moves per call;
+    # on 10,000 operators ~0.4 s of each bytes-mode simulation): sizes and ends are read from
+    # plain lists, and ``end[j] > 0`` marks a placed interval of non-zero size (the only ones
+    # that take bytes), so no attribute is read in the inner loop.  First-fit is
+    # ``interval.first_fit`` from offset 0, inlined.
+    sizes = [iv.size for iv in ivs]
     offset = [-1] * len(ivs)
+    end = [0] * len(ivs)
     peak = 0
     for i in order:
-        size = ivs[i].size
+        size = sizes[i]
         if size == 0:
             offset[i] = 0
             continue
-        busy = sorted((offset[j], offset[j] + ivs[j].size) for j in adj[i]
-                      if offset[j] >= 0 and ivs[j].size > 0)
-        chosen = first_fit(busy, size, align, presorted=True) if not best_fit else _best_fit(busy, size, align)
+        busy = sorted([(offset[j], end[j]) for j in adj[i] if end[j]])
+        if best_fit:
+            chosen = _best_fit(busy, size, align)
+        else:
+            chosen = 0
+            for o, e in busy:
+                if chosen + size <= o:
+                    break
+                if e > chosen:
+                    chosen = (e + align - 1) // align * align
         offset[i] = chosen
-        peak = max(peak, chosen + size)
+        end[i] = top = chosen + size
+        if top > peak:
+            peak = top
     return offset, peak
 
 

@@ -28,6 +28,8 @@ must not load OR-Tools (both ship a ``libhighs``), and it unpickles these types.
 
 from __future__ import annotations
 
+import bisect
+import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -327,6 +329,16 @@ def check_solution(data: JointData, sol: JointSolution) -> str | None:
             return f"scratch of op {op} out of capacity"
         boxes.append((step[op], step[op], off, off + extra[op]))
     boxes.sort()
+    if not boxes_overlap(boxes):
+        return None
+    return _first_overlap(boxes)
+
+
+def _first_overlap(boxes: Sequence[tuple[int, int, int, int]]) -> str | None:
+    """The message for the first overlapping pair of sorted ``(first, last, lo, hi)`` boxes
+    (the earliest box that overlaps a later one, then the earliest such later one).  This
+    scan is quadratic where many boxes live long (weights, inputs): ``check_solution`` runs
+    it only once ``boxes_overlap`` found that some pair overlaps."""
     for i, (_f1, l1, o1, e1) in enumerate(boxes):
         for f2, _l2, o2, e2 in boxes[i + 1:]:
             if f2 > l1:
@@ -334,6 +346,52 @@ def check_solution(data: JointData, sol: JointSolution) -> str | None:
             if o1 < e2 and o2 < e1:
                 return f"overlap at step {f2} addresses [{max(o1, o2)}, {min(e1, e2)})"
     return None
+
+
+def boxes_overlap(boxes: Sequence[tuple[int, int, int, int]]) -> bool:
+    """Whether two of the sorted ``(first, last, lo, hi)`` boxes overlap: their step ranges
+    ``[first, last]`` intersect and ``lo1 < hi2 and lo2 < hi1`` (so an empty box ``lo == hi``
+    overlaps a box that holds its address strictly inside).  A sweep over first steps in
+    O(n log n + n * active): the boxes live at the current step are kept sorted by address and
+    pairwise disjoint (the first overlap ends the sweep), so a new box can only meet its
+    neighbours; empty boxes are kept apart as sorted points.  A box with ``hi < lo`` (no caller
+    builds one) answers True: undecided, left to the exact scan.  The pairwise scan it replaces
+    is near-quadratic where boxes live long; on the 10,000-operator graph of
+    ``tests/test_on_time.py`` (16,661 short boxes) it took 0.30 s of CPU per check, the whole
+    ``check_solution`` now 0.11 s (issue 14, on time)."""
+    spans: list[tuple[int, int, int]] = []     # (lo, hi, box index) of live non-empty boxes
+    points: list[tuple[int, int]] = []         # (address, box index) of live empty boxes
+    ending: list[tuple[int, int]] = []         # heap of (last, box index)
+    for i, (first, last, lo, hi) in enumerate(boxes):
+        while ending and ending[0][0] < first:
+            _, j = heapq.heappop(ending)
+            _f, _l, jlo, jhi = boxes[j]
+            if jhi > jlo:
+                del spans[bisect.bisect_left(spans, (jlo, jhi, j))]
+            else:
+                del points[bisect.bisect_left(points, (jlo, j))]
+        if hi > lo:
+            k = bisect.bisect_left(spans, (lo, hi, i))
+            if k > 0 and spans[k - 1][1] > lo:
+                return True
+            if k < len(spans) and spans[k][0] < hi:
+                return True
+            p = bisect.bisect_right(points, (lo, len(boxes)))
+            if p < len(points) and points[p][0] < hi:
+                return True
+            spans.insert(k, (lo, hi, i))
+        elif hi == lo:
+            # A point inside a live span: the span starting last before it must reach past it.
+            k = bisect.bisect_left(spans, (lo, lo, -1))
+            if k > 0 and spans[k - 1][1] > lo:
+                return True
+            bisect.insort(points, (lo, i))
+        else:
+            # hi < lo: such a box overlaps nothing by the pairwise test unless another box
+            # spans from below hi to above lo; leave it to the exact scan.
+            return True
+        heapq.heappush(ending, (last, i))
+    return False
 
 
 # -- constructive warm start -----------------------------------------------------------------
