@@ -95,6 +95,7 @@ from dataclasses import dataclass, replace
 from stowage.errors import InfeasibleError, SolverError, StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
+from stowage.solvers.analysis.schedule import safety_seconds
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.exact import lns
@@ -568,7 +569,9 @@ class AutoPipeline:
         665,625 B where the second order's 211,988 B is the optimum), and one that fits makes
         every worse one moot.  What the phase's wall share leaves undone waits in
         ``quick_left`` and ``quick_found`` (``quick_gaps_rest``)."""
-        self.quick_left = best_orders(self.problem, min(1.0, self.work("order")), self.preds, on_cut=self._wall_hit)
+        budget = min(1.0, self.work("order"))
+        self.quick_left = best_orders(self.problem, budget, self.preds, on_cut=self._wall_hit,
+                                      safety=safety_seconds(budget, max(0.0, self.left())))
         self.quick_gaps_rest()
 
     def quick_gaps_rest(self) -> None:
