@@ -6,21 +6,20 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
 
 1. two lower bounds valid over ALL orders: ``analysis.traffic_bound`` (computed at the
    start) and the crossing-cover IP (``cover_bound``); an incumbent at the bound is optimal
-   at once;
+   at once; then, above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this
+   capacity, offered as the incumbent before anything costlier runs at the capacity, and
+   where they prove M_R it is the very plan ``auto`` returns there (the *plan at M_R* of
+   step 5 is then not needed);
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
    optimum without addresses (``residency_model``, a compact gap model), every order first,
    then packed into addresses best first; a bound for every plan when the graph has a single
-   topological order.  Steps 1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the
-   limit in wall time; then the cut bound (``cut_bound``), a bound over all orders from one
+   topological order; then the cut bound (``cut_bound``), a bound over all orders from one
    minimum cut per tight operator: the least pressure any order leaves at it (up to
-   ``CUT_MAX_OPS`` operators).  The rest runs in a second window, until
-   ``M_R_CHEAP_WALL_SHARE`` of the limit: the quick orders and packings the first one left;
-   above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this capacity, offered
-   as the incumbent, and where they prove M_R it is the very plan ``auto`` returns there (the
-   *plan at M_R* of step 5 is then not needed; neither is run once a bound at M_R reaches the
-   incumbent, ``m_r_moot``); then the small chain bound of step 4, which needs no reference:
-   where it proves the incumbent optimal (the Transformer with weights at M_H) the reference
-   heuristic, 75% of the limit, is not run;
+   ``CUT_MAX_OPS`` operators), the quick orders and packings not done yet, and the small
+   chain bound of step 4, which needs no reference: where it proves the incumbent optimal
+   (the Transformer with weights at M_H) the reference heuristic, 75% of the limit, is not
+   run.  Steps 1-2 end on their work budgets; their common wall-clock window
+   (``PRE_REFERENCE_SHARE`` of the limit) is only a safety stop;
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
@@ -78,11 +77,17 @@ the heuristic's own search is not cut by its clock.
 
 **Determinism.**  Every phase gets a *work* budget that is a fixed fraction of the time limit
 (``AUTO_WORK_BUDGETS``) -- CP-SAT's deterministic time for the models, the scheduler's and
-the heuristics' own work budgets for the warm starts -- never a share of the time left.  So
-the same problem, seed and worker count give the same plan on a quiet or a loaded machine.
-The wall clock (the time limit minus a reserve for lowering the plan and for the registry's
-validation) is only a safety stop; a run that hits it returns the best plan so far with its
-proven bound, which may then differ between runs.
+the heuristics' own work budgets for the warm starts, the packers' node budgets -- never a
+share of the time left.  So the same problem, seed and worker count give the same plan on a
+quiet or a loaded machine.  The wall clock is only a safety stop: one window for the phases
+before the reference heuristic (``PRE_REFERENCE_SHARE``), the reference's own stop (and
+``REFERENCE_END_SHARE``), the group bound's and the order LNS's windows, and the final
+deadline (the time limit minus a reserve for lowering the plan and for the registry's
+validation) for the rest.  Whenever one of them cuts or skips a phase, the plan says
+``solver.stopped_by = "time"``: it returns the best plan so far with its proven bound, which
+may then differ between runs.  (Windows of 15%, 30%, 60% and 70% of the limit used to decide
+whether a phase ran at all, silently for the later ones: a reference heuristic that ended by
+work at 50% or at 65% of the limit ran the chain bound or not.)
 """
 
 from __future__ import annotations
