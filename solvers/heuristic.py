@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers.alloc.greedy import wall_cuts
-from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak, safety_seconds
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.baselines import baseline_order_budget, baseline_plans, baseline_results
@@ -186,17 +186,13 @@ class _Search:
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, ORDER_SHARE * self.p.time_limit)
-        # The scheduler's safety stop: up to three times its budget, inside the search's own
-        # deadline (``safety_seconds``); its work depends on the budget only.
-        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed,
-                                    safety=safety_seconds(budget, max(0.0, self.time_left())))
+        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
         self.minpeak = sched.order
         self.minpeak_budget = budget
         cands = [self.minpeak, g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
-            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed,
-                                          safety=safety_seconds(budget, max(0.0, self.time_left())))
+            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed)
             cands.insert(1, rounded.order)
             sched = rounded if rounded.cut else sched
         if sched.cut:   # a wall-clock stop shaped an order: the plan may depend on the load
