@@ -21,11 +21,19 @@ when a full ``exact`` sweep would take too long). ``--dim STEM:NAME=VALUE`` bind
 of one model only (PP-OCRv4 rec and det both name their input ``x``). The model's package
 (``name version`` of the unzipped wheel's ``*.dist-info``) is a column of the per-model table.
 
+``--busy 0,4`` runs the whole sweep once per entry, side by side in one run, the second time
+with that many busy-loop processes spinning on the cores (issue 14, item 6: the same command
+and seed give the same plan on an idle and a loaded machine whenever no wall-clock stop
+decided).  Each row then has a ``busy`` column and a plan fingerprint (``digest``: order,
+placements, transfers), and the summary has one table per load and a comparison across loads:
+per (model, setting, capacity, solver), the cases whose runs differ, and those that differ
+with no run saying ``stopped_by = time`` (the promise is none).
+
 Every plan goes through the validator (``stowage.solvers.registry.solve``).
 
     python benchmarks/monotone.py MODEL_OR_FOLDER ... [--solvers auto,exact] [--points 6]
         [--time-limit 10] [--workers 1] [--exact-models STEM,...] [--dim [STEM:]NAME=VALUE ...]
-        [--out benchmarks/results/monotone]
+        [--busy 0,4] [--out benchmarks/results/monotone]
 
 Writes OUT.csv (one row per run) and OUT.md (the summary and the violating pairs).
 """
@@ -34,8 +42,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import itertools
 import logging
+import multiprocessing as mp
 import os
 import platform
 import sys
@@ -120,12 +130,75 @@ def run(models: list[Path], solvers: list[str], points: int, time_limit: float, 
                         plan = solve(prob, solver)
                         row.update(wall=round(time.perf_counter() - t0, 3), traffic=plan.metrics.noncompulsory_bytes,
                                    bound=plan.solver.lower_bound, status=plan.solver.status,
-                                   found_by=plan.solver.found_by or "", stopped_by=plan.solver.stopped_by or "")
+                                   found_by=plan.solver.found_by or "", stopped_by=plan.solver.stopped_by or "",
+                                   digest=digest(plan))
                     except StowageError as exc:
                         row["error"] = str(exc)[:120]
                     rows.append(row)
                     print(row, flush=True)
     return rows
+
+
+def digest(plan) -> str:
+    """A short fingerprint of what a plan does (its order, placements and transfers)."""
+    return hashlib.sha1(repr((plan.steps, plan.placements, plan.transfers)).encode()).hexdigest()[:10]
+
+
+def _busy(stop_at: float) -> None:
+    """Spin until the wall-clock time ``stop_at``: one core's worth of load."""
+    while time.time() < stop_at:
+        pass
+
+
+def run_loaded(busy: int, *args, **kwargs) -> tuple[list[dict], float, float]:
+    """``run`` with ``busy`` busy-loop processes spinning (0: none); the rows get a ``busy``
+    column.  Returns the rows and the 1-minute load average at the start and end."""
+    procs = [mp.get_context("fork").Process(target=_busy, args=(time.time() + 7200,), daemon=True)
+             for _ in range(busy)]
+    for p in procs:
+        p.start()
+    try:
+        if procs:
+            time.sleep(1.0)
+        load0 = os.getloadavg()[0]
+        rows = run(*args, **kwargs)
+        load1 = os.getloadavg()[0]
+    finally:
+        for p in procs:
+            p.terminate()
+            p.join()
+    for r in rows:
+        r["busy"] = busy
+    return rows, load0, load1
+
+
+def across_loads(rows: list[dict], solvers: list[str]) -> str:
+    """The comparison across load settings: per solver, the cases (model, setting, capacity)
+    run at every load, those whose plans differ, those that differ although no run says
+    ``stopped_by = time`` (the promise: none), and those where every run is unflagged."""
+    loads = sorted({r["busy"] for r in rows})
+    cases: dict[tuple, dict[int, dict]] = {}
+    for r in rows:
+        if "traffic" in r:
+            cases.setdefault((r["model"], r["weights"], r["point"], r["solver"]), {})[r["busy"]] = r
+    lines = [("| solver | cases at every load | unflagged at every load | distinct plans | distinct traffic | "
+              "distinct plans, no run flagged |"), "|---|---:|---:|---:|---:|---:|"]
+    details = []
+    for solver in solvers:
+        mine = {k: v for k, v in cases.items() if k[3] == solver and len(v) == len(loads)}
+        differ = [k for k, v in mine.items() if len({r["digest"] for r in v.values()}) > 1]
+        traffic = [k for k, v in mine.items() if len({r["traffic"] for r in v.values()}) > 1]
+        clean = [k for k, v in mine.items() if not any(r["stopped_by"] for r in v.values())]
+        broken = [k for k in differ if k in clean]
+        lines.append(f"| {solver} | {len(mine)} | {len(clean)} | {len(differ)} | {len(traffic)} | {len(broken)} |")
+        for k in traffic:
+            v = mine[k]
+            shown = ", ".join(f"busy {b}: {v[b]['traffic']:,} B{' (time)' if v[b]['stopped_by'] else ''}"
+                              for b in loads)
+            details.append(f"- {solver}, {k[0]}, weights={k[1]}, {k[2]}: {shown}")
+        for k in broken:
+            details.append(f"- {solver}, {k[0]}, weights={k[1]}, {k[2]}: different plans, none flagged")
+    return "\n".join(lines + ["", "Traffic that differs across loads:", ""] + (details or ["- none"]))
 
 
 def past_limit(row: dict) -> bool:
@@ -205,6 +278,7 @@ def main() -> int:
     ap.add_argument("--exact-models", default="", help="comma-separated stems: run the solvers other than auto "
                                                        "on these models only (default: every model)")
     ap.add_argument("--dim", action="append", default=[], metavar="[STEM:]NAME=VALUE")
+    ap.add_argument("--busy", default="0", help="comma-separated busy-loop counts, one sweep each (default 0)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "monotone")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -215,10 +289,20 @@ def main() -> int:
     t0 = time.perf_counter()
     load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     exact_models = {m.strip() for m in args.exact_models.split(",") if m.strip()} or None
-    rows = run(model_files(args.models), solvers, args.points, args.time_limit, dims, args.workers, exact_models)
+    rows: list[dict] = []
+    parts: list[str] = []
+    for busy in [int(b) for b in args.busy.split(",") if b.strip()]:
+        t1 = time.perf_counter()
+        mine, l0, l1 = run_loaded(busy, model_files(args.models), solvers, args.points, args.time_limit, dims,
+                                  args.workers, exact_models)
+        rows += mine
+        parts.append(f"### {busy} busy loops (load {l0:.1f} at the start, {l1:.1f} at the end, "
+                     f"{time.perf_counter() - t1:.0f} s)\n\n{summary(mine, solvers)}\n")
+    if len(parts) > 1:
+        parts.append(f"### Across loads\n\n{across_loads(rows, solvers)}\n")
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["model", "package", "ops", "weights", "point", "capacity", "solver", "limit", "wall", "traffic",
-              "best_baseline", "bound", "status", "found_by", "stopped_by", "error"]
+    fields = ["model", "package", "ops", "weights", "point", "capacity", "solver", "limit", "busy", "wall",
+              "traffic", "best_baseline", "bound", "status", "found_by", "stopped_by", "digest", "error"]
     with open(args.out.with_suffix(".csv"), "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
         w.writeheader()
@@ -227,7 +311,7 @@ def main() -> int:
     text = (f"`python benchmarks/monotone.py {' '.join(sys.argv[1:])}` ({platform.node()}, started "
             f"{time.strftime('%H:%M:%S', time.gmtime(time.time() - (time.perf_counter() - t0)))} UTC, "
             f"load at the start {load0:.1f}, at the end {load:.1f}, "
-            f"{time.perf_counter() - t0:.0f} s)\n\n{summary(rows, solvers)}\n")
+            f"{time.perf_counter() - t0:.0f} s, 2-core shared VM)\n\n" + "\n".join(parts))
     args.out.with_suffix(".md").write_text(text)
     print(text)
     return 0

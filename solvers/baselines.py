@@ -31,7 +31,7 @@ from typing import TypeVar
 
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
-from stowage.solvers.analysis.schedule import MinPeakRun, min_peak_run_cached
+from stowage.solvers.analysis.schedule import MinPeakRun, min_peak_run_cached, safety_seconds
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.problem import Problem
@@ -53,6 +53,11 @@ class BaselineParams:
     order_time: float = 2.0
 
 
+#: The share of the time limit the min-peak baselines' scheduler may take before its safety
+#: stop, when that is more than its budget (``analysis.schedule.safety_seconds``).
+BASELINE_ORDER_ROOM = 0.5
+
+
 def _order(problem: Problem, params: BaselineParams, order_kind: str) -> tuple[OpIndex, ...]:
     if order_kind == "fileorder":
         return problem.graph.file_order()
@@ -65,8 +70,11 @@ def minpeak_run(problem: Problem, params: BaselineParams | None = None) -> MinPe
     planners' own min-peak order comes from).  The memo keeps the cut flag, so a later call in
     the same process that reuses an order a loaded machine cut short says so too
     (``solver.stopped_by = "time"``), instead of passing a load-dependent order as its own."""
-    return min_peak_run_cached(problem.graph, problem.weights_in_compute_level,
-                               baseline_order_budget(problem, params), problem.seed)
+    budget = baseline_order_budget(problem, params)
+    # The safety stop: up to three times the budget within half the time limit
+    # (``safety_seconds``: at limits of 4 s and less it is the budget itself).
+    return min_peak_run_cached(problem.graph, problem.weights_in_compute_level, budget, problem.seed,
+                               safety=safety_seconds(budget, BASELINE_ORDER_ROOM * problem.time_limit))
 
 
 def minpeak_order_cut(problem: Problem, params: BaselineParams | None = None) -> bool:
@@ -185,5 +193,5 @@ def baseline_order_budget(problem: Problem, params: BaselineParams | None = None
     return min((params or BaselineParams()).order_time, problem.time_limit)
 
 
-__all__ = ["BASELINES", "BaselineParams", "baseline_order_budget", "baseline_plan", "baseline_plans",
-           "baseline_results", "minpeak_order_cut", "minpeak_run"]
+__all__ = ["BASELINES", "BASELINE_ORDER_ROOM", "BaselineParams", "baseline_order_budget", "baseline_plan",
+           "baseline_plans", "baseline_results", "minpeak_order_cut", "minpeak_run"]

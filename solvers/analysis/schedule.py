@@ -50,6 +50,10 @@ DP_STATES_PER_SECOND = 30_000
 #: the deterministic budgets end well inside the limit: beam width x ops, and local-search
 #: moves x ops.
 BEAM_WORK_PER_SECOND = 8_000
+#: The safety stop's largest multiple of the work budget (``safety_seconds``), where the
+#: caller has that much room: a threefold slowdown (load 6 on the 2-core VM) then still ends
+#: on the budgets.
+SAFETY_FACTOR = 3.0
 LS_WORK_PER_SECOND = 300_000
 
 
@@ -492,11 +496,28 @@ class MinPeakRun:
     cut: bool
 
 
+def safety_seconds(time_limit: float, room: float | None) -> float:
+    """The scheduler's wall-clock safety stop for a work budget of ``time_limit`` seconds when
+    its caller has ``room`` seconds to give it: up to ``SAFETY_FACTOR`` times the budget, never
+    less than the budget, never more than the room (``None``: the budget itself, the stop every
+    caller without a deadline of its own keeps).  The budgets end the stages in a third to
+    four fifths of the budget idle (the Transformer's 339 operators: 0.6-1.3 s of a 1.6 s
+    budget at load 1-5), so a stop *at* the budget fired on any load above idle and the plan
+    said ``stopped_by = "time"`` (issue 14, item 6)."""
+    budget = max(0.0, time_limit)
+    if room is None:
+        return budget
+    return max(budget, min(SAFETY_FACTOR * budget, room))
+
+
 def min_peak_run(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
-                 seed: int = 0, *, safety_stop: bool = True) -> MinPeakRun:
-    """The stages of the module docstring, as ``min_peak_order_ex``, with ``MinPeakRun.cut``."""
+                 seed: int = 0, *, safety_stop: bool = True, safety: float | None = None) -> MinPeakRun:
+    """The stages of the module docstring, as ``min_peak_order_ex``, with ``MinPeakRun.cut``.
+    ``safety``: the wall seconds of the safety stop (default ``time_limit``; see
+    ``safety_seconds``); the work budgets depend on ``time_limit`` only."""
     t0 = time.perf_counter()
-    deadline = t0 + max(0.0, time_limit) if safety_stop else math.inf
+    stop = max(0.0, time_limit) if safety is None else max(0.0, safety)
+    deadline = t0 + stop if safety_stop else math.inf
     model = model_for(graph, weights_in_compute_level)
     n = model.n
     if n == 0:
@@ -562,10 +583,11 @@ def order_peak(graph: Graph, order: tuple[OpIndex, ...], weights_in_compute_leve
 
 
 def min_peak_run_cached(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
-                        seed: int = 0) -> MinPeakRun:
-    """``min_peak_run`` memoised like ``min_peak_order_cached`` (which returns its order)."""
+                        seed: int = 0, safety: float | None = None) -> MinPeakRun:
+    """``min_peak_run`` memoised like ``min_peak_order_cached`` (which returns its order); the
+    memo key is the work (``time_limit``, seed), not the safety stop (``safety``)."""
     return graph_cached("schedule.min_peak", graph, (weights_in_compute_level, time_limit, seed),
-                        lambda: min_peak_run(graph, weights_in_compute_level, time_limit, seed))
+                        lambda: min_peak_run(graph, weights_in_compute_level, time_limit, seed, safety=safety))
 
 
 def min_peak_order_cached(graph: Graph, weights_in_compute_level: bool, time_limit: float = 2.0,
@@ -579,6 +601,7 @@ def min_peak_order_cached(graph: Graph, weights_in_compute_level: bool, time_lim
 
 
 __all__ = ["BEAM_WORK_PER_SECOND", "DP_MAX_LAYER_STATES", "DP_MAX_TOTAL_STATES", "DP_STATES_PER_SECOND",
-           "LS_WORK_PER_SECOND", "MinPeakRun", "ScheduleModel", "build_model", "dp_budget", "exact_min_peak_order",
-           "greedy_order", "greedy_orders", "local_live_bytes", "local_peak", "min_peak_order", "min_peak_order_cached",
-           "min_peak_order_ex", "min_peak_run", "min_peak_run_cached", "model_for", "order_peak", "reversed_model"]
+           "LS_WORK_PER_SECOND", "SAFETY_FACTOR", "MinPeakRun", "ScheduleModel", "build_model", "dp_budget",
+           "exact_min_peak_order", "greedy_order", "greedy_orders", "local_live_bytes", "local_peak", "min_peak_order",
+           "min_peak_order_cached", "min_peak_order_ex", "min_peak_run", "min_peak_run_cached", "model_for",
+           "order_peak", "reversed_model", "safety_seconds"]

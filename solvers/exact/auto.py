@@ -6,21 +6,20 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
 
 1. two lower bounds valid over ALL orders: ``analysis.traffic_bound`` (computed at the
    start) and the crossing-cover IP (``cover_bound``); an incumbent at the bound is optimal
-   at once;
+   at once; then, above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this
+   capacity, offered as the incumbent before anything costlier runs at the capacity, and
+   where they prove M_R it is the very plan ``auto`` returns there (the *plan at M_R* of
+   step 5 is then not needed);
 2. for good orders (min-peak, file order, each first sunk by ``sink_order``) the order's
    optimum without addresses (``residency_model``, a compact gap model), every order first,
    then packed into addresses best first; a bound for every plan when the graph has a single
-   topological order.  Steps 1-2 are cheap proofs, held to ``PRE_REFERENCE_SHARE`` of the
-   limit in wall time; then the cut bound (``cut_bound``), a bound over all orders from one
+   topological order; then the cut bound (``cut_bound``), a bound over all orders from one
    minimum cut per tight operator: the least pressure any order leaves at it (up to
-   ``CUT_MAX_OPS`` operators).  The rest runs in a second window, until
-   ``M_R_CHEAP_WALL_SHARE`` of the limit: the quick orders and packings the first one left;
-   above M_R, ``auto``'s cheap proofs at M_R: their plan is a plan at this capacity, offered
-   as the incumbent, and where they prove M_R it is the very plan ``auto`` returns there (the
-   *plan at M_R* of step 5 is then not needed; neither is run once a bound at M_R reaches the
-   incumbent, ``m_r_moot``); then the small chain bound of step 4, which needs no reference:
-   where it proves the incumbent optimal (the Transformer with weights at M_H) the reference
-   heuristic, 75% of the limit, is not run;
+   ``CUT_MAX_OPS`` operators), the quick orders and packings not done yet, and the small
+   chain bound of step 4, which needs no reference: where it proves the incumbent optimal
+   (the Transformer with weights at M_H) the reference heuristic, 75% of the limit, is not
+   run.  Steps 1-2 end on their work budgets; their common wall-clock window
+   (``PRE_REFERENCE_SHARE`` of the limit) is only a safety stop;
 3. unless that proved optimality: the *reference*, a standalone ``heuristic`` run on the same
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
@@ -78,11 +77,17 @@ the heuristic's own search is not cut by its clock.
 
 **Determinism.**  Every phase gets a *work* budget that is a fixed fraction of the time limit
 (``AUTO_WORK_BUDGETS``) -- CP-SAT's deterministic time for the models, the scheduler's and
-the heuristics' own work budgets for the warm starts -- never a share of the time left.  So
-the same problem, seed and worker count give the same plan on a quiet or a loaded machine.
-The wall clock (the time limit minus a reserve for lowering the plan and for the registry's
-validation) is only a safety stop; a run that hits it returns the best plan so far with its
-proven bound, which may then differ between runs.
+the heuristics' own work budgets for the warm starts, the packers' node budgets -- never a
+share of the time left.  So the same problem, seed and worker count give the same plan on a
+quiet or a loaded machine.  The wall clock is only a safety stop: one window for the phases
+before the reference heuristic (``PRE_REFERENCE_SHARE``), the reference's own stop (and
+``REFERENCE_END_SHARE``), the group bound's and the order LNS's windows, and the final
+deadline (the time limit minus a reserve for lowering the plan and for the registry's
+validation) for the rest.  Whenever one of them cuts or skips a phase, the plan says
+``solver.stopped_by = "time"``: it returns the best plan so far with its proven bound, which
+may then differ between runs.  (Windows of 15%, 30%, 60% and 70% of the limit used to decide
+whether a phase ran at all, silently for the later ones: a reference heuristic that ended by
+work at 50% or at 65% of the limit ran the chain bound or not.)
 """
 
 from __future__ import annotations
@@ -95,6 +100,7 @@ from dataclasses import dataclass, replace
 from stowage.errors import InfeasibleError, SolverError, StowageError
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
+from stowage.solvers.analysis.schedule import safety_seconds
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.budgets import m_r_cached
 from stowage.solvers.exact import lns
@@ -146,10 +152,24 @@ CHAIN_MAX_PAIRS = 4_000_000
 #: deterministic).
 IMPROVE_EVALS = 200
 
-#: Wall-clock share of the time limit for the cheap proofs that run before the reference
-#: heuristic (phases 1-2): the heuristic stops at 75% of the limit after its own start, so
-#: the two together stay inside the limit minus exact's reserve.
-PRE_REFERENCE_SHARE = 0.15
+#: Safety window of the phases before the reference heuristic (phases 1-2 and the cheap
+#: proofs at M_R, the small chain bound): a wall-clock share of the time limit from exact's
+#: start.  Those phases end on their work budgets (``AUTO_WORK_BUDGETS``: CP-SAT's
+#: deterministic time, the packers' node budgets, the scheduler's work); this stop is only the
+#: safety net, and when it cuts or skips a phase the plan says ``stopped_by = "time"``.  It
+#: was two windows of 15% and 30% that decided on a loaded machine and, at a 4 s limit, on an
+#: idle one too (densenet121 8-bit with weights at p1: the cheap proofs at M_R, 0.3 s, came
+#: after the 30% window, and exact returned a baseline's 2,309,632 B where its plan at M_R
+#: is 1,205,760 B).  The reference heuristic ends by ``REFERENCE_END_SHARE`` of the limit
+#: whatever this window took (issue 14, items 2 and 6).
+PRE_REFERENCE_SHARE = 0.5
+
+#: The reference heuristic's wall-clock safety stop, as a share of the limit from exact's
+#: start: its own stop (75% of the limit from its start) decides whenever the phases before it
+#: ended by 30% of the limit, so it is then the very run of ``--solver heuristic``; after a
+#: longer pre-reference window it stops here (and says so), so that exact keeps its promise
+#: of ``time_limit`` + 10% + 2 s.
+REFERENCE_END_SHARE = 1.05
 
 #: Evaluations of the crossing bound per second of the disjunctive bound's work budget
 #: (``AUTO_WORK_BUDGETS["disjunctive"]``): the budget is counted in evaluations, not seconds,
@@ -170,23 +190,23 @@ GROUP_WALL_SHARE = 0.9
 #: work budget says: the full model comes after it.
 LNS_WALL_SHARE = 0.85
 
-#: Wall-clock share of the time limit by which the chain-cut IP (phase 4) stops.  Where it
-#: proves something it closes in well under a second (the Transformer: 0.15 s); where it
-#: does not (PNASNet-5 at M_R: LP bound 0 after 30 s) it would otherwise take the time the
-#: order LNS needs.
-CHAIN_WALL_SHARE = 0.6
+#: Wall-clock share of the time limit by which the chain-cut IP (phase 4) stops: the final
+#: deadline (a share of 1 is capped by it).  The IP has its own work budget
+#: (``AUTO_WORK_BUDGETS["chain"]``, with twice that as its wall safety); a window of 60% of
+#: the limit, after a reference heuristic that ends by work between 30% and 105% of it,
+#: skipped the phase or not depending on the machine's load, without a word in the plan.
+CHAIN_WALL_SHARE = 1.0
 
 #: Wall-clock share of the time limit (from exact's start) by which the plan at M_R (phase 5,
-#: above M_R) must end: ``auto``'s pass at M_R has its own work budgets, this is its safety
-#: stop, leaving the models after it the rest.  A run it cuts says ``stopped_by = "time"``.
-M_R_WALL_SHARE = 0.7
+#: above M_R) must end: the final deadline.  ``auto``'s pass at M_R has its own work budgets;
+#: a window of 70% decided by load whether it ran at all (it comes after the reference).  A
+#: run the deadline cuts or skips says ``stopped_by = "time"``.
+M_R_WALL_SHARE = 1.0
 
-#: Wall-clock share of the time limit (from exact's start) by which ``auto``'s cheap proofs at
-#: M_R (above M_R, before the reference heuristic) must end: a second cheap-proof window after
-#: exact's own (``PRE_REFERENCE_SHARE``), so that they still run when exact's own used theirs
-#: (densenet121 at a 4 s limit).  The reference heuristic then starts by 30% of the limit at
-#: the latest and ends by 105%; the passes after it stop at exact's final deadline.
-M_R_CHEAP_WALL_SHARE = 2 * PRE_REFERENCE_SHARE
+#: Safety window of ``auto``'s cheap proofs at M_R inside ``exact`` (above M_R, before the
+#: reference heuristic): the window of the other phases before the reference
+#: (``PRE_REFERENCE_SHARE``), no longer a second window after a first one of 15%.
+M_R_CHEAP_WALL_SHARE = PRE_REFERENCE_SHARE
 
 #: Wall-clock share of the time limit (from their start) for ``auto``'s cheap proofs, at the
 #: capacity and at M_R alike (``heuristic.auto_cheap_proofs``): their phases end on work
@@ -197,6 +217,11 @@ M_R_CHEAP_WALL_SHARE = 2 * PRE_REFERENCE_SHARE
 #: and above it, so that the proofs at M_R that ``auto`` runs above M_R are those it runs
 #: at M_R itself.
 AUTO_CHEAP_WALL_SHARE = 0.5
+
+
+#: The phases ``cheap_proofs`` runs (``auto``'s use of the pipeline): the cover bound and the
+#: gap model on the quick orders.
+CHEAP_PHASES = ("cover bound", "gap model on quick orders")
 
 
 @dataclass(frozen=True)
@@ -299,6 +324,10 @@ class AutoPipeline:
         pre = PRE_REFERENCE_SHARE
         return [
             Phase("cover bound", self.cover, "a bound over all orders (crossing-cover IP)", None, wall_share=pre),
+            Phase("cheap proofs at M_R", self.cheap_at_m_r, "auto's cheap proofs at M_R: a plan at this larger "
+                  "capacity, often proven at M_R in a fraction of a second; first, so that a plan at M_R is the "
+                  "incumbent before the costlier proofs at this capacity", None, when=self.above_m_r,
+                  wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("gap model on quick orders", self.quick_gaps,
                   "plans for good orders; a bound when the graph has one order", wall_share=pre),
             Phase("cut bound", self.cut, "a bound over all orders (the least pressure at each operator, by "
@@ -306,9 +335,6 @@ class AutoPipeline:
             Phase("gap model on the other quick orders", self.quick_gaps_rest, "the quick orders and packings "
                   "the cheap proofs' window left, in the window before the reference",
                   when=lambda: bool(self.quick_left or self.quick_found), wall_share=M_R_CHEAP_WALL_SHARE),
-            Phase("cheap proofs at M_R", self.cheap_at_m_r, "auto's cheap proofs at M_R: a plan at this larger "
-                  "capacity, often proven at M_R in a fraction of a second", None, when=self.above_m_r,
-                  wall_share=M_R_CHEAP_WALL_SHARE),
             Phase("chain bound before the reference", lambda: self.chain((False,)), "the chain bound (below) "
                   "while the cheap proofs' window lasts: where it proves the incumbent optimal the reference "
                   "heuristic is not needed (the Transformer with weights at M_H: 0.6 s, where the reference takes "
@@ -316,7 +342,8 @@ class AutoPipeline:
             Phase("reference heuristic", self.reference, "the heuristic's own plan, a candidate answer", None),
             Phase("chain bound", lambda: self.chain((False,)), "an order-aware bound along a chain of tight "
                   "operators (those tight in every order: small, and it closes fast where it proves); only when "
-                  "the run before the reference was cut short", wall_share=CHAIN_WALL_SHARE),
+                  "the run before the reference was cut short", wall_share=CHAIN_WALL_SHARE,
+                  when=lambda: False not in self.chain_done),
             Phase("activations-only order", self.activations_order, "plans for the order of the heuristic's plan "
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
@@ -327,7 +354,7 @@ class AutoPipeline:
             Phase("disjunctive bound", self.disjunctive, "a bound over all orders (the crossing bound on a tree "
                   "of order decisions)", 0.1),
             Phase("wide chain bound", lambda: self.chain((True,)), "the chain bound with operators tight in "
-                  "some orders", wall_share=CHAIN_WALL_SHARE),
+                  "some orders", wall_share=CHAIN_WALL_SHARE, when=lambda: True not in self.chain_done),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -383,8 +410,12 @@ class AutoPipeline:
                 log.debug("exact[auto]: phase %s (%s)", phase.name, phase.proves)
                 phase.run()
                 self.check_invariants(phase.name)
-            elif self.deadline == self.final_deadline:
-                self.hit_wall = True      # a phase skipped for want of wall time
+                if self.left() <= 0 and not self.proven():
+                    # The phase's safety window (or the final deadline) passed while it ran: a
+                    # wall-clock stop may have ended it before its work budget did.
+                    self.hit_wall = True
+            else:
+                self.hit_wall = True      # a phase skipped for want of wall time (its window)
         self.deadline = self.final_deadline
         if self.left() <= 0:
             self.hit_wall = True
@@ -545,7 +576,9 @@ class AutoPipeline:
         665,625 B where the second order's 211,988 B is the optimum), and one that fits makes
         every worse one moot.  What the phase's wall share leaves undone waits in
         ``quick_left`` and ``quick_found`` (``quick_gaps_rest``)."""
-        self.quick_left = best_orders(self.problem, min(1.0, self.work("order")), self.preds, on_cut=self._wall_hit)
+        budget = min(1.0, self.work("order"))
+        self.quick_left = best_orders(self.problem, budget, self.preds, on_cut=self._wall_hit,
+                                      safety=safety_seconds(budget, max(0.0, self.left())))
         self.quick_gaps_rest()
 
     def quick_gaps_rest(self) -> None:
@@ -596,12 +629,19 @@ class AutoPipeline:
         (the registered defaults), time limit and seed, so -- the heuristic's search being
         bounded by work -- the same plan a user gets from ``--solver heuristic``.  It is
         offered as the incumbent and kept as a candidate for the final answer (``_final``)."""
+        from stowage.solvers.heuristic import HeuristicParams, plan_heuristic
+
         spec = available().get("heuristic")
         if spec is None or not self.params.warm_start:
             return
         same = replace(self.problem, time_limit=self.reference_limit(), seed=self.seed)
         try:
-            plan = spec.fn(same, spec.params_cls())
+            # ``--solver heuristic`` itself (``heuristic.heuristic``), with exact's safety stop
+            # ``REFERENCE_END_SHARE``: it decides only after a pre-reference window past 30%.
+            params = spec.params_cls()
+            assert isinstance(params, HeuristicParams)
+            plan = plan_heuristic(same, params, "heuristic",
+                                  wall_deadline=self.started + REFERENCE_END_SHARE * self.time_limit)
         except StowageError as exc:   # the heuristic found no plan: nothing to match
             log.info("exact: reference heuristic failed: %s", exc)
             return
@@ -999,7 +1039,7 @@ def cheap_proofs(problem: Problem, solver_name: str, time_limit: float, workers:
         pipe = AutoPipeline(problem, ExactParams(), started, time_limit, workers, seed)
         if wall_deadline is not None:
             pipe.final_deadline = min(pipe.final_deadline, wall_deadline)
-        for phase in pipe.phases()[:2]:
+        for phase in [p for p in pipe.phases() if p.name in CHEAP_PHASES]:
             if pipe.proven():
                 break
             if stop_at is not None and pipe.lb >= stop_at:

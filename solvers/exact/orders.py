@@ -131,14 +131,17 @@ def spill_steps(data: JointData, sol: JointSolution) -> frozenset[int]:
 
 
 def best_orders(problem: Problem, budget: float | None = None,
-                preds: Preds | None = None, on_cut: Callable[[], None] | None = None) -> list[tuple[OpIndex, ...]]:
+                preds: Preds | None = None, on_cut: Callable[[], None] | None = None,
+                safety: float | None = None) -> list[tuple[OpIndex, ...]]:
     """Good orders for greedy warm starts and the gap model: the min-peak order and the file
     order; with ``preds``, each sunk (``sink_order``) first.  ``budget`` is the scheduler's
     work budget (its beam widths and local-search moves scale with it), so pass a value that
     depends on the time limit only, never on the time left.  ``on_cut`` is called when the
-    scheduler's wall-clock safety stop cut it (the order may then differ under another load)."""
+    scheduler's wall-clock safety stop cut it (the order may then differ under another load);
+    ``safety``: that stop's wall seconds (``analysis.schedule.safety_seconds``; default the
+    budget)."""
     budget = min(2.0, problem.time_limit) if budget is None else max(0.01, budget)
-    run = min_peak_run(problem.graph, problem.weights_in_compute_level, budget, problem.seed)
+    run = min_peak_run(problem.graph, problem.weights_in_compute_level, budget, problem.seed, safety=safety)
     if run.cut and on_cut is not None:
         on_cut()
     base = [tuple(run.order), problem.graph.file_order()]
