@@ -213,7 +213,7 @@ def plan_divide(problem: Problem, params: DivideParams, name: str = "divide", la
     skipped = False
     if cap is None or order_peak(g, order, weights_in_compute_level) <= cap:
         # The exact packer may run: load its kernel now, outside the budgets (the deadline
-        # moves by the load time, which is ~0.7 s from numba's disk cache, ~10 s cold).
+        # moves by the load time, which is ~0.7 s from numba's disk cache; a cold cache compiles in the background).
         t_jit = time.perf_counter()
         warm_up_jit()
         deadline += time.perf_counter() - t_jit

@@ -218,7 +218,7 @@ class _Search:
         fitting = sorted((o for o in orders if cap is None or peaks[o] <= cap), key=peaks.__getitem__)
         if fitting:
             # The exact packer may run: load its kernel now, outside the budgets (the deadline
-            # moves by the load time, ~0.7 s from numba's disk cache, ~10 s cold).
+            # moves by the load time, ~0.7 s from numba's disk cache; a cold cache compiles in the background).
             t_jit = time.perf_counter()
             warm_up_jit()
             self.deadline += time.perf_counter() - t_jit

@@ -187,10 +187,12 @@ def keep_best_of_baselines(problem: Problem, name: str, candidates: Sequence[tup
 
 @functools.cache
 def warm_up_jit() -> None:
-    """Load (or, the first time on a machine, compile: about 10 s) the exact packer's numba
-    kernel before a search starts its clock.  Without this the first packing of a process
-    paid the compile inside the heuristic's time budget, so a time-limited result depended on
-    whether numba's disk cache was warm (issue 14).  Once per process."""
+    """Load the exact packer's numba kernel from its disk cache before a search starts its
+    clock (well under a second).  Without this the first packing of a process paid the load
+    inside the heuristic's time budget.  On a cold cache (the first run after an install) the
+    kernel is compiled by a background process instead, and this process packs with the Python
+    search, node for node the same (``stowage.solvers.alloc.exact._jit_module``): compiling here
+    took 10-15 s past the time limit.  Once per process."""
     solve_allocation([Interval(0, 0, 0, 1)], 1, 1.0)
 
 

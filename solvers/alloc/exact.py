@@ -64,6 +64,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -357,12 +359,9 @@ def _jit_arrays(sw: _Sweep) -> tuple:
 
 
 @functools.cache
-def _jit_module():
-    """``solvers.alloc.exact_jit``, compiled and loaded, or ``None`` when numba is missing.
-
-    Compiling takes about 10 s the first time on a machine (numba then caches the machine
-    code on disk, and later processes load it in well under a second); it happens here, once
-    per process, before any solve starts its clock, so a time limit is spent searching."""
+def _jit_compiled():
+    """``solvers.alloc.exact_jit``, compiled (or loaded from numba's disk cache) in this
+    process, or ``None`` when numba is missing."""
     try:
         from stowage.solvers.alloc import exact_jit as exact_alloc_jit
     except ImportError as e:  # numba missing: the Python search gives the same answers, slower
@@ -379,6 +378,56 @@ def _jit_module():
     return exact_alloc_jit
 
 
+def _jit_cache_warm() -> bool:
+    """Whether numba's disk cache holds the compiled search (loading it takes well under a
+    second; compiling it, about 10-15 s of CPU).  Unknown numba internals count as warm (the
+    old behaviour: compile in the process)."""
+    try:
+        from stowage.solvers.alloc import exact_jit as exact_alloc_jit
+    except ImportError:
+        return True   # numba missing: nothing to compile
+    try:
+        index = exact_alloc_jit.decide._cache._cache_file._index_path  # type: ignore[attr-defined]  # numba internals
+    except AttributeError:
+        return True
+    return os.path.exists(index)
+
+
+#: The background compile started by this process (at most one).
+_BACKGROUND: list[subprocess.Popen[bytes]] = []
+
+
+def _compile_in_background() -> None:
+    """Start one detached process that compiles the search into numba's disk cache, so this
+    process's time limit is not spent compiling (a fresh install's first compile otherwise ran
+    ~15 s past its limit) and later processes load it."""
+    if _BACKGROUND:
+        return
+    try:
+        _BACKGROUND.append(subprocess.Popen(
+            [sys.executable, "-c", "from stowage.solvers.alloc.exact import _jit_compiled; _jit_compiled()"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True))
+        log.info("exact allocator: numba's cache is cold; compiling it in the background "
+                 "(this process uses the Python search, node for node the same)")
+    except OSError as e:
+        log.info("exact allocator: could not start the background compile (%s)", e)
+
+
+def _jit_module(inline: bool = False):
+    """The compiled search for this solve, or ``None`` for the Python one.  With a warm disk
+    cache (or ``inline``: ``engine="jit"``) it is loaded, or compiled, here, once per process,
+    before any solve starts its clock.  With a cold cache, ``engine="auto"`` starts a
+    background compile and this solve runs the Python search: the same nodes, so the same
+    answer within the same node budget, only slower (the wall-clock safety net may then end
+    it: ``stopped_by``); a later solve, in this process or another, loads the cache once the
+    compile has written it."""
+    if inline or _jit_compiled.cache_info().currsize or _jit_cache_warm():
+        return _jit_compiled()
+    _compile_in_background()
+    return None
+
+
 def _decide(sw: _Sweep, capacity: int, deadline: float, engine: str,
             budget: int | None = None) -> tuple[int, list[int] | None, int]:
     """Decision search with round-robin restarts over the preorders, MiniMalloc's schedule:
@@ -391,7 +440,7 @@ def _decide(sw: _Sweep, capacity: int, deadline: float, engine: str,
     n = len(sw.sizes)
     if n == 0:
         return _FOUND, [], 0
-    jit = _jit_module() if engine in ("auto", "jit") else None
+    jit = _jit_module(inline=engine == "jit") if engine in ("auto", "jit") else None
     if engine == "jit" and jit is None:
         raise RuntimeError("engine 'jit' needs numba")
     if jit is not None:
@@ -464,7 +513,7 @@ def solve_allocation(
         raise ValueError(f"engine must be 'auto', 'jit' or 'python', got {engine!r}")
     del seed, workers
     if engine != "python":
-        _jit_module()  # compile or load before the clock starts
+        _jit_module(inline=engine == "jit")  # load (or compile) before the clock starts
     started = time.perf_counter()
     deadline = started + max(0.0, time_limit)
     limit = sys.getrecursionlimit()
