@@ -68,7 +68,7 @@ from ortools.sat.python import cp_model
 
 from stowage.ir.graph import BufferId, TensorKind
 from stowage.solvers.exact.joint_model import configure
-from stowage.solvers.exact.tiled_model import Candidate, sendable
+from stowage.solvers.exact.tiled_model import Candidate, partition_of, sendable
 from stowage.solvers.tiling.partition import Partitioner, Segment
 
 log = logging.getLogger(__name__)
@@ -348,17 +348,7 @@ class JointTiledModel:
     def _partition_of(self, segs: Sequence[Segment]) -> tuple[set[int], set[BufferId]] | None:
         """The candidates and off-chip tensors of a partition; None when a segment is no
         candidate."""
-        index = {c.key: k for k, c in enumerate(self.cands)}
-        pos = self.part.pos
-        chosen: set[int] = set()
-        off: set[BufferId] = set()
-        for s in segs:
-            key = (pos[s.ops[0]], pos[s.ops[-1]], s.stripe_rows == 0)
-            if key not in index:
-                return None
-            chosen.add(index[key])
-            off |= set(s.dram)
-        return chosen, off
+        return partition_of(self.part, self.cands, segs)
 
     def hint(self, segs: Sequence[Segment]) -> bool:
         """Hint a partition (the partition model's or the heuristic's) with no whole spills;

@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from ortools.sat.python import cp_model
@@ -258,16 +258,10 @@ class TiledPartitionModel:
 
     def hint(self, segs: list[Segment]) -> bool:
         """Hint the heuristic's partition; False when one of its segments is no candidate."""
-        index = {c.key: k for k, c in enumerate(self.cands)}
-        pos = self.part.pos
-        chosen: set[int] = set()
-        off: set[BufferId] = set()
-        for s in segs:
-            key = (pos[s.ops[0]], pos[s.ops[-1]], s.stripe_rows == 0)
-            if key not in index:
-                return False
-            chosen.add(index[key])
-            off |= set(s.dram)
+        got = partition_of(self.part, self.cands, segs)
+        if got is None:
+            return False
+        chosen, off = got
         for k, x in enumerate(self.x):
             self.model.add_hint(x, k in chosen)
         for b, o in self.off.items():
@@ -291,6 +285,23 @@ class TiledPartitionModel:
         bound = traffic if status == cp_model.OPTIMAL else math.ceil(solver.best_objective_bound - 1e-6)
         return (sorted(chosen, key=lambda c: c.i), off, traffic, min(bound, traffic),
                 "optimal" if status == cp_model.OPTIMAL else "feasible")
+
+
+def partition_of(part: Partitioner, cands: Sequence[Candidate],
+                 segs: Sequence[Segment]) -> tuple[set[int], set[BufferId]] | None:
+    """A partition as indices into ``cands`` and the tensors it sends off-chip; None when one
+    of its segments is no candidate (the partition and joint models hint and repair with it)."""
+    index = {c.key: k for k, c in enumerate(cands)}
+    pos = part.pos
+    chosen: set[int] = set()
+    off: set[BufferId] = set()
+    for s in segs:
+        key = (pos[s.ops[0]], pos[s.ops[-1]], s.stripe_rows == 0)
+        if key not in index:
+            return None
+        chosen.add(index[key])
+        off |= set(s.dram)
+    return chosen, off
 
 
 def segments_of(part: Partitioner, cap: int, chosen: list[Candidate], off: frozenset[BufferId]) -> list[Segment]:
@@ -355,5 +366,15 @@ def exact_partition(part: Partitioner, cap: int, warm: list[Segment] | None, dea
     return PartitionResult(tuple(segs), traffic, bound, status, len(cands), complete, tuple(cands))
 
 
-__all__ = ["CANDIDATE_WORK", "MODEL_WORK", "Candidate", "PartitionResult", "TiledPartitionModel",
-           "enumerate_candidates", "exact_partition", "segments_of", "sendable"]
+__all__ = [
+    "CANDIDATE_WORK",
+    "MODEL_WORK",
+    "Candidate",
+    "PartitionResult",
+    "TiledPartitionModel",
+    "enumerate_candidates",
+    "exact_partition",
+    "partition_of",
+    "segments_of",
+    "sendable",
+]
