@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
+import pytest
 
 LIGHT_ZOO = Path(os.path.dirname(onnx.__file__)) / "backend" / "test" / "data" / "light"
 
@@ -24,3 +27,20 @@ def pytest_sessionstart(session: object) -> None:
     from stowage.solvers.alloc.exact import _jit_compiled
 
     _jit_compiled()
+
+
+@pytest.fixture
+def step_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
+    """``time.perf_counter`` advancing ``step`` seconds per reading from the moment it is
+    switched on: the scheduler reads the clock once per DP layer, per beam layer and per 16
+    local-search moves, so elapsed "time" is proportional to its work, as on a slow machine."""
+    def switch(step: float) -> None:
+        ticks = [0]
+
+        def clock() -> float:
+            ticks[0] += 1
+            return 1000.0 + step * ticks[0]
+
+        monkeypatch.setattr(time, "perf_counter", clock)
+
+    return switch

@@ -72,23 +72,6 @@ def test_the_budget_decides_whether_the_order_is_proven() -> None:
     assert schedule.order_peak(g, at_03.order, False) == 832    # the local search keeps the peak
 
 
-@pytest.fixture
-def step_clock(monkeypatch):
-    """``time.perf_counter`` advancing ``step`` seconds per reading from the moment it is
-    switched on: the scheduler reads the clock once per DP layer, per beam layer and per 16
-    local-search moves, so elapsed "time" is proportional to its work, as on a slow machine."""
-    def switch(step: float) -> None:
-        ticks = [0]
-
-        def clock() -> float:
-            ticks[0] += 1
-            return 1000.0 + step * ticks[0]
-
-        monkeypatch.setattr(time, "perf_counter", clock)
-
-    return switch
-
-
 def test_a_machine_slow_in_proportion_to_the_work_gives_the_same_order(step_clock) -> None:
     g = layered_graph(40, seed=2)
     schedule.model_for(g, False)       # build the memoised model and greedy orders on the real clock

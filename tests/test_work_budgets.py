@@ -53,22 +53,6 @@ def test_the_safety_stop_is_up_to_three_budgets_within_the_room() -> None:
     assert safety_seconds(-1.0, None) == 0.0
 
 
-@pytest.fixture
-def step_clock(monkeypatch):
-    """``time.perf_counter`` advancing ``step`` seconds per reading: elapsed "time" is
-    proportional to the scheduler's work, as on a machine slow in proportion to it."""
-    def switch(step: float) -> None:
-        ticks = [0]
-
-        def clock() -> float:
-            ticks[0] += 1
-            return 1000.0 + step * ticks[0]
-
-        monkeypatch.setattr(time, "perf_counter", clock)
-
-    return switch
-
-
 def test_the_safety_stop_moves_never_the_work(step_clock) -> None:
     # layered_graph(40, seed=2): three beams and a DP of 11,322 states prove its order
     # (``tests/test_minpeak_work.py``); at 6 ms per clock reading that work "takes" about
