@@ -28,8 +28,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CNNS = ("mobilenet_v2", "resnet50", "efficientnet_b0", "lraspp_mobilenet_v3", "densenet121", "resnext50",
-        "fcn_resnet50", "deeplabv3_resnet50")
+from tiling import CNNS  # noqa: E402  (benchmarks/, next to this script: the same suite CNNs)
 
 
 def main() -> int:
