@@ -10,9 +10,11 @@ validity (the one validator, run again here) and wall time.
     python benchmarks/tiling.py --models mobilenet_v2 --kib 256 192 160 128 64
     python benchmarks/tiling.py --models --files models/int8/mobilenet_v2_int8_qdq.onnx --halvings 0
     python benchmarks/tiling.py --models --files det.onnx --dim 'x[0]=1' --dim 'x[2]=320' --dim 'x[3]=320'
+    python benchmarks/tiling.py --models --files det.onnx --element-bytes 1 --kib 256 --halvings 0 ...
 
-``--files``: ONNX files planned at their own element types (QDQ groups folded, in-place
-operators fused, as ``stowage compile`` does).  A ``(time)`` after the seconds: the wall clock,
+``--files``: ONNX files planned at their own element types, or all at ``--element-bytes N``
+(a float model at 8-bit sizes, as ``stowage compile --element-bytes 1``), with QDQ groups
+folded and in-place operators fused, as ``stowage compile`` does.  A ``(time)`` after the seconds: the wall clock,
 not a work budget, ended a search (``solver.stopped_by``), so the plan may depend on load.
 """
 
@@ -37,6 +39,9 @@ def main() -> int:
     ap.add_argument("--files", nargs="*", default=[], help="ONNX files at their own element types")
     ap.add_argument("--dim", action="append", default=[], metavar="NAME=VALUE",
                     help="bind a symbolic dimension of the --files (repeatable), as stowage compile --dim")
+    ap.add_argument("--element-bytes", type=int, default=None, metavar="N",
+                    help="import the --files with every tensor at N bytes, as stowage compile --element-bytes "
+                    "(default: their own element types)")
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 192, 160, 128, 64])
     ap.add_argument("--halvings", type=int, default=6, help="M_R / 2^k capacities tried, k = 0..N")
     ap.add_argument("--time-limit", type=float, default=10.0)
@@ -58,7 +63,8 @@ def main() -> int:
     graphs = [(name, fuse_in_place(load_graph(ROOT / "models" / "suite" / f"{name}.onnx", element_bytes=1)))
               for name in args.models]
     dims = {k: int(v) for k, v in (d.rsplit("=", 1) for d in args.dim)}
-    graphs += [(Path(f).stem, load_model(f, dims=dims or None, in_place=True, qdq="fold")) for f in args.files]
+    graphs += [(Path(f).stem, load_model(f, element_bytes=args.element_bytes, dims=dims or None, in_place=True,
+                                           qdq="fold")) for f in args.files]
     for name, g in graphs:
         mr = m_r(g, False)
         caps = sorted({k * 1024 for k in args.kib} | {mr >> k for k in range(args.halvings + 1)}, reverse=True)

@@ -134,3 +134,30 @@ def test_one_byte_formatter() -> None:
     from stowage.tools import report
 
     assert report.fmt_bytes is fmt_bytes
+
+
+def test_compile_json_narrow_bounds_and_tiled_seconds(tmp_path) -> None:
+    """Below M_R, ``--solver exact`` on the tiny CNN at 16 KiB: the JSON carries the partition
+    and joint models' bounds the text prints (both prove the plan's 32 KiB of non-compulsory
+    traffic optimal over their classes), and the solve time covers the whole tiled search, not
+    only the last macro solve."""
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = main(["-q", "compile", str(TINY_PATH), "--capacity", "16384", "--solver", "exact",
+                   "-o", str(tmp_path / "out"), "--json"])
+    assert rc == 0
+    d = json.loads(buf.getvalue())
+    assert d["tiled"] is True and d["traffic"]["noncompulsory"] == 32_768
+    assert d["partition_bound"] == 32_768 and d["joint_bound"] == 32_768
+    assert d["whole_tensor_bound"] is None and d["stopped_by"] is None
+    assert d["bound"] <= d["traffic"]["noncompulsory"]
+    plan = load_plan(tmp_path / "out" / "plan.json")
+    assert plan.solver.seconds == d["seconds"]["solve"] > 0
+
+
+def test_compile_json_whole_tensor_plan_has_null_narrow_bounds(compiled) -> None:
+    d, _ = compiled
+    assert d["partition_bound"] is None and d["joint_bound"] is None and d["stopped_by"] is None

@@ -107,6 +107,10 @@ def summary_json(model: str, plan, budgets: tuple[int, int, int], written, secon
         "status": s.status,
         "bound": s.lower_bound,
         "gap": None if s.lower_bound is None else m.noncompulsory_bytes - s.lower_bound,
+        "stopped_by": s.stopped_by,
+        "whole_tensor_bound": s.whole_tensor_bound,
+        "partition_bound": s.partition_bound,
+        "joint_bound": s.joint_bound,
         "seconds": {"solve": round(s.seconds, 4), "total": round(seconds_total, 4)},
         "files": [str(p) for p in written],
     }
