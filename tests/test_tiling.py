@@ -115,6 +115,33 @@ def test_capacity_below_one_stripe_names_it() -> None:
         compile_plan(g, target="mcu-cortex-m7", capacity=64, time_limit=5)
 
 
+def test_a_step_that_needs_whole_tensors_is_refused_before_any_search(monkeypatch) -> None:
+    """x (1 x 4 x 32 x 8) -> 3x3 conv -> t (same shape) -> Softmax over H -> y, one byte per
+    element.  The Softmax mixes the tiled axis, so it runs whole with t and y resident: 2 x
+    1,024 B = 2,048 B, in any partition.  At 1,536 B (the conv alone stripes) the refusal names
+    it at once: the cascade searches, which cannot change that, are never started."""
+    from stowage.solvers.tiling.partition import Partitioner
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((4, 4, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["t"], name="conv", pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+             helper.make_node("Softmax", ["t"], ["y"], name="soft", axis=2)]
+    graph = helper.make_graph(nodes, "soft", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 32, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], [w])
+    g = fuse_in_place(import_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                                   element_bytes=1))
+    assert m_r(g, False) == 2 * 1024
+
+    def never(*_a, **_k):
+        raise AssertionError("a cascade search ran")
+
+    monkeypatch.setattr(Partitioner, "fewest_stripes", never)
+    monkeypatch.setattr(Partitioner, "least_traffic", never)
+    with pytest.raises(CapacityError, match=r"operator 'soft' \(Softmax\), which needs whole tensors, "
+                                            r"needs 2048 bytes"):
+        compile_plan(g, target="mcu-cortex-m7", capacity=1536, time_limit=5)
+
+
 @pytest.mark.slow
 def test_mobilenet_v2_int8_sizes_plans_at_256_kib_without_traffic() -> None:
     from pathlib import Path

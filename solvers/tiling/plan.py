@@ -124,6 +124,13 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     if cap is None:
         return [[part.plain(i) for i in range(part.n)]]
     untiled = m_r_cached(g, problem.weights_in_compute_level, align)
+    if any(not part.tileable[i] and part.plain(i).peak - part.bystanders(i, i) > cap for i in range(part.n)):
+        # A step that cannot run in stripes is a plain step in every partition (a cascade's
+        # steps are all row-tileable), with its whole operands and results resident, and
+        # nothing else has to be: no search can make it fit.  Refused at once, with the error
+        # the searches would end in, instead of after them (23 s for PP-OCRv4 rec's
+        # attention Softmax at 256 KiB under load).
+        raise _floor_error(part, cap, untiled)
     try:
         segs = part.fewest_stripes(cap)
     except OutOfTime:
