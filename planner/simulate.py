@@ -15,7 +15,9 @@ but this module shares no code with the validator or the solvers: it only moves 
   a real kernel writes while it still reads, so a result that lands on an operand is an error.
 * Every operand read, and every placement when it is freed, is compared bit for bit with a
   shadow reference value (the node-by-node run on correct inputs); the first difference is
-  reported as "step S (op): buffer B (tensor) ... corrupted".
+  reported as "step S (op): buffer B (tensor) ... corrupted".  (One exception, for stripes:
+  a folded QDQ group's float core run on a band of correct rows may round to the neighbouring
+  quantization step; the shadow then follows the plan's rows, docs/tiling.md.)
 * Every operator of the model must run exactly once (the steps and their fused in-place
   operators, or a cascade's members); one never run, or run twice, is a mismatch.
 * At the end every graph output, read from its home level after the last step (also with no
@@ -64,6 +66,9 @@ log = logging.getLogger(__name__)
 POISON = 0xFF
 #: Operators whose stripes run with the stripe's own H padding (``pads`` top and bottom).
 _CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
+#: Float kernels whose sums MLAS orders by the operand's shape: inside a folded QDQ group
+#: their band may round to the other side of the group's final quantization step.
+_FLOAT_REDUCTIONS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "AveragePool"})
 RTOL = 1e-5
 ATOL = 1e-6
 #: float32 unit roundoff: two summation orders of ``k`` terms differ by at most about
@@ -1041,11 +1046,9 @@ class Simulator:
         holders = {g.tensor_buffer[ct.tensor]: ct for ct in casc.tensors if ct.tensor in g.tensor_buffer}
         members = [m for i in casc.ops for m in g.step_members(g.operators[i])]
         self.where = " (reference)"
-        for m in members:
-            node = self.node_of(m)
-            ref = self.runner.run(node, [self.ref_value(i) if i else None for i in node.input], self.out_types(node))
-            for name, value in zip(self.wanted(node), ref):
-                self.shadow[name] = np.array(value)
+        self._members = members
+        self._followed: dict[str, list[tuple[int, int, np.ndarray]]] = {}
+        self._reference(members)
         for j, st in enumerate(casc.stripes):
             if not 0 <= st.op < len(g.operators):
                 raise PlanFormatError(f"step {s}: stripe {j} names operator index {st.op}, not in the model")
@@ -1062,6 +1065,31 @@ class Simulator:
                 elif rt.direction != "load":
                     self.corrupt(s, None, f"row transfer of '{rt.tensor}' has direction '{rt.direction}'")
         self.where = ""
+
+    def _reference(self, members: list[Operator]) -> None:
+        """The whole reference values of ``members`` (in order) from the shadow, with the bands
+        the shadow took from the plan (``_follow``) put back on top."""
+        for m in members:
+            node = self.node_of(m)
+            ref = self.runner.run(node, [self.ref_value(i) if i else None for i in node.input], self.out_types(node))
+            for name, value in zip(self.wanted(node), ref):
+                self.shadow[name] = np.array(value)
+                for lo, hi, band in self._followed.get(name, ()):
+                    self._band(name, self.shadow[name], lo, hi)[...] = band
+
+    def _follow(self, out: str, lo: int, hi: int, value: np.ndarray) -> None:
+        """The shadow takes rows ``[lo, hi)`` of ``out`` from the plan (a float kernel on a band
+        rounded differently from the whole tensor's, accepted), and the references of the
+        cascade's later members are recomputed from it: computed at the cascade's start, they
+        still hold what the whole-tensor rows would have made, and every later stripe that read
+        the plan's rows would look wrong by that rounding (PP-OCRv4 det in QDQ int8 at 64 KiB:
+        a Conv band one quantization step off, then the Mul reading it)."""
+        self._band(out, self.shadow[out], lo, hi)[...] = value
+        self._followed.setdefault(out, []).append((lo, hi, np.array(value)))
+        members = getattr(self, "_members", [])
+        at = next((k for k, m in enumerate(members) if out in m.outputs), None)
+        if at is not None and at + 1 < len(members):
+            self._reference(members[at + 1:])
 
     def _holder(self, casc: Cascade, holders: Mapping[int, CascadeTensor], name: str) -> CascadeTensor | None:
         ct = casc.tensor(name)
@@ -1278,7 +1306,9 @@ class Simulator:
                             if got.dtype.kind == "f" and group is not None:
                                 float_core = (wanted[0], got)
                     else:
-                        values[wanted[pick]] = self.runner.run(node, ins, self.out_types(node))[pick]
+                        values[wanted[pick]] = got = self.runner.run(node, ins, self.out_types(node))[pick]
+                        if group is not None and m.op_type in _FLOAT_REDUCTIONS and got.dtype.kind == "f":
+                            float_core = (wanted[pick], got)
                 except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
                     failed = str(exc).splitlines()[0][:160]
             out = wanted[pick]
@@ -1303,17 +1333,25 @@ class Simulator:
             if not np.array_equal(got_b, want_b):
                 close = value.dtype.kind == "f" and self._band_close(value, want)
                 if not close and float_core is not None and value.dtype.kind in "iu":
-                    # A folded DQ -> reduction -> Q group: the mean of the bands, summed in
-                    # another order than the whole-tensor kernel's, may round to the other
-                    # side of a quantization step; accepted when the float mean holds to the
-                    # float tolerance and the result is one step away.
+                    # A folded DQ -> reduction -> Q group: the mean of the bands, or a float
+                    # Conv / MatMul on the band's rows (another kernel path than on the whole
+                    # tensor: MLAS picks its blocking by shape), sums in another order than
+                    # the whole-tensor kernel and may round to the other side of a
+                    # quantization step; accepted when every operand row read was correct
+                    # (``clean``), the float core holds to the float tolerance and the result
+                    # is one step away.  A wrong pad or a wrong row moves the float core far
+                    # beyond that tolerance.  (An int8 accelerator's integer kernel has no such
+                    # effect; ORT runs the QDQ form's core in float.)
                     ref_f = self.shadow.get(float_core[0])
-                    close = (ref_f is not None and self._band_close(float_core[1], ref_f)
+                    if ref_f is not None and ref_f.shape != float_core[1].shape:
+                        ref_f = self._band(float_core[0], ref_f, st.out_lo, st.out_hi)
+                    close = (ref_f is not None and ref_f.shape == float_core[1].shape
+                             and self._band_close(float_core[1], ref_f)
                              and int(np.max(np.abs(value.astype(np.int64) - want.astype(np.int64)))) <= 1)
                 if close:
                     # Float kernels on fewer rows may round differently: the shadow follows
                     # the plan's values (the final outputs are compared within tolerance).
-                    self._band(out, self.shadow[out], st.out_lo, st.out_hi)[...] = value
+                    self._follow(out, st.out_lo, st.out_hi, value)
                 else:
                     self.corrupt(s, None, f"rows [{st.out_lo}, {st.out_hi}) of '{out}' computed from correct operand "
                                  f"rows {[(n, lo, hi) for n, lo, hi in st.inputs]} with pads "
