@@ -221,7 +221,14 @@ def propagate(model: ModelProto, graph: onnx.GraphProto, shapes: Mapping[str, Ra
             if t is not None and merged.get(t.name) != t:
                 found[t.name] = merged[t.name] = t
             continue
-        if node.domain not in ("", "ai.onnx") or all(o in merged for o in outs):
+        if node.domain not in ("", "ai.onnx"):
+            continue
+        if all(o in merged for o in outs) and not any(i in found for i in node.input if i):
+            # Known, and none of its inputs changed in this pass.  (An input a rule just found
+            # or corrected makes the node inferred again: the symbolic engine's guess for it,
+            # built on a guessed com.microsoft result (a rank-0 float), must not stand.  A
+            # chain of QLinearConv -> QLinearMul -> QLinearSigmoid blocks (YOLO's SiLU in
+            # QOperator form) otherwise resolves one block per round and ends on guesses.)
             continue
         ins = [i for i in node.input if i]
         if any(i not in merged for i in ins) or any(True for a in node.attribute if a.type in (
