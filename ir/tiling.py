@@ -582,7 +582,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
         return column_maps(graph, op)
     # onnxruntime's quantized elementwise ops are "opaque" to the importer (a non-standard
     # domain) but their row semantics are known.
-    known = op.domain == "com.microsoft" and op.op_type in (_QLINEAR_ROWWISE | {"QLinearConv", *_QLINEAR_ACCUMULATE})
+    known = op.domain == "com.microsoft" and op.op_type in (
+        _QLINEAR_ROWWISE | {"QLinearConv", "QLinearConcat", *_QLINEAR_ACCUMULATE})
     split = _split_map(graph, op) or _tflite_split_map(graph, op)
     if split is not None:
         return split   # several results, one map (each result is a unit of its own: row_units)
@@ -634,7 +635,10 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
                or (op.domain == "tflite" and t in _TFLITE_ROWWISE))
     # Concat along channels: axis 1 in NCHW, 3 in NHWC.
     channel = (1, -3) if ax == 2 else (3, -1)
+    # (QLinearConcat requantizes each operand to the result's scale, element by element, then
+    # concatenates: per row the same as a Concat; its scales and zero points are read whole.)
     concat = ((op.domain in ("", "ai.onnx") and t == "Concat" and int(a.get("axis", 0)) in channel)
+              or (op.domain == "com.microsoft" and t == "QLinearConcat" and int(a.get("axis", 0)) in channel)
               or (op.domain == "tflite" and t == "CONCATENATION" and int(a.get("axis", 0)) in channel))
     if not (rowwise or concat):
         return None
