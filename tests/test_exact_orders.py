@@ -154,6 +154,10 @@ def test_exact_is_never_worse_than_auto_below_m_r(seed: int, n: int, h: int, fra
     assert exact.solver.lower_bound is not None and exact.solver.lower_bound <= exact.metrics.noncompulsory_bytes
     if exact.cascades:
         assert exact.solver.cascade_order in ("file", *ORDERS)
+    # Every bound it reports is a byte count the plan format reads back (a negative joint
+    # bound from an unproven relaxation was written once and then refused).
+    assert exact.solver.joint_bound is None or 0 <= exact.solver.joint_bound <= exact.metrics.noncompulsory_bytes
+    assert plan_from_json(plan_to_json(exact)).solver == exact.solver
     if auto is not None:
         assert validate(g, auto).ok
         if auto.solver.stopped_by or exact.solver.stopped_by:
