@@ -3,15 +3,16 @@
 For each (model, capacity) it compiles with ``--solver exact`` once per mode: ``heuristic``
 (``--param partition=heuristic``: the heuristic partition search, the macro graph planned by
 exact), ``model`` (``partition=model joint=off``: the CP-SAT partition model in the file order
-and each order of ``reorder``, min-peak and branch, ``stowage.solvers.exact.tiled_model``) and ``joint`` (``partition=model``, the
-default: the same plus the joint model packing the file order's candidates with whole tensors
-and spills, ``stowage.solvers.exact.tiled_joint``), and prints one markdown row per run (every mode starts from ``auto``'s tiled plan):
-non-compulsory bytes, the bound over every tiling (``solver.lower_bound``) and the gap to it,
-the partition model's bound on cut traffic over its candidate partitions
-(``solver.partition_bound``), the joint model's bound on traffic over every plan into the file
-order's candidates in that order (``solver.joint_bound``) and the gap to it, which search's
-partition won, its order (``solver.cascade_order``), validity (the one validator, run again here) and wall seconds.  8-bit sizes,
-activations only, ethos-u55-256.
+and each order of ``reorder``, min-peak and branch, ``stowage.solvers.exact.tiled_model``) and
+``joint`` (``partition=model``, the default: the same plus the joint model packing the file
+order's candidates with whole tensors and spills, ``stowage.solvers.exact.tiled_joint``); every
+mode starts from ``auto``'s tiled plan.  It prints one markdown row per run: non-compulsory
+bytes, the bound over every tiling (``solver.lower_bound``) and the gap to it, the partition
+model's bound on cut traffic over its candidate partitions (``solver.partition_bound``), the
+joint model's bound on traffic over every plan into the file order's candidates in that order
+(``solver.joint_bound``) and the gap to it, which search's partition won and its order
+(``solver.cascade_order``), validity (the one validator, run again here) and wall seconds.
+8-bit sizes, activations only, ethos-u55-256.
 
     python benchmarks/tiled_exact.py                       # the issue's table
     python benchmarks/tiled_exact.py --cases mobilenet_v2:64 --time-limit 60

@@ -224,13 +224,17 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         from stowage.solvers.tiling.orders import check_names
 
         check_names(reorder)
-    if solver == "exact" and not latency and memo is None:
+    # Below M_R ``exact`` starts from ``auto``'s tiled plan (the same problem, time limit and
+    # orders; its heuristic searches are reused below, not repeated): exact's plan is never
+    # worse.  Above M_R (a tiled plan tried beside the whole-tensor one) it does not.
+    below = problem.capacity is not None and problem.capacity < m_r_cached(
+        problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+    started_from: Plan | None = None
+    if solver == "exact" and not latency and below:
         from stowage.solvers.tiling.orders import SearchMemo
 
-        memo = SearchMemo()
-    # ``exact`` starts from ``auto``'s tiled plan (the same problem, time limit and orders; its
-    # heuristic searches are reused below, not repeated): exact's plan is never worse.
-    started_from = _auto_start(problem, memo, reorder) if solver == "exact" and not latency else None
+        memo = SearchMemo() if memo is None else memo
+        started_from = _auto_start(problem, memo, reorder)
     if started_from is not None and started_from.solver.status == "optimal":
         # It meets the bound over every tiling and every order: nothing left to search.
         log.info("tiling: auto's tiled plan meets the tiled lower bound (%d B)",
