@@ -16,6 +16,7 @@ only, ethos-u55-256.
     python benchmarks/exact_orders.py                                  # the suite CNNs, 256/128/64 KiB
     python benchmarks/exact_orders.py --models lraspp_mobilenet_v3 --kib 256 --time-limit 60
     python benchmarks/exact_orders.py --models --files det.onnx --dim 'x[0]=1' --dim 'x[2]=320' --dim 'x[3]=320'
+    python benchmarks/exact_orders.py --solvers exact        # exact alone (auto's column from another run)
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ def main() -> int:
                     help="bind a symbolic dimension of the --files (repeatable), as stowage compile --dim")
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 128, 64])
     ap.add_argument("--time-limit", type=float, default=30.0)
+    ap.add_argument("--solvers", nargs="*", default=["auto", "exact"], choices=("auto", "exact"),
+                    help="run only these (a column left out prints '-': e.g. exact alone on a second tree)")
     args = ap.parse_args()
 
     from stowage.api import compile as compile_plan
@@ -88,8 +91,8 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---|---|---:|---:|---|")
     for name in [*args.models, *args.files]:
         for cap in sorted({k * 1024 for k in args.kib}, reverse=True):
-            sa, ra = run(name, cap, "auto")
-            se, re_ = run(name, cap, "exact")
+            sa, ra = run(name, cap, "auto") if "auto" in args.solvers else ("-", None)
+            se, re_ = run(name, cap, "exact") if "exact" in args.solvers else ("-", None)
             ba = f"{ra[0].metrics.noncompulsory_bytes:,}" if ra else "-"
             be = f"{re_[0].metrics.noncompulsory_bytes:,}" if re_ else "-"
             change = ""
