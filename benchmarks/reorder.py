@@ -12,6 +12,10 @@ plans pass the validator, and whether the wall clock shaped a run (``solver.stop
     python benchmarks/reorder.py --models lraspp_mobilenet_v3 --kib 256
     python benchmarks/reorder.py --models --files det.onnx --dim 'x[0]=1' --dim 'x[2]=320' --dim 'x[3]=320'
 
+With ``--solver exact`` the first run is exact in the file order alone (its own searches and
+the ``auto`` run it starts from), the second exact with every order (``--reorder``), whose
+partition model then runs in each order too (``stowage.solvers.exact.tiled_search``).
+
 Suite models are planned at 8-bit, ``--files`` at their own element types or ``--element-bytes``
 (QDQ groups folded), activations only, target ethos-u55-256.
 """
@@ -40,7 +44,7 @@ def main() -> int:
     ap.add_argument("--element-bytes", type=int, default=None,
                     help="plan the --files at this element size (1: 8-bit), as stowage compile --element-bytes")
     ap.add_argument("--kib", nargs="*", type=int, default=[256, 128, 64])
-    ap.add_argument("--solver", default="auto", choices=("auto", "heuristic"))
+    ap.add_argument("--solver", default="auto", choices=("auto", "heuristic", "exact"))
     ap.add_argument("--reorder", default="min-peak,branch", help="the second run's --param reorder")
     ap.add_argument("--time-limit", type=float, default=10.0)
     args = ap.parse_args()

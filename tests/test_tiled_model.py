@@ -82,15 +82,17 @@ def test_the_model_beats_the_beam_of_the_dp() -> None:
 
 def test_compile_exact_plans_the_model_partition_and_the_validator_accepts_it() -> None:
     """The same DAG compiled with ``--solver exact`` (the target's 16-byte alignment changes the
-    sizes): the heuristic partition's plan moves 384 B; with the partition models (file and
-    min-peak orders) the plan is valid and moves less (360 B when measured, from the min-peak
-    order's partition, which its model proves optimal over its candidates);
+    sizes): the heuristic partition's plan in the file order alone (``reorder=``, which exact
+    passes to the ``auto`` run it starts from) moves 384 B; with the partition models (the
+    file, min-peak and branch orders) the plan is valid and moves less (360 B when measured,
+    from the min-peak order's partition, which its model proves optimal over its candidates);
     ``solver.partition_bound`` is the model's bound on cut traffic (here at most the plan's
     traffic, which has no spills), and ``lower_bound`` stays the bound over every tiling (no
     larger than the traffic)."""
     g = _seed6()
     plans = {how: compile_plan(g, "ethos-u55-256", capacity=140, solver="exact", time_limit=20,
-                               params={"partition": how}) for how in ("heuristic", "model")}
+                               params={"partition": how, **({"reorder": ()} if how == "heuristic" else {})})
+             for how in ("heuristic", "model")}
     for plan in plans.values():
         assert validate(g, plan).ok
         assert plan.solver.lower_bound is not None and plan.solver.lower_bound <= plan.metrics.noncompulsory_bytes
@@ -100,6 +102,7 @@ def test_compile_exact_plans_the_model_partition_and_the_validator_accepts_it() 
     assert model.solver.partition_bound is not None
     assert model.solver.partition_bound <= model.metrics.noncompulsory_bytes
     assert model.solver.found_by is not None and model.solver.found_by.split(" + ")[0] != "tiling"
+    assert (heur.solver.cascade_order, model.solver.cascade_order) == ("file", "min-peak")
 
 
 def _brute_force(part: Partitioner, cap: int) -> int | None:

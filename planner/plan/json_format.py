@@ -103,9 +103,12 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
 
 
 _TIME_KEYS = ("start", "end", "channel")
+#: ``solver.cascade_order``'s words: the file order, ``stowage.solvers.tiling.orders.ORDERS``,
+#: or ``other`` (an order none of those names).
+CASCADE_ORDERS = ("file", "min-peak", "branch", "other")
 #: Solver keys written only when set, so that older plans stay byte for byte as before.
 _OPTIONAL_SOLVER_KEYS = ("found_by", "stopped_by", "latency_bound", "latency_status", "whole_tensor_bound",
-                         "partition_bound", "joint_bound")
+                         "partition_bound", "joint_bound", "cascade_order")
 
 
 def _time(x: _Reader, key: str) -> float | None:
@@ -310,6 +313,7 @@ def plan_from_dict(data: Any) -> Plan:
         whole_tensor_bound=s.opt("whole_tensor_bound").int_(0, nullable=True),
         partition_bound=s.opt("partition_bound").int_(0, nullable=True),
         joint_bound=s.opt("joint_bound").int_(0, nullable=True),
+        cascade_order=s.opt("cascade_order").str_(nullable=True, choices=CASCADE_ORDERS),
     )
     buffers = []
     for i, b in enumerate(r.key("buffers").list_()):

@@ -122,6 +122,10 @@ class SolverInfo:
     #: (``stowage.solvers.exact.tiled_joint``); absent when above the plan's traffic (the plan
     #: then lies outside that class).  Not over every tiling: ``lower_bound`` stays that.
     joint_bound: int | None = None
+    #: A tiled plan: the operator order whose runs are its cascades (``file``, or an order of
+    #: ``stowage.solvers.tiling.orders.ORDERS``: ``min-peak``, ``branch``), i.e. which order's
+    #: search won; ``None`` on a plan without cascades.
+    cascade_order: str | None = None
 
 
 @dataclass(frozen=True)

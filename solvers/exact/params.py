@@ -39,12 +39,17 @@ class ExactParams:
     """with objective latency: also let CP-SAT choose which buffers to spill and when, for time, on the candidates'
     orders (stowage.solvers.exact.latency_residency); false keeps only the DMA schedule of fixed plans"""
     partition: str = "model"
-    """tiled plans (below M_R): model (the CP-SAT partition model over candidate cascades, in the file and the
-    min-peak order, besides the heuristic partitions; docs/tiling.md) | heuristic (the heuristic partition search
+    """tiled plans (below M_R): model (the CP-SAT partition model over candidate cascades, in the file order and each
+    order of reorder, besides the heuristic partitions; docs/tiling.md) | heuristic (the heuristic partition search
     only)"""
     joint: bool = True
     """tiled plans with partition model: also pack the file order's candidate cascades jointly with whole tensors
-    and spills in one CP-SAT model (stowage.solvers.exact.tiled_joint; solver.joint_bound); false skips it"""
+    and spills in one CP-SAT model (stowage.solvers.exact.tiled_joint; solver.joint_bound, a bound over the file
+    order's plans only); false skips it"""
+    reorder: tuple[str, ...] = ("min-peak", "branch")
+    """tiled plans (below M_R): the orders whose cascades are searched besides the file order's, by the heuristic
+    partition search and the partition model alike (stowage.solvers.tiling.orders.ORDERS: min-peak, branch; empty =
+    the file order only); the plan moving the fewest bytes is kept, and auto's tiled plan when it moves fewer"""
 
 
 @dataclass(frozen=True)

@@ -419,6 +419,10 @@ class JointTiledModel:
         spills = frozenset(key for key, v in self.spill.items() if solver.boolean_value(v))
         traffic = 0 if isinstance(self.traffic, int) else round(solver.value(self.traffic))
         bound = traffic if status == cp_model.OPTIMAL else math.ceil(solver.best_objective_bound - 1e-6)
+        # Traffic is never negative: CP-SAT's bound before any proof can be (PP-OCRv4's
+        # detector at 128 KiB: -321,600), and a negative ``joint_bound`` would be written
+        # into the plan, which the plan reader then refuses.
+        bound = max(0, bound)
         return JointResult(chosen, off, spills, traffic, min(bound, traffic),
                            "optimal" if status == cp_model.OPTIMAL else "feasible", not self.addresses)
 

@@ -2,27 +2,30 @@
 
 ``plan_tiled`` calls ``exact_candidates`` when the heuristic partition search found no
 partition without cut traffic.  It runs the CP-SAT partition model
-(``stowage.solvers.exact.tiled_model``) in two orders:
+(``stowage.solvers.exact.tiled_model``) in the file order and in each other order that
+``auto`` searches (``--param reorder``, by default ``stowage.solvers.tiling.orders.ORDERS``:
+the min-peak and the depth-first "branch" order; the one list of orders):
 
 1. the file order, warm-started with the heuristic's least-traffic partition;
-2. the min-peak order (``stowage.solvers.analysis.schedule.min_peak_order_ex``, work budgets
-   only, so the order does not depend on load), when it differs from the file order: its
-   own heuristic partitions (``choose_candidates`` on a ``Partitioner`` of that order) and
-   its model.  A run of that order is a cascade only where the macro graph stays in
-   topological file order (``Partitioner.macro_safe``); residual blocks the order keeps
-   together may be one cascade, as in the file order.
+2. each other order that differs from those before it: its own heuristic partitions
+   (``orders.reorder_candidates``, the very search ``auto`` runs, on the walks the file order
+   made) and its model, warm-started with them.  A run of another order is a cascade only
+   where the macro graph stays in topological file order (``Partitioner.macro_safe``).
 
 Every partition found is returned with its partitioner; ``plan_tiled`` plans each on its
-macro graph and keeps the plan moving the fewest bytes (so the result is never worse than the
-heuristic's).  The bound returned is the smallest of the models' proven bounds on cut
-traffic: valid over the union of their candidate sets, and only there
-(``solver.partition_bound``).
+macro graph and keeps the plan moving the fewest bytes (and ``auto``'s tiled plan when it
+moves fewer, so the result is never worse than the heuristic's or ``auto``'s).  The bound
+returned is the smallest of the models' proven bounds on cut traffic: valid over the union
+of their candidate sets, and only there (``solver.partition_bound``); an order whose model
+ended without a bound leaves that union unbounded, and then none is claimed.
 
-Between the two orders, the joint model (``stowage.solvers.exact.tiled_joint``) packs the file
-order's candidates with whole tensors and spills in one CP-SAT model (``--param joint=off``
-skips it); its partition is planned like the others, and its relaxation's proven bound on
-non-compulsory traffic over every plan into those candidates in the file order is
-``solver.joint_bound``.
+After the orders' models, the joint model (``stowage.solvers.exact.tiled_joint``) packs the
+file order's candidates with whole tensors and spills in one CP-SAT model (``--param
+joint=off`` skips it); its partition is planned like the others, and its relaxation's proven
+bound on non-compulsory traffic over every plan into those candidates *in the file order* is
+``solver.joint_bound``: a per-order bound, not one over the other orders' plans (a plan of
+another order may move less; ``plan_tiled`` then withholds it) and not over every tiling
+(``solver.lower_bound``, ``stowage.solvers.tiling.bound``, is that one).
 """
 
 from __future__ import annotations
@@ -31,29 +34,26 @@ import logging
 import time
 from dataclasses import dataclass
 
-from stowage.errors import CapacityError
 from stowage.ir.graph import Graph
 from stowage.solvers.exact.tiled_model import PartitionResult, exact_partition
 from stowage.solvers.problem import Problem, default_workers
-from stowage.solvers.tiling import partition
+from stowage.solvers.tiling.orders import ORDERS, SearchMemo, order_label
 from stowage.solvers.tiling.partition import Partitioner, Segment
 
 log = logging.getLogger(__name__)
 
-#: Share of the time left that the partition models (both orders together, the min-peak
-#: order's heuristic search included) may take on the wall clock: a safety net (the work
-#: budgets, ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end them first); the
-#: rest is for planning the macro graphs.
+#: Share of the time left that the partition models (every order together, the other orders'
+#: heuristic searches included) may take on the wall clock: a safety net (the work budgets,
+#: ``tiled_model.CANDIDATE_WORK`` and ``MODEL_WORK``, normally end them first); the rest is
+#: for planning the macro graphs.
 MODEL_WALL_SHARE = 0.3
-#: The min-peak order is tried only while this share of the models' window is left.
+#: Share of the models' window the file order's model may take; the other orders share the
+#: rest equally (the wall-clock safety net of each; their work budgets normally end them).
 ALT_ORDER_SHARE = 0.5
 #: Share of the time left that the joint model (``tiled_joint``: its relaxation and its address
 #: model) may take on the wall clock, after the file order's partition model: a safety net,
 #: its work budgets (``RELAX_WORK``, ``PACK_WORK``) normally end it first.
 JOINT_WALL_SHARE = 0.4
-#: Work budget of the min-peak order's search (its ``time_limit`` argument, which sets beam
-#: widths and local-search moves; no wall-clock stop).
-ORDER_BUDGET = 2.0
 
 
 def _warm(cands: list[list[Segment]], cap: int) -> list[Segment] | None:
@@ -72,7 +72,7 @@ def _search(problem: Problem, part: Partitioner, heuristic: list[list[Segment]],
     if res is None or not res.segments:
         return [], None, res
     log.info("tiled model (%s order): cut traffic %d, bound %d (%s, %d candidates%s)",
-             "file" if part.file else "min-peak", res.traffic, res.bound, res.status, res.candidates,
+             order_label(problem, part), res.traffic, res.bound, res.status, res.candidates,
              "" if res.complete else ", budget-limited")
     return [list(res.segments)], res.bound, res
 
@@ -113,31 +113,34 @@ def _joint(problem: Problem, part: Partitioner, res: PartitionResult | None, heu
 
 
 def exact_candidates(problem: Problem, part: Partitioner, heuristic: list[list[Segment]], end: float,
-                     joint: bool = True) -> ExactPartitions:
+                     joint: bool = True, reorder: tuple[str, ...] = ORDERS,
+                     memo: SearchMemo | None = None) -> ExactPartitions:
     """Partitions to plan besides the heuristic's and the proven bounds (``ExactPartitions``);
-    ``joint``: also run the joint model on the file order's candidates."""
+    ``joint``: also run the joint model on the file order's candidates; ``reorder``: the other
+    orders (``stowage.solvers.tiling.orders``) whose heuristic partitions and partition model
+    are searched too (their heuristic searches from ``memo`` when ``auto``'s run made them)."""
     now = time.monotonic()
     window = MODEL_WALL_SHARE * max(1.0, end - now)
     out: list[tuple[Partitioner, list[Segment], str]] = []
     bounds: list[int | None] = []
-    # The file order's model first, in at most half the window (the min-peak order's turn next).
+    # The file order's model first, in at most half the window (the other orders' turn next).
     found, bound, res = _search(problem, part, heuristic, now + ALT_ORDER_SHARE * window)
     out += [(part, s, "tiling model") for s in found]
     bounds.append(bound)
-    if time.monotonic() > now + ALT_ORDER_SHARE * window:
-        log.warning("tiled model: no time left for the min-peak order")
+    if reorder and time.monotonic() > now + ALT_ORDER_SHARE * window:
+        log.warning("tiled model: no time left for the other orders")
         part.stopped_by = "time"
-    else:
-        out += _min_peak_order(problem, part, now + window, bounds)
+        bounds.append(None)     # an order not searched: its candidates are not bounded
+    elif reorder:
+        out += _other_orders(problem, part, reorder, now + window, bounds, memo)
     # The joint model last, in its own window (it improves on the partitions above, and its
     # bound is about the file order's candidates).
     joint_bound: int | None = None
     if joint:
         jfound, joint_bound = _joint(problem, part, res, heuristic, end)
         out += jfound
-    # A bound over both candidate sets is the smaller of the two; a model that ended without
-    # one (or an order not searched) leaves its set unbounded, so then only the file order's
-    # set is claimed.
+    # A bound over every order's candidate set is the smallest; a model that ended without
+    # one (or an order not searched) leaves its set unbounded, and then none is claimed.
     known = [b for b in bounds if b is not None]
     partition_bound = min(known) if known and len(known) == len(bounds) else None
     if joint_bound is not None and partial_loads(problem.graph):
@@ -177,33 +180,35 @@ def partial_loads(graph: Graph) -> bool:
     return False
 
 
-def _min_peak_order(problem: Problem, part: Partitioner, deadline: float, bounds: list[int | None]
-                    ) -> list[tuple[Partitioner, list[Segment], str]]:
-    """The heuristic's and the partition model's partitions along the min-peak order (when it
-    differs from the file order); appends the model's bound to ``bounds``."""
-    from stowage.solvers.analysis.schedule import min_peak_order_ex
-    from stowage.solvers.tiling.plan import choose_candidates
+def _other_orders(problem: Problem, part: Partitioner, names: tuple[str, ...], deadline: float,
+                  bounds: list[int | None], memo: SearchMemo | None
+                  ) -> list[tuple[Partitioner, list[Segment], str]]:
+    """The heuristic's and the partition model's partitions along each order of ``names``
+    that differs from the file order and the orders before it (``orders.order_search``: the
+    search ``auto`` runs, on ``part``'s shared walks, taken from ``memo`` when auto's run
+    searched it); appends each model's bound to ``bounds`` (None for an order the clock left
+    unsearched).  Each order's model gets an equal
+    share of the time left before ``deadline`` as its wall-clock safety net."""
+    from stowage.solvers.tiling.orders import distinct_orders, order_search
 
+    todo = distinct_orders(problem, part, names)
     out: list[tuple[Partitioner, list[Segment], str]] = []
-    order, _proven = min_peak_order_ex(problem.graph, problem.weights_in_compute_level, ORDER_BUDGET,
-                                       problem.seed, safety_stop=False)
-    if tuple(order) != part.order:
-        alt = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
-                          deadline=deadline, work=partition.WORK_BUDGET,
-                          order=tuple(order))
-        try:
-            alt_heuristic = choose_candidates(problem, alt)
-        except CapacityError:
-            alt_heuristic = []
-        out += [(alt, s, "tiling (min-peak order)") for s in alt_heuristic]
-        found, alt_bound, _res = _search(problem, alt, alt_heuristic, deadline)
-        out += [(alt, s, "tiling model (min-peak order)") for s in found]
+    for k, name in enumerate(todo):
+        now = time.monotonic()
+        share = now + (deadline - now) / (len(todo) - k)
+        if now >= deadline:
+            log.warning("tiled model: no time left for the %s order", name)
+            part.stopped_by = "time"
+            bounds.append(None)
+            continue
+        alt, found = order_search(problem, part, name, share, memo)
+        out += [(alt, s, f"tiling ({name} order)") for s in found]
+        got, alt_bound, _res = _search(problem, alt, found, share)
+        out += [(alt, s, f"tiling model ({name} order)") for s in got]
         bounds.append(alt_bound)
         if alt.stopped_by:
             part.stopped_by = alt.stopped_by
-    else:
-        log.info("tiled model: the min-peak order is the file order")
     return out
 
 
-__all__ = ["JOINT_WALL_SHARE", "MODEL_WALL_SHARE", "ORDER_BUDGET", "ExactPartitions", "exact_candidates"]
+__all__ = ["ALT_ORDER_SHARE", "JOINT_WALL_SHARE", "MODEL_WALL_SHARE", "ExactPartitions", "exact_candidates"]

@@ -13,9 +13,12 @@ With ``auto`` and ``heuristic`` (their ``reorder`` parameter) the same search ru
 orders too, the min-peak one and a depth-first one (``stowage.solvers.tiling.orders``), and the
 plan moving the fewest bytes is kept, the file order's on ties.
 
-With ``--solver exact`` the exact solver chooses cascades too: a CP-SAT partition model over
-candidate cascades in the file and the min-peak order (``stowage.solvers.exact.tiled_search``)
-adds its partitions to the heuristic's, and the plan moving the fewest bytes is kept.
+With ``--solver exact`` the exact solver chooses cascades too: it starts from ``auto``'s tiled
+plan (reusing its walks), and a CP-SAT partition model over candidate cascades in the file order
+and each order of ``reorder`` (``stowage.solvers.exact.tiled_search``) adds its partitions to
+the heuristic's in those orders; the plan moving the fewest bytes is kept (exact's own on a tie
+with auto's), so exact's tiled plan never moves more than auto's.  Every tiled plan names the
+order its cascades are runs of (``solver.cascade_order``).
 
 The plan is then checked by the one validator, rows included.
 """
@@ -212,19 +215,50 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     return out
 
 
-def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Plan:
-    """The best tiled plan among the candidate partitions (least non-compulsory traffic)."""
+def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo: Any = None) -> Plan:
+    """The best tiled plan among the candidate partitions (least non-compulsory traffic).
+    ``memo``: a ``stowage.solvers.tiling.orders.SearchMemo`` that keeps (or, filled by an
+    earlier run of the same problem, gives) each order's heuristic search: ``exact`` passes
+    the one of ``auto``'s run it starts from."""
     # The choice of cascades is bounded by its work budget (``partition.WORK_BUDGET``); 80% of
     # the time limit is only its safety net on an overloaded machine.  The macro solves (one
     # step per cascade, a fraction of the limit) get what is left, at least a second each.
     start = time.monotonic()
     end = start + problem.time_limit
-    part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
-                       deadline=start + 0.8 * problem.time_limit, work=partition.WORK_BUDGET, shared={})
+    latency = getattr(params, "objective", "traffic") == "latency"
+    reorder = tuple(getattr(params, "reorder", ())) if solver in ("auto", "heuristic", "exact") else ()
+    if reorder:
+        from stowage.solvers.tiling.orders import check_names
+
+        check_names(reorder)
+    # Below M_R ``exact`` starts from ``auto``'s tiled plan (the same problem, time limit and
+    # orders; its heuristic searches are reused below, not repeated): exact's plan is never
+    # worse.  Above M_R (a tiled plan tried beside the whole-tensor one) it does not.
+    below = problem.capacity is not None and problem.capacity < m_r_cached(
+        problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment)
+    started_from: Plan | None = None
+    if solver == "exact" and not latency and below:
+        from stowage.solvers.tiling.orders import SearchMemo
+
+        memo = SearchMemo() if memo is None else memo
+        started_from = _auto_start(problem, memo, reorder)
+    if started_from is not None and started_from.solver.status == "optimal":
+        # It meets the bound over every tiling and every order: nothing left to search.
+        log.info("tiling: auto's tiled plan meets the tiled lower bound (%d B)",
+                 started_from.metrics.noncompulsory_bytes)
+        return _from_auto(started_from)
+    start_key = (problem.graph.file_order(), problem.capacity)
+    if memo is not None and start_key in memo.searched:
+        part, first = memo.searched[start_key]
+    else:
+        part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
+                           deadline=start + 0.8 * problem.time_limit, work=partition.WORK_BUDGET, shared={})
+        first = choose_candidates(problem, part)
+        if memo is not None:
+            memo.searched[start_key] = (part, first)
     best: Plan | None = None
     error: CapacityError | None = None
-    latency = getattr(params, "objective", "traffic") == "latency"
-    candidates = [(part, segs, "tiling") for segs in choose_candidates(problem, part)]
+    candidates = [(part, segs, "tiling") for segs in first]
     partition_bound: int | None = None
     joint_bound: int | None = None
     how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
@@ -233,21 +267,22 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
     if how == "model" and not latency and problem.capacity is not None \
             and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
         # The exact solver chooses the cascades too: the CP-SAT partition model over candidate
-        # cascades, in the file order and a second (min-peak) order (docs/tiling.md).
+        # cascades, in the file order and each other order (its heuristic partitions there
+        # included), then the joint model in the file order (docs/tiling.md).
         from stowage.solvers.exact.tiled_search import exact_candidates
 
         found = exact_candidates(problem, part, [s for _p, s, _w in candidates], end,
-                                 joint=bool(getattr(params, "joint", True)))
+                                 joint=bool(getattr(params, "joint", True)), reorder=reorder, memo=memo)
         partition_bound, joint_bound = found.partition_bound, found.joint_bound
         candidates = candidates + found.partitions   # ties keep the heuristic's plan
-    reorder = tuple(getattr(params, "reorder", ())) if solver in ("auto", "heuristic") else ()
+        reorder = ()                                 # searched above
     if reorder and not latency and problem.capacity is not None \
             and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
         # Cascades along other orders too (the min-peak one, a depth-first one whose runs span
         # a branch's paths): ``stowage.solvers.tiling.orders``; ties keep the file order's plan.
         from stowage.solvers.tiling.orders import SEARCH_SHARE, reorder_candidates
 
-        candidates += reorder_candidates(problem, part, reorder, start + SEARCH_SHARE * problem.time_limit)
+        candidates += reorder_candidates(problem, part, reorder, start + SEARCH_SHARE * problem.time_limit, memo)
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
@@ -258,9 +293,13 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         if key in seen:
             continue   # the same partition from two searches: planned once
         seen.add(key)
-        if source != "tiling" and best is not None and not latency \
-                and sum(s.traffic for s in segs) >= best.metrics.noncompulsory_bytes:
-            continue   # its cut traffic alone is no better than a plan in hand: no macro solve
+        cut = sum(s.traffic for s in segs)
+        if source != "tiling" and not latency and (
+                (best is not None and cut >= best.metrics.noncompulsory_bytes)
+                or (started_from is not None and cut > started_from.metrics.noncompulsory_bytes)):
+            # Its cut traffic alone is no better than a plan in hand: no macro solve (one that
+            # may tie auto's plan is made: exact's own plan wins a tie).
+            continue
         try:
             left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
             plan = _plan_partition(left, cpart, segs, solver, params)
@@ -270,6 +309,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         if source != "tiling" and plan.solver.found_by:
             # Which search chose the cascades: the partition model, or another order's.
             plan = replace(plan, solver=replace(plan.solver, found_by=source + plan.solver.found_by[len("tiling"):]))
+        plan = replace(plan, solver=replace(plan.solver, cascade_order=_order_label(problem, cpart)))
         if latency:  # time the attached plan (docs/timing.md)
             from stowage.solvers.exact.latency_model import latency_key, latency_of_tiled
 
@@ -278,9 +318,19 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
                 best = plan
         elif best is None or plan.metrics.noncompulsory_bytes < best.metrics.noncompulsory_bytes:
             best = plan
+    if started_from is not None and (best is None or started_from.metrics.noncompulsory_bytes
+                                     < best.metrics.noncompulsory_bytes):
+        # ``auto``'s plan moves less than every plan exact made (its macro planner spilled
+        # less on some partition): kept, and ``found_by`` says whose it is.
+        log.info("tiling: auto's tiled plan (%d B) is the best", started_from.metrics.noncompulsory_bytes)
+        best = _from_auto(started_from)
     if best is None:
         assert error is not None
         raise error
+    if started_from is not None and started_from.solver.stopped_by and not best.solver.stopped_by:
+        # The clock cut auto's run: its plan, the reference that spared macro solves above,
+        # may differ under another load, and so may the plan kept.
+        best = replace(best, solver=replace(best.solver, stopped_by=started_from.solver.stopped_by))
     if partition_bound is not None and not any(c.slotted for c in best.cascades):
         # The model's candidates hold rings: a plan with cascades by slot is no partition into
         # them, and may cut less than that bound, so it is not reported for such a plan.
@@ -298,6 +348,36 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         # machine the same command may choose others.
         best = replace(best, solver=replace(best.solver, stopped_by=part.stopped_by))
     return best
+
+
+def _auto_start(problem: Problem, memo: Any, reorder: tuple[str, ...]) -> Plan | None:
+    """``auto``'s tiled plan of ``problem`` with exact's ``reorder`` (the same orders; by
+    default every order of ``stowage.solvers.tiling.orders.ORDERS``, as ``auto``'s own
+    default), for ``exact`` below M_R to start from, its searches left in ``memo``; None
+    when auto finds no tiled plan (exact then reports its own refusal)."""
+    from stowage.solvers.registry import make_params
+
+    try:
+        return plan_tiled(problem, "auto", make_params("auto", {"reorder": reorder}), memo=memo)
+    except CapacityError as exc:
+        log.info("tiling: no tiled plan from auto to start from: %s", exc)
+        return None
+
+
+def _from_auto(plan: Plan) -> Plan:
+    """``auto``'s tiled plan returned by ``exact``: its solver name, and ``found_by`` saying
+    whose plan it is (``auto: tiling (min-peak order) + ...``)."""
+    found_by = f"auto: {plan.solver.found_by or 'tiling'}"
+    return replace(plan, solver=replace(plan.solver, name="exact", found_by=found_by))
+
+
+def _order_label(problem: Problem, part: Partitioner) -> str:
+    """``solver.cascade_order``: which order ``part`` cuts (``orders.order_label``)."""
+    if part.file:
+        return "file"
+    from stowage.solvers.tiling.orders import order_label
+
+    return order_label(problem, part)
 
 
 def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
