@@ -153,6 +153,7 @@ def test_compile_json_narrow_bounds_and_tiled_seconds(tmp_path) -> None:
     assert d["tiled"] is True and d["traffic"]["noncompulsory"] == 32_768
     assert d["partition_bound"] == 32_768 and d["joint_bound"] == 32_768
     assert d["whole_tensor_bound"] is None and d["stopped_by"] is None
+    assert d["cascade_order"] in ("file", "min-peak", "branch", "other")
     assert d["bound"] <= d["traffic"]["noncompulsory"]
     plan = load_plan(tmp_path / "out" / "plan.json")
     assert plan.solver.seconds == d["seconds"]["solve"] > 0
@@ -161,3 +162,4 @@ def test_compile_json_narrow_bounds_and_tiled_seconds(tmp_path) -> None:
 def test_compile_json_whole_tensor_plan_has_null_narrow_bounds(compiled) -> None:
     d, _ = compiled
     assert d["partition_bound"] is None and d["joint_bound"] is None and d["stopped_by"] is None
+    assert d["cascade_order"] is None

@@ -111,6 +111,7 @@ def summary_json(model: str, plan, budgets: tuple[int, int, int], written, secon
         "whole_tensor_bound": s.whole_tensor_bound,
         "partition_bound": s.partition_bound,
         "joint_bound": s.joint_bound,
+        "cascade_order": s.cascade_order,
         "seconds": {"solve": round(s.seconds, 4), "total": round(seconds_total, 4)},
         "files": [str(p) for p in written],
     }
