@@ -11,7 +11,7 @@ solve's return above M_R, the first macro solve's return below it), the deadline
 (``time_limit`` after the start) and the return.  The table has each phase's CPU and wall
 seconds and how much of its CPU came after the deadline.
 
-    python benchmarks/on_time_phases.py CASE SOLVER LIMIT [--busy N] [--out FILE.md]
+    python benchmarks/on_time_phases.py CASE SOLVER LIMIT [--busy N] [--settle S] [--out FILE.md]
 
 ``CASE``: ``layered`` or ``NAME:CAPACITY`` (a suite model, 8-bit, activations only, in place,
 ethos-u55-256).  ``--busy N`` starts N busy-loop processes for the run (``on_time.py``'s).
@@ -200,7 +200,9 @@ def main() -> int:
     ap.add_argument("solver")
     ap.add_argument("limit", type=float)
     ap.add_argument("--busy", type=int, default=0)
-    ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=None, help="append the table to this file")
+    ap.add_argument("--settle", type=float, default=20.0,
+                    help="seconds the busy loops run before the case starts (the load average rises)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     available()
@@ -210,7 +212,7 @@ def main() -> int:
     for p in procs:
         p.start()
     if procs:
-        time.sleep(20)
+        time.sleep(args.settle)
     load0 = os.getloadavg()[0]
     plan, wall, cpu = run_case(args.case, args.solver, args.limit)
     for p in procs:
