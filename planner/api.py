@@ -109,7 +109,11 @@ def compile(
     ``[compute]`` table).  When the target has one, the plan carries its timeline
     (``stowage.solvers.timing``: transfer times, ``metrics.estimated_seconds``).  Raises
     ``StowageError`` subclasses (exit code 2 in the CLI) for user errors, ``CapacityError``
-    naming M_R when the capacity is too small."""
+    naming M_R when the capacity is too small.
+
+    On time (issue 14, item 3): the phases after the first valid plan (the tiled attempt above
+    M_R, further tiled candidates, the tiled lower bound) stop at ``promise_end`` of the call,
+    less the room to validate, and the plan then says ``solver.stopped_by = "time"``."""
     from stowage.solvers.registry import get, make_params, solve
 
     if time_limit <= 0:
