@@ -318,7 +318,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, stop_
         elif best is None or plan.metrics.noncompulsory_bytes < best.metrics.noncompulsory_bytes:
             best = plan
     if best is None:
-        if error is None:   # only with ``in_hand``: the clock stopped before the first macro solve
+        if error is None or clock_cut:   # only with ``in_hand``: the clock stopped the macro solves
             raise OutOfTime("tiling: no candidate planned before the caller's deadline")
         raise error
     if clock_cut and not best.solver.stopped_by:
