@@ -175,6 +175,12 @@ def resolve_capacity(spec: str | int | None, graph: Graph, target: Hierarchy,
             raise TargetError(_bad(spec))
         return spec
     text = spec.strip()
+    if text.upper() == "M_R":
+        # M_R alone is one pass over the operators; the budgets' min-peak order (for M_P and
+        # M_H) is a scheduler search of up to 5 s (1.3 s of CPU on NASNet-A) that
+        # ``--capacity M_R`` does not need (issue 14, on time).  The same number:
+        # ``_budgets`` takes its M_R from this memo.
+        return m_r_cached(graph, weights_in_compute_level, max(1, int(target.compute.alignment)))
     if text.upper() in BUDGET_NAMES:
         return target_budgets(graph, target, weights_in_compute_level).get(text)
     try:

@@ -116,12 +116,20 @@ def _floor_error(part: Partitioner, cap: int, untiled: int, timed_out: bool = Fa
                          f"{worst[1]}")
 
 
-def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]]:
+def choose_candidates(problem: Problem, part: Partitioner, stop_at: float | None = None,
+                      in_hand: bool = False) -> list[list[Segment]]:
     """Partitions worth planning at the problem's capacity, best first (see ``partition``):
     one that fits with every boundary in the compute level (no traffic) when it exists; else
     the least-traffic one with boundaries through off-chip memory, and the one with the
     smallest cascades, whose bystanders the whole-tensor planner spills.  A
-    ``CapacityError`` names the step that cannot be made to fit."""
+    ``CapacityError`` names the step that cannot be made to fit.
+
+    ``stop_at`` (``time.monotonic()``): the wall instant by which the caller must return.  The
+    smallest-cascades search then stops there (``OutOfTime``, ``part.stopped_by = "time"``)
+    whenever something else can be returned: a least-traffic partition, or the caller's own
+    plan (``in_hand``: above M_R, the whole-tensor one).  Without either it still runs to its
+    end (else a capacity below M_R would have no plan at all); an empty list then means
+    the clock ended the only search that could still produce a candidate (``in_hand``)."""
     g, cap = problem.graph, problem.capacity
     align = problem.target.compute.alignment
     if cap is None:
@@ -180,12 +188,24 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
             log.info("tiling: the search with rows by slot did not complete; the rings' partition stands")
         part.reach = reach
     # The smallest-cascades partition is the fallback whatever the clock or the budget says:
-    # without it a capacity below M_R has no plan at all (it walks each segment once).
-    part.deadline = None
+    # without it a capacity below M_R has no plan at all (it walks each segment once).  When
+    # there is another plan to return (a least-traffic partition, the caller's), it is one
+    # more candidate, and the caller's deadline ends it (6-8 s of CPU on PNASNet-5 at M_R,
+    # where the whole-tensor plan wins: issue 14, on time).
+    cut_ok = stop_at is not None and (bool(out) or in_hand)
+    part.deadline = stop_at if cut_ok else None
     part.work = None
-    peak, spilled = part.min_peak(bystanders=False)
-    if peak <= cap:
-        out.append(spilled)
+    try:
+        peak, spilled = part.min_peak(bystanders=False)
+        if peak <= cap:
+            out.append(spilled)
+    except OutOfTime:
+        part.stopped_by = "time"
+        log.warning("tiling: the smallest-cascades search ran out of time; %s",
+                    "the least-traffic partition stands" if out else "the caller's plan stands")
+        return out
+    finally:
+        part.deadline = None
     if not out and (timed_out or part.stopped_by == "time"):
         # The clock cut the least-traffic search and the smallest cascades do not fit (a step
         # that only fits inside a longer cascade, e.g. a Slice of an input read whole on its
@@ -215,11 +235,21 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
     return out
 
 
-def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo: Any = None) -> Plan:
+def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo: Any = None,
+               stop_at: float | None = None, in_hand: bool = False) -> Plan:
     """The best tiled plan among the candidate partitions (least non-compulsory traffic).
     ``memo``: a ``stowage.solvers.tiling.orders.SearchMemo`` that keeps (or, filled by an
     earlier run of the same problem, gives) each order's heuristic search: ``exact`` passes
-    the one of ``auto``'s run it starts from."""
+    the one of ``auto``'s run it starts from.
+
+    ``stop_at`` (``time.monotonic()``; None: no stop): the wall instant by which the caller
+    must return (``stowage.compile``: the promise, ``time_limit`` + 10% + 2 s, less the room
+    its validation needs).  Once a plan is in hand (the first candidate's, or the caller's
+    when ``in_hand``: above M_R, the whole-tensor plan), every phase checks it: the
+    smallest-cascades search (``choose_candidates``), each further candidate's macro solve,
+    the tiled lower bound; what the clock cut is flagged ``solver.stopped_by = "time"``.
+    With ``in_hand`` and no candidate planned by then, ``OutOfTime`` (the caller's plan
+    stands)."""
     # The choice of cascades is bounded by its work budget (``partition.WORK_BUDGET``); 80% of
     # the time limit is only its safety net on an overloaded machine.  The macro solves (one
     # step per cascade, a fraction of the limit) get what is left, at least a second each.
@@ -241,7 +271,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         from stowage.solvers.tiling.orders import SearchMemo
 
         memo = SearchMemo() if memo is None else memo
-        started_from = _auto_start(problem, memo, reorder)
+        started_from = _auto_start(problem, memo, reorder, stop_at)
     if started_from is not None and started_from.solver.status == "optimal":
         # It meets the bound over every tiling and every order: nothing left to search.
         log.info("tiling: auto's tiled plan meets the tiled lower bound (%d B)",
@@ -253,12 +283,14 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
     else:
         part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
                            deadline=start + 0.8 * problem.time_limit, work=partition.WORK_BUDGET, shared={})
-        first = choose_candidates(problem, part)
+        first = choose_candidates(problem, part, stop_at, in_hand)
         if memo is not None:
             memo.searched[start_key] = (part, first)
     best: Plan | None = None
     error: CapacityError | None = None
     candidates = [(part, segs, "tiling") for segs in first]
+    if not candidates:   # only with ``in_hand``: the clock ended the one search left
+        raise OutOfTime("tiling: no partition before the caller's deadline")
     partition_bound: int | None = None
     joint_bound: int | None = None
     how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
@@ -271,7 +303,9 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         # included), then the joint model in the file order (docs/tiling.md).
         from stowage.solvers.exact.tiled_search import exact_candidates
 
-        found = exact_candidates(problem, part, [s for _p, s, _w in candidates], end,
+        # Extra candidates (the heuristic's are in hand): the caller's deadline ends them too.
+        found = exact_candidates(problem, part, [s for _p, s, _w in candidates],
+                                 end if stop_at is None else min(end, stop_at),
                                  joint=bool(getattr(params, "joint", True)), reorder=reorder, memo=memo)
         partition_bound, joint_bound = found.partition_bound, found.joint_bound
         candidates = candidates + found.partitions   # ties keep the heuristic's plan
@@ -282,12 +316,15 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         # a branch's paths): ``stowage.solvers.tiling.orders``; ties keep the file order's plan.
         from stowage.solvers.tiling.orders import SEARCH_SHARE, reorder_candidates
 
-        candidates += reorder_candidates(problem, part, reorder, start + SEARCH_SHARE * problem.time_limit, memo)
+        search_end = start + SEARCH_SHARE * problem.time_limit
+        candidates += reorder_candidates(problem, part, reorder,
+                                         search_end if stop_at is None else min(search_end, stop_at), memo)
     if latency:  # the least-peak partition too: larger cascades can be faster (docs/timing.md)
         from stowage.solvers.exact.latency_model import latency_partitions
 
         candidates += [(part, s, "tiling") for s in latency_partitions(problem, part, [s for _p, s, _w in candidates])]
     seen: set[tuple[tuple[tuple[int, ...], int, int, frozenset[int]], ...]] = set()
+    clock_cut = False
     for cpart, segs, source in candidates:
         key = tuple((s.ops, s.stripe_rows, s.pace_rows, s.dram) for s in segs)
         if key in seen:
@@ -300,9 +337,18 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
             # Its cut traffic alone is no better than a plan in hand: no macro solve (one that
             # may tie auto's plan is made: exact's own plan wins a tie).
             continue
+        held = best is not None or in_hand or started_from is not None
+        if stop_at is not None and held and time.monotonic() >= stop_at:
+            clock_cut = True   # the plan in hand is returned; the other candidates are not planned
+            log.warning("tiling: the deadline passed; the candidate partitions left are not planned")
+            break
         try:
-            left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
-            plan = _plan_partition(left, cpart, segs, solver, params)
+            limit = max(1.0, end - time.monotonic())
+            if stop_at is not None and held:
+                # A plan is in hand: this macro solve must end by the caller's deadline too.
+                limit = min(limit, max(0.1, stop_at - time.monotonic()))
+            left = replace(problem, time_limit=limit)
+            plan = _plan_partition(left, cpart, segs, solver, params, stop_at)
         except CapacityError as exc:
             error = exc
             continue
@@ -325,8 +371,11 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         log.info("tiling: auto's tiled plan (%d B) is the best", started_from.metrics.noncompulsory_bytes)
         best = _from_auto(started_from)
     if best is None:
-        assert error is not None
+        if error is None or clock_cut:   # only with ``in_hand``: the clock stopped the macro solves
+            raise OutOfTime("tiling: no candidate planned before the caller's deadline")
         raise error
+    if clock_cut and not best.solver.stopped_by:
+        best = replace(best, solver=replace(best.solver, stopped_by="time"))
     if started_from is not None and started_from.solver.stopped_by and not best.solver.stopped_by:
         # The clock cut auto's run: its plan, the reference that spared macro solves above,
         # may differ under another load, and so may the plan kept.
@@ -350,7 +399,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
     return best
 
 
-def _auto_start(problem: Problem, memo: Any, reorder: tuple[str, ...]) -> Plan | None:
+def _auto_start(problem: Problem, memo: Any, reorder: tuple[str, ...], stop_at: float | None = None) -> Plan | None:
     """``auto``'s tiled plan of ``problem`` with exact's ``reorder`` (the same orders; by
     default every order of ``stowage.solvers.tiling.orders.ORDERS``, as ``auto``'s own
     default), for ``exact`` below M_R to start from, its searches left in ``memo``; None
@@ -358,7 +407,7 @@ def _auto_start(problem: Problem, memo: Any, reorder: tuple[str, ...]) -> Plan |
     from stowage.solvers.registry import make_params
 
     try:
-        return plan_tiled(problem, "auto", make_params("auto", {"reorder": reorder}), memo=memo)
+        return plan_tiled(problem, "auto", make_params("auto", {"reorder": reorder}), memo=memo, stop_at=stop_at)
     except CapacityError as exc:
         log.info("tiling: no tiled plan from auto to start from: %s", exc)
         return None
@@ -386,7 +435,8 @@ def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
     return any(all(not s.dram and s.peak <= cap for s in segs) for segs in candidates)
 
 
-def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any) -> Plan:
+def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any,
+                    stop_at: float | None = None) -> Plan:
     programs: list[Program] = []
     roomy: list[Program] = []
     layouts: list[SlotLayout | None] = []
@@ -406,10 +456,10 @@ def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], so
         # Rings instead of staging where the capacity leaves room (each row loaded once); the
         # staged programs when the macro graph does not fit so.
         try:
-            return _plan_programs(problem, roomy, solver, params, slotted)
+            return _plan_programs(problem, roomy, solver, params, slotted, stop_at)
         except CapacityError:
             pass
-    return _plan_programs(problem, programs, solver, params, slotted)
+    return _plan_programs(problem, programs, solver, params, slotted, stop_at)
 
 
 def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: int, j: int) -> Program:
@@ -427,9 +477,10 @@ def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: in
 
 
 def _plan_programs(problem: Problem, programs: list[Program], solver: str, params: Any,
-                   layouts: list[SlotLayout | None] | None = None) -> Plan:
+                   layouts: list[SlotLayout | None] | None = None, stop_at: float | None = None) -> Plan:
     """Plan the macro graph of ``programs``; ``layouts[k]``, when given, addresses cascade
-    ``k``'s rows by slot (one row region, ``CascadeSpec.region``) instead of by ring."""
+    ``k``'s rows by slot (one row region, ``CascadeSpec.region``) instead of by ring.
+    ``stop_at``: the caller's deadline, which also ends the tiled lower bound."""
     from stowage.solvers.registry import solve
 
     g = problem.graph
@@ -447,18 +498,22 @@ def _plan_programs(problem: Problem, programs: list[Program], solver: str, param
     log.info("tiling: %d cascades (%s)", len(programs),
              ", ".join(f"{len(p.ops)} steps x {p.stripe_rows} rows" for p in programs))
     macro_plan = solve(replace(problem, graph=macro), solver, params)
-    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target, lays))
+    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target, lays), stop_at)
 
 
-def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
+def with_tiled_bound(problem: Problem, plan: Plan, stop_at: float | None = None) -> Plan:
     """``plan`` with the lower bound valid over every tiling (``stowage.solvers.tiling.bound``),
-    and ``optimal`` when its traffic meets it."""
+    and ``optimal`` when its traffic meets it.  ``stop_at``: the caller's deadline, which ends
+    the bound's search when it comes first (a bound the clock cut is still valid, and
+    flagged)."""
     traffic = plan.metrics.noncompulsory_bytes
     cap, weights = problem.capacity, problem.weights_in_compute_level
     # Each candidate partition's plan asks for the same bound (seconds on EfficientNet-B0).
     # The run bound's DP ends on its work budget; the end of the time limit is its safety net
     # (seconds on DenseNet-121), and a bound the clock cut says so in ``stopped_by``.
     deadline = time.monotonic() + max(0.0, problem.time_limit)
+    if stop_at is not None:
+        deadline = min(deadline, stop_at)
     tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
                                                lambda: tiled_lower_bound(problem.graph, cap, weights, deadline))
     bound = 0 if tb is None else tb.bytes
