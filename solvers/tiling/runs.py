@@ -90,6 +90,7 @@ from itertools import combinations
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.inplace import data_operands
 from stowage.ir.tiling import WINDOW, row_units
+from stowage.solvers.tiling.instants import ChainInstants
 
 #: Tensors tracked per link by the DP (the costliest); the rest cross for free in it.
 TRACKED = 4
@@ -403,12 +404,22 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     def new_hull() -> _Hull | _Instant:
         return _Instant(wset, graph, lags) if per_instant else _Hull(aliasable, sharable)
 
+    # Fact 4 per instant, with the rows other steps hold (``instants``): only for slot plans'
+    # accounting (ring plans hold at least as much).
+    chain = ChainInstants(graph, steps, arts, needs, capacity) if per_instant else None
+
+    def fits(h: _Hull | _Instant, i: int, j: int, whole: Mapping[BufferId, int]) -> bool:
+        # The chain first: vectorised, and it rejects most runs that do not fit.
+        if chain is not None and chain.footprint(i, j, whole, h.mono if isinstance(h, _Instant) else 0) > capacity:
+            return False
+        return h.footprint(whole) <= capacity
+
     everything = new_hull()
     span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0]) & kept
     for op in steps:
         if span_all >> pos[op.index] & 1:
             everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index], op.index)
-    if everything.footprint({b: graph.buffers[b].bytes for b in walls}) <= capacity:
+    if fits(everything, 0, m - 1, {b: graph.buffers[b].bytes for b in walls}):
         return RunBound(0, (), m, ((arts[0], arts[-1]),))
 
     inf = 1 << 62
@@ -455,7 +466,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                         loosest = {b: graph.buffers[b].bytes for b in (*left, *right)
                                    if b not in base_cross and b not in inside}
                         evaluations += 1
-                        if hull.footprint(loosest) > capacity:
+                        if not fits(hull, i, j, loosest):
                             continue  # infeasible even with every inside tensor crossing
                         for sub in inner:
                             evaluations += 1
@@ -469,7 +480,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                                 return RunBound(0, (), m, cut=True)
                             crossing = crossing_left | frozenset(chosen) | frozenset(sub)
                             whole = {b: graph.buffers[b].bytes for b in (*left, *right, *inside) if b not in crossing}
-                            if hull.footprint(whole) > capacity:
+                            if not fits(hull, i, j, whole):
                                 continue
                             c = c0 + sum(cost[b] for b in (*chosen, *sub))
                             key = frozenset(b for b in crossing if b in right)
