@@ -187,7 +187,7 @@ class ChainInstants:
     of the articulation steps in ``steps``; ``needs``: ``bound._step_needs`` per step."""
 
     def __init__(self, graph: Graph, steps: list[Operator], arts: list[int], needs: Mapping[int, Needs],
-                 capacity: int, work: int = WORK, evals: int = EVALS) -> None:
+                 capacity: int, work: int | None = None, evals: int = EVALS) -> None:
         self.graph = graph
         self.m = m = len(arts)
         ops = [steps[p] for p in arts]
@@ -225,7 +225,7 @@ class ChainInstants:
         self.capacity = capacity
         self.evals = evals
         self.spent = 0
-        per = max(1, work // max(1, m * ROWS_PER_STEP))
+        per = max(1, (WORK if work is None else work) // max(1, m * ROWS_PER_STEP))
         self.instants: list[_Instant] = []
         for k in range(m):
             sp = self.simple[k]
@@ -257,7 +257,7 @@ class ChainInstants:
 
     def cost(self, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Edge ``a_{k-1} -> a_k``: ``(cost, allowed)`` over ``(P_{k-1}, P_k)``: bytes of its
-        buffer's live rows, and whether ``P_{k-1} >= hi(P_k)``."""
+        buffer's live rows (``_INF`` where not allowed), and whether ``P_{k-1} >= hi(P_k)``."""
         if k not in self._cost:
             b = self.edge[k]
             assert b is not None
@@ -271,7 +271,7 @@ class ChainInstants:
             if prev.height > n_in:
                 cnt[n_in + 1:] = cnt[n_in]
             allowed = np.arange(prev.height + 1)[:, None] >= self.hi(b, k)[None, :]
-            self._cost[k] = (cnt * prev.row, allowed)
+            self._cost[k] = (np.where(allowed, cnt * prev.row, _INF), allowed)
         return self._cost[k]
 
     # -- one instant ----------------------------------------------------------------------
@@ -322,7 +322,7 @@ class ChainInstants:
                     break
                 cost, allowed = self.cost(q)
                 cells += cost.size
-                v = np.minimum(np.where(allowed, cost + v[None, :], _INF).min(axis=1), _INF)
+                v = np.minimum((cost + v[None, :]).min(axis=1), _INF)
                 v = self._floor(v, q - 1, pmin)
                 left.append(int(min(v.min(), _INF)))
                 q -= 1
@@ -341,7 +341,7 @@ class ChainInstants:
                     break
                 cost, allowed = self.cost(n)
                 cells += cost.size
-                w = np.minimum(np.where(allowed, cost + w[:, None], _INF).min(axis=0), _INF)
+                w = np.minimum((cost + w[:, None]).min(axis=0), _INF)
                 w = self._ceil(w, n, pmax)
                 right.append(int(min(w.min(), _INF)))
                 n += 1

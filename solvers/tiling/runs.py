@@ -87,6 +87,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+import numpy as np
+
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.inplace import data_operands
 from stowage.ir.tiling import WINDOW, row_units
@@ -242,6 +244,9 @@ class _Instant:
         #: Per step, per buffer it makes: the rows a reader in the hull still needs while it
         #: writes (``bound._lags``), the largest over those readers.
         self.lag: list[dict[BufferId, int]] = []
+        self._at: np.ndarray | None = None          # ``footprint``'s per-step sums, and per buffer
+        self._of: dict[BufferId, np.ndarray] = {}   # its terms and lags (cleared when stale)
+        self._stale = False
 
     def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int,
                  index: int | None = None) -> None:
@@ -258,7 +263,9 @@ class _Instant:
                 prod = self.graph.buffers[b].producer if lag and self.graph is not None else None
                 if prod is not None and prod in self.at:
                     got = self.lag[self.at[prod]]
-                    got[b] = max(got.get(b, 0), lag)
+                    if lag > got.get(b, 0):
+                        got[b] = lag
+                        self._stale = True
         if index is not None:
             self.at[index] = len(self.steps)
         self.steps.append((sum(own.values()) + extra, own))
@@ -266,10 +273,23 @@ class _Instant:
         self.work = max(self.work, extra)
 
     def footprint(self, whole: Mapping[BufferId, int]) -> int:
-        """With the tensors ``whole`` (buffer -> bytes) whole and resident."""
-        at = max((t - sum(v for b, v in own.items() if b in whole) + sum(v for b, v in lag.items() if b not in whole)
-                  for (t, own), lag in zip(self.steps, self.lag)), default=0)
-        return self.mono + sum(whole.values()) + max(at, self.work)
+        """With the tensors ``whole`` (buffer -> bytes) whole and resident: per step, its terms
+        and lag rows (``at``) less the terms and lags of the whole tensors (vectorised over the
+        steps, rebuilt when the hull has grown since the last call)."""
+        if not self.steps:
+            return self.mono + sum(whole.values()) + self.work
+        if self._at is None or len(self._at) != len(self.steps) or self._stale:
+            self._at = np.array([t + sum(lag.values()) for (t, _), lag in zip(self.steps, self.lag)], dtype=np.int64)
+            self._of.clear()
+            self._stale = False
+        at = self._at
+        for b in whole:
+            d = self._of.get(b)
+            if d is None:
+                d = self._of[b] = np.array([own.get(b, 0) + lag.get(b, 0) for (_, own), lag in zip(self.steps, self.lag)],
+                                           dtype=np.int64)
+            at = at - d
+        return self.mono + sum(whole.values()) + max(int(at.max()), self.work)
 
 
 def _undominated(states: Mapping[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]
