@@ -72,6 +72,8 @@ add).  ``tests/test_tiling_bound.py`` checks it by hand and against every planne
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -85,14 +87,21 @@ from stowage.solvers.tiling.alias import alias_operands
 #: the instants: a work budget, so the bound does not depend on load.  MobileNetV2 needs
 #: about 2 million.
 WORK = 20_000_000
-#: Instants per step: rows ``r`` of ``y_s`` tried (spread over its interior).
+#: Instants per step: rows ``r`` of ``y_s`` tried (spread over its interior), and at most
+#: ``INSTANTS`` in all (one per step on chains longer than ``INSTANTS / 3``: DenseNet-121).
 ROWS_PER_STEP = 3
+INSTANTS = 256
+#: Articulation steps before and after ``s`` that facts 2-3 follow (and the DP's reach): a
+#: window, so the work per instant does not grow with the graph; a shorter reach only
+#: weakens the bound.
+REACH = 72
 #: Instant evaluations (one instant for one run's last step) all runs may make; past it every
 #: further run is judged without the chain (``footprint`` 0: the bound only gets weaker).  A
 #: work budget, so the bound does not depend on load.  MobileNetV2 makes about 250,000.
 EVALS = 2_000_000
 
 _INF = np.iinfo(np.int64).max // 4
+log = logging.getLogger(__name__)
 _NO_MAP = (ACCUMULATE, CONCAT, FLATTEN)
 
 #: ``(m, read, tileable)`` of a step, as ``bound._step_needs`` gives it.
@@ -187,7 +196,7 @@ class ChainInstants:
     of the articulation steps in ``steps``; ``needs``: ``bound._step_needs`` per step."""
 
     def __init__(self, graph: Graph, steps: list[Operator], arts: list[int], needs: Mapping[int, Needs],
-                 capacity: int, work: int | None = None, evals: int = EVALS) -> None:
+                 capacity: int, work: int | None = None, evals: int = EVALS, deadline: float | None = None) -> None:
         self.graph = graph
         self.m = m = len(arts)
         ops = [steps[p] for p in arts]
@@ -225,17 +234,27 @@ class ChainInstants:
         self.capacity = capacity
         self.evals = evals
         self.spent = 0
-        per = max(1, (WORK if work is None else work) // max(1, m * ROWS_PER_STEP))
+        # Instants per step: ROWS_PER_STEP, fewer on long chains (at most INSTANTS in all).
+        rows_each = max(1, min(ROWS_PER_STEP, INSTANTS // max(1, m)))
+        per = max(1, (WORK if work is None else work) // max(1, m * rows_each))
         self.instants: list[_Instant] = []
+        #: The wall clock, not a work budget, ended the instants (the bound depends on load).
+        self.cut = False
         for k in range(m):
             sp = self.simple[k]
             if sp is None:
                 continue
-            for r in _rows_to_try(sp.height):
+            if deadline is not None and time.monotonic() > deadline:
+                # The compile's wall-clock safety net: fewer instants only weaken the bound.
+                log.warning("tiled bound: the wall clock ended the chain's instants at step %d of %d", k, m)
+                self.cut = True
+                break
+            for r in _rows_to_try(sp.height, rows_each):
                 self.instants.append(self._instant(k, r, per))
         self.by_step: dict[int, list[_Instant]] = {}
         for ins in self.instants:
             self.by_step.setdefault(ins.k, []).append(ins)
+        self._delta: dict[tuple[BufferId, int], np.ndarray] = {}   # per whole buffer, for ``_at``'s runs
         self._at: tuple[int, tuple[np.ndarray, np.ndarray, dict[BufferId, np.ndarray]] | None] | None = None
 
     # -- row maps -------------------------------------------------------------------------
@@ -282,7 +301,7 @@ class ChainInstants:
         # Fact 2: pmin (ancestors, rows made) and pmax (descendants, rows made at most).
         pmin: dict[int, int] = {k: r + 1}
         need_of_s = {b: int(self.hi(b, k)[r + 1]) for b in sp.maps}
-        for q in range(k - 1, -1, -1):
+        for q in range(k - 1, max(-1, k - 1 - REACH), -1):
             qs = self.simple[q]
             if qs is None:
                 continue
@@ -295,7 +314,7 @@ class ChainInstants:
             if best:
                 pmin[q] = min(best, qs.height)
         pmax: dict[int, int] = {k: r}
-        for n in range(k + 1, m):
+        for n in range(k + 1, min(m, k + 1 + REACH)):
             ns = self.simple[n]
             if ns is None:
                 continue
@@ -317,7 +336,7 @@ class ChainInstants:
             v = self._floor(v, k - 1, pmin)
             left.append(int(v.min()))
             q = k - 1
-            while q >= 1 and cells < per and left[-1] <= self.capacity:
+            while q >= 1 and k - q < REACH and cells < per and left[-1] <= self.capacity:
                 if self.edge[q] is None:
                     break
                 cost, allowed = self.cost(q)
@@ -336,7 +355,7 @@ class ChainInstants:
             w = self._ceil(w, k + 1, pmax)
             right.append(int(w.min()))
             n = k + 2
-            while n < m and cells < 2 * per and right[-1] <= self.capacity:
+            while n < m and n - k < REACH and cells < 2 * per and right[-1] <= self.capacity:
                 if self.edge[n] is None:
                     break
                 cost, allowed = self.cost(n)
@@ -349,12 +368,12 @@ class ChainInstants:
         # still reads (bit sets), and the rows the chain DP may count for it.
         terms: list[_Term] = []
         for b, q in self.prod.items():
-            if q > k or (q < k and (q not in pmin or self.reach[b] < k)):
+            if q > k or (q < k and (q not in pmin or self.reach[b] < k or q < k - REACH)):
                 continue   # made later, or read only by ancestors of s (which may be done)
             made = r + 1 if q == k else pmin[q]
             masks: list[tuple[int, int]] = []
             for n in self.readers.get(b, ()):
-                thr = r if n == k else pmax.get(n) if n > k else None
+                thr = r if n == k else pmax.get(n) if k < n <= k + REACH else None
                 if thr is None:
                     continue
                 last = self.last(b, n)
@@ -469,6 +488,7 @@ class ChainInstants:
                     row[lo:hi] += bin(cl).count("1") * t.row
         got = (ks, base, counted)
         self._at = (i, got)
+        self._delta = {}
         return got
 
     def footprint(self, i: int, j: int, whole: Mapping[BufferId, int], weights: int = 0) -> int:
@@ -484,16 +504,19 @@ class ChainInstants:
         if not end:
             return 0
         total = base[:end, j]
+        flat = 0
         for b, v in whole.items():
-            c = counted.get(b)
-            if c is None:
-                total = total + v
-            else:
-                # A whole buffer replaces the rows counted of it; one the DP counts rows of
-                # adds nothing (its bytes cover them).
-                cj = c[:end, j]
-                total = total + np.where(cj < 0, 0, v - np.minimum(cj, v))
-        return int(total.max()) + weights
+            if b not in counted:
+                flat += v
+                continue
+            # A whole buffer replaces the rows counted of it; one the DP counts rows of adds
+            # nothing (its bytes cover them).
+            d = self._delta.get((b, v))
+            if d is None:
+                c = counted[b]
+                d = self._delta[(b, v)] = np.where(c < 0, 0, v - np.minimum(c, v))
+            total = total + d[:end, j]
+        return int(total.max()) + flat + weights
 
 
 @dataclass(frozen=True)
@@ -532,12 +555,12 @@ def _bits(idx: np.ndarray) -> int:
     return out
 
 
-def _rows_to_try(h: int) -> list[int]:
+def _rows_to_try(h: int, count: int = ROWS_PER_STEP) -> list[int]:
     """Rows ``r`` of a step's result to take instants at: spread over its interior."""
     if h <= 2:
         return list(range(h))
-    picks = {max(1, min(h - 2, round(h * f))) for f in (0.25, 0.5, 0.75)[:ROWS_PER_STEP]}
+    picks = {max(1, min(h - 2, round(h * f))) for f in ((0.5,) if count == 1 else (0.25, 0.5, 0.75)[:count])}
     return sorted(picks)
 
 
-__all__ = ["EVALS", "ROWS_PER_STEP", "WORK", "ChainInstants"]
+__all__ = ["EVALS", "INSTANTS", "REACH", "ROWS_PER_STEP", "WORK", "ChainInstants"]

@@ -286,8 +286,8 @@ class _Instant:
         for b in whole:
             d = self._of.get(b)
             if d is None:
-                d = self._of[b] = np.array([own.get(b, 0) + lag.get(b, 0) for (_, own), lag in zip(self.steps, self.lag)],
-                                           dtype=np.int64)
+                d = self._of[b] = np.array(
+                    [own.get(b, 0) + lag.get(b, 0) for (_, own), lag in zip(self.steps, self.lag)], dtype=np.int64)
             at = at - d
         return self.mono + sum(whole.values()) + max(int(at.max()), self.work)
 
@@ -426,13 +426,21 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
 
     # Fact 4 per instant, with the rows other steps hold (``instants``): only for slot plans'
     # accounting (ring plans hold at least as much).
-    chain = ChainInstants(graph, steps, arts, needs, capacity) if per_instant else None
+    chain = ChainInstants(graph, steps, arts, needs, capacity, deadline=deadline) if per_instant else None
+
+    seen: dict[tuple[int, int, frozenset[BufferId]], bool] = {}
 
     def fits(h: _Hull | _Instant, i: int, j: int, whole: Mapping[BufferId, int]) -> bool:
-        # The chain first: vectorised, and it rejects most runs that do not fit.
-        if chain is not None and chain.footprint(i, j, whole, h.mono if isinstance(h, _Instant) else 0) > capacity:
-            return False
-        return h.footprint(whole) <= capacity
+        # One answer per run and set of whole tensors (the DP asks again for other states).
+        key = (i, j, frozenset(whole))
+        got = seen.get(key)
+        if got is None:
+            if len(seen) > 200_000:
+                seen.clear()
+            # The chain first: vectorised, and it rejects most runs that do not fit.
+            got = seen[key] = not (chain is not None and chain.footprint(
+                i, j, whole, h.mono if isinstance(h, _Instant) else 0) > capacity) and h.footprint(whole) <= capacity
+        return got
 
     everything = new_hull()
     span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0]) & kept
@@ -440,7 +448,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         if span_all >> pos[op.index] & 1:
             everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index], op.index)
     if fits(everything, 0, m - 1, {b: graph.buffers[b].bytes for b in walls}):
-        return RunBound(0, (), m, ((arts[0], arts[-1]),))
+        return RunBound(0, (), m, ((arts[0], arts[-1]),), cut=chain is not None and chain.cut)
 
     inf = 1 << 62
     evaluations = 0
@@ -512,7 +520,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         # (every plan gives one); any bound is then vacuous, so claim nothing.
         return RunBound(0, (), m)
     c, wit, runs = min(best[m].values())
-    return RunBound(c, tuple(sorted(wit)), m, runs)
+    return RunBound(c, tuple(sorted(wit)), m, runs, cut=chain is not None and chain.cut)
 
 
 __all__ = ["TRACKED", "WORK", "RunBound", "articulations", "kept_steps", "run_bound"]
