@@ -72,6 +72,11 @@ costliest; an untracked tensor is treated as crossing for free (a relaxation, so
 bound).  Past ``WORK`` run evaluations the run bound claims nothing.  Tensors ``bound``
 already proves must cross are crossing and paid there, not here.
 
+**Per instant** (``per_instant``): fact 4 per stripe (``_Instant``, the running step's own
+terms) and with the rows the rest of the cascade holds at that stripe
+(``stowage.solvers.tiling.instants.ChainInstants``, consulted first); a run fits only when
+both do.  Each answer is kept per run and set of whole tensors.
+
 **What would break it.**  Rings sized per instant (two rings of one cascade sharing bytes at
 different times) or in-place execution of operators outside ``data_operands`` would need
 fact 4 to sum per instant or to group more buffers; compute engines reading off-chip memory
