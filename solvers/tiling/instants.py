@@ -64,10 +64,13 @@ buffer's tensors):
 
 Only the articulation steps' own edges are used: any edge left out (a side branch, an edge
 of a kind other than a plain, dilated, resize or transposed window, a reduction, a step with
-several results) only removes terms or constraints, which lowers the bound.  The DP's reach
-from each ``s`` is cut by a work budget (``WORK`` matrix cells in all): a run reaching
-further is charged the value at the cut, which its true value is at least (more edges only
-add).  ``tests/test_tiling_bound.py`` checks it by hand and against every planner.
+several results) only removes terms or constraints, which lowers the bound.  So do the work
+budgets, all deterministic: facts 2-3 and the DP follow at most ``REACH`` articulation steps
+each way and ``WORK`` matrix cells in all (a run reaching further is charged the value at the
+cut, which its true value is at least: more edges only add); at most ``INSTANTS`` instants are
+taken; past ``EVALS`` instant evaluations a run is judged without the chain.  The compile's
+deadline (a wall-clock safety net) may end the instants early (``cut``).
+``tests/test_tiling_bound.py`` checks it by hand and against every planner.
 """
 
 from __future__ import annotations
