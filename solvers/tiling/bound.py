@@ -43,8 +43,17 @@ see, that a cascade holds the rings of all its members at once and that the tens
 leaves whole sit beside the cascades on both sides: a DP over the runs of *articulation
 steps* (steps comparable with every other) that every partition into cascades makes, with
 the tensors the per-buffer bound already counts as crossing, so no buffer is paid twice.
-MobileNetV2 at 8 bits, activations only: 0 at every capacity that plans before it, 150,528 B
-at 96 KiB (the plan's traffic: a proven optimum) and 263,424 B at 64 KiB after it.
+With rings held at their largest window (``per_instant=False``) MobileNetV2 at 8 bits,
+activations only, gives 150,528 B at 96 KiB and 238,336 B at 64 KiB.
+
+**Per instant** (``per_instant``, the default: plans may address rows by slot, so a ring holds
+only its rows live at each stripe).  Part 1 counts what each step between a ring's producer
+and readers needs at once, plus the rows a reader still needs while the producer writes
+(``_lags``).  The run bound judges each run at single stripes (``runs._Instant``: the running
+step's own terms) and, on the articulation chain, with the rows every other member of the
+cascade must hold at that stripe (``stowage.solvers.tiling.instants``: an exact DP over how
+far each member has got, whose argument that module gives).  MobileNetV2 as above: 0 down to
+96 KiB, 150,528 B at 64 KiB and 238,336 B at 48 KiB (0 at all five before the chain).
 ``tests/test_tiling_bound.py`` checks both parts by hand on small graphs and against the
 planners on random ones.
 """

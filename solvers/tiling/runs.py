@@ -72,6 +72,11 @@ costliest; an untracked tensor is treated as crossing for free (a relaxation, so
 bound).  Past ``WORK`` run evaluations the run bound claims nothing.  Tensors ``bound``
 already proves must cross are crossing and paid there, not here.
 
+**Per instant** (``per_instant``): fact 4 per stripe (``_Instant``, the running step's own
+terms) and with the rows the rest of the cascade holds at that stripe
+(``stowage.solvers.tiling.instants.ChainInstants``, consulted first); a run fits only when
+both do.  Each answer is kept per run and set of whole tensors.
+
 **What would break it.**  Rings sized per instant (two rings of one cascade sharing bytes at
 different times) or in-place execution of operators outside ``data_operands`` would need
 fact 4 to sum per instant or to group more buffers; compute engines reading off-chip memory
@@ -87,9 +92,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from itertools import combinations
 
+import numpy as np
+
 from stowage.ir.graph import BufferId, Graph, Operator, TensorKind
 from stowage.ir.inplace import data_operands
 from stowage.ir.tiling import WINDOW, row_units
+from stowage.solvers.tiling.instants import ChainInstants
 
 #: Tensors tracked per link by the DP (the costliest); the rest cross for free in it.
 TRACKED = 4
@@ -241,6 +249,9 @@ class _Instant:
         #: Per step, per buffer it makes: the rows a reader in the hull still needs while it
         #: writes (``bound._lags``), the largest over those readers.
         self.lag: list[dict[BufferId, int]] = []
+        self._at: np.ndarray | None = None          # ``footprint``'s per-step sums, and per buffer
+        self._of: dict[BufferId, np.ndarray] = {}   # its terms and lags (cleared when stale)
+        self._stale = False
 
     def add_step(self, m: Mapping[BufferId, int], pairs: list[tuple[BufferId, BufferId]], extra: int,
                  index: int | None = None) -> None:
@@ -257,7 +268,9 @@ class _Instant:
                 prod = self.graph.buffers[b].producer if lag and self.graph is not None else None
                 if prod is not None and prod in self.at:
                     got = self.lag[self.at[prod]]
-                    got[b] = max(got.get(b, 0), lag)
+                    if lag > got.get(b, 0):
+                        got[b] = lag
+                        self._stale = True
         if index is not None:
             self.at[index] = len(self.steps)
         self.steps.append((sum(own.values()) + extra, own))
@@ -265,10 +278,23 @@ class _Instant:
         self.work = max(self.work, extra)
 
     def footprint(self, whole: Mapping[BufferId, int]) -> int:
-        """With the tensors ``whole`` (buffer -> bytes) whole and resident."""
-        at = max((t - sum(v for b, v in own.items() if b in whole) + sum(v for b, v in lag.items() if b not in whole)
-                  for (t, own), lag in zip(self.steps, self.lag)), default=0)
-        return self.mono + sum(whole.values()) + max(at, self.work)
+        """With the tensors ``whole`` (buffer -> bytes) whole and resident: per step, its terms
+        and lag rows (``at``) less the terms and lags of the whole tensors (vectorised over the
+        steps, rebuilt when the hull has grown since the last call)."""
+        if not self.steps:
+            return self.mono + sum(whole.values()) + self.work
+        if self._at is None or len(self._at) != len(self.steps) or self._stale:
+            self._at = np.array([t + sum(lag.values()) for (t, _), lag in zip(self.steps, self.lag)], dtype=np.int64)
+            self._of.clear()
+            self._stale = False
+        at = self._at
+        for b in whole:
+            d = self._of.get(b)
+            if d is None:
+                d = self._of[b] = np.array(
+                    [own.get(b, 0) + lag.get(b, 0) for (_, own), lag in zip(self.steps, self.lag)], dtype=np.int64)
+            at = at - d
+        return self.mono + sum(whole.values()) + max(int(at.max()), self.work)
 
 
 def _undominated(states: Mapping[frozenset[BufferId], tuple[int, tuple[BufferId, ...], tuple[tuple[int, int], ...]]]
@@ -403,13 +429,31 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     def new_hull() -> _Hull | _Instant:
         return _Instant(wset, graph, lags) if per_instant else _Hull(aliasable, sharable)
 
+    # Fact 4 per instant, with the rows other steps hold (``instants``): only for slot plans'
+    # accounting (ring plans hold at least as much).
+    chain = ChainInstants(graph, steps, arts, needs, capacity, deadline=deadline) if per_instant else None
+
+    seen: dict[tuple[int, int, frozenset[BufferId]], bool] = {}
+
+    def fits(h: _Hull | _Instant, i: int, j: int, whole: Mapping[BufferId, int]) -> bool:
+        # One answer per run and set of whole tensors (the DP asks again for other states).
+        key = (i, j, frozenset(whole))
+        got = seen.get(key)
+        if got is None:
+            if len(seen) > 200_000:
+                seen.clear()
+            # The chain first: vectorised, and it rejects most runs that do not fit.
+            got = seen[key] = not (chain is not None and chain.footprint(
+                i, j, whole, h.mono if isinstance(h, _Instant) else 0) > capacity) and h.footprint(whole) <= capacity
+        return got
+
     everything = new_hull()
     span_all = (anc[steps[arts[-1]].index] | art_bit[-1]) & (desc[steps[arts[0]].index] | art_bit[0]) & kept
     for op in steps:
         if span_all >> pos[op.index] & 1:
             everything.add_step(needs[op.index][0], pairs[op.index], extra[op.index], op.index)
-    if everything.footprint({b: graph.buffers[b].bytes for b in walls}) <= capacity:
-        return RunBound(0, (), m, ((arts[0], arts[-1]),))
+    if fits(everything, 0, m - 1, {b: graph.buffers[b].bytes for b in walls}):
+        return RunBound(0, (), m, ((arts[0], arts[-1]),), cut=chain is not None and chain.cut)
 
     inf = 1 << 62
     evaluations = 0
@@ -455,7 +499,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                         loosest = {b: graph.buffers[b].bytes for b in (*left, *right)
                                    if b not in base_cross and b not in inside}
                         evaluations += 1
-                        if hull.footprint(loosest) > capacity:
+                        if not fits(hull, i, j, loosest):
                             continue  # infeasible even with every inside tensor crossing
                         for sub in inner:
                             evaluations += 1
@@ -469,7 +513,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                                 return RunBound(0, (), m, cut=True)
                             crossing = crossing_left | frozenset(chosen) | frozenset(sub)
                             whole = {b: graph.buffers[b].bytes for b in (*left, *right, *inside) if b not in crossing}
-                            if hull.footprint(whole) > capacity:
+                            if not fits(hull, i, j, whole):
                                 continue
                             c = c0 + sum(cost[b] for b in (*chosen, *sub))
                             key = frozenset(b for b in crossing if b in right)
@@ -481,7 +525,7 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
         # (every plan gives one); any bound is then vacuous, so claim nothing.
         return RunBound(0, (), m)
     c, wit, runs = min(best[m].values())
-    return RunBound(c, tuple(sorted(wit)), m, runs)
+    return RunBound(c, tuple(sorted(wit)), m, runs, cut=chain is not None and chain.cut)
 
 
 __all__ = ["TRACKED", "WORK", "RunBound", "articulations", "kept_steps", "run_bound"]
