@@ -56,7 +56,7 @@ from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.columns import column_tensors, flattened_pieces, row_axis_of
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
-from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
+from stowage.ir.tiling import ACCUMULATE, MIRROR, RESIZE, TRANSPOSED, WINDOW, RowMap
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
@@ -1241,7 +1241,12 @@ class Simulator:
         failed: str | None = None
         pending = False   # an accumulating stripe before the last band: nothing to write yet
         float_core: tuple[str, np.ndarray] | None = None
+        # A folded DQ -> Split -> Q group: the stripe names the int8 result of one Q; the Split
+        # makes every float result of the band, and only that result's Q runs.
+        int8_pick = group is not None and bool(st.output) and st.output not in op.outputs
         for m in chain:
+            if int8_pick and m.op_type == "QuantizeLinear" and st.output not in m.outputs:
+                continue   # another result's QuantizeLinear
             node = self.node_of(m)
             ins: list[np.ndarray | None] = [None if not n else values[n] if n in values else operand(n)
                                             for n in node.input]
@@ -1252,9 +1257,11 @@ class Simulator:
             elif m.op_type in ("Slice", "Pad") and m.domain in ("", "ai.onnx") and self._row_kind(m) == WINDOW:
                 node, ins = _band_operands(node, ins, st, self._band_lo(chain, spatial, m),
                                            self.graph.tensors[m.inputs[0]].shape)
+            elif self._row_kind(m) == MIRROR:
+                node, ins = self._mirror_band(m, node, ins, self._band_lo(chain, spatial, m), st)
             wanted = self.wanted(node)
             pick = 0
-            if len(wanted) != 1 or st.output:
+            if (len(wanted) != 1 or st.output) and not int8_pick:
                 # A Split's stripe writes the one result it names (Stripe.output).
                 if st.output not in wanted:
                     raise PlanFormatError(f"step {s}: stripe of '{m.name}' names result '{st.output}', not one of "
@@ -1277,6 +1284,8 @@ class Simulator:
                             values[wanted[0]] = got
                             if got.dtype.kind == "f" and group is not None:
                                 float_core = (wanted[0], got)
+                    elif int8_pick and len(wanted) > 1:
+                        values.update(zip(wanted, self.runner.run(node, ins, self.out_types(node))))
                     else:
                         values[wanted[pick]] = self.runner.run(node, ins, self.out_types(node))[pick]
                 except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
@@ -1388,8 +1397,31 @@ class Simulator:
             return m, name, geo, fill
         return None
 
+    def _mirror_band(self, m: Operator, node: onnx.NodeProto, ins: list[np.ndarray | None], lo: int,
+                     st: Stripe) -> tuple[onnx.NodeProto, list[np.ndarray | None]]:
+        """An edge / reflect Pad (``MIRROR``) set to run on one band: the kernel copies, for each
+        output row ``o`` of the band, input row ``mirror_row(o)`` from the rows the stripe read
+        (from ``lo``), and the node pads W (and channels) as in the model, with no H pads.
+        A row the stripe did not read makes the kernel fail (``IndexError``)."""
+        rm = next(iter((self._maps(m) or {}).values()))
+        band = ins[0]
+        assert band is not None
+        idx = [rm.mirror_row(o) - lo for o in range(st.out_lo, st.out_hi)]
+        if any(not 0 <= i < band.shape[2] for i in idx):
+            raise IndexError(f"output rows [{st.out_lo}, {st.out_hi}) copy input rows "
+                             f"{[i + lo for i in idx]}, not all in the rows read [{lo}, {lo + band.shape[2]})")
+        flat = dataclasses.replace(st, pad_top=0, pad_bottom=0)
+        node, ins = _band_operands(node, ins, flat, lo, self.graph.tensors[m.inputs[0]].shape)
+        ins[0] = np.ascontiguousarray(band[:, :, idx, :])
+        return node, ins
+
+    def _maps(self, m: Operator) -> dict[str, RowMap] | None:
+        from stowage.ir.tiling import row_maps
+
+        return row_maps(self.orig, m)
+
     def _row_kind(self, m: Operator) -> str | None:
-        """``RESIZE``, ``TRANSPOSED`` or ``ACCUMULATE`` when ``m``'s stripes are not windows
+        """``RESIZE``, ``TRANSPOSED``, ``MIRROR`` or ``ACCUMULATE`` when ``m``'s stripes are not windows
         (``docs/tiling.md``), ``WINDOW`` when they are, None when ``m`` has no row bands."""
         from stowage.ir.tiling import accumulates, row_maps
 
@@ -1398,7 +1430,7 @@ class Simulator:
             return None
         if accumulates(maps):
             return ACCUMULATE
-        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED)), WINDOW)
+        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED, MIRROR)), WINDOW)
 
     def _band_lo(self, chain: tuple[Operator, ...], spatial: Mapping[str, tuple[int, int]], m: Operator) -> int:
         """The first row of the band ``m``'s first operand holds (through a group's DQ)."""
