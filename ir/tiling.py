@@ -607,6 +607,27 @@ def _tflite_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] 
     return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[1])}
 
 
+#: LiteRT's MirrorPadMode (``MirrorPadOptions.mode``) as a ``MIRROR`` border mode.
+TFLITE_MIRROR_MODES = {0: "reflect", 1: "symmetric"}
+
+
+def _tflite_mirror_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A TFLite ``MIRROR_PAD`` (REFLECT or SYMMETRIC) of a 4-D NHWC activation with known
+    paddings: the ``MIRROR`` map along H, as the ONNX reflect Pad (its border rows copy rows
+    inside the tensor)."""
+    if op.domain != "tflite" or op.op_type != "MIRROR_PAD" or graph.layout != "NHWC" or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    tb = tflite_pad_rows(op)
+    mode = TFLITE_MIRROR_MODES.get(int(op.attributes.get("mode", 0) or 0))
+    if x is None or not _is_rows(x) or tb is None or mode is None or y.shape[1] != x.shape[1] + tb[0] + tb[1]:
+        return None
+    if not mirror_pad_rows(mode, tb[0], tb[1], x.shape[1]):
+        return None
+    return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[1], kind=MIRROR, mode=mode,
+                           out_rows=y.shape[1])}
+
+
 def _tflite_mean_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
     """A TFLite ``MEAN`` over H and W (axes 1 and 2 of NHWC): its input in bands, accumulated
     into the one-row result (``ACCUMULATE``), as ONNX ReduceMean; with ``keep_dims`` false the
@@ -656,7 +677,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     a = op.attributes
     special = (_accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
                or _slice_map(graph, op, y) or _pad_map(graph, op, y) or _tflite_slice_map(graph, op, y)
-               or _tflite_pad_map(graph, op, y) or _tflite_mean_map(graph, op, y))
+               or _tflite_pad_map(graph, op, y) or _tflite_mirror_pad_map(graph, op, y)
+               or _tflite_mean_map(graph, op, y))
     if special is not None:
         return special
     if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
@@ -1078,6 +1100,7 @@ __all__ = [
     "MIRROR",
     "MIRROR_MODES",
     "RESIZE",
+    "TFLITE_MIRROR_MODES",
     "TRANSPOSED",
     "UPSAMPLE_MODES",
     "WINDOW",

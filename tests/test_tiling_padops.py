@@ -310,3 +310,113 @@ def test_plan_h_of_the_qdq_plan_replays_in_c(qdq_plan, tmp_path) -> None:
     r = replay(emit_c(plan, g), tmp_path / "qdq")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "replay ok" in r.stdout
+
+
+# -- TFLite MIRROR_PAD (NHWC, rows on axis 1) ----------------------------------------------
+def mirror_tflite_model(seed: int = 0) -> bytes:
+    """An int8 NHWC graph LiteRT runs::
+
+        x (1x16x8x4) -> CONV_2D 3x3 SAME (a, 1x16x8x8)
+          -> MIRROR_PAD REFLECT, rows 2 above, 1 below, columns 1 each side (p, 1x19x10x8)
+          -> CONV_2D 3x3 VALID (q, 1x17x8x8)
+          -> MIRROR_PAD SYMMETRIC, rows 1 above, 2 below (r, 1x20x8x8)
+          -> CONV_2D 3x3 VALID (y, 1x18x6x8)
+
+    A MIRROR_PAD keeps its operand's scale and zero point, as LiteRT requires."""
+    from tflite_writer import INT32, Op, T, write_model
+
+    rng = np.random.default_rng(seed)
+
+    def w(shape: tuple[int, ...]) -> np.ndarray:
+        return rng.integers(-127, 128, shape).astype(np.int8)
+
+    def bias(n: int) -> np.ndarray:
+        return rng.integers(-300, 300, n).astype(np.int32)
+
+    s_x, s_a, s_q, s_y = 0.03, 0.05, 0.06, 0.07
+    tensors = [
+        T("x", (1, 16, 8, 4), scale=[s_x], zero_point=[-2]),                                    # 0
+        T("c0/w", (8, 3, 3, 4), data=w((8, 3, 3, 4)), scale=[0.01] * 8, zero_point=[0] * 8),     # 1
+        T("c0/b", (8,), INT32, data=bias(8), scale=[s_x * 0.01] * 8, zero_point=[0] * 8),        # 2
+        T("a", (1, 16, 8, 8), scale=[s_a], zero_point=[3]),                                     # 3
+        T("pads0", (4, 2), INT32, data=np.array([0, 0, 2, 1, 1, 1, 0, 0], np.int32)),           # 4
+        T("p", (1, 19, 10, 8), scale=[s_a], zero_point=[3]),                                    # 5
+        T("c1/w", (8, 3, 3, 8), data=w((8, 3, 3, 8)), scale=[0.004] * 8, zero_point=[0] * 8),    # 6
+        T("c1/b", (8,), INT32, data=bias(8), scale=[s_a * 0.004] * 8, zero_point=[0] * 8),       # 7
+        T("q", (1, 17, 8, 8), scale=[s_q], zero_point=[1]),                                     # 8
+        T("pads1", (4, 2), INT32, data=np.array([0, 0, 1, 2, 0, 0, 0, 0], np.int32)),           # 9
+        T("r", (1, 20, 8, 8), scale=[s_q], zero_point=[1]),                                     # 10
+        T("c2/w", (8, 3, 3, 8), data=w((8, 3, 3, 8)), scale=[0.004] * 8, zero_point=[0] * 8),    # 11
+        T("c2/b", (8,), INT32, data=bias(8), scale=[s_q * 0.004] * 8, zero_point=[0] * 8),       # 12
+        T("y", (1, 18, 6, 8), scale=[s_y], zero_point=[0]),                                     # 13
+    ]
+    conv = {"StrideW": 1, "StrideH": 1, "FusedActivationFunction": 0, "DilationWFactor": 1, "DilationHFactor": 1}
+    ops = [
+        Op("CONV_2D", [0, 1, 2], [3], "Conv2DOptions", {"Padding": 0, **conv}),
+        Op("MIRROR_PAD", [3, 4], [5], "MirrorPadOptions", {"Mode": 0}),
+        Op("CONV_2D", [5, 6, 7], [8], "Conv2DOptions", {"Padding": 1, **conv}),
+        Op("MIRROR_PAD", [8, 9], [10], "MirrorPadOptions", {"Mode": 1}),
+        Op("CONV_2D", [10, 11, 12], [13], "Conv2DOptions", {"Padding": 1, **conv}),
+    ]
+    return write_model(tensors, ops, inputs=[0], outputs=[13])
+
+
+@pytest.fixture(scope="module")
+def tfl_mirror(tmp_path_factory):
+    path = tmp_path_factory.mktemp("tfl_mirror") / "mirror.tflite"
+    path.write_bytes(mirror_tflite_model())
+    g = load_model(path, in_place=True)
+    plan = compile_plan(path, capacity=int(m_r(g, False) * 0.4), time_limit=5)
+    return path, g, plan
+
+
+def test_tflite_mirror_pad_row_maps_by_hand(tfl_mirror) -> None:
+    _path, g, _plan = tfl_mirror
+    pads = [op for op in g.operators if op.op_type == "MIRROR_PAD"]
+    assert [list(op.attributes["paddings"]) for op in pads] == [[0, 0, 2, 1, 1, 1, 0, 0], [0, 0, 1, 2, 0, 0, 0, 0]]
+    reflect, symmetric = (row_maps(g, op) for op in pads)
+    assert reflect == {"a": RowMap(1, 1, 2, 16, kind=MIRROR, mode="reflect", out_rows=19)}
+    assert symmetric == {"q": RowMap(1, 1, 1, 17, kind=MIRROR, mode="symmetric", out_rows=20)}
+    rm = symmetric["q"]
+    # Symmetric repeats the edge row: output row 0 is row 0, rows 18, 19 are rows 16, 15.
+    assert [rm.mirror_row(o) for o in (0, 1, 17, 18, 19)] == [0, 0, 16, 16, 15]
+    assert rm.need(0, 2) == (0, 1, 1, 0) and rm.need(18, 20) == (15, 17, 0, 2)
+
+
+def test_tiled_tflite_mirror_pads_replay_bit_exactly(tfl_mirror) -> None:
+    from stowage.simulate_tflite import simulate_tflite
+
+    path, g, plan = tfl_mirror
+    banded = {g.operators[s.op].op_type for c in plan.cascades for s in c.stripes}
+    assert "MIRROR_PAD" in banded
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    r = simulate_tflite(path, g, plan)
+    assert r.ok, r.first_problem
+    assert r.outputs and all(o.exact for o in r.outputs)
+
+
+def test_a_wrong_mirrored_tflite_row_is_caught(tfl_mirror) -> None:
+    from stowage.simulate_tflite import simulate_tflite
+
+    path, g, plan = tfl_mirror
+    op = next(op.index for op in g.operators if op.op_type == "MIRROR_PAD" and op.attributes["mode"] == 1)
+    k, j = next((k, j) for k, c in enumerate(plan.cascades) for j, s in enumerate(c.stripes)
+                if s.op == op and s.pad_bottom > 0)
+    (name, lo, hi), = plan.cascades[k].stripes[j].inputs
+    bad = _with_stripe(plan, k, j, inputs=((name, lo - 1, hi - 1),))   # one row above the mirrored ones
+    v = validate(g, bad)
+    assert any("symmetric Pad" in e.message and f": [{lo}, {hi})" in e.message for e in v.errors), v.summary()
+    r = simulate_tflite(path, g, bad)
+    assert not r.ok and r.corruptions
+
+
+@needs_gcc
+def test_plan_h_of_the_mirror_plans_replays_in_c(mirror_plan, tfl_mirror, tmp_path) -> None:
+    """The C tables of the ONNX and TFLite mirror plans: the stripe program needs no new
+    field (a border stripe's input tile is the rows it reads), and the C replay checks every
+    row each stripe reads and writes."""
+    for (_path, g, plan), name in ((mirror_plan, "onnx"), (tfl_mirror, "tflite")):
+        r = replay(emit_c(plan, g), tmp_path / name)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "replay ok" in r.stdout

@@ -1162,6 +1162,12 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
                 and sorted(int(v) % 4 for v in axis) == [1, 2] and y.shape == one
                 and row_maps(graph, op) is not None):
             return _Special("accumulate", x.name, x.shape[1])
+        pads = op.attributes.get("paddings")
+        if (op.domain == "tflite" and op.op_type == "MIRROR_PAD" and isinstance(pads, (list, tuple))
+                and len(pads) == 8 and _is_rows(y.shape) and row_maps(graph, op) is not None):
+            # MirrorPadOptions.mode: 0 REFLECT, 1 SYMMETRIC; paddings [before, after] per NHWC axis.
+            border = "symmetric" if int(op.attributes.get("mode", 0) or 0) == 1 else "reflect"
+            return _Special("mirror", x.name, x.shape[1], border=border, pad_top=int(pads[2]), out_rows=y.shape[1])
         return None
     if not _is_rows(y.shape) or row_maps(graph, op) is None:
         return None   # which operators have bands (reported by ``_need``); the rows are ours
