@@ -11,15 +11,16 @@ only its taps' rows (``"dilated"``: ``RowMap.runs``).  A Split along channels ma
 of its results from the same rows (one ``RowUnit`` per result); a Slice reads the same rows when it
 cuts channels or W, and rows ``start + o*step`` when it cuts H (a window of one row with stride
 ``step`` and a negative top pad ``-start``); a constant Pad along H shifts the rows by its top pad
-and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads);
-Upsample is the deprecated Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with
-kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
+and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads),
+an edge or reflect Pad (and TFLite's MIRROR_PAD) copies rows from inside the tensor into its
+borders (``"mirror"``: a border band reads the rows it mirrors); Upsample is the deprecated
+Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else
-(Gemm, Softmax, Reshape and Transpose, an edge or reflect Pad, ...) needs whole tensors and
-ends a cascade.
+(Gemm, Softmax, Reshape and Transpose, a wrap Pad, ...) needs whole tensors and ends a cascade.
+A folded QDQ group (``stowage.ir.qdq``) is one unit, or one per result for a Split.
 Tensors are NCHW with batch 1, rows are axis 2; a TFLite graph is NHWC, rows are axis 1, and its
-SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MEAN and dilated convolutions have the
+SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MIRROR_PAD, MEAN and dilated convolutions have the
 same maps as their ONNX counterparts (``_tflite_*_map``).
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
