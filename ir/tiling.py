@@ -14,7 +14,8 @@ cuts channels or W, and rows ``start + o*step`` when it cuts H (a window of one 
 and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads),
 an edge or reflect Pad (and TFLite's MIRROR_PAD) copies rows from inside the tensor into its
 borders (``"mirror"``: a border band reads the rows it mirrors); Upsample is the deprecated
-Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
+Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with kept dims
+(GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else
 (Gemm, Softmax, Reshape and Transpose, a wrap Pad, ...) needs whole tensors and ends a cascade.
