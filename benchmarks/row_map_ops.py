@@ -26,7 +26,7 @@ from pathlib import Path
 
 def _banded(graph, plan) -> str:  # type: ignore[no-untyped-def]
     """``"<Split stripes>/<Pad stripes>"`` of the plan: stripes of Split and non-constant Pad
-    operators, the ones this branch lets run in bands."""
+    operators (a folded QDQ group's core included), the ones this branch lets run in bands."""
     splits = pads = 0
     for c in plan.cascades:
         for s in c.stripes:
@@ -64,7 +64,9 @@ def main() -> int:
     print("| capacity | cascades | Split/Pad stripes | non-compulsory B | compulsory B | SRAM peak | valid | seconds "
           "| simulate | max abs diff |")
     print("|---:|---:|---:|---:|---:|---:|---|---:|---|---:|")
-    g8 = load_model(args.model, element_bytes=1, dims=dims, in_place=True)
+    # As ``stowage compile`` loads it (``--qdq fold``, the CLI's default): a QDQ model's
+    # DequantizeLinear -> op -> QuantizeLinear groups are int8 steps (stowage.ir.qdq).
+    g8 = load_model(args.model, element_bytes=1, dims=dims, in_place=True, qdq="fold")
 
     def plans(cap: int) -> bool:
         try:
@@ -89,7 +91,7 @@ def main() -> int:
         if args.simulate:
             from stowage.simulate import simulate
 
-            gn = load_model(args.model, dims=dims, in_place=True)
+            gn = load_model(args.model, dims=dims, in_place=True, qdq="fold")
             try:
                 pn = compile_plan(gn, capacity=int(cap * args.sim_scale), time_limit=args.time_limit)
                 r = simulate(args.model, gn, pn)
