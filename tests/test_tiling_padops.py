@@ -420,3 +420,50 @@ def test_plan_h_of_the_mirror_plans_replays_in_c(mirror_plan, tfl_mirror, tmp_pa
         r = replay(emit_c(plan, g), tmp_path / name)
         assert r.returncode == 0, r.stdout + r.stderr
         assert "replay ok" in r.stdout
+
+
+def qdq_column_model() -> onnx.ModelProto:
+    """A QDQ detection-head fragment on column tensors (rows along the last axis ``N``):
+    a (1x8x48), b (1x8x16) -> Q -> Concat along N (1x8x64) -> the QDQ Split on channels
+    (4 + 4) -> s0: DQ -> Reshape (1x2x2x64, keeping N) -> Q of the same scale (an alias of
+    s0's int8 bytes, ``stowage.ir.qdq``) -> Sigmoid -> y0; s1: Sigmoid -> y1.  The Split's
+    first result, a ring, is read under the Reshape's int8 name (YOLOv8's DFL reads its box
+    logits so)."""
+    b = _QDQ()
+    for name in ("a", "b"):
+        b.q(name, f"{name}q")
+    b.nodes.append(helper.make_node("Concat", [b.dq("aq", "af"), b.dq("bq", "bf")], ["cat"], name="cat", axis=2))
+    b.nodes.append(helper.make_node("Split", [b.dq(b.q("cat", "catq"), "catf"), "sizes"], ["s0", "s1"],
+                                    name="split", axis=1))
+    b.inits += [_ints("sizes", [4, 4]), _ints("shape", [1, 2, 2, 64])]
+    b.nodes.append(helper.make_node("Reshape", [b.dq(b.q("s0", "s0q"), "s0f"), "shape"], ["v"], name="view"))
+    b.nodes.append(helper.make_node("Sigmoid", [b.dq(b.q("v", "vq"), "vf")], ["g0"], name="sig0"))
+    b.nodes.append(helper.make_node("Sigmoid", [b.dq(b.q("s1", "s1q"), "s1f")], ["g1"], name="sig1"))
+    b.dq(b.q("g0", "g0q"), "y0")
+    b.dq(b.q("g1", "g1q"), "y1")
+    g = helper.make_graph(b.nodes, "g", [helper.make_tensor_value_info("a", TensorProto.FLOAT, [1, 8, 48]),
+                                         helper.make_tensor_value_info("b", TensorProto.FLOAT, [1, 8, 16])],
+                          [helper.make_tensor_value_info("y0", TensorProto.FLOAT, None),
+                           helper.make_tensor_value_info("y1", TensorProto.FLOAT, None)], b.inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 7
+    return m
+
+
+def test_a_qdq_split_ring_read_through_a_requantized_view_is_valid(tmp_path) -> None:
+    path = _save(qdq_column_model(), tmp_path / "head.onnx")
+    g = load_model(path, in_place=True, qdq="fold")
+    assert g.tensor_buffer["vq"] == g.tensor_buffer["s0q"], "the same-scale DQ -> Reshape -> Q is an alias"
+    units = row_units(g, _op(g, "split"))
+    assert units is not None and [u.output for u in units] == ["s0q", "s1q"]
+    plan = compile_plan(path, capacity=int(m_r(g, False) * 0.5), time_limit=5)
+    casc = next(c for c in plan.cascades if any(g.operators[s.op].name == "sig0" for s in c.stripes))
+    reads = {name for s in casc.stripes if g.operators[s.op].name == "sig0" for name, _lo, _hi in s.inputs}
+    assert reads == {"vq"}
+    held = {ct.tensor: ct.mode for ct in casc.tensors}
+    assert held.get("s0q") == "ring", held
+    v = validate(g, plan)
+    assert v.ok, v.summary()
+    r = simulate(path, g, plan)
+    assert r.ok, r.first_problem
+    assert r.outputs and all(o.exact for o in r.outputs)

@@ -1454,11 +1454,18 @@ class _RowReplay:
 
     def view_root(self, name: str) -> str:
         """The tensor whose bytes ``name`` reinterprets through views (Reshape and the like,
-        which run no kernel), else ``name``."""
+        which run no kernel), else ``name``.  A requantization of the same scale written as
+        ``DequantizeLinear -> views -> QuantizeLinear`` that ``stowage.ir.qdq`` made an alias
+        (no node of it a step or a group member; the floats between have no buffer) is a view
+        too: the integer bytes are the same."""
         if not hasattr(self, "_view_src"):
-            self._view_src = {op.outputs[0]: op.inputs[0] for op in self.g.operators
-                              if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
-                              and self.g.tensor_buffer.get(op.inputs[0]) == self.g.tensor_buffer.get(op.outputs[0])}
+            tb = self.g.tensor_buffer
+            self._view_src = {
+                op.outputs[0]: op.inputs[0] for op in self.g.operators
+                if not op.computing and op.inputs and op.outputs and (
+                    (op.op_type in VIEW_OP_TYPES and tb.get(op.inputs[0]) == tb.get(op.outputs[0]))
+                    or (op.op_type in ("DequantizeLinear", "QuantizeLinear") and op.fused_into is None
+                        and (op.inputs[0] not in tb) != (op.outputs[0] not in tb)))}
         for _ in range(64):
             if name not in self._view_src:
                 break
@@ -1469,7 +1476,9 @@ class _RowReplay:
         """Whether tensors ``a`` and ``b`` are views of one another's bytes with the same rows
         (a Reshape of a column tensor that keeps its last axis: the DFL's ``(1, 64, N)`` ->
         ``(1, 4, 16, N)``): a row of one is that row of the other."""
-        return (self.view_root(a) == self.view_root(b) and _has_rows(self.g, a) and _has_rows(self.g, b)
+        tb = self.g.tensor_buffer
+        return (self.view_root(a) == self.view_root(b) and tb.get(a) == tb.get(b) and a in tb
+                and _has_rows(self.g, a) and _has_rows(self.g, b)
                 and _rows(self.g, a) == _rows(self.g, b)
                 and self.g.tensors[a].bytes // _rows(self.g, a) == self.g.tensors[b].bytes // _rows(self.g, b))
 
