@@ -114,6 +114,7 @@ OPERAND_ATTRIBUTES: Mapping[str, tuple[tuple[int, str], ...]] = {
     "SLICE": ((1, "begin"), (2, "size")),
     "PAD": ((1, "paddings"),),
     "PADV2": ((1, "paddings"),),
+    "MIRROR_PAD": ((1, "paddings"),),
     "MEAN": ((1, "axis"),),
 }
 #: TensorType codes of integer operands (INT32, INT64).

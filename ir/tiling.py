@@ -11,15 +11,17 @@ only its taps' rows (``"dilated"``: ``RowMap.runs``).  A Split along channels ma
 of its results from the same rows (one ``RowUnit`` per result); a Slice reads the same rows when it
 cuts channels or W, and rows ``start + o*step`` when it cuts H (a window of one row with stride
 ``step`` and a negative top pad ``-start``); a constant Pad along H shifts the rows by its top pad
-and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads);
-Upsample is the deprecated Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with
-kept dims (GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
+and adds zero rows at the borders (a window of one row whose clipped part is the stripe's pads),
+an edge or reflect Pad (and TFLite's MIRROR_PAD) copies rows from inside the tensor into its
+borders (``"mirror"``: a border band reads the rows it mirrors); Upsample is the deprecated
+Resize (asymmetric coordinates, nearest rounding down).  A reduction over H and W with kept dims
+(GlobalAveragePool, GlobalMaxPool, ReduceMean/ReduceMax, QLinearGlobalAveragePool)
 runs on bands of its *input* and accumulates into its one-row result (``"accumulate"``): it
 can only end a cascade, since its result is complete after the last band.  Everything else
-(Gemm, Softmax, Reshape and Transpose, an edge or reflect Pad, ...) needs whole tensors and
-ends a cascade.
+(Gemm, Softmax, Reshape and Transpose, a wrap Pad, ...) needs whole tensors and ends a cascade.
+A folded QDQ group (``stowage.ir.qdq``) is one unit, or one per result for a Split.
 Tensors are NCHW with batch 1, rows are axis 2; a TFLite graph is NHWC, rows are axis 1, and its
-SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MEAN and dilated convolutions have the
+SPLIT / SPLIT_V, STRIDED_SLICE / SLICE, PAD / PADV2, MIRROR_PAD, MEAN and dilated convolutions have the
 same maps as their ONNX counterparts (``_tflite_*_map``).
 
 A **cascade** (``CascadeSpec``) is a run of steps, contiguous in file order, executed stripe
@@ -80,8 +82,16 @@ _TFLITE_ROWWISE = frozenset({
 #: through its NCHW source: output row ``o`` is the piece's position ``o - offset`` (``pad_top``
 #: is the offset), which is in row ``(o - offset) // scale`` of the source (``scale`` is its
 #: ``W``).  As for ``concat``, the output rows outside the piece read none of it.
+#: ``mirror``: a Pad along H in ``reflect``, ``edge`` or ``symmetric`` mode (``mode``; TFLite's
+#: MIRROR_PAD REFLECT / SYMMETRIC): output row ``o`` is input row ``o - pad_top`` inside the
+#: tensor and, in a border, the row that mode mirrors it onto (``mirror_row``), so a band at a
+#: border reads rows from inside the tensor: their hull (``need``), with the dense window's
+#: pads (how many of the band's rows are border rows, made from the rows read).
 WINDOW, RESIZE, ACCUMULATE, TRANSPOSED, DILATED = "window", "resize", "accumulate", "transposed", "dilated"
-CONCAT, FLATTEN = "concat", "flatten"
+CONCAT, FLATTEN, MIRROR = "concat", "flatten", "mirror"
+#: Border modes of a ``MIRROR`` map, and the most border rows each allows (``H - 1`` for reflect,
+#: which never repeats the edge row; ``H`` for symmetric; any number for edge).
+MIRROR_MODES = frozenset({"reflect", "edge", "symmetric"})
 #: Operators whose dilated rows read sparsely (``DILATED``): zero padding (the input's zero
 #: point for QLinearConv), so the rows between and outside the taps are never read.
 _SPARSE_TAPS = frozenset({"Conv", "QLinearConv"})
@@ -120,6 +130,29 @@ class RowMap:
     dilation: int = 1
     #: Output rows (kind ``dilated``: which taps ever come inside the tensor; 0: unknown).
     out_rows: int = 0
+
+    def mirror_row(self, o: int) -> int:
+        """Kind ``mirror``: the input row output row ``o`` copies.  ``j = o - pad_top``; above
+        the tensor reflect takes row ``-j``, symmetric ``-j - 1``, edge row 0; below it reflect
+        takes ``2(H - 1) - j``, symmetric ``2H - 1 - j``, edge row ``H - 1`` (ONNX Pad,
+        LiteRT's MIRROR_PAD)."""
+        j, h = o - self.pad_top, self.in_rows
+        if 0 <= j < h:
+            return j
+        if self.mode == "edge":
+            return 0 if j < 0 else h - 1
+        if self.mode == "symmetric":
+            return -j - 1 if j < 0 else 2 * h - 1 - j
+        return -j if j < 0 else 2 * (h - 1) - j
+
+    def _mirror_span(self, a: int, b: int) -> tuple[int, int]:
+        """``(lowest, highest + 1)`` input row output rows ``[a, b)`` of a ``mirror`` map copy:
+        ``mirror_row`` falls above the tensor, rises inside it and falls below it, so the
+        extremes are at the ends of those three pieces."""
+        p, h = self.pad_top, self.in_rows
+        cand = {o for o in (a, b - 1, p - 1, p, p + h - 1, p + h) if a <= o < b}
+        vals = [self.mirror_row(o) for o in cand]
+        return min(vals), max(vals) + 1
 
     @property
     def taps(self) -> int:
@@ -174,6 +207,10 @@ class RowMap:
             r = self.runs(a, b)
             lo_h = r[0][0] if r else max(0, min(lo_d, self.in_rows))
             return lo_h, r[-1][1] if r else lo_h, max(0, -lo_d), max(0, hi_d - self.in_rows)
+        if self.kind == MIRROR:
+            lo_m, hi_m = self._mirror_span(a, b)
+            lo_d, hi_d = a - self.pad_top, b - self.pad_top
+            return lo_m, hi_m, max(0, min(hi_d, 0) - lo_d), max(0, hi_d - max(lo_d, self.in_rows))
         if self.kind == FLATTEN:
             n = self.in_rows * self.scale
             lo_p = min(max(a - self.pad_top, 0), n)
@@ -196,6 +233,9 @@ class RowMap:
             return min(self.need(a, a + 1)[0], self.in_rows)
         if self.kind == FLATTEN:
             return min(max(a - self.pad_top, 0) // self.scale, self.in_rows)
+        if self.kind == MIRROR:
+            # Every output row from ``a`` on (``out_rows``: the Pad's result height).
+            return self._mirror_span(a, self.out_rows)[0] if a < self.out_rows else self.in_rows
         if self.kind == DILATED:
             # Per tap, the first output row >= a whose tap row is inside the tensor.
             s, p, d = self.stride, self.pad_top, self.dilation
@@ -426,15 +466,34 @@ def pad_rows(a: Mapping[str, object], rank: int) -> tuple[int, int] | None:
     return int(pads[2]), int(pads[2 + rank])
 
 
+def mirror_pad_rows(mode: str, top: int, bottom: int, h: int) -> bool:
+    """Whether a Pad in border ``mode`` (``MIRROR_MODES``) adding ``top`` / ``bottom`` rows to
+    ``h`` rows has a ``MIRROR`` map: no rows cut, and no more border rows than the mode
+    mirrors from inside the tensor (reflect ``h - 1``, symmetric ``h``; edge any)."""
+    if mode not in MIRROR_MODES or min(top, bottom) < 0 or h < 1:
+        return False
+    most = {"reflect": h - 1, "symmetric": h}.get(mode)
+    return most is None or max(top, bottom) <= most
+
+
 def _pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
     """A constant Pad of a 4-D NCHW activation with known pads: output row ``o`` is input row
     ``o - top``, and the rows outside the input are the stripe's border pads (a window of one
-    row with top pad ``top``)."""
+    row with top pad ``top``).  An ``edge`` or ``reflect`` Pad is the ``MIRROR`` map: its
+    border rows copy rows inside the tensor (Pad-18's ``axes`` and ``wrap`` stay whole)."""
     if op.domain not in ("", "ai.onnx") or op.op_type != "Pad" or graph.layout == "NHWC" or not op.inputs:
         return None
     x = graph.tensors.get(op.inputs[0])
     if x is None or not _is_rows(x):
         return None
+    mode = _text(op.attributes.get("mode"), "constant")
+    if mode in ("edge", "reflect"):
+        tb = pad_rows({**op.attributes, "mode": "constant"}, 4)
+        if (tb is None or y.shape[2] != x.shape[2] + tb[0] + tb[1]
+                or not mirror_pad_rows(mode, tb[0], tb[1], x.shape[2])):
+            return None
+        return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[2], kind=MIRROR, mode=mode,
+                               out_rows=y.shape[2])}
     tb = pad_rows(op.attributes, 4)
     if tb is None or y.shape[2] != x.shape[2] + tb[0] + tb[1] or y.shape[2] <= 0:
         return None
@@ -550,6 +609,27 @@ def _tflite_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] 
     return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[1])}
 
 
+#: LiteRT's MirrorPadMode (``MirrorPadOptions.mode``) as a ``MIRROR`` border mode.
+TFLITE_MIRROR_MODES = {0: "reflect", 1: "symmetric"}
+
+
+def _tflite_mirror_pad_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
+    """A TFLite ``MIRROR_PAD`` (REFLECT or SYMMETRIC) of a 4-D NHWC activation with known
+    paddings: the ``MIRROR`` map along H, as the ONNX reflect Pad (its border rows copy rows
+    inside the tensor)."""
+    if op.domain != "tflite" or op.op_type != "MIRROR_PAD" or graph.layout != "NHWC" or not op.inputs:
+        return None
+    x = graph.tensors.get(op.inputs[0])
+    tb = tflite_pad_rows(op)
+    mode = TFLITE_MIRROR_MODES.get(int(op.attributes.get("mode", 0) or 0))
+    if x is None or not _is_rows(x) or tb is None or mode is None or y.shape[1] != x.shape[1] + tb[0] + tb[1]:
+        return None
+    if not mirror_pad_rows(mode, tb[0], tb[1], x.shape[1]):
+        return None
+    return {x.name: RowMap(stride=1, kernel=1, pad_top=tb[0], in_rows=x.shape[1], kind=MIRROR, mode=mode,
+                           out_rows=y.shape[1])}
+
+
 def _tflite_mean_map(graph: Graph, op: Operator, y: Tensor) -> dict[str, RowMap] | None:
     """A TFLite ``MEAN`` over H and W (axes 1 and 2 of NHWC): its input in bands, accumulated
     into the one-row result (``ACCUMULATE``), as ONNX ReduceMean; with ``keep_dims`` false the
@@ -600,7 +680,8 @@ def row_maps(graph: Graph, op: Operator) -> dict[str, RowMap] | None:
     a = op.attributes
     special = (_accumulate_map(graph, op, y) or _resize_map(graph, op, y) or _transposed_map(graph, op, y)
                or _slice_map(graph, op, y) or _pad_map(graph, op, y) or _tflite_slice_map(graph, op, y)
-               or _tflite_pad_map(graph, op, y) or _tflite_mean_map(graph, op, y))
+               or _tflite_pad_map(graph, op, y) or _tflite_mirror_pad_map(graph, op, y)
+               or _tflite_mean_map(graph, op, y))
     if special is not None:
         return special
     if ((op.domain in ("", "ai.onnx") and t in _CONV_LIKE) or (op.domain == "com.microsoft" and t == "QLinearConv")
@@ -780,12 +861,42 @@ def _unplanned(graph: Graph, m: Operator) -> bool:
             and any(n and n in graph.tensors and n not in graph.tensor_buffer for n in (*m.inputs, *m.outputs)))
 
 
-def _qdq_unit(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> RowUnit | None:
-    """A folded QDQ group (``stowage.ir.qdq``) as one row unit: its int8 operands (the
-    activation DQs' inputs) map to rows as the core's float operands do, and its result is the
-    Q's int8 output."""
+def _qdq_units(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> list[RowUnit] | None:
+    """A folded QDQ group (``stowage.ir.qdq``) as row units: its int8 operands (the activation
+    DQs' inputs) map to rows as the core's float operands do, and its result is the Q's int8
+    output.  A core with several results (a Split along channels: ``DQ -> Split -> Q`` per
+    result, as onnxruntime's quantizer writes it) is one unit per result, in the core's order,
+    each writing its own Q's int8 output (``Stripe.output`` names it), as the float Split."""
     core = [m for m in members if m.op_type not in ("DequantizeLinear", "QuantizeLinear")]
     qs = [m for m in members if m.op_type == "QuantizeLinear"]
+    if len(core) == 1 and len([o for o in core[0].outputs if o]) > 1:
+        return _qdq_split_units(graph, core[0], members, qs)
+    unit = _qdq_unit(graph, core, qs, members)
+    return None if unit is None else [unit]
+
+
+def _qdq_split_units(graph: Graph, core: Operator, members: tuple[Operator, ...],
+                     qs: list[Operator]) -> list[RowUnit] | None:
+    """The units of a folded QDQ group around a Split: one per result, each result read by
+    exactly one QuantizeLinear (the unit's int8 output), all with the Split's map onto the
+    int8 operand."""
+    outs = [o for o in core.outputs if o]
+    q_of: dict[str, Operator] = {}
+    for q in qs:
+        if not q.inputs or q.inputs[0] not in outs or q.inputs[0] in q_of or not q.outputs \
+                or q.outputs[0] not in graph.tensor_buffer:
+            return None
+        q_of[q.inputs[0]] = q
+    if set(q_of) != set(outs):
+        return None
+    one = _qdq_unit(graph, [core], [q_of[outs[0]]], members)
+    if one is None:
+        return None
+    return [RowUnit(core, q_of[o].outputs[0], one.maps) for o in outs]
+
+
+def _qdq_unit(graph: Graph, core: list[Operator], qs: list[Operator], members: tuple[Operator, ...]) -> RowUnit | None:
+    """One row unit of a folded QDQ group with at most one core and one Q (``_qdq_units``)."""
     if len(core) > 1 or len(qs) != 1 or not qs[0].outputs or qs[0].outputs[0] not in graph.tensor_buffer:
         return None
     head = core[0] if core else qs[0]
@@ -810,8 +921,8 @@ def _qdq_unit(graph: Graph, op: Operator, members: tuple[Operator, ...]) -> RowU
         if d is None or not d.inputs or d.inputs[0] not in graph.tensor_buffer:
             return None
         maps[d.inputs[0]] = m
-    if inner.outputs[0] not in (qs[0].inputs[0] if qs[0].inputs else "",):
-        return None
+    if not qs[0].inputs or qs[0].inputs[0] not in inner.outputs:
+        return None   # the Q reads the core's result (its own one, for a Split: ``_qdq_split_units``)
     return RowUnit(head, qs[0].outputs[0], maps)
 
 
@@ -821,8 +932,7 @@ def row_units(graph: Graph, op: Operator) -> list[RowUnit] | None:
     if graph.tensor_offsets and any(n in graph.tensor_offsets for m in members for n in (*m.inputs, *m.outputs)):
         return None  # a Concat in place (ir.concat_inplace): its slices are byte ranges, not rows
     if any(_unplanned(graph, m) for m in members):
-        unit = _qdq_unit(graph, op, members)
-        return None if unit is None else [unit]
+        return _qdq_units(graph, op, members)
     units: list[RowUnit] = []
     for m in members:
         rm = row_maps(graph, m)
@@ -993,7 +1103,10 @@ __all__ = [
     "CONCAT",
     "DILATED",
     "FLATTEN",
+    "MIRROR",
+    "MIRROR_MODES",
     "RESIZE",
+    "TFLITE_MIRROR_MODES",
     "TRANSPOSED",
     "UPSAMPLE_MODES",
     "WINDOW",
@@ -1004,6 +1117,7 @@ __all__ = [
     "buffer_row_bytes",
     "column_maps",
     "macro_graph",
+    "mirror_pad_rows",
     "pad_rows",
     "region_tensor_name",
     "resize_taps",

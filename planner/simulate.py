@@ -58,7 +58,7 @@ from stowage.errors import ModelError, PlanFormatError, StowageError
 from stowage.ir.columns import column_tensors, flattened_pieces, row_axis_of
 from stowage.ir.graph import VIEW_OP_TYPES, Graph, Operator, Tensor, TensorKind
 from stowage.ir.onnx_shapes import ort_session
-from stowage.ir.tiling import ACCUMULATE, RESIZE, TRANSPOSED, WINDOW
+from stowage.ir.tiling import ACCUMULATE, MIRROR, RESIZE, TRANSPOSED, WINDOW, RowMap
 from stowage.plan import Cascade, CascadeTensor, Placement, Plan, RowTransfer, Stripe
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,6 @@ log = logging.getLogger(__name__)
 POISON = 0xFF
 #: Operators whose stripes run with the stripe's own H padding (``pads`` top and bottom).
 _CONV_LIKE = frozenset({"Conv", "QLinearConv", "ConvInteger", "MaxPool", "AveragePool"})
-#: Float kernels whose sums MLAS orders by the operand's shape: inside a folded QDQ group
-#: their band may round to the other side of the group's final quantization step.
-_FLOAT_REDUCTIONS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm", "AveragePool"})
 RTOL = 1e-5
 ATOL = 1e-6
 #: float32 unit roundoff: two summation orders of ``k`` terms differ by at most about
@@ -1269,7 +1266,12 @@ class Simulator:
         failed: str | None = None
         pending = False   # an accumulating stripe before the last band: nothing to write yet
         float_core: tuple[str, np.ndarray] | None = None
+        # A folded DQ -> Split -> Q group: the stripe names the int8 result of one Q; the Split
+        # makes every float result of the band, and only that result's Q runs.
+        int8_pick = group is not None and bool(st.output) and st.output not in op.outputs
         for m in chain:
+            if int8_pick and m.op_type == "QuantizeLinear" and st.output not in m.outputs:
+                continue   # another result's QuantizeLinear
             node = self.node_of(m)
             ins: list[np.ndarray | None] = [None if not n else values[n] if n in values else operand(n)
                                             for n in node.input]
@@ -1280,9 +1282,11 @@ class Simulator:
             elif m.op_type in ("Slice", "Pad") and m.domain in ("", "ai.onnx") and self._row_kind(m) == WINDOW:
                 node, ins = _band_operands(node, ins, st, self._band_lo(chain, spatial, m),
                                            self.graph.tensors[m.inputs[0]].shape)
+            elif self._row_kind(m) == MIRROR:
+                node, ins = self._mirror_band(m, node, ins, self._band_lo(chain, spatial, m), st)
             wanted = self.wanted(node)
             pick = 0
-            if len(wanted) != 1 or st.output:
+            if (len(wanted) != 1 or st.output) and not int8_pick:
                 # A Split's stripe writes the one result it names (Stripe.output).
                 if st.output not in wanted:
                     raise PlanFormatError(f"step {s}: stripe of '{m.name}' names result '{st.output}', not one of "
@@ -1305,10 +1309,14 @@ class Simulator:
                             values[wanted[0]] = got
                             if got.dtype.kind == "f" and group is not None:
                                 float_core = (wanted[0], got)
+                    elif int8_pick and len(wanted) > 1:
+                        values.update(zip(wanted, self.runner.run(node, ins, self.out_types(node))))
                     else:
-                        values[wanted[pick]] = got = self.runner.run(node, ins, self.out_types(node))[pick]
-                        if group is not None and m.op_type in _FLOAT_REDUCTIONS and got.dtype.kind == "f":
-                            float_core = (wanted[pick], got)
+                        values[wanted[pick]] = self.runner.run(node, ins, self.out_types(node))[pick]
+                    got_f = values.get(wanted[pick])
+                    if (group is not None and m.op_type not in ("DequantizeLinear", "QuantizeLinear")
+                            and got_f is not None and got_f.dtype.kind == "f"):
+                        float_core = (wanted[pick], got_f)   # a folded group's float core (its band)
                 except Exception as exc:  # noqa: BLE001 - wrong rows or garbage make a kernel fail
                     failed = str(exc).splitlines()[0][:160]
             out = wanted[pick]
@@ -1333,17 +1341,18 @@ class Simulator:
             if not np.array_equal(got_b, want_b):
                 close = value.dtype.kind == "f" and self._band_close(value, want)
                 if not close and float_core is not None and value.dtype.kind in "iu":
-                    # A folded DQ -> reduction -> Q group: the mean of the bands, or a float
-                    # Conv / MatMul on the band's rows (another kernel path than on the whole
-                    # tensor: MLAS picks its blocking by shape), sums in another order than
-                    # the whole-tensor kernel and may round to the other side of a
-                    # quantization step; accepted when every operand row read was correct
-                    # (``clean``), the float core holds to the float tolerance and the result
-                    # is one step away.  A wrong pad or a wrong row moves the float core far
-                    # beyond that tolerance.  (An int8 accelerator's integer kernel has no such
-                    # effect; ORT runs the QDQ form's core in float.)
+                    # A folded DQ -> core -> Q group runs its core in floats: the mean of a
+                    # reduction's bands, or a convolution's sums on a band (MLAS picks its
+                    # blocking by the operand's shape), come out in another order than the
+                    # whole-tensor kernel's and may round to the other side of a quantization
+                    # step (benchmarks/qdq_conv_bands.py: 16 of 768,000 values of a YOLOv8
+                    # conv; PP-OCRv4 det at 64 KiB); accepted when every operand row read was
+                    # correct (``clean``), the float rows hold to the float tolerance and the
+                    # result is one step away.  A wrong pad or a wrong row moves the float
+                    # rows far beyond that tolerance.  (An integer kernel, QOperator or an
+                    # NPU's, has no such effect.)  The shadow then follows (``_follow``).
                     ref_f = self.shadow.get(float_core[0])
-                    if ref_f is not None and ref_f.shape != float_core[1].shape:
+                    if ref_f is not None and float_core[1].shape != ref_f.shape:
                         ref_f = self._band(float_core[0], ref_f, st.out_lo, st.out_hi)
                     close = (ref_f is not None and ref_f.shape == float_core[1].shape
                              and self._band_close(float_core[1], ref_f)
@@ -1426,8 +1435,31 @@ class Simulator:
             return m, name, geo, fill
         return None
 
+    def _mirror_band(self, m: Operator, node: onnx.NodeProto, ins: list[np.ndarray | None], lo: int,
+                     st: Stripe) -> tuple[onnx.NodeProto, list[np.ndarray | None]]:
+        """An edge / reflect Pad (``MIRROR``) set to run on one band: the kernel copies, for each
+        output row ``o`` of the band, input row ``mirror_row(o)`` from the rows the stripe read
+        (from ``lo``), and the node pads W (and channels) as in the model, with no H pads.
+        A row the stripe did not read makes the kernel fail (``IndexError``)."""
+        rm = next(iter((self._maps(m) or {}).values()))
+        band = ins[0]
+        assert band is not None
+        idx = [rm.mirror_row(o) - lo for o in range(st.out_lo, st.out_hi)]
+        if any(not 0 <= i < band.shape[2] for i in idx):
+            raise IndexError(f"output rows [{st.out_lo}, {st.out_hi}) copy input rows "
+                             f"{[i + lo for i in idx]}, not all in the rows read [{lo}, {lo + band.shape[2]})")
+        flat = dataclasses.replace(st, pad_top=0, pad_bottom=0)
+        node, ins = _band_operands(node, ins, flat, lo, self.graph.tensors[m.inputs[0]].shape)
+        ins[0] = np.ascontiguousarray(band[:, :, idx, :])
+        return node, ins
+
+    def _maps(self, m: Operator) -> dict[str, RowMap] | None:
+        from stowage.ir.tiling import row_maps
+
+        return row_maps(self.orig, m)
+
     def _row_kind(self, m: Operator) -> str | None:
-        """``RESIZE``, ``TRANSPOSED`` or ``ACCUMULATE`` when ``m``'s stripes are not windows
+        """``RESIZE``, ``TRANSPOSED``, ``MIRROR`` or ``ACCUMULATE`` when ``m``'s stripes are not windows
         (``docs/tiling.md``), ``WINDOW`` when they are, None when ``m`` has no row bands."""
         from stowage.ir.tiling import accumulates, row_maps
 
@@ -1436,7 +1468,7 @@ class Simulator:
             return None
         if accumulates(maps):
             return ACCUMULATE
-        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED)), WINDOW)
+        return next((rm.kind for rm in maps.values() if rm.kind in (RESIZE, TRANSPOSED, MIRROR)), WINDOW)
 
     def _band_lo(self, chain: tuple[Operator, ...], spatial: Mapping[str, tuple[int, int]], m: Operator) -> int:
         """The first row of the band ``m``'s first operand holds (through a group's DQ)."""

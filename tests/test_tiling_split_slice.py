@@ -192,11 +192,14 @@ def test_operands_computed_at_run_time_leave_the_operator_as_it_is() -> None:
     assert operand_attributes(pad18, {"pads": (1, 1), "axes": (2,)}) == {}
 
 
-def test_edge_pad_needs_whole_tensors() -> None:
+def test_wrap_pad_needs_whole_tensors_and_edge_mirrors() -> None:
     m = slice_pad_model()
-    m.graph.node[2].attribute[0].s = b"edge"
+    m.graph.node[2].attribute[0].s = b"wrap"
     g = import_model(m)
     assert row_maps(g, _op(g, "pad")) is None
+    m.graph.node[2].attribute[0].s = b"edge"   # the mirror map (tests/test_tiling_padops.py)
+    g = import_model(m)
+    assert row_maps(g, _op(g, "pad"))["a"].kind == "mirror"
 
 
 def test_upsample_is_the_resize_map_and_old_forms_keep_attributes() -> None:

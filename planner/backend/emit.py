@@ -846,14 +846,16 @@ def _add_stripes(sch: Schedule, plan: Plan, g: Graph, step_loc: dict[tuple[int, 
                 raise EmitError(f"{where}: stripe {j} names operator index {stp.op}, not in the model")
             op = g.operators[stp.op]
             out = [o for o in op.outputs if o]
+            from stowage.ir.tiling import row_units
+
+            host = op if op.computing or op.fused_into is None else g.operators[op.fused_into]
             if stp.output:
-                # One result of several (a Split): the output tile's tensor says which.
-                out = [stp.output] if stp.output in out else []
+                # One result of several (a Split): the output tile's tensor says which; for a
+                # folded DQ -> Split -> Q group, one of the Qs' int8 results.
+                int8 = {u.output for u in row_units(g, host) or () if u.op.index == stp.op}
+                out = [stp.output] if stp.output in out or stp.output in int8 else []
             if len(out) == 1 and out[0] not in g.tensor_buffer:
                 # The core of a folded QDQ group: the stripe writes the group's int8 result.
-                from stowage.ir.tiling import row_units
-
-                host = op if op.computing or op.fused_into is None else g.operators[op.fused_into]
                 unit = next((u for u in row_units(g, host) or () if u.op.index == stp.op), None)
                 out = [unit.output] if unit is not None else out
             if len(out) != 1:

@@ -1088,7 +1088,8 @@ class _Special:
     """An operator whose stripes are not a window over its operand (recomputed here from the
     node): ``accumulate`` reduces operand ``x`` over H, band by band, into a one-row result;
     ``resize`` scales H by the integer ``scale`` with ONNX Resize's ``mode``, ``coord`` and
-    ``nearest`` attributes."""
+    ``nearest`` attributes; ``mirror`` is an edge / reflect Pad (``border``) adding ``pad_top``
+    rows above ``in_rows`` rows, ``out_rows`` in all."""
 
     kind: str
     x: str
@@ -1099,6 +1100,8 @@ class _Special:
     nearest: str = ""
     kernel: int = 1
     pad_top: int = 0
+    border: str = ""
+    out_rows: int = 0
 
     def transposed_rows(self, a: int, b: int) -> tuple[int, int]:
         """Input rows of a ConvTranspose whose kernel footprint ``[i*s - p, i*s - p + k)``
@@ -1106,6 +1109,18 @@ class _Special:
         hit = [i for i in range(self.in_rows)
                if i * self.scale - self.pad_top < b and i * self.scale - self.pad_top + self.kernel > a]
         return (hit[0], hit[-1] + 1) if hit else (0, 0)
+
+    def mirrored(self, o: int) -> int:
+        """The input row output row ``o`` of an edge / reflect / symmetric Pad copies
+        (``pad_top`` rows above, in mode ``border``), from ONNX Pad's and LiteRT
+        MIRROR_PAD's definitions: inside the tensor row ``o - top``; in a border edge repeats
+        the outer row, reflect mirrors about it, symmetric about its outer side."""
+        j, h = o - self.pad_top, self.in_rows
+        if j < 0:
+            return {"edge": 0, "symmetric": -j - 1}.get(self.border, -j)
+        if j >= h:
+            return {"edge": h - 1, "symmetric": 2 * h - 1 - j}.get(self.border, 2 * h - 2 - j)
+        return j
 
     def taps(self, o: int) -> tuple[int, int]:
         """Input rows ``[lo, hi)`` output row ``o`` of the Resize reads (ONNX's formulas, with
@@ -1147,11 +1162,22 @@ def _special(graph: Graph, op: Operator) -> _Special | None:
                 and sorted(int(v) % 4 for v in axis) == [1, 2] and y.shape == one
                 and row_maps(graph, op) is not None):
             return _Special("accumulate", x.name, x.shape[1])
+        pads = op.attributes.get("paddings")
+        if (op.domain == "tflite" and op.op_type == "MIRROR_PAD" and isinstance(pads, (list, tuple))
+                and len(pads) == 8 and _is_rows(y.shape) and row_maps(graph, op) is not None):
+            # MirrorPadOptions.mode: 0 REFLECT, 1 SYMMETRIC; paddings [before, after] per NHWC axis.
+            border = "symmetric" if int(op.attributes.get("mode", 0) or 0) == 1 else "reflect"
+            return _Special("mirror", x.name, x.shape[1], border=border, pad_top=int(pads[2]), out_rows=y.shape[1])
         return None
     if not _is_rows(y.shape) or row_maps(graph, op) is None:
         return None   # which operators have bands (reported by ``_need``); the rows are ours
     if op.op_type in _ACCUMULATE and y.shape[2] == 1 and y.shape[1] == x.shape[1]:
         return _Special("accumulate", x.name, x.shape[2])
+    if op.op_type == "Pad" and _text(op.attributes.get("mode"), "constant") in ("edge", "reflect"):
+        pads = op.attributes.get("pads")
+        if isinstance(pads, (list, tuple)) and len(pads) == 8:
+            return _Special("mirror", x.name, x.shape[2], border=_text(op.attributes.get("mode"), ""),
+                            pad_top=int(pads[2]), out_rows=y.shape[2])
     if op.op_type == "ConvTranspose":
         w = graph.tensors.get(op.inputs[1]) if len(op.inputs) > 1 else None
         a = op.attributes
@@ -1210,6 +1236,12 @@ class _RowReplay:
                 unit = core[0] if core else (qs[0] if qs else step[0])
                 self.members[unit.index] = unit
                 self.result[unit.index] = next((o for o in qs[0].outputs if o), "") if qs else ""
+                outs = [o for o in unit.outputs if o] if core else []
+                if len(outs) > 1:
+                    # A folded DQ -> Split -> Q per result: each stripe names the int8 result
+                    # (the Q's output) it writes, in the core's order.
+                    q_out = {q.inputs[0]: q.outputs[0] for q in qs if q.inputs and q.outputs}
+                    self.results[unit.index] = tuple(q_out.get(o, o) for o in outs)
                 for m in step:
                     if m.op_type == "DequantizeLinear" and m.inputs and m.outputs:
                         self.int8_of[m.outputs[0]] = m.inputs[0]
@@ -1422,11 +1454,18 @@ class _RowReplay:
 
     def view_root(self, name: str) -> str:
         """The tensor whose bytes ``name`` reinterprets through views (Reshape and the like,
-        which run no kernel), else ``name``."""
+        which run no kernel), else ``name``.  A requantization of the same scale written as
+        ``DequantizeLinear -> views -> QuantizeLinear`` that ``stowage.ir.qdq`` made an alias
+        (no node of it a step or a group member; the floats between have no buffer) is a view
+        too: the integer bytes are the same."""
         if not hasattr(self, "_view_src"):
-            self._view_src = {op.outputs[0]: op.inputs[0] for op in self.g.operators
-                              if op.op_type in VIEW_OP_TYPES and not op.computing and op.inputs and op.outputs
-                              and self.g.tensor_buffer.get(op.inputs[0]) == self.g.tensor_buffer.get(op.outputs[0])}
+            tb = self.g.tensor_buffer
+            self._view_src = {
+                op.outputs[0]: op.inputs[0] for op in self.g.operators
+                if not op.computing and op.inputs and op.outputs and (
+                    (op.op_type in VIEW_OP_TYPES and tb.get(op.inputs[0]) == tb.get(op.outputs[0]))
+                    or (op.op_type in ("DequantizeLinear", "QuantizeLinear") and op.fused_into is None
+                        and (op.inputs[0] not in tb) != (op.outputs[0] not in tb)))}
         for _ in range(64):
             if name not in self._view_src:
                 break
@@ -1437,7 +1476,9 @@ class _RowReplay:
         """Whether tensors ``a`` and ``b`` are views of one another's bytes with the same rows
         (a Reshape of a column tensor that keeps its last axis: the DFL's ``(1, 64, N)`` ->
         ``(1, 4, 16, N)``): a row of one is that row of the other."""
-        return (self.view_root(a) == self.view_root(b) and _has_rows(self.g, a) and _has_rows(self.g, b)
+        tb = self.g.tensor_buffer
+        return (self.view_root(a) == self.view_root(b) and tb.get(a) == tb.get(b) and a in tb
+                and _has_rows(self.g, a) and _has_rows(self.g, b)
                 and _rows(self.g, a) == _rows(self.g, b)
                 and self.g.tensors[a].bytes // _rows(self.g, a) == self.g.tensors[b].bytes // _rows(self.g, b))
 
@@ -1650,9 +1691,27 @@ class _RowReplay:
         for name in listed.keys() - {x}:
             self.fail(f"{where}: reads rows of '{name}', which is not a spatial operand of the operator")
         got = listed.get(x)
-        if (st.pad_top, st.pad_bottom) != (0, 0):
+        if sp.kind == "mirror":
+            # The band's border rows: those above row 0 / below the last row of the input.
+            lo_d, hi_d = st.out_lo - sp.pad_top, st.out_hi - sp.pad_top
+            want = (max(0, min(hi_d, 0) - lo_d), max(0, hi_d - max(lo_d, sp.in_rows)))
+            if (st.pad_top, st.pad_bottom) != want:
+                self.fail(f"{where}: pads [{st.pad_top}, {st.pad_bottom}] for output rows [{st.out_lo}, "
+                          f"{st.out_hi}) of the {sp.border} Pad, its border rows are [{want[0]}, {want[1]}]")
+        elif (st.pad_top, st.pad_bottom) != (0, 0):
             self.fail(f"{where}: pads [{st.pad_top}, {st.pad_bottom}], a {op.op_type} stripe has none")
-        if sp.kind == "accumulate":
+        if sp.kind == "mirror":
+            if not 0 <= st.out_lo < st.out_hi <= sp.out_rows:
+                return   # reported by writes()
+            copied = [sp.mirrored(o) for o in range(st.out_lo, st.out_hi)]
+            lo, hi = min(copied), max(copied) + 1
+            if got != (lo, hi):
+                self.fail(f"{where}: reads rows {list(got) if got else 'none'} of '{x}', output rows "
+                          f"[{st.out_lo}, {st.out_hi}) of the {sp.border} Pad (top {sp.pad_top}) copy rows "
+                          f"{copied}: [{lo}, {hi})")
+            if got is None:
+                return
+        elif sp.kind == "accumulate":
             start = self.reduced.get(op.index, 0)
             out = self.result.get(op.index, "")
             self.partial[out] = (op.index, x, sp.in_rows)

@@ -28,6 +28,7 @@ from stowage.ir.graph import BufferId, Graph, Operator, OpIndex, TensorKind
 from stowage.ir.tiling import (
     DILATED,
     FLATTEN,
+    MIRROR,
     RESIZE,
     TRANSPOSED,
     RowMap,
@@ -270,10 +271,11 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
 
     # The walk is the partition search's inner loop (thousands of walks; DenseNet's
     # concatenations read dozens of operands per stripe): each member's operands with their
-    # row maps, and for a window map (every kind but resize, transposed, dilated and flatten) its stride,
+    # row maps, and for a window map (every kind but resize, transposed, dilated, flatten and mirror) its stride,
     # padding, extent and input rows, so ``need`` and ``first_needed`` are inlined below.
     def fast(rm: RowMap) -> tuple[int, int, int, int]:
-        return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED, DILATED, FLATTEN) \
+        return (rm.stride, rm.pad_top, rm.kernel, rm.in_rows) if rm.kind not in (RESIZE, TRANSPOSED, DILATED, FLATTEN,
+                                                                                  MIRROR) \
             else (0, 0, 0, 0)
 
     operands = {m.index: [(name, tb[name], rm, producer.get(name), rm.kernel > 1 or rm.stride > 1 or rm.pad_top != 0,
