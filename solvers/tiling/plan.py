@@ -162,7 +162,7 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
         # first, the rings' partition stands.
         reach = part.reach
         try:
-            by_slot = part.least_traffic(cap)
+            by_slot = slotfit.least_traffic_packed(part, cap)
             if by_slot is not None and any(s.slotted for s in by_slot) and (
                     streamed is None or sum(s.traffic for s in by_slot) < sum(s.traffic for s in streamed)):
                 out.insert(0, by_slot)
@@ -187,7 +187,7 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
                     "work budget alone (past the time limit)")
         part.work = work   # rows by slot allowed: rings alone did not complete either
         try:
-            late = part.least_traffic(cap)
+            late = slotfit.least_traffic_packed(part, cap) if part.slot_rows else part.least_traffic(cap)
             if late is not None:
                 out.append(late)
         except OutOfWork:
