@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from stowage.ir.graph import BufferId
 from stowage.solvers.alloc.interval import align_up
 from stowage.solvers.tiling.program import Program
-from stowage.solvers.tiling.slots import SlotLayout, row_lifetimes, slot_layout
+from stowage.solvers.tiling.slots import RowLifetimes, SlotLayout, row_lifetimes, slot_layout
 
 if TYPE_CHECKING:
     from stowage.solvers.tiling.partition import Partitioner, Segment
@@ -64,6 +64,10 @@ class SlotCache:
     pending: dict[Key, int] = field(default_factory=dict)
     #: Segments the exact packer could not fit: key -> the largest room it failed in.
     failed: dict[Key, int] = field(default_factory=dict)
+    #: Row lifetimes of each recorded program (``slots.row_lifetimes``).
+    lives: dict[Key, RowLifetimes] = field(default_factory=dict)
+    #: Segments the greedy packer could not fit: key -> the largest room it missed.
+    missed: dict[Key, int] = field(default_factory=dict)
 
 
 def slot_peak(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozenset[BufferId],
@@ -108,16 +112,25 @@ def slot_peak(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozen
     if have is not None and align_up(have.region, part.align) <= room:
         return base + align_up(have.region, part.align) + bystanders
     prog = cache.programs[key]
-    lives = row_lifetimes(part.g, prog)
+    lives = cache.lives.get(key)
+    if lives is None:
+        lives = cache.lives[key] = row_lifetimes(part.g, prog)
     if room <= 0 or lives.peak > room:
         return None
-    lay = slot_layout(part.g, prog, capacity=room, work=SEARCH_WORK, lives=lives)
-    if lay is None:
-        if not cache.optimistic or room <= cache.failed.get(key, -1):
+    if cache.optimistic:
+        # Taken on its live rows; ``finish`` packs it if a partition chooses it (no packing
+        # here: the search tries hundreds of segments and chooses a dozen).
+        if room <= cache.failed.get(key, -1):
             return None
-        # Taken on its live rows; ``finish`` packs it exactly if a partition chooses it.
         cache.pending[key] = align_up(lives.peak, part.align)
         return base + cache.pending[key] + bystanders
+    # A greedy packing that missed a room misses a smaller one too (its search is the same up
+    # to the stop at the room): not packed again.
+    lay = None if room <= cache.missed.get(key, -1) else slot_layout(part.g, prog, capacity=room,
+                                                                     work=SEARCH_WORK, lives=lives)
+    if lay is None:
+        cache.missed[key] = max(room, cache.missed.get(key, -1))
+        return None
     if have is None or lay.region < have.region:
         layouts[key] = lay
     return base + align_up(lay.region, part.align) + bystanders
@@ -148,7 +161,8 @@ def finish(part: Partitioner, segs: list[Segment], capacity: int) -> bool:
         room -= room % part.align
         if have is not None and align_up(have.region, part.align) <= room:
             continue
-        lay = slot_layout(part.g, cache.programs[key], capacity=room, work=SEARCH_WORK, exact_work=EXACT_WORK)
+        lay = slot_layout(part.g, cache.programs[key], capacity=room, work=SEARCH_WORK, lives=cache.lives.get(key),
+                          exact_work=EXACT_WORK)
         if lay is None:
             log.info("tiling: cascade %d..%d's rows do not pack within %d B (%d B live at once)", i, j, room, rows)
             cache.failed[key] = max(room, cache.failed.get(key, -1))
