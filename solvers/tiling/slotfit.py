@@ -178,7 +178,7 @@ def least_traffic_packed(part: Partitioner, capacity: int) -> list[Segment] | No
     live rows, the chosen partition's are packed (``finish``), and when one does not pack the
     search runs again without it (at most ``PACK_ROUNDS`` times; the walks are memoised).
     Deterministic: every budget is work, not time.  None when no round found a partition
-    whose every segment packs."""
+    whose every segment packs (the caller keeps the greedy packer's, ``plan.choose_candidates``)."""
     cache = part.slot_cache
     cache.optimistic = True
     try:
@@ -188,8 +188,7 @@ def least_traffic_packed(part: Partitioner, capacity: int) -> list[Segment] | No
                 return segs
     finally:
         cache.optimistic = False
-    segs = part.least_traffic(capacity)   # the greedy packer's partition
-    return segs
+    return None
 
 
 __all__ = ["EXACT_WORK", "PACK_ROUNDS", "SEARCH_WORK", "SLACK", "SlotCache", "finish", "layout",
