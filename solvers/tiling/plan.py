@@ -171,7 +171,9 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
                 break
             try:
                 by_slot = search(cap)
-            except (OutOfTime, OutOfWork):
+            except (OutOfTime, OutOfWork) as e:
+                if isinstance(e, OutOfTime):
+                    part.stopped_by = "time"   # the clock, not a budget, kept the partition found before
                 log.info("tiling: a search with rows by slot did not complete; the partition found before stands")
                 break
             if by_slot is not None and any(s.slotted for s in by_slot) and (

@@ -38,10 +38,13 @@ log = logging.getLogger(__name__)
 SAFETY_SECONDS = 60.0
 
 
-def exact_rows(ivs: Sequence[Interval], capacity: int, work: float, alignment: int = 1) -> dict[int, int] | None:
+def exact_rows(ivs: Sequence[Interval], capacity: int, work: float, alignment: int = 1,
+               wall: float | None = None) -> dict[int, int] | None:
     """Offsets (by interval id, multiples of ``alignment``) packing ``ivs`` within
     ``capacity`` bytes, or None when none was found within ``work`` (CP-SAT deterministic
-    time) or none exists.  Offsets never overlap for two intervals live at a common step."""
+    time) or none exists.  Offsets never overlap for two intervals live at a common step.
+    ``wall``: the wall-clock safety net (``SAFETY_SECONDS`` when None; the partition search
+    passes what is left of its time limit)."""
     ivs = [iv for iv in ivs]
     if not ivs:
         return {}
@@ -65,12 +68,13 @@ def exact_rows(ivs: Sequence[Interval], capacity: int, work: float, alignment: i
     yi = [m.new_fixed_size_interval_var(y, s, f"o{k}") for k, (y, s) in enumerate(zip(ys, sizes))]
     m.add_no_overlap_2d(xs, yi)
     solver = cp_model.CpSolver()
-    configure(solver, SAFETY_SECONDS, work, 1, 0)
+    safety = SAFETY_SECONDS if wall is None else min(SAFETY_SECONDS, wall)
+    configure(solver, safety, work, 1, 0)
     status = solver.solve(m)
     if status in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         return {iv.id: int(solver.value(y)) * unit for iv, y in zip(ivs, ys)}
-    if status == cp_model.UNKNOWN and solver.wall_time >= SAFETY_SECONDS * 0.99:
-        note_wall_cut()
+    if status == cp_model.UNKNOWN and solver.deterministic_time < work * 0.99:
+        note_wall_cut()   # the clock, not the work budget, ended it
     log.debug("rowpack: %d rows within %d B: %s after %.2f deterministic s", len(ivs), capacity,
               solver.status_name(status), solver.deterministic_time)
     return None

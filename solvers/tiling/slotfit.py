@@ -161,8 +161,13 @@ def finish(part: Partitioner, segs: list[Segment], capacity: int) -> bool:
         room -= room % part.align
         if have is not None and align_up(have.region, part.align) <= room:
             continue
+        if part.deadline is not None and time.monotonic() > part.deadline:
+            from stowage.solvers.tiling.partition import OutOfTime
+
+            raise OutOfTime("the tiling search ran out of time")
         lay = slot_layout(part.g, cache.programs[key], capacity=room, work=SEARCH_WORK, lives=cache.lives.get(key),
-                          exact_work=EXACT_WORK)
+                          exact_work=EXACT_WORK,
+                          exact_wall=None if part.deadline is None else max(0.5, part.deadline - time.monotonic()))
         if lay is None:
             log.info("tiling: cascade %d..%d's rows do not pack within %d B (%d B live at once)", i, j, room, rows)
             cache.failed[key] = max(room, cache.failed.get(key, -1))
