@@ -120,7 +120,7 @@ def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it(
     import stowage.solvers.tiling.partition as partition
 
     g = side_graph()
-    slotted = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=30)
+    slotted = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=60)
     assert validate(g, slotted).ok and slotted.metrics.noncompulsory_bytes == 1024
     assert [c.slotted for c in slotted.cascades] == [True, False] and slotted.solver.joint_bound is None
     monkeypatch.setattr(partition, "SLOT_ROWS", False)

@@ -93,7 +93,7 @@ def test_compile_exact_plans_the_model_partition_and_the_validator_accepts_it(mo
 
     g = _seed6()
     for how in ("heuristic", "model"):
-        slotted = compile_plan(g, "ethos-u55-256", capacity=140, solver="exact", time_limit=20,
+        slotted = compile_plan(g, "ethos-u55-256", capacity=140, solver="exact", time_limit=60,
                                params={"partition": how})
         assert validate(g, slotted).ok and slotted.metrics.noncompulsory_bytes == 228
         assert any(c.slotted for c in slotted.cascades) and slotted.solver.partition_bound is None
