@@ -106,14 +106,24 @@ def test_the_joint_model_is_the_partition_model_when_nothing_need_spill() -> Non
         assert names(g, r.off) == ["t1"]
 
 
-def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it(tmp_path: Path) -> None:
+def test_compile_exact_plans_the_joint_partition_and_the_validator_accepts_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``side_graph`` compiled with ``--solver exact`` at 800 B (the target's 16-byte alignment
     changes no size): without the joint model (``--param joint=off``) the plan moves 3,072 B;
     with it 2,304 B, found by the joint model, valid, and ``solver.joint_bound`` 2,304 proves
     it optimal over every plan into its candidates in the file order.  ``stowage simulate``
     runs the joint model's plan (t0 spilled whole and reloaded, u2 through DRAM row by row) of
-    the fp32 model against onnxruntime."""
+    the fp32 model against onnxruntime.  The joint model's candidates hold rings, so this is
+    with rings only: with rows by slot (the default) the heuristic's partition, its first
+    cascade slotted, moves 1,024 B, below the joint optimum over ring candidates, and no joint
+    bound is reported."""
+    import stowage.solvers.tiling.partition as partition
+
     g = side_graph()
+    slotted = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=60)
+    assert validate(g, slotted).ok and slotted.metrics.noncompulsory_bytes == 1024
+    assert [c.slotted for c in slotted.cascades] == [True, False] and slotted.solver.joint_bound is None
+    monkeypatch.setattr(partition, "SLOT_ROWS", False)
     off = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=30, params={"joint": False})
     on = compile_plan(g, "ethos-u55-256", capacity=800, solver="exact", time_limit=30)
     assert off.metrics.noncompulsory_bytes == 3072 and off.solver.joint_bound is None

@@ -76,7 +76,10 @@ def test_least_traffic_cuts_through_the_narrowest_tensor() -> None:
     channels: 256 B), stored by the first half and loaded by the second: 512 B, not through an
     8-channel tensor (2,048 B).  The halves need 304 B (x 3 rows x 32 + t0 3 x 64 + t1's
     staging row 16) and 272 B (t1 3 x 16 + t2 3 x 64 + y 1 x 32)."""
+    from stowage.solvers.tiling.slotfit import least_traffic_packed
+
     g = chain([4, 8, 2, 8, 4], [1, 1, 1, 1])
+    slot = Partitioner(g, False, 1)
     part = Partitioner(g, False, 1)
     t1 = g.tensor_buffer["t1"]
     assert part.own(0, 1, 1, frozenset({t1})) == 304
@@ -96,13 +99,25 @@ def test_least_traffic_cuts_through_the_narrowest_tensor() -> None:
     # Below the first half's 304 B a second, dearer cut is needed.
     tighter = part.least_traffic(303)
     assert tighter is not None and sum(s.traffic for s in tighter) > 512
+    # With rows by slot, as the planner searches (``slotfit.least_traffic_packed``), the four
+    # fit as one cascade at 543 B: its ring bound, within ``partition.BOUND_SLACK`` of the
+    # capacity, no longer prunes it, and its rows pack.
+    by_slot = least_traffic_packed(slot, 543)
+    assert by_slot is not None and [(s.ops, s.slotted, s.traffic) for s in by_slot] == [((0, 1, 2, 3), True, 0)]
 
 
-def test_compile_below_the_zero_traffic_capacity_moves_the_narrow_tensor() -> None:
+def test_compile_below_the_zero_traffic_capacity_moves_the_narrow_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
     """The same chain compiled at 543 B (every size above is a multiple of the target's 4-byte
-    alignment): the validator accepts the plan, which moves exactly t1's rows off-chip and
-    back (512 B) besides the compulsory input and output rows (512 B each)."""
+    alignment): with rings only the validator accepts the plan, which moves exactly t1's rows
+    off-chip and back (512 B) besides the compulsory input and output rows (512 B each).  With
+    rows by slot (the default) the four run as one cascade and move nothing."""
+    import stowage.solvers.tiling.partition as partition
+
     g = chain([4, 8, 2, 8, 4], [1, 1, 1, 1])
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=543, time_limit=60)
+    assert validate(g, plan).ok and plan.solver.stopped_by is None
+    assert [c.slotted for c in plan.cascades] == [True] and plan.metrics.noncompulsory_bytes == 0
+    monkeypatch.setattr(partition, "SLOT_ROWS", False)
     plan = compile_plan(g, target="mcu-cortex-m7", capacity=543, time_limit=5)
     v = validate(g, plan)
     assert v.ok, v.summary()
@@ -282,10 +297,12 @@ def test_below_every_stripe_the_error_names_the_stripe_not_the_se_mul() -> None:
     assert "3 rows of 'in' (64 bytes each), 192 bytes" in msg
     assert "mul" not in msg and "cannot run in stripes" not in msg
     # At the floor it plans: x crosses through DRAM to the reduction's and to the Mul's
-    # cascades, m to conv2's (x stored once, loaded twice, m stored and loaded: 5 x 2,048).
-    plan = compile_plan(g, target="mcu-cortex-m7", capacity=320, time_limit=5)
-    assert validate(g, plan).ok
-    assert plan.metrics.noncompulsory_bytes == 5 * 2048
+    # cascade; the Mul and conv2 run as one cascade with rows by slot, so m stays on chip (x
+    # stored once, loaded twice: 3 x 2,048).  With rings only m crosses too (5 x 2,048).
+    plan = compile_plan(g, target="mcu-cortex-m7", capacity=320, time_limit=60)
+    assert validate(g, plan).ok and plan.solver.stopped_by is None
+    assert plan.metrics.noncompulsory_bytes == 3 * 2048
+    assert [(c.ops, c.slotted) for c in plan.cascades][-1] == ((5, 6), True)
 
 
 def test_one_row_tensors_never_cross_a_cut_off_chip() -> None:

@@ -178,14 +178,26 @@ def choose_candidates(problem: Problem, part: Partitioner, stop_at: float | None
         # memoised, so it pays for the slot tries and the segments they make feasible.  Its
         # partition is a candidate when it cuts less; when its budget or the clock ends it
         # first, the rings' partition stands.
+        # Last, when that still moves bytes, once more with segments the greedy packer misses
+        # taken on their live rows and the chosen ones packed exactly
+        # (``slotfit.least_traffic_packed``), again on a budget of its own: when it does not
+        # complete, the greedy packer's partition stands.
         reach = part.reach
-        try:
-            by_slot = part.least_traffic(cap)
+        best = streamed
+        for search in (part.least_traffic, lambda c: slotfit.least_traffic_packed(part, c)):
+            if best is not None and sum(s.traffic for s in best) == 0:
+                break
+            try:
+                by_slot = search(cap)
+            except (OutOfTime, OutOfWork) as e:
+                if isinstance(e, OutOfTime):
+                    part.stopped_by = "time"   # the clock, not a budget, kept the partition found before
+                log.info("tiling: a search with rows by slot did not complete; the partition found before stands")
+                break
             if by_slot is not None and any(s.slotted for s in by_slot) and (
-                    streamed is None or sum(s.traffic for s in by_slot) < sum(s.traffic for s in streamed)):
+                    best is None or sum(s.traffic for s in by_slot) < sum(s.traffic for s in best)):
                 out.insert(0, by_slot)
-        except (OutOfTime, OutOfWork):
-            log.info("tiling: the search with rows by slot did not complete; the rings' partition stands")
+                best = by_slot
         part.reach = reach
     # The smallest-cascades partition is the fallback whatever the clock or the budget says:
     # without it a capacity below M_R has no plan at all (it walks each segment once).  When
@@ -217,7 +229,7 @@ def choose_candidates(problem: Problem, part: Partitioner, stop_at: float | None
                     "work budget alone (past the time limit)")
         part.work = work   # rows by slot allowed: rings alone did not complete either
         try:
-            late = part.least_traffic(cap)
+            late = slotfit.least_traffic_packed(part, cap) if part.slot_rows else part.least_traffic(cap)
             if late is not None:
                 out.append(late)
         except OutOfWork:

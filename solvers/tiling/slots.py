@@ -135,13 +135,21 @@ def pack_rows(lives: RowLifetimes, alignment: int = 1, time_limit: float = 30.0)
 
 
 def pack_rows_within(lives: RowLifetimes, capacity: int | None, work: float | None = None, alignment: int = 1,
-                     time_limit: float = 30.0) -> tuple[int, dict[int, int]] | None:
+                     time_limit: float = 30.0, exact_work: float | None = None,
+                     exact_wall: float | None = None) -> tuple[int, dict[int, int]] | None:
     """``pack_rows`` within a region of ``capacity`` bytes: the search stops at the first
     packing that fits, None when it found none.  ``work``: a smaller move budget (seconds of
     work, ``alloc.greedy.allocate_offsets``), deterministic, for the partition search, which
-    packs many candidate cascades."""
+    packs many candidate cascades.  ``exact_work``: when the greedy packing misses
+    ``capacity`` although the rows live at one stripe fit it, the exact row packer
+    (``rowpack.exact_rows``) tries with that much CP-SAT deterministic time (``exact_wall``:
+    its wall-clock safety net, ``rowpack.SAFETY_SECONDS`` when None)."""
     ivs = [Interval(i, r.first, r.last, r.size) for i, r in enumerate(lives.rows)]
     off = allocate_offsets(ivs, alignment, capacity=capacity, time_limit=time_limit, work=work)
+    if off is None and capacity is not None and exact_work is not None and lives.peak <= capacity:
+        from stowage.solvers.tiling.rowpack import exact_rows
+
+        off = exact_rows(ivs, capacity, exact_work, alignment, wall=exact_wall)
     if off is None:
         return None
     top = max((off[iv.id] + iv.size for iv in ivs), default=0)
@@ -161,18 +169,22 @@ class SlotLayout:
 
 
 def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0, capacity: int | None = None,
-                work: float | None = None, lives: RowLifetimes | None = None) -> SlotLayout | None:
+                work: float | None = None, lives: RowLifetimes | None = None,
+                exact_work: float | None = None, exact_wall: float | None = None) -> SlotLayout | None:
     """The row slots of recorded ``program`` packed by their lifetimes (``pack_rows``; with
     ``capacity``, a region of at most that many bytes), or None when it has no rows, stages a
     buffer (staging keeps its own per-stripe slots) or no packing within ``capacity`` was
-    found.  ``lives``: ``row_lifetimes(graph, program)`` when the caller has it."""
+    found.  ``lives``: ``row_lifetimes(graph, program)`` when the caller has it;
+    ``exact_work``: the exact row packer's budget when the greedy one misses
+    (``pack_rows_within``)."""
     if program.staged:
         return None
     if lives is None:
         lives = row_lifetimes(graph, program)
     if not lives.rows or (capacity is not None and lives.peak > capacity):
         return None
-    packed = pack_rows_within(lives, capacity, work=work, time_limit=time_limit)
+    packed = pack_rows_within(lives, capacity, work=work, time_limit=time_limit, exact_work=exact_work,
+                              exact_wall=exact_wall)
     if packed is None:
         return None
     top, off = packed
