@@ -268,6 +268,9 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
     start = time.monotonic()
     end = start + problem.time_limit
     latency = getattr(params, "objective", "traffic") == "latency"
+    how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
+    if how not in ("model", "heuristic"):   # a bad parameter is refused before any work
+        raise SolverError(f"exact: unknown partition '{how}'; choose model or heuristic")
     reorder = tuple(getattr(params, "reorder", ())) if solver in ("auto", "heuristic", "exact") else ()
     if reorder:
         from stowage.solvers.tiling.orders import check_names
@@ -305,9 +308,6 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
         raise OutOfTime("tiling: no partition before the caller's deadline")
     partition_bound: int | None = None
     joint_bound: int | None = None
-    how = getattr(params, "partition", "model") if solver == "exact" else "heuristic"
-    if how not in ("model", "heuristic"):
-        raise SolverError(f"exact: unknown partition '{how}'; choose model or heuristic")
     if how == "model" and not latency and problem.capacity is not None \
             and not _zero_traffic([s for _p, s, _w in candidates], problem.capacity):
         # The exact solver chooses the cascades too: the CP-SAT partition model over candidate
