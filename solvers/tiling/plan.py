@@ -40,6 +40,7 @@ from stowage.solvers.tiling import partition, slotfit
 from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.partition import OutOfTime, OutOfWork, Partitioner, Segment
 from stowage.solvers.tiling.program import Program
+from stowage.solvers.tiling.runs import run_work
 from stowage.solvers.tiling.slots import SlotLayout
 from stowage.targets.hierarchy import Hierarchy
 
@@ -208,8 +209,11 @@ def choose_candidates(problem: Problem, part: Partitioner) -> list[list[Segment]
 def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Plan:
     """The best tiled plan among the candidate partitions (least non-compulsory traffic)."""
     # The choice of cascades is bounded by its work budget (``partition.WORK_BUDGET``); 80% of
-    # the time limit is only its safety net on an overloaded machine.  The macro solves (one
-    # step per cascade, a fraction of the limit) get what is left, at least a second each.
+    # the time limit is only its safety net on an overloaded machine.  Each macro solve (one
+    # step per cascade) gets the time limit ``macro_limit`` -- a function of the limit only, so
+    # its work budgets do not depend on the load (it got the time left, at least a second);
+    # the end of the limit is the safety stop: past it, with a plan in hand, the candidates
+    # left are skipped and the plan says ``stopped_by = "time"``.
     start = time.monotonic()
     end = start + problem.time_limit
     part = Partitioner(problem.graph, problem.weights_in_compute_level, problem.target.compute.alignment,
@@ -246,6 +250,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
 
         candidates += [(part, s, "tiling") for s in latency_partitions(problem, part, [s for _p, s, _w in candidates])]
     seen: set[tuple[tuple[tuple[int, ...], int, int, frozenset[int]], ...]] = set()
+    skipped = False
     for cpart, segs, source in candidates:
         key = tuple((s.ops, s.stripe_rows, s.pace_rows, s.dram) for s in segs)
         if key in seen:
@@ -254,8 +259,11 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         if source != "tiling" and best is not None and not latency \
                 and sum(s.traffic for s in segs) >= best.metrics.noncompulsory_bytes:
             continue   # its cut traffic alone is no better than a plan in hand: no macro solve
+        if best is not None and time.monotonic() >= end:
+            skipped = True     # the safety stop: the plan says so below
+            break
         try:
-            left = replace(problem, time_limit=max(1.0, end - time.monotonic()))
+            left = replace(problem, time_limit=macro_limit(problem.time_limit))
             plan = _plan_partition(left, cpart, segs, solver, params)
         except CapacityError as exc:
             error = exc
@@ -286,11 +294,26 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None) -> Pl
         # about it and is not reported (never a bound above a valid plan's traffic).
         log.info("tiling: the plan kept (%d B) beats every plan into the file order's candidates (>= %d B)",
                  best.metrics.noncompulsory_bytes, joint_bound)
+    if skipped and not best.solver.stopped_by:
+        best = replace(best, solver=replace(best.solver, stopped_by="time"))
     if part.stopped_by and not best.solver.stopped_by:
         # The wall clock, not the work budget, cut the choice of cascades: on a less loaded
         # machine the same command may choose others.
         best = replace(best, solver=replace(best.solver, stopped_by=part.stopped_by))
     return best
+
+
+#: Each macro solve's time limit, as a share of the compile's (at least ``MACRO_MIN`` seconds):
+#: the macro graph has one step per cascade, and its solvers end on work budgets derived
+#: from this limit.
+MACRO_SHARE = 0.25
+MACRO_MIN = 1.0
+
+
+def macro_limit(time_limit: float) -> float:
+    """The time limit of one macro solve in ``plan_tiled``: ``MACRO_SHARE`` of the compile's,
+    at least ``MACRO_MIN`` -- a function of the limit, not of the time left."""
+    return max(MACRO_MIN, MACRO_SHARE * time_limit)
 
 
 def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
@@ -369,11 +392,14 @@ def with_tiled_bound(problem: Problem, plan: Plan) -> Plan:
     traffic = plan.metrics.noncompulsory_bytes
     cap, weights = problem.capacity, problem.weights_in_compute_level
     # Each candidate partition's plan asks for the same bound (seconds on EfficientNet-B0).
-    # The run bound's DP ends on its work budget; the end of the time limit is its safety net
-    # (seconds on DenseNet-121), and a bound the clock cut says so in ``stopped_by``.
+    # The run bound's DP ends on its work budget, a function of the time limit
+    # (``runs.run_work``); the end of the time limit is its safety net, and a bound the clock
+    # cut says so in ``stopped_by``.
     deadline = time.monotonic() + max(0.0, problem.time_limit)
-    tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
-                                               lambda: tiled_lower_bound(problem.graph, cap, weights, deadline))
+    work = run_work(problem.time_limit)
+    tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights, work),
+                                               lambda: tiled_lower_bound(problem.graph, cap, weights, deadline,
+                                                                         work=work))
     bound = 0 if tb is None else tb.bytes
     if tb is not None and tb.cut and not plan.solver.stopped_by:
         plan = replace(plan, solver=replace(plan.solver, stopped_by="time"))
@@ -503,5 +529,5 @@ def _slots_of(graph: Graph, lay: SlotLayout, b: int) -> tuple[int, ...]:
     return (-1,) * tensor_rows(graph, graph.tensors[graph.buffers[b].tensors[0]])
 
 
-__all__ = ["attach", "choose_candidates", "plan_tiled"]
+__all__ = ["MACRO_MIN", "MACRO_SHARE", "attach", "choose_candidates", "macro_limit", "plan_tiled"]
 
