@@ -425,6 +425,9 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
         hit = memo.get(key)
         if hit is not None:
             memo.move_to_end(key)
+            # Charged as the run it saves (``solvers.work_meter``), so a work budget does not
+            # depend on what this process happened to simulate before.
+            work_meter.add_steps(len(order))
             return hit
     eng = SpillEngine(problem, order, cfg)
     try:
