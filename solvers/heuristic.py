@@ -40,7 +40,7 @@ from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers import work_meter
 from stowage.solvers.alloc.greedy import wall_cuts
-from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak, safety_seconds
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.baselines import baseline_order_budget, baseline_plans, baseline_results
@@ -87,6 +87,10 @@ SEARCH_WORK_PER_SECOND = 0.6
 #: its budget is chosen to end well before ``AUTO_SEARCH_SHARE`` of the limit on an idle
 #: machine, so that the window there is only a safety stop.
 AUTO_SEARCH_WORK_PER_SECOND = 0.35
+
+#: The share of the search's time left that the min-peak scheduler's safety stop may take
+#: (``analysis.schedule.safety_seconds``: between its budget and three times it).
+ORDER_ROOM = 0.5
 
 #: The offline packings' wall-clock safety stop, in units of their work (``pack_time``), and
 #: never past the search's deadline.
@@ -226,13 +230,20 @@ class _Search:
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, ORDER_SHARE * self.p.time_limit)
-        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
+        # The scheduler's safety stop: up to ``SAFETY_FACTOR`` times its budget where half the
+        # search's time left allows (``safety_seconds``), else the budget itself; its work
+        # depends on the budget only.  Half, and the portfolio's online runs first, so that the
+        # search still gets a plan of its own in time (a stop of the whole time left, reverted
+        # in ae2397b, left it none: light_densenet121 under four busy loops, 32-68 s for 4 s).
+        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed,
+                                    safety=safety_seconds(budget, ORDER_ROOM * max(0.0, self.time_left())))
         self.minpeak = sched.order
         self.minpeak_budget = budget
         cands = [self.minpeak, g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
-            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed)
+            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed,
+                                          safety=safety_seconds(budget, ORDER_ROOM * max(0.0, self.time_left())))
             cands.insert(1, rounded.order)
             sched = rounded if rounded.cut else sched
         if sched.cut:   # a wall-clock stop shaped an order: the plan may depend on the load
@@ -635,6 +646,6 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
 
 
 __all__ = ["AUTO_SEARCH_SHARE", "AUTO_SEARCH_WORK_PER_SECOND", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS",
-           "CHEAP_PROOFS_WORK_LIMIT", "LARGE_GRAPH", "ORDER_SHARE", "PACK_SAFETY", "SEARCH_WORK_PER_SECOND",
-           "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs", "auto_once",
-           "choose", "heuristic", "plan_heuristic", "search_work"]
+           "CHEAP_PROOFS_WORK_LIMIT", "LARGE_GRAPH", "ORDER_ROOM", "ORDER_SHARE", "PACK_SAFETY",
+           "SEARCH_WORK_PER_SECOND", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
+           "auto_once", "choose", "heuristic", "plan_heuristic", "search_work"]
