@@ -40,7 +40,7 @@ from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
 from stowage.solvers import work_meter
 from stowage.solvers.alloc.greedy import wall_cuts
-from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak, safety_seconds
+from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
 from stowage.solvers.assemble import assemble_plan
 from stowage.solvers.baselines import baseline_order_budget, baseline_plans, baseline_results
@@ -88,13 +88,9 @@ SEARCH_WORK_PER_SECOND = 0.6
 #: machine, so that the window there is only a safety stop.
 AUTO_SEARCH_WORK_PER_SECOND = 0.35
 
-#: The share of the search's time left that the min-peak scheduler's safety stop may take
-#: (``analysis.schedule.safety_seconds``: between its budget and three times it).
-ORDER_ROOM = 0.5
-
 #: The offline packings' wall-clock safety stop, in units of their work (``pack_time``), and
 #: never past the search's deadline.
-PACK_SAFETY = 3.0
+PACK_SAFETY = 2.0
 
 
 @dataclass(frozen=True)
@@ -230,20 +226,13 @@ class _Search:
     def orders(self) -> list[tuple[OpIndex, ...]]:
         g, weights_in_compute_level = self.p.graph, self.p.weights_in_compute_level
         budget = min(self.params.order_time, ORDER_SHARE * self.p.time_limit)
-        # The scheduler's safety stop: up to ``SAFETY_FACTOR`` times its budget where half the
-        # search's time left allows (``safety_seconds``), else the budget itself; its work
-        # depends on the budget only.  Half, and the portfolio's online runs first, so that the
-        # search still gets a plan of its own in time (a stop of the whole time left, reverted
-        # in ae2397b, left it none: light_densenet121 under four busy loops, 32-68 s for 4 s).
-        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed,
-                                    safety=safety_seconds(budget, ORDER_ROOM * max(0.0, self.time_left())))
+        sched = min_peak_run_cached(g, weights_in_compute_level, budget, self.p.seed)
         self.minpeak = sched.order
         self.minpeak_budget = budget
         cands = [self.minpeak, g.file_order()]
         align = self.p.target.compute.alignment
         if align > 1:  # the order of least peak at this alignment (sizes rounded up): M_P's order
-            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed,
-                                          safety=safety_seconds(budget, ORDER_ROOM * max(0.0, self.time_left())))
+            rounded = min_peak_run_cached(rounded_graph(g, align), weights_in_compute_level, budget, self.p.seed)
             cands.insert(1, rounded.order)
             sched = rounded if rounded.cut else sched
         if sched.cut:   # a wall-clock stop shaped an order: the plan may depend on the load
@@ -293,8 +282,7 @@ class _Search:
                 return self.best  # type: ignore[return-value]
             self.offer(self.run_cfg(main, cfg))
         for o in rest[: 1 if self.fast else len(rest)]:
-            # The reduced portfolio tries the other orders with the cost-aware policy only.
-            for cfg in [c for c in configs if c.policy == "cost"] if self.fast else configs:
+            for cfg in configs[: 2 if self.fast else len(configs)]:
                 if self.done():
                     return self.best  # type: ignore[return-value]
                 self.offer(self.run_cfg(o, cfg))
@@ -306,19 +294,23 @@ class _Search:
         return self.best
 
     def portfolio(self) -> list[Config]:
-        """The configurations tried on the main order, cheapest first: the online runs (one
-        pass over the steps, 10-30 ms on 250 operators) before the byte-count ones (each a
-        packing ladder, up to ``slacks`` offline packings of ``pack_time`` work: 0.4-0.6 s
-        each on densenet121), so that a work budget spent on failing packings never leaves
-        the search without the online plans (densenet121 with weights at p1, 4 s: the byte
-        counts used the whole budget, and the plan came from the online run after it)."""
+        """The configurations tried on the main order: the cost-aware policy on byte counts
+        first (a packing ladder: up to ``slacks`` offline packings of ``pack_time`` work, the
+        best plans on most graphs), then one online run of the same policy (one pass over the
+        steps, 10-30 ms on 250 operators), so that a search whose budget or deadline ends
+        during the next ladders has an online plan too (densenet121 with weights at p1, 4 s:
+        every ladder fails, 0.4-0.7 s per packing, and the plan came from the online runs
+        after them), then the rest in the original order.  Running all the online runs first
+        was tried: at load 10-12 the deadline then ended the search before the byte-count
+        ladders that give densenet121's and the Transformer's plans (1,003,520 -> 2,207,744 B)."""
         betas = self.params.betas[:1] if self.fast else self.params.betas
-        cfgs = [Config(policy="cost", alloc="online", beta=b) for b in betas]
-        cfgs += [Config(policy="greedy", alloc="online"), Config(policy="belady", alloc="online")]
-        cfgs += [Config(policy="cost", alloc="bytes", beta=b) for b in betas]
+        cfgs = [Config(policy="cost", alloc="bytes", beta=b) for b in betas]
         if not self.fast:
             cfgs += [Config(policy="belady", alloc="bytes"), Config(policy="greedy", alloc="bytes")]
-        return cfgs
+        cfgs += [Config(policy="cost", alloc="online", beta=b) for b in betas]
+        cfgs += [Config(policy="greedy", alloc="online"), Config(policy="belady", alloc="online")]
+        early = cfgs.index(Config(policy="cost", alloc="online", beta=betas[0]))
+        return [cfgs[0], cfgs[early], *cfgs[1:early], *cfgs[early + 1:]]
 
     def improve(self) -> None:
         if self.best is None or self.params.improve_iters <= 0:
@@ -646,6 +638,6 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
 
 
 __all__ = ["AUTO_SEARCH_SHARE", "AUTO_SEARCH_WORK_PER_SECOND", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS",
-           "CHEAP_PROOFS_WORK_LIMIT", "LARGE_GRAPH", "ORDER_ROOM", "ORDER_SHARE", "PACK_SAFETY",
+           "CHEAP_PROOFS_WORK_LIMIT", "LARGE_GRAPH", "ORDER_SHARE", "PACK_SAFETY",
            "SEARCH_WORK_PER_SECOND", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
            "auto_once", "choose", "heuristic", "plan_heuristic", "search_work"]

@@ -204,15 +204,18 @@ def test_the_same_plan_under_busy_loops(solver) -> None:
         assert same(r, idle) or r.solver.stopped_by == "time"
 
 
-def test_the_portfolio_runs_the_online_configurations_first() -> None:
-    """Cheapest first, so that a budget spent on byte-count packing ladders never leaves the
-    search without the online plans (densenet121 with weights at p1, 4 s)."""
+def test_the_portfolio_runs_one_online_configuration_after_the_first_ladder() -> None:
+    """The cost-aware byte-count ladder first, then its online run, so that a budget or a
+    deadline ending the search in the next ladders leaves it an online plan (densenet121 with
+    weights at p1, 4 s); the rest in the original order."""
     search = heuristic._Search(_case(), HeuristicParams(fast=False), time.perf_counter())
-    allocs = [c.alloc for c in search.portfolio()]
-    assert allocs == ["online"] * 5 + ["bytes"] * 5
+    assert [(c.policy, c.alloc, c.beta) for c in search.portfolio()] == [
+        ("cost", "bytes", 1.0), ("cost", "online", 1.0), ("cost", "bytes", 2.0), ("cost", "bytes", 0.5),
+        ("belady", "bytes", 1.0), ("greedy", "bytes", 1.0), ("cost", "online", 2.0), ("cost", "online", 0.5),
+        ("greedy", "online", 1.0), ("belady", "online", 1.0)]
     fast = heuristic._Search(_case(), HeuristicParams(fast=True), time.perf_counter())
     assert [(c.policy, c.alloc) for c in fast.portfolio()] == [
-        ("cost", "online"), ("greedy", "online"), ("belady", "online"), ("cost", "bytes")]
+        ("cost", "bytes"), ("cost", "online"), ("greedy", "online"), ("belady", "online")]
 
 
 # -- the tiled run bound on its evaluation budget ---------------------------------------------
