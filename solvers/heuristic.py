@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 
 from stowage.ir.graph import OpIndex
 from stowage.plan import Plan
+from stowage.solvers import work_meter
 from stowage.solvers.alloc.greedy import wall_cuts
 from stowage.solvers.analysis.schedule import greedy_orders, min_peak_run_cached, order_peak
 from stowage.solvers.analysis.traffic_bound import traffic_lower_bound
@@ -72,6 +73,24 @@ LARGE_GRAPH = 2000
 #: the aligned order of the 2 s budget no longer fit M_P there (with weights: 6,370,272 B
 #: at M_P where 40% gives 0 B, at load 2.5), so the share stays 40%.
 ORDER_SHARE = 0.4
+
+#: The search's work budget (stages 2-4: packings, simulations, local search), in seconds of
+#: work (``solvers.work_meter``: packer entries, exact-packer nodes and engine steps at fixed
+#: rates, each about a third of the idle machine's) per second of the time limit.  The
+#: search stops when it has done this much work, the same on any machine and load; its
+#: deadline (75% of the limit) is only the safety stop, and when that ends the search the
+#: plan says ``stopped_by = "time"``.  See ``search_work`` for the value.
+SEARCH_WORK_PER_SECOND = 0.6
+
+#: The same for the search inside ``auto`` (``auto_once``), which shares the limit with the
+#: cheap proofs before it, the window descent after it and, above M_R, a second pass at M_R:
+#: its budget is chosen to end well before ``AUTO_SEARCH_SHARE`` of the limit on an idle
+#: machine, so that the window there is only a safety stop.
+AUTO_SEARCH_WORK_PER_SECOND = 0.35
+
+#: The offline packings' wall-clock safety stop, in units of their work (``pack_time``), and
+#: never past the search's deadline.
+PACK_SAFETY = 2.0
 
 
 @dataclass(frozen=True)
@@ -111,7 +130,7 @@ def _score(res: SpillResult) -> tuple[int, int]:
 
 class _Search:
     def __init__(self, problem: Problem, params: HeuristicParams, started: float,
-                 wall_deadline: float | None = None) -> None:
+                 wall_deadline: float | None = None, work_budget: float | None = None) -> None:
         self.p = problem
         self.params = params
         # A quarter of the limit is left for assembling and validating the plan; a caller
@@ -134,6 +153,9 @@ class _Search:
         n = len(problem.graph.computing_ops)
         self.fast = params.fast if params.fast is not None else n > LARGE_GRAPH
         self.evals = 0
+        #: The work meter at the start and the search's work budget (``search_work``).
+        self.work0 = work_meter.reading()
+        self.work_budget = search_work(problem.time_limit) if work_budget is None else work_budget
         #: With ``objective = latency``: the best distinct results seen, by traffic score.
         self.kept: list[SpillResult] | None = [] if params.objective == "latency" else None
 
@@ -143,9 +165,19 @@ class _Search:
             self.hit_wall = True
         return left
 
+    def work_used(self) -> float:
+        """Seconds of work (``solvers.work_meter``) since the search started."""
+        return work_meter.seconds(self.work0)
+
     def done(self) -> bool:
-        return self.best is not None and (
-            self.time_left() <= 0 or (self.p.capacity is not None and self.best.noncompulsory <= self.bound))
+        """A plan exists and: it meets the bound, or the work budget is spent (the same stop
+        on any machine), or -- the safety stop, which ``hit_wall`` records -- the deadline
+        passed."""
+        if self.best is None:
+            return False
+        if self.p.capacity is not None and self.best.noncompulsory <= self.bound:
+            return True
+        return self.work_used() >= self.work_budget or self.time_left() <= 0
 
     def offer(self, res: SpillResult | None) -> bool:
         self.evals += 1
@@ -168,13 +200,17 @@ class _Search:
         shrink with the limit)."""
         t0 = time.perf_counter()
         res = simulate(self.p, order, cfg, deadline=None if self.best is None else self.deadline)
+        if res is None and self.best is not None and time.perf_counter() > self.deadline:
+            self.hit_wall = True      # the deadline may have cut this run: say so
         if self.t_sim is None and cfg.alloc == "online" and res is not None:
             self.t_sim = time.perf_counter() - t0
             self.deadline = min(self.deadline, self.started + self.p.time_limit - POST_SEARCH_PASSES * self.t_sim)
         return res
 
     def run_cfg(self, order: Sequence[OpIndex], cfg: Config) -> SpillResult | None:
-        cfg = replace(cfg, pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
+        # The packing's work is ``pack_time``; its safety stop ``PACK_SAFETY`` times that (it
+        # sat at the work itself, which a 1.4x slowdown already cut), within the time left.
+        cfg = replace(cfg, pack_time=min(PACK_SAFETY * self.params.pack_time, max(0.05, self.time_left())),
                       pack_work=self.params.pack_time, seed=self.p.seed)
         if cfg.alloc == "online":
             return self.sim(order, cfg)
@@ -182,7 +218,7 @@ class _Search:
             res = self.sim(order, replace(cfg, slack=slack))
             if res is not None:
                 return res
-            if self.best is not None and self.time_left() <= 0:
+            if self.best is not None and (self.work_used() >= self.work_budget or self.time_left() <= 0):
                 break
         return None
 
@@ -226,13 +262,15 @@ class _Search:
             # The exact packer as a fallback: a packing here is the difference between zero
             # spill and spilling (the greedy packer can end several % above peak live).
             self.offer(self.sim(o, Config(policy="cost", alloc="bytes",
-                                          pack_time=min(self.params.pack_time, max(0.05, self.time_left())),
+                                          pack_time=min(PACK_SAFETY * self.params.pack_time,
+                                                        max(0.05, self.time_left())),
                                           pack_work=self.params.pack_time,
                                           seed=self.p.seed,
                                           exact_pack=max(0.05, 0.2 * self.p.time_limit),
                                           exact_pack_wall=max(0.05, min(0.2 * self.p.time_limit,
                                                                         self.time_left())))))
-            if self.best is not None and self.best.noncompulsory == 0 and self.time_left() <= 0:
+            if self.best is not None and self.best.noncompulsory == 0 and (
+                    self.work_used() >= self.work_budget or self.time_left() <= 0):
                 break
         if self.best is not None and self.best.noncompulsory == 0 and (cap is not None or self.fast):
             return self.best
@@ -256,13 +294,23 @@ class _Search:
         return self.best
 
     def portfolio(self) -> list[Config]:
+        """The configurations tried on the main order: the cost-aware policy on byte counts
+        first (a packing ladder: up to ``slacks`` offline packings of ``pack_time`` work, the
+        best plans on most graphs), then one online run of the same policy (one pass over the
+        steps, 10-30 ms on 250 operators), so that a search whose budget or deadline ends
+        during the next ladders has an online plan too (densenet121 with weights at p1, 4 s:
+        every ladder fails, 0.4-0.7 s per packing, and the plan came from the online runs
+        after them), then the rest in the original order.  Running all the online runs first
+        was tried: at load 10-12 the deadline then ended the search before the byte-count
+        ladders that give densenet121's and the Transformer's plans (1,003,520 -> 2,207,744 B)."""
         betas = self.params.betas[:1] if self.fast else self.params.betas
         cfgs = [Config(policy="cost", alloc="bytes", beta=b) for b in betas]
         if not self.fast:
             cfgs += [Config(policy="belady", alloc="bytes"), Config(policy="greedy", alloc="bytes")]
         cfgs += [Config(policy="cost", alloc="online", beta=b) for b in betas]
         cfgs += [Config(policy="greedy", alloc="online"), Config(policy="belady", alloc="online")]
-        return cfgs
+        early = cfgs.index(Config(policy="cost", alloc="online", beta=betas[0]))
+        return [cfgs[0], cfgs[early], *cfgs[1:early], *cfgs[early + 1:]]
 
     def improve(self) -> None:
         if self.best is None or self.params.improve_iters <= 0:
@@ -285,6 +333,14 @@ class _Search:
             self.offer(self.run_cfg(order, cur.config))
 
 
+def search_work(time_limit: float) -> float:
+    """The heuristic search's work budget for a time limit: ``SEARCH_WORK_PER_SECOND`` seconds
+    of work (``solvers.work_meter``) per second of the limit.  A function of the limit only,
+    so a seed gives the same search on any machine whenever the budget, not the deadline,
+    ends it."""
+    return SEARCH_WORK_PER_SECOND * max(0.0, time_limit)
+
+
 def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
              succs: dict[OpIndex, list[OpIndex]], rng: random.Random, moves: int) -> list[OpIndex]:
     """Move ``moves`` random operators to random positions inside their dependency windows."""
@@ -304,14 +360,16 @@ def _perturb(order: list[OpIndex], deps: dict[OpIndex, frozenset[OpIndex]],
 
 
 def plan_heuristic(problem: Problem, params: HeuristicParams, name: str, label: str | None = None,
-                   wall_deadline: float | None = None) -> Plan:
+                   wall_deadline: float | None = None, work_budget: float | None = None) -> Plan:
     """The heuristic's plan, or a baseline's when that is better (``stowage.solvers.portfolio``);
     ``found_by`` is ``label`` (default ``name``) or the winning baseline's name.
     ``wall_deadline`` (a ``time.perf_counter`` value) stops the search earlier than its own
-    share of the limit."""
+    share of the limit (a safety stop: the plan then says ``stopped_by = "time"``);
+    ``work_budget``: the search's seconds of work (``solvers.work_meter``; default
+    ``search_work(time_limit)``)."""
     started = time.perf_counter()
     cuts = wall_cuts()
-    search = _Search(problem, params, started, wall_deadline)
+    search = _Search(problem, params, started, wall_deadline, work_budget)
     best = search.search()
     status = "optimal" if problem.capacity is not None and best.noncompulsory <= search.bound else "feasible"
     log.info("%s: %d evaluations, non-compulsory %d, bound %d", name, search.evals, best.noncompulsory, search.bound)
@@ -487,7 +545,8 @@ def auto_once(problem: Problem, wall_deadline: float | None, descent_deadline: f
         plan = plan_divide(problem, DivideParams(), "auto", label=kind, wall_deadline=stop)
     else:
         assert hparams is not None
-        plan = plan_heuristic(problem, hparams, "auto", label=kind, wall_deadline=stop)
+        plan = plan_heuristic(problem, hparams, "auto", label=kind, wall_deadline=stop,
+                              work_budget=AUTO_SEARCH_WORK_PER_SECOND * problem.time_limit)
     if proofs is None:
         return plan
     candidates = [(plan.solver.found_by or kind, plan)]
@@ -578,7 +637,7 @@ def auto(problem: Problem, params: AutoParams) -> Plan:
                                   results=base)
 
 
-__all__ = ["AUTO_SEARCH_SHARE", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS", "CHEAP_PROOFS_WORK_LIMIT",
-           "LARGE_GRAPH", "ORDER_SHARE", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
-           "auto_once",
-           "choose", "heuristic", "plan_heuristic"]
+__all__ = ["AUTO_SEARCH_SHARE", "AUTO_SEARCH_WORK_PER_SECOND", "AUTO_WALL_SHARE", "CHEAP_PROOFS_MAX_OPS",
+           "CHEAP_PROOFS_WORK_LIMIT", "LARGE_GRAPH", "ORDER_SHARE", "PACK_SAFETY",
+           "SEARCH_WORK_PER_SECOND", "SECONDS_PER_OP", "AutoParams", "HeuristicParams", "auto", "auto_cheap_proofs",
+           "auto_once", "choose", "heuristic", "plan_heuristic", "search_work"]

@@ -71,6 +71,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from stowage.solvers import work_meter
 from stowage.solvers.alloc.greedy import note_wall_cut
 from stowage.solvers.alloc.interval import Interval, Lifetime, peak_live_at
 
@@ -680,6 +681,7 @@ def exact_pack(ivs: Sequence[Interval], alignment: int, capacity: int, time_limi
     units = [Interval(iv.id, iv.first, iv.last, -(-iv.size // a)) for iv in ivs]
     res = solve_allocation(units, capacity // a, time_limit,
                            nodes=node_budget(time_limit if work is None else work))
+    work_meter.add_nodes(res.nodes)     # ``solvers.work_meter``: the planners' work budgets
     if res.offsets is None:
         if res.stopped_by == "time" and on_cut is not None:
             on_cut()

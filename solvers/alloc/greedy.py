@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
+from stowage.solvers import work_meter
 from stowage.solvers.alloc.interval import Interval, align_up, peak_live
 
 log = logging.getLogger(__name__)
@@ -184,12 +185,14 @@ def allocate_offsets(intervals: Sequence[Interval], alignment: int = 1, capacity
         # Feasibility is what a capacity asks: stop at the first packing within it.
         bound = max(bound, capacity)
     adj = _conflicts(ivs)
+    entries = max(1, sum(len(a) for a in adj) + len(ivs))
     best_order: list[int] | None = None
     best_off: list[int] = []
     best_peak = -1
     for order in _initial_orders(ivs, adj):
         for fit in (False, True):
             off, peak = _pack(order, ivs, adj, align, fit)
+            work_meter.add_entries(entries)
             if best_peak < 0 or peak < best_peak:
                 best_order, best_off, best_peak = order, off, peak
             if best_peak <= bound:
@@ -231,6 +234,7 @@ def _improve(ivs: Sequence[Interval], adj: list[list[int]], align: int, order: l
             break
         if it % 8 == 0 and time.perf_counter() > deadline:
             return order, off, peak, True
+        work_meter.add_entries(entries)     # one re-pack below (``solvers.work_meter``)
         cand = list(order)
         r = rng.random()
         if r < 0.6:

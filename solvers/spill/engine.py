@@ -50,6 +50,7 @@ from typing import TypeVar
 from stowage.errors import CapacityError
 from stowage.ir.graph import OpIndex, TensorKind
 from stowage.plan import Transfer
+from stowage.solvers import work_meter
 from stowage.solvers.alloc.interval import Interval, align_up, peak_address
 from stowage.solvers.budgets import check_capacity, m_r_cached
 from stowage.solvers.cache import graph_cached
@@ -237,6 +238,8 @@ class SpillEngine:
         ``OutOfTime`` when ``deadline`` (a ``time.perf_counter()`` value, checked every 32
         steps) passes, ``PackFailed`` when bytes mode cannot make room."""
         g, st = self.graph, self.state
+        # The steps count as work whether or not the run completes (``solvers.work_meter``).
+        work_meter.add_steps(max(0, hi - lo))
         for s in range(lo, hi):
             idx = self.order[s]
             if s % 32 == 0 and s:
@@ -422,6 +425,9 @@ def simulate(problem: Problem, order: Sequence[OpIndex], cfg: Config,
         hit = memo.get(key)
         if hit is not None:
             memo.move_to_end(key)
+            # Charged as the run it saves (``solvers.work_meter``), so a work budget does not
+            # depend on what this process happened to simulate before.
+            work_meter.add_steps(len(order))
             return hit
     eng = SpillEngine(problem, order, cfg)
     try:

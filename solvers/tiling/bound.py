@@ -261,7 +261,8 @@ def _closures(graph: Graph, steps: list[Operator]) -> tuple[dict[int, int], dict
 
 
 def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
-                      deadline: float | None = None, per_instant: bool = True) -> TiledBound:
+                      deadline: float | None = None, per_instant: bool = True,
+                      work: int | None = None) -> TiledBound:
     """The bound of the module docstring at compute-level capacity ``capacity``, over the plans
     of ``graph`` and, when it runs Concats in place, of the same model without them
     (``Graph.without_concats``: ``stowage.compile`` plans that one below M_R, where its
@@ -271,17 +272,18 @@ def tiled_lower_bound(graph: Graph, capacity: int, weights_in_compute_level: boo
     (``CascadeTensor.slots``), whose rows share bytes over time, so a cascade holds per
     instant only what the step running needs of its rows; False: for plans whose rings are
     held at their largest window for the whole cascade (the stronger bound of the plans
-    before rows by slot)."""
-    own = _bound(graph, capacity, weights_in_compute_level, deadline, per_instant)
+    before rows by slot).  ``work``: the run bound's evaluation budget for each of the two
+    graphs (``runs.run_work``; default ``runs.WORK``); ``deadline`` is its safety net."""
+    own = _bound(graph, capacity, weights_in_compute_level, deadline, per_instant, work)
     if graph.without_concats is None or own.bytes == 0:
         return own
-    plain = _bound(graph.without_concats, capacity, weights_in_compute_level, deadline, per_instant)
+    plain = _bound(graph.without_concats, capacity, weights_in_compute_level, deadline, per_instant, work)
     best = plain if plain.bytes < own.bytes else own
     return replace(best, cut=own.cut or plain.cut)
 
 
 def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
-           deadline: float | None = None, per_instant: bool = True) -> TiledBound:
+           deadline: float | None = None, per_instant: bool = True, work: int | None = None) -> TiledBound:
     """The bound over the plans of ``graph`` as it is.
 
     Two facts about the steps *between* a buffer's producer ``p`` and its readers (descendants
@@ -346,7 +348,7 @@ def _bound(graph: Graph, capacity: int, weights_in_compute_level: bool,
         total += 2 * min(needs[i][1][b] for i in readers)
         forced.append(b)
     run = run_bound(graph, capacity, steps, needs, anc, desc, frozenset(forced), _barriers(graph, steps, needs, desc),
-                    deadline, per_instant=per_instant, lags=lags)
+                    deadline, per_instant=per_instant, lags=lags, work=work)
     return TiledBound(total + run.bytes, tuple(forced), run.bytes, run.crossing, run.cut)
 
 

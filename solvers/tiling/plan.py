@@ -43,6 +43,7 @@ from stowage.solvers.tiling import partition, slotfit
 from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.partition import OutOfTime, OutOfWork, Partitioner, Segment
 from stowage.solvers.tiling.program import Program
+from stowage.solvers.tiling.runs import run_work
 from stowage.solvers.tiling.slots import SlotLayout
 from stowage.targets.hierarchy import Hierarchy
 
@@ -263,8 +264,11 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
     With ``in_hand`` and no candidate planned by then, ``OutOfTime`` (the caller's plan
     stands)."""
     # The choice of cascades is bounded by its work budget (``partition.WORK_BUDGET``); 80% of
-    # the time limit is only its safety net on an overloaded machine.  The macro solves (one
-    # step per cascade, a fraction of the limit) get what is left, at least a second each.
+    # the time limit is only its safety net on an overloaded machine.  Each macro solve (one
+    # step per cascade) gets the time limit ``macro_limit`` -- a function of the limit only, so
+    # its work budgets do not depend on the load (it got the time left, at least a second);
+    # the end of the limit is the safety stop: past it, with a plan in hand, the candidates
+    # left are skipped and the plan says ``stopped_by = "time"``.
     start = time.monotonic()
     end = start + problem.time_limit
     latency = getattr(params, "objective", "traffic") == "latency"
@@ -354,8 +358,11 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
             clock_cut = True   # the plan in hand is returned; the other candidates are not planned
             log.warning("tiling: the deadline passed; the candidate partitions left are not planned")
             break
+        if best is not None and time.monotonic() >= end:
+            clock_cut = True   # the end of the limit, the safety stop: the plan says so below
+            break
         try:
-            limit = max(1.0, end - time.monotonic())
+            limit = macro_limit(problem.time_limit)
             if stop_at is not None and held:
                 # A plan is in hand: this macro solve must end by the caller's deadline too.
                 limit = min(limit, max(0.1, stop_at - time.monotonic()))
@@ -441,6 +448,19 @@ def _order_label(problem: Problem, part: Partitioner) -> str:
     return order_label(problem, part)
 
 
+#: Each macro solve's time limit, as a share of the compile's (at least ``MACRO_MIN`` seconds):
+#: the macro graph has one step per cascade, and its solvers end on work budgets derived
+#: from this limit.
+MACRO_SHARE = 0.25
+MACRO_MIN = 1.0
+
+
+def macro_limit(time_limit: float) -> float:
+    """The time limit of one macro solve in ``plan_tiled``: ``MACRO_SHARE`` of the compile's,
+    at least ``MACRO_MIN`` -- a function of the limit, not of the time left."""
+    return max(MACRO_MIN, MACRO_SHARE * time_limit)
+
+
 def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
     """Whether the search found a partition moving nothing at its cuts whose every segment fits
     with its bystanders (``fewest_stripes``): nothing is left for the exact model to improve."""
@@ -521,13 +541,16 @@ def with_tiled_bound(problem: Problem, plan: Plan, stop_at: float | None = None)
     traffic = plan.metrics.noncompulsory_bytes
     cap, weights = problem.capacity, problem.weights_in_compute_level
     # Each candidate partition's plan asks for the same bound (seconds on EfficientNet-B0).
-    # The run bound's DP ends on its work budget; the end of the time limit is its safety net
-    # (seconds on DenseNet-121), and a bound the clock cut says so in ``stopped_by``.
+    # The run bound's DP ends on its work budget, a function of the time limit
+    # (``runs.run_work``); the end of the time limit is its safety net, and a bound the clock
+    # cut says so in ``stopped_by``.
     deadline = time.monotonic() + max(0.0, problem.time_limit)
     if stop_at is not None:
         deadline = min(deadline, stop_at)
-    tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights),
-                                               lambda: tiled_lower_bound(problem.graph, cap, weights, deadline))
+    work = run_work(problem.time_limit)
+    tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights, work),
+                                               lambda: tiled_lower_bound(problem.graph, cap, weights, deadline,
+                                                                         work=work))
     bound = 0 if tb is None else tb.bytes
     if tb is not None and tb.cut and not plan.solver.stopped_by:
         plan = replace(plan, solver=replace(plan.solver, stopped_by="time"))
@@ -657,5 +680,5 @@ def _slots_of(graph: Graph, lay: SlotLayout, b: int) -> tuple[int, ...]:
     return (-1,) * tensor_rows(graph, graph.tensors[graph.buffers[b].tensors[0]])
 
 
-__all__ = ["attach", "choose_candidates", "plan_tiled"]
+__all__ = ["MACRO_MIN", "MACRO_SHARE", "attach", "choose_candidates", "macro_limit", "plan_tiled"]
 

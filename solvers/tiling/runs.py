@@ -103,9 +103,17 @@ from stowage.solvers.tiling.instants import ChainInstants
 TRACKED = 4
 #: Barrier tensors (fact 5) decided inside one run, the costliest; the rest cross for free.
 INSIDE = 2
-#: Run evaluations the DP may make; past it the run bound claims nothing (deterministic,
-#: unlike a clock).  (MobileNetV2 needs a few thousand, EfficientNet-B0 at 256 KiB ~400,000: 2 s of CPU.)
+#: Run evaluations the DP may make at most; past it the run bound claims nothing (deterministic,
+#: unlike a clock).  (MobileNetV2 needs a few thousand, EfficientNet-B0 at 256 KiB more than
+#: 500,000: 182 s at load 7 on the 2-core VM, about 2,700-5,000 evaluations per second.)
 WORK = 500_000
+#: Run evaluations per second of the compile's time limit (``run_work``): the budget the
+#: compile gives the DP, about a tenth of the idle rate, so that the bound after the plan
+#: takes about a tenth of the limit idle and ends on this count, not on the clock, up to a
+#: fivefold slowdown (EfficientNet-B0 at 256 KiB, 10 s: 5,000 evaluations, 1.0 s at load 7).
+#: It used to be ``WORK`` with the time limit as the safety net, which the clock reached
+#: first on every large CNN, so the bound (and ``stopped_by``) depended on the load.
+RUN_EVALS_PER_SECOND = 500
 
 log = logging.getLogger(__name__)
 
@@ -364,13 +372,17 @@ def sharable_rings(graph: Graph, steps: list[Operator]) -> frozenset[BufferId]:
 def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping[int, Needs],
               anc: Mapping[int, int], desc: Mapping[int, int], skip: frozenset[BufferId],
               barrier: frozenset[BufferId] = frozenset(), deadline: float | None = None,
-              per_instant: bool = True, lags: Mapping[tuple[int, BufferId], int] | None = None) -> RunBound:
+              per_instant: bool = True, lags: Mapping[tuple[int, BufferId], int] | None = None,
+              work: int | None = None) -> RunBound:
     """The bound of the module docstring.  ``anc``/``desc``: bit sets over positions in
     ``steps``; ``skip``: buffers already counted as crossing (``bound``'s forced ones);
     ``barrier``: buffers that are never a ring of fewer than all their rows (fact 5).
     ``per_instant``: fact 4 per instant (``_Instant``), valid for cascades addressing rows by
     slot; False: every ring at its largest window for the whole cascade (``_Hull``).  ``lags``:
-    ``bound._lags``, the rows a reader still needs while their producer writes (per instant)."""
+    ``bound._lags``, the rows a reader still needs while their producer writes (per instant).
+    ``work``: the evaluation budget (at most ``WORK``, the default; ``run_work``); ``deadline``
+    is only the safety net (``RunBound.cut``)."""
+    budget = WORK if work is None else max(0, min(WORK, work))
     pos = {op.index: k for k, op in enumerate(steps)}
     kept = kept_steps(steps, anc, desc)
     arts = articulations(steps, anc, desc, kept)
@@ -503,9 +515,9 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
                             continue  # infeasible even with every inside tensor crossing
                         for sub in inner:
                             evaluations += 1
-                            if evaluations > WORK:
-                                log.warning("tiled bound: the run bound used its work budget (%d runs); "
-                                            "reporting the per-buffer bound alone", WORK)
+                            if evaluations > budget:
+                                log.info("tiled bound: the run bound used its work budget (%d runs); "
+                                         "reporting the per-buffer bound alone", budget)
                                 return RunBound(0, (), m)
                             if deadline is not None and evaluations % 1024 == 0 and time.monotonic() > deadline:
                                 log.warning("tiled bound: the wall clock ended the run bound after %d runs; "
@@ -528,4 +540,12 @@ def run_bound(graph: Graph, capacity: int, steps: list[Operator], needs: Mapping
     return RunBound(c, tuple(sorted(wit)), m, runs, cut=chain is not None and chain.cut)
 
 
-__all__ = ["TRACKED", "WORK", "RunBound", "articulations", "kept_steps", "run_bound"]
+def run_work(time_limit: float) -> int:
+    """The run bound's evaluation budget for a compile's time limit: ``RUN_EVALS_PER_SECOND``
+    per second, at most ``WORK`` (a function of the limit only, so the bound is the same at
+    any load whenever the budget, not the safety deadline, ends the DP)."""
+    return min(WORK, int(RUN_EVALS_PER_SECOND * max(0.0, time_limit)))
+
+
+__all__ = ["RUN_EVALS_PER_SECOND", "TRACKED", "WORK", "RunBound", "articulations", "kept_steps", "run_bound",
+           "run_work"]
