@@ -119,7 +119,7 @@ from stowage.solvers.exact.joint_data import (
 )
 from stowage.solvers.exact.joint_model import JointCpModel
 from stowage.solvers.exact.lower import infeasible_message, lower_solution
-from stowage.solvers.exact.orders import best_orders, sink_order, spill_steps, window_orders
+from stowage.solvers.exact.orders import best_orders, cone_orders, sink_order, spill_steps, window_orders
 from stowage.solvers.exact.pack import pack_solution
 from stowage.solvers.exact.params import AUTO_JOINT_MAX_OPS, ExactParams
 from stowage.solvers.exact.relaxed_cover import cheapest_cover
@@ -140,7 +140,7 @@ log = logging.getLogger(__name__)
 #: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
 AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
                      "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "lns": 0.35, "full": 0.25,
-                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1, "relaxed_cover": 0.02}
+                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1, "relaxed_cover": 0.02, "cone": 0.05}
 
 #: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
 #: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
@@ -151,6 +151,13 @@ CHAIN_MAX_PAIRS = 4_000_000
 #: (with the work budget ``AUTO_WORK_BUDGETS["improve"]``: first-improvement descent,
 #: deterministic).
 IMPROVE_EVALS = 200
+
+#: Gap-model evaluations of ``cone_orders`` neighbours in the phase "cone descent" (with the
+#: work budget ``AUTO_WORK_BUDGETS["cone"]``): first-improvement descent, deterministic.  The
+#: pivots are the incumbent's spill steps, largest footprint first, so the moves that pay on
+#: NAS stems come within the first few dozen (PNASNet-5 at M_H: the Pad of the stage's first
+#: cell).
+CONE_EVALS = 60
 
 #: Safety window of the phases before the reference heuristic (phases 1-2 and the cheap
 #: proofs at M_R, the small chain bound): a wall-clock share of the time limit from exact's
@@ -348,6 +355,9 @@ class AutoPipeline:
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
                   and self.problem.capacity is not None),
+            Phase("cone descent", lambda: self.improve(CONE_EVALS, cone=True), "better orders: whole cones of "
+                  "operators moved past the incumbent's tight operators (``orders.cone_orders``), before the costlier "
+                  "bounds, whose target the incumbent is", 0.1),
             Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
                   "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
                   when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
@@ -785,18 +795,20 @@ class AutoPipeline:
             if cb.optimal or wall >= full:
                 self.chain_done.add(sometimes)   # not cut short by a phase's window
 
-    def improve(self, max_evals: int = IMPROVE_EVALS) -> None:
+    def improve(self, max_evals: int = IMPROVE_EVALS, cone: bool = False) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
         its gap-model optimum; the best is packed into addresses.  The windows around the
         current solution's spills (``spill_steps``) are tried first: within the evaluation
         budget that is where a shorter life can pay.  ``max_evals``: the evaluation budget
-        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer)."""
+        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer).  ``cone``: the
+        neighbours are ``cone_orders`` at the spills' steps instead (phase "cone descent",
+        work budget ``AUTO_WORK_BUDGETS["cone"]``)."""
         if self.best is None:
             return
         order, value = self.best.order, self.best_value
         found: JointSolution | None = None
         evals, moved, spent = 0, True, 0.0
-        budget = self.work("improve")
+        budget = self.work("cone" if cone else "improve")
 
         def exhausted() -> bool:
             return evals >= max_evals or spent >= budget or self.left() <= 0.1
@@ -804,7 +816,10 @@ class AutoPipeline:
         current = self.best
         while moved and value is not None and value > self.lb and not exhausted():
             moved = False
-            for cand in window_orders(self.data, order, spill_steps(self.data, current)):
+            focus = spill_steps(self.data, current)
+            neighbours = (cone_orders(self.data, order, focus, self.footprints()) if cone
+                          else window_orders(self.data, order, focus))
+            for cand in neighbours:
                 evals += 1
                 res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
                                       work=max(0.01, min(self.work("gap"), budget - spent)))
@@ -819,9 +834,15 @@ class AutoPipeline:
         if value is not None and value > self.lb and evals < max_evals and spent < budget and self.left() <= 0.1:
             # Cut by the wall clock, not by its work: on a quieter machine it might have gone on.
             self.hit_wall = True
-        log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
+        log.info("exact: %s descent %d evaluations (%.2f deterministic s), best %s", "cone" if cone else "window",
+                 evals, spent, value)
         if found is not None:
-            self.pack(found, "exact: window descent")
+            self.pack(found, "exact: cone descent" if cone else "exact: window descent")
+
+    def footprints(self) -> dict[OpIndex, int]:
+        """Bytes each operator touches, scratch included (``CutDag.footprint``), by operator."""
+        dag = self.dag()
+        return {op: dag.footprint[dag.pos[op]] for op in self.data.ops}
 
     def other_warm_starts(self) -> None:
         """The warm starts other than the reference heuristic (minpeak, greedy orders), on a
