@@ -325,6 +325,8 @@ class AutoPipeline:
         self._verified: JointSolution | None = None
         #: Gap-model evaluations of the window descents so far (``improve``).
         self.descent_evals = 0
+        #: Orders whose ``cone_orders`` neighbours were all scanned without a better one.
+        self.cone_scanned: set[tuple[OpIndex, ...]] = set()
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -355,9 +357,9 @@ class AutoPipeline:
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
                   and self.problem.capacity is not None),
-            Phase("cone descent", lambda: self.improve(CONE_EVALS, cone=True), "better orders: whole cones of "
-                  "operators moved past the incumbent's tight operators (``orders.cone_orders``), before the costlier "
-                  "bounds, whose target the incumbent is", 0.1),
+            Phase("cone descent", lambda: self.improve(CONE_EVALS, cone=True, max_moves=1), "a better order: "
+                  "whole cones of operators moved past the incumbent's tight operators (``orders.cone_orders``), one "
+                  "move, before the costlier bounds, whose target the incumbent is", 0.1),
             Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
                   "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
                   when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
@@ -365,6 +367,8 @@ class AutoPipeline:
                   "of order decisions)", 0.1),
             Phase("wide chain bound", lambda: self.chain((True,)), "the chain bound with operators tight in "
                   "some orders", wall_share=CHAIN_WALL_SHARE, when=lambda: True not in self.chain_done),
+            Phase("cone descent again", lambda: self.improve(CONE_EVALS, cone=True), "better orders: the cone "
+                  "descent on from the incumbent (skipped where its neighbours were all tried)", 0.1),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -795,15 +799,18 @@ class AutoPipeline:
             if cb.optimal or wall >= full:
                 self.chain_done.add(sometimes)   # not cut short by a phase's window
 
-    def improve(self, max_evals: int = IMPROVE_EVALS, cone: bool = False) -> None:
+    def improve(self, max_evals: int = IMPROVE_EVALS, cone: bool = False, max_moves: int | None = None) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
         its gap-model optimum; the best is packed into addresses.  The windows around the
         current solution's spills (``spill_steps``) are tried first: within the evaluation
         budget that is where a shorter life can pay.  ``max_evals``: the evaluation budget
         (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer).  ``cone``: the
-        neighbours are ``cone_orders`` at the spills' steps instead (phase "cone descent",
-        work budget ``AUTO_WORK_BUDGETS["cone"]``)."""
-        if self.best is None:
+        neighbours are ``cone_orders`` at the spills' steps instead (phases "cone descent",
+        work budget ``AUTO_WORK_BUDGETS["cone"]`` each); an order whose neighbours were all
+        scanned without a better one is not scanned again (``cone_scanned``).  ``max_moves``:
+        stop after that many improving moves (the first cone descent takes one, so that the
+        group bound, whose target the incumbent is, runs early)."""
+        if self.best is None or (cone and self.best.order in self.cone_scanned):
             return
         order, value = self.best.order, self.best_value
         found: JointSolution | None = None
@@ -814,7 +821,9 @@ class AutoPipeline:
             return evals >= max_evals or spent >= budget or self.left() <= 0.1
 
         current = self.best
-        while moved and value is not None and value > self.lb and not exhausted():
+        moves = 0
+        while (moved and value is not None and value > self.lb and not exhausted()
+               and (max_moves is None or moves < max_moves)):
             moved = False
             focus = spill_steps(self.data, current)
             neighbours = (cone_orders(self.data, order, focus, self.footprints()) if cone
@@ -827,9 +836,13 @@ class AutoPipeline:
                 if res.value is not None and res.value < value and res.solution is not None:
                     order, value, found, moved = cand, res.value, res.solution, True
                     current = res.solution
+                    moves += 1
                     break
                 if exhausted():
                     break
+            else:
+                if cone:
+                    self.cone_scanned.add(order)     # every neighbour scanned: none better
         self.descent_evals += evals
         if value is not None and value > self.lb and evals < max_evals and spent < budget and self.left() <= 0.1:
             # Cut by the wall clock, not by its work: on a quieter machine it might have gone on.
