@@ -24,7 +24,10 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
 4. with weights in the compute level, the order of the heuristic's plan without them
-   (``activations_order``), planned with the gap model; the group bound (``group_bound``):
+   (``activations_order``), planned with the gap model; one move of the *cone descent*
+   (``orders.cone_orders``: whole cones of operators moved past a tight operator of the
+   incumbent, scored by the gap model), so that the group bound's target is the better plan;
+   the group bound (``group_bound``):
    an IP over a group of operators whose buffer sets overlap (which operators run before
    each, what crosses it, what is off-chip there), grown by row generation from the cut
    bound's operators -- valid for all orders, and each round's order is planned;
@@ -34,8 +37,8 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    skipped where they cannot raise the bound: ``relaxations_can_pay``, ``relaxed_cover``);
    then the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
    tight operators (the small chain again only if its run before the reference was cut
-   short), then a descent over ``window_orders`` of the incumbent's order scored by the gap
-   model;
+   short), the cone descent on from the incumbent, then a descent over ``window_orders`` of
+   the incumbent's order scored by the gap model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
    order (sunk, then as is), and the descent again if the incumbent's order changed; then,
    above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
@@ -158,6 +161,12 @@ IMPROVE_EVALS = 200
 #: NAS stems come within the first few dozen (PNASNet-5 at M_H: the Pad of the stage's first
 #: cell).
 CONE_EVALS = 60
+
+#: The first cone descent's evaluations (before the group bound): fewer, because there it
+#: only sets the group bound's target, and where the incumbent is already optimal
+#: (PNASNet-5 without weights at M_R) every evaluation is wall time the group bound's proof
+#: needs on a loaded machine.  The move that pays at PNASNet-5 at M_H is the 12th.
+CONE_FIRST_EVALS = 20
 
 #: Safety window of the phases before the reference heuristic (phases 1-2 and the cheap
 #: proofs at M_R, the small chain bound): a wall-clock share of the time limit from exact's
@@ -325,8 +334,11 @@ class AutoPipeline:
         self._verified: JointSolution | None = None
         #: Gap-model evaluations of the window descents so far (``improve``).
         self.descent_evals = 0
-        #: Orders whose ``cone_orders`` neighbours were all scanned without a better one.
+        #: Orders whose ``cone_orders`` neighbours were all scanned without a better one, and
+        #: the neighbours scored so far (their traffic was no better than the incumbent's then,
+        #: and the incumbent's only falls).
         self.cone_scanned: set[tuple[OpIndex, ...]] = set()
+        self.cone_tried: set[tuple[OpIndex, ...]] = set()
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -357,9 +369,10 @@ class AutoPipeline:
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
                   and self.problem.capacity is not None),
-            Phase("cone descent", lambda: self.improve(CONE_EVALS, cone=True, max_moves=1), "a better order: "
+            Phase("cone descent", lambda: self.improve(CONE_FIRST_EVALS, cone=True, max_moves=1), "a better order: "
                   "whole cones of operators moved past the incumbent's tight operators (``orders.cone_orders``), one "
-                  "move, before the costlier bounds, whose target the incumbent is", 0.1),
+                  "move, before the costlier bounds, whose target the incumbent is", 0.1,
+                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
                   "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
                   when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
@@ -368,7 +381,8 @@ class AutoPipeline:
             Phase("wide chain bound", lambda: self.chain((True,)), "the chain bound with operators tight in "
                   "some orders", wall_share=CHAIN_WALL_SHARE, when=lambda: True not in self.chain_done),
             Phase("cone descent again", lambda: self.improve(CONE_EVALS, cone=True), "better orders: the cone "
-                  "descent on from the incumbent (skipped where its neighbours were all tried)", 0.1),
+                  "descent on from the incumbent (skipped where its neighbours were all tried)", 0.1,
+                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -826,10 +840,15 @@ class AutoPipeline:
                and (max_moves is None or moves < max_moves)):
             moved = False
             focus = spill_steps(self.data, current)
-            neighbours = (cone_orders(self.data, order, focus, self.footprints()) if cone
-                          else window_orders(self.data, order, focus))
+            if cone:        # orders tried before (by the first cone descent) are not scored again
+                neighbours = [c for c in cone_orders(self.data, order, focus, max_evals - evals + len(self.cone_tried))
+                              if c not in self.cone_tried][:max_evals - evals]
+            else:
+                neighbours = window_orders(self.data, order, focus)
             for cand in neighbours:
                 evals += 1
+                if cone:
+                    self.cone_tried.add(cand)
                 res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
                                       work=max(0.01, min(self.work("gap"), budget - spent)))
                 spent += res.work
@@ -851,11 +870,6 @@ class AutoPipeline:
                  evals, spent, value)
         if found is not None:
             self.pack(found, "exact: cone descent" if cone else "exact: window descent")
-
-    def footprints(self) -> dict[OpIndex, int]:
-        """Bytes each operator touches, scratch included (``CutDag.footprint``), by operator."""
-        dag = self.dag()
-        return {op: dag.footprint[dag.pos[op]] for op in self.data.ops}
 
     def other_warm_starts(self) -> None:
         """The warm starts other than the reference heuristic (minpeak, greedy orders), on a

@@ -102,7 +102,7 @@ def _window_moves(order: tuple[OpIndex, ...], preds: Preds, a: int, z: int,
 
 
 def cone_orders(data: JointData, order: Sequence[OpIndex], focus: frozenset[int],
-                footprint: dict[OpIndex, int] | None = None) -> list[tuple[OpIndex, ...]]:
+                limit: int | None = None) -> list[tuple[OpIndex, ...]]:
     """Neighbours of ``order`` that move a whole *cone* past a tight operator: for the
     operator ``v`` at a focus step ``a`` (``spill_steps`` of the incumbent: where it pays),
     and for each buffer live across ``a`` (touched before and after it, not by ``v``):
@@ -114,8 +114,9 @@ def cone_orders(data: JointData, order: Sequence[OpIndex], focus: frozenset[int]
       their order, to just after ``v``, where ``f`` is the buffer's first use -- work that
       produces what is live at ``v`` runs after it instead of before.
 
-    Pivots are tried largest footprint first (``footprint``: bytes an operator touches;
-    default the sizes of its buffers), each buffer's moves shortest first.  Both moves keep
+    Pivots are tried largest footprint first (the bytes an operator touches, scratch
+    included), each pivot's moves shortest first; at most ``limit`` neighbours are built (the
+    caller's evaluations left: each pivot scans every buffer).  Both moves keep
     the order topological: a moved operator's predecessors inside the range are moved too
     (a predecessor that depends on ``v`` would make it depend on ``v``), and ``v``'s are not
     moved.  Why: ``window_orders`` shortens one buffer's life inside its own window; on a
@@ -127,11 +128,12 @@ def cone_orders(data: JointData, order: Sequence[OpIndex], focus: frozenset[int]
     preds = data.pred_map()
     step = {op: s for s, op in enumerate(order)}
     n = len(order)
-    if footprint is None:
-        footprint = {op: 0 for op in order}
-        for mb in data.buffers:
-            for u in mb.users:
-                footprint[u] += mb.size
+    footprint = dict.fromkeys(order, 0)
+    for op, extra in data.scratch:
+        footprint[op] += extra
+    for mb in data.buffers:
+        for u in mb.users:
+            footprint[u] += mb.size
     spans = []
     for mb in data.buffers:
         ts = sorted(step[u] for u in mb.users)
@@ -139,9 +141,9 @@ def cone_orders(data: JointData, order: Sequence[OpIndex], focus: frozenset[int]
             spans.append((ts[0], ts[-1], frozenset(mb.users)))
     out: list[tuple[OpIndex, ...]] = []
     seen = {order}
-    for a in sorted(focus, key=lambda t: (-footprint[order[t]], t)):
-        if not 0 <= a < n:
-            continue
+    for a in sorted((t for t in focus if 0 <= t < n), key=lambda t: (-footprint[order[t]], t)):
+        if limit is not None and len(out) >= limit:
+            break
         v = order[a]
         moves: set[tuple[int, int]] = set()     # (kind, end): 0 finish before by z, 1 start after from f
         for first, last, users in spans:
@@ -155,7 +157,7 @@ def cone_orders(data: JointData, order: Sequence[OpIndex], focus: frozenset[int]
             if cand is not None and cand not in seen:
                 seen.add(cand)
                 out.append(cand)
-    return out
+    return out if limit is None else out[:limit]
 
 
 def _finish_before(order: tuple[OpIndex, ...], preds: Preds, a: int, z: int) -> tuple[OpIndex, ...] | None:
