@@ -24,7 +24,8 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
 4. with weights in the compute level, the order of the heuristic's plan without them
-   (``activations_order``), planned with the gap model; one move of the *cone descent*
+   (``activations_order``), planned with the gap model; where the group and disjunctive
+   bounds can pay (``relaxations_can_pay``), one move of the *cone descent*
    (``orders.cone_orders``: whole cones of operators moved past a tight operator of the
    incumbent, scored by the gap model), so that the group bound's target is the better plan;
    the group bound (``group_bound``):
@@ -37,15 +38,15 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    skipped where they cannot raise the bound: ``relaxations_can_pay``, ``relaxed_cover``);
    then the chain-cut IP (``cover_bound.chain_bound``): an order-aware bound along a chain of
    tight operators (the small chain again only if its run before the reference was cut
-   short), the cone descent on from the incumbent, then a descent over ``window_orders`` of
-   the incumbent's order scored by the gap model;
+   short), then a descent over ``window_orders`` of the incumbent's order scored by the gap
+   model;
 5. the other warm starts (``minpeak``, greedy orders), the gap model on the incumbent's
    order (sunk, then as is), and the descent again if the incumbent's order changed; then,
    above M_R, the *plan at M_R*: ``auto``'s single pass (``heuristic.auto_once``: its cheap
    proofs, heuristic and baselines) on the same problem at M_R, whose plan is a plan at every
    larger capacity; it is offered as the incumbent (a warm start for the models below) and
    kept as a candidate for the final answer, so exact's traffic is at most ``auto``'s at M_R
-   (monotone in capacity against M_R, issue 14);
+   (monotone in capacity against M_R, issue 14); then the cone descent on from the incumbent;
 6. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its proven
    bound is a lower bound for the full problem, and its optimum is packed into addresses for
@@ -371,8 +372,9 @@ class AutoPipeline:
                   and self.problem.capacity is not None),
             Phase("cone descent", lambda: self.improve(CONE_FIRST_EVALS, cone=True, max_moves=1), "a better order: "
                   "whole cones of operators moved past the incumbent's tight operators (``orders.cone_orders``), one "
-                  "move, before the costlier bounds, whose target the incumbent is", 0.1,
-                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
+                  "move, before the group and disjunctive bounds, whose target the incumbent is (only where they "
+                  "can pay: ``relaxations_can_pay``)", 0.1,
+                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS and self.relaxations_can_pay()),
             Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
                   "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
                   when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
@@ -380,9 +382,6 @@ class AutoPipeline:
                   "of order decisions)", 0.1),
             Phase("wide chain bound", lambda: self.chain((True,)), "the chain bound with operators tight in "
                   "some orders", wall_share=CHAIN_WALL_SHARE, when=lambda: True not in self.chain_done),
-            Phase("cone descent again", lambda: self.improve(CONE_EVALS, cone=True), "better orders: the cone "
-                  "descent on from the incumbent (skipped where its neighbours were all tried)", 0.1,
-                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("window descent", self.improve, "better orders near the incumbent's", 0.1),
             Phase("other warm starts", self.other_warm_starts, "plans of the other heuristics and greedy orders"),
             Phase("gap model on the sunk incumbent order", self.gap_sunk_incumbent,
@@ -395,6 +394,9 @@ class AutoPipeline:
             Phase("plan at M_R", self.plan_at_m_r, "auto's plan at M_R, a plan at this larger capacity: "
                   "never more traffic than at M_R", None, when=lambda: self.above_m_r() and not self.m_r_proven,
                   wall_share=M_R_WALL_SHARE),
+            Phase("cone descent again", lambda: self.improve(CONE_EVALS, cone=True), "better orders: the cone "
+                  "descent on from the incumbent, after the bounds and the plans of other orders (skipped where its "
+                  "neighbours were all tried)", 0.1, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
                   0.1, when=lambda: self.data.exact),
             Phase("order LNS", self.order_lns, "better orders: windows of the incumbent's order re-ordered and "
