@@ -24,7 +24,11 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    problem -- registered default parameters, the same time limit and seed -- whose plan
    becomes the incumbent and stays a candidate for the final answer;
 4. with weights in the compute level, the order of the heuristic's plan without them
-   (``activations_order``), planned with the gap model; the group bound (``group_bound``):
+   (``activations_order``), planned with the gap model; where the group and disjunctive
+   bounds can pay (``relaxations_can_pay``), one move of the *cone descent*
+   (``orders.cone_orders``: whole cones of operators moved past a tight operator of the
+   incumbent, scored by the gap model), so that the group bound's target is the better plan;
+   the group bound (``group_bound``):
    an IP over a group of operators whose buffer sets overlap (which operators run before
    each, what crosses it, what is off-chip there), grown by row generation from the cut
    bound's operators -- valid for all orders, and each round's order is planned;
@@ -42,7 +46,7 @@ phases, cheapest proofs first (``AutoPipeline.phases``):
    proofs, heuristic and baselines) on the same problem at M_R, whose plan is a plan at every
    larger capacity; it is offered as the incumbent (a warm start for the models below) and
    kept as a candidate for the final answer, so exact's traffic is at most ``auto``'s at M_R
-   (monotone in capacity against M_R, issue 14);
+   (monotone in capacity against M_R, issue 14); then the cone descent on from the incumbent;
 6. the joint model *without addresses* (``JointCpModel(addresses=False)``, order free,
    cumulative capacity only), hinted with the incumbent and floored at the bound: its proven
    bound is a lower bound for the full problem, and its optimum is packed into addresses for
@@ -119,7 +123,7 @@ from stowage.solvers.exact.joint_data import (
 )
 from stowage.solvers.exact.joint_model import JointCpModel
 from stowage.solvers.exact.lower import infeasible_message, lower_solution
-from stowage.solvers.exact.orders import best_orders, sink_order, spill_steps, window_orders
+from stowage.solvers.exact.orders import best_orders, cone_orders, sink_order, spill_steps, window_orders
 from stowage.solvers.exact.pack import pack_solution
 from stowage.solvers.exact.params import AUTO_JOINT_MAX_OPS, ExactParams
 from stowage.solvers.exact.relaxed_cover import cheapest_cover
@@ -140,7 +144,7 @@ log = logging.getLogger(__name__)
 #: ``order`` is the scheduler's budget for the quick orders; ``pack`` the packers' wall time.
 AUTO_WORK_BUDGETS = {"order": 0.05, "cover": 0.1, "gap": 0.05, "chain": 0.15, "improve": 0.1, "pack": 0.05,
                      "warm": 0.3, "gap_warm": 0.1, "relaxed": 0.35, "lns": 0.35, "full": 0.25,
-                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1, "relaxed_cover": 0.02}
+                     "disjunctive": 0.1, "group": 0.15, "acts": 0.1, "relaxed_cover": 0.02, "cone": 0.05}
 
 #: The chain-cut IP's set-up scans every (operator, buffer) pair in Python; above this many
 #: pairs (about 2,000 operators x 2,000 buffers) it is skipped, by size, so that the
@@ -151,6 +155,19 @@ CHAIN_MAX_PAIRS = 4_000_000
 #: (with the work budget ``AUTO_WORK_BUDGETS["improve"]``: first-improvement descent,
 #: deterministic).
 IMPROVE_EVALS = 200
+
+#: Gap-model evaluations of ``cone_orders`` neighbours in the phase "cone descent" (with the
+#: work budget ``AUTO_WORK_BUDGETS["cone"]``): first-improvement descent, deterministic.  The
+#: pivots are the incumbent's spill steps, largest footprint first, so the moves that pay on
+#: NAS stems come within the first few dozen (PNASNet-5 at M_H: the Pad of the stage's first
+#: cell).
+CONE_EVALS = 60
+
+#: The first cone descent's evaluations (before the group bound): fewer, because there it
+#: only sets the group bound's target, and where the incumbent is already optimal
+#: (PNASNet-5 without weights at M_R) every evaluation is wall time the group bound's proof
+#: needs on a loaded machine.  The move that pays at PNASNet-5 at M_H is the 12th.
+CONE_FIRST_EVALS = 20
 
 #: Safety window of the phases before the reference heuristic (phases 1-2 and the cheap
 #: proofs at M_R, the small chain bound): a wall-clock share of the time limit from exact's
@@ -318,6 +335,13 @@ class AutoPipeline:
         self._verified: JointSolution | None = None
         #: Gap-model evaluations of the window descents so far (``improve``).
         self.descent_evals = 0
+        #: Orders whose ``cone_orders`` neighbours were all scanned without a better one, and
+        #: the neighbours scored so far (their traffic was no better than the incumbent's then,
+        #: and the incumbent's only falls).
+        self.cone_scanned: set[tuple[OpIndex, ...]] = set()
+        self.cone_tried: set[tuple[OpIndex, ...]] = set()
+        #: ``relaxations_can_pay`` before the first cone descent (``can_pay_before_cone``).
+        self.paid_before_cone = False
 
     # -- the table -----------------------------------------------------------------------
     def phases(self) -> list[Phase]:
@@ -348,6 +372,11 @@ class AutoPipeline:
                   "of the same problem without weights in the compute level", 0.1,
                   when=lambda: self.problem.weights_in_compute_level and self.params.warm_start
                   and self.problem.capacity is not None),
+            Phase("cone descent", lambda: self.improve(CONE_FIRST_EVALS, cone=True, max_moves=1), "a better order: "
+                  "whole cones of operators moved past the incumbent's tight operators (``orders.cone_orders``), one "
+                  "move, before the group and disjunctive bounds, whose target the incumbent is (only where they "
+                  "can pay: ``relaxations_can_pay``)", 0.1,
+                  when=lambda: len(self.data.ops) <= CUT_MAX_OPS and self.can_pay_before_cone()),
             Phase("group bound", self.group, "a bound over all orders (the joint pressure of a group of operators "
                   "whose buffer sets overlap, by row generation); plans for the orders it finds", 0.1,
                   when=lambda: len(self.data.ops) <= CUT_MAX_OPS, wall_share=GROUP_WALL_SHARE),
@@ -367,6 +396,9 @@ class AutoPipeline:
             Phase("plan at M_R", self.plan_at_m_r, "auto's plan at M_R, a plan at this larger capacity: "
                   "never more traffic than at M_R", None, when=lambda: self.above_m_r() and not self.m_r_proven,
                   wall_share=M_R_WALL_SHARE),
+            Phase("cone descent again", lambda: self.improve(CONE_EVALS, cone=True), "better orders: the cone "
+                  "descent on from the incumbent, after the bounds and the plans of other orders (skipped where its "
+                  "neighbours were all tried)", 0.1, when=lambda: len(self.data.ops) <= CUT_MAX_OPS),
             Phase("no-address model", self.relaxed_joint, "a bound over all orders (joint model without addresses)",
                   0.1, when=lambda: self.data.exact),
             Phase("order LNS", self.order_lns, "better orders: windows of the incumbent's order re-ordered and "
@@ -711,6 +743,16 @@ class AutoPipeline:
                          "disjunctive bounds cannot raise the bound", cover, self.lb)
         return self.can_pay[key]
 
+    def can_pay_before_cone(self) -> bool:
+        """``relaxations_can_pay`` for the incumbent before the first cone descent, remembered
+        (``paid_before_cone``) so that the group bound runs where it would have run without
+        the descent: a better order can make the relaxations unable to raise the bound (a
+        valid skip), but the group bound's rounds also plan their orders -- on the
+        Transformer at M_R (8-bit, 20 s) one of them is the 950,272 B plan, and skipping them
+        after the descent's 983,040 B cost it.  Running a bound that cannot pay is only time."""
+        self.paid_before_cone = self.relaxations_can_pay()
+        return self.paid_before_cone
+
     def cut(self) -> None:
         """The minimum-cut bound (``cut_bound``); cut short by the wall clock, it still holds."""
         res = cut_bound(self.data, self.deadline, self.dag())
@@ -733,7 +775,7 @@ class AutoPipeline:
             self.raise_bound(cut.bound, "cut bound")
             if self.proven():
                 return
-        if not self.relaxations_can_pay():
+        if not self.paid_before_cone and not self.relaxations_can_pay():
             return
 
         def evaluate(order: tuple[OpIndex, ...]) -> int | None:
@@ -785,43 +827,63 @@ class AutoPipeline:
             if cb.optimal or wall >= full:
                 self.chain_done.add(sometimes)   # not cut short by a phase's window
 
-    def improve(self, max_evals: int = IMPROVE_EVALS) -> None:
+    def improve(self, max_evals: int = IMPROVE_EVALS, cone: bool = False, max_moves: int | None = None) -> None:
         """Descent over ``window_orders`` of the incumbent's order, each neighbour scored by
         its gap-model optimum; the best is packed into addresses.  The windows around the
         current solution's spills (``spill_steps``) are tried first: within the evaluation
         budget that is where a shorter life can pay.  ``max_evals``: the evaluation budget
-        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer)."""
-        if self.best is None:
+        (``IMPROVE_EVALS`` in exact; ``auto``'s descent spends fewer).  ``cone``: the
+        neighbours are ``cone_orders`` at the spills' steps instead (phases "cone descent",
+        work budget ``AUTO_WORK_BUDGETS["cone"]`` each); an order whose neighbours were all
+        scanned without a better one is not scanned again (``cone_scanned``).  ``max_moves``:
+        stop after that many improving moves (the first cone descent takes one, so that the
+        group bound, whose target the incumbent is, runs early)."""
+        if self.best is None or (cone and self.best.order in self.cone_scanned):
             return
         order, value = self.best.order, self.best_value
         found: JointSolution | None = None
         evals, moved, spent = 0, True, 0.0
-        budget = self.work("improve")
+        budget = self.work("cone" if cone else "improve")
 
         def exhausted() -> bool:
             return evals >= max_evals or spent >= budget or self.left() <= 0.1
 
         current = self.best
-        while moved and value is not None and value > self.lb and not exhausted():
+        moves = 0
+        while (moved and value is not None and value > self.lb and not exhausted()
+               and (max_moves is None or moves < max_moves)):
             moved = False
-            for cand in window_orders(self.data, order, spill_steps(self.data, current)):
+            focus = spill_steps(self.data, current)
+            if cone:        # orders tried before (by the first cone descent) are not scored again
+                neighbours = [c for c in cone_orders(self.data, order, focus, max_evals - evals + len(self.cone_tried))
+                              if c not in self.cone_tried][:max_evals - evals]
+            else:
+                neighbours = window_orders(self.data, order, focus)
+            for cand in neighbours:
                 evals += 1
+                if cone:
+                    self.cone_tried.add(cand)
                 res = solve_residency(self.data, cand, max(0.01, self.left()), 1, self.seed, self.lb,
                                       work=max(0.01, min(self.work("gap"), budget - spent)))
                 spent += res.work
                 if res.value is not None and res.value < value and res.solution is not None:
                     order, value, found, moved = cand, res.value, res.solution, True
                     current = res.solution
+                    moves += 1
                     break
                 if exhausted():
                     break
+            else:
+                if cone:
+                    self.cone_scanned.add(order)     # every neighbour scanned: none better
         self.descent_evals += evals
         if value is not None and value > self.lb and evals < max_evals and spent < budget and self.left() <= 0.1:
             # Cut by the wall clock, not by its work: on a quieter machine it might have gone on.
             self.hit_wall = True
-        log.info("exact: window descent %d evaluations (%.2f deterministic s), best %s", evals, spent, value)
+        log.info("exact: %s descent %d evaluations (%.2f deterministic s), best %s", "cone" if cone else "window",
+                 evals, spent, value)
         if found is not None:
-            self.pack(found, "exact: window descent")
+            self.pack(found, "exact: cone descent" if cone else "exact: window descent")
 
     def other_warm_starts(self) -> None:
         """The warm starts other than the reference heuristic (minpeak, greedy orders), on a
