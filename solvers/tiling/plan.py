@@ -367,7 +367,7 @@ def plan_tiled(problem: Problem, solver: str = "auto", params: Any = None, memo:
                 # A plan is in hand: this macro solve must end by the caller's deadline too.
                 limit = min(limit, max(0.1, stop_at - time.monotonic()))
             left = replace(problem, time_limit=limit)
-            plan = _plan_partition(left, cpart, segs, solver, params, stop_at)
+            plan = _plan_partition(left, cpart, segs, solver, params, stop_at, run_work(problem.time_limit))
         except CapacityError as exc:
             error = exc
             continue
@@ -468,7 +468,7 @@ def _zero_traffic(candidates: list[list[Segment]], cap: int) -> bool:
 
 
 def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], solver: str, params: Any,
-                    stop_at: float | None = None) -> Plan:
+                    stop_at: float | None = None, bound_work: int | None = None) -> Plan:
     programs: list[Program] = []
     roomy: list[Program] = []
     layouts: list[SlotLayout | None] = []
@@ -488,10 +488,10 @@ def _plan_partition(problem: Problem, part: Partitioner, segs: list[Segment], so
         # Rings instead of staging where the capacity leaves room (each row loaded once); the
         # staged programs when the macro graph does not fit so.
         try:
-            return _plan_programs(problem, roomy, solver, params, slotted, stop_at)
+            return _plan_programs(problem, roomy, solver, params, slotted, stop_at, bound_work)
         except CapacityError:
             pass
-    return _plan_programs(problem, programs, solver, params, slotted, stop_at)
+    return _plan_programs(problem, programs, solver, params, slotted, stop_at, bound_work)
 
 
 def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: int, j: int) -> Program:
@@ -509,10 +509,13 @@ def _unstaged(problem: Problem, part: Partitioner, s: Segment, p: Program, i: in
 
 
 def _plan_programs(problem: Problem, programs: list[Program], solver: str, params: Any,
-                   layouts: list[SlotLayout | None] | None = None, stop_at: float | None = None) -> Plan:
+                   layouts: list[SlotLayout | None] | None = None, stop_at: float | None = None,
+                   bound_work: int | None = None) -> Plan:
     """Plan the macro graph of ``programs``; ``layouts[k]``, when given, addresses cascade
     ``k``'s rows by slot (one row region, ``CascadeSpec.region``) instead of by ring.
-    ``stop_at``: the caller's deadline, which also ends the tiled lower bound."""
+    ``stop_at``: the caller's deadline, which also ends the tiled lower bound; ``bound_work``:
+    the bound's evaluation budget (``runs.run_work`` of the compile's time limit, not of this
+    macro solve's share of it)."""
     from stowage.solvers.registry import solve
 
     g = problem.graph
@@ -530,10 +533,11 @@ def _plan_programs(problem: Problem, programs: list[Program], solver: str, param
     log.info("tiling: %d cascades (%s)", len(programs),
              ", ".join(f"{len(p.ops)} steps x {p.stripe_rows} rows" for p in programs))
     macro_plan = solve(replace(problem, graph=macro), solver, params)
-    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target, lays), stop_at)
+    return with_tiled_bound(problem, attach(g, macro_plan, programs, ring_of, problem.target, lays), stop_at,
+                            bound_work)
 
 
-def with_tiled_bound(problem: Problem, plan: Plan, stop_at: float | None = None) -> Plan:
+def with_tiled_bound(problem: Problem, plan: Plan, stop_at: float | None = None, work: int | None = None) -> Plan:
     """``plan`` with the lower bound valid over every tiling (``stowage.solvers.tiling.bound``),
     and ``optimal`` when its traffic meets it.  ``stop_at``: the caller's deadline, which ends
     the bound's search when it comes first (a bound the clock cut is still valid, and
@@ -547,7 +551,7 @@ def with_tiled_bound(problem: Problem, plan: Plan, stop_at: float | None = None)
     deadline = time.monotonic() + max(0.0, problem.time_limit)
     if stop_at is not None:
         deadline = min(deadline, stop_at)
-    work = run_work(problem.time_limit)
+    work = run_work(problem.time_limit) if work is None else work
     tb = None if cap is None else graph_cached("tiled_lower_bound", problem.graph, (cap, weights, work),
                                                lambda: tiled_lower_bound(problem.graph, cap, weights, deadline,
                                                                          work=work))
