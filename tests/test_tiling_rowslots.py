@@ -29,6 +29,7 @@ from stowage.plan.model import Cascade, CascadeTensor
 from stowage.plan.validate import validate
 from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.partition import Partitioner
+from stowage.solvers.tiling.program import NotTileable
 from stowage.solvers.tiling.slots import row_lifetimes, slot_layout
 from tests.test_emit import needs_gcc, replay
 from tests.test_tiling_partition import chain
@@ -260,3 +261,41 @@ def test_simulator_catches_slot_mutants(tiny: tuple[Graph, Plan]) -> None:
             # Executed, and the bytes show it: the first row read from the shared slot is wrong.
             assert res.executed and res.corruptions, res.first_problem
             assert "corrupted" in res.corruptions[0].message, res.first_problem
+
+
+def test_a_qdq_broadcast_operand_made_in_the_cascade_ends_it(tmp_path: Path) -> None:
+    """A squeeze-excitation block quantized to QDQ int8 (onnxruntime's tool), from its fc to
+    the last conv (the global pool ends the cascade before; x and the pool's result come from
+    outside): the Mul group reads the sigmoid group's one-row scale whole (a broadcast over H),
+    made in the same run, so the run is no cascade, as for the float block.  Before, the folded
+    group's float operand names hid the read: PP-OCRv4 det in QDQ int8 at 64 KiB got such a
+    cascade, which the validator refused ("reads 'hardsigmoid_8...' whole, but its row 0: it
+    was overwritten"; with rings, "it is not produced yet").  A row-held tensor read whole is
+    also never addressed by slot (``RowLifetimes.whole_reads``)."""
+    import numpy as np
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    from stowage.api import load_model
+    from tests.test_tiling_reduce import se_block
+
+    src = se_block(tmp_path / "se.onnx")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            rng = np.random.default_rng(0)
+            self.data = iter([{"in": rng.standard_normal((1, 4, 16, 16)).astype(np.float32)} for _ in range(2)])
+
+        def get_next(self):
+            return next(self.data, None)
+
+    q = tmp_path / "se_qdq.onnx"
+    quantize_static(str(src), str(q), Reader(), quant_format=QuantFormat.QDQ, per_channel=False,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8)
+    g = load_model(q, in_place=True, qdq="fold")
+    part = Partitioner(g, False, 1)
+    names = [g.operators[part.order[i]].op_type for i in range(part.n)]
+    fc = names.index("GlobalAveragePool") + 1
+    with pytest.raises(NotTileable, match=r"reads '.*' whole, made in the cascade"):
+        part.program(fc, part.n - 1, 1, record=True)
+    mul = names.index("Mul")
+    part.program(fc, mul - 1, 1, record=True)   # the run up to the sigmoid is one

@@ -107,13 +107,19 @@ class _Member:
 
 
 def whole_read_inside(members: Sequence[_Member], maps: Mapping[int, Mapping[str, RowMap]],
-                      producer: Mapping[str, int]) -> str | None:
+                      producer: Mapping[str, int], int8_of: Mapping[str, str] | None = None) -> str | None:
     """Why the members cannot be one cascade because one of them reads whole (a broadcast
     over H: a squeeze-and-excitation scale of one row) a tensor another member makes, or None.
     Such a reader needs all of it before its first stripe, which the band walk (ordered by the
-    rows stripes read) does not ensure."""
+    rows stripes read) does not ensure.  ``int8_of``: a folded QDQ group's float operand ->
+    the int8 tensor its DequantizeLinear reads (the member's operator is the group's core,
+    whose operands are those float names; without it a QDQ squeeze-and-excitation scale slipped
+    through, and PP-OCRv4 det in QDQ int8 at 64 KiB got a cascade whose Mul read the scale
+    before it was made, which the validator refused)."""
+    int8_of = int8_of or {}
     for m in members:
         for name in m.op.inputs:
+            name = int8_of.get(name, name)
             if name in producer and producer[name] != m.index and name not in maps[m.index]:
                 return f"{m.op.name} reads '{name}' whole, made in the cascade"
     return None
@@ -164,7 +170,9 @@ def stripe_program(graph: Graph, ops: tuple[OpIndex, ...], stripe_rows: int,
     rows_of = {m.index: acc.get(m.index) or rows(graph, graph.tensors[out_of[m.index]]) for m in members}
     written = {tb[out_of[m.index]] for m in members}
     read_in_rows = {tb[name] for m in members for name in maps[m.index]}
-    why = whole_read_inside(members, maps, producer)
+    int8_of = {d.outputs[0]: d.inputs[0] for m in members for d in graph.step_members(m.op)
+               if d.op_type == "DequantizeLinear" and d.inputs and d.outputs and d.outputs[0] not in tb}
+    why = whole_read_inside(members, maps, producer, int8_of)
     if why is not None:
         raise NotTileable(why)
 
