@@ -44,3 +44,16 @@ def step_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
         monkeypatch.setattr(time, "perf_counter", clock)
 
     return switch
+
+
+@pytest.fixture
+def fast_clock(monkeypatch):
+    """``time.perf_counter`` running ``factor`` times fast from the moment it is switched on
+    (tests/test_load_independent.py, tests/test_search_work.py)."""
+    real = time.perf_counter
+
+    def switch(factor: float) -> None:
+        t0 = real()
+        monkeypatch.setattr(time, "perf_counter", lambda: t0 + factor * (real() - t0))
+
+    return switch

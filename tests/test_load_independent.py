@@ -15,8 +15,6 @@ validator inside ``solve``."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -47,18 +45,6 @@ def _needs_an_uncut_run(plan) -> None:
     assert plan.solver.stopped_by in (None, "time")
     if plan.solver.stopped_by == "time":
         pytest.skip("the machine is loaded: a wall-clock safety stop fired in the reference run (the plan says so)")
-
-
-@pytest.fixture
-def fast_clock(monkeypatch):
-    """``time.perf_counter`` running ``factor`` times fast from the moment it is switched on."""
-    real = time.perf_counter
-
-    def switch(factor: float) -> None:
-        t0 = real()
-        monkeypatch.setattr(time, "perf_counter", lambda: t0 + factor * (real() - t0))
-
-    return switch
 
 
 @pytest.mark.parametrize(("ops", "seed", "found_by"), [

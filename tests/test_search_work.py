@@ -103,18 +103,6 @@ def test_the_exact_packer_and_the_engine_count_their_work() -> None:
 
 
 # -- a search its budget ends ------------------------------------------------------------------
-@pytest.fixture
-def fast_clock(monkeypatch):
-    """``time.perf_counter`` running ``factor`` times fast from the moment it is switched on."""
-    real = time.perf_counter
-
-    def switch(factor: float) -> None:
-        t0 = real()
-        monkeypatch.setattr(time, "perf_counter", lambda: t0 + factor * (real() - t0))
-
-    return switch
-
-
 #: 40 operators at a third of the way from M_R to the peak, 10 s: the full search (portfolio
 #: and 40 local-search moves) makes 80 evaluations, 0.34 s of work; the budget stops it after
 #: about 23.
