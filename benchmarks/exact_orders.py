@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from reorder import timed_plan  # noqa: E402  (benchmarks/, next to this script)
 from tiling import CNNS  # noqa: E402  (benchmarks/, next to this script: the same suite CNNs)
 
 
@@ -59,11 +60,8 @@ def main() -> int:
                     help="run only these (a column left out prints '-': e.g. exact alone on a second tree)")
     args = ap.parse_args()
 
-    from stowage.api import compile as compile_plan
     from stowage.api import load_model
-    from stowage.errors import StowageError
     from stowage.ir.graph import Graph
-    from stowage.plan.validate import validate
 
     dims = {k: int(v) for k, v in (d.rsplit("=", 1) for d in args.dim)}
 
@@ -73,16 +71,7 @@ def main() -> int:
         return load_model(name, element_bytes=1, dims=dims or None, in_place=True, qdq="fold")
 
     def run(name: str, cap: int, solver: str) -> tuple[str, Any]:
-        g = load(name)
-        t0 = time.perf_counter()
-        try:
-            plan = compile_plan(g, capacity=cap, solver=solver, time_limit=args.time_limit)
-        except StowageError as exc:
-            return f"refused ({str(exc)[:60]})", None
-        dt = time.perf_counter() - t0
-        judged = g.without_concats if g.without_concats is not None and not plan.options.concat_in_place else g
-        ok = validate(judged, plan).ok
-        return f"{dt:.1f}{' (time)' if plan.solver.stopped_by else ''}", (plan, ok)
+        return timed_plan(load(name), cap, solver, None, args.time_limit)
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; machine: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}; target ethos-u55-256; 8-bit; activations only; --time-limit {args.time_limit:g}")

@@ -35,6 +35,25 @@ sys.path.insert(0, str(ROOT))
 from tiling import CNNS  # noqa: E402  (benchmarks/, next to this script: the same suite CNNs)
 
 
+def timed_plan(g: Any, cap: int, solver: str, params: dict[str, Any] | None, time_limit: float) -> tuple[str, Any]:
+    """Compile ``g`` at ``cap`` and judge the plan with the validator: ``(seconds, with
+    "(time)" when a wall-clock stop shaped it, (plan, valid))``, or ``("refused (...)", None)``
+    (also ``benchmarks/exact_orders.py``)."""
+    from stowage.api import compile as compile_plan
+    from stowage.errors import StowageError
+    from stowage.plan.validate import validate
+
+    t0 = time.perf_counter()
+    try:
+        plan = compile_plan(g, capacity=cap, solver=solver, params=params, time_limit=time_limit)
+    except StowageError as exc:
+        return f"refused ({str(exc)[:60]})", None
+    dt = time.perf_counter() - t0
+    judged = g.without_concats if g.without_concats is not None and not plan.options.concat_in_place else g
+    ok = validate(judged, plan).ok
+    return f"{dt:.1f}{' (time)' if plan.solver.stopped_by else ''}", (plan, ok)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", nargs="*", default=list(CNNS))
@@ -49,13 +68,10 @@ def main() -> int:
     ap.add_argument("--time-limit", type=float, default=10.0)
     args = ap.parse_args()
 
-    from stowage.api import compile as compile_plan
     from stowage.api import load_model
-    from stowage.errors import StowageError
     from stowage.ir.graph import Graph
     from stowage.ir.inplace import fuse_in_place
     from stowage.ir.onnx_import import load_graph
-    from stowage.plan.validate import validate
 
     dims = {k: int(v) for k, v in (d.rsplit("=", 1) for d in args.dim)}
 
@@ -65,17 +81,8 @@ def main() -> int:
         return load_model(name, element_bytes=args.element_bytes, dims=dims or None, in_place=True, qdq="fold")
 
     def run(name: str, cap: int, reorder: str) -> tuple[str, Any]:
-        g = load(name)
         params = {"reorder": tuple(x for x in reorder.split(",") if x)}
-        t0 = time.perf_counter()
-        try:
-            plan = compile_plan(g, capacity=cap, solver=args.solver, params=params, time_limit=args.time_limit)
-        except StowageError as exc:
-            return f"refused ({str(exc)[:60]})", None
-        dt = time.perf_counter() - t0
-        judged = g.without_concats if g.without_concats is not None and not plan.options.concat_in_place else g
-        ok = validate(judged, plan).ok
-        return f"{dt:.1f}{' (time)' if plan.solver.stopped_by else ''}", (plan, ok)
+        return timed_plan(load(name), cap, args.solver, params, args.time_limit)
 
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}; machine: {os.cpu_count()} cores, load "
           f"{os.getloadavg()[0]:.2f}; target ethos-u55-256; activations only; --solver {args.solver} "
