@@ -95,10 +95,15 @@ class OutputCheck:
     max_abs_diff: float
     matches_kernels: bool = True
     present: bool = True
+    #: Band roundings the run accepted (a folded QDQ group's float core one quantization step
+    #: from the whole tensor's, ``Simulator._follow``) when this output matches the kernels
+    #: but not the whole-model run: the difference is theirs (docs/tiling.md), and the output
+    #: passes; 0 otherwise.
+    band_roundings: int = 0
 
     @property
     def ok(self) -> bool:
-        return self.present and self.matches_kernels and self.close
+        return self.present and self.matches_kernels and (self.close or self.band_roundings > 0)
 
 
 @dataclass(frozen=True)
@@ -129,7 +134,7 @@ class SimResult:
             if not o.matches_kernels:
                 return (f"graph output '{o.name}' differs from the node-by-node reference run "
                         "(the plan does not compute it)")
-            if not o.close:
+            if not o.close and not o.band_roundings:
                 return f"graph output '{o.name}' differs from ONNX Runtime (max abs diff {o.max_abs_diff:g})"
         return None
 
@@ -617,6 +622,8 @@ class Simulator:
         self.rtol_atol = output_tolerance(self.orig)
         # Buffers computed from corrupted operands: wrong by consequence, not reported again.
         self.tainted: set[int] = set()
+        #: Band roundings accepted (``_follow`` of an int8 band one step from the reference).
+        self.band_roundings = 0
         self.shadow: dict[str, np.ndarray] = {}
         #: Float tensors inside folded QDQ groups (``stowage.ir.qdq``): no buffer, never in
         #: memory; the value a member computed and whether its operands were clean.
@@ -1360,6 +1367,8 @@ class Simulator:
                 if close:
                     # Float kernels on fewer rows may round differently: the shadow follows
                     # the plan's values (the final outputs are compared within tolerance).
+                    if value.dtype.kind in "iu":
+                        self.band_roundings += 1
                     self._follow(out, st.out_lo, st.out_hi, value)
                 else:
                     self.corrupt(s, None, f"rows [{st.out_lo}, {st.out_hi}) of '{out}' computed from correct operand "
@@ -1669,7 +1678,12 @@ class Simulator:
                 close = bool(np.allclose(a, b, rtol=RTOL, atol=ATOL, equal_nan=True)) or diff <= atol + rtol * scale
             else:
                 diff, close = float("inf"), False
-            checks.append(OutputCheck(name, False, close, diff, kernels))
+            # The plan reproduces the one-node kernels (``kernels``) but not the whole-model run:
+            # with band roundings accepted on the way, the difference is theirs (each one a
+            # float core within tolerance, rounded one quantization step over), so the output
+            # passes and says how many (issue 14: a correct plan never fails).
+            flips = self.band_roundings if kernels and not close else 0
+            checks.append(OutputCheck(name, False, close, diff, kernels, True, flips))
         return checks
 
     def reference_outputs(self) -> dict[str, np.ndarray]:

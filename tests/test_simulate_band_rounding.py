@@ -29,7 +29,7 @@ from stowage.simulate import NodeRunner, simulate
 H, W, C = 16, 8, 2
 
 
-def _qdq_model():
+def _qdq_model(relu: bool = True):
     s = numpy_helper.from_array(np.array(1.0, np.float32), "s")
     z = numpy_helper.from_array(np.array(0, np.int8), "z")
     ws = numpy_helper.from_array(np.array(0.5, np.float32), "ws")
@@ -50,18 +50,28 @@ def _qdq_model():
         n("Relu", ["c2d"], ["r"], name="relu"),
         n("QuantizeLinear", ["r", "s", "z"], ["rq"], name="qr"),
         n("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dqy"),
+    ] if relu else [
+        n("QuantizeLinear", ["x", "s", "z"], ["xq"], name="qx"),
+        n("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dqx"),
+        n("DequantizeLinear", ["w1q", "ws", "z"], ["w1"], name="dqw1"),
+        n("Conv", ["xd", "w1"], ["c1"], name="conv1", kernel_shape=[1, 1]),
+        n("QuantizeLinear", ["c1", "s", "z"], ["c1q"], name="qc1"),
+        n("DequantizeLinear", ["c1q", "s", "z"], ["c1d"], name="dqc1"),
+        n("DequantizeLinear", ["w2q", "ws", "z"], ["w2"], name="dqw2"),
+        n("Conv", ["c1d", "w2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
+        n("QuantizeLinear", ["c2", "s", "z"], ["c2q"], name="qc2"),
+        n("DequantizeLinear", ["c2q", "s", "z"], ["y"], name="dqy"),
     ]
     g = helper.make_graph(nodes, "band_rounding", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, W])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, C, H, W])], [s, z, ws, w1, w2])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
 
 
-@pytest.fixture()
-def case(tmp_path, monkeypatch):
+def _case(tmp_path, monkeypatch, relu: bool = True):
     import onnx
 
     path = tmp_path / "band_rounding.onnx"
-    onnx.save(_qdq_model(), path)
+    onnx.save(_qdq_model(relu), path)
     graph = load_model(path, in_place=True, qdq="fold")
     plan = compile_plan(graph, capacity=160, time_limit=5)
     run = NodeRunner.run
@@ -76,6 +86,11 @@ def case(tmp_path, monkeypatch):
 
     monkeypatch.setattr(NodeRunner, "run", rounding_on_bands)
     return path, graph, plan, bands
+
+
+@pytest.fixture()
+def case(tmp_path, monkeypatch):
+    return _case(tmp_path, monkeypatch)
 
 
 def test_a_band_rounding_the_other_way_is_no_corruption(case) -> None:
@@ -102,3 +117,18 @@ def test_a_dropped_row_load_is_still_caught_under_band_rounding(case) -> None:
     r = simulate(path, graph, dataclasses.replace(plan, cascades=tuple(cascades)))
     assert not r.ok
     assert "row" in r.first_problem
+
+
+def test_band_roundings_that_reach_an_output_pass_and_are_counted(tmp_path, monkeypatch) -> None:
+    """The same graph without the Relu: the flipped values reach the graph output, which then
+    equals the node-by-node run of the plan's kernels but not ONNX Runtime's whole-model run
+    (one quantization step, 1.0, at each flipped element).  The output passes, and says how
+    many band roundings were accepted; it failed before ("differs from ONNX Runtime")."""
+    path, graph, plan, bands = _case(tmp_path, monkeypatch, relu=False)
+    r = simulate(path, graph, plan)
+    assert bands
+    assert r.ok, r.first_problem
+    (out,) = r.outputs
+    assert out.matches_kernels and not out.exact and not out.close
+    assert out.band_roundings > 0 and out.max_abs_diff == 1.0
+

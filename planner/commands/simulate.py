@@ -50,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
             "corruptions": [{"step": c.step, "buffer": c.buffer, "message": c.message} for c in result.corruptions],
             "outputs": [{"name": o.name, "bit_exact": o.exact, "within_tolerance": o.close,
                          "matches_kernels": o.matches_kernels, "present": o.present,
-                         "max_abs_diff": o.max_abs_diff} for o in result.outputs],
+                         "max_abs_diff": o.max_abs_diff, "band_roundings": o.band_roundings}
+                        for o in result.outputs],
             "tolerance": result.tolerance,
             "random_weights": result.random_weights,
             "operators_run_by": dict(result.ops_by_runtime),
@@ -78,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
             how = "DIFFERS from the node-by-node reference run"
         else:
             how = "bit-exact" if o.exact else (f"within tolerance (max abs diff {o.max_abs_diff:g})" if o.close
+                                               else f"max abs diff {o.max_abs_diff:g} through {o.band_roundings} "
+                                               "accepted band rounding(s) of QDQ float cores (docs/tiling.md)"
+                                               if o.band_roundings
                                                else f"DIFFERS (max abs diff {o.max_abs_diff:g})")
             how += " vs ONNX Runtime"
         print(f"output {o.name}: {how}")
