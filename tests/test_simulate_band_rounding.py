@@ -46,22 +46,14 @@ def _qdq_model(relu: bool = True):
         n("DequantizeLinear", ["w2q", "ws", "z"], ["w2"], name="dqw2"),
         n("Conv", ["c1d", "w2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
         n("QuantizeLinear", ["c2", "s", "z"], ["c2q"], name="qc2"),
-        n("DequantizeLinear", ["c2q", "s", "z"], ["c2d"], name="dqc2"),
-        n("Relu", ["c2d"], ["r"], name="relu"),
-        n("QuantizeLinear", ["r", "s", "z"], ["rq"], name="qr"),
-        n("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dqy"),
-    ] if relu else [
-        n("QuantizeLinear", ["x", "s", "z"], ["xq"], name="qx"),
-        n("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="dqx"),
-        n("DequantizeLinear", ["w1q", "ws", "z"], ["w1"], name="dqw1"),
-        n("Conv", ["xd", "w1"], ["c1"], name="conv1", kernel_shape=[1, 1]),
-        n("QuantizeLinear", ["c1", "s", "z"], ["c1q"], name="qc1"),
-        n("DequantizeLinear", ["c1q", "s", "z"], ["c1d"], name="dqc1"),
-        n("DequantizeLinear", ["w2q", "ws", "z"], ["w2"], name="dqw2"),
-        n("Conv", ["c1d", "w2"], ["c2"], name="conv2", kernel_shape=[1, 1]),
-        n("QuantizeLinear", ["c2", "s", "z"], ["c2q"], name="qc2"),
-        n("DequantizeLinear", ["c2q", "s", "z"], ["y"], name="dqy"),
     ]
+    if relu:
+        nodes += [n("DequantizeLinear", ["c2q", "s", "z"], ["c2d"], name="dqc2"),
+                  n("Relu", ["c2d"], ["r"], name="relu"),
+                  n("QuantizeLinear", ["r", "s", "z"], ["rq"], name="qr"),
+                  n("DequantizeLinear", ["rq", "s", "z"], ["y"], name="dqy")]
+    else:
+        nodes.append(n("DequantizeLinear", ["c2q", "s", "z"], ["y"], name="dqy"))
     g = helper.make_graph(nodes, "band_rounding", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, C, H, W])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, C, H, W])], [s, z, ws, w1, w2])
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
