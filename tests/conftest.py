@@ -33,7 +33,9 @@ def pytest_sessionstart(session: object) -> None:
 def step_clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], None]:
     """``time.perf_counter`` advancing ``step`` seconds per reading from the moment it is
     switched on: the scheduler reads the clock once per DP layer, per beam layer and per 16
-    local-search moves, so elapsed "time" is proportional to its work, as on a slow machine."""
+    local-search moves, so elapsed "time" is proportional to its work, as on a slow machine
+    (the compiled packer reads it through numba's object mode, so it sees the patch too:
+    tests/test_exact_pack_work.py)."""
     def switch(step: float) -> None:
         ticks = [0]
 

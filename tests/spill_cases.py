@@ -88,3 +88,8 @@ def random_models(draw, max_ops: int = 10) -> onnx.ModelProto:
 
 def fanout_graph(width: int = 16) -> Graph:
     return import_model(fanout_model(width), element_bytes=1)
+
+
+def same(a, b) -> bool:
+    """Two plans with the same steps, placements and transfers (solver info aside)."""
+    return (a.steps, a.placements, a.transfers) == (b.steps, b.placements, b.transfers)

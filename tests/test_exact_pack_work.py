@@ -14,7 +14,6 @@ the work done."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -37,24 +36,6 @@ H = DATA / "challenging" / "H.1048576.csv"
 H_NODES = 9513
 
 ENGINES = [pytest.param("jit", marks=pytest.mark.slow), "python"]  # jit: a cold numba compile
-
-
-@pytest.fixture
-def step_clock(monkeypatch):
-    """``time.perf_counter`` advancing ``step`` seconds per reading from the moment it is
-    switched on (the compiled kernel reads it through numba's object mode, so it sees the
-    patch too)."""
-    def switch(step: float) -> list[int]:
-        ticks = [0]
-
-        def clock() -> float:
-            ticks[0] += 1
-            return 1000.0 + step * ticks[0]
-
-        monkeypatch.setattr(time, "perf_counter", clock)
-        return ticks
-
-    return switch
 
 
 def test_the_budget_is_a_node_count_proportional_to_the_time_argument() -> None:

@@ -20,15 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stowage.ir.lifetimes import m_r, peak_live
-from stowage.plan import Plan
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
-from tests.spill_cases import random_graphs, two_level
+from tests.spill_cases import random_graphs, same, two_level
 from tests.test_on_time import layered_graph
-
-
-def same(a: Plan, b: Plan) -> bool:
-    return (a.steps, a.placements, a.transfers) == (b.steps, b.placements, b.transfers)
 
 
 def between(g, share: float, weights: bool = False) -> int:

@@ -38,13 +38,9 @@ from stowage.solvers.tiling.bound import tiled_lower_bound
 from stowage.solvers.tiling.plan import MACRO_MIN, MACRO_SHARE, macro_limit
 from stowage.solvers.tiling.runs import RUN_EVALS_PER_SECOND, WORK, run_work
 from stowage.solvers.work_meter import STEPS_PER_SECOND, Work
-from tests.spill_cases import two_level
+from tests.spill_cases import same, two_level
 from tests.test_on_time import layered_graph
 from tests.test_tiling import conv_chain
-
-
-def same(a, b) -> bool:
-    return (a.steps, a.placements, a.transfers) == (b.steps, b.placements, b.transfers)
 
 
 def between(g, share: float) -> int:

@@ -35,12 +35,8 @@ from stowage.solvers.exact.auto import (
 from stowage.solvers.exact.params import ExactParams
 from stowage.solvers.problem import Problem
 from stowage.solvers.registry import solve
-from tests.spill_cases import two_level
+from tests.spill_cases import same, two_level
 from tests.test_on_time import layered_graph
-
-
-def same(a, b) -> bool:
-    return (a.steps, a.placements, a.transfers) == (b.steps, b.placements, b.transfers)
 
 
 def test_the_safety_stop_is_up_to_three_budgets_within_the_room() -> None:
