@@ -270,8 +270,7 @@ def test_a_qdq_broadcast_operand_made_in_the_cascade_ends_it(tmp_path: Path) -> 
     made in the same run, so the run is no cascade, as for the float block.  Before, the folded
     group's float operand names hid the read: PP-OCRv4 det in QDQ int8 at 64 KiB got such a
     cascade, which the validator refused ("reads 'hardsigmoid_8...' whole, but its row 0: it
-    was overwritten"; with rings, "it is not produced yet").  A row-held tensor read whole is
-    also never addressed by slot (``RowLifetimes.whole_reads``)."""
+    was overwritten"; with rings, "it is not produced yet")."""
     import numpy as np
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 

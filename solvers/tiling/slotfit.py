@@ -115,8 +115,8 @@ def slot_peak(part: Partitioner, i: int, j: int, h: int, pace: int, dram: frozen
     lives = cache.lives.get(key)
     if lives is None:
         lives = cache.lives[key] = row_lifetimes(part.g, prog)
-    if room <= 0 or lives.peak > room or lives.whole_reads:
-        return None   # (a whole read of a row-held tensor: rings only, ``RowLifetimes.whole_reads``)
+    if room <= 0 or lives.peak > room:
+        return None
     if cache.optimistic:
         # Taken on its live rows; ``finish`` packs it if a partition chooses it (no packing
         # here: the search tries hundreds of segments and chooses a dozen).

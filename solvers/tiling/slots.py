@@ -56,11 +56,6 @@ class RowLifetimes:
     rows: tuple[RowLife, ...]
     peak: int
     at: int | None
-    #: Some stripe reads a tensor the program holds in rows whole (a broadcast operand made in
-    #: the cascade: a QDQ squeeze-and-excitation scale).  Such a program is not addressed by
-    #: slot (``slot_layout`` and ``slotfit`` refuse it): its rings keep that row in place, while
-    #: a slot-addressed row has no placement of its own for a whole read.
-    whole_reads: bool = False
 
 
 def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
@@ -94,29 +89,7 @@ def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
         else:
             got[1] = max(got[1], k)
 
-    # A folded QDQ group's float operand -> the int8 tensor its DequantizeLinear reads (the
-    # stripe's operator is the group's core; its operands have no buffers of their own).
-    int8_of = {m.outputs[0]: m.inputs[0] for m in graph.operators
-               if m.op_type == "DequantizeLinear" and m.inputs and m.outputs
-               and m.outputs[0] not in graph.tensor_buffer}
-    from stowage.ir.tiling import rows as tensor_rows
-
-    whole_reads = False
     for k, st in enumerate(program.stripes):
-        # An operand the stripe reads whole (a broadcast over H, as a squeeze-and-excitation
-        # scale of one row) that the cascade holds in rows: every row of it is read now, as
-        # the validator's rule 8 (``whole_reads``) checks.  Without this its rows' lifetimes
-        # ended at their last read in rows, and a slot packing could give their bytes to other
-        # rows while later stripes still read them (PP-OCRv4 det, QDQ int8, at 64 KiB: an
-        # invalid plan the validator refused).
-        spatial = {name for name, _lo, _hi in st.inputs}
-        for name in dict.fromkeys(n for n in graph.operators[st.op].inputs if n):
-            name = int8_of.get(name, name)
-            b = holder(name) if name not in spatial else None
-            if b is not None:
-                whole_reads = True
-                for r in range(tensor_rows(graph, graph.tensors[name])):
-                    touch(b, r, k)
         for x in st.transfers:
             b = holder(x.tensor)
             if b is not None:
@@ -135,7 +108,7 @@ def row_lifetimes(graph: Graph, program: Program) -> RowLifetimes:
     rows = tuple(RowLife(b, r, v, f, last, buffer_row_bytes(graph, b))
                  for (b, r, v), (f, last) in sorted(span.items()))
     peak, at = peak_live_at(rows)
-    return RowLifetimes(rows, peak, at, whole_reads)
+    return RowLifetimes(rows, peak, at)
 
 
 def _result(graph: Graph, op_index: int) -> str:
@@ -208,7 +181,7 @@ def slot_layout(graph: Graph, program: Program, time_limit: float = 30.0, capaci
         return None
     if lives is None:
         lives = row_lifetimes(graph, program)
-    if not lives.rows or lives.whole_reads or (capacity is not None and lives.peak > capacity):
+    if not lives.rows or (capacity is not None and lives.peak > capacity):
         return None
     packed = pack_rows_within(lives, capacity, work=work, time_limit=time_limit, exact_work=exact_work,
                               exact_wall=exact_wall)
